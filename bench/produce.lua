@@ -1,0 +1,97 @@
+-- klua side of the produce benchmark; the baseline is bench/raw_produce.cpp.
+--
+--   klua run bench/produce.lua [--count N] [--size S] [--warmup W] [--topic NAME]
+--
+-- Same job as the raw loop: a 32-partition topic on klua's embedded mock
+-- cluster, a producer with klua's default configuration, a warm-up of W
+-- messages (flushed, not timed), then N messages of S bytes timed from just
+-- before the first send until the last delivery report has been seen.
+-- Prints one line of JSON:
+--   {"msgs":N,"bytes":S,"seconds":T,"msgs_per_s":R,"delivered":D,"errors":E}
+
+local count, size, warmup, topic = 1000000, 100, 10000, "bench"
+
+local args = arg or {}
+local i = 1
+while args[i] ~= nil do
+  local a = args[i]
+  local function value()
+    local v = args[i + 1]
+    if v == nil then error("missing value for " .. a, 0) end
+    i = i + 1
+    return v
+  end
+  local function number()
+    local s = value()
+    local n = tonumber(s)
+    if not n or n < 0 or n ~= math.floor(n) then error("bad value for " .. a .. ": " .. s, 0) end
+    return n
+  end
+  if a == "--count" then count = number()
+  elseif a == "--size" then size = number()
+  elseif a == "--warmup" then warmup = number()
+  elseif a == "--topic" then topic = value()
+  else error("unknown argument " .. tostring(a), 0) end
+  i = i + 1
+end
+
+klua.embedded.create_topic(topic, 32, 1)
+
+local delivered, errors, first_error = 0, 0, nil
+local target, t_last = -1, nil -- reports count that ends the timed phase, and when it was reached
+
+local p = klua.producer{
+  on_delivery = function(report, err)
+    if err == nil then
+      delivered = delivered + 1
+    else
+      errors = errors + 1
+      if first_error == nil then first_error = tostring(err) end
+    end
+    if delivered + errors == target then t_last = klua.now() end
+  end,
+}
+
+local payload = string.rep("x", size)
+
+-- Sends n messages and waits for all their delivery reports. Returns seconds
+-- from just before the first send until the last report was handled.
+local function batch(n)
+  local base = delivered + errors
+  target = base + n
+  t_last = nil
+  local msg = { topic = topic, value = payload }
+  local t0 = klua.now()
+  for _ = 1, n do
+    local _, err = p:send(msg)
+    if err ~= nil then error("send: " .. tostring(err), 0) end
+  end
+  local ok, err = p:flush(60000)
+  if not ok then error("flush: " .. tostring(err), 0) end
+  -- flush() returns once librdkafka has nothing outstanding; in case the last
+  -- callbacks are still queued for the loop, give them a moment.
+  local deadline = klua.now() + 10000
+  while delivered + errors < target and klua.now() < deadline do klua.sleep(1) end
+  if delivered + errors < target then
+    error(("only %d of %d delivery reports arrived"):format(delivered + errors - base, n), 0)
+  end
+  return ((t_last or klua.now()) - t0) / 1000
+end
+
+if warmup > 0 then
+  batch(warmup)
+  if errors > 0 then error("warm-up delivery failed: " .. tostring(first_error), 0) end
+end
+local d0, e0 = delivered, errors
+
+local secs = batch(count)
+
+local d, e = delivered - d0, errors - e0
+print(('{"msgs":%d,"bytes":%d,"seconds":%.6f,"msgs_per_s":%.1f,"delivered":%d,"errors":%d}'):format(
+  count, size, secs, secs > 0 and count / secs or 0, d, e))
+io.stdout:flush()
+p:close()
+if e > 0 then
+  io.stderr:write("produce.lua: first delivery error: ", tostring(first_error), "\n")
+  os.exit(1)
+end

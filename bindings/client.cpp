@@ -1,0 +1,372 @@
+#include "bindings/client.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+
+namespace klua {
+
+ErrorSpec kafka_error(rd_kafka_resp_err_t code, std::string message) {
+  ErrorSpec e;
+  e.code = code;
+  e.name = rd_kafka_err2name(code);
+  e.message = message.empty() ? rd_kafka_err2str(code) : std::move(message);
+  e.kafka = true;
+  switch (code) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+      e.retriable = true;
+      break;
+    default:
+      break;
+  }
+  return e;
+}
+
+ErrorSpec kafka_error(const rd_kafka_error_t* err) {
+  ErrorSpec e = kafka_error(rd_kafka_error_code(err), rd_kafka_error_string(err));
+  e.retriable = rd_kafka_error_is_retriable(err);
+  e.fatal = rd_kafka_error_is_fatal(err);
+  e.txn_requires_abort = rd_kafka_error_txn_requires_abort(err);
+  return e;
+}
+
+int kafka_nil_error(lua_State* L, rd_kafka_resp_err_t code, std::string message, const std::string& topic,
+                    int partition) {
+  ErrorSpec e = kafka_error(code, std::move(message));
+  e.topic = topic;
+  if (partition >= 0) e.partition = partition;
+  return nil_error(L, e);
+}
+
+bool is_secret_property(const std::string& key) {
+  static const char* words[] = {"password", "secret", "token", "sasl.oauthbearer.config", "ssl.key.pem",
+                                "ssl_key", "sasl.jaas"};
+  return std::any_of(std::begin(words), std::end(words),
+                     [&](const char* w) { return key.find(w) != std::string::npos; });
+}
+
+static std::string redact(std::string text, const std::string& key, const std::string& value) {
+  if (!is_secret_property(key) || value.empty()) return text;
+  for (size_t pos; (pos = text.find(value)) != std::string::npos;) text.replace(pos, value.size(), "***");
+  return text;
+}
+
+static std::string lua_value_to_property(lua_State* L, int idx, const std::string& key, const char* what) {
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+      size_t n;
+      const char* s = lua_tolstring(L, idx, &n);
+      return std::string(s, n);
+    }
+    case LUA_TNUMBER: {
+      double d = lua_tonumber(L, idx);
+      if (std::floor(d) == d && std::fabs(d) < 9.007199254740992e15) return fmt::format("{}", static_cast<long long>(d));
+      return fmt::format("{}", d);
+    }
+    case LUA_TBOOLEAN:
+      return lua_toboolean(L, idx) ? "true" : "false";
+    default:
+      luaL_error(L, "%s: property \"%s\" must be a string, number or boolean, got %s", what, key.c_str(),
+                 luaL_typename(L, idx));
+      return {};
+  }
+}
+
+static void set_property(lua_State* L, rd_kafka_conf_t* conf, const std::string& key, const std::string& value,
+                         const char* what, const std::string& source) {
+  char errstr[512];
+  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+    std::string reason = redact(errstr, key, value);
+    rd_kafka_conf_destroy(conf);
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.op = what;
+    e.message = fmt::format("{}: bad configuration property \"{}\" (from {}): {}", what, key, source, reason);
+    raise_error(L, e);
+  }
+}
+
+ClientOptions build_client_options(lua_State* L, int idx, const char* what,
+                                   const std::vector<std::pair<std::string, std::string>>& defaults,
+                                   const std::vector<std::string>& allowed_options) {
+  Runtime& rt = Runtime::from(L);
+  ClientOptions o;
+  o.conf = rd_kafka_conf_new();
+  for (const auto& [k, v] : defaults) set_property(L, o.conf, k, v, what, "klua's defaults");
+  bool brokers_named = false;
+  for (const auto& e : rt.config()) {
+    set_property(L, o.conf, e.key, e.value, what, e.source);
+    if (e.key == "bootstrap.servers" || e.key == "metadata.broker.list") brokers_named = true;
+  }
+  if (idx != 0) {
+    if (idx < 0) idx = lua_gettop(L) + idx + 1;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    bool has_group = false, has_group_id = false;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        rd_kafka_conf_destroy(o.conf);
+        luaL_error(L, "%s: option keys must be strings, got a %s key", what, luaL_typename(L, -2));
+      }
+      std::string key = lua_tostring(L, -2);
+      if (key.find('.') != std::string::npos) {
+        if (key == "group.id") has_group_id = true;
+        if (key == "bootstrap.servers" || key == "metadata.broker.list") brokers_named = true;
+        std::string value = lua_value_to_property(L, -1, key, what);
+        set_property(L, o.conf, key, value, what, "the script's table");
+      } else if (key == "brokers") {
+        brokers_named = true;
+        std::string value = lua_value_to_property(L, -1, key, what);
+        set_property(L, o.conf, "bootstrap.servers", value, what, "the script's table (brokers)");
+      } else if (key == "on_error" || key == "on_log" || key == "on_stats") {
+        if (!lua_isfunction(L, -1)) {
+          rd_kafka_conf_destroy(o.conf);
+          luaL_error(L, "%s: option '%s' must be a function, got %s", what, key.c_str(), luaL_typename(L, -1));
+        }
+        lua_pushvalue(L, -1);
+        int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        (key == "on_error" ? o.on_error : key == "on_log" ? o.on_log : o.on_stats) = ref;
+      } else if (std::find(allowed_options.begin(), allowed_options.end(), key) != allowed_options.end()) {
+        if (key == "group") has_group = true;
+        o.klua_keys.push_back(key);
+      } else {
+        std::string known = "brokers, on_error, on_log, on_stats";
+        for (const auto& a : allowed_options) known += ", " + a;
+        rd_kafka_conf_destroy(o.conf);
+        luaL_error(L, "%s: unknown option '%s' (librdkafka properties contain a dot; klua's options are: %s)",
+                   what, key.c_str(), known.c_str());
+      }
+      lua_pop(L, 1);
+    }
+    if (has_group && has_group_id) {
+      rd_kafka_conf_destroy(o.conf);
+      luaL_error(L, "%s: give either 'group' or 'group.id', not both", what);
+    }
+  }
+  if (!brokers_named) {
+    // Nothing names a broker: use the embedded cluster (decided from configuration only).
+    o.embedded = true;
+    o.bootstrap = embedded_bootstrap(rt);
+    set_property(L, o.conf, "bootstrap.servers", o.bootstrap, what, "the embedded cluster");
+  }
+  set_property(L, o.conf, "log.queue", "true", what, "klua");
+  return o;
+}
+
+rd_kafka_t* new_handle(lua_State* L, rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what) {
+  char errstr[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.op = what;
+    e.message = fmt::format("{}: cannot create the client: {}", what, errstr);
+    raise_error(L, e);
+  }
+  return rk;
+}
+
+std::string topic_name_problem(const char* name, size_t len) {
+  if (len == 0) return "a topic name must not be empty";
+  if (len > 249) return fmt::format("a topic name has at most 249 characters (this one has {})", len);
+  if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+    return "a topic name cannot be \".\" or \"..\"";
+  for (size_t i = 0; i < len; ++i) {
+    unsigned char c = static_cast<unsigned char>(name[i]);
+    if (!(std::isalnum(c) || c == '.' || c == '_' || c == '-'))
+      return fmt::format("a topic name may contain only ASCII letters, digits, '.', '_' and '-' "
+                         "(found {} at position {})",
+                         std::isprint(c) ? fmt::format("'{}'", static_cast<char>(c)) : fmt::format("byte 0x{:02x}", c),
+                         i + 1);
+  }
+  return {};
+}
+
+bool opt_number_field(lua_State* L, int idx, const char* key, double* out) {
+  lua_getfield(L, idx, key);
+  bool has = !lua_isnil(L, -1);
+  if (has) {
+    if (!lua_isnumber(L, -1)) luaL_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+    *out = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return has;
+}
+
+// ---- QueueWatcher ------------------------------------------------------------
+
+QueueWatcher::QueueWatcher(uv_loop_t* loop, rd_kafka_queue_t* q, std::function<void()> on_ready)
+    : q_(q), on_ready_(std::move(on_ready)) {
+  fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd_ < 0) throw std::runtime_error("eventfd failed");
+  static const uint64_t one = 1;
+  rd_kafka_queue_io_event_enable(q_, fd_, &one, sizeof one);
+  poll_ = new uv_poll_t;
+  uv_poll_init(loop, poll_, fd_);
+  poll_->data = this;
+  uv_poll_start(poll_, UV_READABLE, on_poll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  idle_ = new uv_idle_t;
+  uv_idle_init(loop, idle_);
+  idle_->data = this;
+  // Events queued before the fd was attached never trigger a write: drain once by hand.
+  schedule();
+}
+
+QueueWatcher::~QueueWatcher() { close(); }
+
+void QueueWatcher::close() {
+  if (!poll_) return;
+  rd_kafka_queue_io_event_enable(q_, -1, nullptr, 0);
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(idle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
+  poll_ = nullptr;
+  idle_ = nullptr;
+  ::close(fd_);
+  fd_ = -1;
+}
+
+void QueueWatcher::schedule() {
+  if (!idle_) return;
+  uv_idle_start(idle_, [](uv_idle_t* h) {
+    uv_idle_stop(h);
+    auto* self = static_cast<QueueWatcher*>(h->data);
+    self->on_ready_();
+  });
+}
+
+void QueueWatcher::on_poll(uv_poll_t* h, int status, int events) {
+  auto* self = static_cast<QueueWatcher*>(h->data);
+  uint64_t v;
+  while (read(self->fd_, &v, sizeof v) > 0) {
+  }
+  self->on_ready_();
+}
+
+// ---- Client --------------------------------------------------------------------
+
+Client::~Client() {}
+
+void Client::set_hooks(const ClientOptions& o) {
+  on_error_ = o.on_error;
+  on_log_ = o.on_log;
+  on_stats_ = o.on_stats;
+}
+
+void Client::release_hooks() {
+  lua_State* L = rt_.lua();
+  for (int* r : {&on_error_, &on_log_, &on_stats_}) {
+    luaL_unref(L, LUA_REGISTRYINDEX, *r);
+    *r = LUA_NOREF;
+  }
+}
+
+bool Client::handle_common_event(rd_kafka_event_t* ev) {
+  lua_State* L = rt_.lua();
+  switch (rd_kafka_event_type(ev)) {
+    case RD_KAFKA_EVENT_ERROR: {
+      rd_kafka_resp_err_t code = rd_kafka_event_error(ev);
+      std::string msg = rd_kafka_event_error_string(ev);
+      ErrorSpec e = kafka_error(code, msg);
+      e.op = kind_;
+      if (rd_kafka_event_error_is_fatal(ev)) {
+        char buf[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk_, buf, sizeof buf);
+        e = kafka_error(orig, buf);
+        e.fatal = true;
+        e.op = kind_;
+      }
+      if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        all_brokers_down_ = true;
+        on_all_brokers_down();
+      }
+      if (on_error_ != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
+        push_error(L, e);
+        call_hook(L, 1, 0);
+      } else {
+        fmt::print(stderr, "klua: {} error: {}: {}\n", kind_, e.name, e.message);
+      }
+      if (e.fatal) on_fatal(e.message);
+      return true;
+    }
+    case RD_KAFKA_EVENT_LOG: {
+      const char *fac, *str;
+      int level;
+      rd_kafka_event_log(ev, &fac, &str, &level);
+      if (on_log_ != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, on_log_);
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, level);
+        lua_setfield(L, -2, "level");
+        lua_pushstring(L, fac);
+        lua_setfield(L, -2, "facility");
+        lua_pushstring(L, str);
+        lua_setfield(L, -2, "message");
+        call_hook(L, 1, 0);
+      } else if (level <= 4 || rt_.config_value("debug")) {
+        fmt::print(stderr, "klua: {} log {} [{}]: {}\n", kind_, level, fac, str);
+      }
+      return true;
+    }
+    case RD_KAFKA_EVENT_STATS: {
+      if (on_stats_ != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, on_stats_);
+        lua_getfield(L, LUA_REGISTRYINDEX, "klua.json.decode");
+        const char* json = rd_kafka_event_stats(ev);
+        lua_pushstring(L, json);
+        if (lua_isfunction(L, -2)) {
+          lua_call(L, 1, 1);
+        } else {
+          lua_remove(L, -2);
+        }
+        call_hook(L, 1, 0);
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// ---- module ------------------------------------------------------------------------
+
+static int l_librdkafka_version(lua_State* L) {
+  lua_pushstring(L, rd_kafka_version_str());
+  return 1;
+}
+
+void open_kafka_common(Runtime& rt, lua_State* L, int klua_table) {
+  // klua.errors gets every librdkafka error name.
+  lua_getfield(L, klua_table, "errors");
+  const rd_kafka_err_desc* descs;
+  size_t n;
+  rd_kafka_get_err_descs(&descs, &n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!descs[i].name) continue;
+    lua_pushstring(L, descs[i].name);
+    lua_setfield(L, -2, descs[i].name);
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_librdkafka_version);
+  lua_setfield(L, klua_table, "librdkafka_version");
+}
+
+}  // namespace klua

@@ -1,0 +1,108 @@
+// What producer and consumer share: configuration from the runtime's layers and
+// the script's table, the embedded cluster decision, the wake-up fd that brings
+// librdkafka's queue to the loop, client events (error/log/stats hooks), and
+// Kafka error objects.
+#pragma once
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <lua.hpp>
+
+#include "host/error.hpp"
+#include "host/runtime.hpp"
+
+namespace klua {
+
+// A klua error from a librdkafka code.
+ErrorSpec kafka_error(rd_kafka_resp_err_t code, std::string message = {});
+ErrorSpec kafka_error(const rd_kafka_error_t* err);
+int kafka_nil_error(lua_State* L, rd_kafka_resp_err_t code, std::string message = {}, const std::string& topic = {},
+                    int partition = -1);
+
+// Properties whose values are never shown (logs, errors, config dumps).
+bool is_secret_property(const std::string& key);
+
+// Options taken from a constructor table: klua's own (undotted) keys are validated against
+// `allowed`; function values for the hooks are kept in the registry.
+struct ClientOptions {
+  rd_kafka_conf_t* conf = nullptr;  // owned until passed to rd_kafka_new
+  bool embedded = false;
+  std::string bootstrap;
+  // Undotted keys present in the table (the caller reads them from the table itself).
+  std::vector<std::string> klua_keys;
+  int on_error = LUA_NOREF, on_log = LUA_NOREF, on_stats = LUA_NOREF;
+};
+
+// Builds the configuration: runtime layers, then the table at idx (may be 0 for none), then
+// `defaults` applied first so that every layer can override them. Raises naming the property.
+ClientOptions build_client_options(lua_State* L, int idx, const char* what,
+                                   const std::vector<std::pair<std::string, std::string>>& defaults,
+                                   const std::vector<std::string>& allowed_options);
+
+// A non-blocking eventfd that librdkafka writes to when the queue becomes non-empty, watched
+// by an unreferenced uv_poll: Kafka handles do not keep the loop alive by themselves.
+class QueueWatcher {
+ public:
+  QueueWatcher(uv_loop_t* loop, rd_kafka_queue_t* q, std::function<void()> on_ready);
+  ~QueueWatcher();
+  void close();  // stops watching; safe to call twice
+  // Runs on_ready on a later loop turn (when a drain stopped early on purpose).
+  void schedule();
+
+ private:
+  static void on_poll(uv_poll_t* h, int status, int events);
+  rd_kafka_queue_t* q_;
+  std::function<void()> on_ready_;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  uv_idle_t* idle_ = nullptr;
+};
+
+// Base for Kafka handles: hooks, event dispatch of ERROR/LOG/STATS, fatal errors.
+class Client : public Closable {
+ public:
+  Client(Runtime& rt, const char* kind) : rt_(rt), kind_(kind) {}
+  ~Client() override;
+  rd_kafka_t* rk() const { return rk_; }
+  Runtime& runtime() { return rt_; }
+  const char* kind() const { return kind_; }
+  // Handles ERROR, LOG and STATS events; returns false for other types.
+  bool handle_common_event(rd_kafka_event_t* ev);
+  void set_hooks(const ClientOptions& o);
+  void release_hooks();
+  bool all_brokers_down() const { return all_brokers_down_; }
+
+ protected:
+  Runtime& rt_;
+  const char* kind_;
+  rd_kafka_t* rk_ = nullptr;
+  int on_error_ = LUA_NOREF, on_log_ = LUA_NOREF, on_stats_ = LUA_NOREF;
+  bool all_brokers_down_ = false;
+  virtual void on_all_brokers_down() {}
+  virtual void on_fatal(const std::string& message) {}
+};
+
+// Creates the handle from conf (consumed) or raises with librdkafka's reason.
+rd_kafka_t* new_handle(lua_State* L, rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what);
+
+// Kafka's topic name rules. Returns an empty string when valid, else the rule broken.
+std::string topic_name_problem(const char* name, size_t len);
+
+// Reads an optional number field from the table at idx.
+bool opt_number_field(lua_State* L, int idx, const char* key, double* out);
+
+// The embedded mock cluster (bindings/embedded.cpp).
+std::string embedded_bootstrap(Runtime& rt);
+bool embedded_running(Runtime& rt);
+
+// Module openers (called by the runtime with the klua table).
+void open_kafka_common(Runtime& rt, lua_State* L, int klua_table);
+void open_producer(Runtime& rt, lua_State* L, int klua_table);
+void open_consumer(Runtime& rt, lua_State* L, int klua_table);
+void open_embedded(Runtime& rt, lua_State* L, int klua_table);
+
+}  // namespace klua

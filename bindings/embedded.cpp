@@ -1,0 +1,139 @@
+// The embedded default: librdkafka's in-process mock cluster, started lazily at the
+// first Kafka handle when nothing names a broker, shared by every handle of the
+// script, and closed last at exit.
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <fmt/format.h>
+
+#include "bindings/client.hpp"
+
+namespace klua {
+
+namespace {
+const int EMBEDDED_BROKERS = 3;
+const char* const EMBEDDED_KEY = "klua.embedded";
+
+class EmbeddedCluster : public Closable {
+ public:
+  explicit EmbeddedCluster(Runtime& rt) : rt_(rt) {
+    char errstr[256];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
+    handle_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!handle_) throw std::runtime_error(std::string("embedded cluster: ") + errstr);
+    mc_ = rd_kafka_mock_cluster_new(handle_, EMBEDDED_BROKERS);
+    if (!mc_) throw std::runtime_error("embedded cluster: rd_kafka_mock_cluster_new failed");
+    bootstrap_ = rd_kafka_mock_cluster_bootstraps(mc_);
+    fmt::print(stderr,
+               "klua: no broker configured (-b, KLUA_BROKERS or bootstrap.servers): using the embedded "
+               "mock cluster ({} brokers) at {}\n",
+               EMBEDDED_BROKERS, bootstrap_);
+    rt_.add_closable(this);
+  }
+  ~EmbeddedCluster() override {
+    rt_.remove_closable(this);
+    begin_close();
+  }
+  int close_priority() const override { return 40; }
+  void begin_close() override {
+    // The cluster goes before its dummy handle.
+    if (mc_) rd_kafka_mock_cluster_destroy(mc_);
+    mc_ = nullptr;
+    if (handle_) rd_kafka_destroy(handle_);
+    handle_ = nullptr;
+  }
+  bool is_closed() const override { return mc_ == nullptr; }
+  const std::string& bootstrap() const { return bootstrap_; }
+  rd_kafka_mock_cluster_t* mock() const { return mc_; }
+
+ private:
+  Runtime& rt_;
+  rd_kafka_t* handle_ = nullptr;
+  rd_kafka_mock_cluster_t* mc_ = nullptr;
+  std::string bootstrap_;
+};
+
+// One cluster per runtime, owned by a userdata in the registry so lua_close frees it.
+EmbeddedCluster* find_cluster(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, EMBEDDED_KEY);
+  auto** p = static_cast<EmbeddedCluster**>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  return p ? *p : nullptr;
+}
+
+EmbeddedCluster& cluster(Runtime& rt) {
+  lua_State* L = rt.lua();
+  if (EmbeddedCluster* c = find_cluster(L)) return *c;
+  auto** p = static_cast<EmbeddedCluster**>(lua_newuserdata(L, sizeof(EmbeddedCluster*)));
+  *p = nullptr;
+  lua_newtable(L);
+  lua_pushcfunction(L, [](lua_State* L) -> int {
+    auto** p = static_cast<EmbeddedCluster**>(lua_touserdata(L, 1));
+    delete *p;
+    *p = nullptr;
+    return 0;
+  });
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, EMBEDDED_KEY);
+  *p = new EmbeddedCluster(rt);
+  return **p;
+}
+
+int l_bootstrap(lua_State* L) {
+  std::string b = embedded_bootstrap(Runtime::from(L));
+  lua_pushlstring(L, b.data(), b.size());
+  return 1;
+}
+
+int l_running(lua_State* L) {
+  EmbeddedCluster* c = find_cluster(L);
+  lua_pushboolean(L, c && !c->is_closed());
+  return 1;
+}
+
+// klua.embedded.create_topic(name, partitions=4, replication_factor=min(3, brokers))
+int l_create_topic(lua_State* L) {
+  size_t len;
+  const char* name = luaL_checklstring(L, 1, &len);
+  int partitions = static_cast<int>(luaL_optinteger(L, 2, 4));
+  int rf = static_cast<int>(luaL_optinteger(L, 3, EMBEDDED_BROKERS));
+  luaL_argcheck(L, partitions >= 1, 2, "partitions must be >= 1");
+  luaL_argcheck(L, rf >= 1 && rf <= EMBEDDED_BROKERS, 3, "replication factor must be between 1 and 3");
+  std::string problem = topic_name_problem(name, len);
+  if (!problem.empty()) {
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.topic = std::string(name, len);
+    e.message = fmt::format("invalid topic name \"{}\": {}", e.topic, problem);
+    return nil_error(L, e);
+  }
+  EmbeddedCluster& c = cluster(Runtime::from(L));
+  rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(c.mock(), name, partitions, rf);
+  if (err) return kafka_nil_error(L, err, {}, name);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+}  // namespace
+
+std::string embedded_bootstrap(Runtime& rt) { return cluster(rt).bootstrap(); }
+
+bool embedded_running(Runtime& rt) {
+  EmbeddedCluster* c = find_cluster(rt.lua());
+  return c && !c->is_closed();
+}
+
+void open_embedded(Runtime& rt, lua_State* L, int klua_table) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_bootstrap);
+  lua_setfield(L, -2, "bootstrap");
+  lua_pushcfunction(L, l_running);
+  lua_setfield(L, -2, "running");
+  lua_pushcfunction(L, l_create_topic);
+  lua_setfield(L, -2, "create_topic");
+  lua_setfield(L, klua_table, "embedded");
+}
+
+}  // namespace klua

@@ -1,0 +1,859 @@
+// klua.producer: send (enqueue, optional delivery callback), produce (wait for the
+// delivery report), produce_batch, flush, close. Delivery reports arrive as DR
+// events on the main queue, drained by the loop; a producer-level on_delivery
+// serves every send without a closure per message.
+#include <librdkafka/rdkafka.h>
+
+#include <cstring>
+#include <fmt/format.h>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "bindings/client.hpp"
+
+namespace klua {
+
+namespace {
+const char* const PRODUCER_MT = "klua.producer";
+char retry_marker;
+
+// Interned field names: a message table is read with lua_next and the keys compared by
+// pointer (LuaJIT strings are interned and never move), so absent fields cost nothing.
+enum Field { F_TOPIC, F_KEY, F_VALUE, F_HEADERS, F_PARTITION, F_TIMESTAMP, F_ON_DELIVERY, F_OPAQUE, F_TIMEOUT, F_COUNT };
+const char* const FIELD_NAMES[F_COUNT] = {"topic", "key", "value", "headers", "partition", "timestamp",
+                                          "on_delivery", "opaque", "timeout_ms"};
+const char* field_ptrs[F_COUNT];
+
+struct Batch {
+  int results_ref = LUA_NOREF;
+  int n = 0;
+  int next = 1;       // next list index to send
+  int pending = 0;    // delivery reports still to come
+  WaitToken tok;      // set while waiting for the reports
+  const void* key = nullptr;
+};
+
+// Per-message state, allocated only when a message needs more than the producer-level hook.
+struct Delivery {
+  WaitToken tok;              // produce(): the waiting task
+  int callback_ref = LUA_NOREF;  // send{on_delivery=}
+  int opaque_ref = LUA_NOREF;    // send{opaque=}
+  std::shared_ptr<Batch> batch;
+  int index = 0;
+};
+
+class Producer;
+Producer* check_producer(lua_State* L, int idx);
+
+class Producer : public Client {
+ public:
+  Producer(Runtime& rt) : Client(rt, "producer") {}
+
+  ~Producer() override { rt_.remove_closable(this); }
+
+  void start(rd_kafka_t* rk, int on_delivery, double wait_timeout_ms) {
+    rk_ = rk;
+    on_delivery_ = on_delivery;
+    wait_timeout_ms_ = wait_timeout_ms;
+    queue_ = rd_kafka_queue_get_main(rk_);
+    rd_kafka_set_log_queue(rk_, nullptr);
+    watcher_ = std::make_unique<QueueWatcher>(rt_.loop(), queue_, [this] { drain(); });
+    down_timer_ = new uv_timer_t;
+    uv_timer_init(rt_.loop(), down_timer_);
+    down_timer_->data = this;
+    rt_.add_closable(this);
+  }
+
+  int close_priority() const override { return 10; }
+  bool is_closed() const override { return state_ == Closed; }
+  bool usable() const { return state_ == Open; }
+  double wait_timeout_ms() const { return wait_timeout_ms_; }
+
+  // Enqueues the message in the table at idx. Returns 0 on success; RD_KAFKA_RESP_ERR__QUEUE_FULL
+  // when the local queue is full (nothing was sent); another code with *err_message set on failure.
+  rd_kafka_resp_err_t enqueue(lua_State* L, int idx, Delivery* extra, bool allow_callbacks, std::string* topic_out,
+                              std::string* err_message, double* timeout_ms);
+
+  void drain();
+  void begin_close() override;
+  void on_all_brokers_down() override;
+
+  std::vector<WaitToken> room_waiters, flush_waiters, close_waiters;
+  std::unordered_map<const void*, std::shared_ptr<Batch>> batches;
+  size_t failed_since_flush = 0;
+  std::string first_failure;
+  bool orphaned = false;  // the Lua object is gone: delete once closed
+
+ private:
+  rd_kafka_topic_t* topic(lua_State* L, const char* name, size_t len, std::string* problem);
+  void deliver(lua_State* L, const rd_kafka_message_t* m);
+  void push_report(lua_State* L, const rd_kafka_message_t* m);
+  void after_reports();
+  void finish_close();
+  static int dispatch_reports(lua_State* L);
+
+  enum State { Open, Flushing, Destroying, Closed } state_ = Open;
+  rd_kafka_queue_t* queue_ = nullptr;
+  std::unique_ptr<QueueWatcher> watcher_;
+  int on_delivery_ = LUA_NOREF;
+  double wait_timeout_ms_ = 0;
+  std::unordered_map<std::string, rd_kafka_topic_t*> topics_;
+  rd_kafka_topic_t* last_topic_ = nullptr;
+  const char* last_topic_name_ = nullptr;  // interned Lua string of the last topic
+  uv_timer_t* down_timer_ = nullptr;
+  uv_timer_t* close_timer_ = nullptr;
+  uv_work_t destroy_work_;
+};
+
+rd_kafka_topic_t* Producer::topic(lua_State* L, const char* name, size_t len, std::string* problem) {
+  if (name == last_topic_name_ && last_topic_) return last_topic_;
+  std::string key(name, len);
+  auto it = topics_.find(key);
+  if (it == topics_.end()) {
+    *problem = topic_name_problem(name, len);
+    if (!problem->empty()) return nullptr;
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, key.c_str(), nullptr);
+    it = topics_.emplace(key, rkt).first;
+  }
+  last_topic_ = it->second;
+  last_topic_name_ = name;  // valid as a cache key only while equal pointers mean equal strings
+  // Pin the name so its address can't be reused by another string.
+  lua_pushlstring(L, name, len);
+  lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.last_topic");
+  return last_topic_;
+}
+
+static rd_kafka_headers_t* build_headers(lua_State* L, int idx) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  rd_kafka_headers_t* h = rd_kafka_headers_new(8);
+  lua_rawgeti(L, idx, 1);
+  bool is_list = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  auto add = [&](int name_idx, int value_idx) {
+    if (lua_type(L, name_idx) != LUA_TSTRING) {
+      rd_kafka_headers_destroy(h);
+      luaL_error(L, "header names must be strings, got %s", luaL_typename(L, name_idx));
+    }
+    size_t nl, vl = 0;
+    const char* n = lua_tolstring(L, name_idx, &nl);
+    const char* v = nullptr;
+    if (!lua_isnil(L, value_idx)) {
+      if (lua_type(L, value_idx) != LUA_TSTRING && lua_type(L, value_idx) != LUA_TNUMBER) {
+        rd_kafka_headers_destroy(h);
+        luaL_error(L, "header '%s' must have a string value, got %s", n, luaL_typename(L, value_idx));
+      }
+      v = lua_tolstring(L, value_idx, &vl);
+    }
+    rd_kafka_header_add(h, n, static_cast<ssize_t>(nl), v, static_cast<ssize_t>(vl));
+  };
+  if (is_list) {
+    int n = static_cast<int>(lua_objlen(L, idx));
+    for (int i = 1; i <= n; ++i) {
+      lua_rawgeti(L, idx, i);
+      if (!lua_istable(L, -1)) {
+        rd_kafka_headers_destroy(h);
+        luaL_error(L, "headers[%d] must be a {name, value} pair, got %s", i, luaL_typename(L, -1));
+      }
+      lua_rawgeti(L, -1, 1);
+      lua_rawgeti(L, -2, 2);
+      add(-2, -1);
+      lua_pop(L, 3);
+    }
+  } else {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      add(-2, -1);
+      lua_pop(L, 1);
+    }
+  }
+  return h;
+}
+
+rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bool allow_callbacks,
+                                      std::string* topic_out, std::string* err_message, double* timeout_ms) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  const char* topic_name = nullptr;
+  size_t topic_len = 0;
+  const char *key = nullptr, *value = nullptr;
+  size_t key_len = 0, value_len = 0;
+  int32_t partition = RD_KAFKA_PARTITION_UA;
+  int64_t timestamp = 0;
+  int headers_idx = 0, on_delivery_idx = 0, opaque_idx = 0;
+  // Slots that keep converted or referenced values alive while the message is built.
+  const int slots = lua_gettop(L);
+  const int S_KEY = slots + 1, S_VALUE = slots + 2, S_HEADERS = slots + 3, S_CB = slots + 4, S_OPAQUE = slots + 5;
+  lua_settop(L, slots + 5);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char* k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : nullptr;
+    int vt = lua_type(L, -1);
+    if (k == field_ptrs[F_TOPIC]) {
+      if (vt != LUA_TSTRING) luaL_error(L, "message field 'topic' must be a string, got %s", luaL_typename(L, -1));
+      topic_name = lua_tolstring(L, -1, &topic_len);
+    } else if (k == field_ptrs[F_VALUE] || k == field_ptrs[F_KEY]) {
+      bool is_value = k == field_ptrs[F_VALUE];
+      if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+        luaL_error(L, "message field '%s' must be a string or nil, got %s", is_value ? "value" : "key", luaL_typename(L, -1));
+      lua_pushvalue(L, -1);  // convert a copy: converting the table's value in place would confuse lua_next
+      lua_replace(L, is_value ? S_VALUE : S_KEY);
+      if (is_value) value = lua_tolstring(L, S_VALUE, &value_len);
+      else key = lua_tolstring(L, S_KEY, &key_len);
+    } else if (k == field_ptrs[F_HEADERS]) {
+      if (vt != LUA_TTABLE) luaL_error(L, "message field 'headers' must be a table, got %s", luaL_typename(L, -1));
+      lua_pushvalue(L, -1);
+      lua_replace(L, S_HEADERS);
+      headers_idx = S_HEADERS;
+    } else if (k == field_ptrs[F_PARTITION]) {
+      if (vt != LUA_TNUMBER) luaL_error(L, "message field 'partition' must be a number, got %s", luaL_typename(L, -1));
+      partition = static_cast<int32_t>(lua_tointeger(L, -1));
+      if (partition < 0) luaL_error(L, "message field 'partition' must be >= 0 (partitions are 0-based)");
+    } else if (k == field_ptrs[F_TIMESTAMP]) {
+      if (vt != LUA_TNUMBER) luaL_error(L, "message field 'timestamp' must be epoch milliseconds, got %s", luaL_typename(L, -1));
+      timestamp = static_cast<int64_t>(lua_tonumber(L, -1));
+    } else if (k == field_ptrs[F_ON_DELIVERY]) {
+      if (!allow_callbacks) luaL_error(L, "message field 'on_delivery' is for p:send only");
+      if (vt != LUA_TFUNCTION) luaL_error(L, "message field 'on_delivery' must be a function, got %s", luaL_typename(L, -1));
+      lua_pushvalue(L, -1);
+      lua_replace(L, S_CB);
+      on_delivery_idx = S_CB;
+    } else if (k == field_ptrs[F_OPAQUE]) {
+      if (!allow_callbacks) luaL_error(L, "message field 'opaque' is for p:send only");
+      lua_pushvalue(L, -1);
+      lua_replace(L, S_OPAQUE);
+      opaque_idx = S_OPAQUE;
+    } else if (k == field_ptrs[F_TIMEOUT]) {
+      if (vt != LUA_TNUMBER) luaL_error(L, "message field 'timeout_ms' must be a number");
+      if (timeout_ms) *timeout_ms = lua_tonumber(L, -1);
+    } else {
+      luaL_error(L, "unknown message field '%s' (fields: topic, key, value, headers, partition, timestamp, "
+                    "on_delivery, opaque, timeout_ms)", k ? k : luaL_typename(L, -2));
+    }
+    lua_pop(L, 1);
+  }
+  if (!topic_name) luaL_error(L, "message field 'topic' is required");
+  std::string problem;
+  rd_kafka_topic_t* rkt = topic(L, topic_name, topic_len, &problem);
+  if (topic_out) topic_out->assign(topic_name, topic_len);
+  if (!rkt) {
+    lua_settop(L, slots);
+    *err_message = fmt::format("invalid topic name \"{}\": {}", std::string(topic_name, topic_len), problem);
+    return RD_KAFKA_RESP_ERR__INVALID_ARG;
+  }
+  Delivery* d = extra;
+  std::unique_ptr<Delivery> own;
+  if ((on_delivery_idx || opaque_idx) && !d) {
+    own = std::make_unique<Delivery>();
+    d = own.get();
+  }
+  rd_kafka_headers_t* hdrs = headers_idx ? build_headers(L, headers_idx) : nullptr;
+  rd_kafka_resp_err_t err;
+  if (hdrs) {
+    err = rd_kafka_producev(rk_, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE((void*)value, value_len),
+                            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(timestamp),
+                            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    if (err) rd_kafka_headers_destroy(hdrs);
+  } else {
+    err = rd_kafka_producev(rk_, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE((void*)value, value_len),
+                            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_TIMESTAMP(timestamp),
+                            RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+  }
+  if (err) {
+    lua_settop(L, slots);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      *err_message = fmt::format("cannot produce to topic \"{}\": {}", std::string(topic_name, topic_len),
+                                 rd_kafka_err2str(err));
+    return err;
+  }
+  if (own) {
+    if (on_delivery_idx) {
+      lua_pushvalue(L, on_delivery_idx);
+      d->callback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    if (opaque_idx) {
+      lua_pushvalue(L, opaque_idx);
+      d->opaque_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    own.release();
+  }
+  lua_settop(L, slots);
+  if (all_brokers_down_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(down_timer_))) on_all_brokers_down();
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+void Producer::push_report(lua_State* L, const rd_kafka_message_t* m) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, rd_kafka_topic_name(m->rkt));
+  lua_setfield(L, -2, "topic");
+  lua_pushinteger(L, m->partition);
+  lua_setfield(L, -2, "partition");
+  lua_pushnumber(L, static_cast<double>(m->offset));
+  lua_setfield(L, -2, "offset");
+  rd_kafka_timestamp_type_t tt;
+  int64_t ts = rd_kafka_message_timestamp(m, &tt);
+  if (ts >= 0) {
+    lua_pushnumber(L, static_cast<double>(ts));
+    lua_setfield(L, -2, "timestamp");
+  }
+}
+
+static void push_delivery_error(lua_State* L, const rd_kafka_message_t* m) {
+  ErrorSpec e = kafka_error(m->err, fmt::format("delivery to topic \"{}\" failed: {}", rd_kafka_topic_name(m->rkt),
+                                                rd_kafka_err2str(m->err)));
+  e.topic = rd_kafka_topic_name(m->rkt);
+  if (m->partition >= 0) e.partition = m->partition;
+  e.op = "produce";
+  push_error(L, e);
+}
+
+void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
+  if (!m->err) all_brokers_down_ = false;
+  auto* d = static_cast<Delivery*>(m->_private);
+  if (!d) {
+    if (on_delivery_ != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, on_delivery_);
+      push_report(L, m);
+      if (m->err) push_delivery_error(L, m); else lua_pushnil(L);
+      lua_call(L, 2, 0);
+    } else if (m->err) {
+      // Nobody asked for this report: remember the failure for the next flush and say so.
+      if (failed_since_flush++ == 0)
+        first_failure = fmt::format("topic \"{}\" [{}]: {}", rd_kafka_topic_name(m->rkt), m->partition,
+                                    rd_kafka_err2str(m->err));
+      if (failed_since_flush <= 10)
+        fmt::print(stderr, "klua: delivery failed for a message to topic \"{}\": {}\n", rd_kafka_topic_name(m->rkt),
+                   rd_kafka_err2str(m->err));
+    }
+    return;
+  }
+  std::unique_ptr<Delivery> owned(d);
+  if (d->batch) {
+    Batch& b = *d->batch;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b.results_ref);
+    push_report(L, m);
+    if (m->err) {
+      push_delivery_error(L, m);
+      lua_setfield(L, -2, "error");
+    }
+    lua_rawseti(L, -2, d->index);
+    lua_pop(L, 1);
+    if (--b.pending == 0 && b.tok) {
+      if (lua_State* co = rt_.scheduler().wake_begin(b.tok)) {
+        lua_rawgeti(co, LUA_REGISTRYINDEX, b.results_ref);
+        rt_.scheduler().wake_end(b.tok, 1);
+      }
+      luaL_unref(L, LUA_REGISTRYINDEX, b.results_ref);
+      b.results_ref = LUA_NOREF;
+      batches.erase(b.key);
+    }
+    return;
+  }
+  if (d->tok) {
+    if (lua_State* co = rt_.scheduler().wake_begin(d->tok)) {
+      if (m->err) {
+        lua_pushnil(co);
+        push_delivery_error(co, m);
+        rt_.scheduler().wake_end(d->tok, 2);
+      } else {
+        push_report(co, m);
+        rt_.scheduler().wake_end(d->tok, 1);
+      }
+    }
+    return;
+  }
+  int fn = d->callback_ref != LUA_NOREF ? d->callback_ref : on_delivery_;
+  if (fn != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
+    push_report(L, m);
+    if (d->opaque_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, d->opaque_ref);
+      lua_setfield(L, -2, "opaque");
+    }
+    if (m->err) push_delivery_error(L, m); else lua_pushnil(L);
+    // Release the refs before calling: an error in the callback must not leak them.
+    luaL_unref(L, LUA_REGISTRYINDEX, d->callback_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, d->opaque_ref);
+    d->callback_ref = d->opaque_ref = LUA_NOREF;
+    lua_call(L, 2, 0);
+  } else {
+    luaL_unref(L, LUA_REGISTRYINDEX, d->opaque_ref);
+  }
+}
+
+// Runs under one protected call per DR event (not one per message).
+int Producer::dispatch_reports(lua_State* L) {
+  auto* self = static_cast<Producer*>(lua_touserdata(L, 1));
+  auto* ev = static_cast<rd_kafka_event_t*>(lua_touserdata(L, 2));
+  const rd_kafka_message_t* m;
+  while ((m = rd_kafka_event_message_next(ev))) self->deliver(L, m);
+  return 0;
+}
+
+void Producer::drain() {
+  if (!rk_ || state_ == Destroying || state_ == Closed) return;
+  lua_State* L = rt_.lua();
+  bool reports = false;
+  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0)) {
+    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DR) {
+      reports = true;
+      lua_pushcfunction(L, dispatch_reports);
+      lua_pushlightuserdata(L, this);
+      lua_pushlightuserdata(L, ev);
+      if (!call_hook(L, 2, 0)) {
+        // The script failed inside a callback: wake the waiters of the messages left in the event.
+        const rd_kafka_message_t* m;
+        while ((m = rd_kafka_event_message_next(ev))) delete static_cast<Delivery*>(m->_private);
+      }
+    } else {
+      handle_common_event(ev);
+    }
+    rd_kafka_event_destroy(ev);
+    if (!rk_) return;
+  }
+  if (reports) after_reports();
+}
+
+static void wake_all(Scheduler& s, std::vector<WaitToken>& list, void (*push)(lua_State*, void*), void* arg, int n) {
+  auto waiters = std::move(list);
+  list.clear();
+  for (WaitToken t : waiters) {
+    if (lua_State* co = s.wake_begin(t)) {
+      if (push) push(co, arg);
+      s.wake_end(t, n);
+    }
+  }
+}
+
+static void push_retry(lua_State* co, void*) { lua_pushlightuserdata(co, &retry_marker); }
+
+void Producer::after_reports() {
+  Scheduler& s = rt_.scheduler();
+  if (!room_waiters.empty()) wake_all(s, room_waiters, push_retry, nullptr, 1);
+  if (rd_kafka_outq_len(rk_) == 0) {
+    if (!flush_waiters.empty()) {
+      auto waiters = std::move(flush_waiters);
+      flush_waiters.clear();
+      for (WaitToken t : waiters) {
+        if (lua_State* co = s.wake_begin(t)) {
+          if (failed_since_flush) {
+            ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR__FAIL,
+                                      fmt::format("{} message(s) failed delivery since the last flush; first: {}",
+                                                  failed_since_flush, first_failure));
+            e.op = "flush";
+            nil_error(co, e);
+            s.wake_end(t, 2);
+          } else {
+            lua_pushboolean(co, 1);
+            s.wake_end(t, 1);
+          }
+        }
+      }
+      failed_since_flush = 0;
+      first_failure.clear();
+    }
+    if (state_ == Flushing) finish_close();
+  }
+}
+
+void Producer::on_all_brokers_down() {
+  // Fail fast: if no broker comes back within a few seconds while messages wait, purge the
+  // messages not yet sent, so that produce/flush return an error now instead of at
+  // message.timeout.ms. In-flight messages keep their own timeouts.
+  if (!rk_ || uv_is_active(reinterpret_cast<uv_handle_t*>(down_timer_))) return;
+  uv_timer_start(down_timer_, [](uv_timer_t* h) {
+    auto* self = static_cast<Producer*>(h->data);
+    if (self->all_brokers_down_ && self->rk_ && rd_kafka_outq_len(self->rk_) > 0) {
+      fmt::print(stderr, "klua: producer: all brokers are down; failing the queued messages\n");
+      rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE);
+      self->watcher_->schedule();
+    }
+  }, 5000, 0);
+}
+
+void Producer::begin_close() {
+  if (state_ != Open) return;
+  state_ = Flushing;
+  // Pending produce calls still get their reports; flush sends without waiting for linger.
+  rd_kafka_flush(rk_, 0);
+  close_timer_ = new uv_timer_t;
+  uv_timer_init(rt_.loop(), close_timer_);
+  close_timer_->data = this;
+  uv_timer_start(close_timer_, [](uv_timer_t* h) {
+    auto* self = static_cast<Producer*>(h->data);
+    if (self->state_ != Flushing) return;
+    int left = rd_kafka_outq_len(self->rk_);
+    fmt::print(stderr, "klua: producer close: {} message(s) not delivered after {} ms; purging them\n", left,
+               self->wait_timeout_ms_);
+    rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    self->drain();
+    if (self->state_ == Flushing) self->finish_close();
+  }, static_cast<uint64_t>(wait_timeout_ms_), 0);
+  drain();
+  if (state_ == Flushing && rd_kafka_outq_len(rk_) == 0) finish_close();
+}
+
+void Producer::finish_close() {
+  state_ = Destroying;
+  uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(down_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  close_timer_ = down_timer_ = nullptr;
+  watcher_->close();
+  // Whatever is still queued (reports after a purge) is released with the handle.
+  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0)) {
+    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DR) {
+      const rd_kafka_message_t* m;
+      while ((m = rd_kafka_event_message_next(ev))) delete static_cast<Delivery*>(m->_private);
+    }
+    rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(queue_);
+  queue_ = nullptr;
+  for (auto& [name, rkt] : topics_) rd_kafka_topic_destroy(rkt);
+  topics_.clear();
+  last_topic_ = nullptr;
+  lua_State* L = rt_.lua();
+  luaL_unref(L, LUA_REGISTRYINDEX, on_delivery_);
+  on_delivery_ = LUA_NOREF;
+  release_hooks();
+  // rd_kafka_destroy joins librdkafka's threads: off the loop thread.
+  destroy_work_.data = this;
+  uv_queue_work(rt_.loop(), &destroy_work_,
+                [](uv_work_t* w) { rd_kafka_destroy(static_cast<Producer*>(w->data)->rk_); },
+                [](uv_work_t* w, int) {
+                  auto* self = static_cast<Producer*>(w->data);
+                  self->rk_ = nullptr;
+                  self->state_ = Closed;
+                  Scheduler& s = self->rt_.scheduler();
+                  auto waiters = std::move(self->close_waiters);
+                  for (WaitToken t : waiters) {
+                    if (lua_State* co = s.wake_begin(t)) {
+                      lua_pushboolean(co, 1);
+                      s.wake_end(t, 1);
+                    }
+                  }
+                  if (self->orphaned) delete self;
+                });
+}
+
+// ---- Lua API ----------------------------------------------------------------------
+
+struct ProducerBox {
+  Producer* p;
+};
+
+Producer* check_producer(lua_State* L, int idx) {
+  auto* box = static_cast<ProducerBox*>(luaL_checkudata(L, idx, PRODUCER_MT));
+  if (!box->p || !box->p->usable()) {
+    ErrorSpec e;
+    e.code = CODE_CLOSED;
+    e.name = ERR_CLOSED;
+    e.message = "the producer is closed";
+    raise_error(L, e);
+  }
+  return box->p;
+}
+
+
+int wait_for_room(lua_State* L, Producer* p, const char* op) {
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L)) {
+    return kafka_nil_error(L, RD_KAFKA_RESP_ERR__QUEUE_FULL,
+                           "the local queue is full (queue.buffering.max.messages); cannot wait for room here");
+  }
+  WaitToken t = s.prepare_wait(L, op, p->wait_timeout_ms());
+  p->room_waiters.push_back(t);
+  return lua_yield(L, 0);
+}
+
+// p:send(msg) -> true | nil, err
+int l_send(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  std::string msg, topic;
+  rd_kafka_resp_err_t err = p->enqueue(L, 2, nullptr, true, &topic, &msg, nullptr);
+  if (!err) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:send (local queue full)");
+  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.message = msg;
+    e.topic = topic;
+    e.op = "send";
+    return nil_error(L, e);
+  }
+  return kafka_nil_error(L, err, msg, topic);
+}
+
+// p:produce(msg) -> report | nil, err
+int l_produce(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L)) return luaL_error(L, "p:produce waits for the delivery report: call it from a task (use p:send in callbacks)");
+  auto d = std::make_unique<Delivery>();
+  std::string msg, topic;
+  double timeout = p->wait_timeout_ms();
+  rd_kafka_resp_err_t err = p->enqueue(L, 2, d.get(), false, &topic, &msg, &timeout);
+  if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce (local queue full)");
+  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.message = msg;
+    e.topic = topic;
+    e.op = "produce";
+    return nil_error(L, e);
+  }
+  if (err) return kafka_nil_error(L, err, msg, topic);
+  d->tok = s.prepare_wait(L, "p:produce (waiting for the delivery report)", timeout);
+  d.release();
+  return lua_yield(L, 0);
+}
+
+// p:produce_batch(list) -> results (one per message, in order, error nil on success)
+int l_produce_batch(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L)) return luaL_error(L, "p:produce_batch waits for delivery reports: call it from a task");
+  const void* key = lua_topointer(L, 2);
+  std::shared_ptr<Batch> b;
+  auto it = p->batches.find(key);
+  if (it != p->batches.end() && !it->second->tok) {
+    b = it->second;  // resumed after waiting for room in the local queue
+  } else {
+    b = std::make_shared<Batch>();
+    b->key = key;
+    b->n = static_cast<int>(lua_objlen(L, 2));
+    lua_createtable(L, b->n, 0);
+    b->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    p->batches[key] = b;
+  }
+  for (; b->next <= b->n; ++b->next) {
+    lua_rawgeti(L, 2, b->next);
+    if (!lua_istable(L, -1)) {
+      p->batches.erase(key);
+      return luaL_error(L, "p:produce_batch: item %d must be a message table, got %s", b->next, luaL_typename(L, -1));
+    }
+    auto d = std::make_unique<Delivery>();
+    d->batch = b;
+    d->index = b->next;
+    std::string msg, topic;
+    rd_kafka_resp_err_t err = p->enqueue(L, -1, d.get(), false, &topic, &msg, nullptr);
+    lua_pop(L, 1);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce_batch (local queue full)");
+    if (err) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, b->results_ref);
+      lua_createtable(L, 0, 2);
+      lua_pushlstring(L, topic.data(), topic.size());
+      lua_setfield(L, -2, "topic");
+      ErrorSpec e = err == RD_KAFKA_RESP_ERR__INVALID_ARG ? ErrorSpec{} : kafka_error(err, msg);
+      if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+        e.code = CODE_INVALID_ARGUMENT;
+        e.name = ERR_INVALID_ARGUMENT;
+        e.message = msg;
+      }
+      e.topic = topic;
+      e.op = "produce_batch";
+      push_error(L, e);
+      lua_setfield(L, -2, "error");
+      lua_rawseti(L, -2, b->next);
+      lua_pop(L, 1);
+      continue;
+    }
+    ++b->pending;
+    d.release();
+  }
+  if (b->pending == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->results_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, b->results_ref);
+    b->results_ref = LUA_NOREF;
+    p->batches.erase(key);
+    return 1;
+  }
+  b->tok = s.prepare_wait(L, "p:produce_batch (waiting for delivery reports)", p->wait_timeout_ms());
+  return lua_yield(L, 0);
+}
+
+// p:flush([timeout_ms]) -> true | nil, err
+int l_flush(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  double timeout = luaL_optnumber(L, 2, p->wait_timeout_ms());
+  p->drain();
+  if (rd_kafka_outq_len(p->rk()) == 0) {
+    if (p->failed_since_flush) {
+      ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR__FAIL,
+                                fmt::format("{} message(s) failed delivery since the last flush; first: {}",
+                                            p->failed_since_flush, p->first_failure));
+      e.op = "flush";
+      p->failed_since_flush = 0;
+      p->first_failure.clear();
+      return nil_error(L, e);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  rd_kafka_flush(p->rk(), 0);  // send now, regardless of linger.ms
+  Scheduler& s = Runtime::from(L).scheduler();
+  WaitToken t = s.prepare_wait(L, "p:flush", timeout);
+  p->flush_waiters.push_back(t);
+  return lua_yield(L, 0);
+}
+
+int l_close(lua_State* L) {
+  auto* box = static_cast<ProducerBox*>(luaL_checkudata(L, 1, PRODUCER_MT));
+  Producer* p = box->p;
+  if (!p || p->is_closed()) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  p->begin_close();
+  if (p->is_closed()) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L)) {
+    lua_pushboolean(L, 1);  // closing continues on the loop
+    return 1;
+  }
+  WaitToken t = s.prepare_wait(L, "p:close", -1);
+  p->close_waiters.push_back(t);
+  return lua_yield(L, 0);
+}
+
+int l_outq_len(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  lua_pushinteger(L, rd_kafka_outq_len(p->rk()));
+  return 1;
+}
+
+int l_gc(lua_State* L) {
+  auto* box = static_cast<ProducerBox*>(lua_touserdata(L, 1));
+  Producer* p = box->p;
+  box->p = nullptr;
+  if (!p) return 0;
+  if (p->is_closed()) {
+    delete p;
+  } else {
+    // Never block in __gc: hand the close to the loop; the object deletes itself when closed.
+    p->orphaned = true;
+    p->begin_close();
+  }
+  return 0;
+}
+
+int l_tostring(lua_State* L) {
+  auto* box = static_cast<ProducerBox*>(luaL_checkudata(L, 1, PRODUCER_MT));
+  if (box->p && box->p->rk())
+    lua_pushfstring(L, "klua.producer(%s)", rd_kafka_name(box->p->rk()));
+  else
+    lua_pushliteral(L, "klua.producer(closed)");
+  return 1;
+}
+
+// klua.producer([config])
+int l_new(lua_State* L) {
+  int idx = lua_isnoneornil(L, 1) ? 0 : 1;
+  if (idx) luaL_checktype(L, 1, LUA_TTABLE);
+  ClientOptions o = build_client_options(L, idx, "klua.producer", {{"enable.idempotence", "true"}},
+                                         {"on_delivery", "timeout_ms"});
+  int on_delivery = LUA_NOREF;
+  double timeout_ms = -1;
+  for (const auto& k : o.klua_keys) {
+    lua_getfield(L, 1, k.c_str());
+    if (k == "on_delivery") {
+      if (!lua_isfunction(L, -1)) {
+        rd_kafka_conf_destroy(o.conf);
+        return luaL_error(L, "klua.producer: option 'on_delivery' must be a function");
+      }
+      on_delivery = luaL_ref(L, LUA_REGISTRYINDEX);
+      continue;
+    }
+    if (k == "timeout_ms") timeout_ms = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  rd_kafka_conf_set_events(o.conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG | RD_KAFKA_EVENT_STATS);
+  if (timeout_ms < 0) {
+    // Delivery reports are guaranteed within message.timeout.ms; the wait allows a margin.
+    char buf[64];
+    size_t n = sizeof buf;
+    double msg_timeout = 300000;
+    if (rd_kafka_conf_get(o.conf, "message.timeout.ms", buf, &n) == RD_KAFKA_CONF_OK) msg_timeout = atof(buf);
+    timeout_ms = msg_timeout + 5000;
+  }
+  Runtime& rt = Runtime::from(L);
+  auto* box = static_cast<ProducerBox*>(lua_newuserdata(L, sizeof(ProducerBox)));
+  box->p = nullptr;
+  luaL_getmetatable(L, PRODUCER_MT);
+  lua_setmetatable(L, -2);
+  rd_kafka_t* rk = new_handle(L, RD_KAFKA_PRODUCER, o.conf, "klua.producer");
+  auto* p = new Producer(rt);
+  p->set_hooks(o);
+  p->start(rk, on_delivery, timeout_ms);
+  box->p = p;
+  return 1;
+}
+
+void push_waiting_retry(lua_State* L, lua_CFunction fn) {
+  // fn(self, arg) may resume with the retry marker: call it again with the same arguments.
+  static const char* src = R"(
+local fn, CANCEL, RETRY = ...
+local error = error
+local function call(self, a)
+  local r, e = fn(self, a)
+  if r == RETRY then return call(self, a) end
+  if r == CANCEL then error(e, 0) end
+  return r, e
+end
+return call)";
+  luaL_loadbuffer(L, src, strlen(src), "=klua.producer");
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, cancel_sentinel());
+  lua_pushlightuserdata(L, &retry_marker);
+  lua_call(L, 3, 1);
+}
+}  // namespace
+
+void open_producer(Runtime& rt, lua_State* L, int klua_table) {
+  lua_newtable(L);  // keeps the interned field names alive
+  for (int i = 0; i < F_COUNT; ++i) {
+    lua_pushstring(L, FIELD_NAMES[i]);
+    field_ptrs[i] = lua_tostring(L, -1);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.fields");
+
+  luaL_newmetatable(L, PRODUCER_MT);
+  lua_newtable(L);
+  push_waiting_retry(L, l_send);
+  lua_setfield(L, -2, "send");
+  push_waiting_retry(L, l_produce);
+  lua_setfield(L, -2, "produce");
+  push_waiting_retry(L, l_produce_batch);
+  lua_setfield(L, -2, "produce_batch");
+  rt.scheduler().push_waiting(L, l_flush);
+  lua_setfield(L, -2, "flush");
+  rt.scheduler().push_waiting(L, l_close);
+  lua_setfield(L, -2, "close");
+  lua_pushcfunction(L, l_outq_len);
+  lua_setfield(L, -2, "outq_len");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  lua_pushcfunction(L, l_new);
+  lua_setfield(L, klua_table, "producer");
+}
+
+}  // namespace klua

@@ -1,0 +1,181 @@
+#include "host/error.hpp"
+
+#include <fmt/format.h>
+
+namespace klua {
+
+namespace {
+// Registry key of the shared error metatable.
+const char* const ERROR_MT = "klua.error";
+
+void set_string(lua_State* L, const char* key, const std::string& v) {
+  if (v.empty()) return;
+  lua_pushlstring(L, v.data(), v.size());
+  lua_setfield(L, -2, key);
+}
+
+std::string field_string(lua_State* L, int idx, const char* key) {
+  lua_getfield(L, idx, key);
+  std::string out;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t n;
+    const char* s = lua_tolstring(L, -1, &n);
+    out.assign(s, n);
+  } else if (lua_type(L, -1) == LUA_TNUMBER) {
+    out = fmt::format("{}", lua_tonumber(L, -1));
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
+// tostring(err): "NAME: message (topic t [partition p], group g, op o)"
+int error_tostring(lua_State* L) {
+  std::string name = field_string(L, 1, "name");
+  std::string msg = field_string(L, 1, "message");
+  std::string out = name.empty() ? msg : name + ": " + msg;
+  std::string ctx;
+  auto add = [&](const std::string& s) {
+    if (!ctx.empty()) ctx += ", ";
+    ctx += s;
+  };
+  std::string topic = field_string(L, 1, "topic");
+  std::string partition = field_string(L, 1, "partition");
+  std::string group = field_string(L, 1, "group");
+  std::string op = field_string(L, 1, "op");
+  if (!topic.empty()) add(partition.empty() ? "topic " + topic : "topic " + topic + " [" + partition + "]");
+  if (!group.empty()) add("group " + group);
+  if (!op.empty()) add("in " + op);
+  if (!ctx.empty() && msg.find(ctx) == std::string::npos) out += " (" + ctx + ")";
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
+int error_eq(lua_State* L) {
+  // Two errors compare equal when their names do (err == klua.errors.X is not meaningful
+  // since constants are strings, but err1 == err2 is).
+  lua_pushboolean(L, field_string(L, 1, "name") == field_string(L, 2, "name") &&
+                         field_string(L, 1, "message") == field_string(L, 2, "message"));
+  return 1;
+}
+
+void push_metatable(lua_State* L) {
+  if (luaL_newmetatable(L, ERROR_MT)) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, error_eq);
+    lua_setfield(L, -2, "__eq");
+    lua_pushliteral(L, "klua.error");
+    lua_setfield(L, -2, "__name");
+  }
+}
+}  // namespace
+
+void push_error(lua_State* L, const ErrorSpec& spec) {
+  lua_createtable(L, 0, 8);
+  lua_pushnumber(L, spec.code);
+  lua_setfield(L, -2, "code");
+  set_string(L, "name", spec.name);
+  lua_pushlstring(L, spec.message.data(), spec.message.size());
+  lua_setfield(L, -2, "message");
+  lua_pushboolean(L, spec.retriable);
+  lua_setfield(L, -2, "retriable");
+  lua_pushboolean(L, spec.fatal);
+  lua_setfield(L, -2, "fatal");
+  lua_pushboolean(L, spec.txn_requires_abort);
+  lua_setfield(L, -2, "txn_requires_abort");
+  if (spec.kafka) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "kafka");
+  }
+  set_string(L, "op", spec.op);
+  set_string(L, "topic", spec.topic);
+  if (spec.partition) {
+    lua_pushinteger(L, *spec.partition);
+    lua_setfield(L, -2, "partition");
+  }
+  set_string(L, "group", spec.group);
+  if (spec.timeout_ms) {
+    lua_pushnumber(L, *spec.timeout_ms);
+    lua_setfield(L, -2, "timeout_ms");
+  }
+  push_metatable(L);
+  lua_setmetatable(L, -2);
+}
+
+int nil_error(lua_State* L, const ErrorSpec& spec) {
+  lua_pushnil(L);
+  push_error(L, spec);
+  return 2;
+}
+
+void raise_error(lua_State* L, const ErrorSpec& spec) {
+  push_error(L, spec);
+  lua_error(L);
+  __builtin_unreachable();
+}
+
+bool is_error(lua_State* L, int idx) {
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return false;
+  luaL_getmetatable(L, ERROR_MT);
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+std::string error_field(lua_State* L, int idx, const char* field) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  return field_string(L, idx, field);
+}
+
+bool error_is_kafka(lua_State* L, int idx) {
+  if (!is_error(L, idx)) return false;
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  lua_getfield(L, idx, "kafka");
+  bool k = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return k;
+}
+
+// klua.errors: a name -> name table for comparisons (`err.name == klua.errors.KLUA_CANCELLED`),
+// plus klua.errors.new{...} for scripts and the library to create errors of the same type.
+static int errors_new(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ErrorSpec s;
+  s.name = field_string(L, 1, "name");
+  s.message = field_string(L, 1, "message");
+  lua_getfield(L, 1, "code");
+  s.code = static_cast<int>(lua_tonumber(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "retriable");
+  s.retriable = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  s.op = field_string(L, 1, "op");
+  s.topic = field_string(L, 1, "topic");
+  s.group = field_string(L, 1, "group");
+  push_error(L, s);
+  return 1;
+}
+
+static int errors_is(lua_State* L) {
+  lua_pushboolean(L, is_error(L, 1));
+  return 1;
+}
+
+void open_errors(lua_State* L, int klua_table) {
+  if (klua_table < 0) klua_table = lua_gettop(L) + klua_table + 1;
+  push_metatable(L);
+  lua_pop(L, 1);
+  lua_newtable(L);
+  for (const char* n : {ERR_CANCELLED, ERR_INVALID_ARGUMENT, ERR_EMBEDDED_UNSUPPORTED, ERR_TIMED_OUT,
+                        ERR_JSON, ERR_CLOSED}) {
+    lua_pushstring(L, n);
+    lua_setfield(L, -2, n);
+  }
+  lua_pushcfunction(L, errors_new);
+  lua_setfield(L, -2, "new");
+  lua_pushcfunction(L, errors_is);
+  lua_setfield(L, -2, "is");
+  lua_setfield(L, klua_table, "errors");
+}
+
+}  // namespace klua

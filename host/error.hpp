@@ -1,0 +1,60 @@
+// klua's one error type: a Lua table with a shared metatable (readable __tostring)
+// and the fields the API conventions name. Created here so that host, bindings
+// and the scheduler all produce identical errors.
+#pragma once
+#include <lua.hpp>
+#include <optional>
+#include <string>
+
+namespace klua {
+
+// klua's own error names (librdkafka's names come from rd_kafka_err2name).
+inline constexpr const char* ERR_CANCELLED = "KLUA_CANCELLED";
+inline constexpr const char* ERR_INVALID_ARGUMENT = "KLUA_INVALID_ARGUMENT";
+inline constexpr const char* ERR_EMBEDDED_UNSUPPORTED = "KLUA_EMBEDDED_UNSUPPORTED";
+inline constexpr const char* ERR_TIMED_OUT = "_TIMED_OUT";  // same name as librdkafka's
+inline constexpr const char* ERR_JSON = "KLUA_JSON";
+inline constexpr const char* ERR_CLOSED = "KLUA_CLOSED";
+
+// Codes for klua's own errors, below librdkafka's range (which starts at -200).
+inline constexpr int CODE_CANCELLED = -1001;
+inline constexpr int CODE_INVALID_ARGUMENT = -1002;
+inline constexpr int CODE_EMBEDDED_UNSUPPORTED = -1003;
+inline constexpr int CODE_JSON = -1004;
+inline constexpr int CODE_CLOSED = -1005;
+inline constexpr int CODE_TIMED_OUT = -185;  // RD_KAFKA_RESP_ERR__TIMED_OUT
+
+struct ErrorSpec {
+  int code = 0;
+  std::string name;
+  std::string message;
+  bool retriable = false;
+  bool fatal = false;
+  bool txn_requires_abort = false;
+  bool kafka = false;  // carries a Kafka (librdkafka/broker) code: exit code 3 when uncaught
+  // Context, set where known.
+  std::string op;
+  std::string topic;
+  std::optional<int> partition;
+  std::string group;
+  std::optional<double> timeout_ms;
+};
+
+// Pushes a new error table onto L's stack.
+void push_error(lua_State* L, const ErrorSpec& spec);
+// Pushes nil followed by the error: `return nil_error(L, spec);` from a lua_CFunction.
+int nil_error(lua_State* L, const ErrorSpec& spec);
+// Raises the error (does not return).
+[[noreturn]] void raise_error(lua_State* L, const ErrorSpec& spec);
+
+// True when the value at idx is a klua error table.
+bool is_error(lua_State* L, int idx);
+// Reads the named string field of the error at idx ("" when absent).
+std::string error_field(lua_State* L, int idx, const char* field);
+// True when the error at idx carries a Kafka code (exit status 3 when uncaught).
+bool error_is_kafka(lua_State* L, int idx);
+
+// Installs the shared metatable and klua.errors (name constants) into the table at idx.
+void open_errors(lua_State* L, int klua_table);
+
+}  // namespace klua

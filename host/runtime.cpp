@@ -1,0 +1,423 @@
+#include "host/runtime.hpp"
+
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "host/bundled_scripts.hpp"
+#include "host/error.hpp"
+
+namespace klua {
+
+namespace {
+const char* const RUNTIME_KEY = "klua.runtime";
+const char* const TRACEBACK_KEY = "klua.last_traceback";
+
+void fill_random(void* buf, size_t n) {
+  auto* p = static_cast<unsigned char*>(buf);
+  while (n > 0) {
+    ssize_t r = getrandom(p, n, 0);
+    if (r < 0) continue;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+}
+
+int traceback_handler(lua_State* L) {
+  std::string msg = to_display_string(L, 1);
+  luaL_traceback(L, L, nullptr, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY);
+  if (is_error(L, 1)) {
+    lua_getfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY);
+    lua_setfield(L, 1, "traceback");
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+// ---- klua.* basics --------------------------------------------------------------
+
+int l_now(lua_State* L) {
+  // Monotonic milliseconds with sub-millisecond resolution (uv_hrtime is nanoseconds).
+  lua_pushnumber(L, static_cast<double>(uv_hrtime()) / 1e6);
+  return 1;
+}
+
+int l_time(lua_State* L) {
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  lua_pushnumber(L, static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(now).count()));
+  return 1;
+}
+
+int l_random_bytes(lua_State* L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 0 && n <= (1 << 24), 1, "byte count must be between 0 and 16777216");
+  std::string buf(static_cast<size_t>(n), '\0');
+  fill_random(buf.data(), buf.size());
+  lua_pushlstring(L, buf.data(), buf.size());
+  return 1;
+}
+
+// klua.uuid([version]): version 4 (random, default) or 7 (time-ordered, RFC 9562).
+int l_uuid(lua_State* L) {
+  lua_Integer version = luaL_optinteger(L, 1, 4);
+  luaL_argcheck(L, version == 4 || version == 7, 1, "uuid version must be 4 or 7");
+  unsigned char b[16];
+  fill_random(b, sizeof b);
+  if (version == 7) {
+    auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+    for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | (version << 4));
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  char out[37];
+  static const char* hex = "0123456789abcdef";
+  int j = 0;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[j++] = '-';
+    out[j++] = hex[b[i] >> 4];
+    out[j++] = hex[b[i] & 15];
+  }
+  lua_pushlstring(L, out, 36);
+  return 1;
+}
+
+int l_config(lua_State* L) {
+  // The layered configuration from the command line and environment, key -> value.
+  Runtime& rt = Runtime::from(L);
+  lua_newtable(L);
+  for (const auto& e : rt.config()) {
+    lua_pushlstring(L, e.value.data(), e.value.size());
+    lua_setfield(L, -2, e.key.c_str());
+  }
+  return 1;
+}
+
+// package.loaders entry for the bundled library.
+int bundled_loader(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  if (!Runtime::from(L).load_bundled(L, name)) {
+    lua_pushfstring(L, "\n\tno bundled module '%s'", name);
+  }
+  return 1;
+}
+}  // namespace
+
+std::string to_display_string(lua_State* L, int idx) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  if (luaL_callmeta(L, idx, "__tostring")) {
+    std::string s = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object)";
+    lua_pop(L, 1);
+    return s;
+  }
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+    case LUA_TNUMBER: {
+      size_t n;
+      const char* s = lua_tolstring(L, idx, &n);
+      return std::string(s, n);
+    }
+    case LUA_TNIL:
+      return "nil";
+    case LUA_TBOOLEAN:
+      return lua_toboolean(L, idx) ? "true" : "false";
+    default:
+      return fmt::format("({} error object)", luaL_typename(L, idx));
+  }
+}
+
+int protected_call(lua_State* L, int nargs, int nresults, std::string* traceback) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback_handler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  if (status != 0 && traceback) {
+    lua_getfield(L, LUA_REGISTRYINDEX, TRACEBACK_KEY);
+    *traceback = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+bool call_hook(lua_State* L, int nargs, int nresults) {
+  std::string tb;
+  if (protected_call(L, nargs, nresults, &tb) == 0) return true;
+  Runtime::from(L).fail(L, tb);
+  return false;
+}
+
+Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {
+  uv_loop_init(&loop_);
+  L_ = luaL_newstate();
+  if (!L_) throw std::runtime_error("cannot create Lua state");
+  lua_pushlightuserdata(L_, this);
+  lua_setfield(L_, LUA_REGISTRYINDEX, RUNTIME_KEY);
+  scheduler_ = std::make_unique<Scheduler>(*this);
+  open_libs();
+  if (opts_.install_signal_handlers) install_signals();
+}
+
+Runtime::~Runtime() {
+  shutdown();
+  lua_close(L_);
+  scheduler_.reset();
+  if (signals_installed_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  }
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  uv_walk(&loop_, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+Runtime& Runtime::from(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
+  auto* rt = static_cast<Runtime*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  return *rt;
+}
+
+std::optional<std::string> Runtime::config_value(const std::string& key) const {
+  std::optional<std::string> v;
+  for (const auto& e : opts_.config)
+    if (e.key == key) v = e.value;
+  return v;
+}
+
+void Runtime::open_libs() {
+  lua_State* L = L_;
+  luaL_openlibs(L);
+
+  // math.random: LuaJIT seeds every process identically; seed from the OS.
+  uint32_t seed[2];
+  fill_random(seed, sizeof seed);
+  lua_getglobal(L, "math");
+  lua_getfield(L, -1, "randomseed");
+  lua_pushnumber(L, static_cast<double>(seed[0]) + static_cast<double>(seed[1] & 0xfffff) * 4294967296.0);
+  lua_call(L, 1, 0);
+  lua_pop(L, 1);
+
+  lua_newtable(L);  // klua
+  int klua = lua_gettop(L);
+  lua_pushliteral(L, KLUA_VERSION);
+  lua_setfield(L, klua, "version");
+  lua_pushcfunction(L, l_now);
+  lua_setfield(L, klua, "now");
+  lua_pushcfunction(L, l_time);
+  lua_setfield(L, klua, "time");
+  lua_pushcfunction(L, l_uuid);
+  lua_setfield(L, klua, "uuid");
+  lua_pushcfunction(L, l_random_bytes);
+  lua_setfield(L, klua, "random_bytes");
+  lua_pushcfunction(L, l_exit);
+  lua_setfield(L, klua, "exit");
+  lua_pushcfunction(L, l_config);
+  lua_setfield(L, klua, "config");
+  open_errors(L, klua);
+  scheduler_->open(L, klua);
+  for (auto& m : opts_.modules) m(*this, L, klua);
+
+  // require("klua") returns the same table; os.exit flushes and closes like klua.exit.
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_pushvalue(L, klua);
+  lua_setfield(L, -2, "klua");
+  lua_pop(L, 1);
+  // Bundled modules are searched right after package.preload.
+  lua_getfield(L, -1, "loaders");
+  int n = static_cast<int>(lua_objlen(L, -1));
+  for (int i = n; i >= 2; --i) {
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushcfunction(L, bundled_loader);
+  lua_rawseti(L, -2, 2);
+  lua_pop(L, 2);
+
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, l_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
+
+  lua_pushvalue(L, klua);
+  lua_setglobal(L, "klua");
+  lua_pop(L, 1);
+  push_args();
+}
+
+void Runtime::push_args() {
+  lua_createtable(L_, static_cast<int>(opts_.script_args.size()), 1);
+  lua_pushstring(L_, opts_.script_name.c_str());
+  lua_rawseti(L_, -2, 0);
+  int i = 1;
+  for (const auto& a : opts_.script_args) {
+    lua_pushlstring(L_, a.data(), a.size());
+    lua_rawseti(L_, -2, i++);
+  }
+  lua_setglobal(L_, "arg");
+}
+
+bool Runtime::load_bundled(lua_State* L, const char* name) {
+  for (const BundledScript* s = bundled_scripts; s->module; ++s) {
+    if (std::strcmp(s->module, name) == 0) {
+      if (luaL_loadbuffer(L, reinterpret_cast<const char*>(s->bytecode), s->size, s->chunkname) != 0)
+        lua_error(L);
+      return true;
+    }
+  }
+  return false;
+}
+
+int Runtime::l_exit(lua_State* L) {
+  int code = 0;
+  if (lua_isboolean(L, 1))
+    code = lua_toboolean(L, 1) ? 0 : 1;
+  else
+    code = static_cast<int>(luaL_optinteger(L, 1, 0));
+  Runtime& rt = Runtime::from(L);
+  rt.request_exit(code);
+  Scheduler& s = rt.scheduler();
+  if (s.can_wait(L)) {
+    // Park this task for good: nothing of the script runs after klua.exit.
+    s.prepare_wait(L, "klua.exit", -1);
+    return lua_yield(L, 0);
+  }
+  return 0;
+}
+
+void Runtime::request_exit(int code) {
+  if (exiting_) return;
+  exiting_ = true;
+  exit_code_ = code;
+  uv_stop(&loop_);
+}
+
+void Runtime::fail(lua_State* L, const std::string& traceback) {
+  std::string msg = to_display_string(L, -1);
+  bool kafka = error_is_kafka(L, -1);
+  lua_pop(L, 1);
+  if (exiting_ && failed_) return;  // report only the first failure
+  fmt::print(stderr, "klua: {}\n", msg);
+  if (!traceback.empty() && msg.find("stack traceback:") == std::string::npos)
+    fmt::print(stderr, "{}\n", traceback);
+  failed_ = true;
+  bool was_exiting = exiting_;
+  request_exit(kafka ? EXIT_KAFKA_ERROR : EXIT_SCRIPT_ERROR);
+  if (was_exiting && exit_code_ < 128) exit_code_ = kafka ? EXIT_KAFKA_ERROR : EXIT_SCRIPT_ERROR;
+}
+
+void Runtime::install_signals() {
+  uv_signal_init(&loop_, &sigint_);
+  uv_signal_init(&loop_, &sigterm_);
+  sigint_.data = this;
+  sigterm_.data = this;
+  auto cb = [](uv_signal_t* h, int signum) { static_cast<Runtime*>(h->data)->on_signal(signum); };
+  uv_signal_start(&sigint_, cb, SIGINT);
+  uv_signal_start(&sigterm_, cb, SIGTERM);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&sigint_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm_));
+  signals_installed_ = true;
+}
+
+void Runtime::on_signal(int signum) {
+  int code = 128 + signum;
+  if (++signal_count_ > 1) {
+    fmt::print(stderr, "klua: second signal, exiting at once\n");
+    std::fflush(stderr);
+    _exit(code);
+  }
+  fmt::print(stderr, "klua: {} received: stopping (flushing producers, committing processed offsets); "
+                     "send it again to exit at once\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  exit_code_ = code;
+  scheduler_->cancel_all();
+  // Cancelled tasks unwind on the loop; when they are done the loop ends and shutdown() closes
+  // handles. A task that ignores the cancellation keeps running until the second signal.
+  if (scheduler_->all_done()) request_exit(code);
+}
+
+int Runtime::run_file(const std::string& path) {
+  int st = luaL_loadfile(L_, path.c_str());
+  if (st != 0) {
+    fmt::print(stderr, "klua: {}\n", lua_tostring(L_, -1));
+    lua_pop(L_, 1);
+    return EXIT_SCRIPT_ERROR;
+  }
+  return run_main_chunk();
+}
+
+int Runtime::run_string(const std::string& code, const std::string& chunkname) {
+  int st = luaL_loadbuffer(L_, code.data(), code.size(), chunkname.c_str());
+  if (st != 0) {
+    fmt::print(stderr, "klua: {}\n", lua_tostring(L_, -1));
+    lua_pop(L_, 1);
+    return EXIT_SCRIPT_ERROR;
+  }
+  return run_main_chunk();
+}
+
+int Runtime::run_main_chunk() {
+  int nargs = 0;
+  for (const auto& a : opts_.script_args) {
+    lua_pushlstring(L_, a.data(), a.size());
+    ++nargs;
+  }
+  scheduler_->spawn(L_, nargs, true);
+  return run_loop();
+}
+
+int Runtime::run_loop() {
+  while (!exiting_) {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    if (exiting_) break;
+    if (scheduler_->all_done()) break;
+    if (uv_loop_alive(&loop_) == 0) {
+      fmt::print(stderr, "klua: {} task(s) wait for something that can never happen (a join cycle?)\n",
+                 scheduler_->live_tasks());
+      exit_code_ = EXIT_SCRIPT_ERROR;
+      break;
+    }
+  }
+  shutdown();
+  return exit_code_;
+}
+
+void Runtime::run_once() { uv_run(&loop_, UV_RUN_NOWAIT); }
+
+void Runtime::add_closable(Closable* c) { closables_.push_back(c); }
+
+void Runtime::remove_closable(Closable* c) {
+  closables_.erase(std::remove(closables_.begin(), closables_.end(), c), closables_.end());
+}
+
+void Runtime::shutdown() {
+  // Close in priority order; a group is fully closed before the next starts, so producers have
+  // flushed before consumers leave and before the embedded cluster goes away.
+  while (!closables_.empty()) {
+    int prio = closables_.front()->close_priority();
+    for (Closable* c : closables_) prio = std::min(prio, c->close_priority());
+    std::vector<Closable*> group;
+    for (Closable* c : closables_)
+      if (c->close_priority() == prio) group.push_back(c);
+    for (Closable* c : group) c->begin_close();
+    auto all_closed = [&] {
+      return std::all_of(group.begin(), group.end(), [](Closable* c) { return c->is_closed(); });
+    };
+    while (!all_closed()) {
+      if (uv_run(&loop_, UV_RUN_ONCE) == 0 && !all_closed()) {
+        // Nothing left that could finish the close: don't spin.
+        break;
+      }
+    }
+    for (Closable* c : group) remove_closable(c);
+  }
+}
+
+}  // namespace klua

@@ -1,0 +1,132 @@
+// The embeddable runtime: one Lua state, one libuv loop, the task scheduler,
+// layered client configuration, and the ordered close of open handles at exit.
+// host/ knows nothing of Kafka: bindings register themselves as modules and as
+// Closables; configuration is passed through as key/value pairs.
+#pragma once
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <lua.hpp>
+
+#include "host/scheduler.hpp"
+
+namespace klua {
+
+class Runtime;
+
+// One configuration property and where it came from (for error messages).
+struct ConfigEntry {
+  std::string key;
+  std::string value;
+  std::string source;  // "-X", "-b", "-F path:line", "KLUA_BROKERS", ...
+};
+
+// A module opener: fills fields of the `klua` table at index klua_table.
+using ModuleOpener = std::function<void(Runtime&, lua_State*, int klua_table)>;
+
+struct RuntimeOptions {
+  // Configuration layers, lowest precedence first; later entries override earlier ones.
+  std::vector<ConfigEntry> config;
+  std::vector<ModuleOpener> modules;
+  std::vector<std::string> script_args;  // arg[1..n]
+  std::string script_name;               // arg[0]
+  bool install_signal_handlers = true;
+};
+
+// Something that must be closed at exit, in priority order (lower first):
+// producers flush (10), consumers commit and leave (20), admin (30), clusters (40).
+class Closable {
+ public:
+  virtual ~Closable() = default;
+  virtual int close_priority() const = 0;
+  // Starts closing; the loop keeps running until is_closed(). Must be idempotent.
+  virtual void begin_close() = 0;
+  virtual bool is_closed() const = 0;
+};
+
+enum ExitCode { EXIT_OK = 0, EXIT_SCRIPT_ERROR = 1, EXIT_USAGE = 2, EXIT_KAFKA_ERROR = 3, EXIT_CHECK_FAILED = 4 };
+
+class Runtime {
+ public:
+  explicit Runtime(RuntimeOptions opts);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  static Runtime& from(lua_State* L);
+
+  lua_State* lua() const { return L_; }
+  uv_loop_t* loop() { return &loop_; }
+  Scheduler& scheduler() { return *scheduler_; }
+  const std::vector<ConfigEntry>& config() const { return opts_.config; }
+  // The last value of key in the configuration layers, if any.
+  std::optional<std::string> config_value(const std::string& key) const;
+
+  // Runs a file / a string as the main task and the loop until the script is done, then closes
+  // open handles. Returns the process exit code.
+  int run_file(const std::string& path);
+  int run_string(const std::string& code, const std::string& chunkname);
+  // Loads a chunk and runs it as the main task (the chunk is on the stack).
+  int run_main_chunk();
+  // Runs the loop until the main task and every task are done (or exit/failure), then shuts down.
+  int run_loop();
+  // Runs one pass of the loop without blocking (for hosts that drive klua from their own loop).
+  void run_once();
+  // Closes every registered Closable in priority order, running the loop until each group is closed.
+  void shutdown();
+
+  // Called when a task or an inline callback failed with the error at the top of L (popped).
+  // traceback may be empty. Ends the script with exit code 1 (3 for Kafka errors).
+  void fail(lua_State* L, const std::string& traceback);
+  // klua.exit(code): stop running script code, close handles, exit with code.
+  void request_exit(int code);
+  bool exiting() const { return exiting_; }
+  int exit_code() const { return exit_code_; }
+  void set_exit_code(int c) { exit_code_ = c; }
+
+  void add_closable(Closable* c);
+  void remove_closable(Closable* c);
+
+  // Loads a bundled module (scripts/) by name; pushes the chunk. Returns false if absent.
+  bool load_bundled(lua_State* L, const char* name);
+
+  // Called by the scheduler when a task finished; cancellations end quietly.
+  void on_signal(int signum);
+
+ private:
+  void open_libs();
+  void install_signals();
+  void push_args();
+  static int l_exit(lua_State* L);
+
+  RuntimeOptions opts_;
+  uv_loop_t loop_;
+  lua_State* L_ = nullptr;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::vector<Closable*> closables_;
+  uv_signal_t sigint_, sigterm_;
+  bool signals_installed_ = false;
+  int signal_count_ = 0;
+  bool exiting_ = false;
+  bool failed_ = false;
+  int exit_code_ = 0;
+};
+
+// Calls the function below nargs arguments on L's stack in protected mode with a traceback
+// handler. On error, leaves the error message with traceback (a string) or the error object on
+// the stack and returns non-zero; traceback receives the traceback text.
+int protected_call(lua_State* L, int nargs, int nresults, std::string* traceback = nullptr);
+
+// The same, but any error ends the script through Runtime::fail (for hooks and callbacks run
+// inline by the loop). Returns true on success.
+bool call_hook(lua_State* L, int nargs, int nresults);
+
+// tostring() of the value at idx, using __tostring.
+std::string to_display_string(lua_State* L, int idx);
+
+}  // namespace klua

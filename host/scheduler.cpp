@@ -1,0 +1,467 @@
+#include "host/scheduler.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "host/error.hpp"
+#include "host/runtime.hpp"
+
+namespace klua {
+
+namespace {
+char cancel_marker;
+const char* const TASK_MT = "klua.task";
+
+struct TaskHandle {
+  uint64_t id;
+};
+
+// The wrapper around waiting C functions: a cancelled wait resumes with
+// (sentinel, err) and the call raises err at the script's call site.
+const char* const WRAP_SOURCE = R"(
+local CANCEL = ...
+local error = error
+local function check(first, ...)
+  if first == CANCEL then error((...), 0) end
+  return first, ...
+end
+return function(fn)
+  return function(...) return check(fn(...)) end
+end
+)";
+}  // namespace
+
+void* cancel_sentinel() { return &cancel_marker; }
+
+struct Scheduler::Task {
+  uint64_t id = 0;
+  lua_State* co = nullptr;
+  int thread_ref = LUA_NOREF;
+  enum State { Ready, Running, Waiting, Done, Failed } state = Ready;
+  bool is_main = false;
+  bool cancelled = false;
+  bool has_handle = false;  // a Lua task object exists; results are kept for join
+  int ready_nargs = 0;
+  uint64_t seq = 0;  // current wait's sequence
+  const char* wait_op = "";
+  double wait_timeout_ms = -1;
+  OnTimeout on_timeout = OnTimeout::TimedOutError;
+  uv_timer_t* timer = nullptr;
+  Scheduler* sched = nullptr;
+  int result_ref = LUA_NOREF;  // table {n=, ...} of results, or the error
+  std::vector<WaitToken> joiners;
+};
+
+Scheduler::Scheduler(Runtime& rt) : rt_(rt) {
+  uv_idle_init(rt_.loop(), &idle_);
+  idle_.data = this;
+  uv_async_init(rt_.loop(), &keepalive_, nullptr);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&keepalive_));
+}
+
+Scheduler::~Scheduler() {
+  for (auto& [id, t] : tasks_) {
+    if (t->timer) {
+      uv_close(reinterpret_cast<uv_handle_t*>(t->timer),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+      t->timer = nullptr;
+    }
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&keepalive_), nullptr);
+}
+
+Scheduler::Task* Scheduler::find(uint64_t id) const {
+  auto it = tasks_.find(id);
+  return it == tasks_.end() ? nullptr : it->second.get();
+}
+
+Scheduler::Task* Scheduler::task_of(lua_State* L) const {
+  auto it = by_thread_.find(L);
+  return it == by_thread_.end() ? nullptr : find(it->second);
+}
+
+uint64_t Scheduler::spawn(lua_State* L, int nargs, bool is_main) {
+  auto t = std::make_unique<Task>();
+  t->id = next_id_++;
+  t->is_main = is_main;
+  t->sched = this;
+  t->co = lua_newthread(L);
+  t->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_xmove(L, t->co, nargs + 1);
+  by_thread_[t->co] = t->id;
+  uint64_t id = t->id;
+  Task& ref = *t;
+  tasks_[id] = std::move(t);
+  ++live_tasks_;
+  make_ready(ref, nargs);
+  return id;
+}
+
+void Scheduler::make_ready(Task& t, int nargs) {
+  t.state = Task::Ready;
+  t.ready_nargs = nargs;
+  ready_.push_back(t.id);
+  uv_idle_start(&idle_, on_idle);
+}
+
+void Scheduler::on_idle(uv_idle_t* h) { static_cast<Scheduler*>(h->data)->run_ready(); }
+
+void Scheduler::run_ready() {
+  // Only the tasks ready at the start of this pass run now: a task that yields straight back
+  // (sleep(0)) runs again on the next loop turn, after I/O.
+  size_t n = ready_.size();
+  for (size_t i = 0; i < n && !ready_.empty() && !rt_.exiting(); ++i) {
+    uint64_t id = ready_.front();
+    ready_.pop_front();
+    Task* t = find(id);
+    if (t && t->state == Task::Ready) resume(*t);
+  }
+  if (ready_.empty() || rt_.exiting()) uv_idle_stop(&idle_);
+  update_keepalive();
+}
+
+void Scheduler::resume(Task& t) {
+  t.state = Task::Running;
+  int status = lua_resume(t.co, t.ready_nargs);
+  t.ready_nargs = 0;
+  if (status == LUA_YIELD) {
+    if (t.state == Task::Running) {
+      // A plain coroutine.yield() in a task: give the other tasks a turn.
+      lua_settop(t.co, 0);
+      if (!rt_.exiting()) make_ready(t, 0);
+    } else {
+      // Waiting: the C function yielded no values; keep the stack clean for the results.
+      lua_settop(t.co, 0);
+    }
+    return;
+  }
+  finish(t, status);
+}
+
+void Scheduler::finish(Task& t, int status) {
+  lua_State* L = rt_.lua();
+  --live_tasks_;
+  if (t.is_main) main_done_ = true;
+  if (status == 0) {
+    t.state = Task::Done;
+    int n = lua_gettop(t.co);
+    lua_createtable(L, n, 1);
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    for (int i = 1; i <= n; ++i) {
+      lua_pushvalue(t.co, i);
+      lua_xmove(t.co, L, 1);
+      lua_rawseti(L, -2, i);
+    }
+    t.result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    t.state = Task::Failed;
+    // Keep the error object; build the traceback from the dead coroutine's frames.
+    lua_pushvalue(t.co, -1);
+    lua_xmove(t.co, L, 1);
+    bool cancelled = is_error(L, -1) && error_field(L, -1, "name") == ERR_CANCELLED;
+    std::string msg = to_display_string(L, -1);
+    luaL_traceback(L, t.co, nullptr, 0);
+    std::string tb = lua_tostring(L, -1) ? lua_tostring(L, -1) : "";
+    lua_pop(L, 1);
+    if (is_error(L, -1) && !tb.empty()) {
+      lua_pushlstring(L, tb.data(), tb.size());
+      lua_setfield(L, -2, "traceback");
+    }
+    if (t.joiners.empty() && !cancelled) {
+      // Nobody is waiting for this task's outcome: the error ends the script.
+      lua_pushvalue(L, -1);
+      rt_.fail(L, tb);
+    }
+    t.result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_settop(t.co, 0);
+  auto joiners = std::move(t.joiners);
+  for (WaitToken j : joiners) {
+    lua_State* co = wake_begin(j);
+    if (!co) continue;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, t.result_ref);
+    int n = 0;
+    if (t.state == Task::Done) {
+      lua_getfield(co, -1, "n");
+      n = static_cast<int>(lua_tointeger(co, -1));
+      lua_pop(co, 1);
+      for (int i = 1; i <= n; ++i) lua_rawgeti(co, -1 - (i - 1), i);
+      lua_remove(co, -(n + 1));
+    } else {
+      lua_pushnil(co);
+      lua_insert(co, -2);
+      n = 2;
+    }
+    wake_end(j, n);
+  }
+  if (!t.has_handle) release(t);
+}
+
+void Scheduler::release(Task& t) {
+  lua_State* L = rt_.lua();
+  if (t.timer) {
+    uv_close(reinterpret_cast<uv_handle_t*>(t.timer),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    t.timer = nullptr;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, t.result_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t.thread_ref);
+  by_thread_.erase(t.co);
+  tasks_.erase(t.id);  // destroys t
+}
+
+bool Scheduler::can_wait(lua_State* L) const {
+  Task* t = task_of(L);
+  return t && t->state == Task::Running;
+}
+
+void Scheduler::check_cancelled(lua_State* L) {
+  Task* t = task_of(L);
+  if (t && t->cancelled) {
+    ErrorSpec e;
+    e.code = CODE_CANCELLED;
+    e.name = ERR_CANCELLED;
+    e.message = "the task was cancelled";
+    raise_error(L, e);
+  }
+}
+
+WaitToken Scheduler::prepare_wait(lua_State* L, const char* op, double timeout_ms, OnTimeout on_timeout) {
+  Task* t = task_of(L);
+  if (!t || t->state != Task::Running) {
+    luaL_error(L, "%s must be called from a klua task (the main chunk, a klua.spawn function or a hook), "
+                  "not from a plain coroutine or an inline callback such as on_delivery", op);
+  }
+  check_cancelled(L);
+  t->state = Task::Waiting;
+  t->seq++;
+  t->wait_op = op;
+  t->wait_timeout_ms = timeout_ms;
+  t->on_timeout = on_timeout;
+  ++waiting_;
+  if (timeout_ms >= 0) {
+    if (!t->timer) {
+      t->timer = new uv_timer_t;
+      uv_timer_init(rt_.loop(), t->timer);
+      t->timer->data = t;
+    }
+    uv_timer_start(t->timer, on_timer, static_cast<uint64_t>(timeout_ms + 0.999), 0);
+  }
+  update_keepalive();
+  return WaitToken{t->id, t->seq};
+}
+
+void Scheduler::on_timer(uv_timer_t* h) {
+  Task* t = static_cast<Task*>(h->data);
+  Scheduler* s = t->sched;
+  WaitToken tok{t->id, t->seq};
+  lua_State* co = s->wake_begin(tok);
+  if (!co) return;
+  if (t->on_timeout == OnTimeout::ResumeEmpty) {
+    s->wake_end(tok, 0);
+    return;
+  }
+  ErrorSpec e;
+  e.code = CODE_TIMED_OUT;
+  e.name = ERR_TIMED_OUT;
+  e.retriable = true;
+  e.op = t->wait_op;
+  e.timeout_ms = t->wait_timeout_ms;
+  e.message = fmt::format("{} timed out after {} ms", t->wait_op, t->wait_timeout_ms);
+  nil_error(co, e);
+  s->wake_end(tok, 2);
+}
+
+void Scheduler::abandon_wait(WaitToken tok) {
+  Task* t = find(tok.task);
+  if (!t || t->seq != tok.seq || t->state != Task::Waiting) return;
+  t->seq++;
+  t->state = Task::Running;
+  if (t->timer) uv_timer_stop(t->timer);
+  --waiting_;
+  update_keepalive();
+}
+
+lua_State* Scheduler::wake_begin(WaitToken tok) {
+  Task* t = find(tok.task);
+  if (!t || t->seq != tok.seq || t->state != Task::Waiting) return nullptr;
+  return t->co;
+}
+
+void Scheduler::wake_end(WaitToken tok, int nresults) {
+  Task* t = find(tok.task);
+  if (!t) return;
+  t->seq++;  // any other completion of this wait is now stale
+  if (t->timer) uv_timer_stop(t->timer);
+  --waiting_;
+  make_ready(*t, nresults);
+}
+
+void Scheduler::wake(WaitToken tok) {
+  if (wake_begin(tok)) wake_end(tok, 0);
+}
+
+void Scheduler::update_keepalive() {
+  // Kafka handles' poll watchers are unreferenced; a waiting task is what keeps the loop alive.
+  if (waiting_ > 0 && !rt_.exiting())
+    uv_ref(reinterpret_cast<uv_handle_t*>(&keepalive_));
+  else
+    uv_unref(reinterpret_cast<uv_handle_t*>(&keepalive_));
+}
+
+void Scheduler::cancel(uint64_t id) {
+  Task* t = find(id);
+  if (!t || t->state == Task::Done || t->state == Task::Failed) return;
+  t->cancelled = true;
+  if (t->state == Task::Waiting) {
+    WaitToken tok{t->id, t->seq};
+    lua_State* co = wake_begin(tok);
+    lua_pushlightuserdata(co, cancel_sentinel());
+    ErrorSpec e;
+    e.code = CODE_CANCELLED;
+    e.name = ERR_CANCELLED;
+    e.op = t->wait_op;
+    e.message = fmt::format("cancelled while waiting in {}", t->wait_op);
+    push_error(co, e);
+    wake_end(tok, 2);
+  }
+}
+
+void Scheduler::cancel_all() {
+  std::vector<uint64_t> ids;
+  for (auto& [id, t] : tasks_) ids.push_back(id);
+  for (uint64_t id : ids) cancel(id);
+}
+
+void Scheduler::push_waiting(lua_State* L, lua_CFunction fn) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, wrap_ref_);
+  lua_pushcfunction(L, fn);
+  lua_call(L, 1, 1);
+}
+
+// ---- Lua API ---------------------------------------------------------------
+
+static Scheduler& sched(lua_State* L) { return Runtime::from(L).scheduler(); }
+
+int Scheduler::l_spawn(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int nargs = lua_gettop(L) - 1;
+  Scheduler& s = sched(L);
+  uint64_t id = s.spawn(L, nargs);
+  s.push_task_object(L, id);
+  return 1;
+}
+
+void Scheduler::push_task_object(lua_State* L, uint64_t id) {
+  auto* h = static_cast<TaskHandle*>(lua_newuserdata(L, sizeof(TaskHandle)));
+  h->id = id;
+  luaL_getmetatable(L, TASK_MT);
+  lua_setmetatable(L, -2);
+  if (Task* t = find(id)) t->has_handle = true;
+}
+
+int Scheduler::l_sleep(lua_State* L) {
+  double ms = luaL_checknumber(L, 1);
+  luaL_argcheck(L, ms >= 0, 1, "sleep time must be >= 0 ms");
+  sched(L).prepare_wait(L, "klua.sleep", ms, OnTimeout::ResumeEmpty);
+  return lua_yield(L, 0);
+}
+
+int Scheduler::l_join(lua_State* L) {
+  auto* h = static_cast<TaskHandle*>(luaL_checkudata(L, 1, TASK_MT));
+  double timeout = luaL_optnumber(L, 2, -1);
+  Scheduler& s = sched(L);
+  Task* t = s.find(h->id);
+  if (!t) return luaL_error(L, "task:join: unknown task");
+  if (t == s.task_of(L)) return luaL_error(L, "task:join: a task cannot join itself");
+  if (t->state == Task::Done) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
+    lua_getfield(L, -1, "n");
+    int n = static_cast<int>(lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    luaL_checkstack(L, n, "too many results");
+    for (int i = 1; i <= n; ++i) lua_rawgeti(L, -i, i);
+    return n;
+  }
+  if (t->state == Task::Failed) {
+    lua_pushnil(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
+    return 2;
+  }
+  WaitToken tok = s.prepare_wait(L, "task:join", timeout);
+  t->joiners.push_back(tok);
+  return lua_yield(L, 0);
+}
+
+int Scheduler::l_cancel(lua_State* L) {
+  auto* h = static_cast<TaskHandle*>(luaL_checkudata(L, 1, TASK_MT));
+  sched(L).cancel(h->id);
+  return 0;
+}
+
+int Scheduler::l_status(lua_State* L) {
+  auto* h = static_cast<TaskHandle*>(luaL_checkudata(L, 1, TASK_MT));
+  Task* t = sched(L).find(h->id);
+  static const char* names[] = {"ready", "running", "waiting", "done", "failed"};
+  lua_pushstring(L, t ? names[t->state] : "done");
+  return 1;
+}
+
+int Scheduler::l_task_gc(lua_State* L) {
+  auto* h = static_cast<TaskHandle*>(lua_touserdata(L, 1));
+  Scheduler& s = sched(L);
+  if (Task* t = s.find(h->id)) {
+    t->has_handle = false;
+    if (t->state == Task::Done || t->state == Task::Failed) s.release(*t);
+  }
+  return 0;
+}
+
+int Scheduler::l_task_tostring(lua_State* L) {
+  auto* h = static_cast<TaskHandle*>(luaL_checkudata(L, 1, TASK_MT));
+  lua_pushfstring(L, "klua.task(%d)", static_cast<int>(h->id));
+  return 1;
+}
+
+int Scheduler::l_current(lua_State* L) {
+  Scheduler& s = sched(L);
+  Task* t = s.task_of(L);
+  if (!t) return 0;
+  s.push_task_object(L, t->id);
+  return 1;
+}
+
+void Scheduler::open(lua_State* L, int klua_table) {
+  if (klua_table < 0) klua_table = lua_gettop(L) + klua_table + 1;
+  if (luaL_loadbuffer(L, WRAP_SOURCE, strlen(WRAP_SOURCE), "=klua.wait") != 0) lua_error(L);
+  lua_pushlightuserdata(L, cancel_sentinel());
+  lua_call(L, 1, 1);
+  wrap_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  luaL_newmetatable(L, TASK_MT);
+  lua_newtable(L);
+  push_waiting(L, l_join);
+  lua_setfield(L, -2, "join");
+  lua_pushcfunction(L, l_cancel);
+  lua_setfield(L, -2, "cancel");
+  lua_pushcfunction(L, l_status);
+  lua_setfield(L, -2, "status");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_task_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_task_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  lua_pushcfunction(L, l_spawn);
+  lua_setfield(L, klua_table, "spawn");
+  push_waiting(L, l_sleep);
+  lua_setfield(L, klua_table, "sleep");
+  lua_pushcfunction(L, l_current);
+  lua_setfield(L, klua_table, "current_task");
+}
+
+}  // namespace klua

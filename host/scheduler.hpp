@@ -1,0 +1,116 @@
+// Tasks: every piece of script code runs in a coroutine (a task) resumed by the
+// loop. A C function that must wait (delivery report, poll, sleep) calls
+// prepare_wait() and returns lua_yield(); whoever completes the operation later
+// calls wake_begin()/wake_end() with the token, pushing the results onto the
+// task's stack. Tokens carry a sequence number so a late completion (after a
+// timeout or a cancellation) is ignored instead of resuming the wrong wait.
+#pragma once
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <lua.hpp>
+
+namespace klua {
+
+class Runtime;
+
+struct WaitToken {
+  uint64_t task = 0;
+  uint64_t seq = 0;
+  explicit operator bool() const { return task != 0; }
+};
+
+// What a wait's timer means when it fires.
+enum class OnTimeout {
+  TimedOutError,  // resume with nil, _TIMED_OUT error naming the op (default for every Kafka wait)
+  ResumeEmpty,    // resume with no values (sleep, poll returning nil)
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(Runtime& rt);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Creates a task running the function at stack index -(nargs+1) with the nargs values above it
+  // (all popped from L). It starts on a later loop turn. Returns the task id.
+  uint64_t spawn(lua_State* L, int nargs, bool is_main = false);
+  // Pushes the Lua task object for id (a userdata with join/cancel/status).
+  void push_task_object(lua_State* L, uint64_t id);
+
+  // For a lua_CFunction about to wait. Raises a Lua error when L is not a task's coroutine or
+  // when the task was cancelled. timeout_ms < 0 means no timeout.
+  WaitToken prepare_wait(lua_State* L, const char* op, double timeout_ms,
+                         OnTimeout on_timeout = OnTimeout::TimedOutError);
+  // Abandons a prepared wait that will not be yielded after all.
+  void abandon_wait(WaitToken t);
+  // Returns the coroutine to push results onto, or nullptr when the token is stale.
+  lua_State* wake_begin(WaitToken t);
+  // Schedules the task to resume with the nresults values pushed since wake_begin.
+  void wake_end(WaitToken t, int nresults);
+  // Convenience: wake with no values.
+  void wake(WaitToken t);
+
+  // True when L is a task's coroutine that can wait.
+  bool can_wait(lua_State* L) const;
+  // Raises KLUA_CANCELLED if the current task was cancelled (used by calls that do not wait).
+  void check_cancelled(lua_State* L);
+
+  void cancel(uint64_t id);
+  void cancel_all();
+  bool all_done() const { return live_tasks_ == 0; }
+  bool main_done() const { return main_done_; }
+  size_t live_tasks() const { return live_tasks_; }
+
+  // Pushes the Lua function that wraps a waiting C function so that a cancellation raises
+  // KLUA_CANCELLED from the call site. Wrapped: fn(...) -> check(fn(...)).
+  void push_waiting(lua_State* L, lua_CFunction fn);
+
+  void open(lua_State* L, int klua_table);  // spawn, sleep, task metatable
+
+ private:
+  struct Task;
+  Task* find(uint64_t id) const;
+  Task* task_of(lua_State* L) const;
+  void make_ready(Task& t, int nargs);
+  void resume(Task& t);
+  void finish(Task& t, int status);
+  void run_ready();
+  void release(Task& t);
+  void update_keepalive();
+  static void on_idle(uv_idle_t* h);
+  static void on_timer(uv_timer_t* h);
+
+  static int l_spawn(lua_State* L);
+  static int l_sleep(lua_State* L);
+  static int l_join(lua_State* L);
+  static int l_cancel(lua_State* L);
+  static int l_status(lua_State* L);
+  static int l_task_gc(lua_State* L);
+  static int l_task_tostring(lua_State* L);
+  static int l_current(lua_State* L);
+
+  Runtime& rt_;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<Task>> tasks_;
+  std::unordered_map<lua_State*, uint64_t> by_thread_;
+  std::deque<uint64_t> ready_;
+  size_t live_tasks_ = 0;
+  size_t waiting_ = 0;
+  bool main_done_ = false;
+  uv_idle_t idle_;
+  uv_async_t keepalive_;  // referenced while a task waits, so the loop does not end under it
+  int wrap_ref_ = LUA_NOREF;  // Lua function(fn) -> wrapped fn
+};
+
+// Sentinel pushed as the first resume value when a wait is cancelled.
+void* cancel_sentinel();
+
+}  // namespace klua
