@@ -96,7 +96,10 @@ static void set_property(lua_State* L, rd_kafka_conf_t* conf, const std::string&
     e.code = CODE_INVALID_ARGUMENT;
     e.name = ERR_INVALID_ARGUMENT;
     e.op = what;
-    e.message = fmt::format("{}: bad configuration property \"{}\" (from {}): {}", what, key, source, reason);
+    luaL_where(L, 1);  // the script's file:line
+    e.message = fmt::format("{}{}: bad configuration property \"{}\" (from {}): {}", lua_tostring(L, -1), what, key,
+                            source, reason);
+    lua_pop(L, 1);
     raise_error(L, e);
   }
 }
@@ -321,7 +324,8 @@ bool Client::handle_common_event(rd_kafka_event_t* ev) {
         lua_pushstring(L, str);
         lua_setfield(L, -2, "message");
         call_hook(L, 1, 0);
-      } else if (level <= 4 || rt_.config_value("debug")) {
+      } else if (level <= 2 || level == 4 || rt_.config_value("debug")) {
+        // Level 3 (errors) also arrive as ERROR events, printed above: don't say it twice.
         fmt::print(stderr, "klua: {} log {} [{}]: {}\n", kind_, level, fac, str);
       }
       return true;

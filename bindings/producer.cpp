@@ -294,9 +294,11 @@ void Producer::push_report(lua_State* L, const rd_kafka_message_t* m) {
   lua_setfield(L, -2, "offset");
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
-  if (ts >= 0) {
+  if (ts >= 0 && tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) {
     lua_pushnumber(L, static_cast<double>(ts));
     lua_setfield(L, -2, "timestamp");
+    lua_pushstring(L, tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? "create" : "log_append");
+    lua_setfield(L, -2, "timestamp_type");
   }
 }
 

@@ -42,7 +42,8 @@ int error_tostring(lua_State* L) {
   std::string partition = field_string(L, 1, "partition");
   std::string group = field_string(L, 1, "group");
   std::string op = field_string(L, 1, "op");
-  if (!topic.empty()) add(partition.empty() ? "topic " + topic : "topic " + topic + " [" + partition + "]");
+  bool topic_named = !topic.empty() && msg.find("\"" + topic + "\"") != std::string::npos;
+  if (!topic.empty() && (!topic_named || !partition.empty())) add(partition.empty() ? "topic " + topic : "topic " + topic + " [" + partition + "]");
   if (!group.empty()) add("group " + group);
   if (!op.empty()) add("in " + op);
   if (!ctx.empty() && msg.find(ctx) == std::string::npos) out += " (" + ctx + ")";

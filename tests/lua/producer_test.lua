@@ -1,0 +1,156 @@
+-- The producer on the embedded cluster.
+local function topic_name(prefix) return prefix .. "-" .. klua.uuid():sub(1, 8) end
+
+test("produce waits for the delivery report and returns topic, partition, offset, timestamp", function()
+  local p = klua.producer()
+  local t = topic_name("produce")
+  klua.embedded.create_topic(t, 1)
+  local before = klua.time()
+  local r1 = assert(p:produce{ topic = t, key = "k", value = "v1" })
+  local r2 = assert(p:produce{ topic = t, key = "k", value = "v2" })
+  assert_eq(r1.topic, t)
+  assert_eq(r1.partition, 0)
+  assert_eq(r1.offset, 0)
+  assert_eq(r2.offset, 1)
+  if r1.timestamp_type == "create" then
+    assert_true(r1.timestamp >= before - 1 and r1.timestamp <= klua.time() + 1, "timestamp " .. tostring(r1.timestamp))
+  else
+    -- librdkafka 2.0.2's mock answers produce requests with a fixed log-append time
+    assert_eq(r1.timestamp_type, "log_append")
+  end
+  p:close()
+end)
+
+test("an explicit partition and timestamp are kept", function()
+  local p = klua.producer()
+  local t = topic_name("part")
+  klua.embedded.create_topic(t, 4)
+  local r = assert(p:produce{ topic = t, value = "x", partition = 2, timestamp = 1700000000000 })
+  assert_eq(r.partition, 2)
+  if r.timestamp_type == "create" then assert_eq(r.timestamp, 1700000000000) end
+end)
+
+test("invalid topic names fail at once, naming the topic and the rule", function()
+  local p = klua.producer()
+  for _, bad in ipairs({ "", ".", "..", "has space", "ünïcode", string.rep("a", 250) }) do
+    local r, err = p:produce{ topic = bad, value = "x" }
+    assert_eq(r, nil)
+    assert_error(err, "KLUA_INVALID_ARGUMENT")
+    assert_eq(err.topic, bad ~= "" and bad or nil)
+    assert_match(err.message, "invalid topic name")
+  end
+  local ok, err = p:send{ topic = "bad/name", value = "x" }
+  assert_eq(ok, nil)
+  assert_match(err.message, "may contain only ASCII letters")
+end)
+
+test("send with a producer-level on_delivery reports every message once, flush waits for all", function()
+  local seen, errors = {}, 0
+  local t = topic_name("send")
+  klua.embedded.create_topic(t, 8)
+  local p = klua.producer{ on_delivery = function(report, err)
+    if err then errors = errors + 1 return end
+    seen[#seen + 1] = report
+  end }
+  for i = 1, 5000 do assert(p:send{ topic = t, key = tostring(i), value = "value " .. i }) end
+  assert_eq(p:flush(10000), true)
+  assert_eq(#seen, 5000)
+  assert_eq(errors, 0)
+  for _, r in ipairs(seen) do assert_true(r.offset >= 0 and r.partition >= 0 and r.partition < 8) end
+end)
+
+test("send with a per-message on_delivery and opaque", function()
+  local p = klua.producer()
+  local got
+  assert(p:send{ topic = topic_name("cb"), value = "x", opaque = { id = 7 },
+                 on_delivery = function(report, err) got = { report = report, err = err } end })
+  assert_eq(p:flush(), true)
+  assert_eq(got.err, nil)
+  assert_eq(got.report.opaque, { id = 7 })
+end)
+
+test("send past the local queue limit waits for room instead of failing", function()
+  local t = topic_name("full")
+  klua.embedded.create_topic(t, 4)
+  local delivered = 0
+  local p = klua.producer{ ["queue.buffering.max.messages"] = 100,
+                           on_delivery = function(_, err) if not err then delivered = delivered + 1 end end }
+  for i = 1, 2000 do assert(p:send{ topic = t, value = "m" .. i }) end
+  assert_eq(p:flush(), true)
+  assert_eq(delivered, 2000)
+end)
+
+test("produce_batch returns one result per message in input order", function()
+  local p = klua.producer()
+  local t = topic_name("batch")
+  klua.embedded.create_topic(t, 1)
+  local res = assert(p:produce_batch{
+    { topic = t, value = "a" },
+    { topic = "no such/topic", value = "b" },
+    { topic = t, value = "c", headers = { { "h", "1" }, { "h", "2" } } },
+  })
+  assert_eq(#res, 3)
+  assert_eq(res[1].offset, 0)
+  assert_eq(res[1].error, nil)
+  assert_error(res[2].error, "KLUA_INVALID_ARGUMENT")
+  assert_eq(res[3].offset, 1)
+  assert_eq(res[3].error, nil)
+end)
+
+test("produce_batch waits for room in a small local queue", function()
+  local p = klua.producer{ ["queue.buffering.max.messages"] = 50 }
+  local t = topic_name("bigbatch")
+  local list = {}
+  for i = 1, 500 do list[i] = { topic = t, value = tostring(i) } end
+  local res = assert(p:produce_batch(list))
+  assert_eq(#res, 500)
+  for i = 1, 500 do assert_eq(res[i].error, nil, "message " .. i) end
+end)
+
+test("wrong argument types and unknown fields raise, naming them", function()
+  local p = klua.producer()
+  assert_raises(function() p:send("x") end, "bad argument #2")
+  assert_raises(function() p:send{ topic = "t", value = {} } end, "message field 'value' must be a string")
+  assert_raises(function() p:send{ topic = "t", valeu = "x" } end, "unknown message field 'valeu'")
+  assert_raises(function() p:send{ value = "x" } end, "message field 'topic' is required")
+  assert_raises(function() p:send{ topic = "t", partition = -1 } end, "0%-based")
+  assert_raises(function() p:send{ topic = "t", headers = { { 1, "x" } } } end, "header names must be strings")
+end)
+
+test("bad configuration raises naming the property and librdkafka's reason", function()
+  local err = assert_raises(function() klua.producer{ ["no.such.property"] = 1 } end,
+    'bad configuration property "no.such.property"')
+  assert_error(err, "KLUA_INVALID_ARGUMENT")
+  assert_raises(function() klua.producer{ ["linger.ms"] = "soon" } end, 'property "linger.ms"')
+  assert_raises(function() klua.producer{ lingerms = 5 } end, "unknown option 'lingerms'")
+  assert_raises(function() klua.producer{ ["sasl.password"] = {} } end, "must be a string, number or boolean")
+end)
+
+test("a closed producer raises KLUA_CLOSED; close is idempotent", function()
+  local p = klua.producer()
+  assert_eq(p:close(), true)
+  assert_eq(p:close(), true)
+  local err = assert_raises(function() p:send{ topic = "t", value = "x" } end, "closed")
+  assert_error(err, "KLUA_CLOSED")
+end)
+
+test("when every broker is down, produce fails within seconds", function()
+  local p = klua.producer{ brokers = "127.0.0.1:1", on_error = function() end, on_log = function() end }
+  local t0 = klua.now()
+  local r, err = p:produce{ topic = "down", value = "x" }
+  assert_eq(r, nil)
+  assert_true(err.name == "_PURGE_QUEUE" or err.name == "_MSG_TIMED_OUT", tostring(err))
+  assert_true(klua.now() - t0 < 15000, "took " .. (klua.now() - t0) .. " ms")
+  assert_true(p:flush(100) or true)
+end, { timeout_ms = 20000 })
+
+test("the producer's on_error hook receives client errors as klua errors", function()
+  local errs = {}
+  local p = klua.producer{ brokers = "127.0.0.1:1", on_error = function(e) errs[#errs + 1] = e end,
+                           on_log = function() end }
+  p:send{ topic = "down", value = "x" }
+  for _ = 1, 50 do if #errs > 0 then break end klua.sleep(100) end
+  assert_true(#errs > 0, "no error event")
+  assert_true(errs[1].name == "_TRANSPORT" or errs[1].name == "_ALL_BROKERS_DOWN", errs[1].name)
+  assert_eq(errs[1].code ~= nil, true)
+end, { timeout_ms = 20000 })

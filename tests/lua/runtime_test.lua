@@ -1,0 +1,130 @@
+-- The runtime: tasks, sleep, cancellation, time, randomness, errors.
+
+test("require('klua') is the global klua", function()
+  assert_true(require("klua") == klua)
+end)
+
+test("spawn does not run before it returns, join returns the results", function()
+  local ran = false
+  local t = klua.spawn(function(a, b) ran = true; return a + b, "x" end, 2, 3)
+  assert_eq(ran, false)
+  local s, x = t:join()
+  assert_eq(s, 5)
+  assert_eq(x, "x")
+  assert_eq(t:status(), "done")
+  -- joining a finished task again gives the same results
+  assert_eq(t:join(), 5)
+end)
+
+test("join returns nil, err for a failed task, with a traceback", function()
+  local t = klua.spawn(function() error(klua.errors.new{ name = "MY_ERROR", message = "bad" }) end)
+  local r, err = t:join()
+  assert_eq(r, nil)
+  assert_eq(err.name, "MY_ERROR")
+  assert_match(err.traceback, "stack traceback")
+  assert_eq(t:status(), "failed")
+end)
+
+test("sleeps interleave tasks in time order", function()
+  local order = {}
+  local a = klua.spawn(function() klua.sleep(60); order[#order + 1] = "a" end)
+  local b = klua.spawn(function() klua.sleep(10); order[#order + 1] = "b" end)
+  local c = klua.spawn(function() klua.sleep(30); order[#order + 1] = "c" end)
+  a:join(); b:join(); c:join()
+  assert_eq(order, { "b", "c", "a" })
+end)
+
+test("sleep waits at least the time asked", function()
+  local t0 = klua.now()
+  klua.sleep(50)
+  assert_true(klua.now() - t0 >= 49, "slept " .. (klua.now() - t0))
+end)
+
+test("cancel wakes a waiting task with KLUA_CANCELLED, and later waits raise too", function()
+  local iterations = 0
+  local caught
+  local t = klua.spawn(function()
+    local ok, err = pcall(function() while true do iterations = iterations + 1; klua.sleep(1000) end end)
+    caught = err
+    -- a cancelled task cannot wait any more
+    klua.sleep(1)
+  end)
+  while t:status() ~= "waiting" do coroutine.yield() end
+  t:cancel()
+  local r, err = t:join()
+  assert_eq(r, nil)
+  assert_error(caught, "KLUA_CANCELLED")
+  assert_error(err, "KLUA_CANCELLED")
+  assert_eq(iterations, 1)
+end)
+
+test("join with a timeout returns _TIMED_OUT naming the operation", function()
+  local t = klua.spawn(function() klua.sleep(5000) end)
+  local r, err = t:join(20)
+  assert_eq(r, nil)
+  assert_error(err, "_TIMED_OUT")
+  assert_match(tostring(err), "task:join timed out after 20 ms")
+  t:cancel()
+end)
+
+test("coroutine.yield in a task yields to the other tasks", function()
+  local log = {}
+  local a = klua.spawn(function() for i = 1, 3 do log[#log + 1] = "a" .. i; coroutine.yield() end end)
+  local b = klua.spawn(function() for i = 1, 3 do log[#log + 1] = "b" .. i; coroutine.yield() end end)
+  a:join(); b:join()
+  assert_eq(log, { "a1", "b1", "a2", "b2", "a3", "b3" })
+end)
+
+test("waiting from a plain coroutine is refused with a clear error", function()
+  local co = coroutine.create(function() klua.sleep(1) end)
+  local ok, err = coroutine.resume(co)
+  assert_eq(ok, false)
+  assert_match(tostring(err), "must be called from a klua task")
+end)
+
+test("now is monotonic milliseconds, time is epoch milliseconds", function()
+  local a = klua.now()
+  local b = klua.now()
+  assert_true(b >= a)
+  local t = klua.time()
+  assert_true(t > 1.6e12 and t < 4e12, "epoch ms: " .. t)
+end)
+
+test("uuid v4 and v7 have the right shape and version", function()
+  local v4 = klua.uuid()
+  assert_match(v4, "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$")
+  local v7 = klua.uuid(7)
+  assert_match(v7, "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-7%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$")
+  -- v7 starts with the epoch milliseconds
+  local ms = tonumber(v7:sub(1, 8) .. v7:sub(10, 13), 16)
+  assert_true(math.abs(ms - klua.time()) < 5000, "v7 timestamp " .. ms)
+  assert_true(klua.uuid() ~= klua.uuid())
+  assert_raises(function() klua.uuid(5) end, "uuid version must be 4 or 7")
+end)
+
+test("random_bytes gives n bytes", function()
+  assert_eq(#klua.random_bytes(0), 0)
+  assert_eq(#klua.random_bytes(33), 33)
+  assert_true(klua.random_bytes(16) ~= klua.random_bytes(16))
+  assert_raises(function() klua.random_bytes("x") end, "bad argument #1")
+end)
+
+test("errors print readably and carry the conventions' fields", function()
+  local e = klua.errors.new{ name = "X", message = "went wrong", topic = "t", op = "op" }
+  assert_eq(tostring(e), "X: went wrong (topic t, in op)")
+  assert_eq(e.retriable, false)
+  assert_eq(e.fatal, false)
+  assert_true(klua.errors.is(e))
+  assert_eq(klua.errors.KLUA_CANCELLED, "KLUA_CANCELLED")
+  assert_eq(klua.errors.UNKNOWN_TOPIC_OR_PART, "UNKNOWN_TOPIC_OR_PART")
+end)
+
+test("math.random is seeded per process", function()
+  -- LuaJIT's default seed would give this exact first value in every process.
+  local p = io.popen("./build/klua -e 'print(math.random(1e9))' 2>/dev/null; ./build/klua -e 'print(math.random(1e9))' 2>/dev/null")
+  if not p then return end
+  local out = p:read("*a")
+  p:close()
+  local a, b = out:match("(%d+)\n(%d+)")
+  if a then assert_true(a ~= b, "two processes drew " .. a .. " and " .. b) end
+end)
