@@ -4,6 +4,7 @@
 // serves every send without a closure per message.
 #include <librdkafka/rdkafka.h>
 
+#include <atomic>
 #include <cstring>
 #include <fmt/format.h>
 #include <memory>
@@ -77,6 +78,10 @@ class Producer : public Client {
 
   void drain();
   void begin_close() override;
+  // Makes librdkafka send queued messages now, ignoring linger.ms, until the queue is empty.
+  // rd_kafka_flush is the only call that does this and it blocks, so it runs on a worker
+  // thread while the loop keeps serving delivery reports (which is what empties the queue).
+  void start_flushing();
   void on_all_brokers_down() override;
 
   std::vector<WaitToken> room_waiters, flush_waiters, close_waiters;
@@ -104,7 +109,31 @@ class Producer : public Client {
   uv_timer_t* down_timer_ = nullptr;
   uv_timer_t* close_timer_ = nullptr;
   uv_work_t destroy_work_;
+  uv_work_t flush_work_;
+  bool flush_worker_ = false;
+  bool destroy_after_flush_ = false;
+  std::atomic<bool> keep_flushing_{false};
 };
+
+void Producer::start_flushing() {
+  keep_flushing_ = true;
+  if (flush_worker_) return;
+  flush_worker_ = true;
+  flush_work_.data = this;
+  uv_queue_work(rt_.loop(), &flush_work_,
+                [](uv_work_t* w) {
+                  auto* self = static_cast<Producer*>(w->data);
+                  while (self->keep_flushing_ && rd_kafka_outq_len(self->rk_) > 0) rd_kafka_flush(self->rk_, 100);
+                },
+                [](uv_work_t* w, int) {
+                  auto* self = static_cast<Producer*>(w->data);
+                  self->flush_worker_ = false;
+                  if (self->destroy_after_flush_) {
+                    self->destroy_after_flush_ = false;
+                    self->finish_close();
+                  }
+                });
+}
 
 rd_kafka_topic_t* Producer::topic(lua_State* L, const char* name, size_t len, std::string* problem) {
   if (name == last_topic_name_ && last_topic_) return last_topic_;
@@ -435,6 +464,7 @@ void Producer::after_reports() {
   Scheduler& s = rt_.scheduler();
   if (!room_waiters.empty()) wake_all(s, room_waiters, push_retry, nullptr, 1);
   if (rd_kafka_outq_len(rk_) == 0) {
+    keep_flushing_ = false;
     if (!flush_waiters.empty()) {
       auto waiters = std::move(flush_waiters);
       flush_waiters.clear();
@@ -479,7 +509,7 @@ void Producer::begin_close() {
   if (state_ != Open) return;
   state_ = Flushing;
   // Pending produce calls still get their reports; flush sends without waiting for linger.
-  rd_kafka_flush(rk_, 0);
+  start_flushing();
   close_timer_ = new uv_timer_t;
   uv_timer_init(rt_.loop(), close_timer_);
   close_timer_->data = this;
@@ -498,6 +528,13 @@ void Producer::begin_close() {
 }
 
 void Producer::finish_close() {
+  keep_flushing_ = false;
+  if (flush_worker_) {
+    // rd_kafka_flush is still running on its thread: destroy the handle after it returns.
+    destroy_after_flush_ = true;
+    return;
+  }
+  if (state_ == Destroying || state_ == Closed) return;
   state_ = Destroying;
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   uv_close(reinterpret_cast<uv_handle_t*>(down_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
@@ -702,7 +739,7 @@ int l_flush(lua_State* L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  rd_kafka_flush(p->rk(), 0);  // send now, regardless of linger.ms
+  p->start_flushing();
   Scheduler& s = Runtime::from(L).scheduler();
   WaitToken t = s.prepare_wait(L, "p:flush", timeout);
   p->flush_waiters.push_back(t);

@@ -399,24 +399,26 @@ void Runtime::remove_closable(Closable* c) {
 
 void Runtime::shutdown() {
   // Close in priority order; a group is fully closed before the next starts, so producers have
-  // flushed before consumers leave and before the embedded cluster goes away.
+  // flushed before consumers leave and before the embedded cluster goes away. Closables may be
+  // destroyed while the loop runs (they unregister themselves), so the group is re-read from
+  // closables_ each time instead of being kept as a list of pointers.
   while (!closables_.empty()) {
     int prio = closables_.front()->close_priority();
     for (Closable* c : closables_) prio = std::min(prio, c->close_priority());
-    std::vector<Closable*> group;
-    for (Closable* c : closables_)
-      if (c->close_priority() == prio) group.push_back(c);
-    for (Closable* c : group) c->begin_close();
-    auto all_closed = [&] {
-      return std::all_of(group.begin(), group.end(), [](Closable* c) { return c->is_closed(); });
+    auto pending = [&] {
+      std::vector<Closable*> out;
+      for (Closable* c : closables_)
+        if (c->close_priority() == prio && !c->is_closed()) out.push_back(c);
+      return out;
     };
-    while (!all_closed()) {
-      if (uv_run(&loop_, UV_RUN_ONCE) == 0 && !all_closed()) {
-        // Nothing left that could finish the close: don't spin.
-        break;
-      }
+    for (Closable* c : pending()) c->begin_close();
+    while (!pending().empty()) {
+      if (uv_run(&loop_, UV_RUN_ONCE) == 0 && !pending().empty()) break;  // nothing could finish it
     }
-    for (Closable* c : group) remove_closable(c);
+    std::vector<Closable*> done;
+    for (Closable* c : closables_)
+      if (c->close_priority() == prio) done.push_back(c);
+    for (Closable* c : done) remove_closable(c);
   }
 }
 

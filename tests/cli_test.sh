@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# CLI behaviour: exit codes, error messages, arguments, signals. Usage: cli_test.sh path/to/klua
+set -u
+KLUA=${1:?usage: cli_test.sh KLUA}
+export KLUA_BROKERS=
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+
+check() {  # check NAME CONDITION-EXIT-STATUS
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
+}
+run() {  # run CMD...: sets $rc, $out, $err
+  "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+  out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
+}
+has() { grep -qF -- "$2" <<<"$1"; }
+
+run "$KLUA" version
+check "version names librdkafka" eval '[ $rc = 0 ] && has "$out" "librdkafka 2." && has "$out" "LuaJIT"'
+
+run "$KLUA" --no-such-flag
+check "unknown flag exits 2 with usage" eval '[ $rc = 2 ] && has "$err" "unknown option --no-such-flag" && has "$err" "usage:"'
+
+run "$KLUA" run
+check "run without a file exits 2" eval '[ $rc = 2 ]'
+
+run "$KLUA" run "$tmp/missing.lua"
+check "missing script exits 2 naming it" eval '[ $rc = 2 ] && has "$err" "missing.lua"'
+
+printf 'local x = 1\nx = = 2\n' >"$tmp/syntax.lua"
+run "$KLUA" run "$tmp/syntax.lua"
+check "syntax error exits 1 with file:line" eval '[ $rc = 1 ] && has "$err" "syntax.lua:2:"'
+
+printf 'local function f()\n  error("boom")\nend\nf()\n' >"$tmp/boom.lua"
+run "$KLUA" "$tmp/boom.lua"
+check "runtime error exits 1 with message and traceback" eval '[ $rc = 1 ] && has "$err" "boom.lua:2: boom" && has "$err" "stack traceback"'
+
+printf 'klua.spawn(function() error("in a task") end)\nklua.sleep(5000)\nprint("not reached")\n' >"$tmp/task.lua"
+run "$KLUA" "$tmp/task.lua"
+check "an error in an unjoined task ends the script" eval '[ $rc = 1 ] && has "$err" "in a task" && ! has "$out" "not reached"'
+
+run "$KLUA" -e 'print(arg[0], arg[1], arg[2], ...)' a b
+check "-e passes args in arg and ..." eval '[ $rc = 0 ] && [ "$out" = "$(printf "%s\t%s\t%s\t%s\t%s" -e a b a b)" ]'
+
+printf 'print(#arg, arg[1], arg[2])\n' >"$tmp/args.lua"
+run "$KLUA" run "$tmp/args.lua" x "y z"
+check "run passes args" eval '[ "$out" = "$(printf "2\tx\ty z")" ]'
+
+run "$KLUA" -e 'klua.exit(7)'
+check "klua.exit sets the exit code" eval '[ $rc = 7 ]'
+
+run "$KLUA" -e 'os.exit(6)'
+check "os.exit works like klua.exit" eval '[ $rc = 6 ]'
+
+run "$KLUA" -e 'print(1)'
+check "no Kafka handle, no embedded cluster" eval '[ $rc = 0 ] && [ -z "$err" ]'
+
+out=$(echo 'print(40 + 2)' | "$KLUA" 2>/dev/null)
+check "a script on stdin runs" eval '[ "$out" = 42 ]'
+
+run "$KLUA" -X no.such.thing=1 -e 'klua.producer()'
+check "-X bad property exits 1 naming it and its source" eval '[ $rc = 1 ] && has "$err" "no.such.thing" && has "$err" "from -X"'
+
+run "$KLUA" -X novalue -e ''
+check "-X without = is a usage error" eval '[ $rc = 2 ]'
+
+printf '# comment\nclient.id=fromfile\nbogus line\n' >"$tmp/bad.properties"
+run "$KLUA" -F "$tmp/bad.properties" -e ''
+check "-F names file:line of a bad line" eval '[ $rc = 2 ] && has "$err" "bad.properties:3"'
+
+printf 'client.id = from-file\n' >"$tmp/good.properties"
+run "$KLUA" -F "$tmp/good.properties" -b 127.0.0.1:9 -X linger.ms=7 -e 'local c = klua.config(); print(c["client.id"], c["bootstrap.servers"], c["linger.ms"])'
+check "-F, -b and -X layer into the configuration" eval '[ "$out" = "$(printf "from-file\t127.0.0.1:9\t7")" ]'
+
+KLUA_BROKERS=10.0.0.1:9092 run "$KLUA" -b 127.0.0.1:9 -e 'print(klua.config()["bootstrap.servers"])'
+check "-b beats KLUA_BROKERS" eval '[ "$out" = 127.0.0.1:9 ]'
+
+cat >"$tmp/kafkaerr.lua" <<'LUA'
+klua.embedded.create_topic("one-partition", 1)
+local p = klua.producer()
+local r, err = p:produce{ topic = "one-partition", partition = 5, value = "x" }
+error(err)
+LUA
+run "$KLUA" "$tmp/kafkaerr.lua"
+check "an uncaught Kafka error exits 3" eval '[ $rc = 3 ] && has "$err" "UNKNOWN_PARTITION"'
+
+cat >"$tmp/fail_test.lua" <<'LUA'
+test("passes", function() assert_eq(1, 1) end)
+test("fails", function() assert_eq({ a = 1 }, { a = 2 }) end)
+LUA
+run "$KLUA" test "$tmp/fail_test.lua"
+check "klua test reports failures and exits 1" eval '[ $rc = 1 ] && has "$out" "1 passed, 1 failed" && has "$out" "fail_test.lua:2"'
+
+# SIGINT: queued messages are flushed before exit 130.
+cat >"$tmp/sigint.lua" <<'LUA'
+klua.embedded.create_topic("sig", 4)
+local delivered = 0
+local p = klua.producer{ ["linger.ms"] = 60000, on_delivery = function(_, err)
+  if not err then delivered = delivered + 1 end
+  if delivered == 500 then print("delivered 500") io.stdout:flush() end
+end }
+for i = 1, 500 do p:send{ topic = "sig", value = "m" .. i } end
+print("queued") io.stdout:flush()
+while true do klua.sleep(1000) end
+LUA
+"$KLUA" "$tmp/sigint.lua" >"$tmp/sig.out" 2>"$tmp/sig.err" &
+pid=$!
+for _ in $(seq 100); do grep -q queued "$tmp/sig.out" 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid; wait $pid; rc=$?
+check "SIGINT flushes producers and exits 130" eval '[ $rc = 130 ] && grep -q "delivered 500" "$tmp/sig.out"'
+
+sed 's/queued/queued/' "$tmp/sigint.lua" >"$tmp/sigterm.lua"
+"$KLUA" "$tmp/sigterm.lua" >"$tmp/sig.out" 2>"$tmp/sig.err" &
+pid=$!
+for _ in $(seq 100); do grep -q queued "$tmp/sig.out" 2>/dev/null && break; sleep 0.1; done
+kill -TERM $pid; wait $pid; rc=$?
+check "SIGTERM flushes producers and exits 143" eval '[ $rc = 143 ] && grep -q "delivered 500" "$tmp/sig.out"'
+
+# A consumer poll loop ends on SIGINT (the cancelled poll raises KLUA_CANCELLED).
+cat >"$tmp/pollloop.lua" <<'LUA'
+local c = klua.consumer{ group = "g", topics = { "loop" }, ["session.timeout.ms"] = 6000 }
+print("polling") io.stdout:flush()
+while true do c:poll() end
+LUA
+"$KLUA" "$tmp/pollloop.lua" >"$tmp/poll.out" 2>"$tmp/poll.err" &
+pid=$!
+for _ in $(seq 100); do grep -q polling "$tmp/poll.out" 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid; wait $pid; rc=$?
+check "SIGINT ends a while-true poll loop with exit 130" eval '[ $rc = 130 ]'
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
