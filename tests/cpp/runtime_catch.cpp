@@ -1,0 +1,86 @@
+// The runtime as a library: what an embedding C++ program sees.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+
+#include "bindings/client.hpp"
+#include "bindings/modules.hpp"
+#include "host/runtime.hpp"
+
+namespace {
+klua::RuntimeOptions options() {
+  klua::RuntimeOptions o;
+  o.modules = klua::standard_modules();
+  o.install_signal_handlers = false;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("a script's exit code reaches the host", "[runtime]") {
+  klua::Runtime rt(options());
+  REQUIRE(rt.run_string("klua.exit(9)", "=test") == 9);
+}
+
+TEST_CASE("a script error gives exit code 1, a Kafka error 3", "[runtime]") {
+  {
+    klua::Runtime rt(options());
+    REQUIRE(rt.run_string("error('x')", "=test") == 1);
+  }
+  {
+    klua::Runtime rt(options());
+    REQUIRE(rt.run_string("error(klua.errors.new{name='X', message='y'})", "=test") == 1);
+  }
+  {
+    klua::Runtime rt(options());
+    // An error built from a librdkafka code carries the Kafka flag.
+    lua_State* L = rt.lua();
+    lua_pushcfunction(L, [](lua_State* L) -> int {
+      klua::raise_error(L, klua::kafka_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
+    });
+    lua_setglobal(L, "kafka_fail");
+    REQUIRE(rt.run_string("kafka_fail()", "=test") == 3);
+  }
+}
+
+TEST_CASE("tasks and sleeps run on the host's loop", "[runtime]") {
+  klua::Runtime rt(options());
+  REQUIRE(rt.run_string(R"(
+    local n = 0
+    for i = 1, 100 do klua.spawn(function() klua.sleep(i % 7) n = n + 1 end) end
+    klua.sleep(20)
+    assert(n == 100, n)
+  )", "=test") == 0);
+}
+
+TEST_CASE("configuration layers: the last value wins", "[runtime]") {
+  auto o = options();
+  o.config = {{"client.id", "a", "-F"}, {"client.id", "b", "-X"}};
+  klua::Runtime rt(std::move(o));
+  REQUIRE(rt.config_value("client.id") == "b");
+  REQUIRE_FALSE(rt.config_value("linger.ms").has_value());
+}
+
+TEST_CASE("topic name rules", "[producer]") {
+  auto ok = [](const char* s) { return klua::topic_name_problem(s, strlen(s)).empty(); };
+  REQUIRE(ok("orders"));
+  REQUIRE(ok("svc.domain.event-type_v1"));
+  REQUIRE_FALSE(ok(""));
+  REQUIRE_FALSE(ok("."));
+  REQUIRE_FALSE(ok(".."));
+  REQUIRE(ok("..."));
+  REQUIRE_FALSE(ok("a b"));
+  REQUIRE_FALSE(ok("a/b"));
+  std::string long_name(249, 'a');
+  REQUIRE(ok(long_name.c_str()));
+  long_name += 'a';
+  REQUIRE_FALSE(ok(long_name.c_str()));
+}
+
+TEST_CASE("secret properties are recognised", "[config]") {
+  REQUIRE(klua::is_secret_property("sasl.password"));
+  REQUIRE(klua::is_secret_property("ssl.key.password"));
+  REQUIRE(klua::is_secret_property("sasl.oauthbearer.client.secret"));
+  REQUIRE(klua::is_secret_property("ssl.key.pem"));
+  REQUIRE_FALSE(klua::is_secret_property("bootstrap.servers"));
+  REQUIRE_FALSE(klua::is_secret_property("sasl.username"));
+}
