@@ -105,6 +105,9 @@ class Producer : public Client {
   double wait_timeout_ms_ = 0;
   std::unordered_map<std::string, rd_kafka_topic_t*> topics_;
   rd_kafka_topic_t* last_topic_ = nullptr;
+  std::unordered_map<const rd_kafka_topic_t*, int> topic_name_refs_;  // Lua strings of topic names
+  const rd_kafka_topic_t* report_rkt_ = nullptr;
+  int report_topic_ref_ = LUA_NOREF;
   const char* last_topic_name_ = nullptr;  // interned Lua string of the last topic
   uv_timer_t* down_timer_ = nullptr;
   uv_timer_t* close_timer_ = nullptr;
@@ -264,8 +267,8 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
   if (!topic_name) luaL_error(L, "message field 'topic' is required");
   std::string problem;
   rd_kafka_topic_t* rkt = topic(L, topic_name, topic_len, &problem);
-  if (topic_out) topic_out->assign(topic_name, topic_len);
   if (!rkt) {
+    if (topic_out) topic_out->assign(topic_name, topic_len);
     lua_settop(L, slots);
     *err_message = fmt::format("invalid topic name \"{}\": {}", std::string(topic_name, topic_len), problem);
     return RD_KAFKA_RESP_ERR__INVALID_ARG;
@@ -292,6 +295,7 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
   }
   if (err) {
     lua_settop(L, slots);
+    if (topic_out) topic_out->assign(topic_name, topic_len);
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
       *err_message = fmt::format("cannot produce to topic \"{}\": {}", std::string(topic_name, topic_len),
                                  rd_kafka_err2str(err));
@@ -313,21 +317,43 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+// Reports are built for every message: keys are pre-interned strings kept in the registry
+// (lua_rawgeti + lua_rawset instead of lua_setfield's strlen and string interning), and the
+// topic name string is cached per topic handle.
+enum ReportKey { R_TOPIC, R_PARTITION, R_OFFSET, R_TIMESTAMP, R_TIMESTAMP_TYPE, R_CREATE, R_LOG_APPEND, R_COUNT };
+int report_key_refs[R_COUNT];
+
+static inline void set_report_field(lua_State* L, ReportKey k) {
+  // value on top, table below it
+  lua_rawgeti(L, LUA_REGISTRYINDEX, report_key_refs[k]);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
 void Producer::push_report(lua_State* L, const rd_kafka_message_t* m) {
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, rd_kafka_topic_name(m->rkt));
-  lua_setfield(L, -2, "topic");
+  lua_createtable(L, 0, 5);
+  if (m->rkt != report_rkt_) {
+    auto it = topic_name_refs_.find(m->rkt);
+    if (it == topic_name_refs_.end()) {
+      lua_pushstring(L, rd_kafka_topic_name(m->rkt));
+      it = topic_name_refs_.emplace(m->rkt, luaL_ref(L, LUA_REGISTRYINDEX)).first;
+    }
+    report_rkt_ = m->rkt;
+    report_topic_ref_ = it->second;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, report_topic_ref_);
+  set_report_field(L, R_TOPIC);
   lua_pushinteger(L, m->partition);
-  lua_setfield(L, -2, "partition");
+  set_report_field(L, R_PARTITION);
   lua_pushnumber(L, static_cast<double>(m->offset));
-  lua_setfield(L, -2, "offset");
+  set_report_field(L, R_OFFSET);
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   if (ts >= 0 && tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) {
     lua_pushnumber(L, static_cast<double>(ts));
-    lua_setfield(L, -2, "timestamp");
-    lua_pushstring(L, tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? "create" : "log_append");
-    lua_setfield(L, -2, "timestamp_type");
+    set_report_field(L, R_TIMESTAMP);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, report_key_refs[tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? R_CREATE : R_LOG_APPEND]);
+    set_report_field(L, R_TIMESTAMP_TYPE);
   }
 }
 
@@ -554,6 +580,9 @@ void Producer::finish_close() {
   topics_.clear();
   last_topic_ = nullptr;
   lua_State* L = rt_.lua();
+  for (auto& [rkt, ref] : topic_name_refs_) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  topic_name_refs_.clear();
+  report_rkt_ = nullptr;
   luaL_unref(L, LUA_REGISTRYINDEX, on_delivery_);
   on_delivery_ = LUA_NOREF;
   release_hooks();
@@ -583,8 +612,24 @@ struct ProducerBox {
   Producer* p;
 };
 
+int producer_mt_ref = LUA_NOREF;
+
+// luaL_checkudata looks the metatable up by name on every call; this compares with a cached
+// reference (it is on the path of every send).
+ProducerBox* to_box(lua_State* L, int idx) {
+  void* p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, producer_mt_ref);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return static_cast<ProducerBox*>(p);
+  }
+  luaL_typerror(L, idx, PRODUCER_MT);
+  return nullptr;
+}
+
 Producer* check_producer(lua_State* L, int idx) {
-  auto* box = static_cast<ProducerBox*>(luaL_checkudata(L, idx, PRODUCER_MT));
+  auto* box = to_box(L, idx);
   if (!box->p || !box->p->usable()) {
     ErrorSpec e;
     e.code = CODE_CLOSED;
@@ -869,8 +914,16 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.fields");
+  static const char* report_keys[R_COUNT] = {"topic", "partition", "offset", "timestamp", "timestamp_type",
+                                             "create", "log_append"};
+  for (int i = 0; i < R_COUNT; ++i) {
+    lua_pushstring(L, report_keys[i]);
+    report_key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
 
   luaL_newmetatable(L, PRODUCER_MT);
+  lua_pushvalue(L, -1);
+  producer_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   push_waiting_retry(L, l_send);
   lua_setfield(L, -2, "send");

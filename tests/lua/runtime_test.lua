@@ -128,3 +128,13 @@ test("math.random is seeded per process", function()
   local a, b = out:match("(%d+)\n(%d+)")
   if a then assert_true(a ~= b, "two processes drew " .. a .. " and " .. b) end
 end)
+
+test("a file run with dofile can wait", function()
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write("klua.sleep(1) return 'waited'")
+  f:close()
+  local r = dofile(path)
+  os.remove(path)
+  assert_eq(r, "waited")
+end)
