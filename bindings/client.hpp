@@ -99,6 +99,11 @@ bool opt_number_field(lua_State* L, int idx, const char* key, double* out);
 std::string embedded_bootstrap(Runtime& rt);
 bool embedded_running(Runtime& rt);
 
+// The librdkafka handle behind a producer / consumer userdata at idx (raises when it is not
+// one, or when it is closed). For modules that extend them (transactions, admin helpers).
+rd_kafka_t* check_producer_handle(lua_State* L, int idx);
+rd_kafka_t* check_consumer_handle(lua_State* L, int idx);
+
 // Module openers (called by the runtime with the klua table).
 void open_kafka_common(Runtime& rt, lua_State* L, int klua_table);
 void open_producer(Runtime& rt, lua_State* L, int klua_table);

@@ -673,6 +673,8 @@ int l_new(lua_State* L) {
 }
 }  // namespace
 
+rd_kafka_t* check_consumer_handle(lua_State* L, int idx) { return check_consumer(L, idx)->rk(); }
+
 void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   luaL_newmetatable(L, MESSAGE_MT);
   lua_pushcfunction(L, l_msg_index);

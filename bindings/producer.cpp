@@ -906,6 +906,8 @@ return call)";
 }
 }  // namespace
 
+rd_kafka_t* check_producer_handle(lua_State* L, int idx) { return check_producer(L, idx)->rk(); }
+
 void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   lua_newtable(L);  // keeps the interned field names alive
   for (int i = 0; i < F_COUNT; ++i) {
