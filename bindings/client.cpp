@@ -350,6 +350,130 @@ bool Client::handle_common_event(rd_kafka_event_t* ev) {
   }
 }
 
+int64_t check_offset(lua_State* L, int idx, const char* what) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    double d = lua_tonumber(L, idx);
+    if (d < 0 || d != static_cast<double>(static_cast<int64_t>(d)))
+      luaL_error(L, "%s: offset must be a whole number >= 0 or \"beginning\", \"end\", \"stored\"", what);
+    return static_cast<int64_t>(d);
+  }
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    std::string s = lua_tostring(L, idx);
+    if (s == "beginning") return RD_KAFKA_OFFSET_BEGINNING;
+    if (s == "end") return RD_KAFKA_OFFSET_END;
+    if (s == "stored") return RD_KAFKA_OFFSET_STORED;
+    luaL_error(L, "%s: unknown offset \"%s\" (use a number, \"beginning\", \"end\" or \"stored\")", what, s.c_str());
+  }
+  if (lua_isnoneornil(L, idx)) return RD_KAFKA_OFFSET_INVALID;
+  luaL_error(L, "%s: offset must be a number or a string, got %s", what, luaL_typename(L, idx));
+  return 0;
+}
+
+rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, const char* what, bool allow_message) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  // A single message (or a single {topic, partition} record) stands for a list of one.
+  lua_getfield(L, idx, "topic");
+  bool single = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  int n = single ? 1 : static_cast<int>(lua_objlen(L, idx));
+  auto* list = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+  for (int i = 1; i <= n; ++i) {
+    if (single) lua_pushvalue(L, idx); else lua_rawgeti(L, idx, i);
+    int item = lua_gettop(L);
+    if (!lua_istable(L, item)) {
+      rd_kafka_topic_partition_list_destroy(list);
+      luaL_error(L, "%s: partition list item %d must be a table {topic=, partition=}, got %s", what, i,
+                 luaL_typename(L, item));
+    }
+    lua_getfield(L, item, "topic");
+    lua_getfield(L, item, "partition");
+    if (!lua_isstring(L, -2) || !lua_isnumber(L, -1)) {
+      rd_kafka_topic_partition_list_destroy(list);
+      luaL_error(L, "%s: partition list item %d needs a string topic and a numeric partition", what, i);
+    }
+    auto* tp = rd_kafka_topic_partition_list_add(list, lua_tostring(L, -2), static_cast<int32_t>(lua_tointeger(L, -1)));
+    lua_pop(L, 2);
+    bool is_message = false;  // a message from poll carries the klua.message metatable
+    if (allow_message && single && lua_getmetatable(L, item)) {
+      luaL_getmetatable(L, "klua.message");
+      is_message = lua_rawequal(L, -1, -2);
+      lua_pop(L, 2);
+    }
+    lua_getfield(L, item, "offset");
+    tp->offset = check_offset(L, -1, what);
+    if (is_message) tp->offset += 1;  // a message: commit/store the offset after it
+    lua_pop(L, 1);
+    lua_getfield(L, item, "metadata");
+    if (lua_isstring(L, -1)) {
+      size_t len;
+      const char* md = lua_tolstring(L, -1, &len);
+      tp->metadata = malloc(len);
+      memcpy(tp->metadata, md, len);
+      tp->metadata_size = len;
+    }
+    lua_pop(L, 2);
+  }
+  return list;
+}
+
+void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* list) {
+  auto* copy = rd_kafka_topic_partition_list_copy(list);
+  rd_kafka_topic_partition_list_sort(copy, nullptr, nullptr);
+  lua_createtable(L, copy->cnt, 0);
+  for (int i = 0; i < copy->cnt; ++i) {
+    const auto& e = copy->elems[i];
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, e.topic);
+    lua_setfield(L, -2, "topic");
+    lua_pushinteger(L, e.partition);
+    lua_setfield(L, -2, "partition");
+    if (e.offset >= 0) {
+      lua_pushnumber(L, static_cast<double>(e.offset));
+      lua_setfield(L, -2, "offset");
+    }
+    if (e.metadata && e.metadata_size) {
+      lua_pushlstring(L, static_cast<const char*>(e.metadata), e.metadata_size);
+      lua_setfield(L, -2, "metadata");
+    }
+    if (e.err) {
+      ErrorSpec err = kafka_error(e.err);
+      err.topic = e.topic;
+      err.partition = e.partition;
+      push_error(L, err);
+      lua_setfield(L, -2, "error");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  rd_kafka_topic_partition_list_destroy(copy);
+}
+
+namespace {
+struct BlockingWork {
+  uv_work_t req;
+  Client* client;
+  WaitToken tok;
+  std::function<void()> work;
+  std::function<int(lua_State*)> push;
+};
+}  // namespace
+
+int Client::run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
+                         std::function<int(lua_State*)> push) {
+  WaitToken tok = rt_.scheduler().prepare_wait(L, op, timeout_ms);  // may raise: before allocating
+  auto* w = new BlockingWork{{}, this, tok, std::move(work), std::move(push)};
+  w->req.data = w;
+  ++inflight_;
+  uv_queue_work(rt_.loop(), &w->req, [](uv_work_t* r) { static_cast<BlockingWork*>(r->data)->work(); },
+                [](uv_work_t* r, int) {
+                  std::unique_ptr<BlockingWork> w(static_cast<BlockingWork*>(r->data));
+                  Scheduler& s = w->client->runtime().scheduler();
+                  if (lua_State* co = s.wake_begin(w->tok)) s.wake_end(w->tok, w->push(co));
+                  if (--w->client->inflight_ == 0) w->client->on_inflight_done();
+                });
+  return lua_yield(L, 0);
+}
+
 // ---- module ------------------------------------------------------------------------
 
 static int l_librdkafka_version(lua_State* L) {

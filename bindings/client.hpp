@@ -76,6 +76,14 @@ class Client : public Closable {
   void release_hooks();
   bool all_brokers_down() const { return all_brokers_down_; }
 
+  // Runs `work` (a blocking librdkafka call, which must bound itself by timeout_ms) on libuv's
+  // thread pool and resumes the calling task with what `push` leaves on its stack. Returns
+  // lua_yield's value: `return client->run_blocking(L, ...)`. The handle is not destroyed while
+  // such calls are in flight.
+  int run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
+                   std::function<int(lua_State* co)> push);
+  int inflight() const { return inflight_; }
+
  protected:
   Runtime& rt_;
   const char* kind_;
@@ -83,6 +91,9 @@ class Client : public Closable {
   int on_error_ = LUA_NOREF, on_log_ = LUA_NOREF, on_stats_ = LUA_NOREF;
   bool all_brokers_down_ = false;
   virtual void on_all_brokers_down() {}
+  // Called when the last blocking call in flight has finished.
+  virtual void on_inflight_done() {}
+  int inflight_ = 0;
   virtual void on_fatal(const std::string& message) {}
 };
 
@@ -103,6 +114,14 @@ bool embedded_running(Runtime& rt);
 // one, or when it is closed). For modules that extend them (transactions, admin helpers).
 rd_kafka_t* check_producer_handle(lua_State* L, int idx);
 rd_kafka_t* check_consumer_handle(lua_State* L, int idx);
+
+// Partition lists. In Lua: an array of {topic=, partition=, offset=, metadata=, error=} in
+// (topic, partition) order; offsets are numbers (the next offset to read) or "beginning", "end",
+// "stored". check_partition_list raises naming the bad item; with allow_message, a message
+// table (topic, partition, offset) stands for its partition at offset + 1.
+rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, const char* what, bool allow_message);
+void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* list);
+int64_t check_offset(lua_State* L, int idx, const char* what);
 
 // Module openers (called by the runtime with the klua table).
 void open_kafka_common(Runtime& rt, lua_State* L, int klua_table);

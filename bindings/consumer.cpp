@@ -1,13 +1,22 @@
-// klua.consumer (basic): subscribe, poll, store/commit of processed messages, close.
+// klua.consumer: subscribe (topics or ^regex) or assign, poll and the messages()
+// iterator, rebalance hooks run as tasks, store/commit of processed messages,
+// seek/pause/resume, positions, committed offsets, watermarks, offsets for times.
+//
 // Everything arrives on the consumer queue (messages, rebalances, errors, logs,
-// commit results), drained by the loop. Fetched messages wait in a bounded
-// buffer of librdkafka events until the script polls; their data is copied into
-// Lua and the librdkafka message destroyed before the script sees it.
+// commit results) and is drained by the loop even when the script is not polling,
+// so rebalances are always answered. Fetched messages wait in a bounded buffer;
+// when it is full every assigned partition is paused (librdkafka resumes from the
+// last message handed over, nothing is lost) and resumed once the script catches
+// up. A partition's buffered messages are dropped on revoke, pause and seek.
 #include <librdkafka/rdkafka.h>
 
+#include <cstring>
 #include <deque>
 #include <fmt/format.h>
+#include <map>
 #include <memory>
+#include <set>
+#include <unordered_set>
 #include <vector>
 
 #include "bindings/client.hpp"
@@ -17,25 +26,60 @@ namespace klua {
 namespace {
 const char* const CONSUMER_MT = "klua.consumer";
 const char* const MESSAGE_MT = "klua.message";
-const size_t BUFFER_LIMIT = 1000;  // fetched messages held outside librdkafka's own prefetch
+const size_t BUFFER_HIGH = 2000;  // pause fetching above this many buffered messages
+const size_t BUFFER_LOW = 500;    // resume below this
+const double DEFAULT_HOOK_TIMEOUT_MS = 60000;
+const double DEFAULT_CALL_TIMEOUT_MS = 30000;
+
+using TopicPartition = std::pair<std::string, int32_t>;
+
+class Consumer;
+std::unordered_set<Consumer*> live_consumers;  // for hook completions that outlive a consumer
 
 class Consumer : public Client {
  public:
-  Consumer(Runtime& rt) : Client(rt, "consumer") {}
+  struct Fetched {
+    rd_kafka_event_t* ev;
+    const rd_kafka_message_t* m;  // the event's one message (the event's iterator is spent)
+  };
+  struct CommitWait {
+    WaitToken tok;
+  };
+  enum class Rebalance { Assign, Revoke, Lost };
+
+  explicit Consumer(Runtime& rt) : Client(rt, "consumer") { live_consumers.insert(this); }
   ~Consumer() override {
+    live_consumers.erase(this);
     rt_.remove_closable(this);
     for (auto& b : buffer_) rd_kafka_event_destroy(b.ev);
+    for (auto& p : pending_) rd_kafka_topic_partition_list_destroy(p.parts);
+    lua_State* L = rt_.lua();
+    for (int* r : {&on_assign_, &on_revoke_, &on_lost_}) luaL_unref(L, LUA_REGISTRYINDEX, *r);
   }
 
-  void start(rd_kafka_t* rk, std::string group, double poll_timeout) {
+  void start(rd_kafka_t* rk, std::string group, double poll_timeout, double hook_timeout) {
     rk_ = rk;
     group_ = std::move(group);
     default_poll_timeout_ = poll_timeout;
+    hook_timeout_ms_ = hook_timeout;
     rd_kafka_poll_set_consumer(rk_);
     queue_ = rd_kafka_queue_get_consumer(rk_);
     rd_kafka_set_log_queue(rk_, nullptr);  // the main queue, now forwarded to the consumer queue
     watcher_ = std::make_unique<QueueWatcher>(rt_.loop(), queue_, [this] { drain(); });
+    char buf[16];
+    size_t n = sizeof buf;
+    auto_commit_ = !(rd_kafka_conf_get(rd_kafka_conf(rk_), "enable.auto.commit", buf, &n) == RD_KAFKA_CONF_OK &&
+                     std::strcmp(buf, "false") == 0);
+    hook_timer_ = new uv_timer_t;
+    uv_timer_init(rt_.loop(), hook_timer_);
+    hook_timer_->data = this;
     rt_.add_closable(this);
+  }
+
+  void set_rebalance_hooks(int on_assign, int on_revoke, int on_lost) {
+    on_assign_ = on_assign;
+    on_revoke_ = on_revoke;
+    on_lost_ = on_lost;
   }
 
   int close_priority() const override { return 20; }
@@ -44,55 +88,62 @@ class Consumer : public Client {
   const std::string& group() const { return group_; }
   double default_poll_timeout() const { return default_poll_timeout_; }
 
-  // Takes the next buffered message event (or nullptr), draining librdkafka's queue first.
-  struct Fetched {
-    rd_kafka_event_t* ev;
-    const rd_kafka_message_t* m;  // the event's one message (the event's iterator is spent)
-  };
-  bool next_message(Fetched* out) {
-    if (buffer_.empty()) drain();
-    if (buffer_.empty()) return false;
-    *out = buffer_.front();
-    buffer_.pop_front();
-    if (buffer_.size() < BUFFER_LIMIT / 2 && held_back_) {
-      held_back_ = false;
-      watcher_->schedule();
-    }
-    return true;
-  }
-
+  bool next_message(Fetched* out);
   void drain();
   void begin_close() override;
+  void on_inflight_done() override {
+    if (destroy_when_idle_) finish_close();
+  }
 
-  std::vector<WaitToken> poll_waiters, close_waiters;
-  struct CommitWait {
-    WaitToken tok;
-  };
-  bool orphaned = false;
+  // Drops buffered messages of the listed partitions (all when list is null). Returns the
+  // first dropped offset per partition.
+  std::map<TopicPartition, int64_t> drop_buffered(const rd_kafka_topic_partition_list_t* list);
+  void finish_rebalance();
+  // Whether every assigned partition's consumed position reached `ends` (for until_end).
+  size_t buffered_for(const TopicPartition& tp) const;
 
-  // Pushes the message (a Lua table) built from a FETCH event's message.
+  static int push_fetched(lua_State* L, const Fetched& f, const std::string& group);
   static void push_message(lua_State* L, const rd_kafka_message_t* m);
   static void push_message_error(lua_State* L, const rd_kafka_message_t* m, const std::string& group);
 
+  std::vector<WaitToken> poll_waiters, close_waiters;
+  bool orphaned = false;
+  std::map<TopicPartition, int64_t> end_offsets;  // for messages{until_end=true}
+  bool ends_known = false;
+
  private:
+  struct PendingRebalance {
+    Rebalance kind;
+    rd_kafka_topic_partition_list_t* parts;
+  };
   void handle_rebalance(rd_kafka_event_t* ev);
+  void start_rebalance();
   void handle_commit(rd_kafka_event_t* ev);
-  void deliver_to_waiter(rd_kafka_event_t* ev);
- public:
-  static int push_fetched(lua_State* L, const Fetched& f, const std::string& group);
- private:
+  void deliver(rd_kafka_event_t* ev);
+  void update_backpressure();
   void finish_close();
 
   enum State { Open, Closing, Destroying, Closed } state_ = Open;
   std::string group_;
   double default_poll_timeout_ = 0;
+  double hook_timeout_ms_ = DEFAULT_HOOK_TIMEOUT_MS;
+  bool auto_commit_ = true;
   rd_kafka_queue_t* queue_ = nullptr;
   std::unique_ptr<QueueWatcher> watcher_;
   std::deque<Fetched> buffer_;
-  bool held_back_ = false;
+  bool backpressure_paused_ = false;
+  std::set<TopicPartition> revoking_;  // their fetched messages are dropped until unassigned
+  std::deque<PendingRebalance> pending_;
+  bool rebalance_running_ = false;
+  uint64_t rebalance_task_ = 0;
+  uv_timer_t* hook_timer_ = nullptr;
   uv_timer_t* close_timer_ = nullptr;
   uv_work_t destroy_work_;
+  bool destroy_when_idle_ = false;
+  int on_assign_ = LUA_NOREF, on_revoke_ = LUA_NOREF, on_lost_ = LUA_NOREF;
 };
+
+TopicPartition tp_of(const rd_kafka_message_t* m) { return {rd_kafka_topic_name(m->rkt), m->partition}; }
 
 void Consumer::push_message(lua_State* L, const rd_kafka_message_t* m) {
   lua_createtable(L, 0, 8);
@@ -154,9 +205,7 @@ void Consumer::push_message_error(lua_State* L, const rd_kafka_message_t* m, con
 
 int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& group) {
   int n = 1;
-  if (!f.m) {
-    n = 0;
-  } else if (f.m->err) {
+  if (f.m->err) {
     lua_pushnil(L);
     push_message_error(L, f.m, group);
     n = 2;
@@ -167,10 +216,52 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
   return n;
 }
 
-void Consumer::deliver_to_waiter(rd_kafka_event_t* ev) {
+bool Consumer::next_message(Fetched* out) {
+  if (buffer_.empty()) drain();
+  if (buffer_.empty()) return false;
+  *out = buffer_.front();
+  buffer_.pop_front();
+  update_backpressure();
+  return true;
+}
+
+size_t Consumer::buffered_for(const TopicPartition& tp) const {
+  size_t n = 0;
+  for (const auto& b : buffer_)
+    if (b.m->partition == tp.second && tp.first == rd_kafka_topic_name(b.m->rkt)) ++n;
+  return n;
+}
+
+void Consumer::update_backpressure() {
+  if (!rk_ || state_ != Open) return;
+  bool want_pause = buffer_.size() >= BUFFER_HIGH;
+  bool want_resume = buffer_.size() <= BUFFER_LOW;
+  if ((want_pause && !backpressure_paused_) || (want_resume && backpressure_paused_)) {
+    rd_kafka_topic_partition_list_t* parts = nullptr;
+    if (rd_kafka_assignment(rk_, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts) {
+      if (want_pause)
+        rd_kafka_pause_partitions(rk_, parts);
+      else
+        rd_kafka_resume_partitions(rk_, parts);
+      rd_kafka_topic_partition_list_destroy(parts);
+    }
+    backpressure_paused_ = want_pause;
+  }
+}
+
+void Consumer::deliver(rd_kafka_event_t* ev) {
   Fetched f{ev, rd_kafka_event_message_next(ev)};
   if (!f.m) {
     rd_kafka_event_destroy(ev);
+    return;
+  }
+  if (f.m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    // End of partition is not an error; messages{until_end=} uses watermarks instead.
+    rd_kafka_event_destroy(ev);
+    return;
+  }
+  if (!f.m->err && f.m->rkt && !revoking_.empty() && revoking_.count(tp_of(f.m))) {
+    rd_kafka_event_destroy(ev);  // fetched before the revoke: the script must not see it
     return;
   }
   Scheduler& s = rt_.scheduler();
@@ -183,22 +274,15 @@ void Consumer::deliver_to_waiter(rd_kafka_event_t* ev) {
     }
   }
   buffer_.push_back(f);
+  update_backpressure();
 }
 
 void Consumer::drain() {
   if (!rk_ || state_ == Destroying || state_ == Closed) return;
-  while (true) {
-    if (buffer_.size() >= BUFFER_LIMIT && poll_waiters.empty()) {
-      // Leave the rest in librdkafka's queue (bounded by its own prefetch limits); next_message
-      // reschedules the drain when the script catches up.
-      held_back_ = true;
-      break;
-    }
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0);
-    if (!ev) break;
+  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0)) {
     switch (rd_kafka_event_type(ev)) {
       case RD_KAFKA_EVENT_FETCH:
-        deliver_to_waiter(ev);
+        deliver(ev);
         break;
       case RD_KAFKA_EVENT_REBALANCE:
         handle_rebalance(ev);
@@ -209,49 +293,132 @@ void Consumer::drain() {
         rd_kafka_event_destroy(ev);
         break;
       default:
-        if (!handle_common_event(ev)) {
-          // Unknown event types are dropped.
-        }
+        handle_common_event(ev);
         rd_kafka_event_destroy(ev);
         break;
     }
     if (!rk_) return;
-    if (state_ == Closing && rd_kafka_consumer_closed(rk_)) {
-      finish_close();
-      return;
+    if (state_ == Closing && rd_kafka_consumer_closed(rk_)) break;
+  }
+  if (state_ == Closing && rk_ && rd_kafka_consumer_closed(rk_) && !rebalance_running_) finish_close();
+}
+
+std::map<TopicPartition, int64_t> Consumer::drop_buffered(const rd_kafka_topic_partition_list_t* list) {
+  std::map<TopicPartition, int64_t> first;
+  std::deque<Fetched> keep;
+  for (auto& b : buffer_) {
+    bool drop = !list;
+    if (list && b.m->rkt)
+      drop = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt), b.m->partition) != nullptr;
+    if (drop) {
+      if (!b.m->err && b.m->rkt) first.emplace(tp_of(b.m), b.m->offset);
+      rd_kafka_event_destroy(b.ev);
+    } else {
+      keep.push_back(b);
     }
   }
-  if (state_ == Closing && rk_ && rd_kafka_consumer_closed(rk_)) finish_close();
+  buffer_.swap(keep);
+  return first;
 }
 
 void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
   rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
-  const rd_kafka_topic_partition_list_t* parts = rd_kafka_event_topic_partition_list(ev);
-  bool cooperative = std::string(rd_kafka_rebalance_protocol(rk_)) == "COOPERATIVE";
+  PendingRebalance p;
+  p.parts = rd_kafka_topic_partition_list_copy(rd_kafka_event_topic_partition_list(ev));
+  rd_kafka_topic_partition_list_sort(p.parts, nullptr, nullptr);
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    if (cooperative) {
-      if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk_, parts)) rd_kafka_error_destroy(e);
-    } else {
-      rd_kafka_assign(rk_, parts);
-    }
+    p.kind = Rebalance::Assign;
   } else {
-    // Stored offsets of the revoked partitions are committed by librdkafka on unassign
-    // (enable.auto.commit); drop buffered messages of partitions we no longer own.
-    std::deque<Fetched> keep;
-    for (auto& b : buffer_) {
-      bool revoked = b.m->rkt && rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(b.m->rkt),
-                                                                     b.m->partition) != nullptr;
-      if (revoked)
-        rd_kafka_event_destroy(b.ev);
-      else
-        keep.push_back(b);
-    }
-    buffer_.swap(keep);
-    if (cooperative) {
-      if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk_, parts)) rd_kafka_error_destroy(e);
+    p.kind = rd_kafka_assignment_lost(rk_) ? Rebalance::Lost : Rebalance::Revoke;
+    // From now on nothing of these partitions reaches the script.
+    drop_buffered(p.parts);
+    for (int i = 0; i < p.parts->cnt; ++i) revoking_.insert({p.parts->elems[i].topic, p.parts->elems[i].partition});
+  }
+  pending_.push_back(p);
+  if (!rebalance_running_) start_rebalance();
+}
+
+// Lua side of a rebalance hook: runs as a task; whatever happens, the rebalance is answered.
+const char* const HOOK_SOURCE = R"(
+local hook, parts, done = ...
+local ok, err = pcall(hook, parts)
+done()
+if not ok then error(err, 0) end
+)";
+
+int hook_done(lua_State* L) {
+  auto* c = static_cast<Consumer*>(lua_touserdata(L, lua_upvalueindex(1)));
+  if (live_consumers.count(c)) c->finish_rebalance();
+  return 0;
+}
+
+void Consumer::start_rebalance() {
+  if (pending_.empty()) return;
+  rebalance_running_ = true;
+  PendingRebalance& p = pending_.front();
+  int hook = p.kind == Rebalance::Assign ? on_assign_ : p.kind == Rebalance::Revoke ? on_revoke_
+             : (on_lost_ != LUA_NOREF ? on_lost_ : on_revoke_);
+  // Hooks need the loop to run tasks: at exit (and for an empty list) answer at once.
+  if (hook == LUA_NOREF || rt_.exiting()) {
+    finish_rebalance();
+    return;
+  }
+  lua_State* L = rt_.lua();
+  if (luaL_loadbuffer(L, HOOK_SOURCE, strlen(HOOK_SOURCE), "=rebalance hook") != 0) {
+    lua_pop(L, 1);
+    finish_rebalance();
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, hook);
+  push_partition_list(L, p.parts);
+  lua_pushlightuserdata(L, this);
+  lua_pushcclosure(L, hook_done, 1);
+  rebalance_task_ = rt_.scheduler().spawn(L, 3);
+  // A hook that never ends would stall the whole group: bound it.
+  uv_timer_start(hook_timer_, [](uv_timer_t* h) {
+    auto* self = static_cast<Consumer*>(h->data);
+    if (!self->rebalance_running_) return;
+    fmt::print(stderr, "klua: consumer group {}: rebalance hook did not finish within {} ms; cancelling it\n",
+               self->group_, self->hook_timeout_ms_);
+    self->rt_.scheduler().cancel(self->rebalance_task_);
+    self->finish_rebalance();
+  }, static_cast<uint64_t>(hook_timeout_ms_), 0);
+}
+
+void Consumer::finish_rebalance() {
+  if (!rebalance_running_ || pending_.empty()) return;
+  uv_timer_stop(hook_timer_);
+  PendingRebalance p = pending_.front();
+  pending_.pop_front();
+  rebalance_running_ = false;
+  if (rk_) {
+    bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0;
+    if (p.kind == Rebalance::Assign) {
+      for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+      if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk_, p.parts)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk_, p.parts);
+      }
+      if (backpressure_paused_) rd_kafka_pause_partitions(rk_, p.parts);
     } else {
-      rd_kafka_assign(rk_, nullptr);
+      // Processed (stored) offsets are committed before the partitions go: librdkafka does it
+      // on unassign with auto-commit; without it, commit them here first.
+      if (!auto_commit_ && p.kind == Rebalance::Revoke) rd_kafka_commit(rk_, nullptr, 1);
+      if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk_, p.parts)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk_, nullptr);
+      }
+      for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
     }
+  }
+  rd_kafka_topic_partition_list_destroy(p.parts);
+  ends_known = false;  // the assignment changed
+  if (!pending_.empty()) {
+    start_rebalance();
+  } else if (state_ == Closing) {
+    watcher_->schedule();
   }
 }
 
@@ -265,7 +432,6 @@ void Consumer::handle_commit(rd_kafka_event_t* ev) {
   rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
   if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) err = RD_KAFKA_RESP_ERR_NO_ERROR;  // nothing to commit
   if (!err) {
-    // Per-partition errors count too.
     if (const rd_kafka_topic_partition_list_t* l = rd_kafka_event_topic_partition_list(ev)) {
       for (int i = 0; i < l->cnt; ++i) {
         if (l->elems[i].err) {
@@ -294,9 +460,7 @@ void Consumer::handle_commit(rd_kafka_event_t* ev) {
 void Consumer::begin_close() {
   if (state_ != Open) return;
   state_ = Closing;
-  // Buffered, unprocessed messages are dropped (their offsets were never stored).
-  for (auto& b : buffer_) rd_kafka_event_destroy(b.ev);
-  buffer_.clear();
+  drop_buffered(nullptr);  // unprocessed: their offsets were never stored
   Scheduler& s = rt_.scheduler();
   auto waiters = std::move(poll_waiters);
   poll_waiters.clear();
@@ -306,8 +470,8 @@ void Consumer::begin_close() {
       s.wake_end(t, 1);
     }
   }
-  // Asynchronous close: revocation (which commits stored offsets) and the group leave arrive on
-  // our queue and are served by drain(); the timer bounds a close that cannot finish.
+  // Asynchronous close: the revocation (stored offsets are committed on unassign) and the group
+  // leave arrive on our queue and are served by drain(); the timer bounds a close that can't end.
   if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_, queue_)) {
     fmt::print(stderr, "klua: consumer close: {}\n", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
@@ -318,7 +482,9 @@ void Consumer::begin_close() {
   uv_timer_start(close_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Consumer*>(h->data);
     if (self->state_ != Closing) return;
-    fmt::print(stderr, "klua: consumer close did not finish in time; destroying the handle\n");
+    fmt::print(stderr, "klua: consumer close (group {}) did not finish in time; destroying the handle\n",
+               self->group_);
+    self->rebalance_running_ = false;
     self->finish_close();
   }, 30000, 0);
   watcher_->schedule();
@@ -326,9 +492,14 @@ void Consumer::begin_close() {
 
 void Consumer::finish_close() {
   if (state_ != Closing) return;
+  if (inflight_ > 0) {
+    destroy_when_idle_ = true;  // a blocking call still uses the handle
+    return;
+  }
   state_ = Destroying;
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  close_timer_ = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(hook_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  close_timer_ = hook_timer_ = nullptr;
   watcher_->close();
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0)) {
     if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) handle_commit(ev);
@@ -374,6 +545,24 @@ Consumer* check_consumer(lua_State* L, int idx) {
   return box->c;
 }
 
+ErrorSpec consumer_error(Consumer* c, rd_kafka_resp_err_t err, const char* op, std::string msg = {}) {
+  ErrorSpec e = kafka_error(err, std::move(msg));
+  e.group = c->group();
+  e.op = op;
+  return e;
+}
+
+int return_partitions_or_error(lua_State* L, Consumer* c, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
+                               const char* op) {
+  if (err) {
+    rd_kafka_topic_partition_list_destroy(list);
+    return nil_error(L, consumer_error(c, err, op));
+  }
+  push_partition_list(L, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  return 1;
+}
+
 // c:poll([timeout_ms]) -> message | nil (timeout) | nil, err
 int l_poll(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
@@ -381,71 +570,317 @@ int l_poll(lua_State* L) {
   Scheduler& s = Runtime::from(L).scheduler();
   s.check_cancelled(L);
   Consumer::Fetched f;
-  while (c->next_message(&f)) {
-    if (int n = Consumer::push_fetched(L, f, c->group())) return n;
-  }
+  if (c->next_message(&f)) return Consumer::push_fetched(L, f, c->group());
   if (timeout == 0) return 0;
   WaitToken t = s.prepare_wait(L, "c:poll", timeout, OnTimeout::ResumeEmpty);
   c->poll_waiters.push_back(t);
   return lua_yield(L, 0);
 }
 
-// Builds a partition list with offset+1 for a message table (commit/store semantics).
-rd_kafka_topic_partition_list_t* offsets_from_message(lua_State* L, int idx) {
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_getfield(L, idx, "topic");
-  lua_getfield(L, idx, "partition");
-  lua_getfield(L, idx, "offset");
-  if (!lua_isstring(L, -3) || !lua_isnumber(L, -2) || !lua_isnumber(L, -1))
-    luaL_error(L, "expected a message (a table with topic, partition and offset)");
-  auto* list = rd_kafka_topic_partition_list_new(1);
-  auto* tp = rd_kafka_topic_partition_list_add(list, lua_tostring(L, -3), static_cast<int32_t>(lua_tointeger(L, -2)));
-  tp->offset = static_cast<int64_t>(lua_tonumber(L, -1)) + 1;
-  lua_pop(L, 3);
-  return list;
-}
-
-// c:store(msg): marks msg processed; its offset+1 is committed by the next (auto) commit.
+// c:store(msg or partitions): marks processed; the offset is committed by the next (auto) commit.
 int l_store(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
-  auto* list = offsets_from_message(L, 2);
+  auto* list = check_partition_list(L, 2, "c:store", true);
   rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk(), list);
-  std::string topic = list->elems[0].topic;
-  int partition = list->elems[0].partition;
-  if (!err && list->elems[0].err) err = list->elems[0].err;
-  rd_kafka_topic_partition_list_destroy(list);
-  if (err) {
-    ErrorSpec e = kafka_error(err);
-    e.topic = topic;
-    e.partition = partition;
-    e.group = c->group();
-    e.op = "store";
-    return nil_error(L, e);
+  for (int i = 0; !err && i < list->cnt; ++i) {
+    if (list->elems[i].err) {
+      ErrorSpec e = consumer_error(c, list->elems[i].err, "store");
+      e.topic = list->elems[i].topic;
+      e.partition = list->elems[i].partition;
+      e.message = fmt::format("cannot store an offset for {} [{}]: {} (is the partition assigned?)", e.topic,
+                              list->elems[i].partition, rd_kafka_err2str(list->elems[i].err));
+      rd_kafka_topic_partition_list_destroy(list);
+      return nil_error(L, e);
+    }
   }
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err) return nil_error(L, consumer_error(c, err, "store"));
   lua_pushboolean(L, 1);
   return 1;
 }
 
-// c:commit([msg]) -> true | nil, err. With msg, commits msg.offset+1; without, the stored offsets.
+// c:commit([msg or partitions], [{async=bool}]) -> true | nil, err
 int l_commit(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
-  rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : offsets_from_message(L, 2);
+  rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:commit", true);
+  bool async = false;
+  double timeout = DEFAULT_CALL_TIMEOUT_MS;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "async");
+    async = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    opt_number_field(L, 3, "timeout_ms", &timeout);
+  }
+  if (async) {
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk(), list, 1);
+    if (list) rd_kafka_topic_partition_list_destroy(list);
+    if (err) return nil_error(L, consumer_error(c, err, "commit"));
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   Scheduler& s = Runtime::from(L).scheduler();
+  WaitToken tok = s.prepare_wait(L, "c:commit", timeout);
   auto cw = std::make_unique<Consumer::CommitWait>();
-  cw->tok = s.prepare_wait(L, "c:commit", 30000);
+  cw->tok = tok;
   rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(c->rk());
   rd_kafka_resp_err_t err = rd_kafka_commit_queue(c->rk(), list, q, nullptr, cw.get());
   rd_kafka_queue_destroy(q);
   if (list) rd_kafka_topic_partition_list_destroy(list);
   if (err) {
-    s.abandon_wait(cw->tok);
-    ErrorSpec e = kafka_error(err);
-    e.group = c->group();
-    e.op = "commit";
-    return nil_error(L, e);
+    s.abandon_wait(tok);
+    return nil_error(L, consumer_error(c, err, "commit"));
   }
   cw.release();
   return lua_yield(L, 0);
+}
+
+std::vector<std::string> topic_list(lua_State* L, int idx, const char* what) {
+  std::vector<std::string> topics;
+  if (lua_isstring(L, idx)) {
+    topics.emplace_back(lua_tostring(L, idx));
+  } else if (lua_istable(L, idx)) {
+    int n = static_cast<int>(lua_objlen(L, idx));
+    for (int i = 1; i <= n; ++i) {
+      lua_rawgeti(L, idx, i);
+      if (!lua_isstring(L, -1)) luaL_error(L, "%s: topics[%d] must be a string", what, i);
+      topics.emplace_back(lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    luaL_error(L, "%s: expected a topic name or a list of topic names (a name starting with ^ is a regex)", what);
+  }
+  for (const auto& t : topics) {
+    std::string problem = t[0] == '^' ? std::string() : topic_name_problem(t.data(), t.size());
+    if (!problem.empty()) {
+      ErrorSpec e;
+      e.code = CODE_INVALID_ARGUMENT;
+      e.name = ERR_INVALID_ARGUMENT;
+      e.topic = t;
+      e.message = fmt::format("{}: invalid topic name \"{}\": {}", what, t, problem);
+      raise_error(L, e);
+    }
+  }
+  return topics;
+}
+
+int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics) {
+  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
+  for (const auto& t : topics) rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk(), list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err) return nil_error(L, consumer_error(c, err, "subscribe"));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// c:subscribe(topics): a list of names; names starting with ^ are regular expressions.
+int l_subscribe(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  return subscribe(L, c, topic_list(L, 2, "c:subscribe"));
+}
+
+int l_unsubscribe(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  rd_kafka_resp_err_t err = rd_kafka_unsubscribe(c->rk());
+  if (err) return nil_error(L, consumer_error(c, err, "unsubscribe"));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// c:assign(partitions): explicit partitions (with optional offsets), no group rebalancing.
+int l_assign(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:assign", false);
+  if (list)
+    for (int i = 0; i < list->cnt; ++i)
+      if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
+  c->drop_buffered(nullptr);
+  rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
+  if (list) rd_kafka_topic_partition_list_destroy(list);
+  c->ends_known = false;
+  if (err) return nil_error(L, consumer_error(c, err, "assign"));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int l_assignment(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  rd_kafka_topic_partition_list_t* parts = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk(), &parts);
+  return return_partitions_or_error(L, c, err, parts, "assignment");
+}
+
+// The partitions argument of pause/resume/position/committed: a list, or the assignment.
+rd_kafka_topic_partition_list_t* partitions_or_assignment(lua_State* L, Consumer* c, int idx, const char* what) {
+  if (!lua_isnoneornil(L, idx)) return check_partition_list(L, idx, what, false);
+  rd_kafka_topic_partition_list_t* parts = nullptr;
+  if (rd_kafka_assignment(c->rk(), &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || !parts)
+    parts = rd_kafka_topic_partition_list_new(0);
+  return parts;
+}
+
+// Rewinds librdkafka to the first dropped buffered message of each partition, so that what the
+// script did not see is fetched again after a resume.
+void rewind_dropped(Consumer* c, const std::map<TopicPartition, int64_t>& first) {
+  if (first.empty()) return;
+  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
+  for (const auto& [tp, off] : first) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+  // Asynchronous seek (timeout 0): 2.0.2's seek_partitions mis-scales its timeout.
+  if (rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0)) rd_kafka_error_destroy(e);
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+int l_pause(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  auto* list = partitions_or_assignment(L, c, 2, "c:pause");
+  rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk(), list);
+  if (!err) rewind_dropped(c, c->drop_buffered(list));
+  return return_partitions_or_error(L, c, err, list, "pause");
+}
+
+int l_resume(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  auto* list = partitions_or_assignment(L, c, 2, "c:resume");
+  rd_kafka_resp_err_t err = rd_kafka_resume_partitions(c->rk(), list);
+  return return_partitions_or_error(L, c, err, list, "resume");
+}
+
+// c:seek(topic, partition, offset): the next poll of that partition starts at offset.
+int l_seek(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  const char* topic = luaL_checkstring(L, 2);
+  int32_t partition = static_cast<int32_t>(luaL_checkinteger(L, 3));
+  int64_t offset = check_offset(L, 4, "c:seek");
+  if (offset == RD_KAFKA_OFFSET_INVALID) return luaL_argerror(L, 4, "an offset is required");
+  auto* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic, partition)->offset = offset;
+  c->drop_buffered(list);
+  rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0);  // asynchronous, see rewind_dropped
+  rd_kafka_topic_partition_list_destroy(list);
+  if (e) {
+    ErrorSpec spec = kafka_error(e);
+    rd_kafka_error_destroy(e);
+    spec.topic = topic;
+    spec.partition = partition;
+    spec.group = c->group();
+    spec.op = "seek";
+    return nil_error(L, spec);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int l_position(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  auto* list = partitions_or_assignment(L, c, 2, "c:position");
+  rd_kafka_resp_err_t err = rd_kafka_position(c->rk(), list);
+  return return_partitions_or_error(L, c, err, list, "position");
+}
+
+// c:committed([partitions], [timeout_ms]) -> partitions with the group's committed offsets
+int l_committed(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  auto* list = partitions_or_assignment(L, c, 2, "c:committed");
+  double timeout = luaL_optnumber(L, 3, DEFAULT_CALL_TIMEOUT_MS);
+  auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_t* rk = c->rk();
+  return c->run_blocking(
+      L, "c:committed", timeout + 1000,
+      [=] { *err = rd_kafka_committed(rk, list, static_cast<int>(timeout)); },
+      [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "committed"); });
+}
+
+// c:watermarks(topic, partition, [timeout_ms]) -> low, high (asks the broker)
+int l_watermarks(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  std::string topic = luaL_checkstring(L, 2);
+  int32_t partition = static_cast<int32_t>(luaL_checkinteger(L, 3));
+  double timeout = luaL_optnumber(L, 4, DEFAULT_CALL_TIMEOUT_MS);
+  struct Result {
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    int64_t low = 0, high = 0;
+  };
+  auto r = std::make_shared<Result>();
+  rd_kafka_t* rk = c->rk();
+  return c->run_blocking(
+      L, "c:watermarks", timeout + 1000,
+      [=] { r->err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &r->low, &r->high, static_cast<int>(timeout)); },
+      [=](lua_State* co) {
+        if (r->err) {
+          ErrorSpec e = consumer_error(c, r->err, "watermarks");
+          e.topic = topic;
+          e.partition = partition;
+          return nil_error(co, e);
+        }
+        lua_pushnumber(co, static_cast<double>(r->low));
+        lua_pushnumber(co, static_cast<double>(r->high));
+        return 2;
+      });
+}
+
+// c:offsets_for_times(partitions, [timeout_ms]): `offset` of each item is a timestamp (epoch ms);
+// returns the earliest offset whose timestamp is at or after it (nil offset: none).
+int l_offsets_for_times(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  auto* list = check_partition_list(L, 2, "c:offsets_for_times", false);
+  double timeout = luaL_optnumber(L, 3, DEFAULT_CALL_TIMEOUT_MS);
+  auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_t* rk = c->rk();
+  return c->run_blocking(
+      L, "c:offsets_for_times", timeout + 1000,
+      [=] { *err = rd_kafka_offsets_for_times(rk, list, static_cast<int>(timeout)); },
+      [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "offsets_for_times"); });
+}
+
+// c:_end_offsets() -> partitions with `low` and `end` (the latest offset under the consumer's
+// isolation level): for messages{until_end=true}.
+int l_end_offsets(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  rd_kafka_topic_partition_list_t* assigned = partitions_or_assignment(L, c, 2, "until_end");
+  auto* low = rd_kafka_topic_partition_list_copy(assigned);
+  auto* end = assigned;
+  for (int i = 0; i < low->cnt; ++i) {
+    low->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    end->elems[i].offset = RD_KAFKA_OFFSET_END;
+  }
+  auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_t* rk = c->rk();
+  return c->run_blocking(
+      L, "c:messages (end offsets)", DEFAULT_CALL_TIMEOUT_MS + 1000,
+      [=] {
+        // ListOffsets with logical offsets, one request per leader; "latest" honours isolation.level.
+        *err = rd_kafka_offsets_for_times(rk, low, static_cast<int>(DEFAULT_CALL_TIMEOUT_MS));
+        if (!*err) *err = rd_kafka_offsets_for_times(rk, end, static_cast<int>(DEFAULT_CALL_TIMEOUT_MS));
+      },
+      [=](lua_State* co) {
+        if (*err) {
+          rd_kafka_topic_partition_list_destroy(low);
+          return return_partitions_or_error(co, c, *err, end, "messages");
+        }
+        lua_createtable(co, end->cnt, 0);
+        for (int i = 0; i < end->cnt; ++i) {
+          lua_createtable(co, 0, 4);
+          lua_pushstring(co, end->elems[i].topic);
+          lua_setfield(co, -2, "topic");
+          lua_pushinteger(co, end->elems[i].partition);
+          lua_setfield(co, -2, "partition");
+          lua_pushnumber(co, static_cast<double>(low->elems[i].offset));
+          lua_setfield(co, -2, "low");
+          lua_pushnumber(co, static_cast<double>(end->elems[i].offset));
+          lua_setfield(co, -2, "end");
+          lua_rawseti(co, -2, i + 1);
+        }
+        rd_kafka_topic_partition_list_destroy(low);
+        rd_kafka_topic_partition_list_destroy(end);
+        return 1;
+      });
+}
+
+// c:_buffered(topic, partition) -> number of messages waiting in klua's buffer
+int l_buffered(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  lua_pushinteger(L, static_cast<lua_Integer>(c->buffered_for({luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3))})));
+  return 1;
 }
 
 int l_close(lua_State* L) {
@@ -466,25 +901,6 @@ int l_close(lua_State* L) {
   return lua_yield(L, 0);
 }
 
-int l_assignment(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  rd_kafka_topic_partition_list_t* parts = nullptr;
-  rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk(), &parts);
-  if (err) return kafka_nil_error(L, err);
-  rd_kafka_topic_partition_list_sort(parts, nullptr, nullptr);
-  lua_createtable(L, parts->cnt, 0);
-  for (int i = 0; i < parts->cnt; ++i) {
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, parts->elems[i].topic);
-    lua_setfield(L, -2, "topic");
-    lua_pushinteger(L, parts->elems[i].partition);
-    lua_setfield(L, -2, "partition");
-    lua_rawseti(L, -2, i + 1);
-  }
-  rd_kafka_topic_partition_list_destroy(parts);
-  return 1;
-}
-
 int l_gc(lua_State* L) {
   auto* box = static_cast<ConsumerBox*>(lua_touserdata(L, 1));
   Consumer* c = box->c;
@@ -493,7 +909,7 @@ int l_gc(lua_State* L) {
   if (c->is_closed()) {
     delete c;
   } else {
-    c->orphaned = true;
+    c->orphaned = true;  // never block in __gc: the loop closes it, then it deletes itself
     c->begin_close();
   }
   return 0;
@@ -579,71 +995,108 @@ int l_msg_index(lua_State* L) {
   return 0;
 }
 
-// klua.consumer{group=, topics={...}, ...properties}
+// c:messages{timeout_ms=, until_end=}: an iterator over messages; raises on errors so that a
+// for loop never ends silently. It ends after timeout_ms without a message (when given), or,
+// with until_end, once every assigned partition reached the end offset taken when the
+// assignment was first seen (the last stable offset under read_committed).
+const char* const MESSAGES_SOURCE = R"(
+local now, error, pairs, ipairs = ...
+return function(c, opts)
+  if opts ~= nil and type(opts) ~= "table" then error("c:messages: options must be a table", 2) end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "timeout_ms" and k ~= "until_end" then error("c:messages: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local timeout, until_end = opts.timeout_ms, opts.until_end
+  local ends
+  local function at_end()
+    if not ends then
+      local assigned = c:assignment()
+      if #assigned == 0 then return false end
+      local e, err = c:_end_offsets()
+      if not e then error(err, 0) end
+      ends = e
+    end
+    local pos = c:position()
+    local by = {}
+    for _, p in ipairs(pos) do by[p.topic .. "\0" .. p.partition] = p.offset end
+    for _, e in ipairs(ends) do
+      if e["end"] > e.low and c:_buffered(e.topic, e.partition) == 0 then
+        local p = by[e.topic .. "\0" .. e.partition]
+        if p == nil or p < e["end"] then return false end
+      elseif c:_buffered(e.topic, e.partition) > 0 then
+        return false
+      end
+    end
+    return true
+  end
+  return function()
+    local deadline = timeout and (now() + timeout)
+    while true do
+      if until_end and at_end() then return nil end
+      local wait = until_end and 200 or (timeout and math.max(0, deadline - now())) or 1000
+      local msg, err = c:poll(wait)
+      if msg then return msg end
+      if err then error(err, 0) end
+      if deadline and now() >= deadline then return nil end
+    end
+  end
+end
+)";
+
+// klua.consumer{group=, topics=, on_assign=, on_revoke=, on_lost=, ...properties}
 int l_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ClientOptions o = build_client_options(
-      L, 1, "klua.consumer",
-      {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", "true"}},
-      {"group", "topics", "poll_timeout_ms"});
+      L, 1, "klua.consumer", {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", "true"}},
+      {"group", "topics", "poll_timeout_ms", "on_assign", "on_revoke", "on_lost", "hook_timeout_ms"});
   std::vector<std::string> topics;
   std::string group;
-  double poll_timeout = 1000;
+  double poll_timeout = 1000, hook_timeout = DEFAULT_HOOK_TIMEOUT_MS;
+  int hooks[3] = {LUA_NOREF, LUA_NOREF, LUA_NOREF};
+  auto fail = [&](const char* fmt, const char* arg) {
+    rd_kafka_conf_destroy(o.conf);
+    for (int h : hooks) luaL_unref(L, LUA_REGISTRYINDEX, h);
+    luaL_error(L, fmt, arg);
+  };
   for (const auto& k : o.klua_keys) {
     lua_getfield(L, 1, k.c_str());
     if (k == "group") {
-      if (!lua_isstring(L, -1)) {
-        rd_kafka_conf_destroy(o.conf);
-        return luaL_error(L, "klua.consumer: option 'group' must be a string");
-      }
+      if (!lua_isstring(L, -1)) fail("klua.consumer: option '%s' must be a string", "group");
       group = lua_tostring(L, -1);
     } else if (k == "topics") {
-      if (lua_isstring(L, -1)) {
-        topics.emplace_back(lua_tostring(L, -1));
-      } else if (lua_istable(L, -1)) {
-        int n = static_cast<int>(lua_objlen(L, -1));
-        for (int i = 1; i <= n; ++i) {
-          lua_rawgeti(L, -1, i);
-          if (!lua_isstring(L, -1)) {
-            rd_kafka_conf_destroy(o.conf);
-            return luaL_error(L, "klua.consumer: topics[%d] must be a string", i);
-          }
-          topics.emplace_back(lua_tostring(L, -1));
-          lua_pop(L, 1);
-        }
-      } else {
+      int top = lua_gettop(L);
+      lua_pushcfunction(L, [](lua_State* L) -> int {
+        auto* out = static_cast<std::vector<std::string>*>(lua_touserdata(L, 2));
+        *out = topic_list(L, 1, "klua.consumer");
+        return 0;
+      });
+      lua_pushvalue(L, top);
+      lua_pushlightuserdata(L, &topics);
+      if (lua_pcall(L, 2, 0, 0) != 0) {
         rd_kafka_conf_destroy(o.conf);
-        return luaL_error(L, "klua.consumer: option 'topics' must be a list of topic names");
+        for (int h : hooks) luaL_unref(L, LUA_REGISTRYINDEX, h);
+        lua_error(L);
       }
-    } else if (k == "poll_timeout_ms") {
-      poll_timeout = lua_tonumber(L, -1);
+    } else if (k == "poll_timeout_ms" || k == "hook_timeout_ms") {
+      if (!lua_isnumber(L, -1)) fail("klua.consumer: option '%s' must be a number", k.c_str());
+      (k == "poll_timeout_ms" ? poll_timeout : hook_timeout) = lua_tonumber(L, -1);
+    } else {  // rebalance hooks
+      if (!lua_isfunction(L, -1)) fail("klua.consumer: option '%s' must be a function", k.c_str());
+      int i = k == "on_assign" ? 0 : k == "on_revoke" ? 1 : 2;
+      lua_pushvalue(L, -1);
+      hooks[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_pop(L, 1);
   }
   char errstr[256];
   if (!group.empty()) rd_kafka_conf_set(o.conf, "group.id", group.c_str(), errstr, sizeof errstr);
   {
-    char buf[256];
+    char buf[512];
     size_t n = sizeof buf;
     if (rd_kafka_conf_get(o.conf, "group.id", buf, &n) == RD_KAFKA_CONF_OK && buf[0]) group = buf;
   }
-  if (group.empty()) {
-    rd_kafka_conf_destroy(o.conf);
-    return luaL_error(L, "klua.consumer: a 'group' is required");
-  }
-  for (const auto& t : topics) {
-    std::string problem = t[0] == '^' ? std::string() : topic_name_problem(t.data(), t.size());
-    if (!problem.empty()) {
-      rd_kafka_conf_destroy(o.conf);
-      ErrorSpec e;
-      e.code = CODE_INVALID_ARGUMENT;
-      e.name = ERR_INVALID_ARGUMENT;
-      e.topic = t;
-      e.group = group;
-      e.message = fmt::format("klua.consumer: invalid topic name \"{}\": {}", t, problem);
-      raise_error(L, e);
-    }
-  }
+  if (group.empty()) fail("klua.consumer: a '%s' is required (or use klua.consumer{group=..., ...} with assign)", "group");
   rd_kafka_conf_set_events(o.conf, RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG |
                                        RD_KAFKA_EVENT_STATS | RD_KAFKA_EVENT_REBALANCE |
                                        RD_KAFKA_EVENT_OFFSET_COMMIT);
@@ -655,19 +1108,13 @@ int l_new(lua_State* L) {
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_CONSUMER, o.conf, "klua.consumer");
   auto* c = new Consumer(rt);
   c->set_hooks(o);
-  c->start(rk, group, poll_timeout);
+  c->set_rebalance_hooks(hooks[0], hooks[1], hooks[2]);
+  c->start(rk, group, poll_timeout, hook_timeout);
   box->c = c;
   if (!topics.empty()) {
-    auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
-    for (const auto& t : topics) rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, list);
-    rd_kafka_topic_partition_list_destroy(list);
-    if (err) {
-      ErrorSpec e = kafka_error(err);
-      e.group = group;
-      e.op = "subscribe";
-      raise_error(L, e);
-    }
+    int n = subscribe(L, c, topics);
+    if (n == 2) lua_error(L);  // subscribe failed: raise its error
+    lua_pop(L, 1);
   }
   return 1;
 }
@@ -683,16 +1130,36 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
 
   luaL_newmetatable(L, CONSUMER_MT);
   lua_newtable(L);
-  rt.scheduler().push_waiting(L, l_poll);
-  lua_setfield(L, -2, "poll");
-  lua_pushcfunction(L, l_store);
-  lua_setfield(L, -2, "store");
-  rt.scheduler().push_waiting(L, l_commit);
-  lua_setfield(L, -2, "commit");
-  rt.scheduler().push_waiting(L, l_close);
-  lua_setfield(L, -2, "close");
-  lua_pushcfunction(L, l_assignment);
-  lua_setfield(L, -2, "assignment");
+  Scheduler& s = rt.scheduler();
+  struct {
+    const char* name;
+    lua_CFunction fn;
+    bool waits;
+  } methods[] = {
+      {"poll", l_poll, true},           {"store", l_store, false},
+      {"commit", l_commit, true},       {"close", l_close, true},
+      {"subscribe", l_subscribe, false}, {"unsubscribe", l_unsubscribe, false},
+      {"assign", l_assign, false},      {"assignment", l_assignment, false},
+      {"pause", l_pause, false},        {"resume", l_resume, false},
+      {"seek", l_seek, false},          {"position", l_position, false},
+      {"committed", l_committed, true}, {"watermarks", l_watermarks, true},
+      {"offsets_for_times", l_offsets_for_times, true},
+      {"_end_offsets", l_end_offsets, true}, {"_buffered", l_buffered, false},
+  };
+  for (const auto& m : methods) {
+    if (m.waits)
+      s.push_waiting(L, m.fn);
+    else
+      lua_pushcfunction(L, m.fn);
+    lua_setfield(L, -2, m.name);
+  }
+  if (luaL_loadbuffer(L, MESSAGES_SOURCE, strlen(MESSAGES_SOURCE), "=klua.consumer.messages") != 0) lua_error(L);
+  lua_getfield(L, klua_table, "now");
+  lua_getglobal(L, "error");
+  lua_getglobal(L, "pairs");
+  lua_getglobal(L, "ipairs");
+  lua_call(L, 4, 1);
+  lua_setfield(L, -2, "messages");
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_gc);
   lua_setfield(L, -2, "__gc");
