@@ -582,7 +582,7 @@ int l_store(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   auto* list = check_partition_list(L, 2, "c:store", true);
   rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk(), list);
-  for (int i = 0; !err && i < list->cnt; ++i) {
+  for (int i = 0; i < list->cnt; ++i) {
     if (list->elems[i].err) {
       ErrorSpec e = consumer_error(c, list->elems[i].err, "store");
       e.topic = list->elems[i].topic;
