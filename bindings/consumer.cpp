@@ -946,7 +946,8 @@ int l_msg_header(lua_State* L) {
   return 0;
 }
 
-// msg:header_all(name) -> list of every value of that header, in wire order
+// msg:header_all(name) -> the values of that header in wire order, as a list without holes
+// (headers that have no value are left out; msg.headers has them)
 int l_msg_header_all(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   size_t nl;
@@ -966,7 +967,10 @@ int l_msg_header_all(lua_State* L) {
     const char* h = lua_tolstring(L, -1, &hl);
     if (h && hl == nl && memcmp(h, name, nl) == 0) {
       lua_rawgeti(L, -2, 2);
-      lua_rawseti(L, out, ++k);
+      if (lua_isnil(L, -1))
+        lua_pop(L, 1);
+      else
+        lua_rawseti(L, out, ++k);
     }
     lua_pop(L, 2);
   }

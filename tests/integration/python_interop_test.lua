@@ -25,6 +25,9 @@ local function read_file(path)
   return s
 end
 
+-- The interpreter with confluent-kafka: tools/dev puts it in a virtualenv and sets KLUA_PYTHON.
+PYTHON = os.getenv("KLUA_PYTHON") or "python3"
+
 -- Runs pyclient.py with args (and optional stdin); returns the decoded JSON lines.
 -- Fails on a non-zero exit, showing stderr. (LuaJIT's p:close() gives no exit status.)
 local function py(args, stdin)
@@ -32,7 +35,7 @@ local function py(args, stdin)
   local f = assert(io.open(inf, "wb"))
   f:write(stdin or "")
   f:close()
-  local cmd = "timeout 90 python3 " .. q(PYCLIENT) .. " " .. args .. " <" .. q(inf) .. " 2>" .. q(errf) ..
+  local cmd = "timeout 90 " .. q(PYTHON) .. " " .. q(PYCLIENT) .. " " .. args .. " <" .. q(inf) .. " 2>" .. q(errf) ..
               "; echo $? >" .. q(rcf)
   local p = assert(io.popen(cmd))
   local out = p:read("*a")
