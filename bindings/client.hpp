@@ -127,6 +127,7 @@ int64_t check_offset(lua_State* L, int idx, const char* what);
 void open_kafka_common(Runtime& rt, lua_State* L, int klua_table);
 void open_producer(Runtime& rt, lua_State* L, int klua_table);
 void open_consumer(Runtime& rt, lua_State* L, int klua_table);
+void open_transactions(Runtime& rt, lua_State* L, int klua_table);
 void open_embedded(Runtime& rt, lua_State* L, int klua_table);
 
 }  // namespace klua

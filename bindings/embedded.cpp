@@ -116,9 +116,26 @@ int l_create_topic(lua_State* L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+// klua.embedded.broker_down(id) / broker_up(id): fault injection for tests (ids 1..3).
+int set_broker(lua_State* L, bool up) {
+  int id = static_cast<int>(luaL_checkinteger(L, 1));
+  luaL_argcheck(L, id >= 1 && id <= EMBEDDED_BROKERS, 1, "broker id must be between 1 and 3");
+  EmbeddedCluster& c = cluster(Runtime::from(L));
+  rd_kafka_resp_err_t err = up ? rd_kafka_mock_broker_set_up(c.mock(), id) : rd_kafka_mock_broker_set_down(c.mock(), id);
+  if (err) return kafka_nil_error(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+int l_broker_down(lua_State* L) { return set_broker(L, false); }
+int l_broker_up(lua_State* L) { return set_broker(L, true); }
 }  // namespace
 
 std::string embedded_bootstrap(Runtime& rt) { return cluster(rt).bootstrap(); }
+
+// For klua.admin on the embedded cluster (bindings/admin.hpp): creates a topic on the mock.
+rd_kafka_resp_err_t embedded_create_topic(Runtime& rt, const std::string& name, int partitions, int rf) {
+  return rd_kafka_mock_topic_create(cluster(rt).mock(), name.c_str(), partitions, rf);
+}
 
 bool embedded_running(Runtime& rt) {
   EmbeddedCluster* c = find_cluster(rt.lua());
@@ -133,6 +150,10 @@ void open_embedded(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "running");
   lua_pushcfunction(L, l_create_topic);
   lua_setfield(L, -2, "create_topic");
+  lua_pushcfunction(L, l_broker_down);
+  lua_setfield(L, -2, "broker_down");
+  lua_pushcfunction(L, l_broker_up);
+  lua_setfield(L, -2, "broker_up");
   lua_setfield(L, klua_table, "embedded");
 }
 

@@ -22,6 +22,7 @@ std::vector<ModuleOpener> standard_modules() {
       open_embedded,
       open_producer,
       open_consumer,
+      open_transactions,
   };
 }
 

@@ -270,13 +270,16 @@ void Guard::complete(Op* op) {
   TxnState& s = *op->state;
   if (s.running == op) s.running = nullptr;
   rd_kafka_error_t* err = op->error;
+  bool closed = false;
   switch (op->kind) {
     case Kind::Init:
       if (!err) s.initialized = true;
       break;
     case Kind::Begin:
       if (op->did_init && !err) s.initialized = true;
-      if (!err) {
+      if (!err && s.closing) {
+        closed = true;  // closed while init_transactions ran: no transaction to begin
+      } else if (!err) {
         op->error = err = rd_kafka_begin_transaction(s.rk);  // non-blocking
         if (!err) s.in_txn = true;
       }
@@ -291,7 +294,10 @@ void Guard::complete(Op* op) {
   if (op->tok) {
     Scheduler& sched = rt_.scheduler();
     if (lua_State* co = sched.wake_begin(op->tok)) {
-      if (err) {
+      if (closed) {
+        nil_error(co, closed_error(op->name));
+        sched.wake_end(op->tok, 2);
+      } else if (err) {
         ErrorSpec e = kafka_error(err);
         e.op = op->name;
         e.group = op->group;
@@ -326,7 +332,7 @@ void Guard::on_idle(TxnState& s) {
   auto waiters = std::move(s.idle_waiters);
   s.idle_waiters.clear();
   for (WaitToken t : waiters) {
-    if (lua_State* co = sched.wake_begin(t)) sched.wake_end(t, 0);
+    if (sched.wake_begin(t)) sched.wake_end(t, 0);
   }
   if (s.deferred_close != LUA_NOREF) {
     lua_State* L = rt_.lua();
@@ -361,7 +367,7 @@ void Guard::close_state(lua_State* L, int idx, const std::shared_ptr<TxnState>& 
     --live_;
   }
   s->queue = std::move(keep);
-  if (s->in_txn || (s->running && s->running->kind == Kind::Begin)) {
+  if (s->in_txn) {
     fmt::print(stderr, "klua: producer {} {} with a transaction open: aborting it\n", s->name, why);
     auto* op = new Op;
     op->kind = Kind::Abort;
@@ -373,6 +379,11 @@ void Guard::close_state(lua_State* L, int idx, const std::shared_ptr<TxnState>& 
     submit(op);
   }
   update_ref();
+}
+
+int l_is_open(lua_State* L) {
+  check_producer_handle(L, 1);  // raises when closed
+  return 0;
 }
 
 void Guard::begin_close() {
@@ -394,7 +405,16 @@ void Guard::begin_close() {
     lua_pushvalue(L, -1);
     lua_rawget(L, states);
     auto* box = static_cast<StateBox*>(lua_touserdata(L, -1));
-    if (box && box->s && box->s->transactional) close_state(L, -2, box->s, "exits");
+    // A producer already finalized by __gc (weak keys outlive their finalizer by one cycle) or
+    // closed has nothing to settle, and its handle must not be used.
+    bool open = false;
+    if (box && box->s && box->s->transactional && !box->s->closing) {
+      lua_pushcfunction(L, l_is_open);
+      lua_pushvalue(L, -3);
+      open = lua_pcall(L, 1, 0, 0) == 0;
+      if (!open) lua_pop(L, 1);
+    }
+    if (open) close_state(L, -2, box->s, "exits");
     lua_pop(L, 2);
   }
   lua_pop(L, 1);
