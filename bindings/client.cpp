@@ -307,7 +307,10 @@ bool Client::handle_common_event(rd_kafka_event_t* ev) {
       } else {
         fmt::print(stderr, "klua: {} error: {}: {}\n", kind_, e.name, e.message);
       }
-      if (e.fatal) on_fatal(e.message);
+      if (e.fatal) {
+        fatal_ = e;
+        on_fatal(e.message);
+      }
       return true;
     }
     case RD_KAFKA_EVENT_LOG: {

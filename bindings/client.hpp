@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,10 @@ class Client : public Closable {
   int run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
                    std::function<int(lua_State* co)> push);
   int inflight() const { return inflight_; }
+  // After a fatal client error the handle is unusable: every call raises this error.
+  void raise_if_fatal(lua_State* L) const {
+    if (fatal_) raise_error(L, *fatal_);
+  }
 
  protected:
   Runtime& rt_;
@@ -95,6 +100,7 @@ class Client : public Closable {
   virtual void on_inflight_done() {}
   int inflight_ = 0;
   virtual void on_fatal(const std::string& message) {}
+  std::optional<ErrorSpec> fatal_;
 };
 
 // Creates the handle from conf (consumed) or raises with librdkafka's reason.

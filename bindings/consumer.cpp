@@ -542,6 +542,7 @@ Consumer* check_consumer(lua_State* L, int idx) {
     e.message = "the consumer is closed";
     raise_error(L, e);
   }
+  box->c->raise_if_fatal(L);
   return box->c;
 }
 

@@ -637,6 +637,7 @@ Producer* check_producer(lua_State* L, int idx) {
     e.message = "the producer is closed";
     raise_error(L, e);
   }
+  box->p->raise_if_fatal(L);
   return box->p;
 }
 
@@ -813,6 +814,13 @@ int l_close(lua_State* L) {
   return lua_yield(L, 0);
 }
 
+// p:_inject_fatal_error(reason): librdkafka's test hook, for testing fatal-error handling.
+int l_inject_fatal(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  rd_kafka_test_fatal_error(p->rk(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, luaL_optstring(L, 2, "injected"));
+  return 0;
+}
+
 int l_outq_len(lua_State* L) {
   Producer* p = check_producer(L, 1);
   lua_pushinteger(L, rd_kafka_outq_len(p->rk()));
@@ -939,6 +947,8 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "close");
   lua_pushcfunction(L, l_outq_len);
   lua_setfield(L, -2, "outq_len");
+  lua_pushcfunction(L, l_inject_fatal);
+  lua_setfield(L, -2, "_inject_fatal_error");
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_gc);
   lua_setfield(L, -2, "__gc");

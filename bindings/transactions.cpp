@@ -461,9 +461,7 @@ std::shared_ptr<TxnState> state_of(lua_State* L) {
 int refuse(lua_State* L, const TxnState& s, const char* op) {
   if (!s.transactional) {
     ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR__NOT_CONFIGURED,
-                              fmt::format("{}: this producer is not transactional: create it with "
-                                          "[\"transactional.id\"] = \"...\"",
-                                          op));
+                              "this producer is not transactional: create it with [\"transactional.id\"] = \"...\"");
     e.op = op;
     return nil_error(L, e);
   }

@@ -154,3 +154,14 @@ test("the producer's on_error hook receives client errors as klua errors", funct
   assert_true(errs[1].name == "_TRANSPORT" or errs[1].name == "_ALL_BROKERS_DOWN", errs[1].name)
   assert_eq(errs[1].code ~= nil, true)
 end, { timeout_ms = 20000 })
+
+test("after a fatal error the producer raises it on every call", function()
+  local errors = {}
+  local p = klua.producer{ on_error = function(e) errors[#errors + 1] = e end }
+  assert(p:produce{ topic = "fatal-" .. klua.uuid():sub(1, 8), value = "x" })
+  p:_inject_fatal_error("test")
+  for _ = 1, 50 do if #errors > 0 then break end klua.sleep(20) end
+  assert_eq(errors[1] and errors[1].fatal, true)
+  local err = assert_raises(function() p:send{ topic = "t", value = "x" } end, "OUT_OF_ORDER_SEQUENCE_NUMBER")
+  assert_eq(err.fatal, true)
+end)
