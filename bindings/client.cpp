@@ -1,6 +1,10 @@
 #include "bindings/client.hpp"
 
 #include <sys/eventfd.h>
+#include <signal.h>
+
+#include <mutex>
+#include <thread>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,7 +69,8 @@ static std::string redact(std::string text, const std::string& key, const std::s
   return text;
 }
 
-static std::string lua_value_to_property(lua_State* L, int idx, const std::string& key, const char* what) {
+static std::string lua_value_to_property(lua_State* L, int idx, const std::string& key, const char* what,
+                                         rd_kafka_conf_t* conf) {
   switch (lua_type(L, idx)) {
     case LUA_TSTRING: {
       size_t n;
@@ -80,6 +85,7 @@ static std::string lua_value_to_property(lua_State* L, int idx, const std::strin
     case LUA_TBOOLEAN:
       return lua_toboolean(L, idx) ? "true" : "false";
     default:
+      rd_kafka_conf_destroy(conf);
       luaL_error(L, "%s: property \"%s\" must be a string, number or boolean, got %s", what, key.c_str(),
                  luaL_typename(L, idx));
       return {};
@@ -130,11 +136,11 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
       if (key.find('.') != std::string::npos) {
         if (key == "group.id") has_group_id = true;
         if (key == "bootstrap.servers" || key == "metadata.broker.list") brokers_named = true;
-        std::string value = lua_value_to_property(L, -1, key, what);
+        std::string value = lua_value_to_property(L, -1, key, what, o.conf);
         set_property(L, o.conf, key, value, what, "the script's table");
       } else if (key == "brokers") {
         brokers_named = true;
-        std::string value = lua_value_to_property(L, -1, key, what);
+        std::string value = lua_value_to_property(L, -1, key, what, o.conf);
         set_property(L, o.conf, "bootstrap.servers", value, what, "the script's table (brokers)");
       } else if (key == "on_error" || key == "on_log" || key == "on_stats") {
         if (!lua_isfunction(L, -1)) {
@@ -169,6 +175,64 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
   }
   set_property(L, o.conf, "log.queue", "true", what, "klua");
   return o;
+}
+
+namespace {
+struct DestroyJob {
+  std::mutex mu;
+  bool finished = false;  // rd_kafka_destroy returned
+  bool settled = false;   // done() was called (completed or abandoned)
+  uv_async_t* async = nullptr;
+  uv_timer_t* timer = nullptr;
+  std::function<void(bool)> done;
+  std::string what;
+  double timeout_ms = 0;
+};
+
+void settle(const std::shared_ptr<DestroyJob>& job, bool completed) {
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (job->settled) return;
+    job->settled = true;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(job->async), [](uv_handle_t* h) {
+    delete static_cast<std::shared_ptr<DestroyJob>*>(h->data);
+    delete reinterpret_cast<uv_async_t*>(h);
+  });
+  uv_close(reinterpret_cast<uv_handle_t*>(job->timer), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  if (!completed)
+    fmt::print(stderr, "klua: {}: librdkafka did not release the handle within {} ms (a known librdkafka 2.0.x "
+                       "hang); leaving it behind\n", job->what, job->timeout_ms);
+  job->done(completed);
+}
+}  // namespace
+
+void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, const char* what, double timeout_ms,
+                          std::function<void(bool completed)> done) {
+  auto job = std::make_shared<DestroyJob>();
+  job->done = std::move(done);
+  job->what = what;
+  job->timeout_ms = timeout_ms;
+  job->async = new uv_async_t;
+  uv_async_init(rt.loop(), job->async, [](uv_async_t* h) {
+    settle(*static_cast<std::shared_ptr<DestroyJob>*>(h->data), true);
+  });
+  job->async->data = new std::shared_ptr<DestroyJob>(job);
+  job->timer = new uv_timer_t;
+  uv_timer_init(rt.loop(), job->timer);
+  job->timer->data = job->async->data;
+  uv_timer_start(job->timer, [](uv_timer_t* h) { settle(*static_cast<std::shared_ptr<DestroyJob>*>(h->data), false); },
+                 static_cast<uint64_t>(timeout_int(timeout_ms)), 0);
+  // Detached: a hung destroy must not hold up process exit (libuv joins its own pool threads).
+  std::thread([job, rk] {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    rd_kafka_destroy(rk);
+    std::lock_guard<std::mutex> lock(job->mu);
+    job->finished = true;
+    if (!job->settled) uv_async_send(job->async);
+  }).detach();
 }
 
 rd_kafka_t* new_handle(lua_State* L, rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what) {
@@ -356,7 +420,7 @@ bool Client::handle_common_event(rd_kafka_event_t* ev) {
 int64_t check_offset(lua_State* L, int idx, const char* what) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     double d = lua_tonumber(L, idx);
-    if (d < 0 || d != static_cast<double>(static_cast<int64_t>(d)))
+    if (!(d >= 0 && d < 9.2e18) || d != std::floor(d))
       luaL_error(L, "%s: offset must be a whole number >= 0 or \"beginning\", \"end\", \"stored\"", what);
     return static_cast<int64_t>(d);
   }

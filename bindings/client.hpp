@@ -103,11 +103,26 @@ class Client : public Closable {
   std::optional<ErrorSpec> fatal_;
 };
 
+// Destroys a handle without blocking the loop: rd_kafka_destroy joins librdkafka's threads, so it
+// runs on a thread of its own. librdkafka 2.0.2 can hang there (consumer close waiting for a
+// partition that never stops, fixed in later versions): after timeout_ms the handle is abandoned
+// with a warning and `done(false)` is called, so that klua still exits. `done` runs on the loop.
+void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, const char* what, double timeout_ms,
+                          std::function<void(bool completed)> done);
+
 // Creates the handle from conf (consumed) or raises with librdkafka's reason.
 rd_kafka_t* new_handle(lua_State* L, rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what);
 
 // Kafka's topic name rules. Returns an empty string when valid, else the rule broken.
 std::string topic_name_problem(const char* name, size_t len);
+
+// A millisecond timeout from Lua as librdkafka's int: negative, NaN and huge values clamp
+// (infinity means "as long as librdkafka allows").
+inline int timeout_int(double ms) {
+  if (!(ms >= 0)) return 0;
+  if (ms > 2147483647.0) return 2147483647;
+  return static_cast<int>(ms);
+}
 
 // Reads an optional number field from the table at idx.
 bool opt_number_field(lua_State* L, int idx, const char* key, double* out);
@@ -135,5 +150,7 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table);
 void open_consumer(Runtime& rt, lua_State* L, int klua_table);
 void open_transactions(Runtime& rt, lua_State* L, int klua_table);
 void open_embedded(Runtime& rt, lua_State* L, int klua_table);
+void open_admin(Runtime& rt, lua_State* L, int klua_table);
+void open_lag(Runtime& rt, lua_State* L, int klua_table);
 
 }  // namespace klua

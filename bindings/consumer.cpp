@@ -130,6 +130,8 @@ class Consumer : public Client {
   bool auto_commit_ = true;
   rd_kafka_queue_t* queue_ = nullptr;
   std::unique_ptr<QueueWatcher> watcher_;
+  rd_kafka_queue_t* close_queue_ = nullptr;
+  std::unique_ptr<QueueWatcher> close_watcher_;
   std::deque<Fetched> buffer_;
   bool backpressure_paused_ = false;
   std::set<TopicPartition> revoking_;  // their fetched messages are dropped until unassigned
@@ -138,7 +140,6 @@ class Consumer : public Client {
   uint64_t rebalance_task_ = 0;
   uv_timer_t* hook_timer_ = nullptr;
   uv_timer_t* close_timer_ = nullptr;
-  uv_work_t destroy_work_;
   bool destroy_when_idle_ = false;
   int on_assign_ = LUA_NOREF, on_revoke_ = LUA_NOREF, on_lost_ = LUA_NOREF;
 };
@@ -250,6 +251,10 @@ void Consumer::update_backpressure() {
 }
 
 void Consumer::deliver(rd_kafka_event_t* ev) {
+  if (state_ != Open) {
+    rd_kafka_event_destroy(ev);  // closing: nobody will process it, and it pins its partition
+    return;
+  }
   Fetched f{ev, rd_kafka_event_message_next(ev)};
   if (!f.m) {
     rd_kafka_event_destroy(ev);
@@ -279,7 +284,9 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
 
 void Consumer::drain() {
   if (!rk_ || state_ == Destroying || state_ == Closed) return;
-  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0)) {
+  // While closing, the group's queue is forwarded to close_queue_: drain that one.
+  rd_kafka_queue_t* q = close_queue_ ? close_queue_ : queue_;
+  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 0)) {
     switch (rd_kafka_event_type(ev)) {
       case RD_KAFKA_EVENT_FETCH:
         deliver(ev);
@@ -382,7 +389,7 @@ void Consumer::start_rebalance() {
                self->group_, self->hook_timeout_ms_);
     self->rt_.scheduler().cancel(self->rebalance_task_);
     self->finish_rebalance();
-  }, static_cast<uint64_t>(hook_timeout_ms_), 0);
+  }, static_cast<uint64_t>(timeout_int(hook_timeout_ms_)), 0);
 }
 
 void Consumer::finish_rebalance() {
@@ -472,7 +479,10 @@ void Consumer::begin_close() {
   }
   // Asynchronous close: the revocation (stored offsets are committed on unassign) and the group
   // leave arrive on our queue and are served by drain(); the timer bounds a close that can't end.
-  if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_, queue_)) {
+  // A queue of its own: librdkafka forwards the group's queue to it (never to itself).
+  close_queue_ = rd_kafka_queue_new(rk_);
+  close_watcher_ = std::make_unique<QueueWatcher>(rt_.loop(), close_queue_, [this] { drain(); });
+  if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_, close_queue_)) {
     fmt::print(stderr, "klua: consumer close: {}\n", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
   }
@@ -486,7 +496,7 @@ void Consumer::begin_close() {
                self->group_);
     self->rebalance_running_ = false;
     self->finish_close();
-  }, 30000, 0);
+  }, 10000, 0);
   watcher_->schedule();
 }
 
@@ -497,34 +507,40 @@ void Consumer::finish_close() {
     return;
   }
   state_ = Destroying;
+  drop_buffered(nullptr);
+  for (auto& p : pending_) rd_kafka_topic_partition_list_destroy(p.parts);
+  pending_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   uv_close(reinterpret_cast<uv_handle_t*>(hook_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   close_timer_ = hook_timer_ = nullptr;
   watcher_->close();
-  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0)) {
-    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) handle_commit(ev);
-    rd_kafka_event_destroy(ev);
+  if (close_watcher_) close_watcher_->close();
+  // Whatever is still queued holds partition references that would block rd_kafka_destroy.
+  for (rd_kafka_queue_t* q : {close_queue_, queue_}) {
+    if (!q) continue;
+    while (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 0)) {
+      if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) handle_commit(ev);
+      rd_kafka_event_destroy(ev);
+    }
   }
+  if (close_queue_) rd_kafka_queue_destroy(close_queue_);
+  close_queue_ = nullptr;
   rd_kafka_queue_destroy(queue_);
   queue_ = nullptr;
   release_hooks();
-  destroy_work_.data = this;
-  uv_queue_work(rt_.loop(), &destroy_work_,
-                [](uv_work_t* w) { rd_kafka_destroy(static_cast<Consumer*>(w->data)->rk_); },
-                [](uv_work_t* w, int) {
-                  auto* self = static_cast<Consumer*>(w->data);
-                  self->rk_ = nullptr;
-                  self->state_ = Closed;
-                  Scheduler& s = self->rt_.scheduler();
-                  auto waiters = std::move(self->close_waiters);
-                  for (WaitToken t : waiters) {
-                    if (lua_State* co = s.wake_begin(t)) {
-                      lua_pushboolean(co, 1);
-                      s.wake_end(t, 1);
-                    }
-                  }
-                  if (self->orphaned) delete self;
-                });
+  destroy_handle_async(rt_, rk_, "consumer close", 10000, [this](bool) {
+    rk_ = nullptr;
+    state_ = Closed;
+    Scheduler& s = rt_.scheduler();
+    auto waiters = std::move(close_waiters);
+    for (WaitToken t : waiters) {
+      if (lua_State* co = s.wake_begin(t)) {
+        lua_pushboolean(co, 1);
+        s.wake_end(t, 1);
+      }
+    }
+    if (orphaned) delete this;
+  });
 }
 
 // ---- Lua API ----------------------------------------------------------------------
@@ -603,7 +619,6 @@ int l_store(lua_State* L) {
 // c:commit([msg or partitions], [{async=bool}]) -> true | nil, err
 int l_commit(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
-  rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:commit", true);
   bool async = false;
   double timeout = DEFAULT_CALL_TIMEOUT_MS;
   if (lua_istable(L, 3)) {
@@ -613,14 +628,18 @@ int l_commit(lua_State* L) {
     opt_number_field(L, 3, "timeout_ms", &timeout);
   }
   if (async) {
+    rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:commit", true);
     rd_kafka_resp_err_t err = rd_kafka_commit(c->rk(), list, 1);
     if (list) rd_kafka_topic_partition_list_destroy(list);
     if (err) return nil_error(L, consumer_error(c, err, "commit"));
     lua_pushboolean(L, 1);
     return 1;
   }
+  if (!lua_isnoneornil(L, 2)) rd_kafka_topic_partition_list_destroy(check_partition_list(L, 2, "c:commit", true));
   Scheduler& s = Runtime::from(L).scheduler();
-  WaitToken tok = s.prepare_wait(L, "c:commit", timeout);
+  WaitToken tok = s.prepare_wait(L, "c:commit", timeout);  // may raise: before anything is allocated
+  // Validated above, so building the list again cannot raise now.
+  rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:commit", true);
   auto cw = std::make_unique<Consumer::CommitWait>();
   cw->tok = tok;
   rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(c->rk());
@@ -787,7 +806,7 @@ int l_committed(lua_State* L) {
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
       L, "c:committed", timeout + 1000,
-      [=] { *err = rd_kafka_committed(rk, list, static_cast<int>(timeout)); },
+      [=] { *err = rd_kafka_committed(rk, list, timeout_int(timeout)); },
       [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "committed"); });
 }
 
@@ -805,7 +824,7 @@ int l_watermarks(lua_State* L) {
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
       L, "c:watermarks", timeout + 1000,
-      [=] { r->err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &r->low, &r->high, static_cast<int>(timeout)); },
+      [=] { r->err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &r->low, &r->high, timeout_int(timeout)); },
       [=](lua_State* co) {
         if (r->err) {
           ErrorSpec e = consumer_error(c, r->err, "watermarks");
@@ -829,7 +848,7 @@ int l_offsets_for_times(lua_State* L) {
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
       L, "c:offsets_for_times", timeout + 1000,
-      [=] { *err = rd_kafka_offsets_for_times(rk, list, static_cast<int>(timeout)); },
+      [=] { *err = rd_kafka_offsets_for_times(rk, list, timeout_int(timeout)); },
       [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "offsets_for_times"); });
 }
 
@@ -850,8 +869,8 @@ int l_end_offsets(lua_State* L) {
       L, "c:messages (end offsets)", DEFAULT_CALL_TIMEOUT_MS + 1000,
       [=] {
         // ListOffsets with logical offsets, one request per leader; "latest" honours isolation.level.
-        *err = rd_kafka_offsets_for_times(rk, low, static_cast<int>(DEFAULT_CALL_TIMEOUT_MS));
-        if (!*err) *err = rd_kafka_offsets_for_times(rk, end, static_cast<int>(DEFAULT_CALL_TIMEOUT_MS));
+        *err = rd_kafka_offsets_for_times(rk, low, timeout_int(DEFAULT_CALL_TIMEOUT_MS));
+        if (!*err) *err = rd_kafka_offsets_for_times(rk, end, timeout_int(DEFAULT_CALL_TIMEOUT_MS));
       },
       [=](lua_State* co) {
         if (*err) {

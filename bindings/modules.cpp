@@ -22,6 +22,8 @@ std::vector<ModuleOpener> standard_modules() {
       open_embedded,
       open_producer,
       open_consumer,
+      open_admin,
+      open_lag,
       open_transactions,
   };
 }

@@ -24,7 +24,13 @@ char retry_marker;
 enum Field { F_TOPIC, F_KEY, F_VALUE, F_HEADERS, F_PARTITION, F_TIMESTAMP, F_ON_DELIVERY, F_OPAQUE, F_TIMEOUT, F_COUNT };
 const char* const FIELD_NAMES[F_COUNT] = {"topic", "key", "value", "headers", "partition", "timestamp",
                                           "on_delivery", "opaque", "timeout_ms"};
-const char* field_ptrs[F_COUNT];
+// Per Lua state (a process may run several runtimes): interned field names, report keys and the
+// metatable, reached through upvalue 1 of every producer method.
+struct ProducerStatics {
+  const char* field_ptrs[9];
+  int report_key_refs[7];
+  int mt_ref = LUA_NOREF;
+};
 
 struct Batch {
   int results_ref = LUA_NOREF;
@@ -49,7 +55,7 @@ Producer* check_producer(lua_State* L, int idx);
 
 class Producer : public Client {
  public:
-  Producer(Runtime& rt) : Client(rt, "producer") {}
+  Producer(Runtime& rt, const ProducerStatics* statics) : Client(rt, "producer"), statics_(statics) {}
 
   ~Producer() override { rt_.remove_closable(this); }
 
@@ -99,6 +105,7 @@ class Producer : public Client {
   static int dispatch_reports(lua_State* L);
 
   enum State { Open, Flushing, Destroying, Closed } state_ = Open;
+  const ProducerStatics* statics_;
   rd_kafka_queue_t* queue_ = nullptr;
   std::unique_ptr<QueueWatcher> watcher_;
   int on_delivery_ = LUA_NOREF;
@@ -108,10 +115,9 @@ class Producer : public Client {
   std::unordered_map<const rd_kafka_topic_t*, int> topic_name_refs_;  // Lua strings of topic names
   const rd_kafka_topic_t* report_rkt_ = nullptr;
   int report_topic_ref_ = LUA_NOREF;
-  const char* last_topic_name_ = nullptr;  // interned Lua string of the last topic
+  std::string last_topic_name_;
   uv_timer_t* down_timer_ = nullptr;
   uv_timer_t* close_timer_ = nullptr;
-  uv_work_t destroy_work_;
   uv_work_t flush_work_;
   bool flush_worker_ = false;
   bool destroy_after_flush_ = false;
@@ -139,7 +145,8 @@ void Producer::start_flushing() {
 }
 
 rd_kafka_topic_t* Producer::topic(lua_State* L, const char* name, size_t len, std::string* problem) {
-  if (name == last_topic_name_ && last_topic_) return last_topic_;
+  if (last_topic_ && len == last_topic_name_.size() && memcmp(name, last_topic_name_.data(), len) == 0)
+    return last_topic_;
   std::string key(name, len);
   auto it = topics_.find(key);
   if (it == topics_.end()) {
@@ -149,10 +156,7 @@ rd_kafka_topic_t* Producer::topic(lua_State* L, const char* name, size_t len, st
     it = topics_.emplace(key, rkt).first;
   }
   last_topic_ = it->second;
-  last_topic_name_ = name;  // valid as a cache key only while equal pointers mean equal strings
-  // Pin the name so its address can't be reused by another string.
-  lua_pushlstring(L, name, len);
-  lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.last_topic");
+  last_topic_name_.assign(name, len);
   return last_topic_;
 }
 
@@ -221,41 +225,43 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
   while (lua_next(L, idx)) {
     const char* k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : nullptr;
     int vt = lua_type(L, -1);
-    if (k == field_ptrs[F_TOPIC]) {
+    if (k == statics_->field_ptrs[F_TOPIC]) {
       if (vt != LUA_TSTRING) luaL_error(L, "message field 'topic' must be a string, got %s", luaL_typename(L, -1));
       topic_name = lua_tolstring(L, -1, &topic_len);
-    } else if (k == field_ptrs[F_VALUE] || k == field_ptrs[F_KEY]) {
-      bool is_value = k == field_ptrs[F_VALUE];
+    } else if (k == statics_->field_ptrs[F_VALUE] || k == statics_->field_ptrs[F_KEY]) {
+      bool is_value = k == statics_->field_ptrs[F_VALUE];
       if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
         luaL_error(L, "message field '%s' must be a string or nil, got %s", is_value ? "value" : "key", luaL_typename(L, -1));
       lua_pushvalue(L, -1);  // convert a copy: converting the table's value in place would confuse lua_next
       lua_replace(L, is_value ? S_VALUE : S_KEY);
       if (is_value) value = lua_tolstring(L, S_VALUE, &value_len);
       else key = lua_tolstring(L, S_KEY, &key_len);
-    } else if (k == field_ptrs[F_HEADERS]) {
+    } else if (k == statics_->field_ptrs[F_HEADERS]) {
       if (vt != LUA_TTABLE) luaL_error(L, "message field 'headers' must be a table, got %s", luaL_typename(L, -1));
       lua_pushvalue(L, -1);
       lua_replace(L, S_HEADERS);
       headers_idx = S_HEADERS;
-    } else if (k == field_ptrs[F_PARTITION]) {
+    } else if (k == statics_->field_ptrs[F_PARTITION]) {
       if (vt != LUA_TNUMBER) luaL_error(L, "message field 'partition' must be a number, got %s", luaL_typename(L, -1));
       partition = static_cast<int32_t>(lua_tointeger(L, -1));
       if (partition < 0) luaL_error(L, "message field 'partition' must be >= 0 (partitions are 0-based)");
-    } else if (k == field_ptrs[F_TIMESTAMP]) {
+    } else if (k == statics_->field_ptrs[F_TIMESTAMP]) {
       if (vt != LUA_TNUMBER) luaL_error(L, "message field 'timestamp' must be epoch milliseconds, got %s", luaL_typename(L, -1));
-      timestamp = static_cast<int64_t>(lua_tonumber(L, -1));
-    } else if (k == field_ptrs[F_ON_DELIVERY]) {
+      double ts = lua_tonumber(L, -1);
+      if (!(ts >= 0 && ts < 9.2e18)) luaL_error(L, "message field 'timestamp' must be epoch milliseconds >= 0");
+      timestamp = static_cast<int64_t>(ts);
+    } else if (k == statics_->field_ptrs[F_ON_DELIVERY]) {
       if (!allow_callbacks) luaL_error(L, "message field 'on_delivery' is for p:send only");
       if (vt != LUA_TFUNCTION) luaL_error(L, "message field 'on_delivery' must be a function, got %s", luaL_typename(L, -1));
       lua_pushvalue(L, -1);
       lua_replace(L, S_CB);
       on_delivery_idx = S_CB;
-    } else if (k == field_ptrs[F_OPAQUE]) {
+    } else if (k == statics_->field_ptrs[F_OPAQUE]) {
       if (!allow_callbacks) luaL_error(L, "message field 'opaque' is for p:send only");
       lua_pushvalue(L, -1);
       lua_replace(L, S_OPAQUE);
       opaque_idx = S_OPAQUE;
-    } else if (k == field_ptrs[F_TIMEOUT]) {
+    } else if (k == statics_->field_ptrs[F_TIMEOUT]) {
       if (vt != LUA_TNUMBER) luaL_error(L, "message field 'timeout_ms' must be a number");
       if (timeout_ms) *timeout_ms = lua_tonumber(L, -1);
     } else {
@@ -321,11 +327,10 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
 // (lua_rawgeti + lua_rawset instead of lua_setfield's strlen and string interning), and the
 // topic name string is cached per topic handle.
 enum ReportKey { R_TOPIC, R_PARTITION, R_OFFSET, R_TIMESTAMP, R_TIMESTAMP_TYPE, R_CREATE, R_LOG_APPEND, R_COUNT };
-int report_key_refs[R_COUNT];
 
-static inline void set_report_field(lua_State* L, ReportKey k) {
+static inline void set_report_field(lua_State* L, const ProducerStatics* st, ReportKey k) {
   // value on top, table below it
-  lua_rawgeti(L, LUA_REGISTRYINDEX, report_key_refs[k]);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->report_key_refs[k]);
   lua_insert(L, -2);
   lua_rawset(L, -3);
 }
@@ -342,18 +347,18 @@ void Producer::push_report(lua_State* L, const rd_kafka_message_t* m) {
     report_topic_ref_ = it->second;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, report_topic_ref_);
-  set_report_field(L, R_TOPIC);
+  set_report_field(L, statics_, R_TOPIC);
   lua_pushinteger(L, m->partition);
-  set_report_field(L, R_PARTITION);
+  set_report_field(L, statics_, R_PARTITION);
   lua_pushnumber(L, static_cast<double>(m->offset));
-  set_report_field(L, R_OFFSET);
+  set_report_field(L, statics_, R_OFFSET);
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   if (ts >= 0 && tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) {
     lua_pushnumber(L, static_cast<double>(ts));
-    set_report_field(L, R_TIMESTAMP);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, report_key_refs[tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? R_CREATE : R_LOG_APPEND]);
-    set_report_field(L, R_TIMESTAMP_TYPE);
+    set_report_field(L, statics_, R_TIMESTAMP);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, statics_->report_key_refs[tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? R_CREATE : R_LOG_APPEND]);
+    set_report_field(L, statics_, R_TIMESTAMP_TYPE);
   }
 }
 
@@ -397,10 +402,12 @@ void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
     }
     lua_rawseti(L, -2, d->index);
     lua_pop(L, 1);
-    if (--b.pending == 0 && b.tok) {
-      if (lua_State* co = rt_.scheduler().wake_begin(b.tok)) {
-        lua_rawgeti(co, LUA_REGISTRYINDEX, b.results_ref);
-        rt_.scheduler().wake_end(b.tok, 1);
+    if (--b.pending == 0 && (b.tok || b.next > b.n)) {
+      if (b.tok) {
+        if (lua_State* co = rt_.scheduler().wake_begin(b.tok)) {
+          lua_rawgeti(co, LUA_REGISTRYINDEX, b.results_ref);
+          rt_.scheduler().wake_end(b.tok, 1);
+        }
       }
       luaL_unref(L, LUA_REGISTRYINDEX, b.results_ref);
       b.results_ref = LUA_NOREF;
@@ -548,7 +555,7 @@ void Producer::begin_close() {
     rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     self->drain();
     if (self->state_ == Flushing) self->finish_close();
-  }, static_cast<uint64_t>(wait_timeout_ms_), 0);
+  }, static_cast<uint64_t>(timeout_int(wait_timeout_ms_)), 0);
   drain();
   if (state_ == Flushing && rd_kafka_outq_len(rk_) == 0) finish_close();
 }
@@ -587,23 +594,19 @@ void Producer::finish_close() {
   on_delivery_ = LUA_NOREF;
   release_hooks();
   // rd_kafka_destroy joins librdkafka's threads: off the loop thread.
-  destroy_work_.data = this;
-  uv_queue_work(rt_.loop(), &destroy_work_,
-                [](uv_work_t* w) { rd_kafka_destroy(static_cast<Producer*>(w->data)->rk_); },
-                [](uv_work_t* w, int) {
-                  auto* self = static_cast<Producer*>(w->data);
-                  self->rk_ = nullptr;
-                  self->state_ = Closed;
-                  Scheduler& s = self->rt_.scheduler();
-                  auto waiters = std::move(self->close_waiters);
-                  for (WaitToken t : waiters) {
-                    if (lua_State* co = s.wake_begin(t)) {
-                      lua_pushboolean(co, 1);
-                      s.wake_end(t, 1);
-                    }
-                  }
-                  if (self->orphaned) delete self;
-                });
+  destroy_handle_async(rt_, rk_, "producer close", 10000, [this](bool) {
+    rk_ = nullptr;
+    state_ = Closed;
+    Scheduler& s = rt_.scheduler();
+    auto waiters = std::move(close_waiters);
+    for (WaitToken t : waiters) {
+      if (lua_State* co = s.wake_begin(t)) {
+        lua_pushboolean(co, 1);
+        s.wake_end(t, 1);
+      }
+    }
+    if (orphaned) delete this;
+  });
 }
 
 // ---- Lua API ----------------------------------------------------------------------
@@ -612,14 +615,16 @@ struct ProducerBox {
   Producer* p;
 };
 
-int producer_mt_ref = LUA_NOREF;
+const ProducerStatics* statics(lua_State* L) {
+  return static_cast<const ProducerStatics*>(lua_touserdata(L, lua_upvalueindex(1)));
+}
 
 // luaL_checkudata looks the metatable up by name on every call; this compares with a cached
 // reference (it is on the path of every send).
 ProducerBox* to_box(lua_State* L, int idx) {
   void* p = lua_touserdata(L, idx);
   if (p && lua_getmetatable(L, idx)) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, producer_mt_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, statics(L)->mt_ref);
     bool same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     if (same) return static_cast<ProducerBox*>(p);
@@ -682,10 +687,40 @@ int l_produce(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   Scheduler& s = Runtime::from(L).scheduler();
   if (!s.can_wait(L)) return luaL_error(L, "p:produce waits for the delivery report: call it from a task (use p:send in callbacks)");
-  auto d = std::make_unique<Delivery>();
-  std::string msg, topic;
+  // The wait is prepared first: prepare_wait raises for a cancelled task, and nothing may be
+  // enqueued with a Delivery that the unwinding would free.
   double timeout = p->wait_timeout_ms();
-  rd_kafka_resp_err_t err = p->enqueue(L, 2, d.get(), false, &topic, &msg, &timeout);
+  lua_getfield(L, 2, "timeout_ms");
+  if (lua_isnumber(L, -1)) timeout = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  WaitToken tok = s.prepare_wait(L, "p:produce (waiting for the delivery report)", timeout);
+  auto d = std::make_unique<Delivery>();
+  d->tok = tok;
+  std::string msg, topic;
+  rd_kafka_resp_err_t err;
+  {
+    // enqueue may raise (bad fields): abandon the wait first so the task is not left waiting.
+    lua_pushcfunction(L, [](lua_State* L) -> int {
+      auto* p = static_cast<Producer*>(lua_touserdata(L, 1));
+      auto* d = static_cast<Delivery*>(lua_touserdata(L, 2));
+      auto* msg = static_cast<std::string*>(lua_touserdata(L, 3));
+      auto* topic = static_cast<std::string*>(lua_touserdata(L, 4));
+      auto* err = static_cast<rd_kafka_resp_err_t*>(lua_touserdata(L, 5));
+      *err = p->enqueue(L, 6, d, false, topic, msg, nullptr);
+      return 0;
+    });
+    lua_pushlightuserdata(L, p);
+    lua_pushlightuserdata(L, d.get());
+    lua_pushlightuserdata(L, &msg);
+    lua_pushlightuserdata(L, &topic);
+    lua_pushlightuserdata(L, &err);
+    lua_pushvalue(L, 2);
+    if (lua_pcall(L, 6, 0, 0) != 0) {
+      s.abandon_wait(tok);
+      return lua_error(L);
+    }
+  }
+  if (err) s.abandon_wait(tok);
   if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce (local queue full)");
   if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
     ErrorSpec e;
@@ -697,7 +732,6 @@ int l_produce(lua_State* L) {
     return nil_error(L, e);
   }
   if (err) return kafka_nil_error(L, err, msg, topic);
-  d->tok = s.prepare_wait(L, "p:produce (waiting for the delivery report)", timeout);
   d.release();
   return lua_yield(L, 0);
 }
@@ -708,6 +742,7 @@ int l_produce_batch(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   Scheduler& s = Runtime::from(L).scheduler();
   if (!s.can_wait(L)) return luaL_error(L, "p:produce_batch waits for delivery reports: call it from a task");
+  s.check_cancelled(L);  // before anything is sent: prepare_wait must not raise at the end
   const void* key = lua_topointer(L, 2);
   std::shared_ptr<Batch> b;
   auto it = p->batches.find(key);
@@ -887,14 +922,14 @@ int l_new(lua_State* L) {
   luaL_getmetatable(L, PRODUCER_MT);
   lua_setmetatable(L, -2);
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_PRODUCER, o.conf, "klua.producer");
-  auto* p = new Producer(rt);
+  auto* p = new Producer(rt, statics(L));
   p->set_hooks(o);
   p->start(rk, on_delivery, timeout_ms);
   box->p = p;
   return 1;
 }
 
-void push_waiting_retry(lua_State* L, lua_CFunction fn) {
+void wrap_waiting_retry(lua_State* L) {
   // fn(self, arg) may resume with the retry marker: call it again with the same arguments.
   static const char* src = R"(
 local fn, CANCEL, RETRY = ...
@@ -907,48 +942,68 @@ local function call(self, a)
 end
 return call)";
   luaL_loadbuffer(L, src, strlen(src), "=klua.producer");
-  lua_pushcfunction(L, fn);
+  lua_insert(L, -2);  // the function to wrap becomes the chunk's first argument
   lua_pushlightuserdata(L, cancel_sentinel());
   lua_pushlightuserdata(L, &retry_marker);
   lua_call(L, 3, 1);
 }
 }  // namespace
 
-rd_kafka_t* check_producer_handle(lua_State* L, int idx) { return check_producer(L, idx)->rk(); }
+rd_kafka_t* check_producer_handle(lua_State* L, int idx) {
+  // Called from other modules' functions, which have no producer upvalue.
+  auto* box = static_cast<ProducerBox*>(luaL_checkudata(L, idx, PRODUCER_MT));
+  if (!box->p || !box->p->usable()) {
+    ErrorSpec e;
+    e.code = CODE_CLOSED;
+    e.name = ERR_CLOSED;
+    e.message = "the producer is closed";
+    raise_error(L, e);
+  }
+  box->p->raise_if_fatal(L);
+  return box->p->rk();
+}
 
 void open_producer(Runtime& rt, lua_State* L, int klua_table) {
-  lua_newtable(L);  // keeps the interned field names alive
+  auto* st = static_cast<ProducerStatics*>(lua_newuserdata(L, sizeof(ProducerStatics)));
+  new (st) ProducerStatics();
+  lua_createtable(L, F_COUNT, 0);  // the statics' environment keeps the interned names alive
   for (int i = 0; i < F_COUNT; ++i) {
     lua_pushstring(L, FIELD_NAMES[i]);
-    field_ptrs[i] = lua_tostring(L, -1);
+    st->field_ptrs[i] = lua_tostring(L, -1);
     lua_rawseti(L, -2, i + 1);
   }
-  lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.fields");
+  lua_setfenv(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.statics");
   static const char* report_keys[R_COUNT] = {"topic", "partition", "offset", "timestamp", "timestamp_type",
                                              "create", "log_append"};
   for (int i = 0; i < R_COUNT; ++i) {
     lua_pushstring(L, report_keys[i]);
-    report_key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    st->report_key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
 
+  auto closure = [&](lua_CFunction fn) {
+    lua_pushlightuserdata(L, st);
+    lua_pushcclosure(L, fn, 1);
+  };
   luaL_newmetatable(L, PRODUCER_MT);
   lua_pushvalue(L, -1);
-  producer_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  st->mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
-  push_waiting_retry(L, l_send);
-  lua_setfield(L, -2, "send");
-  push_waiting_retry(L, l_produce);
-  lua_setfield(L, -2, "produce");
-  push_waiting_retry(L, l_produce_batch);
-  lua_setfield(L, -2, "produce_batch");
-  rt.scheduler().push_waiting(L, l_flush);
-  lua_setfield(L, -2, "flush");
-  rt.scheduler().push_waiting(L, l_close);
-  lua_setfield(L, -2, "close");
-  lua_pushcfunction(L, l_outq_len);
-  lua_setfield(L, -2, "outq_len");
-  lua_pushcfunction(L, l_inject_fatal);
-  lua_setfield(L, -2, "_inject_fatal_error");
+  struct {
+    const char* name;
+    lua_CFunction fn;
+    int kind;  // 0 plain, 1 waiting, 2 waiting with retry
+  } methods[] = {
+      {"send", l_send, 2},           {"produce", l_produce, 2}, {"produce_batch", l_produce_batch, 2},
+      {"flush", l_flush, 1},         {"close", l_close, 1},     {"outq_len", l_outq_len, 0},
+      {"_inject_fatal_error", l_inject_fatal, 0},
+  };
+  for (const auto& m : methods) {
+    closure(m.fn);
+    if (m.kind == 1) rt.scheduler().wrap_waiting(L);
+    if (m.kind == 2) wrap_waiting_retry(L);
+    lua_setfield(L, -2, m.name);
+  }
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_gc);
   lua_setfield(L, -2, "__gc");
@@ -956,7 +1011,7 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 
-  lua_pushcfunction(L, l_new);
+  closure(l_new);
   lua_setfield(L, klua_table, "producer");
 }
 

@@ -1,25 +1,40 @@
-// Transactions on klua.producer (a producer created with ["transactional.id"]):
+// Transactions on klua.producer (a producer created with ["transactional.id"] = "..."):
 //
 //   p:init_transactions([timeout_ms])      optional: the first p:begin() does it
-//   p:begin([timeout_ms])                  timeout_ms bounds the lazy init_transactions
+//   p:begin([timeout_ms])                  timeout_ms bounds that lazy init_transactions
 //   p:send_offsets(consumer [, offsets] [, timeout_ms])
 //   p:commit([timeout_ms]), p:abort([timeout_ms])
-//   p:transaction(fn, ...)                 begin; fn(...); commit (abort when fn raises)
+//   p:transaction(fn, ...)                 begin; fn(...); commit; fn's results or nil, err
 //
-// Each returns true or nil, err (err.retriable / err.txn_requires_abort / err.fatal as librdkafka
-// reports them). librdkafka's init/send_offsets/commit/abort block: each runs on a thread of its
-// own (one per call, so a 60 s commit never holds a libuv pool thread) and the task is resumed by
-// the loop when it returns; the thread never touches Lua. Calls on one producer run one at a time
-// in call order: a call made while another runs waits its turn, and its timeout_ms (default 60 s)
-// covers the wait and the call. A call whose task was cancelled or timed out is not interrupted:
-// librdkafka finishes it, the result is dropped, and the next call waits for it.
+// Each returns true or nil, err; err.retriable, err.txn_requires_abort and err.fatal are
+// librdkafka's. Default timeout 60 s. init/commit/abort that fail with a retriable error (a
+// timeout) may be called again: librdkafka resumes the same operation. txn_requires_abort: call
+// p:abort() and start over. fatal: the producer is unusable (e.g. fenced). A non-transactional
+// producer gets nil, _NOT_CONFIGURED.
+//
+// send_offsets' offsets: a partition list {{topic=, partition=, offset=}, ...} (offset = the next
+// to read) or a message (msg.offset + 1). Without them, the consumer's positions on its
+// assignment; refused (nil, KLUA_INVALID_ARGUMENT) while the consumer holds fetched messages the
+// script has not polled, since librdkafka's position already counts them.
+//
+// librdkafka's init/send_offsets/commit/abort block: each runs on a thread of its own (one per
+// call, so a long commit never holds a libuv pool thread) and the task is resumed by the loop
+// when it returns; the thread never touches Lua. Calls on one producer run one at a time in call
+// order: a call made while another runs waits its turn, and its timeout_ms covers the wait and
+// the call. begin() runs on the loop (it does not block). A call whose task is cancelled or
+// times out is not interrupted: librdkafka finishes it, the result is dropped, and later calls
+// wait for it.
 //
 // The handle is never destroyed under a running call: the producer userdata is anchored while
-// calls are queued or running, p:close() (wrapped here) waits for them and aborts an open
-// transaction first, and at exit a Closable of priority 5 (before producers, 10) does the same
-// for every transactional producer.
+// calls are queued or running; p:close() (wrapped here) refuses queued calls, aborts an open
+// transaction (10 s), waits for the running call, then closes; at exit a Closable of priority 5
+// (before producers, 10) does the same for every transactional producer. p:transaction(fn)
+// aborts when fn raises (also when its task is cancelled: that abort is queued, not awaited).
 #include <librdkafka/rdkafka.h>
 #include <uv.h>
+
+#include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cstring>
@@ -126,7 +141,7 @@ class Guard : public Closable {
   // Queues op on its state (the task, if any, has prepared its wait); it starts on a later loop
   // turn, so a completion never runs inside the call that made it.
   void submit(Op* op) {
-    op->deadline = uv_now(rt_.loop()) + static_cast<uint64_t>(op->timeout_ms);
+    op->deadline = uv_now(rt_.loop()) + static_cast<uint64_t>(timeout_int(op->timeout_ms));
     op->state->queue.push_back(op);
     ++live_;
     schedule_pump(op->state);
@@ -257,9 +272,16 @@ void Guard::start(Op* op) {
   op->run_timeout = static_cast<int>(std::min<uint64_t>(op->deadline - now, INT32_MAX));
   s.running = op;
   running_.push_back(op);
+  // The thread blocks every signal (it inherits the mask), as librdkafka's own threads do:
+  // SIGINT/SIGTERM must reach the loop thread's handlers.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   try {
     op->thread = std::thread(work, op, this);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
   } catch (const std::exception& ex) {
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
     running_.pop_back();
     op->error = rd_kafka_error_new(RD_KAFKA_RESP_ERR__FAIL, "cannot start a thread for %s: %s", op->name, ex.what());
     complete(op);
@@ -367,7 +389,8 @@ void Guard::close_state(lua_State* L, int idx, const std::shared_ptr<TxnState>& 
     --live_;
   }
   s->queue = std::move(keep);
-  if (s->in_txn) {
+  char fatal[256];
+  if (s->in_txn && rd_kafka_fatal_error(s->rk, fatal, sizeof fatal) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     fmt::print(stderr, "klua: producer {} {} with a transaction open: aborting it\n", s->name, why);
     auto* op = new Op;
     op->kind = Kind::Abort;
@@ -542,6 +565,47 @@ int l_begin(lua_State* L) {
 int l_commit(lua_State* L) { return simple_call(L, Kind::Commit, "p:commit"); }
 int l_abort(lua_State* L) { return simple_call(L, Kind::Abort, "p:abort"); }
 
+// librdkafka 2.0.2 advances a partition's position when a fetched message is taken from its
+// queue (rd_kafka_event_message_next), and the consumer takes messages into its own buffer before
+// the script polls them: the position can be ahead of what the script has seen. Committing it
+// would skip those messages, so send_offsets(consumer) refuses while the consumer (arg 2) holds
+// unpolled messages of a partition in list (c:_buffered(topic, partition) counts them).
+int refuse_buffered(lua_State* L, const rd_kafka_topic_partition_list_t* list, const char* name) {
+  if (!luaL_getmetafield(L, 2, "__index")) return 0;
+  lua_getfield(L, -1, "_buffered");
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  int fn = lua_gettop(L);
+  for (int i = 0; i < list->cnt; ++i) {
+    lua_pushvalue(L, fn);
+    lua_pushvalue(L, 2);
+    lua_pushstring(L, list->elems[i].topic);
+    lua_pushinteger(L, list->elems[i].partition);
+    lua_call(L, 3, 1);
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (n > 0) {
+      lua_pop(L, 1);
+      ErrorSpec e;
+      e.code = CODE_INVALID_ARGUMENT;
+      e.name = ERR_INVALID_ARGUMENT;
+      e.op = name;
+      e.topic = list->elems[i].topic;
+      e.partition = list->elems[i].partition;
+      e.message = fmt::format("the consumer holds {} fetched message(s) of topic {} [{}] that were not polled yet, "
+                              "so its position is ahead of what was processed: pass the last processed message "
+                              "or a partition list",
+                              n, list->elems[i].topic, list->elems[i].partition);
+      return nil_error(L, e);
+    }
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
 // p:send_offsets(consumer [, offsets] [, timeout_ms]) -> true | nil, err
 // offsets: a partition list {{topic=, partition=, offset=}, ...} (offset = the next to read) or a
 // message (its offset + 1); without it, the consumer's positions on its assignment.
@@ -581,6 +645,10 @@ int l_send_offsets(lua_State* L) {
       ErrorSpec e = kafka_error(err, fmt::format("{}: cannot read the consumer's positions: {}", name, rd_kafka_err2str(err)));
       e.op = name;
       return nil_error(L, e);
+    }
+    if (int n = refuse_buffered(L, list, name)) {
+      rd_kafka_topic_partition_list_destroy(list);
+      return n;
     }
   }
   auto* op = new Op;

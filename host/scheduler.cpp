@@ -242,7 +242,7 @@ WaitToken Scheduler::prepare_wait(lua_State* L, const char* op, double timeout_m
   t->wait_timeout_ms = timeout_ms;
   t->on_timeout = on_timeout;
   ++waiting_;
-  if (timeout_ms >= 0) {
+  if (timeout_ms >= 0 && timeout_ms < 1e15) {  // infinite or absurdly long: no timer at all
     if (!t->timer) {
       t->timer = new uv_timer_t;
       uv_timer_init(rt_.loop(), t->timer);
@@ -337,8 +337,13 @@ void Scheduler::cancel_all() {
 }
 
 void Scheduler::push_waiting(lua_State* L, lua_CFunction fn) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, wrap_ref_);
   lua_pushcfunction(L, fn);
+  wrap_waiting(L);
+}
+
+void Scheduler::wrap_waiting(lua_State* L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, wrap_ref_);
+  lua_insert(L, -2);
   lua_call(L, 1, 1);
 }
 

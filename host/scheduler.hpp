@@ -72,6 +72,8 @@ class Scheduler {
   // Pushes the Lua function that wraps a waiting C function so that a cancellation raises
   // KLUA_CANCELLED from the call site. Wrapped: fn(...) -> check(fn(...)).
   void push_waiting(lua_State* L, lua_CFunction fn);
+  // The same for the function on top of the stack (a C closure with upvalues); replaces it.
+  void wrap_waiting(lua_State* L);
 
   void open(lua_State* L, int klua_table);  // spawn, sleep, task metatable
 

@@ -130,6 +130,7 @@ function M.run_file(path, stats)
 end
 
 function M.main(...)
+  io.stdout:setvbuf("line")
   local paths = { ... }
   local stats = { passed = 0, failed = 0 }
   for _, p in ipairs(paths) do

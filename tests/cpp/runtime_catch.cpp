@@ -84,3 +84,15 @@ TEST_CASE("secret properties are recognised", "[config]") {
   REQUIRE_FALSE(klua::is_secret_property("bootstrap.servers"));
   REQUIRE_FALSE(klua::is_secret_property("sasl.username"));
 }
+
+TEST_CASE("two runtimes alive at once each keep working", "[runtime]") {
+  klua::Runtime a(options());
+  klua::Runtime b(options());
+  const char* script = R"(
+    local p = klua.producer()
+    assert(p:send{ topic = "two-runtimes", value = "x" })
+    assert(p:flush())
+  )";
+  REQUIRE(a.run_string(script, "=a") == 0);
+  REQUIRE(b.run_string(script, "=b") == 0);
+}

@@ -165,3 +165,29 @@ test("after a fatal error the producer raises it on every call", function()
   local err = assert_raises(function() p:send{ topic = "t", value = "x" } end, "OUT_OF_ORDER_SEQUENCE_NUMBER")
   assert_eq(err.fatal, true)
 end)
+
+test("produce in a task cancelled before it runs raises KLUA_CANCELLED and sends nothing", function()
+  local t = "cancelled-" .. klua.uuid():sub(1, 8)
+  klua.embedded.create_topic(t, 1)
+  local p = klua.producer()
+  local task = klua.spawn(function() return p:produce{ topic = t, value = "never" } end)
+  task:cancel()
+  local r, err = task:join()
+  assert_error(err, "KLUA_CANCELLED")
+  local c = klua.consumer{ group = "g-" .. klua.uuid():sub(1, 8) }
+  local low, high = c:watermarks(t, 0)
+  assert_eq(high, 0)
+  c:close()
+end)
+
+test("two producers sending to different topics keep their topics apart", function()
+  local a, b = klua.producer(), klua.producer()
+  local ta, tb = "pa-" .. klua.uuid():sub(1, 8), "pb-" .. klua.uuid():sub(1, 8)
+  for i = 1, 200 do
+    local ra = assert(a:produce{ topic = ta .. (i % 3), value = "a" })
+    local rb = assert(b:produce{ topic = tb .. (i % 5), value = "b" })
+    assert_eq(ra.topic, ta .. (i % 3))
+    assert_eq(rb.topic, tb .. (i % 5))
+    if i % 50 == 0 then collectgarbage() end
+  end
+end, { timeout_ms = 60000 })

@@ -1,0 +1,88 @@
+-- klua side of the consume benchmark; the baseline is bench/raw_consume.cpp.
+--
+--   klua run bench/consume.lua [--count N] [--size S] [--topic NAME]
+--   klua -b BROKERS run bench/consume.lua --topic NAME [--count N] [--size S]
+--
+-- Same job as the raw loop. On the embedded cluster (no broker configured) it
+-- creates a 32-partition topic and first fills it with N messages of S bytes
+-- (no key, message i to partition i % 32, untimed), since the mock cluster lives
+-- only in this process. With a broker configured (-b, KLUA_BROKERS, -X/-F) it
+-- reads an existing topic that already holds at least N messages.
+-- Then a consumer with klua's default configuration, a fresh group and
+-- auto.offset.reset=earliest reads N messages with c:messages(), touching key
+-- and value; timed from the first message to the N-th. Prints one line of JSON:
+--   {"msgs":N,"seconds":T,"msgs_per_s":R,"bytes":B,"size":S}
+-- where B is the sum of key and value lengths of the N messages.
+
+local count, size, topic = 1000000, 100, "bench"
+local PARTITIONS = 32
+local IDLE_TIMEOUT_MS = 60000 -- give up when no message arrives for this long
+
+local args = arg or {}
+local i = 1
+while args[i] ~= nil do
+  local a = args[i]
+  local function value()
+    local v = args[i + 1]
+    if v == nil then error("missing value for " .. a, 0) end
+    i = i + 1
+    return v
+  end
+  local function number()
+    local s = value()
+    local n = tonumber(s)
+    if not n or n < 0 or n ~= math.floor(n) then error("bad value for " .. a .. ": " .. s, 0) end
+    return n
+  end
+  if a == "--count" then count = number()
+  elseif a == "--size" then size = number()
+  elseif a == "--topic" then topic = value()
+  else error("unknown argument " .. tostring(a), 0) end
+  i = i + 1
+end
+if count < 1 then error("--count must be >= 1", 0) end
+
+local cfg = klua.config()
+local embedded = not (cfg["bootstrap.servers"] or cfg["metadata.broker.list"])
+
+if embedded then
+  -- The mock cluster keeps only about 5 MiB per partition and drops older batches.
+  if count * (size + 20) / PARTITIONS > 4.5 * 1024 * 1024 then
+    error("count x size too large for the embedded cluster (about 5 MiB per partition, 32 partitions)", 0)
+  end
+  klua.embedded.create_topic(topic, PARTITIONS, 1)
+  local p = klua.producer()
+  local msg = { topic = topic, value = string.rep("x", size), partition = 0 }
+  for k = 0, count - 1 do
+    msg.partition = k % PARTITIONS
+    local ok, err = p:send(msg)
+    if not ok then error("fill: send: " .. tostring(err), 0) end
+  end
+  local ok, err = p:flush(120000)
+  if not ok then error("fill: flush: " .. tostring(err), 0) end
+  p:close()
+end
+
+local c = klua.consumer{
+  group = "klua-bench-lua-" .. klua.uuid(),
+  topics = { topic },
+  ["auto.offset.reset"] = "earliest",
+}
+
+local now = klua.now
+local n, bytes, t0, t1 = 0, 0, nil, nil
+for msg in c:messages{ timeout_ms = IDLE_TIMEOUT_MS } do
+  if n == 0 then t0 = now() end
+  n = n + 1
+  bytes = bytes + #msg.value + (msg.key and #msg.key or 0)
+  if n == count then t1 = now(); break end
+end
+if n < count then
+  error(("no message for %d s after %d of %d"):format(IDLE_TIMEOUT_MS / 1000, n, count), 0)
+end
+
+local secs = (t1 - t0) / 1000
+print(('{"msgs":%d,"seconds":%.6f,"msgs_per_s":%.1f,"bytes":%d,"size":%d}'):format(
+  n, secs, secs > 0 and n / secs or 0, bytes, size))
+io.stdout:flush()
+c:close()

@@ -1,0 +1,188 @@
+-- klua.admin and klua.lag on the embedded cluster: what klua serves itself (topic creation and listing,
+-- cluster description, group offsets, lag), what fails at once with KLUA_EMBEDDED_UNSUPPORTED, and the
+-- argument errors.
+local function fresh(prefix) return "adm-" .. (prefix or "") .. klua.uuid():sub(1, 8) end
+local admin = klua.admin()
+
+local function find(list, field, value)
+  for _, item in ipairs(list) do
+    if item[field] == value then return item end
+  end
+end
+
+test("describe_cluster and ping answer on the embedded cluster", function()
+  local c, err = admin:describe_cluster()
+  assert_eq(err, nil)
+  assert_eq(#c.brokers, 3)
+  assert_eq(c.brokers[1].id, 1)
+  assert_eq(c.brokers[3].id, 3)
+  assert_true(type(c.brokers[1].port) == "number" and c.brokers[1].host == "127.0.0.1")
+  assert_true(type(c.cluster_id) == "string" and #c.cluster_id > 0)
+  assert_match(c.rack_note, "2%.3")
+  local rtt = assert(admin:ping())
+  assert_true(type(rtt) == "number" and rtt >= 0 and rtt < 5000, tostring(rtt))
+end)
+
+test("create_topics creates on the mock; list and describe see them; per-item errors", function()
+  local a, b = fresh("a"), fresh("b")
+  local res = assert(admin:create_topics({ { name = a, partitions = 6, replication_factor = 2 }, b,
+                                           { name = "bad name" }, a }))
+  assert_eq(#res, 4)
+  assert_eq(res[1], { name = a })
+  assert_eq(res[2], { name = b })
+  assert_error(res[3].error, "KLUA_INVALID_ARGUMENT")
+  assert_match(res[3].error.message, "invalid topic name")
+  assert_error(res[4].error, "KLUA_INVALID_ARGUMENT")
+  assert_match(res[4].error.message, "listed twice")
+
+  local list = assert(admin:list_topics())
+  local ta, tb = find(list, "name", a), find(list, "name", b)
+  -- (the 2.0.2 mock places every partition on all 3 brokers whatever the replication factor asked)
+  assert_eq(ta, { name = a, partitions = 6, replication_factor = 3, internal = false })
+  assert_eq(tb.partitions, 4)
+  for i = 2, #list do assert_true(list[i - 1].name < list[i].name, "list_topics is sorted by name") end
+
+  local d = assert(admin:describe_topics({ a, "missing-" .. a }))
+  assert_eq(#d[1].partitions, 6)
+  for i, p in ipairs(d[1].partitions) do
+    assert_eq(p.partition, i - 1)
+    assert_eq(#p.replicas, 3)
+    assert_true(p.leader >= 1 and p.leader <= 3)
+  end
+  assert_eq(d[1].configs, nil)  -- no DescribeConfigs on the mock
+  assert_error(d[2].error, "UNKNOWN_TOPIC_OR_PART")
+end)
+
+test("create_topics on an existing topic: error, or existed with if_not_exists; validate_only creates nothing", function()
+  local t = fresh()
+  assert_eq(assert(admin:create_topics(t))[1].error, nil)
+  local again = assert(admin:create_topics(t))
+  assert_error(again[1].error, "TOPIC_ALREADY_EXISTS")
+  local ok = assert(admin:create_topics({ t }, { if_not_exists = true }))
+  assert_eq(ok[1], { name = t, existed = true })
+  local v = fresh("v")
+  assert_eq(assert(admin:create_topics({ { name = v, partitions = 2 } }, { validate_only = true }))[1].error, nil)
+  assert_eq(find(assert(admin:list_topics()), "name", v), nil)
+  local big = assert(admin:create_topics({ { name = v, replication_factor = 4 } }))
+  assert_error(big[1].error, "_INVALID_ARG")
+  local cfg = assert(admin:create_topics({ { name = v, configs = { ["retention.ms"] = 1000 } } }))
+  assert_match(cfg[1].note, "does not keep topic configs")
+end)
+
+test("unserved admin calls fail at once with KLUA_EMBEDDED_UNSUPPORTED", function()
+  local t0 = klua.now()
+  local calls = {
+    delete_topics = function() return admin:delete_topics({ "x" }) end,
+    create_partitions = function() return admin:create_partitions({ { topic = "x", partitions = 9 } }) end,
+    delete_records = function() return admin:delete_records({ { topic = "x", partition = 0, before = 1 } }) end,
+    describe_configs = function() return admin:describe_configs({ "x" }) end,
+    alter_configs = function() return admin:alter_configs({ { name = "x", set = { ["retention.ms"] = 1 } } }) end,
+    list_groups = function() return admin:list_groups() end,
+    describe_groups = function() return admin:describe_groups({ "g" }) end,
+    delete_groups = function() return admin:delete_groups({ "g" }) end,
+    delete_group_offsets = function() return admin:delete_group_offsets("g", { { topic = "x", partition = 0 } }) end,
+  }
+  for name, call in pairs(calls) do
+    local r, err = call()
+    assert_eq(r, nil)
+    assert_error(err, "KLUA_EMBEDDED_UNSUPPORTED")
+    assert_eq(err.message, name .. " is not supported by the embedded mock cluster: run with -b against a real broker")
+  end
+  assert_true(klua.now() - t0 < 1000, "no call waited")
+end)
+
+test("group offsets: alter, list (all and selected), reset with dry_run, and lag", function()
+  local t, g = fresh(), fresh("g")
+  assert(admin:create_topics({ { name = t, partitions = 3 } }))
+  local p = klua.producer()
+  local counts = { [0] = 5, [1] = 3, [2] = 0 }
+  for part, n in pairs(counts) do
+    for i = 1, n do assert(p:produce { topic = t, partition = part, value = "v" .. i }) end
+  end
+  local altered = assert(admin:alter_group_offsets(g, { { topic = t, partition = 1, offset = 1 },
+                                                        { topic = t, partition = 0, offset = 2 } }))
+  assert_eq(altered, { { topic = t, partition = 1, offset = 1 }, { topic = t, partition = 0, offset = 2 } })
+  assert_eq(assert(admin:list_group_offsets(g)),
+            { { topic = t, partition = 0, offset = 2 }, { topic = t, partition = 1, offset = 1 } })
+  assert_eq(assert(admin:list_group_offsets(g, { t })),
+            { { topic = t, partition = 0, offset = 2 }, { topic = t, partition = 1, offset = 1 },
+              { topic = t, partition = 2 } })
+
+  local lag = assert(klua.lag(g))
+  assert_eq(lag.group, g)
+  assert_eq(lag.lag, 3 + 2 + 0)
+  assert_eq(lag.topics, { { topic = t, partitions = 3, lag = 5 } })
+  assert_eq(lag.partitions[1], { topic = t, partition = 0, committed = 2, low = 0, high = 5, ["end"] = 5, lag = 3 })
+  assert_eq(lag.partitions[3], { topic = t, partition = 2, low = 0, high = 0, ["end"] = 0, lag = 0 })
+
+  local plan = assert(admin:reset_group_offsets(g, t, "latest", { dry_run = true }))
+  assert_eq(plan, { { topic = t, partition = 0, current = 2, new = 5 }, { topic = t, partition = 1, current = 1, new = 3 },
+                    { topic = t, partition = 2, new = 0 } })
+  assert_eq(assert(admin:list_group_offsets(g, { t }))[1].offset, 2, "dry_run changed nothing")
+  local shifted = assert(admin:reset_group_offsets(g, { { topic = t, partition = 0 } }, { shift = 10 }))
+  assert_eq(shifted, { { topic = t, partition = 0, current = 2, new = 5 } })  -- clamped to the high watermark
+  assert(admin:reset_group_offsets(g, t, "earliest"))
+  local after = assert(klua.lag(g, { t }))
+  assert_eq(after.lag, 8)
+  assert_eq(after.partitions[2].committed, 0)
+  local set = assert(admin:reset_group_offsets(g, t, 4))
+  assert_eq(set[1].new, 4)
+  assert_eq(set[2].new, 3)
+end)
+
+test("lag of a group without commits lists no partitions; unknown topic is an error", function()
+  local g = fresh("g")
+  local snap = assert(klua.lag(g))
+  assert_eq(snap.lag, 0)
+  assert_eq(snap.partitions, {})
+  local r, err = klua.lag(g, { "missing-" .. g })
+  assert_eq(r, nil)
+  assert_error(err, "UNKNOWN_TOPIC_OR_PART")
+end)
+
+test("lag.watch reports snapshots and rates until the function returns false", function()
+  local t, g = fresh(), fresh("g")
+  assert(admin:create_topics({ { name = t, partitions = 1 } }))
+  local p = klua.producer()
+  assert(admin:alter_group_offsets(g, { { topic = t, partition = 0, offset = 0 } }))
+  local seen = {}
+  klua.lag.watch(g, { interval = 200, topics = { t } }, function(snap, rates)
+    seen[#seen + 1] = { lag = snap.lag, rates = rates }
+    if #seen == 1 then for i = 1, 4 do assert(p:produce { topic = t, partition = 0, value = "x" }) end end
+    return #seen < 2
+  end)
+  assert_eq(#seen, 2)
+  assert_eq(seen[1].lag, 0)
+  assert_eq(seen[1].rates, nil)
+  assert_eq(seen[2].lag, 4)
+  assert_true(seen[2].rates.produced_per_s > 0)
+  assert_eq(seen[2].rates.consumed_per_s, 0)
+end)
+
+test("argument errors raise", function()
+  assert_raises(function() admin:create_topics(42) end, "expected a list of topic specs")
+  assert_raises(function() admin:create_topics({ { name = "x", partitions = 0 } }) end, "'partitions' must be")
+  assert_raises(function() admin:create_topics({ { name = "x", bogus = 1 } }) end, "unknown field 'bogus'")
+  assert_raises(function() admin:create_topics({ { name = "x", replication_factor = 1, assignment = { { 1 } } } }) end,
+                "either 'replication_factor' or 'assignment'")
+  assert_raises(function() admin:create_topics({ "x" }, { nope = true }) end, "unknown option 'nope'")
+  assert_raises(function() admin:list_topics({ timeout_ms = -1 }) end, "timeout_ms")
+  assert_raises(function() admin:reset_group_offsets("g", "t", "sideways") end, "'to' must be")
+  assert_raises(function() admin:reset_group_offsets("g", "t", { jump = 1 }) end, "unknown target 'jump'")
+  assert_raises(function() admin:alter_group_offsets("g", { { topic = "t", partition = 0, offset = -1 } }) end,
+                "offset=whole number")
+  assert_raises(function() admin:list_group_offsets("") end, "non%-empty string")
+  assert_raises(function() admin:alter_configs({ { name = "t", put = {} } }) end, "unknown field 'put'")
+  assert_raises(function() admin:describe_configs({ { type = "cluster", name = "x" } }) end, "type must be")
+  assert_raises(function() klua.lag("g", nil, { bogus = 1 }) end, "unknown option 'bogus'")
+  assert_raises(function() klua.admin { bogus = 1 } end, "unknown option 'bogus'")
+end)
+
+test("a closed admin raises KLUA_CLOSED; close is idempotent", function()
+  local a = klua.admin { timeout_ms = 5000 }
+  assert_match(tostring(a), "klua.admin%(.*embedded%)")
+  assert_true(a:close())
+  assert_true(a:close())
+  assert_match(tostring(a), "closed")
+  assert_raises(function() a:list_topics() end, "closed")
+end)
