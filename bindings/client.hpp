@@ -135,6 +135,11 @@ bool embedded_running(Runtime& rt);
 // one, or when it is closed). For modules that extend them (transactions, admin helpers).
 rd_kafka_t* check_producer_handle(lua_State* L, int idx);
 rd_kafka_t* check_consumer_handle(lua_State* L, int idx);
+// The consumer's positions as the script sees them (the next offset poll will return per
+// partition; messages fetched into klua's buffer but not polled yet are not counted), for the
+// given partitions or, with list == nullptr, its assignment. Caller destroys the result.
+rd_kafka_topic_partition_list_t* consumer_positions(lua_State* L, int idx, rd_kafka_topic_partition_list_t* list,
+                                                    rd_kafka_resp_err_t* err);
 
 // Partition lists. In Lua: an array of {topic=, partition=, offset=, metadata=, error=} in
 // (topic, partition) order; offsets are numbers (the next offset to read) or "beginning", "end",

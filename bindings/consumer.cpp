@@ -101,6 +101,14 @@ class Consumer : public Client {
   void finish_rebalance();
   // Whether every assigned partition's consumed position reached `ends` (for until_end).
   size_t buffered_for(const TopicPartition& tp) const;
+  // Lowers each partition's offset in list to its first buffered (not yet polled) message.
+  void script_positions(rd_kafka_topic_partition_list_t* list) const {
+    for (const auto& b : buffer_) {
+      if (b.m->err || !b.m->rkt) continue;
+      auto* tp = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt), b.m->partition);
+      if (tp && (tp->offset < 0 || b.m->offset < tp->offset)) tp->offset = b.m->offset;
+    }
+  }
 
   static int push_fetched(lua_State* L, const Fetched& f, const std::string& group);
   static void push_message(lua_State* L, const rd_kafka_message_t* m);
@@ -790,10 +798,13 @@ int l_seek(lua_State* L) {
   return 1;
 }
 
+// c:position([partitions]): the next offset the script will get per partition (messages klua has
+// fetched but the script has not polled yet are not counted).
 int l_position(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   auto* list = partitions_or_assignment(L, c, 2, "c:position");
   rd_kafka_resp_err_t err = rd_kafka_position(c->rk(), list);
+  if (!err) c->script_positions(list);
   return return_partitions_or_error(L, c, err, list, "position");
 }
 
@@ -1145,6 +1156,19 @@ int l_new(lua_State* L) {
 }  // namespace
 
 rd_kafka_t* check_consumer_handle(lua_State* L, int idx) { return check_consumer(L, idx)->rk(); }
+
+rd_kafka_topic_partition_list_t* consumer_positions(lua_State* L, int idx, rd_kafka_topic_partition_list_t* list,
+                                                    rd_kafka_resp_err_t* err) {
+  Consumer* c = check_consumer(L, idx);
+  *err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (!list) {
+    *err = rd_kafka_assignment(c->rk(), &list);
+    if (*err) return list;
+  }
+  *err = rd_kafka_position(c->rk(), list);
+  if (!*err) c->script_positions(list);
+  return list;
+}
 
 void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   luaL_newmetatable(L, MESSAGE_MT);

@@ -14,8 +14,7 @@
 //
 // send_offsets' offsets: a partition list {{topic=, partition=, offset=}, ...} (offset = the next
 // to read) or a message (msg.offset + 1). Without them, the consumer's positions on its
-// assignment; refused (nil, KLUA_INVALID_ARGUMENT) while the consumer holds fetched messages the
-// script has not polled, since librdkafka's position already counts them.
+// assignment as the script sees them (c:position(): fetched but unpolled messages not counted).
 //
 // librdkafka's init/send_offsets/commit/abort block: each runs on a thread of its own (one per
 // call, so a long commit never holds a libuv pool thread) and the task is resumed by the loop
@@ -565,47 +564,6 @@ int l_begin(lua_State* L) {
 int l_commit(lua_State* L) { return simple_call(L, Kind::Commit, "p:commit"); }
 int l_abort(lua_State* L) { return simple_call(L, Kind::Abort, "p:abort"); }
 
-// librdkafka 2.0.2 advances a partition's position when a fetched message is taken from its
-// queue (rd_kafka_event_message_next), and the consumer takes messages into its own buffer before
-// the script polls them: the position can be ahead of what the script has seen. Committing it
-// would skip those messages, so send_offsets(consumer) refuses while the consumer (arg 2) holds
-// unpolled messages of a partition in list (c:_buffered(topic, partition) counts them).
-int refuse_buffered(lua_State* L, const rd_kafka_topic_partition_list_t* list, const char* name) {
-  if (!luaL_getmetafield(L, 2, "__index")) return 0;
-  lua_getfield(L, -1, "_buffered");
-  lua_remove(L, -2);
-  if (!lua_isfunction(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  int fn = lua_gettop(L);
-  for (int i = 0; i < list->cnt; ++i) {
-    lua_pushvalue(L, fn);
-    lua_pushvalue(L, 2);
-    lua_pushstring(L, list->elems[i].topic);
-    lua_pushinteger(L, list->elems[i].partition);
-    lua_call(L, 3, 1);
-    lua_Integer n = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (n > 0) {
-      lua_pop(L, 1);
-      ErrorSpec e;
-      e.code = CODE_INVALID_ARGUMENT;
-      e.name = ERR_INVALID_ARGUMENT;
-      e.op = name;
-      e.topic = list->elems[i].topic;
-      e.partition = list->elems[i].partition;
-      e.message = fmt::format("the consumer holds {} fetched message(s) of topic {} [{}] that were not polled yet, "
-                              "so its position is ahead of what was processed: pass the last processed message "
-                              "or a partition list",
-                              n, list->elems[i].topic, list->elems[i].partition);
-      return nil_error(L, e);
-    }
-  }
-  lua_pop(L, 1);
-  return 0;
-}
-
 // p:send_offsets(consumer [, offsets] [, timeout_ms]) -> true | nil, err
 // offsets: a partition list {{topic=, partition=, offset=}, ...} (offset = the next to read) or a
 // message (its offset + 1); without it, the consumer's positions on its assignment.
@@ -638,17 +596,15 @@ int l_send_offsets(lua_State* L) {
       }
     }
   } else {
-    rd_kafka_resp_err_t err = rd_kafka_assignment(crk, &list);
-    if (!err) err = rd_kafka_position(crk, list);
+    // The positions as the script sees them: messages klua fetched but the script has not
+    // polled yet are not committed.
+    rd_kafka_resp_err_t err;
+    list = consumer_positions(L, 2, nullptr, &err);
     if (err) {
       if (list) rd_kafka_topic_partition_list_destroy(list);
       ErrorSpec e = kafka_error(err, fmt::format("{}: cannot read the consumer's positions: {}", name, rd_kafka_err2str(err)));
       e.op = name;
       return nil_error(L, e);
-    }
-    if (int n = refuse_buffered(L, list, name)) {
-      rd_kafka_topic_partition_list_destroy(list);
-      return n;
     }
   }
   auto* op = new Op;
