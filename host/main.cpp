@@ -24,6 +24,11 @@ commands:
   -e CODE [args...]    run CODE
   repl                 interactive prompt (the default on a terminal with no arguments)
   test PATH...         run Lua test files (*_test.lua in directories)
+  topics [--json]      list topics                    groups [--json]   list consumer groups
+  lag GROUP [--max-lag N]    a group's lag per partition (exit 4 when over N)
+  produce TOPIC [-k SEP]     send stdin lines as messages
+  consume TOPIC [--from beginning|end|OFFSET|TIME] [-n N] [-e] [-f FMT | --json]
+                       (each command has --help)
   version              print klua, librdkafka and LuaJIT versions
   help                 this text
 
@@ -161,6 +166,13 @@ int main(int argc, char** argv) {
   } else if (command == "repl") {
     mode = RunBundled;
     target = "klua.repl";
+    args_from = i + 1;
+  } else if (command == "topics" || command == "groups" || command == "lag" || command == "produce" ||
+             command == "consume") {
+    // The everyday one-liners: short scripts in scripts/klua/cli/ (subcommands win over files of
+    // the same name: `klua run topics` runs a file).
+    mode = RunBundled;
+    target = "klua.cli." + command;
     args_from = i + 1;
   } else if (command == "test") {
     if (i + 1 >= argc) return usage_error("test needs at least one PATH");

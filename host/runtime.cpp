@@ -13,6 +13,8 @@
 
 namespace klua {
 
+void open_stdin(Runtime& rt, lua_State* L, int klua_table);  // host/stdin.cpp
+
 namespace {
 const char* const RUNTIME_KEY = "klua.runtime";
 const char* const TRACEBACK_KEY = "klua.last_traceback";
@@ -223,6 +225,7 @@ void Runtime::open_libs() {
   lua_setfield(L, klua, "config");
   open_errors(L, klua);
   scheduler_->open(L, klua);
+  open_stdin(*this, L, klua);
   for (auto& m : opts_.modules) m(*this, L, klua);
 
   // require("klua") returns the same table; os.exit flushes and closes like klua.exit.

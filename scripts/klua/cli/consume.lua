@@ -1,0 +1,108 @@
+-- klua consume TOPIC [--from beginning|end|OFFSET|TIME] [-n COUNT] [-e] [-f FORMAT | --json]
+local common = require("klua.cli.common")
+local M = {}
+local USAGE = [[
+usage: klua consume TOPIC [--from WHERE] [-n COUNT] [-e] [-p PARTITION] [-f FORMAT | --json] [-g GROUP]
+  --from beginning | end | OFFSET | TIME   where to start (default: end); TIME is epoch ms,
+                                          ISO-8601 or relative (-2h, -15m)
+  -n, --count N      stop after N messages
+  -e, --exit         stop at the end: when every partition reached the end offset taken at start
+                     (the last stable offset under read_committed); never hangs on an empty topic
+  -p, --partition P  only this partition
+  -f, --format FMT   output template: %t topic, %p partition, %o offset, %k key, %v value,
+                     %T timestamp, %h headers, %% a percent sign (default: %v)
+  --json             one JSON object per message
+  -g, --group GROUP  consume as a member of GROUP (subscribe; offsets are committed) instead of
+                     reading partitions directly
+]]
+
+local function format_message(fmt, m)
+  return (fmt:gsub("%%(.)", function(c)
+    if c == "t" then return m.topic
+    elseif c == "p" then return tostring(m.partition)
+    elseif c == "o" then return string.format("%d", m.offset)
+    elseif c == "k" then return m.key or ""
+    elseif c == "v" then return m.value or ""
+    elseif c == "T" then return m.timestamp and string.format("%d", m.timestamp) or ""
+    elseif c == "h" then
+      local parts = {}
+      for _, h in ipairs(m.headers) do parts[#parts + 1] = h[1] .. "=" .. (h[2] or "") end
+      return table.concat(parts, ",")
+    elseif c == "%" then return "%"
+    end
+    return "%" .. c
+  end))
+end
+
+function M.main(...)
+  local opts, pos = common.parse({ ... }, {
+    ["--from"] = "value", ["--count"] = "value", ["-n"] = "--count", ["--exit"] = "flag", ["-e"] = "--exit",
+    ["--format"] = "value", ["-f"] = "--format", ["--json"] = "flag", ["--group"] = "value", ["-g"] = "--group",
+    ["--partition"] = "value", ["-p"] = "--partition" }, USAGE)
+  local topic = pos[1]
+  if not topic or #pos > 1 then common.usage_error(USAGE, "consume needs exactly one TOPIC") end
+  local count = opts.count and common.number(USAGE, "--count", opts.count)
+  local only = opts.partition and common.number(USAGE, "--partition", opts.partition)
+  local fmt = opts.format or "%v"
+  local from = opts.from or "end"
+  local start
+  if from == "beginning" or from == "end" then
+    start = from
+  elseif from:match("^%d+$") and not from:match("^%d%d%d%d%d%d%d%d%d%d%d%d") then
+    start = tonumber(from)  -- an offset (epoch ms have 13 digits)
+  else
+    local ms, err = common.parse_time(from)
+    if not ms then common.usage_error(USAGE, "--from " .. from .. ": " .. err) end
+    start = { timestamp = ms }
+  end
+
+  local c
+  if opts.group then
+    c = klua.consumer{ group = opts.group, topics = { topic },
+                       ["auto.offset.reset"] = from == "beginning" and "earliest" or "latest" }
+  else
+    c = klua.consumer{ group = "klua-consume-" .. klua.uuid():sub(1, 8), ["enable.auto.commit"] = false }
+    local admin = klua.admin()
+    local desc, err = admin:describe_topics({ topic }, { configs = false })
+    if not desc then common.fail(err) end
+    if desc[1].error then common.fail(desc[1].error) end
+    local parts = {}
+    for _, p in ipairs(desc[1].partitions) do
+      if not only or p.partition == only then parts[#parts + 1] = { topic = topic, partition = p.partition } end
+    end
+    if #parts == 0 then common.fail(klua.errors.new{ name = "UNKNOWN_PARTITION", message = "no partition " ..
+      tostring(only) .. " in topic " .. topic }) end
+    if type(start) == "table" then
+      for _, p in ipairs(parts) do p.offset = start.timestamp end
+      local found, ferr = c:offsets_for_times(parts)
+      if not found then common.fail(ferr) end
+      for i, p in ipairs(found) do parts[i].offset = p.offset or "end" end
+    else
+      for _, p in ipairs(parts) do p.offset = start end
+    end
+    assert(c:assign(parts))
+  end
+
+  local n = 0
+  local ok, err = pcall(function()
+    for msg in c:messages{ until_end = opts.exit or nil } do
+      if opts.json then
+        local headers = {}
+        for i, h in ipairs(msg.headers) do headers[i] = { h[1], h[2] == nil and klua.json.null or h[2] } end
+        common.json_line{ topic = msg.topic, partition = msg.partition, offset = msg.offset,
+                          key = msg.key == nil and klua.json.null or msg.key,
+                          value = msg.value == nil and klua.json.null or msg.value,
+                          timestamp = msg.timestamp, headers = klua.json.array(headers) }
+      else
+        io.stdout:write(format_message(fmt, msg), "\n")
+      end
+      if opts.group then c:store(msg) end
+      n = n + 1
+      if count and n >= count then break end
+    end
+  end)
+  c:close()
+  if not ok then common.fail(err) end
+end
+
+return M

@@ -1,0 +1,23 @@
+-- klua groups [--json]: consumer groups with their state.
+local common = require("klua.cli.common")
+local M = {}
+local USAGE = [[
+usage: klua groups [--json]
+  lists consumer groups (group, state, simple)
+]]
+
+function M.main(...)
+  local opts = common.parse({ ... }, { ["--json"] = "flag" }, USAGE)
+  local admin = klua.admin()
+  local groups, err = admin:list_groups()
+  if not groups then common.fail(err) end
+  if err then io.stderr:write("klua: warning: " .. tostring(err) .. "\n") end
+  if opts.json then
+    for _, g in ipairs(groups) do common.json_line(g) end
+  else
+    common.print_table(groups, { { key = "group", title = "GROUP" }, { key = "state", title = "STATE" },
+                                 { key = "simple", title = "SIMPLE" } })
+  end
+end
+
+return M
