@@ -2196,6 +2196,12 @@ function M:reset_group_offsets(group, topics, to, opts)
   local r, aerr = group_offsets(self, "alter", group, commit, t)
   if not r then return nil, aerr end
   if r.error then
+    if REFUSED[r.error.code] and self:_embedded() then
+      -- the mock keeps every group that ever had members and refuses commits from outside it
+      return nil, new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003, "resetting the offsets of a group that had " ..
+        "members is not supported by the embedded mock cluster: run with -b against a real broker",
+        { group = group, op = "admin:reset_group_offsets" })
+    end
     if REFUSED[r.error.code] then
       return nil, not_empty_error(group, " (members appeared meanwhile: the commit was refused with " .. r.error.name .. ")")
     end
@@ -2206,6 +2212,11 @@ function M:reset_group_offsets(group, topics, to, opts)
   for _, item in ipairs(plan) do
     local p = res[tp_key(item.topic, item.partition)]
     if p and p.error then
+      if REFUSED[p.error.code] and self:_embedded() then
+        return nil, new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003, "resetting the offsets of a group that had " ..
+          "members is not supported by the embedded mock cluster: run with -b against a real broker",
+          { group = group, op = "admin:reset_group_offsets" })
+      end
       if REFUSED[p.error.code] then
         return nil, not_empty_error(group, " (members appeared meanwhile: the commit was refused with " .. p.error.name .. ")")
       end

@@ -1,0 +1,40 @@
+-- tests/integration/helpers/group_worker.lua TOPIC GROUP OUTFILE DELAY_MS IDLE_MS
+-- One member of consumer group GROUP on TOPIC. For each message: sleeps DELAY_MS (slow work),
+-- appends "M partition offset value" to OUTFILE (unbuffered, so it survives SIGKILL), then
+-- stores the offset (committed by auto-commit, on revoke and at close). Also writes "P pid",
+-- "A p1,p2,..." on each assignment, "R p1,..." on each revoke, and "E" at the end. Waits up to
+-- 60 s for the first message, then ends after IDLE_MS without one.
+local topic, group, outfile, delay, idle = ...
+assert(topic and group and outfile, "usage: group_worker.lua TOPIC GROUP OUTFILE DELAY_MS IDLE_MS")
+delay, idle = tonumber(delay) or 0, tonumber(idle) or 5000
+local f = assert(io.open(outfile, "a"))
+f:setvbuf("no")
+local stat = assert(io.open("/proc/self/stat"))
+f:write("P ", stat:read("*l"):match("^(%d+)"), "\n")
+stat:close()
+
+local function parts(list)
+  local t = {}
+  for _, tp in ipairs(list) do t[#t + 1] = tostring(tp.partition) end
+  return table.concat(t, ",")
+end
+
+local c = klua.consumer{ group = group, topics = { topic }, ["auto.offset.reset"] = "earliest",
+                         ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 1000,
+                         on_assign = function(ps) f:write("A ", parts(ps), "\n") end,
+                         on_revoke = function(ps) f:write("R ", parts(ps), "\n") end }
+
+local function handle(m)
+  if delay > 0 then klua.sleep(delay) end
+  f:write(string.format("M %d %d %s\n", m.partition, m.offset, m.value))
+  assert(c:store(m))
+end
+
+local first = c:messages{ timeout_ms = 60000 }()
+if first then
+  handle(first)
+  for m in c:messages{ timeout_ms = idle } do handle(m) end
+end
+f:write("E\n")
+c:close()
+f:close()

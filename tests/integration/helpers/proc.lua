@@ -1,0 +1,106 @@
+-- tests/integration/helpers/proc.lua: start klua scripts as separate processes from a test.
+--   local proc = dofile("tests/integration/helpers/proc.lua")
+--   local h = proc.spawn(dir, "w1", "tests/integration/helpers/group_worker.lua", { "a", "b" })
+--   h:pid(); h:kill(); local rc = h:wait(60000); h:read(); h:stderr()
+-- The binary is $KLUA_BIN, else ./build/klua (tests run from the repo root). Processes start in
+-- the background (os.execute returns at once); waiting polls a file with klua.sleep, so the
+-- test's loop keeps running. Exit status is the shell's: 137 after SIGKILL.
+local M = {}
+
+M.bin = os.getenv("KLUA_BIN") or "./build/klua"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+M.quote = q
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+M.slurp = slurp
+
+function M.tmpdir(prefix)
+  local p = assert(io.popen("mktemp -d /tmp/" .. (prefix or "klua-it") .. ".XXXXXX"))
+  local d = p:read("*l")
+  p:close()
+  assert(d and #d > 0, "mktemp failed")
+  return d
+end
+
+function M.remove_dir(dir)
+  if dir and dir:match("^/tmp/") then os.execute("rm -rf " .. q(dir)) end
+end
+
+local Proc = {}
+Proc.__index = Proc
+
+-- Runs `klua run script args...` in the background with stdout and stderr in dir/name.out|.err.
+function M.spawn(dir, name, script, args)
+  local h = setmetatable({ name = name, out = dir .. "/" .. name .. ".out", err = dir .. "/" .. name .. ".err",
+                           pidf = dir .. "/" .. name .. ".pid", rcf = dir .. "/" .. name .. ".rc" }, Proc)
+  local argv = {}
+  for i, a in ipairs(args or {}) do argv[i] = q(a) end
+  -- `cmd &` in the subshell forks and execs klua, so $! is klua's own pid; `wait` gives its status.
+  local cmd = string.format("( %s run %s %s >%s 2>%s </dev/null & echo $! >%s.tmp; mv %s.tmp %s; wait $!; echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 </dev/null &",
+    q(M.bin), q(script), table.concat(argv, " "), q(h.out), q(h.err), q(h.pidf), q(h.pidf), q(h.pidf),
+    q(h.rcf), q(h.rcf), q(h.rcf))
+  local st = os.execute(cmd)
+  assert(st == 0 or st == true, "could not start " .. name .. ": " .. tostring(st))
+  return h
+end
+
+function Proc:pid(timeout_ms)
+  local deadline = klua.now() + (timeout_ms or 10000)
+  while true do
+    local s = slurp(self.pidf)
+    if s and s:match("%d+") then return tonumber(s:match("%d+")) end
+    if klua.now() > deadline then error(self.name .. ": no pid after " .. tostring(timeout_ms or 10000) .. " ms") end
+    klua.sleep(50)
+  end
+end
+
+-- The exit status, or nil while it runs.
+function Proc:status()
+  local s = slurp(self.rcf)
+  return s and tonumber(s:match("%d+"))
+end
+
+-- Waits for the exit status (nil on timeout).
+function Proc:wait(timeout_ms)
+  local deadline = klua.now() + (timeout_ms or 60000)
+  while klua.now() < deadline do
+    local rc = self:status()
+    if rc then return rc end
+    klua.sleep(100)
+  end
+  return nil
+end
+
+function Proc:kill(sig)
+  local pid = self:pid()
+  return os.execute("kill -" .. (sig or "9") .. " " .. pid .. " 2>/dev/null")
+end
+
+-- Kills the process if it still runs (cleanup after a failed test).
+function Proc:ensure_dead()
+  if self:status() == nil and slurp(self.pidf) then self:kill(9) end
+end
+
+function Proc:read() return slurp(self.out) or "" end
+function Proc:stderr() return slurp(self.err) or "" end
+
+function Proc:lines()
+  local out = {}
+  for line in self:read():gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
+end
+
+-- A one-line summary for assertion messages.
+function Proc:describe()
+  local e = self:stderr()
+  return string.format("%s (status %s): stderr: %s", self.name, tostring(self:status()), #e > 0 and e:sub(-1500) or "(empty)")
+end
+
+return M
