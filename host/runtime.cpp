@@ -101,6 +101,25 @@ int l_config(lua_State* L) {
   return 1;
 }
 
+// klua.<name> for a bundled module klua.<name> (scripts/klua/<name>.lua) loads it on first use,
+// so the library costs nothing at startup: klua.provision is require("klua.provision").
+int lazy_module(lua_State* L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  std::string name = std::string("klua.") + lua_tostring(L, 2);
+  for (const BundledScript* s = bundled_scripts; s->module; ++s) {
+    if (name == s->module) {
+      lua_getglobal(L, "require");
+      lua_pushlstring(L, name.data(), name.size());
+      lua_call(L, 1, 1);
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 // package.loaders entry for the bundled library.
 int bundled_loader(lua_State* L) {
   const char* name = luaL_checkstring(L, 1);
@@ -258,6 +277,11 @@ void Runtime::open_libs() {
   lua_pushcfunction(L, l_exit);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
+
+  lua_newtable(L);
+  lua_pushcfunction(L, lazy_module);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, klua);
 
   lua_pushvalue(L, klua);
   lua_setglobal(L, "klua");
