@@ -1,6 +1,7 @@
 -- klua repl: a basic prompt (a richer one with line editing comes later).
--- Each line runs in its own task on the same loop, so background tasks keep running
--- between lines; `=expr` or a bare expression prints its value.
+-- Input is read with klua.read_line, so the loop keeps running while the user types: a
+-- consumer spawned in the background keeps consuming. Each line runs in its own task;
+-- `=expr` or a bare expression prints its value.
 local M = {}
 
 local function show(...)
@@ -24,7 +25,7 @@ function M.main()
   local buffer = ""
   while true do
     io.stdout:write(buffer == "" and "klua> " or "   >> ")
-    local line = io.read("*l")
+    local line = klua.read_line()
     if not line then print() break end
     buffer = buffer == "" and line or (buffer .. "\n" .. line)
     local src = buffer:gsub("^=", "return ")
