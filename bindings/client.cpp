@@ -495,8 +495,14 @@ void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* li
     lua_setfield(L, -2, "topic");
     lua_pushinteger(L, e.partition);
     lua_setfield(L, -2, "partition");
+    // Logical offsets come back as the strings check_offset accepts ("end" is what
+    // offsets_for_times answers when no message is at or after the time); INVALID stays nil.
     if (e.offset >= 0) {
       lua_pushnumber(L, static_cast<double>(e.offset));
+      lua_setfield(L, -2, "offset");
+    } else if (e.offset == RD_KAFKA_OFFSET_END || e.offset == RD_KAFKA_OFFSET_BEGINNING ||
+               e.offset == RD_KAFKA_OFFSET_STORED) {
+      lua_pushstring(L, e.offset == RD_KAFKA_OFFSET_END ? "end" : e.offset == RD_KAFKA_OFFSET_BEGINNING ? "beginning" : "stored");
       lua_setfield(L, -2, "offset");
     }
     if (e.metadata && e.metadata_size) {
