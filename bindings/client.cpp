@@ -153,6 +153,15 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
       } else if (std::find(allowed_options.begin(), allowed_options.end(), key) != allowed_options.end()) {
         if (key == "group") has_group = true;
         o.klua_keys.push_back(key);
+      } else if (char probe[512]; [&] {
+                   // librdkafka's own undotted names (acks, debug, partitioner, ...) pass through.
+                   rd_kafka_conf_t* scratch = rd_kafka_conf_new();
+                   bool known = rd_kafka_conf_set(scratch, key.c_str(), "", probe, sizeof probe) != RD_KAFKA_CONF_UNKNOWN;
+                   rd_kafka_conf_destroy(scratch);
+                   return known;
+                 }()) {
+        std::string value = lua_value_to_property(L, -1, key, what, o.conf);
+        set_property(L, o.conf, key, value, what, "the script's table");
       } else {
         std::string known = "brokers, on_error, on_log, on_stats";
         for (const auto& a : allowed_options) known += ", " + a;

@@ -2,12 +2,12 @@
 // iterator, rebalance hooks run as tasks, store/commit of processed messages,
 // seek/pause/resume, positions, committed offsets, watermarks, offsets for times.
 //
-// Everything arrives on the consumer queue (messages, rebalances, errors, logs,
-// commit results) and is drained by the loop even when the script is not polling,
-// so rebalances are always answered. Fetched messages wait in a bounded buffer;
-// when it is full every assigned partition is paused (librdkafka resumes from the
-// last message handed over, nothing is lost) and resumed once the script catches
-// up. A partition's buffered messages are dropped on revoke, pause and seek.
+// Two queues reach the loop: the consumer queue (rebalances, errors, logs, commit
+// results), drained completely whenever it has something, so rebalances are always
+// answered even when the script is not polling; and a messages queue to which every
+// assigned partition's queue is forwarded, drained only while klua's buffer has room
+// (BUFFER_LIMIT), so that librdkafka's own prefetch limits bound the rest. A
+// partition's buffered messages are dropped on revoke, pause and seek.
 #include <librdkafka/rdkafka.h>
 
 #include <cstring>
@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -26,14 +27,14 @@ namespace klua {
 namespace {
 const char* const CONSUMER_MT = "klua.consumer";
 const char* const MESSAGE_MT = "klua.message";
-const size_t BUFFER_HIGH = 2000;  // pause fetching above this many buffered messages
-const size_t BUFFER_LOW = 500;    // resume below this
+const size_t BUFFER_LIMIT = 1000;  // messages taken from librdkafka ahead of the script
 const double DEFAULT_HOOK_TIMEOUT_MS = 60000;
 const double DEFAULT_CALL_TIMEOUT_MS = 30000;
 
 using TopicPartition = std::pair<std::string, int32_t>;
 
 class Consumer;
+struct ConsumerStatics;
 std::unordered_set<Consumer*> live_consumers;  // for hook completions that outlive a consumer
 
 class Consumer : public Client {
@@ -66,6 +67,8 @@ class Consumer : public Client {
     queue_ = rd_kafka_queue_get_consumer(rk_);
     rd_kafka_set_log_queue(rk_, nullptr);  // the main queue, now forwarded to the consumer queue
     watcher_ = std::make_unique<QueueWatcher>(rt_.loop(), queue_, [this] { drain(); });
+    msg_queue_ = rd_kafka_queue_new(rk_);
+    msg_watcher_ = std::make_unique<QueueWatcher>(rt_.loop(), msg_queue_, [this] { drain_messages(); });
     char buf[16];
     size_t n = sizeof buf;
     auto_commit_ = !(rd_kafka_conf_get(rd_kafka_conf(rk_), "enable.auto.commit", buf, &n) == RD_KAFKA_CONF_OK &&
@@ -84,7 +87,8 @@ class Consumer : public Client {
 
   int close_priority() const override { return 20; }
   bool is_closed() const override { return state_ == Closed; }
-  bool usable() const { return state_ == Open; }
+  // Closing still takes calls: a rebalance hook run by close may commit.
+  bool usable() const { return state_ == Open || state_ == Closing; }
   const std::string& group() const { return group_; }
   double default_poll_timeout() const { return default_poll_timeout_; }
 
@@ -110,8 +114,8 @@ class Consumer : public Client {
     }
   }
 
-  static int push_fetched(lua_State* L, const Fetched& f, const std::string& group);
-  static void push_message(lua_State* L, const rd_kafka_message_t* m);
+  int push_fetched(lua_State* L, const Fetched& f, const std::string& group);
+  void push_message(lua_State* L, const rd_kafka_message_t* m);
   static void push_message_error(lua_State* L, const rd_kafka_message_t* m, const std::string& group);
 
   std::vector<WaitToken> poll_waiters, close_waiters;
@@ -128,7 +132,10 @@ class Consumer : public Client {
   void start_rebalance();
   void handle_commit(rd_kafka_event_t* ev);
   void deliver(rd_kafka_event_t* ev);
-  void update_backpressure();
+  void drain_messages();
+ public:
+  // Sends the partitions' fetched messages to the messages queue.
+  void forward_partitions(const rd_kafka_topic_partition_list_t* parts);
   void finish_close();
 
   enum State { Open, Closing, Destroying, Closed } state_ = Open;
@@ -141,7 +148,13 @@ class Consumer : public Client {
   rd_kafka_queue_t* close_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> close_watcher_;
   std::deque<Fetched> buffer_;
-  bool backpressure_paused_ = false;
+  const ConsumerStatics* statics_ = nullptr;
+  std::unordered_map<const rd_kafka_topic_t*, int> topic_name_refs_;  // Lua strings of topic names
+  const rd_kafka_topic_t* last_rkt_ = nullptr;
+  int last_topic_ref_ = LUA_NOREF;
+  rd_kafka_queue_t* msg_queue_ = nullptr;
+  std::unique_ptr<QueueWatcher> msg_watcher_;
+  bool held_back_ = false;  // the messages queue was left non-empty because the buffer was full
   std::set<TopicPartition> revoking_;  // their fetched messages are dropped until unassigned
   std::deque<PendingRebalance> pending_;
   bool rebalance_running_ = false;
@@ -154,29 +167,62 @@ class Consumer : public Client {
 
 TopicPartition tp_of(const rd_kafka_message_t* m) { return {rd_kafka_topic_name(m->rkt), m->partition}; }
 
+// Messages are built for every fetch: keys are pre-interned strings kept in the registry (no
+// strlen and string interning per field), the topic name string is cached per topic handle.
+enum MsgKey { K_TOPIC, K_PARTITION, K_OFFSET, K_KEY, K_VALUE, K_TIMESTAMP, K_TIMESTAMP_TYPE, K_HEADERS, K_CREATE,
+              K_LOG_APPEND, K_COUNT };
+struct ConsumerStatics {
+  int key_refs[K_COUNT];
+  int message_mt_ref = LUA_NOREF;
+};
+
+const ConsumerStatics* consumer_statics(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "klua.consumer.statics");
+  auto* st = static_cast<const ConsumerStatics*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  return st;
+}
+
+static inline void set_field(lua_State* L, const ConsumerStatics* st, MsgKey k) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->key_refs[k]);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
 void Consumer::push_message(lua_State* L, const rd_kafka_message_t* m) {
+  if (!statics_) statics_ = consumer_statics(L);
+  const ConsumerStatics* st = statics_;
   lua_createtable(L, 0, 8);
-  lua_pushstring(L, rd_kafka_topic_name(m->rkt));
-  lua_setfield(L, -2, "topic");
+  if (m->rkt != last_rkt_) {
+    auto it = topic_name_refs_.find(m->rkt);
+    if (it == topic_name_refs_.end()) {
+      lua_pushstring(L, rd_kafka_topic_name(m->rkt));
+      it = topic_name_refs_.emplace(m->rkt, luaL_ref(L, LUA_REGISTRYINDEX)).first;
+    }
+    last_rkt_ = m->rkt;
+    last_topic_ref_ = it->second;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, last_topic_ref_);
+  set_field(L, st, K_TOPIC);
   lua_pushinteger(L, m->partition);
-  lua_setfield(L, -2, "partition");
+  set_field(L, st, K_PARTITION);
   lua_pushnumber(L, static_cast<double>(m->offset));
-  lua_setfield(L, -2, "offset");
+  set_field(L, st, K_OFFSET);
   if (m->key) {
     lua_pushlstring(L, static_cast<const char*>(m->key), m->key_len);
-    lua_setfield(L, -2, "key");
+    set_field(L, st, K_KEY);
   }
   if (m->payload) {
     lua_pushlstring(L, static_cast<const char*>(m->payload), m->len);
-    lua_setfield(L, -2, "value");
+    set_field(L, st, K_VALUE);
   }
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   if (tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) {
     lua_pushnumber(L, static_cast<double>(ts));
-    lua_setfield(L, -2, "timestamp");
-    lua_pushstring(L, tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? "create" : "log_append");
-    lua_setfield(L, -2, "timestamp_type");
+    set_field(L, st, K_TIMESTAMP);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->key_refs[tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? K_CREATE : K_LOG_APPEND]);
+    set_field(L, st, K_TIMESTAMP_TYPE);
   }
   rd_kafka_headers_t* hdrs = nullptr;
   if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
@@ -195,9 +241,9 @@ void Consumer::push_message(lua_State* L, const rd_kafka_message_t* m) {
       }
       lua_rawseti(L, -2, static_cast<int>(i + 1));
     }
-    lua_setfield(L, -2, "headers");
+    set_field(L, st, K_HEADERS);
   }
-  luaL_getmetatable(L, MESSAGE_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->message_mt_ref);
   lua_setmetatable(L, -2);
 }
 
@@ -226,12 +272,47 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
 }
 
 bool Consumer::next_message(Fetched* out) {
-  if (buffer_.empty()) drain();
+  if (buffer_.empty()) {
+    drain();
+    drain_messages();
+  }
   if (buffer_.empty()) return false;
   *out = buffer_.front();
   buffer_.pop_front();
-  update_backpressure();
+  if (held_back_ && buffer_.size() < BUFFER_LIMIT / 2) {
+    // The fd only signals an empty-to-non-empty change: take the rest on a later loop turn.
+    held_back_ = false;
+    msg_watcher_->schedule();
+  }
   return true;
+}
+
+void Consumer::drain_messages() {
+  if (!rk_ || !msg_queue_ || state_ == Destroying || state_ == Closed) return;
+  while (true) {
+    if (buffer_.size() >= BUFFER_LIMIT && poll_waiters.empty()) {
+      held_back_ = rd_kafka_queue_length(msg_queue_) > 0;
+      return;
+    }
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(msg_queue_, 0);
+    if (!ev) return;
+    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_FETCH) {
+      deliver(ev);
+    } else {
+      handle_common_event(ev);
+      rd_kafka_event_destroy(ev);
+    }
+    if (!rk_) return;
+  }
+}
+
+void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) {
+  for (int i = 0; parts && i < parts->cnt; ++i) {
+    if (rd_kafka_queue_t* pq = rd_kafka_queue_get_partition(rk_, parts->elems[i].topic, parts->elems[i].partition)) {
+      rd_kafka_queue_forward(pq, msg_queue_);
+      rd_kafka_queue_destroy(pq);
+    }
+  }
 }
 
 size_t Consumer::buffered_for(const TopicPartition& tp) const {
@@ -239,23 +320,6 @@ size_t Consumer::buffered_for(const TopicPartition& tp) const {
   for (const auto& b : buffer_)
     if (b.m->partition == tp.second && tp.first == rd_kafka_topic_name(b.m->rkt)) ++n;
   return n;
-}
-
-void Consumer::update_backpressure() {
-  if (!rk_ || state_ != Open) return;
-  bool want_pause = buffer_.size() >= BUFFER_HIGH;
-  bool want_resume = buffer_.size() <= BUFFER_LOW;
-  if ((want_pause && !backpressure_paused_) || (want_resume && backpressure_paused_)) {
-    rd_kafka_topic_partition_list_t* parts = nullptr;
-    if (rd_kafka_assignment(rk_, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts) {
-      if (want_pause)
-        rd_kafka_pause_partitions(rk_, parts);
-      else
-        rd_kafka_resume_partitions(rk_, parts);
-      rd_kafka_topic_partition_list_destroy(parts);
-    }
-    backpressure_paused_ = want_pause;
-  }
 }
 
 void Consumer::deliver(rd_kafka_event_t* ev) {
@@ -287,7 +351,6 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
     }
   }
   buffer_.push_back(f);
-  update_backpressure();
 }
 
 void Consumer::drain() {
@@ -415,7 +478,7 @@ void Consumer::finish_rebalance() {
       } else {
         rd_kafka_assign(rk_, p.parts);
       }
-      if (backpressure_paused_) rd_kafka_pause_partitions(rk_, p.parts);
+      forward_partitions(p.parts);
     } else {
       // Processed (stored) offsets are committed before the partitions go: librdkafka does it
       // on unassign with auto-commit; without it, commit them here first.
@@ -523,8 +586,9 @@ void Consumer::finish_close() {
   close_timer_ = hook_timer_ = nullptr;
   watcher_->close();
   if (close_watcher_) close_watcher_->close();
+  if (msg_watcher_) msg_watcher_->close();
   // Whatever is still queued holds partition references that would block rd_kafka_destroy.
-  for (rd_kafka_queue_t* q : {close_queue_, queue_}) {
+  for (rd_kafka_queue_t* q : {close_queue_, queue_, msg_queue_}) {
     if (!q) continue;
     while (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 0)) {
       if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) handle_commit(ev);
@@ -535,6 +599,11 @@ void Consumer::finish_close() {
   close_queue_ = nullptr;
   rd_kafka_queue_destroy(queue_);
   queue_ = nullptr;
+  rd_kafka_queue_destroy(msg_queue_);
+  msg_queue_ = nullptr;
+  for (auto& [rkt, ref] : topic_name_refs_) luaL_unref(rt_.lua(), LUA_REGISTRYINDEX, ref);
+  topic_name_refs_.clear();
+  last_rkt_ = nullptr;
   release_hooks();
   destroy_handle_async(rt_, rk_, "consumer close", 10000, [this](bool) {
     rk_ = nullptr;
@@ -595,7 +664,7 @@ int l_poll(lua_State* L) {
   Scheduler& s = Runtime::from(L).scheduler();
   s.check_cancelled(L);
   Consumer::Fetched f;
-  if (c->next_message(&f)) return Consumer::push_fetched(L, f, c->group());
+  if (c->next_message(&f)) return c->push_fetched(L, f, c->group());
   if (timeout == 0) return 0;
   WaitToken t = s.prepare_wait(L, "c:poll", timeout, OnTimeout::ResumeEmpty);
   c->poll_waiters.push_back(t);
@@ -724,6 +793,7 @@ int l_assign(lua_State* L) {
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
   c->drop_buffered(nullptr);
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
+  if (!err) c->forward_partitions(list);
   if (list) rd_kafka_topic_partition_list_destroy(list);
   c->ends_known = false;
   if (err) return nil_error(L, consumer_error(c, err, "assign"));
@@ -1171,9 +1241,20 @@ rd_kafka_topic_partition_list_t* consumer_positions(lua_State* L, int idx, rd_ka
 }
 
 void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
+  auto* st = static_cast<ConsumerStatics*>(lua_newuserdata(L, sizeof(ConsumerStatics)));
+  new (st) ConsumerStatics();
+  lua_setfield(L, LUA_REGISTRYINDEX, "klua.consumer.statics");
+  static const char* keys[K_COUNT] = {"topic", "partition", "offset", "key", "value", "timestamp",
+                                      "timestamp_type", "headers", "create", "log_append"};
+  for (int i = 0; i < K_COUNT; ++i) {
+    lua_pushstring(L, keys[i]);
+    st->key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   luaL_newmetatable(L, MESSAGE_MT);
   lua_pushcfunction(L, l_msg_index);
   lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -1);
+  st->message_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
 
   luaL_newmetatable(L, CONSUMER_MT);

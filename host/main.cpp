@@ -28,6 +28,7 @@ commands:
   lag GROUP [--max-lag N]    a group's lag per partition (exit 4 when over N)
   produce TOPIC [-k SEP]     send stdin lines as messages
   consume TOPIC [--from beginning|end|OFFSET|TIME] [-n N] [-e] [-f FMT | --json]
+  provision FILE [--apply|--check] [--prune] [--json]   desired-state topics (exit 4 on drift)
                        (each command has --help)
   version              print klua, librdkafka and LuaJIT versions
   help                 this text
@@ -168,7 +169,7 @@ int main(int argc, char** argv) {
     target = "klua.repl";
     args_from = i + 1;
   } else if (command == "topics" || command == "groups" || command == "lag" || command == "produce" ||
-             command == "consume") {
+             command == "consume" || command == "provision") {
     // The everyday one-liners: short scripts in scripts/klua/cli/ (subcommands win over files of
     // the same name: `klua run topics` runs a file).
     mode = RunBundled;

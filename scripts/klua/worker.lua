@@ -29,7 +29,8 @@
 --   `type`/`name`, else "error"), x-exception-message, x-original-topic, x-original-partition,
 --   x-original-offset, x-attempts, x-failed-at (epoch ms). Without `dead_letter` (or when the
 --   dead-letter produce fails) the worker stops: nothing is stored for that message, so it is
---   redelivered at the next start, and run() returns nil, err.
+--   redelivered at the next start, and run() returns nil, err (name "KLUA_WORKER", `cause` the
+--   handler's or the produce's error).
 -- - De-duplication (opt-in, `dedupe = {}`): key(msg) defaults to the last "x-event-id" header
 --   (messages without one are never duplicates); for a JSON field use
 --   key = function(m) local t = klua.json.decode(m.value or "") return t and t.eventId end.
@@ -225,8 +226,12 @@ function W:_consumer_config()
       for _, ps in ipairs(mine) do if ps.inflight then busy = true end end
       if busy then klua.sleep(5) end
     end
-    local ok, err = self.c:commit()
-    if not ok and not self.quiet then io.stderr:write("klua.worker ", self.group, ": commit on revoke: ", tostring(err), "\n") end
+    if not self.closing then -- at close librdkafka commits the stored offsets itself
+      local ok, r, err = pcall(self.c.commit, self.c)
+      if not (ok and r) and not self.quiet then
+        io.stderr:write("klua.worker ", self.group, ": commit on revoke: ", tostring(ok and err or r), "\n")
+      end
+    end
     for _, ps in ipairs(mine) do
       if self.parts[pkey(ps.topic, ps.partition)] == ps then self.parts[pkey(ps.topic, ps.partition)] = nil end
     end
@@ -349,7 +354,7 @@ function W:_run_one(ps, msg)
       self.inflight = self.inflight - 1
       if not ok2 then self:_fail(e2) end
     end)
-    self:_fail_soft()
+    self.stopping = true -- this task was cancelled: the whole worker stops
     return false
   end
   ps.inflight = nil
@@ -357,8 +362,6 @@ function W:_run_one(ps, msg)
   if not ok then self:_fail(e); return false end
   return true
 end
-
-function W:_fail_soft() self.stopping = true end
 
 function W:_runner(ps)
   while ps do
@@ -412,7 +415,12 @@ function W:counters()
 end
 
 function W:lag()
-  local l, err = klua.lag(self.group)
+  local names = {}
+  for _, t in ipairs(self.topics) do
+    if t:sub(1, 1) == "^" then names = nil; break end
+    names[#names + 1] = t
+  end
+  local l, err = klua.lag(self.group, names)
   if not l then return nil, err end
   self.last_lag = l.lag
   return l.lag
@@ -433,6 +441,7 @@ function W:_drain()
   while self.inflight > 0 do klua.sleep(5) end
   local ok, err = self.c:commit()
   if not ok and not self.quiet then io.stderr:write("klua.worker ", self.group, ": final commit: ", tostring(err), "\n") end
+  self.closing = true
   self.c:close()
   if self.own_producer and self.p then self.p:close() end
   self.state = "stopped"

@@ -191,3 +191,22 @@ test("store of a partition we do not own names it", function()
   assert_match(tostring(err), "nope")
   c:close()
 end)
+
+test("on_revoke may commit while close revokes the partitions", function()
+  local t = name("rc")
+  klua.embedded.create_topic(t, 1)
+  local committed
+  local c
+  c = klua.consumer(conf{ group = name("g"), topics = { t },
+    on_revoke = function() committed = { c:commit() } end })
+  while #c:assignment() == 0 do c:poll(100) end
+  assert_eq(c:close(), true)
+  assert_true(committed ~= nil, "on_revoke did not run")
+  assert_eq(committed[1], true)
+end, { timeout_ms = 30000 })
+
+test("librdkafka's own undotted property names pass through; unknown ones raise", function()
+  assert_true(klua.producer{ acks = "all" } ~= nil)
+  assert_raises(function() klua.producer{ acks = "sometimes" } end, 'property "acks"')
+  assert_raises(function() klua.producer{ lingerms = 1 } end, "unknown option 'lingerms'")
+end)

@@ -1,0 +1,119 @@
+-- klua.worker against a real broker (KLUA_BROKERS): the dead-letter topic keeps the original bytes and
+-- carries every x- header, a duplicate is dropped, a restart after a handler error redelivers, and a
+-- member joining mid-stream causes no repeats (offsets are committed at the revoke).
+local function fresh(prefix) return "worker-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local admin = klua.admin()
+local function create(name, partitions)
+  assert_eq(assert(admin:create_topics({ { name = name, partitions = partitions, replication_factor = 1 } }))[1].error, nil)
+end
+local FAST = { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 }
+local function worker(opts)
+  for k, v in pairs(FAST) do opts[k] = v end
+  opts.quiet = true
+  return klua.worker(opts)
+end
+local function run_until(w, until_fn, limit)
+  local t = klua.spawn(function() return w:run() end)
+  local deadline = klua.now() + (limit or 30000)
+  while klua.now() < deadline and not until_fn() do klua.sleep(20) end
+  w:stop()
+  return t
+end
+
+test("an always-failing handler: the message ends in the DLQ with its bytes and all x- headers", function()
+  local topic, dlq, group = fresh("in"), fresh("dlq"), fresh("g")
+  create(topic, 3); create(dlq, 1)
+  local key, value = "\0key\255", "\255\0{\"eventId\":1}\0"
+  local headers = { { "trace", "abc" }, { "bin", "\0\1\255" }, { "trace", "def" }, { "nil" } }
+  local p = klua.producer()
+  local rep = assert(p:produce{ topic = topic, partition = 2, key = key, value = value, headers = headers })
+  local calls = 0
+  local w = worker{ group = group, topics = { topic }, dead_letter = dlq,
+    retry = { max = 2, base_ms = 20, max_ms = 100, jitter = 0.5 },
+    handlers = { [topic] = function() calls = calls + 1; error("boom " .. calls) end } }
+  local c = assert(run_until(w, function() return w:counters().dead_lettered == 1 end):join())
+  assert_eq({ c.consumed, c.dead_lettered, c.retried, c.processed, c.failed }, { 1, 1, 2, 0, 0 })
+  assert_eq(calls, 3)
+  local r = klua.consumer{ group = fresh("r"), topics = { dlq }, ["auto.offset.reset"] = "earliest" }
+  local m = assert(r:poll(15000))
+  r:close()
+  assert_eq({ m.key, m.value }, { key, value })
+  for i, h in ipairs(headers) do assert_eq(m.headers[i], h) end
+  local want = { ["x-dead-letter-reason"] = "retries-exhausted", ["x-exception-type"] = "error",
+                 ["x-original-topic"] = topic, ["x-original-partition"] = "2",
+                 ["x-original-offset"] = tostring(rep.offset), ["x-attempts"] = "3" }
+  for k, v in pairs(want) do assert_eq(m:header(k), v, k) end
+  assert_match(m:header("x-exception-message"), "boom 3$")
+  assert_true(math.abs(tonumber(m:header("x-failed-at")) - klua.time()) < 60000)
+  assert_eq(#m.headers, #headers + 8)
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 60000 })
+
+test("a duplicate event id is dropped (key function on a JSON field)", function()
+  local topic, group = fresh("dup"), fresh("g")
+  create(topic, 1)
+  local p = klua.producer()
+  for _, id in ipairs{ "e1", "e2", "e1", "e3" } do
+    assert(p:produce{ topic = topic, value = klua.json.encode{ eventId = id } })
+  end
+  local handled = {}
+  local w = worker{ group = group, topics = { topic },
+    dedupe = { window = 100, key = function(m) local t = klua.json.decode(m.value or "") return t and t.eventId end },
+    handlers = function(m) handled[#handled + 1] = klua.json.decode(m.value).eventId end }
+  local c = assert(run_until(w, function() local n = w:counters() return n.processed + n.deduplicated == 4 end):join())
+  assert_eq(handled, { "e1", "e2", "e3" })
+  assert_eq({ c.processed, c.deduplicated }, { 3, 1 })
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 60000 })
+
+test("a restart after a handler error redelivers the failed message (at-least-once)", function()
+  local topic, group = fresh("alo"), fresh("g")
+  create(topic, 1)
+  local p = klua.producer()
+  for i = 1, 3 do assert(p:produce{ topic = topic, value = "m" .. i }) end
+  local fail_m2, handled = true, {}
+  local function handler(m)
+    if fail_m2 and m.value == "m2" then return nil, "database down" end
+    handled[#handled + 1] = m.value
+  end
+  local counters, err = worker{ group = group, topics = { topic }, retry = { max = 0 }, handlers = handler }:run()
+  assert_eq(counters, nil)
+  assert_error(err, "KLUA_WORKER")
+  assert_match(tostring(err), "database down")
+  assert_eq(klua.lag(group).lag, 2)
+  fail_m2 = false
+  local w = worker{ group = group, topics = { topic }, handlers = handler }
+  assert(run_until(w, function() return #handled == 3 end):join())
+  assert_eq(handled, { "m1", "m2", "m3" })
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 60000 })
+
+test("a second member joins mid-stream: no message lost or repeated", function()
+  local topic, group = fresh("reb"), fresh("g")
+  create(topic, 6)
+  local p = klua.producer{ ["linger.ms"] = 5 }
+  local N, msgs = 600, {}
+  for i = 1, N do msgs[i] = { topic = topic, key = "k" .. (i % 50), value = tostring(i) } end
+  for _, r in ipairs(p:produce_batch(msgs)) do assert_eq(r.error, nil) end
+  local seen, distinct, dups = {}, 0, 0
+  local function handler(m)
+    klua.sleep(5)
+    if seen[m.value] then dups = dups + 1 else distinct = distinct + 1 end
+    seen[m.value] = true
+  end
+  local w1 = worker{ group = group, topics = { topic }, concurrency = 6, handlers = handler }
+  local w2 = worker{ group = group, topics = { topic }, concurrency = 6, handlers = handler }
+  local t1 = klua.spawn(function() return w1:run() end)
+  while distinct < 60 do klua.sleep(10) end
+  local t2 = klua.spawn(function() return w2:run() end)
+  local deadline = klua.now() + 45000
+  while distinct < N and klua.now() < deadline do klua.sleep(20) end
+  w2:stop()
+  local b = assert(t2:join())
+  w1:stop()
+  local a = assert(t1:join())
+  assert_eq(distinct, N)
+  assert_eq(dups, 0, "no repeats")
+  assert_true(b.processed > 0, "the second member took partitions over")
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 90000 })
