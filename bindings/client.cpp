@@ -493,7 +493,7 @@ rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, con
   return list;
 }
 
-void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* list) {
+void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* list, bool end_as_string) {
   auto* copy = rd_kafka_topic_partition_list_copy(list);
   rd_kafka_topic_partition_list_sort(copy, nullptr, nullptr);
   lua_createtable(L, copy->cnt, 0);
@@ -504,14 +504,13 @@ void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* li
     lua_setfield(L, -2, "topic");
     lua_pushinteger(L, e.partition);
     lua_setfield(L, -2, "partition");
-    // Logical offsets come back as the strings check_offset accepts ("end" is what
-    // offsets_for_times answers when no message is at or after the time); INVALID stays nil.
     if (e.offset >= 0) {
       lua_pushnumber(L, static_cast<double>(e.offset));
       lua_setfield(L, -2, "offset");
-    } else if (e.offset == RD_KAFKA_OFFSET_END || e.offset == RD_KAFKA_OFFSET_BEGINNING ||
-               e.offset == RD_KAFKA_OFFSET_STORED) {
-      lua_pushstring(L, e.offset == RD_KAFKA_OFFSET_END ? "end" : e.offset == RD_KAFKA_OFFSET_BEGINNING ? "beginning" : "stored");
+    } else if (end_as_string && e.offset == RD_KAFKA_OFFSET_END) {
+      // offsets_for_times' answer when no message is at or after the time: "end", which
+      // assign and seek accept as is.
+      lua_pushliteral(L, "end");
       lua_setfield(L, -2, "offset");
     }
     if (e.metadata && e.metadata_size) {

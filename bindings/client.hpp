@@ -146,7 +146,7 @@ rd_kafka_topic_partition_list_t* consumer_positions(lua_State* L, int idx, rd_ka
 // "stored". check_partition_list raises naming the bad item; with allow_message, a message
 // table (topic, partition, offset) stands for its partition at offset + 1.
 rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, const char* what, bool allow_message);
-void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* list);
+void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* list, bool end_as_string = false);
 int64_t check_offset(lua_State* L, int idx, const char* what);
 
 // Module openers (called by the runtime with the klua table).

@@ -647,12 +647,12 @@ ErrorSpec consumer_error(Consumer* c, rd_kafka_resp_err_t err, const char* op, s
 }
 
 int return_partitions_or_error(lua_State* L, Consumer* c, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
-                               const char* op) {
+                               const char* op, bool end_as_string = false) {
   if (err) {
     rd_kafka_topic_partition_list_destroy(list);
     return nil_error(L, consumer_error(c, err, op));
   }
-  push_partition_list(L, list);
+  push_partition_list(L, list, end_as_string);
   rd_kafka_topic_partition_list_destroy(list);
   return 1;
 }
@@ -930,7 +930,7 @@ int l_offsets_for_times(lua_State* L) {
   return c->run_blocking(
       L, "c:offsets_for_times", timeout + 1000,
       [=] { *err = rd_kafka_offsets_for_times(rk, list, timeout_int(timeout)); },
-      [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "offsets_for_times"); });
+      [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "offsets_for_times", true); });
 }
 
 // c:_end_offsets() -> partitions with `low` and `end` (the latest offset under the consumer's

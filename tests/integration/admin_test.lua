@@ -112,16 +112,26 @@ test("alter_configs emulates incremental semantics: unrelated overrides survive,
   local t = fresh()
   create(t, 1, { ["retention.ms"] = 3600000 })
   local function cfg() return assert(admin:describe_configs({ t }))[1].configs end
+  -- The broker applies an alter asynchronously (KRaft metadata): read until it shows.
+  local function cfg_when(pred)
+    local deadline, c = klua.now() + 10000, nil
+    repeat
+      c = cfg()
+      if pred(c) then return c end
+      klua.sleep(100)
+    until klua.now() > deadline
+    return c
+  end
   local r = assert(admin:alter_configs({ { name = t, set = { ["segment.ms"] = 600000 },
                                            append = { ["cleanup.policy"] = "compact" } } }))
   assert_eq(r[1].error, nil)
-  local c = cfg()
+  local c = cfg_when(function(c) return c["segment.ms"].value == "600000" end)
   assert_eq(c["retention.ms"].value, "3600000")          -- the unrelated override survived the set
   assert_eq(c["segment.ms"].value, "600000")
   assert_eq(c["cleanup.policy"].value, "delete,compact")   -- appended to the default
   r = assert(admin:alter_configs({ name = t, delete = { "retention.ms" }, subtract = { ["cleanup.policy"] = "delete" } }))
   assert_eq(r[1].error, nil)
-  c = cfg()
+  c = cfg_when(function(c) return c["retention.ms"].source == "default" end)
   assert_eq(c["retention.ms"].source, "default")          -- back to its default
   assert_eq(c["retention.ms"].value, "604800000")
   assert_eq(c["cleanup.policy"].value, "compact")
