@@ -42,6 +42,7 @@ struct Scheduler::Task {
   bool is_main = false;
   bool cancelled = false;
   bool has_handle = false;  // a Lua task object exists; results are kept for join
+  bool finishing = false;   // inside finish(): a GC of the handle must not free the task
   int ready_nargs = 0;
   uint64_t seq = 0;  // current wait's sequence
   const char* wait_op = "";
@@ -142,6 +143,9 @@ void Scheduler::resume(Task& t) {
 
 void Scheduler::finish(Task& t, int status) {
   lua_State* L = rt_.lua();
+  // finish() allocates (results, errors, joiners' values): a GC step may collect this task's
+  // handle meanwhile, and its __gc must not free the task under us.
+  t.finishing = true;
   --live_tasks_;
   if (t.is_main) main_done_ = true;
   if (status == 0) {
@@ -197,6 +201,7 @@ void Scheduler::finish(Task& t, int status) {
     }
     wake_end(j, n);
   }
+  t.finishing = false;
   if (!t.has_handle) release(t);
 }
 
@@ -420,7 +425,7 @@ int Scheduler::l_task_gc(lua_State* L) {
   Scheduler& s = sched(L);
   if (Task* t = s.find(h->id)) {
     t->has_handle = false;
-    if (t->state == Task::Done || t->state == Task::Failed) s.release(*t);
+    if ((t->state == Task::Done || t->state == Task::Failed) && !t->finishing) s.release(*t);
   }
   return 0;
 }
