@@ -1818,11 +1818,34 @@ function M:alter_configs(changes, opts)
   if #ok_writes == 0 then return results end
   local res, werr = self:_alter_configs(ok_writes, opts.validate_only, opts.timeout_ms)
   if not res then return nil, werr end
+  local written = {}
   for _, r in ipairs(res) do
     local i = index[r.name]
     if i and r.error then
       results[i].error = r.error
       results[i].configs = nil
+    elseif i then
+      written[r.name] = true
+    end
+  end
+  if not opts.validate_only and next(written) then
+    -- The broker applies an alter asynchronously (KRaft metadata). Wait until a describe shows
+    -- what was written, so that the next emulated alter re-reads the new state, not the old one
+    -- (which it would write back, losing this change).
+    local pending = {}
+    for _, w in ipairs(ok_writes) do if written[w.name] then pending[#pending + 1] = w end end
+    local deadline = klua.now() + 10000
+    while #pending > 0 and klua.now() < deadline do
+      local seen = self:_describe_configs(pending, opts.timeout_ms)
+      local still = {}
+      for k, r in ipairs(seen or {}) do
+        if r.error or not same_map(pending[k].configs, dynamic_configs(r)) then still[#still + 1] = pending[k] end
+      end
+      pending = still
+      if #pending > 0 then klua.sleep(100) end
+    end
+    for _, w in ipairs(pending) do
+      results[index[w.name]].note = "written, but not yet visible in describe_configs after 10 s"
     end
   end
   return results
