@@ -1020,33 +1020,13 @@ int l_timeout(lua_State* L) {
 
 int l_close(lua_State* L) {
   auto* box = static_cast<AdminBox*>(luaL_checkudata(L, 1, ADMIN_MT));
-  Admin* a = box->a;
-  if (!a || a->is_closed()) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  a->begin_close();
-  Scheduler& s = Runtime::from(L).scheduler();
-  if (a->is_closed() || !s.can_wait(L)) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  WaitToken t = s.prepare_wait(L, "admin:close", -1);
-  a->close_waiters.push_back(t);
-  return lua_yield(L, 0);
+  return close_and_wait(L, box->a, "admin:close");
 }
 
 int l_gc(lua_State* L) {
   auto* box = static_cast<AdminBox*>(lua_touserdata(L, 1));
-  Admin* a = box->a;
+  collect_handle(box->a);
   box->a = nullptr;
-  if (!a) return 0;
-  if (a->is_closed()) {
-    delete a;
-  } else {
-    a->orphaned = true;
-    a->begin_close();
-  }
   return 0;
 }
 

@@ -110,6 +110,38 @@ class Client : public Closable {
 void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, const char* what, double timeout_ms,
                           std::function<void(bool completed)> done);
 
+// The Lua side of h:close() for producers, consumers and admin handles: starts the close and
+// yields until it is done (returns true at once when already closed, or where the caller cannot
+// wait: the close then goes on on the loop).
+template <class Handle>
+int close_and_wait(lua_State* L, Handle* h, const char* op) {
+  if (!h || h->is_closed()) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  h->begin_close();
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (h->is_closed() || !s.can_wait(L)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  h->close_waiters.push_back(s.prepare_wait(L, op, -1));
+  return lua_yield(L, 0);
+}
+
+// __gc of a handle's userdata: never blocks. A closed handle is freed now; an open one is handed
+// to the loop to close, and frees itself when closed (`orphaned`).
+template <class Handle>
+void collect_handle(Handle* h) {
+  if (!h) return;
+  if (h->is_closed()) {
+    delete h;
+  } else {
+    h->orphaned = true;
+    h->begin_close();
+  }
+}
+
 // Creates the handle from conf (consumed) or raises with librdkafka's reason.
 rd_kafka_t* new_handle(lua_State* L, rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what);
 

@@ -986,33 +986,13 @@ int l_buffered(lua_State* L) {
 
 int l_close(lua_State* L) {
   auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, 1, CONSUMER_MT));
-  Consumer* c = box->c;
-  if (!c || c->is_closed()) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  c->begin_close();
-  Scheduler& s = Runtime::from(L).scheduler();
-  if (c->is_closed() || !s.can_wait(L)) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  WaitToken t = s.prepare_wait(L, "c:close", -1);
-  c->close_waiters.push_back(t);
-  return lua_yield(L, 0);
+  return close_and_wait(L, box->c, "c:close");
 }
 
 int l_gc(lua_State* L) {
   auto* box = static_cast<ConsumerBox*>(lua_touserdata(L, 1));
-  Consumer* c = box->c;
+  collect_handle(box->c);
   box->c = nullptr;
-  if (!c) return 0;
-  if (c->is_closed()) {
-    delete c;
-  } else {
-    c->orphaned = true;  // never block in __gc: the loop closes it, then it deletes itself
-    c->begin_close();
-  }
   return 0;
 }
 

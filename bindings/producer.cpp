@@ -829,24 +829,7 @@ int l_flush(lua_State* L) {
 
 int l_close(lua_State* L) {
   auto* box = static_cast<ProducerBox*>(luaL_checkudata(L, 1, PRODUCER_MT));
-  Producer* p = box->p;
-  if (!p || p->is_closed()) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  p->begin_close();
-  if (p->is_closed()) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  Scheduler& s = Runtime::from(L).scheduler();
-  if (!s.can_wait(L)) {
-    lua_pushboolean(L, 1);  // closing continues on the loop
-    return 1;
-  }
-  WaitToken t = s.prepare_wait(L, "p:close", -1);
-  p->close_waiters.push_back(t);
-  return lua_yield(L, 0);
+  return close_and_wait(L, box->p, "p:close");
 }
 
 // p:_inject_fatal_error(reason): librdkafka's test hook, for testing fatal-error handling.
@@ -864,16 +847,8 @@ int l_outq_len(lua_State* L) {
 
 int l_gc(lua_State* L) {
   auto* box = static_cast<ProducerBox*>(lua_touserdata(L, 1));
-  Producer* p = box->p;
+  collect_handle(box->p);
   box->p = nullptr;
-  if (!p) return 0;
-  if (p->is_closed()) {
-    delete p;
-  } else {
-    // Never block in __gc: hand the close to the loop; the object deletes itself when closed.
-    p->orphaned = true;
-    p->begin_close();
-  }
   return 0;
 }
 
