@@ -1,0 +1,127 @@
+-- `klua test` itself, run as a subprocess on tests/fixtures/runner/sample.lua (which fails on
+-- purpose): exit codes, the closing line, hook order, --filter, TAP and JUnit output.
+local BIN = os.getenv("KLUA_BIN") or "./build/klua"
+local SAMPLE = "tests/fixtures/runner/sample.lua"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function tmpfile(suffix)
+  return os.tmpname() .. (suffix or "")
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Runs `klua test args...`; returns stdout, exit code, and the hook log.
+local function klua_test(args)
+  local log = tmpfile(".log")
+  os.remove(log)
+  local out_path = tmpfile(".out")
+  local rc = os.execute(string.format("RUNNER_LOG=%s %s test %s >%s 2>&1", q(log), q(BIN), args, q(out_path)))
+  if type(rc) == "number" and rc > 255 then rc = rc / 256 end -- os.execute gives the wait status in 5.1
+  local out = slurp(out_path) or ""
+  local logged = slurp(log) or ""
+  os.remove(out_path); os.remove(log)
+  return out, rc, logged
+end
+
+local function last_line(s) return s:match("([^\n]*)\n*$") end
+
+test("a failing file exits 1 with the counts and readable failures", function()
+  local out, rc, log = klua_test(q(SAMPLE))
+  assert_eq(rc, 1, out)
+  assert_eq(last_line(out), "2 passed, 4 failed")
+  assert_match(out, "1 skipped")
+  assert_match(out, "ok   " .. SAMPLE:gsub("%p", "%%%0") .. ": top%-level passes")
+  assert_match(out, "FAIL [^\n]*outer inner compares tables\n[^\n]*sample%.lua:%d+: tables differ")
+  assert_match(out, "%.list%[3%]: expected 4, got 3")
+  assert_match(out, "FAIL [^\n]*outer inner times out\n%s*timed out after 300 ms")
+  assert_match(out, "FAIL [^\n]*errors <&> raises\n[^\n]*boom")
+  assert_match(out, "FAIL [^\n]*broken setup never runs\n%s*setup failed: broken setup: [^\n]*no database")
+  assert_eq(log, table.concat({
+    "file setup",
+    "outer setup",
+    "outer before", "outer passes", "outer after",
+    "outer before", "inner before", "inner compares", "inner after", "outer after",
+    "outer before", "inner before", "inner times out", "inner after", "outer after",
+    "outer teardown",
+    "file teardown", "" }, "\n"))
+end)
+
+test("--filter selects by full name and skips unselected setups", function()
+  local out, rc, log = klua_test("--filter 'passes$' " .. q(SAMPLE))
+  assert_eq(rc, 0, out)
+  assert_eq(last_line(out), "2 passed, 0 failed")
+  assert_eq(log, "file setup\nouter setup\nouter before\nouter passes\nouter after\nouter teardown\nfile teardown\n")
+  out, rc = klua_test("--filter 'inner compares' " .. q(SAMPLE))
+  assert_eq(rc, 1, out)
+  assert_eq(last_line(out), "0 passed, 1 failed")
+end)
+
+test("--tap writes TAP version 13 with a plan and diagnostics", function()
+  local out, rc = klua_test("--tap " .. q(SAMPLE))
+  assert_eq(rc, 1, out)
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  assert_eq(lines[1], "TAP version 13")
+  assert_match(out, "\nok 1 %- [^\n]*: top%-level passes\n")
+  assert_match(out, "\nnot ok 3 %- [^\n]*: outer inner compares tables\n  %-%-%-\n  kind: error\n  message: |\n    [^\n]*tables differ")
+  assert_match(out, "\nnot ok 4 %- [^\n]*outer inner times out\n  %-%-%-\n  kind: timeout\n")
+  assert_match(out, "\nok 6 %- [^\n]*errors <&> later # SKIP pending\n")
+  local nots = select(2, out:gsub("\nnot ok ", ""))
+  assert_eq(nots, 4)
+  assert_match(out, "\n1%.%.7\n")
+  assert_eq(lines[#lines], "# 2 passed, 4 failed")
+end)
+
+test("--junit writes one testsuite with failures, skips and escaped names", function()
+  local xml_path = tmpfile(".xml")
+  local out, rc = klua_test("--junit " .. q(xml_path) .. " " .. q(SAMPLE))
+  assert_eq(rc, 1, out)
+  local xml = slurp(xml_path)
+  os.remove(xml_path)
+  assert_true(xml, "no JUnit file written")
+  assert_match(xml, '^<%?xml version="1%.0" encoding="UTF%-8"%?>\n<testsuites name="klua test" tests="7" failures="4" errors="0" skipped="1"')
+  assert_match(xml, '<testsuite name="' .. SAMPLE:gsub("%p", "%%%0") .. '" tests="7" failures="4" errors="0" skipped="1"')
+  assert_match(xml, '<testcase classname="[^"]*" name="top%-level passes" time="[%d%.]+"/>')
+  assert_match(xml, '<testcase [^>]*name="outer inner times out"[^>]*>\n%s*<failure message="timed out after 300 ms" type="timeout">')
+  assert_match(xml, 'name="errors &lt;&amp;&gt; raises"')
+  assert_match(xml, 'name="errors &lt;&amp;&gt; later"[^>]*>\n%s*<skipped message="pending"/>')
+  local opened = select(2, xml:gsub("<testcase ", ""))
+  assert_eq(opened, 7)
+end)
+
+test("usage errors exit 2; a path without tests is a failure", function()
+  local out, rc = klua_test("--bogus " .. q(SAMPLE))
+  assert_eq(rc, 2, out)
+  assert_match(out, "unknown option %-%-bogus")
+  out, rc = klua_test("--filter '[' " .. q(SAMPLE))
+  assert_eq(rc, 2, out)
+  assert_match(out, "bad Lua pattern")
+  out, rc = klua_test("/nonexistent/dir")
+  assert_eq(rc, 1, out)
+  assert_match(out, "no test files at /nonexistent/dir")
+  assert_eq(last_line(out), "0 passed, 1 failed")
+end)
+
+test("assert_eq shows a diff of nested tables", function()
+  local err = assert_raises(function()
+    assert_eq({ a = { b = 1, c = "x" }, list = { 1 } }, { a = { b = 2, c = "x" }, list = { 1, 2 }, z = true })
+  end)
+  assert_match(err, "tables differ")
+  assert_match(err, "%.a%.b: expected 2, got 1")
+  assert_match(err, "%.list%[2%]: missing %(expected 2%)")
+  assert_match(err, "%.z: missing %(expected true%)")
+  assert.same({ 1, 2 }, { 1, 2 })
+  assert.are.equal(3, 3)
+  assert.is_nil(nil)
+  assert.has_error(function() error("x") end, "x")
+  assert_raises(function() assert.are_not.same({ 1 }, { 1 }) end, "anything but")
+  assert_raises(function() assert(false, "plain assert") end, "plain assert")
+  assert_eq(select(2, pcall(assert, nil, { name = "E" })).name, "E")
+end)
