@@ -3,22 +3,8 @@ local KLUA = os.getenv("KLUA_BIN") or "./build/klua"
 local function fresh(p) return "cli-" .. p .. "-" .. klua.uuid():sub(1, 8) end
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- Runs a shell command line; returns stdout and the exit status.
-local function sh(cmd, stdin)
-  local inf, rcf = os.tmpname(), os.tmpname()
-  local f = assert(io.open(inf, "wb"))
-  f:write(stdin or "")
-  f:close()
-  local p = assert(io.popen("(" .. cmd .. ") <" .. q(inf) .. " 2>/dev/null; echo $? >" .. q(rcf)))
-  local out = p:read("*a")
-  p:close()
-  local rf = assert(io.open(rcf))
-  local rc = tonumber(rf:read("*a"):match("%d+"))
-  rf:close()
-  os.remove(inf)
-  os.remove(rcf)
-  return out, rc
-end
+-- Runs a shell command line (stdin a string); returns stdout and the exit status.
+local sh = klua.testkit.sh
 
 local function lines(s)
   local t = {}

@@ -76,16 +76,7 @@ local function consumer(topic, group, extra)
   return klua.consumer(conf)
 end
 
-local function poll_n(c, n, timeout_ms)
-  local got = {}
-  local deadline = klua.now() + (timeout_ms or 30000)
-  while #got < n and klua.now() < deadline do
-    local m, err = c:poll(500)
-    assert(not err, tostring(err))
-    if m then got[#got + 1] = m end
-  end
-  return got
-end
+local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 30000) end
 
 local function assert_nothing_more(c, ms)
   local m, err = c:poll(ms)

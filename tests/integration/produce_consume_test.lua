@@ -16,16 +16,7 @@ local function new_consumer(topic, group, extra)
 end
 
 -- Polls until n messages arrived (or the deadline); errors from poll fail the test.
-local function poll_n(c, n, timeout_ms)
-  local got = {}
-  local deadline = klua.now() + (timeout_ms or 30000)
-  while #got < n and klua.now() < deadline do
-    local m, err = c:poll(500)
-    assert(not err, tostring(err))
-    if m then got[#got + 1] = m end
-  end
-  return got
-end
+local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 30000) end
 
 -- Asserts that nothing more arrives within ms.
 local function assert_nothing_more(c, ms)

@@ -1,5 +1,5 @@
 -- The complete consumer on the embedded cluster: hooks, iterator, pause, seek, assign.
-local function name(prefix) return prefix .. "-" .. klua.uuid():sub(1, 8) end
+local name = klua.testkit.fresh
 local BASE = { ["auto.offset.reset"] = "earliest", ["session.timeout.ms"] = 6000 }
 local function conf(t)
   local c = {}

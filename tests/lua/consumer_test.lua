@@ -1,5 +1,5 @@
 -- The basic consumer on the embedded cluster (the mock's first group join takes ~3 s).
-local function topic_name(prefix) return prefix .. "-" .. klua.uuid():sub(1, 8) end
+local topic_name = klua.testkit.fresh
 
 local function consumer_for(t, extra)
   local conf = { group = "g-" .. klua.uuid():sub(1, 8), topics = { t },
@@ -8,16 +8,7 @@ local function consumer_for(t, extra)
   return klua.consumer(conf)
 end
 
-local function poll_n(c, n, timeout_ms)
-  local got = {}
-  local deadline = klua.now() + (timeout_ms or 20000)
-  while #got < n and klua.now() < deadline do
-    local m, err = c:poll(1000)
-    assert(not err, tostring(err))
-    if m then got[#got + 1] = m end
-  end
-  return got
-end
+local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 20000) end
 
 test("messages round-trip with keys, binary values, ordered repeated headers", function()
   local t = topic_name("rt")

@@ -1,5 +1,5 @@
 -- Cooperative-sticky rebalancing (librdkafka 2.0.2 has known bugs here: eager is the default).
-local function name(prefix) return prefix .. "-" .. klua.uuid():sub(1, 8) end
+local name = klua.testkit.fresh
 local function conf(t)
   local c = { ["auto.offset.reset"] = "earliest", ["session.timeout.ms"] = 6000,
               ["heartbeat.interval.ms"] = 500, ["partition.assignment.strategy"] = "cooperative-sticky" }

@@ -1,5 +1,5 @@
 -- The producer on the embedded cluster.
-local function topic_name(prefix) return prefix .. "-" .. klua.uuid():sub(1, 8) end
+local topic_name = klua.testkit.fresh
 
 test("produce waits for the delivery report and returns topic, partition, offset, timestamp", function()
   local p = klua.producer()

@@ -5,7 +5,7 @@
 -- transactional offset commits. So here: the API, the state machine, serialization, timeouts and
 -- closing; invisibility of aborted records and send_offsets' effect on the group are tested
 -- against a real broker in tests/integration/transactions_test.lua.
-local function fresh(prefix) return prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 
 local function txn_producer(extra)
   local conf = { ["transactional.id"] = fresh("txid"), ["transaction.timeout.ms"] = 10000 }
@@ -24,16 +24,7 @@ local function consumer_for(t, isolation, group)
                         ["session.timeout.ms"] = 6000, ["isolation.level"] = isolation }
 end
 
-local function poll_n(c, n, timeout_ms)
-  local got = {}
-  local deadline = klua.now() + (timeout_ms or 20000)
-  while #got < n and klua.now() < deadline do
-    local m, err = c:poll(500)
-    assert(not err, tostring(err))
-    if m then got[#got + 1] = m end
-  end
-  return got
-end
+local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 20000) end
 
 local function values(msgs)
   local out = {}

@@ -1,6 +1,6 @@
 -- klua.worker on the embedded cluster: ordering and concurrency, retries and the dead-letter topic,
 -- de-duplication, at-least-once on a handler failure, rebalances, and a graceful SIGINT stop.
-local function name(prefix) return prefix .. "-" .. klua.uuid():sub(1, 8) end
+local name = klua.testkit.fresh
 local FAST = { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 }
 
 local function worker(opts)
