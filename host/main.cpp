@@ -23,12 +23,13 @@ commands:
   run FILE [args...]   run a Lua script (also: klua FILE [args...]); args are in `arg`
   -e CODE [args...]    run CODE
   repl                 interactive prompt (the default on a terminal with no arguments)
-  test PATH...         run Lua test files (*_test.lua in directories)
+  test [--filter P] [--tap] [--junit FILE] PATH...   run test files (*_test.lua in directories)
   topics [--json]      list topics                    groups [--json]   list consumer groups
   lag GROUP [--max-lag N]    a group's lag per partition (exit 4 when over N)
   produce TOPIC [-k SEP]     send stdin lines as messages
   consume TOPIC [--from beginning|end|OFFSET|TIME] [-n N] [-e] [-f FMT | --json]
   provision FILE [--apply|--check] [--prune] [--json]   desired-state topics (exit 4 on drift)
+  replay SOURCE TARGET [--from T] [--to T] [--since 2h] [--rate N]   copy a range of records
                        (each command has --help)
   version              print klua, librdkafka and LuaJIT versions
   help                 this text
@@ -169,7 +170,7 @@ int main(int argc, char** argv) {
     target = "klua.repl";
     args_from = i + 1;
   } else if (command == "topics" || command == "groups" || command == "lag" || command == "produce" ||
-             command == "consume" || command == "provision") {
+             command == "consume" || command == "provision" || command == "replay") {
     // The everyday one-liners: short scripts in scripts/klua/cli/ (subcommands win over files of
     // the same name: `klua run topics` runs a file).
     mode = RunBundled;

@@ -1,0 +1,90 @@
+-- klua replay SOURCE TARGET [--from T|OFFSET] [--to T|OFFSET] [--since DURATION] ...: the one-liner
+-- over klua.replay (read scripts/klua/replay.lua for the semantics).
+local common = require("klua.cli.common")
+local replay = require("klua.replay")
+local M = {}
+
+local USAGE = [[
+usage: klua replay SOURCE TARGET [options]
+  copies SOURCE's records in a range fixed at start into TARGET, keeping key, headers, timestamp
+  --from WHERE          start: beginning (default), an offset, or a time (epoch ms, ISO-8601, -2h)
+  --to WHERE            end (exclusive): end (default: the end offsets at start), an offset or a time
+  --since DURATION      the last DURATION (2h, 15m, 30s, 1d): the same as --from -DURATION
+  -p, --partition N     only this source partition (repeatable)
+  --source-brokers LIST the source cluster (default: -b / KLUA_BROKERS)
+  --target-brokers LIST the target cluster (default: the same as the source)
+  --rate N              at most N records per second
+  --group G             the consumer group holding the progress (resume a replay with the same G)
+  --at-least-once       no transactions even within one cluster
+  --keep-partition      write each record to its source partition number
+  --no-timestamps       let the target assign timestamps
+  --no-headers          drop the headers
+  --quiet               no progress line and no summary
+  --json                print the summary as JSON
+Within one cluster the copy is exactly-once (transactions committing the source offsets);
+across clusters it is at-least-once with an idempotent producer and a checkpoint.
+]]
+
+local function parse_where(name, v)
+  if v == "beginning" or v == "end" then return v end
+  if v:match("^%d+$") and not v:match("^%d%d%d%d%d%d%d%d%d%d%d%d") then return tonumber(v) end
+  local ms, err = common.parse_time(v)
+  if not ms then common.usage_error(USAGE, name .. " " .. v .. ": " .. err) end
+  return { timestamp = ms }
+end
+
+function M.main(...)
+  local opts, pos = common.parse({ ... }, {
+    ["--from"] = "value", ["--to"] = "value", ["--since"] = "value", ["--partition"] = "list", ["-p"] = "--partition",
+    ["--source-brokers"] = "value", ["--target-brokers"] = "value", ["--rate"] = "value", ["--group"] = "value",
+    ["--at-least-once"] = "flag", ["--keep-partition"] = "flag", ["--no-timestamps"] = "flag",
+    ["--no-headers"] = "flag", ["--quiet"] = "flag", ["--json"] = "flag" }, USAGE)
+  if #pos ~= 2 then common.usage_error(USAGE, "replay needs SOURCE and TARGET topics") end
+  if opts.since and opts.from then common.usage_error(USAGE, "--since and --from both set the start; give one") end
+  local from = opts.from and parse_where("--from", opts.from)
+  if opts.since then
+    local d = opts.since:gsub("^%-", "")
+    if not d:match("^%d+[smhd]$") then common.usage_error(USAGE, "--since " .. opts.since .. ": expected a duration like 2h, 15m, 30s or 1d") end
+    from = parse_where("--since", "-" .. d)
+  end
+  local to = opts.to and parse_where("--to", opts.to)
+  local partitions
+  for _, p in ipairs(opts.partition or {}) do
+    partitions = partitions or {}
+    partitions[#partitions + 1] = common.number(USAGE, "--partition", p)
+  end
+  local args = {
+    source = pos[1], target = pos[2], from = from, to = to, partitions = partitions,
+    source_brokers = opts.source_brokers, target_brokers = opts.target_brokers or opts.source_brokers,
+    rate = opts.rate and common.number(USAGE, "--rate", opts.rate), group = opts.group,
+    mode = opts.at_least_once and "at_least_once" or nil, keep_partition = opts.keep_partition or nil,
+    keep_timestamps = not opts.no_timestamps, keep_headers = not opts.no_headers,
+    quiet = opts.quiet, progress = (opts.quiet or opts.json) and false or nil,
+  }
+  local ok, r, err = pcall(replay.run, args)
+  if not ok then
+    if type(r) == "string" and r:match("^klua%.replay: ") then common.usage_error(USAGE, r:gsub("^klua%.replay: ", "")) end
+    error(r, 0)
+  end
+  if not r then common.fail(err) end
+  if opts.json then
+    local parts = {}
+    for i, p in ipairs(r.partitions) do
+      parts[i] = { partition = p.partition, from = p.start, resumed_at = p.resumed and p.from or nil, to = p.to,
+                   copied = p.copied, filtered = p.filtered }
+    end
+    common.json_line{ source = r.source, target = r.target, mode = r.mode, group = r.group, copied = r.copied,
+                      filtered = r.filtered, read = r.read, elapsed_ms = math.floor(r.elapsed_ms),
+                      partitions = klua.json.array(parts), guarantee = replay.describe_mode(r) }
+  elseif not opts.quiet then
+    print(string.format("replayed %d record(s) from %s to %s in %.1f s (%d filtered)", r.copied, r.source, r.target,
+      r.elapsed_ms / 1000, r.filtered))
+    for _, p in ipairs(r.partitions) do
+      print(string.format("  partition %d: offsets [%d, %d)%s: %d copied", p.partition, p.start, p.to,
+        p.resumed and string.format(" resumed at %d", p.from) or "", p.copied))
+    end
+    print(replay.describe_mode(r))
+  end
+end
+
+return M
