@@ -41,6 +41,7 @@ struct Scheduler::Task {
   enum State { Ready, Running, Waiting, Done, Failed } state = Ready;
   bool is_main = false;
   bool cancelled = false;
+  bool shielded = false;    // not cancelled by cancel_all (signals); task:cancel() still works
   bool has_handle = false;  // a Lua task object exists; results are kept for join
   bool finishing = false;   // inside finish(): a GC of the handle must not free the task
   int ready_nargs = 0;
@@ -337,8 +338,13 @@ void Scheduler::cancel(uint64_t id) {
 
 void Scheduler::cancel_all() {
   std::vector<uint64_t> ids;
-  for (auto& [id, t] : tasks_) ids.push_back(id);
+  for (auto& [id, t] : tasks_)
+    if (!t->shielded) ids.push_back(id);
   for (uint64_t id : ids) cancel(id);
+}
+
+void Scheduler::set_shielded(uint64_t id) {
+  if (Task* t = find(id)) t->shielded = true;
 }
 
 void Scheduler::push_waiting(lua_State* L, lua_CFunction fn) {
@@ -361,6 +367,18 @@ int Scheduler::l_spawn(lua_State* L) {
   int nargs = lua_gettop(L) - 1;
   Scheduler& s = sched(L);
   uint64_t id = s.spawn(L, nargs);
+  s.push_task_object(L, id);
+  return 1;
+}
+
+// klua.spawn_shielded(fn, ...): a task that a signal does not cancel, for work that must finish
+// once started (a handler in flight, a final commit). A second signal still exits at once.
+int Scheduler::l_spawn_shielded(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int nargs = lua_gettop(L) - 1;
+  Scheduler& s = sched(L);
+  uint64_t id = s.spawn(L, nargs);
+  s.set_shielded(id);
   s.push_task_object(L, id);
   return 1;
 }
@@ -468,6 +486,8 @@ void Scheduler::open(lua_State* L, int klua_table) {
 
   lua_pushcfunction(L, l_spawn);
   lua_setfield(L, klua_table, "spawn");
+  lua_pushcfunction(L, l_spawn_shielded);
+  lua_setfield(L, klua_table, "spawn_shielded");
   push_waiting(L, l_sleep);
   lua_setfield(L, klua_table, "sleep");
   lua_pushcfunction(L, l_current);

@@ -64,7 +64,9 @@ class Scheduler {
   void check_cancelled(lua_State* L);
 
   void cancel(uint64_t id);
+  // Cancels every task except the shielded ones (on SIGINT/SIGTERM).
   void cancel_all();
+  void set_shielded(uint64_t id);
   bool all_done() const { return live_tasks_ == 0; }
   bool main_done() const { return main_done_; }
   size_t live_tasks() const { return live_tasks_; }
@@ -91,6 +93,7 @@ class Scheduler {
   static void on_timer(uv_timer_t* h);
 
   static int l_spawn(lua_State* L);
+  static int l_spawn_shielded(lua_State* L);
   static int l_sleep(lua_State* L);
   static int l_join(lua_State* L);
   static int l_cancel(lua_State* L);

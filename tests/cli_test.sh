@@ -130,5 +130,19 @@ for _ in $(seq 100); do grep -q polling "$tmp/poll.out" 2>/dev/null && break; sl
 kill -INT $pid; wait $pid; rc=$?
 check "SIGINT ends a while-true poll loop with exit 130" eval '[ $rc = 130 ]'
 
+# A shielded task is not cancelled by SIGINT: it finishes its wait, then klua exits 130; a plain
+# task waiting at the same moment is cancelled.
+cat >"$tmp/shield.lua" <<'LUA'
+klua.spawn_shielded(function() print("shielded waits") io.stdout:flush(); klua.sleep(700); print("shielded done") end)
+klua.spawn(function() klua.sleep(5000); print("plain done") end)
+klua.sleep(5000)
+print("main done")
+LUA
+"$KLUA" "$tmp/shield.lua" >"$tmp/shield.out" 2>"$tmp/shield.err" &
+pid=$!
+for _ in $(seq 100); do grep -q "shielded waits" "$tmp/shield.out" 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid; wait $pid; rc=$?
+check "SIGINT spares a shielded task, cancels the others, exits 130" eval '[ $rc = 130 ] && grep -q "shielded done" "$tmp/shield.out" && ! grep -q "plain done" "$tmp/shield.out" && ! grep -q "main done" "$tmp/shield.out"'
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

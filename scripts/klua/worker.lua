@@ -39,10 +39,12 @@
 -- - Stop: w:stop() (callable from anywhere, does not wait) or SIGINT/SIGTERM. Queued messages are
 --   dropped (they were never stored), in-flight handlers finish, pending retries are abandoned
 --   (redelivered later), stored offsets are committed, the group is left, and the counters are
---   printed on stderr (quiet = true to silence). On a signal the runtime cancels every task, so a
---   handler waiting at that moment is interrupted; the worker runs that message's handler again
---   in a fresh task to completion before committing. run() then raises KLUA_CANCELLED in its task
---   while the drain finishes in a task of its own (the process exits 130/143 after it).
+--   printed on stderr (quiet = true to silence). Handlers run in shielded tasks
+--   (klua.spawn_shielded), which a signal does not cancel: on SIGINT/SIGTERM the polling stops,
+--   a handler in flight runs to its end (once) and its offset is stored, then the drain commits
+--   and leaves the group. run() raises KLUA_CANCELLED in its task while the drain finishes in a
+--   shielded task of its own (the process exits 130/143 after it; a second signal exits at once).
+--   A pending retry's backoff sleep is not cut short either; the message is then abandoned.
 -- - w:counters(): consumed, processed, retried, dead_lettered, failed, deduplicated, in_flight,
 --   queued, elapsed_ms, lag (the last w:lag()). w:lag() yields: the group's total lag (klua.lag).
 --
@@ -341,7 +343,8 @@ function W:_fail(e)
   self.stopping = true
 end
 
--- Runs one message with in-flight accounting; when this task is cancelled mid-message, the
+-- Runs one message with in-flight accounting; when this task is cancelled mid-message (runners are
+-- shielded from signals, so only an explicit task:cancel() does that), the
 -- message is finished in a fresh (uncancelled) task. Returns false when the task must end.
 function W:_run_one(ps, msg)
   ps.inflight = msg
@@ -400,7 +403,9 @@ function W:_dispatch(msg)
     ps.scheduled = true
     if self.active < self.concurrency then
       self.active = self.active + 1
-      klua.spawn(self._runner, self, ps)
+      -- shielded: a signal must not interrupt a handler in flight; the runner sees `stopping`
+      -- after the current message and ends
+      klua.spawn_shielded(self._runner, self, ps)
     else
       self.waiting[#self.waiting + 1] = ps
     end
@@ -473,12 +478,14 @@ function W:run()
       elseif not self.quiet then io.stderr:write("klua.worker ", self.group, ": ", tostring(err), "\n") end
     end
   end
-  if cancelled then
-    self.stopping = true
-    klua.spawn(self._drain, self)
-    error(cancelled, 0)
-  end
-  self:_drain()
+  -- The drain (wait for in-flight handlers, commit, leave) runs shielded, so a signal arriving
+  -- now cannot cut it short; when run() itself was cancelled, it goes on after run() raises.
+  self.stopping = true
+  local drain = klua.spawn_shielded(self._drain, self)
+  if cancelled then error(cancelled, 0) end
+  local ok, e = pcall(drain.join, drain)
+  if not ok then error(e, 0) end
+  if drain:status() == "failed" then error(select(2, drain:join()), 0) end
   if self.error then return nil, self.error end
   return self:counters()
 end
