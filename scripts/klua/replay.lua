@@ -15,7 +15,7 @@
 -- Options: source_brokers / target_brokers (default: klua's configured cluster for both),
 -- keep_timestamps (true), keep_headers (true), keep_partition (false: the target's partitioner
 -- places records by key), mode ("exactly_once" | "at_least_once"), group (the source consumer
--- group that carries the progress; default a fresh "klua-replay-..." name), batch (500 records
+-- group that carries the progress; default a fresh "klua-replay-..." name), batch (2000 records
 -- per transaction or checkpoint), isolation ("read_committed"), progress (true | false; default:
 -- when stderr is a terminal), quiet, on_progress(stats), producer (extra producer properties).
 --
@@ -188,7 +188,7 @@ function M.run(o)
   local mode = o.mode or (same_cluster and "exactly_once" or "at_least_once")
   local explicit_group = o.group ~= nil
   local group = o.group or ("klua-replay-" .. klua.uuid():gsub("-", ""):sub(1, 12))
-  local batch_size = o.batch or 500
+  local batch_size = o.batch or 2000 -- 500 took 2.5x as long for 100k records (commit latency per batch)
   if o.rate then batch_size = math.max(1, math.min(batch_size, math.ceil(o.rate))) end
   local show_progress = o.progress
   if show_progress == nil then show_progress = not o.quiet and stderr_is_tty() end

@@ -14,6 +14,7 @@ usage: klua replay SOURCE TARGET [options]
   --source-brokers LIST the source cluster (default: -b / KLUA_BROKERS)
   --target-brokers LIST the target cluster (default: the same as the source)
   --rate N              at most N records per second
+  --batch N             records per transaction / checkpoint (default 2000)
   --group G             the consumer group holding the progress (resume a replay with the same G)
   --at-least-once       no transactions even within one cluster
   --keep-partition      write each record to its source partition number
@@ -36,7 +37,7 @@ end
 function M.main(...)
   local opts, pos = common.parse({ ... }, {
     ["--from"] = "value", ["--to"] = "value", ["--since"] = "value", ["--partition"] = "list", ["-p"] = "--partition",
-    ["--source-brokers"] = "value", ["--target-brokers"] = "value", ["--rate"] = "value", ["--group"] = "value",
+    ["--source-brokers"] = "value", ["--target-brokers"] = "value", ["--rate"] = "value", ["--batch"] = "value", ["--group"] = "value",
     ["--at-least-once"] = "flag", ["--keep-partition"] = "flag", ["--no-timestamps"] = "flag",
     ["--no-headers"] = "flag", ["--quiet"] = "flag", ["--json"] = "flag" }, USAGE)
   if #pos ~= 2 then common.usage_error(USAGE, "replay needs SOURCE and TARGET topics") end
@@ -57,6 +58,7 @@ function M.main(...)
     source = pos[1], target = pos[2], from = from, to = to, partitions = partitions,
     source_brokers = opts.source_brokers, target_brokers = opts.target_brokers or opts.source_brokers,
     rate = opts.rate and common.number(USAGE, "--rate", opts.rate), group = opts.group,
+    batch = opts.batch and common.number(USAGE, "--batch", opts.batch),
     mode = opts.at_least_once and "at_least_once" or nil, keep_partition = opts.keep_partition or nil,
     keep_timestamps = not opts.no_timestamps, keep_headers = not opts.no_headers,
     quiet = opts.quiet, progress = (opts.quiet or opts.json) and false or nil,
