@@ -20,10 +20,11 @@
 -- when stderr is a terminal), quiet, on_progress(stats), producer (extra producer properties).
 --
 -- Semantics
--- - The range is fixed at start: per partition [from, min(to, end)) where end is the end offset
---   (the last stable offset under read_committed) when the replay starts, so records produced
---   meanwhile are not copied and the replay ends exactly at the range's end. A time bound maps to
---   the first offset whose timestamp is >= it (offsets_for_times).
+-- - The range is fixed at start: per partition [from, min(to, end)) where end is the high
+--   watermark when the replay starts, so records produced meanwhile are not copied and the replay
+--   ends exactly at the range's end. A time bound maps to the first offset whose timestamp is >= it
+--   (offsets_for_times). Under read_committed, a transaction still open at start is waited for
+--   (its records are in the range once committed; an abort skips them).
 -- - The record keeps its key, value, headers and timestamp (keep_* = false to drop them);
 --   transform(msg) returns the record to write ({key=, value=, headers=, timestamp=, partition=})
 --   or nil to drop it; filter(msg) returning false drops it first.
@@ -283,13 +284,34 @@ function M.run(o)
     assert(c:assign(assign))
     local remaining = #assign
     local next_at = klua.now()
-    for msg in c:messages{ until_end = true } do
-      local pr = by_p[msg.partition]
+    local function finish_partition(pr)
+      pr.done = true
+      remaining = remaining - 1
+      c:pause({ { topic = o.source, partition = pr.partition } })
+    end
+    -- A partition is done at its first record at or past `stop`, or when its position (which
+    -- moves past transaction markers and aborted records) reached `stop` with nothing buffered.
+    local last_check = klua.now()
+    local function check_positions()
+      last_check = klua.now()
+      local q = {}
+      for _, pr in ipairs(parts) do
+        if not pr.done then q[#q + 1] = { topic = o.source, partition = pr.partition } end
+      end
+      local pos = c:position(q)
+      for _, pp in ipairs(pos or {}) do
+        local pr = by_p[pp.partition]
+        local off = tonumber(pp.offset)
+        if pr and not pr.done and off and off >= pr.stop then finish_partition(pr) end
+      end
+    end
+    while remaining > 0 do
+      local msg, perr = c:poll(200)
+      if perr then error(perr, 0) end
+      local pr = msg and by_p[msg.partition]
       if pr and not pr.done then
         if msg.offset >= pr.stop then
-          pr.done = true
-          remaining = remaining - 1
-          c:pause({ { topic = o.source, partition = msg.partition } })
+          finish_partition(pr)
         else
           stats.read = stats.read + 1
           offsets[msg.partition] = msg.offset + 1
@@ -313,19 +335,15 @@ function M.run(o)
             batch[#batch + 1] = rec
             batch_parts[#batch] = pr
           end
-          if msg.offset + 1 >= pr.stop then
-            pr.done = true
-            remaining = remaining - 1
-            c:pause({ { topic = o.source, partition = msg.partition } })
-          end
+          if msg.offset + 1 >= pr.stop then finish_partition(pr) end
           if #batch >= batch_size or (#batch == 0 and stats.read % batch_size == 0) then
             local fok, ferr = flush_batch()
             if not fok then error(ferr, 0) end
           end
           progress(false)
         end
-        if remaining == 0 then break end
       end
+      if remaining > 0 and (not msg or klua.now() - last_check > 1000) then check_positions() end
     end
     local fok, ferr = flush_batch()
     if not fok then error(ferr, 0) end

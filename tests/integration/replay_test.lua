@@ -174,3 +174,29 @@ test("on a terminal the progress line shows records, rate and ETA", function()
   assert_match(out, "60/60 records %(100%%%)")
   assert_match(out, "replayed 60 record%(s%)")
 end)
+
+test("a transactional source: aborted records skipped, markers do not hold the end, one partition cut short", function()
+  local src = assert(kit.topic("rp-txn", { partitions = 2 }))
+  local dst = assert(kit.topic("rp-txn-dst", { partitions = 2 }))
+  local p = klua.producer{ ["transactional.id"] = kit.fresh("rp-txn") }
+  assert(p:transaction(function()
+    for i = 1, 2 do assert(p:send{ topic = src, partition = 0, value = "p0-" .. i }) end
+    for i = 1, 10 do assert(p:send{ topic = src, partition = 1, value = "p1-" .. i }) end
+    return true
+  end))
+  assert(p:begin())
+  for i = 1, 2 do assert(p:send{ topic = src, partition = 0, value = "aborted-" .. i }) end
+  assert(p:flush())
+  assert(p:abort())
+  p:close()
+  -- partition 0: p0-1 p0-2, commit marker (2), aborted-1 aborted-2, abort marker (5)
+  -- partition 1: p1-1 .. p1-10 (0-9), commit marker (10)
+  -- [0, 5): partition 1 ends at a record with more behind it; partition 0 only by its position
+  -- passing the aborted records and markers
+  local r = assert(klua.replay{ source = src, target = dst, to = 5, quiet = true })
+  assert_eq(r.copied, 7)
+  local values = {}
+  for _, m in ipairs(committed_view(dst)) do values[#values + 1] = m.value end
+  table.sort(values)
+  assert_eq(values, { "p0-1", "p0-2", "p1-1", "p1-2", "p1-3", "p1-4", "p1-5" })
+end, { timeout_ms = 60000 })
