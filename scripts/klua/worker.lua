@@ -44,7 +44,7 @@
 --   a handler in flight runs to its end (once) and its offset is stored, then the drain commits
 --   and leaves the group. run() raises KLUA_CANCELLED in its task while the drain finishes in a
 --   shielded task of its own (the process exits 130/143 after it; a second signal exits at once).
---   A pending retry's backoff sleep is not cut short either; the message is then abandoned.
+--   A pending retry's backoff ends at once on stop; that message is abandoned (not stored).
 -- - w:counters(): consumed, processed, retried, dead_lettered, failed, deduplicated, in_flight,
 --   queued, elapsed_ms, lag (the last w:lag()). w:lag() yields: the group's total lag (klua.lag).
 --
@@ -268,6 +268,17 @@ local function exception_type(e)
   return "error"
 end
 
+-- Sleeps ms, waking early when the worker stops: a long backoff must not hold up a stop (the
+-- runners are shielded from signals, so nothing else would cut it short).
+function W:_sleep(ms)
+  local deadline = klua.now() + ms
+  while not self.stopping do
+    local left = deadline - klua.now()
+    if left <= 0 then return end
+    klua.sleep(math.min(left, 50))
+  end
+end
+
 function W:_store(msg)
   local ok, err = self.c:store(msg)
   if not ok and not self.quiet then
@@ -308,7 +319,7 @@ function W:_process(msg, first_attempt)
       if attempts > self.retry.max then break end
       if self.stopping then return "abandoned" end
       n.retried = n.retried + 1
-      klua.sleep(self:_backoff(attempts)) -- a cancellation here propagates: finished in a fresh task
+      self:_sleep(self:_backoff(attempts)) -- a cancellation here propagates: finished in a fresh task
       if self.stopping then return "abandoned" end
     end
   end

@@ -199,6 +199,21 @@ test("a second member joining: partitions move, every message is handled (at-lea
   assert_eq(a.in_flight + b.in_flight, 0)
 end, { timeout_ms = 60000 })
 
+test("stop during a long retry backoff ends at once and leaves the message uncommitted", function()
+  local t = name("backoff")
+  klua.embedded.create_topic(t, 1)
+  assert(klua.producer():produce{ topic = t, value = "fails" })
+  local calls, g = 0, name("g")
+  local w = worker{ group = g, topics = { t }, retry = { max = 5, base_ms = 30000, jitter = 0 },
+    handlers = function() calls = calls + 1; error("always") end }
+  local task = run_until(w, function() return calls == 1 end)
+  local stopped = klua.now()
+  local counters = assert(task:join(10000))
+  assert_true(klua.now() - stopped < 2000, "stop took " .. (klua.now() - stopped) .. " ms")
+  assert_eq({ calls, counters.processed, counters.dead_lettered, counters.failed }, { 1, 0, 0, 0 })
+  assert_eq(assert(klua.lag(g, { t })).lag, 1) -- redelivered at the next start
+end, { timeout_ms = 40000 })
+
 test("SIGINT: the in-flight handler finishes once, its offset is committed, counters printed, exit 130", function()
   local dir = os.tmpname()
   os.remove(dir)
