@@ -17,7 +17,7 @@
 --   luassert-style assert.same/equal/is_true/is_nil/has_error/... (klua.testkit.assertions).
 -- Every test, hook and its hooks run in tasks with the test's timeout (a timed-out task is
 -- cancelled). A failing setup fails the group's tests; a failing teardown counts as a failure.
--- --filter PATTERN  runs the tests whose full name matches the Lua pattern
+-- --filter PATTERN  runs the tests whose full name matches the Lua pattern (repeatable: any of them)
 -- --tap             TAP version 13 on stdout instead of the plain lines
 -- --junit FILE      also writes JUnit XML (one testsuite per file) for CI systems
 -- --timeout MS      the default per-test timeout (30000)
@@ -33,7 +33,7 @@ local USAGE = [[
 usage: klua test [--filter PATTERN] [--tap] [--junit FILE] [--timeout MS] PATH...
   PATH             a test file, or a directory (its *_test.lua files)
   --filter PATTERN run only tests whose full name ("describe name" + " " + "test name") matches
-                   the Lua pattern
+                   the Lua pattern (repeatable: tests matching any of them)
   --tap            TAP version 13 output
   --junit FILE     also write JUnit XML to FILE
   --timeout MS     default per-test timeout (30000)
@@ -61,9 +61,11 @@ local function parse_args(args)
       io.stdout:write(USAGE)
       klua.exit(0)
     elseif name == "--filter" then
-      o.filter = value(name, inline)
-      local ok, err = pcall(string.find, "", o.filter)
-      if not ok then usage_error("--filter: bad Lua pattern " .. string.format("%q", o.filter) .. ": " .. tostring(err)) end
+      local f = value(name, inline)
+      local ok, err = pcall(string.find, "", f)
+      if not ok then usage_error("--filter: bad Lua pattern " .. string.format("%q", f) .. ": " .. tostring(err)) end
+      o.filters = o.filters or {}
+      o.filters[#o.filters + 1] = f
     elseif name == "--tap" then
       o.tap = true
     elseif name == "--junit" then
@@ -297,10 +299,16 @@ local function run_in_task(fns, timeout_ms)
   return false, string.format("timed out after %d ms", timeout_ms), "timeout"
 end
 
-local function selected(node, filter)
-  if node.kind == "test" then return not filter or node.full:find(filter) ~= nil end
+local function selected(node, filters)
+  if node.kind == "test" then
+    if not filters then return true end
+    for _, f in ipairs(filters) do
+      if node.full:find(f) then return true end
+    end
+    return false
+  end
   for _, child in ipairs(node.group.children) do
-    if selected(child, filter) then return true end
+    if selected(child, filters) then return true end
   end
   return false
 end
@@ -346,7 +354,7 @@ end
 local function run_group(g, o, report, setup_error)
   local any = false
   for _, child in ipairs(g.children) do
-    if selected(child, o.filter) then any = true; break end
+    if selected(child, o.filters) then any = true; break end
   end
   if not any then return end
   if not setup_error and #g.setup > 0 then
@@ -354,7 +362,7 @@ local function run_group(g, o, report, setup_error)
     if not ok then setup_error = (g.name and (g.name .. ": ") or "") .. msg end
   end
   for _, child in ipairs(g.children) do
-    if selected(child, o.filter) then
+    if selected(child, o.filters) then
       if child.kind == "test" then run_test(child, report, setup_error)
       else run_group(child.group, o, report, setup_error) end
     end

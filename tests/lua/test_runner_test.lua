@@ -61,6 +61,9 @@ test("--filter selects by full name and skips unselected setups", function()
   out, rc = klua_test("--filter 'inner compares' " .. q(SAMPLE))
   assert_eq(rc, 1, out)
   assert_eq(last_line(out), "0 passed, 1 failed")
+  out, rc = klua_test("--filter 'passes$' --filter=compares " .. q(SAMPLE)) -- repeated: any of them
+  assert_eq(rc, 1, out)
+  assert_eq(last_line(out), "2 passed, 1 failed")
 end)
 
 test("--tap writes TAP version 13 with a plan and diagnostics", function()
