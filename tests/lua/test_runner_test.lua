@@ -80,6 +80,18 @@ test("--tap writes TAP version 13 with a plan and diagnostics", function()
   assert_eq(nots, 4)
   assert_match(out, "\n1%.%.7\n")
   assert_eq(lines[#lines], "# 2 passed, 4 failed")
+  -- a TAP consumer agrees (Perl's prove, when installed)
+  local _, has_prove = klua.testkit.sh("command -v prove >/dev/null")
+  if has_prove == 0 then
+    local tap = tmpfile(".tap")
+    local f = assert(io.open(tap, "w"))
+    f:write(out)
+    f:close()
+    local report = klua.testkit.sh("prove -e cat " .. q(tap) .. " 2>&1")
+    os.remove(tap)
+    assert_match(report, "Tests: 7 Failed: 4%)")
+    assert_match(report, "Failed tests:%s+3%-5, 7")
+  end
 end)
 
 test("--junit writes one testsuite with failures, skips and escaped names", function()
@@ -87,8 +99,15 @@ test("--junit writes one testsuite with failures, skips and escaped names", func
   local out, rc = klua_test("--junit " .. q(xml_path) .. " " .. q(SAMPLE))
   assert_eq(rc, 1, out)
   local xml = slurp(xml_path)
-  os.remove(xml_path)
   assert_true(xml, "no JUnit file written")
+  -- well-formed XML, as a CI system's parser reads it (when python3 is there to check)
+  local _, has_python = klua.testkit.sh("command -v python3 >/dev/null")
+  if has_python == 0 then
+    local perr, prc = klua.testkit.sh("python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' " ..
+      q(xml_path) .. " 2>&1")
+    assert_eq(prc, 0, perr)
+  end
+  os.remove(xml_path)
   assert_match(xml, '^<%?xml version="1%.0" encoding="UTF%-8"%?>\n<testsuites name="klua test" tests="7" failures="4" errors="0" skipped="1"')
   assert_match(xml, '<testsuite name="' .. SAMPLE:gsub("%p", "%%%0") .. '" tests="7" failures="4" errors="0" skipped="1"')
   assert_match(xml, '<testcase classname="[^"]*" name="top%-level passes" time="[%d%.]+"/>')
