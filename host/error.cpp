@@ -150,9 +150,20 @@ static int errors_new(lua_State* L) {
   lua_getfield(L, 1, "retriable");
   s.retriable = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  // `kafka = true` marks an error carrying a Kafka code (with `code`, librdkafka's), so that
+  // uncaught it exits 3 like the bindings' own
+  lua_getfield(L, 1, "kafka");
+  s.kafka = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   s.op = field_string(L, 1, "op");
   s.topic = field_string(L, 1, "topic");
   s.group = field_string(L, 1, "group");
+  lua_getfield(L, 1, "partition");
+  if (lua_isnumber(L, -1)) s.partition = static_cast<int>(lua_tointeger(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "timeout_ms");
+  if (lua_isnumber(L, -1)) s.timeout_ms = lua_tonumber(L, -1);
+  lua_pop(L, 1);
   push_error(L, s);
   return 1;
 }

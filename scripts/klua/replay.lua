@@ -115,14 +115,14 @@ local function plan_range(c, o)
   local count
   for _, t in ipairs(topics) do if t.name == o.source then count = t.partitions end end
   if not count then
-    return nil, klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", topic = o.source,
+    return nil, klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", code = 3, kafka = true, topic = o.source,
                                  message = "source topic " .. o.source .. " does not exist" }
   end
   local wanted = {}
   if o.partitions then
     for _, p in ipairs(o.partitions) do
       if p >= count then
-        return nil, klua.errors.new{ name = "UNKNOWN_PARTITION", topic = o.source, partition = p,
+        return nil, klua.errors.new{ name = "_UNKNOWN_PARTITION", code = -190, kafka = true, topic = o.source, partition = p,
           message = string.format("source topic %s has %d partition(s), no partition %d", o.source, count, p) }
       end
       wanted[#wanted + 1] = p

@@ -93,7 +93,8 @@ local function partition_count(topic)
   for _, t in ipairs(list) do
     if t.name == topic then return t.partitions end
   end
-  return nil, klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", message = "no topic " .. topic, topic = topic }
+  return nil, klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", code = 3, kafka = true, message = "no topic " .. topic,
+                               topic = topic }
 end
 
 -- A consumer without a group subscription, assigned to every partition of topic.
@@ -180,7 +181,7 @@ function M.expect_message(topic, predicate, opts)
   if not ok then error(e, 0) end
   if found then return found end
   if perr then return nil, perr end
-  return nil, klua.errors.new{ name = "_TIMED_OUT", topic = topic, timeout_ms = timeout,
+  return nil, klua.errors.new{ name = "_TIMED_OUT", code = -185, kafka = true, topic = topic, timeout_ms = timeout,
     message = string.format("expect_message: no matching message in %s within %d ms (%d other message(s) seen)",
       topic, timeout, seen) }
 end
@@ -212,7 +213,7 @@ function M.roundtrip(topic, msgs, opts)
   c:close()
   if not ok then return nil, e end
   if left > 0 then
-    return nil, klua.errors.new{ name = "_TIMED_OUT", topic = topic,
+    return nil, klua.errors.new{ name = "_TIMED_OUT", code = -185, kafka = true, topic = topic,
       message = string.format("roundtrip: %d of %d message(s) not read back from %s", left, #reports, topic) }
   end
   return out
