@@ -130,5 +130,13 @@ for _ in $(seq 100); do grep -q polling "$tmp/poll.out" 2>/dev/null && break; sl
 kill -INT $pid; wait $pid; rc=$?
 check "SIGINT ends a while-true poll loop with exit 130" eval '[ $rc = 130 ]'
 
+# The REPL on a pipe runs like a script: no banner or prompt, values print, the first error ends it.
+out=$(printf '=1 + 1\nfor i = 1, 2 do\nprint("i" .. i)\nend\n{ b = 2, a = 1 }\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl on a pipe prints values without prompts" eval '[ $rc = 0 ] && [ "$out" = "$(printf "2\ni1\ni2\n{ a = 1, b = 2 }")" ]'
+out=$(printf 'x = = 1\nprint("not reached")\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl on a pipe stops at the first error with exit 1" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "unexpected symbol" && [ -z "$out" ]'
+out=$(printf 'for i = 1, 2 do\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl on a pipe reports an unfinished chunk" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "<eof>"'
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
