@@ -5,6 +5,7 @@ KLUA=${1:?usage: cli_test.sh KLUA}
 export KLUA_BROKERS=
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export XDG_CONFIG_HOME="$tmp/no-config"  # the user's own profiles must not change the results
 pass=0 fail=0
 
 check() {  # check NAME CONDITION-EXIT-STATUS
@@ -137,6 +138,48 @@ out=$(printf 'x = = 1\nprint("not reached")\n' | "$KLUA" repl 2>"$tmp/err"); rc=
 check "repl on a pipe stops at the first error with exit 1" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "unexpected symbol" && [ -z "$out" ]'
 out=$(printf 'for i = 1, 2 do\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
 check "repl on a pipe reports an unfinished chunk" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "<eof>"'
+
+# Profiles from $XDG_CONFIG_HOME/klua/config.lua; secrets from env vars and files, never printed.
+mkdir -p "$tmp/cfg/klua"
+printf 'file-secret-value\n' >"$tmp/secret"
+cat >"$tmp/cfg/klua/config.lua" <<LUA
+return { profiles = {
+  default = { brokers = "default-host:9092" },
+  prod = { brokers = "prod-host:9093", ["security.protocol"] = "SASL_SSL", ["sasl.username"] = "svc",
+           ["sasl.password"] = { env = "KLUA_TEST_PW" }, ["ssl.key.password"] = { file = "$tmp/secret" },
+           ["linger.ms"] = 5 },
+} }
+LUA
+export XDG_CONFIG_HOME="$tmp/cfg"
+KLUA_BROKERS=env-host:1 run "$KLUA" -e 'print(klua.config()["bootstrap.servers"])'
+check "the default profile is used, above KLUA_BROKERS" eval '[ "$out" = default-host:9092 ]'
+KLUA_TEST_PW=pw-from-env KLUA_PROFILE=default run "$KLUA" --profile prod -e 'local c = klua.config(); print(c["bootstrap.servers"], c["sasl.password"], c["ssl.key.password"])'
+check "--profile beats KLUA_PROFILE; secrets come from env and file" eval '[ "$out" = "$(printf "prod-host:9093\tpw-from-env\tfile-secret-value")" ]'
+KLUA_TEST_PW=pw-from-env KLUA_PROFILE=prod run "$KLUA" -b cli-host:1 -X linger.ms=9 config show
+check "config show: -b and -X over the profile, sources named, secrets redacted" eval '[ $rc = 0 ] && has "$out" "cli-host:1" && has "$out" "env KLUA_TEST_PW" && has "$out" "over profile prod" && ! has "$out" pw-from-env && ! has "$out" file-secret-value && has "$out" "********"'
+KLUA_TEST_PW=pw-from-env run "$KLUA" --profile=prod config show --json
+check "config show --json redacts too" eval '[ $rc = 0 ] && has "$out" "\"redacted\":true" && ! has "$out" pw-from-env && ! has "$out" file-secret-value'
+run "$KLUA" --profile staging -e 'print(1)'
+check "an unknown profile exits 2 naming it and the profiles" eval '[ $rc = 2 ] && has "$err" "unknown profile '"'"'staging'"'"'" && has "$err" "default, prod"'
+run "$KLUA" --profile prod -e 'print(1)'
+check "an unset secret env var exits 2 naming it" eval '[ $rc = 2 ] && has "$err" "KLUA_TEST_PW is not set" && has "$err" "sasl.password"'
+printf 'return { profiles = { x = { colour = "red" } } }\n' >"$tmp/cfg/klua/config.lua"
+run "$KLUA" --profile x -e 'print(1)'
+check "an unknown profile key is named" eval '[ $rc = 2 ] && has "$err" "unknown key '"'"'colour'"'"'"'
+printf 'return {\n profiles = { x = { brokers = os.getenv("HOME") } } }\n' >"$tmp/cfg/klua/config.lua"
+run "$KLUA" -e 'print(1)'
+check "the config file runs without libraries (data only)" eval '[ $rc = 2 ] && has "$err" "config.lua:2:"'
+printf 'while true do end\n' >"$tmp/cfg/klua/config.lua"
+run "$KLUA" -e 'print(1)'
+check "an endless config file fails instead of hanging" eval '[ $rc = 2 ] && has "$err" "runs too long"'
+run "$KLUA" version
+check "version does not read the config file" eval '[ $rc = 0 ]'
+rm -rf "$tmp/cfg"
+run "$KLUA" --profile prod -e 'print(1)'
+check "a profile without a config file exits 2" eval '[ $rc = 2 ] && has "$err" "no config file"'
+run "$KLUA" config show
+check "config show without brokers names the embedded cluster" eval '[ $rc = 0 ] && has "$out" "embedded mock cluster"'
+export XDG_CONFIG_HOME="$tmp/no-config"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
