@@ -181,5 +181,27 @@ run "$KLUA" config show
 check "config show without brokers names the embedded cluster" eval '[ $rc = 0 ] && has "$out" "embedded mock cluster"'
 export XDG_CONFIG_HOME="$tmp/no-config"
 
+# bash completion: subcommands, options, file names; and no drift from the commands' --help.
+"$KLUA" completion bash >"$tmp/klua.bash"
+mkdir -p "$tmp/empty"
+comp() {  # comp WORDS...: the completions for the last word (in an empty directory: no file names)
+  cd "$tmp/empty" && bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _klua; printf "%s\n" "${COMPREPLY[@]}"' _ "$tmp/klua.bash" "$@"
+  cd - >/dev/null
+}
+check "completion: subcommands" eval '[ "$(comp klua to)" = topics ] && has "$(comp klua c)" consume && has "$(comp klua c)" config'
+check "completion: a command's options" eval '[ "$(comp klua topics --j)" = --json ] && has "$(comp klua consume t --f)" --from'
+check "completion: options after global options" eval '[ "$(comp klua -b h:1 -X a=b lag g --max)" = --max-lag ]'
+check "completion: file names for run and -F" eval '[ "$(comp klua run "$tmp/sy")" = "$tmp/syntax.lua" ] && [ "$(comp klua -F "$tmp/good.p")" = "$tmp/good.properties" ]'
+check "completion: words of config and completion" eval '[ "$(comp klua config "")" = show ] && [ "$(comp klua completion b)" = bash ]'
+drift=""
+for c in $(grep -oE '^klua [a-z]+' README.md | cut -d" " -f2 | sort -u); do
+  [ -z "$(comp klua "$c")" ] && drift="$drift command:$c"
+  listed=" $(comp klua "$c" - | tr '\n' ' ') $(comp klua - | tr '\n' ' ') "
+  for o in $("$KLUA" "$c" --help 2>/dev/null | grep -oE -- '(^|[][ ,|(])--?[a-zA-Z][-a-zA-Z]*' | grep -oE -- '--?[a-zA-Z][-a-zA-Z]*' | sort -u); do
+    [[ $listed == *" $o "* ]] || drift="$drift $c:$o"
+  done
+done
+check "completion lists every README command and every option of their --help${drift:+ (missing:$drift)}" eval '[ -z "$drift" ]'
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
