@@ -208,7 +208,9 @@ int l_save_history(lua_State* L) {
   luaL_argcheck(L, max > 0, 2, "max_lines must be positive");
   for (size_t p = path.find('/', 1); p != std::string::npos; p = path.find('/', p + 1))
     ::mkdir(path.substr(0, p).c_str(), 0700);
-  if (write_history(path.c_str()) != 0 || history_truncate_file(path.c_str(), static_cast<int>(max)) != 0) {
+  // Typed lines may hold secrets: the file is the user's alone.
+  if (write_history(path.c_str()) != 0 || history_truncate_file(path.c_str(), static_cast<int>(max)) != 0 ||
+      ::chmod(path.c_str(), 0600) != 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "cannot write history %s: %s", path.c_str(), std::strerror(errno));
     return 2;

@@ -136,6 +136,12 @@ out=$(printf '=1 + 1\nfor i = 1, 2 do\nprint("i" .. i)\nend\n{ b = 2, a = 1 }\n'
 check "repl on a pipe prints values without prompts" eval '[ $rc = 0 ] && [ "$out" = "$(printf "2\ni1\ni2\n{ a = 1, b = 2 }")" ]'
 out=$(printf 'x = = 1\nprint("not reached")\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
 check "repl on a pipe stops at the first error with exit 1" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "unexpected symbol" && [ -z "$out" ]'
+out=$(printf ':connect h1:9092\n=klua.config()["bootstrap.servers"]\n:help p:produce\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl :connect sets the brokers of new clients; :help reads the README" eval '[ $rc = 0 ] && has "$out" "new clients connect to h1:9092" && has "$out" "$(printf "\nh1:9092\n")" && has "$out" "yields until the delivery report"'
+run "$KLUA" config
+check "config without show is a usage error" eval '[ $rc = 2 ] && has "$err" "klua config show"'
+run "$KLUA" completion zsh
+check "completion for an unknown shell is a usage error" eval '[ $rc = 2 ] && has "$err" "klua completion bash"'
 out=$(printf 'for i = 1, 2 do\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
 check "repl on a pipe reports an unfinished chunk" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "<eof>"'
 
