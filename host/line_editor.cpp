@@ -179,6 +179,26 @@ int l_read(lua_State* L) {
   return lua_yield(L, 0);
 }
 
+// line_editor.output(fn, ...): calls fn(...) (which writes to the terminal) with the line being
+// edited taken off the screen and drawn again below the output, so a background task's print
+// does not garble the prompt. Without a read in progress it just calls fn.
+int l_output(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  LineEditor& ed = editor(L);
+  bool editing = ed.installed;
+  if (editing) {
+    std::fputs("\r\x1b[K", stdout);  // to the start of the line, erase it
+    std::fflush(stdout);
+  }
+  int status = lua_pcall(L, lua_gettop(L) - 1, 0, 0);
+  if (editing && ed.installed) {
+    std::fflush(stdout);
+    rl_forced_update_display();  // prompt and the text typed so far, on the current line
+  }
+  if (status != 0) return lua_error(L);
+  return 0;
+}
+
 int l_add_history(lua_State* L) {
   const char* line = luaL_checkstring(L, 1);
   if (*line) add_history(line);
@@ -282,6 +302,8 @@ void open_line_editor(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "available");
   rt.scheduler().push_waiting(L, l_read);
   lua_setfield(L, -2, "read");
+  lua_pushcfunction(L, l_output);
+  lua_setfield(L, -2, "output");
   lua_pushcfunction(L, l_add_history);
   lua_setfield(L, -2, "add_history");
   lua_pushcfunction(L, l_load_history);

@@ -160,6 +160,17 @@ def _():
     s1.expect(PROMPT)
 
 
+@case("a background print goes above the line being typed, which is kept")
+def _():
+    s1.line("klua.spawn(function() klua.sleep(300) print('bg-line') end)")
+    s1.expect(PROMPT)
+    s1.send("=20")
+    s1.expect(r"bg-line\n" + PROMPT + "=20")
+    s1.line(" + 1")
+    s1.expect(r"\n21\n")
+    s1.expect(PROMPT)
+
+
 @case("Ctrl-C during a long poll cancels that line, not the REPL")
 def _():
     s1.line("c = klua.consumer{ group = 'pty', topics = { 'pty' } }")

@@ -133,6 +133,9 @@ local function interactive()
     if s.running then s.running:cancel() end
     return true
   end)
+  -- print from a background task while a line is being typed goes above that line
+  local print = print
+  _G.print = function(...) le.output(print, ...) end
   io.stdout:write("klua ", klua.version, ": Lua with Kafka. :help for help, Ctrl-D to leave.\n")
   local prompt = PROMPT
   while not s.done do
