@@ -294,6 +294,7 @@ void open_line_editor(Runtime& rt, lua_State* L, int klua_table) {
   rl_readline_name = "klua";
   rl_attempted_completion_function = complete;
   rl_completer_word_break_characters = g_word_breaks;
+  rl_basic_word_break_characters = g_word_breaks;  // the one libedit's completion actually reads
   rl_completion_append_character = '\0';
   rt.set_interrupt_hook(on_interrupt);
 
