@@ -110,8 +110,14 @@ local function scalar(v, o)
   return tostring(v)
 end
 
+local KEYWORDS = {}
+for w in ("and break do else elseif end false for function goto if in local nil not or repeat return then true until while")
+    :gmatch("%a+") do
+  KEYWORDS[w] = true
+end
+
 local function is_identifier(k)
-  return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil
+  return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil and not KEYWORDS[k]
 end
 
 local function key_text(k, o)
@@ -267,6 +273,15 @@ end
 
 format = function(v, o, depth, indent, visiting)
   if type(v) ~= "table" or has_tostring(v) then return scalar(v, o) end
+  -- a nested list of records (a lag result's partitions) is an aligned table too
+  local n = array_length(v)
+  if n >= 2 and not visiting[v] and #other_keys(v, n) == 0 then
+    local cols = record_columns(v, n)
+    if cols then
+      local rows = aligned(v, n, cols, o)
+      return "{\n" .. indent .. "  " .. rows:gsub("\n", "\n" .. indent .. "  ") .. "\n" .. indent .. "}"
+    end
+  end
   return format_table(v, o, depth, indent, visiting)
 end
 

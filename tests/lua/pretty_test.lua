@@ -57,6 +57,23 @@ test("a list of records prints as an aligned table with the usual columns first"
     "t              1       8  -    v       -" }, "\n"))
 end)
 
+test("a nested list of records is aligned too; keywords are quoted as keys", function()
+  local lag = { group = "g", lag = 4, partitions = {
+    { topic = "t", partition = 0, committed = 1, low = 0, high = 2, ["end"] = 2, lag = 1 },
+    { topic = "t", partition = 1, low = 0, high = 3, ["end"] = 3, lag = 3 } } }
+  assert_eq(pretty.format(lag), table.concat({
+    "{",
+    '  group = "g",',
+    "  lag = 4,",
+    "  partitions = {",
+    "    topic  partition  committed  low  high  end  lag",
+    "    t              0          1    0     2    2    1",
+    "    t              1          -    0     3    3    3",
+    "  }",
+    "}" }, "\n"))
+  assert_eq(pretty.format({ ["end"] = 1, ["nil"] = 2 }), '{ ["end"] = 1, ["nil"] = 2 }')
+end)
+
 test("long lists are cut with a count", function()
   local list = {}
   for i = 1, 120 do list[i] = i end
