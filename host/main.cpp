@@ -37,7 +37,7 @@ commands:
   help                 this text
 
 options (before the command):
-  -b, --brokers LIST   bootstrap servers (overrides KLUA_BROKERS and -F)
+  -b, --brokers LIST   bootstrap servers (overrides -F, the profile and KLUA_BROKERS)
   -X key=value         a librdkafka property for every client (repeatable)
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
