@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
   }
 
   std::string command = i < argc ? argv[i] : "";
-  if (command != "help" && command != "version") {
+  if (command != "help" && command != "version" && command != "completion") {
     std::string err;
     if (!klua::load_profile(klua::config_file_path(), profile, profile_layer, err)) {
       fmt::print(stderr, "klua: {}\n", err);
