@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bindings/modules.hpp"
+#include "host/profiles.hpp"
 #include "host/runtime.hpp"
 
 namespace {
@@ -31,18 +32,23 @@ commands:
   provision FILE [--apply|--check] [--prune] [--json]   desired-state topics (exit 4 on drift)
   replay SOURCE TARGET [--from T] [--to T] [--since 2h] [--rate N]   copy a range of records
                        (each command has --help)
+  config show [--json] the effective configuration and where each value comes from (secrets hidden)
+  completion bash      a bash completion script (source <(klua completion bash))
   version              print klua, librdkafka and LuaJIT versions
   help                 this text
 
 options (before the command):
-  -b, --brokers LIST   bootstrap servers (overrides KLUA_BROKERS and -F)
+  -b, --brokers LIST   bootstrap servers (overrides -F, the profile and KLUA_BROKERS)
   -X key=value         a librdkafka property for every client (repeatable)
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
+  -p, --profile NAME   a profile of the config file (overrides KLUA_PROFILE)
   -h, --help           this text
 
 environment:
-  KLUA_BROKERS         bootstrap servers when neither -b nor -X/-F/the script name any
+  KLUA_BROKERS         bootstrap servers when neither -b nor -X/-F/a profile/the script name any
+  KLUA_PROFILE         the profile to use (else the one named "default", if any)
+  config file          $XDG_CONFIG_HOME/klua/config.lua (~/.config/klua/config.lua): named profiles
 
 With no broker configured, klua starts an embedded mock cluster (see README).
 Exit codes: 0 ok, 1 script error, 2 usage, 3 Kafka error, 4 check failed, 130/143 signals.
@@ -84,7 +90,9 @@ bool read_properties_file(const std::string& path, std::vector<klua::ConfigEntry
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<klua::ConfigEntry> env_layer, file_layer, brokers_layer, x_layer, debug_layer;
+  std::vector<klua::ConfigEntry> env_layer, profile_layer, file_layer, brokers_layer, x_layer, debug_layer;
+  klua::ProfileChoice profile;
+  if (const char* p = std::getenv("KLUA_PROFILE"); p && *p) profile = {p, "KLUA_PROFILE"};
   if (const char* b = std::getenv("KLUA_BROKERS"); b && *b) env_layer.push_back({"bootstrap.servers", b, "KLUA_BROKERS"});
 
   int i = 1;
@@ -113,6 +121,10 @@ int main(int argc, char** argv) {
       if (!v) return usage_error("-F needs a file");
       std::string err;
       if (!read_properties_file(v, file_layer, err)) return usage_error(err);
+    } else if (a == "-p" || a == "--profile" || a.rfind("--profile=", 0) == 0) {
+      const char* v = a.rfind("--profile=", 0) == 0 ? argv[i] + 10 : need("--profile");
+      if (!v || !*v) return usage_error(a + " needs a profile name");
+      profile = {v, "--profile"};
     } else if (a == "-d" || a == "--debug") {
       const char* v = need("-d");
       if (!v) return usage_error(a + " needs debug contexts (e.g. all)");
@@ -133,12 +145,21 @@ int main(int argc, char** argv) {
     }
   }
 
+  std::string command = i < argc ? argv[i] : "";
+  if (command != "help" && command != "version" && command != "completion") {
+    std::string err;
+    if (!klua::load_profile(klua::config_file_path(), profile, profile_layer, err)) {
+      fmt::print(stderr, "klua: {}\n", err);
+      return klua::EXIT_USAGE;
+    }
+  }
+
+  // Lowest precedence first: a profile beats KLUA_BROKERS; -F, -b and -X beat the profile.
   klua::RuntimeOptions opts;
-  for (auto* layer : {&env_layer, &file_layer, &brokers_layer, &x_layer, &debug_layer})
+  for (auto* layer : {&env_layer, &profile_layer, &file_layer, &brokers_layer, &x_layer, &debug_layer})
     opts.config.insert(opts.config.end(), layer->begin(), layer->end());
   opts.modules = klua::standard_modules();
 
-  std::string command = i < argc ? argv[i] : "";
   enum { RunFile, RunCode, RunBundled } mode = RunFile;
   std::string target;
   int args_from = 0;
@@ -180,6 +201,11 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) return usage_error("test needs at least one PATH");
     mode = RunBundled;
     target = "klua.test_runner";
+    args_from = i + 1;
+  } else if (command == "config" || command == "completion") {
+    // klua config show, klua completion bash: scripts in scripts/klua/cli/ like the one-liners.
+    mode = RunBundled;
+    target = "klua.cli." + command;
     args_from = i + 1;
   } else {
     target = command;  // klua FILE [args]

@@ -13,7 +13,8 @@
 
 namespace klua {
 
-void open_stdin(Runtime& rt, lua_State* L, int klua_table);  // host/stdin.cpp
+void open_stdin(Runtime& rt, lua_State* L, int klua_table);        // host/stdin.cpp
+void open_line_editor(Runtime& rt, lua_State* L, int klua_table);  // host/line_editor.cpp
 
 namespace {
 const char* const RUNTIME_KEY = "klua.runtime";
@@ -99,6 +100,38 @@ int l_config(lua_State* L) {
     lua_setfield(L, -2, e.key.c_str());
   }
   return 1;
+}
+
+// klua.config_entries(): every layered property with its source, lowest precedence first
+// (klua config show prints them).
+int l_config_entries(lua_State* L) {
+  Runtime& rt = Runtime::from(L);
+  lua_createtable(L, static_cast<int>(rt.config().size()), 0);
+  int i = 1;
+  for (const auto& e : rt.config()) {
+    lua_createtable(L, 0, 3);
+    lua_pushlstring(L, e.key.data(), e.key.size());
+    lua_setfield(L, -2, "key");
+    lua_pushlstring(L, e.value.data(), e.value.size());
+    lua_setfield(L, -2, "value");
+    lua_pushlstring(L, e.source.data(), e.source.size());
+    lua_setfield(L, -2, "source");
+    lua_rawseti(L, -2, i++);
+  }
+  return 1;
+}
+
+// klua.set_config(key, value [, source]): a property for every client created after the call,
+// above the command-line layers (the REPL's :connect sets bootstrap.servers with it).
+int l_set_config(lua_State* L) {
+  size_t klen, vlen;
+  const char* key = luaL_checklstring(L, 1, &klen);
+  luaL_argcheck(L, klen > 0, 1, "property name must not be empty");
+  luaL_argcheck(L, lua_type(L, 2) == LUA_TSTRING || lua_type(L, 2) == LUA_TNUMBER, 2, "value must be a string or a number");
+  const char* value = lua_tolstring(L, 2, &vlen);
+  const char* source = luaL_optstring(L, 3, "klua.set_config");
+  Runtime::from(L).set_config({std::string(key, klen), std::string(value, vlen), source});
+  return 0;
 }
 
 // klua.<name> for a bundled module klua.<name> (scripts/klua/<name>.lua) loads it on first use,
@@ -242,9 +275,14 @@ void Runtime::open_libs() {
   lua_setfield(L, klua, "exit");
   lua_pushcfunction(L, l_config);
   lua_setfield(L, klua, "config");
+  lua_pushcfunction(L, l_config_entries);
+  lua_setfield(L, klua, "config_entries");
+  lua_pushcfunction(L, l_set_config);
+  lua_setfield(L, klua, "set_config");
   open_errors(L, klua);
   scheduler_->open(L, klua);
   open_stdin(*this, L, klua);
+  open_line_editor(*this, L, klua);
   for (auto& m : opts_.modules) m(*this, L, klua);
 
   // require("klua") returns the same table; os.exit flushes and closes like klua.exit.
@@ -364,6 +402,7 @@ void Runtime::install_signals() {
 }
 
 void Runtime::on_signal(int signum) {
+  if (signum == SIGINT && interrupt_hook_ && signal_count_ == 0 && interrupt_hook_()) return;
   int code = 128 + signum;
   if (++signal_count_ > 1) {
     fmt::print(stderr, "klua: second signal, exiting at once\n");

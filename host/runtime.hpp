@@ -64,6 +64,8 @@ class Runtime {
   uv_loop_t* loop() { return &loop_; }
   Scheduler& scheduler() { return *scheduler_; }
   const std::vector<ConfigEntry>& config() const { return opts_.config; }
+  // Adds a property above every layer, for clients created from now on (the REPL's :connect).
+  void set_config(ConfigEntry e) { opts_.config.push_back(std::move(e)); }
   // The last value of key in the configuration layers, if any.
   std::optional<std::string> config_value(const std::string& key) const;
 
@@ -97,6 +99,9 @@ class Runtime {
 
   // Called by the scheduler when a task finished; cancellations end quietly.
   void on_signal(int signum);
+  // A hook that may take SIGINT for itself (the REPL: Ctrl-C cancels the running line or clears
+  // the input, not the program). Returns true when it handled the signal.
+  void set_interrupt_hook(std::function<bool()> hook) { interrupt_hook_ = std::move(hook); }
 
  private:
   void open_libs();
@@ -111,6 +116,7 @@ class Runtime {
   std::vector<Closable*> closables_;
   uv_signal_t sigint_, sigterm_;
   bool signals_installed_ = false;
+  std::function<bool()> interrupt_hook_;
   int signal_count_ = 0;
   bool exiting_ = false;
   bool failed_ = false;

@@ -5,6 +5,7 @@ KLUA=${1:?usage: cli_test.sh KLUA}
 export KLUA_BROKERS=
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export XDG_CONFIG_HOME="$tmp/no-config"  # the user's own profiles must not change the results
 pass=0 fail=0
 
 check() {  # check NAME CONDITION-EXIT-STATUS
@@ -146,6 +147,84 @@ pid=$!
 for _ in $(seq 100); do grep -q "shielded waits" "$tmp/shield.out" 2>/dev/null && break; sleep 0.1; done
 kill -INT $pid; wait $pid; rc=$?
 check "SIGINT spares a shielded task, cancels the others, exits 130" eval '[ $rc = 130 ] && grep -q "shielded done" "$tmp/shield.out" && ! grep -q "plain done" "$tmp/shield.out" && ! grep -q "main done" "$tmp/shield.out"'
+
+# The REPL on a pipe runs like a script: no banner or prompt, values print, the first error ends it.
+out=$(printf '=1 + 1\nfor i = 1, 2 do\nprint("i" .. i)\nend\n{ b = 2, a = 1 }\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl on a pipe prints values without prompts" eval '[ $rc = 0 ] && [ "$out" = "$(printf "2\ni1\ni2\n{ a = 1, b = 2 }")" ]'
+out=$(printf 'x = = 1\nprint("not reached")\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl on a pipe stops at the first error with exit 1" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "unexpected symbol" && [ -z "$out" ]'
+out=$(printf ':connect h1:9092\n=klua.config()["bootstrap.servers"]\n:help p:produce\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl :connect sets the brokers of new clients; :help reads the README" eval '[ $rc = 0 ] && has "$out" "new clients connect to h1:9092" && has "$out" "$(printf "\nh1:9092\n")" && has "$out" "yields until the delivery report"'
+run "$KLUA" config
+check "config without show is a usage error" eval '[ $rc = 2 ] && has "$err" "klua config show"'
+run "$KLUA" completion zsh
+check "completion for an unknown shell is a usage error" eval '[ $rc = 2 ] && has "$err" "klua completion bash"'
+out=$(printf 'for i = 1, 2 do\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl on a pipe reports an unfinished chunk" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "<eof>"'
+
+# Profiles from $XDG_CONFIG_HOME/klua/config.lua; secrets from env vars and files, never printed.
+mkdir -p "$tmp/cfg/klua"
+printf 'file-secret-value\n' >"$tmp/secret"
+cat >"$tmp/cfg/klua/config.lua" <<LUA
+return { profiles = {
+  default = { brokers = "default-host:9092" },
+  prod = { brokers = "prod-host:9093", ["security.protocol"] = "SASL_SSL", ["sasl.username"] = "svc",
+           ["sasl.password"] = { env = "KLUA_TEST_PW" }, ["ssl.key.password"] = { file = "$tmp/secret" },
+           ["linger.ms"] = 5 },
+} }
+LUA
+export XDG_CONFIG_HOME="$tmp/cfg"
+KLUA_BROKERS=env-host:1 run "$KLUA" -e 'print(klua.config()["bootstrap.servers"])'
+check "the default profile is used, above KLUA_BROKERS" eval '[ "$out" = default-host:9092 ]'
+KLUA_TEST_PW=pw-from-env KLUA_PROFILE=default run "$KLUA" --profile prod -e 'local c = klua.config(); print(c["bootstrap.servers"], c["sasl.password"], c["ssl.key.password"])'
+check "--profile beats KLUA_PROFILE; secrets come from env and file" eval '[ "$out" = "$(printf "prod-host:9093\tpw-from-env\tfile-secret-value")" ]'
+KLUA_TEST_PW=pw-from-env KLUA_PROFILE=prod run "$KLUA" -b cli-host:1 -X linger.ms=9 config show
+check "config show: -b and -X over the profile, sources named, secrets redacted" eval '[ $rc = 0 ] && has "$out" "cli-host:1" && has "$out" "env KLUA_TEST_PW" && has "$out" "over profile prod" && ! has "$out" pw-from-env && ! has "$out" file-secret-value && has "$out" "********"'
+KLUA_TEST_PW=pw-from-env run "$KLUA" --profile=prod config show --json
+check "config show --json redacts too" eval '[ $rc = 0 ] && has "$out" "\"redacted\":true" && ! has "$out" pw-from-env && ! has "$out" file-secret-value'
+run "$KLUA" --profile staging -e 'print(1)'
+check "an unknown profile exits 2 naming it and the profiles" eval '[ $rc = 2 ] && has "$err" "unknown profile '"'"'staging'"'"'" && has "$err" "default, prod"'
+run "$KLUA" --profile prod -e 'print(1)'
+check "an unset secret env var exits 2 naming it" eval '[ $rc = 2 ] && has "$err" "KLUA_TEST_PW is not set" && has "$err" "sasl.password"'
+printf 'return { profiles = { x = { colour = "red" } } }\n' >"$tmp/cfg/klua/config.lua"
+run "$KLUA" --profile x -e 'print(1)'
+check "an unknown profile key is named" eval '[ $rc = 2 ] && has "$err" "unknown key '"'"'colour'"'"'"'
+printf 'return {\n profiles = { x = { brokers = os.getenv("HOME") } } }\n' >"$tmp/cfg/klua/config.lua"
+run "$KLUA" -e 'print(1)'
+check "the config file runs without libraries (data only)" eval '[ $rc = 2 ] && has "$err" "config.lua:2:"'
+printf 'while true do end\n' >"$tmp/cfg/klua/config.lua"
+run "$KLUA" -e 'print(1)'
+check "an endless config file fails instead of hanging" eval '[ $rc = 2 ] && has "$err" "runs too long"'
+run "$KLUA" version
+check "version does not read the config file" eval '[ $rc = 0 ]'
+rm -rf "$tmp/cfg"
+run "$KLUA" --profile prod -e 'print(1)'
+check "a profile without a config file exits 2" eval '[ $rc = 2 ] && has "$err" "no config file"'
+run "$KLUA" config show
+check "config show without brokers names the embedded cluster" eval '[ $rc = 0 ] && has "$out" "embedded mock cluster"'
+export XDG_CONFIG_HOME="$tmp/no-config"
+
+# bash completion: subcommands, options, file names; and no drift from the commands' --help.
+"$KLUA" completion bash >"$tmp/klua.bash"
+mkdir -p "$tmp/empty"
+comp() {  # comp WORDS...: the completions for the last word (in an empty directory: no file names)
+  cd "$tmp/empty" && bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _klua; printf "%s\n" "${COMPREPLY[@]}"' _ "$tmp/klua.bash" "$@"
+  cd - >/dev/null
+}
+check "completion: subcommands" eval '[ "$(comp klua to)" = topics ] && has "$(comp klua c)" consume && has "$(comp klua c)" config'
+check "completion: a command's options" eval '[ "$(comp klua topics --j)" = --json ] && has "$(comp klua consume t --f)" --from'
+check "completion: options after global options" eval '[ "$(comp klua -b h:1 -X a=b lag g --max)" = --max-lag ]'
+check "completion: file names for run and -F" eval '[ "$(comp klua run "$tmp/sy")" = "$tmp/syntax.lua" ] && [ "$(comp klua -F "$tmp/good.p")" = "$tmp/good.properties" ]'
+check "completion: words of config and completion" eval '[ "$(comp klua config "")" = show ] && [ "$(comp klua completion b)" = bash ]'
+drift=""
+for c in $(grep -oE '^klua [a-z]+' README.md | cut -d" " -f2 | sort -u); do
+  [ -z "$(comp klua "$c")" ] && drift="$drift command:$c"
+  listed=" $(comp klua "$c" - | tr '\n' ' ') $(comp klua - | tr '\n' ' ') "
+  for o in $("$KLUA" "$c" --help 2>/dev/null | grep -oE -- '(^|[][ ,|(])--?[a-zA-Z][-a-zA-Z]*' | grep -oE -- '--?[a-zA-Z][-a-zA-Z]*' | sort -u); do
+    [[ $listed == *" $o "* ]] || drift="$drift $c:$o"
+  done
+done
+check "completion lists every README command and every option of their --help${drift:+ (missing:$drift)}" eval '[ -z "$drift" ]'
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -1,52 +1,178 @@
--- klua repl: a basic prompt (a richer one with line editing comes later).
--- Input is read with klua.read_line, so the loop keeps running while the user types: a
--- consumer spawned in the background keeps consuming. Each line runs in its own task;
--- `=expr` or a bare expression prints its value.
+-- klua repl: the interactive prompt. On a terminal, lines are edited with libedit through
+-- klua.line_editor, which reads without blocking the loop: a consumer spawned in the background
+-- keeps consuming while the user types. Each input chunk runs in a task of its own; Ctrl-C
+-- cancels that task (or abandons the line being typed), never the REPL; Ctrl-D leaves through
+-- klua.exit, so producers flush and consumers commit and leave as at the end of any script.
+-- With standard input not a terminal it reads lines without prompts, like a script: values of
+-- expressions still print, and the first error ends it with exit 1.
+local pretty = require("klua.pretty")
+local complete = require("klua.repl_complete")
 local M = {}
 
-local function show(...)
-  local n = select("#", ...)
+local PROMPT, CONTINUE = "klua> ", "   >> "
+
+-- $XDG_STATE_HOME/klua/history, or ~/.local/state/klua/history.
+function M.history_path()
+  local state = os.getenv("XDG_STATE_HOME")
+  if state == nil or state == "" then
+    local home = os.getenv("HOME")
+    if home == nil or home == "" then return nil end
+    state = home .. "/.local/state"
+  end
+  return state .. "/klua/history"
+end
+
+-- Compiles a chunk: `=expr` and bare expressions return their values. Returns the function,
+-- or nil, message, incomplete (true when more lines could complete it).
+function M.compile(src)
+  local expr = src:match("^%s*=(.*)$")
+  if expr then src = expr end
+  local fn = loadstring("return " .. src, "=stdin")
+  if fn then return fn end
+  if expr then src = "return " .. src end
+  local err
+  fn, err = loadstring(src, "=stdin")
+  if fn then return fn end
+  return nil, err, err:find("<eof>", 1, true) ~= nil
+end
+
+local function show(out, n, ...)
   if n == 0 then return end
-  local parts = {}
+  local parts, multiline = {}, false
   for i = 1, n do
-    local v = select(i, ...)
-    if type(v) == "table" and klua.json and not (getmetatable(v) or {}).__tostring then
-      local ok, s = pcall(klua.json.encode, v, { indent = 2 })
-      parts[i] = ok and s or tostring(v)
+    parts[i] = pretty.format((select(i, ...)))
+    if parts[i]:find("\n") then multiline = true end
+  end
+  out:write(table.concat(parts, multiline and "\n" or "\t"), "\n")
+end
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+local Session = {}
+Session.__index = Session
+
+-- Runs one compiled chunk in a task of its own and prints its values or its error.
+-- Returns true when it succeeded.
+function Session:run(fn)
+  local results
+  local task = klua.spawn(function() results = pack(fn()) end)
+  self.running = task
+  local _, err = task:join()
+  self.running = nil
+  if task:status() == "failed" then
+    if type(err) == "table" and err.name == "KLUA_CANCELLED" then
+      io.stderr:write("cancelled\n")
     else
-      parts[i] = tostring(v)
+      io.stderr:write(tostring(err), "\n")
+    end
+    return false
+  end
+  show(io.stdout, results.n, unpack(results, 1, results.n))
+  return true
+end
+
+-- Handles a line starting with ':'. Returns false when it is not a REPL command.
+function Session:command(line)
+  local name, rest = line:match("^:(%a+)%s*(.-)%s*$")
+  if not name then return false end
+  if name == "help" or name == "h" then
+    io.stdout:write(require("klua.help").text(rest ~= "" and rest or nil), "\n")
+  elseif name == "connect" then
+    if rest == "" then
+      io.stdout:write("brokers: ", klua.config()["bootstrap.servers"] or "(the embedded cluster)", "\n")
+    else
+      klua.set_config("bootstrap.servers", rest, ":connect")
+      io.stdout:write("new clients connect to ", rest, "\n")
+    end
+  elseif name == "quit" or name == "q" then
+    self.done = true
+  else
+    io.stderr:write("unknown command :", name, " (:help lists them)\n")
+  end
+  return true
+end
+
+-- Feeds one input line; returns the prompt for the next one.
+function Session:feed(line)
+  if self.buffer == nil and line:match("^:%a") then
+    self:command(line)
+    return PROMPT
+  end
+  local src = self.buffer and (self.buffer .. "\n" .. line) or line
+  if src:match("^%s*$") then return PROMPT end
+  local fn, err, incomplete = M.compile(src)
+  if incomplete then
+    self.buffer = src
+    return CONTINUE
+  end
+  self.buffer = nil
+  if fn then
+    if not self:run(fn) then self.failures = self.failures + 1 end
+  else
+    io.stderr:write(err, "\n")
+    self.failures = self.failures + 1
+  end
+  return PROMPT
+end
+
+local function new_session()
+  return setmetatable({ failures = 0 }, Session)
+end
+
+local function interactive()
+  local le = klua.line_editor
+  local s = new_session()
+  local hist = M.history_path()
+  if hist then
+    local ok, err = le.load_history(hist)
+    if not ok then io.stderr:write("klua: ", err, "\n") end
+  end
+  le.set_completer(complete.candidates)
+  -- Ctrl-C while a line runs cancels its task; the REPL itself carries on.
+  le.on_interrupt(function()
+    if s.running then s.running:cancel() end
+    return true
+  end)
+  -- print from a background task while a line is being typed goes above that line
+  local print = print
+  _G.print = function(...) le.output(print, ...) end
+  io.stdout:write("klua ", klua.version, ": Lua with Kafka. :help for help, Ctrl-D to leave.\n")
+  local prompt = PROMPT
+  while not s.done do
+    local line = le.read(prompt)
+    if line == nil then
+      io.stdout:write("\n")
+      break
+    elseif line == false then
+      s.buffer, prompt = nil, PROMPT  -- Ctrl-C abandons the chunk being typed
+    else
+      if line:find("%S") then le.add_history(line) end
+      if hist then le.save_history(hist) end
+      prompt = s:feed(line)
     end
   end
-  print(table.concat(parts, "\t"))
+  le.on_interrupt(nil)
+  klua.exit(0)  -- background tasks end; producers flush, consumers commit and leave
+end
+
+local function piped()
+  local s = new_session()
+  while true do
+    local line = klua.read_line()
+    if line == nil then break end
+    s:feed(line)
+    if s.failures > 0 or s.done then break end
+  end
+  if s.buffer then
+    local _, err = M.compile(s.buffer)
+    io.stderr:write(err, "\n")
+    s.failures = 1
+  end
+  klua.exit(s.failures > 0 and 1 or 0)
 end
 
 function M.main()
-  io.stdout:setvbuf("no")
-  local buffer = ""
-  while true do
-    io.stdout:write(buffer == "" and "klua> " or "   >> ")
-    local line = klua.read_line()
-    if not line then print() break end
-    buffer = buffer == "" and line or (buffer .. "\n" .. line)
-    local src = buffer:gsub("^=", "return ")
-    local chunk, err = loadstring("return " .. src, "=repl")
-    if not chunk then chunk, err = loadstring(src, "=repl") end
-    if chunk then
-      buffer = ""
-      local task = klua.spawn(function() return chunk() end)
-      local results = { n = 0 }
-      local function collect(...) results = { n = select("#", ...), ... } end
-      collect(task:join())
-      if task:status() == "failed" then
-        print(tostring(results[2]))
-      else
-        show(unpack(results, 1, results.n))
-      end
-    elseif not err:find("<eof>") then
-      buffer = ""
-      print(err)
-    end
-  end
+  if klua.line_editor.available() then interactive() else piped() end
 end
 
 return M

@@ -9,7 +9,7 @@ usage: klua replay SOURCE TARGET [options]
   copies SOURCE's records in a range fixed at start into TARGET, keeping key, headers, timestamp
   --from WHERE          start: beginning (default), an offset, or a time (epoch ms, ISO-8601, -2h)
   --to WHERE            end (exclusive): end (default: the end offsets at start), an offset or a time
-  --since DURATION      the last DURATION (2h, 15m, 30s, 1d): the same as --from -DURATION
+  --since DURATION      the last DURATION (2h, 15m, 30s, 1d): --since 2h is --from -2h
   -p, --partition N     only this source partition (repeatable)
   --source-brokers LIST the source cluster (default: -b / KLUA_BROKERS)
   --target-brokers LIST the target cluster (default: the same as the source)
