@@ -1,8 +1,8 @@
 // Raw librdkafka round-trip latency program: the baseline of bench/roundtrip.lua.
-// One thread, like klua's loop: it produces at a fixed rate (the messages due in
-// each millisecond are sent together) and consumes the same topic (partitions
-// 0..P-1 assigned at their end, no group join), polling the consumer with a
-// timeout up to the next millisecond tick. Each value starts with its sequence
+// A producer thread sends at a fixed rate (the messages due in each millisecond
+// are sent together, then it sleeps until the next tick) while the main thread
+// consumes the same topic (partitions 0..P-1 assigned at their end, no group
+// join), blocked in rd_kafka_consumer_poll. Each value starts with its sequence
 // number and send time (steady clock, ms); latency is receive time minus send
 // time; messages sent during the warm-up are not counted (nor required: the
 // first ones may precede the consumer's end offsets). Producer and consumer
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
 
     std::vector<double> lat;
     lat.reserve(size_t(total));
-    long long received = 0, sent = 0;
+    long long received = 0, sent = 0;  // sent: the producer thread's only
     std::string pad(size_t(size) - 20, 'x');
     char value[4096];
 
@@ -128,32 +128,36 @@ int main(int argc, char** argv) {
     // Give the consumer's fetchers a moment to start at the end offsets (as the klua side does).
     for (double until = now_ms() + 500; now_ms() < until;) consume(10);
 
-    const double t0 = now_ms();
-    while (sent < total) {
-        double t = now_ms();
-        long long due = std::min(total, (long long)std::floor((t - t0) * rate / 1000) + 1);
-        for (; sent < due; ++sent) {
-            int n = std::snprintf(value, sizeof value, "%09lld%011.3f", sent, std::fmod(now_ms(), 1e7));
-            std::copy(pad.begin(), pad.end(), value + n);
-            for (;;) {
-                rd_kafka_resp_err_t e = rd_kafka_producev(
-                    prod, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(int32_t(sent % partitions)),
-                    RD_KAFKA_V_VALUE(value, size_t(n) + pad.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                    RD_KAFKA_V_END);
-                if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-                if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) die(std::string("produce: ") + rd_kafka_err2str(e));
-                rd_kafka_poll(prod, 1);
+    // The producer runs on a thread of its own that sleeps until each millisecond tick, so that
+    // neither side spins; the main thread blocks in rd_kafka_consumer_poll.
+    std::thread producer([&] {
+        const auto start = std::chrono::steady_clock::now();
+        const double t0 = now_ms();
+        for (long long tick = 1; sent < total; ++tick) {
+            long long due = std::min(total, (long long)std::floor((now_ms() - t0) * rate / 1000) + 1);
+            for (; sent < due; ++sent) {
+                int n = std::snprintf(value, sizeof value, "%09lld%011.3f", sent, std::fmod(now_ms(), 1e7));
+                std::copy(pad.begin(), pad.end(), value + n);
+                for (;;) {
+                    rd_kafka_resp_err_t e = rd_kafka_producev(
+                        prod, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(int32_t(sent % partitions)),
+                        RD_KAFKA_V_VALUE(value, size_t(n) + pad.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_END);
+                    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+                    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) die(std::string("produce: ") + rd_kafka_err2str(e));
+                    rd_kafka_poll(prod, 1);
+                }
             }
+            rd_kafka_poll(prod, 0);  // delivery reports
+            std::this_thread::sleep_until(start + std::chrono::milliseconds(tick));
         }
-        rd_kafka_poll(prod, 0);
-        // Wait for messages until the next millisecond tick.
-        double next = t0 + double(sent) * 1000 / rate;
-        int wait = int(std::max(0.0, std::ceil(next - now_ms())));
-        consume(std::min(wait, 1));
-    }
-    rd_kafka_flush(prod, 30000);
+        rd_kafka_flush(prod, 30000);
+    });
+
     const size_t measured = size_t(total - warm_count);
-    for (double deadline = now_ms() + 60000; lat.size() < measured && now_ms() < deadline;) consume(100);
+    for (double deadline = now_ms() + (warmup + seconds) * 1000 + 60000; lat.size() < measured && now_ms() < deadline;)
+        consume(100);
+    producer.join();
     if (lat.size() < measured)
         die("received " + std::to_string(lat.size()) + " of the " + std::to_string(measured) + " measured messages");
 
