@@ -1,7 +1,7 @@
 -- klua side of the consume benchmark; the baseline is bench/raw_consume.cpp.
 --
 --   klua run bench/consume.lua [--count N] [--size S] [--topic NAME]
---   klua -b BROKERS run bench/consume.lua --topic NAME [--count N] [--size S]
+--   klua -b BROKERS run bench/consume.lua --topic NAME [--count N] [--size S] [--assign P]
 --
 -- Same job as the raw loop. On the embedded cluster (no broker configured) it
 -- creates a 32-partition topic and first fills it with N messages of S bytes
@@ -13,8 +13,10 @@
 -- and value; timed from the first message to the N-th. Prints one line of JSON:
 --   {"msgs":N,"seconds":T,"msgs_per_s":R,"bytes":B,"size":S}
 -- where B is the sum of key and value lengths of the N messages.
+-- With --assign P it assigns partitions 0..P-1 from the beginning instead of
+-- subscribing (no group join, as kcat -C, which bench/run compares by wall time).
 
-local count, size, topic = 1000000, 100, "bench"
+local count, size, topic, assign = 1000000, 100, "bench", 0
 local PARTITIONS = 32
 local IDLE_TIMEOUT_MS = 60000 -- give up when no message arrives for this long
 
@@ -37,6 +39,7 @@ while args[i] ~= nil do
   if a == "--count" then count = number()
   elseif a == "--size" then size = number()
   elseif a == "--topic" then topic = value()
+  elseif a == "--assign" then assign = number()
   else error("unknown argument " .. tostring(a), 0) end
   i = i + 1
 end
@@ -65,9 +68,15 @@ end
 
 local c = klua.consumer{
   group = "klua-bench-lua-" .. klua.uuid(),
-  topics = { topic },
+  topics = assign == 0 and { topic } or nil,
   ["auto.offset.reset"] = "earliest",
 }
+if assign > 0 then
+  local parts = {}
+  for p = 0, assign - 1 do parts[#parts + 1] = { topic = topic, partition = p, offset = "beginning" } end
+  local ok, err = c:assign(parts)
+  if not ok then error("assign: " .. tostring(err), 0) end
+end
 
 local now = klua.now
 local n, bytes, t0, t1 = 0, 0, nil, nil

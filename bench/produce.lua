@@ -6,6 +6,8 @@
 -- cluster, a producer with klua's default configuration, a warm-up of W
 -- messages (flushed, not timed), then N messages of S bytes timed from just
 -- before the first send until the last delivery report has been seen.
+-- With a broker configured (-b, KLUA_BROKERS, -X/-F: bench/run's shared mock
+-- cluster or a real broker) it produces to an existing topic instead.
 -- Prints one line of JSON:
 --   {"msgs":N,"bytes":S,"seconds":T,"msgs_per_s":R,"delivered":D,"errors":E}
 
@@ -35,7 +37,10 @@ while args[i] ~= nil do
   i = i + 1
 end
 
-klua.embedded.create_topic(topic, 32, 1)
+local cfg = klua.config()
+if not (cfg["bootstrap.servers"] or cfg["metadata.broker.list"]) then
+  klua.embedded.create_topic(topic, 32, 1)
+end
 
 local delivered, errors, first_error = 0, 0, nil
 local target, t_last = -1, nil -- reports count that ends the timed phase, and when it was reached

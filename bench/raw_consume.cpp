@@ -15,7 +15,11 @@
 // klua's default producer configuration), since a mock cluster lives only in its
 // process. With --brokers it reads an existing topic from the beginning.
 //
-//   klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S]
+// With --assign P it assigns partitions 0..P-1 from the beginning instead of
+// subscribing (no group join: bench/run compares whole-process wall time with
+// kcat -C, which has no group either).
+//
+//   klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S] [--assign P]
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -107,6 +111,7 @@ int main(int argc, char** argv) {
     long long size = 100;
     std::string topic = "bench";
     std::string brokers;
+    int assign_partitions = 0;  // > 0: assign instead of subscribe
     double idle_timeout_s = 60;  // give up when no message arrives for this long
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -118,9 +123,10 @@ int main(int argc, char** argv) {
         else if (a == "--size") size = parse_count("--size", next());
         else if (a == "--topic") topic = next();
         else if (a == "--brokers" || a == "-b") brokers = next();
+        else if (a == "--assign") assign_partitions = int(parse_count("--assign", next()));
         else if (a == "--idle-timeout") idle_timeout_s = double(parse_count("--idle-timeout", next()));
         else if (a == "-h" || a == "--help") {
-            std::puts("usage: klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S]");
+            std::puts("usage: klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S] [--assign P]");
             return 0;
         } else die("unknown argument " + a);
     }
@@ -156,10 +162,19 @@ int main(int argc, char** argv) {
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) die(std::string("consumer: ") + err);
     rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t* subs = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(subs, topic.c_str(), RD_KAFKA_PARTITION_UA);
-    if (rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, subs)) die(std::string("subscribe: ") + rd_kafka_err2str(e));
-    rd_kafka_topic_partition_list_destroy(subs);
+    if (assign_partitions > 0) {
+        rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(assign_partitions);
+        for (int p = 0; p < assign_partitions; ++p)
+            rd_kafka_topic_partition_list_add(parts, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts)) die(std::string("assign: ") + rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_destroy(parts);
+    } else {
+        rd_kafka_topic_partition_list_t* subs = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(subs, topic.c_str(), RD_KAFKA_PARTITION_UA);
+        if (rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, subs))
+            die(std::string("subscribe: ") + rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_destroy(subs);
+    }
 
     long long n = 0, bytes = 0, check = 0;
     std::chrono::steady_clock::time_point t0, t1;

@@ -3,9 +3,11 @@
 // no broker is configured (3 brokers, a 32-partition topic) and a producer with
 // klua's default configuration (enable.idempotence=true, otherwise librdkafka
 // defaults), then produces N messages of S bytes and waits for every delivery
-// report. Prints one line of JSON.
+// report. Prints one line of JSON. With --brokers it produces to an existing
+// topic of that cluster instead (bench/run's shared mock cluster or a real
+// broker), so that every contender hits the same cluster.
 //
-//   klua_bench_raw_produce [--count N] [--size S] [--topic NAME]
+//   klua_bench_raw_produce [--brokers LIST] [--count N] [--size S] [--warmup W] [--topic NAME]
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
     long long size = 100;
     long long warmup = 10000;
     std::string topic = "bench";
+    std::string brokers;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto next = [&]() -> const char* {
@@ -95,24 +98,30 @@ int main(int argc, char** argv) {
         else if (a == "--size") size = parse_count("--size", next());
         else if (a == "--warmup") warmup = parse_count("--warmup", next());
         else if (a == "--topic") topic = next();
+        else if (a == "--brokers" || a == "-b") brokers = next();
         else if (a == "-h" || a == "--help") {
-            std::puts("usage: klua_bench_raw_produce [--count N] [--size S] [--warmup W] [--topic NAME]");
+            std::puts("usage: klua_bench_raw_produce [--brokers LIST] [--count N] [--size S] [--warmup W] [--topic NAME]");
             return 0;
         } else die("unknown argument " + a);
     }
 
     char err[512];
 
-    // In-process mock cluster, hosted by a dummy producer handle (as klua does).
-    rd_kafka_conf_t* mconf = rd_kafka_conf_new();
-    set(mconf, "log_level", "3");
-    rd_kafka_t* mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof err);
-    if (!mock_rk) die(std::string("mock handle: ") + err);
-    rd_kafka_mock_cluster_t* mc = rd_kafka_mock_cluster_new(mock_rk, 3);
-    if (!mc) die("rd_kafka_mock_cluster_new failed");
-    if (rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, topic.c_str(), 32, 1))
-        die(std::string("mock topic create: ") + rd_kafka_err2str(e));
-    std::string bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+    rd_kafka_t* mock_rk = nullptr;
+    rd_kafka_mock_cluster_t* mc = nullptr;
+    std::string bootstraps = brokers;
+    if (brokers.empty()) {
+        // In-process mock cluster, hosted by a dummy producer handle (as klua does).
+        rd_kafka_conf_t* mconf = rd_kafka_conf_new();
+        set(mconf, "log_level", "3");
+        mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof err);
+        if (!mock_rk) die(std::string("mock handle: ") + err);
+        mc = rd_kafka_mock_cluster_new(mock_rk, 3);
+        if (!mc) die("rd_kafka_mock_cluster_new failed");
+        if (rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, topic.c_str(), 32, 1))
+            die(std::string("mock topic create: ") + rd_kafka_err2str(e));
+        bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+    }
 
     // The producer: klua's default configuration.
     Counters c;
@@ -141,7 +150,7 @@ int main(int argc, char** argv) {
     if (errors) std::fprintf(stderr, "raw_produce: first delivery error: %s\n", c.first_error.c_str());
 
     rd_kafka_destroy(rk);
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(mock_rk);
+    if (mc) rd_kafka_mock_cluster_destroy(mc);
+    if (mock_rk) rd_kafka_destroy(mock_rk);
     return errors ? 1 : 0;
 }
