@@ -33,6 +33,21 @@ const double DEFAULT_CALL_TIMEOUT_MS = 30000;
 
 using TopicPartition = std::pair<std::string, int32_t>;
 
+// A buffered message as the FFI fast path of c:poll sees it (mirrored by the cdef in
+// FAST_SOURCE): pointers into librdkafka's message, valid until release_fast().
+struct MsgView {
+  const char* key;
+  const char* value;
+  double offset;
+  double timestamp;
+  int32_t key_len, value_len;
+  int32_t has_key, has_value;
+  int32_t topic;  // index into the consumer's topic names table
+  int32_t partition;
+  int32_t tstype;  // 0 none, 1 create, 2 log_append
+  int32_t pad;
+};
+
 class Consumer;
 struct ConsumerStatics;
 std::unordered_set<Consumer*> live_consumers;  // for hook completions that outlive a consumer
@@ -52,6 +67,7 @@ class Consumer : public Client {
   ~Consumer() override {
     live_consumers.erase(this);
     rt_.remove_closable(this);
+    release_fast();
     for (auto& b : buffer_) rd_kafka_event_destroy(b.ev);
     for (auto& p : pending_) rd_kafka_topic_partition_list_destroy(p.parts);
     lua_State* L = rt_.lua();
@@ -93,6 +109,17 @@ class Consumer : public Client {
   double default_poll_timeout() const { return default_poll_timeout_; }
 
   bool next_message(Fetched* out);
+  // c:poll's fast path, called through the FFI (must not touch the Lua state): when the next
+  // buffered message is a plain one (no error, no headers, topic known to Lua), fills v, keeps
+  // the message until release_fast() and returns 0; otherwise returns 1 and the caller takes
+  // the full path. The caller copies what v points to before anything else can run.
+  int take_fast(MsgView* v);
+  void release_fast() {
+    if (current_) rd_kafka_event_destroy(current_);
+    current_ = nullptr;
+  }
+  // The Lua table of topic names that MsgView::topic indexes (ref in the registry).
+  void set_topic_names(int ref) { topic_names_ref_ = ref; }
   void drain();
   void begin_close() override;
   void on_inflight_done() override {
@@ -154,6 +181,9 @@ class Consumer : public Client {
   int last_topic_ref_ = LUA_NOREF;
   rd_kafka_queue_t* msg_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> msg_watcher_;
+  rd_kafka_event_t* current_ = nullptr;  // the message take_fast handed out
+  std::unordered_map<const rd_kafka_topic_t*, int> topic_ids_;
+  int topic_names_ref_ = LUA_NOREF;
   bool held_back_ = false;  // the messages queue was left non-empty because the buffer was full
   std::set<TopicPartition> revoking_;  // their fetched messages are dropped until unassigned
   std::deque<PendingRebalance> pending_;
@@ -174,6 +204,7 @@ enum MsgKey { K_TOPIC, K_PARTITION, K_OFFSET, K_KEY, K_VALUE, K_TIMESTAMP, K_TIM
 struct ConsumerStatics {
   int key_refs[K_COUNT];
   int message_mt_ref = LUA_NOREF;
+  int names_ref = LUA_NOREF;  // weak-keyed: consumer userdata -> its topic names table
 };
 
 const ConsumerStatics* consumer_statics(lua_State* L) {
@@ -350,7 +381,48 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
       return;
     }
   }
+  if (!f.m->err && f.m->rkt && topic_names_ref_ != LUA_NOREF && !topic_ids_.count(f.m->rkt)) {
+    lua_State* L = rt_.lua();
+    int id = static_cast<int>(topic_ids_.size()) + 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
+    lua_pushstring(L, rd_kafka_topic_name(f.m->rkt));
+    lua_rawseti(L, -2, id);
+    lua_pop(L, 1);
+    topic_ids_.emplace(f.m->rkt, id);
+  }
   buffer_.push_back(f);
+}
+
+int Consumer::take_fast(MsgView* v) {
+  release_fast();
+  if (state_ != Open || fatal_ || buffer_.empty() || rt_.scheduler().any_cancelled()) return 1;
+  const rd_kafka_message_t* m = buffer_.front().m;
+  if (m->err || !m->rkt) return 1;
+  auto it = topic_ids_.find(m->rkt);
+  if (it == topic_ids_.end()) return 1;
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) return 1;
+  if (m->key_len > 0x7fffffff || m->len > 0x7fffffff) return 1;
+  v->key = static_cast<const char*>(m->key);
+  v->key_len = static_cast<int32_t>(m->key_len);
+  v->has_key = m->key != nullptr;
+  v->value = static_cast<const char*>(m->payload);
+  v->value_len = static_cast<int32_t>(m->len);
+  v->has_value = m->payload != nullptr;
+  v->offset = static_cast<double>(m->offset);
+  v->topic = it->second;
+  v->partition = m->partition;
+  rd_kafka_timestamp_type_t tt;
+  int64_t ts = rd_kafka_message_timestamp(m, &tt);
+  v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
+  v->timestamp = static_cast<double>(ts);
+  current_ = buffer_.front().ev;
+  buffer_.pop_front();
+  if (held_back_ && buffer_.size() < BUFFER_LIMIT / 2) {
+    held_back_ = false;
+    msg_watcher_->schedule();
+  }
+  return 0;
 }
 
 void Consumer::drain() {
@@ -538,6 +610,7 @@ void Consumer::handle_commit(rd_kafka_event_t* ev) {
 void Consumer::begin_close() {
   if (state_ != Open) return;
   state_ = Closing;
+  release_fast();
   drop_buffered(nullptr);  // unprocessed: their offsets were never stored
   Scheduler& s = rt_.scheduler();
   auto waiters = std::move(poll_waiters);
@@ -603,6 +676,10 @@ void Consumer::finish_close() {
   msg_queue_ = nullptr;
   for (auto& [rkt, ref] : topic_name_refs_) luaL_unref(rt_.lua(), LUA_REGISTRYINDEX, ref);
   topic_name_refs_.clear();
+  release_fast();
+  luaL_unref(rt_.lua(), LUA_REGISTRYINDEX, topic_names_ref_);
+  topic_names_ref_ = LUA_NOREF;
+  topic_ids_.clear();
   last_rkt_ = nullptr;
   release_hooks();
   destroy_handle_async(rt_, rk_, "consumer close", 10000, [this](bool) {
@@ -625,6 +702,60 @@ void Consumer::finish_close() {
 struct ConsumerBox {
   Consumer* c;
 };
+
+// Called through the FFI with the payload of a userdata whose metatable the caller checked.
+int take_fast_entry(void* box, MsgView* v) {
+  Consumer* c = static_cast<ConsumerBox*>(box)->c;
+  return c ? c->take_fast(v) : 1;
+}
+void release_fast_entry(void* box) {
+  if (Consumer* c = static_cast<ConsumerBox*>(box)->c) c->release_fast();
+}
+
+// c:poll's hot path in Lua, compiled by LuaJIT together with the script's loop: a plain buffered
+// message is copied out of librdkafka's through the FFI into a message table built here, with no
+// Lua/C transition the JIT cannot compile. Everything else (an empty buffer, errors, headers, a
+// cancelled task, a closed handle, bad arguments) goes to the C function, which checks and waits.
+const char* const FAST_SOURCE = R"LUA(
+local ffi, slow_poll, MT, MSG_MT, NAMES, take_ptr, release_ptr = ...
+pcall(ffi.cdef, [[
+typedef struct {
+  const char *key, *value;
+  double offset, timestamp;
+  int32_t key_len, value_len, has_key, has_value, topic, partition, tstype, pad;
+} klua_msg_view;
+]])
+local take = ffi.cast("int (*)(void*, klua_msg_view*)", take_ptr)
+local release = ffi.cast("void (*)(void*)", release_ptr)
+local view = ffi.new("klua_msg_view")
+local str, getmetatable, setmetatable = ffi.string, getmetatable, setmetatable
+
+-- The next buffered message, or nil when the full path must answer.
+local function fast(self)
+  if getmetatable(self) ~= MT or take(self, view) ~= 0 then return nil end
+  local v = view
+  local key, value
+  if v.has_key ~= 0 then key = str(v.key, v.key_len) end
+  if v.has_value ~= 0 then value = str(v.value, v.value_len) end
+  release(self)  -- the data is copied: librdkafka's message goes now
+  local topic, tt, m = NAMES[self][v.topic], v.tstype
+  if tt == 0 then
+    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value }
+  else
+    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value,
+          timestamp = v.timestamp, timestamp_type = tt == 1 and "create" or "log_append" }
+  end
+  return setmetatable(m, MSG_MT)
+end
+
+local function poll(self, timeout_ms)
+  local m = fast(self)
+  if m then return m end
+  return slow_poll(self, timeout_ms)
+end
+
+return poll, fast
+)LUA";
 
 Consumer* check_consumer(lua_State* L, int idx) {
   auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, idx, CONSUMER_MT));
@@ -1085,7 +1216,7 @@ int l_msg_index(lua_State* L) {
 // with until_end, once every assigned partition reached the end offset taken when the
 // assignment was first seen (the last stable offset under read_committed).
 const char* const MESSAGES_SOURCE = R"(
-local now, error, pairs, ipairs = ...
+local now, error, pairs, ipairs, fast = ...
 return function(c, opts)
   if opts ~= nil and type(opts) ~= "table" then error("c:messages: options must be a table", 2) end
   opts = opts or {}
@@ -1116,6 +1247,10 @@ return function(c, opts)
     return true
   end
   return function()
+    if not until_end then
+      local msg = fast(c)  -- a buffered message: no clock, no wait
+      if msg then return msg end
+    end
     local deadline = timeout and (now() + timeout)
     while true do
       if until_end and at_end() then return nil end
@@ -1192,6 +1327,17 @@ int l_new(lua_State* L) {
   lua_setmetatable(L, -2);
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_CONSUMER, o.conf, "klua.consumer");
   auto* c = new Consumer(rt);
+  {
+    // Topic names for the fast path, reached from Lua through the userdata.
+    const ConsumerStatics* st = consumer_statics(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->names_ref);
+    lua_pushvalue(L, -2);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    c->set_topic_names(luaL_ref(L, LUA_REGISTRYINDEX));
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
   c->set_hooks(o);
   c->set_rebalance_hooks(hooks[0], hooks[1], hooks[2]);
   c->start(rk, group, poll_timeout, hook_timeout);
@@ -1262,12 +1408,36 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       lua_pushcfunction(L, m.fn);
     lua_setfield(L, -2, m.name);
   }
+  // poll's fast path wraps the full one; topic names per consumer userdata (weak keys).
+  if (luaL_loadbuffer(L, FAST_SOURCE, strlen(FAST_SOURCE), "=klua.consumer.fast") != 0) lua_error(L);
+  lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
+  lua_pushliteral(L, "ffi");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -3, "poll");
+  lua_pushvalue(L, -5);  // the consumer metatable
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->message_mt_ref);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  st->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, reinterpret_cast<void*>(&take_fast_entry));
+  lua_pushlightuserdata(L, reinterpret_cast<void*>(&release_fast_entry));
+  lua_call(L, 7, 2);
+  int fast_idx = lua_gettop(L);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -4, "poll");
   if (luaL_loadbuffer(L, MESSAGES_SOURCE, strlen(MESSAGES_SOURCE), "=klua.consumer.messages") != 0) lua_error(L);
   lua_getfield(L, klua_table, "now");
   lua_getglobal(L, "error");
   lua_getglobal(L, "pairs");
   lua_getglobal(L, "ipairs");
-  lua_call(L, 4, 1);
+  lua_pushvalue(L, fast_idx);
+  lua_call(L, 5, 1);
+  lua_replace(L, fast_idx - 1);
+  lua_settop(L, fast_idx - 1);
   lua_setfield(L, -2, "messages");
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_gc);
