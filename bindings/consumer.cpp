@@ -5,11 +5,16 @@
 // Two queues reach the loop: the consumer queue (rebalances, errors, logs, commit
 // results), drained completely whenever it has something, so rebalances are always
 // answered even when the script is not polling; and a messages queue to which every
-// assigned partition's queue is forwarded, drained only while klua's buffer has room
-// (BUFFER_LIMIT), so that librdkafka's own prefetch limits bound the rest. A
+// assigned partition's queue is forwarded, drained into klua's buffer as messages arrive.
+// The buffer is bounded by queued.min.messages and queued.max.messages.kbytes: at the bound
+// klua pauses the assigned partitions itself and resumes them when half is consumed. (Left
+// to librdkafka 2.0.2, a forwarded queue over queued.min.messages stops every partition's
+// fetcher, and it looks again only after up to a second: a stall per backlog.) A
 // partition's buffered messages are dropped on revoke, pause and seek.
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fmt/format.h>
@@ -27,8 +32,8 @@ namespace klua {
 namespace {
 const char* const CONSUMER_MT = "klua.consumer";
 const char* const MESSAGE_MT = "klua.message";
-const size_t BUFFER_LIMIT = 1000;  // messages taken from librdkafka ahead of the script
 const double DEFAULT_HOOK_TIMEOUT_MS = 60000;
+const uint64_t DRAIN_EVERY = 1024;  // messages polled between drains of librdkafka's queues
 const double DEFAULT_CALL_TIMEOUT_MS = 30000;
 
 using TopicPartition = std::pair<std::string, int32_t>;
@@ -89,6 +94,13 @@ class Consumer : public Client {
     size_t n = sizeof buf;
     auto_commit_ = !(rd_kafka_conf_get(rd_kafka_conf(rk_), "enable.auto.commit", buf, &n) == RD_KAFKA_CONF_OK &&
                      std::strcmp(buf, "false") == 0);
+    // klua's buffer takes the place of librdkafka's queue: the same prefetch limits bound it.
+    n = sizeof buf;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk_), "queued.min.messages", buf, &n) == RD_KAFKA_CONF_OK)
+      flow_high_ = std::max<size_t>(1, std::strtoull(buf, nullptr, 10));
+    n = sizeof buf;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk_), "queued.max.messages.kbytes", buf, &n) == RD_KAFKA_CONF_OK)
+      flow_high_bytes_ = std::max<size_t>(1, std::strtoull(buf, nullptr, 10)) * 1024;
     hook_timer_ = new uv_timer_t;
     uv_timer_init(rt_.loop(), hook_timer_);
     hook_timer_->data = this;
@@ -109,6 +121,8 @@ class Consumer : public Client {
   double default_poll_timeout() const { return default_poll_timeout_; }
 
   bool next_message(Fetched* out);
+  // Flow control (see the top of the file). The script's own pause/resume of partitions.
+  void script_paused(const rd_kafka_topic_partition_list_t* list, bool paused);
   // c:poll's fast path, called through the FFI (must not touch the Lua state): when the next
   // buffered message is a plain one (no error, no headers, topic known to Lua), fills v, keeps
   // the message until release_fast() and returns 0; otherwise returns 1 and the caller takes
@@ -134,10 +148,10 @@ class Consumer : public Client {
   size_t buffered_for(const TopicPartition& tp) const;
   // Lowers each partition's offset in list to its first buffered (not yet polled) message.
   void script_positions(rd_kafka_topic_partition_list_t* list) const {
-    for (const auto& b : buffer_) {
-      if (b.m->err || !b.m->rkt) continue;
-      auto* tp = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt), b.m->partition);
-      if (tp && (tp->offset < 0 || b.m->offset < tp->offset)) tp->offset = b.m->offset;
+    for (const auto& [k, offsets] : buffered_offsets_) {
+      if (offsets.empty()) continue;
+      auto* tp = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(k.rkt), k.partition);
+      if (tp && (tp->offset < 0 || offsets.front() < tp->offset)) tp->offset = offsets.front();
     }
   }
 
@@ -182,6 +196,53 @@ class Consumer : public Client {
   rd_kafka_queue_t* msg_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> msg_watcher_;
   rd_kafka_event_t* current_ = nullptr;  // the message take_fast handed out
+  // buffer_ per partition: offsets in order and total key+value bytes, so that positions and
+  // counts need no scan of a buffer that may hold queued.min.messages messages.
+  struct PartKey {
+    const rd_kafka_topic_t* rkt;
+    int32_t partition;
+    bool operator==(const PartKey& o) const { return rkt == o.rkt && partition == o.partition; }
+  };
+  struct PartKeyHash {
+    size_t operator()(const PartKey& k) const {
+      return std::hash<const void*>()(k.rkt) ^ (static_cast<size_t>(k.partition) * 0x9e3779b97f4a7c15ULL);
+    }
+  };
+  std::unordered_map<PartKey, std::deque<int64_t>, PartKeyHash> buffered_offsets_;
+  // Per partition, the offset after the last message klua took from librdkafka since the last
+  // assign or seek: where a partition klua paused resumes (librdkafka's own app position is
+  // reset by every seek, including klua's).
+  std::unordered_map<PartKey, int64_t, PartKeyHash> taken_next_;
+ public:
+  // The script moved these partitions (seek, assign, pause's rewind, revoke): forget where klua
+  // took them to (all of them with nullptr).
+  void forget_taken(const rd_kafka_topic_partition_list_t* list) {
+    if (!list) {
+      taken_next_.clear();
+      return;
+    }
+    for (auto it = taken_next_.begin(); it != taken_next_.end();) {
+      if (rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(it->first.rkt), it->first.partition))
+        it = taken_next_.erase(it);
+      else
+        ++it;
+    }
+  }
+ private:
+  size_t buffered_bytes_ = 0;
+  void index_add(const rd_kafka_message_t* m);
+  void index_remove(const rd_kafka_message_t* m);
+  Fetched pop_front();
+  bool over_high() const { return buffer_.size() >= flow_high_ || buffered_bytes_ >= flow_high_bytes_; }
+  void flow_pause();
+  void flow_resume();
+  void wake_fetchers(const rd_kafka_topic_partition_list_t* list);
+  size_t flow_high_ = 100000, flow_high_bytes_ = size_t(65536) * 1024;
+  bool flow_paused_ = false;
+  bool drain_due_ = false;
+  uint64_t pops_ = 0;
+  std::set<TopicPartition> flow_list_;      // paused by klua, to resume
+  std::set<TopicPartition> script_paused_;  // paused by the script: klua never resumes them
   std::unordered_map<const rd_kafka_topic_t*, int> topic_ids_;
   int topic_names_ref_ = LUA_NOREF;
   bool held_back_ = false;  // the messages queue was left non-empty because the buffer was full
@@ -303,30 +364,135 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
 }
 
 bool Consumer::next_message(Fetched* out) {
-  if (buffer_.empty()) {
+  if (buffer_.empty() || drain_due_) {
+    drain_due_ = false;
     drain();
     drain_messages();
   }
   if (buffer_.empty()) return false;
-  *out = buffer_.front();
+  *out = pop_front();
+  return true;
+}
+
+void Consumer::index_add(const rd_kafka_message_t* m) {
+  if (m->err || !m->rkt) return;
+  buffered_offsets_[{m->rkt, m->partition}].push_back(m->offset);
+  buffered_bytes_ += m->key_len + m->len;
+}
+
+void Consumer::index_remove(const rd_kafka_message_t* m) {
+  if (m->err || !m->rkt) return;
+  auto it = buffered_offsets_.find({m->rkt, m->partition});
+  if (it != buffered_offsets_.end() && !it->second.empty()) it->second.pop_front();
+  buffered_bytes_ -= m->key_len + m->len;
+}
+
+// Takes the oldest buffered message; no Lua (take_fast runs it inside an FFI call).
+Consumer::Fetched Consumer::pop_front() {
+  Fetched f = buffer_.front();
   buffer_.pop_front();
-  if (held_back_ && buffer_.size() < BUFFER_LIMIT / 2) {
+  index_remove(f.m);
+  // A script that never runs out of buffered messages never lets the loop drain librdkafka's
+  // queues: every DRAIN_EVERY messages the next poll takes the full path, which drains them
+  // (else librdkafka's queue reaches queued.min.messages and its fetchers stop for a second).
+  if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
+  bool half = buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2;
+  if (half && flow_paused_) flow_resume();
+  if (held_back_ && half) {
     // The fd only signals an empty-to-non-empty change: take the rest on a later loop turn.
     held_back_ = false;
     msg_watcher_->schedule();
   }
-  return true;
+  return f;
+}
+
+void Consumer::flow_pause() {
+  flow_paused_ = true;
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_assignment(rk_, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR || !assigned) {
+    if (assigned) rd_kafka_topic_partition_list_destroy(assigned);
+    return;
+  }
+  auto* list = rd_kafka_topic_partition_list_new(assigned->cnt);
+  for (int i = 0; i < assigned->cnt; ++i) {
+    TopicPartition tp{assigned->elems[i].topic, assigned->elems[i].partition};
+    if (script_paused_.count(tp) || flow_list_.count(tp)) continue;
+    rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+    flow_list_.insert(tp);
+  }
+  if (list->cnt) rd_kafka_pause_partitions(rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_topic_partition_list_destroy(assigned);
+}
+
+void Consumer::flow_resume() {
+  flow_paused_ = false;
+  if (flow_list_.empty() || !rk_) return;
+  // Only partitions klua paused and the script did not touch since: resuming a partition that
+  // is not paused makes librdkafka 2.0.2 restart its fetch from an old position.
+  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(flow_list_.size()));
+  for (const auto& tp : flow_list_) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+  flow_list_.clear();
+  rd_kafka_resume_partitions(rk_, list);
+  wake_fetchers(list);
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+// librdkafka 2.0.2 looks again at a partition it stopped fetching (paused, or its queue over
+// queued.min.messages) only when its broker thread wakes, which an idle one does once a second.
+// A seek wakes it: each partition (of list, or every one not paused) is sought to where klua took
+// it to, which changes nothing else. Partitions klua took nothing from since the last assign or
+// seek are left alone (their position is librdkafka's own).
+void Consumer::wake_fetchers(const rd_kafka_topic_partition_list_t* list) {
+  auto* seek = rd_kafka_topic_partition_list_new(static_cast<int>(taken_next_.size()));
+  for (const auto& [k, next] : taken_next_) {
+    const char* name = rd_kafka_topic_name(k.rkt);
+    if (list ? !rd_kafka_topic_partition_list_find(list, name, k.partition)
+             : (flow_list_.count({name, k.partition}) || script_paused_.count({name, k.partition}) ||
+                revoking_.count({name, k.partition})))
+      continue;
+    rd_kafka_topic_partition_list_add(seek, name, k.partition)->offset = next;
+  }
+  if (seek->cnt)
+    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(rk_, seek, 0)) rd_kafka_error_destroy(e);
+  rd_kafka_topic_partition_list_destroy(seek);
+}
+
+void Consumer::script_paused(const rd_kafka_topic_partition_list_t* list, bool paused) {
+  for (int i = 0; list && i < list->cnt; ++i) {
+    TopicPartition tp{list->elems[i].topic, list->elems[i].partition};
+    flow_list_.erase(tp);  // the script's call decides from now on
+    if (paused)
+      script_paused_.insert(tp);
+    else
+      script_paused_.erase(tp);
+  }
 }
 
 void Consumer::drain_messages() {
   if (!rk_ || !msg_queue_ || state_ == Destroying || state_ == Closed) return;
+  // Before pausing, take everything librdkafka already fetched: a pause discards it (to be
+  // fetched again), and its positions are where the partitions resume.
+  bool take_all = false;
+  // librdkafka stopped fetching if its queue reached queued.min.messages (the same bound).
+  bool stopped = rd_kafka_queue_length(msg_queue_) >= flow_high_;
   while (true) {
-    if (buffer_.size() >= BUFFER_LIMIT && poll_waiters.empty()) {
-      held_back_ = rd_kafka_queue_length(msg_queue_) > 0;
-      return;
+    if (!take_all && over_high() && poll_waiters.empty()) {
+      if (flow_paused_) {
+        held_back_ = rd_kafka_queue_length(msg_queue_) > 0;
+        return;
+      }
+      take_all = true;
     }
     rd_kafka_event_t* ev = rd_kafka_queue_poll(msg_queue_, 0);
-    if (!ev) return;
+    if (!ev && take_all) {
+      flow_pause();
+      return;
+    }
+    if (!ev) {
+      if (stopped && !flow_paused_) wake_fetchers(nullptr);
+      return;
+    }
     if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_FETCH) {
       deliver(ev);
     } else {
@@ -344,13 +510,24 @@ void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) 
       rd_kafka_queue_destroy(pq);
     }
   }
+  if (flow_paused_ && parts) {
+    // Newly assigned partitions wait with the others until the buffer is half consumed.
+    auto* list = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; ++i) {
+      TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
+      if (script_paused_.count(tp) || flow_list_.count(tp)) continue;
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+      flow_list_.insert(tp);
+    }
+    if (list->cnt) rd_kafka_pause_partitions(rk_, list);
+    rd_kafka_topic_partition_list_destroy(list);
+  }
 }
 
 size_t Consumer::buffered_for(const TopicPartition& tp) const {
-  size_t n = 0;
-  for (const auto& b : buffer_)
-    if (b.m->partition == tp.second && tp.first == rd_kafka_topic_name(b.m->rkt)) ++n;
-  return n;
+  for (const auto& [k, offsets] : buffered_offsets_)
+    if (k.partition == tp.second && tp.first == rd_kafka_topic_name(k.rkt)) return offsets.size();
+  return 0;
 }
 
 void Consumer::deliver(rd_kafka_event_t* ev) {
@@ -372,6 +549,7 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
     rd_kafka_event_destroy(ev);  // fetched before the revoke: the script must not see it
     return;
   }
+  if (!f.m->err && f.m->rkt) taken_next_[{f.m->rkt, f.m->partition}] = f.m->offset + 1;
   Scheduler& s = rt_.scheduler();
   while (!poll_waiters.empty()) {
     WaitToken t = poll_waiters.front();
@@ -391,11 +569,12 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
     topic_ids_.emplace(f.m->rkt, id);
   }
   buffer_.push_back(f);
+  index_add(f.m);
 }
 
 int Consumer::take_fast(MsgView* v) {
   release_fast();
-  if (state_ != Open || fatal_ || buffer_.empty() || rt_.scheduler().any_cancelled()) return 1;
+  if (state_ != Open || fatal_ || buffer_.empty() || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
   const rd_kafka_message_t* m = buffer_.front().m;
   if (m->err || !m->rkt) return 1;
   auto it = topic_ids_.find(m->rkt);
@@ -416,12 +595,7 @@ int Consumer::take_fast(MsgView* v) {
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
   v->timestamp = static_cast<double>(ts);
-  current_ = buffer_.front().ev;
-  buffer_.pop_front();
-  if (held_back_ && buffer_.size() < BUFFER_LIMIT / 2) {
-    held_back_ = false;
-    msg_watcher_->schedule();
-  }
+  current_ = pop_front().ev;
   return 0;
 }
 
@@ -468,6 +642,10 @@ std::map<TopicPartition, int64_t> Consumer::drop_buffered(const rd_kafka_topic_p
     }
   }
   buffer_.swap(keep);
+  buffered_offsets_.clear();
+  buffered_bytes_ = 0;
+  for (const auto& b : buffer_) index_add(b.m);
+  if (flow_paused_ && buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2 && rk_) flow_resume();
   return first;
 }
 
@@ -543,6 +721,7 @@ void Consumer::finish_rebalance() {
   rebalance_running_ = false;
   if (rk_) {
     bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0;
+    forget_taken(p.parts);
     if (p.kind == Rebalance::Assign) {
       for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
       if (cooperative) {
@@ -923,6 +1102,7 @@ int l_assign(lua_State* L) {
     for (int i = 0; i < list->cnt; ++i)
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
   c->drop_buffered(nullptr);
+  c->forget_taken(nullptr);
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
   if (!err) c->forward_partitions(list);
   if (list) rd_kafka_topic_partition_list_destroy(list);
@@ -954,6 +1134,7 @@ void rewind_dropped(Consumer* c, const std::map<TopicPartition, int64_t>& first)
   if (first.empty()) return;
   auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
   for (const auto& [tp, off] : first) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+  c->forget_taken(list);
   // Asynchronous seek (timeout 0): 2.0.2's seek_partitions mis-scales its timeout.
   if (rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0)) rd_kafka_error_destroy(e);
   rd_kafka_topic_partition_list_destroy(list);
@@ -963,6 +1144,7 @@ int l_pause(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   auto* list = partitions_or_assignment(L, c, 2, "c:pause");
   rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk(), list);
+  if (!err) c->script_paused(list, true);
   if (!err) rewind_dropped(c, c->drop_buffered(list));
   return return_partitions_or_error(L, c, err, list, "pause");
 }
@@ -971,6 +1153,7 @@ int l_resume(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   auto* list = partitions_or_assignment(L, c, 2, "c:resume");
   rd_kafka_resp_err_t err = rd_kafka_resume_partitions(c->rk(), list);
+  if (!err) c->script_paused(list, false);
   return return_partitions_or_error(L, c, err, list, "resume");
 }
 
@@ -984,6 +1167,7 @@ int l_seek(lua_State* L) {
   auto* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, topic, partition)->offset = offset;
   c->drop_buffered(list);
+  c->forget_taken(list);
   rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0);  // asynchronous, see rewind_dropped
   rd_kafka_topic_partition_list_destroy(list);
   if (e) {

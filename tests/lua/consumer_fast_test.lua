@@ -105,3 +105,42 @@ test("after close, poll raises KLUA_CLOSED instead of returning buffered message
   assert_raises(function() c:poll(0) end, "closed")
   assert_raises(function() c.poll({}, 0) end, "klua.consumer expected")
 end)
+
+test("klua's buffer stays bounded by queued.min.messages; pausing and resuming for it loses nothing", function()
+  local t = topic_name("cflow")
+  klua.embedded.create_topic(t, 4)
+  -- small producer batches: the mock cluster answers a fetch with whole batches
+  local p = klua.producer{ ["batch.num.messages"] = 20 }
+  local per = 600
+  for part = 0, 3 do
+    for i = 0, per - 1 do assert(p:send{ topic = t, partition = part, value = tostring(i) }) end
+  end
+  assert(p:flush(10000))
+  local c = klua.consumer{ group = "g-" .. klua.uuid(), ["queued.min.messages"] = 200 }
+  local list = {}
+  for part = 0, 3 do list[#list + 1] = { topic = t, partition = part, offset = "beginning" } end
+  assert(c:assign(list))
+  local next_value = { [0] = 0, 0, 0, 0 }
+  local n, max_buffered, paused_once = 0, 0, false
+  for msg in c:messages{ timeout_ms = 10000 } do
+    assert_eq(tonumber(msg.value), next_value[msg.partition], "partition " .. msg.partition)
+    next_value[msg.partition] = next_value[msg.partition] + 1
+    n = n + 1
+    local b = 0
+    for part = 0, 3 do b = b + c:_buffered(t, part) end
+    if b > max_buffered then max_buffered = b end
+    if n == 700 and not paused_once then
+      -- the script's own pause and resume of a partition in the middle of klua's
+      paused_once = true
+      assert(c:pause{ { topic = t, partition = 2 } })
+      assert(c:resume{ { topic = t, partition = 2 } })
+    end
+    if n == 4 * per then break end
+  end
+  assert_eq(n, 4 * per)
+  for part = 0, 3 do assert_eq(next_value[part], per) end
+  -- the bound, plus what librdkafka had fetched when it was reached (its own queue is bounded
+  -- by the same setting), plus a fetch in flight
+  assert_true(max_buffered <= 2 * 200 + 4 * 20, "buffered up to " .. max_buffered)
+  c:close()
+end)
