@@ -212,7 +212,11 @@ class Consumer : public Client {
   // Per partition, the offset after the last message klua took from librdkafka since the last
   // assign or seek: where a partition klua paused resumes (librdkafka's own app position is
   // reset by every seek, including klua's).
-  std::unordered_map<PartKey, int64_t, PartKeyHash> taken_next_;
+  struct Taken {
+    std::string topic;  // kept: the topic handle is only a key here
+    int64_t next = RD_KAFKA_OFFSET_INVALID;
+  };
+  std::unordered_map<PartKey, Taken, PartKeyHash> taken_next_;
  public:
   // The script moved these partitions (seek, assign, pause's rewind, revoke): forget where klua
   // took them to (all of them with nullptr).
@@ -222,7 +226,7 @@ class Consumer : public Client {
       return;
     }
     for (auto it = taken_next_.begin(); it != taken_next_.end();) {
-      if (rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(it->first.rkt), it->first.partition))
+      if (rd_kafka_topic_partition_list_find(list, it->second.topic.c_str(), it->first.partition))
         it = taken_next_.erase(it);
       else
         ++it;
@@ -445,8 +449,9 @@ void Consumer::flow_resume() {
 // seek are left alone (their position is librdkafka's own).
 void Consumer::wake_fetchers(const rd_kafka_topic_partition_list_t* list) {
   auto* seek = rd_kafka_topic_partition_list_new(static_cast<int>(taken_next_.size()));
-  for (const auto& [k, next] : taken_next_) {
-    const char* name = rd_kafka_topic_name(k.rkt);
+  for (const auto& [k, taken] : taken_next_) {
+    const char* name = taken.topic.c_str();
+    int64_t next = taken.next;
     if (list ? !rd_kafka_topic_partition_list_find(list, name, k.partition)
              : (flow_list_.count({name, k.partition}) || script_paused_.count({name, k.partition}) ||
                 revoking_.count({name, k.partition})))
@@ -525,8 +530,9 @@ void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) 
 }
 
 size_t Consumer::buffered_for(const TopicPartition& tp) const {
+  // Only entries with messages: their messages keep the topic handle alive.
   for (const auto& [k, offsets] : buffered_offsets_)
-    if (k.partition == tp.second && tp.first == rd_kafka_topic_name(k.rkt)) return offsets.size();
+    if (!offsets.empty() && k.partition == tp.second && tp.first == rd_kafka_topic_name(k.rkt)) return offsets.size();
   return 0;
 }
 
@@ -549,7 +555,11 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
     rd_kafka_event_destroy(ev);  // fetched before the revoke: the script must not see it
     return;
   }
-  if (!f.m->err && f.m->rkt) taken_next_[{f.m->rkt, f.m->partition}] = f.m->offset + 1;
+  if (!f.m->err && f.m->rkt) {
+    Taken& taken = taken_next_[{f.m->rkt, f.m->partition}];
+    if (taken.topic.empty()) taken.topic = rd_kafka_topic_name(f.m->rkt);
+    taken.next = f.m->offset + 1;
+  }
   Scheduler& s = rt_.scheduler();
   while (!poll_waiters.empty()) {
     WaitToken t = poll_waiters.front();
