@@ -906,7 +906,7 @@ void release_fast_entry(void* box) {
 // Lua/C transition the JIT cannot compile. Everything else (an empty buffer, errors, headers, a
 // cancelled task, a closed handle, bad arguments) goes to the C function, which checks and waits.
 const char* const FAST_SOURCE = R"LUA(
-local ffi, slow_poll, MT, MSG_MT, NAMES, take_ptr, release_ptr = ...
+local ffi, slow_poll, _, MSG_MT, NAMES, take_ptr, release_ptr = ...
 pcall(ffi.cdef, [[
 typedef struct {
   const char *key, *value;
@@ -917,17 +917,20 @@ typedef struct {
 local take = ffi.cast("int (*)(void*, klua_msg_view*)", take_ptr)
 local release = ffi.cast("void (*)(void*)", release_ptr)
 local view = ffi.new("klua_msg_view")
-local str, getmetatable, setmetatable = ffi.string, getmetatable, setmetatable
+local str, setmetatable = ffi.string, setmetatable
 
 -- The next buffered message, or nil when the full path must answer.
 local function fast(self)
-  if getmetatable(self) ~= MT or take(self, view) ~= 0 then return nil end
+  -- NAMES has an entry for every consumer userdata and nothing else: it is the type check
+  -- (getmetatable of a userdata would stop the JIT's trace).
+  local names = NAMES[self]
+  if names == nil or take(self, view) ~= 0 then return nil end
   local v = view
   local key, value
   if v.has_key ~= 0 then key = str(v.key, v.key_len) end
   if v.has_value ~= 0 then value = str(v.value, v.value_len) end
   release(self)  -- the data is copied: librdkafka's message goes now
-  local topic, tt, m = NAMES[self][v.topic], v.tstype
+  local topic, tt, m = names[v.topic], v.tstype
   if tt == 0 then
     m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value }
   else

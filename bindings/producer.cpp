@@ -31,6 +31,7 @@ struct ProducerStatics {
   int report_key_refs[7];
   int mt_ref = LUA_NOREF;
   int dispatch_ref = LUA_NOREF;  // Lua function that turns a batch of DrEntry into on_delivery calls
+  int producers_ref = LUA_NOREF;  // weak-keyed set of producer userdata, the fast path's type check
 };
 
 // One successful delivery report for the producer-level on_delivery, handed to Lua through the
@@ -1002,6 +1003,11 @@ int l_new(lua_State* L) {
   box->p = nullptr;
   luaL_getmetatable(L, PRODUCER_MT);
   lua_setmetatable(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, statics(L)->producers_ref);
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_PRODUCER, o.conf, "klua.producer");
   auto* p = new Producer(rt, statics(L));
   p->set_hooks(o);
@@ -1016,25 +1022,49 @@ int l_new(lua_State* L) {
 // C array, one call per batch. Everything else (headers, timestamps, callbacks, bad input, a full
 // queue, a closed handle) goes through the C functions, which check, raise and wait.
 const char* const FAST_SOURCE = R"LUA(
-local ffi, slow_send, MT, send_fast_ptr = ...
+local ffi, slow_send, PRODUCERS, send_fast_ptr = ...
 pcall(ffi.cdef, [[
 typedef struct { int32_t topic, partition, tstype, pad; double offset, timestamp; } klua_dr_entry;
 ]])
 local send_fast = ffi.cast("int (*)(void*, const char*, size_t, const char*, size_t, const char*, size_t, int32_t)",
                            send_fast_ptr)
 local entries = ffi.typeof("const klua_dr_entry*")
-local cast, next, type, getmetatable = ffi.cast, next, type, getmetatable
+local cast, next, type = ffi.cast, next, type
+
+-- Up to four fields, read without a loop so that the JIT compiles send into the caller's loop.
+-- Returns false for any other field.
+local function field(k, v, f)
+  if k == "topic" then f.topic = v
+  elseif k == "value" then f.value = v
+  elseif k == "key" then f.key = v
+  elseif k == "partition" then f.partition = v
+  else return false end
+  return true
+end
 
 local function send(self, msg)
-  if getmetatable(self) ~= MT or type(msg) ~= "table" then return slow_send(self, msg) end
-  local topic, value, key, partition
-  for k, v in next, msg do
-    if k == "topic" then topic = v
-    elseif k == "value" then value = v
-    elseif k == "key" then key = v
-    elseif k == "partition" then partition = v
-    else return slow_send(self, msg) end
+  -- PRODUCERS has an entry for every producer userdata and nothing else: it is the type check
+  -- (getmetatable of a userdata would stop the JIT's trace).
+  if PRODUCERS[self] == nil or type(msg) ~= "table" then return slow_send(self, msg) end
+  local f = { topic = nil, value = nil, key = nil, partition = nil }  -- sunk by the JIT
+  local k, v = next(msg)
+  if k ~= nil then
+    if not field(k, v, f) then return slow_send(self, msg) end
+    k, v = next(msg, k)
+    if k ~= nil then
+      if not field(k, v, f) then return slow_send(self, msg) end
+      k, v = next(msg, k)
+      if k ~= nil then
+        if not field(k, v, f) then return slow_send(self, msg) end
+        k, v = next(msg, k)
+        if k ~= nil then
+          if not field(k, v, f) then return slow_send(self, msg) end
+          if next(msg, k) ~= nil then return slow_send(self, msg) end
+        end
+      end
+    end
   end
+  local topic, value, key, partition = f.topic, f.value, f.key, f.partition
   if type(topic) ~= "string" then return slow_send(self, msg) end
   local vlen, klen = 0, 0
   if value ~= nil then
@@ -1155,7 +1185,13 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   lua_pushliteral(L, "ffi");
   lua_call(L, 1, 1);
   lua_getfield(L, -3, "send");
-  lua_pushvalue(L, -5);  // the metatable
+  lua_newtable(L);  // producer userdata -> true, weak keys
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  st->producers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&send_fast_entry));
   lua_call(L, 4, 2);
   st->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
