@@ -148,10 +148,10 @@ class Consumer : public Client {
   size_t buffered_for(const TopicPartition& tp) const;
   // Lowers each partition's offset in list to its first buffered (not yet polled) message.
   void script_positions(rd_kafka_topic_partition_list_t* list) const {
-    for (const auto& [k, offsets] : buffered_offsets_) {
-      if (offsets.empty()) continue;
-      auto* tp = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(k.rkt), k.partition);
-      if (tp && (tp->offset < 0 || offsets.front() < tp->offset)) tp->offset = offsets.front();
+    for (const auto& [k, st] : parts_) {
+      if (st.offsets.empty()) continue;
+      auto* tp = rd_kafka_topic_partition_list_find(list, st.topic.c_str(), k.partition);
+      if (tp && (tp->offset < 0 || st.offsets.front() < tp->offset)) tp->offset = st.offsets.front();
     }
   }
 
@@ -208,29 +208,41 @@ class Consumer : public Client {
       return std::hash<const void*>()(k.rkt) ^ (static_cast<size_t>(k.partition) * 0x9e3779b97f4a7c15ULL);
     }
   };
-  std::unordered_map<PartKey, std::deque<int64_t>, PartKeyHash> buffered_offsets_;
-  // Per partition, the offset after the last message klua took from librdkafka since the last
-  // assign or seek: where a partition klua paused resumes (librdkafka's own app position is
-  // reset by every seek, including klua's).
-  struct Taken {
-    std::string topic;  // kept: the topic handle is only a key here
-    int64_t next = RD_KAFKA_OFFSET_INVALID;
+  struct PartState {
+    std::string topic;           // kept: the topic handle is only a key here
+    int topic_id = 0;            // index into the Lua topic names table (0: not yet there)
+    std::deque<int64_t> offsets; // of its messages in buffer_, in order
+    // The offset after the last message klua took from librdkafka since the last assign or
+    // seek: where a partition klua paused resumes (librdkafka's own app position is reset by
+    // every seek, including klua's).
+    int64_t taken_next = RD_KAFKA_OFFSET_INVALID;
   };
-  std::unordered_map<PartKey, Taken, PartKeyHash> taken_next_;
+  // Entries are never erased (a partition's state is reset instead): pointers to them stay
+  // valid, and the last one used is cached (messages come in runs of one partition).
+  std::unordered_map<PartKey, PartState, PartKeyHash> parts_;
+  PartKey last_key_{nullptr, -1};
+  PartState* last_state_ = nullptr;
+  PartState& part(const rd_kafka_message_t* m) {
+    PartKey k{m->rkt, m->partition};
+    if (last_state_ && k == last_key_) return *last_state_;
+    auto [it, inserted] = parts_.try_emplace(k);
+    const char* name = rd_kafka_topic_name(m->rkt);
+    if (inserted || it->second.topic != name) {  // new, or a reused handle address
+      PartState fresh;
+      fresh.topic = name;
+      it->second = std::move(fresh);
+    }
+    last_key_ = k;
+    last_state_ = &it->second;
+    return it->second;
+  }
  public:
   // The script moved these partitions (seek, assign, pause's rewind, revoke): forget where klua
   // took them to (all of them with nullptr).
   void forget_taken(const rd_kafka_topic_partition_list_t* list) {
-    if (!list) {
-      taken_next_.clear();
-      return;
-    }
-    for (auto it = taken_next_.begin(); it != taken_next_.end();) {
-      if (rd_kafka_topic_partition_list_find(list, it->second.topic.c_str(), it->first.partition))
-        it = taken_next_.erase(it);
-      else
-        ++it;
-    }
+    for (auto& [k, st] : parts_)
+      if (!list || rd_kafka_topic_partition_list_find(list, st.topic.c_str(), k.partition))
+        st.taken_next = RD_KAFKA_OFFSET_INVALID;
   }
  private:
   size_t buffered_bytes_ = 0;
@@ -247,8 +259,8 @@ class Consumer : public Client {
   uint64_t pops_ = 0;
   std::set<TopicPartition> flow_list_;      // paused by klua, to resume
   std::set<TopicPartition> script_paused_;  // paused by the script: klua never resumes them
-  std::unordered_map<const rd_kafka_topic_t*, int> topic_ids_;
   int topic_names_ref_ = LUA_NOREF;
+  int topic_count_ = 0;  // names in the Lua table
   bool held_back_ = false;  // the messages queue was left non-empty because the buffer was full
   std::set<TopicPartition> revoking_;  // their fetched messages are dropped until unassigned
   std::deque<PendingRebalance> pending_;
@@ -380,14 +392,14 @@ bool Consumer::next_message(Fetched* out) {
 
 void Consumer::index_add(const rd_kafka_message_t* m) {
   if (m->err || !m->rkt) return;
-  buffered_offsets_[{m->rkt, m->partition}].push_back(m->offset);
+  part(m).offsets.push_back(m->offset);
   buffered_bytes_ += m->key_len + m->len;
 }
 
 void Consumer::index_remove(const rd_kafka_message_t* m) {
   if (m->err || !m->rkt) return;
-  auto it = buffered_offsets_.find({m->rkt, m->partition});
-  if (it != buffered_offsets_.end() && !it->second.empty()) it->second.pop_front();
+  auto& offsets = part(m).offsets;
+  if (!offsets.empty()) offsets.pop_front();
   buffered_bytes_ -= m->key_len + m->len;
 }
 
@@ -448,10 +460,11 @@ void Consumer::flow_resume() {
 // it to, which changes nothing else. Partitions klua took nothing from since the last assign or
 // seek are left alone (their position is librdkafka's own).
 void Consumer::wake_fetchers(const rd_kafka_topic_partition_list_t* list) {
-  auto* seek = rd_kafka_topic_partition_list_new(static_cast<int>(taken_next_.size()));
-  for (const auto& [k, taken] : taken_next_) {
-    const char* name = taken.topic.c_str();
-    int64_t next = taken.next;
+  auto* seek = rd_kafka_topic_partition_list_new(static_cast<int>(parts_.size()));
+  for (const auto& [k, st] : parts_) {
+    if (st.taken_next < 0) continue;
+    const char* name = st.topic.c_str();
+    int64_t next = st.taken_next;
     if (list ? !rd_kafka_topic_partition_list_find(list, name, k.partition)
              : (flow_list_.count({name, k.partition}) || script_paused_.count({name, k.partition}) ||
                 revoking_.count({name, k.partition})))
@@ -531,9 +544,10 @@ void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) 
 
 size_t Consumer::buffered_for(const TopicPartition& tp) const {
   // Only entries with messages: their messages keep the topic handle alive.
-  for (const auto& [k, offsets] : buffered_offsets_)
-    if (!offsets.empty() && k.partition == tp.second && tp.first == rd_kafka_topic_name(k.rkt)) return offsets.size();
-  return 0;
+  size_t n = 0;  // a topic re-created under a new handle may have two entries
+  for (const auto& [k, st] : parts_)
+    if (k.partition == tp.second && st.topic == tp.first) n += st.offsets.size();
+  return n;
 }
 
 void Consumer::deliver(rd_kafka_event_t* ev) {
@@ -555,11 +569,7 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
     rd_kafka_event_destroy(ev);  // fetched before the revoke: the script must not see it
     return;
   }
-  if (!f.m->err && f.m->rkt) {
-    Taken& taken = taken_next_[{f.m->rkt, f.m->partition}];
-    if (taken.topic.empty()) taken.topic = rd_kafka_topic_name(f.m->rkt);
-    taken.next = f.m->offset + 1;
-  }
+  if (!f.m->err && f.m->rkt) part(f.m).taken_next = f.m->offset + 1;
   Scheduler& s = rt_.scheduler();
   while (!poll_waiters.empty()) {
     WaitToken t = poll_waiters.front();
@@ -569,14 +579,16 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
       return;
     }
   }
-  if (!f.m->err && f.m->rkt && topic_names_ref_ != LUA_NOREF && !topic_ids_.count(f.m->rkt)) {
-    lua_State* L = rt_.lua();
-    int id = static_cast<int>(topic_ids_.size()) + 1;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
-    lua_pushstring(L, rd_kafka_topic_name(f.m->rkt));
-    lua_rawseti(L, -2, id);
-    lua_pop(L, 1);
-    topic_ids_.emplace(f.m->rkt, id);
+  if (!f.m->err && f.m->rkt && topic_names_ref_ != LUA_NOREF) {
+    PartState& st = part(f.m);
+    if (!st.topic_id) {
+      lua_State* L = rt_.lua();
+      st.topic_id = ++topic_count_;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
+      lua_pushlstring(L, st.topic.data(), st.topic.size());
+      lua_rawseti(L, -2, st.topic_id);
+      lua_pop(L, 1);
+    }
   }
   buffer_.push_back(f);
   index_add(f.m);
@@ -587,8 +599,8 @@ int Consumer::take_fast(MsgView* v) {
   if (state_ != Open || fatal_ || buffer_.empty() || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
   const rd_kafka_message_t* m = buffer_.front().m;
   if (m->err || !m->rkt) return 1;
-  auto it = topic_ids_.find(m->rkt);
-  if (it == topic_ids_.end()) return 1;
+  int topic_id = part(m).topic_id;
+  if (!topic_id) return 1;
   rd_kafka_headers_t* hdrs = nullptr;
   if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) return 1;
   if (m->key_len > 0x7fffffff || m->len > 0x7fffffff) return 1;
@@ -599,7 +611,7 @@ int Consumer::take_fast(MsgView* v) {
   v->value_len = static_cast<int32_t>(m->len);
   v->has_value = m->payload != nullptr;
   v->offset = static_cast<double>(m->offset);
-  v->topic = it->second;
+  v->topic = topic_id;
   v->partition = m->partition;
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
@@ -652,7 +664,7 @@ std::map<TopicPartition, int64_t> Consumer::drop_buffered(const rd_kafka_topic_p
     }
   }
   buffer_.swap(keep);
-  buffered_offsets_.clear();
+  for (auto& [k, st] : parts_) st.offsets.clear();
   buffered_bytes_ = 0;
   for (const auto& b : buffer_) index_add(b.m);
   if (flow_paused_ && buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2 && rk_) flow_resume();
@@ -868,7 +880,9 @@ void Consumer::finish_close() {
   release_fast();
   luaL_unref(rt_.lua(), LUA_REGISTRYINDEX, topic_names_ref_);
   topic_names_ref_ = LUA_NOREF;
-  topic_ids_.clear();
+  topic_count_ = 0;
+  parts_.clear();
+  last_state_ = nullptr;
   last_rkt_ = nullptr;
   release_hooks();
   destroy_handle_async(rt_, rk_, "consumer close", 10000, [this](bool) {
