@@ -954,9 +954,13 @@ local function fast(self)
   return setmetatable(m, MSG_MT)
 end
 
+local type = type
 local function poll(self, timeout_ms)
-  local m = fast(self)
-  if m then return m end
+  -- anything but a number or nil goes to the full path, which checks (and raises)
+  if timeout_ms == nil or type(timeout_ms) == "number" then
+    local m = fast(self)
+    if m then return m end
+  end
   return slow_poll(self, timeout_ms)
 end
 

@@ -101,6 +101,8 @@ test("after close, poll raises KLUA_CLOSED instead of returning buffered message
   assert(p:flush(10000))
   local c = assigned(t)
   assert(c:poll(10000))
+  -- a bad timeout raises even when a message is buffered
+  assert_raises(function() c:poll({}) end, "bad argument #2")
   c:close()
   assert_raises(function() c:poll(0) end, "closed")
   assert_raises(function() c.poll({}, 0) end, "klua.consumer expected")
