@@ -5,11 +5,16 @@
 // Two queues reach the loop: the consumer queue (rebalances, errors, logs, commit
 // results), drained completely whenever it has something, so rebalances are always
 // answered even when the script is not polling; and a messages queue to which every
-// assigned partition's queue is forwarded, drained only while klua's buffer has room
-// (BUFFER_LIMIT), so that librdkafka's own prefetch limits bound the rest. A
+// assigned partition's queue is forwarded, drained into klua's buffer as messages arrive.
+// The buffer is bounded by queued.min.messages and queued.max.messages.kbytes: at the bound
+// klua pauses the assigned partitions itself and resumes them when half is consumed. (Left
+// to librdkafka 2.0.2, a forwarded queue over queued.min.messages stops every partition's
+// fetcher, and it looks again only after up to a second: a stall per backlog.) A
 // partition's buffered messages are dropped on revoke, pause and seek.
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fmt/format.h>
@@ -27,11 +32,26 @@ namespace klua {
 namespace {
 const char* const CONSUMER_MT = "klua.consumer";
 const char* const MESSAGE_MT = "klua.message";
-const size_t BUFFER_LIMIT = 1000;  // messages taken from librdkafka ahead of the script
 const double DEFAULT_HOOK_TIMEOUT_MS = 60000;
+const uint64_t DRAIN_EVERY = 1024;  // messages polled between drains of librdkafka's queues
 const double DEFAULT_CALL_TIMEOUT_MS = 30000;
 
 using TopicPartition = std::pair<std::string, int32_t>;
+
+// A buffered message as the FFI fast path of c:poll sees it (mirrored by the cdef in
+// FAST_SOURCE): pointers into librdkafka's message, valid until release_fast().
+struct MsgView {
+  const char* key;
+  const char* value;
+  double offset;
+  double timestamp;
+  int32_t key_len, value_len;
+  int32_t has_key, has_value;
+  int32_t topic;  // index into the consumer's topic names table
+  int32_t partition;
+  int32_t tstype;  // 0 none, 1 create, 2 log_append
+  int32_t pad;
+};
 
 class Consumer;
 struct ConsumerStatics;
@@ -52,6 +72,7 @@ class Consumer : public Client {
   ~Consumer() override {
     live_consumers.erase(this);
     rt_.remove_closable(this);
+    release_fast();
     for (auto& b : buffer_) rd_kafka_event_destroy(b.ev);
     for (auto& p : pending_) rd_kafka_topic_partition_list_destroy(p.parts);
     lua_State* L = rt_.lua();
@@ -73,6 +94,13 @@ class Consumer : public Client {
     size_t n = sizeof buf;
     auto_commit_ = !(rd_kafka_conf_get(rd_kafka_conf(rk_), "enable.auto.commit", buf, &n) == RD_KAFKA_CONF_OK &&
                      std::strcmp(buf, "false") == 0);
+    // klua's buffer takes the place of librdkafka's queue: the same prefetch limits bound it.
+    n = sizeof buf;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk_), "queued.min.messages", buf, &n) == RD_KAFKA_CONF_OK)
+      flow_high_ = std::max<size_t>(1, std::strtoull(buf, nullptr, 10));
+    n = sizeof buf;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk_), "queued.max.messages.kbytes", buf, &n) == RD_KAFKA_CONF_OK)
+      flow_high_bytes_ = std::max<size_t>(1, std::strtoull(buf, nullptr, 10)) * 1024;
     hook_timer_ = new uv_timer_t;
     uv_timer_init(rt_.loop(), hook_timer_);
     hook_timer_->data = this;
@@ -93,6 +121,19 @@ class Consumer : public Client {
   double default_poll_timeout() const { return default_poll_timeout_; }
 
   bool next_message(Fetched* out);
+  // Flow control (see the top of the file). The script's own pause/resume of partitions.
+  void script_paused(const rd_kafka_topic_partition_list_t* list, bool paused);
+  // c:poll's fast path, called through the FFI (must not touch the Lua state): when the next
+  // buffered message is a plain one (no error, no headers, topic known to Lua), fills v, keeps
+  // the message until release_fast() and returns 0; otherwise returns 1 and the caller takes
+  // the full path. The caller copies what v points to before anything else can run.
+  int take_fast(MsgView* v);
+  void release_fast() {
+    if (current_) rd_kafka_event_destroy(current_);
+    current_ = nullptr;
+  }
+  // The Lua table of topic names that MsgView::topic indexes (ref in the registry).
+  void set_topic_names(int ref) { topic_names_ref_ = ref; }
   void drain();
   void begin_close() override;
   void on_inflight_done() override {
@@ -107,10 +148,10 @@ class Consumer : public Client {
   size_t buffered_for(const TopicPartition& tp) const;
   // Lowers each partition's offset in list to its first buffered (not yet polled) message.
   void script_positions(rd_kafka_topic_partition_list_t* list) const {
-    for (const auto& b : buffer_) {
-      if (b.m->err || !b.m->rkt) continue;
-      auto* tp = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt), b.m->partition);
-      if (tp && (tp->offset < 0 || b.m->offset < tp->offset)) tp->offset = b.m->offset;
+    for (const auto& [k, st] : parts_) {
+      if (st.offsets.empty()) continue;
+      auto* tp = rd_kafka_topic_partition_list_find(list, st.topic.c_str(), k.partition);
+      if (tp && (tp->offset < 0 || st.offsets.front() < tp->offset)) tp->offset = st.offsets.front();
     }
   }
 
@@ -154,6 +195,72 @@ class Consumer : public Client {
   int last_topic_ref_ = LUA_NOREF;
   rd_kafka_queue_t* msg_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> msg_watcher_;
+  rd_kafka_event_t* current_ = nullptr;  // the message take_fast handed out
+  // buffer_ per partition: offsets in order and total key+value bytes, so that positions and
+  // counts need no scan of a buffer that may hold queued.min.messages messages.
+  struct PartKey {
+    const rd_kafka_topic_t* rkt;
+    int32_t partition;
+    bool operator==(const PartKey& o) const { return rkt == o.rkt && partition == o.partition; }
+  };
+  struct PartKeyHash {
+    size_t operator()(const PartKey& k) const {
+      return std::hash<const void*>()(k.rkt) ^ (static_cast<size_t>(k.partition) * 0x9e3779b97f4a7c15ULL);
+    }
+  };
+  struct PartState {
+    std::string topic;           // kept: the topic handle is only a key here
+    int topic_id = 0;            // index into the Lua topic names table (0: not yet there)
+    std::deque<int64_t> offsets; // of its messages in buffer_, in order
+    // The offset after the last message klua took from librdkafka since the last assign or
+    // seek: where a partition klua paused resumes (librdkafka's own app position is reset by
+    // every seek, including klua's).
+    int64_t taken_next = RD_KAFKA_OFFSET_INVALID;
+  };
+  // Entries are never erased (a partition's state is reset instead): pointers to them stay
+  // valid, and the last one used is cached (messages come in runs of one partition).
+  std::unordered_map<PartKey, PartState, PartKeyHash> parts_;
+  PartKey last_key_{nullptr, -1};
+  PartState* last_state_ = nullptr;
+  PartState& part(const rd_kafka_message_t* m) {
+    PartKey k{m->rkt, m->partition};
+    if (last_state_ && k == last_key_) return *last_state_;
+    auto [it, inserted] = parts_.try_emplace(k);
+    const char* name = rd_kafka_topic_name(m->rkt);
+    if (inserted || it->second.topic != name) {  // new, or a reused handle address
+      PartState fresh;
+      fresh.topic = name;
+      it->second = std::move(fresh);
+    }
+    last_key_ = k;
+    last_state_ = &it->second;
+    return it->second;
+  }
+ public:
+  // The script moved these partitions (seek, assign, pause's rewind, revoke): forget where klua
+  // took them to (all of them with nullptr).
+  void forget_taken(const rd_kafka_topic_partition_list_t* list) {
+    for (auto& [k, st] : parts_)
+      if (!list || rd_kafka_topic_partition_list_find(list, st.topic.c_str(), k.partition))
+        st.taken_next = RD_KAFKA_OFFSET_INVALID;
+  }
+ private:
+  size_t buffered_bytes_ = 0;
+  void index_add(const rd_kafka_message_t* m);
+  void index_remove(const rd_kafka_message_t* m);
+  Fetched pop_front();
+  bool over_high() const { return buffer_.size() >= flow_high_ || buffered_bytes_ >= flow_high_bytes_; }
+  void flow_pause();
+  void flow_resume();
+  void wake_fetchers(const rd_kafka_topic_partition_list_t* list);
+  size_t flow_high_ = 100000, flow_high_bytes_ = size_t(65536) * 1024;
+  bool flow_paused_ = false;
+  bool drain_due_ = false;
+  uint64_t pops_ = 0;
+  std::set<TopicPartition> flow_list_;      // paused by klua, to resume
+  std::set<TopicPartition> script_paused_;  // paused by the script: klua never resumes them
+  int topic_names_ref_ = LUA_NOREF;
+  int topic_count_ = 0;  // names in the Lua table
   bool held_back_ = false;  // the messages queue was left non-empty because the buffer was full
   std::set<TopicPartition> revoking_;  // their fetched messages are dropped until unassigned
   std::deque<PendingRebalance> pending_;
@@ -174,6 +281,7 @@ enum MsgKey { K_TOPIC, K_PARTITION, K_OFFSET, K_KEY, K_VALUE, K_TIMESTAMP, K_TIM
 struct ConsumerStatics {
   int key_refs[K_COUNT];
   int message_mt_ref = LUA_NOREF;
+  int names_ref = LUA_NOREF;  // weak-keyed: consumer userdata -> its topic names table
 };
 
 const ConsumerStatics* consumer_statics(lua_State* L) {
@@ -272,30 +380,137 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
 }
 
 bool Consumer::next_message(Fetched* out) {
-  if (buffer_.empty()) {
+  if (buffer_.empty() || drain_due_) {
+    drain_due_ = false;
     drain();
     drain_messages();
   }
   if (buffer_.empty()) return false;
-  *out = buffer_.front();
+  *out = pop_front();
+  return true;
+}
+
+void Consumer::index_add(const rd_kafka_message_t* m) {
+  if (m->err || !m->rkt) return;
+  part(m).offsets.push_back(m->offset);
+  buffered_bytes_ += m->key_len + m->len;
+}
+
+void Consumer::index_remove(const rd_kafka_message_t* m) {
+  if (m->err || !m->rkt) return;
+  auto& offsets = part(m).offsets;
+  if (!offsets.empty()) offsets.pop_front();
+  buffered_bytes_ -= m->key_len + m->len;
+}
+
+// Takes the oldest buffered message; no Lua (take_fast runs it inside an FFI call).
+Consumer::Fetched Consumer::pop_front() {
+  Fetched f = buffer_.front();
   buffer_.pop_front();
-  if (held_back_ && buffer_.size() < BUFFER_LIMIT / 2) {
+  index_remove(f.m);
+  // A script that never runs out of buffered messages never lets the loop drain librdkafka's
+  // queues: every DRAIN_EVERY messages the next poll takes the full path, which drains them
+  // (else librdkafka's queue reaches queued.min.messages and its fetchers stop for a second).
+  if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
+  bool half = buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2;
+  if (half && flow_paused_) flow_resume();
+  if (held_back_ && half) {
     // The fd only signals an empty-to-non-empty change: take the rest on a later loop turn.
     held_back_ = false;
     msg_watcher_->schedule();
   }
-  return true;
+  return f;
+}
+
+void Consumer::flow_pause() {
+  flow_paused_ = true;
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_assignment(rk_, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR || !assigned) {
+    if (assigned) rd_kafka_topic_partition_list_destroy(assigned);
+    return;
+  }
+  auto* list = rd_kafka_topic_partition_list_new(assigned->cnt);
+  for (int i = 0; i < assigned->cnt; ++i) {
+    TopicPartition tp{assigned->elems[i].topic, assigned->elems[i].partition};
+    if (script_paused_.count(tp) || flow_list_.count(tp)) continue;
+    rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+    flow_list_.insert(tp);
+  }
+  if (list->cnt) rd_kafka_pause_partitions(rk_, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_topic_partition_list_destroy(assigned);
+}
+
+void Consumer::flow_resume() {
+  flow_paused_ = false;
+  if (flow_list_.empty() || !rk_) return;
+  // Only partitions klua paused and the script did not touch since: resuming a partition that
+  // is not paused makes librdkafka 2.0.2 restart its fetch from an old position.
+  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(flow_list_.size()));
+  for (const auto& tp : flow_list_) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+  flow_list_.clear();
+  rd_kafka_resume_partitions(rk_, list);
+  wake_fetchers(list);
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+// librdkafka 2.0.2 looks again at a partition it stopped fetching (paused, or its queue over
+// queued.min.messages) only when its broker thread wakes, which an idle one does once a second.
+// A seek wakes it: each partition (of list, or every one not paused) is sought to where klua took
+// it to, which changes nothing else. Partitions klua took nothing from since the last assign or
+// seek are left alone (their position is librdkafka's own).
+void Consumer::wake_fetchers(const rd_kafka_topic_partition_list_t* list) {
+  auto* seek = rd_kafka_topic_partition_list_new(static_cast<int>(parts_.size()));
+  for (const auto& [k, st] : parts_) {
+    if (st.taken_next < 0) continue;
+    const char* name = st.topic.c_str();
+    int64_t next = st.taken_next;
+    if (list ? !rd_kafka_topic_partition_list_find(list, name, k.partition)
+             : (flow_list_.count({name, k.partition}) || script_paused_.count({name, k.partition}) ||
+                revoking_.count({name, k.partition})))
+      continue;
+    rd_kafka_topic_partition_list_add(seek, name, k.partition)->offset = next;
+  }
+  if (seek->cnt)
+    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(rk_, seek, 0)) rd_kafka_error_destroy(e);
+  rd_kafka_topic_partition_list_destroy(seek);
+}
+
+void Consumer::script_paused(const rd_kafka_topic_partition_list_t* list, bool paused) {
+  for (int i = 0; list && i < list->cnt; ++i) {
+    TopicPartition tp{list->elems[i].topic, list->elems[i].partition};
+    flow_list_.erase(tp);  // the script's call decides from now on
+    if (paused)
+      script_paused_.insert(tp);
+    else
+      script_paused_.erase(tp);
+  }
 }
 
 void Consumer::drain_messages() {
   if (!rk_ || !msg_queue_ || state_ == Destroying || state_ == Closed) return;
+  // Before pausing, take everything librdkafka already fetched: a pause discards it (to be
+  // fetched again), and its positions are where the partitions resume.
+  bool take_all = false;
+  // librdkafka stopped fetching if its queue reached queued.min.messages (the same bound).
+  bool stopped = rd_kafka_queue_length(msg_queue_) >= flow_high_;
   while (true) {
-    if (buffer_.size() >= BUFFER_LIMIT && poll_waiters.empty()) {
-      held_back_ = rd_kafka_queue_length(msg_queue_) > 0;
-      return;
+    if (!take_all && over_high() && poll_waiters.empty()) {
+      if (flow_paused_) {
+        held_back_ = rd_kafka_queue_length(msg_queue_) > 0;
+        return;
+      }
+      take_all = true;
     }
     rd_kafka_event_t* ev = rd_kafka_queue_poll(msg_queue_, 0);
-    if (!ev) return;
+    if (!ev && take_all) {
+      flow_pause();
+      return;
+    }
+    if (!ev) {
+      if (stopped && !flow_paused_) wake_fetchers(nullptr);
+      return;
+    }
     if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_FETCH) {
       deliver(ev);
     } else {
@@ -313,12 +528,25 @@ void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) 
       rd_kafka_queue_destroy(pq);
     }
   }
+  if (flow_paused_ && parts) {
+    // Newly assigned partitions wait with the others until the buffer is half consumed.
+    auto* list = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; ++i) {
+      TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
+      if (script_paused_.count(tp) || flow_list_.count(tp)) continue;
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+      flow_list_.insert(tp);
+    }
+    if (list->cnt) rd_kafka_pause_partitions(rk_, list);
+    rd_kafka_topic_partition_list_destroy(list);
+  }
 }
 
 size_t Consumer::buffered_for(const TopicPartition& tp) const {
-  size_t n = 0;
-  for (const auto& b : buffer_)
-    if (b.m->partition == tp.second && tp.first == rd_kafka_topic_name(b.m->rkt)) ++n;
+  // Only entries with messages: their messages keep the topic handle alive.
+  size_t n = 0;  // a topic re-created under a new handle may have two entries
+  for (const auto& [k, st] : parts_)
+    if (k.partition == tp.second && st.topic == tp.first) n += st.offsets.size();
   return n;
 }
 
@@ -341,6 +569,7 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
     rd_kafka_event_destroy(ev);  // fetched before the revoke: the script must not see it
     return;
   }
+  if (!f.m->err && f.m->rkt) part(f.m).taken_next = f.m->offset + 1;
   Scheduler& s = rt_.scheduler();
   while (!poll_waiters.empty()) {
     WaitToken t = poll_waiters.front();
@@ -350,7 +579,46 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
       return;
     }
   }
+  if (!f.m->err && f.m->rkt && topic_names_ref_ != LUA_NOREF) {
+    PartState& st = part(f.m);
+    if (!st.topic_id) {
+      lua_State* L = rt_.lua();
+      st.topic_id = ++topic_count_;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
+      lua_pushlstring(L, st.topic.data(), st.topic.size());
+      lua_rawseti(L, -2, st.topic_id);
+      lua_pop(L, 1);
+    }
+  }
   buffer_.push_back(f);
+  index_add(f.m);
+}
+
+int Consumer::take_fast(MsgView* v) {
+  release_fast();
+  if (state_ != Open || fatal_ || buffer_.empty() || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
+  const rd_kafka_message_t* m = buffer_.front().m;
+  if (m->err || !m->rkt) return 1;
+  int topic_id = part(m).topic_id;
+  if (!topic_id) return 1;
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) return 1;
+  if (m->key_len > 0x7fffffff || m->len > 0x7fffffff) return 1;
+  v->key = static_cast<const char*>(m->key);
+  v->key_len = static_cast<int32_t>(m->key_len);
+  v->has_key = m->key != nullptr;
+  v->value = static_cast<const char*>(m->payload);
+  v->value_len = static_cast<int32_t>(m->len);
+  v->has_value = m->payload != nullptr;
+  v->offset = static_cast<double>(m->offset);
+  v->topic = topic_id;
+  v->partition = m->partition;
+  rd_kafka_timestamp_type_t tt;
+  int64_t ts = rd_kafka_message_timestamp(m, &tt);
+  v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
+  v->timestamp = static_cast<double>(ts);
+  current_ = pop_front().ev;
+  return 0;
 }
 
 void Consumer::drain() {
@@ -396,6 +664,10 @@ std::map<TopicPartition, int64_t> Consumer::drop_buffered(const rd_kafka_topic_p
     }
   }
   buffer_.swap(keep);
+  for (auto& [k, st] : parts_) st.offsets.clear();
+  buffered_bytes_ = 0;
+  for (const auto& b : buffer_) index_add(b.m);
+  if (flow_paused_ && buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2 && rk_) flow_resume();
   return first;
 }
 
@@ -471,6 +743,7 @@ void Consumer::finish_rebalance() {
   rebalance_running_ = false;
   if (rk_) {
     bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0;
+    forget_taken(p.parts);
     if (p.kind == Rebalance::Assign) {
       for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
       if (cooperative) {
@@ -538,6 +811,7 @@ void Consumer::handle_commit(rd_kafka_event_t* ev) {
 void Consumer::begin_close() {
   if (state_ != Open) return;
   state_ = Closing;
+  release_fast();
   drop_buffered(nullptr);  // unprocessed: their offsets were never stored
   Scheduler& s = rt_.scheduler();
   auto waiters = std::move(poll_waiters);
@@ -603,6 +877,12 @@ void Consumer::finish_close() {
   msg_queue_ = nullptr;
   for (auto& [rkt, ref] : topic_name_refs_) luaL_unref(rt_.lua(), LUA_REGISTRYINDEX, ref);
   topic_name_refs_.clear();
+  release_fast();
+  luaL_unref(rt_.lua(), LUA_REGISTRYINDEX, topic_names_ref_);
+  topic_names_ref_ = LUA_NOREF;
+  topic_count_ = 0;
+  parts_.clear();
+  last_state_ = nullptr;
   last_rkt_ = nullptr;
   release_hooks();
   destroy_handle_async(rt_, rk_, "consumer close", 10000, [this](bool) {
@@ -625,6 +905,67 @@ void Consumer::finish_close() {
 struct ConsumerBox {
   Consumer* c;
 };
+
+// Called through the FFI with the payload of a userdata whose metatable the caller checked.
+int take_fast_entry(void* box, MsgView* v) {
+  Consumer* c = static_cast<ConsumerBox*>(box)->c;
+  return c ? c->take_fast(v) : 1;
+}
+void release_fast_entry(void* box) {
+  if (Consumer* c = static_cast<ConsumerBox*>(box)->c) c->release_fast();
+}
+
+// c:poll's hot path in Lua, compiled by LuaJIT together with the script's loop: a plain buffered
+// message is copied out of librdkafka's through the FFI into a message table built here, with no
+// Lua/C transition the JIT cannot compile. Everything else (an empty buffer, errors, headers, a
+// cancelled task, a closed handle, bad arguments) goes to the C function, which checks and waits.
+const char* const FAST_SOURCE = R"LUA(
+local ffi, slow_poll, _, MSG_MT, NAMES, take_ptr, release_ptr = ...
+pcall(ffi.cdef, [[
+typedef struct {
+  const char *key, *value;
+  double offset, timestamp;
+  int32_t key_len, value_len, has_key, has_value, topic, partition, tstype, pad;
+} klua_msg_view;
+]])
+local take = ffi.cast("int (*)(void*, klua_msg_view*)", take_ptr)
+local release = ffi.cast("void (*)(void*)", release_ptr)
+local view = ffi.new("klua_msg_view")
+local str, setmetatable = ffi.string, setmetatable
+
+-- The next buffered message, or nil when the full path must answer.
+local function fast(self)
+  -- NAMES has an entry for every consumer userdata and nothing else: it is the type check
+  -- (getmetatable of a userdata would stop the JIT's trace).
+  local names = NAMES[self]
+  if names == nil or take(self, view) ~= 0 then return nil end
+  local v = view
+  local key, value
+  if v.has_key ~= 0 then key = str(v.key, v.key_len) end
+  if v.has_value ~= 0 then value = str(v.value, v.value_len) end
+  release(self)  -- the data is copied: librdkafka's message goes now
+  local topic, tt, m = names[v.topic], v.tstype
+  if tt == 0 then
+    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value }
+  else
+    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value,
+          timestamp = v.timestamp, timestamp_type = tt == 1 and "create" or "log_append" }
+  end
+  return setmetatable(m, MSG_MT)
+end
+
+local type = type
+local function poll(self, timeout_ms)
+  -- anything but a number or nil goes to the full path, which checks (and raises)
+  if timeout_ms == nil or type(timeout_ms) == "number" then
+    local m = fast(self)
+    if m then return m end
+  end
+  return slow_poll(self, timeout_ms)
+end
+
+return poll, fast
+)LUA";
 
 Consumer* check_consumer(lua_State* L, int idx) {
   auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, idx, CONSUMER_MT));
@@ -792,6 +1133,7 @@ int l_assign(lua_State* L) {
     for (int i = 0; i < list->cnt; ++i)
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
   c->drop_buffered(nullptr);
+  c->forget_taken(nullptr);
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
   if (!err) c->forward_partitions(list);
   if (list) rd_kafka_topic_partition_list_destroy(list);
@@ -823,6 +1165,7 @@ void rewind_dropped(Consumer* c, const std::map<TopicPartition, int64_t>& first)
   if (first.empty()) return;
   auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
   for (const auto& [tp, off] : first) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+  c->forget_taken(list);
   // Asynchronous seek (timeout 0): 2.0.2's seek_partitions mis-scales its timeout.
   if (rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0)) rd_kafka_error_destroy(e);
   rd_kafka_topic_partition_list_destroy(list);
@@ -832,6 +1175,7 @@ int l_pause(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   auto* list = partitions_or_assignment(L, c, 2, "c:pause");
   rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk(), list);
+  if (!err) c->script_paused(list, true);
   if (!err) rewind_dropped(c, c->drop_buffered(list));
   return return_partitions_or_error(L, c, err, list, "pause");
 }
@@ -840,6 +1184,7 @@ int l_resume(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   auto* list = partitions_or_assignment(L, c, 2, "c:resume");
   rd_kafka_resp_err_t err = rd_kafka_resume_partitions(c->rk(), list);
+  if (!err) c->script_paused(list, false);
   return return_partitions_or_error(L, c, err, list, "resume");
 }
 
@@ -853,6 +1198,7 @@ int l_seek(lua_State* L) {
   auto* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, topic, partition)->offset = offset;
   c->drop_buffered(list);
+  c->forget_taken(list);
   rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0);  // asynchronous, see rewind_dropped
   rd_kafka_topic_partition_list_destroy(list);
   if (e) {
@@ -1085,7 +1431,7 @@ int l_msg_index(lua_State* L) {
 // with until_end, once every assigned partition reached the end offset taken when the
 // assignment was first seen (the last stable offset under read_committed).
 const char* const MESSAGES_SOURCE = R"(
-local now, error, pairs, ipairs = ...
+local now, error, pairs, ipairs, fast = ...
 return function(c, opts)
   if opts ~= nil and type(opts) ~= "table" then error("c:messages: options must be a table", 2) end
   opts = opts or {}
@@ -1116,6 +1462,10 @@ return function(c, opts)
     return true
   end
   return function()
+    if not until_end then
+      local msg = fast(c)  -- a buffered message: no clock, no wait
+      if msg then return msg end
+    end
     local deadline = timeout and (now() + timeout)
     while true do
       if until_end and at_end() then return nil end
@@ -1192,6 +1542,17 @@ int l_new(lua_State* L) {
   lua_setmetatable(L, -2);
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_CONSUMER, o.conf, "klua.consumer");
   auto* c = new Consumer(rt);
+  {
+    // Topic names for the fast path, reached from Lua through the userdata.
+    const ConsumerStatics* st = consumer_statics(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->names_ref);
+    lua_pushvalue(L, -2);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    c->set_topic_names(luaL_ref(L, LUA_REGISTRYINDEX));
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
   c->set_hooks(o);
   c->set_rebalance_hooks(hooks[0], hooks[1], hooks[2]);
   c->start(rk, group, poll_timeout, hook_timeout);
@@ -1262,12 +1623,36 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       lua_pushcfunction(L, m.fn);
     lua_setfield(L, -2, m.name);
   }
+  // poll's fast path wraps the full one; topic names per consumer userdata (weak keys).
+  if (luaL_loadbuffer(L, FAST_SOURCE, strlen(FAST_SOURCE), "=klua.consumer.fast") != 0) lua_error(L);
+  lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
+  lua_pushliteral(L, "ffi");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -3, "poll");
+  lua_pushvalue(L, -5);  // the consumer metatable
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->message_mt_ref);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  st->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, reinterpret_cast<void*>(&take_fast_entry));
+  lua_pushlightuserdata(L, reinterpret_cast<void*>(&release_fast_entry));
+  lua_call(L, 7, 2);
+  int fast_idx = lua_gettop(L);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -4, "poll");
   if (luaL_loadbuffer(L, MESSAGES_SOURCE, strlen(MESSAGES_SOURCE), "=klua.consumer.messages") != 0) lua_error(L);
   lua_getfield(L, klua_table, "now");
   lua_getglobal(L, "error");
   lua_getglobal(L, "pairs");
   lua_getglobal(L, "ipairs");
-  lua_call(L, 4, 1);
+  lua_pushvalue(L, fast_idx);
+  lua_call(L, 5, 1);
+  lua_replace(L, fast_idx - 1);
+  lua_settop(L, fast_idx - 1);
   lua_setfield(L, -2, "messages");
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_gc);

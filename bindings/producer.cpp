@@ -30,6 +30,20 @@ struct ProducerStatics {
   const char* field_ptrs[9];
   int report_key_refs[7];
   int mt_ref = LUA_NOREF;
+  int dispatch_ref = LUA_NOREF;  // Lua function that turns a batch of DrEntry into on_delivery calls
+  int producers_ref = LUA_NOREF;  // weak-keyed set of producer userdata, the fast path's type check
+};
+
+// One successful delivery report for the producer-level on_delivery, handed to Lua through the
+// FFI in batches (one Lua call per DR event instead of a C-built table and a lua_call per message).
+// Mirrored by the cdef in FAST_SOURCE.
+struct DrEntry {
+  int32_t topic;  // index into the producer's topic names table
+  int32_t partition;
+  int32_t tstype;  // 0 none, 1 create, 2 log_append
+  int32_t pad;
+  double offset;
+  double timestamp;
 };
 
 struct Batch {
@@ -81,6 +95,12 @@ class Producer : public Client {
   // when the local queue is full (nothing was sent); another code with *err_message set on failure.
   rd_kafka_resp_err_t enqueue(lua_State* L, int idx, Delivery* extra, bool allow_callbacks, std::string* topic_out,
                               std::string* err_message, double* timeout_ms);
+  // p:send's fast path, called through the FFI (so it must not touch the Lua state): a message
+  // of topic, value, key and partition without callbacks. Returns 0 when enqueued; any other
+  // value means nothing was sent and the caller takes the full path (which raises or reports).
+  int send_fast(const char* topic, size_t topic_len, const char* value, size_t value_len, const char* key,
+                size_t key_len, int32_t partition);
+  bool fatal() const { return fatal_.has_value(); }
 
   void drain();
   void begin_close() override;
@@ -100,6 +120,8 @@ class Producer : public Client {
   rd_kafka_topic_t* topic(lua_State* L, const char* name, size_t len, std::string* problem);
   void deliver(lua_State* L, const rd_kafka_message_t* m);
   void push_report(lua_State* L, const rd_kafka_message_t* m);
+  void dispatch_fast(lua_State* L, std::vector<DrEntry>& batch);
+  int topic_id(lua_State* L, const rd_kafka_topic_t* rkt);
   void after_reports();
   void finish_close();
   static int dispatch_reports(lua_State* L);
@@ -113,6 +135,10 @@ class Producer : public Client {
   std::unordered_map<std::string, rd_kafka_topic_t*> topics_;
   rd_kafka_topic_t* last_topic_ = nullptr;
   std::unordered_map<const rd_kafka_topic_t*, int> topic_name_refs_;  // Lua strings of topic names
+  std::unordered_map<const rd_kafka_topic_t*, int> topic_ids_;        // index in topic_names_ref_
+  int topic_names_ref_ = LUA_NOREF;  // Lua array of topic names, for DrEntry::topic
+  const rd_kafka_topic_t* id_rkt_ = nullptr;
+  int id_last_ = 0;
   const rd_kafka_topic_t* report_rkt_ = nullptr;
   int report_topic_ref_ = LUA_NOREF;
   std::string last_topic_name_;
@@ -323,6 +349,54 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+int Producer::send_fast(const char* topic_name, size_t topic_len, const char* value, size_t value_len,
+                        const char* key, size_t key_len, int32_t partition) {
+  if (state_ != Open || fatal_) return -1;
+  std::string problem;
+  rd_kafka_topic_t* rkt = topic(nullptr, topic_name, topic_len, &problem);
+  if (!rkt) return -1;
+  rd_kafka_resp_err_t err =
+      rd_kafka_producev(rk_, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE((void*)value, value_len),
+                        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_END);
+  if (err) return err;
+  if (all_brokers_down_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(down_timer_))) on_all_brokers_down();
+  return 0;
+}
+
+int Producer::topic_id(lua_State* L, const rd_kafka_topic_t* rkt) {
+  if (rkt == id_rkt_) return id_last_;
+  auto it = topic_ids_.find(rkt);
+  if (it == topic_ids_.end()) {
+    if (topic_names_ref_ == LUA_NOREF) {
+      lua_newtable(L);
+      topic_names_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    int id = static_cast<int>(topic_ids_.size()) + 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
+    lua_pushstring(L, rd_kafka_topic_name(rkt));
+    lua_rawseti(L, -2, id);
+    lua_pop(L, 1);
+    it = topic_ids_.emplace(rkt, id).first;
+  }
+  id_rkt_ = rkt;
+  id_last_ = it->second;
+  return id_last_;
+}
+
+// Hands a batch of successful reports to the Lua dispatcher, which calls on_delivery(report, nil)
+// for each. The batch is the caller's own vector: a callback may re-enter drain (p:flush).
+void Producer::dispatch_fast(lua_State* L, std::vector<DrEntry>& batch) {
+  if (batch.empty()) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, statics_->dispatch_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, on_delivery_);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
+  lua_pushlightuserdata(L, batch.data());
+  lua_pushinteger(L, static_cast<lua_Integer>(batch.size()));
+  lua_call(L, 4, 0);
+  batch.clear();
+}
+
 // Reports are built for every message: keys are pre-interned strings kept in the registry
 // (lua_rawgeti + lua_rawset instead of lua_setfield's strlen and string interning), and the
 // topic name string is cached per topic handle.
@@ -451,8 +525,29 @@ void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
 int Producer::dispatch_reports(lua_State* L) {
   auto* self = static_cast<Producer*>(lua_touserdata(L, 1));
   auto* ev = static_cast<rd_kafka_event_t*>(lua_touserdata(L, 2));
+  // Successful reports for the producer-level hook go to Lua in batches; anything else (errors,
+  // per-message callbacks, produce/produce_batch waiters) through deliver(), in order.
+  std::vector<DrEntry> batch;
+  bool fast = self->on_delivery_ != LUA_NOREF;
+  if (fast) batch.reserve(rd_kafka_event_message_count(ev));
   const rd_kafka_message_t* m;
-  while ((m = rd_kafka_event_message_next(ev))) self->deliver(L, m);
+  while ((m = rd_kafka_event_message_next(ev))) {
+    if (fast && !m->_private && !m->err) {
+      self->all_brokers_down_ = false;
+      rd_kafka_timestamp_type_t tt;
+      int64_t ts = rd_kafka_message_timestamp(m, &tt);
+      DrEntry e{self->topic_id(L, m->rkt), m->partition, 0, 0, static_cast<double>(m->offset), 0};
+      if (ts >= 0 && tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) {
+        e.tstype = tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
+        e.timestamp = static_cast<double>(ts);
+      }
+      batch.push_back(e);
+      continue;
+    }
+    self->dispatch_fast(L, batch);
+    self->deliver(L, m);
+  }
+  self->dispatch_fast(L, batch);
   return 0;
 }
 
@@ -590,6 +685,10 @@ void Producer::finish_close() {
   for (auto& [rkt, ref] : topic_name_refs_) luaL_unref(L, LUA_REGISTRYINDEX, ref);
   topic_name_refs_.clear();
   report_rkt_ = nullptr;
+  luaL_unref(L, LUA_REGISTRYINDEX, topic_names_ref_);
+  topic_names_ref_ = LUA_NOREF;
+  topic_ids_.clear();
+  id_rkt_ = nullptr;
   luaL_unref(L, LUA_REGISTRYINDEX, on_delivery_);
   on_delivery_ = LUA_NOREF;
   release_hooks();
@@ -614,6 +713,14 @@ void Producer::finish_close() {
 struct ProducerBox {
   Producer* p;
 };
+
+// Called through the FFI with the payload of a userdata whose metatable the caller checked.
+int send_fast_entry(void* box, const char* topic, size_t topic_len, const char* value, size_t value_len,
+                    const char* key, size_t key_len, int32_t partition) {
+  Producer* p = static_cast<ProducerBox*>(box)->p;
+  if (!p) return -1;
+  return p->send_fast(topic, topic_len, value, value_len, key, key_len, partition);
+}
 
 const ProducerStatics* statics(lua_State* L) {
   return static_cast<const ProducerStatics*>(lua_touserdata(L, lua_upvalueindex(1)));
@@ -896,6 +1003,11 @@ int l_new(lua_State* L) {
   box->p = nullptr;
   luaL_getmetatable(L, PRODUCER_MT);
   lua_setmetatable(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, statics(L)->producers_ref);
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_PRODUCER, o.conf, "klua.producer");
   auto* p = new Producer(rt, statics(L));
   p->set_hooks(o);
@@ -903,6 +1015,94 @@ int l_new(lua_State* L) {
   box->p = p;
   return 1;
 }
+
+// The hot paths in Lua, compiled by LuaJIT together with the script's own loop: p:send takes
+// messages of plain fields straight to librdkafka through the FFI (no Lua/C transition the JIT
+// cannot compile), and delivery reports for the producer-level on_delivery are built here from a
+// C array, one call per batch. Everything else (headers, timestamps, callbacks, bad input, a full
+// queue, a closed handle) goes through the C functions, which check, raise and wait.
+const char* const FAST_SOURCE = R"LUA(
+local ffi, slow_send, PRODUCERS, send_fast_ptr = ...
+pcall(ffi.cdef, [[
+typedef struct { int32_t topic, partition, tstype, pad; double offset, timestamp; } klua_dr_entry;
+]])
+local send_fast = ffi.cast("int (*)(void*, const char*, size_t, const char*, size_t, const char*, size_t, int32_t)",
+                           send_fast_ptr)
+local entries = ffi.typeof("const klua_dr_entry*")
+local cast, next, type = ffi.cast, next, type
+
+-- Up to four fields, read without a loop so that the JIT compiles send into the caller's loop.
+-- Returns false for any other field.
+local function field(k, v, f)
+  if k == "topic" then f.topic = v
+  elseif k == "value" then f.value = v
+  elseif k == "key" then f.key = v
+  elseif k == "partition" then f.partition = v
+  else return false end
+  return true
+end
+
+local function send(self, msg)
+  -- PRODUCERS has an entry for every producer userdata and nothing else: it is the type check
+  -- (getmetatable of a userdata would stop the JIT's trace).
+  if PRODUCERS[self] == nil or type(msg) ~= "table" then return slow_send(self, msg) end
+  local f = { topic = nil, value = nil, key = nil, partition = nil }  -- sunk by the JIT
+  local k, v = next(msg)
+  if k ~= nil then
+    if not field(k, v, f) then return slow_send(self, msg) end
+    k, v = next(msg, k)
+    if k ~= nil then
+      if not field(k, v, f) then return slow_send(self, msg) end
+      k, v = next(msg, k)
+      if k ~= nil then
+        if not field(k, v, f) then return slow_send(self, msg) end
+        k, v = next(msg, k)
+        if k ~= nil then
+          if not field(k, v, f) then return slow_send(self, msg) end
+          if next(msg, k) ~= nil then return slow_send(self, msg) end
+        end
+      end
+    end
+  end
+  local topic, value, key, partition = f.topic, f.value, f.key, f.partition
+  if type(topic) ~= "string" then return slow_send(self, msg) end
+  local vlen, klen = 0, 0
+  if value ~= nil then
+    if type(value) ~= "string" then return slow_send(self, msg) end
+    vlen = #value
+  end
+  if key ~= nil then
+    if type(key) ~= "string" then return slow_send(self, msg) end
+    klen = #key
+  end
+  if partition == nil then
+    partition = -1
+  elseif type(partition) ~= "number" or not (partition >= 0 and partition < 2147483648) then
+    return slow_send(self, msg)
+  end
+  if send_fast(self, topic, #topic, value, vlen, key, klen, partition) == 0 then return true end
+  return slow_send(self, msg)
+end
+
+local function dispatch(cb, names, buf, n)
+  local e = cast(entries, buf)
+  for i = 0, n - 1 do
+    local r = e[i]
+    local tt = r.tstype
+    if tt == 0 then
+      cb({ topic = names[r.topic], partition = r.partition, offset = r.offset }, nil)
+    else
+      cb({ topic = names[r.topic], partition = r.partition, offset = r.offset, timestamp = r.timestamp,
+           timestamp_type = tt == 1 and "create" or "log_append" }, nil)
+    end
+  end
+end
+
+return send, dispatch
+)LUA";
+
+int send_fast_entry(void* box, const char* topic, size_t topic_len, const char* value, size_t value_len,
+                    const char* key, size_t key_len, int32_t partition);
 
 void wrap_waiting_retry(lua_State* L) {
   // fn(self, arg) may resume with the retry marker: call it again with the same arguments.
@@ -979,6 +1179,23 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
     if (m.kind == 2) wrap_waiting_retry(L);
     lua_setfield(L, -2, m.name);
   }
+  // p:send's fast path wraps the full one; the report dispatcher lives in the statics.
+  if (luaL_loadbuffer(L, FAST_SOURCE, strlen(FAST_SOURCE), "=klua.producer.fast") != 0) lua_error(L);
+  lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
+  lua_pushliteral(L, "ffi");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -3, "send");
+  lua_newtable(L);  // producer userdata -> true, weak keys
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  st->producers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, reinterpret_cast<void*>(&send_fast_entry));
+  lua_call(L, 4, 2);
+  st->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_setfield(L, -2, "send");
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_gc);
   lua_setfield(L, -2, "__gc");

@@ -148,6 +148,7 @@ void Scheduler::finish(Task& t, int status) {
   // handle meanwhile, and its __gc must not free the task under us.
   t.finishing = true;
   --live_tasks_;
+  if (t.cancelled) --cancelled_live_;
   if (t.is_main) main_done_ = true;
   if (status == 0) {
     t.state = Task::Done;
@@ -321,6 +322,7 @@ void Scheduler::update_keepalive() {
 void Scheduler::cancel(uint64_t id) {
   Task* t = find(id);
   if (!t || t->state == Task::Done || t->state == Task::Failed) return;
+  if (!t->cancelled) ++cancelled_live_;
   t->cancelled = true;
   if (t->state == Task::Waiting) {
     WaitToken tok{t->id, t->seq};

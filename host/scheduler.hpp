@@ -63,6 +63,9 @@ class Scheduler {
   // Raises KLUA_CANCELLED if the current task was cancelled (used by calls that do not wait).
   void check_cancelled(lua_State* L);
 
+  // Whether some unfinished task was cancelled: fast paths that cannot raise (FFI calls) leave
+  // the work to the checking C functions while this is true.
+  bool any_cancelled() const { return cancelled_live_ > 0; }
   void cancel(uint64_t id);
   // Cancels every task except the shielded ones (on SIGINT/SIGTERM).
   void cancel_all();
@@ -109,6 +112,7 @@ class Scheduler {
   std::deque<uint64_t> ready_;
   size_t live_tasks_ = 0;
   size_t waiting_ = 0;
+  size_t cancelled_live_ = 0;  // unfinished tasks with cancelled set
   bool main_done_ = false;
   uv_idle_t idle_;
   uv_async_t keepalive_;  // referenced while a task waits, so the loop does not end under it
