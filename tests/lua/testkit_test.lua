@@ -37,10 +37,12 @@ describe("expect_message", function()
   end)
 
   it("times out naming the topic and what it saw", function()
-    local m, err = kit.expect_message(t, { value = "never" }, { timeout_ms = 1500 })
+    -- 5 s: both partitions' messages must arrive first (the mock answers a fetch only after
+    -- fetch.wait.max.ms, 500 ms); 1.5 s was too short under AddressSanitizer.
+    local m, err = kit.expect_message(t, { value = "never" }, { timeout_ms = 5000 })
     assert_nil(m)
     assert_error(err, "_TIMED_OUT")
-    assert_match(tostring(err), "no matching message in " .. t:gsub("%-", "%%-") .. " within 1500 ms %(2 other")
+    assert_match(tostring(err), "no matching message in " .. t:gsub("%-", "%%-") .. " within 5000 ms %(2 other")
   end)
 end)
 
