@@ -79,13 +79,16 @@ Scheduler::~Scheduler() {
 }
 
 Scheduler::Task* Scheduler::find(uint64_t id) const {
+  if (found_ && found_->id == id) return found_;
   auto it = tasks_.find(id);
-  return it == tasks_.end() ? nullptr : it->second.get();
+  if (it == tasks_.end()) return nullptr;
+  return found_ = it->second.get();
 }
 
 Scheduler::Task* Scheduler::task_of(lua_State* L) const {
+  if (running_ && running_->co == L) return running_;
   auto it = by_thread_.find(L);
-  return it == by_thread_.end() ? nullptr : find(it->second);
+  return it == by_thread_.end() ? nullptr : it->second;
 }
 
 uint64_t Scheduler::spawn(lua_State* L, int nargs, bool is_main) {
@@ -96,7 +99,7 @@ uint64_t Scheduler::spawn(lua_State* L, int nargs, bool is_main) {
   t->co = lua_newthread(L);
   t->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_xmove(L, t->co, nargs + 1);
-  by_thread_[t->co] = t->id;
+  by_thread_[t->co] = t.get();
   uint64_t id = t->id;
   Task& ref = *t;
   tasks_[id] = std::move(t);
@@ -130,7 +133,10 @@ void Scheduler::run_ready() {
 
 void Scheduler::resume(Task& t) {
   t.state = Task::Running;
+  Task* outer = running_;
+  running_ = &t;
   int status = lua_resume(t.co, t.ready_nargs);
+  running_ = outer;
   t.ready_nargs = 0;
   if (status == LUA_YIELD) {
     if (t.state == Task::Running) {
@@ -217,6 +223,8 @@ void Scheduler::release(Task& t) {
   luaL_unref(L, LUA_REGISTRYINDEX, t.result_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, t.thread_ref);
   by_thread_.erase(t.co);
+  if (found_ == &t) found_ = nullptr;
+  if (running_ == &t) running_ = nullptr;
   tasks_.erase(t.id);  // destroys t
 }
 

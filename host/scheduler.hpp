@@ -121,7 +121,12 @@ class Scheduler {
   Runtime& rt_;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Task>> tasks_;
-  std::unordered_map<lua_State*, uint64_t> by_thread_;
+  std::unordered_map<lua_State*, Task*> by_thread_;
+  // Lookup shortcuts (10,000 tasks make every hash lookup a cache miss): the task being resumed
+  // (prepare_wait, can_wait and check_cancelled all ask for it) and the last task found by id
+  // (wake_begin is followed by wake_end on the same token). Cleared when the task is released.
+  Task* running_ = nullptr;
+  mutable Task* found_ = nullptr;
   std::deque<uint64_t> ready_;
   size_t live_tasks_ = 0;
   size_t waiting_ = 0;
