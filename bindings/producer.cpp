@@ -115,6 +115,7 @@ class Producer : public Client {
   size_t failed_since_flush = 0;
   std::string first_failure;
   bool orphaned = false;  // the Lua object is gone: delete once closed
+  std::unique_ptr<Delivery> spare_delivery;  // p:produce's next Delivery, owned here until enqueued
 
  private:
   rd_kafka_topic_t* topic(lua_State* L, const char* name, size_t len, std::string* problem);
@@ -794,40 +795,17 @@ int l_produce(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   Scheduler& s = Runtime::from(L).scheduler();
   if (!s.can_wait(L)) return luaL_error(L, "p:produce waits for the delivery report: call it from a task (use p:send in callbacks)");
-  // The wait is prepared first: prepare_wait raises for a cancelled task, and nothing may be
-  // enqueued with a Delivery that the unwinding would free.
+  // Cancellation is checked before anything is sent, so that prepare_wait cannot raise once the
+  // message is enqueued. The message is enqueued by a direct call (no pcall, no closure made per
+  // call: 10,000 tasks awaiting produce made that a visible cost): the Delivery it carries stays
+  // owned by the producer (spare_delivery) until librdkafka took the message, so an error raised
+  // by enqueue (bad fields) leaks nothing and leaves no wait behind.
+  s.check_cancelled(L);
+  if (!p->spare_delivery) p->spare_delivery = std::make_unique<Delivery>();
+  Delivery* d = p->spare_delivery.get();
   double timeout = p->wait_timeout_ms();
-  lua_getfield(L, 2, "timeout_ms");
-  if (lua_isnumber(L, -1)) timeout = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  WaitToken tok = s.prepare_wait(L, "p:produce (waiting for the delivery report)", timeout);
-  auto d = std::make_unique<Delivery>();
-  d->tok = tok;
   std::string msg, topic;
-  rd_kafka_resp_err_t err;
-  {
-    // enqueue may raise (bad fields): abandon the wait first so the task is not left waiting.
-    lua_pushcfunction(L, [](lua_State* L) -> int {
-      auto* p = static_cast<Producer*>(lua_touserdata(L, 1));
-      auto* d = static_cast<Delivery*>(lua_touserdata(L, 2));
-      auto* msg = static_cast<std::string*>(lua_touserdata(L, 3));
-      auto* topic = static_cast<std::string*>(lua_touserdata(L, 4));
-      auto* err = static_cast<rd_kafka_resp_err_t*>(lua_touserdata(L, 5));
-      *err = p->enqueue(L, 6, d, false, topic, msg, nullptr);
-      return 0;
-    });
-    lua_pushlightuserdata(L, p);
-    lua_pushlightuserdata(L, d.get());
-    lua_pushlightuserdata(L, &msg);
-    lua_pushlightuserdata(L, &topic);
-    lua_pushlightuserdata(L, &err);
-    lua_pushvalue(L, 2);
-    if (lua_pcall(L, 6, 0, 0) != 0) {
-      s.abandon_wait(tok);
-      return lua_error(L);
-    }
-  }
-  if (err) s.abandon_wait(tok);
+  rd_kafka_resp_err_t err = p->enqueue(L, 2, d, false, &topic, &msg, &timeout);
   if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce (local queue full)");
   if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
     ErrorSpec e;
@@ -839,7 +817,9 @@ int l_produce(lua_State* L) {
     return nil_error(L, e);
   }
   if (err) return kafka_nil_error(L, err, msg, topic);
-  d.release();
+  p->spare_delivery.release();  // librdkafka's now: its delivery report frees it
+  // Its report is dispatched by the loop, never before this call returns.
+  d->tok = s.prepare_wait(L, "p:produce (waiting for the delivery report)", timeout);
   return lua_yield(L, 0);
 }
 

@@ -49,7 +49,11 @@ struct Scheduler::Task {
   const char* wait_op = "";
   double wait_timeout_ms = -1;
   OnTimeout on_timeout = OnTimeout::TimedOutError;
-  uv_timer_t* timer = nullptr;
+  // Linked into a TimerList while a wait with a timeout is pending.
+  TimerList* tlist = nullptr;
+  Task* tprev = nullptr;
+  Task* tnext = nullptr;
+  uint64_t deadline = 0;  // loop time (ms) at which the wait times out
   Scheduler* sched = nullptr;
   int result_ref = LUA_NOREF;  // table {n=, ...} of results, or the error
   std::vector<WaitToken> joiners;
@@ -63,25 +67,28 @@ Scheduler::Scheduler(Runtime& rt) : rt_(rt) {
 }
 
 Scheduler::~Scheduler() {
-  for (auto& [id, t] : tasks_) {
-    if (t->timer) {
-      uv_close(reinterpret_cast<uv_handle_t*>(t->timer),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-      t->timer = nullptr;
-    }
+  for (auto& [id, t] : tasks_) t->tlist = nullptr;
+  for (auto& [d, l] : timer_lists_) {
+    // The handle lives inside the list: hand the list's ownership to the close callback.
+    TimerList* list = l.release();
+    uv_close(reinterpret_cast<uv_handle_t*>(&list->timer),
+             [](uv_handle_t* h) { delete static_cast<TimerList*>(h->data); });
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&keepalive_), nullptr);
 }
 
 Scheduler::Task* Scheduler::find(uint64_t id) const {
+  if (found_ && found_->id == id) return found_;
   auto it = tasks_.find(id);
-  return it == tasks_.end() ? nullptr : it->second.get();
+  if (it == tasks_.end()) return nullptr;
+  return found_ = it->second.get();
 }
 
 Scheduler::Task* Scheduler::task_of(lua_State* L) const {
+  if (running_ && running_->co == L) return running_;
   auto it = by_thread_.find(L);
-  return it == by_thread_.end() ? nullptr : find(it->second);
+  return it == by_thread_.end() ? nullptr : it->second;
 }
 
 uint64_t Scheduler::spawn(lua_State* L, int nargs, bool is_main) {
@@ -92,7 +99,7 @@ uint64_t Scheduler::spawn(lua_State* L, int nargs, bool is_main) {
   t->co = lua_newthread(L);
   t->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_xmove(L, t->co, nargs + 1);
-  by_thread_[t->co] = t->id;
+  by_thread_[t->co] = t.get();
   uint64_t id = t->id;
   Task& ref = *t;
   tasks_[id] = std::move(t);
@@ -126,7 +133,10 @@ void Scheduler::run_ready() {
 
 void Scheduler::resume(Task& t) {
   t.state = Task::Running;
+  Task* outer = running_;
+  running_ = &t;
   int status = lua_resume(t.co, t.ready_nargs);
+  running_ = outer;
   t.ready_nargs = 0;
   if (status == LUA_YIELD) {
     if (t.state == Task::Running) {
@@ -209,14 +219,12 @@ void Scheduler::finish(Task& t, int status) {
 
 void Scheduler::release(Task& t) {
   lua_State* L = rt_.lua();
-  if (t.timer) {
-    uv_close(reinterpret_cast<uv_handle_t*>(t.timer),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    t.timer = nullptr;
-  }
+  disarm_timeout(t);
   luaL_unref(L, LUA_REGISTRYINDEX, t.result_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, t.thread_ref);
   by_thread_.erase(t.co);
+  if (found_ == &t) found_ = nullptr;
+  if (running_ == &t) running_ = nullptr;
   tasks_.erase(t.id);  // destroys t
 }
 
@@ -249,24 +257,69 @@ WaitToken Scheduler::prepare_wait(lua_State* L, const char* op, double timeout_m
   t->wait_timeout_ms = timeout_ms;
   t->on_timeout = on_timeout;
   ++waiting_;
-  if (timeout_ms >= 0 && timeout_ms < 1e15) {  // infinite or absurdly long: no timer at all
-    if (!t->timer) {
-      t->timer = new uv_timer_t;
-      uv_timer_init(rt_.loop(), t->timer);
-      t->timer->data = t;
-    }
-    uv_timer_start(t->timer, on_timer, static_cast<uint64_t>(timeout_ms + 0.999), 0);
-  }
+  if (timeout_ms >= 0 && timeout_ms < 1e15)  // infinite or absurdly long: no timer at all
+    arm_timeout(*t, static_cast<uint64_t>(timeout_ms + 0.999));
   update_keepalive();
   return WaitToken{t->id, t->seq};
 }
 
+void Scheduler::arm_timeout(Task& t, uint64_t duration) {
+  TimerList* l = last_list_;
+  if (!l || l->duration != duration) {
+    auto& slot = timer_lists_[duration];
+    if (!slot) {
+      slot = std::make_unique<TimerList>();
+      slot->sched = this;
+      slot->duration = duration;
+      uv_timer_init(rt_.loop(), &slot->timer);
+      slot->timer.data = slot.get();
+    }
+    l = last_list_ = slot.get();
+  }
+  // uv_now is the loop's cached time, as uv_timer_start uses: a list's deadlines never decrease.
+  t.deadline = uv_now(rt_.loop()) + duration;
+  t.tlist = l;
+  t.tnext = nullptr;
+  t.tprev = l->tail;
+  if (l->tail) {
+    l->tail->tnext = &t;
+  } else {
+    l->head = &t;
+    uv_timer_start(&l->timer, on_timer, duration, 0);
+  }
+  l->tail = &t;
+}
+
+void Scheduler::disarm_timeout(Task& t) {
+  TimerList* l = t.tlist;
+  if (!l) return;
+  (t.tprev ? t.tprev->tnext : l->head) = t.tnext;
+  (t.tnext ? t.tnext->tprev : l->tail) = t.tprev;
+  t.tlist = nullptr;
+  t.tprev = t.tnext = nullptr;
+  // An armed timer keeps the loop alive: stop it when nothing waits on this list. Otherwise it
+  // stays armed for the old head's deadline and re-arms itself for the new head when it fires.
+  if (!l->head) uv_timer_stop(&l->timer);
+}
+
 void Scheduler::on_timer(uv_timer_t* h) {
-  Task* t = static_cast<Task*>(h->data);
-  Scheduler* s = t->sched;
+  auto* l = static_cast<TimerList*>(h->data);
+  Scheduler* s = l->sched;
+  uint64_t now = uv_now(s->rt_.loop());
+  // Every wait due now times out; each wake unlinks its task from the list's head.
+  while (l->head && l->head->deadline <= now) s->fire_timeout(*l->head);
+  if (l->head) uv_timer_start(&l->timer, on_timer, l->head->deadline - now, 0);
+}
+
+void Scheduler::fire_timeout(Task& task) {
+  Task* t = &task;
+  Scheduler* s = this;
   WaitToken tok{t->id, t->seq};
   lua_State* co = s->wake_begin(tok);
-  if (!co) return;
+  if (!co) {
+    disarm_timeout(*t);  // not waiting any more (cannot happen: a completed wait unlinks)
+    return;
+  }
   if (t->on_timeout == OnTimeout::ResumeEmpty) {
     s->wake_end(tok, 0);
     return;
@@ -287,7 +340,7 @@ void Scheduler::abandon_wait(WaitToken tok) {
   if (!t || t->seq != tok.seq || t->state != Task::Waiting) return;
   t->seq++;
   t->state = Task::Running;
-  if (t->timer) uv_timer_stop(t->timer);
+  disarm_timeout(*t);
   --waiting_;
   update_keepalive();
 }
@@ -302,7 +355,7 @@ void Scheduler::wake_end(WaitToken tok, int nresults) {
   Task* t = find(tok.task);
   if (!t) return;
   t->seq++;  // any other completion of this wait is now stale
-  if (t->timer) uv_timer_stop(t->timer);
+  disarm_timeout(*t);
   --waiting_;
   make_ready(*t, nresults);
 }

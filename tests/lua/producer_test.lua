@@ -44,6 +44,20 @@ test("invalid topic names fail at once, naming the topic and the rule", function
   assert_match(err.message, "may contain only ASCII letters")
 end)
 
+test("a produce that raises on a bad field leaves no wait behind; the next one is reported", function()
+  local p = klua.producer()
+  local t = topic_name("badfield")
+  klua.embedded.create_topic(t, 1)
+  assert_raises(function() p:produce{ topic = t, value = "x", bogus = 1 } end, "unknown message field 'bogus'")
+  assert_raises(function() p:produce{ topic = t, value = "x", on_delivery = print } end, "for p:send only")
+  -- the task is not left waiting: it goes on, and the next produce gets its own report
+  local r = assert(p:produce{ topic = t, value = "ok", timeout_ms = 5000 })
+  assert_eq(r.offset, 0)
+  local r2 = assert(p:produce{ topic = t, value = "ok2" })
+  assert_eq(r2.offset, 1)
+  p:close()
+end)
+
 test("send with a producer-level on_delivery reports every message once, flush waits for all", function()
   local seen, errors = {}, 0
   local t = topic_name("send")

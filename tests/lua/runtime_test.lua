@@ -67,6 +67,33 @@ test("join with a timeout returns _TIMED_OUT naming the operation", function()
   t:cancel()
 end)
 
+test("waits of one duration time out in order; a wait that completed early never fires", function()
+  -- Waits sharing a timeout duration share one timer: unlinking a completed wait from the
+  -- middle or the head must leave the others' timeouts intact.
+  local blocker = klua.spawn(function() klua.sleep(5000) end)
+  local order, joiners = {}, {}
+  for k = 1, 5 do
+    joiners[k] = klua.spawn(function()
+      local r, err = blocker:join(40)
+      order[#order + 1] = { k = k, r = r, err = err and err.name }
+    end)
+    klua.sleep(2)
+  end
+  local early = klua.spawn(function() return "early" end)
+  local quick = klua.spawn(function() return early:join(40) end)
+  assert_eq(quick:join(), "early")
+  local ok_task = klua.spawn(function() klua.sleep(1); return 1 end)
+  assert_eq(klua.spawn(function() return ok_task:join(40) end):join(), 1)
+  for k = 1, 5 do joiners[k]:join() end
+  assert_eq(#order, 5)
+  for k = 1, 5 do
+    assert_eq(order[k].k, k)
+    assert_eq(order[k].r, nil)
+    assert_eq(order[k].err, "_TIMED_OUT")
+  end
+  blocker:cancel()
+end)
+
 test("coroutine.yield in a task yields to the other tasks", function()
   local log = {}
   local a = klua.spawn(function() for i = 1, 3 do log[#log + 1] = "a" .. i; coroutine.yield() end end)
