@@ -266,6 +266,8 @@ WaitToken Scheduler::prepare_wait(lua_State* L, const char* op, double timeout_m
 void Scheduler::arm_timeout(Task& t, uint64_t duration) {
   TimerList* l = last_list_;
   if (!l || l->duration != duration) {
+    auto found = timer_lists_.find(duration);
+    if (found == timer_lists_.end() && timer_lists_.size() >= kMaxIdleTimerLists) sweep_timer_lists();
     auto& slot = timer_lists_[duration];
     if (!slot) {
       slot = std::make_unique<TimerList>();
@@ -288,6 +290,25 @@ void Scheduler::arm_timeout(Task& t, uint64_t duration) {
     uv_timer_start(&l->timer, on_timer, duration, 0);
   }
   l->tail = &t;
+}
+
+// Waits with many different durations (a jittered backoff, a poll with the time left) would
+// otherwise leave one idle list and uv_timer per duration ever used. Lists with no wait are
+// closed once there are many; the memory goes in the close callback, on a later loop turn, so an
+// on_timer() still running for one of them (a timed-out task's resumption armed a new wait) never
+// touches freed memory.
+void Scheduler::sweep_timer_lists() {
+  for (auto it = timer_lists_.begin(); it != timer_lists_.end();) {
+    if (it->second->head) {
+      ++it;
+      continue;
+    }
+    TimerList* list = it->second.release();
+    if (last_list_ == list) last_list_ = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&list->timer),
+             [](uv_handle_t* h) { delete static_cast<TimerList*>(h->data); });
+    it = timer_lists_.erase(it);
+  }
 }
 
 void Scheduler::disarm_timeout(Task& t) {

@@ -97,6 +97,8 @@ class Scheduler {
   Task* find(uint64_t id) const;
   void arm_timeout(Task& t, uint64_t duration_ms);
   void disarm_timeout(Task& t);
+  void sweep_timer_lists();
+  static constexpr size_t kMaxIdleTimerLists = 64;
   Task* task_of(lua_State* L) const;
   void make_ready(Task& t, int nargs);
   void resume(Task& t);

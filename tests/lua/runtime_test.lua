@@ -169,3 +169,20 @@ test("a file run with dofile can wait", function()
   os.remove(path)
   assert_eq(r, "waited")
 end)
+
+test("waits with many different durations all time out, in order (idle timer lists are recycled)", function()
+  -- 200 durations: more than the scheduler keeps idle lists for, so lists are closed and made
+  -- again while other waits are pending on their own lists.
+  local order = {}
+  local tasks = {}
+  for i = 200, 1, -1 do
+    tasks[#tasks + 1] = klua.spawn(function() klua.sleep(i * 2) order[#order + 1] = i return true end)
+  end
+  for _, t in ipairs(tasks) do assert(t:join(5000)) end
+  assert_eq(#order, 200)
+  for i = 2, #order do assert_true(order[i - 1] < order[i], "woke out of order at " .. i) end
+  for i = 1, 150 do klua.sleep(i % 7) end  -- sequential short waits of changing durations
+  local t0 = klua.now()
+  klua.sleep(30)
+  assert_true(klua.now() - t0 >= 29, "a wait after the recycling still lasts its time")
+end)
