@@ -1405,26 +1405,23 @@ int l_msg_header_all(lua_State* L) {
   return 1;
 }
 
-int l_msg_index(lua_State* L) {
-  // Methods, and `headers` as an empty list when the message has none (built on first use).
-  const char* k = lua_tostring(L, 2);
-  if (!k) return 0;
-  if (strcmp(k, "header") == 0) {
-    lua_pushcfunction(L, l_msg_header);
-    return 1;
-  }
-  if (strcmp(k, "header_all") == 0) {
-    lua_pushcfunction(L, l_msg_header_all);
-    return 1;
-  }
-  if (strcmp(k, "headers") == 0) {
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, 1, "headers");
-    return 1;
-  }
-  return 0;
-}
+// The message metatable's __index, in Lua so that the JIT compiles a read of a field the message
+// lacks (msg.key of a keyless message goes through it on every message): a C function here
+// stopped the trace of the script's loop at each such read. Methods, and `headers` as an empty
+// list when the message has none (built on first use).
+const char* const MSG_INDEX_SOURCE = R"LUA(
+local header, header_all, rawset = ...
+return function(m, k)
+  if k == "header" then return header end
+  if k == "header_all" then return header_all end
+  if k == "headers" then
+    local h = {}
+    rawset(m, "headers", h)
+    return h
+  end
+  return nil
+end
+)LUA";
 
 // c:messages{timeout_ms=, until_end=}: an iterator over messages; raises on errors so that a
 // for loop never ends silently. It ends after timeout_ms without a message (when given), or,
@@ -1592,7 +1589,11 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
     st->key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   luaL_newmetatable(L, MESSAGE_MT);
-  lua_pushcfunction(L, l_msg_index);
+  if (luaL_loadbuffer(L, MSG_INDEX_SOURCE, strlen(MSG_INDEX_SOURCE), "=klua.consumer.message") != 0) lua_error(L);
+  lua_pushcfunction(L, l_msg_header);
+  lua_pushcfunction(L, l_msg_header_all);
+  lua_getglobal(L, "rawset");
+  lua_call(L, 3, 1);
   lua_setfield(L, -2, "__index");
   lua_pushvalue(L, -1);
   st->message_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
