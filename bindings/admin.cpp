@@ -216,14 +216,7 @@ void Admin::finish_close() {
                   auto* self = static_cast<Admin*>(w->data);
                   self->rk_ = self->rk2_ = nullptr;
                   self->state_ = Closed;
-                  Scheduler& s = self->rt_.scheduler();
-                  auto waiters = std::move(self->close_waiters);
-                  for (WaitToken t : waiters) {
-                    if (lua_State* co = s.wake_begin(t)) {
-                      lua_pushboolean(co, 1);
-                      s.wake_end(t, 1);
-                    }
-                  }
+                  wake_close_waiters(self->rt_.scheduler(), std::move(self->close_waiters));
                   if (self->orphaned) delete self;
                 });
 }

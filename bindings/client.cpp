@@ -578,4 +578,13 @@ void open_kafka_common(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, klua_table, "librdkafka_version");
 }
 
+void wake_close_waiters(Scheduler& s, std::vector<WaitToken> waiters) {
+  for (WaitToken t : waiters) {
+    if (lua_State* co = s.wake_begin(t)) {
+      lua_pushboolean(co, 1);
+      s.wake_end(t, 1);
+    }
+  }
+}
+
 }  // namespace klua

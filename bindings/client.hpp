@@ -110,6 +110,9 @@ class Client : public Closable {
 void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, const char* what, double timeout_ms,
                           std::function<void(bool completed)> done);
 
+// Resumes every h:close() waiting on a handle that is now closed, with `true`.
+void wake_close_waiters(Scheduler& s, std::vector<WaitToken> waiters);
+
 // The Lua side of h:close() for producers, consumers and admin handles: starts the close and
 // yields until it is done (returns true at once when already closed, or where the caller cannot
 // wait: the close then goes on on the loop).

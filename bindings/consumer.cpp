@@ -888,14 +888,7 @@ void Consumer::finish_close() {
   destroy_handle_async(rt_, rk_, "consumer close", 10000, [this](bool) {
     rk_ = nullptr;
     state_ = Closed;
-    Scheduler& s = rt_.scheduler();
-    auto waiters = std::move(close_waiters);
-    for (WaitToken t : waiters) {
-      if (lua_State* co = s.wake_begin(t)) {
-        lua_pushboolean(co, 1);
-        s.wake_end(t, 1);
-      }
-    }
+    wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
     if (orphaned) delete this;
   });
 }
