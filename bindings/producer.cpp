@@ -102,6 +102,18 @@ class Producer : public Client {
                 size_t key_len, int32_t partition);
   bool fatal() const { return fatal_.has_value(); }
 
+  // A task sending in a loop would otherwise keep the loop from running until the local queue is
+  // full: delivery reports pile up (memory grows to queue.buffering.max.messages worth of
+  // messages, cold in cache) and timers and other tasks wait. So every kSendsPerTurn sends, a
+  // send that finds reports waiting lets the loop run once before it enqueues (p:send's slow path
+  // yields when turn_pending is set).
+  bool turn_due() {
+    if (++sends_since_turn_ < kSendsPerTurn) return false;
+    sends_since_turn_ = 0;
+    return rd_kafka_queue_length(queue_) > 0;
+  }
+  bool turn_pending = false;
+
   void drain();
   void begin_close() override;
   // Makes librdkafka send queued messages now, ignoring linger.ms, until the queue is empty.
@@ -128,6 +140,8 @@ class Producer : public Client {
   static int dispatch_reports(lua_State* L);
 
   enum State { Open, Flushing, Destroying, Closed } state_ = Open;
+  static constexpr uint32_t kSendsPerTurn = 1024;
+  uint32_t sends_since_turn_ = 0;
   const ProducerStatics* statics_;
   rd_kafka_queue_t* queue_ = nullptr;
   std::unique_ptr<QueueWatcher> watcher_;
@@ -353,6 +367,10 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
 int Producer::send_fast(const char* topic_name, size_t topic_len, const char* value, size_t value_len,
                         const char* key, size_t key_len, int32_t partition) {
   if (state_ != Open || fatal_) return -1;
+  if (turn_due()) {
+    turn_pending = true;
+    return -1;
+  }
   std::string problem;
   rd_kafka_topic_t* rkt = topic(nullptr, topic_name, topic_len, &problem);
   if (!rkt) return -1;
@@ -552,6 +570,19 @@ int Producer::dispatch_reports(lua_State* L) {
   return 0;
 }
 
+static void wake_all(Scheduler& s, std::vector<WaitToken>& list, void (*push)(lua_State*, void*), void* arg, int n) {
+  auto waiters = std::move(list);
+  list.clear();
+  for (WaitToken t : waiters) {
+    if (lua_State* co = s.wake_begin(t)) {
+      if (push) push(co, arg);
+      s.wake_end(t, n);
+    }
+  }
+}
+
+static void push_retry(lua_State* co, void*) { lua_pushlightuserdata(co, &retry_marker); }
+
 void Producer::drain() {
   if (!rk_ || state_ == Destroying || state_ == Closed) return;
   lua_State* L = rt_.lua();
@@ -573,21 +604,13 @@ void Producer::drain() {
     rd_kafka_event_destroy(ev);
     if (!rk_) return;
   }
-  if (reports) after_reports();
-}
-
-static void wake_all(Scheduler& s, std::vector<WaitToken>& list, void (*push)(lua_State*, void*), void* arg, int n) {
-  auto waiters = std::move(list);
-  list.clear();
-  for (WaitToken t : waiters) {
-    if (lua_State* co = s.wake_begin(t)) {
-      if (push) push(co, arg);
-      s.wake_end(t, n);
-    }
+  if (reports) {
+    after_reports();
+  } else if (!room_waiters.empty()) {
+    wake_all(rt_.scheduler(), room_waiters, push_retry, nullptr, 1);  // a send letting the loop run
   }
 }
 
-static void push_retry(lua_State* co, void*) { lua_pushlightuserdata(co, &retry_marker); }
 
 void Producer::after_reports() {
   Scheduler& s = rt_.scheduler();
@@ -763,6 +786,10 @@ int wait_for_room(lua_State* L, Producer* p, const char* op) {
 int l_send(lua_State* L) {
   Producer* p = check_producer(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
+  if (p->turn_pending || p->turn_due()) {
+    p->turn_pending = false;
+    if (Runtime::from(L).scheduler().can_wait(L)) return wait_for_room(L, p, "p:send (letting delivery reports in)");
+  }
   std::string msg, topic;
   rd_kafka_resp_err_t err = p->enqueue(L, 2, nullptr, true, &topic, &msg, nullptr);
   if (!err) {
@@ -1004,40 +1031,44 @@ local send_fast = ffi.cast("int (*)(void*, const char*, size_t, const char*, siz
 local entries = ffi.typeof("const klua_dr_entry*")
 local cast, next, type = ffi.cast, next, type
 
--- Up to four fields, read without a loop so that the JIT compiles send into the caller's loop.
--- Returns false for any other field.
-local function field(k, v, f)
-  if k == "topic" then f.topic = v
-  elseif k == "value" then f.value = v
-  elseif k == "key" then f.key = v
-  elseif k == "partition" then f.partition = v
-  else return false end
-  return true
+-- Up to four fields, read without a loop so that the JIT compiles send into the caller's loop,
+-- and into locals rather than a table (the JIT did not sink that table: one allocation per send).
+-- ok is false for any other field.
+local function field(k, v, topic, value, key, partition)
+  if k == "topic" then return true, v, value, key, partition
+  elseif k == "value" then return true, topic, v, key, partition
+  elseif k == "key" then return true, topic, value, v, partition
+  elseif k == "partition" then return true, topic, value, key, v
+  end
+  return false
 end
 
 local function send(self, msg)
   -- PRODUCERS has an entry for every producer userdata and nothing else: it is the type check
   -- (getmetatable of a userdata would stop the JIT's trace).
   if PRODUCERS[self] == nil or type(msg) ~= "table" then return slow_send(self, msg) end
-  local f = { topic = nil, value = nil, key = nil, partition = nil }  -- sunk by the JIT
+  local ok, topic, value, key, partition = true, nil, nil, nil, nil
   local k, v = next(msg)
   if k ~= nil then
-    if not field(k, v, f) then return slow_send(self, msg) end
+    ok, topic, value, key, partition = field(k, v, topic, value, key, partition)
+    if not ok then return slow_send(self, msg) end
     k, v = next(msg, k)
     if k ~= nil then
-      if not field(k, v, f) then return slow_send(self, msg) end
+      ok, topic, value, key, partition = field(k, v, topic, value, key, partition)
+      if not ok then return slow_send(self, msg) end
       k, v = next(msg, k)
       if k ~= nil then
-        if not field(k, v, f) then return slow_send(self, msg) end
+        ok, topic, value, key, partition = field(k, v, topic, value, key, partition)
+        if not ok then return slow_send(self, msg) end
         k, v = next(msg, k)
         if k ~= nil then
-          if not field(k, v, f) then return slow_send(self, msg) end
+          ok, topic, value, key, partition = field(k, v, topic, value, key, partition)
+          if not ok then return slow_send(self, msg) end
           if next(msg, k) ~= nil then return slow_send(self, msg) end
         end
       end
     end
   end
-  local topic, value, key, partition = f.topic, f.value, f.key, f.partition
   if type(topic) ~= "string" then return slow_send(self, msg) end
   local vlen, klen = 0, 0
   if value ~= nil then

@@ -102,3 +102,32 @@ test("what the fast path does not take still gets the full path's answers", func
   p:close()
   assert_raises(function() p:send{ topic = t, value = "x" } end, "closed")
 end)
+
+test("a long run of sends lets delivery reports and other tasks in before the queue is full", function()
+  local t = topic_name("turns")
+  klua.embedded.create_topic(t, 4)
+  local delivered, delivered_during_loop = 0, nil
+  local p = klua.producer{ on_delivery = function(_, err) if not err then delivered = delivered + 1 end end }
+  local ticks, ticking = 0, true
+  local ticker = klua.spawn(function()
+    while ticking do klua.sleep(0); ticks = ticks + 1 end
+  end)
+  local ticks_before = ticks
+  local msg = { topic = t, value = "v" }
+  -- 200,000 sends take far longer than a delivery report does to come back, and stay below
+  -- queue.buffering.max.messages (100,000 by default) only if reports are handled meanwhile.
+  local most_outstanding = 0
+  for i = 1, 200000 do
+    assert(p:send(msg))
+    if i % 1000 == 0 then most_outstanding = math.max(most_outstanding, i - delivered) end
+  end
+  delivered_during_loop = delivered
+  ticking = false
+  assert(p:flush(30000))
+  ticker:join()
+  assert_true(delivered_during_loop > 0, "reports handled during the send loop")
+  assert_true(ticks > ticks_before, "another task ran during the send loop")
+  assert_true(most_outstanding < 100000, "outstanding messages stayed below the queue's bound: " .. most_outstanding)
+  assert_eq(delivered, 200000)
+  p:close()
+end)
