@@ -421,11 +421,9 @@ void Producer::dispatch_fast(lua_State* L, std::vector<DrEntry>& batch) {
 // topic name string is cached per topic handle.
 enum ReportKey { R_TOPIC, R_PARTITION, R_OFFSET, R_TIMESTAMP, R_TIMESTAMP_TYPE, R_CREATE, R_LOG_APPEND, R_COUNT };
 
-static inline void set_report_field(lua_State* L, const ProducerStatics* st, ReportKey k) {
-  // value on top, table below it
+// The key first, then the value, then rawset: no lua_insert to put the key under a pushed value.
+static inline void push_report_key(lua_State* L, const ProducerStatics* st, ReportKey k) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->report_key_refs[k]);
-  lua_insert(L, -2);
-  lua_rawset(L, -3);
 }
 
 void Producer::push_report(lua_State* L, const rd_kafka_message_t* m) {
@@ -439,19 +437,24 @@ void Producer::push_report(lua_State* L, const rd_kafka_message_t* m) {
     report_rkt_ = m->rkt;
     report_topic_ref_ = it->second;
   }
+  push_report_key(L, statics_, R_TOPIC);
   lua_rawgeti(L, LUA_REGISTRYINDEX, report_topic_ref_);
-  set_report_field(L, statics_, R_TOPIC);
+  lua_rawset(L, -3);
+  push_report_key(L, statics_, R_PARTITION);
   lua_pushinteger(L, m->partition);
-  set_report_field(L, statics_, R_PARTITION);
+  lua_rawset(L, -3);
+  push_report_key(L, statics_, R_OFFSET);
   lua_pushnumber(L, static_cast<double>(m->offset));
-  set_report_field(L, statics_, R_OFFSET);
+  lua_rawset(L, -3);
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   if (ts >= 0 && tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) {
+    push_report_key(L, statics_, R_TIMESTAMP);
     lua_pushnumber(L, static_cast<double>(ts));
-    set_report_field(L, statics_, R_TIMESTAMP);
+    lua_rawset(L, -3);
+    push_report_key(L, statics_, R_TIMESTAMP_TYPE);
     lua_rawgeti(L, LUA_REGISTRYINDEX, statics_->report_key_refs[tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? R_CREATE : R_LOG_APPEND]);
-    set_report_field(L, statics_, R_TIMESTAMP_TYPE);
+    lua_rawset(L, -3);
   }
 }
 
