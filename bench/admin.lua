@@ -11,19 +11,10 @@
 -- Prints one line of JSON:
 --   {"topics":N,"create_s":T,"topics_per_s":R,"lag_partitions":P,"lag_ms":[...]}
 
-local ntopics, lag_partitions, lag_runs = 100, 1000, 5
-local args = arg or {}
-local i = 1
-while args[i] ~= nil do
-  local a, v = args[i], args[i + 1]
-  local n = tonumber(v or "")
-  if not n or n < 1 then error("bad or missing value for " .. tostring(a), 0) end
-  if a == "--topics" then ntopics = n
-  elseif a == "--lag-partitions" then lag_partitions = n
-  elseif a == "--lag-runs" then lag_runs = n
-  else error("unknown argument " .. a, 0) end
-  i = i + 2
-end
+local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
+local o = parse(arg, { topics = "positive", ["lag-partitions"] = "positive", ["lag-runs"] = "positive" },
+                { topics = 100, ["lag-partitions"] = 1000, ["lag-runs"] = 5 })
+local ntopics, lag_partitions, lag_runs = o.topics, o.lag_partitions, o.lag_runs
 
 local admin = klua.admin()
 local run = klua.uuid():sub(1, 8)

@@ -13,21 +13,11 @@
 -- of JSON: {"mode":M,"msgs":N,"seconds":T,"msgs_per_s":R,"delivered":D,"errors":E,"rss_kb":K}
 -- where K is VmRSS at the end of the timed phase (the driver also records the peak).
 
-local topic, mode, tasks, per_task, size = nil, nil, 10000, 20, 100
-local args = arg or {}
-local i = 1
-while args[i] ~= nil do
-  local a, v = args[i], args[i + 1]
-  if v == nil then error("missing value for " .. a, 0) end
-  local n = tonumber(v)
-  if a == "--topic" then topic = v
-  elseif a == "--mode" and (v == "tasks" or v == "batched") then mode = v
-  elseif a == "--tasks" and n and n >= 1 then tasks = n
-  elseif a == "--per-task" and n and n >= 1 then per_task = n
-  elseif a == "--size" and n then size = n
-  else error("unknown argument or bad value: " .. a .. " " .. v, 0) end
-  i = i + 2
-end
+local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
+local o = parse(arg, { topic = "string", mode = { "tasks", "batched" }, tasks = "positive",
+                       ["per-task"] = "positive", size = "count" },
+                { tasks = 10000, ["per-task"] = 20, size = 100 })
+local topic, mode, tasks, per_task, size = o.topic, o.mode, o.tasks, o.per_task, o.size
 if not topic or not mode then error("--topic and --mode tasks|batched are required", 0) end
 
 local function rss_kb()

@@ -16,33 +16,12 @@
 -- With --assign P it assigns partitions 0..P-1 from the beginning instead of
 -- subscribing (no group join, as kcat -C, which bench/run compares by wall time).
 
-local count, size, topic, assign = 1000000, 100, "bench", 0
+local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
+local o = parse(arg, { count = "count", size = "count", topic = "string", assign = "count" },
+                { count = 1000000, size = 100, topic = "bench", assign = 0 })
+local count, size, topic, assign = o.count, o.size, o.topic, o.assign
 local PARTITIONS = 32
 local IDLE_TIMEOUT_MS = 60000 -- give up when no message arrives for this long
-
-local args = arg or {}
-local i = 1
-while args[i] ~= nil do
-  local a = args[i]
-  local function value()
-    local v = args[i + 1]
-    if v == nil then error("missing value for " .. a, 0) end
-    i = i + 1
-    return v
-  end
-  local function number()
-    local s = value()
-    local n = tonumber(s)
-    if not n or n < 0 or n ~= math.floor(n) then error("bad value for " .. a .. ": " .. s, 0) end
-    return n
-  end
-  if a == "--count" then count = number()
-  elseif a == "--size" then size = number()
-  elseif a == "--topic" then topic = value()
-  elseif a == "--assign" then assign = number()
-  else error("unknown argument " .. tostring(a), 0) end
-  i = i + 1
-end
 if count < 1 then error("--count must be >= 1", 0) end
 
 local cfg = klua.config()

@@ -11,31 +11,10 @@
 -- Prints one line of JSON:
 --   {"msgs":N,"bytes":S,"seconds":T,"msgs_per_s":R,"delivered":D,"errors":E}
 
-local count, size, warmup, topic = 1000000, 100, 10000, "bench"
-
-local args = arg or {}
-local i = 1
-while args[i] ~= nil do
-  local a = args[i]
-  local function value()
-    local v = args[i + 1]
-    if v == nil then error("missing value for " .. a, 0) end
-    i = i + 1
-    return v
-  end
-  local function number()
-    local s = value()
-    local n = tonumber(s)
-    if not n or n < 0 or n ~= math.floor(n) then error("bad value for " .. a .. ": " .. s, 0) end
-    return n
-  end
-  if a == "--count" then count = number()
-  elseif a == "--size" then size = number()
-  elseif a == "--warmup" then warmup = number()
-  elseif a == "--topic" then topic = value()
-  else error("unknown argument " .. tostring(a), 0) end
-  i = i + 1
-end
+local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
+local o = parse(arg, { count = "count", size = "count", warmup = "count", topic = "string" },
+                { count = 1000000, size = 100, warmup = 10000, topic = "bench" })
+local count, size, warmup, topic = o.count, o.size, o.warmup, o.topic
 
 local cfg = klua.config()
 if not (cfg["bootstrap.servers"] or cfg["metadata.broker.list"]) then

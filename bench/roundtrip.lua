@@ -14,23 +14,12 @@
 -- default, which would hide everything else). Prints one line of JSON:
 --   {"sent":N,"received":N,"measured":M,"rate":R,"p50_ms":..,"p99_ms":..,"p999_ms":..,"max_ms":..}
 
-local topic, partitions, rate, seconds, warmup, size, fetch_wait = nil, nil, 10000, 5, 1, 100, nil
-local args = arg or {}
-local i = 1
-while args[i] ~= nil do
-  local a, v = args[i], args[i + 1]
-  if v == nil then error("missing value for " .. a, 0) end
-  local n = tonumber(v)
-  if a == "--topic" then topic = v
-  elseif a == "--partitions" and n then partitions = n
-  elseif a == "--rate" and n then rate = n
-  elseif a == "--seconds" and n then seconds = n
-  elseif a == "--warmup-seconds" and n then warmup = n
-  elseif a == "--size" and n then size = n
-  elseif a == "--fetch-wait-ms" and n then fetch_wait = n
-  else error("unknown argument or bad value: " .. a .. " " .. v, 0) end
-  i = i + 2
-end
+local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
+local o = parse(arg, { topic = "string", partitions = "positive", rate = "number", seconds = "number",
+                       ["warmup-seconds"] = "number", size = "count", ["fetch-wait-ms"] = "count" },
+                { rate = 10000, seconds = 5, ["warmup-seconds"] = 1, size = 100 })
+local topic, partitions, rate, seconds, warmup, size, fetch_wait =
+  o.topic, o.partitions, o.rate, o.seconds, o.warmup_seconds, o.size, o.fetch_wait_ms
 if not topic or not partitions then error("--topic and --partitions are required", 0) end
 if size < 20 then error("--size must be >= 20 (the value carries a timestamp)", 0) end
 

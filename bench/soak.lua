@@ -11,21 +11,11 @@
 -- one line of JSON:
 --   {"seconds":S,"sent":N,"received":N,"samples":[[t_s,rss_kb],...]}
 
-local topic, partitions, seconds, rate, size = nil, nil, 600, 5000, 100
-local args = arg or {}
-local i = 1
-while args[i] ~= nil do
-  local a, v = args[i], args[i + 1]
-  if v == nil then error("missing value for " .. a, 0) end
-  local n = tonumber(v)
-  if a == "--topic" then topic = v
-  elseif a == "--partitions" and n then partitions = n
-  elseif a == "--seconds" and n then seconds = n
-  elseif a == "--rate" and n then rate = n
-  elseif a == "--size" and n then size = n
-  else error("unknown argument or bad value: " .. a .. " " .. v, 0) end
-  i = i + 2
-end
+local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
+local o = parse(arg, { topic = "string", partitions = "positive", seconds = "number", rate = "number",
+                       size = "count" },
+                { seconds = 600, rate = 5000, size = 100 })
+local topic, partitions, seconds, rate, size = o.topic, o.partitions, o.seconds, o.rate, o.size
 if not topic or not partitions then error("--topic and --partitions are required", 0) end
 
 local function rss_kb()
