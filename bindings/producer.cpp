@@ -1135,10 +1135,31 @@ return send, dispatch
 int send_fast_entry(void* box, const char* topic, size_t topic_len, const char* value, size_t value_len,
                     const char* key, size_t key_len, int32_t partition);
 
+// Replaces the C function on top of the stack with the Lua wrapper that src (a chunk taking the
+// function, the cancel sentinel and the retry marker) returns.
+void wrap_with(lua_State* L, const char* src) {
+  luaL_loadbuffer(L, src, strlen(src), "=klua.producer");
+  lua_insert(L, -2);  // the function to wrap becomes the chunk's first argument
+  lua_pushlightuserdata(L, cancel_sentinel());
+  lua_pushlightuserdata(L, &retry_marker);
+  lua_call(L, 3, 1);
+}
+
+// fn(self, arg) may resume with the retry marker: call it again with the same arguments.
+const char* const WAITING_RETRY_SOURCE = R"(
+local fn, CANCEL, RETRY = ...
+local error = error
+local function call(self, a)
+  local r, e = fn(self, a)
+  if r == RETRY then return call(self, a) end
+  if r == CANCEL then error(e, 0) end
+  return r, e
+end
+return call)";
+
 // p:produce(msg): the C function yields, and is resumed with the report's fields (see
 // push_report_fields), nil and an error, or the retry or cancel markers.
-void wrap_produce(lua_State* L) {
-  static const char* src = R"(
+const char* const PRODUCE_SOURCE = R"(
 local fn, CANCEL, RETRY = ...
 local error, type = error, type
 local function produce(self, msg)
@@ -1153,31 +1174,6 @@ local function produce(self, msg)
   return topic, partition
 end
 return produce)";
-  luaL_loadbuffer(L, src, strlen(src), "=klua.producer");
-  lua_insert(L, -2);
-  lua_pushlightuserdata(L, cancel_sentinel());
-  lua_pushlightuserdata(L, &retry_marker);
-  lua_call(L, 3, 1);
-}
-
-void wrap_waiting_retry(lua_State* L) {
-  // fn(self, arg) may resume with the retry marker: call it again with the same arguments.
-  static const char* src = R"(
-local fn, CANCEL, RETRY = ...
-local error = error
-local function call(self, a)
-  local r, e = fn(self, a)
-  if r == RETRY then return call(self, a) end
-  if r == CANCEL then error(e, 0) end
-  return r, e
-end
-return call)";
-  luaL_loadbuffer(L, src, strlen(src), "=klua.producer");
-  lua_insert(L, -2);  // the function to wrap becomes the chunk's first argument
-  lua_pushlightuserdata(L, cancel_sentinel());
-  lua_pushlightuserdata(L, &retry_marker);
-  lua_call(L, 3, 1);
-}
 }  // namespace
 
 rd_kafka_t* check_producer_handle(lua_State* L, int idx) {
@@ -1232,8 +1228,8 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   for (const auto& m : methods) {
     closure(m.fn);
     if (m.kind == 1) rt.scheduler().wrap_waiting(L);
-    if (m.kind == 2) wrap_waiting_retry(L);
-    if (m.kind == 3) wrap_produce(L);
+    if (m.kind == 2) wrap_with(L, WAITING_RETRY_SOURCE);
+    if (m.kind == 3) wrap_with(L, PRODUCE_SOURCE);
     lua_setfield(L, -2, m.name);
   }
   // p:send's fast path wraps the full one; the report dispatcher lives in the statics.
