@@ -11,9 +11,9 @@
 -- Prints one line of JSON:
 --   {"topics":N,"create_s":T,"topics_per_s":R,"lag_partitions":P,"lag_ms":[...]}
 
-local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
-local o = parse(arg, { topics = "positive", ["lag-partitions"] = "positive", ["lag-runs"] = "positive" },
-                { topics = 100, ["lag-partitions"] = 1000, ["lag-runs"] = 5 })
+local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local o = bench.parse_args(arg, { topics = "positive", ["lag-partitions"] = "positive", ["lag-runs"] = "positive" },
+                           { topics = 100, ["lag-partitions"] = 1000, ["lag-runs"] = 5 })
 local ntopics, lag_partitions, lag_runs = o.topics, o.lag_partitions, o.lag_runs
 
 local admin = klua.admin()

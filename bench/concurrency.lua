@@ -13,19 +13,14 @@
 -- of JSON: {"mode":M,"msgs":N,"seconds":T,"msgs_per_s":R,"delivered":D,"errors":E,"rss_kb":K}
 -- where K is VmRSS at the end of the timed phase (the driver also records the peak).
 
-local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
-local o = parse(arg, { topic = "string", mode = { "tasks", "batched" }, tasks = "positive",
-                       ["per-task"] = "positive", size = "count" },
-                { tasks = 10000, ["per-task"] = 20, size = 100 })
+local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local o = bench.parse_args(arg, { topic = "string", mode = { "tasks", "batched" }, tasks = "positive",
+                                  ["per-task"] = "positive", size = "count" },
+                           { tasks = 10000, ["per-task"] = 20, size = 100 })
 local topic, mode, tasks, per_task, size = o.topic, o.mode, o.tasks, o.per_task, o.size
 if not topic or not mode then error("--topic and --mode tasks|batched are required", 0) end
 
-local function rss_kb()
-  local f = assert(io.open("/proc/self/status"))
-  local s = f:read("*a")
-  f:close()
-  return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
+local rss_kb = bench.rss_kb
 
 local p = klua.producer()
 local value = string.rep("x", size)

@@ -16,9 +16,9 @@
 -- With --assign P it assigns partitions 0..P-1 from the beginning instead of
 -- subscribing (no group join, as kcat -C, which bench/run compares by wall time).
 
-local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
-local o = parse(arg, { count = "count", size = "count", topic = "string", assign = "count" },
-                { count = 1000000, size = 100, topic = "bench", assign = 0 })
+local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local o = bench.parse_args(arg, { count = "count", size = "count", topic = "string", assign = "count" },
+                           { count = 1000000, size = 100, topic = "bench", assign = 0 })
 local count, size, topic, assign = o.count, o.size, o.topic, o.assign
 local PARTITIONS = 32
 local IDLE_TIMEOUT_MS = 60000 -- give up when no message arrives for this long

@@ -11,9 +11,9 @@
 -- Prints one line of JSON:
 --   {"msgs":N,"bytes":S,"seconds":T,"msgs_per_s":R,"delivered":D,"errors":E}
 
-local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
-local o = parse(arg, { count = "count", size = "count", warmup = "count", topic = "string" },
-                { count = 1000000, size = 100, warmup = 10000, topic = "bench" })
+local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local o = bench.parse_args(arg, { count = "count", size = "count", warmup = "count", topic = "string" },
+                           { count = 1000000, size = 100, warmup = 10000, topic = "bench" })
 local count, size, warmup, topic = o.count, o.size, o.warmup, o.topic
 
 local cfg = klua.config()

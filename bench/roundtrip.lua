@@ -14,10 +14,10 @@
 -- default, which would hide everything else). Prints one line of JSON:
 --   {"sent":N,"received":N,"measured":M,"rate":R,"p50_ms":..,"p99_ms":..,"p999_ms":..,"max_ms":..}
 
-local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
-local o = parse(arg, { topic = "string", partitions = "positive", rate = "number", seconds = "number",
-                       ["warmup-seconds"] = "number", size = "count", ["fetch-wait-ms"] = "count" },
-                { rate = 10000, seconds = 5, ["warmup-seconds"] = 1, size = 100 })
+local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local o = bench.parse_args(arg, { topic = "string", partitions = "positive", rate = "number", seconds = "number",
+                                  ["warmup-seconds"] = "number", size = "count", ["fetch-wait-ms"] = "count" },
+                           { rate = 10000, seconds = 5, ["warmup-seconds"] = 1, size = 100 })
 local topic, partitions, rate, seconds, warmup, size, fetch_wait =
   o.topic, o.partitions, o.rate, o.seconds, o.warmup_seconds, o.size, o.fetch_wait_ms
 if not topic or not partitions then error("--topic and --partitions are required", 0) end

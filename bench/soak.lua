@@ -11,19 +11,14 @@
 -- one line of JSON:
 --   {"seconds":S,"sent":N,"received":N,"samples":[[t_s,rss_kb],...]}
 
-local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
-local o = parse(arg, { topic = "string", partitions = "positive", seconds = "number", rate = "number",
-                       size = "count" },
-                { seconds = 600, rate = 5000, size = 100 })
+local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local o = bench.parse_args(arg, { topic = "string", partitions = "positive", seconds = "number", rate = "number",
+                                  size = "count" },
+                           { seconds = 600, rate = 5000, size = 100 })
 local topic, partitions, seconds, rate, size = o.topic, o.partitions, o.seconds, o.rate, o.size
 if not topic or not partitions then error("--topic and --partitions are required", 0) end
 
-local function rss_kb()
-  local f = assert(io.open("/proc/self/status"))
-  local s = f:read("*a")
-  f:close()
-  return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
+local rss_kb = bench.rss_kb
 
 local now = klua.now
 local c = klua.consumer{ group = "klua-bench-soak-" .. klua.uuid() }

@@ -1,16 +1,18 @@
--- The --name value options of the bench/*.lua scripts, in one place. Each script loads it
--- from its own directory:
+-- What the bench/*.lua scripts share. Each loads it from its own directory:
 --
---   local parse = dofile((arg[0]:match("^(.*)/") or ".") .. "/args.lua")
---   local o = parse(arg, { count = "count", topic = "string", mode = { "tasks", "batched" } },
---                   { count = 1000000, topic = "bench" })
+--   local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+--   local o = bench.parse_args(arg, { count = "count", topic = "string", mode = { "tasks", "batched" } },
+--                              { count = 1000000, topic = "bench" })
 --
+-- parse_args(args, spec, defaults): the --name value options.
 -- spec maps each option (without the leading --) to what its value must be: "count" (an
 -- integer >= 0), "positive" (an integer >= 1), "number", "string", or a list of the allowed
 -- strings. The result has one field per option, dashes turned into underscores (--per-task
 -- is o.per_task), holding the given value or the default. A bad or unknown option raises an
 -- error naming it.
-return function(args, spec, defaults)
+local M = {}
+
+function M.parse_args(args, spec, defaults)
   local o = {}
   for name in pairs(spec) do o[(name:gsub("-", "_"))] = defaults and defaults[name] end
   local i = 1
@@ -36,3 +38,13 @@ return function(args, spec, defaults)
   end
   return o
 end
+
+-- This process's resident set (VmRSS), in KiB.
+function M.rss_kb()
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmRSS:%s*(%d+)"))
+end
+
+return M
