@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fmt/format.h>
@@ -221,15 +222,19 @@ Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {
 // Every waiting call asks for its runtime (Runtime::from): the last answer is kept per thread,
 // keyed by the registry table (one per Lua state, shared by its coroutines), instead of a
 // lua_getfield that hashes the key string each time (a twentieth of a p:produce).
+// A runtime destroyed in another thread could leave a stale answer here whose registry address a
+// new state reuses: the answer also carries the count of runtimes destroyed when it was taken.
 namespace {
+std::atomic<uint64_t> runtimes_destroyed{0};
 thread_local const void* from_registry = nullptr;
 thread_local Runtime* from_runtime = nullptr;
+thread_local uint64_t from_epoch = 0;
 }  // namespace
 
 Runtime::~Runtime() {
   shutdown();
   lua_close(L_);
-  if (from_runtime == this) from_registry = from_runtime = nullptr;
+  runtimes_destroyed.fetch_add(1, std::memory_order_relaxed);
   scheduler_.reset();
   if (signals_installed_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
@@ -243,12 +248,14 @@ Runtime::~Runtime() {
 
 Runtime& Runtime::from(lua_State* L) {
   const void* registry = lua_topointer(L, LUA_REGISTRYINDEX);
-  if (registry == from_registry) return *from_runtime;
+  uint64_t epoch = runtimes_destroyed.load(std::memory_order_relaxed);
+  if (registry == from_registry && epoch == from_epoch) return *from_runtime;
   lua_getfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
   auto* rt = static_cast<Runtime*>(lua_touserdata(L, -1));
   lua_pop(L, 1);
   from_registry = registry;
   from_runtime = rt;
+  from_epoch = epoch;
   return *rt;
 }
 

@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <memory>
+#include <thread>
 
 #include "bindings/client.hpp"
 #include "bindings/modules.hpp"
@@ -95,4 +97,16 @@ TEST_CASE("two runtimes alive at once each keep working", "[runtime]") {
   )";
   REQUIRE(a.run_string(script, "=a") == 0);
   REQUIRE(b.run_string(script, "=b") == 0);
+}
+
+TEST_CASE("a runtime destroyed in another thread leaves no stale runtime behind", "[runtime]") {
+  // Runtime::from keeps its last answer per thread, keyed by the registry's address, which the
+  // next Lua state may reuse: the answer must not outlive a runtime destroyed elsewhere.
+  for (int i = 0; i < 3; ++i) {
+    auto a = std::make_unique<klua::Runtime>(options());
+    REQUIRE(a->run_string("klua.sleep(0)", "=a") == 0);
+    std::thread([&a] { a.reset(); }).join();
+    klua::Runtime b(options());
+    REQUIRE(b.run_string("klua.sleep(0); klua.exit(7)", "=b") == 7);
+  }
 }
