@@ -578,6 +578,14 @@ void open_kafka_common(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, klua_table, "librdkafka_version");
 }
 
+void push_weak_keyed_table(lua_State* L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+}
+
 void wake_close_waiters(Scheduler& s, std::vector<WaitToken> waiters) {
   for (WaitToken t : waiters) {
     if (lua_State* co = s.wake_begin(t)) {

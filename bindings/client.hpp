@@ -110,6 +110,9 @@ class Client : public Closable {
 void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, const char* what, double timeout_ms,
                           std::function<void(bool completed)> done);
 
+// Pushes a new table with weak keys (a set of userdata that does not keep them alive).
+void push_weak_keyed_table(lua_State* L);
+
 // Resumes every h:close() waiting on a handle that is now closed, with `true`.
 void wake_close_waiters(Scheduler& s, std::vector<WaitToken> waiters);
 

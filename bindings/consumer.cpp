@@ -14,6 +14,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -623,12 +624,12 @@ struct MsgMirror_2_0_2 {  // src/rdkafka_msg.h, v2.0.2
     } binhdrs;
   } u;
 };
-bool mirrors_msg = rd_kafka_version() == 0x020002ff;
+std::atomic<bool> mirrors_msg{rd_kafka_version() == 0x020002ff};  // runtimes may run in several threads
 }  // namespace
 
 bool message_has_headers(const rd_kafka_message_t* m) {
   const auto* rkm = reinterpret_cast<const MsgMirror_2_0_2*>(m);
-  if (mirrors_msg) {
+  if (mirrors_msg.load(std::memory_order_relaxed)) {
     if (rkm->headers) return true;
     if (rkm->u.binhdrs.len <= 0 || *static_cast<const unsigned char*>(rkm->u.binhdrs.data) == 0) return false;
   }
@@ -636,7 +637,8 @@ bool message_has_headers(const rd_kafka_message_t* m) {
   bool has = rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs;
   // librdkafka keeps what it parsed where the mirror says: if not, the mirror is wrong (a
   // patched build of the same version?) and is not used again.
-  if (mirrors_msg && has && rkm->headers != hdrs) mirrors_msg = false;
+  if (has && mirrors_msg.load(std::memory_order_relaxed) && rkm->headers != hdrs)
+    mirrors_msg.store(false, std::memory_order_relaxed);
   return has;
 }
 
@@ -1670,11 +1672,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   lua_getfield(L, -3, "poll");
   lua_pushvalue(L, -5);  // the consumer metatable
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->message_mt_ref);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  push_weak_keyed_table(L);
   lua_pushvalue(L, -1);
   st->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&take_fast_entry));

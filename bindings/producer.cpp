@@ -1238,11 +1238,7 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   lua_pushliteral(L, "ffi");
   lua_call(L, 1, 1);
   lua_getfield(L, -3, "send");
-  lua_newtable(L);  // producer userdata -> true, weak keys
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  push_weak_keyed_table(L);  // producer userdata -> true
   lua_pushvalue(L, -1);
   st->producers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&send_fast_entry));

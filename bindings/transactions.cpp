@@ -736,11 +736,7 @@ void open_transactions(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  push_weak_keyed_table(L);
   lua_setfield(L, LUA_REGISTRYINDEX, STATES_KEY);
 
   auto** g = static_cast<Guard**>(lua_newuserdata(L, sizeof(Guard*)));
