@@ -28,8 +28,20 @@ std::vector<ModuleOpener> standard_modules() {
   };
 }
 
+// librdkafka's builtin.features tells what this build can do (compression codecs, SSL, SASL
+// mechanisms, OIDC): the first thing to check when a property is refused as unsupported.
+static std::string builtin_features() {
+  char value[512] = "?";
+  size_t size = sizeof value;
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_get(conf, "builtin.features", value, &size) != RD_KAFKA_CONF_OK) value[0] = 0;
+  rd_kafka_conf_destroy(conf);
+  return value;
+}
+
 std::string versions_text() {
-  return fmt::format("klua {}\nlibrdkafka {}\n{}\n", KLUA_VERSION, rd_kafka_version_str(), LUAJIT_VERSION);
+  return fmt::format("klua {}\nlibrdkafka {} ({})\n{}\n", KLUA_VERSION, rd_kafka_version_str(), builtin_features(),
+                     LUAJIT_VERSION);
 }
 
 }  // namespace klua

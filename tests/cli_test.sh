@@ -20,6 +20,15 @@ has() { grep -qF -- "$2" <<<"$1"; }
 
 run "$KLUA" version
 check "version names librdkafka" eval '[ $rc = 0 ] && has "$out" "librdkafka 2." && has "$out" "LuaJIT"'
+# The build klua ships: librdkafka 2.15 or later, with the codecs and SASL mechanisms the README promises.
+version_has_features() {
+  grep -qE "^librdkafka (2\.(1[5-9]|[2-9][0-9])|[3-9])\." <<<"$out" || return 1
+  local f
+  for f in zstd lz4 ssl sasl_scram sasl_plain sasl_oauthbearer sasl_gssapi oidc; do
+    grep -qE "[(,]$f[,)]" <<<"$out" || return 1
+  done
+}
+check "version: librdkafka >= 2.15 with zstd, lz4, ssl, SCRAM, OAUTHBEARER, GSSAPI" version_has_features
 
 run "$KLUA" --no-such-flag
 check "unknown flag exits 2 with usage" eval '[ $rc = 2 ] && has "$err" "unknown option --no-such-flag" && has "$err" "usage:"'
