@@ -103,12 +103,9 @@ class Client : public Closable {
   std::optional<ErrorSpec> fatal_;
 };
 
-// Destroys a handle without blocking the loop: rd_kafka_destroy joins librdkafka's threads, so it
-// runs on a thread of its own. librdkafka 2.0.2 can hang there (consumer close waiting for a
-// partition that never stops, fixed in later versions): after timeout_ms the handle is abandoned
-// with a warning and `done(false)` is called, so that klua still exits. `done` runs on the loop.
-void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, const char* what, double timeout_ms,
-                          std::function<void(bool completed)> done);
+// Destroys a handle without blocking the loop (rd_kafka_destroy joins librdkafka's threads and,
+// for a consumer, leaves its group): it runs on the loop's worker pool; `done` runs on the loop.
+void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, std::function<void()> done);
 
 // Pushes a new table with weak keys (a set of userdata that does not keep them alive).
 void push_weak_keyed_table(lua_State* L);

@@ -932,7 +932,7 @@ void Consumer::finish_close() {
   last_state_ = nullptr;
   last_rkt_ = nullptr;
   release_hooks();
-  destroy_handle_async(rt_, rk_, "consumer close", 10000, [this](bool) {
+  destroy_handle_async(rt_, rk_, [this] {
     rk_ = nullptr;
     state_ = Closed;
     wake_close_waiters(rt_.scheduler(), std::move(close_waiters));

@@ -744,7 +744,7 @@ void Producer::finish_close() {
   on_delivery_ = LUA_NOREF;
   release_hooks();
   // rd_kafka_destroy joins librdkafka's threads: off the loop thread.
-  destroy_handle_async(rt_, rk_, "producer close", 10000, [this](bool) {
+  destroy_handle_async(rt_, rk_, [this] {
     rk_ = nullptr;
     state_ = Closed;
     wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
