@@ -1,7 +1,7 @@
--- Transactions on the embedded cluster (librdkafka 2.0.2's mock). The mock runs the whole
+-- Transactions on the embedded cluster (librdkafka 2.15's mock). The mock runs the whole
 -- transactional protocol (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit,
--- EndTxn) but writes no commit/abort markers, serves every record to read_committed consumers
--- (LastStableOffset = high watermark, no aborted-transaction list) and does not store
+-- EndTxn) and writes commit/abort markers, but its Fetch serves every record to read_committed
+-- consumers (its LSO and aborted-transaction list serve only share groups) and does not store
 -- transactional offset commits. So here: the API, the state machine, serialization, timeouts and
 -- closing; invisibility of aborted records and send_offsets' effect on the group are tested
 -- against a real broker in tests/integration/transactions_test.lua.
