@@ -48,6 +48,7 @@ class Admin : public Client {
   ~Admin() override {
     rt_.remove_closable(this);
     for (Request* r : pending_) delete r;
+    for (Request* r : abandoned_) delete r;
   }
 
   void start(rd_kafka_t* rk, bool embedded, double timeout_ms) {
@@ -92,6 +93,27 @@ class Admin : public Client {
 
   void begin_close() override;
 
+  // Wrong credentials: librdkafka keeps retrying the login and the requests wait for a broker until their
+  // timeout (30 s by default). Fail the requests pending now with the authentication error instead; later
+  // ones go out and may succeed (credentials can be fixed, a SCRAM user can appear).
+  void on_authentication_error(const ErrorSpec& auth) override {
+    Scheduler& s = rt_.scheduler();
+    std::vector<Request*> failed(pending_.begin(), pending_.end());
+    pending_.clear();
+    for (Request* r : failed) {
+      if (lua_State* co = s.wake_begin(r->tok)) {
+        ErrorSpec e = auth;
+        e.op = r->op;
+        e.message = fmt::format("{} failed: {}", r->op, auth.message);
+        nil_error(co, e);
+        s.wake_end(r->tok, 2);
+      }
+      // Kept until librdkafka's late result for it arrives: its address is that result's opaque, and
+      // must not be reused by a new request meanwhile.
+      abandoned_.insert(r);
+    }
+  }
+
   bool orphaned = false;
   std::vector<WaitToken> close_waiters;
 
@@ -116,7 +138,7 @@ class Admin : public Client {
   double timeout_ms_ = DEFAULT_ADMIN_TIMEOUT_MS;
   rd_kafka_queue_t *main_q_ = nullptr, *res_q_ = nullptr;
   std::unique_ptr<QueueWatcher> main_w_, res_w_;
-  std::unordered_set<Request*> pending_;
+  std::unordered_set<Request*> pending_, abandoned_;
   uv_work_t destroy_work_;
 };
 
@@ -125,7 +147,9 @@ void Admin::drain_results() {
   Scheduler& s = rt_.scheduler();
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(res_q_, 0)) {
     auto* r = static_cast<Request*>(rd_kafka_event_opaque(ev));
-    if (r && pending_.erase(r)) {
+    if (r && abandoned_.erase(r)) {
+      delete r;  // its task was already answered (on_authentication_error)
+    } else if (r && pending_.erase(r)) {
       std::unique_ptr<Request> own(r);
       if (lua_State* co = s.wake_begin(r->tok)) {
         rd_kafka_resp_err_t err = rd_kafka_event_error(ev);

@@ -100,6 +100,8 @@ class Client : public Closable {
   virtual void on_inflight_done() {}
   int inflight_ = 0;
   virtual void on_fatal(const std::string& message) {}
+  // An _AUTHENTICATION error event (wrong SASL credentials): the error as the hooks saw it.
+  virtual void on_authentication_error(const ErrorSpec& e) {}
   std::optional<ErrorSpec> fatal_;
 };
 
