@@ -933,7 +933,8 @@ function M:elect_leaders(partitions, opts)
   return out
 end
 
--- Every committed offset of a group. The embedded mock answers no all-topics OffsetFetch: there, ask for
+-- Every committed offset of a group. The embedded mock answers no all-topics OffsetFetch (still so in 2.15:
+-- an empty list, measured): there, ask for
 -- every partition of every topic and keep the committed ones.
 local function all_group_offsets(self, group, t)
   local req

@@ -49,6 +49,8 @@ test("describe_cluster matches confluent-kafka's DescribeCluster; authorised ope
   for i, b in ipairs(c.brokers) do ids[i] = b.id end
   assert_eq(ids, want.brokers)
   assert_eq(c.brokers[1].host .. ":" .. c.brokers[1].port, BROKERS)
+  assert_eq(c.brokers[1].rack, want.racks[tostring(c.brokers[1].id)])
+  assert_eq(c.brokers[1].rack, "rack-a")   -- tools/kafka-broker.d/server.properties.in
   assert_eq(c.authorized_operations, nil)  -- only when asked
   local ops = assert(admin:describe_cluster { include_authorized_operations = true }).authorized_operations
   assert_not_nil(ops)  -- ANONYMOUS is a super user: every cluster operation
@@ -70,6 +72,7 @@ test("describe_topics matches confluent-kafka and kcat: partitions, leaders, rep
     local mine = d[1].partitions[i]
     assert_eq({ mine.partition, mine.leader, mine.replicas, mine.isr }, { p.partition, p.leader, p.replicas, p.isr })
   end
+  assert_eq(d[1].partitions[1].racks, { [1] = "rack-a" })
   local ops = {}
   for _, o in ipairs(d[1].authorized_operations) do ops[o] = true end
   assert_true(ops.read and ops.write and ops.describe_configs)

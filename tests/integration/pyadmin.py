@@ -3,7 +3,7 @@
 binding, its own librdkafka). Prints one JSON document.
 
   pyadmin.py BROKERS configs TYPE NAME          {name: value} of the resource's configs
-  pyadmin.py BROKERS cluster                    {"cluster_id", "controller", "brokers": [ids]}
+  pyadmin.py BROKERS cluster                    {"cluster_id", "controller", "brokers": [ids], "racks": {id: rack}}
   pyadmin.py BROKERS topic NAME                 {"topic_id", "partitions": [{"partition", "leader", "replicas", "isr"}]}
   pyadmin.py BROKERS offsets SPEC ISO TOPIC:P.. [{"partition", "offset", "timestamp"}]; SPEC earliest|latest|max|<ms>
   pyadmin.py BROKERS scram USER...              {user: [[mechanism, iterations], ...] or "error"}
@@ -28,7 +28,8 @@ def main():
         out = {k: v.value for k, v in got.items()}
     elif cmd == "cluster":
         d = a.describe_cluster(request_timeout=T).result(T)
-        out = {"cluster_id": d.cluster_id, "controller": d.controller.id, "brokers": sorted(n.id for n in d.nodes)}
+        out = {"cluster_id": d.cluster_id, "controller": d.controller.id, "brokers": sorted(n.id for n in d.nodes),
+               "racks": {str(n.id): n.rack for n in d.nodes}}
     elif cmd == "topic":
         d = a.describe_topics(TopicCollection([args[0]]), request_timeout=T)[args[0]].result(T)
         out = {"topic_id": str(d.topic_id), "partitions": [
