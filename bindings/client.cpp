@@ -397,7 +397,10 @@ bool Client::handle_common_event(rd_kafka_event_t* ev) {
         fatal_ = e;
         on_fatal(e.message);
       }
-      if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION) on_authentication_error(e);
+      if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        last_auth_error_ = e;
+        on_authentication_error(e);
+      }
       return true;
     }
     case RD_KAFKA_EVENT_LOG: {

@@ -71,6 +71,9 @@ describe("SCRAM and PLAIN round-trips", function()
         on_log = function(l) heard[#heard + 1] = l.message end }))
       local report, err = p:produce { topic = topic, partition = 0, value = "x", timeout_ms = 8000 }
       assert_eq(report, nil)
+      -- produce's own error is the cause (the message was purged unsent after the login failed)
+      assert_error(err, "_AUTHENTICATION")
+      assert_match(err.message, mechanism:gsub("%-", "%%-"))
       local auth
       for _, e in ipairs(heard) do
         if type(e) == "table" and e.name == "_AUTHENTICATION" then auth = auth or e end
