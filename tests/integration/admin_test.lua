@@ -56,7 +56,8 @@ test("create, list, describe, delete topics, with per-item errors in input order
   assert_true(internal and internal.internal, "__consumer_offsets listed as internal")
   local d = assert(admin:describe_topics({ a, fresh("missing") }))
   assert_eq(#d[1].partitions, 3)
-  assert_eq(d[1].partitions[3], { partition = 2, leader = 1, replicas = { 1 }, isr = { 1 } })
+  assert_eq(d[1].partitions[3], { partition = 2, leader = 1, replicas = { 1 }, isr = { 1 },
+                                    racks = { [1] = "rack-a" } })
   assert_eq(d[1].configs["retention.ms"], "3600000")
   assert_eq(d[1].configs["cleanup.policy"], "compact")
   assert_error(d[2].error, "UNKNOWN_TOPIC_OR_PART")
