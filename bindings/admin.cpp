@@ -1,22 +1,22 @@
-// klua.admin([config]): cluster, topic, config and group administration on one
-// long-lived handle. The C++ half below offers thin primitives (methods whose
+// klua.admin([config]): cluster, topic, config, group, ACL and SCRAM administration on
+// one long-lived handle. The C++ half below offers thin primitives (methods whose
 // names start with "_"): each sends one librdkafka admin request on the handle's
 // result queue, correlated by the request's opaque, or runs one blocking call
-// (metadata, offsets_for_times) on the thread pool, and converts the result to
-// plain tables. The public methods are Lua (bindings/lua/admin.lua):
-// argument checks, per-item results in input order, the embedded-cluster
-// decisions, and the composite operations (if_not_exists, the emulated
-// incremental alter_configs, reset_group_offsets).
+// (metadata) on the thread pool, and converts the result to plain tables. The
+// public methods are Lua (bindings/lua/admin.lua): argument checks, per-item
+// results in input order, the embedded-cluster decisions, and the composite
+// operations (if_not_exists, reset_group_offsets, lag).
 //
 // The handle is a consumer-type rd_kafka_t without a group (admin requests work on
-// any handle type): consumer-scope properties such as isolation.level then apply
-// without warnings. It reads watermarks with isolation.level=read_uncommitted (the
-// high watermark); a second handle with read_committed, created on first need,
-// gives the last stable offset ("end").
+// any handle type). Offsets come from the native ListOffsets call, whose isolation
+// level is an option of each request: read_uncommitted gives the high watermark,
+// read_committed the last stable offset, on the same handle.
 #include "bindings/admin.hpp"
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <fmt/format.h>
 #include <memory>
@@ -48,11 +48,11 @@ class Admin : public Client {
   ~Admin() override {
     rt_.remove_closable(this);
     for (Request* r : pending_) delete r;
+    for (Request* r : abandoned_) delete r;
   }
 
-  void start(rd_kafka_t* rk, rd_kafka_conf_t* committed_conf, bool embedded, double timeout_ms) {
+  void start(rd_kafka_t* rk, bool embedded, double timeout_ms) {
     rk_ = rk;
-    committed_conf_ = committed_conf;
     embedded_ = embedded;
     timeout_ms_ = timeout_ms;
     main_q_ = rd_kafka_queue_get_main(rk_);
@@ -69,28 +69,6 @@ class Admin : public Client {
   bool embedded() const { return embedded_; }
   double timeout_ms() const { return timeout_ms_; }
   rd_kafka_queue_t* results_queue() const { return res_q_; }
-
-  // The read_committed handle (created on first use; nullptr with *err set on failure).
-  rd_kafka_t* committed_handle(std::string* err) {
-    if (rk2_) return rk2_;
-    if (!committed_conf_) {
-      *err = "no configuration for the read_committed handle";
-      return nullptr;
-    }
-    char errstr[512];
-    rd_kafka_conf_t* c = rd_kafka_conf_dup(committed_conf_);
-    rd_kafka_conf_set(c, "isolation.level", "read_committed", errstr, sizeof errstr);
-    rk2_ = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof errstr);
-    if (!rk2_) {
-      rd_kafka_conf_destroy(c);
-      *err = errstr;
-      return nullptr;
-    }
-    main2_q_ = rd_kafka_queue_get_main(rk2_);
-    rd_kafka_set_log_queue(rk2_, nullptr);
-    main2_w_ = std::make_unique<QueueWatcher>(rt_.loop(), main2_q_, [this] { drain_main(main2_q_); });
-    return rk2_;
-  }
 
   // Registers a request and prepares the task's wait; the caller sends it with the options.
   Request* begin(lua_State* L, const char* op, double timeout_ms,
@@ -115,6 +93,27 @@ class Admin : public Client {
 
   void begin_close() override;
 
+  // Wrong credentials: librdkafka keeps retrying the login and the requests wait for a broker until their
+  // timeout (30 s by default). Fail the requests pending now with the authentication error instead; later
+  // ones go out and may succeed (credentials can be fixed, a SCRAM user can appear).
+  void on_authentication_error(const ErrorSpec& auth) override {
+    Scheduler& s = rt_.scheduler();
+    std::vector<Request*> failed(pending_.begin(), pending_.end());
+    pending_.clear();
+    for (Request* r : failed) {
+      if (lua_State* co = s.wake_begin(r->tok)) {
+        ErrorSpec e = auth;
+        e.op = r->op;
+        e.message = fmt::format("{} failed: {}", r->op, auth.message);
+        nil_error(co, e);
+        s.wake_end(r->tok, 2);
+      }
+      // Kept until librdkafka's late result for it arrives: its address is that result's opaque, and
+      // must not be reused by a new request meanwhile.
+      abandoned_.insert(r);
+    }
+  }
+
   bool orphaned = false;
   std::vector<WaitToken> close_waiters;
 
@@ -137,11 +136,9 @@ class Admin : public Client {
   enum State { Open, Closing, Destroying, Closed } state_ = Open;
   bool embedded_ = false;
   double timeout_ms_ = DEFAULT_ADMIN_TIMEOUT_MS;
-  rd_kafka_conf_t* committed_conf_ = nullptr;
-  rd_kafka_t* rk2_ = nullptr;
-  rd_kafka_queue_t *main_q_ = nullptr, *res_q_ = nullptr, *main2_q_ = nullptr;
-  std::unique_ptr<QueueWatcher> main_w_, res_w_, main2_w_;
-  std::unordered_set<Request*> pending_;
+  rd_kafka_queue_t *main_q_ = nullptr, *res_q_ = nullptr;
+  std::unique_ptr<QueueWatcher> main_w_, res_w_;
+  std::unordered_set<Request*> pending_, abandoned_;
   uv_work_t destroy_work_;
 };
 
@@ -150,7 +147,9 @@ void Admin::drain_results() {
   Scheduler& s = rt_.scheduler();
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(res_q_, 0)) {
     auto* r = static_cast<Request*>(rd_kafka_event_opaque(ev));
-    if (r && pending_.erase(r)) {
+    if (r && abandoned_.erase(r)) {
+      delete r;  // its task was already answered (on_authentication_error)
+    } else if (r && pending_.erase(r)) {
       std::unique_ptr<Request> own(r);
       if (lua_State* co = s.wake_begin(r->tok)) {
         rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
@@ -194,27 +193,24 @@ void Admin::finish_close() {
     delete r;
   }
   pending_.clear();
-  for (auto* w : {main_w_.get(), res_w_.get(), main2_w_.get()})
+  for (auto* w : {main_w_.get(), res_w_.get()})
     if (w) w->close();
-  for (rd_kafka_queue_t* q : {main_q_, res_q_, main2_q_}) {
+  for (rd_kafka_queue_t* q : {main_q_, res_q_}) {
     if (!q) continue;
     while (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 0)) rd_kafka_event_destroy(ev);
     rd_kafka_queue_destroy(q);
   }
-  main_q_ = res_q_ = main2_q_ = nullptr;
-  if (committed_conf_) rd_kafka_conf_destroy(committed_conf_);
-  committed_conf_ = nullptr;
+  main_q_ = res_q_ = nullptr;
   release_hooks();
   destroy_work_.data = this;
   uv_queue_work(rt_.loop(), &destroy_work_,
                 [](uv_work_t* w) {
                   auto* self = static_cast<Admin*>(w->data);
-                  if (self->rk2_) rd_kafka_destroy(self->rk2_);
                   rd_kafka_destroy(self->rk_);
                 },
                 [](uv_work_t* w, int) {
                   auto* self = static_cast<Admin*>(w->data);
-                  self->rk_ = self->rk2_ = nullptr;
+                  self->rk_ = nullptr;
                   self->state_ = Closed;
                   wake_close_waiters(self->rt_.scheduler(), std::move(self->close_waiters));
                   if (self->orphaned) delete self;
@@ -321,17 +317,53 @@ void push_partitions(lua_State* L, const rd_kafka_topic_partition_list_t* list, 
   }
 }
 
+// Enum names for Lua: librdkafka's names lower-cased ("DESCRIBE_CONFIGS" -> "describe_configs").
+void push_lower(lua_State* L, const char* s) {
+  std::string out = s ? s : "unknown";
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  lua_pushlstring(L, out.data(), out.size());
+}
+
+void push_node(lua_State* L, const rd_kafka_Node_t* n) {
+  lua_createtable(L, 0, 4);
+  set_num(L, "id", rd_kafka_Node_id(n));
+  set_str(L, "host", rd_kafka_Node_host(n));
+  set_num(L, "port", rd_kafka_Node_port(n));
+  const char* rack = rd_kafka_Node_rack(n);
+  if (rack && *rack) set_str(L, "rack", rack);
+}
+
+// Sets field "authorized_operations" (sorted names) when the broker sent them (only when asked).
+void set_acl_ops(lua_State* L, const rd_kafka_AclOperation_t* ops, size_t n) {
+  if (!ops) return;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < n; ++i) {
+    std::string s = rd_kafka_AclOperation_name(ops[i]);
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    names.push_back(s);
+  }
+  std::sort(names.begin(), names.end());
+  lua_createtable(L, static_cast<int>(n), 0);
+  for (size_t i = 0; i < names.size(); ++i) {
+    lua_pushlstring(L, names[i].data(), names[i].size());
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  lua_setfield(L, -2, "authorized_operations");
+}
+
+void include_ops(rd_kafka_AdminOptions_t* o, bool on) {
+  if (!on) return;
+  if (rd_kafka_error_t* e = rd_kafka_AdminOptions_set_include_authorized_operations(o, 1)) rd_kafka_error_destroy(e);
+}
+
 // ---- metadata and cluster (blocking calls on the thread pool) ---------------------------
 
 struct MetadataHolder {
   const rd_kafka_metadata_t* md = nullptr;
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  char* cluster_id = nullptr;
-  int32_t controller = -1;
   double elapsed_ms = 0;
   ~MetadataHolder() {
     if (md) rd_kafka_metadata_destroy(md);
-    if (cluster_id) rd_kafka_mem_free(nullptr, cluster_id);
   }
 };
 
@@ -381,12 +413,11 @@ void push_metadata(lua_State* L, const rd_kafka_metadata_t* md) {
   set_str(L, "orig_broker_name", md->orig_broker_name);
 }
 
-// a:_metadata(all_topics, with_cluster, timeout) -> metadata table (+cluster_id, controller_id, rtt_ms)
+// a:_metadata(all_topics, timeout) -> metadata table (+rtt_ms)
 int l_metadata(lua_State* L) {
   Admin* a = check_admin(L, 1);
   bool all_topics = lua_toboolean(L, 2);
-  bool with_cluster = lua_toboolean(L, 3);
-  double timeout = timeout_arg(L, 4, a);
+  double timeout = timeout_arg(L, 3, a);
   rd_kafka_t* rk = a->rk();
   auto h = std::make_shared<MetadataHolder>();
   return a->run_blocking(
@@ -395,10 +426,6 @@ int l_metadata(lua_State* L) {
         uint64_t t0 = uv_hrtime();
         h->err = rd_kafka_metadata(rk, all_topics ? 1 : 0, nullptr, &h->md, timeout_int(timeout));
         h->elapsed_ms = static_cast<double>(uv_hrtime() - t0) / 1e6;
-        if (!h->err && with_cluster) {
-          h->cluster_id = rd_kafka_clusterid(rk, timeout_int(timeout));
-          h->controller = rd_kafka_controllerid(rk, timeout_int(timeout));
-        }
       },
       [=](lua_State* co) {
         if (h->err) {
@@ -408,98 +435,6 @@ int l_metadata(lua_State* L) {
         }
         push_metadata(co, h->md);
         set_num(co, "rtt_ms", h->elapsed_ms);
-        if (h->cluster_id) set_str(co, "cluster_id", h->cluster_id);
-        if (with_cluster && h->controller >= 0) set_num(co, "controller_id", h->controller);
-        return 1;
-      });
-}
-
-// a:_watermarks(partitions, want_end, timeout) -> list of {topic, partition, low, high, end, error}
-int l_watermarks(lua_State* L) {
-  Admin* a = check_admin(L, 1);
-  auto* low = check_partition_list(L, 2, "admin:watermarks", false);
-  bool want_end = lua_toboolean(L, 3);
-  double timeout = timeout_arg(L, 4, a);
-  rd_kafka_t* rk = a->rk();
-  rd_kafka_t* rk2 = nullptr;
-  if (want_end) {
-    std::string why;
-    rk2 = a->committed_handle(&why);
-    if (!rk2) {
-      rd_kafka_topic_partition_list_destroy(low);
-      return kafka_nil_error(L, RD_KAFKA_RESP_ERR__FAIL, "cannot create the read_committed handle: " + why);
-    }
-  }
-  struct Lists {
-    rd_kafka_topic_partition_list_t *low = nullptr, *high = nullptr, *end = nullptr;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    ~Lists() {
-      for (auto* l : {low, high, end})
-        if (l) rd_kafka_topic_partition_list_destroy(l);
-    }
-  };
-  auto h = std::make_shared<Lists>();
-  h->low = low;
-  for (int i = 0; i < low->cnt; ++i) low->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-  h->high = rd_kafka_topic_partition_list_copy(low);
-  for (int i = 0; i < low->cnt; ++i) h->high->elems[i].offset = RD_KAFKA_OFFSET_END;
-  if (want_end) h->end = rd_kafka_topic_partition_list_copy(h->high);
-  return a->run_blocking(
-      L, "admin:watermarks", timeout + 1000,
-      [=] {
-        int t = timeout_int(timeout);
-        h->err = rd_kafka_offsets_for_times(rk, h->low, t);
-        if (!h->err) h->err = rd_kafka_offsets_for_times(rk, h->high, t);
-        if (!h->err && h->end) h->err = rd_kafka_offsets_for_times(rk2, h->end, t);
-      },
-      [=](lua_State* co) {
-        if (h->err) {
-          ErrorSpec e = kafka_error(h->err, fmt::format("listing offsets failed: {}", rd_kafka_err2str(h->err)));
-          e.op = "admin:watermarks";
-          return nil_error(co, e);
-        }
-        lua_createtable(co, h->low->cnt, 0);
-        for (int i = 0; i < h->low->cnt; ++i) {
-          const auto& l = h->low->elems[i];
-          lua_createtable(co, 0, 6);
-          set_str(co, "topic", l.topic);
-          set_num(co, "partition", l.partition);
-          rd_kafka_resp_err_t err = l.err;
-          const auto& hi = h->high->elems[i];
-          if (!err) err = hi.err;
-          if (l.offset >= 0) set_num(co, "low", static_cast<double>(l.offset));
-          if (hi.offset >= 0) set_num(co, "high", static_cast<double>(hi.offset));
-          if (h->end) {
-            const auto& e = h->end->elems[i];
-            if (!err) err = e.err;
-            if (e.offset >= 0) set_num(co, "end", static_cast<double>(e.offset));
-          }
-          set_error(co, err, nullptr, "watermarks", l.topic, nullptr, l.partition);
-          lua_rawseti(co, -2, i + 1);
-        }
-        return 1;
-      });
-}
-
-// a:_offsets_for_times(partitions with offset = timestamp, timeout) -> partition list (offset nil: none)
-int l_offsets_for_times(lua_State* L) {
-  Admin* a = check_admin(L, 1);
-  auto* list = check_partition_list(L, 2, "admin:offsets_for_times", false);
-  double timeout = timeout_arg(L, 3, a);
-  rd_kafka_t* rk = a->rk();
-  struct H {
-    rd_kafka_topic_partition_list_t* list;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    ~H() { rd_kafka_topic_partition_list_destroy(list); }
-  };
-  auto h = std::make_shared<H>();
-  h->list = list;
-  return a->run_blocking(
-      L, "admin:offsets_for_times", timeout + 1000,
-      [=] { h->err = rd_kafka_offsets_for_times(rk, h->list, timeout_int(timeout)); },
-      [=](lua_State* co) {
-        if (h->err) return kafka_nil_error(co, h->err, fmt::format("offsets_for_times failed: {}", rd_kafka_err2str(h->err)));
-        push_partitions(co, h->list, "offsets_for_times", nullptr);
         return 1;
       });
 }
@@ -772,32 +707,24 @@ int l_describe_configs(lua_State* L) {
   return lua_yield(L, 0);
 }
 
-// a:_alter_configs({{type=, name=, configs={k=v}}, ...}, validate_only, timeout) -> list of {type, name, error}
-// (AlterConfigs replaces the resource's whole dynamic configuration.)
-int l_alter_configs(lua_State* L) {
-  Admin* a = check_admin(L, 1);
-  bool validate_only = lua_toboolean(L, 3);
-  double timeout = timeout_arg(L, 4, a);
-  auto res = config_resources(L, 2, true);
-  Request* r = a->begin(L, "admin:alter_configs", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    auto** out = rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &cnt);
-    push_config_resources(co, out, cnt, "alter_configs", false);
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_ALTERCONFIGS, r, timeout, false, validate_only);
-  rd_kafka_AlterConfigs(a->rk(), res.data(), res.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
-  rd_kafka_ConfigResource_destroy_array(res.data(), res.size());
-  return lua_yield(L, 0);
-}
-
 // ---- groups --------------------------------------------------------------------------
 
-// a:_list_groups(timeout) -> list of {group, state, simple}, list of errors
+// a:_list_groups(states (codes) | nil, types (codes) | nil, timeout) -> list of {group, state, type, simple},
+// list of errors
 int l_list_groups(lua_State* L) {
   Admin* a = check_admin(L, 1);
-  double timeout = timeout_arg(L, 2, a);
+  auto codes = [&](int idx) {
+    std::vector<int> out;
+    if (lua_istable(L, idx))
+      for (int i = 1; i <= static_cast<int>(lua_objlen(L, idx)); ++i) {
+        lua_rawgeti(L, idx, i);
+        out.push_back(static_cast<int>(lua_tointeger(L, -1)));
+        lua_pop(L, 1);
+      }
+    return out;
+  };
+  std::vector<int> states = codes(2), types = codes(3);
+  double timeout = timeout_arg(L, 4, a);
   Request* r = a->begin(L, "admin:list_groups", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
     const auto* res = rd_kafka_event_ListConsumerGroups_result(ev);
     size_t cnt, ecnt;
@@ -807,6 +734,8 @@ int l_list_groups(lua_State* L) {
       lua_createtable(co, 0, 3);
       set_str(co, "group", rd_kafka_ConsumerGroupListing_group_id(valid[i]));
       set_str(co, "state", rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupListing_state(valid[i])));
+      push_lower(co, rd_kafka_consumer_group_type_name(rd_kafka_ConsumerGroupListing_type(valid[i])));
+      lua_setfield(co, -2, "type");
       set_bool(co, "simple", rd_kafka_ConsumerGroupListing_is_simple_consumer_group(valid[i]));
       lua_rawseti(co, -2, static_cast<int>(i + 1));
     }
@@ -821,16 +750,30 @@ int l_list_groups(lua_State* L) {
     return 2;
   });
   rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, r, timeout, false, false);
+  if (!states.empty()) {
+    std::vector<rd_kafka_consumer_group_state_t> v;
+    for (int c : states) v.push_back(static_cast<rd_kafka_consumer_group_state_t>(c));
+    if (rd_kafka_error_t* e = rd_kafka_AdminOptions_set_match_consumer_group_states(o, v.data(), v.size()))
+      rd_kafka_error_destroy(e);
+  }
+  if (!types.empty()) {
+    std::vector<rd_kafka_consumer_group_type_t> v;
+    for (int c : types) v.push_back(static_cast<rd_kafka_consumer_group_type_t>(c));
+    if (rd_kafka_error_t* e = rd_kafka_AdminOptions_set_match_consumer_group_types(o, v.data(), v.size()))
+      rd_kafka_error_destroy(e);
+  }
   rd_kafka_ListConsumerGroups(a->rk(), o, a->results_queue());
   rd_kafka_AdminOptions_destroy(o);
   return lua_yield(L, 0);
 }
 
-// a:_describe_groups(ids, timeout) -> list of {group, error, state, simple, protocol, coordinator, members}
+// a:_describe_groups(ids, include_ops, timeout) -> list of {group, error, state, type, simple, assignor,
+// coordinator, members, authorized_operations}
 int l_describe_groups(lua_State* L) {
   Admin* a = check_admin(L, 1);
   auto ids = string_list(L, 2, "admin:describe_groups");
-  double timeout = timeout_arg(L, 3, a);
+  bool ops = lua_toboolean(L, 3);
+  double timeout = timeout_arg(L, 4, a);
   std::vector<const char*> ptrs;
   for (auto& s : ids) ptrs.push_back(s.c_str());
   Request* r = a->begin(L, "admin:describe_groups", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
@@ -844,7 +787,12 @@ int l_describe_groups(lua_State* L) {
       set_str(co, "group", id);
       set_error(co, rd_kafka_ConsumerGroupDescription_error(g), "describe_groups", id);
       set_str(co, "state", rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupDescription_state(g)));
+      push_lower(co, rd_kafka_consumer_group_type_name(rd_kafka_ConsumerGroupDescription_type(g)));
+      lua_setfield(co, -2, "type");
       set_bool(co, "simple", rd_kafka_ConsumerGroupDescription_is_simple_consumer_group(g));
+      size_t nops;
+      const rd_kafka_AclOperation_t* aops = rd_kafka_ConsumerGroupDescription_authorized_operations(g, &nops);
+      set_acl_ops(co, aops, nops);
       const char* assignor = rd_kafka_ConsumerGroupDescription_partition_assignor(g);
       if (assignor && *assignor) set_str(co, "assignor", assignor);
       if (const rd_kafka_Node_t* node = rd_kafka_ConsumerGroupDescription_coordinator(g)) {
@@ -868,6 +816,12 @@ int l_describe_groups(lua_State* L) {
         const auto* parts = asg ? rd_kafka_MemberAssignment_partitions(asg) : nullptr;
         if (parts) push_partition_list(co, parts); else lua_newtable(co);
         lua_setfield(co, -2, "assignment");
+        // The consumer protocol (KIP-848) also says where the member is heading.
+        const auto* target = rd_kafka_MemberDescription_target_assignment(md);
+        if (const auto* tparts = target ? rd_kafka_MemberAssignment_partitions(target) : nullptr) {
+          push_partition_list(co, tparts);
+          lua_setfield(co, -2, "target_assignment");
+        }
         lua_rawseti(co, -2, static_cast<int>(m + 1));
       }
       lua_setfield(co, -2, "members");
@@ -876,6 +830,7 @@ int l_describe_groups(lua_State* L) {
     return 1;
   });
   rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, r, timeout, false, false);
+  include_ops(o, ops);
   rd_kafka_DescribeConsumerGroups(a->rk(), ptrs.data(), ptrs.size(), o, a->results_queue());
   rd_kafka_AdminOptions_destroy(o);
   return lua_yield(L, 0);
@@ -983,6 +938,543 @@ int l_group_offsets(lua_State* L) {
   return lua_yield(L, 0);
 }
 
+// ---- native calls of librdkafka >= 2.3 --------------------------------------------------
+
+// a:_describe_cluster(include_ops, timeout) -> {cluster_id, controller, brokers, authorized_operations}
+int l_describe_cluster(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  bool ops = lua_toboolean(L, 2);
+  double timeout = timeout_arg(L, 3, a);
+  Request* r = a->begin(L, "admin:describe_cluster", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    const auto* res = rd_kafka_event_DescribeCluster_result(ev);
+    lua_createtable(co, 0, 4);
+    set_str(co, "cluster_id", rd_kafka_DescribeCluster_result_cluster_id(res));
+    if (const rd_kafka_Node_t* c = rd_kafka_DescribeCluster_result_controller(res)) {
+      push_node(co, c);
+      lua_setfield(co, -2, "controller");
+    }
+    size_t n;
+    const rd_kafka_Node_t** nodes = rd_kafka_DescribeCluster_result_nodes(res, &n);
+    std::vector<const rd_kafka_Node_t*> sorted(nodes, nodes + n);
+    std::sort(sorted.begin(), sorted.end(),
+              [](auto* x, auto* y) { return rd_kafka_Node_id(x) < rd_kafka_Node_id(y); });
+    lua_createtable(co, static_cast<int>(n), 0);
+    for (size_t i = 0; i < n; ++i) {
+      push_node(co, sorted[i]);
+      lua_rawseti(co, -2, static_cast<int>(i + 1));
+    }
+    lua_setfield(co, -2, "brokers");
+    size_t nops;
+    const rd_kafka_AclOperation_t* aops = rd_kafka_DescribeCluster_result_authorized_operations(res, &nops);
+    set_acl_ops(co, aops, nops);
+    return 1;
+  });
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DESCRIBECLUSTER, r, timeout, false, false);
+  include_ops(o, ops);
+  rd_kafka_DescribeCluster(a->rk(), o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  return lua_yield(L, 0);
+}
+
+void push_node_ids(lua_State* L, const rd_kafka_Node_t** nodes, size_t n) {
+  lua_createtable(L, static_cast<int>(n), 0);
+  for (size_t i = 0; i < n; ++i) {
+    lua_pushnumber(L, rd_kafka_Node_id(nodes[i]));
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+}
+
+// a:_describe_topics(names, include_ops, timeout) -> list of {name, error, topic_id, internal, partitions =
+// {{partition, leader, leader_rack, replicas, isr, replica_racks}}, authorized_operations}
+int l_describe_topics(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  auto names = string_list(L, 2, "admin:describe_topics");
+  bool ops = lua_toboolean(L, 3);
+  double timeout = timeout_arg(L, 4, a);
+  std::vector<const char*> ptrs;
+  for (auto& s : names) ptrs.push_back(s.c_str());
+  Request* r = a->begin(L, "admin:describe_topics", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t n;
+    const auto** topics = rd_kafka_DescribeTopics_result_topics(rd_kafka_event_DescribeTopics_result(ev), &n);
+    lua_createtable(co, static_cast<int>(n), 0);
+    for (size_t i = 0; i < n; ++i) {
+      const auto* t = topics[i];
+      const char* name = rd_kafka_TopicDescription_name(t);
+      lua_createtable(co, 0, 6);
+      set_str(co, "name", name);
+      if (const rd_kafka_error_t* e = rd_kafka_TopicDescription_error(t)) {
+        if (rd_kafka_error_code(e)) {
+          ErrorSpec es = kafka_error(e);
+          es.op = "admin:describe_topics";
+          es.topic = name ? name : "";
+          push_error(co, es);
+          lua_setfield(co, -2, "error");
+          lua_rawseti(co, -2, static_cast<int>(i + 1));
+          continue;
+        }
+      }
+      if (const rd_kafka_Uuid_t* id = rd_kafka_TopicDescription_topic_id(t)) set_str(co, "topic_id", rd_kafka_Uuid_base64str(id));
+      set_bool(co, "internal", rd_kafka_TopicDescription_is_internal(t));
+      size_t np;
+      const auto** parts = rd_kafka_TopicDescription_partitions(t, &np);
+      lua_createtable(co, static_cast<int>(np), 0);
+      for (size_t j = 0; j < np; ++j) {
+        const auto* p = parts[j];
+        lua_createtable(co, 0, 6);
+        set_num(co, "partition", rd_kafka_TopicPartitionInfo_partition(p));
+        const rd_kafka_Node_t* leader = rd_kafka_TopicPartitionInfo_leader(p);
+        set_num(co, "leader", leader ? rd_kafka_Node_id(leader) : -1);
+        size_t nr, ni;
+        const rd_kafka_Node_t** reps = rd_kafka_TopicPartitionInfo_replicas(p, &nr);
+        const rd_kafka_Node_t** isr = rd_kafka_TopicPartitionInfo_isr(p, &ni);
+        push_node_ids(co, reps, nr);
+        lua_setfield(co, -2, "replicas");
+        push_node_ids(co, isr, ni);
+        lua_setfield(co, -2, "isr");
+        // Racks of the replicas (by broker id), only when the brokers have racks.
+        bool any_rack = false;
+        for (size_t k = 0; k < nr; ++k) {
+          const char* rack = rd_kafka_Node_rack(reps[k]);
+          if (!rack || !*rack) continue;
+          if (!any_rack) lua_createtable(co, 0, static_cast<int>(nr));
+          any_rack = true;
+          lua_pushstring(co, rack);
+          lua_rawseti(co, -2, rd_kafka_Node_id(reps[k]));
+        }
+        if (any_rack) lua_setfield(co, -2, "racks");
+        lua_rawseti(co, -2, static_cast<int>(j + 1));
+      }
+      lua_setfield(co, -2, "partitions");
+      size_t nops;
+      const rd_kafka_AclOperation_t* aops = rd_kafka_TopicDescription_authorized_operations(t, &nops);
+      set_acl_ops(co, aops, nops);
+      lua_rawseti(co, -2, static_cast<int>(i + 1));
+    }
+    return 1;
+  });
+  rd_kafka_TopicCollection_t* tc = rd_kafka_TopicCollection_of_topic_names(ptrs.data(), ptrs.size());
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DESCRIBETOPICS, r, timeout, false, false);
+  include_ops(o, ops);
+  rd_kafka_DescribeTopics(a->rk(), tc, o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_TopicCollection_destroy(tc);
+  return lua_yield(L, 0);
+}
+
+// a:_list_offsets({{topic=, partition=, spec=number}, ...}, read_committed, timeout) -> list of {topic,
+// partition, offset, timestamp, leader_epoch, error}. spec: -2 earliest, -1 latest, -3 max timestamp,
+// >= 0 a timestamp (epoch ms). An offset or timestamp of -1 (none) is left out.
+int l_list_offsets(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  bool committed = lua_toboolean(L, 3);
+  double timeout = timeout_arg(L, 4, a);
+  int n = static_cast<int>(lua_objlen(L, 2));
+  auto* list = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(L, 2, i);
+    lua_getfield(L, -1, "topic");
+    lua_getfield(L, -2, "partition");
+    lua_getfield(L, -3, "spec");
+    if (!lua_isstring(L, -3) || !lua_isnumber(L, -2) || !lua_isnumber(L, -1)) {
+      rd_kafka_topic_partition_list_destroy(list);
+      return luaL_error(L, "admin:_list_offsets: item %d needs topic, partition and a numeric spec", i);
+    }
+    auto* tp = rd_kafka_topic_partition_list_add(list, lua_tostring(L, -3), static_cast<int32_t>(lua_tointeger(L, -2)));
+    tp->offset = static_cast<int64_t>(lua_tonumber(L, -1));
+    lua_pop(L, 4);
+  }
+  Request* r = a->begin(L, "admin:list_offsets", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t cnt;
+    const auto** infos = rd_kafka_ListOffsets_result_infos(rd_kafka_event_ListOffsets_result(ev), &cnt);
+    lua_createtable(co, static_cast<int>(cnt), 0);
+    for (size_t i = 0; i < cnt; ++i) {
+      const rd_kafka_topic_partition_t* tp = rd_kafka_ListOffsetsResultInfo_topic_partition(infos[i]);
+      lua_createtable(co, 0, 6);
+      set_str(co, "topic", tp->topic);
+      set_num(co, "partition", tp->partition);
+      if (tp->err) {
+        set_error(co, tp->err, nullptr, "list_offsets", tp->topic, nullptr, tp->partition);
+      } else {
+        if (tp->offset >= 0) set_num(co, "offset", static_cast<double>(tp->offset));
+        int64_t ts = rd_kafka_ListOffsetsResultInfo_timestamp(infos[i]);
+        if (ts >= 0) set_num(co, "timestamp", static_cast<double>(ts));
+        int32_t epoch = rd_kafka_topic_partition_get_leader_epoch(tp);
+        if (epoch >= 0) set_num(co, "leader_epoch", epoch);
+      }
+      lua_rawseti(co, -2, static_cast<int>(i + 1));
+    }
+    return 1;
+  });
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_LISTOFFSETS, r, timeout, false, false);
+  if (rd_kafka_error_t* e = rd_kafka_AdminOptions_set_isolation_level(
+          o, committed ? RD_KAFKA_ISOLATION_LEVEL_READ_COMMITTED : RD_KAFKA_ISOLATION_LEVEL_READ_UNCOMMITTED))
+    rd_kafka_error_destroy(e);
+  rd_kafka_ListOffsets(a->rk(), list, o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_topic_partition_list_destroy(list);
+  return lua_yield(L, 0);
+}
+
+// a:_elect_leaders(unclean, partitions | nil (all), timeout) -> list of {topic, partition, error}
+int l_elect_leaders(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  bool unclean = lua_toboolean(L, 2);
+  rd_kafka_topic_partition_list_t* parts = nullptr;
+  if (!lua_isnoneornil(L, 3)) parts = check_partition_list(L, 3, "admin:elect_leaders", false);
+  double timeout = timeout_arg(L, 4, a);
+  Request* r = a->begin(L, "admin:elect_leaders", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t cnt;
+    const auto** res = rd_kafka_ElectLeaders_result_partitions(rd_kafka_event_ElectLeaders_result(ev), &cnt);
+    lua_createtable(co, static_cast<int>(cnt), 0);
+    for (size_t i = 0; i < cnt; ++i) {
+      const rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_result_partition(res[i]);
+      lua_createtable(co, 0, 3);
+      set_str(co, "topic", tp->topic);
+      set_num(co, "partition", tp->partition);
+      if (const rd_kafka_error_t* e = rd_kafka_topic_partition_result_error(res[i]); e && rd_kafka_error_code(e)) {
+        ErrorSpec es = kafka_error(e);
+        es.op = "admin:elect_leaders";
+        es.topic = tp->topic;
+        es.partition = tp->partition;
+        push_error(co, es);
+        lua_setfield(co, -2, "error");
+      }
+      lua_rawseti(co, -2, static_cast<int>(i + 1));
+    }
+    return 1;
+  });
+  rd_kafka_ElectLeaders_t* el =
+      rd_kafka_ElectLeaders_new(unclean ? RD_KAFKA_ELECTION_TYPE_UNCLEAN : RD_KAFKA_ELECTION_TYPE_PREFERRED, parts);
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_ELECTLEADERS, r, timeout, true, false);
+  rd_kafka_ElectLeaders(a->rk(), el, o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_ElectLeaders_destroy(el);
+  if (parts) rd_kafka_topic_partition_list_destroy(parts);
+  return lua_yield(L, 0);
+}
+
+const char* scram_name(rd_kafka_ScramMechanism_t m) {
+  switch (m) {
+    case RD_KAFKA_SCRAM_MECHANISM_SHA_256: return "SCRAM-SHA-256";
+    case RD_KAFKA_SCRAM_MECHANISM_SHA_512: return "SCRAM-SHA-512";
+    default: return "unknown";
+  }
+}
+
+// a:_describe_scram(users | nil (all), timeout) -> list of {user, error, credentials = {{mechanism, iterations}}}
+int l_describe_scram(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  std::vector<std::string> users;
+  if (!lua_isnoneornil(L, 2)) users = string_list(L, 2, "admin:describe_user_scram_credentials");
+  double timeout = timeout_arg(L, 3, a);
+  std::vector<const char*> ptrs;
+  for (auto& s : users) ptrs.push_back(s.c_str());
+  Request* r = a->begin(L, "admin:describe_user_scram_credentials", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t cnt;
+    const auto** ds = rd_kafka_DescribeUserScramCredentials_result_descriptions(
+        rd_kafka_event_DescribeUserScramCredentials_result(ev), &cnt);
+    lua_createtable(co, static_cast<int>(cnt), 0);
+    for (size_t i = 0; i < cnt; ++i) {
+      lua_createtable(co, 0, 3);
+      set_str(co, "user", rd_kafka_UserScramCredentialsDescription_user(ds[i]));
+      const rd_kafka_error_t* e = rd_kafka_UserScramCredentialsDescription_error(ds[i]);
+      if (e && rd_kafka_error_code(e)) {
+        set_error(co, e, "describe_user_scram_credentials");
+      } else {
+        size_t nc = rd_kafka_UserScramCredentialsDescription_scramcredentialinfo_count(ds[i]);
+        lua_createtable(co, static_cast<int>(nc), 0);
+        for (size_t k = 0; k < nc; ++k) {
+          const auto* info = rd_kafka_UserScramCredentialsDescription_scramcredentialinfo(ds[i], k);
+          lua_createtable(co, 0, 2);
+          set_str(co, "mechanism", scram_name(rd_kafka_ScramCredentialInfo_mechanism(info)));
+          set_num(co, "iterations", rd_kafka_ScramCredentialInfo_iterations(info));
+          lua_rawseti(co, -2, static_cast<int>(k + 1));
+        }
+        lua_setfield(co, -2, "credentials");
+      }
+      lua_rawseti(co, -2, static_cast<int>(i + 1));
+    }
+    return 1;
+  });
+  rd_kafka_AdminOptions_t* o =
+      a->options(RD_KAFKA_ADMIN_OP_DESCRIBEUSERSCRAMCREDENTIALS, r, timeout, false, false);
+  rd_kafka_DescribeUserScramCredentials(a->rk(), ptrs.data(), ptrs.size(), o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  return lua_yield(L, 0);
+}
+
+// a:_alter_scram({{user=, mechanism=1|2, iterations=, password=, salt=} | {user=, mechanism=, delete=true}},
+// timeout) -> list of {user, error} (one per user, as Kafka answers). The password goes to librdkafka,
+// which sends only the salted hash; it is never kept, logged or put into an error here.
+int l_alter_scram(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  double timeout = timeout_arg(L, 3, a);
+  int n = static_cast<int>(lua_objlen(L, 2));
+  std::vector<rd_kafka_UserScramCredentialAlteration_t*> alts;
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(L, 2, i);
+    lua_getfield(L, -1, "user");
+    lua_getfield(L, -2, "mechanism");
+    lua_getfield(L, -3, "delete");
+    std::string user = lua_isstring(L, -3) ? lua_tostring(L, -3) : "";
+    auto mech = static_cast<rd_kafka_ScramMechanism_t>(lua_tointeger(L, -2));
+    bool del = lua_toboolean(L, -1);
+    lua_pop(L, 3);
+    if (del) {
+      alts.push_back(rd_kafka_UserScramCredentialDeletion_new(user.c_str(), mech));
+    } else {
+      lua_getfield(L, -1, "iterations");
+      lua_getfield(L, -2, "password");
+      lua_getfield(L, -3, "salt");
+      size_t plen = 0, slen = 0;
+      const char* pw = lua_tolstring(L, -2, &plen);
+      const char* salt = lua_isstring(L, -1) ? lua_tolstring(L, -1, &slen) : nullptr;
+      alts.push_back(rd_kafka_UserScramCredentialUpsertion_new(
+          user.c_str(), mech, static_cast<int32_t>(lua_tointeger(L, -3)), reinterpret_cast<const unsigned char*>(pw),
+          plen, reinterpret_cast<const unsigned char*>(salt), slen));
+      lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+  }
+  Request* r = a->begin(L, "admin:alter_user_scram_credentials", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t cnt;
+    const auto** rs =
+        rd_kafka_AlterUserScramCredentials_result_responses(rd_kafka_event_AlterUserScramCredentials_result(ev), &cnt);
+    lua_createtable(co, static_cast<int>(cnt), 0);
+    for (size_t i = 0; i < cnt; ++i) {
+      lua_createtable(co, 0, 2);
+      set_str(co, "user", rd_kafka_AlterUserScramCredentials_result_response_user(rs[i]));
+      const rd_kafka_error_t* e = rd_kafka_AlterUserScramCredentials_result_response_error(rs[i]);
+      if (e && rd_kafka_error_code(e)) set_error(co, e, "alter_user_scram_credentials");
+      lua_rawseti(co, -2, static_cast<int>(i + 1));
+    }
+    return 1;
+  });
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_ALTERUSERSCRAMCREDENTIALS, r, timeout, false, false);
+  rd_kafka_AlterUserScramCredentials(a->rk(), alts.data(), alts.size(), o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_UserScramCredentialAlteration_destroy_array(alts.data(), alts.size());
+  return lua_yield(L, 0);
+}
+
+// ACL bindings and filters cross as tables of enum codes (the Lua half names them):
+// {restype=, name=, pattern=, principal=, host=, operation=, permission=}.
+struct AclFields {
+  int restype = 0, pattern = 0, operation = 0, permission = 0;
+  std::string name, principal, host;
+  bool has_name = false, has_principal = false, has_host = false;
+};
+
+AclFields read_acl(lua_State* L, int idx) {
+  AclFields f;
+  auto num = [&](const char* k) {
+    lua_getfield(L, idx, k);
+    int v = static_cast<int>(lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    return v;
+  };
+  auto str = [&](const char* k, std::string& out, bool& has) {
+    lua_getfield(L, idx, k);
+    if (lua_isstring(L, -1)) {
+      out = lua_tostring(L, -1);
+      has = true;
+    }
+    lua_pop(L, 1);
+  };
+  f.restype = num("restype");
+  f.pattern = num("pattern");
+  f.operation = num("operation");
+  f.permission = num("permission");
+  str("name", f.name, f.has_name);
+  str("principal", f.principal, f.has_principal);
+  str("host", f.host, f.has_host);
+  return f;
+}
+
+void push_acl(lua_State* L, const rd_kafka_AclBinding_t* b) {
+  lua_createtable(L, 0, 7);
+  push_lower(L, rd_kafka_ResourceType_name(rd_kafka_AclBinding_restype(b)));
+  lua_setfield(L, -2, "resource_type");
+  set_str(L, "name", rd_kafka_AclBinding_name(b));
+  push_lower(L, rd_kafka_ResourcePatternType_name(rd_kafka_AclBinding_resource_pattern_type(b)));
+  lua_setfield(L, -2, "pattern_type");
+  set_str(L, "principal", rd_kafka_AclBinding_principal(b));
+  set_str(L, "host", rd_kafka_AclBinding_host(b));
+  push_lower(L, rd_kafka_AclOperation_name(rd_kafka_AclBinding_operation(b)));
+  lua_setfield(L, -2, "operation");
+  push_lower(L, rd_kafka_AclPermissionType_name(rd_kafka_AclBinding_permission_type(b)));
+  lua_setfield(L, -2, "permission");
+}
+
+void push_acl_list(lua_State* L, const rd_kafka_AclBinding_t** list, size_t n) {
+  lua_createtable(L, static_cast<int>(n), 0);
+  for (size_t i = 0; i < n; ++i) {
+    push_acl(L, list[i]);
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+}
+
+// Builds a binding (filter=false) or a filter; on failure returns nullptr with errstr set.
+rd_kafka_AclBinding_t* make_acl(const AclFields& f, bool filter, char* errstr, size_t len) {
+  auto restype = static_cast<rd_kafka_ResourceType_t>(f.restype);
+  auto pattern = static_cast<rd_kafka_ResourcePatternType_t>(f.pattern);
+  auto op = static_cast<rd_kafka_AclOperation_t>(f.operation);
+  auto perm = static_cast<rd_kafka_AclPermissionType_t>(f.permission);
+  const char* name = f.has_name ? f.name.c_str() : nullptr;
+  const char* principal = f.has_principal ? f.principal.c_str() : nullptr;
+  const char* host = f.has_host ? f.host.c_str() : nullptr;
+  if (filter) return rd_kafka_AclBindingFilter_new(restype, name, pattern, principal, host, op, perm, errstr, len);
+  return rd_kafka_AclBinding_new(restype, name, pattern, principal, host, op, perm, errstr, len);
+}
+
+// a:_create_acls(bindings, timeout) -> list of {error} in input order
+int l_create_acls(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  double timeout = timeout_arg(L, 3, a);
+  int n = static_cast<int>(lua_objlen(L, 2));
+  std::vector<rd_kafka_AclBinding_t*> acls;
+  char errstr[512];
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(L, 2, i);
+    rd_kafka_AclBinding_t* b = make_acl(read_acl(L, lua_gettop(L)), false, errstr, sizeof errstr);
+    lua_pop(L, 1);
+    if (!b) {
+      rd_kafka_AclBinding_destroy_array(acls.data(), acls.size());
+      return luaL_error(L, "admin:create_acls: binding %d: %s", i, errstr);
+    }
+    acls.push_back(b);
+  }
+  Request* r = a->begin(L, "admin:create_acls", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t cnt;
+    const auto** res = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &cnt);
+    lua_createtable(co, static_cast<int>(cnt), 0);
+    for (size_t i = 0; i < cnt; ++i) {
+      lua_createtable(co, 0, 1);
+      const rd_kafka_error_t* e = rd_kafka_acl_result_error(res[i]);
+      if (e && rd_kafka_error_code(e)) set_error(co, e, "create_acls");
+      lua_rawseti(co, -2, static_cast<int>(i + 1));
+    }
+    return 1;
+  });
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_CREATEACLS, r, timeout, false, false);
+  rd_kafka_CreateAcls(a->rk(), acls.data(), acls.size(), o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_AclBinding_destroy_array(acls.data(), acls.size());
+  return lua_yield(L, 0);
+}
+
+// a:_describe_acls(filter, timeout) -> list of bindings
+int l_describe_acls(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  double timeout = timeout_arg(L, 3, a);
+  char errstr[512];
+  rd_kafka_AclBindingFilter_t* f = make_acl(read_acl(L, 2), true, errstr, sizeof errstr);
+  if (!f) return luaL_error(L, "admin:describe_acls: %s", errstr);
+  Request* r = a->begin(L, "admin:describe_acls", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t cnt;
+    const auto** res = rd_kafka_DescribeAcls_result_acls(rd_kafka_event_DescribeAcls_result(ev), &cnt);
+    push_acl_list(co, res, cnt);
+    return 1;
+  });
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DESCRIBEACLS, r, timeout, false, false);
+  rd_kafka_DescribeAcls(a->rk(), f, o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_AclBinding_destroy(f);
+  return lua_yield(L, 0);
+}
+
+// a:_delete_acls(filters, timeout) -> list of {error, deleted = bindings} in input order
+int l_delete_acls(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  double timeout = timeout_arg(L, 3, a);
+  int n = static_cast<int>(lua_objlen(L, 2));
+  std::vector<rd_kafka_AclBindingFilter_t*> filters;
+  char errstr[512];
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(L, 2, i);
+    rd_kafka_AclBindingFilter_t* f = make_acl(read_acl(L, lua_gettop(L)), true, errstr, sizeof errstr);
+    lua_pop(L, 1);
+    if (!f) {
+      rd_kafka_AclBinding_destroy_array(filters.data(), filters.size());
+      return luaL_error(L, "admin:delete_acls: filter %d: %s", i, errstr);
+    }
+    filters.push_back(f);
+  }
+  Request* r = a->begin(L, "admin:delete_acls", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t cnt;
+    const auto** res = rd_kafka_DeleteAcls_result_responses(rd_kafka_event_DeleteAcls_result(ev), &cnt);
+    lua_createtable(co, static_cast<int>(cnt), 0);
+    for (size_t i = 0; i < cnt; ++i) {
+      lua_createtable(co, 0, 2);
+      const rd_kafka_error_t* e = rd_kafka_DeleteAcls_result_response_error(res[i]);
+      if (e && rd_kafka_error_code(e)) {
+        set_error(co, e, "delete_acls");
+      } else {
+        size_t m;
+        const auto** matching = rd_kafka_DeleteAcls_result_response_matching_acls(res[i], &m);
+        push_acl_list(co, matching, m);
+        lua_setfield(co, -2, "deleted");
+      }
+      lua_rawseti(co, -2, static_cast<int>(i + 1));
+    }
+    return 1;
+  });
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DELETEACLS, r, timeout, false, false);
+  rd_kafka_DeleteAcls(a->rk(), filters.data(), filters.size(), o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_AclBinding_destroy_array(filters.data(), filters.size());
+  return lua_yield(L, 0);
+}
+
+// a:_incremental_alter_configs({{type=, name=, ops={{name=, op=0..3, value=}}}}, validate_only, timeout)
+// -> list of {type, name, error}. Atomic per resource, applied by the broker.
+int l_incremental_alter_configs(lua_State* L) {
+  Admin* a = check_admin(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  bool validate_only = lua_toboolean(L, 3);
+  double timeout = timeout_arg(L, 4, a);
+  auto res = config_resources(L, 2, false);
+  int n = static_cast<int>(lua_objlen(L, 2));
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(L, 2, i);
+    lua_getfield(L, -1, "ops");
+    int nops = lua_istable(L, -1) ? static_cast<int>(lua_objlen(L, -1)) : 0;
+    for (int k = 1; k <= nops; ++k) {
+      lua_rawgeti(L, -1, k);
+      lua_getfield(L, -1, "name");
+      lua_getfield(L, -2, "op");
+      lua_getfield(L, -3, "value");
+      rd_kafka_error_t* e = rd_kafka_ConfigResource_add_incremental_config(
+          res[i - 1], lua_tostring(L, -3), static_cast<rd_kafka_AlterConfigOpType_t>(lua_tointeger(L, -2)),
+          lua_isstring(L, -1) ? lua_tostring(L, -1) : nullptr);
+      lua_pop(L, 4);
+      if (e) {
+        std::string msg = rd_kafka_error_string(e);
+        rd_kafka_error_destroy(e);
+        rd_kafka_ConfigResource_destroy_array(res.data(), res.size());
+        return luaL_error(L, "admin:alter_configs: resource %d: %s", i, msg.c_str());
+      }
+    }
+    lua_pop(L, 2);
+  }
+  Request* r = a->begin(L, "admin:alter_configs", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
+    size_t cnt;
+    auto** out = rd_kafka_IncrementalAlterConfigs_result_resources(rd_kafka_event_IncrementalAlterConfigs_result(ev), &cnt);
+    push_config_resources(co, out, cnt, "alter_configs", false);
+    return 1;
+  });
+  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS, r, timeout, false, validate_only);
+  rd_kafka_IncrementalAlterConfigs(a->rk(), res.data(), res.size(), o, a->results_queue());
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_ConfigResource_destroy_array(res.data(), res.size());
+  return lua_yield(L, 0);
+}
+
 // ---- embedded ----------------------------------------------------------------------------
 
 // a:_embedded() -> true when the handle runs on the embedded mock cluster
@@ -1053,7 +1545,6 @@ int l_new(lua_State* L) {
     lua_pop(L, 1);
   }
   rd_kafka_conf_set_events(o.conf, RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG);
-  rd_kafka_conf_t* committed = rd_kafka_conf_dup(o.conf);
   Runtime& rt = Runtime::from(L);
   auto* box = static_cast<AdminBox*>(lua_newuserdata(L, sizeof(AdminBox)));
   box->a = nullptr;
@@ -1065,7 +1556,6 @@ int l_new(lua_State* L) {
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, o.conf, errstr, sizeof errstr);
     if (!rk) {
       rd_kafka_conf_destroy(o.conf);
-      rd_kafka_conf_destroy(committed);
       ErrorSpec e;
       e.code = CODE_INVALID_ARGUMENT;
       e.name = ERR_INVALID_ARGUMENT;
@@ -1076,7 +1566,7 @@ int l_new(lua_State* L) {
   }
   auto* a = new Admin(rt);
   a->set_hooks(o);
-  a->start(rk, committed, o.embedded, timeout_ms);
+  a->start(rk, o.embedded, timeout_ms);
   box->a = a;
   return 1;
 }
@@ -1124,18 +1614,25 @@ void open_admin(Runtime& rt, lua_State* L, int klua_table) {
   };
   static const M methods[] = {
       {"_metadata", l_metadata, true},
-      {"_watermarks", l_watermarks, true},
-      {"_offsets_for_times", l_offsets_for_times, true},
       {"_create_topics", l_create_topics, true},
       {"_delete_topics", l_delete_topics, true},
       {"_create_partitions", l_create_partitions, true},
       {"_delete_records", l_delete_records, true},
       {"_describe_configs", l_describe_configs, true},
-      {"_alter_configs", l_alter_configs, true},
       {"_list_groups", l_list_groups, true},
       {"_describe_groups", l_describe_groups, true},
       {"_delete_groups", l_delete_groups, true},
       {"_group_offsets", l_group_offsets, true},
+      {"_describe_cluster", l_describe_cluster, true},
+      {"_describe_topics", l_describe_topics, true},
+      {"_list_offsets", l_list_offsets, true},
+      {"_elect_leaders", l_elect_leaders, true},
+      {"_describe_scram", l_describe_scram, true},
+      {"_alter_scram", l_alter_scram, true},
+      {"_create_acls", l_create_acls, true},
+      {"_describe_acls", l_describe_acls, true},
+      {"_delete_acls", l_delete_acls, true},
+      {"_incremental_alter_configs", l_incremental_alter_configs, true},
       {"_embedded", l_embedded, false},
       {"_mock_create_topic", l_mock_create_topic, false},
       {"_timeout", l_timeout, false},

@@ -330,6 +330,19 @@ bool Client::handle_common_event(rd_kafka_event_t* ev) {
         e.fatal = true;
         e.op = kind_;
       }
+      if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        // The broker's words for a failed PLAIN login ("Invalid username or password") do not say which
+        // mechanism was tried; SCRAM's do. Name it (and the user, which is no secret) when missing.
+        char mech[64] = "", user[256] = "";
+        size_t ml = sizeof mech, ul = sizeof user;
+        const rd_kafka_conf_t* conf = rd_kafka_conf(rk_);
+        if (rd_kafka_conf_get(conf, "sasl.mechanism", mech, &ml) == RD_KAFKA_CONF_OK && *mech &&
+            e.message.find(mech) == std::string::npos) {
+          if (rd_kafka_conf_get(conf, "sasl.username", user, &ul) != RD_KAFKA_CONF_OK) *user = 0;
+          e.message += *user ? fmt::format(" (SASL mechanism {}, user {})", mech, user)
+                             : fmt::format(" (SASL mechanism {})", mech);
+        }
+      }
       if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         all_brokers_down_ = true;
         on_all_brokers_down();
@@ -344,6 +357,10 @@ bool Client::handle_common_event(rd_kafka_event_t* ev) {
       if (e.fatal) {
         fatal_ = e;
         on_fatal(e.message);
+      }
+      if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        last_auth_error_ = e;
+        on_authentication_error(e);
       }
       return true;
     }

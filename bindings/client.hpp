@@ -100,6 +100,10 @@ class Client : public Closable {
   virtual void on_inflight_done() {}
   int inflight_ = 0;
   virtual void on_fatal(const std::string& message) {}
+  // An _AUTHENTICATION error event (wrong SASL credentials): the error as the hooks saw it.
+  virtual void on_authentication_error(const ErrorSpec& e) {}
+  // The last _AUTHENTICATION error heard (a producer clears it at the next successful delivery).
+  std::optional<ErrorSpec> last_auth_error_;
   std::optional<ErrorSpec> fatal_;
 };
 

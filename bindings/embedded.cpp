@@ -24,6 +24,10 @@ class EmbeddedCluster : public Closable {
     if (!handle_) throw std::runtime_error(std::string("embedded cluster: ") + errstr);
     mc_ = rd_kafka_mock_cluster_new(handle_, EMBEDDED_BROKERS);
     if (!mc_) throw std::runtime_error("embedded cluster: rd_kafka_mock_cluster_new failed");
+    // The 2.15 mock reports controller id 0 (no such broker) unless told: admin calls that go to the
+    // controller (DescribeCluster, DescribeTopics, and every unserved one) then wait for a controller
+    // until they time out. Broker 1 as controller makes the first two work and the others fail at once.
+    rd_kafka_mock_set_controller_id(mc_, 1);
     bootstrap_ = rd_kafka_mock_cluster_bootstraps(mc_);
     fmt::print(stderr,
                "klua: no broker configured (-b, KLUA_BROKERS or bootstrap.servers): using the embedded "

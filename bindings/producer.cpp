@@ -482,9 +482,16 @@ void Producer::push_report_fields(lua_State* L, const rd_kafka_message_t* m) {
   }
 }
 
-static void push_delivery_error(lua_State* L, const rd_kafka_message_t* m) {
+// auth: the producer's last authentication error. A message purged from the queue after one was never
+// sent because the brokers refused the credentials: that is the error to report, not the purge.
+static void push_delivery_error(lua_State* L, const rd_kafka_message_t* m, const std::optional<ErrorSpec>& auth) {
   ErrorSpec e = kafka_error(m->err, fmt::format("delivery to topic \"{}\" failed: {}", rd_kafka_topic_name(m->rkt),
                                                 rd_kafka_err2str(m->err)));
+  if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE && auth) {
+    e = *auth;
+    e.message = fmt::format("delivery to topic \"{}\" failed: the message was never sent: {}", rd_kafka_topic_name(m->rkt),
+                            auth->message);
+  }
   e.topic = rd_kafka_topic_name(m->rkt);
   if (m->partition >= 0) e.partition = m->partition;
   e.op = "produce";
@@ -492,13 +499,16 @@ static void push_delivery_error(lua_State* L, const rd_kafka_message_t* m) {
 }
 
 void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
-  if (!m->err) all_brokers_down_ = false;
+  if (!m->err) {
+    all_brokers_down_ = false;
+    last_auth_error_.reset();
+  }
   auto* d = static_cast<Delivery*>(m->_private);
   if (!d) {
     if (on_delivery_ != LUA_NOREF) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, on_delivery_);
       push_report(L, m);
-      if (m->err) push_delivery_error(L, m); else lua_pushnil(L);
+      if (m->err) push_delivery_error(L, m, last_auth_error_); else lua_pushnil(L);
       lua_call(L, 2, 0);
     } else if (m->err) {
       // Nobody asked for this report: remember the failure for the next flush and say so.
@@ -517,7 +527,7 @@ void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, b.results_ref);
     push_report(L, m);
     if (m->err) {
-      push_delivery_error(L, m);
+      push_delivery_error(L, m, last_auth_error_);
       lua_setfield(L, -2, "error");
     }
     lua_rawseti(L, -2, d->index);
@@ -539,7 +549,7 @@ void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
     if (lua_State* co = rt_.scheduler().wake_begin(d->tok)) {
       if (m->err) {
         lua_pushnil(co);
-        push_delivery_error(co, m);
+        push_delivery_error(co, m, last_auth_error_);
         rt_.scheduler().wake_end(d->tok, 2);
       } else {
         push_report_fields(co, m);
@@ -556,7 +566,7 @@ void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, d->opaque_ref);
       lua_setfield(L, -2, "opaque");
     }
-    if (m->err) push_delivery_error(L, m); else lua_pushnil(L);
+    if (m->err) push_delivery_error(L, m, last_auth_error_); else lua_pushnil(L);
     // Release the refs before calling: an error in the callback must not leak them.
     luaL_unref(L, LUA_REGISTRYINDEX, d->callback_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, d->opaque_ref);
@@ -677,7 +687,11 @@ void Producer::on_all_brokers_down() {
   uv_timer_start(down_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Producer*>(h->data);
     if (self->all_brokers_down_ && self->rk_ && rd_kafka_outq_len(self->rk_) > 0) {
-      fmt::print(stderr, "klua: producer: all brokers are down; failing the queued messages\n");
+      if (self->last_auth_error_)
+        fmt::print(stderr, "klua: producer: the brokers refused the credentials ({}); failing the queued messages\n",
+                   self->last_auth_error_->message);
+      else
+        fmt::print(stderr, "klua: producer: all brokers are down; failing the queued messages\n");
       rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE);
       self->watcher_->schedule();
     }

@@ -85,7 +85,7 @@ end
 
 -- All topics' metadata as name -> topic (partitions sorted).
 local function topic_map(self, timeout)
-  local md, err = self:_metadata(true, false, timeout)
+  local md, err = self:_metadata(true, timeout)
   if not md then return nil, err end
   local map = {}
   for _, t in ipairs(md.topics) do
@@ -103,22 +103,20 @@ end
 
 -- ---- cluster ----------------------------------------------------------------------------
 
+-- describe_cluster{include_authorized_operations=, timeout_ms=} -> {cluster_id, controller_id, controller,
+-- brokers = {{id, host, port, rack}} (by id), authorized_operations (when asked)}. Native DescribeCluster
+-- (a Metadata request underneath, which the embedded cluster serves too).
 function M:describe_cluster(opts)
-  opts = check_opts("describe_cluster", opts, { timeout_ms = true })
-  local md, err = self:_metadata(false, true, opts.timeout_ms)
-  if not md then return nil, err end
-  sort(md.brokers, function(a, b) return a.id < b.id end)
-  return {
-    cluster_id = md.cluster_id,
-    controller_id = md.controller_id,
-    brokers = md.brokers,
-    rack_note = "broker racks need librdkafka >= 2.3 (DescribeCluster); linked: " .. klua.librdkafka_version(),
-  }
+  opts = check_opts("describe_cluster", opts, { include_authorized_operations = true, timeout_ms = true })
+  local c, err = self:_describe_cluster(opts.include_authorized_operations, opts.timeout_ms)
+  if not c then return nil, err end
+  c.controller_id = c.controller and c.controller.id
+  return c
 end
 
 function M:ping(opts)
   opts = check_opts("ping", opts, { timeout_ms = true })
-  local md, err = self:_metadata(false, false, opts.timeout_ms)
+  local md, err = self:_metadata(false, opts.timeout_ms)
   if not md then return nil, err end
   return md.rtt_ms
 end
@@ -141,36 +139,60 @@ function M:list_topics(opts)
   return list
 end
 
+-- describe_topics(names, {configs=, include_authorized_operations=, timeout_ms=}) -> per name, in input order:
+-- {name, topic_id, internal, replication_factor, partitions = {{partition, leader, replicas, isr, racks}},
+-- configs, authorized_operations, error}. Native DescribeTopics; configs from DescribeConfigs (a real broker
+-- only).
 function M:describe_topics(names, opts)
-  names = name_list("describe_topics", names, "topic")
-  opts = check_opts("describe_topics", opts, { configs = true, timeout_ms = true })
-  local map, err = topic_map(self, opts.timeout_ms)
-  if not map then return nil, err end
-  local out, found = {}, {}
+  local op = "describe_topics"
+  names = name_list(op, names, "topic")
+  opts = check_opts(op, opts, { configs = true, include_authorized_operations = true, timeout_ms = true })
+  local out, send, seen = {}, {}, {}
   for i, name in ipairs(names) do
-    local t = map[name]
-    if not t then
-      out[i] = { name = name, error = kerr(C.UNKNOWN_TOPIC_OR_PART, ("topic \"%s\" does not exist"):format(name),
-                                           { op = "admin:describe_topics", topic = name }) }
-    else
-      local parts = {}
-      for j, p in ipairs(t.partitions) do
-        parts[j] = { partition = p.partition, leader = p.leader, replicas = p.replicas, isr = p.isr, error = p.error }
+    local problem = topic_problem(name)
+    if problem then
+      out[i] = { name = name, error = item_invalid(op, ("invalid topic name \"%s\": %s"):format(name, problem),
+                                                   { topic = name }) }
+    elseif not seen[name] then
+      seen[name] = true
+      send[#send + 1] = name
+    end
+  end
+  if #send == 0 then return out end
+  local res, err = self:_describe_topics(send, opts.include_authorized_operations, opts.timeout_ms)
+  if not res then return nil, err end
+  local by = {}
+  for _, t in ipairs(res) do
+    if t.partitions then
+      sort(t.partitions, function(a, b) return a.partition < b.partition end)
+      t.replication_factor = replication_factor(t)
+    end
+    by[t.name] = t
+  end
+  local found = {}
+  for i, name in ipairs(names) do
+    if not out[i] then
+      local t = by[name]
+      if t then
+        -- a copy per item: a name listed twice gets two tables
+        local item = {}
+        for k, v in pairs(t) do item[k] = v end
+        out[i] = item
+        if not item.error then found[#found + 1] = { type = "topic", name = name } end
+      else
+        out[i] = { name = name, error = kerr(-186, "no result for this topic", { op = "admin:describe_topics", topic = name }) }
       end
-      out[i] = { name = name, partitions = parts, replication_factor = replication_factor(t),
-                 internal = name:sub(1, 2) == "__", error = t.error }
-      found[#found + 1] = { type = "topic", name = name }
     end
   end
   -- Configs come from DescribeConfigs (not served by the embedded cluster: configs stay nil there).
   if opts.configs ~= false and #found > 0 and not self:_embedded() then
-    local res, cerr = self:_describe_configs(found, opts.timeout_ms)
-    if not res then return nil, cerr end
-    local by_name = {}
-    for _, r in ipairs(res) do by_name[r.name] = r end
+    local cres, cerr = self:_describe_configs(found, opts.timeout_ms)
+    if not cres then return nil, cerr end
+    local cfg_by = {}
+    for _, r in ipairs(cres) do cfg_by[r.name] = r end
     for _, item in ipairs(out) do
-      local r = by_name[item.name]
-      if r and r.configs then
+      local r = cfg_by[item.name]
+      if r and r.configs and not item.error then
         local cfg = {}
         for k, e in pairs(r.configs) do cfg[k] = e.value end
         item.configs = cfg
@@ -447,7 +469,9 @@ local function resource(op, i, r)
   if type(r) == "string" then return { type = "topic", name = r } end
   if type(r) ~= "table" then argerr(op, "resource %d must be a topic name or {type=, name=}", i) end
   local t = r.type or "topic"
-  if t ~= "topic" and t ~= "broker" then argerr(op, "resource %d: type must be \"topic\" or \"broker\"", i) end
+  if t ~= "topic" and t ~= "broker" and t ~= "group" then
+    argerr(op, "resource %d: type must be \"topic\", \"broker\" or \"group\"", i)
+  end
   local name = r.name
   if type(name) == "number" then name = ("%d"):format(name) end
   if type(name) ~= "string" then argerr(op, "resource %d: 'name' must be a string (a broker id for brokers)", i) end
@@ -480,50 +504,19 @@ function M:describe_configs(resources, opts)
   return out
 end
 
--- Configs whose values are comma-separated lists (append/subtract work on these only).
-local LIST_CONFIGS = {
-  ["cleanup.policy"] = true,
-  ["leader.replication.throttled.replicas"] = true,
-  ["follower.replication.throttled.replicas"] = true,
-}
-
-local function split_list(s)
-  local items = {}
-  for item in tostring(s or ""):gmatch("[^,]+") do
-    item = item:match("^%s*(.-)%s*$")
-    if item ~= "" then items[#items + 1] = item end
-  end
-  return items
-end
-
-local function dynamic_configs(r)
-  local d = {}
-  for name, e in pairs(r.configs or {}) do
-    if e.source == "dynamic_topic" then d[name] = e.value end
-  end
-  return d
-end
-
-local function same_map(a, b)
-  for k, v in pairs(a) do if b[k] ~= v then return false, k end end
-  for k, v in pairs(b) do if a[k] ~= v then return false, k end end
-  return true
-end
-
 local ALTER_KEYS = { type = true, name = true, set = true, delete = true, append = true, subtract = true }
+local OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 
--- alter_configs(changes, {validate_only=}): incremental semantics emulated on AlterConfigs (librdkafka 2.0.2
--- has no IncrementalAlterConfigs). Each change: {type="topic", name=, set={k=v}, delete={k, ...},
--- append={k=v or {v, ...}}, subtract={k=v or {v, ...}}}. For each topic: read its configuration, refuse
--- when a sensitive override exists (its value cannot be read back), compute the new set of dynamic
--- overrides, re-read just before writing and fail with _CONFLICT if any override changed meanwhile, then
--- write the whole set. Not atomic: a change made between the re-read and the write is lost.
+-- alter_configs(changes, {validate_only=}): native IncrementalAlterConfigs, applied atomically by the broker
+-- per resource. Each change: {type="topic" | "broker" | "group", name=, set={k=v}, delete={k, ...},
+-- append={k=v or {v, ...}}, subtract={k=v or {v, ...}}} (append/subtract work on list-typed configs such as
+-- cleanup.policy; the broker says which). Result per change in input order: {type, name, error}.
 function M:alter_configs(changes, opts)
   local op = "alter_configs"
   if type(changes) == "table" and changes.name ~= nil then changes = { changes } end
   if type(changes) ~= "table" then argerr(op, "expected a list of changes, got %s", type(changes)) end
   opts = check_opts(op, opts, { validate_only = true, timeout_ms = true })
-  local plans = {}
+  local reqs = {}
   for i, c in ipairs(changes) do
     if type(c) ~= "table" then argerr(op, "change %d must be a table", i) end
     for k in pairs(c) do
@@ -532,159 +525,93 @@ function M:alter_configs(changes, opts)
       end
     end
     local r = resource(op, i, c)
-    local p = { type = r.type, name = r.name, set = {}, delete = {}, append = {}, subtract = {} }
-    for k, v in pairs(c.set or {}) do p.set[k] = config_string(op, k, v) end
+    local ops = {}
+    local function add(name, code, value) ops[#ops + 1] = { name = name, op = code, value = value } end
+    local keys = {}
+    for k in pairs(c.set or {}) do keys[#keys + 1] = k end
+    sort(keys)
+    for _, k in ipairs(keys) do add(k, OP_SET, config_string(op, k, c.set[k])) end
+    if c.delete ~= nil and type(c.delete) ~= "table" then argerr(op, "change %d: 'delete' must be a list of config names", i) end
     for _, k in ipairs(c.delete or {}) do
       if type(k) ~= "string" then argerr(op, "change %d: 'delete' must be a list of config names", i) end
-      p.delete[#p.delete + 1] = k
+      add(k, OP_DELETE, nil)
     end
     for _, kind in ipairs { "append", "subtract" } do
-      for k, v in pairs(c[kind] or {}) do
+      local names = {}
+      for k in pairs(c[kind] or {}) do names[#names + 1] = k end
+      sort(names)
+      for _, k in ipairs(names) do
+        local v = c[kind][k]
         local vals = type(v) == "table" and v or { v }
         local list = {}
         for j, item in ipairs(vals) do list[j] = config_string(op, k, item) end
-        p[kind][k] = list
+        add(k, kind == "append" and OP_APPEND or OP_SUBTRACT, concat(list, ","))
       end
     end
-    plans[i] = p
+    if #ops == 0 then argerr(op, "change %d changes nothing (give set, delete, append or subtract)", i) end
+    reqs[i] = { type = r.type, name = r.name, ops = ops }
   end
   local u = unsupported(self, op)
   if u then return nil, u end
-  local results, topics, index = {}, {}, {}
-  for i, p in ipairs(plans) do
-    results[i] = { type = p.type, name = p.name }
-    if p.type ~= "topic" then
-      results[i].error = kerr(C.UNSUPPORTED_FEATURE,
-        ("altering broker configs needs IncrementalAlterConfigs (librdkafka >= 2.2; linked: %s)")
-          :format(klua.librdkafka_version()), { op = "admin:alter_configs" })
-    elseif index[p.name] then
-      results[i].error = item_invalid(op, ("topic \"%s\" is listed twice"):format(p.name), { topic = p.name })
+  local results, send, index = {}, {}, {}
+  for i, r in ipairs(reqs) do
+    results[i] = { type = r.type, name = r.name }
+    local key = r.type .. "\0" .. r.name
+    if index[key] then
+      -- one resource per request: librdkafka refuses duplicates, and two changes to one resource would
+      -- not be one atomic change
+      results[i].error = item_invalid(op, ("%s \"%s\" is listed twice"):format(r.type, r.name),
+                                      { topic = r.type == "topic" and r.name or nil })
     else
-      index[p.name] = i
-      topics[#topics + 1] = { type = "topic", name = p.name }
+      index[key] = i
+      send[#send + 1] = r
     end
   end
-  if #topics == 0 then return results end
-  local first, err = self:_describe_configs(topics, opts.timeout_ms)
-  if not first then return nil, err end
-  local writes, before = {}, {}
-  for _, r in ipairs(first) do
-    local i = index[r.name]
-    local p, res = plans[i], results[i]
-    local ctx = { op = "admin:alter_configs", topic = r.name }
-    if r.error then
-      res.error = r.error
-    else
-      local sensitive
-      for name, e in pairs(r.configs) do
-        if e.sensitive and e.source == "dynamic_topic" then sensitive = name end
-      end
-      if sensitive then
-        res.error = kerr(C.UNSUPPORTED_FEATURE, ("topic \"%s\" has a sensitive override (%s) whose value cannot be "
-          .. "read back, so an emulated incremental alter would lose it; refusing"):format(r.name, sensitive), ctx)
-      else
-        local dyn = dynamic_configs(r)
-        before[r.name] = dyn
-        local new = {}
-        for k, v in pairs(dyn) do new[k] = v end
-        for k, v in pairs(p.set) do new[k] = v end
-        for _, k in ipairs(p.delete) do new[k] = nil end
-        for _, kind in ipairs { "append", "subtract" } do
-          for k, vals in pairs(p[kind]) do
-            if not LIST_CONFIGS[k] then
-              res.error = item_invalid(op, ("config \"%s\" is not a list-typed config; %s works on: cleanup.policy, "
-                .. "leader.replication.throttled.replicas, follower.replication.throttled.replicas"):format(k, kind),
-                { topic = r.name })
-            else
-              local current = new[k]
-              if current == nil and r.configs[k] then current = r.configs[k].value end
-              local items, has = split_list(current), {}
-              for _, it in ipairs(items) do has[it] = true end
-              if kind == "append" then
-                for _, v in ipairs(vals) do
-                  if not has[v] then items[#items + 1] = v; has[v] = true end
-                end
-              else
-                local drop, kept = {}, {}
-                for _, v in ipairs(vals) do drop[v] = true end
-                for _, it in ipairs(items) do if not drop[it] then kept[#kept + 1] = it end end
-                items = kept
-              end
-              new[k] = concat(items, ",")
-            end
-          end
-        end
-        if not res.error then
-          writes[#writes + 1] = { type = "topic", name = r.name, configs = new }
-          res.configs = new
-        end
-      end
-    end
-  end
-  if #writes == 0 then return results end
-  -- Re-read just before writing: fail the topics whose overrides changed since the first read.
-  local again, aerr = self:_describe_configs(writes, opts.timeout_ms)
-  if not again then return nil, aerr end
-  local ok_writes = {}
-  local changed = {}
-  for _, r in ipairs(again) do
-    local same, key = true, nil
-    if r.error then same, key = false, "(describe failed)" else same, key = same_map(before[r.name], dynamic_configs(r)) end
-    if not same then changed[r.name] = key end
-  end
-  for _, w in ipairs(writes) do
-    local i = index[w.name]
-    if changed[w.name] then
-      results[i].configs = nil
-      results[i].error = kerr(C.CONFLICT, ("topic \"%s\": config \"%s\" changed while altering; nothing written, retry")
-        :format(w.name, tostring(changed[w.name])), { op = "admin:alter_configs", topic = w.name })
-    else
-      ok_writes[#ok_writes + 1] = w
-    end
-  end
-  if #ok_writes == 0 then return results end
-  local res, werr = self:_alter_configs(ok_writes, opts.validate_only, opts.timeout_ms)
-  if not res then return nil, werr end
-  local written = {}
+  if #send == 0 then return results end
+  local res, err = self:_incremental_alter_configs(send, opts.validate_only, opts.timeout_ms)
+  if not res then return nil, err end
   for _, r in ipairs(res) do
-    local i = index[r.name]
-    if i and r.error then
-      results[i].error = r.error
-      results[i].configs = nil
-    elseif i then
-      written[r.name] = true
-    end
-  end
-  if not opts.validate_only and next(written) then
-    -- The broker applies an alter asynchronously (KRaft metadata). Wait until a describe shows
-    -- what was written, so that the next emulated alter re-reads the new state, not the old one
-    -- (which it would write back, losing this change).
-    local pending = {}
-    for _, w in ipairs(ok_writes) do if written[w.name] then pending[#pending + 1] = w end end
-    local deadline = klua.now() + 10000
-    while #pending > 0 and klua.now() < deadline do
-      local seen = self:_describe_configs(pending, opts.timeout_ms)
-      local still = {}
-      for k, r in ipairs(seen or {}) do
-        if r.error or not same_map(pending[k].configs, dynamic_configs(r)) then still[#still + 1] = pending[k] end
-      end
-      pending = still
-      if #pending > 0 then klua.sleep(100) end
-    end
-    for _, w in ipairs(pending) do
-      results[index[w.name]].note = "written, but not yet visible in describe_configs after 10 s"
-    end
+    local i = index[r.type .. "\0" .. r.name]
+    if i then results[i].error = r.error end
   end
   return results
 end
 
 -- ---- groups ----------------------------------------------------------------------------------
 
+-- librdkafka's codes for group states and types (rd_kafka_consumer_group_state_t / _type_t).
+local GROUP_STATES = { unknown = 0, preparingrebalance = 1, completingrebalance = 2, stable = 3, dead = 4, empty = 5 }
+local GROUP_TYPES = { classic = 2, consumer = 1 }
+
+local function codes(op, list, known, what)
+  if list == nil then return nil end
+  if type(list) == "string" then list = { list } end
+  if type(list) ~= "table" then argerr(op, "option '%s' must be a list of names", what) end
+  local out = {}
+  for i, name in ipairs(list) do
+    local code = type(name) == "string" and known[name:lower():gsub("[_ ]", "")]
+    if not code then
+      local names = {}
+      for n in pairs(known) do names[#names + 1] = n end
+      sort(names)
+      argerr(op, "option '%s': item %d (%s) is not one of: %s", what, i, tostring(name), concat(names, ", "))
+    end
+    out[#out + 1] = code
+  end
+  return out
+end
+
+-- list_groups{states=, types=, timeout_ms=} -> {{group, state, type ("classic" | "consumer"), simple}} by
+-- group id. states: "Stable", "Empty", "PreparingRebalance", "CompletingRebalance", "Dead" (any case);
+-- types: "classic", "consumer". Both filters run on the broker (ListGroups v5).
 function M:list_groups(opts)
-  opts = check_opts("list_groups", opts, { timeout_ms = true })
-  local u = unsupported(self, "list_groups")
+  local op = "list_groups"
+  opts = check_opts(op, opts, { states = true, types = true, timeout_ms = true })
+  local states = codes(op, opts.states, GROUP_STATES, "states")
+  local types = codes(op, opts.types, GROUP_TYPES, "types")
+  local u = unsupported(self, op)
   if u then return nil, u end
-  local groups, errs = self:_list_groups(opts.timeout_ms)
+  local groups, errs = self:_list_groups(states, types, opts.timeout_ms)
   if not groups then return nil, errs end
   sort(groups, function(a, b) return a.group < b.group end)
   if #errs > 0 then
@@ -697,43 +624,39 @@ function M:list_groups(opts)
   return groups
 end
 
--- Kafka 4.1 answers DescribeGroups < v6 with "Dead", no members and no error both for a missing group and
--- for a group on the new consumer protocol (KIP-848): cross-check with ListGroups.
+-- describe_groups(ids, {include_authorized_operations=, timeout_ms=}) -> per id in input order: {group, state,
+-- type, simple, assignor, coordinator, members = {{member_id, client_id, host, group_instance_id, assignment,
+-- target_assignment}}, authorized_operations, error}. librdkafka >= 2.10 describes groups of both protocols
+-- (ConsumerGroupDescribe for KIP-848 groups, DescribeGroups v5+ otherwise); a missing group is
+-- GROUP_ID_NOT_FOUND.
 function M:describe_groups(ids, opts)
   local op = "describe_groups"
   ids = name_list(op, ids, "group")
-  opts = check_opts(op, opts, { timeout_ms = true })
+  opts = check_opts(op, opts, { include_authorized_operations = true, timeout_ms = true })
   local u = unsupported(self, op)
   if u then return nil, u end
   if #ids == 0 then return {} end
-  local res, err = self:_describe_groups(ids, opts.timeout_ms)
+  local send, seen = {}, {}
+  for _, id in ipairs(ids) do
+    if not seen[id] then seen[id] = true; send[#send + 1] = id end
+  end
+  local res, err = self:_describe_groups(send, opts.include_authorized_operations, opts.timeout_ms)
   if not res then return nil, err end
   local by = {}
   for _, g in ipairs(res) do by[g.group] = g end
-  local listed
   local out = {}
   for i, id in ipairs(ids) do
     local g = by[id] or { group = id, error = kerr(-186, "no result for this group", { op = "admin:describe_groups", group = id }) }
     if g.members then
       sort(g.members, function(a, b) return (a.member_id or "") < (b.member_id or "") end)
     end
+    -- Still so with librdkafka 2.15 and Kafka 4.1 (admin_native_test "groups"): a missing group comes back
+    -- as a classic group in state "Dead" with no members and no error (librdkafka falls back to
+    -- DescribeGroups below v6 after ConsumerGroupDescribe's GROUP_ID_NOT_FOUND). KIP-848 groups are now
+    -- described through ConsumerGroupDescribe, so "Dead" without members means missing.
     if not g.error and g.state == "Dead" and #(g.members or {}) == 0 then
-      if listed == nil then
-        local groups = self:_list_groups(opts.timeout_ms)
-        listed = {}
-        for _, l in ipairs(groups or {}) do listed[l.group] = l end
-      end
-      local l = listed[id]
-      if l then
-        g.state = l.state
-        g.protocol = "consumer"
-        g.note = "the group uses the new consumer protocol (KIP-848), which DescribeGroups below v6 "
-          .. "(librdkafka 2.0.2) cannot describe: members unknown"
-        g.members = nil
-      else
-        g.error = kerr(C.GROUP_ID_NOT_FOUND, ("group \"%s\" does not exist"):format(id),
-                       { op = "admin:describe_groups", group = id })
-      end
+      g = { group = id, error = kerr(C.GROUP_ID_NOT_FOUND, ("group \"%s\" does not exist"):format(id),
+                                     { op = "admin:describe_groups", group = id }) }
     end
     out[i] = g
   end
@@ -800,48 +723,218 @@ local function check_group(op, group)
 end
 
 -- Group offset requests, retried while the coordinator is loading or moving (a fresh cluster answers
--- COORDINATOR_LOAD_IN_PROGRESS for a while; librdkafka does not retry per-partition errors).
+-- COORDINATOR_LOAD_IN_PROGRESS for a while; librdkafka does not retry per-partition errors). (The
+-- 5-second attempt cap that worked around librdkafka 2.0.2's lost group-offset requests is gone: 2.15
+-- answers them.)
 local COORDINATOR_BUSY = { [14] = true, [15] = true, [16] = true }
 local raw_group_offsets = M._group_offsets
--- Each attempt gets at most ATTEMPT_MS: on a broker that has just created __consumer_offsets,
--- librdkafka 2.0.2 sometimes never completes a group-offsets request (no response and no error until
--- the timeout, seen in about one run in three of the admin test); a new request, with a new
--- coordinator lookup, succeeds at once. Every kind is safe to repeat (list reads; alter and delete
--- set the same state again).
-local ATTEMPT_MS, TIMED_OUT = 5000, -185
 local function group_offsets(self, kind, group, parts, t)
   local deadline = klua.now() + (t or self:_timeout())
   while true do
-    local attempt = math.max(1, math.min(ATTEMPT_MS, deadline - klua.now()))
-    local r, err = raw_group_offsets(self, kind, group, parts, attempt)
+    local r, err = raw_group_offsets(self, kind, group, parts, max(1, deadline - klua.now()))
     local busy = false
     if r then
       if r.error and COORDINATOR_BUSY[r.error.code] then busy = true end
       for _, p in ipairs(r.partitions or {}) do
         if p.error and COORDINATOR_BUSY[p.error.code] then busy = true end
       end
-    elseif err and (COORDINATOR_BUSY[err.code] or err.code == TIMED_OUT) then
+    elseif err and COORDINATOR_BUSY[err.code] then
       busy = true
     end
     if not busy or klua.now() + 500 > deadline then return r, err end
-    if not (err and err.code == TIMED_OUT) then klua.sleep(500) end
+    klua.sleep(500)  -- a backoff before asking again, not a wait for an event
   end
 end
 
--- Watermarks, retried while leadership is settling (a just-created or moving partition answers
--- NOT_LEADER / LEADER_NOT_AVAILABLE for a moment, and offsets_for_times fails as a whole).
+-- One ListOffsets request (parts: {topic, partition, spec = code}), retried while leadership is settling
+-- (a just-created or moving partition answers NOT_LEADER / LEADER_NOT_AVAILABLE for a moment). Returns
+-- tp_key -> result.
 local LEADER_MOVING = { [5] = true, [6] = true }
-local raw_watermarks = M._watermarks
-local function watermarks(self, parts, want_end, t)
+local raw_list_offsets = M._list_offsets
+local function list_offsets(self, parts, committed, t)
   local deadline = klua.now() + (t or self:_timeout())
   while true do
-    local r, err = raw_watermarks(self, parts, want_end, t)
-    if r or not LEADER_MOVING[err.code] or klua.now() + 200 > deadline then return r, err end
-    klua.sleep(200)
+    local r, err = raw_list_offsets(self, parts, committed, max(1, deadline - klua.now()))
+    local moving = err and LEADER_MOVING[err.code]
+    for _, p in ipairs(r or {}) do
+      if p.error and LEADER_MOVING[p.error.code] then moving = true end
+    end
+    if not moving or klua.now() + 200 > deadline then
+      if not r then return nil, err end
+      local by = {}
+      for _, p in ipairs(r) do by[tp_key(p.topic, p.partition)] = p end
+      return by
+    end
+    klua.sleep(200)  -- a backoff before asking again
   end
 end
 
--- Every committed offset of a group. The embedded mock answers no all-topics OffsetFetch: there, ask for
+local SPEC_EARLIEST, SPEC_LATEST, SPEC_MAX_TIMESTAMP = -2, -1, -3
+
+-- Watermarks of partitions: {topic, partition, low, high, end (with want_end), error} in the order given.
+-- ListOffsets earliest gives low; latest under read_uncommitted the high watermark; latest under
+-- read_committed (want_end) the last stable offset.
+local function watermarks(self, parts, want_end, t)
+  local function req(spec)
+    local q = {}
+    for i, p in ipairs(parts) do q[i] = { topic = p.topic, partition = p.partition, spec = spec } end
+    return q
+  end
+  local low, err = list_offsets(self, req(SPEC_EARLIEST), false, t)
+  if not low then return nil, err end
+  local high, herr = list_offsets(self, req(SPEC_LATEST), false, t)
+  if not high then return nil, herr end
+  local fin
+  if want_end then
+    local ferr
+    fin, ferr = list_offsets(self, req(SPEC_LATEST), true, t)
+    if not fin then return nil, ferr end
+  end
+  local out = {}
+  for i, p in ipairs(parts) do
+    local k = tp_key(p.topic, p.partition)
+    local l, h, e = low[k] or {}, high[k] or {}, fin and fin[k] or {}
+    out[i] = { topic = p.topic, partition = p.partition, low = l.offset, high = h.offset,
+               ["end"] = want_end and e.offset or nil, error = l.error or h.error or (want_end and e.error) or nil }
+  end
+  return out
+end
+
+local ISOLATION = { read_uncommitted = false, read_committed = true }
+local SPEC_NAMES = { earliest = SPEC_EARLIEST, latest = SPEC_LATEST, max_timestamp = SPEC_MAX_TIMESTAMP }
+
+local function spec_code(op, i, spec)
+  if type(spec) == "string" and SPEC_NAMES[spec] then return SPEC_NAMES[spec] end
+  if type(spec) == "table" and type(spec.timestamp) == "number" then spec = spec.timestamp end
+  if type(spec) == "number" and spec >= 0 and spec == floor(spec) then return spec end
+  argerr(op, "item %d: 'spec' must be \"earliest\", \"latest\", \"max_timestamp\" or {timestamp=epoch ms}, got %s",
+         i, tostring(spec))
+end
+
+-- list_offsets(items, {spec=, isolation_level=, timeout_ms=}) -> per partition, in input order (a topic
+-- name stands for all its partitions, in partition order): {topic, partition, offset, timestamp,
+-- leader_epoch, error}. An item is {topic=, partition=, spec=} or a topic name; spec (default opts.spec,
+-- else "latest"): "earliest", "latest" (the high watermark under read_uncommitted, the last stable offset
+-- under read_committed), "max_timestamp" (the record with the largest timestamp: its offset and
+-- timestamp), or {timestamp=ms} (the first record at or after it; offset nil when there is none).
+-- Native ListOffsets, one request per leader.
+function M:list_offsets(items, opts)
+  local op = "list_offsets"
+  if type(items) == "string" or (type(items) == "table" and items.topic ~= nil) then items = { items } end
+  if type(items) ~= "table" then argerr(op, "expected a list of {topic=, partition=, spec=} or topic names, got %s", type(items)) end
+  opts = check_opts(op, opts, { spec = true, isolation_level = true, timeout_ms = true })
+  local committed = ISOLATION[opts.isolation_level or "read_uncommitted"]
+  if committed == nil then
+    argerr(op, "option 'isolation_level' must be \"read_uncommitted\" or \"read_committed\", got %s",
+           tostring(opts.isolation_level))
+  end
+  local default = spec_code(op, 0, opts.spec or "latest")
+  local names, need_md = {}, false
+  for i, it in ipairs(items) do
+    if type(it) == "string" then
+      need_md = true
+    elseif type(it) ~= "table" or type(it.topic) ~= "string" or type(it.partition) ~= "number" then
+      argerr(op, "item %d must be {topic=, partition=, spec=} or a topic name", i)
+    end
+    names[i] = it
+  end
+  local map
+  if need_md then
+    local err
+    map, err = topic_map(self, opts.timeout_ms)
+    if not map then return nil, err end
+  end
+  local out, send, seen = {}, {}, {}
+  local function add(topic, partition, spec, known)
+    local item = { topic = topic, partition = partition }
+    out[#out + 1] = item
+    local k = tp_key(topic, partition)
+    if not known then
+      item.error = kerr(C.UNKNOWN_TOPIC_OR_PART, ("topic \"%s\" does not exist"):format(topic),
+                        { op = "admin:list_offsets", topic = topic })
+    elseif seen[k] then
+      item.error = item_invalid(op, ("%s [%d] is listed twice"):format(topic, partition), { topic = topic, partition = partition })
+    elseif spec ~= SPEC_EARLIEST and spec ~= SPEC_LATEST and self:_embedded() then
+      -- the mock answers every time-based lookup with -1 ("no such record"): a wrong answer, not an approximate one
+      item.error = new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003, "list_offsets by timestamp or max_timestamp is not "
+        .. "supported by the embedded mock cluster: run with -b against a real broker",
+        { op = "admin:list_offsets", topic = topic, partition = partition })
+    else
+      seen[k] = item
+      send[#send + 1] = { topic = topic, partition = partition, spec = spec }
+    end
+  end
+  for i, it in ipairs(names) do
+    if type(it) == "string" then
+      local t = map[it]
+      if not t then add(it, -1, default, false); out[#out].partition = nil
+      else
+        for _, p in ipairs(t.partitions) do add(it, p.partition, default, true) end
+      end
+    else
+      add(it.topic, it.partition, it.spec == nil and default or spec_code(op, i, it.spec), true)
+    end
+  end
+  if #send == 0 then return out end
+  local by, err = list_offsets(self, send, committed, opts.timeout_ms)
+  if not by then return nil, err end
+  for k, item in pairs(seen) do
+    local r = by[k]
+    if r then
+      item.offset, item.timestamp, item.leader_epoch, item.error = r.offset, r.timestamp, r.leader_epoch, r.error
+    else
+      item.error = kerr(-186, "no result for this partition", { op = "admin:list_offsets", topic = item.topic,
+                                                                  partition = item.partition })
+    end
+  end
+  return out
+end
+
+-- elect_leaders(partitions | nil, {election = "preferred" | "unclean", timeout_ms=}) -> per partition {topic,
+-- partition, error}: in input order, or, without partitions (every partition), in topic/partition order.
+-- A partition already led by its preferred replica answers ELECTION_NOT_NEEDED (Kafka's word for it).
+function M:elect_leaders(partitions, opts)
+  local op = "elect_leaders"
+  opts = check_opts(op, opts, { election = true, timeout_ms = true })
+  local election = opts.election or "preferred"
+  if election ~= "preferred" and election ~= "unclean" then
+    argerr(op, "option 'election' must be \"preferred\" or \"unclean\", got %s", tostring(election))
+  end
+  local req
+  if partitions ~= nil then
+    if type(partitions) == "table" and partitions.topic ~= nil then partitions = { partitions } end
+    if type(partitions) ~= "table" then argerr(op, "expected a list of {topic=, partition=} or nil, got %s", type(partitions)) end
+    req = {}
+    for i, p in ipairs(partitions) do
+      if type(p) ~= "table" or type(p.topic) ~= "string" or type(p.partition) ~= "number" then
+        argerr(op, "item %d must be {topic=, partition=}", i)
+      end
+      req[i] = { topic = p.topic, partition = p.partition }
+    end
+  end
+  local u = unsupported(self, op)
+  if u then return nil, u end
+  if req and #req == 0 then return {} end
+  local res, err = self:_elect_leaders(election == "unclean", req, opts.timeout_ms)
+  if not res then return nil, err end
+  if not req then
+    sort(res, by_topic_partition)
+    return res
+  end
+  local by = {}
+  for _, r in ipairs(res) do by[tp_key(r.topic, r.partition)] = r end
+  local out = {}
+  for i, p in ipairs(req) do
+    local r = by[tp_key(p.topic, p.partition)]
+    out[i] = { topic = p.topic, partition = p.partition, error = r and r.error
+      or (not r and kerr(-186, "no result for this partition", { op = "admin:elect_leaders", topic = p.topic,
+                                                                    partition = p.partition })) or nil }
+  end
+  return out
+end
+
+-- Every committed offset of a group. The embedded mock answers no all-topics OffsetFetch (still so in 2.15:
+-- an empty list, measured): there, ask for
 -- every partition of every topic and keep the committed ones.
 local function all_group_offsets(self, group, t)
   local req
@@ -1012,13 +1105,17 @@ function M:reset_group_offsets(group, topics, to, opts)
   for _, w in ipairs(wm) do marks[tp_key(w.topic, w.partition)] = w end
   local by_time
   if type(to) == "table" and (to.timestamp or to.duration) then
-    local ts = to.timestamp or (klua.time() - to.duration)
+    if self:_embedded() then
+      -- the mock answers time-based ListOffsets with -1, which would read as "no record after it"
+      return nil, new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003, "resetting offsets to a time is not supported by "
+        .. "the embedded mock cluster: run with -b against a real broker", { group = group, op = "admin:" .. op })
+    end
+    local ts = max(0, to.timestamp or (klua.time() - to.duration))
     local q = {}
-    for i, p in ipairs(parts) do q[i] = { topic = p.topic, partition = p.partition, offset = ts } end
-    local r, terr = self:_offsets_for_times(q, t)
-    if not r then return nil, terr end
-    by_time = {}
-    for _, p in ipairs(r) do by_time[tp_key(p.topic, p.partition)] = p end
+    for i, p in ipairs(parts) do q[i] = { topic = p.topic, partition = p.partition, spec = ts } end
+    local terr
+    by_time, terr = list_offsets(self, q, false, t)
+    if not by_time then return nil, terr end
   end
   local plan, commit = {}, {}
   for i, p in ipairs(parts) do
@@ -1089,8 +1186,9 @@ end
 -- {{topic, partition, committed, low, high, end, lag, error}}}. Without topics: the topics the group has
 -- committed offsets for. lag = high - max(committed, low); a partition without a committed offset counts
 -- from the low watermark (as auto.offset.reset=earliest would). "end" is the last stable offset
--- (read_committed), which stays below high while a transaction is open. Offsets come from one ListOffsets
--- request per leader (offsets_for_times with the logical earliest/latest offsets), three rounds.
+-- (read_committed), which stays below high while a transaction is open. Offsets come from native ListOffsets
+-- calls: latest under read_uncommitted (high), latest under read_committed (end), and earliest (low; one
+-- request cannot ask for two offsets of one partition).
 function M:lag(group, topics, opts)
   local op = "lag"
   check_group(op, group)
@@ -1158,4 +1256,251 @@ function M:lag(group, topics, opts)
   end
   snap.topics = order
   return snap
+end
+
+-- ---- SCRAM credentials --------------------------------------------------------------------------
+
+local SCRAM = { ["SCRAM-SHA-256"] = 1, ["SCRAM-SHA-512"] = 2 }
+local SCRAM_KEYS = { user = true, mechanism = true, iterations = true, password = true, salt = true, delete = true }
+
+local function check_mechanism(op, i, m)
+  local code = type(m) == "string" and SCRAM[m:upper()]
+  if not code then argerr(op, "item %d: 'mechanism' must be \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\", got %s", i, tostring(m)) end
+  return code, m:upper()
+end
+
+-- describe_user_scram_credentials(users | nil, {timeout_ms=}) -> per user (in input order; without users,
+-- every user with credentials, by name): {user, credentials = {{mechanism, iterations}}, error}. A user
+-- without credentials has error RESOURCE_NOT_FOUND.
+function M:describe_user_scram_credentials(users, opts)
+  local op = "describe_user_scram_credentials"
+  if users ~= nil then users = name_list(op, users, "user") end
+  opts = check_opts(op, opts, { timeout_ms = true })
+  local u = unsupported(self, op)
+  if u then return nil, u end
+  if users and #users == 0 then return {} end
+  local send, seen = nil, {}
+  if users then
+    send = {}
+    for _, name in ipairs(users) do
+      if not seen[name] then seen[name] = true; send[#send + 1] = name end
+    end
+  end
+  local res, err = self:_describe_scram(send, opts.timeout_ms)
+  if not res then return nil, err end
+  for _, r in ipairs(res) do
+    if r.credentials then sort(r.credentials, function(a, b) return a.mechanism < b.mechanism end) end
+    if r.error then r.error.op = "admin:" .. op end
+  end
+  if not users then
+    sort(res, function(a, b) return a.user < b.user end)
+    return res
+  end
+  local by = {}
+  for _, r in ipairs(res) do by[r.user] = r end
+  local out = {}
+  for i, name in ipairs(users) do
+    out[i] = by[name] or { user = name, error = kerr(-186, "no result for this user", { op = "admin:" .. op }) }
+  end
+  return out
+end
+
+-- alter_user_scram_credentials(items, {timeout_ms=}) -> per item in input order {user, mechanism, error}.
+-- An item upserts {user=, mechanism=, password=, iterations= (4096), salt= (random)} or deletes
+-- {user=, mechanism=, delete=true}. Kafka answers per user: an error for a user applies to each of its
+-- items. The password is sent only as a salted hash, and never appears in errors or logs.
+function M:alter_user_scram_credentials(items, opts)
+  local op = "alter_user_scram_credentials"
+  if type(items) == "table" and items.user ~= nil then items = { items } end
+  if type(items) ~= "table" then argerr(op, "expected a list of credential changes, got %s", type(items)) end
+  opts = check_opts(op, opts, { timeout_ms = true })
+  local send, out = {}, {}
+  for i, it in ipairs(items) do
+    if type(it) ~= "table" then argerr(op, "item %d must be a table", i) end
+    for k in pairs(it) do
+      if not SCRAM_KEYS[k] then
+        argerr(op, "item %d: unknown field '%s' (fields: user, mechanism, password, iterations, salt, delete)", i, tostring(k))
+      end
+    end
+    if type(it.user) ~= "string" or it.user == "" then argerr(op, "item %d: 'user' must be a non-empty string", i) end
+    local code, name = check_mechanism(op, i, it.mechanism)
+    local a = { user = it.user, mechanism = code }
+    if it.delete then
+      if it.password ~= nil then argerr(op, "item %d: give either 'password' or 'delete', not both", i) end
+      a.delete = true
+    else
+      -- (the message names the field, never its value)
+      if type(it.password) ~= "string" or it.password == "" then argerr(op, "item %d: 'password' must be a non-empty string", i) end
+      local iterations = it.iterations or 4096
+      if type(iterations) ~= "number" or iterations < 4096 or iterations > 16384 or iterations ~= floor(iterations) then
+        argerr(op, "item %d: 'iterations' must be a whole number from 4096 to 16384 (Kafka's limits)", i)
+      end
+      if it.salt ~= nil and type(it.salt) ~= "string" then argerr(op, "item %d: 'salt' must be a string", i) end
+      a.password, a.iterations, a.salt = it.password, iterations, it.salt
+    end
+    send[i] = a
+    out[i] = { user = it.user, mechanism = name }
+  end
+  local u = unsupported(self, op)
+  if u then return nil, u end
+  if #send == 0 then return {} end
+  -- Kafka refuses a request that alters one user twice (DUPLICATE_RESOURCE), even for two mechanisms:
+  -- send rounds, the n-th round carrying each user's n-th item. Each round is a request of its own.
+  local rounds, count = {}, {}
+  for i, a in ipairs(send) do
+    local n = (count[a.user] or 0) + 1
+    count[a.user] = n
+    rounds[n] = rounds[n] or { items = {}, index = {} }
+    local r = rounds[n]
+    r.items[#r.items + 1] = a
+    r.index[#r.index + 1] = i
+  end
+  for n, round in ipairs(rounds) do
+    local res, err = self:_alter_scram(round.items, opts.timeout_ms)
+    if not res then
+      -- a whole-request failure: the whole call failed only when nothing was sent before
+      if n == 1 then return nil, err end
+      for _, i in ipairs(round.index) do out[i].error = err end
+    else
+      local by = {}
+      for _, r in ipairs(res) do by[r.user] = r end
+      for _, i in ipairs(round.index) do
+        local r = by[out[i].user]
+        if r then out[i].error = r.error
+        else out[i].error = kerr(-186, "no result for this user", { op = "admin:" .. op }) end
+      end
+    end
+  end
+  send = nil
+  return out
+end
+
+-- ---- ACLs ------------------------------------------------------------------------------------------
+
+-- librdkafka's codes (rd_kafka_ResourceType_t, _ResourcePatternType_t, _AclOperation_t, _AclPermissionType_t).
+local ACL_RESOURCE = { any = 1, topic = 2, group = 3, broker = 4, cluster = 4, transactional_id = 5 }
+local ACL_PATTERN = { any = 1, match = 2, literal = 3, prefixed = 4 }
+local ACL_OPERATION = { any = 1, all = 2, read = 3, write = 4, create = 5, delete = 6, alter = 7, describe = 8,
+  cluster_action = 9, describe_configs = 10, alter_configs = 11, idempotent_write = 12 }
+local ACL_PERMISSION = { any = 1, deny = 2, allow = 3 }
+local ACL_KEYS = { resource_type = true, name = true, pattern_type = true, principal = true, host = true,
+                   operation = true, permission = true }
+
+local function acl_enum(op, i, field, value, known, default, filter)
+  if value == nil then value = default end
+  local code = type(value) == "string" and known[value:lower()]
+  if not code or (not filter and (value:lower() == "any" or value:lower() == "match")) then
+    local names = {}
+    for n in pairs(known) do
+      if filter or (n ~= "any" and n ~= "match") then names[#names + 1] = n end
+    end
+    sort(names)
+    argerr(op, "item %d: '%s' must be one of %s, got %s", i, field, concat(names, ", "), tostring(value))
+  end
+  return code
+end
+
+-- A binding (filter=false: every field concrete) or a filter (nil fields match anything).
+local function acl_fields(op, i, b, filter)
+  if type(b) ~= "table" then argerr(op, "item %d must be a table", i) end
+  for k in pairs(b) do
+    if not ACL_KEYS[k] then
+      argerr(op, "item %d: unknown field '%s' (fields: resource_type, name, pattern_type, principal, host, "
+             .. "operation, permission)", i, tostring(k))
+    end
+  end
+  local any = filter and "any" or nil
+  local out = {
+    restype = acl_enum(op, i, "resource_type", b.resource_type, ACL_RESOURCE, any, filter),
+    pattern = acl_enum(op, i, "pattern_type", b.pattern_type, ACL_PATTERN, filter and "any" or "literal", filter),
+    operation = acl_enum(op, i, "operation", b.operation, ACL_OPERATION, any, filter),
+    permission = acl_enum(op, i, "permission", b.permission, ACL_PERMISSION, filter and "any" or "allow", filter),
+    name = b.name, principal = b.principal, host = b.host,
+  }
+  if b.resource_type and b.resource_type:lower() == "cluster" then out.name = out.name or "kafka-cluster" end
+  if not filter then
+    out.host = out.host or "*"
+    for _, k in ipairs { "name", "principal" } do
+      if type(out[k]) ~= "string" or out[k] == "" then argerr(op, "item %d: '%s' must be a non-empty string", i, k) end
+    end
+  end
+  for _, k in ipairs { "name", "principal", "host" } do
+    if out[k] ~= nil and type(out[k]) ~= "string" then argerr(op, "item %d: '%s' must be a string", i, k) end
+  end
+  return out
+end
+
+local function acl_order(a, b)
+  for _, k in ipairs { "resource_type", "name", "pattern_type", "principal", "host", "operation", "permission" } do
+    if a[k] ~= b[k] then return tostring(a[k]) < tostring(b[k]) end
+  end
+  return false
+end
+
+local function acl_binding(b)
+  -- Kafka calls the cluster resource "broker" in librdkafka's enum: name it as Kafka's tools do
+  if b.resource_type == "broker" then b.resource_type = "cluster" end
+  return b
+end
+
+-- create_acls(bindings, {timeout_ms=}) -> per binding in input order {error}. A binding: {resource_type =
+-- "topic" | "group" | "cluster" | "transactional_id", name=, pattern_type = "literal" (default) | "prefixed",
+-- principal = "User:alice", host = "*" (default), operation = "read" | "write" | ..., permission = "allow"
+-- (default) | "deny"}.
+function M:create_acls(bindings, opts)
+  local op = "create_acls"
+  if type(bindings) == "table" and bindings.principal ~= nil then bindings = { bindings } end
+  if type(bindings) ~= "table" then argerr(op, "expected a list of ACL bindings, got %s", type(bindings)) end
+  opts = check_opts(op, opts, { timeout_ms = true })
+  local send = {}
+  for i, b in ipairs(bindings) do send[i] = acl_fields(op, i, b, false) end
+  local u = unsupported(self, op)
+  if u then return nil, u end
+  if #send == 0 then return {} end
+  local res, err = self:_create_acls(send, opts.timeout_ms)
+  if not res then return nil, err end
+  local out = {}
+  for i = 1, #send do out[i] = { error = res[i] and res[i].error } end
+  return out
+end
+
+-- describe_acls(filter, {timeout_ms=}) -> the matching bindings, sorted. A filter has the binding's fields;
+-- a missing field matches anything (pattern_type "match" also matches prefixed and wildcard patterns that
+-- cover name).
+function M:describe_acls(filter, opts)
+  local op = "describe_acls"
+  opts = check_opts(op, opts, { timeout_ms = true })
+  local f = acl_fields(op, 1, filter or {}, true)
+  local u = unsupported(self, op)
+  if u then return nil, u end
+  local res, err = self:_describe_acls(f, opts.timeout_ms)
+  if not res then return nil, err end
+  for _, b in ipairs(res) do acl_binding(b) end
+  sort(res, acl_order)
+  return res
+end
+
+-- delete_acls(filters, {timeout_ms=}) -> per filter in input order {deleted = bindings (sorted), error}.
+function M:delete_acls(filters, opts)
+  local op = "delete_acls"
+  if type(filters) ~= "table" then argerr(op, "expected a list of ACL filters, got %s", type(filters)) end
+  if next(filters) ~= nil and #filters == 0 then filters = { filters } end
+  opts = check_opts(op, opts, { timeout_ms = true })
+  local send = {}
+  for i, f in ipairs(filters) do send[i] = acl_fields(op, i, f, true) end
+  local u = unsupported(self, op)
+  if u then return nil, u end
+  if #send == 0 then return {} end
+  local res, err = self:_delete_acls(send, opts.timeout_ms)
+  if not res then return nil, err end
+  local out = {}
+  for i = 1, #send do
+    local r = res[i] or { error = kerr(-186, "no result for this filter", { op = "admin:" .. op }) }
+    if r.deleted then
+      for _, b in ipairs(r.deleted) do acl_binding(b) end
+      sort(r.deleted, acl_order)
+    end
+    out[i] = r
+  end
+  return out
 end

@@ -56,7 +56,8 @@ test("create, list, describe, delete topics, with per-item errors in input order
   assert_true(internal and internal.internal, "__consumer_offsets listed as internal")
   local d = assert(admin:describe_topics({ a, fresh("missing") }))
   assert_eq(#d[1].partitions, 3)
-  assert_eq(d[1].partitions[3], { partition = 2, leader = 1, replicas = { 1 }, isr = { 1 } })
+  assert_eq(d[1].partitions[3], { partition = 2, leader = 1, replicas = { 1 }, isr = { 1 },
+                                    racks = { [1] = "rack-a" } })
   assert_eq(d[1].configs["retention.ms"], "3600000")
   assert_eq(d[1].configs["cleanup.policy"], "compact")
   assert_error(d[2].error, "UNKNOWN_TOPIC_OR_PART")
@@ -115,48 +116,7 @@ test("describe_configs for topics and brokers", function()
   assert_error(r[3].error, "UNKNOWN_TOPIC_OR_PART")
 end)
 
-test("alter_configs emulates incremental semantics: unrelated overrides survive, delete restores the default", function()
-  local t = fresh()
-  create(t, 1, { ["retention.ms"] = 3600000 })
-  local function cfg() return assert(admin:describe_configs({ t }))[1].configs end
-  -- The broker applies an alter asynchronously (KRaft metadata): read until it shows.
-  local function cfg_when(pred)
-    local deadline, c = klua.now() + 10000, nil
-    repeat
-      c = cfg()
-      if pred(c) then return c end
-      klua.sleep(100)
-    until klua.now() > deadline
-    return c
-  end
-  local r = assert(admin:alter_configs({ { name = t, set = { ["segment.ms"] = 600000 },
-                                           append = { ["cleanup.policy"] = "compact" } } }))
-  assert_eq(r[1].error, nil)
-  local c = cfg_when(function(c) return c["segment.ms"].value == "600000" end)
-  assert_eq(c["retention.ms"].value, "3600000")          -- the unrelated override survived the set
-  assert_eq(c["segment.ms"].value, "600000")
-  assert_eq(c["cleanup.policy"].value, "delete,compact")   -- appended to the default
-  r = assert(admin:alter_configs({ name = t, delete = { "retention.ms" }, subtract = { ["cleanup.policy"] = "delete" } }))
-  assert_eq(r[1].error, nil)
-  c = cfg_when(function(c) return c["retention.ms"].source == "default" end)
-  assert_eq(c["retention.ms"].source, "default")          -- back to its default
-  assert_eq(c["retention.ms"].value, "604800000")
-  assert_eq(c["cleanup.policy"].value, "compact")
-  assert_eq(c["segment.ms"].value, "600000")
-  -- validate_only writes nothing; an invalid value fails that resource only
-  r = assert(admin:alter_configs({ { name = t, set = { ["segment.ms"] = 700000 } },
-                                   { name = fresh("missing"), set = { ["segment.ms"] = 1 } } }, { validate_only = true }))
-  assert_eq(r[1].error, nil)
-  assert_error(r[2].error, "UNKNOWN_TOPIC_OR_PART")
-  assert_eq(cfg()["segment.ms"].value, "600000")
-  r = assert(admin:alter_configs({ name = t, set = { ["retention.ms"] = "abc" } }))
-  assert_error(r[1].error, "INVALID_CONFIG")
-  r = assert(admin:alter_configs({ name = t, append = { ["retention.ms"] = "1" } }))
-  assert_error(r[1].error, "KLUA_INVALID_ARGUMENT")
-  r = assert(admin:alter_configs({ type = "broker", name = 1, set = { ["log.cleaner.threads"] = 2 } }))
-  assert_error(r[1].error, "_UNSUPPORTED_FEATURE")
-  assert_match(r[1].error.message, "IncrementalAlterConfigs")
-end)
+-- alter_configs (native IncrementalAlterConfigs) is tested in admin_native_test.lua.
 
 test("groups: list, describe with members, live-group refusals, delete; a missing group", function()
   local t, g = fresh(), fresh("g")
@@ -172,7 +132,7 @@ test("groups: list, describe with members, live-group refusals, delete; a missin
   end
   assert_eq(got, 6)
   local listed = find(assert(admin:list_groups()), "group", g)
-  assert_eq(listed, { group = g, state = "Stable", simple = false })
+  assert_eq(listed, { group = g, state = "Stable", type = "classic", simple = false })
   local d = assert(admin:describe_groups({ g, fresh("nobody") }))
   assert_eq(d[1].state, "Stable")
   assert_eq(d[1].assignor, "range")
@@ -180,7 +140,7 @@ test("groups: list, describe with members, live-group refusals, delete; a missin
   assert_match(d[1].members[1].member_id, "^rdkafka%-")
   assert_eq(#d[1].members[1].assignment, 2)
   assert_eq(d[1].coordinator.id, 1)
-  assert_error(d[2].error, "GROUP_ID_NOT_FOUND")   -- Kafka says "Dead"; klua cross-checks ListGroups
+  assert_error(d[2].error, "GROUP_ID_NOT_FOUND")   -- Kafka says "Dead" (DescribeGroups < v6); klua says missing
 
   -- live group: reset refuses naming the state and members; delete fails
   local r, err = admin:reset_group_offsets(g, t, "earliest")

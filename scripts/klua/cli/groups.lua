@@ -1,9 +1,9 @@
--- klua groups [--json]: consumer groups with their state.
+-- klua groups [--json]: consumer groups with their state and type (classic or consumer, KIP-848).
 local common = require("klua.cli.common")
 local M = {}
 local USAGE = [[
 usage: klua groups [--json]
-  lists consumer groups (group, state, simple)
+  lists consumer groups (group, state, type: classic | consumer, simple)
 ]]
 
 function M.main(...)
@@ -16,7 +16,7 @@ function M.main(...)
     for _, g in ipairs(groups) do common.json_line(g) end
   else
     common.print_table(groups, { { key = "group", title = "GROUP" }, { key = "state", title = "STATE" },
-                                 { key = "simple", title = "SIMPLE" } })
+                                 { key = "type", title = "TYPE" }, { key = "simple", title = "SIMPLE" } })
   end
 end
 
