@@ -2,15 +2,35 @@
 // iterator, rebalance hooks run as tasks, store/commit of processed messages,
 // seek/pause/resume, positions, committed offsets, watermarks, offsets for times.
 //
-// Two queues reach the loop: the consumer queue (rebalances, errors, logs, commit
-// results), drained completely whenever it has something, so rebalances are always
-// answered even when the script is not polling; and a messages queue to which every
-// assigned partition's queue is forwarded, drained into klua's buffer as messages arrive.
-// The buffer is bounded by queued.min.messages and queued.max.messages.kbytes: at the bound
-// klua pauses the assigned partitions itself and resumes them when half is consumed. (Left
-// to librdkafka 2.0.2, a forwarded queue over queued.min.messages stops every partition's
-// fetcher, and it looks again only after up to a second: a stall per backlog.) A
-// partition's buffered messages are dropped on revoke, pause and seek.
+// Two queues reach the loop. The consumer queue carries only events (rebalances, errors,
+// logs, commit results); the loop drains it whenever it has something, so rebalances are
+// answered even when the script is not polling. Fetched messages stay in librdkafka: every
+// assigned partition's queue is forwarded to one messages queue, which only c:poll takes
+// from (one message at a time), or the loop when a c:poll is waiting. So librdkafka's own
+// prefetch limits (queued.min.messages, queued.max.messages.kbytes) bound what is held, and
+// librdkafka itself drops what a pause, seek or revoke made stale (by partition version).
+//
+// Measured on librdkafka 2.15 (bench/raw_consume.cpp, embedded cluster, 1M x 100 B, 2 cores):
+// a consumer that leaves messages in librdkafka's queue stalls once the queue passes its
+// limits, because the fetcher then looks again only after fetch.queue.backoff.ms (1000 ms by
+// default): 191k msgs/s at 1000 ms, 1.4M at 100 ms, 2.9M at 10 ms, 3.2M at 1 ms. klua
+// therefore defaults fetch.queue.backoff.ms to 10 (a re-check of a queue length, no request)
+// and keeps no buffer of its own: its 2.0.2-era buffer that paused partitions when full
+// existed only to avoid those stalls, and cost a copy into a deque, an index per partition,
+// rewinding seeks after a pause and a fetch-wake seek.
+//
+// A script that stops polling: nothing takes from the messages queue, so it fills to
+// librdkafka's limits and fetching stops (memory stays bounded). The messages queue counts as
+// a consumer queue for max.poll.interval.ms, and so does the events queue the loop drains
+// (librdkafka counts any poll of either); events there are rare while nothing is stored
+// (rebalances, errors, logs, statistics), so librdkafka notices the silence, leaves the group
+// (the script hears _MAX_POLL_EXCEEDED through on_error, its partitions are revoked as lost)
+// and joins again when polled. Statistics or debug logs every few seconds keep it in.
+//
+// The only messages klua holds itself (`held_`) are the few it took from librdkafka and has
+// not handed out yet: one the FFI fast path could not serve (headers, errors, a topic new to
+// Lua), or a waiting poll's that its task did not take; a pause defers a held message of the
+// paused partition until resume (librdkafka resumes after it), a seek or revoke drops it.
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -34,7 +54,9 @@ namespace {
 const char* const CONSUMER_MT = "klua.consumer";
 const char* const MESSAGE_MT = "klua.message";
 const double DEFAULT_HOOK_TIMEOUT_MS = 60000;
-const uint64_t DRAIN_EVERY = 1024;  // messages polled between drains of librdkafka's queues
+// A script that never runs out of messages never lets the loop run: every DRAIN_EVERY
+// messages c:poll takes its full path, which serves the events queue (rebalances).
+const uint64_t DRAIN_EVERY = 1024;
 const double DEFAULT_CALL_TIMEOUT_MS = 30000;
 
 using TopicPartition = std::pair<std::string, int32_t>;
@@ -74,7 +96,9 @@ class Consumer : public Client {
     live_consumers.erase(this);
     rt_.remove_closable(this);
     release_fast();
-    for (auto& b : buffer_) rd_kafka_event_destroy(b.ev);
+    for (auto& b : held_) rd_kafka_event_destroy(b.ev);
+    for (auto& b : deferred_) rd_kafka_event_destroy(b.ev);
+    if (stashed_) rd_kafka_event_destroy(stashed_);
     for (auto& p : pending_) rd_kafka_topic_partition_list_destroy(p.parts);
     lua_State* L = rt_.lua();
     for (int* r : {&on_assign_, &on_revoke_, &on_lost_}) luaL_unref(L, LUA_REGISTRYINDEX, *r);
@@ -95,13 +119,6 @@ class Consumer : public Client {
     size_t n = sizeof buf;
     auto_commit_ = !(rd_kafka_conf_get(rd_kafka_conf(rk_), "enable.auto.commit", buf, &n) == RD_KAFKA_CONF_OK &&
                      std::strcmp(buf, "false") == 0);
-    // klua's buffer takes the place of librdkafka's queue: the same prefetch limits bound it.
-    n = sizeof buf;
-    if (rd_kafka_conf_get(rd_kafka_conf(rk_), "queued.min.messages", buf, &n) == RD_KAFKA_CONF_OK)
-      flow_high_ = std::max<size_t>(1, std::strtoull(buf, nullptr, 10));
-    n = sizeof buf;
-    if (rd_kafka_conf_get(rd_kafka_conf(rk_), "queued.max.messages.kbytes", buf, &n) == RD_KAFKA_CONF_OK)
-      flow_high_bytes_ = std::max<size_t>(1, std::strtoull(buf, nullptr, 10)) * 1024;
     hook_timer_ = new uv_timer_t;
     uv_timer_init(rt_.loop(), hook_timer_);
     hook_timer_->data = this;
@@ -122,7 +139,7 @@ class Consumer : public Client {
   double default_poll_timeout() const { return default_poll_timeout_; }
 
   bool next_message(Fetched* out);
-  // Flow control (see the top of the file). The script's own pause/resume of partitions.
+  // The script paused / resumed these partitions: their held messages wait until resume.
   void script_paused(const rd_kafka_topic_partition_list_t* list, bool paused);
   // c:poll's fast path, called through the FFI (must not touch the Lua state): when the next
   // buffered message is a plain one (no error, no headers, topic known to Lua), fills v, keeps
@@ -141,13 +158,15 @@ class Consumer : public Client {
     if (destroy_when_idle_) finish_close();
   }
 
-  // Drops buffered messages of the listed partitions (all when list is null). Returns the
-  // first dropped offset per partition.
-  std::map<TopicPartition, int64_t> drop_buffered(const rd_kafka_topic_partition_list_t* list);
+  // Drops held messages of the listed partitions (all when list is null).
+  void drop_held(const rd_kafka_topic_partition_list_t* list);
   void finish_rebalance();
-  // Whether every assigned partition's consumed position reached `ends` (for until_end).
-  size_t buffered_for(const TopicPartition& tp) const;
-  // Lowers each partition's offset in list to its first buffered (not yet polled) message.
+  // Messages of a partition klua took from librdkafka but did not hand out yet.
+  size_t held_for(const TopicPartition& tp) const;
+  // Messages fetched and not handed out: librdkafka's messages queue and klua's held ones.
+  size_t queued() const { return (msg_queue_ ? rd_kafka_queue_length(msg_queue_) : 0) + held_.size() + deferred_.size(); }
+  // Lowers each partition's offset in list to its first held (not yet polled) message:
+  // librdkafka's position already counts it.
   void script_positions(rd_kafka_topic_partition_list_t* list) const {
     for (const auto& [k, st] : parts_) {
       if (st.offsets.empty()) continue;
@@ -173,8 +192,18 @@ class Consumer : public Client {
   void handle_rebalance(rd_kafka_event_t* ev);
   void start_rebalance();
   void handle_commit(rd_kafka_event_t* ev);
-  void deliver(rd_kafka_event_t* ev);
+  void deliver(const Fetched& f);
   void drain_messages();
+  // The next message from held_, else from librdkafka's messages queue (nothing stale: no
+  // end-of-partition, nothing of a partition being revoked). With in_ffi, no Lua may run: a
+  // non-message event is stashed for the full path instead of handled.
+  bool take_next(Fetched* out, bool in_ffi);
+  // A FETCH event as a message for the script, or false (destroyed) when it is none.
+  bool accept(rd_kafka_event_t* ev, Fetched* out);
+  void hold_front(const Fetched& f) {
+    held_.push_front(f);
+    index_add(f.m);
+  }
  public:
   // Sends the partitions' fetched messages to the messages queue.
   void forward_partitions(const rd_kafka_topic_partition_list_t* parts);
@@ -189,7 +218,9 @@ class Consumer : public Client {
   std::unique_ptr<QueueWatcher> watcher_;
   rd_kafka_queue_t* close_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> close_watcher_;
-  std::deque<Fetched> buffer_;
+  std::deque<Fetched> held_;      // taken from librdkafka, not handed out (see the top)
+  std::deque<Fetched> deferred_;  // held messages of partitions the script paused
+  rd_kafka_event_t* stashed_ = nullptr;  // a non-message event the fast path met
   const ConsumerStatics* statics_ = nullptr;
   std::unordered_map<const rd_kafka_topic_t*, int> topic_name_refs_;  // Lua strings of topic names
   const rd_kafka_topic_t* last_rkt_ = nullptr;
@@ -197,8 +228,7 @@ class Consumer : public Client {
   rd_kafka_queue_t* msg_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> msg_watcher_;
   rd_kafka_event_t* current_ = nullptr;  // the message take_fast handed out
-  // buffer_ per partition: offsets in order and total key+value bytes, so that positions and
-  // counts need no scan of a buffer that may hold queued.min.messages messages.
+  // held_ and deferred_ per partition: offsets in order, for positions and counts.
   struct PartKey {
     const rd_kafka_topic_t* rkt;
     int32_t partition;
@@ -212,11 +242,7 @@ class Consumer : public Client {
   struct PartState {
     std::string topic;           // kept: the topic handle is only a key here
     int topic_id = 0;            // index into the Lua topic names table (0: not yet there)
-    std::deque<int64_t> offsets; // of its messages in buffer_, in order
-    // The offset after the last message klua took from librdkafka since the last assign or
-    // seek: where a partition klua paused resumes (librdkafka's own app position is reset by
-    // every seek, including klua's).
-    int64_t taken_next = RD_KAFKA_OFFSET_INVALID;
+    std::deque<int64_t> offsets; // of its held messages, in order
   };
   // Entries are never erased (a partition's state is reset instead): pointers to them stay
   // valid, and the last one used is cached (messages come in runs of one partition).
@@ -237,32 +263,17 @@ class Consumer : public Client {
     last_state_ = &it->second;
     return it->second;
   }
- public:
-  // The script moved these partitions (seek, assign, pause's rewind, revoke): forget where klua
-  // took them to (all of them with nullptr).
-  void forget_taken(const rd_kafka_topic_partition_list_t* list) {
-    for (auto& [k, st] : parts_)
-      if (!list || rd_kafka_topic_partition_list_find(list, st.topic.c_str(), k.partition))
-        st.taken_next = RD_KAFKA_OFFSET_INVALID;
-  }
  private:
-  size_t buffered_bytes_ = 0;
   void index_add(const rd_kafka_message_t* m);
   void index_remove(const rd_kafka_message_t* m);
-  Fetched pop_front();
-  bool over_high() const { return buffer_.size() >= flow_high_ || buffered_bytes_ >= flow_high_bytes_; }
-  void flow_pause();
-  void flow_resume();
-  void wake_fetchers(const rd_kafka_topic_partition_list_t* list);
-  size_t flow_high_ = 100000, flow_high_bytes_ = size_t(65536) * 1024;
-  bool flow_paused_ = false;
   bool drain_due_ = false;
   uint64_t pops_ = 0;
-  std::set<TopicPartition> flow_list_;      // paused by klua, to resume
-  std::set<TopicPartition> script_paused_;  // paused by the script: klua never resumes them
   int topic_names_ref_ = LUA_NOREF;
   int topic_count_ = 0;  // names in the Lua table
-  bool held_back_ = false;  // the messages queue was left non-empty because the buffer was full
+ public:
+  // Gives the message's topic an index in the Lua topic names table (for the fast path).
+  void name_topic(const rd_kafka_message_t* m);
+ private:
   std::set<TopicPartition> revoking_;  // their fetched messages are dropped until unassigned
   std::deque<PendingRebalance> pending_;
   bool rebalance_running_ = false;
@@ -374,151 +385,116 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
     push_message_error(L, f.m, group);
     n = 2;
   } else {
+    name_topic(f.m);  // so that the next message of this topic takes the fast path
     push_message(L, f.m);
   }
   rd_kafka_event_destroy(f.ev);  // the script gets a copy; librdkafka's message goes now
   return n;
 }
 
+void Consumer::name_topic(const rd_kafka_message_t* m) {
+  if (m->err || !m->rkt || topic_names_ref_ == LUA_NOREF) return;
+  PartState& st = part(m);
+  if (st.topic_id) return;
+  lua_State* L = rt_.lua();
+  st.topic_id = ++topic_count_;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
+  lua_pushlstring(L, st.topic.data(), st.topic.size());
+  lua_rawseti(L, -2, st.topic_id);
+  lua_pop(L, 1);
+}
+
+bool Consumer::take_next(Fetched* out, bool in_ffi) {
+  if (!held_.empty()) {
+    *out = held_.front();
+    held_.pop_front();
+    index_remove(out->m);
+    return true;
+  }
+  if (!msg_queue_ || stashed_) return false;
+  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(msg_queue_, 0)) {
+    if (rd_kafka_event_type(ev) != RD_KAFKA_EVENT_FETCH) {
+      if (in_ffi) {
+        stashed_ = ev;  // the full path handles it (it may run Lua hooks)
+        return false;
+      }
+      handle_common_event(ev);
+      rd_kafka_event_destroy(ev);
+      if (!rk_) return false;
+      continue;
+    }
+    if (accept(ev, out)) return true;
+  }
+  return false;
+}
+
+bool Consumer::accept(rd_kafka_event_t* ev, Fetched* out) {
+  const rd_kafka_message_t* m = rd_kafka_event_message_next(ev);
+  // End of partition is not an error (messages{until_end=} uses offsets); a partition being
+  // revoked hands nothing more to the script once on_revoke was called.
+  if (!m || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+      (!m->err && m->rkt && !revoking_.empty() && revoking_.count(tp_of(m)))) {
+    rd_kafka_event_destroy(ev);
+    return false;
+  }
+  *out = Fetched{ev, m};
+  return true;
+}
+
 bool Consumer::next_message(Fetched* out) {
-  if (buffer_.empty() || drain_due_) {
+  if (drain_due_) {
     drain_due_ = false;
     drain();
-    drain_messages();
   }
-  if (buffer_.empty()) return false;
-  *out = pop_front();
+  if (stashed_) {
+    rd_kafka_event_t* ev = stashed_;
+    stashed_ = nullptr;
+    handle_common_event(ev);
+    rd_kafka_event_destroy(ev);
+  }
+  if (!rk_ || state_ != Open) return false;
+  if (!take_next(out, false)) return false;
+  if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
   return true;
 }
 
 void Consumer::index_add(const rd_kafka_message_t* m) {
   if (m->err || !m->rkt) return;
   part(m).offsets.push_back(m->offset);
-  buffered_bytes_ += m->key_len + m->len;
 }
 
 void Consumer::index_remove(const rd_kafka_message_t* m) {
   if (m->err || !m->rkt) return;
   auto& offsets = part(m).offsets;
   if (!offsets.empty()) offsets.pop_front();
-  buffered_bytes_ -= m->key_len + m->len;
-}
-
-// Takes the oldest buffered message; no Lua (take_fast runs it inside an FFI call).
-Consumer::Fetched Consumer::pop_front() {
-  Fetched f = buffer_.front();
-  buffer_.pop_front();
-  index_remove(f.m);
-  // A script that never runs out of buffered messages never lets the loop drain librdkafka's
-  // queues: every DRAIN_EVERY messages the next poll takes the full path, which drains them
-  // (else librdkafka's queue reaches queued.min.messages and its fetchers stop for a second).
-  if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
-  bool half = buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2;
-  if (half && flow_paused_) flow_resume();
-  if (held_back_ && half) {
-    // The fd only signals an empty-to-non-empty change: take the rest on a later loop turn.
-    held_back_ = false;
-    msg_watcher_->schedule();
-  }
-  return f;
-}
-
-void Consumer::flow_pause() {
-  flow_paused_ = true;
-  rd_kafka_topic_partition_list_t* assigned = nullptr;
-  if (rd_kafka_assignment(rk_, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR || !assigned) {
-    if (assigned) rd_kafka_topic_partition_list_destroy(assigned);
-    return;
-  }
-  auto* list = rd_kafka_topic_partition_list_new(assigned->cnt);
-  for (int i = 0; i < assigned->cnt; ++i) {
-    TopicPartition tp{assigned->elems[i].topic, assigned->elems[i].partition};
-    if (script_paused_.count(tp) || flow_list_.count(tp)) continue;
-    rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
-    flow_list_.insert(tp);
-  }
-  if (list->cnt) rd_kafka_pause_partitions(rk_, list);
-  rd_kafka_topic_partition_list_destroy(list);
-  rd_kafka_topic_partition_list_destroy(assigned);
-}
-
-void Consumer::flow_resume() {
-  flow_paused_ = false;
-  if (flow_list_.empty() || !rk_) return;
-  // Only partitions klua paused and the script did not touch since: resuming a partition that
-  // is not paused makes librdkafka 2.0.2 restart its fetch from an old position.
-  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(flow_list_.size()));
-  for (const auto& tp : flow_list_) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
-  flow_list_.clear();
-  rd_kafka_resume_partitions(rk_, list);
-  wake_fetchers(list);
-  rd_kafka_topic_partition_list_destroy(list);
-}
-
-// librdkafka 2.0.2 looks again at a partition it stopped fetching (paused, or its queue over
-// queued.min.messages) only when its broker thread wakes, which an idle one does once a second.
-// A seek wakes it: each partition (of list, or every one not paused) is sought to where klua took
-// it to, which changes nothing else. Partitions klua took nothing from since the last assign or
-// seek are left alone (their position is librdkafka's own).
-void Consumer::wake_fetchers(const rd_kafka_topic_partition_list_t* list) {
-  auto* seek = rd_kafka_topic_partition_list_new(static_cast<int>(parts_.size()));
-  for (const auto& [k, st] : parts_) {
-    if (st.taken_next < 0) continue;
-    const char* name = st.topic.c_str();
-    int64_t next = st.taken_next;
-    if (list ? !rd_kafka_topic_partition_list_find(list, name, k.partition)
-             : (flow_list_.count({name, k.partition}) || script_paused_.count({name, k.partition}) ||
-                revoking_.count({name, k.partition})))
-      continue;
-    rd_kafka_topic_partition_list_add(seek, name, k.partition)->offset = next;
-  }
-  if (seek->cnt)
-    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(rk_, seek, 0)) rd_kafka_error_destroy(e);
-  rd_kafka_topic_partition_list_destroy(seek);
 }
 
 void Consumer::script_paused(const rd_kafka_topic_partition_list_t* list, bool paused) {
-  for (int i = 0; list && i < list->cnt; ++i) {
-    TopicPartition tp{list->elems[i].topic, list->elems[i].partition};
-    flow_list_.erase(tp);  // the script's call decides from now on
-    if (paused)
-      script_paused_.insert(tp);
-    else
-      script_paused_.erase(tp);
+  if (!list) return;
+  auto in_list = [&](const Fetched& f) {
+    return f.m->rkt && rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(f.m->rkt), f.m->partition);
+  };
+  if (paused) {
+    // librdkafka resumes after a held message (its position counts it): keep it for then.
+    std::deque<Fetched> keep;
+    for (auto& f : held_) (in_list(f) ? deferred_ : keep).push_back(f);
+    held_.swap(keep);
+  } else {
+    std::deque<Fetched> keep, back;
+    for (auto& f : deferred_) (in_list(f) ? back : keep).push_back(f);
+    deferred_.swap(keep);
+    held_.insert(held_.begin(), back.begin(), back.end());  // older than anything fetched later
+    if (!back.empty() && !poll_waiters.empty()) msg_watcher_->schedule();
   }
 }
 
 void Consumer::drain_messages() {
-  if (!rk_ || !msg_queue_ || state_ == Destroying || state_ == Closed) return;
-  // Before pausing, take everything librdkafka already fetched: a pause discards it (to be
-  // fetched again), and its positions are where the partitions resume.
-  bool take_all = false;
-  // librdkafka stopped fetching if its queue reached queued.min.messages (the same bound).
-  bool stopped = rd_kafka_queue_length(msg_queue_) >= flow_high_;
-  while (true) {
-    if (!take_all && over_high() && poll_waiters.empty()) {
-      if (flow_paused_) {
-        held_back_ = rd_kafka_queue_length(msg_queue_) > 0;
-        return;
-      }
-      take_all = true;
-    }
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(msg_queue_, 0);
-    if (!ev && take_all) {
-      flow_pause();
-      return;
-    }
-    if (!ev) {
-      if (stopped && !flow_paused_) wake_fetchers(nullptr);
-      return;
-    }
-    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_FETCH) {
-      deliver(ev);
-    } else {
-      handle_common_event(ev);
-      rd_kafka_event_destroy(ev);
-    }
-    if (!rk_) return;
+  if (!rk_ || !msg_queue_ || state_ != Open) return;
+  // Messages stay in librdkafka's queue until the script asks: only a waiting poll takes here.
+  Fetched f;
+  while (!poll_waiters.empty() && take_next(&f, false)) {
+    deliver(f);
+    if (!rk_ || state_ != Open) return;
   }
 }
 
@@ -529,48 +505,24 @@ void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) 
       rd_kafka_queue_destroy(pq);
     }
   }
-  if (flow_paused_ && parts) {
-    // Newly assigned partitions wait with the others until the buffer is half consumed.
-    auto* list = rd_kafka_topic_partition_list_new(parts->cnt);
-    for (int i = 0; i < parts->cnt; ++i) {
-      TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
-      if (script_paused_.count(tp) || flow_list_.count(tp)) continue;
-      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
-      flow_list_.insert(tp);
-    }
-    if (list->cnt) rd_kafka_pause_partitions(rk_, list);
-    rd_kafka_topic_partition_list_destroy(list);
-  }
+  // What was fetched before the forward went to the events queue (see drain()), and items
+  // forwarded onto a non-empty queue do not signal the fd.
+  if (rd_kafka_queue_length(msg_queue_) > 0 && !poll_waiters.empty()) msg_watcher_->schedule();
 }
 
-size_t Consumer::buffered_for(const TopicPartition& tp) const {
-  // Only entries with messages: their messages keep the topic handle alive.
+size_t Consumer::held_for(const TopicPartition& tp) const {
   size_t n = 0;  // a topic re-created under a new handle may have two entries
   for (const auto& [k, st] : parts_)
     if (k.partition == tp.second && st.topic == tp.first) n += st.offsets.size();
   return n;
 }
 
-void Consumer::deliver(rd_kafka_event_t* ev) {
+// Hands a message to the first waiting poll, or holds it when no waiting task takes it.
+void Consumer::deliver(const Fetched& f) {
   if (state_ != Open) {
-    rd_kafka_event_destroy(ev);  // closing: nobody will process it, and it pins its partition
+    rd_kafka_event_destroy(f.ev);  // closing: nobody will process it, and it pins its partition
     return;
   }
-  Fetched f{ev, rd_kafka_event_message_next(ev)};
-  if (!f.m) {
-    rd_kafka_event_destroy(ev);
-    return;
-  }
-  if (f.m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-    // End of partition is not an error; messages{until_end=} uses watermarks instead.
-    rd_kafka_event_destroy(ev);
-    return;
-  }
-  if (!f.m->err && f.m->rkt && !revoking_.empty() && revoking_.count(tp_of(f.m))) {
-    rd_kafka_event_destroy(ev);  // fetched before the revoke: the script must not see it
-    return;
-  }
-  if (!f.m->err && f.m->rkt) part(f.m).taken_next = f.m->offset + 1;
   Scheduler& s = rt_.scheduler();
   while (!poll_waiters.empty()) {
     WaitToken t = poll_waiters.front();
@@ -580,77 +532,25 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
       return;
     }
   }
-  if (!f.m->err && f.m->rkt && topic_names_ref_ != LUA_NOREF) {
-    PartState& st = part(f.m);
-    if (!st.topic_id) {
-      lua_State* L = rt_.lua();
-      st.topic_id = ++topic_count_;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
-      lua_pushlstring(L, st.topic.data(), st.topic.size());
-      lua_rawseti(L, -2, st.topic_id);
-      lua_pop(L, 1);
-    }
-  }
-  buffer_.push_back(f);
+  held_.push_back(f);
   index_add(f.m);
-}
-
-// Whether a consumed message has headers. rd_kafka_message_headers answers by parsing the
-// record's header section each time it is asked about a message without headers (a buffer
-// allocated and freed per call: a tenth of a consumer's time on small messages). For the
-// librdkafka this was built and checked against (2.0.2, whose rd_kafka_msg_t is mirrored here),
-// the section is read directly: it starts with the header count, a zigzag varint that is the
-// byte 0 when there are none. Any other version asks librdkafka.
-namespace {
-struct MsgMirror_2_0_2 {  // src/rdkafka_msg.h, v2.0.2
-  rd_kafka_message_t rkmessage;
-  void* link_next;
-  void** link_prev;
-  int flags;
-  int tstype;
-  int64_t timestamp;
-  rd_kafka_headers_t* headers;  // parsed, if asked before
-  int status;
-  int32_t broker_id;
-  union {
-    struct {
-      int64_t ts_timeout, ts_enq, ts_backoff;
-      uint64_t msgid, last_msgid;
-      int retries;
-    } producer;
-    struct {
-      int32_t len;  // of the unparsed header section (count and headers); 0 before record v2
-      const void* data;
-    } binhdrs;
-  } u;
-};
-std::atomic<bool> mirrors_msg{rd_kafka_version() == 0x020002ff};  // runtimes may run in several threads
-}  // namespace
-
-bool message_has_headers(const rd_kafka_message_t* m) {
-  const auto* rkm = reinterpret_cast<const MsgMirror_2_0_2*>(m);
-  if (mirrors_msg.load(std::memory_order_relaxed)) {
-    if (rkm->headers) return true;
-    if (rkm->u.binhdrs.len <= 0 || *static_cast<const unsigned char*>(rkm->u.binhdrs.data) == 0) return false;
-  }
-  rd_kafka_headers_t* hdrs = nullptr;
-  bool has = rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs;
-  // librdkafka keeps what it parsed where the mirror says: if not, the mirror is wrong (a
-  // patched build of the same version?) and is not used again.
-  if (has && mirrors_msg.load(std::memory_order_relaxed) && rkm->headers != hdrs)
-    mirrors_msg.store(false, std::memory_order_relaxed);
-  return has;
 }
 
 int Consumer::take_fast(MsgView* v) {
   release_fast();
-  if (state_ != Open || fatal_ || buffer_.empty() || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
-  const rd_kafka_message_t* m = buffer_.front().m;
-  if (m->err || !m->rkt) return 1;
-  int topic_id = part(m).topic_id;
-  if (!topic_id) return 1;
-  if (message_has_headers(m)) return 1;
-  if (m->key_len > 0x7fffffff || m->len > 0x7fffffff) return 1;
+  if (state_ != Open || fatal_ || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
+  Fetched f;
+  if (!take_next(&f, true)) return 1;
+  if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
+  const rd_kafka_message_t* m = f.m;
+  rd_kafka_headers_t* hdrs = nullptr;
+  // Anything but a plain message of a topic Lua knows goes to the full path. (Asking for the
+  // headers of a message without any costs librdkafka a small allocation; measured in the note.)
+  if (m->err || !m->rkt || !part(m).topic_id || m->key_len > 0x7fffffff || m->len > 0x7fffffff ||
+      (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs)) {
+    hold_front(f);
+    return 1;
+  }
   v->key = static_cast<const char*>(m->key);
   v->key_len = static_cast<int32_t>(m->key_len);
   v->has_key = m->key != nullptr;
@@ -658,13 +558,13 @@ int Consumer::take_fast(MsgView* v) {
   v->value_len = static_cast<int32_t>(m->len);
   v->has_value = m->payload != nullptr;
   v->offset = static_cast<double>(m->offset);
-  v->topic = topic_id;
+  v->topic = part(m).topic_id;
   v->partition = m->partition;
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
   v->timestamp = static_cast<double>(ts);
-  current_ = pop_front().ev;
+  current_ = f.ev;
   return 0;
 }
 
@@ -674,9 +574,11 @@ void Consumer::drain() {
   rd_kafka_queue_t* q = close_queue_ ? close_queue_ : queue_;
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 0)) {
     switch (rd_kafka_event_type(ev)) {
-      case RD_KAFKA_EVENT_FETCH:
-        deliver(ev);
+      case RD_KAFKA_EVENT_FETCH: {  // fetched before its partition was forwarded
+        Fetched f;
+        if (accept(ev, &f)) deliver(f);
         break;
+      }
       case RD_KAFKA_EVENT_REBALANCE:
         handle_rebalance(ev);
         rd_kafka_event_destroy(ev);
@@ -696,26 +598,21 @@ void Consumer::drain() {
   if (state_ == Closing && rk_ && rd_kafka_consumer_closed(rk_) && !rebalance_running_) finish_close();
 }
 
-std::map<TopicPartition, int64_t> Consumer::drop_buffered(const rd_kafka_topic_partition_list_t* list) {
-  std::map<TopicPartition, int64_t> first;
-  std::deque<Fetched> keep;
-  for (auto& b : buffer_) {
-    bool drop = !list;
-    if (list && b.m->rkt)
-      drop = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt), b.m->partition) != nullptr;
-    if (drop) {
-      if (!b.m->err && b.m->rkt) first.emplace(tp_of(b.m), b.m->offset);
-      rd_kafka_event_destroy(b.ev);
-    } else {
-      keep.push_back(b);
+void Consumer::drop_held(const rd_kafka_topic_partition_list_t* list) {
+  for (auto* q : {&held_, &deferred_}) {
+    std::deque<Fetched> keep;
+    for (auto& b : *q) {
+      bool drop = !list || (b.m->rkt && rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt),
+                                                                           b.m->partition));
+      if (drop) {
+        index_remove(b.m);
+        rd_kafka_event_destroy(b.ev);
+      } else {
+        keep.push_back(b);
+      }
     }
+    q->swap(keep);
   }
-  buffer_.swap(keep);
-  for (auto& [k, st] : parts_) st.offsets.clear();
-  buffered_bytes_ = 0;
-  for (const auto& b : buffer_) index_add(b.m);
-  if (flow_paused_ && buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2 && rk_) flow_resume();
-  return first;
 }
 
 void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
@@ -728,7 +625,7 @@ void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
   } else {
     p.kind = rd_kafka_assignment_lost(rk_) ? Rebalance::Lost : Rebalance::Revoke;
     // From now on nothing of these partitions reaches the script.
-    drop_buffered(p.parts);
+    drop_held(p.parts);
     for (int i = 0; i < p.parts->cnt; ++i) revoking_.insert({p.parts->elems[i].topic, p.parts->elems[i].partition});
   }
   pending_.push_back(p);
@@ -790,7 +687,6 @@ void Consumer::finish_rebalance() {
   rebalance_running_ = false;
   if (rk_) {
     bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0;
-    forget_taken(p.parts);
     if (p.kind == Rebalance::Assign) {
       for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
       if (cooperative) {
@@ -859,7 +755,7 @@ void Consumer::begin_close() {
   if (state_ != Open) return;
   state_ = Closing;
   release_fast();
-  drop_buffered(nullptr);  // unprocessed: their offsets were never stored
+  drop_held(nullptr);  // unprocessed: their offsets were never stored
   Scheduler& s = rt_.scheduler();
   auto waiters = std::move(poll_waiters);
   poll_waiters.clear();
@@ -899,7 +795,9 @@ void Consumer::finish_close() {
     return;
   }
   state_ = Destroying;
-  drop_buffered(nullptr);
+  drop_held(nullptr);
+  if (stashed_) rd_kafka_event_destroy(stashed_);
+  stashed_ = nullptr;
   for (auto& p : pending_) rd_kafka_topic_partition_list_destroy(p.parts);
   pending_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
@@ -1172,8 +1070,7 @@ int l_assign(lua_State* L) {
   if (list)
     for (int i = 0; i < list->cnt; ++i)
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
-  c->drop_buffered(nullptr);
-  c->forget_taken(nullptr);
+  c->drop_held(nullptr);
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
   if (!err) c->forward_partitions(list);
   if (list) rd_kafka_topic_partition_list_destroy(list);
@@ -1199,24 +1096,11 @@ rd_kafka_topic_partition_list_t* partitions_or_assignment(lua_State* L, Consumer
   return parts;
 }
 
-// Rewinds librdkafka to the first dropped buffered message of each partition, so that what the
-// script did not see is fetched again after a resume.
-void rewind_dropped(Consumer* c, const std::map<TopicPartition, int64_t>& first) {
-  if (first.empty()) return;
-  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
-  for (const auto& [tp, off] : first) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
-  c->forget_taken(list);
-  // Asynchronous seek (timeout 0): 2.0.2's seek_partitions mis-scales its timeout.
-  if (rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0)) rd_kafka_error_destroy(e);
-  rd_kafka_topic_partition_list_destroy(list);
-}
-
 int l_pause(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   auto* list = partitions_or_assignment(L, c, 2, "c:pause");
   rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk(), list);
   if (!err) c->script_paused(list, true);
-  if (!err) rewind_dropped(c, c->drop_buffered(list));
   return return_partitions_or_error(L, c, err, list, "pause");
 }
 
@@ -1228,30 +1112,51 @@ int l_resume(lua_State* L) {
   return return_partitions_or_error(L, c, err, list, "resume");
 }
 
-// c:seek(topic, partition, offset): the next poll of that partition starts at offset.
+// c:seek(topic, partition, offset, [timeout_ms]): the next poll of that partition starts at
+// offset. Yields until librdkafka has moved the partition (rd_kafka_seek_partitions blocks
+// until then, so it runs off the loop); returns true or nil, err.
 int l_seek(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
-  const char* topic = luaL_checkstring(L, 2);
+  std::string topic = luaL_checkstring(L, 2);
   int32_t partition = static_cast<int32_t>(luaL_checkinteger(L, 3));
   int64_t offset = check_offset(L, 4, "c:seek");
   if (offset == RD_KAFKA_OFFSET_INVALID) return luaL_argerror(L, 4, "an offset is required");
+  double timeout = luaL_optnumber(L, 5, DEFAULT_CALL_TIMEOUT_MS);
   auto* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, topic, partition)->offset = offset;
-  c->drop_buffered(list);
-  c->forget_taken(list);
-  rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0);  // asynchronous, see rewind_dropped
-  rd_kafka_topic_partition_list_destroy(list);
-  if (e) {
-    ErrorSpec spec = kafka_error(e);
-    rd_kafka_error_destroy(e);
-    spec.topic = topic;
-    spec.partition = partition;
-    spec.group = c->group();
-    spec.op = "seek";
-    return nil_error(L, spec);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
+  c->drop_held(list);
+  struct Result {
+    rd_kafka_error_t* error = nullptr;
+    rd_kafka_topic_partition_list_t* list;
+  };
+  auto r = std::make_shared<Result>();
+  r->list = list;
+  rd_kafka_t* rk = c->rk();
+  return c->run_blocking(
+      L, "c:seek", timeout + 1000, [=] { r->error = rd_kafka_seek_partitions(rk, r->list, timeout_int(timeout)); },
+      [=](lua_State* co) {
+        ErrorSpec spec;
+        bool failed = true;
+        if (r->error) {
+          spec = kafka_error(r->error);
+          rd_kafka_error_destroy(r->error);
+        } else if (r->list->elems[0].err) {
+          spec = kafka_error(r->list->elems[0].err);
+        } else {
+          failed = false;
+        }
+        rd_kafka_topic_partition_list_destroy(r->list);
+        if (!failed) {
+          lua_pushboolean(co, 1);
+          return 1;
+        }
+        spec.topic = topic;
+        spec.partition = partition;
+        spec.group = c->group();
+        spec.op = "seek";
+        if (spec.name == "_TIMED_OUT") spec.timeout_ms = timeout;
+        return nil_error(co, spec);
+      });
 }
 
 // c:position([partitions]): the next offset the script will get per partition (messages klua has
@@ -1363,10 +1268,18 @@ int l_end_offsets(lua_State* L) {
       });
 }
 
-// c:_buffered(topic, partition) -> number of messages waiting in klua's buffer
-int l_buffered(lua_State* L) {
+// c:_held(topic, partition) -> messages of the partition klua took from librdkafka and did not
+// hand out yet (for tests)
+int l_held(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
-  lua_pushinteger(L, static_cast<lua_Integer>(c->buffered_for({luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3))})));
+  lua_pushinteger(L, static_cast<lua_Integer>(c->held_for({luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3))})));
+  return 1;
+}
+
+// c:_queued() -> messages fetched and not handed out yet: librdkafka's and klua's (for tests)
+int l_queued(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  lua_pushinteger(L, static_cast<lua_Integer>(c->queued()));
   return 1;
 }
 
@@ -1489,10 +1402,10 @@ return function(c, opts)
     local by = {}
     for _, p in ipairs(pos) do by[p.topic .. "\0" .. p.partition] = p.offset end
     for _, e in ipairs(ends) do
-      if e["end"] > e.low and c:_buffered(e.topic, e.partition) == 0 then
+      if e["end"] > e.low and c:_held(e.topic, e.partition) == 0 then
         local p = by[e.topic .. "\0" .. e.partition]
         if p == nil or p < e["end"] then return false end
-      elseif c:_buffered(e.topic, e.partition) > 0 then
+      elseif c:_held(e.topic, e.partition) > 0 then
         return false
       end
     end
@@ -1520,7 +1433,9 @@ end
 int l_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ClientOptions o = build_client_options(
-      L, 1, "klua.consumer", {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", "true"}},
+      L, 1, "klua.consumer", {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", "true"},
+                             // see the top of the file: librdkafka's 1000 ms stalls a busy consumer
+                             {"fetch.queue.backoff.ms", "10"}},
       {"group", "topics", "poll_timeout_ms", "on_assign", "on_revoke", "on_lost", "hook_timeout_ms"});
   std::vector<std::string> topics;
   std::string group;
@@ -1652,10 +1567,11 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       {"subscribe", l_subscribe, false}, {"unsubscribe", l_unsubscribe, false},
       {"assign", l_assign, false},      {"assignment", l_assignment, false},
       {"pause", l_pause, false},        {"resume", l_resume, false},
-      {"seek", l_seek, false},          {"position", l_position, false},
+      {"seek", l_seek, true},          {"position", l_position, false},
       {"committed", l_committed, true}, {"watermarks", l_watermarks, true},
       {"offsets_for_times", l_offsets_for_times, true},
-      {"_end_offsets", l_end_offsets, true}, {"_buffered", l_buffered, false},
+      {"_end_offsets", l_end_offsets, true}, {"_held", l_held, false},
+      {"_queued", l_queued, false},
   };
   for (const auto& m : methods) {
     if (m.waits)

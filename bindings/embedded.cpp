@@ -25,6 +25,14 @@ class EmbeddedCluster : public Closable {
     mc_ = rd_kafka_mock_cluster_new(handle_, EMBEDDED_BROKERS);
     if (!mc_) throw std::runtime_error("embedded cluster: rd_kafka_mock_cluster_new failed");
     bootstrap_ = rd_kafka_mock_cluster_bootstraps(mc_);
+    // The mock waits 3 s (Kafka's default group.initial.rebalance.delay.ms) before it completes
+    // a new classic group's first join: in one process nobody else is coming that late.
+    rd_kafka_mock_group_initial_rebalance_delay_ms(mc_, 0);
+    // KIP-848 groups (group.protocol=consumer) take session and heartbeat from the broker: the
+    // same as klua's test broker (tools/kafka-broker.d), so a member that goes away without
+    // leaving loses its partitions in seconds rather than 45 s.
+    rd_kafka_mock_set_group_consumer_session_timeout_ms(mc_, 6000);
+    rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(mc_, 1000);
     fmt::print(stderr,
                "klua: no broker configured (-b, KLUA_BROKERS or bootstrap.servers): using the embedded "
                "mock cluster ({} brokers) at {}\n",
