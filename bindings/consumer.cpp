@@ -147,6 +147,14 @@ class Consumer : public Client {
     on_lost_ = on_lost;
   }
 
+  // group.protocol=consumer (KIP-848): the broker runs the group's sessions and assignment.
+  bool kip848 = false;
+  // Under KIP-848 the broker says nothing about a subscribed topic that does not exist (the
+  // classic protocol reports UNKNOWN_TOPIC_OR_PART): klua asks the metadata off the loop and
+  // reports each missing one the same way, through on_error (or stderr).
+  void check_topics_exist(const std::vector<std::string>& topics);
+  void report_error(const ErrorSpec& e);
+
   int close_priority() const override { return 20; }
   bool is_closed() const override { return state_ == Closed; }
   // Closing still takes calls: a rebalance hook run by close may commit.
@@ -696,7 +704,10 @@ void Consumer::finish_rebalance() {
   pending_.pop_front();
   rebalance_running_ = false;
   if (rk_) {
-    bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0;
+    // COOPERATIVE for cooperative-sticky and for KIP-848 (whose events carry only the change);
+    // EAGER hands over and takes back the whole assignment each time.
+    const char* protocol = rd_kafka_rebalance_protocol(rk_);
+    bool cooperative = kip848 || (protocol && std::strcmp(protocol, "COOPERATIVE") == 0);
     if (p.kind == Rebalance::Assign) {
       for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
       if (cooperative) {
@@ -845,6 +856,75 @@ void Consumer::finish_close() {
     wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
     if (orphaned) delete this;
   });
+}
+
+void Consumer::report_error(const ErrorSpec& e) {
+  lua_State* L = rt_.lua();
+  if (on_error_ != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
+    push_error(L, e);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+      fmt::print(stderr, "klua: consumer on_error hook failed: {}\n", lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    fmt::print(stderr, "klua: consumer error: {}: {}\n", e.name, e.message);
+  }
+}
+
+namespace {
+struct TopicCheck {
+  uv_work_t req;
+  Consumer* c;
+  rd_kafka_t* rk;
+  std::vector<std::string> topics;
+  std::vector<std::string> missing;
+};
+}  // namespace
+
+void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
+  auto* w = new TopicCheck{{}, this, rk_, {}, {}};
+  for (const auto& t : topics)
+    if (!t.empty() && t[0] != '^') w->topics.push_back(t);  // a regex may match nothing yet
+  if (w->topics.empty()) {
+    delete w;
+    return;
+  }
+  w->req.data = w;
+  ++inflight_;  // the handle outlives the check
+  uv_queue_work(
+      rt_.loop(), &w->req,
+      [](uv_work_t* r) {
+        auto* w = static_cast<TopicCheck*>(r->data);
+        for (const auto& t : w->topics) {
+          // A metadata request naming the topic (a consumer's does not create topics:
+          // allow.auto.create.topics is false unless the script set it).
+          rd_kafka_topic_t* rkt = rd_kafka_topic_new(w->rk, t.c_str(), nullptr);
+          const rd_kafka_metadata_t* md = nullptr;
+          rd_kafka_resp_err_t err = rd_kafka_metadata(w->rk, 0, rkt, &md, 10000);
+          if (!err && md && md->topic_cnt == 1 &&
+              md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            w->missing.push_back(t);
+          if (md) rd_kafka_metadata_destroy(md);
+          if (rkt) rd_kafka_topic_destroy(rkt);
+        }
+      },
+      [](uv_work_t* r, int) {
+        std::unique_ptr<TopicCheck> w(static_cast<TopicCheck*>(r->data));
+        Consumer* c = w->c;
+        if (c->state_ == Open) {
+          for (const auto& t : w->missing) {
+            ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                                      fmt::format("subscribed topic \"{}\" does not exist (under group.protocol=consumer "
+                                                  "the broker reports no error for it: klua checked the metadata)", t));
+            e.topic = t;
+            e.group = c->group_;
+            e.op = "subscribe";
+            c->report_error(e);
+          }
+        }
+        if (--c->inflight_ == 0) c->on_inflight_done();
+      });
 }
 
 // ---- Lua API ----------------------------------------------------------------------
@@ -1054,6 +1134,7 @@ int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics)
   rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk(), list);
   rd_kafka_topic_partition_list_destroy(list);
   if (err) return nil_error(L, consumer_error(c, err, "subscribe"));
+  if (c->kip848) c->check_topics_exist(topics);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1438,6 +1519,40 @@ return function(c, opts)
 end
 )";
 
+// Under group.protocol=consumer (KIP-848) the broker owns what these classic client settings
+// did; librdkafka refuses them with a bare message. klua raises KLUA_INVALID_ARGUMENT naming
+// the replacement and the layer that set it. Returns whether the protocol is "consumer".
+bool refuse_classic_only(lua_State* L, ClientOptions& o) {
+  char buf[32];
+  size_t n = sizeof buf;
+  if (rd_kafka_conf_get(o.conf, "group.protocol", buf, &n) != RD_KAFKA_CONF_OK || std::strcmp(buf, "consumer") != 0)
+    return false;
+  static const std::pair<const char*, const char*> replaced[] = {
+      {"session.timeout.ms", "the broker's group.consumer.session.timeout.ms (within group.consumer.min/max.session.timeout.ms)"},
+      {"heartbeat.interval.ms", "the broker's group.consumer.heartbeat.interval.ms (within group.consumer.min/max.heartbeat.interval.ms)"},
+      {"partition.assignment.strategy", "the client's group.remote.assignor (\"uniform\" or \"range\"; the broker's group.consumer.assignors)"},
+      {"group.protocol.type", "nothing: it belongs to the classic protocol only"},
+  };
+  for (const auto& [key, instead] : replaced) {
+    std::string source;
+    lua_getfield(L, 1, key);
+    if (!lua_isnil(L, -1)) source = "the script's table";
+    lua_pop(L, 1);
+    if (source.empty())
+      for (const auto& e : Runtime::from(L).config())
+        if (e.key == key) source = e.source;
+    if (source.empty()) continue;
+    rd_kafka_conf_destroy(o.conf);
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.message = fmt::format("klua.consumer: \"{}\" (set by {}) does not apply under group.protocol=consumer (KIP-848): "
+                            "use {}", key, source, instead);
+    raise_error(L, e);
+  }
+  return true;
+}
+
 // klua.consumer{group=, topics=, on_assign=, on_revoke=, on_lost=, ...properties}
 int l_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -1446,6 +1561,7 @@ int l_new(lua_State* L) {
                              // see the top of the file: librdkafka's 1000 ms stalls a busy consumer
                              {"fetch.queue.backoff.ms", "10"}},
       {"group", "topics", "poll_timeout_ms", "on_assign", "on_revoke", "on_lost", "hook_timeout_ms"});
+  bool kip848 = refuse_classic_only(L, o);
   std::vector<std::string> topics;
   std::string group;
   double poll_timeout = 1000, hook_timeout = DEFAULT_HOOK_TIMEOUT_MS;
@@ -1516,6 +1632,7 @@ int l_new(lua_State* L) {
   }
   c->set_hooks(o);
   c->set_rebalance_hooks(hooks[0], hooks[1], hooks[2]);
+  c->kip848 = kip848;
   c->start(rk, group, poll_timeout, hook_timeout);
   box->c = c;
   if (!topics.empty()) {
