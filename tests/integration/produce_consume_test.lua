@@ -5,8 +5,7 @@ local function fresh(prefix) return "it-" .. prefix .. "-" .. klua.uuid():sub(1,
 local function literal(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 
 local function consumer_conf(group, topic, extra)
-  local conf = { group = group, topics = { topic }, ["auto.offset.reset"] = "earliest",
-                 ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 1000 }
+  local conf = klua.testkit.group_conf{ group = group, topics = { topic }, ["auto.offset.reset"] = "earliest" }
   for k, v in pairs(extra or {}) do conf[k] = v end
   return conf
 end

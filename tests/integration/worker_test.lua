@@ -6,7 +6,7 @@ local admin = klua.admin()
 local function create(name, partitions)
   assert_eq(assert(admin:create_topics({ { name = name, partitions = partitions, replication_factor = 1 } }))[1].error, nil)
 end
-local FAST = { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 }
+local FAST = klua.testkit.group_conf()
 local function worker(opts)
   for k, v in pairs(FAST) do opts[k] = v end
   opts.quiet = true
