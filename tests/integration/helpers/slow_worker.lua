@@ -6,6 +6,6 @@ local w = klua.worker(klua.testkit.group_conf{ group = group, topics = { topic }
     io.stdout:write("start ", msg.value, "\n"); io.stdout:flush()
     klua.sleep(1500)
     io.stdout:write("end ", msg.value, "\n"); io.stdout:flush()
-  end }
+  end })
 w:run()
 print("not reached")
