@@ -20,12 +20,15 @@
 // rewinding seeks after a pause and a fetch-wake seek.
 //
 // A script that stops polling: nothing takes from the messages queue, so it fills to
-// librdkafka's limits and fetching stops (memory stays bounded). The messages queue counts as
-// a consumer queue for max.poll.interval.ms, and so does the events queue the loop drains
-// (librdkafka counts any poll of either); events there are rare while nothing is stored
-// (rebalances, errors, logs, statistics), so librdkafka notices the silence, leaves the group
-// (the script hears _MAX_POLL_EXCEEDED through on_error, its partitions are revoked as lost)
-// and joins again when polled. Statistics or debug logs every few seconds keep it in.
+// librdkafka's limits and fetching stops (memory stays bounded). librdkafka counts a poll of
+// either queue as the application polling (both are consumer queues); the loop drains the
+// events queue only when an event arrives, which is rare while nothing is stored (rebalances,
+// errors, logs, statistics). So librdkafka notices the silence after max.poll.interval.ms,
+// leaves the group (on_lost, and _MAX_POLL_EXCEEDED through on_error: tested in
+// tests/lua/consumer_more_test.lua) and the group rebalances without it. Serving that very
+// event counts as a poll, though: the member joins again a few seconds later and, if the
+// script still does not poll, holds its new partitions for another max.poll.interval.ms.
+// Statistics or debug logs every few seconds would keep it in the group.
 //
 // klua holds only what it took from librdkafka and has not handed out yet (`held_`): c:poll
 // takes up to TAKE_BATCH (64) messages per call to librdkafka (rd_kafka_consume_batch_queue:
