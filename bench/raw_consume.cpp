@@ -19,7 +19,16 @@
 // subscribing (no group join: bench/run compares whole-process wall time with
 // kcat -C, which has no group either).
 //
+// The loop is the fastest measured on librdkafka 2.15 (embedded, 1M x 100 B, 2 cores):
+// rd_kafka_consume_batch_queue without waiting (--batch, default 1024), falling back to a
+// blocking rd_kafka_consumer_poll when nothing is there: about 5M msgs/s, against 2.5-2.9M
+// with one rd_kafka_consumer_poll per message (--batch 0) and 0.8M for a batch call that
+// waits for a full batch. --fetch-queue-backoff-ms sets fetch.queue.backoff.ms (default 10,
+// klua's default; librdkafka's own 1000 stalls a fast consumer: 191k msgs/s); the JSON line
+// repeats both.
+//
 //   klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S] [--assign P]
+//                          [--batch N] [--fetch-queue-backoff-ms MS]
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -114,8 +123,8 @@ int main(int argc, char** argv) {
     std::string brokers;
     int assign_partitions = 0;  // > 0: assign instead of subscribe
     double idle_timeout_s = 60;  // give up when no message arrives for this long
-    std::string backoff = "1000";  // fetch.queue.backoff.ms: librdkafka's default; bench/run passes klua's
-    int batch = 0;                 // > 0: rd_kafka_consume_batch_queue with this many per call
+    std::string backoff = "10";  // fetch.queue.backoff.ms, as klua's default
+    int batch = 1024;            // > 0: rd_kafka_consume_batch_queue with up to this many per call
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto next = [&]() -> const char* {
@@ -131,7 +140,8 @@ int main(int argc, char** argv) {
         else if (a == "--batch") batch = int(parse_count("--batch", next()));
         else if (a == "--idle-timeout") idle_timeout_s = double(parse_count("--idle-timeout", next()));
         else if (a == "-h" || a == "--help") {
-            std::puts("usage: klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S] [--assign P]");
+            std::puts("usage: klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S] [--assign P] "
+                      "[--batch N] [--fetch-queue-backoff-ms MS]");
             return 0;
         } else die("unknown argument " + a);
     }
@@ -248,8 +258,9 @@ int main(int argc, char** argv) {
     }
     double secs = std::chrono::duration<double>(t1 - t0).count();
 
-    std::printf("{\"msgs\":%lld,\"seconds\":%.6f,\"msgs_per_s\":%.1f,\"bytes\":%lld,\"size\":%lld,\"check\":%lld}\n",
-                n, secs, secs > 0 ? double(n) / secs : 0.0, bytes, size, check);
+    std::printf("{\"msgs\":%lld,\"seconds\":%.6f,\"msgs_per_s\":%.1f,\"bytes\":%lld,\"size\":%lld,\"check\":%lld,"
+                "\"fetch_queue_backoff_ms\":%s,\"batch\":%d}\n",
+                n, secs, secs > 0 ? double(n) / secs : 0.0, bytes, size, check, backoff.c_str(), batch);
     std::fflush(stdout);
 
     rd_kafka_consumer_close(rk);
