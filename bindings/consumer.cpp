@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "bindings/client.hpp"
+#include "bindings/lua_chunks.hpp"
 
 namespace klua {
 
@@ -73,8 +74,8 @@ const double DEFAULT_CALL_TIMEOUT_MS = 30000;
 using TopicPartition = std::pair<std::string, int32_t>;
 TopicPartition tp_of(const rd_kafka_message_t* m);
 
-// A buffered message as the FFI fast path of c:poll sees it (mirrored by the cdef in
-// FAST_SOURCE): pointers into librdkafka's message, valid until release_fast().
+// A message as the FFI fast path of c:poll sees it (mirrored by the cdef in
+// bindings/lua/consumer_fast.lua): pointers into librdkafka's message, valid until release_fast().
 struct MsgView {
   const char* key;
   const char* value;
@@ -653,13 +654,6 @@ void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
   if (!rebalance_running_) start_rebalance();
 }
 
-// Lua side of a rebalance hook: runs as a task; whatever happens, the rebalance is answered.
-const char* const HOOK_SOURCE = R"(
-local hook, parts, done = ...
-local ok, err = pcall(hook, parts)
-done()
-if not ok then error(err, 0) end
-)";
 
 int hook_done(lua_State* L) {
   auto* c = static_cast<Consumer*>(lua_touserdata(L, lua_upvalueindex(1)));
@@ -679,11 +673,7 @@ void Consumer::start_rebalance() {
     return;
   }
   lua_State* L = rt_.lua();
-  if (luaL_loadbuffer(L, HOOK_SOURCE, strlen(HOOK_SOURCE), "=rebalance hook") != 0) {
-    lua_pop(L, 1);
-    finish_rebalance();
-    return;
-  }
+  load_binding_chunk(L, "consumer_hook");  // bindings/lua/consumer_hook.lua
   lua_rawgeti(L, LUA_REGISTRYINDEX, hook);
   push_partition_list(L, p.parts);
   lua_pushlightuserdata(L, this);
@@ -709,8 +699,11 @@ void Consumer::finish_rebalance() {
   if (rk_) {
     // COOPERATIVE for cooperative-sticky and for KIP-848 (whose events carry only the change);
     // EAGER hands over and takes back the whole assignment each time.
-    const char* protocol = rd_kafka_rebalance_protocol(rk_);
-    bool cooperative = kip848 || (protocol && std::strcmp(protocol, "COOPERATIVE") == 0);
+    bool cooperative = kip848;
+    if (!cooperative) {  // asks librdkafka's main thread: only when the protocol leaves it open
+      const char* protocol = rd_kafka_rebalance_protocol(rk_);
+      cooperative = protocol && std::strcmp(protocol, "COOPERATIVE") == 0;
+    }
     if (p.kind == Rebalance::Assign) {
       for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
       if (cooperative) {
@@ -945,57 +938,6 @@ void release_fast_entry(void* box) {
   if (Consumer* c = static_cast<ConsumerBox*>(box)->c) c->release_fast();
 }
 
-// c:poll's hot path in Lua, compiled by LuaJIT together with the script's loop: a plain buffered
-// message is copied out of librdkafka's through the FFI into a message table built here, with no
-// Lua/C transition the JIT cannot compile. Everything else (an empty buffer, errors, headers, a
-// cancelled task, a closed handle, bad arguments) goes to the C function, which checks and waits.
-const char* const FAST_SOURCE = R"LUA(
-local ffi, slow_poll, _, MSG_MT, NAMES, take_ptr, release_ptr = ...
-pcall(ffi.cdef, [[
-typedef struct {
-  const char *key, *value;
-  double offset, timestamp;
-  int32_t key_len, value_len, has_key, has_value, topic, partition, tstype, pad;
-} klua_msg_view;
-]])
-local take = ffi.cast("int (*)(void*, klua_msg_view*)", take_ptr)
-local release = ffi.cast("void (*)(void*)", release_ptr)
-local view = ffi.new("klua_msg_view")
-local str, setmetatable = ffi.string, setmetatable
-
--- The next buffered message, or nil when the full path must answer.
-local function fast(self)
-  -- NAMES has an entry for every consumer userdata and nothing else: it is the type check
-  -- (getmetatable of a userdata would stop the JIT's trace).
-  local names = NAMES[self]
-  if names == nil or take(self, view) ~= 0 then return nil end
-  local v = view
-  local key, value
-  if v.has_key ~= 0 then key = str(v.key, v.key_len) end
-  if v.has_value ~= 0 then value = str(v.value, v.value_len) end
-  release(self)  -- the data is copied: librdkafka's message goes now
-  local topic, tt, m = names[v.topic], v.tstype
-  if tt == 0 then
-    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value }
-  else
-    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value,
-          timestamp = v.timestamp, timestamp_type = tt == 1 and "create" or "log_append" }
-  end
-  return setmetatable(m, MSG_MT)
-end
-
-local type = type
-local function poll(self, timeout_ms)
-  -- anything but a number or nil goes to the full path, which checks (and raises)
-  if timeout_ms == nil or type(timeout_ms) == "number" then
-    local m = fast(self)
-    if m then return m end
-  end
-  return slow_poll(self, timeout_ms)
-end
-
-return poll, fast
-)LUA";
 
 Consumer* check_consumer(lua_State* L, int idx) {
   auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, idx, CONSUMER_MT));
@@ -1451,76 +1393,7 @@ int l_msg_header_all(lua_State* L) {
   return 1;
 }
 
-// The message metatable's __index, in Lua so that the JIT compiles a read of a field the message
-// lacks (msg.key of a keyless message goes through it on every message): a C function here
-// stopped the trace of the script's loop at each such read. Methods, and `headers` as an empty
-// list when the message has none (built on first use).
-const char* const MSG_INDEX_SOURCE = R"LUA(
-local header, header_all, rawset = ...
-return function(m, k)
-  if k == "header" then return header end
-  if k == "header_all" then return header_all end
-  if k == "headers" then
-    local h = {}
-    rawset(m, "headers", h)
-    return h
-  end
-  return nil
-end
-)LUA";
 
-// c:messages{timeout_ms=, until_end=}: an iterator over messages; raises on errors so that a
-// for loop never ends silently. It ends after timeout_ms without a message (when given), or,
-// with until_end, once every assigned partition reached the end offset taken when the
-// assignment was first seen (the last stable offset under read_committed).
-const char* const MESSAGES_SOURCE = R"(
-local now, error, pairs, ipairs, fast = ...
-return function(c, opts)
-  if opts ~= nil and type(opts) ~= "table" then error("c:messages: options must be a table", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "timeout_ms" and k ~= "until_end" then error("c:messages: unknown option '" .. tostring(k) .. "'", 2) end
-  end
-  local timeout, until_end = opts.timeout_ms, opts.until_end
-  local ends
-  local function at_end()
-    if not ends then
-      local assigned = c:assignment()
-      if #assigned == 0 then return false end
-      local e, err = c:_end_offsets()
-      if not e then error(err, 0) end
-      ends = e
-    end
-    local pos = c:position()
-    local by = {}
-    for _, p in ipairs(pos) do by[p.topic .. "\0" .. p.partition] = p.offset end
-    for _, e in ipairs(ends) do
-      if e["end"] > e.low and c:_held(e.topic, e.partition) == 0 then
-        local p = by[e.topic .. "\0" .. e.partition]
-        if p == nil or p < e["end"] then return false end
-      elseif c:_held(e.topic, e.partition) > 0 then
-        return false
-      end
-    end
-    return true
-  end
-  return function()
-    if not until_end then
-      local msg = fast(c)  -- a buffered message: no clock, no wait
-      if msg then return msg end
-    end
-    local deadline = timeout and (now() + timeout)
-    while true do
-      if until_end and at_end() then return nil end
-      local wait = until_end and 200 or (timeout and math.max(0, deadline - now())) or 1000
-      local msg, err = c:poll(wait)
-      if msg then return msg end
-      if err then error(err, 0) end
-      if deadline and now() >= deadline then return nil end
-    end
-  end
-end
-)";
 
 // Under group.protocol=consumer (KIP-848) the broker owns what these classic client settings
 // did; librdkafka refuses them with a bare message. klua raises KLUA_INVALID_ARGUMENT naming
@@ -1673,7 +1546,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
     st->key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   luaL_newmetatable(L, MESSAGE_MT);
-  if (luaL_loadbuffer(L, MSG_INDEX_SOURCE, strlen(MSG_INDEX_SOURCE), "=klua.consumer.message") != 0) lua_error(L);
+  load_binding_chunk(L, "consumer_message_index");
   lua_pushcfunction(L, l_msg_header);
   lua_pushcfunction(L, l_msg_header_all);
   lua_getglobal(L, "rawset");
@@ -1710,7 +1583,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
     lua_setfield(L, -2, m.name);
   }
   // poll's fast path wraps the full one; topic names per consumer userdata (weak keys).
-  if (luaL_loadbuffer(L, FAST_SOURCE, strlen(FAST_SOURCE), "=klua.consumer.fast") != 0) lua_error(L);
+  load_binding_chunk(L, "consumer_fast");
   lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
   lua_pushliteral(L, "ffi");
   lua_call(L, 1, 1);
@@ -1726,7 +1599,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   int fast_idx = lua_gettop(L);
   lua_pushvalue(L, -2);
   lua_setfield(L, -4, "poll");
-  if (luaL_loadbuffer(L, MESSAGES_SOURCE, strlen(MESSAGES_SOURCE), "=klua.consumer.messages") != 0) lua_error(L);
+  load_binding_chunk(L, "consumer_messages");
   lua_getfield(L, klua_table, "now");
   lua_getglobal(L, "error");
   lua_getglobal(L, "pairs");
