@@ -196,12 +196,16 @@ class Consumer : public Client {
   // Lowers each partition's offset in list to its first held (not yet polled) message:
   // librdkafka's position already counts it.
   void script_positions(rd_kafka_topic_partition_list_t* list) const {
-    for (const auto& [k, st] : parts_) {
-      if (st.offsets.empty()) continue;
-      auto* tp = rd_kafka_topic_partition_list_find(list, st.topic.c_str(), k.partition);
-      if (tp && (tp->offset < 0 || st.offsets.front() < tp->offset)) tp->offset = st.offsets.front();
-    }
+    // held_ is at most a batch, deferred_ what a pause set aside: a scan costs less than an
+    // index kept for every message.
+    for (const auto* q : {&held_, &deferred_})
+      for (const auto& f : *q) {
+        if (f.m->err || !f.m->rkt) continue;
+        auto* tp = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(f.m->rkt), f.m->partition);
+        if (tp && (tp->offset < 0 || f.m->offset < tp->offset)) tp->offset = f.m->offset;
+      }
   }
+
 
   int push_fetched(lua_State* L, const Fetched& f, const std::string& group);
   void push_message(lua_State* L, const rd_kafka_message_t* m);
@@ -235,7 +239,6 @@ class Consumer : public Client {
   bool accept(rd_kafka_event_t* ev, Fetched* out);
   void hold_front(const Fetched& f) {
     held_.push_front(f);
-    index_add(f.m);
   }
  public:
   // Sends the partitions' fetched messages to the messages queue.
@@ -260,7 +263,7 @@ class Consumer : public Client {
   rd_kafka_queue_t* msg_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> msg_watcher_;
   Fetched current_{nullptr, nullptr};  // the message take_fast handed out
-  // held_ and deferred_ per partition: offsets in order, for positions and counts.
+  // Per partition: its topic's name and index in the Lua topic names table (the fast path).
   struct PartKey {
     const rd_kafka_topic_t* rkt;
     int32_t partition;
@@ -274,7 +277,6 @@ class Consumer : public Client {
   struct PartState {
     std::string topic;           // kept: the topic handle is only a key here
     int topic_id = 0;            // index into the Lua topic names table (0: not yet there)
-    std::deque<int64_t> offsets; // of its held messages, in order
   };
   // Entries are never erased (a partition's state is reset instead): pointers to them stay
   // valid, and the last one used is cached (messages come in runs of one partition).
@@ -296,8 +298,6 @@ class Consumer : public Client {
     return it->second;
   }
  private:
-  void index_add(const rd_kafka_message_t* m);
-  void index_remove(const rd_kafka_message_t* m);
   bool drain_due_ = false;
   uint64_t pops_ = 0;
   int topic_names_ref_ = LUA_NOREF;
@@ -449,13 +449,11 @@ bool Consumer::take_next(Fetched* out) {
         continue;
       }
       held_.push_back(f);
-      index_add(f.m);
     }
   }
   if (held_.empty()) return false;
   *out = held_.front();
   held_.pop_front();
-  index_remove(out->m);
   return true;
 }
 
@@ -478,17 +476,6 @@ bool Consumer::next_message(Fetched* out) {
   if (!take_next(out)) return false;
   if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
   return true;
-}
-
-void Consumer::index_add(const rd_kafka_message_t* m) {
-  if (m->err || !m->rkt) return;
-  part(m).offsets.push_back(m->offset);
-}
-
-void Consumer::index_remove(const rd_kafka_message_t* m) {
-  if (m->err || !m->rkt) return;
-  auto& offsets = part(m).offsets;
-  if (!offsets.empty()) offsets.pop_front();
 }
 
 void Consumer::script_paused(const rd_kafka_topic_partition_list_t* list, bool paused) {
@@ -533,9 +520,10 @@ void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) 
 }
 
 size_t Consumer::held_for(const TopicPartition& tp) const {
-  size_t n = 0;  // a topic re-created under a new handle may have two entries
-  for (const auto& [k, st] : parts_)
-    if (k.partition == tp.second && st.topic == tp.first) n += st.offsets.size();
+  size_t n = 0;
+  for (const auto* q : {&held_, &deferred_})
+    for (const auto& f : *q)
+      if (!f.m->err && f.m->rkt && f.m->partition == tp.second && tp.first == rd_kafka_topic_name(f.m->rkt)) ++n;
   return n;
 }
 
@@ -555,7 +543,6 @@ void Consumer::deliver(const Fetched& f) {
     }
   }
   held_.push_back(f);
-  index_add(f.m);
 }
 
 int Consumer::take_fast(MsgView* v) {
@@ -627,7 +614,6 @@ void Consumer::drop_held(const rd_kafka_topic_partition_list_t* list) {
       bool drop = !list || (b.m->rkt && rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt),
                                                                            b.m->partition));
       if (drop) {
-        index_remove(b.m);
         b.release();
       } else {
         keep.push_back(b);
