@@ -15,10 +15,14 @@
 -- where B is the sum of key and value lengths of the N messages.
 -- With --assign P it assigns partitions 0..P-1 from the beginning instead of
 -- subscribing (no group join, as kcat -C, which bench/run compares by wall time).
+-- --fetch-queue-backoff-ms MS sets librdkafka's fetch.queue.backoff.ms (default 10, klua's
+-- own default); the raw baseline is given the same value, and the JSON line repeats it.
 
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
-local o = bench.parse_args(arg, { count = "count", size = "count", topic = "string", assign = "count" },
-                           { count = 1000000, size = 100, topic = "bench", assign = 0 })
+local o = bench.parse_args(arg, { count = "count", size = "count", topic = "string", assign = "count",
+                                  ["fetch-queue-backoff-ms"] = "count" },
+                           { count = 1000000, size = 100, topic = "bench", assign = 0,
+                             ["fetch-queue-backoff-ms"] = 10 })
 local count, size, topic, assign = o.count, o.size, o.topic, o.assign
 local PARTITIONS = 32
 local IDLE_TIMEOUT_MS = 60000 -- give up when no message arrives for this long
@@ -49,6 +53,7 @@ local c = klua.consumer{
   group = "klua-bench-lua-" .. klua.uuid(),
   topics = assign == 0 and { topic } or nil,
   ["auto.offset.reset"] = "earliest",
+  ["fetch.queue.backoff.ms"] = o.fetch_queue_backoff_ms,
 }
 if assign > 0 then
   local parts = {}
@@ -70,7 +75,7 @@ if n < count then
 end
 
 local secs = (t1 - t0) / 1000
-print(('{"msgs":%d,"seconds":%.6f,"msgs_per_s":%.1f,"bytes":%d,"size":%d}'):format(
-  n, secs, secs > 0 and n / secs or 0, bytes, size))
+print(('{"msgs":%d,"seconds":%.6f,"msgs_per_s":%.1f,"bytes":%d,"size":%d,"fetch_queue_backoff_ms":%d}'):format(
+  n, secs, secs > 0 and n / secs or 0, bytes, size, o.fetch_queue_backoff_ms))
 io.stdout:flush()
 c:close()

@@ -27,6 +27,7 @@ ap.add_argument("--count", type=int, default=1000000)
 ap.add_argument("--size", type=int, default=100)
 ap.add_argument("--assign", type=int, default=0)
 ap.add_argument("--idle-timeout", type=float, default=60)
+ap.add_argument("--fetch-queue-backoff-ms", type=int, default=10)
 a = ap.parse_args()
 
 c = Consumer({
@@ -35,6 +36,7 @@ c = Consumer({
     "enable.auto.offset.store": False,
     "enable.auto.commit": True,
     "auto.offset.reset": "earliest",
+    "fetch.queue.backoff.ms": a.fetch_queue_backoff_ms,
 })
 if a.assign > 0:
     c.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in range(a.assign)])

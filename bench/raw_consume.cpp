@@ -19,7 +19,16 @@
 // subscribing (no group join: bench/run compares whole-process wall time with
 // kcat -C, which has no group either).
 //
+// The loop is the fastest measured on librdkafka 2.15 (embedded, 1M x 100 B, 2 cores):
+// rd_kafka_consume_batch_queue without waiting (--batch, default 1024), falling back to a
+// blocking rd_kafka_consumer_poll when nothing is there: about 5M msgs/s, against 2.5-2.9M
+// with one rd_kafka_consumer_poll per message (--batch 0) and 0.8M for a batch call that
+// waits for a full batch. --fetch-queue-backoff-ms sets fetch.queue.backoff.ms (default 10,
+// klua's default; librdkafka's own 1000 stalls a fast consumer: 191k msgs/s); the JSON line
+// repeats both.
+//
 //   klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S] [--assign P]
+//                          [--batch N] [--fetch-queue-backoff-ms MS]
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -29,6 +38,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -113,6 +123,8 @@ int main(int argc, char** argv) {
     std::string brokers;
     int assign_partitions = 0;  // > 0: assign instead of subscribe
     double idle_timeout_s = 60;  // give up when no message arrives for this long
+    std::string backoff = "10";  // fetch.queue.backoff.ms, as klua's default
+    int batch = 1024;            // > 0: rd_kafka_consume_batch_queue with up to this many per call
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto next = [&]() -> const char* {
@@ -124,9 +136,12 @@ int main(int argc, char** argv) {
         else if (a == "--topic") topic = next();
         else if (a == "--brokers" || a == "-b") brokers = next();
         else if (a == "--assign") assign_partitions = int(parse_count("--assign", next()));
+        else if (a == "--fetch-queue-backoff-ms") backoff = std::to_string(parse_count(a.c_str(), next()));
+        else if (a == "--batch") batch = int(parse_count("--batch", next()));
         else if (a == "--idle-timeout") idle_timeout_s = double(parse_count("--idle-timeout", next()));
         else if (a == "-h" || a == "--help") {
-            std::puts("usage: klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S] [--assign P]");
+            std::puts("usage: klua_bench_raw_consume [--brokers LIST] [--topic NAME] [--count N] [--size S] [--assign P] "
+                      "[--batch N] [--fetch-queue-backoff-ms MS]");
             return 0;
         } else die("unknown argument " + a);
     }
@@ -159,6 +174,7 @@ int main(int argc, char** argv) {
     set(conf, "enable.auto.offset.store", "false");
     set(conf, "enable.auto.commit", "true");
     set(conf, "auto.offset.reset", "earliest");
+    set(conf, "fetch.queue.backoff.ms", backoff.c_str());
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) die(std::string("consumer: ") + err);
     rd_kafka_poll_set_consumer(rk);
@@ -179,20 +195,16 @@ int main(int argc, char** argv) {
     long long n = 0, bytes = 0, check = 0;
     std::chrono::steady_clock::time_point t0, t1;
     int idle_polls = 0;  // consecutive empty 1 s polls
-    while (n < count) {
-        rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 1000);
-        if (!m) {
-            if (++idle_polls > idle_timeout_s)
-                die("no message for " + std::to_string(int(idle_timeout_s)) + " s after " + std::to_string(n) +
-                    " of " + std::to_string(count));
-            continue;
-        }
-        idle_polls = 0;
+    auto handle = [&](rd_kafka_message_t* m) {
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 die(std::string("consume: ") + rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
-            continue;
+            return;
+        }
+        if (n >= count) {  // a batch may bring more than needed
+            rd_kafka_message_destroy(m);
+            return;
         }
         if (n == 0) t0 = std::chrono::steady_clock::now();
         // Touch the data: sum the lengths of key and value, and read a byte of each.
@@ -206,11 +218,49 @@ int main(int argc, char** argv) {
         }
         rd_kafka_message_destroy(m);
         if (++n == count) t1 = std::chrono::steady_clock::now();
+    };
+    auto idle = [&] {
+        if (++idle_polls > idle_timeout_s)
+            die("no message for " + std::to_string(int(idle_timeout_s)) + " s after " + std::to_string(n) + " of " +
+                std::to_string(count));
+    };
+    if (batch > 0) {
+        // One lock of the queue per batch instead of per message.
+        rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(rk);
+        std::vector<rd_kafka_message_t*> ms(static_cast<size_t>(batch));
+        while (n < count) {
+            // What is there now, without waiting for a full batch; else wait for one message.
+            ssize_t got = rd_kafka_consume_batch_queue(q, 0, ms.data(), ms.size());
+            if (got < 0) die(std::string("consume_batch_queue: ") + rd_kafka_err2str(rd_kafka_last_error()));
+            if (got == 0) {
+                if (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 1000)) {
+                    idle_polls = 0;
+                    handle(m);
+                } else {
+                    idle();
+                }
+                continue;
+            }
+            idle_polls = 0;
+            for (ssize_t i = 0; i < got; ++i) handle(ms[static_cast<size_t>(i)]);
+        }
+        rd_kafka_queue_destroy(q);
+    } else {
+        while (n < count) {
+            rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 1000);
+            if (!m) {
+                idle();
+                continue;
+            }
+            idle_polls = 0;
+            handle(m);
+        }
     }
     double secs = std::chrono::duration<double>(t1 - t0).count();
 
-    std::printf("{\"msgs\":%lld,\"seconds\":%.6f,\"msgs_per_s\":%.1f,\"bytes\":%lld,\"size\":%lld,\"check\":%lld}\n",
-                n, secs, secs > 0 ? double(n) / secs : 0.0, bytes, size, check);
+    std::printf("{\"msgs\":%lld,\"seconds\":%.6f,\"msgs_per_s\":%.1f,\"bytes\":%lld,\"size\":%lld,\"check\":%lld,"
+                "\"fetch_queue_backoff_ms\":%s,\"batch\":%d}\n",
+                n, secs, secs > 0 ? double(n) / secs : 0.0, bytes, size, check, backoff.c_str(), batch);
     std::fflush(stdout);
 
     rd_kafka_consumer_close(rk);

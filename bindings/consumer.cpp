@@ -2,15 +2,45 @@
 // iterator, rebalance hooks run as tasks, store/commit of processed messages,
 // seek/pause/resume, positions, committed offsets, watermarks, offsets for times.
 //
-// Two queues reach the loop: the consumer queue (rebalances, errors, logs, commit
-// results), drained completely whenever it has something, so rebalances are always
-// answered even when the script is not polling; and a messages queue to which every
-// assigned partition's queue is forwarded, drained into klua's buffer as messages arrive.
-// The buffer is bounded by queued.min.messages and queued.max.messages.kbytes: at the bound
-// klua pauses the assigned partitions itself and resumes them when half is consumed. (Left
-// to librdkafka 2.0.2, a forwarded queue over queued.min.messages stops every partition's
-// fetcher, and it looks again only after up to a second: a stall per backlog.) A
-// partition's buffered messages are dropped on revoke, pause and seek.
+// Two queues reach the loop. The consumer queue carries only events (rebalances, errors,
+// logs, commit results); the loop drains it whenever it has something, so rebalances are
+// answered even when the script is not polling. Fetched messages stay in librdkafka: every
+// assigned partition's queue is forwarded to one messages queue, which only c:poll takes
+// from (one message at a time), or the loop when a c:poll is waiting. So librdkafka's own
+// prefetch limits (queued.min.messages, queued.max.messages.kbytes) bound what is held, and
+// librdkafka itself drops what a pause, seek or revoke made stale (by partition version).
+//
+// Measured on librdkafka 2.15 (bench/raw_consume.cpp, embedded cluster, 1M x 100 B, 2 cores):
+// a consumer that leaves messages in librdkafka's queue stalls once the queue passes its
+// limits, because the fetcher then looks again only after fetch.queue.backoff.ms (1000 ms by
+// default): 191k msgs/s at 1000 ms, 1.4M at 100 ms, 2.9M at 10 ms, 3.2M at 1 ms. klua
+// therefore defaults fetch.queue.backoff.ms to 10 (a re-check of a queue length, no request)
+// and keeps no buffer of its own: its 2.0.2-era buffer that paused partitions when full
+// existed only to avoid those stalls, and cost a copy into a deque, an index per partition,
+// rewinding seeks after a pause and a fetch-wake seek.
+//
+// A script that stops polling: nothing takes from the messages queue, so it fills to
+// librdkafka's limits and fetching stops (memory stays bounded). librdkafka counts a poll of
+// either queue as the application polling (both are consumer queues); the loop drains the
+// events queue only when an event arrives, which is rare while nothing is stored (rebalances,
+// errors, logs, statistics). So librdkafka notices the silence after max.poll.interval.ms,
+// leaves the group (on_lost, and _MAX_POLL_EXCEEDED through on_error: tested in
+// tests/lua/consumer_more_test.lua) and the group rebalances without it. Serving that very
+// event counts as a poll, though: the member joins again a few seconds later and, if the
+// script still does not poll, holds its new partitions for another max.poll.interval.ms.
+// Statistics or debug logs every few seconds would keep it in the group.
+//
+// klua holds only what it took from librdkafka and has not handed out yet (`held_`): c:poll
+// takes up to TAKE_BATCH (64) messages per call to librdkafka (rd_kafka_consume_batch_queue:
+// one call instead of 64 polls, 1.8M -> 2.8M msgs/s in klua), and a waiting poll's message
+// that its task did not take stays there. librdkafka counts held messages as consumed, so
+// c:position() is lowered to the first held one, a pause keeps the paused partition's held
+// messages aside until resume (librdkafka resumes after them), and a seek or revoke drops them.
+//
+// Whether a message has headers is asked with rd_kafka_message_headers, which for a message
+// without any allocates and frees a parse buffer: about 70 ns a message (2.8M against 3.5M
+// msgs/s at 100 B without the question). The 2.0.2-era reading of librdkafka's private
+// rd_kafka_msg_t that avoided it is gone: a layout change would read a wild pointer.
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -27,6 +57,7 @@
 #include <vector>
 
 #include "bindings/client.hpp"
+#include "bindings/lua_chunks.hpp"
 
 namespace klua {
 
@@ -34,13 +65,17 @@ namespace {
 const char* const CONSUMER_MT = "klua.consumer";
 const char* const MESSAGE_MT = "klua.message";
 const double DEFAULT_HOOK_TIMEOUT_MS = 60000;
-const uint64_t DRAIN_EVERY = 1024;  // messages polled between drains of librdkafka's queues
+// A script that never runs out of messages never lets the loop run: every DRAIN_EVERY
+// messages c:poll takes its full path, which serves the events queue (rebalances).
+const uint64_t DRAIN_EVERY = 1024;
+const int TAKE_BATCH = 64;  // messages taken from librdkafka's queue at once
 const double DEFAULT_CALL_TIMEOUT_MS = 30000;
 
 using TopicPartition = std::pair<std::string, int32_t>;
+TopicPartition tp_of(const rd_kafka_message_t* m);
 
-// A buffered message as the FFI fast path of c:poll sees it (mirrored by the cdef in
-// FAST_SOURCE): pointers into librdkafka's message, valid until release_fast().
+// A message as the FFI fast path of c:poll sees it (mirrored by the cdef in
+// bindings/lua/consumer_fast.lua): pointers into librdkafka's message, valid until release_fast().
 struct MsgView {
   const char* key;
   const char* value;
@@ -60,9 +95,17 @@ std::unordered_set<Consumer*> live_consumers;  // for hook completions that outl
 
 class Consumer : public Client {
  public:
+  // A message taken from librdkafka: from a batch of the messages queue (ev null), or a FETCH
+  // event of the events queue (m is its one message).
   struct Fetched {
     rd_kafka_event_t* ev;
-    const rd_kafka_message_t* m;  // the event's one message (the event's iterator is spent)
+    const rd_kafka_message_t* m;
+    void release() const {
+      if (ev)
+        rd_kafka_event_destroy(ev);
+      else
+        rd_kafka_message_destroy(const_cast<rd_kafka_message_t*>(m));
+    }
   };
   struct CommitWait {
     WaitToken tok;
@@ -74,7 +117,8 @@ class Consumer : public Client {
     live_consumers.erase(this);
     rt_.remove_closable(this);
     release_fast();
-    for (auto& b : buffer_) rd_kafka_event_destroy(b.ev);
+    for (auto& b : held_) b.release();
+    for (auto& b : deferred_) b.release();
     for (auto& p : pending_) rd_kafka_topic_partition_list_destroy(p.parts);
     lua_State* L = rt_.lua();
     for (int* r : {&on_assign_, &on_revoke_, &on_lost_}) luaL_unref(L, LUA_REGISTRYINDEX, *r);
@@ -95,13 +139,6 @@ class Consumer : public Client {
     size_t n = sizeof buf;
     auto_commit_ = !(rd_kafka_conf_get(rd_kafka_conf(rk_), "enable.auto.commit", buf, &n) == RD_KAFKA_CONF_OK &&
                      std::strcmp(buf, "false") == 0);
-    // klua's buffer takes the place of librdkafka's queue: the same prefetch limits bound it.
-    n = sizeof buf;
-    if (rd_kafka_conf_get(rd_kafka_conf(rk_), "queued.min.messages", buf, &n) == RD_KAFKA_CONF_OK)
-      flow_high_ = std::max<size_t>(1, std::strtoull(buf, nullptr, 10));
-    n = sizeof buf;
-    if (rd_kafka_conf_get(rd_kafka_conf(rk_), "queued.max.messages.kbytes", buf, &n) == RD_KAFKA_CONF_OK)
-      flow_high_bytes_ = std::max<size_t>(1, std::strtoull(buf, nullptr, 10)) * 1024;
     hook_timer_ = new uv_timer_t;
     uv_timer_init(rt_.loop(), hook_timer_);
     hook_timer_->data = this;
@@ -114,6 +151,14 @@ class Consumer : public Client {
     on_lost_ = on_lost;
   }
 
+  // group.protocol=consumer (KIP-848): the broker runs the group's sessions and assignment.
+  bool kip848 = false;
+  // Under KIP-848 the broker says nothing about a subscribed topic that does not exist (the
+  // classic protocol reports UNKNOWN_TOPIC_OR_PART): klua asks the metadata off the loop and
+  // reports each missing one the same way, through on_error (or stderr).
+  void check_topics_exist(const std::vector<std::string>& topics);
+  void report_error(const ErrorSpec& e);
+
   int close_priority() const override { return 20; }
   bool is_closed() const override { return state_ == Closed; }
   // Closing still takes calls: a rebalance hook run by close may commit.
@@ -122,7 +167,7 @@ class Consumer : public Client {
   double default_poll_timeout() const { return default_poll_timeout_; }
 
   bool next_message(Fetched* out);
-  // Flow control (see the top of the file). The script's own pause/resume of partitions.
+  // The script paused / resumed these partitions: their held messages wait until resume.
   void script_paused(const rd_kafka_topic_partition_list_t* list, bool paused);
   // c:poll's fast path, called through the FFI (must not touch the Lua state): when the next
   // buffered message is a plain one (no error, no headers, topic known to Lua), fills v, keeps
@@ -130,8 +175,8 @@ class Consumer : public Client {
   // the full path. The caller copies what v points to before anything else can run.
   int take_fast(MsgView* v);
   void release_fast() {
-    if (current_) rd_kafka_event_destroy(current_);
-    current_ = nullptr;
+    if (current_.m) current_.release();
+    current_ = Fetched{nullptr, nullptr};
   }
   // The Lua table of topic names that MsgView::topic indexes (ref in the registry).
   void set_topic_names(int ref) { topic_names_ref_ = ref; }
@@ -141,20 +186,26 @@ class Consumer : public Client {
     if (destroy_when_idle_) finish_close();
   }
 
-  // Drops buffered messages of the listed partitions (all when list is null). Returns the
-  // first dropped offset per partition.
-  std::map<TopicPartition, int64_t> drop_buffered(const rd_kafka_topic_partition_list_t* list);
+  // Drops held messages of the listed partitions (all when list is null).
+  void drop_held(const rd_kafka_topic_partition_list_t* list);
   void finish_rebalance();
-  // Whether every assigned partition's consumed position reached `ends` (for until_end).
-  size_t buffered_for(const TopicPartition& tp) const;
-  // Lowers each partition's offset in list to its first buffered (not yet polled) message.
+  // Messages of a partition klua took from librdkafka but did not hand out yet.
+  size_t held_for(const TopicPartition& tp) const;
+  // Messages fetched and not handed out: librdkafka's messages queue and klua's held ones.
+  size_t queued() const { return (msg_queue_ ? rd_kafka_queue_length(msg_queue_) : 0) + held_.size() + deferred_.size(); }
+  // Lowers each partition's offset in list to its first held (not yet polled) message:
+  // librdkafka's position already counts it.
   void script_positions(rd_kafka_topic_partition_list_t* list) const {
-    for (const auto& [k, st] : parts_) {
-      if (st.offsets.empty()) continue;
-      auto* tp = rd_kafka_topic_partition_list_find(list, st.topic.c_str(), k.partition);
-      if (tp && (tp->offset < 0 || st.offsets.front() < tp->offset)) tp->offset = st.offsets.front();
-    }
+    // held_ is at most a batch, deferred_ what a pause set aside: a scan costs less than an
+    // index kept for every message.
+    for (const auto* q : {&held_, &deferred_})
+      for (const auto& f : *q) {
+        if (f.m->err || !f.m->rkt) continue;
+        auto* tp = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(f.m->rkt), f.m->partition);
+        if (tp && (tp->offset < 0 || f.m->offset < tp->offset)) tp->offset = f.m->offset;
+      }
   }
+
 
   int push_fetched(lua_State* L, const Fetched& f, const std::string& group);
   void push_message(lua_State* L, const rd_kafka_message_t* m);
@@ -173,8 +224,22 @@ class Consumer : public Client {
   void handle_rebalance(rd_kafka_event_t* ev);
   void start_rebalance();
   void handle_commit(rd_kafka_event_t* ev);
-  void deliver(rd_kafka_event_t* ev);
+  void deliver(const Fetched& f);
   void drain_messages();
+  // The next message from held_, else from librdkafka's messages queue. No Lua runs (the
+  // fast path calls it through the FFI).
+  bool take_next(Fetched* out);
+  // End of partition is not an error (messages{until_end=} uses offsets); a partition being
+  // revoked hands nothing more to the script once on_revoke was called.
+  bool stale(const rd_kafka_message_t* m) const {
+    return m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+           (!m->err && m->rkt && !revoking_.empty() && revoking_.count(tp_of(m)));
+  }
+  // A FETCH event as a message for the script, or false (destroyed) when it is none.
+  bool accept(rd_kafka_event_t* ev, Fetched* out);
+  void hold_front(const Fetched& f) {
+    held_.push_front(f);
+  }
  public:
   // Sends the partitions' fetched messages to the messages queue.
   void forward_partitions(const rd_kafka_topic_partition_list_t* parts);
@@ -189,16 +254,16 @@ class Consumer : public Client {
   std::unique_ptr<QueueWatcher> watcher_;
   rd_kafka_queue_t* close_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> close_watcher_;
-  std::deque<Fetched> buffer_;
+  std::deque<Fetched> held_;      // taken from librdkafka, not handed out (see the top)
+  std::deque<Fetched> deferred_;  // held messages of partitions the script paused
   const ConsumerStatics* statics_ = nullptr;
   std::unordered_map<const rd_kafka_topic_t*, int> topic_name_refs_;  // Lua strings of topic names
   const rd_kafka_topic_t* last_rkt_ = nullptr;
   int last_topic_ref_ = LUA_NOREF;
   rd_kafka_queue_t* msg_queue_ = nullptr;
   std::unique_ptr<QueueWatcher> msg_watcher_;
-  rd_kafka_event_t* current_ = nullptr;  // the message take_fast handed out
-  // buffer_ per partition: offsets in order and total key+value bytes, so that positions and
-  // counts need no scan of a buffer that may hold queued.min.messages messages.
+  Fetched current_{nullptr, nullptr};  // the message take_fast handed out
+  // Per partition: its topic's name and index in the Lua topic names table (the fast path).
   struct PartKey {
     const rd_kafka_topic_t* rkt;
     int32_t partition;
@@ -212,11 +277,6 @@ class Consumer : public Client {
   struct PartState {
     std::string topic;           // kept: the topic handle is only a key here
     int topic_id = 0;            // index into the Lua topic names table (0: not yet there)
-    std::deque<int64_t> offsets; // of its messages in buffer_, in order
-    // The offset after the last message klua took from librdkafka since the last assign or
-    // seek: where a partition klua paused resumes (librdkafka's own app position is reset by
-    // every seek, including klua's).
-    int64_t taken_next = RD_KAFKA_OFFSET_INVALID;
   };
   // Entries are never erased (a partition's state is reset instead): pointers to them stay
   // valid, and the last one used is cached (messages come in runs of one partition).
@@ -237,32 +297,15 @@ class Consumer : public Client {
     last_state_ = &it->second;
     return it->second;
   }
- public:
-  // The script moved these partitions (seek, assign, pause's rewind, revoke): forget where klua
-  // took them to (all of them with nullptr).
-  void forget_taken(const rd_kafka_topic_partition_list_t* list) {
-    for (auto& [k, st] : parts_)
-      if (!list || rd_kafka_topic_partition_list_find(list, st.topic.c_str(), k.partition))
-        st.taken_next = RD_KAFKA_OFFSET_INVALID;
-  }
  private:
-  size_t buffered_bytes_ = 0;
-  void index_add(const rd_kafka_message_t* m);
-  void index_remove(const rd_kafka_message_t* m);
-  Fetched pop_front();
-  bool over_high() const { return buffer_.size() >= flow_high_ || buffered_bytes_ >= flow_high_bytes_; }
-  void flow_pause();
-  void flow_resume();
-  void wake_fetchers(const rd_kafka_topic_partition_list_t* list);
-  size_t flow_high_ = 100000, flow_high_bytes_ = size_t(65536) * 1024;
-  bool flow_paused_ = false;
   bool drain_due_ = false;
   uint64_t pops_ = 0;
-  std::set<TopicPartition> flow_list_;      // paused by klua, to resume
-  std::set<TopicPartition> script_paused_;  // paused by the script: klua never resumes them
   int topic_names_ref_ = LUA_NOREF;
   int topic_count_ = 0;  // names in the Lua table
-  bool held_back_ = false;  // the messages queue was left non-empty because the buffer was full
+ public:
+  // Gives the message's topic an index in the Lua topic names table (for the fast path).
+  void name_topic(const rd_kafka_message_t* m);
+ private:
   std::set<TopicPartition> revoking_;  // their fetched messages are dropped until unassigned
   std::deque<PendingRebalance> pending_;
   bool rebalance_running_ = false;
@@ -374,151 +417,93 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
     push_message_error(L, f.m, group);
     n = 2;
   } else {
+    name_topic(f.m);  // so that the next message of this topic takes the fast path
     push_message(L, f.m);
   }
-  rd_kafka_event_destroy(f.ev);  // the script gets a copy; librdkafka's message goes now
+  f.release();  // the script gets a copy; librdkafka's message goes now
   return n;
 }
 
-bool Consumer::next_message(Fetched* out) {
-  if (buffer_.empty() || drain_due_) {
-    drain_due_ = false;
-    drain();
-    drain_messages();
+void Consumer::name_topic(const rd_kafka_message_t* m) {
+  if (m->err || !m->rkt || topic_names_ref_ == LUA_NOREF) return;
+  PartState& st = part(m);
+  if (st.topic_id) return;
+  lua_State* L = rt_.lua();
+  st.topic_id = ++topic_count_;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
+  lua_pushlstring(L, st.topic.data(), st.topic.size());
+  lua_rawseti(L, -2, st.topic_id);
+  lua_pop(L, 1);
+}
+
+bool Consumer::take_next(Fetched* out) {
+  if (held_.empty() && msg_queue_) {
+    // A batch, without waiting: one call per TAKE_BATCH messages instead of one each (measured
+    // in the note). librdkafka counts them as consumed (positions, pause): klua holds them.
+    rd_kafka_message_t* batch[TAKE_BATCH];
+    ssize_t n = rd_kafka_consume_batch_queue(msg_queue_, 0, batch, TAKE_BATCH);
+    for (ssize_t i = 0; i < n; ++i) {
+      Fetched f{nullptr, batch[i]};
+      if (stale(f.m)) {
+        f.release();
+        continue;
+      }
+      held_.push_back(f);
+    }
   }
-  if (buffer_.empty()) return false;
-  *out = pop_front();
+  if (held_.empty()) return false;
+  *out = held_.front();
+  held_.pop_front();
   return true;
 }
 
-void Consumer::index_add(const rd_kafka_message_t* m) {
-  if (m->err || !m->rkt) return;
-  part(m).offsets.push_back(m->offset);
-  buffered_bytes_ += m->key_len + m->len;
+bool Consumer::accept(rd_kafka_event_t* ev, Fetched* out) {
+  const rd_kafka_message_t* m = rd_kafka_event_message_next(ev);
+  if (!m || stale(m)) {
+    rd_kafka_event_destroy(ev);
+    return false;
+  }
+  *out = Fetched{ev, m};
+  return true;
 }
 
-void Consumer::index_remove(const rd_kafka_message_t* m) {
-  if (m->err || !m->rkt) return;
-  auto& offsets = part(m).offsets;
-  if (!offsets.empty()) offsets.pop_front();
-  buffered_bytes_ -= m->key_len + m->len;
-}
-
-// Takes the oldest buffered message; no Lua (take_fast runs it inside an FFI call).
-Consumer::Fetched Consumer::pop_front() {
-  Fetched f = buffer_.front();
-  buffer_.pop_front();
-  index_remove(f.m);
-  // A script that never runs out of buffered messages never lets the loop drain librdkafka's
-  // queues: every DRAIN_EVERY messages the next poll takes the full path, which drains them
-  // (else librdkafka's queue reaches queued.min.messages and its fetchers stop for a second).
+bool Consumer::next_message(Fetched* out) {
+  if (drain_due_) {
+    drain_due_ = false;
+    drain();
+  }
+  if (!rk_ || state_ != Open) return false;
+  if (!take_next(out)) return false;
   if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
-  bool half = buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2;
-  if (half && flow_paused_) flow_resume();
-  if (held_back_ && half) {
-    // The fd only signals an empty-to-non-empty change: take the rest on a later loop turn.
-    held_back_ = false;
-    msg_watcher_->schedule();
-  }
-  return f;
-}
-
-void Consumer::flow_pause() {
-  flow_paused_ = true;
-  rd_kafka_topic_partition_list_t* assigned = nullptr;
-  if (rd_kafka_assignment(rk_, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR || !assigned) {
-    if (assigned) rd_kafka_topic_partition_list_destroy(assigned);
-    return;
-  }
-  auto* list = rd_kafka_topic_partition_list_new(assigned->cnt);
-  for (int i = 0; i < assigned->cnt; ++i) {
-    TopicPartition tp{assigned->elems[i].topic, assigned->elems[i].partition};
-    if (script_paused_.count(tp) || flow_list_.count(tp)) continue;
-    rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
-    flow_list_.insert(tp);
-  }
-  if (list->cnt) rd_kafka_pause_partitions(rk_, list);
-  rd_kafka_topic_partition_list_destroy(list);
-  rd_kafka_topic_partition_list_destroy(assigned);
-}
-
-void Consumer::flow_resume() {
-  flow_paused_ = false;
-  if (flow_list_.empty() || !rk_) return;
-  // Only partitions klua paused and the script did not touch since: resuming a partition that
-  // is not paused makes librdkafka 2.0.2 restart its fetch from an old position.
-  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(flow_list_.size()));
-  for (const auto& tp : flow_list_) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
-  flow_list_.clear();
-  rd_kafka_resume_partitions(rk_, list);
-  wake_fetchers(list);
-  rd_kafka_topic_partition_list_destroy(list);
-}
-
-// librdkafka 2.0.2 looks again at a partition it stopped fetching (paused, or its queue over
-// queued.min.messages) only when its broker thread wakes, which an idle one does once a second.
-// A seek wakes it: each partition (of list, or every one not paused) is sought to where klua took
-// it to, which changes nothing else. Partitions klua took nothing from since the last assign or
-// seek are left alone (their position is librdkafka's own).
-void Consumer::wake_fetchers(const rd_kafka_topic_partition_list_t* list) {
-  auto* seek = rd_kafka_topic_partition_list_new(static_cast<int>(parts_.size()));
-  for (const auto& [k, st] : parts_) {
-    if (st.taken_next < 0) continue;
-    const char* name = st.topic.c_str();
-    int64_t next = st.taken_next;
-    if (list ? !rd_kafka_topic_partition_list_find(list, name, k.partition)
-             : (flow_list_.count({name, k.partition}) || script_paused_.count({name, k.partition}) ||
-                revoking_.count({name, k.partition})))
-      continue;
-    rd_kafka_topic_partition_list_add(seek, name, k.partition)->offset = next;
-  }
-  if (seek->cnt)
-    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(rk_, seek, 0)) rd_kafka_error_destroy(e);
-  rd_kafka_topic_partition_list_destroy(seek);
+  return true;
 }
 
 void Consumer::script_paused(const rd_kafka_topic_partition_list_t* list, bool paused) {
-  for (int i = 0; list && i < list->cnt; ++i) {
-    TopicPartition tp{list->elems[i].topic, list->elems[i].partition};
-    flow_list_.erase(tp);  // the script's call decides from now on
-    if (paused)
-      script_paused_.insert(tp);
-    else
-      script_paused_.erase(tp);
+  if (!list) return;
+  auto in_list = [&](const Fetched& f) {
+    return f.m->rkt && rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(f.m->rkt), f.m->partition);
+  };
+  if (paused) {
+    // librdkafka resumes after a held message (its position counts it): keep it for then.
+    std::deque<Fetched> keep;
+    for (auto& f : held_) (in_list(f) ? deferred_ : keep).push_back(f);
+    held_.swap(keep);
+  } else {
+    std::deque<Fetched> keep, back;
+    for (auto& f : deferred_) (in_list(f) ? back : keep).push_back(f);
+    deferred_.swap(keep);
+    held_.insert(held_.begin(), back.begin(), back.end());  // older than anything fetched later
+    if (!back.empty() && !poll_waiters.empty()) msg_watcher_->schedule();
   }
 }
 
 void Consumer::drain_messages() {
-  if (!rk_ || !msg_queue_ || state_ == Destroying || state_ == Closed) return;
-  // Before pausing, take everything librdkafka already fetched: a pause discards it (to be
-  // fetched again), and its positions are where the partitions resume.
-  bool take_all = false;
-  // librdkafka stopped fetching if its queue reached queued.min.messages (the same bound).
-  bool stopped = rd_kafka_queue_length(msg_queue_) >= flow_high_;
-  while (true) {
-    if (!take_all && over_high() && poll_waiters.empty()) {
-      if (flow_paused_) {
-        held_back_ = rd_kafka_queue_length(msg_queue_) > 0;
-        return;
-      }
-      take_all = true;
-    }
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(msg_queue_, 0);
-    if (!ev && take_all) {
-      flow_pause();
-      return;
-    }
-    if (!ev) {
-      if (stopped && !flow_paused_) wake_fetchers(nullptr);
-      return;
-    }
-    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_FETCH) {
-      deliver(ev);
-    } else {
-      handle_common_event(ev);
-      rd_kafka_event_destroy(ev);
-    }
-    if (!rk_) return;
+  if (!rk_ || !msg_queue_ || state_ != Open) return;
+  // Messages stay in librdkafka's queue until the script asks: only a waiting poll takes here.
+  Fetched f;
+  while (!poll_waiters.empty() && take_next(&f)) {
+    deliver(f);
+    if (!rk_ || state_ != Open) return;
   }
 }
 
@@ -529,48 +514,25 @@ void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) 
       rd_kafka_queue_destroy(pq);
     }
   }
-  if (flow_paused_ && parts) {
-    // Newly assigned partitions wait with the others until the buffer is half consumed.
-    auto* list = rd_kafka_topic_partition_list_new(parts->cnt);
-    for (int i = 0; i < parts->cnt; ++i) {
-      TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
-      if (script_paused_.count(tp) || flow_list_.count(tp)) continue;
-      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
-      flow_list_.insert(tp);
-    }
-    if (list->cnt) rd_kafka_pause_partitions(rk_, list);
-    rd_kafka_topic_partition_list_destroy(list);
-  }
+  // What was fetched before the forward went to the events queue (see drain()), and items
+  // forwarded onto a non-empty queue do not signal the fd.
+  if (rd_kafka_queue_length(msg_queue_) > 0 && !poll_waiters.empty()) msg_watcher_->schedule();
 }
 
-size_t Consumer::buffered_for(const TopicPartition& tp) const {
-  // Only entries with messages: their messages keep the topic handle alive.
-  size_t n = 0;  // a topic re-created under a new handle may have two entries
-  for (const auto& [k, st] : parts_)
-    if (k.partition == tp.second && st.topic == tp.first) n += st.offsets.size();
+size_t Consumer::held_for(const TopicPartition& tp) const {
+  size_t n = 0;
+  for (const auto* q : {&held_, &deferred_})
+    for (const auto& f : *q)
+      if (!f.m->err && f.m->rkt && f.m->partition == tp.second && tp.first == rd_kafka_topic_name(f.m->rkt)) ++n;
   return n;
 }
 
-void Consumer::deliver(rd_kafka_event_t* ev) {
+// Hands a message to the first waiting poll, or holds it when no waiting task takes it.
+void Consumer::deliver(const Fetched& f) {
   if (state_ != Open) {
-    rd_kafka_event_destroy(ev);  // closing: nobody will process it, and it pins its partition
+    f.release();  // closing: nobody will process it, and it pins its partition
     return;
   }
-  Fetched f{ev, rd_kafka_event_message_next(ev)};
-  if (!f.m) {
-    rd_kafka_event_destroy(ev);
-    return;
-  }
-  if (f.m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-    // End of partition is not an error; messages{until_end=} uses watermarks instead.
-    rd_kafka_event_destroy(ev);
-    return;
-  }
-  if (!f.m->err && f.m->rkt && !revoking_.empty() && revoking_.count(tp_of(f.m))) {
-    rd_kafka_event_destroy(ev);  // fetched before the revoke: the script must not see it
-    return;
-  }
-  if (!f.m->err && f.m->rkt) part(f.m).taken_next = f.m->offset + 1;
   Scheduler& s = rt_.scheduler();
   while (!poll_waiters.empty()) {
     WaitToken t = poll_waiters.front();
@@ -580,77 +542,24 @@ void Consumer::deliver(rd_kafka_event_t* ev) {
       return;
     }
   }
-  if (!f.m->err && f.m->rkt && topic_names_ref_ != LUA_NOREF) {
-    PartState& st = part(f.m);
-    if (!st.topic_id) {
-      lua_State* L = rt_.lua();
-      st.topic_id = ++topic_count_;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
-      lua_pushlstring(L, st.topic.data(), st.topic.size());
-      lua_rawseti(L, -2, st.topic_id);
-      lua_pop(L, 1);
-    }
-  }
-  buffer_.push_back(f);
-  index_add(f.m);
-}
-
-// Whether a consumed message has headers. rd_kafka_message_headers answers by parsing the
-// record's header section each time it is asked about a message without headers (a buffer
-// allocated and freed per call: a tenth of a consumer's time on small messages). For the
-// librdkafka this was built and checked against (2.0.2, whose rd_kafka_msg_t is mirrored here),
-// the section is read directly: it starts with the header count, a zigzag varint that is the
-// byte 0 when there are none. Any other version asks librdkafka.
-namespace {
-struct MsgMirror_2_0_2 {  // src/rdkafka_msg.h, v2.0.2
-  rd_kafka_message_t rkmessage;
-  void* link_next;
-  void** link_prev;
-  int flags;
-  int tstype;
-  int64_t timestamp;
-  rd_kafka_headers_t* headers;  // parsed, if asked before
-  int status;
-  int32_t broker_id;
-  union {
-    struct {
-      int64_t ts_timeout, ts_enq, ts_backoff;
-      uint64_t msgid, last_msgid;
-      int retries;
-    } producer;
-    struct {
-      int32_t len;  // of the unparsed header section (count and headers); 0 before record v2
-      const void* data;
-    } binhdrs;
-  } u;
-};
-std::atomic<bool> mirrors_msg{rd_kafka_version() == 0x020002ff};  // runtimes may run in several threads
-}  // namespace
-
-bool message_has_headers(const rd_kafka_message_t* m) {
-  const auto* rkm = reinterpret_cast<const MsgMirror_2_0_2*>(m);
-  if (mirrors_msg.load(std::memory_order_relaxed)) {
-    if (rkm->headers) return true;
-    if (rkm->u.binhdrs.len <= 0 || *static_cast<const unsigned char*>(rkm->u.binhdrs.data) == 0) return false;
-  }
-  rd_kafka_headers_t* hdrs = nullptr;
-  bool has = rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs;
-  // librdkafka keeps what it parsed where the mirror says: if not, the mirror is wrong (a
-  // patched build of the same version?) and is not used again.
-  if (has && mirrors_msg.load(std::memory_order_relaxed) && rkm->headers != hdrs)
-    mirrors_msg.store(false, std::memory_order_relaxed);
-  return has;
+  held_.push_back(f);
 }
 
 int Consumer::take_fast(MsgView* v) {
   release_fast();
-  if (state_ != Open || fatal_ || buffer_.empty() || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
-  const rd_kafka_message_t* m = buffer_.front().m;
-  if (m->err || !m->rkt) return 1;
-  int topic_id = part(m).topic_id;
-  if (!topic_id) return 1;
-  if (message_has_headers(m)) return 1;
-  if (m->key_len > 0x7fffffff || m->len > 0x7fffffff) return 1;
+  if (state_ != Open || fatal_ || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
+  Fetched f;
+  if (!take_next(&f)) return 1;
+  if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
+  const rd_kafka_message_t* m = f.m;
+  rd_kafka_headers_t* hdrs = nullptr;
+  // Anything but a plain message of a topic Lua knows goes to the full path. (Asking for the
+  // headers of a message without any costs librdkafka a small allocation; measured in the note.)
+  if (m->err || !m->rkt || !part(m).topic_id || m->key_len > 0x7fffffff || m->len > 0x7fffffff ||
+      (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs)) {
+    hold_front(f);
+    return 1;
+  }
   v->key = static_cast<const char*>(m->key);
   v->key_len = static_cast<int32_t>(m->key_len);
   v->has_key = m->key != nullptr;
@@ -658,13 +567,13 @@ int Consumer::take_fast(MsgView* v) {
   v->value_len = static_cast<int32_t>(m->len);
   v->has_value = m->payload != nullptr;
   v->offset = static_cast<double>(m->offset);
-  v->topic = topic_id;
+  v->topic = part(m).topic_id;
   v->partition = m->partition;
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
   v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
   v->timestamp = static_cast<double>(ts);
-  current_ = pop_front().ev;
+  current_ = f;
   return 0;
 }
 
@@ -674,9 +583,11 @@ void Consumer::drain() {
   rd_kafka_queue_t* q = close_queue_ ? close_queue_ : queue_;
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 0)) {
     switch (rd_kafka_event_type(ev)) {
-      case RD_KAFKA_EVENT_FETCH:
-        deliver(ev);
+      case RD_KAFKA_EVENT_FETCH: {  // fetched before its partition was forwarded
+        Fetched f;
+        if (accept(ev, &f)) deliver(f);
         break;
+      }
       case RD_KAFKA_EVENT_REBALANCE:
         handle_rebalance(ev);
         rd_kafka_event_destroy(ev);
@@ -696,26 +607,20 @@ void Consumer::drain() {
   if (state_ == Closing && rk_ && rd_kafka_consumer_closed(rk_) && !rebalance_running_) finish_close();
 }
 
-std::map<TopicPartition, int64_t> Consumer::drop_buffered(const rd_kafka_topic_partition_list_t* list) {
-  std::map<TopicPartition, int64_t> first;
-  std::deque<Fetched> keep;
-  for (auto& b : buffer_) {
-    bool drop = !list;
-    if (list && b.m->rkt)
-      drop = rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt), b.m->partition) != nullptr;
-    if (drop) {
-      if (!b.m->err && b.m->rkt) first.emplace(tp_of(b.m), b.m->offset);
-      rd_kafka_event_destroy(b.ev);
-    } else {
-      keep.push_back(b);
+void Consumer::drop_held(const rd_kafka_topic_partition_list_t* list) {
+  for (auto* q : {&held_, &deferred_}) {
+    std::deque<Fetched> keep;
+    for (auto& b : *q) {
+      bool drop = !list || (b.m->rkt && rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt),
+                                                                           b.m->partition));
+      if (drop) {
+        b.release();
+      } else {
+        keep.push_back(b);
+      }
     }
+    q->swap(keep);
   }
-  buffer_.swap(keep);
-  for (auto& [k, st] : parts_) st.offsets.clear();
-  buffered_bytes_ = 0;
-  for (const auto& b : buffer_) index_add(b.m);
-  if (flow_paused_ && buffer_.size() <= flow_high_ / 2 && buffered_bytes_ <= flow_high_bytes_ / 2 && rk_) flow_resume();
-  return first;
 }
 
 void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
@@ -728,20 +633,13 @@ void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
   } else {
     p.kind = rd_kafka_assignment_lost(rk_) ? Rebalance::Lost : Rebalance::Revoke;
     // From now on nothing of these partitions reaches the script.
-    drop_buffered(p.parts);
+    drop_held(p.parts);
     for (int i = 0; i < p.parts->cnt; ++i) revoking_.insert({p.parts->elems[i].topic, p.parts->elems[i].partition});
   }
   pending_.push_back(p);
   if (!rebalance_running_) start_rebalance();
 }
 
-// Lua side of a rebalance hook: runs as a task; whatever happens, the rebalance is answered.
-const char* const HOOK_SOURCE = R"(
-local hook, parts, done = ...
-local ok, err = pcall(hook, parts)
-done()
-if not ok then error(err, 0) end
-)";
 
 int hook_done(lua_State* L) {
   auto* c = static_cast<Consumer*>(lua_touserdata(L, lua_upvalueindex(1)));
@@ -761,11 +659,7 @@ void Consumer::start_rebalance() {
     return;
   }
   lua_State* L = rt_.lua();
-  if (luaL_loadbuffer(L, HOOK_SOURCE, strlen(HOOK_SOURCE), "=rebalance hook") != 0) {
-    lua_pop(L, 1);
-    finish_rebalance();
-    return;
-  }
+  load_binding_chunk(L, "consumer_hook");  // bindings/lua/consumer_hook.lua
   lua_rawgeti(L, LUA_REGISTRYINDEX, hook);
   push_partition_list(L, p.parts);
   lua_pushlightuserdata(L, this);
@@ -789,8 +683,13 @@ void Consumer::finish_rebalance() {
   pending_.pop_front();
   rebalance_running_ = false;
   if (rk_) {
-    bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0;
-    forget_taken(p.parts);
+    // COOPERATIVE for cooperative-sticky and for KIP-848 (whose events carry only the change);
+    // EAGER hands over and takes back the whole assignment each time.
+    bool cooperative = kip848;
+    if (!cooperative) {  // asks librdkafka's main thread: only when the protocol leaves it open
+      const char* protocol = rd_kafka_rebalance_protocol(rk_);
+      cooperative = protocol && std::strcmp(protocol, "COOPERATIVE") == 0;
+    }
     if (p.kind == Rebalance::Assign) {
       for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
       if (cooperative) {
@@ -859,7 +758,7 @@ void Consumer::begin_close() {
   if (state_ != Open) return;
   state_ = Closing;
   release_fast();
-  drop_buffered(nullptr);  // unprocessed: their offsets were never stored
+  drop_held(nullptr);  // unprocessed: their offsets were never stored
   Scheduler& s = rt_.scheduler();
   auto waiters = std::move(poll_waiters);
   poll_waiters.clear();
@@ -899,7 +798,8 @@ void Consumer::finish_close() {
     return;
   }
   state_ = Destroying;
-  drop_buffered(nullptr);
+  drop_held(nullptr);
+
   for (auto& p : pending_) rd_kafka_topic_partition_list_destroy(p.parts);
   pending_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
@@ -940,6 +840,75 @@ void Consumer::finish_close() {
   });
 }
 
+void Consumer::report_error(const ErrorSpec& e) {
+  lua_State* L = rt_.lua();
+  if (on_error_ != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
+    push_error(L, e);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+      fmt::print(stderr, "klua: consumer on_error hook failed: {}\n", lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    fmt::print(stderr, "klua: consumer error: {}: {}\n", e.name, e.message);
+  }
+}
+
+namespace {
+struct TopicCheck {
+  uv_work_t req;
+  Consumer* c;
+  rd_kafka_t* rk;
+  std::vector<std::string> topics;
+  std::vector<std::string> missing;
+};
+}  // namespace
+
+void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
+  auto* w = new TopicCheck{{}, this, rk_, {}, {}};
+  for (const auto& t : topics)
+    if (!t.empty() && t[0] != '^') w->topics.push_back(t);  // a regex may match nothing yet
+  if (w->topics.empty()) {
+    delete w;
+    return;
+  }
+  w->req.data = w;
+  ++inflight_;  // the handle outlives the check
+  uv_queue_work(
+      rt_.loop(), &w->req,
+      [](uv_work_t* r) {
+        auto* w = static_cast<TopicCheck*>(r->data);
+        for (const auto& t : w->topics) {
+          // A metadata request naming the topic (a consumer's does not create topics:
+          // allow.auto.create.topics is false unless the script set it).
+          rd_kafka_topic_t* rkt = rd_kafka_topic_new(w->rk, t.c_str(), nullptr);
+          const rd_kafka_metadata_t* md = nullptr;
+          rd_kafka_resp_err_t err = rd_kafka_metadata(w->rk, 0, rkt, &md, 10000);
+          if (!err && md && md->topic_cnt == 1 &&
+              md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            w->missing.push_back(t);
+          if (md) rd_kafka_metadata_destroy(md);
+          if (rkt) rd_kafka_topic_destroy(rkt);
+        }
+      },
+      [](uv_work_t* r, int) {
+        std::unique_ptr<TopicCheck> w(static_cast<TopicCheck*>(r->data));
+        Consumer* c = w->c;
+        if (c->state_ == Open) {
+          for (const auto& t : w->missing) {
+            ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                                      fmt::format("subscribed topic \"{}\" does not exist (under group.protocol=consumer "
+                                                  "the broker reports no error for it: klua checked the metadata)", t));
+            e.topic = t;
+            e.group = c->group_;
+            e.op = "subscribe";
+            c->report_error(e);
+          }
+        }
+        if (--c->inflight_ == 0) c->on_inflight_done();
+      });
+}
+
 // ---- Lua API ----------------------------------------------------------------------
 
 struct ConsumerBox {
@@ -955,57 +924,6 @@ void release_fast_entry(void* box) {
   if (Consumer* c = static_cast<ConsumerBox*>(box)->c) c->release_fast();
 }
 
-// c:poll's hot path in Lua, compiled by LuaJIT together with the script's loop: a plain buffered
-// message is copied out of librdkafka's through the FFI into a message table built here, with no
-// Lua/C transition the JIT cannot compile. Everything else (an empty buffer, errors, headers, a
-// cancelled task, a closed handle, bad arguments) goes to the C function, which checks and waits.
-const char* const FAST_SOURCE = R"LUA(
-local ffi, slow_poll, _, MSG_MT, NAMES, take_ptr, release_ptr = ...
-pcall(ffi.cdef, [[
-typedef struct {
-  const char *key, *value;
-  double offset, timestamp;
-  int32_t key_len, value_len, has_key, has_value, topic, partition, tstype, pad;
-} klua_msg_view;
-]])
-local take = ffi.cast("int (*)(void*, klua_msg_view*)", take_ptr)
-local release = ffi.cast("void (*)(void*)", release_ptr)
-local view = ffi.new("klua_msg_view")
-local str, setmetatable = ffi.string, setmetatable
-
--- The next buffered message, or nil when the full path must answer.
-local function fast(self)
-  -- NAMES has an entry for every consumer userdata and nothing else: it is the type check
-  -- (getmetatable of a userdata would stop the JIT's trace).
-  local names = NAMES[self]
-  if names == nil or take(self, view) ~= 0 then return nil end
-  local v = view
-  local key, value
-  if v.has_key ~= 0 then key = str(v.key, v.key_len) end
-  if v.has_value ~= 0 then value = str(v.value, v.value_len) end
-  release(self)  -- the data is copied: librdkafka's message goes now
-  local topic, tt, m = names[v.topic], v.tstype
-  if tt == 0 then
-    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value }
-  else
-    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value,
-          timestamp = v.timestamp, timestamp_type = tt == 1 and "create" or "log_append" }
-  end
-  return setmetatable(m, MSG_MT)
-end
-
-local type = type
-local function poll(self, timeout_ms)
-  -- anything but a number or nil goes to the full path, which checks (and raises)
-  if timeout_ms == nil or type(timeout_ms) == "number" then
-    local m = fast(self)
-    if m then return m end
-  end
-  return slow_poll(self, timeout_ms)
-end
-
-return poll, fast
-)LUA";
 
 Consumer* check_consumer(lua_State* L, int idx) {
   auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, idx, CONSUMER_MT));
@@ -1147,6 +1065,7 @@ int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics)
   rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk(), list);
   rd_kafka_topic_partition_list_destroy(list);
   if (err) return nil_error(L, consumer_error(c, err, "subscribe"));
+  if (c->kip848) c->check_topics_exist(topics);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1172,8 +1091,7 @@ int l_assign(lua_State* L) {
   if (list)
     for (int i = 0; i < list->cnt; ++i)
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
-  c->drop_buffered(nullptr);
-  c->forget_taken(nullptr);
+  c->drop_held(nullptr);
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
   if (!err) c->forward_partitions(list);
   if (list) rd_kafka_topic_partition_list_destroy(list);
@@ -1199,24 +1117,11 @@ rd_kafka_topic_partition_list_t* partitions_or_assignment(lua_State* L, Consumer
   return parts;
 }
 
-// Rewinds librdkafka to the first dropped buffered message of each partition, so that what the
-// script did not see is fetched again after a resume.
-void rewind_dropped(Consumer* c, const std::map<TopicPartition, int64_t>& first) {
-  if (first.empty()) return;
-  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(first.size()));
-  for (const auto& [tp, off] : first) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
-  c->forget_taken(list);
-  // Asynchronous seek (timeout 0): 2.0.2's seek_partitions mis-scales its timeout.
-  if (rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0)) rd_kafka_error_destroy(e);
-  rd_kafka_topic_partition_list_destroy(list);
-}
-
 int l_pause(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   auto* list = partitions_or_assignment(L, c, 2, "c:pause");
   rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk(), list);
   if (!err) c->script_paused(list, true);
-  if (!err) rewind_dropped(c, c->drop_buffered(list));
   return return_partitions_or_error(L, c, err, list, "pause");
 }
 
@@ -1228,30 +1133,51 @@ int l_resume(lua_State* L) {
   return return_partitions_or_error(L, c, err, list, "resume");
 }
 
-// c:seek(topic, partition, offset): the next poll of that partition starts at offset.
+// c:seek(topic, partition, offset, [timeout_ms]): the next poll of that partition starts at
+// offset. Yields until librdkafka has moved the partition (rd_kafka_seek_partitions blocks
+// until then, so it runs off the loop); returns true or nil, err.
 int l_seek(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
-  const char* topic = luaL_checkstring(L, 2);
+  std::string topic = luaL_checkstring(L, 2);
   int32_t partition = static_cast<int32_t>(luaL_checkinteger(L, 3));
   int64_t offset = check_offset(L, 4, "c:seek");
   if (offset == RD_KAFKA_OFFSET_INVALID) return luaL_argerror(L, 4, "an offset is required");
+  double timeout = luaL_optnumber(L, 5, DEFAULT_CALL_TIMEOUT_MS);
   auto* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, topic, partition)->offset = offset;
-  c->drop_buffered(list);
-  c->forget_taken(list);
-  rd_kafka_error_t* e = rd_kafka_seek_partitions(c->rk(), list, 0);  // asynchronous, see rewind_dropped
-  rd_kafka_topic_partition_list_destroy(list);
-  if (e) {
-    ErrorSpec spec = kafka_error(e);
-    rd_kafka_error_destroy(e);
-    spec.topic = topic;
-    spec.partition = partition;
-    spec.group = c->group();
-    spec.op = "seek";
-    return nil_error(L, spec);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
+  c->drop_held(list);
+  struct Result {
+    rd_kafka_error_t* error = nullptr;
+    rd_kafka_topic_partition_list_t* list;
+  };
+  auto r = std::make_shared<Result>();
+  r->list = list;
+  rd_kafka_t* rk = c->rk();
+  return c->run_blocking(
+      L, "c:seek", timeout + 1000, [=] { r->error = rd_kafka_seek_partitions(rk, r->list, timeout_int(timeout)); },
+      [=](lua_State* co) {
+        ErrorSpec spec;
+        bool failed = true;
+        if (r->error) {
+          spec = kafka_error(r->error);
+          rd_kafka_error_destroy(r->error);
+        } else if (r->list->elems[0].err) {
+          spec = kafka_error(r->list->elems[0].err);
+        } else {
+          failed = false;
+        }
+        rd_kafka_topic_partition_list_destroy(r->list);
+        if (!failed) {
+          lua_pushboolean(co, 1);
+          return 1;
+        }
+        spec.topic = topic;
+        spec.partition = partition;
+        spec.group = c->group();
+        spec.op = "seek";
+        if (spec.name == "_TIMED_OUT") spec.timeout_ms = timeout;
+        return nil_error(co, spec);
+      });
 }
 
 // c:position([partitions]): the next offset the script will get per partition (messages klua has
@@ -1363,10 +1289,18 @@ int l_end_offsets(lua_State* L) {
       });
 }
 
-// c:_buffered(topic, partition) -> number of messages waiting in klua's buffer
-int l_buffered(lua_State* L) {
+// c:_held(topic, partition) -> messages of the partition klua took from librdkafka and did not
+// hand out yet (for tests)
+int l_held(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
-  lua_pushinteger(L, static_cast<lua_Integer>(c->buffered_for({luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3))})));
+  lua_pushinteger(L, static_cast<lua_Integer>(c->held_for({luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3))})));
+  return 1;
+}
+
+// c:_queued() -> messages fetched and not handed out yet: librdkafka's and klua's (for tests)
+int l_queued(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  lua_pushinteger(L, static_cast<lua_Integer>(c->queued()));
   return 1;
 }
 
@@ -1445,83 +1379,51 @@ int l_msg_header_all(lua_State* L) {
   return 1;
 }
 
-// The message metatable's __index, in Lua so that the JIT compiles a read of a field the message
-// lacks (msg.key of a keyless message goes through it on every message): a C function here
-// stopped the trace of the script's loop at each such read. Methods, and `headers` as an empty
-// list when the message has none (built on first use).
-const char* const MSG_INDEX_SOURCE = R"LUA(
-local header, header_all, rawset = ...
-return function(m, k)
-  if k == "header" then return header end
-  if k == "header_all" then return header_all end
-  if k == "headers" then
-    local h = {}
-    rawset(m, "headers", h)
-    return h
-  end
-  return nil
-end
-)LUA";
 
-// c:messages{timeout_ms=, until_end=}: an iterator over messages; raises on errors so that a
-// for loop never ends silently. It ends after timeout_ms without a message (when given), or,
-// with until_end, once every assigned partition reached the end offset taken when the
-// assignment was first seen (the last stable offset under read_committed).
-const char* const MESSAGES_SOURCE = R"(
-local now, error, pairs, ipairs, fast = ...
-return function(c, opts)
-  if opts ~= nil and type(opts) ~= "table" then error("c:messages: options must be a table", 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "timeout_ms" and k ~= "until_end" then error("c:messages: unknown option '" .. tostring(k) .. "'", 2) end
-  end
-  local timeout, until_end = opts.timeout_ms, opts.until_end
-  local ends
-  local function at_end()
-    if not ends then
-      local assigned = c:assignment()
-      if #assigned == 0 then return false end
-      local e, err = c:_end_offsets()
-      if not e then error(err, 0) end
-      ends = e
-    end
-    local pos = c:position()
-    local by = {}
-    for _, p in ipairs(pos) do by[p.topic .. "\0" .. p.partition] = p.offset end
-    for _, e in ipairs(ends) do
-      if e["end"] > e.low and c:_buffered(e.topic, e.partition) == 0 then
-        local p = by[e.topic .. "\0" .. e.partition]
-        if p == nil or p < e["end"] then return false end
-      elseif c:_buffered(e.topic, e.partition) > 0 then
-        return false
-      end
-    end
-    return true
-  end
-  return function()
-    if not until_end then
-      local msg = fast(c)  -- a buffered message: no clock, no wait
-      if msg then return msg end
-    end
-    local deadline = timeout and (now() + timeout)
-    while true do
-      if until_end and at_end() then return nil end
-      local wait = until_end and 200 or (timeout and math.max(0, deadline - now())) or 1000
-      local msg, err = c:poll(wait)
-      if msg then return msg end
-      if err then error(err, 0) end
-      if deadline and now() >= deadline then return nil end
-    end
-  end
-end
-)";
+
+// Under group.protocol=consumer (KIP-848) the broker owns what these classic client settings
+// did; librdkafka refuses them with a bare message. klua raises KLUA_INVALID_ARGUMENT naming
+// the replacement and the layer that set it. Returns whether the protocol is "consumer".
+bool refuse_classic_only(lua_State* L, ClientOptions& o) {
+  char buf[32];
+  size_t n = sizeof buf;
+  if (rd_kafka_conf_get(o.conf, "group.protocol", buf, &n) != RD_KAFKA_CONF_OK || std::strcmp(buf, "consumer") != 0)
+    return false;
+  static const std::pair<const char*, const char*> replaced[] = {
+      {"session.timeout.ms", "the broker's group.consumer.session.timeout.ms (within group.consumer.min/max.session.timeout.ms)"},
+      {"heartbeat.interval.ms", "the broker's group.consumer.heartbeat.interval.ms (within group.consumer.min/max.heartbeat.interval.ms)"},
+      {"partition.assignment.strategy", "the client's group.remote.assignor (\"uniform\" or \"range\"; the broker's group.consumer.assignors)"},
+      {"group.protocol.type", "nothing: it belongs to the classic protocol only"},
+  };
+  for (const auto& [key, instead] : replaced) {
+    std::string source;
+    lua_getfield(L, 1, key);
+    if (!lua_isnil(L, -1)) source = "the script's table";
+    lua_pop(L, 1);
+    if (source.empty())
+      for (const auto& e : Runtime::from(L).config())
+        if (e.key == key) source = e.source;
+    if (source.empty()) continue;
+    rd_kafka_conf_destroy(o.conf);
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.message = fmt::format("klua.consumer: \"{}\" (set by {}) does not apply under group.protocol=consumer (KIP-848): "
+                            "use {}", key, source, instead);
+    raise_error(L, e);
+  }
+  return true;
+}
 
 // klua.consumer{group=, topics=, on_assign=, on_revoke=, on_lost=, ...properties}
 int l_new(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ClientOptions o = build_client_options(
-      L, 1, "klua.consumer", {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", "true"}},
+      L, 1, "klua.consumer", {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", "true"},
+                             // see the top of the file: librdkafka's 1000 ms stalls a busy consumer
+                             {"fetch.queue.backoff.ms", "10"}},
       {"group", "topics", "poll_timeout_ms", "on_assign", "on_revoke", "on_lost", "hook_timeout_ms"});
+  bool kip848 = refuse_classic_only(L, o);
   std::vector<std::string> topics;
   std::string group;
   double poll_timeout = 1000, hook_timeout = DEFAULT_HOOK_TIMEOUT_MS;
@@ -1592,6 +1494,7 @@ int l_new(lua_State* L) {
   }
   c->set_hooks(o);
   c->set_rebalance_hooks(hooks[0], hooks[1], hooks[2]);
+  c->kip848 = kip848;
   c->start(rk, group, poll_timeout, hook_timeout);
   box->c = c;
   if (!topics.empty()) {
@@ -1629,7 +1532,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
     st->key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   luaL_newmetatable(L, MESSAGE_MT);
-  if (luaL_loadbuffer(L, MSG_INDEX_SOURCE, strlen(MSG_INDEX_SOURCE), "=klua.consumer.message") != 0) lua_error(L);
+  load_binding_chunk(L, "consumer_message_index");
   lua_pushcfunction(L, l_msg_header);
   lua_pushcfunction(L, l_msg_header_all);
   lua_getglobal(L, "rawset");
@@ -1652,10 +1555,11 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       {"subscribe", l_subscribe, false}, {"unsubscribe", l_unsubscribe, false},
       {"assign", l_assign, false},      {"assignment", l_assignment, false},
       {"pause", l_pause, false},        {"resume", l_resume, false},
-      {"seek", l_seek, false},          {"position", l_position, false},
+      {"seek", l_seek, true},          {"position", l_position, false},
       {"committed", l_committed, true}, {"watermarks", l_watermarks, true},
       {"offsets_for_times", l_offsets_for_times, true},
-      {"_end_offsets", l_end_offsets, true}, {"_buffered", l_buffered, false},
+      {"_end_offsets", l_end_offsets, true}, {"_held", l_held, false},
+      {"_queued", l_queued, false},
   };
   for (const auto& m : methods) {
     if (m.waits)
@@ -1665,7 +1569,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
     lua_setfield(L, -2, m.name);
   }
   // poll's fast path wraps the full one; topic names per consumer userdata (weak keys).
-  if (luaL_loadbuffer(L, FAST_SOURCE, strlen(FAST_SOURCE), "=klua.consumer.fast") != 0) lua_error(L);
+  load_binding_chunk(L, "consumer_fast");
   lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
   lua_pushliteral(L, "ffi");
   lua_call(L, 1, 1);
@@ -1681,7 +1585,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   int fast_idx = lua_gettop(L);
   lua_pushvalue(L, -2);
   lua_setfield(L, -4, "poll");
-  if (luaL_loadbuffer(L, MESSAGES_SOURCE, strlen(MESSAGES_SOURCE), "=klua.consumer.messages") != 0) lua_error(L);
+  load_binding_chunk(L, "consumer_messages");
   lua_getfield(L, klua_table, "now");
   lua_getglobal(L, "error");
   lua_getglobal(L, "pairs");

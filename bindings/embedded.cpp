@@ -29,6 +29,14 @@ class EmbeddedCluster : public Closable {
     // until they time out. Broker 1 as controller makes the first two work and the others fail at once.
     rd_kafka_mock_set_controller_id(mc_, 1);
     bootstrap_ = rd_kafka_mock_cluster_bootstraps(mc_);
+    // The mock waits 3 s (Kafka's default group.initial.rebalance.delay.ms) before it completes
+    // a new classic group's first join: in one process nobody else is coming that late.
+    rd_kafka_mock_group_initial_rebalance_delay_ms(mc_, 0);
+    // KIP-848 groups (group.protocol=consumer) take session and heartbeat from the broker: the
+    // same as klua's test broker (tools/kafka-broker.d), so a member that goes away without
+    // leaving loses its partitions in seconds rather than 45 s.
+    rd_kafka_mock_set_group_consumer_session_timeout_ms(mc_, 6000);
+    rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(mc_, 1000);
     fmt::print(stderr,
                "klua: no broker configured (-b, KLUA_BROKERS or bootstrap.servers): using the embedded "
                "mock cluster ({} brokers) at {}\n",

@@ -30,8 +30,7 @@ for i = 1, 9 do
       tostring(r.timestamp)))
   end
 end
-local c = klua.consumer{ group = group, topics = { topic }, ["auto.offset.reset"] = "earliest",
-                         ["session.timeout.ms"] = 6000 }
+local c = klua.consumer{ group = group, topics = { topic }, ["auto.offset.reset"] = "earliest" }
 local seen = 0
 for msg in c:messages{ timeout_ms = 10000 } do
   seen = seen + 1

@@ -90,8 +90,7 @@ local p = klua.producer{ ["transactional.id"] = GROUP, ["compression.type"] = "l
     elseif err then io.stderr:write("delivery failed: ", tostring(err), "\n") end
   end }
 local c = klua.consumer{ group = GROUP, topics = { IN }, ["isolation.level"] = "read_committed",
-                         ["enable.auto.commit"] = false, ["auto.offset.reset"] = "earliest",
-                         ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 1000 }
+                         ["enable.auto.commit"] = false, ["auto.offset.reset"] = "earliest" }
 local fail_first = true -- the simulated sink failure
 local started = klua.now()
 local idle_since = klua.now()

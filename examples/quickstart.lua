@@ -20,7 +20,6 @@ local c = klua.consumer{
   group = "quickstart-" .. klua.uuid():sub(1, 8),
   topics = { topic },
   ["auto.offset.reset"] = "earliest",
-  ["session.timeout.ms"] = 6000,
 }
 local seen = 0
 while seen < #users do

@@ -18,7 +18,7 @@ describe("orders service smoke", function()
     -- the service under test: a worker that audits every order and rejects negative amounts
     worker = klua.worker{
       group = kit.group("smoke-orders"), topics = { orders }, dead_letter = dlq, quiet = true,
-      retry = { max = 1, base_ms = 10 }, ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500,
+      retry = { max = 1, base_ms = 10 },
       handlers = { [orders] = function(msg)
         local env = assert(envelope.decode(msg))
         if env.payload.amount < 0 then error({ type = "ValidationError", message = "negative amount" }) end

@@ -42,7 +42,7 @@ for _, cloud in ipairs{ "aws", "azure" } do
     group = groups[cloud], topics = { topic }, handlers = { [topic] = endpoint(cloud) },
     retry = { max = 2, base_ms = 50, max_ms = 500, jitter = 0.2 }, dead_letter = dlq,
     dedupe = { key = message_id, window = 10000 }, concurrency = 12,
-    ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500, ["auto.commit.interval.ms"] = 1000,
+    ["auto.commit.interval.ms"] = 1000,
     quiet = true,
   }
 end
@@ -92,8 +92,7 @@ for _, cloud in ipairs{ "aws", "azure" } do
 end
 
 -- the dead-letter topic: each poison message once per group, with its headers
-local r = klua.consumer{ group = "dlq-reader-" .. suffix, topics = { dlq }, ["auto.offset.reset"] = "earliest",
-                         ["session.timeout.ms"] = 6000 }
+local r = klua.consumer{ group = "dlq-reader-" .. suffix, topics = { dlq }, ["auto.offset.reset"] = "earliest" }
 local dead, bad_headers = {}, 0
 for m in r:messages{ timeout_ms = 8000 } do
   dead[#dead + 1] = m

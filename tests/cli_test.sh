@@ -133,7 +133,7 @@ check "SIGTERM flushes producers and exits 143" eval '[ $rc = 143 ] && grep -q "
 
 # A consumer poll loop ends on SIGINT (the cancelled poll raises KLUA_CANCELLED).
 cat >"$tmp/pollloop.lua" <<'LUA'
-local c = klua.consumer{ group = "g", topics = { "loop" }, ["session.timeout.ms"] = 6000 }
+local c = klua.consumer{ group = "g", topics = { "loop" } }
 print("polling") io.stdout:flush()
 while true do c:poll() end
 LUA

@@ -14,6 +14,9 @@ from common import BENCH, RunError, fmt_rate, median, run, spread_pct
 from cluster import fresh
 
 GOALS = {"raw": 0.95, "kcat": 1.0, "python": 5.0}
+# Consumers: raw, klua and Python all get this fetch.queue.backoff.ms (klua's default; librdkafka's
+# 1000 ms stalls any consumer faster than its fetcher). kcat (librdkafka 2.0.2) predates it.
+FETCH_QUEUE_BACKOFF_MS = 10
 
 
 def partitions_for(count, size):
@@ -49,7 +52,7 @@ def contenders(kind, env, cluster, topic, count, size, parts, tmp):
             "kcat": ["kcat", "-P", "-b", b, "-t", topic, "-q", "-X", "enable.idempotence=true"],
             "python": [env.python, os.path.join(BENCH, "produce.py"), "--brokers", b] + common,
         }
-    assign = ["--assign", str(parts)]
+    assign = ["--assign", str(parts), "--fetch-queue-backoff-ms", str(FETCH_QUEUE_BACKOFF_MS)]
     return {
         "raw": [env.raw_consume, "--brokers", b] + common + assign,
         "lua": [env.klua, "-b", b, "run", os.path.join(BENCH, "consume.lua")] + common + assign,
@@ -99,7 +102,8 @@ def bench(kind, env, cluster, count, size, rounds, table, judged):
     topic = fresh(f"bench-{kind}")
     cluster.create(topic, parts)
     label = f"{kind} {cluster.kind} {count // 1000}k x {size} B"
-    print(f"== {label} ({parts} partitions, {rounds} rounds)", flush=True)
+    extra = f", fetch.queue.backoff.ms {FETCH_QUEUE_BACKOFF_MS} (not kcat)" if kind == "consume" else ""
+    print(f"== {label} ({parts} partitions, {rounds} rounds{extra})", flush=True)
     try:
         if kind == "consume":
             cluster.fill(topic, parts, count, size)

@@ -24,6 +24,11 @@
 --   (read back at the offsets their delivery reports gave), or nil, err.
 -- - poll_n(consumer, n, timeout_ms) -> up to n messages (poll errors raise);
 --   assert_nothing_more(consumer, ms).
+-- - group_conf([t]) -> a copy of t plus the consumer group settings for tests: under the classic
+--   protocol session.timeout.ms=6000 and heartbeat.interval.ms=1000 (a member that dies loses
+--   its partitions in seconds); with KLUA_TEST_GROUP_PROTOCOL=consumer in the environment,
+--   group.protocol=consumer and nothing else (KIP-848: the broker sets those, see
+--   tools/kafka-broker.d). group_protocol() -> "classic" or "consumer".
 -- - sh(cmd [, stdin]) -> stdout, exit status (stdin a string, else /dev/null; stderr goes to the
 --   test's stderr); quote(s) for a shell word.
 local A = require("klua.testkit.assertions")
@@ -43,6 +48,27 @@ function M.fresh(prefix)
   return (prefix or "t") .. "-" .. klua.uuid():gsub("-", ""):sub(1, 8)
 end
 M.group = M.fresh
+
+function M.group_protocol()
+  local p = os.getenv("KLUA_TEST_GROUP_PROTOCOL")
+  if p == nil or p == "" then return "classic" end
+  check(p == "classic" or p == "consumer", "group_protocol",
+        "KLUA_TEST_GROUP_PROTOCOL must be classic or consumer, not " .. p)
+  return p
+end
+
+function M.group_conf(t)
+  check(t == nil or type(t) == "table", "group_conf", "expected a table of options")
+  local c = {}
+  for k, v in pairs(t or {}) do c[k] = v end
+  if M.group_protocol() == "consumer" then
+    c["group.protocol"] = "consumer"
+  else
+    if c["session.timeout.ms"] == nil then c["session.timeout.ms"] = 6000 end
+    if c["heartbeat.interval.ms"] == nil then c["heartbeat.interval.ms"] = 1000 end
+  end
+  return c
+end
 
 local admin
 local function get_admin()

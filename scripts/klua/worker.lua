@@ -8,7 +8,7 @@
 --     dead_letter = "orders.dlq",
 --     dedupe = { window = 10000 },            -- key = function(msg) return id or nil end
 --     concurrency = 4,
---     ["session.timeout.ms"] = 6000,          -- dotted keys go to the consumer
+--     ["auto.commit.interval.ms"] = 1000,     -- dotted keys go to the consumer
 --   }
 --   klua.spawn(function() klua.sleep(60000); w:stop() end)
 --   local counters, err = w:run()             -- yields until stopped; counters, or nil, err

@@ -6,13 +6,15 @@ local N, PARTITIONS = 1200, 12
 
 local function member(group, topic, state)
   state.assigned = {}
-  return klua.consumer{ group = group, topics = { topic }, ["auto.offset.reset"] = "earliest",
-                        ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 1000,
+  return klua.consumer(klua.testkit.group_conf{ group = group, topics = { topic }, ["auto.offset.reset"] = "earliest",
+                        -- the partitions added / taken away (all of them under the eager protocol)
                         on_assign = function(ps)
-                          state.assigned = {}
                           for _, tp in ipairs(ps) do state.assigned[tp.partition] = true end
                         end,
-                        on_revoke = function() state.assigned = {}; state.revokes = (state.revokes or 0) + 1 end }
+                        on_revoke = function(ps)
+                          for _, tp in ipairs(ps) do state.assigned[tp.partition] = nil end
+                          state.revokes = (state.revokes or 0) + 1
+                        end })
 end
 
 local function nassigned(state)

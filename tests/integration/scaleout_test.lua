@@ -10,15 +10,24 @@ local function parse(h)
   local r = { assigned = nil, ever = {}, msgs = {}, assignments = 0, ended = false }
   for _, line in ipairs(h:lines()) do
     local kind, rest = line:match("^(%u) ?(.*)$")
+    -- "A"/"R" list the partitions added / taken away (all of them under the eager protocol)
     if kind == "A" then
       r.assignments = r.assignments + 1
-      r.assigned = {}
+      local set = {}
+      for _, p in ipairs(r.assigned or {}) do set[p] = true end
       for p in rest:gmatch("%d+") do
-        r.assigned[#r.assigned + 1] = tonumber(p)
+        set[tonumber(p)] = true
         r.ever[tonumber(p)] = true
       end
-    elseif kind == "R" then
       r.assigned = {}
+      for p in pairs(set) do r.assigned[#r.assigned + 1] = p end
+      table.sort(r.assigned)
+    elseif kind == "R" then
+      local gone = {}
+      for p in rest:gmatch("%d+") do gone[tonumber(p)] = true end
+      local left = {}
+      for _, p in ipairs(r.assigned or {}) do if not gone[p] then left[#left + 1] = p end end
+      r.assigned = left
     elseif kind == "M" then
       local part, off, value = rest:match("^(%d+) (%d+) (.*)$")
       r.msgs[#r.msgs + 1] = { partition = tonumber(part), offset = tonumber(off), value = value }

@@ -8,8 +8,7 @@ local function create(name, partitions)
 end
 
 local function consumer(extra)
-  local conf = { ["auto.offset.reset"] = "earliest", ["session.timeout.ms"] = 6000,
-                 ["heartbeat.interval.ms"] = 1000, ["enable.auto.commit"] = false }
+  local conf = klua.testkit.group_conf{ ["auto.offset.reset"] = "earliest", ["enable.auto.commit"] = false }
   for k, v in pairs(extra or {}) do conf[k] = v end
   return klua.consumer(conf)
 end

@@ -32,7 +32,7 @@ for _, sig in ipairs({ { "INT", 130 }, { "TERM", 143 } }) do
       local lag = assert(klua.lag(group, { topic }))
       assert_eq({ lag.partitions[1].committed, lag.lag }, { 1, 2 })
       -- a new member of the group starts after the committed m1
-      local c = klua.consumer{ group = group, topics = { topic }, ["session.timeout.ms"] = 6000 }
+      local c = klua.consumer(kit.group_conf{ group = group, topics = { topic } })
       local m = kit.poll_n(c, 1, 20000)[1]
       c:close()
       assert_eq(m and m.value, "m2")

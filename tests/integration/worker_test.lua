@@ -6,7 +6,7 @@ local admin = klua.admin()
 local function create(name, partitions)
   assert_eq(assert(admin:create_topics({ { name = name, partitions = partitions, replication_factor = 1 } }))[1].error, nil)
 end
-local FAST = { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 }
+local FAST = klua.testkit.group_conf()
 local function worker(opts)
   for k, v in pairs(FAST) do opts[k] = v end
   opts.quiet = true
@@ -97,7 +97,9 @@ test("a second member joins mid-stream: no message lost or repeated", function()
   for _, r in ipairs(p:produce_batch(msgs)) do assert_eq(r.error, nil) end
   local seen, distinct, dups = {}, 0, 0
   local function handler(m)
-    klua.sleep(5)
+    -- slow enough (about 3 s of work per partition) that the stream outlasts the rebalance,
+    -- which takes a heartbeat or two (1 s each) of both members under either protocol
+    klua.sleep(30)
     if seen[m.value] then dups = dups + 1 else distinct = distinct + 1 end
     seen[m.value] = true
   end

@@ -210,3 +210,28 @@ test("librdkafka's own undotted property names pass through; unknown ones raise"
   assert_raises(function() klua.producer{ acks = "sometimes" } end, 'property "acks"')
   assert_raises(function() klua.producer{ lingerms = 1 } end, "unknown option 'lingerms'")
 end)
+
+test("a script that stops polling loses its partitions after max.poll.interval.ms, and joins again when it polls", function()
+  local t = name("maxpoll")
+  klua.embedded.create_topic(t, 2)
+  produce_n(t, 10, 0)
+  local heard, lost
+  -- Stands for the script's long pause: it does not poll; on_lost ends it.
+  local pause = klua.spawn(function() klua.sleep(20000) end)
+  local c = klua.consumer(conf{ group = name("g"), topics = { t }, ["session.timeout.ms"] = 3000,
+    ["heartbeat.interval.ms"] = 500, ["max.poll.interval.ms"] = 3000,
+    on_error = function(e) heard = heard or e end,
+    on_lost = function(ps) lost = ps; pause:cancel() end })
+  assert(c:poll(10000))
+  local silent_from = klua.now()
+  local ok, err = pause:join()
+  assert_eq(ok, nil, "on_lost never ran")
+  assert_error(err, "KLUA_CANCELLED")
+  assert_true(klua.now() - silent_from >= 3000, "lost after " .. (klua.now() - silent_from) .. " ms")
+  assert_error(heard, "_MAX_POLL_EXCEEDED")
+  assert_eq(#lost, 2)
+  -- nothing was stored: once the member is back, partition 0 starts again at offset 0
+  local m = assert(c:poll(15000))
+  assert_eq({ m.partition, m.offset }, { 0, 0 })
+  c:close()
+end, { timeout_ms = 40000 })

@@ -1,4 +1,4 @@
--- Cooperative-sticky rebalancing (librdkafka 2.0.2 has known bugs here: eager is the default).
+-- Cooperative-sticky rebalancing on the embedded cluster (the classic protocol's default assignors are eager).
 local name = klua.testkit.fresh
 local function conf(t)
   local c = { ["auto.offset.reset"] = "earliest", ["session.timeout.ms"] = 6000,

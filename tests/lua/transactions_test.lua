@@ -1,10 +1,11 @@
 -- Transactions on the embedded cluster (librdkafka 2.15's mock). The mock runs the whole
 -- transactional protocol (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit,
--- EndTxn) and writes commit/abort markers, but its Fetch serves every record to read_committed
--- consumers (its LSO and aborted-transaction list serve only share groups) and does not store
--- transactional offset commits. So here: the API, the state machine, serialization, timeouts and
--- closing; invisibility of aborted records and send_offsets' effect on the group are tested
--- against a real broker in tests/integration/transactions_test.lua.
+-- EndTxn) and, since 2.15.0, writes a commit/abort marker after each transaction (offsets skip
+-- one); but its Fetch serves every record to read_committed consumers (its last stable offset and
+-- aborted-transaction list serve only share groups), and it does not store transactional offset
+-- commits. So here: the API, the state machine, serialization, timeouts, closing and the markers;
+-- invisibility of aborted records and send_offsets' effect on the group are tested against a
+-- real broker in tests/integration/transactions_test.lua.
 local fresh = klua.testkit.fresh
 
 local function txn_producer(extra)
@@ -21,7 +22,7 @@ end
 
 local function consumer_for(t, isolation, group)
   return klua.consumer{ group = group or fresh("g"), topics = { t }, ["auto.offset.reset"] = "earliest",
-                        ["session.timeout.ms"] = 6000, ["isolation.level"] = isolation }
+                        ["isolation.level"] = isolation }
 end
 
 local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 20000) end
@@ -294,3 +295,31 @@ test("waiting transactional calls need a task", function()
   assert_match(tostring(err), "must be called from a klua task")
   p:close()
 end)
+
+test("the mock writes a marker after each transaction: offsets skip one per transaction", function()
+  local t = fresh("tx-markers")
+  klua.embedded.create_topic(t, 1)
+  local p = txn_producer()
+  local plan = { { "c", 3, "commit" }, { "a", 2, "abort" }, { "d", 1, "commit" } }
+  local expected, offset = {}, 0
+  for _, step in ipairs(plan) do
+    assert_eq(p:begin(), true)
+    for i = 1, step[2] do
+      local r = assert(p:produce{ topic = t, value = step[1] .. i })
+      assert_eq(r.offset, offset, "delivery report of " .. step[1] .. i)
+      expected[#expected + 1] = { value = step[1] .. i, offset = offset }
+      offset = offset + 1
+    end
+    assert_eq(p[step[3]](p), true)
+    offset = offset + 1  -- the transaction's marker
+  end
+  local c = klua.consumer{ group = fresh("g"), ["isolation.level"] = "read_uncommitted" }
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  local got = {}
+  for _, m in ipairs(poll_n(c, #expected)) do got[#got + 1] = { value = m.value, offset = m.offset } end
+  assert_eq(got, expected)
+  local low, high = assert(c:watermarks(t, 0))
+  assert_eq({ low, high }, { 0, 6 + #plan })
+  c:close()
+  p:close()
+end, { timeout_ms = 60000 })

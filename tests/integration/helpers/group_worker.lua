@@ -20,10 +20,11 @@ local function parts(list)
   return table.concat(t, ",")
 end
 
-local c = klua.consumer{ group = group, topics = { topic }, ["auto.offset.reset"] = "earliest",
-                         ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 1000,
+-- on_assign and on_revoke hear changes: the whole assignment under the eager classic
+-- protocol, only the partitions added or taken away under cooperative ones (KIP-848).
+local c = klua.consumer(klua.testkit.group_conf{ group = group, topics = { topic }, ["auto.offset.reset"] = "earliest",
                          on_assign = function(ps) f:write("A ", parts(ps), "\n") end,
-                         on_revoke = function(ps) f:write("R ", parts(ps), "\n") end }
+                         on_revoke = function(ps) f:write("R ", parts(ps), "\n") end })
 
 local function handle(m)
   if delay > 0 then klua.sleep(delay) end

@@ -1,0 +1,50 @@
+-- c:poll's hot path (bindings/consumer.cpp), compiled by LuaJIT together with the script's loop:
+-- a plain message is copied out of librdkafka's through the FFI into a message table built
+-- here, with no Lua/C transition the JIT cannot compile. Everything else (nothing taken yet,
+-- errors, headers, a cancelled task, a closed handle, bad arguments) goes to the C function,
+-- which checks and waits.
+local ffi, slow_poll, _, MSG_MT, NAMES, take_ptr, release_ptr = ...
+pcall(ffi.cdef, [[
+typedef struct {
+  const char *key, *value;
+  double offset, timestamp;
+  int32_t key_len, value_len, has_key, has_value, topic, partition, tstype, pad;
+} klua_msg_view;
+]])
+local take = ffi.cast("int (*)(void*, klua_msg_view*)", take_ptr)
+local release = ffi.cast("void (*)(void*)", release_ptr)
+local view = ffi.new("klua_msg_view")
+local str, setmetatable = ffi.string, setmetatable
+
+-- The next buffered message, or nil when the full path must answer.
+local function fast(self)
+  -- NAMES has an entry for every consumer userdata and nothing else: it is the type check
+  -- (getmetatable of a userdata would stop the JIT's trace).
+  local names = NAMES[self]
+  if names == nil or take(self, view) ~= 0 then return nil end
+  local v = view
+  local key, value
+  if v.has_key ~= 0 then key = str(v.key, v.key_len) end
+  if v.has_value ~= 0 then value = str(v.value, v.value_len) end
+  release(self)  -- the data is copied: librdkafka's message goes now
+  local topic, tt, m = names[v.topic], v.tstype
+  if tt == 0 then
+    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value }
+  else
+    m = { topic = topic, partition = v.partition, offset = v.offset, key = key, value = value,
+          timestamp = v.timestamp, timestamp_type = tt == 1 and "create" or "log_append" }
+  end
+  return setmetatable(m, MSG_MT)
+end
+
+local type = type
+local function poll(self, timeout_ms)
+  -- anything but a number or nil goes to the full path, which checks (and raises)
+  if timeout_ms == nil or type(timeout_ms) == "number" then
+    local m = fast(self)
+    if m then return m end
+  end
+  return slow_poll(self, timeout_ms)
+end
+
+return poll, fast
