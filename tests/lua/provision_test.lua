@@ -93,11 +93,14 @@ end)
 
 test("state files (Lua and JSON), argument errors, and the CLI with --check and --json", function()
   local t = fresh()
-  local lua_path = os.tmpname() .. ".lua"
+  -- os.tmpname creates the file it names: remove it, keep the name with a suffix.
+  local base = os.tmpname()
+  os.remove(base)
+  local lua_path = base .. ".lua"
   local f = assert(io.open(lua_path, "w"))
   f:write(("return { topics = { { name = %q, partitions = 2 } } }"):format(t))
   f:close()
-  local json_path = os.tmpname() .. ".json"
+  local json_path = base .. ".json"
   f = assert(io.open(json_path, "w"))
   f:write(('{"topics": {"%s": {"partitions": 2}}}'):format(t))
   f:close()

@@ -5,8 +5,12 @@ local SAMPLE = "tests/fixtures/runner/sample.lua"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- A fresh path ending in suffix (os.tmpname creates its own name's file: remove it, or it stays in /tmp).
 local function tmpfile(suffix)
-  return os.tmpname() .. (suffix or "")
+  local base = os.tmpname()
+  if not suffix then return base end
+  os.remove(base)
+  return base .. suffix
 end
 
 local function slurp(path)
