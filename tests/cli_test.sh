@@ -125,11 +125,13 @@ kill -INT $pid; wait $pid; rc=$?
 check "SIGINT flushes producers and exits 130" eval '[ $rc = 130 ] && grep -q "delivered 500" "$tmp/sig.out"'
 
 sed 's/queued/queued/' "$tmp/sigint.lua" >"$tmp/sigterm.lua"
-"$KLUA" "$tmp/sigterm.lua" >"$tmp/sig.out" 2>"$tmp/sig.err" &
+# Its own output file: reusing sig.out let the wait below see the SIGINT run's "queued" before the
+# new process truncated the file, and SIGTERM then killed klua before it had signal handlers.
+"$KLUA" "$tmp/sigterm.lua" >"$tmp/sigterm.out" 2>"$tmp/sigterm.err" &
 pid=$!
-for _ in $(seq 100); do grep -q queued "$tmp/sig.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q queued "$tmp/sigterm.out" 2>/dev/null && break; sleep 0.1; done
 kill -TERM $pid; wait $pid; rc=$?
-check "SIGTERM flushes producers and exits 143" eval '[ $rc = 143 ] && grep -q "delivered 500" "$tmp/sig.out"'
+check "SIGTERM flushes producers and exits 143" eval '[ $rc = 143 ] && grep -q "delivered 500" "$tmp/sigterm.out"'
 
 # A consumer poll loop ends on SIGINT (the cancelled poll raises KLUA_CANCELLED).
 cat >"$tmp/pollloop.lua" <<'LUA'
