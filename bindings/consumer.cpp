@@ -250,6 +250,19 @@ class Consumer : public Client {
   double default_poll_timeout_ = 0;
   double hook_timeout_ms_ = DEFAULT_HOOK_TIMEOUT_MS;
   bool auto_commit_ = true;
+ public:
+  // enable.auto.offset.store=true as the script sees it: librdkafka's own auto-store would store
+  // each message as klua takes it from the queue, which is up to TAKE_BATCH - 1 messages before
+  // the script has it (a crash then commits past messages never processed). So librdkafka's is
+  // off and klua stores a message's offset when it hands the message to the script.
+  bool store_on_hand_out = false;
+  void store_handed_out(const rd_kafka_message_t* m) {
+    if (!store_on_hand_out) return;
+    if (rd_kafka_error_t* err = rd_kafka_offset_store_message(const_cast<rd_kafka_message_t*>(m)))
+      rd_kafka_error_destroy(err);  // the partition is no longer assigned: nothing to store
+  }
+
+ private:
   rd_kafka_queue_t* queue_ = nullptr;
   std::unique_ptr<QueueWatcher> watcher_;
   rd_kafka_queue_t* close_queue_ = nullptr;
@@ -419,6 +432,7 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
   } else {
     name_topic(f.m);  // so that the next message of this topic takes the fast path
     push_message(L, f.m);
+    store_handed_out(f.m);
   }
   f.release();  // the script gets a copy; librdkafka's message goes now
   return n;
@@ -574,6 +588,7 @@ int Consumer::take_fast(MsgView* v) {
   v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
   v->timestamp = static_cast<double>(ts);
   current_ = f;
+  store_handed_out(m);
   return 0;
 }
 
@@ -1424,6 +1439,16 @@ int l_new(lua_State* L) {
                              {"fetch.queue.backoff.ms", "10"}},
       {"group", "topics", "poll_timeout_ms", "on_assign", "on_revoke", "on_lost", "hook_timeout_ms"});
   bool kip848 = refuse_classic_only(L, o);
+  bool store_on_hand_out = false;
+  {
+    char value[16];
+    size_t n = sizeof value;
+    if (rd_kafka_conf_get(o.conf, "enable.auto.offset.store", value, &n) == RD_KAFKA_CONF_OK &&
+        std::strcmp(value, "true") == 0) {
+      store_on_hand_out = true;  // see Consumer::store_on_hand_out
+      rd_kafka_conf_set(o.conf, "enable.auto.offset.store", "false", nullptr, 0);
+    }
+  }
   std::vector<std::string> topics;
   std::string group;
   double poll_timeout = 1000, hook_timeout = DEFAULT_HOOK_TIMEOUT_MS;
@@ -1495,6 +1520,7 @@ int l_new(lua_State* L) {
   c->set_hooks(o);
   c->set_rebalance_hooks(hooks[0], hooks[1], hooks[2]);
   c->kip848 = kip848;
+  c->store_on_hand_out = store_on_hand_out;
   c->start(rk, group, poll_timeout, hook_timeout);
   box->c = c;
   if (!topics.empty()) {
