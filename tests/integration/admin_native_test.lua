@@ -9,16 +9,7 @@ local null = klua.json.null
 local function fresh(prefix) return "nat-" .. (prefix or "") .. klua.uuid():sub(1, 8) end
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- The interpreter with confluent-kafka: KLUA_PYTHON (tools/dev sets it), else the cached virtualenv.
-local function python()
-  local p = os.getenv("KLUA_PYTHON")
-  if p and p ~= "" then return p end
-  local venv = (os.getenv("HOME") or "") .. "/.cache/klua/venv/bin/python"
-  local f = io.open(venv, "rb")
-  if f then f:close(); return venv end
-  return "python3"
-end
-local PYTHON = python()
+local PYTHON = dofile("tests/integration/helpers/python.lua")
 
 local function py(...)
   local args = { q(PYTHON), q(HERE .. "/pyadmin.py"), q(BROKERS) }

@@ -6,12 +6,7 @@
 -- tests run under the protocol KLUA_TEST_GROUP_PROTOCOL names (klua.testkit.group_conf).
 local kit = klua.testkit
 local BROKERS = os.getenv("KLUA_BROKERS") or ""
-local PYTHON = os.getenv("KLUA_PYTHON")
-if not PYTHON or PYTHON == "" then
-  local venv = (os.getenv("HOME") or "") .. "/.cache/klua/venv/bin/python"
-  local f = io.open(venv)
-  if f then f:close(); PYTHON = venv else PYTHON = "python3" end
-end
+local PYTHON = dofile("tests/integration/helpers/python.lua")
 
 -- The group's type as the broker describes it, asked with confluent-kafka (its own librdkafka):
 -- ConsumerGroupDescribe for new-protocol groups, DescribeGroups for classic ones.

@@ -25,8 +25,7 @@ local function read_file(path)
   return s
 end
 
--- The interpreter with confluent-kafka: tools/dev puts it in a virtualenv and sets KLUA_PYTHON.
-PYTHON = os.getenv("KLUA_PYTHON") or "python3"
+PYTHON = dofile("tests/integration/helpers/python.lua")
 
 -- Runs pyclient.py with args (and optional stdin); returns the decoded JSON lines.
 -- Fails on a non-zero exit, showing stderr. (LuaJIT's p:close() gives no exit status.)
