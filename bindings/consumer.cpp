@@ -1158,15 +1158,26 @@ int l_seek(lua_State* L) {
   int64_t offset = check_offset(L, 4, "c:seek");
   if (offset == RD_KAFKA_OFFSET_INVALID) return luaL_argerror(L, 4, "an offset is required");
   double timeout = luaL_optnumber(L, 5, DEFAULT_CALL_TIMEOUT_MS);
-  auto* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
-  c->drop_held(list);
+  // The checks run_blocking would raise for (not a task, cancelled), made before the partition's
+  // held messages are dropped: raising after that would skip them without seeking.
+  Scheduler& sched = Runtime::from(L).scheduler();
+  if (!sched.can_wait(L))
+    return luaL_error(L, "c:seek must be called from a klua task (it waits for librdkafka), not from a plain "
+                         "coroutine or an inline callback");
+  sched.check_cancelled(L);
+  // Freed with the holder, also when the wait ended (timeout, cancellation) before the seek did.
   struct Result {
     rd_kafka_error_t* error = nullptr;
-    rd_kafka_topic_partition_list_t* list;
+    rd_kafka_topic_partition_list_t* list = nullptr;
+    ~Result() {
+      if (error) rd_kafka_error_destroy(error);
+      if (list) rd_kafka_topic_partition_list_destroy(list);
+    }
   };
   auto r = std::make_shared<Result>();
-  r->list = list;
+  r->list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(r->list, topic.c_str(), partition)->offset = offset;
+  c->drop_held(r->list);
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
       L, "c:seek", timeout + 1000, [=] { r->error = rd_kafka_seek_partitions(rk, r->list, timeout_int(timeout)); },
@@ -1175,13 +1186,11 @@ int l_seek(lua_State* L) {
         bool failed = true;
         if (r->error) {
           spec = kafka_error(r->error);
-          rd_kafka_error_destroy(r->error);
         } else if (r->list->elems[0].err) {
           spec = kafka_error(r->list->elems[0].err);
         } else {
           failed = false;
         }
-        rd_kafka_topic_partition_list_destroy(r->list);
         if (!failed) {
           lua_pushboolean(co, 1);
           return 1;

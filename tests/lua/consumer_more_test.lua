@@ -264,3 +264,23 @@ test("enable.auto.offset.store=true stores only what the script was handed, not 
   assert_eq(assert(c:committed{ { topic = t, partition = 0 } })[1].offset, 100)
   c:close()
 end)
+
+test("c:seek where it cannot wait raises and loses nothing", function()
+  local t = name("seekraise")
+  klua.embedded.create_topic(t, 1)
+  produce_n(t, 10, 0)
+  local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  -- Let librdkafka fetch all ten (no event says so: look), so that the first poll takes them in
+  -- one batch and klua holds the other nine.
+  local deadline = klua.now() + 10000
+  while c:_queued() < 10 and klua.now() < deadline do klua.sleep(10) end
+  assert_eq(assert(c:poll(10000)).offset, 0)
+  assert_eq(c:_held(t, 0), 9)
+  local co = coroutine.create(function() return c:seek(t, 0, 5) end)
+  local ok, err = coroutine.resume(co)
+  assert_eq(ok, false)
+  assert_match(tostring(err), "must be called from a klua task")
+  for want = 1, 9 do assert_eq(assert(c:poll(10000)).offset, want) end
+  c:close()
+end)
