@@ -235,6 +235,19 @@ Admin* check_admin(lua_State* L, int idx) {
   return box->a;
 }
 
+// check_admin for calls that wait: raises as the wait itself would (not in a task, cancelled)
+// before the call builds librdkafka objects that a raise would leak (a SCRAM alteration holds
+// a copy of the password).
+Admin* check_admin_waiting(lua_State* L, int idx) {
+  Admin* a = check_admin(L, idx);
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L))
+    luaL_error(L, "admin calls wait for the broker: call them from a klua task (the main chunk, a klua.spawn "
+                  "function or a hook), not from a plain coroutine or an inline callback");
+  s.check_cancelled(L);
+  return a;
+}
+
 double timeout_arg(lua_State* L, int idx, Admin* a) { return luaL_optnumber(L, idx, a->timeout_ms()); }
 
 void set_str(lua_State* L, const char* k, const char* v) {
@@ -444,7 +457,7 @@ int l_metadata(lua_State* L) {
 // a:_create_topics(specs, validate_only, timeout) -> list of {name, error}
 // spec: {name=, partitions=, replication_factor=, assignment={{broker,...}, ...}, configs={k=v}}
 int l_create_topics(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   bool validate_only = lua_toboolean(L, 3);
   double timeout = timeout_arg(L, 4, a);
@@ -520,7 +533,7 @@ int l_create_topics(lua_State* L) {
 
 // a:_delete_topics(names, timeout) -> list of {name, error}
 int l_delete_topics(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   auto names = string_list(L, 2, "admin:delete_topics");
   double timeout = timeout_arg(L, 3, a);
   std::vector<rd_kafka_DeleteTopic_t*> del;
@@ -540,7 +553,7 @@ int l_delete_topics(lua_State* L) {
 
 // a:_create_partitions({{topic=, partitions=total}, ...}, validate_only, timeout) -> list of {name, error}
 int l_create_partitions(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   bool validate_only = lua_toboolean(L, 3);
   double timeout = timeout_arg(L, 4, a);
@@ -576,7 +589,7 @@ int l_create_partitions(lua_State* L) {
 
 // a:_delete_records(partition list with offsets, timeout) -> partition list (offset: new low watermark)
 int l_delete_records(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   auto* list = check_partition_list(L, 2, "admin:delete_records", false);
   double timeout = timeout_arg(L, 3, a);
   rd_kafka_DeleteRecords_t* dr = rd_kafka_DeleteRecords_new(list);
@@ -691,7 +704,7 @@ void push_config_resources(lua_State* L, const rd_kafka_ConfigResource_t** res, 
 
 // a:_describe_configs({{type=, name=}, ...}, timeout) -> list of {type, name, error, configs={name=entry}}
 int l_describe_configs(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   double timeout = timeout_arg(L, 3, a);
   auto res = config_resources(L, 2, false);
   Request* r = a->begin(L, "admin:describe_configs", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
@@ -712,7 +725,7 @@ int l_describe_configs(lua_State* L) {
 // a:_list_groups(states (codes) | nil, types (codes) | nil, timeout) -> list of {group, state, type, simple},
 // list of errors
 int l_list_groups(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   auto codes = [&](int idx) {
     std::vector<int> out;
     if (lua_istable(L, idx))
@@ -770,7 +783,7 @@ int l_list_groups(lua_State* L) {
 // a:_describe_groups(ids, include_ops, timeout) -> list of {group, error, state, type, simple, assignor,
 // coordinator, members, authorized_operations}
 int l_describe_groups(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   auto ids = string_list(L, 2, "admin:describe_groups");
   bool ops = lua_toboolean(L, 3);
   double timeout = timeout_arg(L, 4, a);
@@ -853,7 +866,7 @@ void push_group_results(lua_State* L, const rd_kafka_group_result_t** res, size_
 
 // a:_delete_groups(ids, timeout) -> list of {group, error}
 int l_delete_groups(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   auto ids = string_list(L, 2, "admin:delete_groups");
   double timeout = timeout_arg(L, 3, a);
   std::vector<rd_kafka_DeleteGroup_t*> del;
@@ -876,7 +889,7 @@ enum class GroupOffsetsOp { List, Alter, Delete };
 
 // a:_group_offsets(kind, group, partitions|nil, timeout) -> {group, error, partitions}
 int l_group_offsets(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   std::string kind = luaL_checkstring(L, 2);
   std::string group = luaL_checkstring(L, 3);
   double timeout = timeout_arg(L, 5, a);
@@ -942,7 +955,7 @@ int l_group_offsets(lua_State* L) {
 
 // a:_describe_cluster(include_ops, timeout) -> {cluster_id, controller, brokers, authorized_operations}
 int l_describe_cluster(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   bool ops = lua_toboolean(L, 2);
   double timeout = timeout_arg(L, 3, a);
   Request* r = a->begin(L, "admin:describe_cluster", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
@@ -987,7 +1000,7 @@ void push_node_ids(lua_State* L, const rd_kafka_Node_t** nodes, size_t n) {
 // a:_describe_topics(names, include_ops, timeout) -> list of {name, error, topic_id, internal, partitions =
 // {{partition, leader, leader_rack, replicas, isr, replica_racks}}, authorized_operations}
 int l_describe_topics(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   auto names = string_list(L, 2, "admin:describe_topics");
   bool ops = lua_toboolean(L, 3);
   double timeout = timeout_arg(L, 4, a);
@@ -1065,7 +1078,7 @@ int l_describe_topics(lua_State* L) {
 // partition, offset, timestamp, leader_epoch, error}. spec: -2 earliest, -1 latest, -3 max timestamp,
 // >= 0 a timestamp (epoch ms). An offset or timestamp of -1 (none) is left out.
 int l_list_offsets(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   bool committed = lua_toboolean(L, 3);
   double timeout = timeout_arg(L, 4, a);
@@ -1118,7 +1131,7 @@ int l_list_offsets(lua_State* L) {
 
 // a:_elect_leaders(unclean, partitions | nil (all), timeout) -> list of {topic, partition, error}
 int l_elect_leaders(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   bool unclean = lua_toboolean(L, 2);
   rd_kafka_topic_partition_list_t* parts = nullptr;
   if (!lua_isnoneornil(L, 3)) parts = check_partition_list(L, 3, "admin:elect_leaders", false);
@@ -1164,7 +1177,7 @@ const char* scram_name(rd_kafka_ScramMechanism_t m) {
 
 // a:_describe_scram(users | nil (all), timeout) -> list of {user, error, credentials = {{mechanism, iterations}}}
 int l_describe_scram(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   std::vector<std::string> users;
   if (!lua_isnoneornil(L, 2)) users = string_list(L, 2, "admin:describe_user_scram_credentials");
   double timeout = timeout_arg(L, 3, a);
@@ -1208,7 +1221,7 @@ int l_describe_scram(lua_State* L) {
 // timeout) -> list of {user, error} (one per user, as Kafka answers). The password goes to librdkafka,
 // which sends only the salted hash; it is never kept, logged or put into an error here.
 int l_alter_scram(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   double timeout = timeout_arg(L, 3, a);
   int n = static_cast<int>(lua_objlen(L, 2));
@@ -1331,7 +1344,7 @@ rd_kafka_AclBinding_t* make_acl(const AclFields& f, bool filter, char* errstr, s
 
 // a:_create_acls(bindings, timeout) -> list of {error} in input order
 int l_create_acls(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   double timeout = timeout_arg(L, 3, a);
   int n = static_cast<int>(lua_objlen(L, 2));
@@ -1368,7 +1381,7 @@ int l_create_acls(lua_State* L) {
 
 // a:_describe_acls(filter, timeout) -> list of bindings
 int l_describe_acls(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   double timeout = timeout_arg(L, 3, a);
   char errstr[512];
@@ -1389,7 +1402,7 @@ int l_describe_acls(lua_State* L) {
 
 // a:_delete_acls(filters, timeout) -> list of {error, deleted = bindings} in input order
 int l_delete_acls(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   double timeout = timeout_arg(L, 3, a);
   int n = static_cast<int>(lua_objlen(L, 2));
@@ -1434,7 +1447,7 @@ int l_delete_acls(lua_State* L) {
 // a:_incremental_alter_configs({{type=, name=, ops={{name=, op=0..3, value=}}}}, validate_only, timeout)
 // -> list of {type, name, error}. Atomic per resource, applied by the broker.
 int l_incremental_alter_configs(lua_State* L) {
-  Admin* a = check_admin(L, 1);
+  Admin* a = check_admin_waiting(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   bool validate_only = lua_toboolean(L, 3);
   double timeout = timeout_arg(L, 4, a);

@@ -187,18 +187,23 @@ namespace {
 struct DestroyWork {
   uv_work_t req;
   rd_kafka_t* rk;
+  int flags;
   std::function<void()> done;
 };
 }  // namespace
 
-void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, std::function<void()> done) {
+void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, int flags, std::function<void()> done) {
   // On the loop's worker pool, the way every other blocking librdkafka call leaves the loop.
   // librdkafka 2.0.2 could hang here (a consumer close waiting for a lost partition), so klua used
   // to destroy on detached threads and abandon a handle after 10 s; 2.1.0 fixed that hang, and
   // tests/integration/close_test.lua closes consumers in the situations that used to hang.
-  auto* w = new DestroyWork{{}, rk, std::move(done)};
+  auto* w = new DestroyWork{{}, rk, flags, std::move(done)};
   w->req.data = w;
-  uv_queue_work(rt.loop(), &w->req, [](uv_work_t* r) { rd_kafka_destroy(static_cast<DestroyWork*>(r->data)->rk); },
+  uv_queue_work(rt.loop(), &w->req,
+                [](uv_work_t* r) {
+                  auto* w = static_cast<DestroyWork*>(r->data);
+                  rd_kafka_destroy_flags(w->rk, w->flags);
+                },
                 [](uv_work_t* r, int) {
                   std::unique_ptr<DestroyWork> w(static_cast<DestroyWork*>(r->data));
                   w->done();

@@ -109,7 +109,8 @@ class Client : public Closable {
 
 // Destroys a handle without blocking the loop (rd_kafka_destroy joins librdkafka's threads and,
 // for a consumer, leaves its group): it runs on the loop's worker pool; `done` runs on the loop.
-void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, std::function<void()> done);
+// `flags` are rd_kafka_destroy_flags' (RD_KAFKA_DESTROY_F_*).
+void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, int flags, std::function<void()> done);
 
 // Pushes a new table with weak keys (a set of userdata that does not keep them alive).
 void push_weak_keyed_table(lua_State* L);

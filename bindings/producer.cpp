@@ -802,7 +802,7 @@ void Producer::finish_close() {
   on_delivery_ = LUA_NOREF;
   release_hooks();
   // rd_kafka_destroy joins librdkafka's threads: off the loop thread.
-  destroy_handle_async(rt_, rk_, [this] {
+  destroy_handle_async(rt_, rk_, 0, [this] {
     rk_ = nullptr;
     state_ = Closed;
     wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
