@@ -139,7 +139,6 @@ class Admin : public Client {
   rd_kafka_queue_t *main_q_ = nullptr, *res_q_ = nullptr;
   std::unique_ptr<QueueWatcher> main_w_, res_w_;
   std::unordered_set<Request*> pending_, abandoned_;
-  uv_work_t destroy_work_;
 };
 
 void Admin::drain_results() {
@@ -202,19 +201,12 @@ void Admin::finish_close() {
   }
   main_q_ = res_q_ = nullptr;
   release_hooks();
-  destroy_work_.data = this;
-  uv_queue_work(rt_.loop(), &destroy_work_,
-                [](uv_work_t* w) {
-                  auto* self = static_cast<Admin*>(w->data);
-                  rd_kafka_destroy(self->rk_);
-                },
-                [](uv_work_t* w, int) {
-                  auto* self = static_cast<Admin*>(w->data);
-                  self->rk_ = nullptr;
-                  self->state_ = Closed;
-                  wake_close_waiters(self->rt_.scheduler(), std::move(self->close_waiters));
-                  if (self->orphaned) delete self;
-                });
+  destroy_handle_async(rt_, rk_, 0, [this] {
+    rk_ = nullptr;
+    state_ = Closed;
+    wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
+    if (orphaned) delete this;
+  });
 }
 
 // ---- helpers ---------------------------------------------------------------------

@@ -513,28 +513,32 @@ void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* li
 }
 
 namespace {
-struct BlockingWork {
+struct OffLoopWork {
   uv_work_t req;
   Client* client;
-  WaitToken tok;
-  std::function<void()> work;
-  std::function<int(lua_State*)> push;
+  std::function<void()> work, done;
 };
 }  // namespace
+
+void Client::run_off_loop(std::function<void()> work, std::function<void()> done) {
+  auto* w = new OffLoopWork{{}, this, std::move(work), std::move(done)};
+  w->req.data = w;
+  ++inflight_;
+  uv_queue_work(rt_.loop(), &w->req, [](uv_work_t* r) { static_cast<OffLoopWork*>(r->data)->work(); },
+                [](uv_work_t* r, int) {
+                  std::unique_ptr<OffLoopWork> w(static_cast<OffLoopWork*>(r->data));
+                  w->done();
+                  if (--w->client->inflight_ == 0) w->client->on_inflight_done();
+                });
+}
 
 int Client::run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
                          std::function<int(lua_State*)> push) {
   WaitToken tok = rt_.scheduler().prepare_wait(L, op, timeout_ms);  // may raise: before allocating
-  auto* w = new BlockingWork{{}, this, tok, std::move(work), std::move(push)};
-  w->req.data = w;
-  ++inflight_;
-  uv_queue_work(rt_.loop(), &w->req, [](uv_work_t* r) { static_cast<BlockingWork*>(r->data)->work(); },
-                [](uv_work_t* r, int) {
-                  std::unique_ptr<BlockingWork> w(static_cast<BlockingWork*>(r->data));
-                  Scheduler& s = w->client->runtime().scheduler();
-                  if (lua_State* co = s.wake_begin(w->tok)) s.wake_end(w->tok, w->push(co));
-                  if (--w->client->inflight_ == 0) w->client->on_inflight_done();
-                });
+  run_off_loop(std::move(work), [this, tok, push = std::move(push)] {
+    Scheduler& s = rt_.scheduler();
+    if (lua_State* co = s.wake_begin(tok)) s.wake_end(tok, push(co));
+  });
   return lua_yield(L, 0);
 }
 

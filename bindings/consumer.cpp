@@ -871,58 +871,40 @@ void Consumer::report_error(const ErrorSpec& e) {
   }
 }
 
-namespace {
-struct TopicCheck {
-  uv_work_t req;
-  Consumer* c;
-  rd_kafka_t* rk;
-  std::vector<std::string> topics;
-  std::vector<std::string> missing;
-};
-}  // namespace
-
 void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
-  auto* w = new TopicCheck{{}, this, rk_, {}, {}};
+  struct Check {
+    std::vector<std::string> topics, missing;
+  };
+  auto check = std::make_shared<Check>();
   for (const auto& t : topics)
-    if (!t.empty() && t[0] != '^') w->topics.push_back(t);  // a regex may match nothing yet
-  if (w->topics.empty()) {
-    delete w;
-    return;
-  }
-  w->req.data = w;
-  ++inflight_;  // the handle outlives the check
-  uv_queue_work(
-      rt_.loop(), &w->req,
-      [](uv_work_t* r) {
-        auto* w = static_cast<TopicCheck*>(r->data);
-        for (const auto& t : w->topics) {
+    if (!t.empty() && t[0] != '^') check->topics.push_back(t);  // a regex may match nothing yet
+  if (check->topics.empty()) return;
+  rd_kafka_t* rk = rk_;
+  run_off_loop(
+      [check, rk] {
+        for (const auto& t : check->topics) {
           // A metadata request naming the topic (a consumer's does not create topics:
           // allow.auto.create.topics is false unless the script set it).
-          rd_kafka_topic_t* rkt = rd_kafka_topic_new(w->rk, t.c_str(), nullptr);
+          rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, t.c_str(), nullptr);
           const rd_kafka_metadata_t* md = nullptr;
-          rd_kafka_resp_err_t err = rd_kafka_metadata(w->rk, 0, rkt, &md, 10000);
-          if (!err && md && md->topic_cnt == 1 &&
-              md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-            w->missing.push_back(t);
+          rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+          if (!err && md && md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            check->missing.push_back(t);
           if (md) rd_kafka_metadata_destroy(md);
           if (rkt) rd_kafka_topic_destroy(rkt);
         }
       },
-      [](uv_work_t* r, int) {
-        std::unique_ptr<TopicCheck> w(static_cast<TopicCheck*>(r->data));
-        Consumer* c = w->c;
-        if (c->state_ == Open) {
-          for (const auto& t : w->missing) {
-            ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-                                      fmt::format("subscribed topic \"{}\" does not exist (under group.protocol=consumer "
-                                                  "the broker reports no error for it: klua checked the metadata)", t));
-            e.topic = t;
-            e.group = c->group_;
-            e.op = "subscribe";
-            c->report_error(e);
-          }
+      [this, check] {
+        if (state_ != Open) return;
+        for (const auto& t : check->missing) {
+          ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                                    fmt::format("subscribed topic \"{}\" does not exist (under group.protocol=consumer "
+                                                "the broker reports no error for it: klua checked the metadata)", t));
+          e.topic = t;
+          e.group = group_;
+          e.op = "subscribe";
+          report_error(e);
         }
-        if (--c->inflight_ == 0) c->on_inflight_done();
       });
 }
 

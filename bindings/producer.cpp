@@ -197,30 +197,18 @@ void Producer::start_flushing() {
 }
 
 void Producer::hurry_producer_id() {
-  struct Work {
-    uv_work_t req;
-    Producer* p;
-    rd_kafka_t* rk;
-  };
-  auto* w = new Work{{}, this, rk_};
-  w->req.data = w;
-  ++inflight_;
-  uv_queue_work(
-      rt_.loop(), &w->req,
-      [](uv_work_t* r) {
-        auto* w = static_cast<Work*>(r->data);
+  rd_kafka_t* rk = rk_;
+  run_off_loop(
+      [rk] {
         // 500 ms each: past that, librdkafka's own timer has asked again anyway.
         for (int i = 0; i < 2; ++i) {
           const rd_kafka_metadata_t* md = nullptr;
-          rd_kafka_resp_err_t err = rd_kafka_metadata(w->rk, 0, nullptr, &md, 500);
+          rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, nullptr, &md, 500);
           if (md) rd_kafka_metadata_destroy(md);
           if (err) break;
         }
       },
-      [](uv_work_t* r, int) {
-        std::unique_ptr<Work> w(static_cast<Work*>(r->data));
-        if (--w->p->inflight_ == 0) w->p->on_inflight_done();
-      });
+      [] {});
 }
 
 void Producer::on_inflight_done() {
