@@ -156,7 +156,16 @@ test("SCRAM credentials: upsert, describe (as confluent-kafka sees them), delete
     { user = user, mechanism = "SCRAM-SHA-256", password = "pw-256-secret", iterations = 8192 },
     { user = user, mechanism = "SCRAM-SHA-512", password = "pw-512-secret" } }))
   assert_eq(res, { { user = user, mechanism = "SCRAM-SHA-256" }, { user = user, mechanism = "SCRAM-SHA-512" } })
-  local d = assert(admin:describe_user_scram_credentials({ user, fresh("nobody") }))
+  -- Kafka applies the change through its controller and describes from each broker's metadata
+  -- image, which follows a moment later: ask until the second round's credential shows (10 s).
+  local d
+  local deadline = klua.now() + 10000
+  repeat
+    d = assert(admin:describe_user_scram_credentials({ user, fresh("nobody") }))
+    local creds = d[1].credentials
+    if creds and #creds == 2 then break end
+    klua.sleep(100)
+  until klua.now() > deadline
   assert_eq(d[1], { user = user, credentials = { { mechanism = "SCRAM-SHA-256", iterations = 8192 },
                                                  { mechanism = "SCRAM-SHA-512", iterations = 4096 } } })
   assert_error(d[2].error, "RESOURCE_NOT_FOUND")
@@ -166,7 +175,14 @@ test("SCRAM credentials: upsert, describe (as confluent-kafka sees them), delete
   for _, u in ipairs(all) do if u.user == user then found = u end end
   assert_not_nil(found)
   assert(admin:alter_user_scram_credentials({ { user = user, mechanism = "SCRAM-SHA-256", delete = true } }))
-  assert_eq(py("scram", user)[user], { { "SCRAM_SHA_512", 4096 } })
+  local seen
+  deadline = klua.now() + 10000
+  repeat
+    seen = py("scram", user)[user]
+    if seen and #seen == 1 then break end
+    klua.sleep(100)
+  until klua.now() > deadline
+  assert_eq(seen, { { "SCRAM_SHA_512", 4096 } })
   local bad = assert(admin:alter_user_scram_credentials({ { user = user, mechanism = "SCRAM-SHA-256", delete = true } }))
   assert_error(bad[1].error, "RESOURCE_NOT_FOUND")
   assert_eq(tostring(bad[1].error):find("secret", 1, true), nil)
