@@ -556,7 +556,9 @@ void Consumer::deliver(const Fetched& f) {
       return;
     }
   }
-  held_.push_back(f);
+  // Every waiter had gone (timed out): f came from the front of what klua holds, or from the
+  // events queue before anything the messages queue brought, so it goes back in front.
+  held_.push_front(f);
 }
 
 int Consumer::take_fast(MsgView* v) {
