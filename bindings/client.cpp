@@ -550,15 +550,14 @@ static int l_librdkafka_version(lua_State* L) {
 }
 
 void open_kafka_common(Runtime& rt, lua_State* L, int klua_table) {
-  // klua.errors gets every librdkafka error name.
+  // klua.errors gets every librdkafka error, by name and number.
   lua_getfield(L, klua_table, "errors");
   const rd_kafka_err_desc* descs;
   size_t n;
   rd_kafka_get_err_descs(&descs, &n);
   for (size_t i = 0; i < n; ++i) {
     if (!descs[i].name) continue;
-    lua_pushstring(L, descs[i].name);
-    lua_setfield(L, -2, descs[i].name);
+    register_error_code(L, -1, descs[i].name, descs[i].code, descs[i].desc ? descs[i].desc : "");
   }
   lua_pop(L, 1);
   lua_pushcfunction(L, l_librdkafka_version);

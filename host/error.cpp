@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
 namespace klua {
 
 namespace {
@@ -33,6 +35,8 @@ int error_tostring(lua_State* L) {
   std::string name = field_string(L, 1, "name");
   std::string msg = field_string(L, 1, "message");
   std::string out = name.empty() ? msg : name + ": " + msg;
+  std::string where = field_string(L, 1, "where");
+  if (!where.empty()) out = where + ": " + out;
   std::string ctx;
   auto add = [&](const std::string& s) {
     if (!ctx.empty()) ctx += ", ";
@@ -99,6 +103,7 @@ void push_error(lua_State* L, const ErrorSpec& spec) {
     lua_pushnumber(L, *spec.timeout_ms);
     lua_setfield(L, -2, "timeout_ms");
   }
+  set_string(L, "where", spec.where);
   push_metatable(L);
   lua_setmetatable(L, -2);
 }
@@ -145,6 +150,13 @@ static int errors_new(lua_State* L) {
   s.name = field_string(L, 1, "name");
   s.message = field_string(L, 1, "message");
   lua_getfield(L, 1, "code");
+  if (lua_isnil(L, -1) && !s.name.empty()) {
+    // No code given: the name's, when klua.errors knows it (so Lua never spells a number).
+    lua_pop(L, 1);
+    lua_getfield(L, lua_upvalueindex(1), "codes");
+    lua_getfield(L, -1, s.name.c_str());
+    lua_remove(L, -2);
+  }
   s.code = static_cast<int>(lua_tonumber(L, -1));
   lua_pop(L, 1);
   lua_getfield(L, 1, "retriable");
@@ -156,6 +168,7 @@ static int errors_new(lua_State* L) {
   s.kafka = lua_toboolean(L, -1);
   lua_pop(L, 1);
   s.op = field_string(L, 1, "op");
+  s.where = field_string(L, 1, "where");
   s.topic = field_string(L, 1, "topic");
   s.group = field_string(L, 1, "group");
   lua_getfield(L, 1, "partition");
@@ -168,23 +181,109 @@ static int errors_new(lua_State* L) {
   return 1;
 }
 
+// klua.errors.bad_argument(fn, arg, detail): raises the programmer error of raise_bad_argument, located
+// at the user's call. klua.errors.misuse(fn, detail): the same without an argument number.
+static int errors_bad_argument(lua_State* L) {
+  std::string fn = luaL_checkstring(L, 1);
+  int arg = static_cast<int>(luaL_checkinteger(L, 2));
+  std::string detail = luaL_optstring(L, 3, "invalid value");
+  raise_bad_argument(L, arg, fn, detail);
+}
+
+static int errors_misuse(lua_State* L) {
+  std::string fn = luaL_checkstring(L, 1);
+  std::string detail = luaL_checkstring(L, 2);
+  raise_misuse(L, fn, detail);
+}
+
 static int errors_is(lua_State* L) {
   lua_pushboolean(L, is_error(L, 1));
   return 1;
 }
 
+bool is_klua_source(const char* src) {
+  if (!src) return false;
+  for (const char* prefix : {"@scripts/klua/", "@bindings/lua/", "=klua", "=dofile", "=README"})
+    if (std::strncmp(src, prefix, std::strlen(prefix)) == 0) return true;
+  return false;
+}
+
+std::string user_location(lua_State* L) {
+  lua_Debug ar;
+  std::string first;
+  for (int level = 0; lua_getstack(L, level, &ar); ++level) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;  // C functions have no line
+    std::string here = fmt::format("{}:{}", ar.short_src, ar.currentline);
+    if (!is_klua_source(ar.source)) return here;
+    if (first.empty()) first = here;
+  }
+  return first;  // only klua's own code on the stack (a bundled command): its innermost line
+}
+
+void raise_bad_argument(lua_State* L, int arg, const std::string& fn, const std::string& detail) {
+  raise_misuse(L, fn, fmt::format("bad argument #{} to '{}' ({})", arg, fn, detail));
+}
+
+void raise_misuse(lua_State* L, const std::string& fn, const std::string& detail) {
+  ErrorSpec e;
+  e.code = CODE_INVALID_ARGUMENT;
+  e.name = ERR_INVALID_ARGUMENT;
+  e.message = detail.rfind("bad argument #", 0) == 0 ? detail : fn + ": " + detail;
+  e.where = user_location(L);
+  raise_error(L, e);
+}
+
+void register_error_code(lua_State* L, int errors, const char* name, int code, const char* description) {
+  if (errors < 0) errors = lua_gettop(L) + errors + 1;
+  lua_pushstring(L, name);
+  lua_setfield(L, errors, name);
+  lua_getfield(L, errors, "codes");
+  lua_pushinteger(L, code);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+  lua_getfield(L, errors, "names");
+  lua_pushstring(L, name);
+  lua_rawseti(L, -2, code);
+  lua_pop(L, 1);
+  lua_getfield(L, errors, "descriptions");
+  lua_pushstring(L, description);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+// klua.errors: NAME -> "NAME" for comparisons (`err.name == klua.errors.UNKNOWN_TOPIC_OR_PART`), and every
+// code by name and number: codes.NAME -> number, names[number] -> "NAME", descriptions.NAME -> text
+// (librdkafka's codes are added by open_kafka_common).
 void open_errors(lua_State* L, int klua_table) {
   if (klua_table < 0) klua_table = lua_gettop(L) + klua_table + 1;
   push_metatable(L);
   lua_pop(L, 1);
   lua_newtable(L);
-  for (const char* n : {ERR_CANCELLED, ERR_INVALID_ARGUMENT, ERR_EMBEDDED_UNSUPPORTED, ERR_TIMED_OUT,
-                        ERR_JSON, ERR_CLOSED}) {
-    lua_pushstring(L, n);
-    lua_setfield(L, -2, n);
+  for (const char* t : {"codes", "names", "descriptions"}) {
+    lua_newtable(L);
+    lua_setfield(L, -2, t);
   }
-  lua_pushcfunction(L, errors_new);
+  struct Own {
+    const char* name;
+    int code;
+    const char* description;
+  };
+  static const Own own[] = {
+      {ERR_CANCELLED, CODE_CANCELLED, "klua: the task was cancelled (task:cancel, SIGINT, SIGTERM)"},
+      {ERR_INVALID_ARGUMENT, CODE_INVALID_ARGUMENT, "klua: invalid argument (a programmer error)"},
+      {ERR_EMBEDDED_UNSUPPORTED, CODE_EMBEDDED_UNSUPPORTED, "klua: not supported by the embedded mock cluster"},
+      {ERR_JSON, CODE_JSON, "klua: invalid JSON"},
+      {ERR_CLOSED, CODE_CLOSED, "klua: the client is closed"},
+      {ERR_TIMED_OUT, CODE_TIMED_OUT, "Local: Timed out"},
+  };
+  for (const Own& o : own) register_error_code(L, -1, o.name, o.code, o.description);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, errors_new, 1);
   lua_setfield(L, -2, "new");
+  lua_pushcfunction(L, errors_bad_argument);
+  lua_setfield(L, -2, "bad_argument");
+  lua_pushcfunction(L, errors_misuse);
+  lua_setfield(L, -2, "misuse");
   lua_pushcfunction(L, errors_is);
   lua_setfield(L, -2, "is");
   lua_setfield(L, klua_table, "errors");

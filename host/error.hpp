@@ -38,6 +38,8 @@ struct ErrorSpec {
   std::optional<int> partition;
   std::string group;
   std::optional<double> timeout_ms;
+  // Where a programmer error was made: "file.lua:12", the user's call (tostring puts it first).
+  std::string where;
 };
 
 // Pushes a new error table onto L's stack.
@@ -53,6 +55,22 @@ bool is_error(lua_State* L, int idx);
 std::string error_field(lua_State* L, int idx, const char* field);
 // True when the error at idx carries a Kafka code (exit status 3 when uncaught).
 bool error_is_kafka(lua_State* L, int idx);
+
+// Programmer errors raise one way: a KLUA_INVALID_ARGUMENT error whose message reads like Lua's own
+// ("bad argument #2 to 'admin:create_topics' (expected a list of topic specs, got number)"; for a
+// method, self is argument #1) and whose `where` is the user's call: the innermost stack frame that is
+// not klua's own code (bundled scripts/klua and bindings/lua chunks, klua's wrappers, C functions).
+// Lua code raises the same error with klua.errors.bad_argument(fn, arg, detail).
+[[noreturn]] void raise_bad_argument(lua_State* L, int arg, const std::string& fn, const std::string& detail);
+// A programmer error that is not about one argument ("fn: detail"), located the same way.
+[[noreturn]] void raise_misuse(lua_State* L, const std::string& fn, const std::string& detail);
+// "file.lua:12" of the user's call ("" when no Lua frame has a line).
+std::string user_location(lua_State* L);
+// True for the chunk names of klua's own code (lua_Debug::source).
+bool is_klua_source(const char* source);
+
+// Registers a code's name for klua.errors (codes, names, descriptions); open_errors registers klua's own.
+void register_error_code(lua_State* L, int errors_table, const char* name, int code, const char* description);
 
 // Installs the shared metatable and klua.errors (name constants) into the table at idx.
 void open_errors(lua_State* L, int klua_table);

@@ -5,62 +5,62 @@ local sort, concat = table.sort, table.concat
 local type, pairs, ipairs, tostring, tonumber, error = type, pairs, ipairs, tostring, tonumber, error
 local floor, max, min = math.floor, math.max, math.min
 
-local C = { -- librdkafka codes used here
-  UNKNOWN_TOPIC_OR_PART = 3, ILLEGAL_GENERATION = 22, UNKNOWN_MEMBER_ID = 25, REBALANCE_IN_PROGRESS = 27,
-  TOPIC_ALREADY_EXISTS = 36, INVALID_PARTITIONS = 37, INVALID_CONFIG = 40, NON_EMPTY_GROUP = 68,
-  GROUP_ID_NOT_FOUND = 69, FENCED_INSTANCE_ID = 82, CONFLICT = -173, UNSUPPORTED_FEATURE = -165,
-}
+-- Error codes by name (klua.errors.codes: librdkafka's and klua's own): Lua never spells a number.
+local C = setmetatable({}, { __index = function(_, name)
+  return E.codes[name] or error("klua.admin: no error code named " .. tostring(name), 2)
+end })
 
-local function new_error(name, code, message, ctx)
-  local e = E.new { name = name, code = code, message = message }
+local function new_error(name, message, ctx)
+  local e = E.new { name = name, message = message }
   for k, v in pairs(ctx or {}) do e[k] = v end
   return e
 end
 
--- Programmer errors raise.
-local function argerr(op, fmt, ...)
-  error(new_error("KLUA_INVALID_ARGUMENT", -1002, ("admin:%s: " .. fmt):format(op, ...), { op = "admin:" .. op }), 0)
+-- Programmer errors raise KLUA_INVALID_ARGUMENT "bad argument #n to 'admin:op' (...)" at the caller's line
+-- (self is argument #1).
+local function argerr(op, n, fmt, ...)
+  E.bad_argument("admin:" .. op, n, fmt:format(...))
 end
 
 -- A returned (not raised) invalid-argument error for one item of a batch.
 local function item_invalid(op, message, ctx)
   ctx = ctx or {}
   ctx.op = "admin:" .. op
-  return new_error("KLUA_INVALID_ARGUMENT", -1002, message, ctx)
+  return new_error(E.KLUA_INVALID_ARGUMENT, message, ctx)
 end
 
 local function unsupported(self, op)
   if self:_embedded() then
-    return new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003,
+    return new_error(E.KLUA_EMBEDDED_UNSUPPORTED,
       op .. " is not supported by the embedded mock cluster: run with -b against a real broker", { op = "admin:" .. op })
   end
 end
 
-local function check_opts(op, opts, allowed)
+local function check_opts(op, n, opts, allowed)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then argerr(op, "options must be a table, got %s", type(opts)) end
+  if type(opts) ~= "table" then argerr(op, n, "options must be a table, got %s", type(opts)) end
   for k in pairs(opts) do
     if not allowed[k] then
       local names = {}
       for n in pairs(allowed) do names[#names + 1] = n end
       sort(names)
-      argerr(op, "unknown option '%s' (options: %s)", tostring(k), concat(names, ", "))
+      argerr(op, n, "unknown option '%s' (options: %s)", tostring(k), concat(names, ", "))
     end
   end
   if opts.timeout_ms ~= nil and (type(opts.timeout_ms) ~= "number" or opts.timeout_ms <= 0) then
-    argerr(op, "option 'timeout_ms' must be a positive number")
+    argerr(op, n, "option 'timeout_ms' must be a positive number")
   end
   return opts
 end
 
 -- A list of names (a single string stands for a list of one).
-local function name_list(op, names, what)
+local function name_list(op, n, names, what)
   if type(names) == "string" then return { names } end
-  if type(names) ~= "table" then argerr(op, "expected a list of %s names, got %s", what, type(names)) end
+  if type(names) ~= "table" then argerr(op, n, "expected a list of %s names, got %s", what, type(names)) end
   for i, n in ipairs(names) do
-    if type(n) ~= "string" then argerr(op, "%s name %d must be a string, got %s", what, i, type(n)) end
+    if type(n) ~= "string" then argerr(op, n, "%s name %d must be a string, got %s", what, i, type(n)) end
   end
-  if #names == 0 and next(names) ~= nil then argerr(op, "expected a list of %s names", what) end
+  if #names == 0 and next(names) ~= nil then argerr(op, n, "expected a list of %s names", what) end
   return names
 end
 
@@ -72,7 +72,7 @@ end
 local function tp_key(topic, partition) return topic .. "\0" .. tostring(partition) end
 
 local function config_string(op, k, v)
-  if type(k) ~= "string" then argerr(op, "config names must be strings, got %s", type(k)) end
+  if type(k) ~= "string" then argerr(op, 2, "config names must be strings, got %s", type(k)) end
   local t = type(v)
   if t == "string" then return v end
   if t == "number" then
@@ -80,7 +80,7 @@ local function config_string(op, k, v)
     return tostring(v)
   end
   if t == "boolean" then return tostring(v) end
-  argerr(op, "config '%s' must be a string, number or boolean, got %s", k, t)
+  argerr(op, 2, "config '%s' must be a string, number or boolean, got %s", k, t)
 end
 
 -- All topics' metadata as name -> topic (partitions sorted).
@@ -107,7 +107,7 @@ end
 -- brokers = {{id, host, port, rack}} (by id), authorized_operations (when asked)}. Native DescribeCluster
 -- (a Metadata request underneath, which the embedded cluster serves too).
 function M:describe_cluster(opts)
-  opts = check_opts("describe_cluster", opts, { include_authorized_operations = true, timeout_ms = true })
+  opts = check_opts("describe_cluster", 2, opts, { include_authorized_operations = true, timeout_ms = true })
   local c, err = self:_describe_cluster(opts.include_authorized_operations, opts.timeout_ms)
   if not c then return nil, err end
   c.controller_id = c.controller and c.controller.id
@@ -115,7 +115,7 @@ function M:describe_cluster(opts)
 end
 
 function M:ping(opts)
-  opts = check_opts("ping", opts, { timeout_ms = true })
+  opts = check_opts("ping", 2, opts, { timeout_ms = true })
   local md, err = self:_metadata(false, opts.timeout_ms)
   if not md then return nil, err end
   return md.rtt_ms
@@ -124,7 +124,7 @@ end
 -- ---- topics ------------------------------------------------------------------------------
 
 function M:list_topics(opts)
-  opts = check_opts("list_topics", opts, { internal = true, timeout_ms = true })
+  opts = check_opts("list_topics", 2, opts, { internal = true, timeout_ms = true })
   local map, err = topic_map(self, opts.timeout_ms)
   if not map then return nil, err end
   local list = {}
@@ -145,8 +145,8 @@ end
 -- only).
 function M:describe_topics(names, opts)
   local op = "describe_topics"
-  names = name_list(op, names, "topic")
-  opts = check_opts(op, opts, { configs = true, include_authorized_operations = true, timeout_ms = true })
+  names = name_list(op, 2, names, "topic")
+  opts = check_opts(op, 3, opts, { configs = true, include_authorized_operations = true, timeout_ms = true })
   local out, send, seen = {}, {}, {}
   for i, name in ipairs(names) do
     local problem = topic_problem(name)
@@ -180,7 +180,7 @@ function M:describe_topics(names, opts)
         out[i] = item
         if not item.error then found[#found + 1] = { type = "topic", name = name } end
       else
-        out[i] = { name = name, error = kerr(-186, "no result for this topic", { op = "admin:describe_topics", topic = name }) }
+        out[i] = { name = name, error = kerr(C._INVALID_ARG, "no result for this topic", { op = "admin:describe_topics", topic = name }) }
       end
     end
   end
@@ -206,52 +206,52 @@ local SPEC_KEYS = { name = true, partitions = true, replication_factor = true, a
 
 local function check_spec(op, i, spec)
   if type(spec) == "string" then spec = { name = spec } end
-  if type(spec) ~= "table" then argerr(op, "topic spec %d must be a table or a name, got %s", i, type(spec)) end
+  if type(spec) ~= "table" then argerr(op, 2, "topic spec %d must be a table or a name, got %s", i, type(spec)) end
   for k in pairs(spec) do
     if not SPEC_KEYS[k] then
-      argerr(op, "topic spec %d: unknown field '%s' (fields: name, partitions, replication_factor, assignment, configs)",
+      argerr(op, 2, "topic spec %d: unknown field '%s' (fields: name, partitions, replication_factor, assignment, configs)",
              i, tostring(k))
     end
   end
-  if type(spec.name) ~= "string" then argerr(op, "topic spec %d: 'name' must be a string", i) end
+  if type(spec.name) ~= "string" then argerr(op, 2, "topic spec %d: 'name' must be a string", i) end
   local out = { name = spec.name }
   if spec.partitions ~= nil then
     if type(spec.partitions) ~= "number" or spec.partitions < 1 or spec.partitions ~= floor(spec.partitions) then
-      argerr(op, "topic \"%s\": 'partitions' must be a whole number >= 1", spec.name)
+      argerr(op, 2, "topic \"%s\": 'partitions' must be a whole number >= 1", spec.name)
     end
     out.partitions = spec.partitions
   end
   if spec.replication_factor ~= nil then
     local rf = spec.replication_factor
     if type(rf) ~= "number" or rf < 1 or rf ~= floor(rf) then
-      argerr(op, "topic \"%s\": 'replication_factor' must be a whole number >= 1", spec.name)
+      argerr(op, 2, "topic \"%s\": 'replication_factor' must be a whole number >= 1", spec.name)
     end
     out.replication_factor = rf
   end
   if spec.assignment ~= nil then
     if spec.replication_factor ~= nil then
-      argerr(op, "topic \"%s\": give either 'replication_factor' or 'assignment', not both", spec.name)
+      argerr(op, 2, "topic \"%s\": give either 'replication_factor' or 'assignment', not both", spec.name)
     end
     if type(spec.assignment) ~= "table" or #spec.assignment == 0 then
-      argerr(op, "topic \"%s\": 'assignment' must be a list (one list of broker ids per partition)", spec.name)
+      argerr(op, 2, "topic \"%s\": 'assignment' must be a list (one list of broker ids per partition)", spec.name)
     end
     for p, brokers in ipairs(spec.assignment) do
       if type(brokers) ~= "table" or #brokers == 0 then
-        argerr(op, "topic \"%s\": assignment[%d] must be a non-empty list of broker ids", spec.name, p)
+        argerr(op, 2, "topic \"%s\": assignment[%d] must be a non-empty list of broker ids", spec.name, p)
       end
       for _, b in ipairs(brokers) do
-        if type(b) ~= "number" then argerr(op, "topic \"%s\": assignment[%d] has a non-numeric broker id", spec.name, p) end
+        if type(b) ~= "number" then argerr(op, 2, "topic \"%s\": assignment[%d] has a non-numeric broker id", spec.name, p) end
       end
     end
     if out.partitions and out.partitions ~= #spec.assignment then
-      argerr(op, "topic \"%s\": 'partitions' (%d) differs from the assignment's length (%d)", spec.name,
+      argerr(op, 2, "topic \"%s\": 'partitions' (%d) differs from the assignment's length (%d)", spec.name,
              out.partitions, #spec.assignment)
     end
     out.assignment = spec.assignment
     out.partitions = #spec.assignment  -- librdkafka wants the count along with the assignment
   end
   if spec.configs ~= nil then
-    if type(spec.configs) ~= "table" then argerr(op, "topic \"%s\": 'configs' must be a table", spec.name) end
+    if type(spec.configs) ~= "table" then argerr(op, 2, "topic \"%s\": 'configs' must be a table", spec.name) end
     out.configs = {}
     for k, v in pairs(spec.configs) do out.configs[k] = config_string(op, k, v) end
   end
@@ -261,8 +261,8 @@ end
 function M:create_topics(specs, opts)
   local op = "create_topics"
   if type(specs) == "string" or (type(specs) == "table" and specs.name ~= nil) then specs = { specs } end
-  if type(specs) ~= "table" then argerr(op, "expected a list of topic specs, got %s", type(specs)) end
-  opts = check_opts(op, opts, { if_not_exists = true, validate_only = true, timeout_ms = true })
+  if type(specs) ~= "table" then argerr(op, 2, "expected a list of topic specs, got %s", type(specs)) end
+  opts = check_opts(op, 3, opts, { if_not_exists = true, validate_only = true, timeout_ms = true })
   local results, send, seen = {}, {}, {}
   for i, raw in ipairs(specs) do
     local spec = check_spec(op, i, raw)
@@ -298,7 +298,7 @@ function M:create_topics(specs, opts)
         local partitions = spec.partitions or (spec.assignment and #spec.assignment) or 4
         local rf = spec.replication_factor or (spec.assignment and #spec.assignment[1]) or 3
         if rf > 3 then
-          set_result(i, kerr(-186, ("topic \"%s\": replication factor %d is larger than the embedded cluster's 3 brokers")
+          set_result(i, kerr(C._INVALID_ARG, ("topic \"%s\": replication factor %d is larger than the embedded cluster's 3 brokers")
                                      :format(spec.name, rf), { op = "admin:create_topics", topic = spec.name }))
         elseif not opts.validate_only then
           local ok, cerr = self:_mock_create_topic(spec.name, partitions, rf)
@@ -342,8 +342,8 @@ end
 
 function M:delete_topics(names, opts)
   local op = "delete_topics"
-  names = name_list(op, names, "topic")
-  opts = check_opts(op, opts, { timeout_ms = true })
+  names = name_list(op, 2, names, "topic")
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local u = unsupported(self, op)
   if u then return nil, u end
   local results, send, seen = {}, {}, {}
@@ -372,12 +372,12 @@ end
 function M:create_partitions(list, opts)
   local op = "create_partitions"
   if type(list) == "table" and list.topic ~= nil then list = { list } end
-  if type(list) ~= "table" then argerr(op, "expected a list of {topic=, partitions=}, got %s", type(list)) end
-  opts = check_opts(op, opts, { validate_only = true, timeout_ms = true })
+  if type(list) ~= "table" then argerr(op, 2, "expected a list of {topic=, partitions=}, got %s", type(list)) end
+  opts = check_opts(op, 3, opts, { validate_only = true, timeout_ms = true })
   for i, item in ipairs(list) do
     if type(item) ~= "table" or type(item.topic) ~= "string" or type(item.partitions) ~= "number"
        or item.partitions < 1 or item.partitions ~= floor(item.partitions) then
-      argerr(op, "item %d must be {topic=string, partitions=new total count}", i)
+      argerr(op, 2, "item %d must be {topic=string, partitions=new total count}", i)
     end
   end
   local u = unsupported(self, op)
@@ -435,16 +435,16 @@ end
 function M:delete_records(list, opts)
   local op = "delete_records"
   if type(list) == "table" and list.topic ~= nil then list = { list } end
-  if type(list) ~= "table" then argerr(op, "expected a list of {topic=, partition=, before=}, got %s", type(list)) end
-  opts = check_opts(op, opts, { timeout_ms = true })
+  if type(list) ~= "table" then argerr(op, 2, "expected a list of {topic=, partition=, before=}, got %s", type(list)) end
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local req = {}
   for i, item in ipairs(list) do
     if type(item) ~= "table" or type(item.topic) ~= "string" or type(item.partition) ~= "number" then
-      argerr(op, "item %d must be {topic=, partition=, before=}", i)
+      argerr(op, 2, "item %d must be {topic=, partition=, before=}", i)
     end
     local before = item.before
     if not (before == "end" or (type(before) == "number" and before >= 0 and before == floor(before))) then
-      argerr(op, "item %d: 'before' must be an offset >= 0 or \"end\"", i)
+      argerr(op, 2, "item %d: 'before' must be an offset >= 0 or \"end\"", i)
     end
     req[i] = { topic = item.topic, partition = item.partition, offset = before }
   end
@@ -467,14 +467,14 @@ end
 
 local function resource(op, i, r)
   if type(r) == "string" then return { type = "topic", name = r } end
-  if type(r) ~= "table" then argerr(op, "resource %d must be a topic name or {type=, name=}", i) end
+  if type(r) ~= "table" then argerr(op, 2, "resource %d must be a topic name or {type=, name=}", i) end
   local t = r.type or "topic"
   if t ~= "topic" and t ~= "broker" and t ~= "group" then
-    argerr(op, "resource %d: type must be \"topic\", \"broker\" or \"group\"", i)
+    argerr(op, 2, "resource %d: type must be \"topic\", \"broker\" or \"group\"", i)
   end
   local name = r.name
   if type(name) == "number" then name = ("%d"):format(name) end
-  if type(name) ~= "string" then argerr(op, "resource %d: 'name' must be a string (a broker id for brokers)", i) end
+  if type(name) ~= "string" then argerr(op, 2, "resource %d: 'name' must be a string (a broker id for brokers)", i) end
   return { type = t, name = name }
 end
 
@@ -485,8 +485,8 @@ function M:describe_configs(resources, opts)
   if type(resources) == "string" or (type(resources) == "table" and resources.name ~= nil) then
     resources = { resources }
   end
-  if type(resources) ~= "table" then argerr(op, "expected a list of resources, got %s", type(resources)) end
-  opts = check_opts(op, opts, { timeout_ms = true })
+  if type(resources) ~= "table" then argerr(op, 2, "expected a list of resources, got %s", type(resources)) end
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local req = {}
   for i, r in ipairs(resources) do req[i] = resource(op, i, r) end
   local u = unsupported(self, op)
@@ -499,7 +499,7 @@ function M:describe_configs(resources, opts)
   local out = {}
   for i, r in ipairs(req) do
     out[i] = by[r.type .. "\0" .. r.name] or { type = r.type, name = r.name,
-      error = kerr(-186, "no result for this resource", { op = "admin:describe_configs" }) }
+      error = kerr(C._INVALID_ARG, "no result for this resource", { op = "admin:describe_configs" }) }
   end
   return out
 end
@@ -514,14 +514,14 @@ local OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 function M:alter_configs(changes, opts)
   local op = "alter_configs"
   if type(changes) == "table" and changes.name ~= nil then changes = { changes } end
-  if type(changes) ~= "table" then argerr(op, "expected a list of changes, got %s", type(changes)) end
-  opts = check_opts(op, opts, { validate_only = true, timeout_ms = true })
+  if type(changes) ~= "table" then argerr(op, 2, "expected a list of changes, got %s", type(changes)) end
+  opts = check_opts(op, 3, opts, { validate_only = true, timeout_ms = true })
   local reqs = {}
   for i, c in ipairs(changes) do
-    if type(c) ~= "table" then argerr(op, "change %d must be a table", i) end
+    if type(c) ~= "table" then argerr(op, 2, "change %d must be a table", i) end
     for k in pairs(c) do
       if not ALTER_KEYS[k] then
-        argerr(op, "change %d: unknown field '%s' (fields: type, name, set, delete, append, subtract)", i, tostring(k))
+        argerr(op, 2, "change %d: unknown field '%s' (fields: type, name, set, delete, append, subtract)", i, tostring(k))
       end
     end
     local r = resource(op, i, c)
@@ -531,9 +531,9 @@ function M:alter_configs(changes, opts)
     for k in pairs(c.set or {}) do keys[#keys + 1] = k end
     sort(keys)
     for _, k in ipairs(keys) do add(k, OP_SET, config_string(op, k, c.set[k])) end
-    if c.delete ~= nil and type(c.delete) ~= "table" then argerr(op, "change %d: 'delete' must be a list of config names", i) end
+    if c.delete ~= nil and type(c.delete) ~= "table" then argerr(op, 2, "change %d: 'delete' must be a list of config names", i) end
     for _, k in ipairs(c.delete or {}) do
-      if type(k) ~= "string" then argerr(op, "change %d: 'delete' must be a list of config names", i) end
+      if type(k) ~= "string" then argerr(op, 2, "change %d: 'delete' must be a list of config names", i) end
       add(k, OP_DELETE, nil)
     end
     for _, kind in ipairs { "append", "subtract" } do
@@ -548,7 +548,7 @@ function M:alter_configs(changes, opts)
         add(k, kind == "append" and OP_APPEND or OP_SUBTRACT, concat(list, ","))
       end
     end
-    if #ops == 0 then argerr(op, "change %d changes nothing (give set, delete, append or subtract)", i) end
+    if #ops == 0 then argerr(op, 2, "change %d changes nothing (give set, delete, append or subtract)", i) end
     reqs[i] = { type = r.type, name = r.name, ops = ops }
   end
   local u = unsupported(self, op)
@@ -586,7 +586,7 @@ local GROUP_TYPES = { classic = 2, consumer = 1 }
 local function codes(op, list, known, what)
   if list == nil then return nil end
   if type(list) == "string" then list = { list } end
-  if type(list) ~= "table" then argerr(op, "option '%s' must be a list of names", what) end
+  if type(list) ~= "table" then argerr(op, 2, "option '%s' must be a list of names", what) end
   local out = {}
   for i, name in ipairs(list) do
     local code = type(name) == "string" and known[name:lower():gsub("[_ ]", "")]
@@ -594,7 +594,7 @@ local function codes(op, list, known, what)
       local names = {}
       for n in pairs(known) do names[#names + 1] = n end
       sort(names)
-      argerr(op, "option '%s': item %d (%s) is not one of: %s", what, i, tostring(name), concat(names, ", "))
+      argerr(op, 2, "option '%s': item %d (%s) is not one of: %s", what, i, tostring(name), concat(names, ", "))
     end
     out[#out + 1] = code
   end
@@ -606,7 +606,7 @@ end
 -- types: "classic", "consumer". Both filters run on the broker (ListGroups v5).
 function M:list_groups(opts)
   local op = "list_groups"
-  opts = check_opts(op, opts, { states = true, types = true, timeout_ms = true })
+  opts = check_opts(op, 2, opts, { states = true, types = true, timeout_ms = true })
   local states = codes(op, opts.states, GROUP_STATES, "states")
   local types = codes(op, opts.types, GROUP_TYPES, "types")
   local u = unsupported(self, op)
@@ -631,8 +631,8 @@ end
 -- GROUP_ID_NOT_FOUND.
 function M:describe_groups(ids, opts)
   local op = "describe_groups"
-  ids = name_list(op, ids, "group")
-  opts = check_opts(op, opts, { include_authorized_operations = true, timeout_ms = true })
+  ids = name_list(op, 2, ids, "group")
+  opts = check_opts(op, 3, opts, { include_authorized_operations = true, timeout_ms = true })
   local u = unsupported(self, op)
   if u then return nil, u end
   if #ids == 0 then return {} end
@@ -646,7 +646,7 @@ function M:describe_groups(ids, opts)
   for _, g in ipairs(res) do by[g.group] = g end
   local out = {}
   for i, id in ipairs(ids) do
-    local g = by[id] or { group = id, error = kerr(-186, "no result for this group", { op = "admin:describe_groups", group = id }) }
+    local g = by[id] or { group = id, error = kerr(C._INVALID_ARG, "no result for this group", { op = "admin:describe_groups", group = id }) }
     if g.members then
       sort(g.members, function(a, b) return (a.member_id or "") < (b.member_id or "") end)
     end
@@ -665,8 +665,8 @@ end
 
 function M:delete_groups(ids, opts)
   local op = "delete_groups"
-  ids = name_list(op, ids, "group")
-  opts = check_opts(op, opts, { timeout_ms = true })
+  ids = name_list(op, 2, ids, "group")
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local u = unsupported(self, op)
   if u then return nil, u end
   if #ids == 0 then return {} end
@@ -684,13 +684,13 @@ end
 -- Partition selection: topic names (every partition) and/or {topic=, partition=} records.
 local function resolve_partitions(self, op, sel, timeout)
   if type(sel) == "string" or (type(sel) == "table" and sel.topic ~= nil) then sel = { sel } end
-  if type(sel) ~= "table" then argerr(op, "expected topic names or {topic=, partition=} records, got %s", type(sel)) end
+  if type(sel) ~= "table" then argerr(op, 3, "expected topic names or {topic=, partition=} records, got %s", type(sel)) end
   local out, seen, need_md = {}, {}, false
   for i, s in ipairs(sel) do
     if type(s) == "string" then
       need_md = true
     elseif type(s) ~= "table" or type(s.topic) ~= "string" or type(s.partition) ~= "number" then
-      argerr(op, "item %d must be a topic name or {topic=, partition=}", i)
+      argerr(op, 3, "item %d must be a topic name or {topic=, partition=}", i)
     end
   end
   local map
@@ -719,14 +719,15 @@ local function resolve_partitions(self, op, sel, timeout)
 end
 
 local function check_group(op, group)
-  if type(group) ~= "string" or group == "" then argerr(op, "the group id must be a non-empty string") end
+  if type(group) ~= "string" or group == "" then argerr(op, 2, "the group id must be a non-empty string") end
 end
 
 -- Group offset requests, retried while the coordinator is loading or moving (a fresh cluster answers
 -- COORDINATOR_LOAD_IN_PROGRESS for a while; librdkafka does not retry per-partition errors). (The
 -- 5-second attempt cap that worked around librdkafka 2.0.2's lost group-offset requests is gone: 2.15
 -- answers them.)
-local COORDINATOR_BUSY = { [14] = true, [15] = true, [16] = true }
+local COORDINATOR_BUSY = { [C.COORDINATOR_LOAD_IN_PROGRESS] = true, [C.COORDINATOR_NOT_AVAILABLE] = true,
+                           [C.NOT_COORDINATOR] = true }
 local raw_group_offsets = M._group_offsets
 local function group_offsets(self, kind, group, parts, t)
   local deadline = klua.now() + (t or self:_timeout())
@@ -749,7 +750,7 @@ end
 -- One ListOffsets request (parts: {topic, partition, spec = code}), retried while leadership is settling
 -- (a just-created or moving partition answers NOT_LEADER / LEADER_NOT_AVAILABLE for a moment). Returns
 -- tp_key -> result.
-local LEADER_MOVING = { [5] = true, [6] = true }
+local LEADER_MOVING = { [C.LEADER_NOT_AVAILABLE] = true, [C.NOT_LEADER_FOR_PARTITION] = true }
 local raw_list_offsets = M._list_offsets
 local function list_offsets(self, parts, committed, t)
   local deadline = klua.now() + (t or self:_timeout())
@@ -807,7 +808,7 @@ local function spec_code(op, i, spec)
   if type(spec) == "string" and SPEC_NAMES[spec] then return SPEC_NAMES[spec] end
   if type(spec) == "table" and type(spec.timestamp) == "number" then spec = spec.timestamp end
   if type(spec) == "number" and spec >= 0 and spec == floor(spec) then return spec end
-  argerr(op, "item %d: 'spec' must be \"earliest\", \"latest\", \"max_timestamp\" or {timestamp=epoch ms}, got %s",
+  argerr(op, (i == 0 and 3 or 2), "item %d: 'spec' must be \"earliest\", \"latest\", \"max_timestamp\" or {timestamp=epoch ms}, got %s",
          i, tostring(spec))
 end
 
@@ -821,11 +822,11 @@ end
 function M:list_offsets(items, opts)
   local op = "list_offsets"
   if type(items) == "string" or (type(items) == "table" and items.topic ~= nil) then items = { items } end
-  if type(items) ~= "table" then argerr(op, "expected a list of {topic=, partition=, spec=} or topic names, got %s", type(items)) end
-  opts = check_opts(op, opts, { spec = true, isolation_level = true, timeout_ms = true })
+  if type(items) ~= "table" then argerr(op, 2, "expected a list of {topic=, partition=, spec=} or topic names, got %s", type(items)) end
+  opts = check_opts(op, 3, opts, { spec = true, isolation_level = true, timeout_ms = true })
   local committed = ISOLATION[opts.isolation_level or "read_uncommitted"]
   if committed == nil then
-    argerr(op, "option 'isolation_level' must be \"read_uncommitted\" or \"read_committed\", got %s",
+    argerr(op, 3, "option 'isolation_level' must be \"read_uncommitted\" or \"read_committed\", got %s",
            tostring(opts.isolation_level))
   end
   local default = spec_code(op, 0, opts.spec or "latest")
@@ -834,7 +835,7 @@ function M:list_offsets(items, opts)
     if type(it) == "string" then
       need_md = true
     elseif type(it) ~= "table" or type(it.topic) ~= "string" or type(it.partition) ~= "number" then
-      argerr(op, "item %d must be {topic=, partition=, spec=} or a topic name", i)
+      argerr(op, 2, "item %d must be {topic=, partition=, spec=} or a topic name", i)
     end
     names[i] = it
   end
@@ -856,7 +857,7 @@ function M:list_offsets(items, opts)
       item.error = item_invalid(op, ("%s [%d] is listed twice"):format(topic, partition), { topic = topic, partition = partition })
     elseif spec ~= SPEC_EARLIEST and spec ~= SPEC_LATEST and self:_embedded() then
       -- the mock answers every time-based lookup with -1 ("no such record"): a wrong answer, not an approximate one
-      item.error = new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003, "list_offsets by timestamp or max_timestamp is not "
+      item.error = new_error(E.KLUA_EMBEDDED_UNSUPPORTED, "list_offsets by timestamp or max_timestamp is not "
         .. "supported by the embedded mock cluster: run with -b against a real broker",
         { op = "admin:list_offsets", topic = topic, partition = partition })
     else
@@ -883,7 +884,7 @@ function M:list_offsets(items, opts)
     if r then
       item.offset, item.timestamp, item.leader_epoch, item.error = r.offset, r.timestamp, r.leader_epoch, r.error
     else
-      item.error = kerr(-186, "no result for this partition", { op = "admin:list_offsets", topic = item.topic,
+      item.error = kerr(C._INVALID_ARG, "no result for this partition", { op = "admin:list_offsets", topic = item.topic,
                                                                   partition = item.partition })
     end
   end
@@ -895,19 +896,19 @@ end
 -- A partition already led by its preferred replica answers ELECTION_NOT_NEEDED (Kafka's word for it).
 function M:elect_leaders(partitions, opts)
   local op = "elect_leaders"
-  opts = check_opts(op, opts, { election = true, timeout_ms = true })
+  opts = check_opts(op, 3, opts, { election = true, timeout_ms = true })
   local election = opts.election or "preferred"
   if election ~= "preferred" and election ~= "unclean" then
-    argerr(op, "option 'election' must be \"preferred\" or \"unclean\", got %s", tostring(election))
+    argerr(op, 3, "option 'election' must be \"preferred\" or \"unclean\", got %s", tostring(election))
   end
   local req
   if partitions ~= nil then
     if type(partitions) == "table" and partitions.topic ~= nil then partitions = { partitions } end
-    if type(partitions) ~= "table" then argerr(op, "expected a list of {topic=, partition=} or nil, got %s", type(partitions)) end
+    if type(partitions) ~= "table" then argerr(op, 2, "expected a list of {topic=, partition=} or nil, got %s", type(partitions)) end
     req = {}
     for i, p in ipairs(partitions) do
       if type(p) ~= "table" or type(p.topic) ~= "string" or type(p.partition) ~= "number" then
-        argerr(op, "item %d must be {topic=, partition=}", i)
+        argerr(op, 2, "item %d must be {topic=, partition=}", i)
       end
       req[i] = { topic = p.topic, partition = p.partition }
     end
@@ -927,7 +928,7 @@ function M:elect_leaders(partitions, opts)
   for i, p in ipairs(req) do
     local r = by[tp_key(p.topic, p.partition)]
     out[i] = { topic = p.topic, partition = p.partition, error = r and r.error
-      or (not r and kerr(-186, "no result for this partition", { op = "admin:elect_leaders", topic = p.topic,
+      or (not r and kerr(C._INVALID_ARG, "no result for this partition", { op = "admin:elect_leaders", topic = p.topic,
                                                                     partition = p.partition })) or nil }
   end
   return out
@@ -961,7 +962,7 @@ end
 function M:list_group_offsets(group, partitions, opts)
   local op = "list_group_offsets"
   check_group(op, group)
-  opts = check_opts(op, opts, { timeout_ms = true })
+  opts = check_opts(op, 4, opts, { timeout_ms = true })
   local req
   if partitions ~= nil then
     local err
@@ -992,12 +993,12 @@ function M:alter_group_offsets(group, offsets, opts)
   local op = "alter_group_offsets"
   check_group(op, group)
   if type(offsets) == "table" and offsets.topic ~= nil then offsets = { offsets } end
-  if type(offsets) ~= "table" then argerr(op, "expected a list of {topic=, partition=, offset=}, got %s", type(offsets)) end
-  opts = check_opts(op, opts, { timeout_ms = true })
+  if type(offsets) ~= "table" then argerr(op, 3, "expected a list of {topic=, partition=, offset=}, got %s", type(offsets)) end
+  opts = check_opts(op, 4, opts, { timeout_ms = true })
   for i, o in ipairs(offsets) do
     if type(o) ~= "table" or type(o.topic) ~= "string" or type(o.partition) ~= "number"
        or type(o.offset) ~= "number" or o.offset < 0 or o.offset ~= floor(o.offset) then
-      argerr(op, "item %d must be {topic=, partition=, offset=whole number >= 0}", i)
+      argerr(op, 3, "item %d must be {topic=, partition=, offset=whole number >= 0}", i)
     end
   end
   if #offsets == 0 then return {} end
@@ -1025,7 +1026,7 @@ end
 function M:delete_group_offsets(group, partitions, opts)
   local op = "delete_group_offsets"
   check_group(op, group)
-  opts = check_opts(op, opts, { timeout_ms = true })
+  opts = check_opts(op, 4, opts, { timeout_ms = true })
   local u = unsupported(self, op)
   if u then return nil, u end
   local req, err = resolve_partitions(self, op, partitions, opts.timeout_ms)
@@ -1046,7 +1047,7 @@ end
 local function check_to(op, to)
   if to == "earliest" or to == "latest" then return end
   if type(to) == "number" then
-    if to < 0 or to ~= floor(to) then argerr(op, "an offset must be a whole number >= 0") end
+    if to < 0 or to ~= floor(to) then argerr(op, 4, "an offset must be a whole number >= 0") end
     return
   end
   if type(to) == "table" then
@@ -1054,13 +1055,13 @@ local function check_to(op, to)
     for k, v in pairs(to) do
       n = n + 1
       if k ~= "timestamp" and k ~= "shift" and k ~= "duration" then
-        argerr(op, "unknown target '%s' (use \"earliest\", \"latest\", an offset, {timestamp=}, {shift=} or {duration=})", tostring(k))
+        argerr(op, 4, "unknown target '%s' (use \"earliest\", \"latest\", an offset, {timestamp=}, {shift=} or {duration=})", tostring(k))
       end
-      if type(v) ~= "number" or v ~= floor(v) then argerr(op, "'%s' must be a whole number", k) end
+      if type(v) ~= "number" or v ~= floor(v) then argerr(op, 4, "'%s' must be a whole number", k) end
     end
     if n == 1 then return end
   end
-  argerr(op, "'to' must be \"earliest\", \"latest\", an offset, {timestamp=ms}, {shift=n} or {duration=ms}")
+  argerr(op, 4, "'to' must be \"earliest\", \"latest\", an offset, {timestamp=ms}, {shift=n} or {duration=ms}")
 end
 
 -- reset_group_offsets(group, topics, to, {dry_run=}) -> plan: per partition {topic, partition, current, new,
@@ -1069,7 +1070,7 @@ function M:reset_group_offsets(group, topics, to, opts)
   local op = "reset_group_offsets"
   check_group(op, group)
   check_to(op, to)
-  opts = check_opts(op, opts, { dry_run = true, timeout_ms = true })
+  opts = check_opts(op, 5, opts, { dry_run = true, timeout_ms = true })
   local t = opts.timeout_ms
   local parts, err = resolve_partitions(self, op, topics, t)
   if not parts then return nil, err end
@@ -1107,7 +1108,7 @@ function M:reset_group_offsets(group, topics, to, opts)
   if type(to) == "table" and (to.timestamp or to.duration) then
     if self:_embedded() then
       -- the mock answers time-based ListOffsets with -1, which would read as "no record after it"
-      return nil, new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003, "resetting offsets to a time is not supported by "
+      return nil, new_error(E.KLUA_EMBEDDED_UNSUPPORTED, "resetting offsets to a time is not supported by "
         .. "the embedded mock cluster: run with -b against a real broker", { group = group, op = "admin:" .. op })
     end
     local ts = max(0, to.timestamp or (klua.time() - to.duration))
@@ -1132,7 +1133,7 @@ function M:reset_group_offsets(group, topics, to, opts)
       elseif type(to) == "number" then new = to
       elseif to.shift then
         if item.current == nil then
-          item.error = kerr(-186, "no committed offset to shift from", ctx)
+          item.error = kerr(C._INVALID_ARG, "no committed offset to shift from", ctx)
         else
           new = item.current + to.shift
         end
@@ -1152,7 +1153,7 @@ function M:reset_group_offsets(group, topics, to, opts)
   if r.error then
     if REFUSED[r.error.code] and self:_embedded() then
       -- the mock keeps every group that ever had members and refuses commits from outside it
-      return nil, new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003, "resetting the offsets of a group that had " ..
+      return nil, new_error(E.KLUA_EMBEDDED_UNSUPPORTED, "resetting the offsets of a group that had " ..
         "members is not supported by the embedded mock cluster: run with -b against a real broker",
         { group = group, op = "admin:reset_group_offsets" })
     end
@@ -1167,7 +1168,7 @@ function M:reset_group_offsets(group, topics, to, opts)
     local p = res[tp_key(item.topic, item.partition)]
     if p and p.error then
       if REFUSED[p.error.code] and self:_embedded() then
-        return nil, new_error("KLUA_EMBEDDED_UNSUPPORTED", -1003, "resetting the offsets of a group that had " ..
+        return nil, new_error(E.KLUA_EMBEDDED_UNSUPPORTED, "resetting the offsets of a group that had " ..
           "members is not supported by the embedded mock cluster: run with -b against a real broker",
           { group = group, op = "admin:reset_group_offsets" })
       end
@@ -1192,8 +1193,8 @@ end
 function M:lag(group, topics, opts)
   local op = "lag"
   check_group(op, group)
-  if topics ~= nil then topics = name_list(op, topics, "topic") end
-  opts = check_opts(op, opts, { timeout_ms = true })
+  if topics ~= nil then topics = name_list(op, 3, topics, "topic") end
+  opts = check_opts(op, 4, opts, { timeout_ms = true })
   local t = opts.timeout_ms
   local map, err = topic_map(self, t)
   if not map then return nil, err end
@@ -1265,7 +1266,7 @@ local SCRAM_KEYS = { user = true, mechanism = true, iterations = true, password 
 
 local function check_mechanism(op, i, m)
   local code = type(m) == "string" and SCRAM[m:upper()]
-  if not code then argerr(op, "item %d: 'mechanism' must be \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\", got %s", i, tostring(m)) end
+  if not code then argerr(op, 2, "item %d: 'mechanism' must be \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\", got %s", i, tostring(m)) end
   return code, m:upper()
 end
 
@@ -1274,8 +1275,8 @@ end
 -- without credentials has error RESOURCE_NOT_FOUND.
 function M:describe_user_scram_credentials(users, opts)
   local op = "describe_user_scram_credentials"
-  if users ~= nil then users = name_list(op, users, "user") end
-  opts = check_opts(op, opts, { timeout_ms = true })
+  if users ~= nil then users = name_list(op, 2, users, "user") end
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local u = unsupported(self, op)
   if u then return nil, u end
   if users and #users == 0 then return {} end
@@ -1300,7 +1301,7 @@ function M:describe_user_scram_credentials(users, opts)
   for _, r in ipairs(res) do by[r.user] = r end
   local out = {}
   for i, name in ipairs(users) do
-    out[i] = by[name] or { user = name, error = kerr(-186, "no result for this user", { op = "admin:" .. op }) }
+    out[i] = by[name] or { user = name, error = kerr(C._INVALID_ARG, "no result for this user", { op = "admin:" .. op }) }
   end
   return out
 end
@@ -1312,30 +1313,30 @@ end
 function M:alter_user_scram_credentials(items, opts)
   local op = "alter_user_scram_credentials"
   if type(items) == "table" and items.user ~= nil then items = { items } end
-  if type(items) ~= "table" then argerr(op, "expected a list of credential changes, got %s", type(items)) end
-  opts = check_opts(op, opts, { timeout_ms = true })
+  if type(items) ~= "table" then argerr(op, 2, "expected a list of credential changes, got %s", type(items)) end
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local send, out = {}, {}
   for i, it in ipairs(items) do
-    if type(it) ~= "table" then argerr(op, "item %d must be a table", i) end
+    if type(it) ~= "table" then argerr(op, 2, "item %d must be a table", i) end
     for k in pairs(it) do
       if not SCRAM_KEYS[k] then
-        argerr(op, "item %d: unknown field '%s' (fields: user, mechanism, password, iterations, salt, delete)", i, tostring(k))
+        argerr(op, 2, "item %d: unknown field '%s' (fields: user, mechanism, password, iterations, salt, delete)", i, tostring(k))
       end
     end
-    if type(it.user) ~= "string" or it.user == "" then argerr(op, "item %d: 'user' must be a non-empty string", i) end
+    if type(it.user) ~= "string" or it.user == "" then argerr(op, 2, "item %d: 'user' must be a non-empty string", i) end
     local code, name = check_mechanism(op, i, it.mechanism)
     local a = { user = it.user, mechanism = code }
     if it.delete then
-      if it.password ~= nil then argerr(op, "item %d: give either 'password' or 'delete', not both", i) end
+      if it.password ~= nil then argerr(op, 2, "item %d: give either 'password' or 'delete', not both", i) end
       a.delete = true
     else
       -- (the message names the field, never its value)
-      if type(it.password) ~= "string" or it.password == "" then argerr(op, "item %d: 'password' must be a non-empty string", i) end
+      if type(it.password) ~= "string" or it.password == "" then argerr(op, 2, "item %d: 'password' must be a non-empty string", i) end
       local iterations = it.iterations or 4096
       if type(iterations) ~= "number" or iterations < 4096 or iterations > 16384 or iterations ~= floor(iterations) then
-        argerr(op, "item %d: 'iterations' must be a whole number from 4096 to 16384 (Kafka's limits)", i)
+        argerr(op, 2, "item %d: 'iterations' must be a whole number from 4096 to 16384 (Kafka's limits)", i)
       end
-      if it.salt ~= nil and type(it.salt) ~= "string" then argerr(op, "item %d: 'salt' must be a string", i) end
+      if it.salt ~= nil and type(it.salt) ~= "string" then argerr(op, 2, "item %d: 'salt' must be a string", i) end
       a.password, a.iterations, a.salt = it.password, iterations, it.salt
     end
     send[i] = a
@@ -1367,7 +1368,7 @@ function M:alter_user_scram_credentials(items, opts)
       for _, i in ipairs(round.index) do
         local r = by[out[i].user]
         if r then out[i].error = r.error
-        else out[i].error = kerr(-186, "no result for this user", { op = "admin:" .. op }) end
+        else out[i].error = kerr(C._INVALID_ARG, "no result for this user", { op = "admin:" .. op }) end
       end
     end
   end
@@ -1395,17 +1396,17 @@ local function acl_enum(op, i, field, value, known, default, filter)
       if filter or (n ~= "any" and n ~= "match") then names[#names + 1] = n end
     end
     sort(names)
-    argerr(op, "item %d: '%s' must be one of %s, got %s", i, field, concat(names, ", "), tostring(value))
+    argerr(op, 2, "item %d: '%s' must be one of %s, got %s", i, field, concat(names, ", "), tostring(value))
   end
   return code
 end
 
 -- A binding (filter=false: every field concrete) or a filter (nil fields match anything).
 local function acl_fields(op, i, b, filter)
-  if type(b) ~= "table" then argerr(op, "item %d must be a table", i) end
+  if type(b) ~= "table" then argerr(op, 2, "item %d must be a table", i) end
   for k in pairs(b) do
     if not ACL_KEYS[k] then
-      argerr(op, "item %d: unknown field '%s' (fields: resource_type, name, pattern_type, principal, host, "
+      argerr(op, 2, "item %d: unknown field '%s' (fields: resource_type, name, pattern_type, principal, host, "
              .. "operation, permission)", i, tostring(k))
     end
   end
@@ -1421,11 +1422,11 @@ local function acl_fields(op, i, b, filter)
   if not filter then
     out.host = out.host or "*"
     for _, k in ipairs { "name", "principal" } do
-      if type(out[k]) ~= "string" or out[k] == "" then argerr(op, "item %d: '%s' must be a non-empty string", i, k) end
+      if type(out[k]) ~= "string" or out[k] == "" then argerr(op, 2, "item %d: '%s' must be a non-empty string", i, k) end
     end
   end
   for _, k in ipairs { "name", "principal", "host" } do
-    if out[k] ~= nil and type(out[k]) ~= "string" then argerr(op, "item %d: '%s' must be a string", i, k) end
+    if out[k] ~= nil and type(out[k]) ~= "string" then argerr(op, 2, "item %d: '%s' must be a string", i, k) end
   end
   return out
 end
@@ -1450,8 +1451,8 @@ end
 function M:create_acls(bindings, opts)
   local op = "create_acls"
   if type(bindings) == "table" and bindings.principal ~= nil then bindings = { bindings } end
-  if type(bindings) ~= "table" then argerr(op, "expected a list of ACL bindings, got %s", type(bindings)) end
-  opts = check_opts(op, opts, { timeout_ms = true })
+  if type(bindings) ~= "table" then argerr(op, 2, "expected a list of ACL bindings, got %s", type(bindings)) end
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local send = {}
   for i, b in ipairs(bindings) do send[i] = acl_fields(op, i, b, false) end
   local u = unsupported(self, op)
@@ -1469,7 +1470,7 @@ end
 -- cover name).
 function M:describe_acls(filter, opts)
   local op = "describe_acls"
-  opts = check_opts(op, opts, { timeout_ms = true })
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local f = acl_fields(op, 1, filter or {}, true)
   local u = unsupported(self, op)
   if u then return nil, u end
@@ -1483,9 +1484,9 @@ end
 -- delete_acls(filters, {timeout_ms=}) -> per filter in input order {deleted = bindings (sorted), error}.
 function M:delete_acls(filters, opts)
   local op = "delete_acls"
-  if type(filters) ~= "table" then argerr(op, "expected a list of ACL filters, got %s", type(filters)) end
+  if type(filters) ~= "table" then argerr(op, 2, "expected a list of ACL filters, got %s", type(filters)) end
   if next(filters) ~= nil and #filters == 0 then filters = { filters } end
-  opts = check_opts(op, opts, { timeout_ms = true })
+  opts = check_opts(op, 3, opts, { timeout_ms = true })
   local send = {}
   for i, f in ipairs(filters) do send[i] = acl_fields(op, i, f, true) end
   local u = unsupported(self, op)
@@ -1495,7 +1496,7 @@ function M:delete_acls(filters, opts)
   if not res then return nil, err end
   local out = {}
   for i = 1, #send do
-    local r = res[i] or { error = kerr(-186, "no result for this filter", { op = "admin:" .. op }) }
+    local r = res[i] or { error = kerr(C._INVALID_ARG, "no result for this filter", { op = "admin:" .. op }) }
     if r.deleted then
       for _, b in ipairs(r.deleted) do acl_binding(b) end
       sort(r.deleted, acl_order)
