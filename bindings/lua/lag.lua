@@ -3,19 +3,19 @@ local klua = ...
 local type, pairs, error, tostring = type, pairs, error, tostring
 local shared
 
-local function argerr(fmt, ...)
-  error(klua.errors.new { name = "KLUA_INVALID_ARGUMENT", code = -1002, message = ("klua.lag: " .. fmt):format(...),
-                          op = "lag" }, 0)
+-- Programmer errors: KLUA_INVALID_ARGUMENT at the caller's line (klua.errors.bad_argument).
+local function argerr(fn, n, fmt, ...)
+  klua.errors.bad_argument(fn, n, fmt:format(...))
 end
 
-local function split(opts, allowed)
+local function split(opts, allowed, fn, n)
   if opts == nil then return nil, {} end
-  if type(opts) ~= "table" then argerr("options must be a table, got %s", type(opts)) end
+  if type(opts) ~= "table" then argerr(fn, n, "options must be a table, got %s", type(opts)) end
   local a, rest = nil, {}
   for k, v in pairs(opts) do
     if k == "admin" then a = v
     elseif allowed[k] then rest[k] = v
-    else argerr("unknown option '%s'", tostring(k)) end
+    else argerr(fn, n, "unknown option '%s'", tostring(k)) end
   end
   return a, rest
 end
@@ -28,8 +28,10 @@ end
 
 local lag = {}
 
-local function snapshot(group, topics, opts)
-  local a, rest = split(opts, { timeout_ms = true })
+local function snapshot(group, topics, opts, fn, n)
+  fn = fn or "klua.lag"
+  if type(group) ~= "string" or group == "" then argerr(fn, 1, "the group id must be a non-empty string") end
+  local a, rest = split(opts, { timeout_ms = true }, fn, n or 3)
   return admin(a):lag(group, topics, rest)
 end
 
@@ -55,18 +57,18 @@ end
 -- false. Yields between snapshots; cancel the task to stop it from outside.
 function lag.watch(group, opts, fn)
   if type(opts) == "function" and fn == nil then opts, fn = {}, opts end
-  if type(fn) ~= "function" then argerr("watch needs a function") end
+  if type(fn) ~= "function" then argerr("klua.lag.watch", 3, "expected a function, got %s", type(fn)) end
   opts = opts or {}
-  if type(opts) ~= "table" then argerr("options must be a table, got %s", type(opts)) end
+  if type(opts) ~= "table" then argerr("klua.lag.watch", 2, "options must be a table, got %s", type(opts)) end
   local interval, topics = opts.interval or 5000, opts.topics
-  if type(interval) ~= "number" or interval <= 0 then argerr("option 'interval' must be a positive number of ms") end
+  if type(interval) ~= "number" or interval <= 0 then argerr("klua.lag.watch", 2, "option 'interval' must be a positive number of ms") end
   local pass = {}
   for k, v in pairs(opts) do
     if k ~= "interval" and k ~= "topics" then pass[k] = v end
   end
   local prev
   while true do
-    local snap, err = snapshot(group, topics, pass)
+    local snap, err = snapshot(group, topics, pass, "klua.lag.watch", 2)
     local again
     if snap then
       again = fn(snap, prev and rates(prev, snap) or nil)
