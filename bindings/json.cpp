@@ -69,8 +69,9 @@
 // klua.json.null is a unique light userdata (the same value in every Lua state of the
 // process; type() is "userdata"); compare with ==. It encodes as null.
 //
-// Argument checks use luaL_check*: e.g. bad argument #1 to 'decode' (string expected, got nil);
-// opts must be a table or nil.
+// Argument errors raise KLUA_INVALID_ARGUMENT through raise_bad_argument (host/error.hpp), located at
+// the caller's line: e.g. bad argument #1 to 'decode' (string expected, got nil); opts must be a table
+// or nil. (The function is named as luaL_argerror names it, by its field name.)
 
 #include "bindings/json.hpp"
 
@@ -83,6 +84,7 @@
 #include <cstring>
 #include <deque>
 #include <new>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -118,40 +120,38 @@ struct Options {
   Utf8Mode utf8 = Utf8Mode::error;
 };
 
-int opt_int(lua_State* L, int opts, const char* name, int lo, int hi) {
+int opt_int(lua_State* L, int opts, const char* fn, const char* name, int lo, int hi) {
   lua_Number n = lua_tonumber(L, -1);
-  if (lua_type(L, -1) != LUA_TNUMBER || n != std::floor(n) || n < lo || n > hi) {
-    lua_pushfstring(L, "opts.%s must be an integer between %d and %d", name, lo, hi);
-    luaL_argerror(L, opts, lua_tostring(L, -1));
-  }
+  if (lua_type(L, -1) != LUA_TNUMBER || n != std::floor(n) || n < lo || n > hi)
+    raise_bad_argument(L, opts, fn, fmt::format("opts.{} must be an integer between {} and {}", name, lo, hi));
   return static_cast<int>(n);
 }
 
 // Reads the options table at index `opts` (none/nil: defaults).
 Options read_options(lua_State* L, int opts, bool encode) {
+  const char* fn = encode ? "encode" : "decode";
   Options o;
   if (lua_isnoneornil(L, opts)) return o;
-  luaL_checktype(L, opts, LUA_TTABLE);
+  check_arg_type(L, opts, LUA_TTABLE, fn);
   lua_pushnil(L);
   while (lua_next(L, opts)) {
     const char* name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : nullptr;
     if (name && std::strcmp(name, "max_depth") == 0) {
-      o.max_depth = opt_int(L, opts, name, 0, kMaxMaxDepth);
+      o.max_depth = opt_int(L, opts, fn, name, 0, kMaxMaxDepth);
     } else if (encode && name && std::strcmp(name, "indent") == 0) {
-      o.indent = opt_int(L, opts, name, 0, kMaxIndent);
+      o.indent = opt_int(L, opts, fn, name, 0, kMaxIndent);
     } else if (encode && name && std::strcmp(name, "invalid_utf8") == 0) {
       const char* v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
       if (std::strcmp(v, "error") == 0) o.utf8 = Utf8Mode::error;
       else if (std::strcmp(v, "replace") == 0) o.utf8 = Utf8Mode::replace;
       else if (std::strcmp(v, "ignore") == 0) o.utf8 = Utf8Mode::ignore;
-      else luaL_argerror(L, opts, "opts.invalid_utf8 must be \"error\", \"replace\" or \"ignore\"");
+      else raise_bad_argument(L, opts, fn, "opts.invalid_utf8 must be \"error\", \"replace\" or \"ignore\"");
     } else {
       lua_pushvalue(L, -2);  // tostring on a copy: lua_tolstring must not convert the key in place
       const char* shown = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
                               ? lua_tostring(L, -1)
                               : luaL_typename(L, -1);
-      lua_pushfstring(L, "unknown option '%s'", shown);
-      luaL_argerror(L, opts, lua_tostring(L, -1));
+      raise_bad_argument(L, opts, fn, fmt::format("unknown option '{}'", shown));
     }
     lua_pop(L, 1);
   }
@@ -629,7 +629,7 @@ void push_json_error(lua_State* L, std::string message) {
 }
 
 int l_encode(lua_State* L) {
-  luaL_checkany(L, 1);
+  if (lua_isnone(L, 1)) raise_bad_argument(L, 1, "encode", "value expected");
   bool failed = false;
   {
     Options o = read_options(L, 2, true);
@@ -839,7 +839,8 @@ class DecodeSax {
 
 int l_decode(lua_State* L) {
   size_t len;
-  const char* s = luaL_checklstring(L, 1, &len);
+  if (lua_type(L, 1) != LUA_TSTRING) check_arg_type(L, 1, LUA_TSTRING, "decode");
+  const char* s = lua_tolstring(L, 1, &len);
   int max_depth = read_options(L, 2, false).max_depth;
   lua_settop(L, 2);
   bool ok;
@@ -858,19 +859,19 @@ int l_decode(lua_State* L) {
 // ---------------------------------------------------------------------------------------
 // Markers
 
-int mark(lua_State* L, int uv) {
+int mark(lua_State* L, int uv, const char* fn) {
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
     lua_newtable(L);
   } else {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    check_arg_type(L, 1, LUA_TTABLE, fn);
     lua_settop(L, 1);
     if (lua_getmetatable(L, 1)) {
       bool ours = lua_rawequal(L, -1, lua_upvalueindex(UV_ARRAY_MT)) ||
                   lua_rawequal(L, -1, lua_upvalueindex(UV_OBJECT_MT));
       lua_pop(L, 1);
       if (!ours)
-        luaL_argerror(L, 1, "table already has a metatable; set __jsontype in it instead");
+        raise_bad_argument(L, 1, fn, "table already has a metatable; set __jsontype in it instead");
     }
   }
   lua_pushvalue(L, lua_upvalueindex(uv));
@@ -878,8 +879,8 @@ int mark(lua_State* L, int uv) {
   return 1;
 }
 
-int l_array(lua_State* L) { return mark(L, UV_ARRAY_MT); }
-int l_object(lua_State* L) { return mark(L, UV_OBJECT_MT); }
+int l_array(lua_State* L) { return mark(L, UV_ARRAY_MT, "array"); }
+int l_object(lua_State* L) { return mark(L, UV_OBJECT_MT, "object"); }
 
 void push_marker_mt(lua_State* L, const char* kind) {
   lua_createtable(L, 0, 1);

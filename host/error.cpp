@@ -224,6 +224,12 @@ void raise_bad_argument(lua_State* L, int arg, const std::string& fn, const std:
   raise_misuse(L, fn, fmt::format("bad argument #{} to '{}' ({})", arg, fn, detail));
 }
 
+void check_arg_type(lua_State* L, int arg, int type, const std::string& fn) {
+  if (lua_type(L, arg) == type) return;
+  const char* got = lua_isnone(L, arg) ? "no value" : luaL_typename(L, arg);
+  raise_bad_argument(L, arg, fn, fmt::format("{} expected, got {}", lua_typename(L, type), got));
+}
+
 void raise_misuse(lua_State* L, const std::string& fn, const std::string& detail) {
   ErrorSpec e;
   e.code = CODE_INVALID_ARGUMENT;

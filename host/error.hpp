@@ -62,6 +62,8 @@ bool error_is_kafka(lua_State* L, int idx);
 // not klua's own code (bundled scripts/klua and bindings/lua chunks, klua's wrappers, C functions).
 // Lua code raises the same error with klua.errors.bad_argument(fn, arg, detail).
 [[noreturn]] void raise_bad_argument(lua_State* L, int arg, const std::string& fn, const std::string& detail);
+// Raises "bad argument #arg to 'fn' (T expected, got U)" unless the value at arg has Lua type `type`.
+void check_arg_type(lua_State* L, int arg, int type, const std::string& fn);
 // A programmer error that is not about one argument ("fn: detail"), located the same way.
 [[noreturn]] void raise_misuse(lua_State* L, const std::string& fn, const std::string& detail);
 // "file.lua:12" of the user's call ("" when no Lua frame has a line).

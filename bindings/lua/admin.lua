@@ -43,31 +43,31 @@ local function unsupported(self, op)
   end
 end
 
-local function check_opts(op, n, opts, allowed)
+local function check_opts(op, argn, opts, allowed)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then argerr(op, n, "options must be a table, got %s", type(opts)) end
+  if type(opts) ~= "table" then argerr(op, argn, "options must be a table, got %s", type(opts)) end
   for k in pairs(opts) do
     if not allowed[k] then
       local names = {}
       for n in pairs(allowed) do names[#names + 1] = n end
       sort(names)
-      argerr(op, n, "unknown option '%s' (options: %s)", tostring(k), concat(names, ", "))
+      argerr(op, argn, "unknown option '%s' (options: %s)", tostring(k), concat(names, ", "))
     end
   end
   if opts.timeout_ms ~= nil and (type(opts.timeout_ms) ~= "number" or opts.timeout_ms <= 0) then
-    argerr(op, n, "option 'timeout_ms' must be a positive number")
+    argerr(op, argn, "option 'timeout_ms' must be a positive number")
   end
   return opts
 end
 
 -- A list of names (a single string stands for a list of one).
-local function name_list(op, n, names, what)
+local function name_list(op, argn, names, what)
   if type(names) == "string" then return { names } end
-  if type(names) ~= "table" then argerr(op, n, "expected a list of %s names, got %s", what, type(names)) end
+  if type(names) ~= "table" then argerr(op, argn, "expected a list of %s names, got %s", what, type(names)) end
   for i, n in ipairs(names) do
-    if type(n) ~= "string" then argerr(op, n, "%s name %d must be a string, got %s", what, i, type(n)) end
+    if type(n) ~= "string" then argerr(op, argn, "%s name %d must be a string, got %s", what, i, type(n)) end
   end
-  if #names == 0 and next(names) ~= nil then argerr(op, n, "expected a list of %s names", what) end
+  if #names == 0 and next(names) ~= nil then argerr(op, argn, "expected a list of %s names", what) end
   return names
 end
 

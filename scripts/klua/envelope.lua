@@ -26,8 +26,9 @@ local NEW_KEYS = { id = true, time = true, type = true, version = true, source =
 local MSG_KEYS = { topic = true, key = true, key_field = true, parent = true, partition = true, headers = true,
                    timestamp = true }
 
-local function argerr(fmt, ...)
-  error("envelope: " .. fmt:format(...), 3)
+-- Programmer errors: KLUA_INVALID_ARGUMENT at the caller's line, naming the function and argument.
+local function argerr(fn, n, fmt, ...)
+  klua.errors.bad_argument("klua.envelope." .. fn, n, fmt:format(...))
 end
 
 local function invalid(field, fmt, ...)
@@ -104,26 +105,26 @@ local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%
 
 -- new{type=, version=, source=, payload=, correlation_id=, id=, time=, uuid_version=4|7}
 function M.new(t)
-  if type(t) ~= "table" then argerr("new expects a table, got %s", type(t)) end
+  if type(t) ~= "table" then argerr("new", 1, "new expects a table, got %s", type(t)) end
   for k in pairs(t) do
     if not NEW_KEYS[k] then
-      argerr("unknown field '%s' (fields: type, version, source, payload, correlation_id, id, time, uuid_version)",
+      argerr("new", 1, "unknown field '%s' (fields: type, version, source, payload, correlation_id, id, time, uuid_version)",
         tostring(k))
     end
   end
   for _, f in ipairs { "type", "source" } do
-    if type(t[f]) ~= "string" or t[f] == "" then argerr("'%s' must be a non-empty string", f) end
+    if type(t[f]) ~= "string" or t[f] == "" then argerr("new", 1, "'%s' must be a non-empty string", f) end
   end
-  if t.payload == nil then argerr("'payload' is required") end
+  if t.payload == nil then argerr("new", 1, "'payload' is required") end
   local version = t.version or "1.0"
   if type(version) == "number" then version = tostring(version) end
-  if type(version) ~= "string" then argerr("'version' must be a string") end
+  if type(version) ~= "string" then argerr("new", 1, "'version' must be a string") end
   local uv = t.uuid_version or 7
-  if uv ~= 4 and uv ~= 7 then argerr("'uuid_version' must be 4 or 7") end
+  if uv ~= 4 and uv ~= 7 then argerr("new", 1, "'uuid_version' must be 4 or 7") end
   local id = t.id or klua.uuid(uv)
   local time = t.time or klua.time()
-  if type(time) ~= "number" then argerr("'time' must be epoch milliseconds") end
-  if t.correlation_id ~= nil and type(t.correlation_id) ~= "string" then argerr("'correlation_id' must be a string") end
+  if type(time) ~= "number" then argerr("new", 1, "'time' must be epoch milliseconds") end
+  if t.correlation_id ~= nil and type(t.correlation_id) ~= "string" then argerr("new", 1, "'correlation_id' must be a string") end
   return { id = id, time = math.floor(time), type = t.type, version = version, source = t.source,
            correlation_id = t.correlation_id or id, payload = t.payload }
 end
@@ -140,24 +141,24 @@ end
 -- traceparent string or the consumed message this event follows (its trace and correlation id carry on).
 function M.message(env, o)
   o = o or {}
-  if type(env) ~= "table" or env.id == nil then argerr("message expects an envelope from envelope.new") end
+  if type(env) ~= "table" or env.id == nil then argerr("message", 1, "message expects an envelope from envelope.new") end
   for k in pairs(o) do
     if not MSG_KEYS[k] then
-      argerr("unknown option '%s' (options: topic, key, key_field, parent, partition, headers, timestamp)", tostring(k))
+      argerr("message", 2, "unknown option '%s' (options: topic, key, key_field, parent, partition, headers, timestamp)", tostring(k))
     end
   end
   local key = o.key
   if type(key) == "function" then key = key(env) end
   if o.key_field then
     key = type(env.payload) == "table" and env.payload[o.key_field] or nil
-    if key == nil then argerr("payload has no field '%s' to key the message by", o.key_field) end
+    if key == nil then argerr("message", 2, "payload has no field '%s' to key the message by", o.key_field) end
     key = tostring(key)
   end
-  if key ~= nil and type(key) ~= "string" then argerr("the key must be a string, got %s", type(key)) end
+  if key ~= nil and type(key) ~= "string" then argerr("message", 2, "the key must be a string, got %s", type(key)) end
   local parent_trace
   if type(o.parent) == "string" then
     parent_trace = M.parse_traceparent(o.parent)
-    if not parent_trace then argerr("parent is not a valid traceparent: %s", o.parent) end
+    if not parent_trace then argerr("message", 2, "parent is not a valid traceparent: %s", o.parent) end
   elseif type(o.parent) == "table" then
     parent_trace = M.parse_traceparent(header(o.parent, "traceparent"))
     local cid = header(o.parent, "x-correlation-id")

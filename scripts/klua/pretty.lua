@@ -16,14 +16,14 @@ local FIRST_COLUMNS = { "name", "id", "topic", "partition", "group", "state", "o
 local COLUMN_RANK = {}
 for i, k in ipairs(FIRST_COLUMNS) do COLUMN_RANK[k] = i end
 
-local function check_opts(opts)
+local function check_opts(opts, fn, n)
   if opts == nil then return DEFAULTS end
-  if type(opts) ~= "table" then error("pretty: opts must be a table, got " .. type(opts), 3) end
+  if type(opts) ~= "table" then klua.errors.bad_argument(fn, n, "opts must be a table, got " .. type(opts)) end
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
   for k, v in pairs(opts) do
-    if DEFAULTS[k] == nil then error("pretty: unknown option " .. tostring(k), 3) end
-    if type(v) ~= "number" or v < 1 then error("pretty: option " .. k .. " must be a positive number", 3) end
+    if DEFAULTS[k] == nil then klua.errors.bad_argument(fn, n, "unknown option " .. tostring(k)) end
+    if type(v) ~= "number" or v < 1 then klua.errors.bad_argument(fn, n, "option " .. k .. " must be a positive number") end
     o[k] = v
   end
   return o
@@ -68,7 +68,7 @@ local ESCAPES = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"',
 
 -- A quoted string literal: printable UTF-8 kept, every other byte as \xHH.
 function M.quote(s)
-  if type(s) ~= "string" then error("pretty.quote: expected a string, got " .. type(s), 2) end
+  if type(s) ~= "string" then klua.errors.bad_argument("klua.pretty.quote", 1, "expected a string, got " .. type(s)) end
   local out, i, n = {}, 1, #s
   while i <= n do
     local ch = s:sub(i, i)
@@ -288,7 +288,7 @@ end
 -- The text for value. At the top, printable strings are shown as they are, a list of flat
 -- records as an aligned table.
 function M.format(value, opts)
-  local o = check_opts(opts)
+  local o = check_opts(opts, "klua.pretty.format", 2)
   if type(value) == "string" and printable(value, true) then return value end
   if type(value) == "table" and not has_tostring(value) then
     local n = array_length(value)

@@ -32,21 +32,23 @@ local TOPIC_KEYS = { name = true, partitions = true, replication_factor = true, 
 local OPT_KEYS = { prune = true, dry_run = true, quiet = true, admin = true, timeout_ms = true, settle_ms = true,
                    cap_replication = true }
 
-local function argerr(fmt, ...)
-  error("provision: " .. fmt:format(...), 3)
+-- A malformed state or option raises KLUA_INVALID_ARGUMENT at the caller's line, naming the public
+-- function (fn) and the argument (n: the state is #1, the options #2).
+local function argerr(fn, n, fmt, ...)
+  klua.errors.bad_argument(fn, n, fmt:format(...))
 end
 
-local function check_opts(opts)
+local function check_opts(opts, fn)
   opts = opts or {}
-  if type(opts) ~= "table" then argerr("options must be a table, got %s", type(opts)) end
+  if type(opts) ~= "table" then argerr(fn, 2, "options must be a table, got %s", type(opts)) end
   for k in pairs(opts) do
-    if not OPT_KEYS[k] then argerr("unknown option '%s'", tostring(k)) end
+    if not OPT_KEYS[k] then argerr(fn, 2, "unknown option '%s'", tostring(k)) end
   end
   return opts
 end
 
 -- Config values are compared as Kafka writes them: integers without a decimal point.
-local function config_string(name, v)
+local function config_string(fn, name, v)
   local t = type(v)
   if t == "string" then return v end
   if t == "boolean" then return tostring(v) end
@@ -54,7 +56,7 @@ local function config_string(name, v)
     if v == math.floor(v) and math.abs(v) < 2 ^ 63 then return ("%.0f"):format(v) end
     return tostring(v)
   end
-  argerr("config '%s' must be a string, number or boolean, got %s", name, t)
+  argerr(fn, 1, "config '%s' must be a string, number or boolean, got %s", name, t)
 end
 
 -- Turns a rule like "{service}.{domain}.{event-type}" into an anchored Lua pattern.
@@ -75,7 +77,7 @@ end
 
 -- Reads a state file: Lua (returns the table) or JSON (by the .json extension).
 function M.load(path)
-  if type(path) ~= "string" then argerr("load expects a file path, got %s", type(path)) end
+  if type(path) ~= "string" then argerr("klua.provision.load", 1, "load expects a file path, got %s", type(path)) end
   if path:match("%.json$") then
     local f, ferr = io.open(path, "rb")
     if not f then return nil, klua.errors.new { name = "KLUA_INVALID_ARGUMENT", message = ferr } end
@@ -99,27 +101,27 @@ end
 
 -- Checks and normalizes a state: topics as a list (input order, or by name for a map) with the defaults
 -- merged in and config values as strings.
-function M.normalize(state)
-  if type(state) ~= "table" then argerr("the state must be a table or a file path, got %s", type(state)) end
+local function normalize(state, fn)
+  if type(state) ~= "table" then argerr(fn, 1, "the state must be a table or a file path, got %s", type(state)) end
   for k in pairs(state) do
     if not STATE_KEYS[k] then
-      argerr("unknown state field '%s' (fields: topics, defaults, rules, cap_replication, scope)", tostring(k))
+      argerr(fn, 1, "unknown state field '%s' (fields: topics, defaults, rules, cap_replication, scope)", tostring(k))
     end
   end
   local d = state.defaults or {}
-  if type(d) ~= "table" then argerr("'defaults' must be a table") end
+  if type(d) ~= "table" then argerr(fn, 1, "'defaults' must be a table") end
   for k in pairs(d) do
     if k ~= "partitions" and k ~= "replication_factor" and k ~= "configs" then
-      argerr("unknown defaults field '%s' (fields: partitions, replication_factor, configs)", tostring(k))
+      argerr(fn, 1, "unknown defaults field '%s' (fields: partitions, replication_factor, configs)", tostring(k))
     end
   end
   local raw = state.topics or {}
-  if type(raw) ~= "table" then argerr("'topics' must be a list or a map of topics") end
+  if type(raw) ~= "table" then argerr(fn, 1, "'topics' must be a list or a map of topics") end
   local list = {}
   if raw[1] ~= nil or next(raw) == nil then
     for i, t in ipairs(raw) do
       if type(t) == "string" then t = { name = t } end
-      if type(t) ~= "table" then argerr("topic %d must be a table or a name", i) end
+      if type(t) ~= "table" then argerr(fn, 1, "topic %d must be a table or a name", i) end
       list[#list + 1] = t
     end
   else
@@ -128,7 +130,7 @@ function M.normalize(state)
     table.sort(names)
     for _, name in ipairs(names) do
       local t = raw[name]
-      if type(t) ~= "table" then argerr("topic '%s' must be a table", tostring(name)) end
+      if type(t) ~= "table" then argerr(fn, 1, "topic '%s' must be a table", tostring(name)) end
       local copy = { name = name }
       for k, v in pairs(t) do copy[k] = v end
       list[#list + 1] = copy
@@ -138,23 +140,23 @@ function M.normalize(state)
   for i, t in ipairs(list) do
     for k in pairs(t) do
       if not TOPIC_KEYS[k] then
-        argerr("topic %d: unknown field '%s' (fields: name, partitions, replication_factor, configs)", i, tostring(k))
+        argerr(fn, 1, "topic %d: unknown field '%s' (fields: name, partitions, replication_factor, configs)", i, tostring(k))
       end
     end
-    if type(t.name) ~= "string" or t.name == "" then argerr("topic %d: 'name' must be a non-empty string", i) end
-    if seen[t.name] then argerr("topic '%s' is listed twice", t.name) end
+    if type(t.name) ~= "string" or t.name == "" then argerr(fn, 1, "topic %d: 'name' must be a non-empty string", i) end
+    if seen[t.name] then argerr(fn, 1, "topic '%s' is listed twice", t.name) end
     seen[t.name] = true
     local n = { name = t.name, partitions = t.partitions or d.partitions,
                 replication_factor = t.replication_factor or d.replication_factor, configs = {} }
     for _, f in ipairs { "partitions", "replication_factor" } do
       local v = n[f]
       if v ~= nil and (type(v) ~= "number" or v < 1 or v ~= math.floor(v)) then
-        argerr("topic '%s': '%s' must be a positive whole number", t.name, f)
+        argerr(fn, 1, "topic '%s': '%s' must be a positive whole number", t.name, f)
       end
     end
-    for k, v in pairs(d.configs or {}) do n.configs[k] = config_string(k, v) end
-    if t.configs ~= nil and type(t.configs) ~= "table" then argerr("topic '%s': 'configs' must be a table", t.name) end
-    for k, v in pairs(t.configs or {}) do n.configs[k] = config_string(k, v) end
+    for k, v in pairs(d.configs or {}) do n.configs[k] = config_string(fn, k, v) end
+    if t.configs ~= nil and type(t.configs) ~= "table" then argerr(fn, 1, "topic '%s': 'configs' must be a table", t.name) end
+    for k, v in pairs(t.configs or {}) do n.configs[k] = config_string(fn, k, v) end
     out[#out + 1] = n
   end
   local rules = state.rules or {}
@@ -164,13 +166,15 @@ function M.normalize(state)
   return { topics = out, rules = rules, scope = scope, cap_replication = state.cap_replication }
 end
 
-local function resolve(state)
+function M.normalize(state) return normalize(state, "klua.provision.normalize") end
+
+local function resolve(state, fn)
   if type(state) == "string" then
     local v, err = M.load(state)
     if not v then return nil, err end
     state = v
   end
-  return M.normalize(state)
+  return normalize(state, fn)
 end
 
 local function sorted_keys(t)
@@ -185,9 +189,9 @@ local function is_embedded(admin)
 end
 
 -- plan(state [, {prune=, admin=, timeout_ms=}]) -> plan or nil, err
-function M.plan(state, opts)
-  opts = check_opts(opts)
-  local s, lerr = resolve(state)
+local function plan(state, opts, fn)
+  opts = check_opts(opts, fn)
+  local s, lerr = resolve(state, fn)
   if not s then return nil, lerr end
   local admin = opts.admin or klua.admin()
   local embedded = is_embedded(admin)
@@ -337,6 +341,8 @@ function M.plan(state, opts)
   return plan
 end
 
+function M.plan(state, opts) return plan(state, opts, "klua.provision.plan") end
+
 local function fmt_configs(configs)
   local parts = {}
   for _, k in ipairs(sorted_keys(configs or {})) do parts[#parts + 1] = k .. "=" .. configs[k] end
@@ -387,7 +393,7 @@ end
 
 -- check(state [, opts]) -> drift (a list: plan changes and refusals; empty when in sync), plan
 function M.check(state, opts)
-  local plan, err = M.plan(state, opts)
+  local plan, err = plan(state, opts, "klua.provision.check")
   if not plan then return nil, err end
   local drift = {}
   for _, c in ipairs(plan.changes) do drift[#drift + 1] = c end
@@ -399,8 +405,8 @@ end
 -- result = {plan=, applied=n, failed=n, converged=bool, remaining=drift after the apply}; each change in
 -- plan.changes carries `error` when it failed. Refusals are reported, never carried out.
 function M.apply(state, opts)
-  opts = check_opts(opts)
-  local s, lerr = resolve(state)
+  opts = check_opts(opts, "klua.provision.apply")
+  local s, lerr = resolve(state, "klua.provision.apply")
   if not s then return nil, lerr end
   local admin = opts.admin or klua.admin()
   local popts = { prune = opts.prune, admin = admin, timeout_ms = opts.timeout_ms, cap_replication = opts.cap_replication }

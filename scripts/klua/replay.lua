@@ -47,7 +47,8 @@ local KNOWN = {
   isolation = true, progress = true, quiet = true, on_progress = true, producer = true,
 }
 
-local function bad(msg) error("klua.replay: " .. msg, 4) end -- the caller of run()
+-- A bad option raises KLUA_INVALID_ARGUMENT at the caller's line (klua.errors.bad_argument).
+local function bad(msg) klua.errors.bad_argument("klua.replay.run", 1, msg) end
 
 local function check_bound(name, v)
   if v == nil or v == "beginning" or v == "end" then return end
@@ -60,7 +61,7 @@ local function check_bound(name, v)
 end
 
 local function check_opts(o)
-  if type(o) ~= "table" then error("klua.replay: expected an options table", 3) end -- level: run()'s caller
+  if type(o) ~= "table" then bad("expected an options table, got " .. type(o)) end
   for k in pairs(o) do
     if not KNOWN[k] then bad("unknown option '" .. tostring(k) .. "'") end
   end
@@ -115,14 +116,14 @@ local function plan_range(c, o)
   local count
   for _, t in ipairs(topics) do if t.name == o.source then count = t.partitions end end
   if not count then
-    return nil, klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", code = 3, kafka = true, topic = o.source,
+    return nil, klua.errors.new{ name = klua.errors.UNKNOWN_TOPIC_OR_PART, kafka = true, topic = o.source,
                                  message = "source topic " .. o.source .. " does not exist" }
   end
   local wanted = {}
   if o.partitions then
     for _, p in ipairs(o.partitions) do
       if p >= count then
-        return nil, klua.errors.new{ name = "_UNKNOWN_PARTITION", code = -190, kafka = true, topic = o.source, partition = p,
+        return nil, klua.errors.new{ name = klua.errors._UNKNOWN_PARTITION, kafka = true, topic = o.source, partition = p,
           message = string.format("source topic %s has %d partition(s), no partition %d", o.source, count, p) }
       end
       wanted[#wanted + 1] = p

@@ -39,12 +39,13 @@ for k, v in pairs(A) do
 end
 M.show, M.diff, M.assertions = A.show, A.diff, A
 
-local function check(cond, fn, msg)
-  if not cond then error("klua.testkit." .. fn .. ": " .. msg, 3) end
+-- A wrong argument raises KLUA_INVALID_ARGUMENT at the caller's line (n: the argument's position).
+local function check(cond, fn, n, msg)
+  if not cond then klua.errors.bad_argument("klua.testkit." .. fn, n, msg) end
 end
 
 function M.fresh(prefix)
-  check(prefix == nil or type(prefix) == "string", "fresh", "prefix must be a string")
+  check(prefix == nil or type(prefix) == "string", "fresh", 1, "prefix must be a string")
   return (prefix or "t") .. "-" .. klua.uuid():gsub("-", ""):sub(1, 8)
 end
 M.group = M.fresh
@@ -52,13 +53,14 @@ M.group = M.fresh
 function M.group_protocol()
   local p = os.getenv("KLUA_TEST_GROUP_PROTOCOL")
   if p == nil or p == "" then return "classic" end
-  check(p == "classic" or p == "consumer", "group_protocol",
-        "KLUA_TEST_GROUP_PROTOCOL must be classic or consumer, not " .. p)
+  if p ~= "classic" and p ~= "consumer" then
+    klua.errors.misuse("klua.testkit.group_protocol", "KLUA_TEST_GROUP_PROTOCOL must be classic or consumer, not " .. p)
+  end
   return p
 end
 
 function M.group_conf(t)
-  check(t == nil or type(t) == "table", "group_conf", "expected a table of options")
+  check(t == nil or type(t) == "table", "group_conf", 1, "expected a table of options")
   local c = {}
   for k, v in pairs(t or {}) do c[k] = v end
   if M.group_protocol() == "consumer" then
@@ -77,7 +79,7 @@ local function get_admin()
 end
 
 function M.topic(prefix, opts)
-  check(opts == nil or type(opts) == "table", "topic", "opts must be a table")
+  check(opts == nil or type(opts) == "table", "topic", 2, "opts must be a table")
   opts = opts or {}
   local name = M.fresh(prefix or "topic")
   local res, err = get_admin():create_topics({ { name = name, partitions = opts.partitions or 1,
@@ -101,8 +103,8 @@ local function as_message(topic, m)
 end
 
 function M.produce(topic, msgs)
-  check(type(topic) == "string", "produce", "topic must be a string")
-  check(type(msgs) == "table", "produce", "msgs must be a list of values or message tables")
+  check(type(topic) == "string", "produce", 1, "topic must be a string")
+  check(type(msgs) == "table", "produce", 2, "msgs must be a list of values or message tables")
   local list = {}
   for i, m in ipairs(msgs) do list[i] = as_message(topic, m) end
   local res, err = get_producer():produce_batch(list)
@@ -119,7 +121,7 @@ local function partition_count(topic)
   for _, t in ipairs(list) do
     if t.name == topic then return t.partitions end
   end
-  return nil, klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", code = 3, kafka = true, message = "no topic " .. topic,
+  return nil, klua.errors.new{ name = klua.errors.UNKNOWN_TOPIC_OR_PART, kafka = true, message = "no topic " .. topic,
                                topic = topic }
 end
 
@@ -146,7 +148,7 @@ local function assigned_consumer(topic, opts)
 end
 
 function M.read(topic, opts)
-  check(type(topic) == "string", "read", "topic must be a string")
+  check(type(topic) == "string", "read", 1, "topic must be a string")
   opts = opts or {}
   local c, err = assigned_consumer(topic, opts)
   if not c then return nil, err end
@@ -168,7 +170,7 @@ end
 
 local function matcher(pred)
   if type(pred) == "function" then return pred end
-  check(type(pred) == "table", "expect_message", "predicate must be a function or a table of fields")
+  check(type(pred) == "table", "expect_message", 2, "predicate must be a function or a table of fields")
   return function(m)
     for k, v in pairs(pred) do
       if k == "headers" then
@@ -184,7 +186,7 @@ local function matcher(pred)
 end
 
 function M.expect_message(topic, predicate, opts)
-  check(type(topic) == "string", "expect_message", "topic must be a string")
+  check(type(topic) == "string", "expect_message", 1, "topic must be a string")
   opts = opts or {}
   local match = matcher(predicate)
   local timeout = opts.timeout_ms or 10000
@@ -207,7 +209,7 @@ function M.expect_message(topic, predicate, opts)
   if not ok then error(e, 0) end
   if found then return found end
   if perr then return nil, perr end
-  return nil, klua.errors.new{ name = "_TIMED_OUT", code = -185, kafka = true, topic = topic, timeout_ms = timeout,
+  return nil, klua.errors.new{ name = klua.errors._TIMED_OUT, kafka = true, topic = topic, timeout_ms = timeout,
     message = string.format("expect_message: no matching message in %s within %d ms (%d other message(s) seen)",
       topic, timeout, seen) }
 end
@@ -239,7 +241,7 @@ function M.roundtrip(topic, msgs, opts)
   c:close()
   if not ok then return nil, e end
   if left > 0 then
-    return nil, klua.errors.new{ name = "_TIMED_OUT", code = -185, kafka = true, topic = topic,
+    return nil, klua.errors.new{ name = klua.errors._TIMED_OUT, kafka = true, topic = topic,
       message = string.format("roundtrip: %d of %d message(s) not read back from %s", left, #reports, topic) }
   end
   return out
@@ -267,8 +269,8 @@ end
 function M.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 function M.sh(cmd, stdin)
-  check(type(cmd) == "string", "sh", "cmd must be a string")
-  check(stdin == nil or type(stdin) == "string", "sh", "stdin must be a string")
+  check(type(cmd) == "string", "sh", 1, "cmd must be a string")
+  check(stdin == nil or type(stdin) == "string", "sh", 2, "stdin must be a string")
   local inf
   if stdin then
     inf = os.tmpname()

@@ -126,43 +126,43 @@ end
 local function default_dedupe_key(msg) return msg:header("x-event-id") end
 
 function M.new(opts)
-  if type(opts) ~= "table" then error("klua.worker: expected an options table", 2) end
+  if type(opts) ~= "table" then klua.errors.bad_argument("klua.worker", 1, "expected an options table") end
   for k in pairs(opts) do
-    if type(k) ~= "string" then error("klua.worker: option keys must be strings", 2) end
+    if type(k) ~= "string" then klua.errors.bad_argument("klua.worker", 1, "option keys must be strings") end
     if not k:find(".", 1, true) and not KNOWN[k] then
-      error("klua.worker: unknown option '" .. k .. "'", 2)
+      klua.errors.bad_argument("klua.worker", 1, "unknown option '" .. k .. "'")
     end
   end
-  if type(opts.group) ~= "string" then error("klua.worker: 'group' (a string) is required", 2) end
+  if type(opts.group) ~= "string" then klua.errors.bad_argument("klua.worker", 1, "'group' (a string) is required") end
   local topics = opts.topics
   if type(topics) == "string" then topics = { topics } end
-  if type(topics) ~= "table" or #topics == 0 then error("klua.worker: 'topics' (a list of names) is required", 2) end
+  if type(topics) ~= "table" or #topics == 0 then klua.errors.bad_argument("klua.worker", 1, "'topics' (a list of names) is required") end
   local handlers = opts.handlers
   if type(handlers) == "function" then
     handlers = { ["*"] = handlers }
   elseif type(handlers) ~= "table" then
-    error("klua.worker: 'handlers' must be a table {[topic] = function(msg, info)} or a function", 2)
+    klua.errors.bad_argument("klua.worker", 1, "'handlers' must be a table {[topic] = function(msg, info)} or a function")
   end
   for t, fn in pairs(handlers) do
-    if type(fn) ~= "function" then error("klua.worker: handlers[" .. tostring(t) .. "] must be a function", 2) end
+    if type(fn) ~= "function" then klua.errors.bad_argument("klua.worker", 1, "handlers[" .. tostring(t) .. "] must be a function") end
   end
   local r = opts.retry or {}
-  if type(r) ~= "table" then error("klua.worker: 'retry' must be a table", 2) end
+  if type(r) ~= "table" then klua.errors.bad_argument("klua.worker", 1, "'retry' must be a table") end
   for k in pairs(r) do
     if k ~= "max" and k ~= "base_ms" and k ~= "max_ms" and k ~= "jitter" then
-      error("klua.worker: unknown retry option '" .. tostring(k) .. "'", 2)
+      klua.errors.bad_argument("klua.worker", 1, "unknown retry option '" .. tostring(k) .. "'")
     end
   end
   local retry = { max = r.max or 3, base_ms = r.base_ms or 100, max_ms = r.max_ms or 10000, jitter = r.jitter or 0.2 }
-  if retry.jitter < 0 or retry.jitter > 1 then error("klua.worker: retry.jitter must be within 0..1", 2) end
+  if retry.jitter < 0 or retry.jitter > 1 then klua.errors.bad_argument("klua.worker", 1, "retry.jitter must be within 0..1") end
   local dedupe
   if opts.dedupe then
-    if type(opts.dedupe) ~= "table" then error("klua.worker: 'dedupe' must be a table {key=, window=}", 2) end
+    if type(opts.dedupe) ~= "table" then klua.errors.bad_argument("klua.worker", 1, "'dedupe' must be a table {key=, window=}") end
     dedupe = { key = opts.dedupe.key or default_dedupe_key, window = opts.dedupe.window or 10000 }
-    if type(dedupe.key) ~= "function" then error("klua.worker: dedupe.key must be a function", 2) end
+    if type(dedupe.key) ~= "function" then klua.errors.bad_argument("klua.worker", 1, "dedupe.key must be a function") end
   end
   if opts.dead_letter ~= nil and type(opts.dead_letter) ~= "string" then
-    error("klua.worker: 'dead_letter' must be a topic name", 2)
+    klua.errors.bad_argument("klua.worker", 1, "'dead_letter' must be a topic name")
   end
   local w = setmetatable({
     opts = opts, group = opts.group, topics = topics, handlers = handlers, retry = retry,
@@ -466,7 +466,7 @@ function W:_drain()
 end
 
 function W:run()
-  if self.state ~= "new" then error("klua.worker: run() was already called", 2) end
+  if self.state ~= "new" then klua.errors.misuse("worker:run", "run() was already called") end
   self.state = "running"
   self.started = klua.now()
   self.c = klua.consumer(self:_consumer_config())

@@ -6,7 +6,7 @@ local function decode_err(s, opts)
   assert_eq(v, nil, "decode(" .. string.format("%q", s) .. ") should fail")
   assert_true(type(err) == "table", "err is a table")
   assert_eq(err.name, "KLUA_JSON")
-  assert_eq(err.code, -1004)
+  assert_eq(err.code, klua.errors.codes.KLUA_JSON)
   return err
 end
 

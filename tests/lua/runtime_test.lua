@@ -144,9 +144,9 @@ test("errors print readably and carry the conventions' fields", function()
   assert_true(klua.errors.is(e))
   assert_eq(klua.errors.KLUA_CANCELLED, "KLUA_CANCELLED")
   assert_eq(klua.errors.UNKNOWN_TOPIC_OR_PART, "UNKNOWN_TOPIC_OR_PART")
-  local k = klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", code = 3, kafka = true, message = "no topic",
+  local k = klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", code = klua.errors.codes.UNKNOWN_TOPIC_OR_PART, kafka = true, message = "no topic",
                              topic = "t", partition = 2, timeout_ms = 500 }
-  assert_eq({ k.code, k.kafka, k.partition, k.timeout_ms }, { 3, true, 2, 500 })
+  assert_eq({ k.code, k.kafka, k.partition, k.timeout_ms }, { klua.errors.codes.UNKNOWN_TOPIC_OR_PART, true, 2, 500 })
   assert_eq(tostring(k), "UNKNOWN_TOPIC_OR_PART: no topic (topic t [2])")
 end)
 

@@ -48,6 +48,13 @@ function M.usage_error(usage, msg)
 end
 
 -- Ends the command with a Kafka (or other runtime) error: exit 3 for Kafka errors, else 1.
+-- The detail of a programmer error raised by the library (KLUA_INVALID_ARGUMENT "bad argument #1 to
+-- 'klua.replay.run' (DETAIL)"), for a command's own message; nil for any other error.
+function M.argument_detail(err)
+  if not (klua.errors.is(err) and err.name == klua.errors.KLUA_INVALID_ARGUMENT) then return nil end
+  return err.message:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or err.message
+end
+
 function M.fail(err)
   io.stderr:write("klua: " .. tostring(err) .. "\n")
   klua.exit(type(err) == "table" and err.kafka and 3 or 1)

@@ -26,7 +26,7 @@ function M.main(...)
   if not state then common.fail(lerr) end
   local ok, normalized = pcall(provision.normalize, state)
   if not ok then
-    io.stderr:write("klua: " .. file .. ": " .. tostring(normalized) .. "\n")
+    io.stderr:write("klua: " .. file .. ": " .. (common.argument_detail(normalized) or tostring(normalized)) .. "\n")
     klua.exit(2)
   end
   if opts.apply then

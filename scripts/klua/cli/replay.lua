@@ -65,7 +65,8 @@ function M.main(...)
   }
   local ok, r, err = pcall(replay.run, args)
   if not ok then
-    if type(r) == "string" and r:match("^klua%.replay: ") then common.usage_error(USAGE, r:gsub("^klua%.replay: ", "")) end
+    local detail = common.argument_detail(r)
+    if detail then common.usage_error(USAGE, detail) end
     error(r, 0)
   end
   if not r then common.fail(err) end
