@@ -234,7 +234,7 @@ void raise_misuse(lua_State* L, const std::string& fn, const std::string& detail
   ErrorSpec e;
   e.code = CODE_INVALID_ARGUMENT;
   e.name = ERR_INVALID_ARGUMENT;
-  e.message = detail.rfind("bad argument #", 0) == 0 ? detail : fn + ": " + detail;
+  e.message = fn.empty() || detail.rfind("bad argument #", 0) == 0 ? detail : fn + ": " + detail;
   e.where = user_location(L);
   raise_error(L, e);
 }

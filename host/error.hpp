@@ -64,7 +64,8 @@ bool error_is_kafka(lua_State* L, int idx);
 [[noreturn]] void raise_bad_argument(lua_State* L, int arg, const std::string& fn, const std::string& detail);
 // Raises "bad argument #arg to 'fn' (T expected, got U)" unless the value at arg has Lua type `type`.
 void check_arg_type(lua_State* L, int arg, int type, const std::string& fn);
-// A programmer error that is not about one argument ("fn: detail"), located the same way.
+// A programmer error that is not about one argument ("fn: detail", or detail when fn is empty), located
+// the same way.
 [[noreturn]] void raise_misuse(lua_State* L, const std::string& fn, const std::string& detail);
 // "file.lua:12" of the user's call ("" when no Lua frame has a line).
 std::string user_location(lua_State* L);

@@ -58,8 +58,9 @@ int l_time(lua_State* L) {
 }
 
 int l_random_bytes(lua_State* L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, n >= 0 && n <= (1 << 24), 1, "byte count must be between 0 and 16777216");
+  check_arg_type(L, 1, LUA_TNUMBER, "klua.random_bytes");
+  lua_Integer n = lua_tointeger(L, 1);
+  if (!(n >= 0 && n <= (1 << 24))) raise_bad_argument(L, 1, "klua.random_bytes", "byte count must be between 0 and 16777216");
   std::string buf(static_cast<size_t>(n), '\0');
   fill_random(buf.data(), buf.size());
   lua_pushlstring(L, buf.data(), buf.size());
@@ -68,8 +69,8 @@ int l_random_bytes(lua_State* L) {
 
 // klua.uuid([version]): version 4 (random, default) or 7 (time-ordered, RFC 9562).
 int l_uuid(lua_State* L) {
-  lua_Integer version = luaL_optinteger(L, 1, 4);
-  luaL_argcheck(L, version == 4 || version == 7, 1, "uuid version must be 4 or 7");
+  lua_Integer version = lua_isnoneornil(L, 1) ? 4 : lua_tointeger(L, 1);
+  if (version != 4 && version != 7) raise_bad_argument(L, 1, "klua.uuid", "uuid version must be 4 or 7");
   unsigned char b[16];
   fill_random(b, sizeof b);
   if (version == 7) {
@@ -126,9 +127,11 @@ int l_config_entries(lua_State* L) {
 // above the command-line layers (the REPL's :connect sets bootstrap.servers with it).
 int l_set_config(lua_State* L) {
   size_t klen, vlen;
-  const char* key = luaL_checklstring(L, 1, &klen);
-  luaL_argcheck(L, klen > 0, 1, "property name must not be empty");
-  luaL_argcheck(L, lua_type(L, 2) == LUA_TSTRING || lua_type(L, 2) == LUA_TNUMBER, 2, "value must be a string or a number");
+  check_arg_type(L, 1, LUA_TSTRING, "klua.set_config");
+  const char* key = lua_tolstring(L, 1, &klen);
+  if (klen == 0) raise_bad_argument(L, 1, "klua.set_config", "property name must not be empty");
+  if (lua_type(L, 2) != LUA_TSTRING && lua_type(L, 2) != LUA_TNUMBER)
+    raise_bad_argument(L, 2, "klua.set_config", "value must be a string or a number");
   const char* value = lua_tolstring(L, 2, &vlen);
   const char* source = luaL_optstring(L, 3, "klua.set_config");
   Runtime::from(L).set_config({std::string(key, klen), std::string(value, vlen), source});

@@ -247,8 +247,8 @@ void Scheduler::check_cancelled(lua_State* L) {
 WaitToken Scheduler::prepare_wait(lua_State* L, const char* op, double timeout_ms, OnTimeout on_timeout) {
   Task* t = task_of(L);
   if (!t || t->state != Task::Running) {
-    luaL_error(L, "%s must be called from a klua task (the main chunk, a klua.spawn function or a hook), "
-                  "not from a plain coroutine or an inline callback such as on_delivery", op);
+    raise_misuse(L, "", fmt::format("{} must be called from a klua task (the main chunk, a klua.spawn function or a "
+                                    "hook), not from a plain coroutine or an inline callback such as on_delivery", op));
   }
   check_cancelled(L);
   t->state = Task::Waiting;
@@ -439,7 +439,7 @@ void Scheduler::wrap_waiting(lua_State* L) {
 static Scheduler& sched(lua_State* L) { return Runtime::from(L).scheduler(); }
 
 int Scheduler::l_spawn(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  check_arg_type(L, 1, LUA_TFUNCTION, "klua.spawn");
   int nargs = lua_gettop(L) - 1;
   Scheduler& s = sched(L);
   uint64_t id = s.spawn(L, nargs);
@@ -450,7 +450,7 @@ int Scheduler::l_spawn(lua_State* L) {
 // klua.spawn_shielded(fn, ...): a task that a signal does not cancel, for work that must finish
 // once started (a handler in flight, a final commit). A second signal still exits at once.
 int Scheduler::l_spawn_shielded(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  check_arg_type(L, 1, LUA_TFUNCTION, "klua.spawn_shielded");
   int nargs = lua_gettop(L) - 1;
   Scheduler& s = sched(L);
   uint64_t id = s.spawn(L, nargs);
@@ -468,19 +468,21 @@ void Scheduler::push_task_object(lua_State* L, uint64_t id) {
 }
 
 int Scheduler::l_sleep(lua_State* L) {
-  double ms = luaL_checknumber(L, 1);
-  luaL_argcheck(L, ms >= 0, 1, "sleep time must be >= 0 ms");
+  check_arg_type(L, 1, LUA_TNUMBER, "klua.sleep");
+  double ms = lua_tonumber(L, 1);
+  if (!(ms >= 0)) raise_bad_argument(L, 1, "klua.sleep", "sleep time must be >= 0 ms");
   sched(L).prepare_wait(L, "klua.sleep", ms, OnTimeout::ResumeEmpty);
   return lua_yield(L, 0);
 }
 
 int Scheduler::l_join(lua_State* L) {
   auto* h = static_cast<TaskHandle*>(luaL_checkudata(L, 1, TASK_MT));
+  if (!lua_isnoneornil(L, 2)) check_arg_type(L, 2, LUA_TNUMBER, "task:join");
   double timeout = luaL_optnumber(L, 2, -1);
   Scheduler& s = sched(L);
   Task* t = s.find(h->id);
-  if (!t) return luaL_error(L, "task:join: unknown task");
-  if (t == s.task_of(L)) return luaL_error(L, "task:join: a task cannot join itself");
+  if (!t) raise_misuse(L, "task:join", "unknown task");
+  if (t == s.task_of(L)) raise_misuse(L, "task:join", "a task cannot join itself");
   if (t->state == Task::Done) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
     lua_getfield(L, -1, "n");

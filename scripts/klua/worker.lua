@@ -79,6 +79,7 @@ end
 ---------------------------------------------------------------------------------------------
 -- LRU of ids
 local Lru = {}
+local LruI = {}  -- internals, off the metatable
 Lru.__index = Lru
 local function new_lru(n)
   local head = {}
@@ -86,7 +87,7 @@ local function new_lru(n)
   return setmetatable({ n = n, size = 0, map = {}, head = head }, Lru)
 end
 local function unlink(node) node.prev.next, node.next.prev = node.next, node.prev end
-function Lru:_front(node)
+function LruI.front(self, node)
   local h = self.head
   node.prev, node.next = h, h.next
   h.next.prev = node
@@ -95,14 +96,14 @@ end
 function Lru:has(id)
   local node = self.map[id]
   if not node then return false end
-  unlink(node); self:_front(node)
+  unlink(node); LruI.front(self, node)
   return true
 end
 function Lru:add(id)
   if self:has(id) then return end
   local node = { id = id }
   self.map[id] = node
-  self:_front(node)
+  LruI.front(self, node)
   self.size = self.size + 1
   if self.size > self.n then
     local last = self.head.prev
@@ -115,6 +116,9 @@ M._lru = new_lru
 
 ---------------------------------------------------------------------------------------------
 local W = {}
+-- The worker's internals: functions of a worker, kept off its public metatable (the REPL completes
+-- methods through it). I.part(w, topic, partition) and so on.
+local I = {}
 W.__index = W
 
 local function copy(t)
@@ -179,7 +183,7 @@ setmetatable(M, { __call = function(_, opts) return M.new(opts) end })
 
 local function pkey(topic, partition) return topic .. "\0" .. partition end
 
-function W:_part(topic, partition)
+function I.part(self, topic, partition)
   local k = pkey(topic, partition)
   local ps = self.parts[k]
   if not ps then
@@ -189,12 +193,12 @@ function W:_part(topic, partition)
   return ps
 end
 
-function W:_drop_queue(ps)
+function I.drop_queue(self, ps)
   self.queued = self.queued - (ps.tail - ps.head + 1)
   ps.q, ps.head, ps.tail = {}, 1, 0
 end
 
-function W:_consumer_config()
+function I.consumer_config(self)
   local cfg = { group = self.group, topics = self.topics, ["auto.offset.reset"] = "earliest" }
   for k, v in pairs(self.opts) do
     if k:find(".", 1, true) then cfg[k] = v end
@@ -205,9 +209,9 @@ function W:_consumer_config()
   cfg.on_assign = function(parts)
     for _, tp in ipairs(parts) do
       local old = self.parts[pkey(tp.topic, tp.partition)]
-      if old then old.revoked = true; self:_drop_queue(old) end
+      if old then old.revoked = true; I.drop_queue(self, old) end
       self.parts[pkey(tp.topic, tp.partition)] = nil
-      self:_part(tp.topic, tp.partition)
+      I.part(self, tp.topic, tp.partition)
     end
     if user_assign then user_assign(parts) end
   end
@@ -217,7 +221,7 @@ function W:_consumer_config()
       local ps = self.parts[pkey(tp.topic, tp.partition)]
       if ps then
         ps.revoked = true
-        self:_drop_queue(ps)
+        I.drop_queue(self, ps)
         mine[#mine + 1] = ps
       end
     end
@@ -242,7 +246,7 @@ function W:_consumer_config()
   return cfg
 end
 
-function W:_producer()
+function I.producer(self)
   if self.p then return self.p end
   local p = self.opts.producer
   if p ~= nil and not (type(p) == "table" and getmetatable(p) == nil) then
@@ -256,7 +260,7 @@ function W:_producer()
   return self.p
 end
 
-function W:_backoff(n)
+function I.backoff(self, n)
   local r = self.retry
   local d = math.min(r.max_ms, r.base_ms * 2 ^ (n - 1))
   d = d * (1 + r.jitter * (2 * math.random() - 1))
@@ -270,7 +274,7 @@ end
 
 -- Sleeps ms, waking early when the worker stops: a long backoff must not hold up a stop (the
 -- runners are shielded from signals, so nothing else would cut it short).
-function W:_sleep(ms)
+function I.sleep(self, ms)
   local deadline = klua.now() + ms
   while not self.stopping do
     local left = deadline - klua.now()
@@ -279,7 +283,7 @@ function W:_sleep(ms)
   end
 end
 
-function W:_store(msg)
+function I.store(self, msg)
   local ok, err = self.c:store(msg)
   if not ok and not self.quiet then
     io.stderr:write("klua.worker ", self.group, ": store: ", tostring(err), "\n")
@@ -289,14 +293,14 @@ end
 -- Handles one message to the end: handled, duplicate or dead-lettered (offset stored), or
 -- abandoned because the worker stops (not stored). Raises KLUA_CANCELLED when its own task was
 -- cancelled, and a KLUA_WORKER error when the message can be neither handled nor dead-lettered.
-function W:_process(msg, first_attempt)
+function I.process(self, msg, first_attempt)
   local n = self.n
   local id
   if self.dedupe then
     id = self.dedupe.key(msg)
     if id ~= nil and self.seen:has(id) then
       n.deduplicated = n.deduplicated + 1
-      self:_store(msg)
+      I.store(self, msg)
       return
     end
   end
@@ -311,7 +315,7 @@ function W:_process(msg, first_attempt)
       if ok and (r1 ~= nil and r1 ~= false or r2 == nil) then
         n.processed = n.processed + 1
         if id ~= nil then self.seen:add(id) end
-        self:_store(msg)
+        I.store(self, msg)
         return
       end
       last = ok and r2 or r1
@@ -319,7 +323,7 @@ function W:_process(msg, first_attempt)
       if attempts > self.retry.max then break end
       if self.stopping then return "abandoned" end
       n.retried = n.retried + 1
-      self:_sleep(self:_backoff(attempts)) -- a cancellation here propagates: finished in a fresh task
+      I.sleep(self, I.backoff(self, attempts)) -- a cancellation here propagates: finished in a fresh task
       if self.stopping then return "abandoned" end
     end
   end
@@ -338,7 +342,7 @@ function W:_process(msg, first_attempt)
     { "x-attempts", tostring(attempts) }, { "x-failed-at", string.format("%d", klua.time()) },
   }
   for _, h in ipairs(extra) do headers[#headers + 1] = h end
-  local report, perr = self:_producer():produce{ topic = self.dead_letter, key = msg.key, value = msg.value,
+  local report, perr = I.producer(self):produce{ topic = self.dead_letter, key = msg.key, value = msg.value,
                                                  headers = headers }
   if not report then
     n.failed = n.failed + 1
@@ -346,10 +350,10 @@ function W:_process(msg, first_attempt)
       { topic = msg.topic, partition = msg.partition, cause = perr }), 0)
   end
   n.dead_lettered = n.dead_lettered + 1
-  self:_store(msg)
+  I.store(self, msg)
 end
 
-function W:_fail(e)
+function I.fail(self, e)
   if not self.error then self.error = e end
   self.stopping = true
 end
@@ -357,27 +361,27 @@ end
 -- Runs one message with in-flight accounting; when this task is cancelled mid-message (runners are
 -- shielded from signals, so only an explicit task:cancel() does that), the
 -- message is finished in a fresh (uncancelled) task. Returns false when the task must end.
-function W:_run_one(ps, msg)
+function I.run_one(self, ps, msg)
   ps.inflight = msg
   self.inflight = self.inflight + 1
-  local ok, e = pcall(self._process, self, msg)
+  local ok, e = pcall(I.process, self, msg)
   if not ok and is_cancel(e) then
     klua.spawn(function()
-      local ok2, e2 = pcall(self._process, self, msg)
+      local ok2, e2 = pcall(I.process, self, msg)
       ps.inflight = nil
       self.inflight = self.inflight - 1
-      if not ok2 then self:_fail(e2) end
+      if not ok2 then I.fail(self, e2) end
     end)
     self.stopping = true -- this task was cancelled: the whole worker stops
     return false
   end
   ps.inflight = nil
   self.inflight = self.inflight - 1
-  if not ok then self:_fail(e); return false end
+  if not ok then I.fail(self, e); return false end
   return true
 end
 
-function W:_runner(ps)
+function I.runner(self, ps)
   while ps do
     local count = 0
     while not self.stopping and not ps.revoked and ps.head <= ps.tail do
@@ -385,7 +389,7 @@ function W:_runner(ps)
       ps.q[ps.head] = nil
       ps.head = ps.head + 1
       self.queued = self.queued - 1
-      if not self:_run_one(ps, msg) then break end
+      if not I.run_one(self, ps, msg) then break end
       count = count + 1
       if count >= BATCH and #self.waiting > 0 then break end
     end
@@ -404,9 +408,9 @@ function W:_runner(ps)
   self.active = self.active - 1
 end
 
-function W:_dispatch(msg)
+function I.dispatch(self, msg)
   self.n.consumed = self.n.consumed + 1
-  local ps = self:_part(msg.topic, msg.partition)
+  local ps = I.part(self, msg.topic, msg.partition)
   ps.tail = ps.tail + 1
   ps.q[ps.tail] = msg
   self.queued = self.queued + 1
@@ -416,7 +420,7 @@ function W:_dispatch(msg)
       self.active = self.active + 1
       -- shielded: a signal must not interrupt a handler in flight; the runner sees `stopping`
       -- after the current message and ends
-      klua.spawn_shielded(self._runner, self, ps)
+      klua.spawn_shielded(I.runner, self, ps)
     else
       self.waiting[#self.waiting + 1] = ps
     end
@@ -444,15 +448,15 @@ end
 
 function W:stop() self.stopping = true end
 
-function W:_summary()
+function I.summary(self)
   local c = self:counters()
   return string.format("klua.worker %s: consumed=%d processed=%d retried=%d dead_lettered=%d deduplicated=%d failed=%d in %.1fs",
     self.group, c.consumed, c.processed, c.retried, c.dead_lettered, c.deduplicated, c.failed, c.elapsed_ms / 1000)
 end
 
-function W:_drain()
+function I.drain(self)
   self.stopping = true
-  for _, ps in pairs(self.parts) do self:_drop_queue(ps) end
+  for _, ps in pairs(self.parts) do I.drop_queue(self, ps) end
   self.waiting = {}
   while self.inflight > 0 do klua.sleep(5) end
   local ok, err = self.c:commit()
@@ -462,14 +466,14 @@ function W:_drain()
   if self.own_producer and self.p then self.p:close() end
   self.state = "stopped"
   self.stopped_at = klua.now()
-  if not self.quiet then io.stderr:write(self:_summary(), "\n") end
+  if not self.quiet then io.stderr:write(I.summary(self), "\n") end
 end
 
 function W:run()
   if self.state ~= "new" then klua.errors.misuse("worker:run", "run() was already called") end
   self.state = "running"
   self.started = klua.now()
-  self.c = klua.consumer(self:_consumer_config())
+  self.c = klua.consumer(I.consumer_config(self))
   local cancelled
   while not self.stopping do
     local ok, msg, err
@@ -480,19 +484,19 @@ function W:run()
     end
     if not ok then
       if is_cancel(msg) then cancelled = msg; break end
-      self:_fail(msg)
+      I.fail(self, msg)
     elseif msg then
       local ps = self.parts[pkey(msg.topic, msg.partition)]
-      if not (ps and ps.revoked) then self:_dispatch(msg) end
+      if not (ps and ps.revoked) then I.dispatch(self, msg) end
     elseif err then
-      if err.fatal then self:_fail(err)
+      if err.fatal then I.fail(self, err)
       elseif not self.quiet then io.stderr:write("klua.worker ", self.group, ": ", tostring(err), "\n") end
     end
   end
   -- The drain (wait for in-flight handlers, commit, leave) runs shielded, so a signal arriving
   -- now cannot cut it short; when run() itself was cancelled, it goes on after run() raises.
   self.stopping = true
-  local drain = klua.spawn_shielded(self._drain, self)
+  local drain = klua.spawn_shielded(I.drain, self)
   if cancelled then error(cancelled, 0) end
   local ok, e = pcall(drain.join, drain)
   if not ok then error(e, 0) end

@@ -16,11 +16,9 @@ local function raises(fn, name, arg)
   return err
 end
 
--- Errors still raised another way, owned by the files other helpers are rewriting (producer.cpp,
--- consumer.cpp, transactions.cpp) or the scheduler (host/): reported as pending, with what they say today.
+-- Errors still raised another way, in the files other helpers are rewriting (producer.cpp, consumer.cpp,
+-- transactions.cpp): reported as pending, with what they say today.
 local PENDING = {
-  { "klua.sleep('x')", function() klua.sleep("x") end },
-  { "klua.spawn(42)", function() klua.spawn(42) end },
   { "p:send('x')", function() klua.producer():send("x") end },
   { "p:produce{bogus=1}", function() klua.producer():produce { topic = "t", bogus = 1 } end },
   { "p:flush('x')", function() klua.producer():flush("x") end },
@@ -60,6 +58,24 @@ end)
 test("klua.errors.bad_argument and misuse point at the caller", function()
   raises(function() klua.errors.bad_argument("my.fn", 2, "expected a table") end, "my.fn", 2)
   raises(function() klua.errors.misuse("my.fn", "not now") end, "my.fn")
+end)
+
+test("the runtime", function()
+  raises(function() klua.sleep("x") end, "klua.sleep", 1)
+  raises(function() klua.sleep(-1) end, "klua.sleep", 1)
+  raises(function() klua.spawn(42) end, "klua.spawn", 1)
+  raises(function() klua.spawn_shielded(42) end, "klua.spawn_shielded", 1)
+  local t = klua.spawn(function() end)
+  raises(function() t:join("soon") end, "task:join", 2)
+  raises(function() klua.uuid(5) end, "klua.uuid", 1)
+  raises(function() klua.random_bytes(-1) end, "klua.random_bytes", 1)
+  raises(function() klua.set_config("", "x") end, "klua.set_config", 1)
+  raises(function() klua.set_config("linger.ms", {}) end, "klua.set_config", 2)
+  -- waiting outside a task: the error points at the waiting call, not at klua's wrapper
+  local co = coroutine.create(function() klua.sleep(1) end)
+  local ok, err = coroutine.resume(co)
+  assert_false(ok)
+  assert_match(err.where, "argument_errors_test.lua:%d+$")
 end)
 
 test("admin", function()
