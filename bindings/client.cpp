@@ -83,8 +83,8 @@ static std::string lua_value_to_property(lua_State* L, int idx, const std::strin
       return lua_toboolean(L, idx) ? "true" : "false";
     default:
       rd_kafka_conf_destroy(conf);
-      luaL_error(L, "%s: property \"%s\" must be a string, number or boolean, got %s", what, key.c_str(),
-                 luaL_typename(L, idx));
+      raise_bad_argument(L, 1, what, fmt::format("property \"{}\" must be a string, number or boolean, got {}", key,
+                                                 luaL_typename(L, idx)));
       return {};
   }
 }
@@ -95,15 +95,8 @@ static void set_property(lua_State* L, rd_kafka_conf_t* conf, const std::string&
   if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
     std::string reason = redact(errstr, key, value);
     rd_kafka_conf_destroy(conf);
-    ErrorSpec e;
-    e.code = CODE_INVALID_ARGUMENT;
-    e.name = ERR_INVALID_ARGUMENT;
-    e.op = what;
-    luaL_where(L, 1);  // the script's file:line
-    e.message = fmt::format("{}{}: bad configuration property \"{}\" (from {}): {}", lua_tostring(L, -1), what, key,
-                            source, reason);
-    lua_pop(L, 1);
-    raise_error(L, e);
+    // (the property may come from -X, -F or a profile: not always an argument of the call)
+    raise_misuse(L, what, fmt::format("bad configuration property \"{}\" (from {}): {}", key, source, reason));
   }
 }
 
@@ -127,7 +120,7 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
     while (lua_next(L, idx) != 0) {
       if (lua_type(L, -2) != LUA_TSTRING) {
         rd_kafka_conf_destroy(o.conf);
-        luaL_error(L, "%s: option keys must be strings, got a %s key", what, luaL_typename(L, -2));
+        raise_bad_argument(L, 1, what, fmt::format("option keys must be strings, got a {} key", luaL_typename(L, -2)));
       }
       std::string key = lua_tostring(L, -2);
       if (key.find('.') != std::string::npos) {
@@ -142,7 +135,8 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
       } else if (key == "on_error" || key == "on_log" || key == "on_stats") {
         if (!lua_isfunction(L, -1)) {
           rd_kafka_conf_destroy(o.conf);
-          luaL_error(L, "%s: option '%s' must be a function, got %s", what, key.c_str(), luaL_typename(L, -1));
+          raise_bad_argument(L, 1, what,
+                             fmt::format("option '{}' must be a function, got {}", key, luaL_typename(L, -1)));
         }
         lua_pushvalue(L, -1);
         int ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -163,14 +157,15 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         std::string known = "brokers, on_error, on_log, on_stats";
         for (const auto& a : allowed_options) known += ", " + a;
         rd_kafka_conf_destroy(o.conf);
-        luaL_error(L, "%s: unknown option '%s' (librdkafka properties contain a dot; klua's options are: %s)",
-                   what, key.c_str(), known.c_str());
+        raise_bad_argument(L, 1, what,
+                           fmt::format("unknown option '{}' (librdkafka properties contain a dot; klua's options are: {})",
+                                       key, known));
       }
       lua_pop(L, 1);
     }
     if (has_group && has_group_id) {
       rd_kafka_conf_destroy(o.conf);
-      luaL_error(L, "%s: give either 'group' or 'group.id', not both", what);
+      raise_bad_argument(L, 1, what, "give either 'group' or 'group.id', not both");
     }
   }
   if (!brokers_named) {
@@ -245,7 +240,8 @@ bool opt_number_field(lua_State* L, int idx, const char* key, double* out) {
   lua_getfield(L, idx, key);
   bool has = !lua_isnil(L, -1);
   if (has) {
-    if (!lua_isnumber(L, -1)) luaL_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+    if (!lua_isnumber(L, -1))
+      raise_misuse(L, "", fmt::format("option '{}' must be a number, got {}", key, luaL_typename(L, -1)));
     *out = lua_tonumber(L, -1);
   }
   lua_pop(L, 1);
@@ -413,7 +409,7 @@ int64_t check_offset(lua_State* L, int idx, const char* what) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     double d = lua_tonumber(L, idx);
     if (!(d >= 0 && d < 9.2e18) || d != std::floor(d))
-      luaL_error(L, "%s: offset must be a whole number >= 0 or \"beginning\", \"end\", \"stored\"", what);
+      raise_misuse(L, what, "offset must be a whole number >= 0 or \"beginning\", \"end\", \"stored\"");
     return static_cast<int64_t>(d);
   }
   if (lua_type(L, idx) == LUA_TSTRING) {
@@ -421,10 +417,10 @@ int64_t check_offset(lua_State* L, int idx, const char* what) {
     if (s == "beginning") return RD_KAFKA_OFFSET_BEGINNING;
     if (s == "end") return RD_KAFKA_OFFSET_END;
     if (s == "stored") return RD_KAFKA_OFFSET_STORED;
-    luaL_error(L, "%s: unknown offset \"%s\" (use a number, \"beginning\", \"end\" or \"stored\")", what, s.c_str());
+    raise_misuse(L, what, fmt::format("unknown offset \"{}\" (use a number, \"beginning\", \"end\" or \"stored\")", s));
   }
   if (lua_isnoneornil(L, idx)) return RD_KAFKA_OFFSET_INVALID;
-  luaL_error(L, "%s: offset must be a number or a string, got %s", what, luaL_typename(L, idx));
+  raise_misuse(L, what, fmt::format("offset must be a number or a string, got {}", luaL_typename(L, idx)));
   return 0;
 }
 
@@ -442,14 +438,14 @@ rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, con
     int item = lua_gettop(L);
     if (!lua_istable(L, item)) {
       rd_kafka_topic_partition_list_destroy(list);
-      luaL_error(L, "%s: partition list item %d must be a table {topic=, partition=}, got %s", what, i,
-                 luaL_typename(L, item));
+      raise_misuse(L, what, fmt::format("partition list item {} must be a table {{topic=, partition=}}, got {}", i,
+                                        luaL_typename(L, item)));
     }
     lua_getfield(L, item, "topic");
     lua_getfield(L, item, "partition");
     if (!lua_isstring(L, -2) || !lua_isnumber(L, -1)) {
       rd_kafka_topic_partition_list_destroy(list);
-      luaL_error(L, "%s: partition list item %d needs a string topic and a numeric partition", what, i);
+      raise_misuse(L, what, fmt::format("partition list item {} needs a string topic and a numeric partition", i));
     }
     auto* tp = rd_kafka_topic_partition_list_add(list, lua_tostring(L, -2), static_cast<int32_t>(lua_tointeger(L, -1)));
     lua_pop(L, 2);
