@@ -1,5 +1,6 @@
--- klua.admin: SCRAM credentials and ACLs. Public methods; bindings/admin.cpp loads this file after
--- admin.lua, which returns the shared helpers H. P holds the C primitives, private to these files.
+-- klua.admin: SCRAM credentials and ACLs.
+-- Public methods; bindings/admin.cpp loads this file after admin.lua, which returns the shared helpers
+-- H. P holds the C primitives, private to these files.
 local M, P, H = ...
 local type, pairs, ipairs, tostring, next = type, pairs, ipairs, tostring, next
 local sort, concat = table.sort, table.concat

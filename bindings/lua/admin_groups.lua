@@ -1,12 +1,14 @@
--- klua.admin: consumer groups, their committed offsets, resets and lag. Public methods; bindings/admin.cpp loads this file after
--- admin.lua, which returns the shared helpers H. P holds the C primitives, private to these files.
+-- klua.admin: consumer groups, their committed offsets, resets and lag.
+-- Public methods; bindings/admin.cpp loads this file after admin.lua, which returns the shared helpers
+-- H. P holds the C primitives, private to these files.
 local M, P, H = ...
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local sort, concat = table.sort, table.concat
 local floor, max, min = math.floor, math.max, math.min
-local klua, kerr, E, C, new_error = H.klua, H.kerr, H.E, H.C, H.new_error
-local argerr, unsupported, check_opts, name_list, by_topic_partition = H.argerr, H.unsupported, H.check_opts, H.name_list, H.by_topic_partition
-local tp_key, topic_map, resolve_partitions, check_group, group_offsets = H.tp_key, H.topic_map, H.resolve_partitions, H.check_group, H.group_offsets
+local klua, kerr, E, C, new_error, argerr = H.klua, H.kerr, H.E, H.C, H.new_error, H.argerr
+local unsupported, check_opts, name_list = H.unsupported, H.check_opts, H.name_list
+local by_topic_partition, tp_key, topic_map = H.by_topic_partition, H.tp_key, H.topic_map
+local resolve_partitions, check_group, group_offsets = H.resolve_partitions, H.check_group, H.group_offsets
 local list_offsets, watermarks = H.list_offsets, H.watermarks
 
 -- ---- groups ----------------------------------------------------------------------------------

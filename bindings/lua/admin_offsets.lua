@@ -1,12 +1,13 @@
--- klua.admin: partition selection, ListOffsets, watermarks and leader elections. Public methods; bindings/admin.cpp loads this file after
--- admin.lua, which returns the shared helpers H. P holds the C primitives, private to these files.
+-- klua.admin: partition selection, ListOffsets, watermarks and leader elections.
+-- Public methods; bindings/admin.cpp loads this file after admin.lua, which returns the shared helpers
+-- H. P holds the C primitives, private to these files.
 local M, P, H = ...
 local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local sort = table.sort
 local floor, max = math.floor, math.max
-local klua, kerr, E, C, new_error = H.klua, H.kerr, H.E, H.C, H.new_error
-local argerr, item_invalid, unsupported, check_opts, by_topic_partition = H.argerr, H.item_invalid, H.unsupported, H.check_opts, H.by_topic_partition
-local tp_key, topic_map = H.tp_key, H.topic_map
+local klua, kerr, E, C, new_error, argerr = H.klua, H.kerr, H.E, H.C, H.new_error, H.argerr
+local item_invalid, unsupported, check_opts = H.item_invalid, H.unsupported, H.check_opts
+local by_topic_partition, tp_key, topic_map = H.by_topic_partition, H.tp_key, H.topic_map
 
 -- Partition selection: topic names (every partition) and/or {topic=, partition=} records.
 local function resolve_partitions(self, op, sel, timeout)

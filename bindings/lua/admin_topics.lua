@@ -1,12 +1,14 @@
--- klua.admin: topics, partitions, records and configs. Public methods; bindings/admin.cpp loads this file after
--- admin.lua, which returns the shared helpers H. P holds the C primitives, private to these files.
+-- klua.admin: topics, partitions, records and configs.
+-- Public methods; bindings/admin.cpp loads this file after admin.lua, which returns the shared helpers
+-- H. P holds the C primitives, private to these files.
 local M, P, H = ...
 local type, pairs, ipairs, tostring, next = type, pairs, ipairs, tostring, next
 local sort, concat = table.sort, table.concat
 local floor = math.floor
 local klua, kerr, topic_problem, C, argerr = H.klua, H.kerr, H.topic_problem, H.C, H.argerr
-local item_invalid, unsupported, check_opts, name_list, tp_key = H.item_invalid, H.unsupported, H.check_opts, H.name_list, H.tp_key
-local config_string, topic_map, replication_factor = H.config_string, H.topic_map, H.replication_factor
+local item_invalid, unsupported, check_opts = H.item_invalid, H.unsupported, H.check_opts
+local name_list, tp_key, config_string, topic_map = H.name_list, H.tp_key, H.config_string, H.topic_map
+local replication_factor = H.replication_factor
 
 -- ---- topics ------------------------------------------------------------------------------
 
