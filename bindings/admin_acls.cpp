@@ -29,38 +29,38 @@ int l_describe_scram(lua_State* L) {
   double timeout = timeout_arg(L, 3, a);
   std::vector<const char*> ptrs;
   for (auto& s : users) ptrs.push_back(s.c_str());
-  Request* r = a->begin(L, "admin:describe_user_scram_credentials", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    const auto** ds = rd_kafka_DescribeUserScramCredentials_result_descriptions(
-        rd_kafka_event_DescribeUserScramCredentials_result(ev), &cnt);
-    lua_createtable(co, static_cast<int>(cnt), 0);
-    for (size_t i = 0; i < cnt; ++i) {
-      lua_createtable(co, 0, 3);
-      set_str(co, "user", rd_kafka_UserScramCredentialsDescription_user(ds[i]));
-      const rd_kafka_error_t* e = rd_kafka_UserScramCredentialsDescription_error(ds[i]);
-      if (e && rd_kafka_error_code(e)) {
-        set_error(co, e, "describe_user_scram_credentials");
-      } else {
-        size_t nc = rd_kafka_UserScramCredentialsDescription_scramcredentialinfo_count(ds[i]);
-        lua_createtable(co, static_cast<int>(nc), 0);
-        for (size_t k = 0; k < nc; ++k) {
-          const auto* info = rd_kafka_UserScramCredentialsDescription_scramcredentialinfo(ds[i], k);
-          lua_createtable(co, 0, 2);
-          set_str(co, "mechanism", scram_name(rd_kafka_ScramCredentialInfo_mechanism(info)));
-          set_num(co, "iterations", rd_kafka_ScramCredentialInfo_iterations(info));
-          lua_rawseti(co, -2, static_cast<int>(k + 1));
+  int yielded = a->send(L, "admin:describe_user_scram_credentials", RD_KAFKA_ADMIN_OP_DESCRIBEUSERSCRAMCREDENTIALS, timeout, false, false,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        const auto** ds = rd_kafka_DescribeUserScramCredentials_result_descriptions(
+            rd_kafka_event_DescribeUserScramCredentials_result(ev), &cnt);
+        lua_createtable(co, static_cast<int>(cnt), 0);
+        for (size_t i = 0; i < cnt; ++i) {
+          lua_createtable(co, 0, 3);
+          set_str(co, "user", rd_kafka_UserScramCredentialsDescription_user(ds[i]));
+          const rd_kafka_error_t* e = rd_kafka_UserScramCredentialsDescription_error(ds[i]);
+          if (e && rd_kafka_error_code(e)) {
+            set_error(co, e, "describe_user_scram_credentials");
+          } else {
+            size_t nc = rd_kafka_UserScramCredentialsDescription_scramcredentialinfo_count(ds[i]);
+            lua_createtable(co, static_cast<int>(nc), 0);
+            for (size_t k = 0; k < nc; ++k) {
+              const auto* info = rd_kafka_UserScramCredentialsDescription_scramcredentialinfo(ds[i], k);
+              lua_createtable(co, 0, 2);
+              set_str(co, "mechanism", scram_name(rd_kafka_ScramCredentialInfo_mechanism(info)));
+              set_num(co, "iterations", rd_kafka_ScramCredentialInfo_iterations(info));
+              lua_rawseti(co, -2, static_cast<int>(k + 1));
+            }
+            lua_setfield(co, -2, "credentials");
+          }
+          lua_rawseti(co, -2, static_cast<int>(i + 1));
         }
-        lua_setfield(co, -2, "credentials");
-      }
-      lua_rawseti(co, -2, static_cast<int>(i + 1));
-    }
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o =
-      a->options(RD_KAFKA_ADMIN_OP_DESCRIBEUSERSCRAMCREDENTIALS, r, timeout, false, false);
-  rd_kafka_DescribeUserScramCredentials(a->rk(), ptrs.data(), ptrs.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
-  return lua_yield(L, 0);
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_DescribeUserScramCredentials(a->rk(), ptrs.data(), ptrs.size(), o, q);
+      });
+  return yielded;
 }
 
 // P.alter_scram(a, {{user=, mechanism=1|2, iterations=, password=, salt=} | {user=, mechanism=, delete=true}},
@@ -97,25 +97,26 @@ int l_alter_scram(lua_State* L) {
     }
     lua_pop(L, 1);
   }
-  Request* r = a->begin(L, "admin:alter_user_scram_credentials", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    const auto** rs =
-        rd_kafka_AlterUserScramCredentials_result_responses(rd_kafka_event_AlterUserScramCredentials_result(ev), &cnt);
-    lua_createtable(co, static_cast<int>(cnt), 0);
-    for (size_t i = 0; i < cnt; ++i) {
-      lua_createtable(co, 0, 2);
-      set_str(co, "user", rd_kafka_AlterUserScramCredentials_result_response_user(rs[i]));
-      const rd_kafka_error_t* e = rd_kafka_AlterUserScramCredentials_result_response_error(rs[i]);
-      if (e && rd_kafka_error_code(e)) set_error(co, e, "alter_user_scram_credentials");
-      lua_rawseti(co, -2, static_cast<int>(i + 1));
-    }
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_ALTERUSERSCRAMCREDENTIALS, r, timeout, false, false);
-  rd_kafka_AlterUserScramCredentials(a->rk(), alts.data(), alts.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:alter_user_scram_credentials", RD_KAFKA_ADMIN_OP_ALTERUSERSCRAMCREDENTIALS, timeout, false, false,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        const auto** rs =
+            rd_kafka_AlterUserScramCredentials_result_responses(rd_kafka_event_AlterUserScramCredentials_result(ev), &cnt);
+        lua_createtable(co, static_cast<int>(cnt), 0);
+        for (size_t i = 0; i < cnt; ++i) {
+          lua_createtable(co, 0, 2);
+          set_str(co, "user", rd_kafka_AlterUserScramCredentials_result_response_user(rs[i]));
+          const rd_kafka_error_t* e = rd_kafka_AlterUserScramCredentials_result_response_error(rs[i]);
+          if (e && rd_kafka_error_code(e)) set_error(co, e, "alter_user_scram_credentials");
+          lua_rawseti(co, -2, static_cast<int>(i + 1));
+        }
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_AlterUserScramCredentials(a->rk(), alts.data(), alts.size(), o, q);
+      });
   rd_kafka_UserScramCredentialAlteration_destroy_array(alts.data(), alts.size());
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 // ACL bindings and filters cross as tables of enum codes (the Lua half names them):
@@ -206,23 +207,24 @@ int l_create_acls(lua_State* L) {
     }
     acls.push_back(b);
   }
-  Request* r = a->begin(L, "admin:create_acls", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    const auto** res = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &cnt);
-    lua_createtable(co, static_cast<int>(cnt), 0);
-    for (size_t i = 0; i < cnt; ++i) {
-      lua_createtable(co, 0, 1);
-      const rd_kafka_error_t* e = rd_kafka_acl_result_error(res[i]);
-      if (e && rd_kafka_error_code(e)) set_error(co, e, "create_acls");
-      lua_rawseti(co, -2, static_cast<int>(i + 1));
-    }
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_CREATEACLS, r, timeout, false, false);
-  rd_kafka_CreateAcls(a->rk(), acls.data(), acls.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:create_acls", RD_KAFKA_ADMIN_OP_CREATEACLS, timeout, false, false,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        const auto** res = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &cnt);
+        lua_createtable(co, static_cast<int>(cnt), 0);
+        for (size_t i = 0; i < cnt; ++i) {
+          lua_createtable(co, 0, 1);
+          const rd_kafka_error_t* e = rd_kafka_acl_result_error(res[i]);
+          if (e && rd_kafka_error_code(e)) set_error(co, e, "create_acls");
+          lua_rawseti(co, -2, static_cast<int>(i + 1));
+        }
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_CreateAcls(a->rk(), acls.data(), acls.size(), o, q);
+      });
   rd_kafka_AclBinding_destroy_array(acls.data(), acls.size());
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 // P.describe_acls(a, filter, timeout) -> list of bindings
@@ -233,17 +235,18 @@ int l_describe_acls(lua_State* L) {
   char errstr[512];
   rd_kafka_AclBindingFilter_t* f = make_acl(read_acl(L, 2), true, errstr, sizeof errstr);
   if (!f) raise_bad_argument(L, 2, "admin:describe_acls", errstr);
-  Request* r = a->begin(L, "admin:describe_acls", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    const auto** res = rd_kafka_DescribeAcls_result_acls(rd_kafka_event_DescribeAcls_result(ev), &cnt);
-    push_acl_list(co, res, cnt);
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DESCRIBEACLS, r, timeout, false, false);
-  rd_kafka_DescribeAcls(a->rk(), f, o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:describe_acls", RD_KAFKA_ADMIN_OP_DESCRIBEACLS, timeout, false, false,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        const auto** res = rd_kafka_DescribeAcls_result_acls(rd_kafka_event_DescribeAcls_result(ev), &cnt);
+        push_acl_list(co, res, cnt);
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_DescribeAcls(a->rk(), f, o, q);
+      });
   rd_kafka_AclBinding_destroy(f);
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 // P.delete_acls(a, filters, timeout) -> list of {error, deleted = bindings} in input order
@@ -264,30 +267,31 @@ int l_delete_acls(lua_State* L) {
     }
     filters.push_back(f);
   }
-  Request* r = a->begin(L, "admin:delete_acls", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    const auto** res = rd_kafka_DeleteAcls_result_responses(rd_kafka_event_DeleteAcls_result(ev), &cnt);
-    lua_createtable(co, static_cast<int>(cnt), 0);
-    for (size_t i = 0; i < cnt; ++i) {
-      lua_createtable(co, 0, 2);
-      const rd_kafka_error_t* e = rd_kafka_DeleteAcls_result_response_error(res[i]);
-      if (e && rd_kafka_error_code(e)) {
-        set_error(co, e, "delete_acls");
-      } else {
-        size_t m;
-        const auto** matching = rd_kafka_DeleteAcls_result_response_matching_acls(res[i], &m);
-        push_acl_list(co, matching, m);
-        lua_setfield(co, -2, "deleted");
-      }
-      lua_rawseti(co, -2, static_cast<int>(i + 1));
-    }
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DELETEACLS, r, timeout, false, false);
-  rd_kafka_DeleteAcls(a->rk(), filters.data(), filters.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:delete_acls", RD_KAFKA_ADMIN_OP_DELETEACLS, timeout, false, false,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        const auto** res = rd_kafka_DeleteAcls_result_responses(rd_kafka_event_DeleteAcls_result(ev), &cnt);
+        lua_createtable(co, static_cast<int>(cnt), 0);
+        for (size_t i = 0; i < cnt; ++i) {
+          lua_createtable(co, 0, 2);
+          const rd_kafka_error_t* e = rd_kafka_DeleteAcls_result_response_error(res[i]);
+          if (e && rd_kafka_error_code(e)) {
+            set_error(co, e, "delete_acls");
+          } else {
+            size_t m;
+            const auto** matching = rd_kafka_DeleteAcls_result_response_matching_acls(res[i], &m);
+            push_acl_list(co, matching, m);
+            lua_setfield(co, -2, "deleted");
+          }
+          lua_rawseti(co, -2, static_cast<int>(i + 1));
+        }
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_DeleteAcls(a->rk(), filters.data(), filters.size(), o, q);
+      });
   rd_kafka_AclBinding_destroy_array(filters.data(), filters.size());
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 }  // namespace klua::admin_impl

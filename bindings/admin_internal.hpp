@@ -81,6 +81,19 @@ class Admin : public Client {
     return o;
   }
 
+  // Sends one request and yields: registers the task's wait (push converts the result event for it),
+  // builds the options, lets call(options, result queue) hand the request to librdkafka, and frees the
+  // options. Returns lua_yield's value: the primitive frees its request objects, then returns it.
+  template <class Call>
+  int send(lua_State* L, const char* op, rd_kafka_admin_op_t api, double timeout_ms, bool operation_timeout,
+           bool validate_only, std::function<int(lua_State*, rd_kafka_event_t*)> push, Call call) {
+    Request* r = begin(L, op, timeout_ms, std::move(push));
+    rd_kafka_AdminOptions_t* o = options(api, r, timeout_ms, operation_timeout, validate_only);
+    call(o, res_q_);
+    rd_kafka_AdminOptions_destroy(o);
+    return lua_yield(L, 0);
+  }
+
   void begin_close() override;
 
   // Wrong credentials: librdkafka keeps retrying the login and the requests wait for a broker until their

@@ -162,17 +162,18 @@ int l_create_topics(lua_State* L) {
     }
     lua_pop(L, 2);
   }
-  Request* r = a->begin(L, "admin:create_topics", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    auto** res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-    push_topic_results(co, res, cnt, "create_topics");
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_CREATETOPICS, r, timeout, true, validate_only);
-  rd_kafka_CreateTopics(a->rk(), topics.data(), topics.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:create_topics", RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout, true, validate_only,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        auto** res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+        push_topic_results(co, res, cnt, "create_topics");
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_CreateTopics(a->rk(), topics.data(), topics.size(), o, q);
+      });
   cleanup();
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 // P.delete_topics(a, names, timeout) -> list of {name, error}
@@ -182,17 +183,18 @@ int l_delete_topics(lua_State* L) {
   double timeout = timeout_arg(L, 3, a);
   std::vector<rd_kafka_DeleteTopic_t*> del;
   for (auto& n : names) del.push_back(rd_kafka_DeleteTopic_new(n.c_str()));
-  Request* r = a->begin(L, "admin:delete_topics", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    auto** res = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &cnt);
-    push_topic_results(co, res, cnt, "delete_topics");
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DELETETOPICS, r, timeout, true, false);
-  rd_kafka_DeleteTopics(a->rk(), del.data(), del.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:delete_topics", RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout, true, false,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        auto** res = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &cnt);
+        push_topic_results(co, res, cnt, "delete_topics");
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_DeleteTopics(a->rk(), del.data(), del.size(), o, q);
+      });
   rd_kafka_DeleteTopic_destroy_array(del.data(), del.size());
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 // P.create_partitions(a, {{topic=, partitions=total}, ...}, validate_only, timeout) -> list of {name, error}
@@ -218,17 +220,18 @@ int l_create_partitions(lua_State* L) {
     }
     np.push_back(p);
   }
-  Request* r = a->begin(L, "admin:create_partitions", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    auto** res = rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &cnt);
-    push_topic_results(co, res, cnt, "create_partitions");
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_CREATEPARTITIONS, r, timeout, true, validate_only);
-  rd_kafka_CreatePartitions(a->rk(), np.data(), np.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:create_partitions", RD_KAFKA_ADMIN_OP_CREATEPARTITIONS, timeout, true, validate_only,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        auto** res = rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &cnt);
+        push_topic_results(co, res, cnt, "create_partitions");
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_CreatePartitions(a->rk(), np.data(), np.size(), o, q);
+      });
   rd_kafka_NewPartitions_destroy_array(np.data(), np.size());
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 // P.delete_records(a, partition list with offsets, timeout) -> partition list (offset: new low watermark)
@@ -238,16 +241,17 @@ int l_delete_records(lua_State* L) {
   double timeout = timeout_arg(L, 3, a);
   rd_kafka_DeleteRecords_t* dr = rd_kafka_DeleteRecords_new(list);
   rd_kafka_topic_partition_list_destroy(list);
-  Request* r = a->begin(L, "admin:delete_records", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    const auto* res = rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
-    push_partitions(co, res, "delete_records", nullptr);
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DELETERECORDS, r, timeout, true, false);
-  rd_kafka_DeleteRecords(a->rk(), &dr, 1, o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:delete_records", RD_KAFKA_ADMIN_OP_DELETERECORDS, timeout, true, false,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        const auto* res = rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+        push_partitions(co, res, "delete_records", nullptr);
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_DeleteRecords(a->rk(), &dr, 1, o, q);
+      });
   rd_kafka_DeleteRecords_destroy(dr);
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 // ---- configs -------------------------------------------------------------------------
@@ -351,17 +355,18 @@ int l_describe_configs(lua_State* L) {
   Admin* a = check_admin_waiting(L, 1);
   double timeout = timeout_arg(L, 3, a);
   auto res = config_resources(L, 2, false);
-  Request* r = a->begin(L, "admin:describe_configs", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    auto** out = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &cnt);
-    push_config_resources(co, out, cnt, "describe_configs", true);
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, r, timeout, false, false);
-  rd_kafka_DescribeConfigs(a->rk(), res.data(), res.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:describe_configs", RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout, false, false,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        auto** out = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &cnt);
+        push_config_resources(co, out, cnt, "describe_configs", true);
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_DescribeConfigs(a->rk(), res.data(), res.size(), o, q);
+      });
   rd_kafka_ConfigResource_destroy_array(res.data(), res.size());
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 // P.incremental_alter_configs(a, {{type=, name=, ops={{name=, op=0..3, value=}}}}, validate_only, timeout)
@@ -395,17 +400,18 @@ int l_incremental_alter_configs(lua_State* L) {
     }
     lua_pop(L, 2);
   }
-  Request* r = a->begin(L, "admin:alter_configs", timeout, [](lua_State* co, rd_kafka_event_t* ev) {
-    size_t cnt;
-    auto** out = rd_kafka_IncrementalAlterConfigs_result_resources(rd_kafka_event_IncrementalAlterConfigs_result(ev), &cnt);
-    push_config_resources(co, out, cnt, "alter_configs", false);
-    return 1;
-  });
-  rd_kafka_AdminOptions_t* o = a->options(RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS, r, timeout, false, validate_only);
-  rd_kafka_IncrementalAlterConfigs(a->rk(), res.data(), res.size(), o, a->results_queue());
-  rd_kafka_AdminOptions_destroy(o);
+  int yielded = a->send(L, "admin:alter_configs", RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS, timeout, false, validate_only,
+      [](lua_State* co, rd_kafka_event_t* ev) {
+        size_t cnt;
+        auto** out = rd_kafka_IncrementalAlterConfigs_result_resources(rd_kafka_event_IncrementalAlterConfigs_result(ev), &cnt);
+        push_config_resources(co, out, cnt, "alter_configs", false);
+        return 1;
+      },
+      [&](rd_kafka_AdminOptions_t* o, rd_kafka_queue_t* q) {
+        rd_kafka_IncrementalAlterConfigs(a->rk(), res.data(), res.size(), o, q);
+      });
   rd_kafka_ConfigResource_destroy_array(res.data(), res.size());
-  return lua_yield(L, 0);
+  return yielded;
 }
 
 }  // namespace klua::admin_impl
