@@ -58,7 +58,7 @@ printf 'print(#arg, arg[1], arg[2])\n' >"$tmp/args.lua"
 run "$KLUA" run "$tmp/args.lua" x "y z"
 check "run passes args" eval '[ "$out" = "$(printf "2\tx\ty z")" ]'
 
-run "$KLUA" -e 'error(klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", code = 3, kafka = true, message = "gone" })'
+run "$KLUA" -e 'error(klua.errors.new{ name = klua.errors.UNKNOWN_TOPIC_OR_PART, kafka = true, message = "gone" })'
 check "an uncaught klua.errors.new{kafka=true} exits 3" eval '[ $rc = 3 ] && has "$err" "UNKNOWN_TOPIC_OR_PART: gone"'
 
 run "$KLUA" -e 'klua.exit(7)'

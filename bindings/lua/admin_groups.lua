@@ -9,6 +9,7 @@ local klua, kerr, E, C, new_error, argerr = H.klua, H.kerr, H.E, H.C, H.new_erro
 local unsupported, check_opts, name_list = H.unsupported, H.check_opts, H.name_list
 local by_topic_partition, tp_key, topic_map = H.by_topic_partition, H.tp_key, H.topic_map
 local resolve_partitions, check_group, group_offsets = H.resolve_partitions, H.check_group, H.group_offsets
+local check_selection = H.check_selection
 local list_offsets, watermarks = H.list_offsets, H.watermarks
 
 -- ---- groups ----------------------------------------------------------------------------------
@@ -207,6 +208,7 @@ end
 function M:delete_group_offsets(group, partitions, opts)
   local op = "delete_group_offsets"
   check_group(op, group)
+  check_selection(op, partitions)
   opts = check_opts(op, 4, opts, { timeout_ms = true })
   local u = unsupported(self, op)
   if u then return nil, u end

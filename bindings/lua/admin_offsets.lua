@@ -10,16 +10,24 @@ local item_invalid, unsupported, check_opts = H.item_invalid, H.unsupported, H.c
 local by_topic_partition, tp_key, topic_map = H.by_topic_partition, H.tp_key, H.topic_map
 
 -- Partition selection: topic names (every partition) and/or {topic=, partition=} records.
-local function resolve_partitions(self, op, sel, timeout)
+-- check_selection(op, sel) -> the selection as a list; raises for a malformed one (argument #3), so that
+-- callers can check it before anything else.
+local function check_selection(op, sel)
   if type(sel) == "string" or (type(sel) == "table" and sel.topic ~= nil) then sel = { sel } end
   if type(sel) ~= "table" then argerr(op, 3, "expected topic names or {topic=, partition=} records, got %s", type(sel)) end
-  local out, seen, need_md = {}, {}, false
   for i, s in ipairs(sel) do
-    if type(s) == "string" then
-      need_md = true
-    elseif type(s) ~= "table" or type(s.topic) ~= "string" or type(s.partition) ~= "number" then
+    if type(s) ~= "string" and (type(s) ~= "table" or type(s.topic) ~= "string" or type(s.partition) ~= "number") then
       argerr(op, 3, "item %d must be a topic name or {topic=, partition=}", i)
     end
+  end
+  return sel
+end
+
+local function resolve_partitions(self, op, sel, timeout)
+  sel = check_selection(op, sel)
+  local out, seen, need_md = {}, {}, false
+  for _, s in ipairs(sel) do
+    if type(s) == "string" then need_md = true end
   end
   local map
   if need_md then
@@ -262,6 +270,7 @@ function M:elect_leaders(partitions, opts)
   return out
 end
 
+H.check_selection = check_selection
 H.resolve_partitions = resolve_partitions
 H.check_group = check_group
 H.group_offsets = group_offsets
