@@ -108,6 +108,11 @@ class Runtime {
   void install_signals();
   void push_args();
   static int l_exit(lua_State* L);
+  // The Lua state's allocator, wrapped so that its userdata is this runtime: Runtime::from reads
+  // it back with lua_getallocf (one load, no registry lookup, no per-thread cache).
+  static void* lua_alloc(void* ud, void* ptr, size_t osize, size_t nsize);
+  lua_Alloc lj_alloc_ = nullptr;
+  void* lj_alloc_ud_ = nullptr;
 
   RuntimeOptions opts_;
   uv_loop_t loop_;
