@@ -1,6 +1,6 @@
 -- Producer and consumer against a real Kafka broker (KLUA_BROKERS, see tests/broker.cmake).
 -- Topics auto-create with one partition; every test uses fresh topic and group names.
-local function fresh(prefix) return "it-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 -- A Lua pattern matching s literally.
 local function literal(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 
@@ -15,14 +15,10 @@ local function new_consumer(topic, group, extra)
 end
 
 -- Polls until n messages arrived (or the deadline); errors from poll fail the test.
-local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 30000) end
+local poll_n = klua.testkit.poll_n
 
 -- Asserts that nothing more arrives within ms.
-local function assert_nothing_more(c, ms)
-  local m, err = c:poll(ms)
-  assert_eq(err, nil)
-  assert_true(m == nil, m and ("unexpected message at offset " .. tostring(m.offset) .. ": " .. tostring(m.value)))
-end
+local assert_nothing_more = klua.testkit.assert_nothing_more
 
 local function all_bytes()
   local t = {}

@@ -1,7 +1,7 @@
 -- Transactions against a real Kafka broker (KLUA_BROKERS, see tests/broker.cmake): what the
 -- embedded mock can't show (it writes no transaction markers and stores no transactional offset
 -- commits). Every test uses fresh transactional ids, topics and groups.
-local function fresh(prefix) return "it-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 
 local function txn_producer(extra)
   local conf = { ["transactional.id"] = fresh("txid"), ["transaction.timeout.ms"] = 10000 }
@@ -17,16 +17,7 @@ local function new_consumer(topic, isolation, group, extra)
   return klua.consumer(conf)
 end
 
-local function poll_n(c, n, timeout_ms)
-  local got = {}
-  local deadline = klua.now() + (timeout_ms or 30000)
-  while #got < n and klua.now() < deadline do
-    local m, err = c:poll(500)
-    assert(not err, tostring(err))
-    if m then got[#got + 1] = m end
-  end
-  return got
-end
+local poll_n = klua.testkit.poll_n
 
 local function values(msgs)
   local out = {}
@@ -34,11 +25,7 @@ local function values(msgs)
   return out
 end
 
-local function assert_nothing_more(c, ms)
-  local m, err = c:poll(ms)
-  assert_eq(err, nil)
-  assert_true(m == nil, m and ("unexpected message at offset " .. tostring(m.offset) .. ": " .. tostring(m.value)))
-end
+local assert_nothing_more = klua.testkit.assert_nothing_more
 
 -- Creates the topic (auto-created, one partition) with a committed empty transaction's worth of
 -- nothing: one plain record, so consumers' first fetch finds a partition.

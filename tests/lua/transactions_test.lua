@@ -25,7 +25,7 @@ local function consumer_for(t, isolation, group)
                         ["isolation.level"] = isolation }
 end
 
-local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 20000) end
+local poll_n = klua.testkit.poll_n
 
 local function values(msgs)
   local out = {}
@@ -33,11 +33,7 @@ local function values(msgs)
   return out
 end
 
-local function assert_nothing_more(c, ms)
-  local m, err = c:poll(ms)
-  assert_eq(err, nil)
-  assert_true(m == nil, m and ("unexpected message " .. tostring(m.value)))
-end
+local assert_nothing_more = klua.testkit.assert_nothing_more
 
 test("commit makes the transaction's messages visible to a read_committed consumer", function()
   local t = fresh("tx-commit")
