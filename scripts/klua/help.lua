@@ -196,13 +196,23 @@ function M.lookup(name)
   return last and ix.short[last] or nil
 end
 
--- Every documented name, sorted (for completion): the names in headings and the page names.
+-- Every documented name, sorted (for completion): the names in headings, their last part
+-- (`list_topics`) and the page names.
 function M.names()
   local ix = index or build()
-  local out = {}
-  for k in pairs(ix.names) do out[#out + 1] = k end
+  local out, seen = {}, {}
+  for k in pairs(ix.names) do
+    out[#out + 1] = k
+    seen[k] = true
+  end
+  for k in pairs(ix.short) do
+    if not seen[k] then
+      out[#out + 1] = k
+      seen[k] = true
+    end
+  end
   for _, p in ipairs(ix.pages) do
-    if not ix.names[p.name] then out[#out + 1] = p.name end
+    if not seen[p.name] then out[#out + 1] = p.name end
   end
   table.sort(out)
   return out
