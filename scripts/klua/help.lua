@@ -264,7 +264,7 @@ function M.text(name, opts)
   name = name:gsub("%(%)$", "")
   if ix.names[name] then return render_entries(ix.names[name]) end
   local page = ix.by_name[name] or ix.by_name[name:lower()]
-  if page then return page.text:gsub("%s+$", "") end
+  if page then return (page.text:gsub("%s+$", "")) end
   local found = M.lookup(name)
   if found then return render_entries(found) end
   local lower = name:lower()
@@ -337,7 +337,7 @@ end
 
 -- Shows the help for name (as text) on standard output, paged when long.
 function M.show(name, opts)
-  return page_out(M.text(name, opts))
+  return page_out((M.text(name, opts)))
 end
 
 -- `klua help [NAME...]`: a page or an entry; without a name the list of pages. Exit 1 when there
