@@ -84,6 +84,10 @@ class Producer : public Client {
     uv_timer_init(rt_.loop(), down_timer_);
     uv_unref(reinterpret_cast<uv_handle_t*>(down_timer_));  // a handle keeps no script alive
     down_timer_->data = this;
+    nudge_timer_ = new uv_timer_t;
+    uv_timer_init(rt_.loop(), nudge_timer_);
+    uv_unref(reinterpret_cast<uv_handle_t*>(nudge_timer_));  // the flush's own wait keeps the loop alive
+    nudge_timer_->data = this;
     rt_.add_closable(this);
   }
 
@@ -118,8 +122,11 @@ class Producer : public Client {
   void drain();
   void begin_close() override;
   // Makes librdkafka send queued messages now, ignoring linger.ms, until the queue is empty.
-  // rd_kafka_flush is the only call that does this and it blocks, so it runs on a worker
-  // thread while the loop keeps serving delivery reports (which is what empties the queue).
+  // The wait itself is on the loop (flush_waiters, woken by delivery reports when the out-queue
+  // length reaches 0). Only rd_kafka_flush makes librdkafka's broker threads ignore linger.ms
+  // (it raises rk_flushing while it runs and wakes them; the public API has nothing else), and
+  // it blocks: a short one (kNudgeMs) runs on the executor, again every kNudgePeriodMs while
+  // messages are left, so no pool thread is held for the whole flush and the loop never blocks.
   void start_flushing();
   void on_all_brokers_down() override;
   // librdkafka 2.15's idempotent producer asks for its producer id when the producer is made,
@@ -130,6 +137,8 @@ class Producer : public Client {
   // 520-660 ms (Kafka 4.1). The handle waits for them before it is destroyed.
   void hurry_producer_id();
   void on_inflight_done() override;
+  static constexpr int kNudgeMs = 10;
+  static constexpr uint64_t kNudgePeriodMs = 40;
 
   std::vector<WaitToken> room_waiters, flush_waiters, close_waiters;
   std::unordered_map<const void*, std::shared_ptr<Batch>> batches;
@@ -148,6 +157,7 @@ class Producer : public Client {
   int topic_id(lua_State* L, const rd_kafka_topic_t* rkt);
   void after_reports();
   void finish_close();
+  void nudge();
   static int dispatch_reports(lua_State* L);
 
   enum State { Open, Flushing, Destroying, Closed } state_ = Open;
@@ -170,30 +180,32 @@ class Producer : public Client {
   std::string last_topic_name_;
   uv_timer_t* down_timer_ = nullptr;
   uv_timer_t* close_timer_ = nullptr;
-  uv_work_t flush_work_;
-  bool flush_worker_ = false;
+  uv_timer_t* nudge_timer_ = nullptr;
+  bool nudging_ = false;  // a short rd_kafka_flush is on the executor
   bool destroy_after_flush_ = false;
-  std::atomic<bool> keep_flushing_{false};
+  bool keep_flushing_ = false;
 };
 
 void Producer::start_flushing() {
   keep_flushing_ = true;
-  if (flush_worker_) return;
-  flush_worker_ = true;
-  flush_work_.data = this;
-  uv_queue_work(rt_.loop(), &flush_work_,
-                [](uv_work_t* w) {
-                  auto* self = static_cast<Producer*>(w->data);
-                  while (self->keep_flushing_ && rd_kafka_outq_len(self->rk_) > 0) rd_kafka_flush(self->rk_, 100);
-                },
-                [](uv_work_t* w, int) {
-                  auto* self = static_cast<Producer*>(w->data);
-                  self->flush_worker_ = false;
-                  if (self->destroy_after_flush_ && self->inflight_ == 0) {
-                    self->destroy_after_flush_ = false;
-                    self->finish_close();
-                  }
-                });
+  if (!nudging_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(nudge_timer_))) nudge();
+}
+
+void Producer::nudge() {
+  if (!keep_flushing_ || !rk_ || (state_ != Open && state_ != Flushing) || rd_kafka_outq_len(rk_) == 0) {
+    keep_flushing_ = false;
+    return;
+  }
+  nudging_ = true;
+  rd_kafka_t* rk = rk_;
+  // run_off_loop: the handle is not destroyed while this runs (finish_close waits for inflight_).
+  run_off_loop([rk] { rd_kafka_flush(rk, kNudgeMs); },
+               [this] {
+                 nudging_ = false;
+                 if (keep_flushing_ && (state_ == Open || state_ == Flushing) && rd_kafka_outq_len(rk_) > 0)
+                   uv_timer_start(nudge_timer_, [](uv_timer_t* h) { static_cast<Producer*>(h->data)->nudge(); },
+                                  kNudgePeriodMs, 0);
+               });
 }
 
 void Producer::hurry_producer_id() {
@@ -212,7 +224,7 @@ void Producer::hurry_producer_id() {
 }
 
 void Producer::on_inflight_done() {
-  if (destroy_after_flush_ && !flush_worker_) {
+  if (destroy_after_flush_) {
     destroy_after_flush_ = false;
     finish_close();
   }
@@ -753,9 +765,9 @@ void Producer::begin_close() {
 
 void Producer::finish_close() {
   keep_flushing_ = false;
-  if (flush_worker_ || inflight_ > 0) {
-    // rd_kafka_flush (or hurry_producer_id's requests) still run on a worker thread: destroy the
-    // handle after they return.
+  if (inflight_ > 0) {
+    // A flush nudge (or hurry_producer_id's requests) still runs on the executor: destroy the
+    // handle after it returns.
     destroy_after_flush_ = true;
     return;
   }
@@ -763,7 +775,8 @@ void Producer::finish_close() {
   state_ = Destroying;
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   uv_close(reinterpret_cast<uv_handle_t*>(down_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  close_timer_ = down_timer_ = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(nudge_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  close_timer_ = down_timer_ = nudge_timer_ = nullptr;
   watcher_->close();
   // Whatever is still queued (reports after a purge) is released with the handle.
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0)) {

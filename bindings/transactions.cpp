@@ -16,9 +16,9 @@
 // to read) or a message (msg.offset + 1). Without them, the consumer's positions on its
 // assignment as the script sees them (c:position(): fetched but unpolled messages not counted).
 //
-// librdkafka's init/send_offsets/commit/abort block: each runs on a thread of its own (one per
-// call, so a long commit never holds a libuv pool thread) and the task is resumed by the loop
-// when it returns; the thread never touches Lua. Calls on one producer run one at a time in call
+// librdkafka's init/send_offsets/commit/abort block: each runs on the runtime's executor (the
+// one off-loop pool, host/executor.hpp) and the task is resumed by the loop when it returns; the
+// pool thread never touches Lua. Calls on one producer run one at a time in call
 // order: a call made while another runs waits its turn, and its timeout_ms covers the wait and
 // the call. begin() runs on the loop (it does not block). A call whose task is cancelled or
 // times out is not interrupted: librdkafka finishes it, the result is dropped, and later calls
@@ -32,17 +32,12 @@
 #include <librdkafka/rdkafka.h>
 #include <uv.h>
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
 #include <cstring>
 #include <deque>
 #include <fmt/format.h>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bindings/client.hpp"
@@ -76,7 +71,6 @@ struct Op {
   rd_kafka_error_t* error = nullptr;  // the blocking call's result (set on the worker thread)
   bool did_init = false;
   std::shared_ptr<TxnState> state;
-  std::thread thread;
 
   ~Op() {
     if (offsets) rd_kafka_topic_partition_list_destroy(offsets);
@@ -124,11 +118,8 @@ class Guard : public Closable {
 
   ~Guard() override {
     rt_.remove_closable(this);
-    // Only when the runtime goes away with calls still running (shutdown could not wait):
-    // librdkafka bounds them by their timeouts. The Lua state is closing: no unref.
-    for (Op* op : running_)
-      if (op->thread.joinable()) op->thread.join();
-    for (Op* op : running_) delete op;
+    // The runtime stopped its executor before closing the Lua state: every call has completed.
+    // What is left was queued and never started. The Lua state is closing: no unref.
     uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
   }
 
@@ -168,19 +159,18 @@ class Guard : public Closable {
   void complete(Op* op);
   void release(Op* op);
   void on_idle(TxnState& s);
-  static void work(Op* op, Guard* g);
+  static void work(Op* op);
 
   Runtime& rt_;
   uv_async_t* async_ = nullptr;
-  std::mutex mu_;
-  std::vector<Op*> done_;  // finished on their threads, guarded by mu_
   std::vector<Op*> running_;
   std::vector<std::shared_ptr<TxnState>> to_pump_;
   size_t live_ = 0;  // queued + running ops
   bool closing_all_ = false;
 };
 
-void Guard::work(Op* op, Guard* g) {
+// On an executor thread: never touches Lua.
+void Guard::work(Op* op) {
   rd_kafka_t* rk = op->state->rk;
   switch (op->kind) {
     case Kind::Init:
@@ -198,25 +188,10 @@ void Guard::work(Op* op, Guard* g) {
       op->error = rd_kafka_abort_transaction(rk, op->run_timeout);
       break;
   }
-  {
-    std::lock_guard<std::mutex> lock(g->mu_);
-    g->done_.push_back(op);
-  }
-  uv_async_send(g->async_);
 }
 
 void Guard::on_async(uv_async_t* h) {
   auto* g = static_cast<Guard*>(h->data);
-  std::vector<Op*> done;
-  {
-    std::lock_guard<std::mutex> lock(g->mu_);
-    done.swap(g->done_);
-  }
-  for (Op* op : done) {
-    op->thread.join();
-    g->running_.erase(std::remove(g->running_.begin(), g->running_.end(), op), g->running_.end());
-    g->complete(op);
-  }
   auto pumps = std::move(g->to_pump_);
   g->to_pump_.clear();
   for (auto& s : pumps) g->pump(s);
@@ -271,20 +246,13 @@ void Guard::start(Op* op) {
   op->run_timeout = static_cast<int>(std::min<uint64_t>(op->deadline - now, INT32_MAX));
   s.running = op;
   running_.push_back(op);
-  // The thread blocks every signal (it inherits the mask), as librdkafka's own threads do:
-  // SIGINT/SIGTERM must reach the loop thread's handlers.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  try {
-    op->thread = std::thread(work, op, this);
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  } catch (const std::exception& ex) {
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    running_.pop_back();
-    op->error = rd_kafka_error_new(RD_KAFKA_RESP_ERR__FAIL, "cannot start a thread for %s: %s", op->name, ex.what());
-    complete(op);
-  }
+  // librdkafka's transactional calls have no asynchronous form: the runtime's executor runs
+  // them; the result comes back to the loop.
+  rt_.executor().submit([op] { work(op); },
+                        [this, op] {
+                          running_.erase(std::remove(running_.begin(), running_.end(), op), running_.end());
+                          complete(op);
+                        });
 }
 
 void Guard::complete(Op* op) {

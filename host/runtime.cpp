@@ -215,6 +215,7 @@ Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {
   lua_pushlightuserdata(L_, this);
   lua_setfield(L_, LUA_REGISTRYINDEX, RUNTIME_KEY);
   scheduler_ = std::make_unique<Scheduler>(*this);
+  executor_ = std::make_unique<Executor>(&loop_);
   open_libs();
   if (opts_.install_signal_handlers) install_signals();
 }
@@ -233,6 +234,9 @@ thread_local uint64_t from_epoch = 0;
 
 Runtime::~Runtime() {
   shutdown();
+  // Off-loop work still running (bounded by its timeouts) finishes, and its completions run,
+  // while the Lua state is still open.
+  executor_->stop();
   lua_close(L_);
   runtimes_destroyed.fetch_add(1, std::memory_order_relaxed);
   scheduler_.reset();
