@@ -83,8 +83,8 @@ class Client : public Closable {
   // such calls are in flight.
   int run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
                    std::function<int(lua_State* co)> push);
-  // Runs `work` on the runtime's executor (host/executor.hpp) and then `done` on the loop, with no task waiting; the
-  // handle is not destroyed before `done` has run (run_blocking is built on it).
+  // Runs `work` on the runtime's executor (host/executor.hpp) and then `done` on the loop, with
+  // no task waiting; the handle is not destroyed before `done` has run (run_blocking is built on it).
   void run_off_loop(std::function<void()> work, std::function<void()> done);
   int inflight() const { return inflight_; }
   // After a fatal client error the handle is unusable: every call raises this error.
