@@ -213,6 +213,7 @@ Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {
   lj_alloc_ = lua_getallocf(L_, &lj_alloc_ud_);
   lua_setallocf(L_, &Runtime::lua_alloc, this);
   scheduler_ = std::make_unique<Scheduler>(*this);
+  executor_ = std::make_unique<Executor>(&loop_);
   open_libs();
   if (opts_.install_signal_handlers) install_signals();
 }
@@ -220,6 +221,9 @@ Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {
 
 Runtime::~Runtime() {
   shutdown();
+  // Off-loop work still running (bounded by its timeouts) finishes, and its completions run,
+  // while the Lua state is still open.
+  executor_->stop();
   lua_close(L_);
   scheduler_.reset();
   if (signals_installed_) {

@@ -106,7 +106,7 @@ test("send with a producer-level on_delivery: 2000 reports, contiguous offsets i
     if err then errors[#errors + 1] = err else reports[#reports + 1] = r end
   end }
   for i = 1, 2000 do assert(p:send{ topic = t, key = "k" .. (i % 7), value = "v" .. i }) end
-  assert_eq(p:flush(30000), true)
+  assert_eq(p:flush{ timeout_ms = 30000 }, true)
   assert_eq(#errors, 0, errors[1] and tostring(errors[1]))
   assert_eq(#reports, 2000)
   local offsets = {}
@@ -322,7 +322,7 @@ test("20000 messages: poll delivers every one, in order, past the 1000-message b
   local t = fresh("many")
   local p = klua.producer{ ["linger.ms"] = 20 }
   for i = 1, 20000 do assert(p:send{ topic = t, value = tostring(i) }) end
-  assert_eq(p:flush(30000), true)
+  assert_eq(p:flush{ timeout_ms = 30000 }, true)
   p:close()
   local c = new_consumer(t)
   local first = poll_n(c, 1)

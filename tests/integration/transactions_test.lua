@@ -201,3 +201,48 @@ test("closing a producer with an open transaction aborts it, so read_committed i
   rc:close()
   q:close()
 end, { timeout_ms = 120000 })
+
+test("8 concurrent transactional commits and a consumer's committed() all complete: no starvation", function()
+  -- Transactional calls have no asynchronous form in librdkafka: they share the runtime's
+  -- executor (host/executor.hpp, 4 threads) with c:committed() and handle destruction, and take
+  -- at most 3 of its threads, so committed() is answered while the commits queue.
+  local t = fresh("tx-many")
+  seed(t, { "seed" })
+  local c = klua.consumer{ group = fresh("g"), ["session.timeout.ms"] = 6000 }
+  local producers, tasks = {}, {}
+  for i = 1, 8 do
+    producers[i] = txn_producer()
+    assert_eq(producers[i]:init_transactions(), true)
+  end
+  local t0 = klua.now()
+  for i = 1, 8 do
+    tasks[i] = klua.spawn(function()
+      local p = producers[i]
+      assert_eq(p:begin(), true)
+      assert(p:send{ topic = t, value = "v" .. i })
+      local ok, err = p:commit()
+      return ok, err, klua.now() - t0
+    end)
+  end
+  local committed = klua.spawn(function()
+    local c0 = klua.now()
+    local list, err = c:committed({ { topic = t, partition = 0 } }, 10000)
+    return list, err, klua.now() - c0
+  end)
+  local list, cerr, cms = committed:join()
+  assert_eq(cerr, nil)
+  assert_eq(type(list), "table")
+  assert_true(cms < 10000, ("committed() took %d ms"):format(cms))
+  for i = 1, 8 do
+    local ok, err, ms = tasks[i]:join()
+    assert_eq(err, nil)
+    assert_eq(ok, true)
+    assert_true(ms < 60000)
+  end
+  -- every transaction's record is visible to read_committed
+  local rc = new_consumer(t, "read_committed")
+  assert_eq(#poll_n(rc, 9, 30000), 9)
+  rc:close()
+  for _, p in ipairs(producers) do p:close() end
+  c:close()
+end, { timeout_ms = 120000 })
