@@ -203,7 +203,7 @@ static int errors_is(lua_State* L) {
 
 bool is_klua_source(const char* src) {
   if (!src) return false;
-  for (const char* prefix : {"@scripts/klua/", "@bindings/lua/", "=klua", "=dofile", "=README"})
+  for (const char* prefix : {"@scripts/klua/", "@bindings/lua/", "@host/lua/", "=klua", "=dofile", "=README"})
     if (std::strncmp(src, prefix, std::strlen(prefix)) == 0) return true;
   return false;
 }

@@ -59,7 +59,7 @@ bool error_is_kafka(lua_State* L, int idx);
 // Programmer errors raise one way: a KLUA_INVALID_ARGUMENT error whose message reads like Lua's own
 // ("bad argument #2 to 'admin:create_topics' (expected a list of topic specs, got number)"; for a
 // method, self is argument #1) and whose `where` is the user's call: the innermost stack frame that is
-// not klua's own code (bundled scripts/klua and bindings/lua chunks, klua's wrappers, C functions).
+// not klua's own code (bundled scripts/klua, bindings/lua and host/lua chunks, klua's wrappers, C functions).
 // Lua code raises the same error with klua.errors.bad_argument(fn, arg, detail).
 [[noreturn]] void raise_bad_argument(lua_State* L, int arg, const std::string& fn, const std::string& detail);
 // Raises "bad argument #arg to 'fn' (T expected, got U)" unless the value at arg has Lua type `type`.
