@@ -60,6 +60,6 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # libklua.so is in the package itself: dpkg-shlibdeps must find it there, not ask for a package.
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libsasl2-modules-gssapi-mit")
+set(CPACK_STRIP_FILES ON)
 set(CPACK_GENERATOR DEB)
-set(CPACK_OUTPUT_FILE_PREFIX ${CMAKE_BINARY_DIR}/package)
 include(CPack)

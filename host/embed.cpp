@@ -1,13 +1,14 @@
 // The public embedding facade (include/klua/*.hpp) over host/Runtime: options become configuration
 // layers, modules become package.preload entries, and a runtime given the caller's libuv loop is
 // driven from it. klua keeps its own loop (Runtime owns it and closes every handle on it at the
-// end); the caller's loop watches that loop's backend fd (epoll) with a uv_poll, wakes for its next
-// timer with a uv_timer, and runs it without blocking (UV_RUN_NOWAIT) from those and from a
-// uv_prepare hook on every turn, so watchers started by a callback are registered before the
-// caller's loop blocks. The caller's loop is kept alive exactly while klua's is (running tasks and
+// end); the caller's loop watches that loop's backend fd (epoll) with a uv_poll, wakes for its
+// next timer with a uv_timer (a uv_idle when it has work ready now), and runs it without blocking
+// (UV_RUN_NOWAIT) from those and from a uv_prepare hook on every turn, so that watchers started by
+// a callback are registered before the caller's loop blocks. The caller's loop is kept alive exactly while klua's is (running tasks and
 // pending operations; Kafka handles alone do not).
 #include <uv.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -55,7 +56,12 @@ Values results(lua_State* L, int from, int to) {
   Values out;
   for (int i = from; i <= to; ++i) {
     Value v;
-    if (!to_value(L, i, v)) v = klua::to_display_string(L, i);
+    if (!to_value(L, i, v)) {
+      lua_getglobal(L, "tostring");
+      lua_pushvalue(L, i);
+      v = lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1) ? std::string(lua_tostring(L, -1)) : luaL_typename(L, i);
+      lua_pop(L, 1);
+    }
     out.push_back(std::move(v));
   }
   return out;
@@ -113,12 +119,13 @@ const char* const BROKER_KEYS[] = {"bootstrap.servers", "metadata.broker.list"};
 }  // namespace
 
 struct Runtime::Impl {
-  // The caller's-loop driver: three handles on the caller's loop; freed after the last one closed.
+  // The caller's-loop driver: four handles on the caller's loop; freed after the last one closed.
   struct Driver {
     Impl* impl = nullptr;
     uv_poll_t poll;
     uv_timer_t timer;
     uv_prepare_t prepare;
+    uv_idle_t idle;
     int open = 0;
   };
 
@@ -262,10 +269,9 @@ struct Runtime::Impl {
     uv_poll_init(outer, &driver->poll, uv_backend_fd(inner()));
     uv_timer_init(outer, &driver->timer);
     uv_prepare_init(outer, &driver->prepare);
-    driver->open = 3;
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&driver->poll), reinterpret_cast<uv_handle_t*>(&driver->timer),
-                           reinterpret_cast<uv_handle_t*>(&driver->prepare)})
-      h->data = driver;
+    uv_idle_init(outer, &driver->idle);
+    driver->open = 4;
+    for (uv_handle_t* h : handles()) h->data = driver;
     uv_poll_start(&driver->poll, UV_READABLE, [](uv_poll_t* h, int, int) { pump_from(h); });
     uv_prepare_start(&driver->prepare, [](uv_prepare_t* h) { pump_from(h); });
     uv_unref(reinterpret_cast<uv_handle_t*>(&driver->prepare));
@@ -293,21 +299,36 @@ struct Runtime::Impl {
     rearm();
   }
 
-  // Keeps the caller's loop alive while klua's is, and wakes it for klua's next timer.
+  std::array<uv_handle_t*, 4> handles() const {
+    std::array<uv_handle_t*, 4> hs;
+    hs[0] = reinterpret_cast<uv_handle_t*>(&driver->poll);
+    hs[1] = reinterpret_cast<uv_handle_t*>(&driver->timer);
+    hs[2] = reinterpret_cast<uv_handle_t*>(&driver->prepare);
+    hs[3] = reinterpret_cast<uv_handle_t*>(&driver->idle);
+    return hs;
+  }
+
+  // Keeps the caller's loop alive while klua's is, and wakes it for klua's next timer: an idle
+  // handle when klua has work ready now (ready tasks, pending callbacks: the caller's loop must not
+  // block), a timer when its next timer is due later. (Not a 0 ms timer re-armed from its own
+  // callback: libuv 1.44 runs such a timer again in the same pass, for ever.)
   void rearm() {
     if (!driver) return;
     bool alive = uv_loop_alive(inner()) != 0;
-    int timeout = uv_backend_timeout(inner());
-    if (timeout >= 0)
+    int timeout = alive ? uv_backend_timeout(inner()) : -1;
+    if (timeout == 0)
+      uv_idle_start(&driver->idle, [](uv_idle_t* h) { pump_from(h); });
+    else
+      uv_idle_stop(&driver->idle);
+    if (timeout > 0)
       uv_timer_start(&driver->timer, [](uv_timer_t* h) { pump_from(h); }, static_cast<uint64_t>(timeout), 0);
     else
       uv_timer_stop(&driver->timer);
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&driver->poll), reinterpret_cast<uv_handle_t*>(&driver->timer)}) {
-      if (alive)
-        uv_ref(h);
-      else
-        uv_unref(h);
-    }
+    uv_handle_t* poll = reinterpret_cast<uv_handle_t*>(&driver->poll);
+    if (alive)
+      uv_ref(poll);
+    else
+      uv_unref(poll);
   }
 
   void detach() {
@@ -317,9 +338,7 @@ struct Runtime::Impl {
       auto* d = static_cast<Driver*>(h->data);
       if (--d->open == 0) delete d;
     };
-    uv_close(reinterpret_cast<uv_handle_t*>(&driver->poll), closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&driver->timer), closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&driver->prepare), closed);
+    for (uv_handle_t* h : handles()) uv_close(h, closed);
     driver = nullptr;
   }
 

@@ -3,9 +3,9 @@
 // pkg-config klua.
 //
 // A runtime runs either on a libuv loop of its own (run_file / run_string / run(), which block
-// like `klua run`), or driven by the caller's loop: Runtime(loop, options) adds three handles to
-// that loop (a poll on klua's own loop's backend fd, a timer for its next timeout, a prepare
-// hook) and every script, task, delivery report and C++ function callback then runs in the
+// like `klua run`), or driven by the caller's loop: Runtime(loop, options) adds four handles to
+// that loop (a poll on klua's own loop's backend fd, a timer for its next timeout, an idle handle
+// while it has work ready, a prepare hook) and every script, task, delivery report and C++ function callback then runs in the
 // caller's uv_run, on the caller's thread, between the caller's own callbacks. klua starts no
 // thread of its own for this (librdkafka's internal threads never touch Lua).
 //
@@ -54,7 +54,7 @@ class Runtime {
   // A runtime on a loop of its own. Throws Error for bad options (an unknown profile...).
   explicit Runtime(Options options = {});
   // A runtime driven by the caller's loop (which must outlive it and run after it is destroyed,
-  // for the close callbacks of klua's three handles on it).
+  // for the close callbacks of klua's four handles on it).
   Runtime(uv_loop_s* loop, Options options = {});
   ~Runtime();
   Runtime(const Runtime&) = delete;
