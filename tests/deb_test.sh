@@ -34,7 +34,9 @@ for f in "$klua" "$so"; do
 done
 grep -q '^librdkafka 2\.15\.' <<<"$("$klua" version)" || fail "the packaged klua does not report librdkafka 2.15"
 
-KLUA_BROKERS= timeout 120 "$klua" run examples/quickstart.lua >"$WORK/quickstart.out" 2>&1 \
+# From a directory outside the source tree: the library must come from the binary, not from ./scripts.
+cp "$SRC/examples/quickstart.lua" "$WORK/quickstart.lua"
+(cd "$WORK" && KLUA_BROKERS= timeout 120 "$klua" run quickstart.lua) >"$WORK/quickstart.out" 2>&1 \
   || { cat "$WORK/quickstart.out"; fail "the packaged klua failed the quickstart"; }
 grep -q "ok: 3 events round-tripped" "$WORK/quickstart.out" || { cat "$WORK/quickstart.out"; fail "quickstart output"; }
 echo "deb test ok: $(basename "$deb"), $(du -h "$deb" | cut -f1)"
