@@ -224,11 +224,18 @@ class Consumer : public Client {
   void handle_rebalance(rd_kafka_event_t* ev);
   void start_rebalance();
   void handle_commit(rd_kafka_event_t* ev);
-  void deliver(const Fetched& f);
+  // Hands f to the first waiting poll; when none takes it, f is held: in front when it came
+  // from the front of what klua holds (`oldest`), else behind (events queue, in fetch order).
+  void deliver(const Fetched& f, bool oldest);
   void drain_messages();
   // The next message from held_, else from librdkafka's messages queue. No Lua runs (the
   // fast path calls it through the FFI).
+  // Its callers serve the events queue first when events_pending(): messages fetched before
+  // their partition was forwarded wait there as FETCH events, and are older than anything of
+  // that partition in the messages queue (taking those first broke the order, and moved
+  // librdkafka's position past messages the script never saw).
   bool take_next(Fetched* out);
+  bool events_pending() const { return queue_ && rd_kafka_queue_length(queue_) > 0; }
   // End of partition is not an error (messages{until_end=} uses offsets); a partition being
   // revoked hands nothing more to the script once on_revoke was called.
   bool stale(const rd_kafka_message_t* m) const {
@@ -243,6 +250,14 @@ class Consumer : public Client {
  public:
   // Sends the partitions' fetched messages to the messages queue.
   void forward_partitions(const rd_kafka_topic_partition_list_t* parts);
+  // For tests: sends a partition's fetched messages to the events queue (as librdkafka does
+  // before klua's forward is in place) or back to the messages queue.
+  void route_partition(const char* topic, int32_t partition, bool to_events) {
+    if (rd_kafka_queue_t* pq = rd_kafka_queue_get_partition(rk_, topic, partition)) {
+      rd_kafka_queue_forward(pq, to_events ? queue_ : msg_queue_);
+      rd_kafka_queue_destroy(pq);
+    }
+  }
   void finish_close();
 
   enum State { Open, Closing, Destroying, Closed } state_ = Open;
@@ -487,6 +502,10 @@ bool Consumer::next_message(Fetched* out) {
     drain();
   }
   if (!rk_ || state_ != Open) return false;
+  if (held_.empty() && events_pending()) {
+    drain();
+    if (!rk_ || state_ != Open) return false;
+  }
   if (!take_next(out)) return false;
   if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
   return true;
@@ -514,9 +533,10 @@ void Consumer::script_paused(const rd_kafka_topic_partition_list_t* list, bool p
 void Consumer::drain_messages() {
   if (!rk_ || !msg_queue_ || state_ != Open) return;
   // Messages stay in librdkafka's queue until the script asks: only a waiting poll takes here.
+  if (held_.empty() && events_pending()) drain();  // older messages first (see take_next)
   Fetched f;
   while (!poll_waiters.empty() && take_next(&f)) {
-    deliver(f);
+    deliver(f, true);
     if (!rk_ || state_ != Open) return;
   }
 }
@@ -542,7 +562,7 @@ size_t Consumer::held_for(const TopicPartition& tp) const {
 }
 
 // Hands a message to the first waiting poll, or holds it when no waiting task takes it.
-void Consumer::deliver(const Fetched& f) {
+void Consumer::deliver(const Fetched& f, bool oldest) {
   if (state_ != Open) {
     f.release();  // closing: nobody will process it, and it pins its partition
     return;
@@ -556,14 +576,20 @@ void Consumer::deliver(const Fetched& f) {
       return;
     }
   }
-  // Every waiter had gone (timed out): f came from the front of what klua holds, or from the
-  // events queue before anything the messages queue brought, so it goes back in front.
-  held_.push_front(f);
+  // Every waiter had gone (timed out). A message taken from the front of what klua holds goes
+  // back there; messages of the events queue arrive in fetch order and go behind each other
+  // (in front, the second would pass the first: the order of a partition was reversed, and a
+  // script that stops at an offset, like replay, stopped at the wrong message).
+  if (oldest)
+    held_.push_front(f);
+  else
+    held_.push_back(f);
 }
 
 int Consumer::take_fast(MsgView* v) {
   release_fast();
   if (state_ != Open || fatal_ || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
+  if (held_.empty() && events_pending()) return 1;  // the full path serves them first (no Lua here)
   Fetched f;
   if (!take_next(&f)) return 1;
   if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
@@ -602,7 +628,7 @@ void Consumer::drain() {
     switch (rd_kafka_event_type(ev)) {
       case RD_KAFKA_EVENT_FETCH: {  // fetched before its partition was forwarded
         Fetched f;
-        if (accept(ev, &f)) deliver(f);
+        if (accept(ev, &f)) deliver(f, false);
         break;
       }
       case RD_KAFKA_EVENT_REBALANCE:
@@ -1314,6 +1340,16 @@ int l_queued(lua_State* L) {
   return 1;
 }
 
+// c:_route(topic, partition, "events" | "messages"): where the partition's fetched messages go
+// (the events queue: as when fetched before klua's forward). For tests.
+int l_route(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  const char* to = luaL_checkstring(L, 4);
+  c->route_partition(luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3)),
+                     std::strcmp(to, "events") == 0);
+  return 0;
+}
+
 int l_close(lua_State* L) {
   auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, 1, CONSUMER_MT));
   return close_and_wait(L, box->c, "c:close");
@@ -1580,7 +1616,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       {"committed", l_committed, true}, {"watermarks", l_watermarks, true},
       {"offsets_for_times", l_offsets_for_times, true},
       {"_end_offsets", l_end_offsets, true}, {"_held", l_held, false},
-      {"_queued", l_queued, false},
+      {"_queued", l_queued, false},     {"_route", l_route, false},
   };
   for (const auto& m : methods) {
     if (m.waits)

@@ -284,3 +284,53 @@ test("c:seek where it cannot wait raises and loses nothing", function()
   for want = 1, 9 do assert_eq(assert(c:poll(10000)).offset, want) end
   c:close()
 end)
+
+-- Messages fetched before klua forwarded their partition to its messages queue wait in the
+-- events queue (librdkafka's consumer queue) as FETCH events; under load this happened to the
+-- whole range a `klua replay` run copied. They came out reversed (each went in front of the one
+-- before), and messages of the messages queue were taken before them while librdkafka's
+-- position moved past what the script never saw: replay stopped at the wrong message.
+-- c:_route(topic, partition, "events") sends a partition's fetches there, as before a forward.
+local function busy_wait(ms)  -- the loop does not run: nothing drains the events queue
+  local until_t = os.clock() + ms / 1000
+  while os.clock() < until_t do end
+end
+
+test("messages held from the events queue come out in fetch order", function()
+  local t = name("evq")
+  klua.embedded.create_topic(t, 1)
+  produce_n(t, 6, 0)
+  local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  c:_route(t, 0, "events")
+  busy_wait(300)   -- all six fetched onto the events queue
+  klua.sleep(100)  -- drained into klua's buffer with no poll waiting
+  local got = {}
+  for _ = 1, 6 do got[#got + 1] = assert(c:poll(5000)).offset end
+  assert_eq(got, { 0, 1, 2, 3, 4, 5 })
+  c:close()
+end)
+
+test("messages waiting on the events queue are handed out before later ones of the messages queue", function()
+  local t = name("evq2")
+  klua.embedded.create_topic(t, 1)
+  produce_n(t, 3, 0)
+  local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  c:_route(t, 0, "events")
+  busy_wait(300)  -- 0, 1, 2 fetched onto the events queue; the loop has not run
+  c:_route(t, 0, "messages")
+  local p = klua.producer()
+  for i = 4, 6 do assert(p:send{ topic = t, partition = 0, value = "m" .. i }) end  -- does not wait
+  local deadline = os.clock() + 10
+  while c:_queued() < 3 and os.clock() < deadline do busy_wait(10) end  -- 3, 4, 5 on the messages queue
+  local first = assert(c:poll(5000))
+  assert_eq(first.offset, 0)
+  assert_eq(c:position()[1].offset, 1)
+  local got = { first.offset }
+  for _ = 2, 6 do got[#got + 1] = assert(c:poll(5000)).offset end
+  assert_eq(got, { 0, 1, 2, 3, 4, 5 })
+  assert(p:flush())
+  p:close()
+  c:close()
+end)
