@@ -48,6 +48,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <list>
 #include <fmt/format.h>
 #include <map>
 #include <memory>
@@ -57,6 +58,7 @@
 #include <vector>
 
 #include "bindings/client.hpp"
+#include "bindings/deprecation.hpp"
 #include "bindings/lua_chunks.hpp"
 
 namespace klua {
@@ -91,7 +93,12 @@ struct MsgView {
 
 class Consumer;
 struct ConsumerStatics;
-std::unordered_set<Consumer*> live_consumers;  // for hook completions that outlive a consumer
+// What a rebalance hook's task reaches its consumer through (a userdata, the upvalue of its
+// done() function): the consumer clears it when destroyed, so a hook that finishes after its
+// consumer is gone (a close that timed out) finds nothing instead of a freed pointer.
+struct ConsumerLink {
+  Consumer* c;
+};
 
 class Consumer : public Client {
  public:
@@ -112,9 +119,15 @@ class Consumer : public Client {
   };
   enum class Rebalance { Assign, Revoke, Lost };
 
-  explicit Consumer(Runtime& rt) : Client(rt, "consumer") { live_consumers.insert(this); }
+  explicit Consumer(Runtime& rt) : Client(rt, "consumer") {
+    lua_State* L = rt_.lua();
+    link_ = static_cast<ConsumerLink*>(lua_newuserdata(L, sizeof(ConsumerLink)));
+    link_->c = this;
+    link_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   ~Consumer() override {
-    live_consumers.erase(this);
+    link_->c = nullptr;
+    luaL_unref(rt_.lua(), LUA_REGISTRYINDEX, link_ref_);
     rt_.remove_closable(this);
     release_fast();
     for (auto& b : held_) b.release();
@@ -211,7 +224,10 @@ class Consumer : public Client {
   void push_message(lua_State* L, const rd_kafka_message_t* m);
   static void push_message_error(lua_State* L, const rd_kafka_message_t* m, const std::string& group);
 
-  std::vector<WaitToken> poll_waiters, close_waiters;
+  // Waiting polls in arrival order; a wait that ends otherwise (timeout, cancellation) removes
+  // its own entry (Scheduler::on_wait_end), so nothing stale piles up while no message comes.
+  std::list<WaitToken> poll_waiters;
+  std::vector<WaitToken> close_waiters;
   bool orphaned = false;
   std::map<TopicPartition, int64_t> end_offsets;  // for messages{until_end=true}
   bool ends_known = false;
@@ -342,6 +358,8 @@ class Consumer : public Client {
   uv_timer_t* close_timer_ = nullptr;
   bool destroy_when_idle_ = false;
   int on_assign_ = LUA_NOREF, on_revoke_ = LUA_NOREF, on_lost_ = LUA_NOREF;
+  ConsumerLink* link_ = nullptr;  // kept alive by link_ref_ and by running hooks' done()
+  int link_ref_ = LUA_NOREF;
 };
 
 TopicPartition tp_of(const rd_kafka_message_t* m) { return {rd_kafka_topic_name(m->rkt), m->partition}; }
@@ -570,7 +588,7 @@ void Consumer::deliver(const Fetched& f, bool oldest) {
   Scheduler& s = rt_.scheduler();
   while (!poll_waiters.empty()) {
     WaitToken t = poll_waiters.front();
-    poll_waiters.erase(poll_waiters.begin());
+    poll_waiters.pop_front();
     if (lua_State* co = s.wake_begin(t)) {
       s.wake_end(t, push_fetched(co, f, group_));
       return;
@@ -685,8 +703,8 @@ void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
 
 
 int hook_done(lua_State* L) {
-  auto* c = static_cast<Consumer*>(lua_touserdata(L, lua_upvalueindex(1)));
-  if (live_consumers.count(c)) c->finish_rebalance();
+  auto* link = static_cast<ConsumerLink*>(lua_touserdata(L, lua_upvalueindex(1)));
+  if (link->c) link->c->finish_rebalance();
   return 0;
 }
 
@@ -705,7 +723,7 @@ void Consumer::start_rebalance() {
   load_binding_chunk(L, "consumer_hook");  // bindings/lua/consumer_hook.lua
   lua_rawgeti(L, LUA_REGISTRYINDEX, hook);
   push_partition_list(L, p.parts);
-  lua_pushlightuserdata(L, this);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, link_ref_);
   lua_pushcclosure(L, hook_done, 1);
   rebalance_task_ = rt_.scheduler().spawn(L, 3);
   // A hook that never ends would stall the whole group: bound it.
@@ -993,7 +1011,8 @@ int l_poll(lua_State* L) {
   if (c->next_message(&f)) return c->push_fetched(L, f, c->group());
   if (timeout == 0) return 0;
   WaitToken t = s.prepare_wait(L, "c:poll", timeout, OnTimeout::ResumeEmpty);
-  c->poll_waiters.push_back(t);
+  auto it = c->poll_waiters.insert(c->poll_waiters.end(), t);
+  s.on_wait_end(t, [c, it] { c->poll_waiters.erase(it); });
   return lua_yield(L, 0);
 }
 
@@ -1226,11 +1245,39 @@ int l_position(lua_State* L) {
   return return_partitions_or_error(L, c, err, list, "position");
 }
 
-// c:committed([partitions], [timeout_ms]) -> partitions with the group's committed offsets
+// The {timeout_ms=} options table at idx of c:committed and c:watermarks; a number there is the
+// old positional timeout (kept for one release, with a warning).
+double call_timeout(lua_State* L, int idx, const char* what, const char* instead) {
+  double timeout = DEFAULT_CALL_TIMEOUT_MS;
+  if (lua_isnoneornil(L, idx)) return timeout;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    warn_deprecated(L, what, instead);
+    return lua_tonumber(L, idx);
+  }
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING || std::strcmp(lua_tostring(L, -1), "timeout_ms") != 0) {
+      lua_pushvalue(L, -1);
+      const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
+      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s' (allowed: timeout_ms)", key));
+    }
+  }
+  lua_getfield(L, idx, "timeout_ms");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER) luaL_argerror(L, idx, "timeout_ms must be a number");
+    timeout = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return timeout;
+}
+
+// c:committed([partitions], [{timeout_ms=}]) -> partitions with the group's committed offsets
 int l_committed(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
+  double timeout = call_timeout(L, 3, "c:committed(partitions, timeout_ms)", "c:committed(partitions, {timeout_ms=...})");
   auto* list = partitions_or_assignment(L, c, 2, "c:committed");
-  double timeout = luaL_optnumber(L, 3, DEFAULT_CALL_TIMEOUT_MS);
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
@@ -1239,12 +1286,13 @@ int l_committed(lua_State* L) {
       [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "committed"); });
 }
 
-// c:watermarks(topic, partition, [timeout_ms]) -> low, high (asks the broker)
+// c:watermarks(topic, partition, [{timeout_ms=}]) -> low, high (asks the broker)
 int l_watermarks(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   std::string topic = luaL_checkstring(L, 2);
   int32_t partition = static_cast<int32_t>(luaL_checkinteger(L, 3));
-  double timeout = luaL_optnumber(L, 4, DEFAULT_CALL_TIMEOUT_MS);
+  double timeout = call_timeout(L, 4, "c:watermarks(topic, partition, timeout_ms)",
+                                "c:watermarks(topic, partition, {timeout_ms=...})");
   struct Result {
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     int64_t low = 0, high = 0;
@@ -1330,6 +1378,13 @@ int l_end_offsets(lua_State* L) {
 int l_held(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
   lua_pushinteger(L, static_cast<lua_Integer>(c->held_for({luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3))})));
+  return 1;
+}
+
+// c:_waiters() -> polls waiting now (for tests: a timed-out poll leaves none behind)
+int l_waiters(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  lua_pushinteger(L, static_cast<lua_Integer>(c->poll_waiters.size()));
   return 1;
 }
 
@@ -1617,6 +1672,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       {"offsets_for_times", l_offsets_for_times, true},
       {"_end_offsets", l_end_offsets, true}, {"_held", l_held, false},
       {"_queued", l_queued, false},     {"_route", l_route, false},
+      {"_waiters", l_waiters, false},
   };
   for (const auto& m : methods) {
     if (m.waits)

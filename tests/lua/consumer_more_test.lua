@@ -334,3 +334,67 @@ test("messages waiting on the events queue are handed out before later ones of t
   p:close()
   c:close()
 end)
+
+test("a timed-out or cancelled poll leaves nothing behind: 100,000 of them, then a poll is still fast", function()
+  local t = name("idle")
+  klua.embedded.create_topic(t, 1)
+  local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  local tasks = {}
+  for i = 1, 1000 do
+    tasks[i] = klua.spawn(function() for _ = 1, 100 do assert_eq(c:poll(1), nil) end end)
+  end
+  for _, task in ipairs(tasks) do
+    local _, err = task:join()
+    assert_eq(err, nil)
+  end
+  assert_eq(c:_waiters(), 0)
+  local waiting = klua.spawn(function() return c:poll(60000) end)
+  klua.sleep(10)
+  assert_eq(c:_waiters(), 1)
+  waiting:cancel()
+  waiting:join()
+  assert_eq(c:_waiters(), 0)
+  -- stale tokens were erased from the front of a vector, one by one, when a message came
+  local p = klua.producer()
+  assert(p:produce{ topic = t, partition = 0, value = "x" })
+  p:close()
+  local started = klua.now()
+  assert_eq(assert(c:poll(5000)).value, "x")
+  assert_true(klua.now() - started < 1000, "the poll took " .. (klua.now() - started) .. " ms")
+  c:close()
+end, { timeout_ms = 60000 })
+
+test("c:committed and c:watermarks take {timeout_ms=}; the old positional timeout works and warns once", function()
+  local t = name("shape")
+  klua.embedded.create_topic(t, 1)
+  produce_n(t, 3, 0)
+  local c = klua.consumer{ group = name("g") }
+  local low, high = c:watermarks(t, 0, { timeout_ms = 5000 })
+  assert_eq({ low, high }, { 0, 3 })
+  local cm = assert(c:committed({ { topic = t, partition = 0 } }, { timeout_ms = 5000 }))
+  assert_eq({ cm[1].topic, cm[1].partition }, { t, 0 })
+  assert_raises(function() c:watermarks(t, 0, { timeout = 5 }) end, "unknown option 'timeout'")
+  assert_raises(function() c:committed(nil, { timeout_ms = "5" }) end, "timeout_ms must be a number")
+  c:close()
+  local bin = os.getenv("KLUA_BIN") or "./build/klua"
+  local script = [[
+    local t = "shape-old"
+    klua.embedded.create_topic(t, 1)
+    local c = klua.consumer{ group = "g-old" }
+    for _ = 1, 2 do
+      local low, high = c:watermarks(t, 0, 5000)
+      assert(low == 0 and high == 0, tostring(high))
+      assert(c:committed({ { topic = t, partition = 0 } }, 5000))
+    end
+    c:close()
+    print("done")
+  ]]
+  local out, rc = klua.testkit.sh(klua.testkit.quote(bin) .. " -e " .. klua.testkit.quote(script) .. " 2>&1")
+  assert_eq(rc, 0, out)
+  assert_match(out, "done")
+  local _, n1 = out:gsub("deprecated: c:watermarks%(topic, partition, timeout_ms%)", "")
+  local _, n2 = out:gsub("deprecated: c:committed%(partitions, timeout_ms%)", "")
+  assert_eq({ n1, n2 }, { 1, 1 }, out)
+  assert_match(out, "use c:watermarks%(topic, partition, {timeout_ms=...}%)")
+end, { timeout_ms = 60000 })
