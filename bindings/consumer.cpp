@@ -59,6 +59,7 @@
 
 #include "bindings/client.hpp"
 #include "bindings/deprecation.hpp"
+#include "bindings/ffi.h"
 #include "bindings/lua_chunks.hpp"
 
 namespace klua {
@@ -76,20 +77,8 @@ const double DEFAULT_CALL_TIMEOUT_MS = 30000;
 using TopicPartition = std::pair<std::string, int32_t>;
 TopicPartition tp_of(const rd_kafka_message_t* m);
 
-// A message as the FFI fast path of c:poll sees it (mirrored by the cdef in
-// bindings/lua/consumer_fast.lua): pointers into librdkafka's message, valid until release_fast().
-struct MsgView {
-  const char* key;
-  const char* value;
-  double offset;
-  double timestamp;
-  int32_t key_len, value_len;
-  int32_t has_key, has_value;
-  int32_t topic;  // index into the consumer's topic names table
-  int32_t partition;
-  int32_t tstype;  // 0 none, 1 create, 2 log_append
-  int32_t pad;
-};
+// c:poll's fast path fills a klua_msg_view (bindings/ffi.h).
+using MsgView = klua_msg_view;
 
 class Consumer;
 struct ConsumerStatics;
@@ -961,7 +950,7 @@ struct ConsumerBox {
 };
 
 // Called through the FFI with the payload of a userdata whose metatable the caller checked.
-int take_fast_entry(void* box, MsgView* v) {
+int take_fast_entry(void* box, klua_msg_view* v) {
   Consumer* c = static_cast<ConsumerBox*>(box)->c;
   return c ? c->take_fast(v) : 1;
 }
@@ -1683,9 +1672,8 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   }
   // poll's fast path wraps the full one; topic names per consumer userdata (weak keys).
   load_binding_chunk(L, "consumer_fast");
-  lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
-  lua_pushliteral(L, "ffi");
-  lua_call(L, 1, 1);
+  load_binding_chunk(L, "ffi_cdefs");  // bindings/ffi.h's structs, declared once; returns ffi
+  lua_call(L, 0, 1);
   lua_getfield(L, -3, "poll");
   lua_pushvalue(L, -5);  // the consumer metatable
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->message_mt_ref);
@@ -1694,7 +1682,8 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   st->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&take_fast_entry));
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&release_fast_entry));
-  lua_call(L, 7, 2);
+  lua_pushinteger(L, sizeof(klua_msg_view));
+  lua_call(L, 8, 2);
   int fast_idx = lua_gettop(L);
   lua_pushvalue(L, -2);
   lua_setfield(L, -4, "poll");
