@@ -1,4 +1,4 @@
--- c:poll's hot path (bindings/consumer.cpp), compiled by LuaJIT together with the script's loop:
+-- c:poll's hot path (bindings/consumer_poll.cpp), compiled by LuaJIT together with the script's loop:
 -- a plain message is copied out of librdkafka's through the FFI into a message table built
 -- here, with no Lua/C transition the JIT cannot compile. Everything else (nothing taken yet,
 -- errors, headers, a cancelled task, a closed handle, bad arguments) goes to the C function,
