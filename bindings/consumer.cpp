@@ -288,7 +288,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   auto* st = static_cast<ConsumerStatics*>(lua_newuserdata(L, sizeof(ConsumerStatics)));
   new (st) ConsumerStatics();
   lua_setfield(L, LUA_REGISTRYINDEX, "klua.consumer.statics");
-  static const char* keys[K_COUNT] = {"topic", "partition", "offset", "key", "value", "timestamp",
+  static const char* const keys[K_COUNT] = {"topic", "partition", "offset", "key", "value", "timestamp",
                                       "timestamp_type", "headers", "create", "log_append"};
   for (int i = 0; i < K_COUNT; ++i) {
     lua_pushstring(L, keys[i]);

@@ -128,7 +128,35 @@ int l_resume(lua_State* L) {
   return return_partitions_or_error(L, c, err, list, "resume");
 }
 
-// c:seek(topic, partition, offset, [timeout_ms]): the next poll of that partition starts at
+// The {timeout_ms=} options table at idx of c:seek, c:committed, c:watermarks and
+// c:offsets_for_times; a number there is the old positional timeout (kept for one release, with a warning).
+double call_timeout(lua_State* L, int idx, const char* what, const char* instead) {
+  double timeout = DEFAULT_CALL_TIMEOUT_MS;
+  if (lua_isnoneornil(L, idx)) return timeout;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    warn_deprecated(L, what, instead);
+    return lua_tonumber(L, idx);
+  }
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING || std::strcmp(lua_tostring(L, -1), "timeout_ms") != 0) {
+      lua_pushvalue(L, -1);
+      const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
+      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s' (allowed: timeout_ms)", key));
+    }
+  }
+  lua_getfield(L, idx, "timeout_ms");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER) luaL_argerror(L, idx, "timeout_ms must be a number");
+    timeout = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return timeout;
+}
+
+// c:seek(topic, partition, offset, [{timeout_ms=}]): the next poll of that partition starts at
 // offset. Yields until librdkafka has moved the partition (rd_kafka_seek_partitions blocks
 // until then, so it runs off the loop); returns true or nil, err.
 int l_seek(lua_State* L) {
@@ -137,7 +165,8 @@ int l_seek(lua_State* L) {
   int32_t partition = static_cast<int32_t>(luaL_checkinteger(L, 3));
   int64_t offset = check_offset(L, 4, "c:seek");
   if (offset == RD_KAFKA_OFFSET_INVALID) return luaL_argerror(L, 4, "an offset is required");
-  double timeout = luaL_optnumber(L, 5, DEFAULT_CALL_TIMEOUT_MS);
+  double timeout = call_timeout(L, 5, "c:seek(topic, partition, offset, timeout_ms)",
+                                "c:seek(topic, partition, offset, {timeout_ms=...})");
   // The checks run_blocking would raise for (not a task, cancelled), made before the partition's
   // held messages are dropped: raising after that would skip them without seeking.
   Scheduler& sched = Runtime::from(L).scheduler();
@@ -194,34 +223,6 @@ int l_position(lua_State* L) {
   return return_partitions_or_error(L, c, err, list, "position");
 }
 
-// The {timeout_ms=} options table at idx of c:committed and c:watermarks; a number there is the
-// old positional timeout (kept for one release, with a warning).
-double call_timeout(lua_State* L, int idx, const char* what, const char* instead) {
-  double timeout = DEFAULT_CALL_TIMEOUT_MS;
-  if (lua_isnoneornil(L, idx)) return timeout;
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    warn_deprecated(L, what, instead);
-    return lua_tonumber(L, idx);
-  }
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING || std::strcmp(lua_tostring(L, -1), "timeout_ms") != 0) {
-      lua_pushvalue(L, -1);
-      const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
-      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s' (allowed: timeout_ms)", key));
-    }
-  }
-  lua_getfield(L, idx, "timeout_ms");
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TNUMBER) luaL_argerror(L, idx, "timeout_ms must be a number");
-    timeout = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
-  return timeout;
-}
-
 // c:committed([partitions], [{timeout_ms=}]) -> partitions with the group's committed offsets
 int l_committed(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
@@ -264,12 +265,13 @@ int l_watermarks(lua_State* L) {
       });
 }
 
-// c:offsets_for_times(partitions, [timeout_ms]): `offset` of each item is a timestamp (epoch ms);
+// c:offsets_for_times(partitions, [{timeout_ms=}]): `offset` of each item is a timestamp (epoch ms);
 // returns the earliest offset whose timestamp is at or after it (nil offset: none).
 int l_offsets_for_times(lua_State* L) {
   Consumer* c = check_consumer(L, 1);
+  double timeout = call_timeout(L, 3, "c:offsets_for_times(partitions, timeout_ms)",
+                                "c:offsets_for_times(partitions, {timeout_ms=...})");
   auto* list = check_partition_list(L, 2, "c:offsets_for_times", false);
-  double timeout = luaL_optnumber(L, 3, DEFAULT_CALL_TIMEOUT_MS);
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(

@@ -365,7 +365,7 @@ test("a timed-out or cancelled poll leaves nothing behind: 100,000 of them, then
   c:close()
 end, { timeout_ms = 60000 })
 
-test("c:committed and c:watermarks take {timeout_ms=}; the old positional timeout works and warns once", function()
+test("c:committed, c:watermarks, c:seek and c:offsets_for_times take {timeout_ms=}; the old positional timeout works and warns once", function()
   local t = name("shape")
   klua.embedded.create_topic(t, 1)
   produce_n(t, 3, 0)
@@ -376,16 +376,25 @@ test("c:committed and c:watermarks take {timeout_ms=}; the old positional timeou
   assert_eq({ cm[1].topic, cm[1].partition }, { t, 0 })
   assert_raises(function() c:watermarks(t, 0, { timeout = 5 }) end, "unknown option 'timeout'")
   assert_raises(function() c:committed(nil, { timeout_ms = "5" }) end, "timeout_ms must be a number")
+  assert(c:assign{ { topic = t, partition = 0, offset = 0 } })
+  assert_eq(assert(c:poll(5000)).offset, 0)
+  assert(c:seek(t, 0, 2, { timeout_ms = 5000 }))
+  assert_eq(assert(c:poll(5000)).offset, 2)
+  local found = assert(c:offsets_for_times({ { topic = t, partition = 0, offset = 0 } }, { timeout_ms = 5000 }))
+  assert_eq(found[1].partition, 0)
   c:close()
   local bin = os.getenv("KLUA_BIN") or "./build/klua"
   local script = [[
     local t = "shape-old"
     klua.embedded.create_topic(t, 1)
     local c = klua.consumer{ group = "g-old" }
+    assert(c:assign{ { topic = t, partition = 0, offset = 0 } })
     for _ = 1, 2 do
       local low, high = c:watermarks(t, 0, 5000)
       assert(low == 0 and high == 0, tostring(high))
       assert(c:committed({ { topic = t, partition = 0 } }, 5000))
+      assert(c:seek(t, 0, 0, 5000))
+      assert(c:offsets_for_times({ { topic = t, partition = 0, offset = 0 } }, 5000))
     end
     c:close()
     print("done")
@@ -395,6 +404,8 @@ test("c:committed and c:watermarks take {timeout_ms=}; the old positional timeou
   assert_match(out, "done")
   local _, n1 = out:gsub("deprecated: c:watermarks%(topic, partition, timeout_ms%)", "")
   local _, n2 = out:gsub("deprecated: c:committed%(partitions, timeout_ms%)", "")
-  assert_eq({ n1, n2 }, { 1, 1 }, out)
+  local _, n3 = out:gsub("deprecated: c:seek%(topic, partition, offset, timeout_ms%)", "")
+  local _, n4 = out:gsub("deprecated: c:offsets_for_times%(partitions, timeout_ms%)", "")
+  assert_eq({ n1, n2, n3, n4 }, { 1, 1, 1, 1 }, out)
   assert_match(out, "use c:watermarks%(topic, partition, {timeout_ms=...}%)")
 end, { timeout_ms = 60000 })
