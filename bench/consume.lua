@@ -44,7 +44,7 @@ if embedded then
     local ok, err = p:send(msg)
     if not ok then error("fill: send: " .. tostring(err), 0) end
   end
-  local ok, err = p:flush(120000)
+  local ok, err = p:flush{ timeout_ms = 120000 }
   if not ok then error("fill: flush: " .. tostring(err), 0) end
   p:close()
 end

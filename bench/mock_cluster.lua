@@ -25,7 +25,7 @@ local function fill(topic, partitions, count, size)
     local ok, err = p:send(msg)
     if not ok then p:close(); return nil, "send: " .. tostring(err) end
   end
-  local ok, err = p:flush(300000)
+  local ok, err = p:flush{ timeout_ms = 300000 }
   p:close()
   if not ok then return nil, "flush: " .. tostring(err) end
   return true

@@ -50,7 +50,7 @@ local function batch(n)
     local _, err = p:send(msg)
     if err ~= nil then error("send: " .. tostring(err), 0) end
   end
-  local ok, err = p:flush(60000)
+  local ok, err = p:flush{ timeout_ms = 60000 }
   if not ok then error("flush: " .. tostring(err), 0) end
   -- flush() returns once librdkafka has nothing outstanding; in case the last
   -- callbacks are still queued for the loop, give them a moment.

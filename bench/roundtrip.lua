@@ -61,7 +61,7 @@ while sent < total do
   end
   klua.sleep(1)
 end
-assert(p:flush(30000))
+assert(p:flush{ timeout_ms = 30000 })
 local ok, err = consumer:join(60000)
 if not ok and err then error(err, 0) end
 if #lat < total - warm_count then

@@ -63,7 +63,7 @@ while now() - t0 < seconds * 1000 do
   end
   klua.sleep(1)
 end
-assert(p:flush(30000))
+assert(p:flush{ timeout_ms = 30000 })
 done = true
 local deadline = now() + 60000
 while received < sent and now() < deadline do klua.sleep(10) end

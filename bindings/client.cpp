@@ -183,31 +183,12 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
   return o;
 }
 
-namespace {
-struct DestroyWork {
-  uv_work_t req;
-  rd_kafka_t* rk;
-  int flags;
-  std::function<void()> done;
-};
-}  // namespace
-
 void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, int flags, std::function<void()> done) {
-  // On the loop's worker pool, the way every other blocking librdkafka call leaves the loop.
-  // librdkafka 2.0.2 could hang here (a consumer close waiting for a lost partition), so klua used
-  // to destroy on detached threads and abandon a handle after 10 s; 2.1.0 fixed that hang, and
-  // tests/integration/close_test.lua closes consumers in the situations that used to hang.
-  auto* w = new DestroyWork{{}, rk, flags, std::move(done)};
-  w->req.data = w;
-  uv_queue_work(rt.loop(), &w->req,
-                [](uv_work_t* r) {
-                  auto* w = static_cast<DestroyWork*>(r->data);
-                  rd_kafka_destroy_flags(w->rk, w->flags);
-                },
-                [](uv_work_t* r, int) {
-                  std::unique_ptr<DestroyWork> w(static_cast<DestroyWork*>(r->data));
-                  w->done();
-                });
+  // On the runtime's executor, the one way off the loop (rd_kafka_destroy has no asynchronous
+  // form). librdkafka 2.0.2 could hang here (a consumer close waiting for a lost partition), so
+  // klua used to destroy on detached threads and abandon a handle after 10 s; 2.1.0 fixed that
+  // hang, and tests/integration/close_test.lua closes consumers in the situations that used to hang.
+  rt.executor().submit([rk, flags] { rd_kafka_destroy_flags(rk, flags); }, std::move(done));
 }
 
 rd_kafka_t* new_handle(lua_State* L, rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what) {
@@ -512,24 +493,12 @@ void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* li
   rd_kafka_topic_partition_list_destroy(copy);
 }
 
-namespace {
-struct OffLoopWork {
-  uv_work_t req;
-  Client* client;
-  std::function<void()> work, done;
-};
-}  // namespace
-
 void Client::run_off_loop(std::function<void()> work, std::function<void()> done) {
-  auto* w = new OffLoopWork{{}, this, std::move(work), std::move(done)};
-  w->req.data = w;
   ++inflight_;
-  uv_queue_work(rt_.loop(), &w->req, [](uv_work_t* r) { static_cast<OffLoopWork*>(r->data)->work(); },
-                [](uv_work_t* r, int) {
-                  std::unique_ptr<OffLoopWork> w(static_cast<OffLoopWork*>(r->data));
-                  w->done();
-                  if (--w->client->inflight_ == 0) w->client->on_inflight_done();
-                });
+  rt_.executor().submit(std::move(work), [this, done = std::move(done)] {
+    done();
+    if (--inflight_ == 0) on_inflight_done();
+  });
 }
 
 int Client::run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,

@@ -77,14 +77,14 @@ class Client : public Closable {
   void release_hooks();
   bool all_brokers_down() const { return all_brokers_down_; }
 
-  // Runs `work` (a blocking librdkafka call, which must bound itself by timeout_ms) on libuv's
-  // thread pool and resumes the calling task with what `push` leaves on its stack. Returns
+  // Runs `work` (a blocking librdkafka call, which must bound itself by timeout_ms) on the
+  // runtime's executor and resumes the calling task with what `push` leaves on its stack. Returns
   // lua_yield's value: `return client->run_blocking(L, ...)`. The handle is not destroyed while
   // such calls are in flight.
   int run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
                    std::function<int(lua_State* co)> push);
-  // Runs `work` on libuv's thread pool and then `done` on the loop, with no task waiting; the
-  // handle is not destroyed before `done` has run (run_blocking is built on it).
+  // Runs `work` on the runtime's executor (host/executor.hpp) and then `done` on the loop, with
+  // no task waiting; the handle is not destroyed before `done` has run (run_blocking is built on it).
   void run_off_loop(std::function<void()> work, std::function<void()> done);
   int inflight() const { return inflight_; }
   // After a fatal client error the handle is unusable: every call raises this error.
@@ -111,7 +111,7 @@ class Client : public Closable {
 };
 
 // Destroys a handle without blocking the loop (rd_kafka_destroy joins librdkafka's threads and,
-// for a consumer, leaves its group): it runs on the loop's worker pool; `done` runs on the loop.
+// for a consumer, leaves its group): it runs on the runtime's executor; `done` runs on the loop.
 // `flags` are rd_kafka_destroy_flags' (RD_KAFKA_DESTROY_F_*).
 void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, int flags, std::function<void()> done);
 

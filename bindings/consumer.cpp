@@ -334,7 +334,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   }
   // poll's fast path wraps the full one; topic names per consumer userdata (weak keys).
   load_binding_chunk(L, "consumer_fast");
-  load_binding_chunk(L, "ffi_cdefs");  // bindings/ffi.h's structs, declared once; returns ffi
+  load_lua_chunk(L, "bindings/ffi.h");  // its KLUA_CDEF regions, declared once; returns ffi
   lua_call(L, 0, 1);
   lua_getfield(L, -3, "poll");
   lua_pushvalue(L, -5);  // the consumer metatable

@@ -6,9 +6,9 @@
  * - Declare it between a KLUA_CDEF_BEGIN and a KLUA_CDEF_END comment line, in plain C that
  *   LuaJIT's ffi.cdef parses: fixed-width types, no bit fields, no macros, padding written out.
  *   At build time tools/extract_cdefs.lua copies every such region, in order, into the binding
- *   chunk "ffi_cdefs" (build/gen/ffi_cdefs.lua), which declares them to the FFI once per Lua state
+ *   chunk "bindings/ffi.h" (build/gen/ffi_cdefs.lua), which declares them to the FFI once per Lua state
  *   and returns the ffi module: Lua files get their types from it and never write a cdef of their
- *   own (`local ffi = ...` from load_binding_chunk(L, "ffi_cdefs") in the C++ opener).
+ *   own (`local ffi = ...` from load_lua_chunk(L, "bindings/ffi.h") in the C++ opener).
  * - Name it `typedef struct klua_NAME { ... } klua_NAME;` and give it, in the C++ block at the
  *   end, a static_assert on its size and on the offset of every field. The extractor refuses a
  *   struct with no size assertion, so a layout change cannot go unnoticed on one side.

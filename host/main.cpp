@@ -35,7 +35,8 @@ commands:
   config show [--json] the effective configuration and where each value comes from (secrets hidden)
   completion bash      a bash completion script (source <(klua completion bash))
   version              print klua, librdkafka and LuaJIT versions
-  help                 this text
+  help [NAME]          this text; with NAME the reference: a page (consumer) or a function
+                       (consumer.poll, c:poll, list_topics); help alone also lists the pages
 
 options (before the command):
   -b, --brokers LIST   bootstrap servers (overrides -F, the profile and KLUA_BROKERS)
@@ -50,7 +51,7 @@ environment:
   KLUA_PROFILE         the profile to use (else the one named "default", if any)
   config file          $XDG_CONFIG_HOME/klua/config.lua (~/.config/klua/config.lua): named profiles
 
-With no broker configured, klua starts an embedded mock cluster (see README).
+With no broker configured, klua starts an embedded mock cluster (klua help embedded).
 Exit codes: 0 ok, 1 script error, 2 usage, 3 Kafka error, 4 check failed, 130/143 signals.
 )";
 
@@ -172,8 +173,12 @@ int main(int argc, char** argv) {
     }
     args_from = argc;
   } else if (command == "help") {
-    fmt::print("{}", USAGE);
-    return 0;
+    // klua help [NAME...]: the bundled reference (docs/), read by scripts/klua/help.lua; alone,
+    // this usage text and then the list of pages.
+    if (i + 1 >= argc) fmt::print("{}\n", USAGE);
+    mode = RunBundled;
+    target = "klua.help";
+    args_from = i + 1;
   } else if (command == "version") {
     fmt::print("{}", klua::versions_text());
     return 0;

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fmt/format.h>
@@ -18,7 +17,6 @@ void open_stdin(Runtime& rt, lua_State* L, int klua_table);        // host/stdin
 void open_line_editor(Runtime& rt, lua_State* L, int klua_table);  // host/line_editor.cpp
 
 namespace {
-const char* const RUNTIME_KEY = "klua.runtime";
 const char* const TRACEBACK_KEY = "klua.last_traceback";
 
 void fill_random(void* buf, size_t n) {
@@ -212,29 +210,21 @@ Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {
   uv_loop_init(&loop_);
   L_ = luaL_newstate();
   if (!L_) throw std::runtime_error("cannot create Lua state");
-  lua_pushlightuserdata(L_, this);
-  lua_setfield(L_, LUA_REGISTRYINDEX, RUNTIME_KEY);
+  lj_alloc_ = lua_getallocf(L_, &lj_alloc_ud_);
+  lua_setallocf(L_, &Runtime::lua_alloc, this);
   scheduler_ = std::make_unique<Scheduler>(*this);
+  executor_ = std::make_unique<Executor>(&loop_);
   open_libs();
   if (opts_.install_signal_handlers) install_signals();
 }
 
-// Every waiting call asks for its runtime (Runtime::from): the last answer is kept per thread,
-// keyed by the registry table (one per Lua state, shared by its coroutines), instead of a
-// lua_getfield that hashes the key string each time (a twentieth of a p:produce).
-// A runtime destroyed in another thread could leave a stale answer here whose registry address a
-// new state reuses: the answer also carries the count of runtimes destroyed when it was taken.
-namespace {
-std::atomic<uint64_t> runtimes_destroyed{0};
-thread_local const void* from_registry = nullptr;
-thread_local Runtime* from_runtime = nullptr;
-thread_local uint64_t from_epoch = 0;
-}  // namespace
 
 Runtime::~Runtime() {
   shutdown();
+  // Off-loop work still running (bounded by its timeouts) finishes, and its completions run,
+  // while the Lua state is still open.
+  executor_->stop();
   lua_close(L_);
-  runtimes_destroyed.fetch_add(1, std::memory_order_relaxed);
   scheduler_.reset();
   if (signals_installed_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
@@ -246,17 +236,17 @@ Runtime::~Runtime() {
   uv_loop_close(&loop_);
 }
 
+void* Runtime::lua_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
+  auto* rt = static_cast<Runtime*>(ud);
+  return rt->lj_alloc_(rt->lj_alloc_ud_, ptr, osize, nsize);
+}
+
+// Every waiting call asks for its runtime: the allocator's userdata is per Lua state (shared by
+// its coroutines), so this is a load, not a registry lookup, and needs no cache.
 Runtime& Runtime::from(lua_State* L) {
-  const void* registry = lua_topointer(L, LUA_REGISTRYINDEX);
-  uint64_t epoch = runtimes_destroyed.load(std::memory_order_relaxed);
-  if (registry == from_registry && epoch == from_epoch) return *from_runtime;
-  lua_getfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
-  auto* rt = static_cast<Runtime*>(lua_touserdata(L, -1));
-  lua_pop(L, 1);
-  from_registry = registry;
-  from_runtime = rt;
-  from_epoch = epoch;
-  return *rt;
+  void* ud = nullptr;
+  lua_getallocf(L, &ud);
+  return *static_cast<Runtime*>(ud);
 }
 
 std::optional<std::string> Runtime::config_value(const std::string& key) const {

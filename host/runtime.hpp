@@ -13,6 +13,7 @@
 
 #include <lua.hpp>
 
+#include "host/executor.hpp"
 #include "host/scheduler.hpp"
 
 namespace klua {
@@ -63,6 +64,8 @@ class Runtime {
   lua_State* lua() const { return L_; }
   uv_loop_t* loop() { return &loop_; }
   Scheduler& scheduler() { return *scheduler_; }
+  // The one off-loop pool (host/executor.hpp): klua's only threads.
+  Executor& executor() { return *executor_; }
   const std::vector<ConfigEntry>& config() const { return opts_.config; }
   // Adds a property above every layer, for clients created from now on (the REPL's :connect).
   void set_config(ConfigEntry e) { opts_.config.push_back(std::move(e)); }
@@ -108,11 +111,17 @@ class Runtime {
   void install_signals();
   void push_args();
   static int l_exit(lua_State* L);
+  // The Lua state's allocator, wrapped so that its userdata is this runtime: Runtime::from reads
+  // it back with lua_getallocf (one load, no registry lookup, no per-thread cache).
+  static void* lua_alloc(void* ud, void* ptr, size_t osize, size_t nsize);
+  lua_Alloc lj_alloc_ = nullptr;
+  void* lj_alloc_ud_ = nullptr;
 
   RuntimeOptions opts_;
   uv_loop_t loop_;
   lua_State* L_ = nullptr;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<Executor> executor_;
   std::vector<Closable*> closables_;
   uv_signal_t sigint_, sigterm_;
   bool signals_installed_ = false;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "host/error.hpp"
+#include "host/lua_chunks.hpp"
 #include "host/runtime.hpp"
 
 namespace klua {
@@ -17,19 +18,6 @@ struct TaskHandle {
   uint64_t id;
 };
 
-// The wrapper around waiting C functions: a cancelled wait resumes with
-// (sentinel, err) and the call raises err at the script's call site.
-const char* const WRAP_SOURCE = R"(
-local CANCEL = ...
-local error = error
-local function check(first, ...)
-  if first == CANCEL then error((...), 0) end
-  return first, ...
-end
-return function(fn)
-  return function(...) return check(fn(...)) end
-end
-)";
 }  // namespace
 
 void* cancel_sentinel() { return &cancel_marker; }
@@ -557,7 +545,7 @@ int Scheduler::l_current(lua_State* L) {
 
 void Scheduler::open(lua_State* L, int klua_table) {
   if (klua_table < 0) klua_table = lua_gettop(L) + klua_table + 1;
-  if (luaL_loadbuffer(L, WRAP_SOURCE, strlen(WRAP_SOURCE), "=klua.wait") != 0) lua_error(L);
+  load_lua_chunk(L, "host/lua/wait.lua");
   lua_pushlightuserdata(L, cancel_sentinel());
   lua_call(L, 1, 1);
   wrap_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);

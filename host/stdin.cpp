@@ -1,15 +1,20 @@
 // klua.read_line(): the next line of standard input (without its newline), or nil at end of
-// input. It yields only the calling task: each read(2) runs on a detached thread of its own
-// (it works the same for files, pipes and terminals, and a read still blocked at exit does not
-// hold the process, as it would on libuv's thread pool), and an async handle brings the data
-// back to the loop.
+// input. It yields only the calling task. Standard input is touched only at the first call.
+//
+// A terminal, a pipe or a socket is read as a libuv stream (uv_tty / uv_pipe / uv_tcp): the loop
+// is told when data arrives, no thread waits on it, and reading stops while no task wants a line
+// (the writer is held back, not buffered without bound). The stream is opened on a dup of fd 0,
+// and the file status flags libuv changes (O_NONBLOCK, shared with whoever else holds the pipe)
+// are put back when the runtime closes. A regular file (`klua ... < file`) is no stream for
+// libuv: its reads are short and bounded, so each runs on the runtime's executor. Earlier a
+// detached std::thread per read did both; klua's code now starts no thread besides the executor's.
+#include <fcntl.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include <cerrno>
 
@@ -19,21 +24,18 @@
 namespace klua {
 
 namespace {
-// Shared with the reading thread, which may outlive the runtime.
-struct ReadChannel {
-  std::mutex mu;
-  std::string data;
-  bool eof = false;
-  uv_async_t* async = nullptr;  // null once the runtime is gone
-};
-
 struct StdinReader {
   std::string buffer;
   bool eof = false;
   bool reading = false;
+  bool opened = false;
   std::vector<WaitToken> waiters;
-  std::shared_ptr<ReadChannel> channel;
   Runtime* rt = nullptr;
+  uv_stream_t* stream = nullptr;  // null: read through the executor
+  int fd = -1;                    // the dup of fd 0 the stream reads
+  int saved_flags = -1;           // fd 0's file status flags before libuv changed them
+  std::shared_ptr<bool> alive;    // false once the reader is collected (executor reads check it)
+  char chunk[65536];              // the stream's read buffer
 };
 
 StdinReader& reader(lua_State* L) {
@@ -64,42 +66,110 @@ bool take_line(lua_State* co, StdinReader& r) {
 
 void start_read(StdinReader& r);
 
-void on_read(uv_async_t* h) {
-  auto* r = static_cast<StdinReader*>(h->data);
-  {
-    std::lock_guard<std::mutex> lock(r->channel->mu);
-    r->buffer += r->channel->data;
-    r->channel->data.clear();
-    if (r->channel->eof) r->eof = true;
-  }
-  r->reading = false;
-  Scheduler& s = r->rt->scheduler();
-  while (!r->waiters.empty()) {
-    WaitToken t = r->waiters.front();
+// New data (or EOF) is in the buffer: hand out lines to the waiting tasks in order.
+void serve_waiters(StdinReader& r) {
+  Scheduler& s = r.rt->scheduler();
+  while (!r.waiters.empty()) {
+    WaitToken t = r.waiters.front();
     lua_State* co = s.wake_begin(t);
     if (!co) {
-      r->waiters.erase(r->waiters.begin());
+      r.waiters.erase(r.waiters.begin());
       continue;
     }
-    if (!take_line(co, *r)) break;
-    r->waiters.erase(r->waiters.begin());
+    if (!take_line(co, r)) break;
+    r.waiters.erase(r.waiters.begin());
     s.wake_end(t, 1);
   }
-  if (!r->waiters.empty() && !r->eof) start_read(*r);
+  if (r.waiters.empty() || r.eof) {
+    if (r.stream && r.reading) uv_read_stop(r.stream);
+    r.reading = false;
+  } else {
+    start_read(r);
+  }
+}
+
+void open_input(StdinReader& r) {
+  r.opened = true;
+  uv_loop_t* loop = r.rt->loop();
+  uv_handle_type type = uv_guess_handle(0);
+  if (type != UV_TTY && type != UV_NAMED_PIPE && type != UV_TCP) return;  // executor reads
+  int fd = dup(0);
+  if (fd < 0) return;
+  int flags = fcntl(0, F_GETFL);
+  int rc = -1;
+  uv_stream_t* stream = nullptr;
+  if (type == UV_TTY) {
+    auto* h = new uv_tty_t;
+    rc = uv_tty_init(loop, h, fd, 0);
+    stream = reinterpret_cast<uv_stream_t*>(h);
+  } else if (type == UV_NAMED_PIPE) {
+    auto* h = new uv_pipe_t;
+    uv_pipe_init(loop, h, 0);
+    rc = uv_pipe_open(h, fd);
+    stream = reinterpret_cast<uv_stream_t*>(h);
+  } else {
+    auto* h = new uv_tcp_t;
+    uv_tcp_init(loop, h);
+    rc = uv_tcp_open(h, fd);
+    stream = reinterpret_cast<uv_stream_t*>(h);
+  }
+  if (rc != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(stream), [](uv_handle_t* h) { ::operator delete(h); });
+    close(fd);
+    return;  // executor reads
+  }
+  stream->data = &r;
+  uv_unref(reinterpret_cast<uv_handle_t*>(stream));  // a waiting task keeps the loop alive, not stdin
+  r.stream = stream;
+  r.fd = fd;
+  r.saved_flags = flags;
 }
 
 void start_read(StdinReader& r) {
-  if (r.reading) return;
+  if (r.reading || r.eof) return;
+  if (!r.opened) open_input(r);
   r.reading = true;
-  std::thread([ch = r.channel] {
-    char chunk[65536];
-    ssize_t n;
-    do n = ::read(0, chunk, sizeof chunk);
-    while (n < 0 && errno == EINTR);
-    std::lock_guard<std::mutex> lock(ch->mu);
-    if (n > 0) ch->data.append(chunk, static_cast<size_t>(n)); else ch->eof = true;
-    if (ch->async) uv_async_send(ch->async);
-  }).detach();
+  if (r.stream) {
+    uv_read_start(
+        r.stream,
+        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+          auto* r = static_cast<StdinReader*>(h->data);  // consumed at once by the read callback
+          *buf = uv_buf_init(r->chunk, sizeof r->chunk);
+        },
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+          auto* r = static_cast<StdinReader*>(s->data);
+          if (!r) return;
+          if (n > 0) {
+            r->buffer.append(buf->base, static_cast<size_t>(n));
+          } else if (n < 0) {
+            r->eof = true;  // UV_EOF, or an error: the input ends either way
+          } else {
+            return;  // EAGAIN
+          }
+          serve_waiters(*r);
+        });
+    return;
+  }
+  // A regular file: one bounded read(2) on the executor.
+  auto data = std::make_shared<std::string>();
+  auto at_eof = std::make_shared<bool>(false);
+  std::shared_ptr<bool> alive = r.alive;
+  StdinReader* rp = &r;
+  r.rt->executor().submit(
+      [data, at_eof] {
+        char chunk[65536];
+        ssize_t n;
+        do n = ::read(0, chunk, sizeof chunk);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) data->assign(chunk, static_cast<size_t>(n)); else *at_eof = true;
+      },
+      [data, at_eof, alive, rp] {
+        if (!*alive) return;
+        rp->reading = false;
+        rp->buffer += *data;
+        if (*at_eof) rp->eof = true;
+        serve_waiters(*rp);
+      });
 }
 
 int l_read_line(lua_State* L) {
@@ -110,29 +180,34 @@ int l_read_line(lua_State* L) {
   start_read(r);
   return lua_yield(L, 0);
 }
+
+int l_reader_gc(lua_State* L) {
+  auto* r = static_cast<StdinReader*>(lua_touserdata(L, 1));
+  *r->alive = false;
+  if (r->stream) {
+    r->stream->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(r->stream), [](uv_handle_t* h) {
+      switch (h->type) {
+        case UV_TTY: delete reinterpret_cast<uv_tty_t*>(h); break;
+        case UV_NAMED_PIPE: delete reinterpret_cast<uv_pipe_t*>(h); break;
+        default: delete reinterpret_cast<uv_tcp_t*>(h); break;
+      }
+    });
+    // The dup shares fd 0's open file description: give it back its flags (blocking mode).
+    if (r->saved_flags >= 0) fcntl(0, F_SETFL, r->saved_flags);
+  }
+  r->~StdinReader();
+  return 0;
+}
 }  // namespace
 
 void open_stdin(Runtime& rt, lua_State* L, int klua_table) {
   auto* r = static_cast<StdinReader*>(lua_newuserdata(L, sizeof(StdinReader)));
   new (r) StdinReader();
   r->rt = &rt;
-  r->channel = std::make_shared<ReadChannel>();
-  r->channel->async = new uv_async_t;
-  uv_async_init(rt.loop(), r->channel->async, on_read);
-  r->channel->async->data = r;
-  uv_unref(reinterpret_cast<uv_handle_t*>(r->channel->async));
+  r->alive = std::make_shared<bool>(true);
   lua_newtable(L);
-  lua_pushcfunction(L, [](lua_State* L) -> int {
-    auto* r = static_cast<StdinReader*>(lua_touserdata(L, 1));
-    {
-      std::lock_guard<std::mutex> lock(r->channel->mu);
-      uv_close(reinterpret_cast<uv_handle_t*>(r->channel->async),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
-      r->channel->async = nullptr;
-    }
-    r->~StdinReader();
-    return 0;
-  });
+  lua_pushcfunction(L, l_reader_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "klua.stdin");

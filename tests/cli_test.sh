@@ -165,7 +165,7 @@ check "repl on a pipe prints values without prompts" eval '[ $rc = 0 ] && [ "$ou
 out=$(printf 'x = = 1\nprint("not reached")\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
 check "repl on a pipe stops at the first error with exit 1" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "unexpected symbol" && [ -z "$out" ]'
 out=$(printf ':connect h1:9092\n=klua.config()["bootstrap.servers"]\n:help p:produce\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
-check "repl :connect sets the brokers of new clients; :help reads the README" eval '[ $rc = 0 ] && has "$out" "new clients connect to h1:9092" && has "$out" "$(printf "\nh1:9092\n")" && has "$out" "yields until the delivery report"'
+check "repl :connect sets the brokers of new clients; :help reads docs/" eval '[ $rc = 0 ] && has "$out" "new clients connect to h1:9092" && has "$out" "$(printf "\nh1:9092\n")" && has "$out" "yields until the delivery report"'
 run "$KLUA" config
 check "config without show is a usage error" eval '[ $rc = 2 ] && has "$err" "klua config show"'
 run "$KLUA" completion zsh
@@ -228,14 +228,14 @@ check "completion: options after global options" eval '[ "$(comp klua -b h:1 -X 
 check "completion: file names for run and -F" eval '[ "$(comp klua run "$tmp/sy")" = "$tmp/syntax.lua" ] && [ "$(comp klua -F "$tmp/good.p")" = "$tmp/good.properties" ]'
 check "completion: words of config and completion" eval '[ "$(comp klua config "")" = show ] && [ "$(comp klua completion b)" = bash ]'
 drift=""
-for c in $(grep -oE '^klua [a-z]+' README.md | cut -d" " -f2 | sort -u); do
+for c in $(grep -ohE '^### klua [a-z]+' docs/cli.md | cut -d" " -f3 | sort -u); do
   [ -z "$(comp klua "$c")" ] && drift="$drift command:$c"
   listed=" $(comp klua "$c" - | tr '\n' ' ') $(comp klua - | tr '\n' ' ') "
   for o in $("$KLUA" "$c" --help 2>/dev/null | grep -oE -- '(^|[][ ,|(])--?[a-zA-Z][-a-zA-Z]*' | grep -oE -- '--?[a-zA-Z][-a-zA-Z]*' | sort -u); do
     [[ $listed == *" $o "* ]] || drift="$drift $c:$o"
   done
 done
-check "completion lists every README command and every option of their --help${drift:+ (missing:$drift)}" eval '[ -z "$drift" ]'
+check "completion lists every documented command (docs/cli.md) and every option of their --help${drift:+ (missing:$drift)}" eval '[ -z "$drift" ]'
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -227,7 +227,7 @@ def _():
     s2.expect(r"from session one")
     s2.expect(PROMPT)
     s2.line(":help list_topics")
-    s2.expect(r"\[Admin and lag\]")
+    s2.expect(r"\[admin\]\r?\n### admin:list_topics")
     s2.expect(PROMPT)
     s2.send("\x04")
     assert s2.wait_exit() == 0

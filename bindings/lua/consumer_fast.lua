@@ -3,7 +3,7 @@
 -- here, with no Lua/C transition the JIT cannot compile. Everything else (nothing taken yet,
 -- errors, headers, a cancelled task, a closed handle, bad arguments) goes to the C function,
 -- which checks and waits.
--- The types come from bindings/ffi.h (`ffi` is the ffi_cdefs chunk's: they are declared there).
+-- The types come from bindings/ffi.h (`ffi` is what its chunk returns: they are declared there).
 local ffi, slow_poll, _, MSG_MT, NAMES, take_ptr, release_ptr, view_size = ...
 if ffi.sizeof("klua_msg_view") ~= view_size then
   error(string.format("klua_msg_view is %d bytes to LuaJIT's FFI but %d to C++ (bindings/ffi.h)",

@@ -76,7 +76,7 @@ function Session:command(line)
   local name, rest = line:match("^:(%a+)%s*(.-)%s*$")
   if not name then return false end
   if name == "help" or name == "h" then
-    io.stdout:write(require("klua.help").text(rest ~= "" and rest or nil), "\n")
+    require("klua.help").show(rest ~= "" and rest or nil)  -- paged when long and stdout is a terminal
   elseif name == "connect" then
     if rest == "" then
       io.stdout:write("brokers: ", klua.config()["bootstrap.servers"] or "(the embedded cluster)", "\n")

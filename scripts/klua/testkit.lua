@@ -247,7 +247,7 @@ end
 
 function M.poll_n(c, n, timeout_ms)
   local got = {}
-  local deadline = klua.now() + (timeout_ms or 20000)
+  local deadline = klua.now() + (timeout_ms or 30000)
   while #got < n and klua.now() < deadline do
     local m, err = c:poll(math.max(1, math.min(1000, deadline - klua.now())))
     if err then error(err, 2) end

@@ -100,8 +100,8 @@ TEST_CASE("two runtimes alive at once each keep working", "[runtime]") {
 }
 
 TEST_CASE("a runtime destroyed in another thread leaves no stale runtime behind", "[runtime]") {
-  // Runtime::from keeps its last answer per thread, keyed by the registry's address, which the
-  // next Lua state may reuse: the answer must not outlive a runtime destroyed elsewhere.
+  // Runtime::from must not answer with a runtime destroyed elsewhere whose Lua state's address the
+  // next state reuses (an earlier per-thread cache did).
   for (int i = 0; i < 3; ++i) {
     auto a = std::make_unique<klua::Runtime>(options());
     REQUIRE(a->run_string("klua.sleep(0)", "=a") == 0);
@@ -109,4 +109,34 @@ TEST_CASE("a runtime destroyed in another thread leaves no stale runtime behind"
     klua::Runtime b(options());
     REQUIRE(b.run_string("klua.sleep(0); klua.exit(7)", "=b") == 7);
   }
+}
+
+TEST_CASE("runtimes in several threads at once share nothing", "[runtime]") {
+  // Each thread runs its own runtime, embedded cluster and clients; tasks interleave on each
+  // loop while the threads run in parallel. Every runtime must see only its own messages.
+  constexpr int threads = 4;
+  std::vector<int> codes(threads, -1);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([t, &codes] {
+      klua::Runtime rt(options());
+      std::string script = "local tag = '" + std::to_string(t) + R"('
+        local p = klua.producer()
+        for i = 1, 50 do assert(p:send{ topic = "threads", partition = 0, value = tag .. ":" .. i }) end
+        assert(p:flush())
+        local c = klua.consumer{ group = "g" .. tag, topics = { "threads" }, ["auto.offset.reset"] = "earliest" }
+        local seen = 0
+        while seen < 50 do
+          local m = assert(c:poll(10000))
+          assert(m.value == tag .. ":" .. (seen + 1), m.value)
+          seen = seen + 1
+        end
+        c:close()
+        klua.exit(seen == 50 and 0 or 9)
+      )";
+      codes[t] = rt.run_string(script, "=thread");
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < threads; ++t) REQUIRE(codes[t] == 0);
 }

@@ -6,8 +6,8 @@ local HERE = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
 local admin = klua.admin()
 local null = klua.json.null
 
-local function fresh(prefix) return "nat-" .. (prefix or "") .. klua.uuid():sub(1, 8) end
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local fresh = klua.testkit.fresh
+local q = klua.testkit.quote
 
 local PYTHON = dofile("tests/integration/helpers/python.lua")
 

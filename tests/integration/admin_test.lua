@@ -1,5 +1,5 @@
 -- klua.admin against a real broker (KLUA_BROKERS): every call, with its failure paths.
-local function fresh(prefix) return "adm-" .. (prefix or "") .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local admin = klua.admin()
 
 local function find(list, field, value)

@@ -1,7 +1,7 @@
 -- The everyday one-liners (klua topics/groups/lag/produce/consume) against the real broker.
 local KLUA = os.getenv("KLUA_BIN") or "./build/klua"
-local function fresh(p) return "cli-" .. p .. "-" .. klua.uuid():sub(1, 8) end
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local fresh = klua.testkit.fresh
+local q = klua.testkit.quote
 
 -- Runs a shell command line (stdin a string); returns stdout and the exit status.
 local sh = klua.testkit.sh

@@ -3,7 +3,7 @@
 -- transaction and restarted with the same transactional.id: read_committed readers of the
 -- output see every input exactly once; read_uncommitted readers also see the aborted records.
 local proc = dofile("tests/integration/helpers/proc.lua")
-local function fresh(prefix) return "eos-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 
 local function read_all(topic, isolation, want, quiet_ms)
   local c = klua.consumer{ group = fresh("reader"), topics = { topic }, ["isolation.level"] = isolation,

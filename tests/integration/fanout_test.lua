@@ -1,7 +1,7 @@
 -- Fan-out against a real broker (KLUA_BROKERS): two consumer groups on one 12-partition topic each
 -- receive every message. Group A has one member, group B two; both groups' assignments are settled
 -- before anything is produced, so each group must see each message exactly once.
-local function fresh(prefix) return "fanout-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local N, PARTITIONS = 1200, 12
 
 local function member(group, topic, state)

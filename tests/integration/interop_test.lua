@@ -3,8 +3,8 @@
 -- kcat runs through io.popen/os.execute, which blocks the loop while it runs (fine here).
 local BROKERS = os.getenv("KLUA_BROKERS") or ""
 
-local function fresh(prefix) return "it-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local fresh = klua.testkit.fresh
+local q = klua.testkit.quote
 local null = klua.json.null
 
 local function write_file(path, data)
@@ -76,13 +76,9 @@ local function consumer(topic, group, extra)
   return klua.consumer(conf)
 end
 
-local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 30000) end
+local poll_n = klua.testkit.poll_n
 
-local function assert_nothing_more(c, ms)
-  local m, err = c:poll(ms)
-  assert_eq(err, nil)
-  assert_true(m == nil, m and ("unexpected message at offset " .. tostring(m.offset)))
-end
+local assert_nothing_more = klua.testkit.assert_nothing_more
 
 test("kcat is installed and a broker is configured", function()
   assert_true(BROKERS ~= "", "KLUA_BROKERS is not set")

@@ -1,6 +1,6 @@
 -- klua.lag against a real broker: lag equals what was produced minus what was committed, per partition,
 -- including a partition with no committed offset and a transactional topic (markers take offsets).
-local function fresh(prefix) return "lag-" .. (prefix or "") .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local admin = klua.admin()
 
 local function create(name, partitions)

@@ -1,6 +1,6 @@
 -- Producer and consumer against a real Kafka broker (KLUA_BROKERS, see tests/broker.cmake).
 -- Topics auto-create with one partition; every test uses fresh topic and group names.
-local function fresh(prefix) return "it-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 -- A Lua pattern matching s literally.
 local function literal(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 
@@ -15,14 +15,10 @@ local function new_consumer(topic, group, extra)
 end
 
 -- Polls until n messages arrived (or the deadline); errors from poll fail the test.
-local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 30000) end
+local poll_n = klua.testkit.poll_n
 
 -- Asserts that nothing more arrives within ms.
-local function assert_nothing_more(c, ms)
-  local m, err = c:poll(ms)
-  assert_eq(err, nil)
-  assert_true(m == nil, m and ("unexpected message at offset " .. tostring(m.offset) .. ": " .. tostring(m.value)))
-end
+local assert_nothing_more = klua.testkit.assert_nothing_more
 
 local function all_bytes()
   local t = {}
@@ -110,7 +106,7 @@ test("send with a producer-level on_delivery: 2000 reports, contiguous offsets i
     if err then errors[#errors + 1] = err else reports[#reports + 1] = r end
   end }
   for i = 1, 2000 do assert(p:send{ topic = t, key = "k" .. (i % 7), value = "v" .. i }) end
-  assert_eq(p:flush(30000), true)
+  assert_eq(p:flush{ timeout_ms = 30000 }, true)
   assert_eq(#errors, 0, errors[1] and tostring(errors[1]))
   assert_eq(#reports, 2000)
   local offsets = {}
@@ -326,7 +322,7 @@ test("20000 messages: poll delivers every one, in order, past the 1000-message b
   local t = fresh("many")
   local p = klua.producer{ ["linger.ms"] = 20 }
   for i = 1, 20000 do assert(p:send{ topic = t, value = tostring(i) }) end
-  assert_eq(p:flush(30000), true)
+  assert_eq(p:flush{ timeout_ms = 30000 }, true)
   p:close()
   local c = new_consumer(t)
   local first = poll_n(c, 1)

@@ -6,7 +6,7 @@ local provision = require("klua.provision")
 local proc = dofile("tests/integration/helpers/proc.lua")
 local admin = klua.admin()
 
-local function fresh(prefix) return (prefix or "prov") .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local function configs(name) return assert(admin:describe_configs({ name }))[1].configs end
 local function partitions(name) return #assert(admin:describe_topics({ name }))[1].partitions end
 

@@ -6,8 +6,8 @@ local HERE = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
 local PYCLIENT = HERE .. "/pyclient.py"
 local null = klua.json.null
 
-local function fresh(prefix) return "it-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local fresh = klua.testkit.fresh
+local q = klua.testkit.quote
 local function hex(s)
   if s == nil then return null end
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
@@ -85,22 +85,9 @@ local function consumer(topic, group)
                         ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 1000 }
 end
 
-local function poll_n(c, n, timeout_ms)
-  local got = {}
-  local deadline = klua.now() + (timeout_ms or 30000)
-  while #got < n and klua.now() < deadline do
-    local m, err = c:poll(500)
-    assert(not err, tostring(err))
-    if m then got[#got + 1] = m end
-  end
-  return got
-end
+local poll_n = klua.testkit.poll_n
 
-local function assert_nothing_more(c, ms)
-  local m, err = c:poll(ms)
-  assert_eq(err, nil)
-  assert_true(m == nil, m and ("unexpected message at offset " .. tostring(m.offset)))
-end
+local assert_nothing_more = klua.testkit.assert_nothing_more
 
 local function all_bytes()
   local t = {}

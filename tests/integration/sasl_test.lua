@@ -5,7 +5,7 @@
 local SASL = os.getenv("KLUA_SASL_BROKERS") or ""
 local admin = klua.admin()   -- PLAINTEXT: ANONYMOUS, a super user
 
-local function fresh(prefix) return "sasl-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 
 test("the test broker has a SASL listener", function()
   assert_match(SASL, "^127%.0%.0%.1:%d+$")

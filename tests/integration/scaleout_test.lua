@@ -2,7 +2,7 @@
 -- in one group on a 12-partition topic; one is SIGKILLed mid-stream; the two survivors take over
 -- its partitions after its session times out, and every message is processed at least once.
 local proc = dofile("tests/integration/helpers/proc.lua")
-local function fresh(prefix) return "scaleout-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local N, PARTITIONS, DELAY_MS, IDLE_MS = 1200, 12, 25, 6000
 
 -- Parses a worker's output file: last assignment, processed messages.

@@ -1,6 +1,6 @@
 -- Seeking by timestamp and pausing partitions against a real broker (KLUA_BROKERS): the embedded
 -- cluster answers offsets_for_times with -1, so only a real broker can show these.
-local function fresh(prefix) return "seekpause-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local admin = klua.admin()
 
 local function create(name, partitions)
@@ -13,16 +13,7 @@ local function consumer(extra)
   return klua.consumer(conf)
 end
 
-local function poll_n(c, n, timeout_ms)
-  local got = {}
-  local deadline = klua.now() + (timeout_ms or 20000)
-  while #got < n and klua.now() < deadline do
-    local m, err = c:poll(200)
-    assert(not err, tostring(err))
-    if m then got[#got + 1] = m end
-  end
-  return got
-end
+local poll_n = klua.testkit.poll_n
 
 local function values(msgs)
   local out = {}

@@ -1,7 +1,7 @@
 -- Transactions against a real Kafka broker (KLUA_BROKERS, see tests/broker.cmake): what the
 -- embedded mock can't show (it writes no transaction markers and stores no transactional offset
 -- commits). Every test uses fresh transactional ids, topics and groups.
-local function fresh(prefix) return "it-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 
 local function txn_producer(extra)
   local conf = { ["transactional.id"] = fresh("txid"), ["transaction.timeout.ms"] = 10000 }
@@ -17,16 +17,7 @@ local function new_consumer(topic, isolation, group, extra)
   return klua.consumer(conf)
 end
 
-local function poll_n(c, n, timeout_ms)
-  local got = {}
-  local deadline = klua.now() + (timeout_ms or 30000)
-  while #got < n and klua.now() < deadline do
-    local m, err = c:poll(500)
-    assert(not err, tostring(err))
-    if m then got[#got + 1] = m end
-  end
-  return got
-end
+local poll_n = klua.testkit.poll_n
 
 local function values(msgs)
   local out = {}
@@ -34,11 +25,7 @@ local function values(msgs)
   return out
 end
 
-local function assert_nothing_more(c, ms)
-  local m, err = c:poll(ms)
-  assert_eq(err, nil)
-  assert_true(m == nil, m and ("unexpected message at offset " .. tostring(m.offset) .. ": " .. tostring(m.value)))
-end
+local assert_nothing_more = klua.testkit.assert_nothing_more
 
 -- Creates the topic (auto-created, one partition) with a committed empty transaction's worth of
 -- nothing: one plain record, so consumers' first fetch finds a partition.
@@ -213,4 +200,49 @@ test("closing a producer with an open transaction aborts it, so read_committed i
   assert_true(klua.now() - t0 < 6000)
   rc:close()
   q:close()
+end, { timeout_ms = 120000 })
+
+test("8 concurrent transactional commits and a consumer's committed() all complete: no starvation", function()
+  -- Transactional calls have no asynchronous form in librdkafka: they share the runtime's
+  -- executor (host/executor.hpp, 4 threads) with c:committed() and handle destruction, and take
+  -- at most 3 of its threads, so committed() is answered while the commits queue.
+  local t = fresh("tx-many")
+  seed(t, { "seed" })
+  local c = klua.consumer{ group = fresh("g"), ["session.timeout.ms"] = 6000 }
+  local producers, tasks = {}, {}
+  for i = 1, 8 do
+    producers[i] = txn_producer()
+    assert_eq(producers[i]:init_transactions(), true)
+  end
+  local t0 = klua.now()
+  for i = 1, 8 do
+    tasks[i] = klua.spawn(function()
+      local p = producers[i]
+      assert_eq(p:begin(), true)
+      assert(p:send{ topic = t, value = "v" .. i })
+      local ok, err = p:commit()
+      return ok, err, klua.now() - t0
+    end)
+  end
+  local committed = klua.spawn(function()
+    local c0 = klua.now()
+    local list, err = c:committed({ { topic = t, partition = 0 } }, 10000)
+    return list, err, klua.now() - c0
+  end)
+  local list, cerr, cms = committed:join()
+  assert_eq(cerr, nil)
+  assert_eq(type(list), "table")
+  assert_true(cms < 10000, ("committed() took %d ms"):format(cms))
+  for i = 1, 8 do
+    local ok, err, ms = tasks[i]:join()
+    assert_eq(err, nil)
+    assert_eq(ok, true)
+    assert_true(ms < 60000)
+  end
+  -- every transaction's record is visible to read_committed
+  local rc = new_consumer(t, "read_committed")
+  assert_eq(#poll_n(rc, 9, 30000), 9)
+  rc:close()
+  for _, p in ipairs(producers) do p:close() end
+  c:close()
 end, { timeout_ms = 120000 })

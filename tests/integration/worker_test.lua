@@ -1,7 +1,7 @@
 -- klua.worker against a real broker (KLUA_BROKERS): the dead-letter topic keeps the original bytes and
 -- carries every x- header, a duplicate is dropped, a restart after a handler error redelivers, and a
 -- member joining mid-stream causes no repeats (offsets are committed at the revoke).
-local function fresh(prefix) return "worker-" .. prefix .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local admin = klua.admin()
 local function create(name, partitions)
   assert_eq(assert(admin:create_topics({ { name = name, partitions = partitions, replication_factor = 1 } }))[1].error, nil)

@@ -1,7 +1,7 @@
 -- klua.admin and klua.lag on the embedded cluster: what klua serves itself (topic creation and listing,
 -- cluster description, group offsets, lag), what fails at once with KLUA_EMBEDDED_UNSUPPORTED, and the
 -- argument errors.
-local function fresh(prefix) return "adm-" .. (prefix or "") .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local admin = klua.admin()
 
 local function find(list, field, value)

@@ -8,7 +8,7 @@ local function consumer_for(t, extra)
   return klua.consumer(conf)
 end
 
-local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 20000) end
+local poll_n = klua.testkit.poll_n
 
 test("messages round-trip with keys, binary values, ordered repeated headers", function()
   local t = topic_name("rt")

@@ -23,7 +23,7 @@ test("send keeps key nil and \"\" apart, and the value, partition and order", fu
   assert(p:send{ topic = t, partition = 3, key = "", value = "" })
   assert(p:send{ topic = t, partition = 3, key = "k" })
   assert(p:send{ topic = t, partition = 3.0, key = "k\0bin", value = "v\0bin" })
-  assert_eq(p:flush(10000), true)
+  assert_eq(p:flush{ timeout_ms = 10000 }, true)
   local got = read_all(t, 4, 3)
   assert_eq(#got, 4)
   for i, m in ipairs(got) do
@@ -49,7 +49,7 @@ test("batched reports carry topic, partition, offset and timestamp like p:produc
     reports[#reports + 1] = r
   end }
   for i = 1, 10 do assert(p:send{ topic = t, partition = i % 2, value = tostring(i) }) end
-  assert_eq(p:flush(10000), true)
+  assert_eq(p:flush{ timeout_ms = 10000 }, true)
   local direct = assert(p:produce{ topic = t, partition = 0, value = "x" })
   assert_eq(#reports, 10)
   local next_offset = { [0] = 0, [1] = 0 }
@@ -76,7 +76,7 @@ test("per-message callbacks and plain sends keep their order within a partition"
       assert(p:send{ topic = t, value = "x" })
     end
   end
-  assert_eq(p:flush(10000), true)
+  assert_eq(p:flush{ timeout_ms = 10000 }, true)
   assert_eq(table.concat(order, ","), "m0,p1,p2,m3,p4,p5,m6,p7,p8,m9")
 end)
 
@@ -87,7 +87,7 @@ test("what the fast path does not take still gets the full path's answers", func
   klua.embedded.create_topic(t, 1)
   assert(p:send(setmetatable({ topic = t }, { __index = { value = "hidden" } })))
   assert(p:send{ topic = t, value = 42 })  -- numbers are sent as their string
-  assert_eq(p:flush(10000), true)
+  assert_eq(p:flush{ timeout_ms = 10000 }, true)
   local got = read_all(t, 2)
   assert_eq(got[1].value, nil)
   assert_eq(got[2].value, "42")
@@ -127,7 +127,7 @@ test("a long run of sends lets delivery reports and other tasks in before the qu
   end
   delivered_during_loop = delivered
   ticking = false
-  assert(p:flush(30000))
+  assert(p:flush{ timeout_ms = 30000 })
   ticker:join()
   assert_true(delivered_during_loop > 0, "reports handled during the send loop")
   assert_true(ticks > ticks_before, "another task ran during the send loop")

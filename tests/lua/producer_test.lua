@@ -67,7 +67,7 @@ test("send with a producer-level on_delivery reports every message once, flush w
     seen[#seen + 1] = report
   end }
   for i = 1, 5000 do assert(p:send{ topic = t, key = tostring(i), value = "value " .. i }) end
-  assert_eq(p:flush(10000), true)
+  assert_eq(p:flush{ timeout_ms = 10000 }, true)
   assert_eq(#seen, 5000)
   assert_eq(errors, 0)
   for _, r in ipairs(seen) do assert_true(r.offset >= 0 and r.partition >= 0 and r.partition < 8) end
@@ -155,7 +155,7 @@ test("when every broker is down, produce fails within seconds", function()
   assert_eq(r, nil)
   assert_true(err.name == "_PURGE_QUEUE" or err.name == "_MSG_TIMED_OUT", tostring(err))
   assert_true(klua.now() - t0 < 15000, "took " .. (klua.now() - t0) .. " ms")
-  assert_true(p:flush(100) or true)
+  assert_true(p:flush{ timeout_ms = 100 } or true)
 end, { timeout_ms = 20000 })
 
 test("the producer's on_error hook receives client errors as klua errors", function()
@@ -205,3 +205,46 @@ test("two producers sending to different topics keep their topics apart", functi
     if i % 50 == 0 then collectgarbage() end
   end
 end, { timeout_ms = 60000 })
+
+test("flush sends at once: with linger.ms=1000 one message is flushed in under 50 ms", function()
+  local t = topic_name("linger")
+  klua.embedded.create_topic(t, 1)
+  local p = klua.producer{ ["linger.ms"] = 1000 }
+  assert(p:produce{ topic = t, value = "warm-up" })  -- the producer id and the leader are known
+  local worst = 0
+  for i = 1, 5 do
+    assert(p:send{ topic = t, value = "m" .. i })
+    local t0 = klua.now()
+    assert_eq(p:flush{ timeout_ms = 5000 }, true)
+    worst = math.max(worst, klua.now() - t0)
+    klua.sleep(20)  -- no flush of the previous round still running
+  end
+  assert_true(worst < 50, ("a flush took %.1f ms"):format(worst))
+  p:close()
+end)
+
+test("p:flush takes {timeout_ms=}; the old positional p:flush(ms) still works and warns once", function()
+  local p = klua.producer()
+  assert_eq(p:flush{ timeout_ms = 1000 }, true)
+  assert_eq(p:flush{}, true)
+  assert_eq(p:flush(), true)
+  assert_raises(function() p:flush{ timeout = 5 } end, "unknown option 'timeout'")
+  assert_raises(function() p:flush{ timeout_ms = "5" } end, "'timeout_ms' must be a number")
+  assert_raises(function() p:flush("5") end, "expected an options table")
+  p:close()
+  -- the deprecated spelling, in a process of its own to see its stderr
+  local exe = os.getenv("KLUA_BIN")
+  if not exe then
+    local h = io.popen("readlink /proc/$PPID/exe")
+    exe = h:read("*l")
+    h:close()
+  end
+  local h = io.popen(exe .. [[ -e 'local p = klua.producer(); assert(p:flush(1000) == true); ]] ..
+                     [[assert(p:flush(1000) == true); print("ok")' 2>&1]])
+  local out = h:read("*a")
+  h:close()
+  assert_match(out, "ok")
+  local _, warnings = out:gsub("p:flush%(timeout_ms%) is deprecated", "")
+  assert_eq(warnings, 1)
+  assert_match(out, "use p:flush{timeout_ms = N}")
+end)

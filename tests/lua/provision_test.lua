@@ -3,7 +3,7 @@
 local provision = require("klua.provision")
 local admin = klua.admin()
 
-local function fresh(prefix) return (prefix or "prov") .. "-" .. klua.uuid():sub(1, 8) end
+local fresh = klua.testkit.fresh
 local function actions(plan)
   local out = {}
   for _, c in ipairs(plan.changes) do out[#out + 1] = c.action .. ":" .. c.topic end

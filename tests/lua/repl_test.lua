@@ -1,5 +1,6 @@
--- The REPL's pure-Lua parts: chunk compilation, completion, :help from the bundled README (and
--- that every public function has an entry there), the history path.
+-- The REPL's pure-Lua parts: chunk compilation, completion, :help from the bundled docs/ (and
+-- that every public function has an entry there; tests/lua/docs_test.lua checks more), the
+-- history path.
 local repl = require("klua.repl")
 local complete = require("klua.repl_complete")
 local help = require("klua.help")
@@ -42,22 +43,22 @@ test("completion: globals, module members, methods through the metatable, comman
   rawset(_G, "completion_admin", nil)
 end)
 
-test(":help NAME comes from the README, for methods, module functions and sections", function()
-  assert_match(help.text("list_topics"), "^%[Admin and lag%]")
+test(":help NAME comes from docs/, for methods, module functions and pages", function()
+  assert_match(help.text("list_topics"), "^%[admin%]")
   assert_match(help.text("admin:list_topics"), "list_topics")
   assert_match(help.text("p:produce"), "yields until the delivery report")
-  assert_match(help.text("klua.json.encode"), "indent=")
-  assert_match(help.text("consumer"), "^%[Consumer%]")
+  assert_match(help.text("klua.json.encode"), "indent")
+  assert_match(help.text("consumer"), "^# consumer")
   assert_match(help.text("no_such_function_xyz"), "^no help for no_such_function_xyz")
   local overview = help.text()
   assert_match(overview, ":connect BROKERS")
-  assert_match(overview, "Producer")
+  assert_match(overview, "producer")
   assert_raises(function() help.lookup(42) end, "name must be a non%-empty string")
 end)
 
--- Every public function must have a README entry (the help's only source), so adding a function
+-- Every public function must have an entry in docs/ (the help's only source), so adding a function
 -- without documenting it fails here.
-test("every public function has a README entry", function()
+test("every public function has an entry in docs/", function()
   local missing = {}
   local function check(name)
     if not help.lookup(name) then missing[#missing + 1] = name end
@@ -84,7 +85,7 @@ test("every public function has a README entry", function()
   methods(klua.spawn(function() end), "task")
   methods(klua.worker{ group = "help-test", topics = { "help-test" }, handlers = { ["help-test"] = function() end } }, "w")
   table.sort(missing)
-  assert_eq(missing, {}, "functions without a README entry")
+  assert_eq(missing, {}, "functions without an entry in docs/")
   c:close()
   p:close()
   a:close()

@@ -3,7 +3,7 @@
 local BIN = os.getenv("KLUA_BIN") or "./build/klua"
 local SAMPLE = "tests/fixtures/runner/sample.lua"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = klua.testkit.quote
 
 -- A fresh path ending in suffix (os.tmpname creates its own name's file: remove it, or it stays in /tmp).
 local function tmpfile(suffix)

@@ -25,7 +25,7 @@ local function consumer_for(t, isolation, group)
                         ["isolation.level"] = isolation }
 end
 
-local function poll_n(c, n, timeout_ms) return klua.testkit.poll_n(c, n, timeout_ms or 20000) end
+local poll_n = klua.testkit.poll_n
 
 local function values(msgs)
   local out = {}
@@ -33,11 +33,7 @@ local function values(msgs)
   return out
 end
 
-local function assert_nothing_more(c, ms)
-  local m, err = c:poll(ms)
-  assert_eq(err, nil)
-  assert_true(m == nil, m and ("unexpected message " .. tostring(m.value)))
-end
+local assert_nothing_more = klua.testkit.assert_nothing_more
 
 test("commit makes the transaction's messages visible to a read_committed consumer", function()
   local t = fresh("tx-commit")
@@ -322,4 +318,34 @@ test("the mock writes a marker after each transaction: offsets skip one per tran
   assert_eq({ low, high }, { 0, 6 + #plan })
   c:close()
   p:close()
+end, { timeout_ms = 60000 })
+
+test("a transactional producer has a metatable of its own; the plain producer's is not patched", function()
+  local plain = klua.producer()
+  local plain_mt = getmetatable(plain)
+  local p = txn_producer()
+  local mt = getmetatable(p)
+  assert_true(mt ~= plain_mt, "its own metatable")
+  -- it has every producer method, and its own transactional ones
+  for name, fn in pairs(plain_mt.__index) do
+    if name ~= "close" and name ~= "init_transactions" and name ~= "begin" and name ~= "send_offsets" and
+       name ~= "commit" and name ~= "abort" and name ~= "transaction" then
+      assert_true(mt.__index[name] == fn, "shares " .. name)
+    end
+  end
+  assert_true(mt.__index.commit ~= plain_mt.__index.commit)
+  -- nothing private on either
+  for _, m in ipairs({ plain_mt.__index, mt.__index }) do
+    assert_eq(rawget(m, "_abort_nowait"), nil)
+    assert_eq(rawget(m, "_prepare_close"), nil)
+  end
+  assert_match(tostring(p), "^klua%.producer%(")
+  assert_eq(p:init_transactions(), true)
+  assert_eq(p:transaction(function() return 42 end), 42)
+  -- the producer's own calls work on it (the type checks take either metatable)
+  assert_eq(p:outq_len(), 0)
+  assert_eq(p:flush{ timeout_ms = 1000 }, true)
+  p:close()
+  assert_eq(p:close(), true)
+  plain:close()
 end, { timeout_ms = 60000 })

@@ -1,0 +1,100 @@
+-- The producer's Lua half (bindings/producer_lua.cpp loads it once per runtime): the method
+-- table of klua.producer, built around the C primitives in `raw`, and the one function that
+-- builds a delivery report table.
+--
+--   raw: send, produce, produce_batch (C functions that may resume with RETRY: call again),
+--        flush(self, timeout_ms), close (already wrapped: a cancellation raises), outq_len,
+--        inject_fatal_error, not_transactional(self, op)
+--   CANCEL, RETRY: the scheduler's cancel sentinel and the producer's retry marker
+-- Returns the methods table and report(topic, partition, offset, timestamp, tstype).
+local raw, CANCEL, RETRY = ...
+local error, type, pairs, tostring = error, type, pairs, tostring
+local stderr = io.stderr
+
+-- The delivery report: {topic, partition, offset[, timestamp, timestamp_type]}. tstype is 0 when
+-- the broker gave no timestamp, 1 for create time, 2 for log-append time. Every report a script
+-- sees is made here (p:produce, p:produce_batch, on_delivery, the fast path's batches).
+local function report(topic, partition, offset, timestamp, tstype)
+  if tstype == 0 then return { topic = topic, partition = partition, offset = offset } end
+  return { topic = topic, partition = partition, offset = offset, timestamp = timestamp,
+           timestamp_type = tstype == 1 and "create" or "log_append" }
+end
+
+-- fn(self, arg) may resume with RETRY (it let the loop run, or waited for room in the queue):
+-- call it again with the same arguments.
+local function retrying(fn)
+  local function call(self, a)
+    local r, e = fn(self, a)
+    if r == RETRY then return call(self, a) end
+    if r == CANCEL then error(e, 0) end
+    return r, e
+  end
+  return call
+end
+
+local raw_produce = raw.produce
+-- p:produce(msg): the C function yields and is resumed with the report's fields, nil and an
+-- error, or the retry or cancel markers.
+local function produce(self, msg)
+  local topic, partition, offset, timestamp, tt = raw_produce(self, msg)
+  if type(topic) == "string" then return report(topic, partition, offset, timestamp, tt) end
+  if topic == RETRY then return produce(self, msg) end
+  if topic == CANCEL then error(partition, 0) end
+  return topic, partition
+end
+
+local deprecated = {}
+local function deprecate(what, instead)
+  if deprecated[what] then return end
+  deprecated[what] = true
+  stderr:write("klua: ", what, " is deprecated and will be removed in the next release: use ", instead, "\n")
+end
+
+-- p:flush{timeout_ms=} -> true | nil, err. The old positional p:flush(timeout_ms) still works
+-- for one release, with a warning printed once.
+local raw_flush = raw.flush
+local function flush(self, opts)
+  local timeout
+  if type(opts) == "table" then
+    for k in pairs(opts) do
+      if k ~= "timeout_ms" then
+        error(("p:flush: unknown option '%s' (options: timeout_ms)"):format(tostring(k)), 2)
+      end
+    end
+    timeout = opts.timeout_ms
+    if timeout ~= nil and type(timeout) ~= "number" then
+      error("p:flush: option 'timeout_ms' must be a number, got " .. type(timeout), 2)
+    end
+  elseif type(opts) == "number" then
+    deprecate("p:flush(timeout_ms)", "p:flush{timeout_ms = N}")
+    timeout = opts
+  elseif opts ~= nil then
+    error("p:flush: expected an options table {timeout_ms = N}, got " .. type(opts), 2)
+  end
+  return raw_flush(self, timeout)
+end
+
+-- A producer made without transactional.id answers the transactional calls with
+-- _NOT_CONFIGURED (klua.producer with a transactional.id makes a transactional producer, whose
+-- methods bindings/lua/transactions.lua adds to these).
+local not_transactional = raw.not_transactional
+local function refuse(op)
+  return function(self) return not_transactional(self, op) end
+end
+
+local methods = {
+  send = retrying(raw.send),  -- replaced by the fast path (producer_fast.lua), which falls back to it
+  produce = produce,
+  produce_batch = retrying(raw.produce_batch),
+  flush = flush,
+  close = raw.close,
+  outq_len = raw.outq_len,
+  _inject_fatal_error = raw.inject_fatal_error,  -- librdkafka's test hook (tests/lua/producer_test.lua)
+  init_transactions = refuse("p:init_transactions"),
+  begin = refuse("p:begin"),
+  send_offsets = refuse("p:send_offsets"),
+  commit = refuse("p:commit"),
+  abort = refuse("p:abort"),
+  transaction = refuse("p:transaction"),
+}
+return methods, report

@@ -1,0 +1,430 @@
+// The producer's Lua API: klua.producer and the C primitives that bindings/lua/producer.lua
+// (methods, p:produce's report, p:flush's options) and bindings/lua/producer_fast.lua (p:send's
+// FFI fast path, batched on_delivery reports) wrap.
+#include "bindings/producer.hpp"
+
+#include <cstring>
+#include <fmt/format.h>
+
+#include "bindings/lua_chunks.hpp"
+
+namespace klua {
+using namespace producer_impl;
+
+namespace producer_impl {
+
+// Called through the FFI with the payload of a userdata whose metatable the caller checked.
+int send_fast_entry(void* box, const char* topic, size_t topic_len, const char* value, size_t value_len,
+                    const char* key, size_t key_len, int32_t partition) {
+  Producer* p = static_cast<ProducerBox*>(box)->p;
+  if (!p) return -1;
+  return p->send_fast(topic, topic_len, value, value_len, key, key_len, partition);
+}
+
+const ProducerStatics* statics(lua_State* L) {
+  return static_cast<const ProducerStatics*>(lua_touserdata(L, lua_upvalueindex(1)));
+}
+
+// luaL_checkudata looks the metatable up by name on every call; this compares with a cached
+// reference (it is on the path of every send).
+ProducerBox* to_box(lua_State* L, int idx) {
+  void* p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    const ProducerStatics* st = statics(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->mt_ref);
+    bool same = lua_rawequal(L, -1, -2);
+    if (!same) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, st->txn_mt_ref);
+      same = lua_rawequal(L, -1, -3);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    if (same) return static_cast<ProducerBox*>(p);
+  }
+  luaL_typerror(L, idx, PRODUCER_MT);
+  return nullptr;
+}
+
+// The same for functions without the statics upvalue: the metatables by name.
+ProducerBox* to_box_by_name(lua_State* L, int idx) {
+  void* p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    luaL_getmetatable(L, PRODUCER_MT);
+    luaL_getmetatable(L, TXN_PRODUCER_MT);
+    bool same = lua_rawequal(L, -1, -3) || lua_rawequal(L, -2, -3);
+    lua_pop(L, 3);
+    if (same) return static_cast<ProducerBox*>(p);
+  }
+  luaL_typerror(L, idx, PRODUCER_MT);
+  return nullptr;
+}
+
+Producer* check_producer(lua_State* L, int idx) {
+  auto* box = to_box(L, idx);
+  if (!box->p || !box->p->usable()) {
+    ErrorSpec e;
+    e.code = CODE_CLOSED;
+    e.name = ERR_CLOSED;
+    e.message = "the producer is closed";
+    raise_error(L, e);
+  }
+  box->p->raise_if_fatal(L);
+  return box->p;
+}
+
+
+int wait_for_room(lua_State* L, Producer* p, const char* op) {
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L)) {
+    return kafka_nil_error(L, RD_KAFKA_RESP_ERR__QUEUE_FULL,
+                           "the local queue is full (queue.buffering.max.messages); cannot wait for room here");
+  }
+  WaitToken t = s.prepare_wait(L, op, p->wait_timeout_ms());
+  p->room_waiters.push_back(t);
+  return lua_yield(L, 0);
+}
+
+// p:send(msg) -> true | nil, err
+int l_send(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (p->turn_pending || p->turn_due()) {
+    p->turn_pending = false;
+    if (Runtime::from(L).scheduler().can_wait(L)) return wait_for_room(L, p, "p:send (letting delivery reports in)");
+  }
+  std::string msg, topic;
+  rd_kafka_resp_err_t err = p->enqueue(L, 2, nullptr, true, &topic, &msg, nullptr);
+  if (!err) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:send (local queue full)");
+  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.message = msg;
+    e.topic = topic;
+    e.op = "send";
+    return nil_error(L, e);
+  }
+  return kafka_nil_error(L, err, msg, topic);
+}
+
+// p:produce(msg) -> report | nil, err
+int l_produce(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L)) return luaL_error(L, "p:produce waits for the delivery report: call it from a task (use p:send in callbacks)");
+  // Cancellation is checked before anything is sent, so that prepare_wait cannot raise once the
+  // message is enqueued. The message is enqueued by a direct call (no pcall, no closure made per
+  // call: 10,000 tasks awaiting produce made that a visible cost): the Delivery it carries stays
+  // owned by the producer (spare_delivery) until librdkafka took the message, so an error raised
+  // by enqueue (bad fields) leaks nothing and leaves no wait behind.
+  s.check_cancelled(L);
+  if (!p->spare_delivery) p->spare_delivery = std::make_unique<Delivery>();
+  Delivery* d = p->spare_delivery.get();
+  double timeout = p->wait_timeout_ms();
+  std::string msg, topic;
+  rd_kafka_resp_err_t err = p->enqueue(L, 2, d, false, &topic, &msg, &timeout);
+  if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce (local queue full)");
+  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+    ErrorSpec e;
+    e.code = CODE_INVALID_ARGUMENT;
+    e.name = ERR_INVALID_ARGUMENT;
+    e.message = msg;
+    e.topic = topic;
+    e.op = "produce";
+    return nil_error(L, e);
+  }
+  if (err) return kafka_nil_error(L, err, msg, topic);
+  p->spare_delivery.release();  // librdkafka's now: its delivery report frees it
+  // Its report is dispatched by the loop, never before this call returns.
+  d->tok = s.prepare_wait(L, "p:produce (waiting for the delivery report)", timeout);
+  return lua_yield(L, 0);
+}
+
+// p:produce_batch(list) -> results (one per message, in order, error nil on success)
+int l_produce_batch(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L)) return luaL_error(L, "p:produce_batch waits for delivery reports: call it from a task");
+  s.check_cancelled(L);  // before anything is sent: prepare_wait must not raise at the end
+  const void* key = lua_topointer(L, 2);
+  std::shared_ptr<Batch> b;
+  auto it = p->batches.find(key);
+  if (it != p->batches.end() && !it->second->tok) {
+    b = it->second;  // resumed after waiting for room in the local queue
+  } else {
+    b = std::make_shared<Batch>();
+    b->key = key;
+    b->n = static_cast<int>(lua_objlen(L, 2));
+    lua_createtable(L, b->n, 0);
+    b->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    p->batches[key] = b;
+  }
+  for (; b->next <= b->n; ++b->next) {
+    lua_rawgeti(L, 2, b->next);
+    if (!lua_istable(L, -1)) {
+      p->batches.erase(key);
+      return luaL_error(L, "p:produce_batch: item %d must be a message table, got %s", b->next, luaL_typename(L, -1));
+    }
+    auto d = std::make_unique<Delivery>();
+    d->batch = b;
+    d->index = b->next;
+    std::string msg, topic;
+    rd_kafka_resp_err_t err = p->enqueue(L, -1, d.get(), false, &topic, &msg, nullptr);
+    lua_pop(L, 1);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce_batch (local queue full)");
+    if (err) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, b->results_ref);
+      lua_createtable(L, 0, 2);
+      lua_pushlstring(L, topic.data(), topic.size());
+      lua_setfield(L, -2, "topic");
+      ErrorSpec e = err == RD_KAFKA_RESP_ERR__INVALID_ARG ? ErrorSpec{} : kafka_error(err, msg);
+      if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+        e.code = CODE_INVALID_ARGUMENT;
+        e.name = ERR_INVALID_ARGUMENT;
+        e.message = msg;
+      }
+      e.topic = topic;
+      e.op = "produce_batch";
+      push_error(L, e);
+      lua_setfield(L, -2, "error");
+      lua_rawseti(L, -2, b->next);
+      lua_pop(L, 1);
+      continue;
+    }
+    ++b->pending;
+    d.release();
+  }
+  if (b->pending == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->results_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, b->results_ref);
+    b->results_ref = LUA_NOREF;
+    p->batches.erase(key);
+    return 1;
+  }
+  b->tok = s.prepare_wait(L, "p:produce_batch (waiting for delivery reports)", p->wait_timeout_ms());
+  return lua_yield(L, 0);
+}
+
+// flush(p, timeout_ms or nil) -> true | nil, err (p:flush{timeout_ms=} in bindings/lua/producer.lua)
+int l_flush(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  double timeout = luaL_optnumber(L, 2, p->wait_timeout_ms());
+  p->drain();
+  if (rd_kafka_outq_len(p->rk()) == 0) {
+    if (p->failed_since_flush) {
+      ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR__FAIL,
+                                fmt::format("{} message(s) failed delivery since the last flush; first: {}",
+                                            p->failed_since_flush, p->first_failure));
+      e.op = "flush";
+      p->failed_since_flush = 0;
+      p->first_failure.clear();
+      return nil_error(L, e);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  p->start_flushing();
+  Scheduler& s = Runtime::from(L).scheduler();
+  WaitToken t = s.prepare_wait(L, "p:flush", timeout);
+  p->flush_waiters.push_back(t);
+  return lua_yield(L, 0);
+}
+
+int l_close(lua_State* L) {
+  auto* box = to_box(L, 1);
+  return close_and_wait(L, box->p, "p:close");
+}
+
+// p:_inject_fatal_error(reason): librdkafka's test hook, for testing fatal-error handling.
+int l_inject_fatal(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  rd_kafka_test_fatal_error(p->rk(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, luaL_optstring(L, 2, "injected"));
+  return 0;
+}
+
+// not_transactional(p, op): a plain producer's answer to the transactional calls.
+int l_not_transactional(lua_State* L) {
+  to_box(L, 1);
+  ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR__NOT_CONFIGURED,
+                            "this producer is not transactional: create it with [\"transactional.id\"] = \"...\"");
+  e.op = luaL_checkstring(L, 2);
+  return nil_error(L, e);
+}
+
+int l_outq_len(lua_State* L) {
+  Producer* p = check_producer(L, 1);
+  lua_pushinteger(L, rd_kafka_outq_len(p->rk()));
+  return 1;
+}
+
+int l_gc(lua_State* L) {
+  auto* box = static_cast<ProducerBox*>(lua_touserdata(L, 1));
+  collect_handle(box->p);
+  box->p = nullptr;
+  return 0;
+}
+
+int l_tostring(lua_State* L) {
+  auto* box = to_box_by_name(L, 1);
+  if (box->p && box->p->rk())
+    lua_pushfstring(L, "klua.producer(%s)", rd_kafka_name(box->p->rk()));
+  else
+    lua_pushliteral(L, "klua.producer(closed)");
+  return 1;
+}
+
+// klua.producer([config])
+int l_new(lua_State* L) {
+  int idx = lua_isnoneornil(L, 1) ? 0 : 1;
+  if (idx) luaL_checktype(L, 1, LUA_TTABLE);
+  ClientOptions o = build_client_options(L, idx, "klua.producer", {{"enable.idempotence", "true"}},
+                                         {"on_delivery", "timeout_ms"});
+  int on_delivery = LUA_NOREF;
+  double timeout_ms = -1;
+  for (const auto& k : o.klua_keys) {
+    lua_getfield(L, 1, k.c_str());
+    if (k == "on_delivery") {
+      if (!lua_isfunction(L, -1)) {
+        rd_kafka_conf_destroy(o.conf);
+        return luaL_error(L, "klua.producer: option 'on_delivery' must be a function");
+      }
+      on_delivery = luaL_ref(L, LUA_REGISTRYINDEX);
+      continue;
+    }
+    if (k == "timeout_ms") timeout_ms = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  rd_kafka_conf_set_events(o.conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG | RD_KAFKA_EVENT_STATS);
+  if (timeout_ms < 0) {
+    // Delivery reports are guaranteed within message.timeout.ms; the wait allows a margin.
+    char buf[64];
+    size_t n = sizeof buf;
+    double msg_timeout = 300000;
+    if (rd_kafka_conf_get(o.conf, "message.timeout.ms", buf, &n) == RD_KAFKA_CONF_OK) msg_timeout = atof(buf);
+    timeout_ms = msg_timeout + 5000;
+  }
+  // An idempotent producer that is not transactional (a transactional one gets its id from
+  // init_transactions, through its coordinator).
+  bool hurry = false;
+  {
+    char idem[16], txid[8];
+    size_t n1 = sizeof idem, n2 = sizeof txid;
+    // (an unset transactional.id is not RD_KAFKA_CONF_OK)
+    hurry = rd_kafka_conf_get(o.conf, "enable.idempotence", idem, &n1) == RD_KAFKA_CONF_OK &&
+            std::strcmp(idem, "true") == 0 &&
+            (rd_kafka_conf_get(o.conf, "transactional.id", txid, &n2) != RD_KAFKA_CONF_OK || n2 <= 1);
+  }
+  Runtime& rt = Runtime::from(L);
+  auto* box = static_cast<ProducerBox*>(lua_newuserdata(L, sizeof(ProducerBox)));
+  box->p = nullptr;
+  // A transactional producer has a metatable of its own (bindings/transactions.cpp).
+  bool transactional = false;
+  {
+    char txid[8];
+    size_t n = sizeof txid;
+    transactional = rd_kafka_conf_get(o.conf, "transactional.id", txid, &n) == RD_KAFKA_CONF_OK && n > 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX,
+              transactional && statics(L)->txn_mt_ref != LUA_NOREF ? statics(L)->txn_mt_ref : statics(L)->mt_ref);
+  lua_setmetatable(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, statics(L)->producers_ref);
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  rd_kafka_t* rk = new_handle(L, RD_KAFKA_PRODUCER, o.conf, "klua.producer");
+  auto* p = new Producer(rt, statics(L));
+  p->set_hooks(o);
+  p->start(rk, on_delivery, timeout_ms);
+  if (hurry) p->hurry_producer_id();
+  box->p = p;
+  return 1;
+}
+}  // namespace producer_impl
+
+rd_kafka_t* check_producer_handle(lua_State* L, int idx) {
+  // Called from other modules' functions, which have no producer upvalue.
+  auto* box = to_box_by_name(L, idx);
+  if (!box->p || !box->p->usable()) {
+    ErrorSpec e;
+    e.code = CODE_CLOSED;
+    e.name = ERR_CLOSED;
+    e.message = "the producer is closed";
+    raise_error(L, e);
+  }
+  box->p->raise_if_fatal(L);
+  return box->p->rk();
+}
+
+void open_producer(Runtime& rt, lua_State* L, int klua_table) {
+  auto* st = static_cast<ProducerStatics*>(lua_newuserdata(L, sizeof(ProducerStatics)));
+  new (st) ProducerStatics();
+  lua_createtable(L, F_COUNT, 0);  // the statics' environment keeps the interned names alive
+  for (int i = 0; i < F_COUNT; ++i) {
+    lua_pushstring(L, FIELD_NAMES[i]);
+    st->field_ptrs[i] = lua_tostring(L, -1);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfenv(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.statics");
+
+  auto closure = [&](lua_CFunction fn) {
+    lua_pushlightuserdata(L, st);
+    lua_pushcclosure(L, fn, 1);
+  };
+  luaL_newmetatable(L, PRODUCER_MT);
+  lua_pushvalue(L, -1);
+  st->mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  // The C primitives; bindings/lua/producer.lua makes the methods of them.
+  load_binding_chunk(L, "producer");
+  lua_newtable(L);
+  struct {
+    const char* name;
+    lua_CFunction fn;
+    bool waiting;  // wrapped by the scheduler: a cancellation raises at the call site
+  } prims[] = {
+      {"send", l_send, false},   {"produce", l_produce, false},   {"produce_batch", l_produce_batch, false},
+      {"flush", l_flush, true},  {"close", l_close, true},        {"outq_len", l_outq_len, false},
+      {"inject_fatal_error", l_inject_fatal, false},              {"not_transactional", l_not_transactional, false},
+  };
+  for (const auto& m : prims) {
+    closure(m.fn);
+    if (m.waiting) rt.scheduler().wrap_waiting(L);
+    lua_setfield(L, -2, m.name);
+  }
+  lua_pushlightuserdata(L, cancel_sentinel());
+  lua_pushlightuserdata(L, retry_marker());
+  lua_call(L, 3, 2);  // -> methods, report
+  st->report_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  // p:send's fast path wraps the full one; the report dispatcher lives in the statics.
+  load_binding_chunk(L, "producer_fast");
+  lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
+  lua_pushliteral(L, "ffi");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -3, "send");
+  push_weak_keyed_table(L);  // producer userdata -> true
+  lua_pushvalue(L, -1);
+  st->producers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, reinterpret_cast<void*>(&send_fast_entry));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->report_ref);
+  lua_call(L, 5, 2);
+  st->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_setfield(L, -2, "send");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  closure(l_new);
+  lua_setfield(L, klua_table, "producer");
+}
+
+}  // namespace klua
