@@ -4,6 +4,8 @@
 #include "bindings/producer.hpp"
 
 #include <cstring>
+#include <type_traits>
+
 #include <fmt/format.h>
 
 #include "bindings/lua_chunks.hpp"
@@ -404,16 +406,18 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   st->report_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   // p:send's fast path wraps the full one; the report dispatcher lives in the statics.
   load_binding_chunk(L, "producer_fast");
-  lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
-  lua_pushliteral(L, "ffi");
-  lua_call(L, 1, 1);
+  load_lua_chunk(L, "bindings/ffi.h");  // its KLUA_CDEF regions, declared once; returns ffi
+  lua_call(L, 0, 1);
   lua_getfield(L, -3, "send");
   push_weak_keyed_table(L);  // producer userdata -> true
   lua_pushvalue(L, -1);
   st->producers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  static_assert(std::is_same_v<decltype(&send_fast_entry), klua_producer_send_fn>,
+                "send_fast_entry must have the type bindings/ffi.h gives the FFI");
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&send_fast_entry));
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->report_ref);
-  lua_call(L, 5, 2);
+  lua_pushinteger(L, sizeof(klua_dr_entry));
+  lua_call(L, 6, 2);
   st->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "send");
   lua_setfield(L, -2, "__index");
