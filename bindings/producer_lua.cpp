@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "bindings/deprecation.hpp"
 #include "bindings/lua_chunks.hpp"
 
 namespace klua {
@@ -364,6 +365,12 @@ rd_kafka_t* check_producer_handle(lua_State* L, int idx) {
   return box->p->rk();
 }
 
+// raw.warn_deprecated(what, instead): the one warn-once for old spellings (bindings/deprecation.hpp).
+int l_warn_deprecated(lua_State* L) {
+  warn_deprecated(L, luaL_checkstring(L, 1), luaL_checkstring(L, 2));
+  return 0;
+}
+
 void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   auto* st = static_cast<ProducerStatics*>(lua_newuserdata(L, sizeof(ProducerStatics)));
   new (st) ProducerStatics();
@@ -393,7 +400,7 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   } prims[] = {
       {"send", l_send, false},   {"produce", l_produce, false},   {"produce_batch", l_produce_batch, false},
       {"flush", l_flush, true},  {"close", l_close, true},        {"outq_len", l_outq_len, false},
-      {"inject_fatal_error", l_inject_fatal, false},              {"not_transactional", l_not_transactional, false},
+      {"inject_fatal_error", l_inject_fatal, false},              {"warn_deprecated", l_warn_deprecated, false},              {"not_transactional", l_not_transactional, false},
   };
   for (const auto& m : prims) {
     closure(m.fn);
