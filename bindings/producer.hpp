@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bindings/client.hpp"
+#include "bindings/ffi.h"
 
 namespace klua::producer_impl {
 
@@ -42,20 +43,8 @@ struct ProducerStatics {
   int producers_ref = LUA_NOREF;  // weak-keyed set of producer userdata, the fast path's type check
 };
 
-// One successful delivery report for the producer-level on_delivery, handed to Lua through the
-// FFI in batches (one Lua call per DR event instead of a C-built table and a lua_call per message).
-// Mirrored by the cdef klua_dr_entry in bindings/lua/producer_fast.lua.
-struct DrEntry {
-  int32_t topic;  // index into the producer's topic names table
-  int32_t partition;
-  int32_t tstype;  // 0 none, 1 create, 2 log_append
-  int32_t pad;
-  double offset;
-  double timestamp;
-};
-static_assert(sizeof(DrEntry) == 32 && offsetof(DrEntry, partition) == 4 && offsetof(DrEntry, tstype) == 8 &&
-                  offsetof(DrEntry, offset) == 16 && offsetof(DrEntry, timestamp) == 24,
-              "DrEntry must match klua_dr_entry in bindings/lua/producer_fast.lua");
+// One successful delivery report for the producer-level on_delivery (bindings/ffi.h).
+using DrEntry = klua_dr_entry;
 
 struct Batch {
   int results_ref = LUA_NOREF;

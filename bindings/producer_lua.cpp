@@ -4,8 +4,11 @@
 #include "bindings/producer.hpp"
 
 #include <cstring>
+#include <type_traits>
+
 #include <fmt/format.h>
 
+#include "bindings/deprecation.hpp"
 #include "bindings/lua_chunks.hpp"
 
 namespace klua {
@@ -362,6 +365,12 @@ rd_kafka_t* check_producer_handle(lua_State* L, int idx) {
   return box->p->rk();
 }
 
+// raw.warn_deprecated(what, instead): the one warn-once for old spellings (bindings/deprecation.hpp).
+int l_warn_deprecated(lua_State* L) {
+  warn_deprecated(L, luaL_checkstring(L, 1), luaL_checkstring(L, 2));
+  return 0;
+}
+
 void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   auto* st = static_cast<ProducerStatics*>(lua_newuserdata(L, sizeof(ProducerStatics)));
   new (st) ProducerStatics();
@@ -391,7 +400,7 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   } prims[] = {
       {"send", l_send, false},   {"produce", l_produce, false},   {"produce_batch", l_produce_batch, false},
       {"flush", l_flush, true},  {"close", l_close, true},        {"outq_len", l_outq_len, false},
-      {"inject_fatal_error", l_inject_fatal, false},              {"not_transactional", l_not_transactional, false},
+      {"inject_fatal_error", l_inject_fatal, false},              {"warn_deprecated", l_warn_deprecated, false},              {"not_transactional", l_not_transactional, false},
   };
   for (const auto& m : prims) {
     closure(m.fn);
@@ -404,16 +413,18 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   st->report_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   // p:send's fast path wraps the full one; the report dispatcher lives in the statics.
   load_binding_chunk(L, "producer_fast");
-  lua_getglobal(L, "require");  // LuaJIT preloads ffi: require makes it
-  lua_pushliteral(L, "ffi");
-  lua_call(L, 1, 1);
+  load_lua_chunk(L, "bindings/ffi.h");  // its KLUA_CDEF regions, declared once; returns ffi
+  lua_call(L, 0, 1);
   lua_getfield(L, -3, "send");
   push_weak_keyed_table(L);  // producer userdata -> true
   lua_pushvalue(L, -1);
   st->producers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  static_assert(std::is_same_v<decltype(&send_fast_entry), klua_producer_send_fn>,
+                "send_fast_entry must have the type bindings/ffi.h gives the FFI");
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&send_fast_entry));
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->report_ref);
-  lua_call(L, 5, 2);
+  lua_pushinteger(L, sizeof(klua_dr_entry));
+  lua_call(L, 6, 2);
   st->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "send");
   lua_setfield(L, -2, "__index");

@@ -2,10 +2,10 @@
 // gets a metatable of its own, "klua.transactional_producer": the producer's methods and these
 // (bindings/lua/transactions.lua builds it; the plain producer's metatable is not touched):
 //
-//   p:init_transactions([timeout_ms])      optional: the first p:begin() does it
-//   p:begin([timeout_ms])                  timeout_ms bounds that lazy init_transactions
-//   p:send_offsets(consumer [, offsets] [, timeout_ms])
-//   p:commit([timeout_ms]), p:abort([timeout_ms])
+//   p:init_transactions([opts])            optional: the first p:begin() does it
+//   p:begin([opts])                        opts.timeout_ms bounds that lazy init_transactions
+//   p:send_offsets(consumer [, offsets] [, opts])
+//   p:commit([opts]), p:abort([opts])      opts = {timeout_ms=}; a bare number is deprecated
 //   p:transaction(fn, ...)                 begin; fn(...); commit; fn's results or nil, err
 //
 // Each returns true or nil, err; err.retriable, err.txn_requires_abort and err.fatal are
@@ -36,6 +36,7 @@
 #include <cstring>
 #include <fmt/format.h>
 
+#include "bindings/deprecation.hpp"
 #include "bindings/lua_chunks.hpp"
 #include "bindings/producer.hpp"
 
@@ -91,12 +92,38 @@ int refuse(lua_State* L, const TxnState& s, const char* op) {
   return 0;
 }
 
-double opt_timeout(lua_State* L, int idx, const char* op) {
-  if (lua_isnoneornil(L, idx)) return DEFAULT_TIMEOUT_MS;
-  if (lua_type(L, idx) != LUA_TNUMBER) luaL_error(L, "%s: timeout_ms must be a number, got %s", op, luaL_typename(L, idx));
+double check_timeout_value(lua_State* L, int idx, const char* op) {
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s: timeout_ms must be a number, got %s", op, luaL_typename(L, idx));
   double t = lua_tonumber(L, idx);
   if (!(t > 0) || t > INT32_MAX) luaL_error(L, "%s: timeout_ms must be > 0", op);
   return t;
+}
+
+// The optional {timeout_ms=} of every transactional call. A bare number (the old spelling) still
+// works for one release and warns once.
+double opt_timeout(lua_State* L, int idx, const char* op) {
+  if (lua_isnoneornil(L, idx)) return DEFAULT_TIMEOUT_MS;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    std::string what = fmt::format("{}(..., timeout_ms)", op), instead = fmt::format("{}(..., {{timeout_ms = N}})", op);
+    warn_deprecated(L, what.c_str(), instead.c_str());
+  } else if (lua_istable(L, idx)) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "%s: unknown option (a %s key; options: timeout_ms)", op, luaL_typename(L, -1));
+      if (std::strcmp(lua_tostring(L, -1), "timeout_ms") != 0)
+        luaL_error(L, "%s: unknown option '%s' (options: timeout_ms)", op, lua_tostring(L, -1));
+    }
+    // Read without replacing the table: some calls check their arguments twice.
+    lua_getfield(L, idx, "timeout_ms");
+    double t = DEFAULT_TIMEOUT_MS;
+    if (!lua_isnil(L, -1)) t = check_timeout_value(L, -1, op);
+    lua_pop(L, 1);
+    return t;
+  }
+  return check_timeout_value(L, idx, op);
 }
 
 // Makes sure the call can wait before anything is allocated (prepare_wait would raise later).
@@ -130,7 +157,7 @@ int simple_call(lua_State* L, Kind kind, const char* name) {
   return queue_call(L, op, s);
 }
 
-// p:init_transactions([timeout_ms]) -> true | nil, err
+// p:init_transactions([opts]) -> true | nil, err
 int l_init(lua_State* L) {
   auto s = state_of(L);
   opt_timeout(L, 2, "p:init_transactions");
@@ -142,7 +169,7 @@ int l_init(lua_State* L) {
   return simple_call(L, Kind::Init, "p:init_transactions");
 }
 
-// p:begin([timeout_ms]) -> true | nil, err (the timeout bounds the first call's init_transactions)
+// p:begin([opts]) -> true | nil, err (the timeout bounds the first call's init_transactions)
 int l_begin(lua_State* L) {
   auto s = state_of(L);
   opt_timeout(L, 2, "p:begin");
@@ -164,7 +191,18 @@ int l_begin(lua_State* L) {
 int l_commit(lua_State* L) { return simple_call(L, Kind::Commit, "p:commit"); }
 int l_abort(lua_State* L) { return simple_call(L, Kind::Abort, "p:abort"); }
 
-// p:send_offsets(consumer [, offsets] [, timeout_ms]) -> true | nil, err
+// A table with a timeout_ms key and neither array items nor a message's topic: the options of
+// p:send_offsets(consumer, {timeout_ms=}) rather than its offsets.
+bool is_options_table(lua_State* L, int idx) {
+  lua_getfield(L, idx, "timeout_ms");
+  lua_rawgeti(L, idx, 1);
+  lua_getfield(L, idx, "topic");
+  bool opts = !lua_isnil(L, -3) && lua_isnil(L, -2) && lua_isnil(L, -1);
+  lua_pop(L, 3);
+  return opts;
+}
+
+// p:send_offsets(consumer [, offsets] [, opts]) -> true | nil, err
 // offsets: a partition list {{topic=, partition=, offset=}, ...} (offset = the next to read) or a
 // message (its offset + 1); without it, the consumer's positions on its assignment.
 int l_send_offsets(lua_State* L) {
@@ -172,9 +210,11 @@ int l_send_offsets(lua_State* L) {
   auto s = state_of(L);
   rd_kafka_t* crk = check_consumer_handle(L, 2);
   int offsets_idx = 0, timeout_idx = 3;
-  if (lua_istable(L, 3)) {
+  if (lua_istable(L, 3) && !is_options_table(L, 3)) {
     offsets_idx = 3;
     timeout_idx = 4;
+  } else if (lua_istable(L, 3)) {
+    timeout_idx = 3;
   } else if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TNUMBER) {
     return luaL_error(L, "%s: offsets must be a partition list or a message, got %s", name, luaL_typename(L, 3));
   } else if (lua_isnil(L, 3)) {

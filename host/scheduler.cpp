@@ -45,6 +45,13 @@ struct Scheduler::Task {
   Scheduler* sched = nullptr;
   int result_ref = LUA_NOREF;  // table {n=, ...} of results, or the error
   std::vector<WaitToken> joiners;
+  std::function<void()> wait_cleanup;  // see on_wait_end
+  void run_wait_cleanup() {
+    if (!wait_cleanup) return;
+    auto fn = std::move(wait_cleanup);
+    wait_cleanup = nullptr;
+    fn();
+  }
 };
 
 Scheduler::Scheduler(Runtime& rt) : rt_(rt) {
@@ -329,6 +336,7 @@ void Scheduler::fire_timeout(Task& task) {
     disarm_timeout(*t);  // not waiting any more (cannot happen: a completed wait unlinks)
     return;
   }
+  t->run_wait_cleanup();
   if (t->on_timeout == OnTimeout::ResumeEmpty) {
     s->wake_end(tok, 0);
     return;
@@ -347,11 +355,18 @@ void Scheduler::fire_timeout(Task& task) {
 void Scheduler::abandon_wait(WaitToken tok) {
   Task* t = find(tok.task);
   if (!t || t->seq != tok.seq || t->state != Task::Waiting) return;
+  t->run_wait_cleanup();
   t->seq++;
   t->state = Task::Running;
   disarm_timeout(*t);
   --waiting_;
   update_keepalive();
+}
+
+void Scheduler::on_wait_end(WaitToken tok, std::function<void()> cleanup) {
+  Task* t = find(tok.task);
+  if (!t || t->seq != tok.seq || t->state != Task::Waiting) return;
+  t->wait_cleanup = std::move(cleanup);
 }
 
 lua_State* Scheduler::wake_begin(WaitToken tok) {
@@ -364,6 +379,7 @@ void Scheduler::wake_end(WaitToken tok, int nresults) {
   Task* t = find(tok.task);
   if (!t) return;
   t->seq++;  // any other completion of this wait is now stale
+  t->wait_cleanup = nullptr;
   disarm_timeout(*t);
   --waiting_;
   make_ready(*t, nresults);
@@ -387,6 +403,7 @@ void Scheduler::cancel(uint64_t id) {
   if (!t->cancelled) ++cancelled_live_;
   t->cancelled = true;
   if (t->state == Task::Waiting) {
+    t->run_wait_cleanup();
     WaitToken tok{t->id, t->seq};
     lua_State* co = wake_begin(tok);
     lua_pushlightuserdata(co, cancel_sentinel());

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -51,6 +52,11 @@ class Scheduler {
                          OnTimeout on_timeout = OnTimeout::TimedOutError);
   // Abandons a prepared wait that will not be yielded after all.
   void abandon_wait(WaitToken t);
+  // Per-wait cleanup: `cleanup` runs once when the wait ends without its owner's wake (timeout,
+  // cancellation, abandon_wait), so that the owner drops what it kept for the wait (a timed-out
+  // c:poll leaves no token behind). The owner's own wake_end drops it unrun; so does the end of
+  // the task. Keep it small (a pointer and an iterator fit std::function without allocating).
+  void on_wait_end(WaitToken t, std::function<void()> cleanup);
   // Returns the coroutine to push results onto, or nullptr when the token is stale.
   lua_State* wake_begin(WaitToken t);
   // Schedules the task to resume with the nresults values pushed since wake_begin.

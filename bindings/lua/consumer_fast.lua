@@ -1,18 +1,16 @@
--- c:poll's hot path (bindings/consumer.cpp), compiled by LuaJIT together with the script's loop:
+-- c:poll's hot path (bindings/consumer_poll.cpp), compiled by LuaJIT together with the script's loop:
 -- a plain message is copied out of librdkafka's through the FFI into a message table built
 -- here, with no Lua/C transition the JIT cannot compile. Everything else (nothing taken yet,
 -- errors, headers, a cancelled task, a closed handle, bad arguments) goes to the C function,
 -- which checks and waits.
-local ffi, slow_poll, _, MSG_MT, NAMES, take_ptr, release_ptr = ...
-pcall(ffi.cdef, [[
-typedef struct {
-  const char *key, *value;
-  double offset, timestamp;
-  int32_t key_len, value_len, has_key, has_value, topic, partition, tstype, pad;
-} klua_msg_view;
-]])
-local take = ffi.cast("int (*)(void*, klua_msg_view*)", take_ptr)
-local release = ffi.cast("void (*)(void*)", release_ptr)
+-- The types come from bindings/ffi.h (`ffi` is what its chunk returns: they are declared there).
+local ffi, slow_poll, _, MSG_MT, NAMES, take_ptr, release_ptr, view_size = ...
+if ffi.sizeof("klua_msg_view") ~= view_size then
+  error(string.format("klua_msg_view is %d bytes to LuaJIT's FFI but %d to C++ (bindings/ffi.h)",
+    ffi.sizeof("klua_msg_view"), view_size))
+end
+local take = ffi.cast("klua_consumer_take_fn", take_ptr)
+local release = ffi.cast("klua_consumer_release_fn", release_ptr)
 local view = ffi.new("klua_msg_view")
 local str, setmetatable = ffi.string, setmetatable
 

@@ -1,4 +1,4 @@
--- A rebalance hook's task (bindings/consumer.cpp): whatever happens, the rebalance is answered.
+-- A rebalance hook's task (bindings/consumer_rebalance.cpp): whatever happens, the rebalance is answered.
 local hook, parts, done = ...
 local ok, err = pcall(hook, parts)
 done()

@@ -4,12 +4,11 @@
 --
 --   raw: send, produce, produce_batch (C functions that may resume with RETRY: call again),
 --        flush(self, timeout_ms), close (already wrapped: a cancellation raises), outq_len,
---        inject_fatal_error, not_transactional(self, op)
+--        inject_fatal_error, not_transactional(self, op), warn_deprecated(what, instead)
 --   CANCEL, RETRY: the scheduler's cancel sentinel and the producer's retry marker
 -- Returns the methods table and report(topic, partition, offset, timestamp, tstype).
 local raw, CANCEL, RETRY = ...
 local error, type, pairs, tostring = error, type, pairs, tostring
-local stderr = io.stderr
 
 -- The delivery report: {topic, partition, offset[, timestamp, timestamp_type]}. tstype is 0 when
 -- the broker gave no timestamp, 1 for create time, 2 for log-append time. Every report a script
@@ -43,12 +42,8 @@ local function produce(self, msg)
   return topic, partition
 end
 
-local deprecated = {}
-local function deprecate(what, instead)
-  if deprecated[what] then return end
-  deprecated[what] = true
-  stderr:write("klua: ", what, " is deprecated and will be removed in the next release: use ", instead, "\n")
-end
+-- Old spellings warn once per runtime, naming the script's line (bindings/deprecation.cpp).
+local deprecate = raw.warn_deprecated
 
 -- p:flush{timeout_ms=} -> true | nil, err. The old positional p:flush(timeout_ms) still works
 -- for one release, with a warning printed once.

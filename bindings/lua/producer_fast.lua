@@ -5,17 +5,17 @@
 -- Everything else (headers, timestamps, callbacks, bad input, a full queue, a closed handle)
 -- goes through slow_send, the C function, which checks, raises and waits.
 --
---   ffi; slow_send(self, msg); PRODUCERS: weak-keyed set of producer userdata (the type check);
---   send_fast_ptr: int klua_producer_send_fast(void* box, topic, len, value, len, key, len,
---   partition); report: producer.lua's report builder.
+--   ffi (from the chunk of bindings/ffi.h: klua_dr_entry and klua_producer_send_fn are declared
+--   there); slow_send(self, msg); PRODUCERS: weak-keyed set of producer userdata (the type check);
+--   send_fast_ptr: the klua_producer_send_fn; report: producer.lua's report builder;
+--   dr_entry_size: sizeof(klua_dr_entry) to C++.
 -- Returns send(self, msg) and dispatch(cb, names, entries, n).
-local ffi, slow_send, PRODUCERS, send_fast_ptr, report = ...
--- klua_dr_entry mirrors struct DrEntry in bindings/producer.hpp (its static_asserts fix the layout).
-pcall(ffi.cdef, [[
-typedef struct { int32_t topic, partition, tstype, pad; double offset, timestamp; } klua_dr_entry;
-]])
-local send_fast = ffi.cast("int (*)(void*, const char*, size_t, const char*, size_t, const char*, size_t, int32_t)",
-                           send_fast_ptr)
+local ffi, slow_send, PRODUCERS, send_fast_ptr, report, dr_entry_size = ...
+if ffi.sizeof("klua_dr_entry") ~= dr_entry_size then
+  error(string.format("klua_dr_entry is %d bytes to LuaJIT's FFI but %d to C++ (bindings/ffi.h)",
+    ffi.sizeof("klua_dr_entry"), dr_entry_size))
+end
+local send_fast = ffi.cast("klua_producer_send_fn", send_fast_ptr)
 local entries = ffi.typeof("const klua_dr_entry*")
 local cast, next, type = ffi.cast, next, type
 

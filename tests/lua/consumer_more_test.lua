@@ -284,3 +284,128 @@ test("c:seek where it cannot wait raises and loses nothing", function()
   for want = 1, 9 do assert_eq(assert(c:poll(10000)).offset, want) end
   c:close()
 end)
+
+-- Messages fetched before klua forwarded their partition to its messages queue wait in the
+-- events queue (librdkafka's consumer queue) as FETCH events; under load this happened to the
+-- whole range a `klua replay` run copied. They came out reversed (each went in front of the one
+-- before), and messages of the messages queue were taken before them while librdkafka's
+-- position moved past what the script never saw: replay stopped at the wrong message.
+-- c:_route(topic, partition, "events") sends a partition's fetches there, as before a forward.
+local function busy_wait(ms)  -- the loop does not run: nothing drains the events queue
+  local until_t = os.clock() + ms / 1000
+  while os.clock() < until_t do end
+end
+
+test("messages held from the events queue come out in fetch order", function()
+  local t = name("evq")
+  klua.embedded.create_topic(t, 1)
+  produce_n(t, 6, 0)
+  local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  c:_route(t, 0, "events")
+  busy_wait(300)   -- all six fetched onto the events queue
+  klua.sleep(100)  -- drained into klua's buffer with no poll waiting
+  local got = {}
+  for _ = 1, 6 do got[#got + 1] = assert(c:poll(5000)).offset end
+  assert_eq(got, { 0, 1, 2, 3, 4, 5 })
+  c:close()
+end)
+
+test("messages waiting on the events queue are handed out before later ones of the messages queue", function()
+  local t = name("evq2")
+  klua.embedded.create_topic(t, 1)
+  produce_n(t, 3, 0)
+  local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  c:_route(t, 0, "events")
+  busy_wait(300)  -- 0, 1, 2 fetched onto the events queue; the loop has not run
+  c:_route(t, 0, "messages")
+  local p = klua.producer()
+  for i = 4, 6 do assert(p:send{ topic = t, partition = 0, value = "m" .. i }) end  -- does not wait
+  local deadline = os.clock() + 10
+  while c:_queued() < 3 and os.clock() < deadline do busy_wait(10) end  -- 3, 4, 5 on the messages queue
+  local first = assert(c:poll(5000))
+  assert_eq(first.offset, 0)
+  assert_eq(c:position()[1].offset, 1)
+  local got = { first.offset }
+  for _ = 2, 6 do got[#got + 1] = assert(c:poll(5000)).offset end
+  assert_eq(got, { 0, 1, 2, 3, 4, 5 })
+  assert(p:flush())
+  p:close()
+  c:close()
+end)
+
+test("a timed-out or cancelled poll leaves nothing behind: 100,000 of them, then a poll is still fast", function()
+  local t = name("idle")
+  klua.embedded.create_topic(t, 1)
+  local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  local tasks = {}
+  for i = 1, 1000 do
+    tasks[i] = klua.spawn(function() for _ = 1, 100 do assert_eq(c:poll(1), nil) end end)
+  end
+  for _, task in ipairs(tasks) do
+    local _, err = task:join()
+    assert_eq(err, nil)
+  end
+  assert_eq(c:_waiters(), 0)
+  local waiting = klua.spawn(function() return c:poll(60000) end)
+  klua.sleep(10)
+  assert_eq(c:_waiters(), 1)
+  waiting:cancel()
+  waiting:join()
+  assert_eq(c:_waiters(), 0)
+  -- stale tokens were erased from the front of a vector, one by one, when a message came
+  local p = klua.producer()
+  assert(p:produce{ topic = t, partition = 0, value = "x" })
+  p:close()
+  local started = klua.now()
+  assert_eq(assert(c:poll(5000)).value, "x")
+  assert_true(klua.now() - started < 1000, "the poll took " .. (klua.now() - started) .. " ms")
+  c:close()
+end, { timeout_ms = 60000 })
+
+test("c:committed, c:watermarks, c:seek and c:offsets_for_times take {timeout_ms=}; the old positional timeout works and warns once", function()
+  local t = name("shape")
+  klua.embedded.create_topic(t, 1)
+  produce_n(t, 3, 0)
+  local c = klua.consumer{ group = name("g") }
+  local low, high = c:watermarks(t, 0, { timeout_ms = 5000 })
+  assert_eq({ low, high }, { 0, 3 })
+  local cm = assert(c:committed({ { topic = t, partition = 0 } }, { timeout_ms = 5000 }))
+  assert_eq({ cm[1].topic, cm[1].partition }, { t, 0 })
+  assert_raises(function() c:watermarks(t, 0, { timeout = 5 }) end, "unknown option 'timeout'")
+  assert_raises(function() c:committed(nil, { timeout_ms = "5" }) end, "timeout_ms must be a number")
+  assert(c:assign{ { topic = t, partition = 0, offset = 0 } })
+  assert_eq(assert(c:poll(5000)).offset, 0)
+  assert(c:seek(t, 0, 2, { timeout_ms = 5000 }))
+  assert_eq(assert(c:poll(5000)).offset, 2)
+  local found = assert(c:offsets_for_times({ { topic = t, partition = 0, offset = 0 } }, { timeout_ms = 5000 }))
+  assert_eq(found[1].partition, 0)
+  c:close()
+  local bin = os.getenv("KLUA_BIN") or "./build/klua"
+  local script = [[
+    local t = "shape-old"
+    klua.embedded.create_topic(t, 1)
+    local c = klua.consumer{ group = "g-old" }
+    assert(c:assign{ { topic = t, partition = 0, offset = 0 } })
+    for _ = 1, 2 do
+      local low, high = c:watermarks(t, 0, 5000)
+      assert(low == 0 and high == 0, tostring(high))
+      assert(c:committed({ { topic = t, partition = 0 } }, 5000))
+      assert(c:seek(t, 0, 0, 5000))
+      assert(c:offsets_for_times({ { topic = t, partition = 0, offset = 0 } }, 5000))
+    end
+    c:close()
+    print("done")
+  ]]
+  local out, rc = klua.testkit.sh(klua.testkit.quote(bin) .. " -e " .. klua.testkit.quote(script) .. " 2>&1")
+  assert_eq(rc, 0, out)
+  assert_match(out, "done")
+  local _, n1 = out:gsub("deprecated: c:watermarks%(topic, partition, timeout_ms%)", "")
+  local _, n2 = out:gsub("deprecated: c:committed%(partitions, timeout_ms%)", "")
+  local _, n3 = out:gsub("deprecated: c:seek%(topic, partition, offset, timeout_ms%)", "")
+  local _, n4 = out:gsub("deprecated: c:offsets_for_times%(partitions, timeout_ms%)", "")
+  assert_eq({ n1, n2, n3, n4 }, { 1, 1, 1, 1 }, out)
+  assert_match(out, "use c:watermarks%(topic, partition, {timeout_ms=...}%)")
+end, { timeout_ms = 60000 })

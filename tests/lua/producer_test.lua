@@ -244,7 +244,7 @@ test("p:flush takes {timeout_ms=}; the old positional p:flush(ms) still works an
   local out = h:read("*a")
   h:close()
   assert_match(out, "ok")
-  local _, warnings = out:gsub("p:flush%(timeout_ms%) is deprecated", "")
+  local _, warnings = out:gsub("deprecated: p:flush%(timeout_ms%)", "")
   assert_eq(warnings, 1)
   assert_match(out, "use p:flush{timeout_ms = N}")
 end)

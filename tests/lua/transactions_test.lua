@@ -171,7 +171,7 @@ test("send_offsets takes a message, a partition list or the consumer's positions
   assert_error(err, "_STATE")
   assert_eq(p:begin(), true)
   assert_eq(p:send_offsets(c, got[2]), true)
-  assert_eq(p:send_offsets(c, { { topic = t, partition = 0, offset = 2 } }, 5000), true)
+  assert_eq(p:send_offsets(c, { { topic = t, partition = 0, offset = 2 } }, { timeout_ms = 5000 }), true)
   -- m3 may be fetched into klua's buffer but is not polled: the script's position is still 2
   klua.sleep(500)
   assert_eq(c:position()[1].offset, 2)
@@ -179,9 +179,12 @@ test("send_offsets takes a message, a partition list or the consumer's positions
   assert_eq(values(poll_n(c, 1)), { "m3" })
   assert_eq(c:position()[1].offset, 3)
   assert_eq(p:send_offsets(c), true)
+  assert_eq(p:send_offsets(c, nil, { timeout_ms = 5000 }), true)
+  assert_eq(p:send_offsets(c, { timeout_ms = 5000 }), true)
+  -- the old positional timeouts still work (deprecated: they warn once)
   assert_eq(p:send_offsets(c, nil, 5000), true)
   assert_eq(p:send_offsets(c, 5000), true)
-  assert_eq(p:commit(), true)
+  assert_eq(p:commit{ timeout_ms = 10000 }, true)
   -- programmer errors raise
   assert_raises(function() p:send_offsets(p) end, "klua.consumer")
   assert_raises(function() p:send_offsets(c, "x") end, "offsets must be a partition list")
@@ -189,6 +192,9 @@ test("send_offsets takes a message, a partition list or the consumer's positions
   assert_raises(function() p:send_offsets(c, { { topic = t, partition = 0, offset = "end" } }) end,
                 "needs a numeric offset")
   assert_raises(function() p:commit(0) end, "timeout_ms must be > 0")
+  assert_raises(function() p:commit{ timeout_ms = 0 } end, "timeout_ms must be > 0")
+  assert_raises(function() p:abort{ timeout = 5 } end, "unknown option 'timeout'")
+  assert_raises(function() p:begin{ timeout_ms = "soon" } end, "timeout_ms must be a number")
   assert_raises(function() p:begin("soon") end, "timeout_ms must be a number")
   c:close()
   p:close()
@@ -226,7 +232,7 @@ test("a timed-out init_transactions returns a retriable _TIMED_OUT without block
   local ticks, stop = 0, false
   local ticker = klua.spawn(function() while not stop do klua.sleep(50); ticks = ticks + 1 end end)
   local t0 = klua.now()
-  local ok, err = p:init_transactions(800)
+  local ok, err = p:init_transactions{ timeout_ms = 800 }
   local elapsed = klua.now() - t0
   stop = true
   ticker:join()
@@ -238,7 +244,7 @@ test("a timed-out init_transactions returns a retriable _TIMED_OUT without block
   assert_true(elapsed >= 700 and elapsed < 4000, "elapsed " .. elapsed)
   assert_true(ticks >= 8, "the loop kept running: " .. ticks .. " ticks")
   -- calling again resumes the same initialization (no conflict, no state error)
-  local ok2, err2 = p:begin(500)
+  local ok2, err2 = p:begin{ timeout_ms = 500 }
   assert_eq(ok2, nil)
   assert_error(err2, "_TIMED_OUT")
   assert_eq(err2.retriable, true)
@@ -248,7 +254,7 @@ end, { timeout_ms = 60000 })
 test("closing a producer while a transactional call runs waits for it, then closes", function()
   local p = unreachable_producer()
   local r1, e1
-  local task = klua.spawn(function() r1, e1 = p:init_transactions(1500) end)
+  local task = klua.spawn(function() r1, e1 = p:init_transactions{ timeout_ms = 1500 } end)
   while task:status() ~= "waiting" do coroutine.yield() end
   local queued = klua.spawn(function() return p:commit() end)
   while queued:status() ~= "waiting" do coroutine.yield() end
@@ -270,7 +276,7 @@ end, { timeout_ms = 60000 })
 test("a producer dropped while its call runs is kept until the call ends", function()
   local task = klua.spawn(function()
     local p = unreachable_producer()
-    return p:init_transactions(1000)
+    return p:init_transactions{ timeout_ms = 1000 }
   end)
   while task:status() ~= "waiting" do coroutine.yield() end
   task:cancel()

@@ -55,7 +55,9 @@ test("order within a partition, partitions concurrently up to `concurrency`, eve
     [topic] = function(msg)
       running = running + 1
       max_running = math.max(max_running, running)
-      klua.sleep(2)
+      -- 50 x 5 ms per partition: long enough that a partition whose first fetch comes 100 ms
+      -- after the others' (seen under load) still overlaps them.
+      klua.sleep(5)
       running = running - 1
       seen[msg.partition] = seen[msg.partition] or {}
       table.insert(seen[msg.partition], tonumber(msg.value))

@@ -1,0 +1,392 @@
+// The consumer's fetching (see the top of bindings/consumer.hpp): messages taken from librdkafka
+// and held until handed out, c:poll with its waiters, the FFI fast path, message tables.
+#include <fmt/format.h>
+
+#include "bindings/consumer.hpp"
+
+namespace klua {
+namespace consumer_impl {
+
+TopicPartition tp_of(const rd_kafka_message_t* m) { return {rd_kafka_topic_name(m->rkt), m->partition}; }
+
+const ConsumerStatics* consumer_statics(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "klua.consumer.statics");
+  auto* st = static_cast<const ConsumerStatics*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  return st;
+}
+
+static inline void set_field(lua_State* L, const ConsumerStatics* st, MsgKey k) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->key_refs[k]);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
+void Consumer::push_message(lua_State* L, const rd_kafka_message_t* m) {
+  if (!statics_) statics_ = consumer_statics(L);
+  const ConsumerStatics* st = statics_;
+  lua_createtable(L, 0, 8);
+  if (m->rkt != last_rkt_) {
+    auto it = topic_name_refs_.find(m->rkt);
+    if (it == topic_name_refs_.end()) {
+      lua_pushstring(L, rd_kafka_topic_name(m->rkt));
+      it = topic_name_refs_.emplace(m->rkt, luaL_ref(L, LUA_REGISTRYINDEX)).first;
+    }
+    last_rkt_ = m->rkt;
+    last_topic_ref_ = it->second;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, last_topic_ref_);
+  set_field(L, st, K_TOPIC);
+  lua_pushinteger(L, m->partition);
+  set_field(L, st, K_PARTITION);
+  lua_pushnumber(L, static_cast<double>(m->offset));
+  set_field(L, st, K_OFFSET);
+  if (m->key) {
+    lua_pushlstring(L, static_cast<const char*>(m->key), m->key_len);
+    set_field(L, st, K_KEY);
+  }
+  if (m->payload) {
+    lua_pushlstring(L, static_cast<const char*>(m->payload), m->len);
+    set_field(L, st, K_VALUE);
+  }
+  rd_kafka_timestamp_type_t tt;
+  int64_t ts = rd_kafka_message_timestamp(m, &tt);
+  if (tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) {
+    lua_pushnumber(L, static_cast<double>(ts));
+    set_field(L, st, K_TIMESTAMP);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->key_refs[tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? K_CREATE : K_LOG_APPEND]);
+    set_field(L, st, K_TIMESTAMP_TYPE);
+  }
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+    size_t n = rd_kafka_header_cnt(hdrs);
+    lua_createtable(L, static_cast<int>(n), 0);
+    const char* name;
+    const void* val;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+      lua_createtable(L, 2, 0);
+      lua_pushstring(L, name);
+      lua_rawseti(L, -2, 1);
+      if (val) {
+        lua_pushlstring(L, static_cast<const char*>(val), size);
+        lua_rawseti(L, -2, 2);
+      }
+      lua_rawseti(L, -2, static_cast<int>(i + 1));
+    }
+    set_field(L, st, K_HEADERS);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->message_mt_ref);
+  lua_setmetatable(L, -2);
+}
+
+void Consumer::push_message_error(lua_State* L, const rd_kafka_message_t* m, const std::string& group) {
+  std::string topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+  std::string text = m->payload ? std::string(static_cast<const char*>(m->payload), m->len) : rd_kafka_err2str(m->err);
+  ErrorSpec e = kafka_error(m->err, text);
+  e.topic = topic;
+  if (m->partition >= 0 && !topic.empty()) e.partition = m->partition;
+  e.group = group;
+  e.op = "poll";
+  push_error(L, e);
+}
+
+int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& group) {
+  int n = 1;
+  if (f.m->err) {
+    lua_pushnil(L);
+    push_message_error(L, f.m, group);
+    n = 2;
+  } else {
+    name_topic(f.m);  // so that the next message of this topic takes the fast path
+    push_message(L, f.m);
+    store_handed_out(f.m);
+  }
+  f.release();  // the script gets a copy; librdkafka's message goes now
+  return n;
+}
+
+void Consumer::name_topic(const rd_kafka_message_t* m) {
+  if (m->err || !m->rkt || topic_names_ref_ == LUA_NOREF) return;
+  PartState& st = part(m);
+  if (st.topic_id) return;
+  lua_State* L = rt_.lua();
+  st.topic_id = ++topic_count_;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, topic_names_ref_);
+  lua_pushlstring(L, st.topic.data(), st.topic.size());
+  lua_rawseti(L, -2, st.topic_id);
+  lua_pop(L, 1);
+}
+
+bool Consumer::take_next(Fetched* out) {
+  if (held_.empty() && msg_queue_) {
+    // A batch, without waiting: one call per TAKE_BATCH messages instead of one each (measured
+    // in the note). librdkafka counts them as consumed (positions, pause): klua holds them.
+    rd_kafka_message_t* batch[TAKE_BATCH];
+    ssize_t n = rd_kafka_consume_batch_queue(msg_queue_, 0, batch, TAKE_BATCH);
+    for (ssize_t i = 0; i < n; ++i) {
+      Fetched f{nullptr, batch[i]};
+      if (stale(f.m)) {
+        f.release();
+        continue;
+      }
+      held_.push_back(f);
+    }
+  }
+  if (held_.empty()) return false;
+  *out = held_.front();
+  held_.pop_front();
+  return true;
+}
+
+bool Consumer::accept(rd_kafka_event_t* ev, Fetched* out) {
+  const rd_kafka_message_t* m = rd_kafka_event_message_next(ev);
+  if (!m || stale(m)) {
+    rd_kafka_event_destroy(ev);
+    return false;
+  }
+  *out = Fetched{ev, m};
+  return true;
+}
+
+bool Consumer::next_message(Fetched* out) {
+  if (drain_due_) {
+    drain_due_ = false;
+    drain();
+  }
+  if (!rk_ || state_ != Open) return false;
+  if (held_.empty() && events_pending()) {
+    drain();
+    if (!rk_ || state_ != Open) return false;
+  }
+  if (!take_next(out)) return false;
+  if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
+  return true;
+}
+
+void Consumer::script_paused(const rd_kafka_topic_partition_list_t* list, bool paused) {
+  if (!list) return;
+  auto in_list = [&](const Fetched& f) {
+    return f.m->rkt && rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(f.m->rkt), f.m->partition);
+  };
+  if (paused) {
+    // librdkafka resumes after a held message (its position counts it): keep it for then.
+    std::deque<Fetched> keep;
+    for (auto& f : held_) (in_list(f) ? deferred_ : keep).push_back(f);
+    held_.swap(keep);
+  } else {
+    std::deque<Fetched> keep, back;
+    for (auto& f : deferred_) (in_list(f) ? back : keep).push_back(f);
+    deferred_.swap(keep);
+    held_.insert(held_.begin(), back.begin(), back.end());  // older than anything fetched later
+    if (!back.empty() && !poll_waiters.empty()) msg_watcher_->schedule();
+  }
+}
+
+void Consumer::drain_messages() {
+  if (!rk_ || !msg_queue_ || state_ != Open) return;
+  // Messages stay in librdkafka's queue until the script asks: only a waiting poll takes here.
+  if (held_.empty() && events_pending()) drain();  // older messages first (see take_next)
+  Fetched f;
+  while (!poll_waiters.empty() && take_next(&f)) {
+    deliver(f, true);
+    if (!rk_ || state_ != Open) return;
+  }
+}
+
+size_t Consumer::held_for(const TopicPartition& tp) const {
+  size_t n = 0;
+  for (const auto* q : {&held_, &deferred_})
+    for (const auto& f : *q)
+      if (!f.m->err && f.m->rkt && f.m->partition == tp.second && tp.first == rd_kafka_topic_name(f.m->rkt)) ++n;
+  return n;
+}
+
+// Hands a message to the first waiting poll, or holds it when no waiting task takes it.
+void Consumer::deliver(const Fetched& f, bool oldest) {
+  if (state_ != Open) {
+    f.release();  // closing: nobody will process it, and it pins its partition
+    return;
+  }
+  Scheduler& s = rt_.scheduler();
+  while (!poll_waiters.empty()) {
+    WaitToken t = poll_waiters.front();
+    poll_waiters.pop_front();
+    if (lua_State* co = s.wake_begin(t)) {
+      s.wake_end(t, push_fetched(co, f, group_));
+      return;
+    }
+  }
+  // Every waiter had gone (timed out). A message taken from the front of what klua holds goes
+  // back there; messages of the events queue arrive in fetch order and go behind each other
+  // (in front, the second would pass the first: the order of a partition was reversed, and a
+  // script that stops at an offset, like replay, stopped at the wrong message).
+  if (oldest)
+    held_.push_front(f);
+  else
+    held_.push_back(f);
+}
+
+int Consumer::take_fast(MsgView* v) {
+  release_fast();
+  if (state_ != Open || fatal_ || drain_due_ || rt_.scheduler().any_cancelled()) return 1;
+  if (held_.empty() && events_pending()) return 1;  // the full path serves them first (no Lua here)
+  Fetched f;
+  if (!take_next(&f)) return 1;
+  if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
+  const rd_kafka_message_t* m = f.m;
+  rd_kafka_headers_t* hdrs = nullptr;
+  // Anything but a plain message of a topic Lua knows goes to the full path. (Asking for the
+  // headers of a message without any costs librdkafka a small allocation; measured in the note.)
+  if (m->err || !m->rkt || !part(m).topic_id || m->key_len > 0x7fffffff || m->len > 0x7fffffff ||
+      (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs)) {
+    hold_front(f);
+    return 1;
+  }
+  v->key = static_cast<const char*>(m->key);
+  v->key_len = static_cast<int32_t>(m->key_len);
+  v->has_key = m->key != nullptr;
+  v->value = static_cast<const char*>(m->payload);
+  v->value_len = static_cast<int32_t>(m->len);
+  v->has_value = m->payload != nullptr;
+  v->offset = static_cast<double>(m->offset);
+  v->topic = part(m).topic_id;
+  v->partition = m->partition;
+  rd_kafka_timestamp_type_t tt;
+  int64_t ts = rd_kafka_message_timestamp(m, &tt);
+  v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
+  v->timestamp = static_cast<double>(ts);
+  current_ = f;
+  store_handed_out(m);
+  return 0;
+}
+
+void Consumer::drop_held(const rd_kafka_topic_partition_list_t* list) {
+  for (auto* q : {&held_, &deferred_}) {
+    std::deque<Fetched> keep;
+    for (auto& b : *q) {
+      bool drop = !list || (b.m->rkt && rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(b.m->rkt),
+                                                                           b.m->partition));
+      if (drop) {
+        b.release();
+      } else {
+        keep.push_back(b);
+      }
+    }
+    q->swap(keep);
+  }
+}
+
+// Called through the FFI with the payload of a userdata whose metatable the caller checked.
+int take_fast_entry(void* box, klua_msg_view* v) {
+  Consumer* c = static_cast<ConsumerBox*>(box)->c;
+  return c ? c->take_fast(v) : 1;
+}
+
+void release_fast_entry(void* box) {
+  if (Consumer* c = static_cast<ConsumerBox*>(box)->c) c->release_fast();
+}
+
+// c:poll([timeout_ms]) -> message | nil (timeout) | nil, err
+int l_poll(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  double timeout = luaL_optnumber(L, 2, c->default_poll_timeout());
+  Scheduler& s = Runtime::from(L).scheduler();
+  s.check_cancelled(L);
+  Consumer::Fetched f;
+  if (c->next_message(&f)) return c->push_fetched(L, f, c->group());
+  if (timeout == 0) return 0;
+  WaitToken t = s.prepare_wait(L, "c:poll", timeout, OnTimeout::ResumeEmpty);
+  auto it = c->poll_waiters.insert(c->poll_waiters.end(), t);
+  s.on_wait_end(t, [c, it] { c->poll_waiters.erase(it); });
+  return lua_yield(L, 0);
+}
+
+// c:_held(topic, partition) -> messages of the partition klua took from librdkafka and did not
+// hand out yet (for tests)
+int l_held(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  lua_pushinteger(L, static_cast<lua_Integer>(c->held_for({luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3))})));
+  return 1;
+}
+
+// c:_waiters() -> polls waiting now (for tests: a timed-out poll leaves none behind)
+int l_waiters(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  lua_pushinteger(L, static_cast<lua_Integer>(c->poll_waiters.size()));
+  return 1;
+}
+
+// c:_queued() -> messages fetched and not handed out yet: librdkafka's and klua's (for tests)
+int l_queued(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  lua_pushinteger(L, static_cast<lua_Integer>(c->queued()));
+  return 1;
+}
+
+// c:_route(topic, partition, "events" | "messages"): where the partition's fetched messages go
+// (the events queue: as when fetched before klua's forward). For tests.
+int l_route(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  const char* to = luaL_checkstring(L, 4);
+  c->route_partition(luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3)),
+                     std::strcmp(to, "events") == 0);
+  return 0;
+}
+
+// msg:header(name) -> the last value of that header (nil if absent)
+int l_msg_header(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  size_t nl;
+  const char* name = luaL_checklstring(L, 2, &nl);
+  lua_getfield(L, 1, "headers");
+  if (!lua_istable(L, -1)) return 0;
+  int n = static_cast<int>(lua_objlen(L, -1));
+  for (int i = n; i >= 1; --i) {
+    lua_rawgeti(L, -1, i);
+    lua_rawgeti(L, -1, 1);
+    size_t hl;
+    const char* h = lua_tolstring(L, -1, &hl);
+    if (h && hl == nl && memcmp(h, name, nl) == 0) {
+      lua_rawgeti(L, -2, 2);
+      return 1;
+    }
+    lua_pop(L, 2);
+  }
+  return 0;
+}
+
+// msg:header_all(name) -> the values of that header in wire order, as a list without holes
+// (headers that have no value are left out; msg.headers has them)
+int l_msg_header_all(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  size_t nl;
+  const char* name = luaL_checklstring(L, 2, &nl);
+  lua_newtable(L);
+  int out = lua_gettop(L), k = 0;
+  lua_getfield(L, 1, "headers");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  int n = static_cast<int>(lua_objlen(L, -1));
+  for (int i = 1; i <= n; ++i) {
+    lua_rawgeti(L, -1, i);
+    lua_rawgeti(L, -1, 1);
+    size_t hl;
+    const char* h = lua_tolstring(L, -1, &hl);
+    if (h && hl == nl && memcmp(h, name, nl) == 0) {
+      lua_rawgeti(L, -2, 2);
+      if (lua_isnil(L, -1))
+        lua_pop(L, 1);
+      else
+        lua_rawseti(L, out, ++k);
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+}  // namespace consumer_impl
+}  // namespace klua

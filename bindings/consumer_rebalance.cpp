@@ -1,0 +1,198 @@
+// The consumer's group membership: subscribe or assign, and rebalances. librdkafka's rebalance
+// events are answered in order; each hook (on_assign, on_revoke, on_lost) runs as a task,
+// bounded by hook_timeout_ms, and the (incremental) assign or unassign follows when it ends.
+#include <fmt/format.h>
+
+#include "bindings/lua_chunks.hpp"
+#include "bindings/consumer.hpp"
+
+namespace klua {
+namespace consumer_impl {
+
+void Consumer::forward_partitions(const rd_kafka_topic_partition_list_t* parts) {
+  for (int i = 0; parts && i < parts->cnt; ++i) {
+    if (rd_kafka_queue_t* pq = rd_kafka_queue_get_partition(rk_, parts->elems[i].topic, parts->elems[i].partition)) {
+      rd_kafka_queue_forward(pq, msg_queue_);
+      rd_kafka_queue_destroy(pq);
+    }
+  }
+  // What was fetched before the forward went to the events queue (see drain()), and items
+  // forwarded onto a non-empty queue do not signal the fd.
+  if (rd_kafka_queue_length(msg_queue_) > 0 && !poll_waiters.empty()) msg_watcher_->schedule();
+}
+
+void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
+  rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+  PendingRebalance p;
+  p.parts = rd_kafka_topic_partition_list_copy(rd_kafka_event_topic_partition_list(ev));
+  rd_kafka_topic_partition_list_sort(p.parts, nullptr, nullptr);
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    p.kind = Rebalance::Assign;
+  } else {
+    p.kind = rd_kafka_assignment_lost(rk_) ? Rebalance::Lost : Rebalance::Revoke;
+    // From now on nothing of these partitions reaches the script.
+    drop_held(p.parts);
+    for (int i = 0; i < p.parts->cnt; ++i) revoking_.insert({p.parts->elems[i].topic, p.parts->elems[i].partition});
+  }
+  pending_.push_back(p);
+  if (!rebalance_running_) start_rebalance();
+}
+
+int hook_done(lua_State* L) {
+  auto* link = static_cast<ConsumerLink*>(lua_touserdata(L, lua_upvalueindex(1)));
+  if (link->c) link->c->finish_rebalance();
+  return 0;
+}
+
+void Consumer::start_rebalance() {
+  if (pending_.empty()) return;
+  rebalance_running_ = true;
+  PendingRebalance& p = pending_.front();
+  int hook = p.kind == Rebalance::Assign ? on_assign_ : p.kind == Rebalance::Revoke ? on_revoke_
+             : (on_lost_ != LUA_NOREF ? on_lost_ : on_revoke_);
+  // Hooks need the loop to run tasks: at exit (and for an empty list) answer at once.
+  if (hook == LUA_NOREF || rt_.exiting()) {
+    finish_rebalance();
+    return;
+  }
+  lua_State* L = rt_.lua();
+  load_binding_chunk(L, "consumer_hook");  // bindings/lua/consumer_hook.lua
+  lua_rawgeti(L, LUA_REGISTRYINDEX, hook);
+  push_partition_list(L, p.parts);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, link_ref_);
+  lua_pushcclosure(L, hook_done, 1);
+  rebalance_task_ = rt_.scheduler().spawn(L, 3);
+  // A hook that never ends would stall the whole group: bound it.
+  uv_timer_start(hook_timer_, [](uv_timer_t* h) {
+    auto* self = static_cast<Consumer*>(h->data);
+    if (!self->rebalance_running_) return;
+    fmt::print(stderr, "klua: consumer group {}: rebalance hook did not finish within {} ms; cancelling it\n",
+               self->group_, self->hook_timeout_ms_);
+    self->rt_.scheduler().cancel(self->rebalance_task_);
+    self->finish_rebalance();
+  }, static_cast<uint64_t>(timeout_int(hook_timeout_ms_)), 0);
+}
+
+void Consumer::finish_rebalance() {
+  if (!rebalance_running_ || pending_.empty()) return;
+  uv_timer_stop(hook_timer_);
+  PendingRebalance p = pending_.front();
+  pending_.pop_front();
+  rebalance_running_ = false;
+  if (rk_) {
+    // COOPERATIVE for cooperative-sticky and for KIP-848 (whose events carry only the change);
+    // EAGER hands over and takes back the whole assignment each time.
+    bool cooperative = kip848;
+    if (!cooperative) {  // asks librdkafka's main thread: only when the protocol leaves it open
+      const char* protocol = rd_kafka_rebalance_protocol(rk_);
+      cooperative = protocol && std::strcmp(protocol, "COOPERATIVE") == 0;
+    }
+    if (p.kind == Rebalance::Assign) {
+      for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+      if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk_, p.parts)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk_, p.parts);
+      }
+      forward_partitions(p.parts);
+    } else {
+      // Processed (stored) offsets are committed before the partitions go: librdkafka does it
+      // on unassign with auto-commit; without it, commit them here first.
+      if (!auto_commit_ && p.kind == Rebalance::Revoke) rd_kafka_commit(rk_, nullptr, 1);
+      if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk_, p.parts)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk_, nullptr);
+      }
+      for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(p.parts);
+  ends_known = false;  // the assignment changed
+  if (!pending_.empty()) {
+    start_rebalance();
+  } else if (state_ == Closing) {
+    watcher_->schedule();
+  }
+}
+
+std::vector<std::string> topic_list(lua_State* L, int idx, const char* what) {
+  std::vector<std::string> topics;
+  if (lua_isstring(L, idx)) {
+    topics.emplace_back(lua_tostring(L, idx));
+  } else if (lua_istable(L, idx)) {
+    int n = static_cast<int>(lua_objlen(L, idx));
+    for (int i = 1; i <= n; ++i) {
+      lua_rawgeti(L, idx, i);
+      if (!lua_isstring(L, -1)) luaL_error(L, "%s: topics[%d] must be a string", what, i);
+      topics.emplace_back(lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    luaL_error(L, "%s: expected a topic name or a list of topic names (a name starting with ^ is a regex)", what);
+  }
+  for (const auto& t : topics) {
+    std::string problem = t[0] == '^' ? std::string() : topic_name_problem(t.data(), t.size());
+    if (!problem.empty()) {
+      ErrorSpec e;
+      e.code = CODE_INVALID_ARGUMENT;
+      e.name = ERR_INVALID_ARGUMENT;
+      e.topic = t;
+      e.message = fmt::format("{}: invalid topic name \"{}\": {}", what, t, problem);
+      raise_error(L, e);
+    }
+  }
+  return topics;
+}
+
+int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics) {
+  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
+  for (const auto& t : topics) rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk(), list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err) return nil_error(L, consumer_error(c, err, "subscribe"));
+  if (c->kip848) c->check_topics_exist(topics);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// c:subscribe(topics): a list of names; names starting with ^ are regular expressions.
+int l_subscribe(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  return subscribe(L, c, topic_list(L, 2, "c:subscribe"));
+}
+
+int l_unsubscribe(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  rd_kafka_resp_err_t err = rd_kafka_unsubscribe(c->rk());
+  if (err) return nil_error(L, consumer_error(c, err, "unsubscribe"));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// c:assign(partitions): explicit partitions (with optional offsets), no group rebalancing.
+int l_assign(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:assign", false);
+  if (list)
+    for (int i = 0; i < list->cnt; ++i)
+      if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
+  c->drop_held(nullptr);
+  rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
+  if (!err) c->forward_partitions(list);
+  if (list) rd_kafka_topic_partition_list_destroy(list);
+  c->ends_known = false;
+  if (err) return nil_error(L, consumer_error(c, err, "assign"));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int l_assignment(lua_State* L) {
+  Consumer* c = check_consumer(L, 1);
+  rd_kafka_topic_partition_list_t* parts = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk(), &parts);
+  return return_partitions_or_error(L, c, err, parts, "assignment");
+}
+
+}  // namespace consumer_impl
+}  // namespace klua
