@@ -62,7 +62,7 @@ while sent < total do
   klua.sleep(1)
 end
 assert(p:flush{ timeout_ms = 30000 })
-local ok, err = consumer:join(60000)
+local ok, err = consumer:join({ timeout_ms = 60000 })
 if not ok and err then error(err, 0) end
 if #lat < total - warm_count then
   error(("received %d of the %d measured messages"):format(#lat, total - warm_count), 0)

@@ -70,7 +70,7 @@ while received < sent and now() < deadline do klua.sleep(10) end
 if received < sent then error(("received %d of %d"):format(received, sent), 0) end
 samples[#samples + 1] = ("[%.1f,%d]"):format((now() - t0) / 1000, rss_kb())
 for _, t in ipairs({ consumer, sampler }) do
-  local _, err = t:join(5000)
+  local _, err = t:join({ timeout_ms = 5000 })
   if err ~= nil then error(err, 0) end
 end
 print(('{"seconds":%.1f,"sent":%d,"received":%d,"samples":[%s]}'):format(

@@ -31,7 +31,7 @@ describe("orders service smoke", function()
 
   teardown(function()
     worker:stop()
-    assert(worker_task:join(30000))
+    assert(worker_task:join({ timeout_ms = 30000 }))
   end)
 
   it("an order envelope round-trips with its tracing headers", function()

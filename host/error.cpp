@@ -230,6 +230,29 @@ void check_arg_type(lua_State* L, int arg, int type, const std::string& fn) {
   raise_bad_argument(L, arg, fn, fmt::format("{} expected, got {}", lua_typename(L, type), got));
 }
 
+double check_timeout_opts(lua_State* L, int arg, const std::string& fn, double dflt) {
+  if (lua_isnoneornil(L, arg)) return dflt;
+  if (!lua_istable(L, arg))
+    raise_bad_argument(L, arg, fn, fmt::format("options table {{timeout_ms=}} expected, got {}", luaL_typename(L, arg)));
+  lua_pushnil(L);
+  while (lua_next(L, arg)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING || std::strcmp(lua_tostring(L, -1), "timeout_ms") != 0) {
+      std::string key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
+      raise_bad_argument(L, arg, fn, fmt::format("unknown option '{}' (allowed: timeout_ms)", key));
+    }
+  }
+  lua_getfield(L, arg, "timeout_ms");
+  double timeout = dflt;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      raise_bad_argument(L, arg, fn, fmt::format("timeout_ms must be a number, got {}", luaL_typename(L, -1)));
+    timeout = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return timeout;
+}
+
 void raise_misuse(lua_State* L, const std::string& fn, const std::string& detail) {
   ErrorSpec e;
   e.code = CODE_INVALID_ARGUMENT;

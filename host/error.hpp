@@ -67,6 +67,9 @@ void check_arg_type(lua_State* L, int arg, int type, const std::string& fn);
 // A programmer error that is not about one argument ("fn: detail", or detail when fn is empty), located
 // the same way.
 [[noreturn]] void raise_misuse(lua_State* L, const std::string& fn, const std::string& detail);
+// The options table {timeout_ms=} at arg (nil: dflt). Any other key, a non-number timeout_ms or
+// another type raises a bad argument naming fn; callers that also take a bare number check it first.
+double check_timeout_opts(lua_State* L, int arg, const std::string& fn, double dflt);
 // "file.lua:12" of the user's call ("" when no Lua frame has a line).
 std::string user_location(lua_State* L);
 // True for the chunk names of klua's own code (lua_Debug::source).

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "host/deprecation.hpp"
 #include "host/error.hpp"
 #include "host/lua_chunks.hpp"
 #include "host/runtime.hpp"
@@ -482,8 +483,14 @@ int Scheduler::l_sleep(lua_State* L) {
 
 int Scheduler::l_join(lua_State* L) {
   auto* h = static_cast<TaskHandle*>(luaL_checkudata(L, 1, TASK_MT));
-  if (!lua_isnoneornil(L, 2)) check_arg_type(L, 2, LUA_TNUMBER, "task:join");
-  double timeout = luaL_optnumber(L, 2, -1);
+  // task:join([{timeout_ms=}]); the bare number of earlier releases still works, with a warning once.
+  double timeout;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    warn_deprecated(L, "task:join(timeout_ms)", "task:join({timeout_ms=...})");
+    timeout = lua_tonumber(L, 2);
+  } else {
+    timeout = check_timeout_opts(L, 2, "task:join", -1);
+  }
   Scheduler& s = sched(L);
   Task* t = s.find(h->id);
   if (!t) raise_misuse(L, "task:join", "unknown task");

@@ -287,7 +287,7 @@ local function run_in_task(fns, timeout_ms)
     end
     return true
   end)
-  local ok, err = task:join(timeout_ms)
+  local ok, err = task:join({ timeout_ms = timeout_ms })
   local status = task:status()
   if status == "done" then
     if ok then return true end
@@ -295,7 +295,7 @@ local function run_in_task(fns, timeout_ms)
   end
   if status == "failed" then return false, message_of(err), "error" end
   task:cancel()
-  task:join(CANCEL_GRACE_MS) -- let it unwind (close what it opened) before the hooks run
+  task:join({ timeout_ms = CANCEL_GRACE_MS }) -- let it unwind (close what it opened) before the hooks run
   return false, string.format("timed out after %d ms", timeout_ms), "timeout"
 end
 

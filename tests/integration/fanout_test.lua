@@ -96,7 +96,7 @@ test("two groups on one 12-partition topic each receive all 1,200 keyed messages
   klua.sleep(2000)  -- anything extra (a duplicate) would arrive now
   stop = true
   for _, t in ipairs(tasks) do
-    local ok, err = t:join(5000)
+    local ok, err = t:join({ timeout_ms = 5000 })
     assert_true(ok ~= nil or err == nil, "consumer task: " .. tostring(err))
     assert_true(t:status() == "done", "consumer task ended: " .. t:status())
   end

@@ -38,7 +38,7 @@ test("copies the range fixed at start, exactly once, keeping key, value, headers
   local r = assert(klua.replay{ source = src, target = dst, rate = 1000, batch = 50, quiet = true,
                                 filter = function() reading = true; return true end })
   stop_writer = true
-  assert_true(writer:join(10000) > 0, "the writer produced during the replay")
+  assert_true(writer:join({ timeout_ms = 10000 }) > 0, "the writer produced during the replay")
   assert_eq(r.mode, "exactly_once")
   assert_eq({ r.read, r.copied }, { 200, 200 })
   local got = committed_view(dst)

@@ -48,7 +48,7 @@ test("a second member takes partitions incrementally; every message is processed
   while #events.a == 0 do klua.sleep(50) end
   b = member("b")
   local tb = klua.spawn(run, b)
-  local r, err = ta:join(60000)
+  local r, err = ta:join({ timeout_ms = 60000 })
   assert_true(err == nil, tostring(err))
   tb:cancel()
   local n = 0

@@ -60,11 +60,29 @@ end)
 
 test("join with a timeout returns _TIMED_OUT naming the operation", function()
   local t = klua.spawn(function() klua.sleep(5000) end)
-  local r, err = t:join(20)
+  local r, err = t:join({ timeout_ms = 20 })
   assert_eq(r, nil)
   assert_error(err, "_TIMED_OUT")
   assert_match(tostring(err), "task:join timed out after 20 ms")
   t:cancel()
+end)
+
+test("task:join(number), the old spelling, still times out and warns once", function()
+  local bin = os.getenv("KLUA_BIN") or "./build/klua"
+  local script = [[
+    for _ = 1, 2 do
+      local t = klua.spawn(function() klua.sleep(5000) end)
+      local r, err = t:join(20)
+      assert(r == nil and err.name == "_TIMED_OUT", tostring(err))
+      t:cancel()
+    end
+    print("done")
+  ]]
+  local out, rc = klua.testkit.sh(klua.testkit.quote(bin) .. " -e " .. klua.testkit.quote(script) .. " 2>&1")
+  assert_eq(rc, 0, out)
+  assert_match(out, "done")
+  local _, n = out:gsub("deprecated: task:join%(timeout_ms%); use task:join%({timeout_ms=%.%.%.}%)", "")
+  assert_eq(n, 1, out)
 end)
 
 test("waits of one duration time out in order; a wait that completed early never fires", function()
@@ -74,16 +92,16 @@ test("waits of one duration time out in order; a wait that completed early never
   local order, joiners = {}, {}
   for k = 1, 5 do
     joiners[k] = klua.spawn(function()
-      local r, err = blocker:join(40)
+      local r, err = blocker:join({ timeout_ms = 40 })
       order[#order + 1] = { k = k, r = r, err = err and err.name }
     end)
     klua.sleep(2)
   end
   local early = klua.spawn(function() return "early" end)
-  local quick = klua.spawn(function() return early:join(40) end)
+  local quick = klua.spawn(function() return early:join({ timeout_ms = 40 }) end)
   assert_eq(quick:join(), "early")
   local ok_task = klua.spawn(function() klua.sleep(1); return 1 end)
-  assert_eq(klua.spawn(function() return ok_task:join(40) end):join(), 1)
+  assert_eq(klua.spawn(function() return ok_task:join({ timeout_ms = 40 }) end):join(), 1)
   for k = 1, 5 do joiners[k]:join() end
   assert_eq(#order, 5)
   for k = 1, 5 do
@@ -178,7 +196,7 @@ test("waits with many different durations all time out, in order (idle timer lis
   for i = 200, 1, -1 do
     tasks[#tasks + 1] = klua.spawn(function() klua.sleep(i * 2) order[#order + 1] = i return true end)
   end
-  for _, t in ipairs(tasks) do assert(t:join(5000)) end
+  for _, t in ipairs(tasks) do assert(t:join({ timeout_ms = 5000 })) end
   assert_eq(#order, 200)
   for i = 2, #order do assert_true(order[i - 1] < order[i], "woke out of order at " .. i) end
   for i = 1, 150 do klua.sleep(i % 7) end  -- sequential short waits of changing durations
