@@ -386,11 +386,16 @@ bool Client::handle_common_event(rd_kafka_event_t* ev) {
   }
 }
 
-int64_t check_offset(lua_State* L, int idx, const char* what) {
+int64_t check_offset(lua_State* L, int idx, const char* what, int arg, const std::string& item) {
+  if (arg == 0 && idx > 0) arg = idx;
+  auto bad = [&](const std::string& detail) {
+    if (arg > 0) raise_bad_argument(L, arg, what, item + detail);
+    raise_misuse(L, what, item + detail);
+  };
   if (lua_type(L, idx) == LUA_TNUMBER) {
     double d = lua_tonumber(L, idx);
     if (!(d >= 0 && d < 9.2e18) || d != std::floor(d))
-      raise_misuse(L, what, "offset must be a whole number >= 0 or \"beginning\", \"end\", \"stored\"");
+      bad("offset must be a whole number >= 0 or \"beginning\", \"end\", \"stored\"");
     return static_cast<int64_t>(d);
   }
   if (lua_type(L, idx) == LUA_TSTRING) {
@@ -398,16 +403,19 @@ int64_t check_offset(lua_State* L, int idx, const char* what) {
     if (s == "beginning") return RD_KAFKA_OFFSET_BEGINNING;
     if (s == "end") return RD_KAFKA_OFFSET_END;
     if (s == "stored") return RD_KAFKA_OFFSET_STORED;
-    raise_misuse(L, what, fmt::format("unknown offset \"{}\" (use a number, \"beginning\", \"end\" or \"stored\")", s));
+    bad(fmt::format("unknown offset \"{}\" (use a number, \"beginning\", \"end\" or \"stored\")", s));
   }
   if (lua_isnoneornil(L, idx)) return RD_KAFKA_OFFSET_INVALID;
-  raise_misuse(L, what, fmt::format("offset must be a number or a string, got {}", luaL_typename(L, idx)));
+  bad(fmt::format("offset must be a number or a string, got {}", luaL_typename(L, idx)));
   return 0;
 }
 
 rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, const char* what, bool allow_message) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
-  luaL_checktype(L, idx, LUA_TTABLE);
+  if (!lua_istable(L, idx))
+    raise_bad_argument(L, idx, what,
+                       fmt::format("{} partition list expected, got {}", allow_message ? "a message or a" : "a",
+                                   lua_isnone(L, idx) ? "no value" : luaL_typename(L, idx)));
   // A single message (or a single {topic, partition} record) stands for a list of one.
   lua_getfield(L, idx, "topic");
   bool single = !lua_isnil(L, -1);
@@ -419,14 +427,14 @@ rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, con
     int item = lua_gettop(L);
     if (!lua_istable(L, item)) {
       rd_kafka_topic_partition_list_destroy(list);
-      raise_misuse(L, what, fmt::format("partition list item {} must be a table {{topic=, partition=}}, got {}", i,
-                                        luaL_typename(L, item)));
+      raise_bad_argument(L, idx, what, fmt::format("partition list item {} must be a table {{topic=, partition=}}, got {}",
+                                                   i, luaL_typename(L, item)));
     }
     lua_getfield(L, item, "topic");
     lua_getfield(L, item, "partition");
     if (!lua_isstring(L, -2) || !lua_isnumber(L, -1)) {
       rd_kafka_topic_partition_list_destroy(list);
-      raise_misuse(L, what, fmt::format("partition list item {} needs a string topic and a numeric partition", i));
+      raise_bad_argument(L, idx, what, fmt::format("partition list item {} needs a string topic and a numeric partition", i));
     }
     auto* tp = rd_kafka_topic_partition_list_add(list, lua_tostring(L, -2), static_cast<int32_t>(lua_tointeger(L, -1)));
     lua_pop(L, 2);
@@ -437,7 +445,7 @@ rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, con
       lua_pop(L, 2);
     }
     lua_getfield(L, item, "offset");
-    tp->offset = check_offset(L, -1, what);
+    tp->offset = check_offset(L, -1, what, idx, single ? std::string() : fmt::format("partition list item {}: ", i));
     if (is_message) tp->offset += 1;  // a message: commit/store the offset after it
     lua_pop(L, 1);
     lua_getfield(L, item, "metadata");

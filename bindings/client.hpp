@@ -186,11 +186,14 @@ rd_kafka_topic_partition_list_t* consumer_positions(lua_State* L, int idx, rd_ka
 
 // Partition lists. In Lua: an array of {topic=, partition=, offset=, metadata=, error=} in
 // (topic, partition) order; offsets are numbers (the next offset to read) or "beginning", "end",
-// "stored". check_partition_list raises naming the bad item; with allow_message, a message
-// table (topic, partition, offset) stands for its partition at offset + 1.
+// "stored". check_partition_list raises a bad argument (argument idx of what) naming the bad item;
+// with allow_message, a message table (topic, partition, offset) stands for its partition at offset + 1.
 rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, const char* what, bool allow_message);
 void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* list, bool end_as_string = false);
-int64_t check_offset(lua_State* L, int idx, const char* what);
+// The offset at idx (RD_KAFKA_OFFSET_INVALID when nil); a bad one raises a bad argument #arg of what
+// (arg 0: idx when it is positive, i.e. an argument; otherwise a misuse of what). `item` prefixes
+// the detail ("partition list item 2: ").
+int64_t check_offset(lua_State* L, int idx, const char* what, int arg = 0, const std::string& item = {});
 
 // Module openers (called by the runtime with the klua table).
 void open_kafka_common(Runtime& rt, lua_State* L, int klua_table);

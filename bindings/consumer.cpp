@@ -4,6 +4,8 @@
 // fetching is described at the top of bindings/consumer.hpp.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "bindings/lua_chunks.hpp"
 #include "bindings/consumer.hpp"
 
@@ -91,8 +93,11 @@ void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
       });
 }
 
-Consumer* check_consumer(lua_State* L, int idx) {
-  auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, idx, CONSUMER_MT));
+Consumer* check_consumer(lua_State* L, int idx, const char* fn) {
+  auto* box = static_cast<ConsumerBox*>(luaL_testudata(L, idx, CONSUMER_MT));
+  if (!box)
+    raise_bad_argument(L, idx, fn, fmt::format("klua.consumer expected, got {}",
+                                               lua_isnone(L, idx) ? "no value" : luaL_typename(L, idx)));
   if (!box->c || !box->c->usable()) {
     ErrorSpec e;
     e.code = CODE_CLOSED;
@@ -102,6 +107,19 @@ Consumer* check_consumer(lua_State* L, int idx) {
   }
   box->c->raise_if_fatal(L);
   return box->c;
+}
+
+std::string arg_string(lua_State* L, int arg, const char* fn) {
+  check_arg_type(L, arg, LUA_TSTRING, fn);
+  return lua_tostring(L, arg);
+}
+
+int32_t arg_partition(lua_State* L, int arg, const char* fn) {
+  check_arg_type(L, arg, LUA_TNUMBER, fn);
+  double d = lua_tonumber(L, arg);
+  if (!(d >= 0 && d <= 2147483647.0) || d != std::floor(d))
+    raise_bad_argument(L, arg, fn, "partition must be a whole number >= 0");
+  return static_cast<int32_t>(d);
 }
 
 ErrorSpec consumer_error(Consumer* c, rd_kafka_resp_err_t err, const char* op, std::string msg) {
@@ -123,7 +141,8 @@ int return_partitions_or_error(lua_State* L, Consumer* c, rd_kafka_resp_err_t er
 }
 
 int l_close(lua_State* L) {
-  auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, 1, CONSUMER_MT));
+  auto* box = static_cast<ConsumerBox*>(luaL_testudata(L, 1, CONSUMER_MT));
+  if (!box) raise_bad_argument(L, 1, "c:close", fmt::format("klua.consumer expected, got {}", luaL_typename(L, 1)));
   return close_and_wait(L, box->c, "c:close");
 }
 
@@ -167,19 +186,16 @@ bool refuse_classic_only(lua_State* L, ClientOptions& o) {
         if (e.key == key) source = e.source;
     if (source.empty()) continue;
     rd_kafka_conf_destroy(o.conf);
-    ErrorSpec e;
-    e.code = CODE_INVALID_ARGUMENT;
-    e.name = ERR_INVALID_ARGUMENT;
-    e.message = fmt::format("klua.consumer: \"{}\" (set by {}) does not apply under group.protocol=consumer (KIP-848): "
-                            "use {}", key, source, instead);
-    raise_error(L, e);
+    raise_misuse(L, "klua.consumer",
+                 fmt::format("\"{}\" (set by {}) does not apply under group.protocol=consumer (KIP-848): use {}", key,
+                             source, instead));
   }
   return true;
 }
 
 // klua.consumer{group=, topics=, on_assign=, on_revoke=, on_lost=, ...properties}
 int l_new(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_arg_type(L, 1, LUA_TTABLE, "klua.consumer");
   ClientOptions o = build_client_options(
       L, 1, "klua.consumer", {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", "true"},
                              // see the top of the file: librdkafka's 1000 ms stalls a busy consumer
@@ -200,21 +216,22 @@ int l_new(lua_State* L) {
   std::string group;
   double poll_timeout = 1000, hook_timeout = DEFAULT_HOOK_TIMEOUT_MS;
   int hooks[3] = {LUA_NOREF, LUA_NOREF, LUA_NOREF};
-  auto fail = [&](const char* fmt, const char* arg) {
+  auto fail = [&](const std::string& detail) {
     rd_kafka_conf_destroy(o.conf);
     for (int h : hooks) luaL_unref(L, LUA_REGISTRYINDEX, h);
-    luaL_error(L, fmt, arg);
+    raise_bad_argument(L, 1, "klua.consumer", detail);
   };
+  auto got = [&] { return std::string(luaL_typename(L, -1)); };
   for (const auto& k : o.klua_keys) {
     lua_getfield(L, 1, k.c_str());
     if (k == "group") {
-      if (!lua_isstring(L, -1)) fail("klua.consumer: option '%s' must be a string", "group");
+      if (!lua_isstring(L, -1)) fail("option 'group' must be a string, got " + got());
       group = lua_tostring(L, -1);
     } else if (k == "topics") {
       int top = lua_gettop(L);
       lua_pushcfunction(L, [](lua_State* L) -> int {
         auto* out = static_cast<std::vector<std::string>*>(lua_touserdata(L, 2));
-        *out = topic_list(L, 1, "klua.consumer");
+        *out = topic_list(L, 1, "klua.consumer", 1, "topics");
         return 0;
       });
       lua_pushvalue(L, top);
@@ -225,10 +242,10 @@ int l_new(lua_State* L) {
         lua_error(L);
       }
     } else if (k == "poll_timeout_ms" || k == "hook_timeout_ms") {
-      if (!lua_isnumber(L, -1)) fail("klua.consumer: option '%s' must be a number", k.c_str());
+      if (!lua_isnumber(L, -1)) fail("option '" + k + "' must be a number, got " + got());
       (k == "poll_timeout_ms" ? poll_timeout : hook_timeout) = lua_tonumber(L, -1);
     } else {  // rebalance hooks
-      if (!lua_isfunction(L, -1)) fail("klua.consumer: option '%s' must be a function", k.c_str());
+      if (!lua_isfunction(L, -1)) fail("option '" + k + "' must be a function, got " + got());
       int i = k == "on_assign" ? 0 : k == "on_revoke" ? 1 : 2;
       lua_pushvalue(L, -1);
       hooks[i] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -242,7 +259,7 @@ int l_new(lua_State* L) {
     size_t n = sizeof buf;
     if (rd_kafka_conf_get(o.conf, "group.id", buf, &n) == RD_KAFKA_CONF_OK && buf[0]) group = buf;
   }
-  if (group.empty()) fail("klua.consumer: a '%s' is required (or use klua.consumer{group=..., ...} with assign)", "group");
+  if (group.empty()) fail("a 'group' is required (or use klua.consumer{group=..., ...} with assign)");
   rd_kafka_conf_set_events(o.conf, RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG |
                                        RD_KAFKA_EVENT_STATS | RD_KAFKA_EVENT_REBALANCE |
                                        RD_KAFKA_EVENT_OFFSET_COMMIT);
@@ -321,9 +338,6 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       {"seek", l_seek, true},          {"position", l_position, false},
       {"committed", l_committed, true}, {"watermarks", l_watermarks, true},
       {"offsets_for_times", l_offsets_for_times, true},
-      {"_end_offsets", l_end_offsets, true}, {"_held", l_held, false},
-      {"_queued", l_queued, false},     {"_route", l_route, false},
-      {"_waiters", l_waiters, false},
   };
   for (const auto& m : methods) {
     if (m.waits)
@@ -332,6 +346,27 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       lua_pushcfunction(L, m.fn);
     lua_setfield(L, -2, m.name);
   }
+  // Primitives that are not the public API (the REPL completes the metatable's names): messages()
+  // gets the two it needs as upvalues; tests reach all of them through the registry only,
+  // debug.getregistry()["klua.private"].consumer.held(c, topic, partition) and so on.
+  lua_getfield(L, LUA_REGISTRYINDEX, "klua.private");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "klua.private");
+  }
+  lua_newtable(L);
+  s.push_waiting(L, l_end_offsets);
+  lua_setfield(L, -2, "end_offsets");
+  static const luaL_Reg private_fns[] = {
+      {"held", l_held}, {"queued", l_queued}, {"route", l_route}, {"waiters", l_waiters}, {nullptr, nullptr}};
+  for (const luaL_Reg* r = private_fns; r->name; ++r) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+  }
+  lua_setfield(L, -2, "consumer");
+  lua_pop(L, 1);
   // poll's fast path wraps the full one; topic names per consumer userdata (weak keys).
   load_binding_chunk(L, "consumer_fast");
   load_lua_chunk(L, "bindings/ffi.h");  // its KLUA_CDEF regions, declared once; returns ffi
@@ -355,7 +390,13 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   lua_getglobal(L, "pairs");
   lua_getglobal(L, "ipairs");
   lua_pushvalue(L, fast_idx);
-  lua_call(L, 5, 1);
+  lua_getfield(L, klua_table, "errors");
+  lua_getfield(L, -1, "bad_argument");
+  lua_replace(L, -2);
+  lua_getfield(L, LUA_REGISTRYINDEX, "klua.private");
+  lua_getfield(L, -1, "consumer");
+  lua_replace(L, -2);
+  lua_call(L, 7, 1);
   lua_replace(L, fast_idx - 1);
   lua_settop(L, fast_idx - 1);
   lua_setfield(L, -2, "messages");

@@ -376,14 +376,20 @@ struct ConsumerBox {
   Consumer* c;
 };
 
-// The consumer at idx; raises when it is closed or failed fatally.
-Consumer* check_consumer(lua_State* L, int idx);
+// The consumer at idx; raises when it is closed or failed fatally, and a bad argument naming fn
+// ("c:poll") when the value is not a consumer.
+Consumer* check_consumer(lua_State* L, int idx, const char* fn = "klua.consumer method");
+// Programmer-error checks of the consumer's arguments (host/error.hpp's raise_bad_argument: named
+// and located at the user's call): a string, a partition number.
+std::string arg_string(lua_State* L, int arg, const char* fn);
+int32_t arg_partition(lua_State* L, int arg, const char* fn);
 ErrorSpec consumer_error(Consumer* c, rd_kafka_resp_err_t err, const char* op, std::string msg = {});
 // Pushes list (destroying it), or nil, err when err is set.
 int return_partitions_or_error(lua_State* L, Consumer* c, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
                                const char* op, bool end_as_string = false);
-// The topics argument of klua.consumer{topics=} and c:subscribe; raises naming a bad name.
-std::vector<std::string> topic_list(lua_State* L, int idx, const char* what);
+// The topics value at idx of klua.consumer{topics=} (arg 1, field "topics") and c:subscribe (arg 2,
+// field nullptr); raises a bad argument of fn naming a bad name.
+std::vector<std::string> topic_list(lua_State* L, int idx, const char* fn, int arg, const char* field);
 // Subscribes; pushes true or nil, err and returns their count.
 int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics);
 

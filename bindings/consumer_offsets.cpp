@@ -45,7 +45,7 @@ void Consumer::handle_commit(rd_kafka_event_t* ev) {
 
 // c:store(msg or partitions): marks processed; the offset is committed by the next (auto) commit.
 int l_store(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "c:store");
   auto* list = check_partition_list(L, 2, "c:store", true);
   rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk(), list);
   for (int i = 0; i < list->cnt; ++i) {
@@ -67,14 +67,30 @@ int l_store(lua_State* L) {
 
 // c:commit([msg or partitions], [{async=bool}]) -> true | nil, err
 int l_commit(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "c:commit");
   bool async = false;
   double timeout = DEFAULT_CALL_TIMEOUT_MS;
   if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pop(L, 1);
+      const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
+      if (!key || (std::strcmp(key, "async") != 0 && std::strcmp(key, "timeout_ms") != 0))
+        raise_bad_argument(L, 3, "c:commit", fmt::format("unknown option '{}' (allowed: async, timeout_ms)",
+                                                         key ? key : luaL_typename(L, -1)));
+    }
     lua_getfield(L, 3, "async");
     async = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    opt_number_field(L, 3, "timeout_ms", &timeout);
+    lua_getfield(L, 3, "timeout_ms");
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        raise_bad_argument(L, 3, "c:commit", fmt::format("timeout_ms must be a number, got {}", luaL_typename(L, -1)));
+      timeout = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 2);
+  } else if (!lua_isnoneornil(L, 3)) {
+    raise_bad_argument(L, 3, "c:commit",
+                       fmt::format("options table {{async=, timeout_ms=}} expected, got {}", luaL_typename(L, 3)));
   }
   if (async) {
     rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:commit", true);
@@ -113,7 +129,7 @@ rd_kafka_topic_partition_list_t* partitions_or_assignment(lua_State* L, Consumer
 }
 
 int l_pause(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "c:pause");
   auto* list = partitions_or_assignment(L, c, 2, "c:pause");
   rd_kafka_resp_err_t err = rd_kafka_pause_partitions(c->rk(), list);
   if (!err) c->script_paused(list, true);
@@ -121,7 +137,7 @@ int l_pause(lua_State* L) {
 }
 
 int l_resume(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "c:resume");
   auto* list = partitions_or_assignment(L, c, 2, "c:resume");
   rd_kafka_resp_err_t err = rd_kafka_resume_partitions(c->rk(), list);
   if (!err) c->script_paused(list, false);
@@ -130,49 +146,31 @@ int l_resume(lua_State* L) {
 
 // The {timeout_ms=} options table at idx of c:seek, c:committed, c:watermarks and
 // c:offsets_for_times; a number there is the old positional timeout (kept for one release, with a warning).
-double call_timeout(lua_State* L, int idx, const char* what, const char* instead) {
-  double timeout = DEFAULT_CALL_TIMEOUT_MS;
-  if (lua_isnoneornil(L, idx)) return timeout;
+double call_timeout(lua_State* L, int idx, const char* fn, const char* what, const char* instead) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     warn_deprecated(L, what, instead);
     return lua_tonumber(L, idx);
   }
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING || std::strcmp(lua_tostring(L, -1), "timeout_ms") != 0) {
-      lua_pushvalue(L, -1);
-      const char* key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
-      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s' (allowed: timeout_ms)", key));
-    }
-  }
-  lua_getfield(L, idx, "timeout_ms");
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TNUMBER) luaL_argerror(L, idx, "timeout_ms must be a number");
-    timeout = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
-  return timeout;
+  return check_timeout_opts(L, idx, fn, DEFAULT_CALL_TIMEOUT_MS);
 }
 
 // c:seek(topic, partition, offset, [{timeout_ms=}]): the next poll of that partition starts at
 // offset. Yields until librdkafka has moved the partition (rd_kafka_seek_partitions blocks
 // until then, so it runs off the loop); returns true or nil, err.
 int l_seek(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  std::string topic = luaL_checkstring(L, 2);
-  int32_t partition = static_cast<int32_t>(luaL_checkinteger(L, 3));
+  Consumer* c = check_consumer(L, 1, "c:seek");
+  std::string topic = arg_string(L, 2, "c:seek");
+  int32_t partition = arg_partition(L, 3, "c:seek");
   int64_t offset = check_offset(L, 4, "c:seek");
-  if (offset == RD_KAFKA_OFFSET_INVALID) return luaL_argerror(L, 4, "an offset is required");
-  double timeout = call_timeout(L, 5, "c:seek(topic, partition, offset, timeout_ms)",
+  if (offset == RD_KAFKA_OFFSET_INVALID) raise_bad_argument(L, 4, "c:seek", "an offset is required");
+  double timeout = call_timeout(L, 5, "c:seek", "c:seek(topic, partition, offset, timeout_ms)",
                                 "c:seek(topic, partition, offset, {timeout_ms=...})");
   // The checks run_blocking would raise for (not a task, cancelled), made before the partition's
   // held messages are dropped: raising after that would skip them without seeking.
   Scheduler& sched = Runtime::from(L).scheduler();
   if (!sched.can_wait(L))
-    return luaL_error(L, "c:seek must be called from a klua task (it waits for librdkafka), not from a plain "
-                         "coroutine or an inline callback");
+    raise_misuse(L, "c:seek", "must be called from a klua task (it waits for librdkafka), not from a plain "
+                              "coroutine or an inline callback");
   sched.check_cancelled(L);
   // Freed with the holder, also when the wait ended (timeout, cancellation) before the seek did.
   struct Result {
@@ -216,7 +214,7 @@ int l_seek(lua_State* L) {
 // c:position([partitions]): the next offset the script will get per partition (messages klua has
 // fetched but the script has not polled yet are not counted).
 int l_position(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "c:position");
   auto* list = partitions_or_assignment(L, c, 2, "c:position");
   rd_kafka_resp_err_t err = rd_kafka_position(c->rk(), list);
   if (!err) c->script_positions(list);
@@ -225,8 +223,8 @@ int l_position(lua_State* L) {
 
 // c:committed([partitions], [{timeout_ms=}]) -> partitions with the group's committed offsets
 int l_committed(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  double timeout = call_timeout(L, 3, "c:committed(partitions, timeout_ms)", "c:committed(partitions, {timeout_ms=...})");
+  Consumer* c = check_consumer(L, 1, "c:committed");
+  double timeout = call_timeout(L, 3, "c:committed", "c:committed(partitions, timeout_ms)", "c:committed(partitions, {timeout_ms=...})");
   auto* list = partitions_or_assignment(L, c, 2, "c:committed");
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_t* rk = c->rk();
@@ -238,10 +236,10 @@ int l_committed(lua_State* L) {
 
 // c:watermarks(topic, partition, [{timeout_ms=}]) -> low, high (asks the broker)
 int l_watermarks(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  std::string topic = luaL_checkstring(L, 2);
-  int32_t partition = static_cast<int32_t>(luaL_checkinteger(L, 3));
-  double timeout = call_timeout(L, 4, "c:watermarks(topic, partition, timeout_ms)",
+  Consumer* c = check_consumer(L, 1, "c:watermarks");
+  std::string topic = arg_string(L, 2, "c:watermarks");
+  int32_t partition = arg_partition(L, 3, "c:watermarks");
+  double timeout = call_timeout(L, 4, "c:watermarks", "c:watermarks(topic, partition, timeout_ms)",
                                 "c:watermarks(topic, partition, {timeout_ms=...})");
   struct Result {
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -268,8 +266,8 @@ int l_watermarks(lua_State* L) {
 // c:offsets_for_times(partitions, [{timeout_ms=}]): `offset` of each item is a timestamp (epoch ms);
 // returns the earliest offset whose timestamp is at or after it (nil offset: none).
 int l_offsets_for_times(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  double timeout = call_timeout(L, 3, "c:offsets_for_times(partitions, timeout_ms)",
+  Consumer* c = check_consumer(L, 1, "c:offsets_for_times");
+  double timeout = call_timeout(L, 3, "c:offsets_for_times", "c:offsets_for_times(partitions, timeout_ms)",
                                 "c:offsets_for_times(partitions, {timeout_ms=...})");
   auto* list = check_partition_list(L, 2, "c:offsets_for_times", false);
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -283,7 +281,7 @@ int l_offsets_for_times(lua_State* L) {
 // c:_end_offsets() -> partitions with `low` and `end` (the latest offset under the consumer's
 // isolation level): for messages{until_end=true}.
 int l_end_offsets(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "end_offsets");
   rd_kafka_topic_partition_list_t* assigned = partitions_or_assignment(L, c, 2, "until_end");
   auto* low = rd_kafka_topic_partition_list_copy(assigned);
   auto* end = assigned;

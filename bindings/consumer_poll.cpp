@@ -287,10 +287,14 @@ void release_fast_entry(void* box) {
   if (Consumer* c = static_cast<ConsumerBox*>(box)->c) c->release_fast();
 }
 
-// c:poll([timeout_ms]) -> message | nil (timeout) | nil, err
+// c:poll([{timeout_ms=}]) or c:poll(timeout_ms) (the confluent-kafka idiom poll(timeout), kept
+// without a warning) -> message | nil (timeout) | nil, err. The arguments are checked here, on the
+// full path: the FFI fast path (bindings/lua/consumer_fast.lua) sends everything but nil and
+// numbers here.
 int l_poll(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  double timeout = luaL_optnumber(L, 2, c->default_poll_timeout());
+  Consumer* c = check_consumer(L, 1, "c:poll");
+  double timeout = lua_type(L, 2) == LUA_TNUMBER ? lua_tonumber(L, 2)
+                                                 : check_timeout_opts(L, 2, "c:poll", c->default_poll_timeout());
   Scheduler& s = Runtime::from(L).scheduler();
   s.check_cancelled(L);
   Consumer::Fetched f;
@@ -302,43 +306,45 @@ int l_poll(lua_State* L) {
   return lua_yield(L, 0);
 }
 
-// c:_held(topic, partition) -> messages of the partition klua took from librdkafka and did not
+// The private primitives below are not on the consumer's metatable: tests reach them as
+// debug.getregistry()["klua.private"].consumer.NAME(c, ...) (bindings/consumer.cpp).
+// held(c, topic, partition) -> messages of the partition klua took from librdkafka and did not
 // hand out yet (for tests)
 int l_held(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  lua_pushinteger(L, static_cast<lua_Integer>(c->held_for({luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3))})));
+  Consumer* c = check_consumer(L, 1, "held");
+  lua_pushinteger(L, static_cast<lua_Integer>(c->held_for({arg_string(L, 2, "held"), arg_partition(L, 3, "held")})));
   return 1;
 }
 
-// c:_waiters() -> polls waiting now (for tests: a timed-out poll leaves none behind)
+// waiters(c) -> polls waiting now (for tests: a timed-out poll leaves none behind)
 int l_waiters(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "waiters");
   lua_pushinteger(L, static_cast<lua_Integer>(c->poll_waiters.size()));
   return 1;
 }
 
-// c:_queued() -> messages fetched and not handed out yet: librdkafka's and klua's (for tests)
+// queued(c) -> messages fetched and not handed out yet: librdkafka's and klua's (for tests)
 int l_queued(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "queued");
   lua_pushinteger(L, static_cast<lua_Integer>(c->queued()));
   return 1;
 }
 
-// c:_route(topic, partition, "events" | "messages"): where the partition's fetched messages go
+// route(c, topic, partition, "events" | "messages"): where the partition's fetched messages go
 // (the events queue: as when fetched before klua's forward). For tests.
 int l_route(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  const char* to = luaL_checkstring(L, 4);
-  c->route_partition(luaL_checkstring(L, 2), static_cast<int32_t>(luaL_checkinteger(L, 3)),
-                     std::strcmp(to, "events") == 0);
+  Consumer* c = check_consumer(L, 1, "route");
+  std::string to = arg_string(L, 4, "route");
+  c->route_partition(arg_string(L, 2, "route").c_str(), arg_partition(L, 3, "route"), to == "events");
   return 0;
 }
 
 // msg:header(name) -> the last value of that header (nil if absent)
 int l_msg_header(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_arg_type(L, 1, LUA_TTABLE, "msg:header");
+  check_arg_type(L, 2, LUA_TSTRING, "msg:header");
   size_t nl;
-  const char* name = luaL_checklstring(L, 2, &nl);
+  const char* name = lua_tolstring(L, 2, &nl);
   lua_getfield(L, 1, "headers");
   if (!lua_istable(L, -1)) return 0;
   int n = static_cast<int>(lua_objlen(L, -1));
@@ -359,9 +365,10 @@ int l_msg_header(lua_State* L) {
 // msg:header_all(name) -> the values of that header in wire order, as a list without holes
 // (headers that have no value are left out; msg.headers has them)
 int l_msg_header_all(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  check_arg_type(L, 1, LUA_TTABLE, "msg:header_all");
+  check_arg_type(L, 2, LUA_TSTRING, "msg:header_all");
   size_t nl;
-  const char* name = luaL_checklstring(L, 2, &nl);
+  const char* name = lua_tolstring(L, 2, &nl);
   lua_newtable(L);
   int out = lua_gettop(L), k = 0;
   lua_getfield(L, 1, "headers");

@@ -116,20 +116,23 @@ void Consumer::finish_rebalance() {
   }
 }
 
-std::vector<std::string> topic_list(lua_State* L, int idx, const char* what) {
+std::vector<std::string> topic_list(lua_State* L, int idx, const char* fn, int arg, const char* field) {
+  std::string in = field ? fmt::format("{}: ", field) : std::string();
   std::vector<std::string> topics;
-  if (lua_isstring(L, idx)) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
     topics.emplace_back(lua_tostring(L, idx));
   } else if (lua_istable(L, idx)) {
     int n = static_cast<int>(lua_objlen(L, idx));
     for (int i = 1; i <= n; ++i) {
       lua_rawgeti(L, idx, i);
-      if (!lua_isstring(L, -1)) luaL_error(L, "%s: topics[%d] must be a string", what, i);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        raise_bad_argument(L, arg, fn, fmt::format("{}topics[{}] must be a string, got {}", in, i, luaL_typename(L, -1)));
       topics.emplace_back(lua_tostring(L, -1));
       lua_pop(L, 1);
     }
   } else {
-    luaL_error(L, "%s: expected a topic name or a list of topic names (a name starting with ^ is a regex)", what);
+    raise_bad_argument(L, arg, fn, fmt::format("{}expected a topic name or a list of topic names (a name starting "
+                                               "with ^ is a regex), got {}", in, luaL_typename(L, idx)));
   }
   for (const auto& t : topics) {
     std::string problem = t[0] == '^' ? std::string() : topic_name_problem(t.data(), t.size());
@@ -138,7 +141,8 @@ std::vector<std::string> topic_list(lua_State* L, int idx, const char* what) {
       e.code = CODE_INVALID_ARGUMENT;
       e.name = ERR_INVALID_ARGUMENT;
       e.topic = t;
-      e.message = fmt::format("{}: invalid topic name \"{}\": {}", what, t, problem);
+      e.message = fmt::format("bad argument #{} to '{}' ({}invalid topic name \"{}\": {})", arg, fn, in, t, problem);
+      e.where = user_location(L);
       raise_error(L, e);
     }
   }
@@ -158,12 +162,12 @@ int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics)
 
 // c:subscribe(topics): a list of names; names starting with ^ are regular expressions.
 int l_subscribe(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
-  return subscribe(L, c, topic_list(L, 2, "c:subscribe"));
+  Consumer* c = check_consumer(L, 1, "c:subscribe");
+  return subscribe(L, c, topic_list(L, 2, "c:subscribe", 2, nullptr));
 }
 
 int l_unsubscribe(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "c:unsubscribe");
   rd_kafka_resp_err_t err = rd_kafka_unsubscribe(c->rk());
   if (err) return nil_error(L, consumer_error(c, err, "unsubscribe"));
   lua_pushboolean(L, 1);
@@ -172,7 +176,7 @@ int l_unsubscribe(lua_State* L) {
 
 // c:assign(partitions): explicit partitions (with optional offsets), no group rebalancing.
 int l_assign(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "c:assign");
   rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:assign", false);
   if (list)
     for (int i = 0; i < list->cnt; ++i)
@@ -188,7 +192,7 @@ int l_assign(lua_State* L) {
 }
 
 int l_assignment(lua_State* L) {
-  Consumer* c = check_consumer(L, 1);
+  Consumer* c = check_consumer(L, 1, "c:assignment");
   rd_kafka_topic_partition_list_t* parts = nullptr;
   rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk(), &parts);
   return return_partitions_or_error(L, c, err, parts, "assignment");

@@ -1,5 +1,8 @@
 -- c:poll / c:messages() fast path (plain buffered messages copied out through the FFI) must give
 -- the same messages as the full path, and must not hide cancellation or a closed handle.
+-- The consumer's test-only primitives (held, queued, route, waiters) are not on its public
+-- metatable: the registry is the one way to them.
+local private = debug.getregistry()["klua.private"].consumer
 local function topic_name(prefix) return prefix .. "-" .. klua.uuid():sub(1, 8) end
 
 local function assigned(t, partition)
@@ -85,11 +88,11 @@ test("a cancelled task's next poll raises KLUA_CANCELLED even with messages buff
       if seen == 10 then klua.current_task():cancel() end
     end
   end)
-  local ok, err = task:join(10000)
+  local ok, err = task:join({ timeout_ms = 10000 })
   assert_eq(ok, nil)
   assert_error(err, "KLUA_CANCELLED")
   assert_eq(seen, 10)
-  assert_true(c:_queued() > 0, "messages were still fetched and unread when the cancel was seen")
+  assert_true(private.queued(c) > 0, "messages were still fetched and unread when the cancel was seen")
   c:close()
 end)
 
@@ -128,7 +131,7 @@ test("fetched messages stay bounded by queued.min.messages; a pause and resume i
     assert_eq(tonumber(msg.value), next_value[msg.partition], "partition " .. msg.partition)
     next_value[msg.partition] = next_value[msg.partition] + 1
     n = n + 1
-    local b = c:_queued()  -- librdkafka's messages queue and what klua holds
+    local b = private.queued(c)  -- librdkafka's messages queue and what klua holds
     if b > max_buffered then max_buffered = b end
     if n == 700 and not paused_once then
       -- the script's own pause and resume of a partition while messages of it are queued

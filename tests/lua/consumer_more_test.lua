@@ -1,4 +1,7 @@
 -- The complete consumer on the embedded cluster: hooks, iterator, pause, seek, assign.
+-- The consumer's test-only primitives (held, queued, route, waiters) are not on its public
+-- metatable: the registry is the one way to them.
+local private = debug.getregistry()["klua.private"].consumer
 local name = klua.testkit.fresh
 local BASE = { ["auto.offset.reset"] = "earliest", ["session.timeout.ms"] = 6000 }
 local function conf(t)
@@ -274,9 +277,9 @@ test("c:seek where it cannot wait raises and loses nothing", function()
   -- Let librdkafka fetch all ten (no event says so: look), so that the first poll takes them in
   -- one batch and klua holds the other nine.
   local deadline = klua.now() + 10000
-  while c:_queued() < 10 and klua.now() < deadline do klua.sleep(10) end
+  while private.queued(c) < 10 and klua.now() < deadline do klua.sleep(10) end
   assert_eq(assert(c:poll(10000)).offset, 0)
-  assert_eq(c:_held(t, 0), 9)
+  assert_eq(private.held(c, t, 0), 9)
   local co = coroutine.create(function() return c:seek(t, 0, 5) end)
   local ok, err = coroutine.resume(co)
   assert_eq(ok, false)
@@ -290,7 +293,7 @@ end)
 -- whole range a `klua replay` run copied. They came out reversed (each went in front of the one
 -- before), and messages of the messages queue were taken before them while librdkafka's
 -- position moved past what the script never saw: replay stopped at the wrong message.
--- c:_route(topic, partition, "events") sends a partition's fetches there, as before a forward.
+-- private.route(c, topic, partition, "events") sends a partition's fetches there, as before a forward.
 local function busy_wait(ms)  -- the loop does not run: nothing drains the events queue
   local until_t = os.clock() + ms / 1000
   while os.clock() < until_t do end
@@ -302,7 +305,7 @@ test("messages held from the events queue come out in fetch order", function()
   produce_n(t, 6, 0)
   local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
   assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
-  c:_route(t, 0, "events")
+  private.route(c, t, 0, "events")
   busy_wait(300)   -- all six fetched onto the events queue
   klua.sleep(100)  -- drained into klua's buffer with no poll waiting
   local got = {}
@@ -317,13 +320,13 @@ test("messages waiting on the events queue are handed out before later ones of t
   produce_n(t, 3, 0)
   local c = klua.consumer{ group = name("g"), ["enable.auto.commit"] = false }
   assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
-  c:_route(t, 0, "events")
+  private.route(c, t, 0, "events")
   busy_wait(300)  -- 0, 1, 2 fetched onto the events queue; the loop has not run
-  c:_route(t, 0, "messages")
+  private.route(c, t, 0, "messages")
   local p = klua.producer()
   for i = 4, 6 do assert(p:send{ topic = t, partition = 0, value = "m" .. i }) end  -- does not wait
   local deadline = os.clock() + 10
-  while c:_queued() < 3 and os.clock() < deadline do busy_wait(10) end  -- 3, 4, 5 on the messages queue
+  while private.queued(c) < 3 and os.clock() < deadline do busy_wait(10) end  -- 3, 4, 5 on the messages queue
   local first = assert(c:poll(5000))
   assert_eq(first.offset, 0)
   assert_eq(c:position()[1].offset, 1)
@@ -348,13 +351,13 @@ test("a timed-out or cancelled poll leaves nothing behind: 100,000 of them, then
     local _, err = task:join()
     assert_eq(err, nil)
   end
-  assert_eq(c:_waiters(), 0)
+  assert_eq(private.waiters(c), 0)
   local waiting = klua.spawn(function() return c:poll(60000) end)
   klua.sleep(10)
-  assert_eq(c:_waiters(), 1)
+  assert_eq(private.waiters(c), 1)
   waiting:cancel()
   waiting:join()
-  assert_eq(c:_waiters(), 0)
+  assert_eq(private.waiters(c), 0)
   -- stale tokens were erased from the front of a vector, one by one, when a message came
   local p = klua.producer()
   assert(p:produce{ topic = t, partition = 0, value = "x" })

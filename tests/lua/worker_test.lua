@@ -36,7 +36,9 @@ test("options are checked; the LRU keeps the most recently used ids", function()
   assert_raises(function() klua.worker{ group = "g", topics = { "t" }, handlers = { t = 1 } } end, "must be a function")
   assert_raises(function() klua.worker{ group = "g", topics = { "t" }, handlers = {}, retry = { tries = 1 } } end, "unknown retry option")
   assert_eq(require("klua.worker"), klua.worker)
-  local lru = require("klua.worker")._lru(2)
+  -- the LRU is private (not on the module): the registry is the tests' way to it
+  local lru = debug.getregistry()["klua.private"].worker.lru(2)
+  assert_eq(require("klua.worker")._lru, nil)
   lru:add("a"); lru:add("b")
   assert_true(lru:has("a"))           -- refreshes a
   lru:add("c")                        -- evicts b, the least recently used
@@ -210,7 +212,7 @@ test("stop during a long retry backoff ends at once and leaves the message uncom
     handlers = function() calls = calls + 1; error("always") end }
   local task = run_until(w, function() return calls == 1 end)
   local stopped = klua.now()
-  local counters = assert(task:join(10000))
+  local counters = assert(task:join({ timeout_ms = 10000 }))
   assert_true(klua.now() - stopped < 2000, "stop took " .. (klua.now() - stopped) .. " ms")
   assert_eq({ calls, counters.processed, counters.dead_lettered, counters.failed }, { 1, 0, 0, 0 })
   assert_eq(assert(klua.lag(g, { t })).lag, 1) -- redelivered at the next start
