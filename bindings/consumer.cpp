@@ -93,12 +93,18 @@ void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
       });
 }
 
-Consumer* check_consumer(lua_State* L, int idx, const char* fn) {
+// The consumer's userdata at idx, or a bad argument of fn (luaL_checkudata would name the C function,
+// or the waiting wrapper's 'fn', and count without self).
+static ConsumerBox* check_box(lua_State* L, int idx, const char* fn) {
   auto* box = static_cast<ConsumerBox*>(luaL_testudata(L, idx, CONSUMER_MT));
   if (!box)
     raise_bad_argument(L, idx, fn, fmt::format("klua.consumer expected, got {}",
                                                lua_isnone(L, idx) ? "no value" : luaL_typename(L, idx)));
-  return usable_handle(L, box->handle, "consumer");
+  return box;
+}
+
+Consumer* check_consumer(lua_State* L, int idx, const char* fn) {
+  return usable_handle(L, check_box(L, idx, fn)->handle, "consumer");
 }
 
 std::string Consumer::describe() const {
@@ -137,9 +143,7 @@ int return_partitions_or_error(lua_State* L, Consumer* c, rd_kafka_resp_err_t er
 }
 
 int l_close(lua_State* L) {
-  auto* box = static_cast<ConsumerBox*>(luaL_testudata(L, 1, CONSUMER_MT));
-  if (!box) raise_bad_argument(L, 1, "c:close", fmt::format("klua.consumer expected, got {}", luaL_typename(L, 1)));
-  return close_and_wait(L, box->handle, "c:close");
+  return close_and_wait(L, check_box(L, 1, "c:close")->handle, "c:close");
 }
 
 
