@@ -59,6 +59,10 @@ void Admin::drain_results() {
   }
 }
 
+std::string Admin::describe() const {
+  return fmt::format("klua.admin({}{})", rd_kafka_name(rk_), embedded_ ? ", embedded" : "");
+}
+
 void Admin::begin_close() {
   if (state_ != Open) return;
   state_ = Closing;
@@ -91,13 +95,7 @@ void Admin::finish_close() {
     rd_kafka_queue_destroy(q);
   }
   main_q_ = res_q_ = nullptr;
-  release_hooks();
-  destroy_handle_async(rt_, rk_, 0, [this] {
-    rk_ = nullptr;
-    state_ = Closed;
-    wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
-    if (orphaned) delete this;
-  });
+  destroy_handle(0);
 }
 
 // ---- helpers ---------------------------------------------------------------------
@@ -105,14 +103,7 @@ void Admin::finish_close() {
 
 Admin* check_admin(lua_State* L, int idx) {
   auto* box = static_cast<AdminBox*>(luaL_checkudata(L, idx, ADMIN_MT));
-  if (!box->a || !box->a->usable()) {
-    ErrorSpec e;
-    e.code = CODE_CLOSED;
-    e.name = ERR_CLOSED;
-    e.message = "the admin client is closed";
-    raise_error(L, e);
-  }
-  return box->a;
+  return usable_handle(L, box->handle, "admin client");
 }
 
 // check_admin for calls that wait: raises as the wait itself would (not in a task, cancelled)
@@ -254,7 +245,7 @@ void include_ops(rd_kafka_AdminOptions_t* o, bool on) {
 // P.embedded(a) -> true when the handle runs on the embedded mock cluster
 int l_embedded(lua_State* L) {
   auto* box = static_cast<AdminBox*>(luaL_checkudata(L, 1, ADMIN_MT));
-  lua_pushboolean(L, box->a && box->a->embedded());
+  lua_pushboolean(L, box->handle && box->handle->embedded());
   return 1;
 }
 
@@ -279,23 +270,7 @@ int l_timeout(lua_State* L) {
 
 int l_close(lua_State* L) {
   auto* box = static_cast<AdminBox*>(luaL_checkudata(L, 1, ADMIN_MT));
-  return close_and_wait(L, box->a, "admin:close");
-}
-
-int l_gc(lua_State* L) {
-  auto* box = static_cast<AdminBox*>(lua_touserdata(L, 1));
-  collect_handle(box->a);
-  box->a = nullptr;
-  return 0;
-}
-
-int l_tostring(lua_State* L) {
-  auto* box = static_cast<AdminBox*>(luaL_checkudata(L, 1, ADMIN_MT));
-  if (box->a && box->a->rk() && box->a->usable())
-    lua_pushfstring(L, "klua.admin(%s%s)", rd_kafka_name(box->a->rk()), box->a->embedded() ? ", embedded" : "");
-  else
-    lua_pushliteral(L, "klua.admin(closed)");
-  return 1;
+  return close_and_wait(L, box->handle, "admin:close");
 }
 
 // klua.admin([config]) -> admin
@@ -321,7 +296,7 @@ int l_new(lua_State* L) {
   rd_kafka_conf_set_events(o.conf, RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG);
   Runtime& rt = Runtime::from(L);
   auto* box = static_cast<AdminBox*>(lua_newuserdata(L, sizeof(AdminBox)));
-  box->a = nullptr;
+  box->handle = nullptr;
   luaL_getmetatable(L, ADMIN_MT);
   lua_setmetatable(L, -2);
   rd_kafka_t* rk = nullptr;
@@ -341,7 +316,7 @@ int l_new(lua_State* L) {
   auto* a = new Admin(rt);
   a->set_hooks(o);
   a->start(rk, o.embedded, timeout_ms);
-  box->a = a;
+  box->handle = a;
   return 1;
 }
 
@@ -438,10 +413,7 @@ void open_admin(Runtime& rt, lua_State* L, int klua_table) {
   }
   lua_pop(L, 2);  // H, P
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
+  set_handle_metamethods<AdminBox>(L);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, klua_table, "admin");

@@ -54,7 +54,6 @@ class Admin : public Client {
   }
 
   int close_priority() const override { return 30; }
-  bool is_closed() const override { return state_ == Closed; }
   bool usable() const { return state_ == Open; }
   bool embedded() const { return embedded_; }
   double timeout_ms() const { return timeout_ms_; }
@@ -95,6 +94,7 @@ class Admin : public Client {
   }
 
   void begin_close() override;
+  std::string describe() const override;
 
   // Wrong credentials: librdkafka keeps retrying the login and the requests wait for a broker until their
   // timeout (30 s by default). Fail the requests pending now with the authentication error instead; later
@@ -117,8 +117,6 @@ class Admin : public Client {
     }
   }
 
-  bool orphaned = false;
-  std::vector<WaitToken> close_waiters;
 
  protected:
   void on_inflight_done() override {
@@ -136,7 +134,6 @@ class Admin : public Client {
   void drain_results();
   void finish_close();
 
-  enum State { Open, Closing, Destroying, Closed } state_ = Open;
   bool embedded_ = false;
   double timeout_ms_ = DEFAULT_ADMIN_TIMEOUT_MS;
   rd_kafka_queue_t *main_q_ = nullptr, *res_q_ = nullptr;
@@ -145,7 +142,8 @@ class Admin : public Client {
 };
 
 struct AdminBox {
-  Admin* a;
+  Admin* handle;
+  static constexpr const char* kind = "admin";
 };
 
 Admin* check_admin(lua_State* L, int idx);

@@ -283,6 +283,27 @@ void QueueWatcher::on_poll(uv_poll_t* h, int status, int events) {
 
 Client::~Client() {}
 
+std::string Client::describe() const { return fmt::format("klua.{}({})", kind_, rd_kafka_name(rk_)); }
+
+void Client::destroy_handle(int flags) {
+  state_ = Destroying;
+  release_hooks();
+  destroy_handle_async(rt_, rk_, flags, [this] {
+    rk_ = nullptr;
+    state_ = Closed;
+    wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
+    if (orphaned) delete this;
+  });
+}
+
+void raise_closed(lua_State* L, const char* kind) {
+  ErrorSpec e;
+  e.code = CODE_CLOSED;
+  e.name = ERR_CLOSED;
+  e.message = fmt::format("the {} is closed", kind);
+  raise_error(L, e);
+}
+
 void Client::set_hooks(const ClientOptions& o) {
   on_error_ = o.on_error;
   on_log_ = o.on_log;

@@ -68,6 +68,17 @@ class Client : public Closable {
  public:
   Client(Runtime& rt, const char* kind) : rt_(rt), kind_(kind) {}
   ~Client() override;
+  // The close state machine every client shares: Open -> Closing (the client's own wind-down: a
+  // producer flushes, a consumer leaves its group, admin requests end) -> Destroying
+  // (rd_kafka_destroy on the executor, destroy_handle) -> Closed.
+  enum State { Open, Closing, Destroying, Closed };
+  State state() const { return state_; }
+  bool is_closed() const override { return state_ == Closed; }
+  // h:close() calls waiting for Closed; set when the Lua object is gone (delete once closed).
+  std::vector<WaitToken> close_waiters;
+  bool orphaned = false;
+  // What __tostring shows of an open handle: "klua.producer(rdkafka#producer-1)".
+  virtual std::string describe() const;
   rd_kafka_t* rk() const { return rk_; }
   Runtime& runtime() { return rt_; }
   const char* kind() const { return kind_; }
@@ -103,6 +114,11 @@ class Client : public Closable {
   virtual void on_inflight_done() {}
   int inflight_ = 0;
   virtual void on_fatal(const std::string& message) {}
+  State state_ = Open;
+  // The end of every close, once the client has released its queues: hooks released, the handle
+  // destroyed off the loop (`flags`: RD_KAFKA_DESTROY_F_*), then Closed, the close waiters woken,
+  // and an orphaned handle deleted.
+  void destroy_handle(int flags);
   // An _AUTHENTICATION error event (wrong SASL credentials): the error as the hooks saw it.
   virtual void on_authentication_error(const ErrorSpec& e) {}
   // The last _AUTHENTICATION error heard (a producer clears it at the next successful delivery).
@@ -151,6 +167,47 @@ void collect_handle(Handle* h) {
     h->orphaned = true;
     h->begin_close();
   }
+}
+
+// The payload of every client's userdata is a Box { H* handle; } (null once collected), with
+// Box::kind naming the client for messages. These are its __gc and __tostring.
+template <class Box>
+int handle_gc(lua_State* L) {
+  auto* box = static_cast<Box*>(lua_touserdata(L, 1));
+  collect_handle(box->handle);
+  box->handle = nullptr;
+  return 0;
+}
+template <class Box>
+int handle_tostring(lua_State* L) {
+  auto* box = static_cast<Box*>(lua_touserdata(L, 1));
+  if (box && box->handle && box->handle->rk() && !box->handle->is_closed()) {
+    std::string s = box->handle->describe();
+    lua_pushlstring(L, s.data(), s.size());
+  } else {
+    lua_pushfstring(L, "klua.%s(closed)", Box::kind);
+  }
+  return 1;
+}
+
+// Sets handle_gc and handle_tostring as __gc and __tostring of the metatable on top of the stack.
+template <class Box>
+void set_handle_metamethods(lua_State* L) {
+  lua_pushcfunction(L, handle_gc<Box>);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, handle_tostring<Box>);
+  lua_setfield(L, -2, "__tostring");
+}
+
+// Raises KLUA_CLOSED: "the <kind> is closed".
+[[noreturn]] void raise_closed(lua_State* L, const char* kind);
+// The handle of a box, when it is usable: raises KLUA_CLOSED when it is closed (or collected),
+// and the fatal error after one.
+template <class H>
+H* usable_handle(lua_State* L, H* h, const char* kind) {
+  if (!h || !h->usable()) raise_closed(L, kind);
+  h->raise_if_fatal(L);
+  return h;
 }
 
 // Creates the handle from conf (consumed) or raises with librdkafka's reason.

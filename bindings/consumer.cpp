@@ -93,15 +93,11 @@ void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
 
 Consumer* check_consumer(lua_State* L, int idx) {
   auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, idx, CONSUMER_MT));
-  if (!box->c || !box->c->usable()) {
-    ErrorSpec e;
-    e.code = CODE_CLOSED;
-    e.name = ERR_CLOSED;
-    e.message = "the consumer is closed";
-    raise_error(L, e);
-  }
-  box->c->raise_if_fatal(L);
-  return box->c;
+  return usable_handle(L, box->handle, "consumer");
+}
+
+std::string Consumer::describe() const {
+  return fmt::format("klua.consumer({}, group {})", rd_kafka_name(rk_), group());
 }
 
 ErrorSpec consumer_error(Consumer* c, rd_kafka_resp_err_t err, const char* op, std::string msg) {
@@ -124,24 +120,9 @@ int return_partitions_or_error(lua_State* L, Consumer* c, rd_kafka_resp_err_t er
 
 int l_close(lua_State* L) {
   auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, 1, CONSUMER_MT));
-  return close_and_wait(L, box->c, "c:close");
+  return close_and_wait(L, box->handle, "c:close");
 }
 
-int l_gc(lua_State* L) {
-  auto* box = static_cast<ConsumerBox*>(lua_touserdata(L, 1));
-  collect_handle(box->c);
-  box->c = nullptr;
-  return 0;
-}
-
-int l_tostring(lua_State* L) {
-  auto* box = static_cast<ConsumerBox*>(luaL_checkudata(L, 1, CONSUMER_MT));
-  if (box->c && box->c->rk())
-    lua_pushfstring(L, "klua.consumer(%s, group %s)", rd_kafka_name(box->c->rk()), box->c->group().c_str());
-  else
-    lua_pushliteral(L, "klua.consumer(closed)");
-  return 1;
-}
 
 // Under group.protocol=consumer (KIP-848) the broker owns what these classic client settings
 // did; librdkafka refuses them with a bare message. klua raises KLUA_INVALID_ARGUMENT naming
@@ -248,7 +229,7 @@ int l_new(lua_State* L) {
                                        RD_KAFKA_EVENT_OFFSET_COMMIT);
   Runtime& rt = Runtime::from(L);
   auto* box = static_cast<ConsumerBox*>(lua_newuserdata(L, sizeof(ConsumerBox)));
-  box->c = nullptr;
+  box->handle = nullptr;
   luaL_getmetatable(L, CONSUMER_MT);
   lua_setmetatable(L, -2);
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_CONSUMER, o.conf, "klua.consumer");
@@ -269,7 +250,7 @@ int l_new(lua_State* L) {
   c->kip848 = kip848;
   c->store_on_hand_out = store_on_hand_out;
   c->start(rk, group, poll_timeout, hook_timeout);
-  box->c = c;
+  box->handle = c;
   if (!topics.empty()) {
     int n = subscribe(L, c, topics);
     if (n == 2) lua_error(L);  // subscribe failed: raise its error
@@ -360,10 +341,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   lua_settop(L, fast_idx - 1);
   lua_setfield(L, -2, "messages");
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
+  set_handle_metamethods<ConsumerBox>(L);
   lua_pop(L, 1);
 
   lua_pushcfunction(L, l_new);

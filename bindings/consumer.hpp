@@ -171,7 +171,6 @@ class Consumer : public Client {
   void report_error(const ErrorSpec& e);
 
   int close_priority() const override { return 20; }
-  bool is_closed() const override { return state_ == Closed; }
   // Closing still takes calls: a rebalance hook run by close may commit.
   bool usable() const { return state_ == Open || state_ == Closing; }
   const std::string& group() const { return group_; }
@@ -193,6 +192,7 @@ class Consumer : public Client {
   void set_topic_names(int ref) { topic_names_ref_ = ref; }
   void drain();
   void begin_close() override;
+  std::string describe() const override;
   void on_inflight_done() override {
     if (destroy_when_idle_) finish_close();
   }
@@ -225,8 +225,6 @@ class Consumer : public Client {
   // Waiting polls in arrival order; a wait that ends otherwise (timeout, cancellation) removes
   // its own entry (Scheduler::on_wait_end), so nothing stale piles up while no message comes.
   std::list<WaitToken> poll_waiters;
-  std::vector<WaitToken> close_waiters;
-  bool orphaned = false;
   std::map<TopicPartition, int64_t> end_offsets;  // for messages{until_end=true}
   bool ends_known = false;
 
@@ -274,7 +272,6 @@ class Consumer : public Client {
   }
   void finish_close();
 
-  enum State { Open, Closing, Destroying, Closed } state_ = Open;
   std::string group_;
   double default_poll_timeout_ = 0;
   double hook_timeout_ms_ = DEFAULT_HOOK_TIMEOUT_MS;
@@ -373,7 +370,8 @@ const ConsumerStatics* consumer_statics(lua_State* L);
 
 // The payload of a consumer userdata (null once collected).
 struct ConsumerBox {
-  Consumer* c;
+  Consumer* handle;
+  static constexpr const char* kind = "consumer";
 };
 
 // The consumer at idx; raises when it is closed or failed fatally.

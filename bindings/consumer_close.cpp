@@ -86,15 +86,9 @@ void Consumer::finish_close() {
   parts_.clear();
   last_state_ = nullptr;
   last_rkt_ = nullptr;
-  release_hooks();
   // klua has run the consumer close itself (begin_close): when it did not finish in time,
   // rd_kafka_destroy must not start another one that could wait just as long.
-  destroy_handle_async(rt_, rk_, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE, [this] {
-    rk_ = nullptr;
-    state_ = Closed;
-    wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
-    if (orphaned) delete this;
-  });
+  destroy_handle(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 
 }  // namespace consumer_impl

@@ -279,12 +279,12 @@ void Consumer::drop_held(const rd_kafka_topic_partition_list_t* list) {
 
 // Called through the FFI with the payload of a userdata whose metatable the caller checked.
 int take_fast_entry(void* box, klua_msg_view* v) {
-  Consumer* c = static_cast<ConsumerBox*>(box)->c;
+  Consumer* c = static_cast<ConsumerBox*>(box)->handle;
   return c ? c->take_fast(v) : 1;
 }
 
 void release_fast_entry(void* box) {
-  if (Consumer* c = static_cast<ConsumerBox*>(box)->c) c->release_fast();
+  if (Consumer* c = static_cast<ConsumerBox*>(box)->handle) c->release_fast();
 }
 
 // c:poll([timeout_ms]) -> message | nil (timeout) | nil, err

@@ -19,7 +19,7 @@ void Producer::start_flushing() {
 }
 
 void Producer::nudge() {
-  if (!keep_flushing_ || !rk_ || (state_ != Open && state_ != Flushing) || rd_kafka_outq_len(rk_) == 0) {
+  if (!keep_flushing_ || !rk_ || (state_ != Open && state_ != Closing) || rd_kafka_outq_len(rk_) == 0) {
     keep_flushing_ = false;
     return;
   }
@@ -29,7 +29,7 @@ void Producer::nudge() {
   run_off_loop([rk] { rd_kafka_flush(rk, kNudgeMs); },
                [this] {
                  nudging_ = false;
-                 if (keep_flushing_ && (state_ == Open || state_ == Flushing) && rd_kafka_outq_len(rk_) > 0)
+                 if (keep_flushing_ && (state_ == Open || state_ == Closing) && rd_kafka_outq_len(rk_) > 0)
                    uv_timer_start(nudge_timer_, [](uv_timer_t* h) { static_cast<Producer*>(h->data)->nudge(); },
                                   kNudgePeriodMs, 0);
                });
@@ -125,7 +125,7 @@ void Producer::after_reports() {
       failed_since_flush = 0;
       first_failure.clear();
     }
-    if (state_ == Flushing) finish_close();
+    if (state_ == Closing) finish_close();
   }
 }
 
@@ -150,7 +150,7 @@ void Producer::on_all_brokers_down() {
 
 void Producer::begin_close() {
   if (state_ != Open) return;
-  state_ = Flushing;
+  state_ = Closing;
   // Pending produce calls still get their reports; flush sends without waiting for linger.
   start_flushing();
   close_timer_ = new uv_timer_t;
@@ -158,16 +158,16 @@ void Producer::begin_close() {
   close_timer_->data = this;
   uv_timer_start(close_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Producer*>(h->data);
-    if (self->state_ != Flushing) return;
+    if (self->state_ != Closing) return;
     int left = rd_kafka_outq_len(self->rk_);
     fmt::print(stderr, "klua: producer close: {} message(s) not delivered after {} ms; purging them\n", left,
                self->wait_timeout_ms_);
     rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     self->drain();
-    if (self->state_ == Flushing) self->finish_close();
+    if (self->state_ == Closing) self->finish_close();
   }, static_cast<uint64_t>(timeout_int(wait_timeout_ms_)), 0);
   drain();
-  if (state_ == Flushing && rd_kafka_outq_len(rk_) == 0) finish_close();
+  if (state_ == Closing && rd_kafka_outq_len(rk_) == 0) finish_close();
 }
 
 void Producer::finish_close() {
@@ -208,14 +208,8 @@ void Producer::finish_close() {
   id_rkt_ = nullptr;
   luaL_unref(L, LUA_REGISTRYINDEX, on_delivery_);
   on_delivery_ = LUA_NOREF;
-  release_hooks();
   // rd_kafka_destroy joins librdkafka's threads: off the loop thread.
-  destroy_handle_async(rt_, rk_, 0, [this] {
-    rk_ = nullptr;
-    state_ = Closed;
-    wake_close_waiters(rt_.scheduler(), std::move(close_waiters));
-    if (orphaned) delete this;
-  });
+  destroy_handle(0);
 }
 
 }  // namespace klua::producer_impl

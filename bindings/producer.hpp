@@ -101,7 +101,6 @@ class Producer : public Client {
   }
 
   int close_priority() const override { return 10; }
-  bool is_closed() const override { return state_ == Closed; }
   bool usable() const { return state_ == Open; }
   double wait_timeout_ms() const { return wait_timeout_ms_; }
 
@@ -150,11 +149,10 @@ class Producer : public Client {
   static constexpr int kNudgeMs = 10;
   static constexpr uint64_t kNudgePeriodMs = 10;
 
-  std::vector<WaitToken> room_waiters, flush_waiters, close_waiters;
+  std::vector<WaitToken> room_waiters, flush_waiters;
   std::unordered_map<const void*, std::shared_ptr<Batch>> batches;
   size_t failed_since_flush = 0;
   std::string first_failure;
-  bool orphaned = false;  // the Lua object is gone: delete once closed
   std::unique_ptr<Delivery> spare_delivery;  // p:produce's next Delivery, owned here until enqueued
 
  private:
@@ -170,7 +168,6 @@ class Producer : public Client {
   void nudge();
   static int dispatch_reports(lua_State* L);
 
-  enum State { Open, Flushing, Destroying, Closed } state_ = Open;
   static constexpr uint32_t kSendsPerTurn = 1024;
   uint32_t sends_since_turn_ = 0;
   const ProducerStatics* statics_;
@@ -199,7 +196,8 @@ class Producer : public Client {
 
 // A producer's userdata.
 struct ProducerBox {
-  Producer* p;
+  Producer* handle;
+  static constexpr const char* kind = "producer";
 };
 
 // The statics of the calling producer method (its upvalue 1).

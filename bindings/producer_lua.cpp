@@ -19,7 +19,7 @@ namespace producer_impl {
 // Called through the FFI with the payload of a userdata whose metatable the caller checked.
 int send_fast_entry(void* box, const char* topic, size_t topic_len, const char* value, size_t value_len,
                     const char* key, size_t key_len, int32_t partition) {
-  Producer* p = static_cast<ProducerBox*>(box)->p;
+  Producer* p = static_cast<ProducerBox*>(box)->handle;
   if (!p) return -1;
   return p->send_fast(topic, topic_len, value, value_len, key, key_len, partition);
 }
@@ -28,12 +28,13 @@ const ProducerStatics* statics(lua_State* L) {
   return static_cast<const ProducerStatics*>(lua_touserdata(L, lua_upvalueindex(1)));
 }
 
-// luaL_checkudata looks the metatable up by name on every call; this compares with a cached
-// reference (it is on the path of every send).
 // A value that is not a producer where one is expected (p.send(x) instead of p:send(x)).
 [[noreturn]] static void not_a_producer(lua_State* L, int idx, const char* fn) {
   raise_bad_argument(L, idx, fn, fmt::format("klua.producer expected, got {}", luaL_typename(L, idx)));
 }
+
+// luaL_checkudata looks the metatable up by name on every call; this compares with a cached
+// reference (it is on the path of every send).
 
 ProducerBox* to_box(lua_State* L, int idx, const char* fn) {
   void* p = lua_touserdata(L, idx);
@@ -66,16 +67,7 @@ ProducerBox* to_box_by_name(lua_State* L, int idx, const char* fn) {
 }
 
 Producer* check_producer(lua_State* L, int idx, const char* fn) {
-  auto* box = to_box(L, idx, fn);
-  if (!box->p || !box->p->usable()) {
-    ErrorSpec e;
-    e.code = CODE_CLOSED;
-    e.name = ERR_CLOSED;
-    e.message = "the producer is closed";
-    raise_error(L, e);
-  }
-  box->p->raise_if_fatal(L);
-  return box->p;
+  return usable_handle(L, to_box(L, idx, fn)->handle, "producer");
 }
 
 
@@ -261,7 +253,7 @@ int l_flush(lua_State* L) {
 
 int l_close(lua_State* L) {
   auto* box = to_box(L, 1, "p:close");
-  return close_and_wait(L, box->p, "p:close");
+  return close_and_wait(L, box->handle, "p:close");
 }
 
 // inject_fatal_error(p, reason): librdkafka's test hook, for tests of fatal-error handling. Not a
@@ -287,21 +279,6 @@ int l_outq_len(lua_State* L) {
   return 1;
 }
 
-int l_gc(lua_State* L) {
-  auto* box = static_cast<ProducerBox*>(lua_touserdata(L, 1));
-  collect_handle(box->p);
-  box->p = nullptr;
-  return 0;
-}
-
-int l_tostring(lua_State* L) {
-  auto* box = to_box_by_name(L, 1, "tostring");
-  if (box->p && box->p->rk())
-    lua_pushfstring(L, "klua.producer(%s)", rd_kafka_name(box->p->rk()));
-  else
-    lua_pushliteral(L, "klua.producer(closed)");
-  return 1;
-}
 
 // klua.producer([config])
 int l_new(lua_State* L) {
@@ -355,7 +332,7 @@ int l_new(lua_State* L) {
   }
   Runtime& rt = Runtime::from(L);
   auto* box = static_cast<ProducerBox*>(lua_newuserdata(L, sizeof(ProducerBox)));
-  box->p = nullptr;
+  box->handle = nullptr;
   // A transactional producer has a metatable of its own (bindings/transactions.cpp).
   bool transactional = false;
   {
@@ -376,23 +353,14 @@ int l_new(lua_State* L) {
   p->set_hooks(o);
   p->start(rk, on_delivery, timeout_ms);
   if (hurry) p->hurry_producer_id();
-  box->p = p;
+  box->handle = p;
   return 1;
 }
 }  // namespace producer_impl
 
 rd_kafka_t* check_producer_handle(lua_State* L, int idx, const char* fn) {
   // Called from other modules' functions, which have no producer upvalue.
-  auto* box = to_box_by_name(L, idx, fn);
-  if (!box->p || !box->p->usable()) {
-    ErrorSpec e;
-    e.code = CODE_CLOSED;
-    e.name = ERR_CLOSED;
-    e.message = "the producer is closed";
-    raise_error(L, e);
-  }
-  box->p->raise_if_fatal(L);
-  return box->p->rk();
+  return usable_handle(L, to_box_by_name(L, idx, fn)->handle, "producer")->rk();
 }
 
 // raw.warn_deprecated(what, instead): the one warn-once for old spellings (bindings/deprecation.hpp).
@@ -458,10 +426,7 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   st->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "send");
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
+  set_handle_metamethods<ProducerBox>(L);
   lua_pop(L, 1);
 
   closure(l_new);
