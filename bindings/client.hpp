@@ -233,7 +233,7 @@ bool embedded_running(Runtime& rt);
 
 // The librdkafka handle behind a producer / consumer userdata at idx (raises when it is not
 // one, or when it is closed). For modules that extend them (transactions, admin helpers).
-rd_kafka_t* check_producer_handle(lua_State* L, int idx);
+rd_kafka_t* check_producer_handle(lua_State* L, int idx, const char* fn);
 rd_kafka_t* check_consumer_handle(lua_State* L, int idx);
 // The consumer's positions as the script sees them (the next offset poll will return per
 // partition; messages fetched into klua's buffer but not polled yet are not counted), for the

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,15 @@ struct Delivery {
 
 class Producer;
 
+// The message argument of a producer call, for its programmer errors: argument #2 of fn ("p:send",
+// "p:produce", "p:produce_batch"); item > 0 names the message's place in p:produce_batch's list.
+struct MessageArg {
+  const char* fn;
+  int item = 0;
+  std::function<void()> before_raise = {};  // p:produce_batch forgets the half-sent batch
+  [[noreturn]] void raise(lua_State* L, const std::string& detail) const;
+};
+
 class Producer : public Client {
  public:
   Producer(Runtime& rt, const ProducerStatics* statics) : Client(rt, "producer"), statics_(statics) {}
@@ -96,8 +106,9 @@ class Producer : public Client {
 
   // Enqueues the message in the table at idx. Returns 0 on success; RD_KAFKA_RESP_ERR__QUEUE_FULL
   // when the local queue is full (nothing was sent); another code with *err_message set on failure.
-  rd_kafka_resp_err_t enqueue(lua_State* L, int idx, Delivery* extra, bool allow_callbacks, std::string* topic_out,
-                              std::string* err_message, double* timeout_ms);
+  // A bad message (a programmer error) raises through arg.
+  rd_kafka_resp_err_t enqueue(lua_State* L, int idx, const MessageArg& arg, Delivery* extra, bool allow_callbacks,
+                              std::string* topic_out, std::string* err_message, double* timeout_ms);
   // p:send's fast path, called through the FFI (so it must not touch the Lua state): a message
   // of topic, value, key and partition without callbacks. Returns 0 when enqueued; any other
   // value means nothing was sent and the caller takes the full path (which raises or reports).
@@ -192,9 +203,10 @@ struct ProducerBox {
 // The statics of the calling producer method (its upvalue 1).
 const ProducerStatics* statics(lua_State* L);
 // The producer box at idx, either metatable (plain or transactional); raises a type error otherwise.
-ProducerBox* to_box(lua_State* L, int idx);
+// fn names the call in the error ("p:send"; self is argument #1).
+ProducerBox* to_box(lua_State* L, int idx, const char* fn);
 // The open producer at idx; raises when it is closed or after a fatal error.
-Producer* check_producer(lua_State* L, int idx);
+Producer* check_producer(lua_State* L, int idx, const char* fn);
 // Pushes the error of a failed delivery; auth: the producer's last authentication error.
 void push_delivery_error(lua_State* L, const rd_kafka_message_t* m, const std::optional<ErrorSpec>& auth);
 // p:send's fast path, called through the FFI (bindings/lua/producer_fast.lua).

@@ -28,9 +28,15 @@ const ProducerStatics* statics(lua_State* L) {
   return static_cast<const ProducerStatics*>(lua_touserdata(L, lua_upvalueindex(1)));
 }
 
+// A value that is not a producer where one is expected (p.send(x) instead of p:send(x)).
+[[noreturn]] static void not_a_producer(lua_State* L, int idx, const char* fn) {
+  raise_bad_argument(L, idx, fn, fmt::format("klua.producer expected, got {}", luaL_typename(L, idx)));
+}
+
 // luaL_checkudata looks the metatable up by name on every call; this compares with a cached
 // reference (it is on the path of every send).
-ProducerBox* to_box(lua_State* L, int idx) {
+
+ProducerBox* to_box(lua_State* L, int idx, const char* fn) {
   void* p = lua_touserdata(L, idx);
   if (p && lua_getmetatable(L, idx)) {
     const ProducerStatics* st = statics(L);
@@ -44,12 +50,11 @@ ProducerBox* to_box(lua_State* L, int idx) {
     lua_pop(L, 2);
     if (same) return static_cast<ProducerBox*>(p);
   }
-  luaL_typerror(L, idx, PRODUCER_MT);
-  return nullptr;
+  not_a_producer(L, idx, fn);
 }
 
 // The same for functions without the statics upvalue: the metatables by name.
-ProducerBox* to_box_by_name(lua_State* L, int idx) {
+ProducerBox* to_box_by_name(lua_State* L, int idx, const char* fn) {
   void* p = lua_touserdata(L, idx);
   if (p && lua_getmetatable(L, idx)) {
     luaL_getmetatable(L, PRODUCER_MT);
@@ -58,12 +63,11 @@ ProducerBox* to_box_by_name(lua_State* L, int idx) {
     lua_pop(L, 3);
     if (same) return static_cast<ProducerBox*>(p);
   }
-  luaL_typerror(L, idx, PRODUCER_MT);
-  return nullptr;
+  not_a_producer(L, idx, fn);
 }
 
-Producer* check_producer(lua_State* L, int idx) {
-  return usable_handle(L, to_box(L, idx)->handle, "producer");
+Producer* check_producer(lua_State* L, int idx, const char* fn) {
+  return usable_handle(L, to_box(L, idx, fn)->handle, "producer");
 }
 
 
@@ -80,14 +84,14 @@ int wait_for_room(lua_State* L, Producer* p, const char* op) {
 
 // p:send(msg) -> true | nil, err
 int l_send(lua_State* L) {
-  Producer* p = check_producer(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  Producer* p = check_producer(L, 1, "p:send");
+  check_arg_type(L, 2, LUA_TTABLE, "p:send");
   if (p->turn_pending || p->turn_due()) {
     p->turn_pending = false;
     if (Runtime::from(L).scheduler().can_wait(L)) return wait_for_room(L, p, "p:send (letting delivery reports in)");
   }
   std::string msg, topic;
-  rd_kafka_resp_err_t err = p->enqueue(L, 2, nullptr, true, &topic, &msg, nullptr);
+  rd_kafka_resp_err_t err = p->enqueue(L, 2, MessageArg{"p:send"}, nullptr, true, &topic, &msg, nullptr);
   if (!err) {
     lua_pushboolean(L, 1);
     return 1;
@@ -107,10 +111,11 @@ int l_send(lua_State* L) {
 
 // p:produce(msg) -> report | nil, err
 int l_produce(lua_State* L) {
-  Producer* p = check_producer(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  Producer* p = check_producer(L, 1, "p:produce");
+  check_arg_type(L, 2, LUA_TTABLE, "p:produce");
   Scheduler& s = Runtime::from(L).scheduler();
-  if (!s.can_wait(L)) return luaL_error(L, "p:produce waits for the delivery report: call it from a task (use p:send in callbacks)");
+  if (!s.can_wait(L))
+    raise_misuse(L, "p:produce", "it waits for the delivery report: call it from a task (use p:send in callbacks)");
   // Cancellation is checked before anything is sent, so that prepare_wait cannot raise once the
   // message is enqueued. The message is enqueued by a direct call (no pcall, no closure made per
   // call: 10,000 tasks awaiting produce made that a visible cost): the Delivery it carries stays
@@ -121,7 +126,7 @@ int l_produce(lua_State* L) {
   Delivery* d = p->spare_delivery.get();
   double timeout = p->wait_timeout_ms();
   std::string msg, topic;
-  rd_kafka_resp_err_t err = p->enqueue(L, 2, d, false, &topic, &msg, &timeout);
+  rd_kafka_resp_err_t err = p->enqueue(L, 2, MessageArg{"p:produce"}, d, false, &topic, &msg, &timeout);
   if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce (local queue full)");
   if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
     ErrorSpec e;
@@ -141,10 +146,10 @@ int l_produce(lua_State* L) {
 
 // p:produce_batch(list) -> results (one per message, in order, error nil on success)
 int l_produce_batch(lua_State* L) {
-  Producer* p = check_producer(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  Producer* p = check_producer(L, 1, "p:produce_batch");
+  check_arg_type(L, 2, LUA_TTABLE, "p:produce_batch");
   Scheduler& s = Runtime::from(L).scheduler();
-  if (!s.can_wait(L)) return luaL_error(L, "p:produce_batch waits for delivery reports: call it from a task");
+  if (!s.can_wait(L)) raise_misuse(L, "p:produce_batch", "it waits for delivery reports: call it from a task");
   s.check_cancelled(L);  // before anything is sent: prepare_wait must not raise at the end
   const void* key = lua_topointer(L, 2);
   std::shared_ptr<Batch> b;
@@ -159,17 +164,32 @@ int l_produce_batch(lua_State* L) {
     b->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     p->batches[key] = b;
   }
+  // A bad item raises: the batch is forgotten (a second call with the same list starts afresh).
+  // Reports still due for its earlier items are then filled in and dropped (n ends the batch there).
+  auto forget = [L, p, key] {
+    auto found = p->batches.find(key);
+    if (found == p->batches.end()) return;
+    Batch& fb = *found->second;
+    if (fb.pending == 0) {
+      luaL_unref(L, LUA_REGISTRYINDEX, fb.results_ref);
+      fb.results_ref = LUA_NOREF;
+    } else {
+      fb.n = fb.next - 1;
+    }
+    p->batches.erase(found);
+  };
   for (; b->next <= b->n; ++b->next) {
     lua_rawgeti(L, 2, b->next);
     if (!lua_istable(L, -1)) {
-      p->batches.erase(key);
-      return luaL_error(L, "p:produce_batch: item %d must be a message table, got %s", b->next, luaL_typename(L, -1));
+      forget();
+      raise_bad_argument(L, 2, "p:produce_batch",
+                         fmt::format("item {} must be a message table, got {}", b->next, luaL_typename(L, -1)));
     }
     auto d = std::make_unique<Delivery>();
     d->batch = b;
     d->index = b->next;
     std::string msg, topic;
-    rd_kafka_resp_err_t err = p->enqueue(L, -1, d.get(), false, &topic, &msg, nullptr);
+    rd_kafka_resp_err_t err = p->enqueue(L, -1, MessageArg{"p:produce_batch", b->next, forget}, d.get(), false, &topic, &msg, nullptr);
     lua_pop(L, 1);
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce_batch (local queue full)");
     if (err) {
@@ -207,8 +227,9 @@ int l_produce_batch(lua_State* L) {
 
 // flush(p, timeout_ms or nil) -> true | nil, err (p:flush{timeout_ms=} in bindings/lua/producer.lua)
 int l_flush(lua_State* L) {
-  Producer* p = check_producer(L, 1);
-  double timeout = luaL_optnumber(L, 2, p->wait_timeout_ms());
+  Producer* p = check_producer(L, 1, "p:flush");
+  // (the options were checked by producer.lua's flush)
+  double timeout = lua_isnumber(L, 2) ? lua_tonumber(L, 2) : p->wait_timeout_ms();
   p->drain();
   if (rd_kafka_outq_len(p->rk()) == 0) {
     if (p->failed_since_flush) {
@@ -231,20 +252,21 @@ int l_flush(lua_State* L) {
 }
 
 int l_close(lua_State* L) {
-  auto* box = to_box(L, 1);
+  auto* box = to_box(L, 1, "p:close");
   return close_and_wait(L, box->handle, "p:close");
 }
 
-// p:_inject_fatal_error(reason): librdkafka's test hook, for testing fatal-error handling.
+// inject_fatal_error(p, reason): librdkafka's test hook, for tests of fatal-error handling. Not a
+// method: tests reach it through debug.getregistry()["klua.producer.testing"].
 int l_inject_fatal(lua_State* L) {
-  Producer* p = check_producer(L, 1);
+  Producer* p = check_producer(L, 1, "inject_fatal_error");
   rd_kafka_test_fatal_error(p->rk(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, luaL_optstring(L, 2, "injected"));
   return 0;
 }
 
 // not_transactional(p, op): a plain producer's answer to the transactional calls.
 int l_not_transactional(lua_State* L) {
-  to_box(L, 1);
+  to_box(L, 1, lua_tostring(L, 2));
   ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR__NOT_CONFIGURED,
                             "this producer is not transactional: create it with [\"transactional.id\"] = \"...\"");
   e.op = luaL_checkstring(L, 2);
@@ -252,7 +274,7 @@ int l_not_transactional(lua_State* L) {
 }
 
 int l_outq_len(lua_State* L) {
-  Producer* p = check_producer(L, 1);
+  Producer* p = check_producer(L, 1, "p:outq_len");
   lua_pushinteger(L, rd_kafka_outq_len(p->rk()));
   return 1;
 }
@@ -261,7 +283,7 @@ int l_outq_len(lua_State* L) {
 // klua.producer([config])
 int l_new(lua_State* L) {
   int idx = lua_isnoneornil(L, 1) ? 0 : 1;
-  if (idx) luaL_checktype(L, 1, LUA_TTABLE);
+  if (idx) check_arg_type(L, 1, LUA_TTABLE, "klua.producer");
   ClientOptions o = build_client_options(L, idx, "klua.producer", {{"enable.idempotence", "true"}},
                                          {"on_delivery", "timeout_ms"});
   int on_delivery = LUA_NOREF;
@@ -271,12 +293,21 @@ int l_new(lua_State* L) {
     if (k == "on_delivery") {
       if (!lua_isfunction(L, -1)) {
         rd_kafka_conf_destroy(o.conf);
-        return luaL_error(L, "klua.producer: option 'on_delivery' must be a function");
+        raise_bad_argument(L, 1, "klua.producer",
+                           fmt::format("option 'on_delivery' must be a function, got {}", luaL_typename(L, -1)));
       }
       on_delivery = luaL_ref(L, LUA_REGISTRYINDEX);
       continue;
     }
-    if (k == "timeout_ms") timeout_ms = lua_tonumber(L, -1);
+    if (k == "timeout_ms") {
+      if (lua_type(L, -1) != LUA_TNUMBER) {
+        rd_kafka_conf_destroy(o.conf);
+        if (on_delivery != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, on_delivery);
+        raise_bad_argument(L, 1, "klua.producer",
+                           fmt::format("option 'timeout_ms' must be a number, got {}", luaL_typename(L, -1)));
+      }
+      timeout_ms = lua_tonumber(L, -1);
+    }
     lua_pop(L, 1);
   }
   rd_kafka_conf_set_events(o.conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG | RD_KAFKA_EVENT_STATS);
@@ -327,9 +358,9 @@ int l_new(lua_State* L) {
 }
 }  // namespace producer_impl
 
-rd_kafka_t* check_producer_handle(lua_State* L, int idx) {
+rd_kafka_t* check_producer_handle(lua_State* L, int idx, const char* fn) {
   // Called from other modules' functions, which have no producer upvalue.
-  return usable_handle(L, to_box_by_name(L, idx)->handle, "producer")->rk();
+  return usable_handle(L, to_box_by_name(L, idx, fn)->handle, "producer")->rk();
 }
 
 // raw.warn_deprecated(what, instead): the one warn-once for old spellings (bindings/deprecation.hpp).
@@ -367,7 +398,7 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   } prims[] = {
       {"send", l_send, false},   {"produce", l_produce, false},   {"produce_batch", l_produce_batch, false},
       {"flush", l_flush, true},  {"close", l_close, true},        {"outq_len", l_outq_len, false},
-      {"inject_fatal_error", l_inject_fatal, false},              {"warn_deprecated", l_warn_deprecated, false},              {"not_transactional", l_not_transactional, false},
+      {"warn_deprecated", l_warn_deprecated, false},              {"not_transactional", l_not_transactional, false},
   };
   for (const auto& m : prims) {
     closure(m.fn);
@@ -400,6 +431,12 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
 
   closure(l_new);
   lua_setfield(L, klua_table, "producer");
+
+  // Test hooks, off the public metatable (the REPL's completion lists that): only through the registry.
+  lua_newtable(L);
+  closure(l_inject_fatal);
+  lua_setfield(L, -2, "inject_fatal_error");
+  lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.testing");
 }
 
 }  // namespace klua

@@ -140,7 +140,9 @@ void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
       }
       luaL_unref(L, LUA_REGISTRYINDEX, b.results_ref);
       b.results_ref = LUA_NOREF;
-      batches.erase(b.key);
+      // (a batch forgotten after a bad item is no longer there; a new one may have its key)
+      auto it = batches.find(b.key);
+      if (it != batches.end() && it->second.get() == &b) batches.erase(it);
     }
     return;
   }

@@ -23,9 +23,15 @@ rd_kafka_topic_t* Producer::topic(lua_State* L, const char* name, size_t len, st
   return last_topic_;
 }
 
-static rd_kafka_headers_t* build_headers(lua_State* L, int idx) {
+// A bad message raises the one programmer error: "bad argument #2 to 'p:send' (detail)", with
+// "item N: " before the detail for p:produce_batch's messages.
+void MessageArg::raise(lua_State* L, const std::string& detail) const {
+  if (before_raise) before_raise();
+  raise_bad_argument(L, 2, fn, item ? fmt::format("item {}: {}", item, detail) : detail);
+}
+
+static rd_kafka_headers_t* build_headers(lua_State* L, int idx, const MessageArg& arg) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
-  luaL_checktype(L, idx, LUA_TTABLE);
   rd_kafka_headers_t* h = rd_kafka_headers_new(8);
   lua_rawgeti(L, idx, 1);
   bool is_list = !lua_isnil(L, -1);
@@ -33,7 +39,7 @@ static rd_kafka_headers_t* build_headers(lua_State* L, int idx) {
   auto add = [&](int name_idx, int value_idx) {
     if (lua_type(L, name_idx) != LUA_TSTRING) {
       rd_kafka_headers_destroy(h);
-      luaL_error(L, "header names must be strings, got %s", luaL_typename(L, name_idx));
+      arg.raise(L, fmt::format("header names must be strings, got {}", luaL_typename(L, name_idx)));
     }
     size_t nl, vl = 0;
     const char* n = lua_tolstring(L, name_idx, &nl);
@@ -41,7 +47,7 @@ static rd_kafka_headers_t* build_headers(lua_State* L, int idx) {
     if (!lua_isnil(L, value_idx)) {
       if (lua_type(L, value_idx) != LUA_TSTRING && lua_type(L, value_idx) != LUA_TNUMBER) {
         rd_kafka_headers_destroy(h);
-        luaL_error(L, "header '%s' must have a string value, got %s", n, luaL_typename(L, value_idx));
+        arg.raise(L, fmt::format("header '{}' must have a string value, got {}", n, luaL_typename(L, value_idx)));
       }
       v = lua_tolstring(L, value_idx, &vl);
     }
@@ -53,7 +59,7 @@ static rd_kafka_headers_t* build_headers(lua_State* L, int idx) {
       lua_rawgeti(L, idx, i);
       if (!lua_istable(L, -1)) {
         rd_kafka_headers_destroy(h);
-        luaL_error(L, "headers[%d] must be a {name, value} pair, got %s", i, luaL_typename(L, -1));
+        arg.raise(L, fmt::format("headers[{}] must be a {{name, value}} pair, got {}", i, luaL_typename(L, -1)));
       }
       lua_rawgeti(L, -1, 1);
       lua_rawgeti(L, -2, 2);
@@ -70,8 +76,9 @@ static rd_kafka_headers_t* build_headers(lua_State* L, int idx) {
   return h;
 }
 
-rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bool allow_callbacks,
-                                      std::string* topic_out, std::string* err_message, double* timeout_ms) {
+rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, const MessageArg& arg, Delivery* extra,
+                                      bool allow_callbacks, std::string* topic_out, std::string* err_message,
+                                      double* timeout_ms) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   const char* topic_name = nullptr;
   size_t topic_len = 0;
@@ -89,51 +96,51 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
     const char* k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : nullptr;
     int vt = lua_type(L, -1);
     if (k == statics_->field_ptrs[F_TOPIC]) {
-      if (vt != LUA_TSTRING) luaL_error(L, "message field 'topic' must be a string, got %s", luaL_typename(L, -1));
+      if (vt != LUA_TSTRING) arg.raise(L, fmt::format("message field 'topic' must be a string, got {}", luaL_typename(L, -1)));
       topic_name = lua_tolstring(L, -1, &topic_len);
     } else if (k == statics_->field_ptrs[F_VALUE] || k == statics_->field_ptrs[F_KEY]) {
       bool is_value = k == statics_->field_ptrs[F_VALUE];
       if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
-        luaL_error(L, "message field '%s' must be a string or nil, got %s", is_value ? "value" : "key", luaL_typename(L, -1));
+        arg.raise(L, fmt::format("message field '{}' must be a string or nil, got {}", is_value ? "value" : "key", luaL_typename(L, -1)));
       lua_pushvalue(L, -1);  // convert a copy: converting the table's value in place would confuse lua_next
       lua_replace(L, is_value ? S_VALUE : S_KEY);
       if (is_value) value = lua_tolstring(L, S_VALUE, &value_len);
       else key = lua_tolstring(L, S_KEY, &key_len);
     } else if (k == statics_->field_ptrs[F_HEADERS]) {
-      if (vt != LUA_TTABLE) luaL_error(L, "message field 'headers' must be a table, got %s", luaL_typename(L, -1));
+      if (vt != LUA_TTABLE) arg.raise(L, fmt::format("message field 'headers' must be a table, got {}", luaL_typename(L, -1)));
       lua_pushvalue(L, -1);
       lua_replace(L, S_HEADERS);
       headers_idx = S_HEADERS;
     } else if (k == statics_->field_ptrs[F_PARTITION]) {
-      if (vt != LUA_TNUMBER) luaL_error(L, "message field 'partition' must be a number, got %s", luaL_typename(L, -1));
+      if (vt != LUA_TNUMBER) arg.raise(L, fmt::format("message field 'partition' must be a number, got {}", luaL_typename(L, -1)));
       partition = static_cast<int32_t>(lua_tointeger(L, -1));
-      if (partition < 0) luaL_error(L, "message field 'partition' must be >= 0 (partitions are 0-based)");
+      if (partition < 0) arg.raise(L, "message field 'partition' must be >= 0 (partitions are 0-based)");
     } else if (k == statics_->field_ptrs[F_TIMESTAMP]) {
-      if (vt != LUA_TNUMBER) luaL_error(L, "message field 'timestamp' must be epoch milliseconds, got %s", luaL_typename(L, -1));
+      if (vt != LUA_TNUMBER) arg.raise(L, fmt::format("message field 'timestamp' must be epoch milliseconds, got {}", luaL_typename(L, -1)));
       double ts = lua_tonumber(L, -1);
-      if (!(ts >= 0 && ts < 9.2e18)) luaL_error(L, "message field 'timestamp' must be epoch milliseconds >= 0");
+      if (!(ts >= 0 && ts < 9.2e18)) arg.raise(L, "message field 'timestamp' must be epoch milliseconds >= 0");
       timestamp = static_cast<int64_t>(ts);
     } else if (k == statics_->field_ptrs[F_ON_DELIVERY]) {
-      if (!allow_callbacks) luaL_error(L, "message field 'on_delivery' is for p:send only");
-      if (vt != LUA_TFUNCTION) luaL_error(L, "message field 'on_delivery' must be a function, got %s", luaL_typename(L, -1));
+      if (!allow_callbacks) arg.raise(L, "message field 'on_delivery' is for p:send only");
+      if (vt != LUA_TFUNCTION) arg.raise(L, fmt::format("message field 'on_delivery' must be a function, got {}", luaL_typename(L, -1)));
       lua_pushvalue(L, -1);
       lua_replace(L, S_CB);
       on_delivery_idx = S_CB;
     } else if (k == statics_->field_ptrs[F_OPAQUE]) {
-      if (!allow_callbacks) luaL_error(L, "message field 'opaque' is for p:send only");
+      if (!allow_callbacks) arg.raise(L, "message field 'opaque' is for p:send only");
       lua_pushvalue(L, -1);
       lua_replace(L, S_OPAQUE);
       opaque_idx = S_OPAQUE;
     } else if (k == statics_->field_ptrs[F_TIMEOUT]) {
-      if (vt != LUA_TNUMBER) luaL_error(L, "message field 'timeout_ms' must be a number");
+      if (vt != LUA_TNUMBER) arg.raise(L, "message field 'timeout_ms' must be a number");
       if (timeout_ms) *timeout_ms = lua_tonumber(L, -1);
     } else {
-      luaL_error(L, "unknown message field '%s' (fields: topic, key, value, headers, partition, timestamp, "
-                    "on_delivery, opaque, timeout_ms)", k ? k : luaL_typename(L, -2));
+      arg.raise(L, fmt::format("unknown message field '{}' (fields: topic, key, value, headers, partition, "
+                               "timestamp, on_delivery, opaque, timeout_ms)", k ? k : luaL_typename(L, -2)));
     }
     lua_pop(L, 1);
   }
-  if (!topic_name) luaL_error(L, "message field 'topic' is required");
+  if (!topic_name) arg.raise(L, "message field 'topic' is required");
   std::string problem;
   rd_kafka_topic_t* rkt = topic(L, topic_name, topic_len, &problem);
   if (!rkt) {
@@ -148,7 +155,7 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, Delivery* extra, bo
     own = std::make_unique<Delivery>();
     d = own.get();
   }
-  rd_kafka_headers_t* hdrs = headers_idx ? build_headers(L, headers_idx) : nullptr;
+  rd_kafka_headers_t* hdrs = headers_idx ? build_headers(L, headers_idx, arg) : nullptr;
   rd_kafka_resp_err_t err;
   if (hdrs) {
     err = rd_kafka_producev(rk_, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),

@@ -51,8 +51,8 @@ Guard& guard_of(lua_State* L) {
 }
 
 // The state of the producer at idx 1 (created on first use). Raises when it is not an open producer.
-std::shared_ptr<TxnState> state_of(lua_State* L) {
-  rd_kafka_t* rk = check_producer_handle(L, 1);
+std::shared_ptr<TxnState> state_of(lua_State* L, const char* op) {
+  rd_kafka_t* rk = check_producer_handle(L, 1, op);
   lua_getfield(L, LUA_REGISTRYINDEX, STATES_KEY);
   lua_pushvalue(L, 1);
   lua_rawget(L, -2);
@@ -92,11 +92,13 @@ int refuse(lua_State* L, const TxnState& s, const char* op) {
   return 0;
 }
 
-double check_timeout_value(lua_State* L, int idx, const char* op) {
+// arg: the argument's number, for the error (the value itself may be at idx -1).
+double check_timeout_value(lua_State* L, int idx, int arg, const char* op) {
   if (lua_type(L, idx) != LUA_TNUMBER)
-    luaL_error(L, "%s: timeout_ms must be a number, got %s", op, luaL_typename(L, idx));
+    raise_bad_argument(L, arg, op,
+                       fmt::format("timeout_ms must be a number, got {} (options: {{timeout_ms = N}})", luaL_typename(L, idx)));
   double t = lua_tonumber(L, idx);
-  if (!(t > 0) || t > INT32_MAX) luaL_error(L, "%s: timeout_ms must be > 0", op);
+  if (!(t > 0) || t > INT32_MAX) raise_bad_argument(L, arg, op, "timeout_ms must be > 0");
   return t;
 }
 
@@ -112,26 +114,31 @@ double opt_timeout(lua_State* L, int idx, const char* op) {
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
       if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "%s: unknown option (a %s key; options: timeout_ms)", op, luaL_typename(L, -1));
+        raise_bad_argument(L, idx, op,
+                           fmt::format("unknown option (a {} key; options: timeout_ms)", luaL_typename(L, -1)));
       if (std::strcmp(lua_tostring(L, -1), "timeout_ms") != 0)
-        luaL_error(L, "%s: unknown option '%s' (options: timeout_ms)", op, lua_tostring(L, -1));
+        raise_bad_argument(L, idx, op, fmt::format("unknown option '{}' (options: timeout_ms)", lua_tostring(L, -1)));
     }
     // Read without replacing the table: some calls check their arguments twice.
     lua_getfield(L, idx, "timeout_ms");
     double t = DEFAULT_TIMEOUT_MS;
-    if (!lua_isnil(L, -1)) t = check_timeout_value(L, -1, op);
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        raise_bad_argument(L, idx, op, fmt::format("timeout_ms must be a number, got {}", luaL_typename(L, -1)));
+      t = check_timeout_value(L, -1, idx, op);
+    }
     lua_pop(L, 1);
     return t;
   }
-  return check_timeout_value(L, idx, op);
+  return check_timeout_value(L, idx, idx, op);
 }
 
 // Makes sure the call can wait before anything is allocated (prepare_wait would raise later).
 void check_can_wait(lua_State* L, const char* op) {
   Scheduler& s = Runtime::from(L).scheduler();
   if (!s.can_wait(L))
-    luaL_error(L, "%s must be called from a klua task (the main chunk, a klua.spawn function or a hook), "
-                  "not from a plain coroutine or an inline callback such as on_delivery", op);
+    raise_misuse(L, op, "must be called from a klua task (the main chunk, a klua.spawn function or a hook), "
+                        "not from a plain coroutine or an inline callback such as on_delivery");
   s.check_cancelled(L);
 }
 
@@ -146,7 +153,7 @@ int queue_call(lua_State* L, Op* op, const std::shared_ptr<TxnState>& s) {
 }
 
 int simple_call(lua_State* L, Kind kind, const char* name) {
-  auto s = state_of(L);
+  auto s = state_of(L, name);
   double timeout = opt_timeout(L, 2, name);
   if (int n = refuse(L, *s, name)) return n;
   check_can_wait(L, name);
@@ -159,7 +166,7 @@ int simple_call(lua_State* L, Kind kind, const char* name) {
 
 // p:init_transactions([opts]) -> true | nil, err
 int l_init(lua_State* L) {
-  auto s = state_of(L);
+  auto s = state_of(L, "p:init_transactions");
   opt_timeout(L, 2, "p:init_transactions");
   if (int n = refuse(L, *s, "p:init_transactions")) return n;
   if (s->initialized && s->idle()) {
@@ -171,7 +178,7 @@ int l_init(lua_State* L) {
 
 // p:begin([opts]) -> true | nil, err (the timeout bounds the first call's init_transactions)
 int l_begin(lua_State* L) {
-  auto s = state_of(L);
+  auto s = state_of(L, "p:begin");
   opt_timeout(L, 2, "p:begin");
   if (int n = refuse(L, *s, "p:begin")) return n;
   if (s->initialized && s->idle()) {
@@ -202,12 +209,23 @@ bool is_options_table(lua_State* L, int idx) {
   return opts;
 }
 
+// True when the value at idx is a klua.consumer (check_consumer_handle's error is not located).
+static bool is_consumer(lua_State* L, int idx) {
+  if (!lua_isuserdata(L, idx) || !lua_getmetatable(L, idx)) return false;
+  luaL_getmetatable(L, "klua.consumer");
+  bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
 // p:send_offsets(consumer [, offsets] [, opts]) -> true | nil, err
 // offsets: a partition list {{topic=, partition=, offset=}, ...} (offset = the next to read) or a
 // message (its offset + 1); without it, the consumer's positions on its assignment.
 int l_send_offsets(lua_State* L) {
   const char* name = "p:send_offsets";
-  auto s = state_of(L);
+  auto s = state_of(L, name);
+  if (!is_consumer(L, 2))
+    raise_bad_argument(L, 2, name, fmt::format("klua.consumer expected, got {}", luaL_typename(L, 2)));
   rd_kafka_t* crk = check_consumer_handle(L, 2);
   int offsets_idx = 0, timeout_idx = 3;
   if (lua_istable(L, 3) && !is_options_table(L, 3)) {
@@ -216,7 +234,7 @@ int l_send_offsets(lua_State* L) {
   } else if (lua_istable(L, 3)) {
     timeout_idx = 3;
   } else if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TNUMBER) {
-    return luaL_error(L, "%s: offsets must be a partition list or a message, got %s", name, luaL_typename(L, 3));
+    raise_bad_argument(L, 3, name, fmt::format("offsets must be a partition list or a message, got {}", luaL_typename(L, 3)));
   } else if (lua_isnil(L, 3)) {
     timeout_idx = 4;
   }
@@ -231,8 +249,8 @@ int l_send_offsets(lua_State* L) {
         std::string topic = list->elems[i].topic;
         int partition = list->elems[i].partition;
         rd_kafka_topic_partition_list_destroy(list);
-        return luaL_error(L, "%s: %s [%d] needs a numeric offset (the next offset to read)", name, topic.c_str(),
-                          partition);
+        raise_bad_argument(L, 3, name,
+                           fmt::format("{} [{}] needs a numeric offset (the next offset to read)", topic, partition));
       }
     }
   } else {
@@ -268,7 +286,7 @@ int l_send_offsets(lua_State* L) {
 
 // abort_nowait(p): queues an abort nobody waits for (p:transaction when its task is cancelled).
 int l_abort_nowait(lua_State* L) {
-  auto s = state_of(L);
+  auto s = state_of(L, "p:abort");
   if (!s->transactional || s->closing) return 0;
   auto* op = new Op;
   op->kind = Kind::Abort;

@@ -150,7 +150,7 @@ class Guard : public Closable {
 
 // The transactional producer's state at idx 1 (created on first use); raises when it is not an
 // open producer.
-std::shared_ptr<TxnState> state_of(lua_State* L);
+std::shared_ptr<TxnState> state_of(lua_State* L, const char* op);
 Guard& guard_of(lua_State* L);
 
 }  // namespace klua::txn

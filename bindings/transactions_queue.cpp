@@ -221,7 +221,7 @@ void Guard::close_state(lua_State* L, int idx, const std::shared_ptr<TxnState>& 
 }
 
 int l_is_open(lua_State* L) {
-  check_producer_handle(L, 1);  // raises when closed
+  check_producer_handle(L, 1, "p:transaction");  // raises when closed
   return 0;
 }
 

@@ -4,11 +4,17 @@
 --
 --   raw: send, produce, produce_batch (C functions that may resume with RETRY: call again),
 --        flush(self, timeout_ms), close (already wrapped: a cancellation raises), outq_len,
---        inject_fatal_error, not_transactional(self, op), warn_deprecated(what, instead)
+--        not_transactional(self, op), warn_deprecated(what, instead)
 --   CANCEL, RETRY: the scheduler's cancel sentinel and the producer's retry marker
 -- Returns the methods table and report(topic, partition, offset, timestamp, tstype).
 local raw, CANCEL, RETRY = ...
 local error, type, pairs, tostring = error, type, pairs, tostring
+
+-- Programmer errors raise KLUA_INVALID_ARGUMENT "bad argument #n to 'p:flush' (...)" at the
+-- script's line (klua.errors.bad_argument; self is argument #1).
+local function bad_argument(fn, n, fmt, ...)
+  klua.errors.bad_argument(fn, n, fmt:format(...))
+end
 
 -- The delivery report: {topic, partition, offset[, timestamp, timestamp_type]}. tstype is 0 when
 -- the broker gave no timestamp, 1 for create time, 2 for log-append time. Every report a script
@@ -53,18 +59,18 @@ local function flush(self, opts)
   if type(opts) == "table" then
     for k in pairs(opts) do
       if k ~= "timeout_ms" then
-        error(("p:flush: unknown option '%s' (options: timeout_ms)"):format(tostring(k)), 2)
+        bad_argument("p:flush", 2, "unknown option '%s' (options: timeout_ms)", tostring(k))
       end
     end
     timeout = opts.timeout_ms
     if timeout ~= nil and type(timeout) ~= "number" then
-      error("p:flush: option 'timeout_ms' must be a number, got " .. type(timeout), 2)
+      bad_argument("p:flush", 2, "option 'timeout_ms' must be a number, got %s", type(timeout))
     end
   elseif type(opts) == "number" then
     deprecate("p:flush(timeout_ms)", "p:flush{timeout_ms = N}")
     timeout = opts
   elseif opts ~= nil then
-    error("p:flush: expected an options table {timeout_ms = N}, got " .. type(opts), 2)
+    bad_argument("p:flush", 2, "expected an options table {timeout_ms = N}, got %s", type(opts))
   end
   return raw_flush(self, timeout)
 end
@@ -84,7 +90,6 @@ local methods = {
   flush = flush,
   close = raw.close,
   outq_len = raw.outq_len,
-  _inject_fatal_error = raw.inject_fatal_error,  -- librdkafka's test hook (tests/lua/producer_test.lua)
   init_transactions = refuse("p:init_transactions"),
   begin = refuse("p:begin"),
   send_offsets = refuse("p:send_offsets"),

@@ -63,7 +63,9 @@ end
 -- p:transaction(fn, ...): begin; fn(...); commit. Aborts when fn raises (then re-raises) or when
 -- the commit fails with txn_requires_abort. Returns fn's results, or nil, err from begin/commit.
 function methods.transaction(self, fn, ...)
-  if type(fn) ~= "function" then error("p:transaction(fn): fn must be a function, got " .. type(fn), 2) end
+  if type(fn) ~= "function" then
+    klua.errors.bad_argument("p:transaction", 2, "function expected, got " .. type(fn))
+  end
   local ok, err = methods.begin(self)
   if not ok then return nil, err end
   return finish(self, pcall(fn, ...))

@@ -16,23 +16,6 @@ local function raises(fn, name, arg)
   return err
 end
 
--- Errors still raised another way, in the files other helpers are rewriting (producer.cpp,
--- transactions.cpp): reported as pending, with what they say today.
-local PENDING = {
-  { "p:send('x')", function() klua.producer():send("x") end },
-  { "p:produce{bogus=1}", function() klua.producer():produce { topic = "t", bogus = 1 } end },
-  { "p:flush('x')", function() klua.producer():flush("x") end },
-  { "klua.producer{transactional}:commit_transaction('x')", function()
-    klua.producer { ["transactional.id"] = "x" }:commit_transaction("x") end },
-}
-for _, case in ipairs(PENDING) do
-  local ok, err = pcall(case[2])
-  local where = type(err) == "table" and err.where
-  if ok or not (klua.errors.is(err) and err.name == "KLUA_INVALID_ARGUMENT" and where and where:find(SRC, 1, true)) then
-    pending(case[1] .. " -- today: " .. (ok and "no error" or tostring(err):gsub("\n.*", "")))
-  end
-end
-
 test("klua.errors has every code by name and number", function()
   local E = klua.errors
   assert_eq(E.UNKNOWN_TOPIC_OR_PART, "UNKNOWN_TOPIC_OR_PART")
@@ -162,6 +145,78 @@ test("admin", function()
   -- the C primitives are not on the public metatable (the REPL's completion lists it)
   for k in pairs(getmetatable(a).__index) do assert_eq(k:sub(1, 1) ~= "_", true, k) end
   a:close()
+end)
+
+test("the producer", function()
+  local p = klua.producer()
+  -- p:send's fast path only falls back to the C path, which raises
+  raises(function() p:send("x") end, "p:send", 2)
+  raises(function() p:send() end, "p:send", 2)
+  raises(function() p:send { topic = 1 } end, "p:send", 2)
+  raises(function() p:send { value = "x" } end, "p:send", 2)
+  raises(function() p:send { topic = "t", value = {} } end, "p:send", 2)
+  raises(function() p:send { topic = "t", partition = -1 } end, "p:send", 2)
+  raises(function() p:send { topic = "t", partition = "1" } end, "p:send", 2)
+  raises(function() p:send { topic = "t", bogus = 1 } end, "p:send", 2)
+  raises(function() p:send { topic = "t", headers = 42 } end, "p:send", 2)
+  raises(function() p:send { topic = "t", headers = { { 1, "v" } } } end, "p:send", 2)
+  raises(function() p:send { topic = "t", headers = { 42 } } end, "p:send", 2)
+  raises(function() p:send { topic = "t", on_delivery = 42 } end, "p:send", 2)
+  raises(function() p:send { topic = "t", timestamp = -1 } end, "p:send", 2)
+  raises(function() p.send("x", { topic = "t" }) end, "p:send", 1)
+  raises(function() p:produce(42) end, "p:produce", 2)
+  raises(function() p:produce { topic = "t", bogus = 1 } end, "p:produce", 2)
+  raises(function() p:produce { topic = "t", on_delivery = print } end, "p:produce", 2)
+  raises(function() p:produce { topic = "t", timeout_ms = "soon" } end, "p:produce", 2)
+  raises(function() p:produce_batch(42) end, "p:produce_batch", 2)
+  local err = raises(function() p:produce_batch { { topic = "t" }, 42 } end, "p:produce_batch", 2)
+  assert_match(err.message, "item 2 must be a message table")
+  err = raises(function() p:produce_batch { { topic = "t", bogus = 1 } } end, "p:produce_batch", 2)
+  assert_match(err.message, "item 1: unknown message field 'bogus'")
+  -- a batch that raised is forgotten: the same list, corrected, is sent from its first item
+  local batch = { { topic = "t" }, { topic = "t", bogus = 1 } }
+  raises(function() p:produce_batch(batch) end, "p:produce_batch", 2)
+  batch[2].bogus = nil
+  local results = p:produce_batch(batch)
+  assert_eq(#results, 2)
+  raises(function() p:flush("x") end, "p:flush", 2)
+  raises(function() p:flush { bogus = 1 } end, "p:flush", 2)
+  raises(function() p:flush { timeout_ms = "5" } end, "p:flush", 2)
+  raises(function() p.outq_len(42) end, "p:outq_len", 1)
+  raises(function() klua.producer(42) end, "klua.producer", 1)
+  raises(function() klua.producer { on_delivery = 1 } end, "klua.producer", 1)
+  raises(function() klua.producer { timeout_ms = "soon" } end, "klua.producer", 1)
+  raises(function() klua.producer { bogus = 1 } end, "klua.producer", 1)
+  -- waiting calls outside a task name the call
+  local co = coroutine.create(function() p:produce { topic = "t" } end)
+  local ok, cerr = coroutine.resume(co)
+  assert_false(ok)
+  assert_error(cerr, "KLUA_INVALID_ARGUMENT")
+  assert_match(cerr.message, "^p:produce: ")
+  assert_match(cerr.where, "argument_errors_test.lua:%d+$")
+  -- private methods are not on the public metatable (the REPL's completion lists it)
+  for k in pairs(getmetatable(p).__index) do assert_eq(k:sub(1, 1) ~= "_", true, k) end
+  p:close()
+end)
+
+test("the transactional producer", function()
+  local tp = klua.producer { ["transactional.id"] = "argument-errors" }
+  raises(function() tp:send_offsets(42) end, "p:send_offsets", 2)
+  raises(function() tp:send_offsets(klua.producer()) end, "p:send_offsets", 2)
+  local c = klua.consumer { group = "argument-errors" }
+  raises(function() tp:send_offsets(c, "x") end, "p:send_offsets", 3)
+  raises(function() tp:send_offsets(c, { { topic = "t", partition = 0 } }) end, "p:send_offsets", 3)
+  raises(function() tp:send_offsets(c, nil, { bogus = 1 }) end, "p:send_offsets", 4)
+  raises(function() tp:transaction(42) end, "p:transaction", 2)
+  raises(function() tp:commit("x") end, "p:commit", 2)
+  raises(function() tp:commit(0) end, "p:commit", 2)
+  raises(function() tp:abort { timeout_ms = "soon" } end, "p:abort", 2)
+  raises(function() tp:begin { bogus = 1 } end, "p:begin", 2)
+  raises(function() tp:init_transactions("x") end, "p:init_transactions", 2)
+  raises(function() tp.commit(42) end, "p:commit", 1)
+  for k in pairs(getmetatable(tp).__index) do assert_eq(k:sub(1, 1) ~= "_", true, k) end
+  c:close()
+  tp:close()
 end)
 
 test("lag", function()

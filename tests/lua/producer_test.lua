@@ -173,7 +173,11 @@ test("after a fatal error the producer raises it on every call", function()
   local errors = {}
   local p = klua.producer{ on_error = function(e) errors[#errors + 1] = e end }
   assert(p:produce{ topic = "fatal-" .. klua.uuid():sub(1, 8), value = "x" })
-  p:_inject_fatal_error("test")
+  -- librdkafka's fatal-error test hook is not a method (private methods stay off the public
+  -- metatable): klua keeps its test hooks in a table reachable only through debug.getregistry().
+  assert_eq(p._inject_fatal_error, nil)
+  local testing = debug.getregistry()["klua.producer.testing"]
+  testing.inject_fatal_error(p, "test")
   for _ = 1, 50 do if #errors > 0 then break end klua.sleep(20) end
   assert_eq(errors[1] and errors[1].fatal, true)
   local err = assert_raises(function() p:send{ topic = "t", value = "x" } end, "OUT_OF_ORDER_SEQUENCE_NUMBER")
