@@ -566,6 +566,15 @@ void push_weak_keyed_table(lua_State* L) {
   lua_setmetatable(L, -2);
 }
 
+void push_private_table(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "klua.private");
+  if (lua_istable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "klua.private");
+}
+
 void wake_close_waiters(Scheduler& s, std::vector<WaitToken> waiters) {
   for (WaitToken t : waiters) {
     if (lua_State* co = s.wake_begin(t)) {

@@ -131,6 +131,11 @@ class Client : public Closable {
 // `flags` are rd_kafka_destroy_flags' (RD_KAFKA_DESTROY_F_*).
 void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, int flags, std::function<void()> done);
 
+// Pushes the registry's "klua.private" table (made on first use): primitives and test hooks that
+// are not the public API live there, per module (["klua.private"].consumer.held, ...), never on
+// a public metatable (the REPL completes those names).
+void push_private_table(lua_State* L);
+
 // Pushes a new table with weak keys (a set of userdata that does not keep them alive).
 void push_weak_keyed_table(lua_State* L);
 

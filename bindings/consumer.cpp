@@ -334,13 +334,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   // Primitives that are not the public API (the REPL completes the metatable's names): messages()
   // gets the two it needs as upvalues; tests reach all of them through the registry only,
   // debug.getregistry()["klua.private"].consumer.held(c, topic, partition) and so on.
-  lua_getfield(L, LUA_REGISTRYINDEX, "klua.private");
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "klua.private");
-  }
+  push_private_table(L);
   lua_newtable(L);
   s.push_waiting(L, l_end_offsets);
   lua_setfield(L, -2, "end_offsets");
@@ -378,7 +372,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   lua_getfield(L, klua_table, "errors");
   lua_getfield(L, -1, "bad_argument");
   lua_replace(L, -2);
-  lua_getfield(L, LUA_REGISTRYINDEX, "klua.private");
+  push_private_table(L);
   lua_getfield(L, -1, "consumer");
   lua_replace(L, -2);
   lua_call(L, 7, 1);

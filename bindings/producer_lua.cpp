@@ -257,7 +257,7 @@ int l_close(lua_State* L) {
 }
 
 // inject_fatal_error(p, reason): librdkafka's test hook, for tests of fatal-error handling. Not a
-// method: tests reach it through debug.getregistry()["klua.producer.testing"].
+// method: tests reach it through debug.getregistry()["klua.private"].producer.
 int l_inject_fatal(lua_State* L) {
   Producer* p = check_producer(L, 1, "inject_fatal_error");
   rd_kafka_test_fatal_error(p->rk(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, luaL_optstring(L, 2, "injected"));
@@ -433,10 +433,12 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, klua_table, "producer");
 
   // Test hooks, off the public metatable (the REPL's completion lists that): only through the registry.
+  push_private_table(L);
   lua_newtable(L);
   closure(l_inject_fatal);
   lua_setfield(L, -2, "inject_fatal_error");
-  lua_setfield(L, LUA_REGISTRYINDEX, "klua.producer.testing");
+  lua_setfield(L, -2, "producer");
+  lua_pop(L, 1);
 }
 
 }  // namespace klua

@@ -176,7 +176,7 @@ test("after a fatal error the producer raises it on every call", function()
   -- librdkafka's fatal-error test hook is not a method (private methods stay off the public
   -- metatable): klua keeps its test hooks in a table reachable only through debug.getregistry().
   assert_eq(p._inject_fatal_error, nil)
-  local testing = debug.getregistry()["klua.producer.testing"]
+  local testing = debug.getregistry()["klua.private"].producer
   testing.inject_fatal_error(p, "test")
   for _ = 1, 50 do if #errors > 0 then break end klua.sleep(20) end
   assert_eq(errors[1] and errors[1].fatal, true)
