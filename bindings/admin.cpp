@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "bindings/admin_internal.hpp"
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 #include "bindings/lua_chunks.hpp"
 
 namespace klua {

@@ -15,7 +15,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 
 namespace klua::admin_impl {
 
@@ -32,9 +32,9 @@ struct Request {
   std::function<int(lua_State* co, rd_kafka_event_t* ev)> push;
 };
 
-class Admin : public Client {
+class Admin : public KafkaHandle {
  public:
-  explicit Admin(Runtime& rt) : Client(rt, "admin") {}
+  explicit Admin(Runtime& rt) : KafkaHandle(rt, "admin") {}
   ~Admin() override {
     rt_.remove_closable(this);
     for (Request* r : pending_) delete r;

@@ -68,7 +68,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 #include "bindings/ffi.h"
 
 namespace klua {
@@ -98,7 +98,7 @@ struct ConsumerLink {
   Consumer* c;
 };
 
-class Consumer : public Client {
+class Consumer : public KafkaHandle {
  public:
   // A message taken from librdkafka: from a batch of the messages queue (ev null), or a FETCH
   // event of the events queue (m is its one message).
@@ -117,7 +117,7 @@ class Consumer : public Client {
   };
   enum class Rebalance { Assign, Revoke, Lost };
 
-  explicit Consumer(Runtime& rt) : Client(rt, "consumer") {
+  explicit Consumer(Runtime& rt) : KafkaHandle(rt, "consumer") {
     lua_State* L = rt_.lua();
     link_ = static_cast<ConsumerLink*>(lua_newuserdata(L, sizeof(ConsumerLink)));
     link_->c = this;

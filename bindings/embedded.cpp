@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 
 namespace klua {
 

@@ -3,7 +3,7 @@
 // The snapshot itself is admin:lag (bindings/admin.cpp); this module adds the shared handle and the
 // watcher (bindings/lua/lag.lua). opts.admin uses a given klua.admin handle instead of the shared one.
 #include "bindings/admin.hpp"
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 #include "bindings/lua_chunks.hpp"
 
 namespace klua {

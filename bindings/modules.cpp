@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 #include "bindings/json.hpp"
 
 namespace klua {

@@ -17,7 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 #include "bindings/ffi.h"
 
 namespace klua::producer_impl {
@@ -76,9 +76,9 @@ struct MessageArg {
   [[noreturn]] void raise(lua_State* L, const std::string& detail) const;
 };
 
-class Producer : public Client {
+class Producer : public KafkaHandle {
  public:
-  Producer(Runtime& rt, const ProducerStatics* statics) : Client(rt, "producer"), statics_(statics) {}
+  Producer(Runtime& rt, const ProducerStatics* statics) : KafkaHandle(rt, "producer"), statics_(statics) {}
 
   ~Producer() override { rt_.remove_closable(this); }
 

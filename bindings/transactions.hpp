@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 
 namespace klua::txn {
 
@@ -95,7 +95,7 @@ class Guard : public Closable {
   }
 
   // Transactional calls running on the executor at once: one fewer than its threads, so that
-  // what else needs it (rd_kafka_destroy, Client::run_blocking) never waits behind a row of
+  // what else needs it (rd_kafka_destroy, KafkaHandle::run_blocking) never waits behind a row of
   // transactional commits (each may take up to its timeout_ms).
   static constexpr size_t kMaxRunning = Executor::kThreads - 1;
 

@@ -2,7 +2,7 @@
 // klua that creates threads (librdkafka's and libcurl's own threads are theirs and never touch
 // Lua). It serves only what has no asynchronous form in librdkafka: the transactional calls
 // (init/send_offsets/commit/abort), rd_kafka_destroy, and the few blocking calls
-// Client::run_blocking serves. Everything with a queue-based form stays on the loop.
+// KafkaHandle::run_blocking serves. Everything with a queue-based form stays on the loop.
 //
 // submit(work, done): `work` runs on a pool thread and must not touch Lua; `done` runs afterwards
 // on the loop thread (brought back by one uv_async). Work runs in submission order, up to kThreads

@@ -5,7 +5,7 @@
 #include <memory>
 #include <thread>
 
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 #include "bindings/modules.hpp"
 #include "host/runtime.hpp"
 

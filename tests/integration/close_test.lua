@@ -1,6 +1,6 @@
 -- Closing clients in the situations where librdkafka 2.0.x could hang in rd_kafka_destroy (a
 -- consumer whose partitions were lost or whose topic was deleted; fixed in 2.1.0). klua destroys
--- handles on the loop's worker pool and waits for them (bindings/client.cpp), with no time-out
+-- handles on the loop's worker pool and waits for them (bindings/kafka_handle.cpp), with no time-out
 -- and no abandoned handle: these tests show that the close finishes, and quickly.
 local tk = klua.testkit
 local admin = klua.admin()

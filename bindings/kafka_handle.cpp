@@ -1,4 +1,4 @@
-#include "bindings/client.hpp"
+#include "bindings/kafka_handle.hpp"
 
 #include <sys/eventfd.h>
 
@@ -279,13 +279,13 @@ void QueueWatcher::on_poll(uv_poll_t* h, int status, int events) {
   self->on_ready_();
 }
 
-// ---- Client --------------------------------------------------------------------
+// ---- KafkaHandle --------------------------------------------------------------------
 
-Client::~Client() {}
+KafkaHandle::~KafkaHandle() {}
 
-std::string Client::describe() const { return fmt::format("klua.{}({})", kind_, rd_kafka_name(rk_)); }
+std::string KafkaHandle::describe() const { return fmt::format("klua.{}({})", kind_, rd_kafka_name(rk_)); }
 
-void Client::destroy_handle(int flags) {
+void KafkaHandle::destroy_handle(int flags) {
   state_ = Destroying;
   release_hooks();
   destroy_handle_async(rt_, rk_, flags, [this] {
@@ -304,13 +304,13 @@ void raise_closed(lua_State* L, const char* kind) {
   raise_error(L, e);
 }
 
-void Client::set_hooks(const ClientOptions& o) {
+void KafkaHandle::set_hooks(const ClientOptions& o) {
   on_error_ = o.on_error;
   on_log_ = o.on_log;
   on_stats_ = o.on_stats;
 }
 
-void Client::release_hooks() {
+void KafkaHandle::release_hooks() {
   lua_State* L = rt_.lua();
   for (int* r : {&on_error_, &on_log_, &on_stats_}) {
     luaL_unref(L, LUA_REGISTRYINDEX, *r);
@@ -318,7 +318,7 @@ void Client::release_hooks() {
   }
 }
 
-bool Client::handle_common_event(rd_kafka_event_t* ev) {
+bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
   lua_State* L = rt_.lua();
   switch (rd_kafka_event_type(ev)) {
     case RD_KAFKA_EVENT_ERROR: {
@@ -518,7 +518,7 @@ void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* li
   rd_kafka_topic_partition_list_destroy(copy);
 }
 
-void Client::run_off_loop(std::function<void()> work, std::function<void()> done) {
+void KafkaHandle::run_off_loop(std::function<void()> work, std::function<void()> done) {
   ++inflight_;
   rt_.executor().submit(std::move(work), [this, done = std::move(done)] {
     done();
@@ -526,7 +526,7 @@ void Client::run_off_loop(std::function<void()> work, std::function<void()> done
   });
 }
 
-int Client::run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
+int KafkaHandle::run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
                          std::function<int(lua_State*)> push) {
   WaitToken tok = rt_.scheduler().prepare_wait(L, op, timeout_ms);  // may raise: before allocating
   run_off_loop(std::move(work), [this, tok, push = std::move(push)] {

@@ -1,7 +1,10 @@
-// What producer and consumer share: configuration from the runtime's layers and
-// the script's table, the embedded cluster decision, the wake-up fd that brings
-// librdkafka's queue to the loop, client events (error/log/stats hooks), and
-// Kafka error objects.
+// KafkaHandle, the one base of every client (producer, transactional producer, consumer, admin):
+// it owns the rd_kafka_t, the close state machine (Open, Closing, Destroying, Closed; the handle is
+// destroyed on the runtime's executor), the userdata box's __gc/__tostring/close, client events
+// (error/log/stats hooks), fatal errors and the one way off the loop for blocking calls. With it:
+// configuration from the runtime's layers and the script's table, the embedded cluster decision,
+// the event fd that brings a librdkafka queue to the loop (QueueWatcher), Kafka error objects and
+// partition lists.
 #pragma once
 #include <librdkafka/rdkafka.h>
 #include <uv.h>
@@ -63,11 +66,11 @@ class QueueWatcher {
   uv_idle_t* idle_ = nullptr;
 };
 
-// Base for Kafka handles: hooks, event dispatch of ERROR/LOG/STATS, fatal errors.
-class Client : public Closable {
+// Base for Kafka handles: the close state machine, hooks, event dispatch of ERROR/LOG/STATS, fatal errors.
+class KafkaHandle : public Closable {
  public:
-  Client(Runtime& rt, const char* kind) : rt_(rt), kind_(kind) {}
-  ~Client() override;
+  KafkaHandle(Runtime& rt, const char* kind) : rt_(rt), kind_(kind) {}
+  ~KafkaHandle() override;
   // The close state machine every client shares: Open -> Closing (the client's own wind-down: a
   // producer flushes, a consumer leaves its group, admin requests end) -> Destroying
   // (rd_kafka_destroy on the executor, destroy_handle) -> Closed.
