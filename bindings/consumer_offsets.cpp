@@ -165,13 +165,9 @@ int l_seek(lua_State* L) {
   if (offset == RD_KAFKA_OFFSET_INVALID) raise_bad_argument(L, 4, "c:seek", "an offset is required");
   double timeout = call_timeout(L, 5, "c:seek", "c:seek(topic, partition, offset, timeout_ms)",
                                 "c:seek(topic, partition, offset, {timeout_ms=...})");
-  // The checks run_blocking would raise for (not a task, cancelled), made before the partition's
-  // held messages are dropped: raising after that would skip them without seeking.
-  Scheduler& sched = Runtime::from(L).scheduler();
-  if (!sched.can_wait(L))
-    raise_misuse(L, "c:seek", "must be called from a klua task (it waits for librdkafka), not from a plain "
-                              "coroutine or an inline callback");
-  sched.check_cancelled(L);
+  // Before the partition's held messages are dropped: raising after that would skip them
+  // without seeking.
+  check_can_wait(L, "c:seek");
   // Freed with the holder, also when the wait ended (timeout, cancellation) before the seek did.
   struct Result {
     rd_kafka_error_t* error = nullptr;
@@ -225,6 +221,7 @@ int l_position(lua_State* L) {
 int l_committed(lua_State* L) {
   Consumer* c = check_consumer(L, 1, "c:committed");
   double timeout = call_timeout(L, 3, "c:committed", "c:committed(partitions, timeout_ms)", "c:committed(partitions, {timeout_ms=...})");
+  check_can_wait(L, "c:committed");
   auto* list = partitions_or_assignment(L, c, 2, "c:committed");
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_t* rk = c->rk();
@@ -269,6 +266,7 @@ int l_offsets_for_times(lua_State* L) {
   Consumer* c = check_consumer(L, 1, "c:offsets_for_times");
   double timeout = call_timeout(L, 3, "c:offsets_for_times", "c:offsets_for_times(partitions, timeout_ms)",
                                 "c:offsets_for_times(partitions, {timeout_ms=...})");
+  check_can_wait(L, "c:offsets_for_times");
   auto* list = check_partition_list(L, 2, "c:offsets_for_times", false);
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_t* rk = c->rk();

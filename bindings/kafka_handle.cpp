@@ -296,6 +296,14 @@ void KafkaHandle::destroy_handle(int flags) {
   });
 }
 
+void check_can_wait(lua_State* L, const char* op) {
+  Scheduler& s = Runtime::from(L).scheduler();
+  if (!s.can_wait(L))
+    raise_misuse(L, op, "must be called from a klua task (the main chunk, a klua.spawn function or a hook), "
+                        "not from a plain coroutine or an inline callback such as on_delivery");
+  s.check_cancelled(L);
+}
+
 void raise_closed(lua_State* L, const char* kind) {
   ErrorSpec e;
   e.code = CODE_CLOSED;
@@ -443,18 +451,31 @@ rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, con
   lua_pop(L, 1);
   int n = single ? 1 : static_cast<int>(lua_objlen(L, idx));
   auto* list = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+  // Owned by a userdata while it is built: a bad item raises (check_offset and the checks
+  // below), and the garbage collector then frees the list instead of it leaking.
+  auto** owner = static_cast<rd_kafka_topic_partition_list_t**>(lua_newuserdata(L, sizeof list));
+  *owner = list;
+  if (luaL_newmetatable(L, "klua.partition_list_owner")) {
+    lua_pushcfunction(L, [](lua_State* L) {
+      auto** o = static_cast<rd_kafka_topic_partition_list_t**>(lua_touserdata(L, 1));
+      if (*o) rd_kafka_topic_partition_list_destroy(*o);
+      *o = nullptr;
+      return 0;
+    });
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  int owner_idx = lua_gettop(L);
   for (int i = 1; i <= n; ++i) {
     if (single) lua_pushvalue(L, idx); else lua_rawgeti(L, idx, i);
     int item = lua_gettop(L);
     if (!lua_istable(L, item)) {
-      rd_kafka_topic_partition_list_destroy(list);
       raise_bad_argument(L, idx, what, fmt::format("partition list item {} must be a table {{topic=, partition=}}, got {}",
                                                    i, luaL_typename(L, item)));
     }
     lua_getfield(L, item, "topic");
     lua_getfield(L, item, "partition");
     if (!lua_isstring(L, -2) || !lua_isnumber(L, -1)) {
-      rd_kafka_topic_partition_list_destroy(list);
       raise_bad_argument(L, idx, what, fmt::format("partition list item {} needs a string topic and a numeric partition", i));
     }
     auto* tp = rd_kafka_topic_partition_list_add(list, lua_tostring(L, -2), static_cast<int32_t>(lua_tointeger(L, -1)));
@@ -479,6 +500,8 @@ rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, con
     }
     lua_pop(L, 2);
   }
+  *owner = nullptr;
+  lua_remove(L, owner_idx);
   return list;
 }
 

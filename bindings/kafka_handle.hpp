@@ -207,6 +207,10 @@ void set_handle_metamethods(lua_State* L) {
   lua_setfield(L, -2, "__tostring");
 }
 
+// The checks a waiting call's prepare_wait (or run_blocking) would raise for (not in a task,
+// cancelled), made before the call builds what a raise would leak (a partition list, an op).
+void check_can_wait(lua_State* L, const char* op);
+
 // Raises KLUA_CLOSED: "the <kind> is closed".
 [[noreturn]] void raise_closed(lua_State* L, const char* kind);
 // The handle of a box, when it is usable: raises KLUA_CLOSED when it is closed (or collected),

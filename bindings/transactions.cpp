@@ -133,15 +133,6 @@ double opt_timeout(lua_State* L, int idx, const char* op) {
   return check_timeout_value(L, idx, idx, op);
 }
 
-// Makes sure the call can wait before anything is allocated (prepare_wait would raise later).
-void check_can_wait(lua_State* L, const char* op) {
-  Scheduler& s = Runtime::from(L).scheduler();
-  if (!s.can_wait(L))
-    raise_misuse(L, op, "must be called from a klua task (the main chunk, a klua.spawn function or a hook), "
-                        "not from a plain coroutine or an inline callback such as on_delivery");
-  s.check_cancelled(L);
-}
-
 int queue_call(lua_State* L, Op* op, const std::shared_ptr<TxnState>& s) {
   Scheduler& sched = Runtime::from(L).scheduler();
   op->state = s;
