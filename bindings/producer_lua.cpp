@@ -71,6 +71,18 @@ Producer* check_producer(lua_State* L, int idx, const char* fn) {
 }
 
 
+// A message librdkafka refused as invalid (a bad topic name, a message over message.max.bytes):
+// returned as KLUA_INVALID_ARGUMENT, since enqueue already raised for what the script wrote wrong.
+ErrorSpec invalid_message_error(const std::string& msg, const std::string& topic, const char* op) {
+  ErrorSpec e;
+  e.code = CODE_INVALID_ARGUMENT;
+  e.name = ERR_INVALID_ARGUMENT;
+  e.message = msg;
+  e.topic = topic;
+  e.op = op;
+  return e;
+}
+
 int wait_for_room(lua_State* L, Producer* p, const char* op) {
   Scheduler& s = Runtime::from(L).scheduler();
   if (!s.can_wait(L)) {
@@ -97,15 +109,7 @@ int l_send(lua_State* L) {
     return 1;
   }
   if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:send (local queue full)");
-  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
-    ErrorSpec e;
-    e.code = CODE_INVALID_ARGUMENT;
-    e.name = ERR_INVALID_ARGUMENT;
-    e.message = msg;
-    e.topic = topic;
-    e.op = "send";
-    return nil_error(L, e);
-  }
+  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) return nil_error(L, invalid_message_error(msg, topic, "send"));
   return kafka_nil_error(L, err, msg, topic);
 }
 
@@ -128,15 +132,7 @@ int l_produce(lua_State* L) {
   std::string msg, topic;
   rd_kafka_resp_err_t err = p->enqueue(L, 2, MessageArg{"p:produce"}, d, false, &topic, &msg, &timeout);
   if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return wait_for_room(L, p, "p:produce (local queue full)");
-  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
-    ErrorSpec e;
-    e.code = CODE_INVALID_ARGUMENT;
-    e.name = ERR_INVALID_ARGUMENT;
-    e.message = msg;
-    e.topic = topic;
-    e.op = "produce";
-    return nil_error(L, e);
-  }
+  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) return nil_error(L, invalid_message_error(msg, topic, "produce"));
   if (err) return kafka_nil_error(L, err, msg, topic);
   p->spare_delivery.release();  // librdkafka's now: its delivery report frees it
   // Its report is dispatched by the loop, never before this call returns.
@@ -197,12 +193,8 @@ int l_produce_batch(lua_State* L) {
       lua_createtable(L, 0, 2);
       lua_pushlstring(L, topic.data(), topic.size());
       lua_setfield(L, -2, "topic");
-      ErrorSpec e = err == RD_KAFKA_RESP_ERR__INVALID_ARG ? ErrorSpec{} : kafka_error(err, msg);
-      if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
-        e.code = CODE_INVALID_ARGUMENT;
-        e.name = ERR_INVALID_ARGUMENT;
-        e.message = msg;
-      }
+      ErrorSpec e = err == RD_KAFKA_RESP_ERR__INVALID_ARG ? invalid_message_error(msg, topic, "produce_batch")
+                                                          : kafka_error(err, msg);
       e.topic = topic;
       e.op = "produce_batch";
       push_error(L, e);

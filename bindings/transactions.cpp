@@ -102,35 +102,18 @@ double check_timeout_value(lua_State* L, int idx, int arg, const char* op) {
   return t;
 }
 
-// The optional {timeout_ms=} of every transactional call. A bare number (the old spelling) still
-// works for one release and warns once.
+// The optional {timeout_ms=} of every transactional call (host/error's check_timeout_opts), > 0.
+// A bare number (the old spelling) still works for one release and warns once.
 double opt_timeout(lua_State* L, int idx, const char* op) {
-  if (lua_isnoneornil(L, idx)) return DEFAULT_TIMEOUT_MS;
   if (lua_type(L, idx) == LUA_TNUMBER) {
     std::string what = fmt::format("{}(..., timeout_ms)", op), instead = fmt::format("{}(..., {{timeout_ms = N}})", op);
     warn_deprecated(L, what.c_str(), instead.c_str());
-  } else if (lua_istable(L, idx)) {
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING)
-        raise_bad_argument(L, idx, op,
-                           fmt::format("unknown option (a {} key; options: timeout_ms)", luaL_typename(L, -1)));
-      if (std::strcmp(lua_tostring(L, -1), "timeout_ms") != 0)
-        raise_bad_argument(L, idx, op, fmt::format("unknown option '{}' (options: timeout_ms)", lua_tostring(L, -1)));
-    }
-    // Read without replacing the table: some calls check their arguments twice.
-    lua_getfield(L, idx, "timeout_ms");
-    double t = DEFAULT_TIMEOUT_MS;
-    if (!lua_isnil(L, -1)) {
-      if (lua_type(L, -1) != LUA_TNUMBER)
-        raise_bad_argument(L, idx, op, fmt::format("timeout_ms must be a number, got {}", luaL_typename(L, -1)));
-      t = check_timeout_value(L, -1, idx, op);
-    }
-    lua_pop(L, 1);
-    return t;
+    return check_timeout_value(L, idx, idx, op);
   }
-  return check_timeout_value(L, idx, idx, op);
+  if (!lua_isnoneornil(L, idx) && !lua_istable(L, idx)) return check_timeout_value(L, idx, idx, op);  // raises
+  double t = check_timeout_opts(L, idx, op, DEFAULT_TIMEOUT_MS);
+  if (!(t > 0) || t > INT32_MAX) raise_bad_argument(L, idx, op, "timeout_ms must be > 0");
+  return t;
 }
 
 int queue_call(lua_State* L, Op* op, const std::shared_ptr<TxnState>& s) {
