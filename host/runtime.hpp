@@ -60,6 +60,8 @@ class Runtime {
   Runtime& operator=(const Runtime&) = delete;
 
   static Runtime& from(lua_State* L);
+  // The registry's integer slot holding the runtime (taken before any luaL_ref).
+  static constexpr int RUNTIME_SLOT = 1;
 
   lua_State* lua() const { return L_; }
   uv_loop_t* loop() { return &loop_; }
@@ -111,11 +113,6 @@ class Runtime {
   void install_signals();
   void push_args();
   static int l_exit(lua_State* L);
-  // The Lua state's allocator, wrapped so that its userdata is this runtime: Runtime::from reads
-  // it back with lua_getallocf (one load, no registry lookup, no per-thread cache).
-  static void* lua_alloc(void* ud, void* ptr, size_t osize, size_t nsize);
-  lua_Alloc lj_alloc_ = nullptr;
-  void* lj_alloc_ud_ = nullptr;
 
   RuntimeOptions opts_;
   uv_loop_t loop_;
