@@ -1,10 +1,75 @@
 -- Shared by the CLI one-liners: argument parsing, aligned tables, JSON lines, exits.
 local M = {}
 
--- Parses args against spec = { ["--name"] = "flag" | "value", ["-n"] = "--name" (alias) }.
--- Returns options (keyed by long name without dashes) and positional arguments.
--- A bad option exits 2 with the usage text.
-function M.parse(args, spec, usage)
+-- The command being run (set by M.run): { name =, cluster =, embedded = }.
+M.command = nil
+
+-- The text of an error for a one-line message: a klua error as NAME: message, without the
+-- position of the bundled script that raised it.
+function M.error_text(err)
+  local s
+  if klua.errors.is(err) then
+    s = tostring(err)
+    if err.where then s = s:sub(1, #err.where + 2) == err.where .. ": " and s:sub(#err.where + 3) or s end
+  elseif type(err) == "table" then
+    s = require("klua.pretty").format(err)
+  else
+    s = tostring(err)
+  end
+  return (s:gsub("^[^\n:]*%.lua:%d+: ", ""))
+end
+
+-- Runs a bundled command: `klua NAME args...` runs require(module).main(args...). cluster: the
+-- command talks to a Kafka cluster, so it refuses to run with no broker configured unless
+-- --embedded (embedded) asked for the embedded one (checked by M.parse, after --help and usage
+-- errors). A user's mistake ends it with one line and no traceback: a bad argument or a bad
+-- configuration property exits 2, a Kafka error 3.
+function M.run(name, module, cluster, embedded, ...)
+  M.command = { name = name, cluster = cluster, embedded = embedded }
+  local mod = require(module)
+  local ok, err, tb = xpcall(mod.main, function(e)
+    return e, debug.traceback("", 2)
+  end, ...)
+  if ok then return end
+  if klua.errors.is(err) then
+    if err.name == klua.errors.KLUA_CANCELLED then error(err, 0) end  -- a signal: the runtime's exit code
+    local text = M.error_text(err)
+    if err.name == klua.errors.KLUA_INVALID_ARGUMENT then
+      local detail = M.argument_detail(err)
+      if detail and detail ~= err.message then text = detail end
+      io.stderr:write("klua: ", name, ": ", (text:gsub("^KLUA_INVALID_ARGUMENT: ", "")), "\n")
+      klua.exit(2)
+    end
+    io.stderr:write("klua: ", name, ": ", text, "\n")
+    klua.exit(err.kafka and 3 or 1)
+  end
+  -- Not a user's mistake: a fault of the command itself, worth its traceback.
+  io.stderr:write("klua: ", name, ": internal error: ", M.error_text(err), "\n", tb or "", "\n")
+  klua.exit(1)
+end
+
+-- Ends a command that talks to a cluster when nothing names one: the embedded cluster is for
+-- scripts and the REPL; a one-liner's data would silently go into it and vanish.
+function M.require_cluster(opts)
+  local cmd = M.command
+  if not (cmd and cmd.cluster) or cmd.embedded or cmd.cluster_checked then return end
+  cmd.cluster_checked = true
+  local c = klua.config()
+  if c["bootstrap.servers"] or c["metadata.broker.list"] then return end
+  for k in pairs(opts or {}) do
+    if k:match("brokers$") then return end  -- replay --source-brokers/--target-brokers
+  end
+  io.stderr:write("klua: ", cmd.name, " talks to a Kafka cluster and none is configured: name one with ",
+                  "-b HOST:PORT, KLUA_BROKERS or a profile (--profile NAME), or use --embedded for the ",
+                  "embedded mock cluster (its data goes when klua exits)\n")
+  klua.exit(2)
+end
+
+-- Parses args against spec = { ["--name"] = "flag" | "value" | "list", ["-n"] = "--name" (alias) }.
+-- Returns options (keyed by long name without dashes) and positional arguments. npos, when
+-- given, is the most positional arguments the command takes (a number, or math.huge): more is
+-- a usage error naming the first extra one. A bad option exits 2 with one line.
+function M.parse(args, spec, usage, npos)
   local opts, pos = {}, {}
   local i = 1
   while i <= #args do
@@ -33,17 +98,58 @@ function M.parse(args, spec, usage)
         opts[key] = v
       end
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      M.usage_error(usage, "unknown option " .. a)
+      local names = {}
+      for k in pairs(spec) do
+        if type(k) == "string" then names[#names + 1] = k end
+      end
+      local near = M.nearest(a, names)
+      M.usage_error(usage, "unknown option " .. a .. (near and " (did you mean " .. near .. "?)" or ""))
     else
       pos[#pos + 1] = a
     end
     i = i + 1
   end
+  if npos and #pos > npos then
+    M.usage_error(usage, ("unexpected argument '%s'%s"):format(pos[npos + 1],
+      npos == 0 and " (" .. M.command_name(usage) .. " takes no arguments)" or ""))
+  end
+  M.require_cluster(opts)
   return opts, pos
 end
 
+-- The edit distance of two strings (insertions, deletions, substitutions).
+function M.edit_distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- The nearest of candidates to word, when near enough to be a typo of it; else nil.
+function M.nearest(word, candidates)
+  local best, best_d = nil, math.max(2, math.floor(#word / 3)) + 1
+  for _, c in ipairs(candidates) do
+    local d = M.edit_distance(word, c)
+    if d < best_d then best, best_d = c, d end
+  end
+  return best
+end
+
+-- The command a usage text is about ("usage: klua lag GROUP ..." -> "lag").
+function M.command_name(usage)
+  return M.command and M.command.name or (usage or ""):match("usage: klua ([%w_-]+)") or "klua"
+end
+
+-- A usage error: one line naming the mistake and where the help is, exit 2.
 function M.usage_error(usage, msg)
-  io.stderr:write("klua: " .. msg .. "\n\n" .. usage)
+  local name = M.command_name(usage)
+  io.stderr:write("klua: ", msg, " (see klua ", name == "klua" and "" or name .. " ", "--help)\n")
   klua.exit(2)
 end
 
@@ -56,7 +162,7 @@ function M.argument_detail(err)
 end
 
 function M.fail(err)
-  io.stderr:write("klua: " .. tostring(err) .. "\n")
+  io.stderr:write("klua: " .. M.error_text(err) .. "\n")
   klua.exit(type(err) == "table" and err.kafka and 3 or 1)
 end
 

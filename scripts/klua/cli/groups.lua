@@ -7,7 +7,7 @@ usage: klua groups [--json]
 ]]
 
 function M.main(...)
-  local opts = common.parse({ ... }, { ["--json"] = "flag" }, USAGE)
+  local opts = common.parse({ ... }, { ["--json"] = "flag" }, USAGE, 0)
   local admin = klua.admin()
   local groups, err = admin:list_groups()
   if not groups then common.fail(err) end

@@ -7,7 +7,7 @@ usage: klua topics [--internal] [--json]
 ]]
 
 function M.main(...)
-  local opts = common.parse({ ... }, { ["--internal"] = "flag", ["--json"] = "flag" }, USAGE)
+  local opts = common.parse({ ... }, { ["--internal"] = "flag", ["--json"] = "flag" }, USAGE, 0)
   local admin = klua.admin()
   local topics, err = admin:list_topics{ internal = opts.internal }
   if not topics then common.fail(err) end
