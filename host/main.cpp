@@ -291,7 +291,7 @@ int main(int argc, char** argv) {
   // options first: after consume, -p is the partition). After `run FILE`, `-e CODE` and `FILE`,
   // every argument is the script's.
   std::vector<std::string> cmd_args;
-  if (cmd || command == "help") {
+  if (cmd || command == "help" || command == "version") {
     std::string own = cmd ? cmd->own_short : "";
     for (int k = i + 1; k < argc; ++k) {
       std::string a = argv[k];
@@ -356,6 +356,11 @@ int main(int argc, char** argv) {
     mode = RunBundled;
     target = "klua.help";
   } else if (command == "version") {
+    if (!cmd_args.empty() && (cmd_args[0] == "-h" || cmd_args[0] == "--help")) {
+      fmt::print("usage: klua version\n  prints klua's, librdkafka's and LuaJIT's versions\n");
+      return 0;
+    }
+    if (!cmd_args.empty()) return usage_error(fmt::format("unexpected argument '{}'", cmd_args[0]), "version");
     fmt::print("{}", klua::versions_text());
     return 0;
   } else if (command == "-e") {
@@ -382,8 +387,8 @@ int main(int argc, char** argv) {
       std::vector<std::string> names(std::begin(BUILTIN_COMMANDS), std::end(BUILTIN_COMMANDS));
       for (const auto& c : COMMANDS) names.emplace_back(c.name);
       std::string near = nearest(command, names);
-      fmt::print(stderr, "klua: unknown command '{}'{} (klua --help lists the commands)\n", command,
-                 near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near));
+      fmt::print(stderr, "klua: unknown command '{}' ({})\n", command,
+                 near.empty() ? "klua --help lists the commands" : fmt::format("did you mean '{}'?", near));
       return klua::EXIT_USAGE;
     }
   }

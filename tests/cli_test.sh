@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CLI behaviour: exit codes, error messages, arguments, signals. Usage: cli_test.sh path/to/klua
 set -u
-KLUA=${1:?usage: cli_test.sh KLUA}
+KLUA=$(realpath "${1:?usage: cli_test.sh KLUA}")
 export KLUA_BROKERS=
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -31,7 +31,7 @@ version_has_features() {
 check "version: librdkafka >= 2.15 with zstd, lz4, ssl, SCRAM, OAUTHBEARER, GSSAPI" version_has_features
 
 run "$KLUA" --no-such-flag
-check "unknown flag exits 2 with usage" eval '[ $rc = 2 ] && has "$err" "unknown option --no-such-flag" && has "$err" "usage:"'
+check "unknown flag exits 2 with one line pointing at --help" eval '[ $rc = 2 ] && [ "$err" = "klua: unknown option --no-such-flag (see klua --help)" ]'
 
 run "$KLUA" run
 check "run without a file exits 2" eval '[ $rc = 2 ]'
@@ -73,8 +73,8 @@ check "no Kafka handle, no embedded cluster" eval '[ $rc = 0 ] && [ -z "$err" ]'
 out=$(echo 'print(40 + 2)' | "$KLUA" 2>/dev/null)
 check "a script on stdin runs" eval '[ "$out" = 42 ]'
 
-run "$KLUA" -X no.such.thing=1 -e 'klua.producer()'
-check "-X bad property exits 1 naming it and its source" eval '[ $rc = 1 ] && has "$err" "no.such.thing" && has "$err" "from -X"'
+run "$KLUA" -X no.such.thing=1 -e 'klua.producer() print("not reached")'
+check "-X bad property exits 2 before anything runs, naming it and its source" eval '[ $rc = 2 ] && [ -z "$out" ] && has "$err" "no.such.thing" && has "$err" "-X:"'
 
 run "$KLUA" -X novalue -e ''
 check "-X without = is a usage error" eval '[ $rc = 2 ]'
@@ -172,6 +172,96 @@ run "$KLUA" completion zsh
 check "completion for an unknown shell is a usage error" eval '[ $rc = 2 ] && has "$err" "klua completion bash"'
 out=$(printf 'for i = 1, 2 do\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
 check "repl on a pipe reports an unfinished chunk" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "<eof>"'
+
+# The REPL: errors located in the chunk, error tables printed as values, background task errors
+# printed without ending the session.
+out=$(printf 'error("x")\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl: error() is located at stdin:1" eval '[ $rc = 1 ] && [ "$(cat "$tmp/err")" = "stdin:1: x" ]'
+out=$(printf 'error({ code = 1 })\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl: an error table prints through klua.pretty" eval '[ $rc = 1 ] && [ "$(cat "$tmp/err")" = "{ code = 1 }" ]'
+out=$(printf 'error(klua.errors.new{ name = "X_NAME", message = "text" })\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl: a klua error prints as its text" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "X_NAME: text" && ! has "$(cat "$tmp/err")" "table:"'
+out=$(printf 'klua.spawn(function() error("bg-boom") end)\nklua.sleep(50)\nprint("after")\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl on a pipe: a background task's error prints with the task and the session goes on" eval '[ $rc = 0 ] && has "$out" after && has "$(cat "$tmp/err")" "error in background task" && has "$(cat "$tmp/err")" "stdin:1: bg-boom"'
+run "$KLUA" repl extra
+check "repl refuses an argument" eval '[ $rc = 2 ] && has "$err" "unexpected argument '"'"'extra'"'"'"'
+
+# Global options go before or after the command; after run FILE, -e CODE or FILE they are the script's.
+out=$(echo '=klua.config()["bootstrap.servers"]' | "$KLUA" repl -b h1:9092 2>"$tmp/err"); rc=$?
+check "repl -b ADDR uses ADDR (not arg)" eval '[ $rc = 0 ] && [ "$out" = h1:9092 ]'
+run "$KLUA" config show -b after-host:1 -X linger.ms=8
+check "-b and -X after the command" eval '[ $rc = 0 ] && has "$out" after-host:1 && has "$out" "linger.ms"'
+run "$KLUA" topics -b 127.0.0.1:1 --jsn
+check "topics -b ADDR is taken; the command's own bad option is named, with the nearest" eval '[ $rc = 2 ] && [ "$err" = "klua: unknown option --jsn (did you mean --json?) (see klua topics --help)" ]'
+run "$KLUA" run "$tmp/args.lua" -b x --embedded
+check "after run FILE, options are the script's" eval '[ $rc = 0 ] && [ "$out" = "$(printf "3\t-b\tx")" ]'
+run "$KLUA" -e 'print(klua.config()["bootstrap.servers"], ...)' -b x
+check "after -e CODE, options are the script's" eval '[ $rc = 0 ] && [ "$out" = "$(printf "nil\t-b\tx")" ]'
+run "$KLUA" "$tmp/args.lua" -X a=b
+check "after FILE, options are the script's" eval '[ $rc = 0 ] && [ "$out" = "$(printf "2\t-X\ta=b")" ]'
+out=$(echo v | "$KLUA" --embedded produce p-topic -p 0 --json 2>"$tmp/err"); rc=$?
+check "after produce, -p is its partition, not a profile" eval '[ $rc = 0 ] && has "$out" "\"partition\":0"'
+run "$KLUA" consume t -p 0 --profile staging
+check "--profile after the command" eval '[ $rc = 2 ] && has "$err" "profile"'
+
+# Say where the data goes: a one-liner needs a broker named or --embedded.
+out=$(echo hi | "$KLUA" produce orders 2>"$tmp/err"); rc=$?
+check "produce with no broker refuses (exit 2), saying how to name one and --embedded" eval '[ $rc = 2 ] && [ -z "$out" ] && [ $(wc -l <"$tmp/err") = 1 ] && has "$(cat "$tmp/err")" "-b HOST:PORT" && has "$(cat "$tmp/err")" KLUA_BROKERS && has "$(cat "$tmp/err")" profile && has "$(cat "$tmp/err")" --embedded && ! has "$(cat "$tmp/err")" delivered'
+refused=""
+for c in "topics" "groups" "lag g" "consume t -e" "provision $tmp/args.lua" "replay a b"; do
+  run timeout 20 "$KLUA" $c
+  { [ $rc = 2 ] && has "$err" "none is configured"; } || refused="$refused [$c: $rc]"
+done
+check "every cluster one-liner refuses to run with no broker${refused:+ (not:$refused)}" eval '[ -z "$refused" ]'
+run "$KLUA" topics --help
+check "--help needs no broker" eval '[ $rc = 0 ] && has "$out" "usage: klua topics"'
+run "$KLUA" --embedded topics --json
+check "--embedded runs a one-liner on the embedded cluster, saying so" eval '[ $rc = 0 ] && has "$err" "embedded mock cluster"'
+run "$KLUA" groups --embedded
+check "--embedded after the command" eval '! has "$err" "none is configured"'
+run "$KLUA" -b 127.0.0.1:1 --embedded topics
+check "--embedded with -b is a usage error" eval '[ $rc = 2 ] && has "$err" "--embedded and -b"'
+KLUA_BROKERS=127.0.0.1:1 run "$KLUA" --embedded -e 'print(klua.config()["bootstrap.servers"])'
+check "--embedded sets KLUA_BROKERS aside" eval '[ $rc = 0 ] && [ "$out" = nil ]'
+KLUA_BROKERS=127.0.0.1:1 run "$KLUA" config show
+check "KLUA_BROKERS names a broker for the one-liners" eval '[ $rc = 0 ] && has "$out" 127.0.0.1:1'
+run "$KLUA" -e 'klua.producer()'
+check "a script keeps the embedded default and says so" eval '[ $rc = 0 ] && has "$err" "using the embedded mock cluster"'
+
+# Extra arguments are refused by every command.
+extras=""
+for c in "topics create orders" "groups x" "produce t x" "consume t x" "provision f x" "replay a b c" "config show x" "completion bash x" "version x" "repl x"; do
+  run "$KLUA" --embedded $c
+  { [ $rc = 2 ] && [ -z "$out" ]; } || extras="$extras [$c: $rc]"
+done
+check "extra arguments exit 2${extras:+ (not:$extras)}" eval '[ -z "$extras" ]'
+run "$KLUA" --embedded topics create orders
+check "topics create orders names the unexpected argument" eval '[ $rc = 2 ] && [ -z "$out" ] && [ "$err" = "klua: unexpected argument '"'"'create'"'"' (topics takes no arguments) (see klua topics --help)" ]'
+
+# Errors that are one line, with the nearest valid word.
+run "$KLUA" topcis
+check "a mistyped command: one line with the nearest" eval '[ $rc = 2 ] && [ "$err" = "klua: unknown command '"'"'topcis'"'"' (did you mean '"'"'topics'"'"'?)" ]'
+run "$KLUA" zzzzqqq
+check "an unknown command without a near one points at --help" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "unknown command '"'"'zzzzqqq'"'"'"'
+(cd "$tmp" && printf 'print("file runs")\n' >topcis && "$KLUA" topcis >"$tmp/out" 2>&1); rc=$?
+check "a file of that name still runs as a script" eval '[ $rc = 0 ] && [ "$(cat "$tmp/out")" = "file runs" ]'
+run "$KLUA" "$tmp/nope.lua"
+check "a missing script: one line, no usage" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "cannot read" && ! has "$err" "usage:"'
+run "$KLUA" -X list
+check "-X list: one line, expected key=value, no usage" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "expected key=value" && ! has "$err" "usage:"'
+run "$KLUA" -X lingerms=5 topics
+check "-X lingerms=5 topics: one line naming the property, -X and linger.ms; exit 2" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" lingerms && has "$err" "-X" && has "$err" "'"'"'linger.ms'"'"'" && ! has "$err" traceback'
+run "$KLUA" -X linger.ms=soon --embedded topics
+check "-X with a bad value: one line naming it" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "linger.ms"'
+printf 'client.idd=x\n' >"$tmp/typo.properties"
+run "$KLUA" -F "$tmp/typo.properties" -e 'print(1)'
+check "-F with an unknown property names file:line and the nearest" eval '[ $rc = 2 ] && has "$err" "typo.properties:1" && has "$err" "client.id"'
+mkdir -p "$tmp/badprop/klua"
+printf 'return { profiles = { x = { ["linger.mss"] = 5 } } }\n' >"$tmp/badprop/klua/config.lua"
+XDG_CONFIG_HOME="$tmp/badprop" run "$KLUA" --profile x --embedded topics
+check "a bad profile property in a one-liner: one line, no traceback, no build path, exit 2" eval '[ $rc = 2 ] && has "$err" "linger.mss" && ! has "$err" traceback && ! has "$err" "scripts/klua" && ! has "$err" "$PWD/build"'
+run "$KLUA" --embedded consume t --from bogus
+check "a bad option value: one line pointing at the command's --help" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "see klua consume --help"'
 
 # Profiles from $XDG_CONFIG_HOME/klua/config.lua; secrets from env vars and files, never printed.
 mkdir -p "$tmp/cfg/klua"
