@@ -130,13 +130,16 @@ char** complete(const char* text, int start, int end) {
 
 // Ctrl-C in a pure-Lua loop: the loop's SIGINT handler runs only when the loop turns, which a
 // busy chunk never lets it do. So while a REPL chunk runs (armed with interrupt_arm from its
-// coroutine), a signal handler of our own sets a debug hook (lua_sethook is safe from a signal
-// handler: LuaJIT's own luajit.c does it) and then calls libuv's handler. The hook raises
-// "interrupted" in the chunk's coroutine only; the REPL compiles chunks with jit.off, since a
-// compiled trace runs no hooks. The loop's later callback for the same signal is then dropped.
-std::atomic<lua_State*> g_interrupt_target{nullptr};
+// task), a signal handler of our own, chained before libuv's, looks at which task runs: when it
+// is the chunk's (it computes: the loop is not turning), it sets a debug hook (lua_sethook is safe
+// in a signal handler: LuaJIT's own luajit.c does it) that raises "interrupted" there, and the
+// loop's later callback for that signal is dropped. When the chunk waits, the loop's callback
+// cancels it as before. The REPL compiles chunks with jit.off: a compiled trace runs no hooks.
+Scheduler* g_scheduler = nullptr;
+std::atomic<lua_State*> g_interrupt_target{nullptr};  // the chunk's task coroutine
 lua_State* g_main_state = nullptr;
-std::atomic<int> g_interrupts_raised{0};  // signals already answered by the hook
+std::atomic<int> g_interrupts_raised{0};  // signals answered by the hook
+std::atomic<bool> g_hook_pending{false};  // set by the signal handler, taken by the hook
 struct sigaction g_chained_sigint;
 bool g_sigint_installed = false;
 
@@ -144,9 +147,21 @@ void clear_interrupt_hook() {
   if (g_main_state) lua_sethook(g_main_state, nullptr, 0, 0);
 }
 
-void interrupt_hook(lua_State* L, lua_Debug*) {
-  if (L != g_interrupt_target.load()) return;  // another coroutine runs: wait for the chunk's
+bool chunk_running() {
+  lua_State* target = g_interrupt_target.load();
+  return target && g_scheduler && g_scheduler->running_coroutine() == target;
+}
+
+const int INTERRUPT_HOOK_MASK = LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT;
+
+void interrupt_hook(lua_State* L, lua_Debug* ar) {
+  // Raised only in the REPL's own code (chunk name "=stdin"): library code (a consumer's poll
+  // between two C calls) is not left half done; the hook waits until control is back in the
+  // chunk, or until the loop's callback answers the signal (the chunk went on to wait).
+  if (g_hook_pending.load() && chunk_running() && lua_getinfo(L, "S", ar) && std::strcmp(ar->source, "=stdin") != 0)
+    return;
   lua_sethook(L, nullptr, 0, 0);
+  if (!g_hook_pending.exchange(false) || !chunk_running()) return;
   g_interrupt_target = nullptr;
   ++g_interrupts_raised;
   lua_pushliteral(L, "interrupted");
@@ -154,8 +169,10 @@ void interrupt_hook(lua_State* L, lua_Debug*) {
 }
 
 void on_sigint(int signum, siginfo_t* info, void* context) {
-  if (g_interrupt_target.load() && g_main_state)
-    lua_sethook(g_main_state, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (chunk_running() && g_main_state) {
+    g_hook_pending = true;
+    lua_sethook(g_main_state, interrupt_hook, INTERRUPT_HOOK_MASK, 1);
+  }
   if (g_chained_sigint.sa_flags & SA_SIGINFO) {
     if (g_chained_sigint.sa_sigaction) g_chained_sigint.sa_sigaction(signum, info, context);
   } else if (g_chained_sigint.sa_handler != SIG_DFL && g_chained_sigint.sa_handler != SIG_IGN) {
@@ -174,12 +191,14 @@ int l_interrupt_arm(lua_State* L) {
     if (sigaction(SIGINT, &sa, &g_chained_sigint) == 0) g_sigint_installed = true;
   }
   g_main_state = g_editor->rt->lua();
+  g_scheduler = &g_editor->rt->scheduler();
   g_interrupt_target = L;
   return 0;
 }
 
 int l_interrupt_disarm(lua_State* L) {
   g_interrupt_target = nullptr;
+  g_hook_pending = false;
   clear_interrupt_hook();
   return 0;
 }
@@ -193,10 +212,10 @@ int l_on_task_error(lua_State* L);
 bool on_interrupt() {
   LineEditor& ed = *g_editor;
   if (g_interrupts_raised.load() > 0) {
-    --g_interrupts_raised;  // this signal interrupted a chunk already
+    --g_interrupts_raised;  // this signal interrupted a computing chunk already
     return true;
   }
-  g_interrupt_target = nullptr;  // the chunk waits: cancelling it (below) is the way to stop it
+  g_hook_pending = false;  // the loop answers this signal: the hook must not as well
   clear_interrupt_hook();
   if (ed.waiter) {
     std::fputs("\n", stdout);
@@ -364,6 +383,7 @@ int l_gc(lua_State* L) {
   g_interrupt_target = nullptr;
   clear_interrupt_hook();
   g_main_state = nullptr;
+  g_scheduler = nullptr;
   if (g_sigint_installed) {
     sigaction(SIGINT, &g_chained_sigint, nullptr);
     g_sigint_installed = false;

@@ -127,6 +127,8 @@ void Scheduler::run_ready() {
   update_keepalive();
 }
 
+lua_State* Scheduler::running_coroutine() const { return running_ ? running_->co : nullptr; }
+
 void Scheduler::resume(Task& t) {
   t.state = Task::Running;
   Task* outer = running_;
