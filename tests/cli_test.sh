@@ -260,6 +260,13 @@ mkdir -p "$tmp/badprop/klua"
 printf 'return { profiles = { x = { ["linger.mss"] = 5 } } }\n' >"$tmp/badprop/klua/config.lua"
 XDG_CONFIG_HOME="$tmp/badprop" run "$KLUA" --profile x --embedded topics
 check "a bad profile property in a one-liner: one line, no traceback, no build path, exit 2" eval '[ $rc = 2 ] && has "$err" "linger.mss" && ! has "$err" traceback && ! has "$err" "scripts/klua" && ! has "$err" "$PWD/build"'
+mods=$(cd "$(dirname "$0")/.." && find scripts -name '*.lua' | sed 's|^scripts/||; s|\.lua$||; s|/|.|g' | tr '\n' ' ')
+run "$KLUA" -e 'for _, m in ipairs(arg) do local f = package.loaders[2](m)
+  local src = type(f) == "function" and debug.getinfo(f, "S").source or "(not bundled)"
+  if src:match("^@/") or not src:match("^@") then print(m, src) end end
+  local src = debug.getinfo(package.loaders[2]("klua.docs"), "S").source
+  if src:match("/work/") or src:match("^@/") then print("klua.docs", src) end' $mods klua.docs
+check "bundled chunks are named by relative paths, never a path of the build machine${out:+ ($out)}" eval '[ $rc = 0 ] && [ -z "$out" ]'
 run "$KLUA" --embedded consume t --from bogus
 check "a bad option value: one line pointing at the command's --help" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "see klua consume --help"'
 
