@@ -383,7 +383,8 @@ int main(int argc, char** argv) {
     args_from = i + 1;
     bool path_like = command.find('/') != std::string::npos ||
                      (command.size() > 4 && command.compare(command.size() - 4, 4, ".lua") == 0);
-    if (!path_like && access(command.c_str(), F_OK) != 0) {
+    if (command == "-") target = "-";  // klua - : the script on standard input
+    if (!path_like && command != "-" && access(command.c_str(), F_OK) != 0) {
       std::vector<std::string> names(std::begin(BUILTIN_COMMANDS), std::end(BUILTIN_COMMANDS));
       for (const auto& c : COMMANDS) names.emplace_back(c.name);
       std::string near = nearest(command, names);
