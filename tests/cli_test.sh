@@ -201,6 +201,8 @@ run "$KLUA" "$tmp/args.lua" -X a=b
 check "after FILE, options are the script's" eval '[ $rc = 0 ] && [ "$out" = "$(printf "2\t-X\ta=b")" ]'
 out=$(echo v | "$KLUA" --embedded produce p-topic -p 0 --json 2>"$tmp/err"); rc=$?
 check "after produce, -p is its partition, not a profile" eval '[ $rc = 0 ] && has "$out" "\"partition\":0"'
+run "$KLUA" --embedded topics -- -b
+check "after --, arguments are the command's positionals" eval '[ $rc = 2 ] && has "$err" "unexpected argument '"'"'-b'"'"'"'
 run "$KLUA" consume t -p 0 --profile staging
 check "--profile after the command" eval '[ $rc = 2 ] && has "$err" "profile"'
 
@@ -323,6 +325,7 @@ check "completion: subcommands" eval '[ "$(comp klua to)" = topics ] && has "$(c
 check "completion: a command's options" eval '[ "$(comp klua topics --j)" = --json ] && has "$(comp klua consume t --f)" --from'
 check "completion: options after global options" eval '[ "$(comp klua -b h:1 -X a=b lag g --max)" = --max-lag ]'
 check "completion: file names for run and -F" eval '[ "$(comp klua run "$tmp/sy")" = "$tmp/syntax.lua" ] && [ "$(comp klua -F "$tmp/good.p")" = "$tmp/good.properties" ]'
+check "completion: global options after a command, and their values are not completed" eval '[ "$(comp klua topics --emb)" = --embedded ] && has "$(comp klua consume t --pro)" --profile && [ -z "$(comp klua topics -b "")" ] && [ "$(comp klua lag g -F "$tmp/good.p")" = "$tmp/good.properties" ]'
 check "completion: words of config and completion" eval '[ "$(comp klua config "")" = show ] && [ "$(comp klua completion b)" = bash ]'
 drift=""
 for c in $(grep -ohE '^### klua [a-z]+' docs/cli.md | cut -d" " -f3 | sort -u); do

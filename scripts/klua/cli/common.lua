@@ -66,7 +66,8 @@ function M.require_cluster(opts)
 end
 
 -- Parses args against spec = { ["--name"] = "flag" | "value" | "list", ["-n"] = "--name" (alias) }.
--- Returns options (keyed by long name without dashes) and positional arguments. npos, when
+-- Returns options (keyed by long name without dashes) and positional arguments ("--" ends the
+-- options). npos, when
 -- given, is the most positional arguments the command takes (a number, or math.huge): more is
 -- a usage error naming the first extra one. A bad option exits 2 with one line.
 function M.parse(args, spec, usage, npos)
@@ -78,7 +79,10 @@ function M.parse(args, spec, usage, npos)
     name = name or a
     if type(spec[name]) == "string" and spec[name]:sub(1, 1) == "-" then name = spec[name] end
     local kind = spec[name]
-    if a == "-h" or a == "--help" then
+    if a == "--" then  -- the rest are positional, even those starting with '-'
+      for k = i + 1, #args do pos[#pos + 1] = args[k] end
+      break
+    elseif a == "-h" or a == "--help" then
       io.stdout:write(usage)
       klua.exit(0)
     elseif kind == "flag" then
