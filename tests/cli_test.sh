@@ -210,13 +210,17 @@ check "--profile after the command" eval '[ $rc = 2 ] && has "$err" "profile"'
 out=$(echo hi | "$KLUA" produce orders 2>"$tmp/err"); rc=$?
 check "produce with no broker refuses (exit 2), saying how to name one and --embedded" eval '[ $rc = 2 ] && [ -z "$out" ] && [ $(wc -l <"$tmp/err") = 1 ] && has "$(cat "$tmp/err")" "-b HOST:PORT" && has "$(cat "$tmp/err")" KLUA_BROKERS && has "$(cat "$tmp/err")" profile && has "$(cat "$tmp/err")" --embedded && ! has "$(cat "$tmp/err")" delivered'
 refused=""
-for c in "topics" "groups" "lag g" "consume t -e" "provision $tmp/args.lua" "replay a b"; do
+printf 'return { topics = { { name = "t1", partitions = 1 } } }\n' >"$tmp/state.lua"
+for c in "topics" "groups" "lag g" "consume t -e" "provision $tmp/state.lua" "replay a b"; do
   run timeout 20 "$KLUA" $c
   { [ $rc = 2 ] && has "$err" "none is configured"; } || refused="$refused [$c: $rc]"
 done
 check "every cluster one-liner refuses to run with no broker${refused:+ (not:$refused)}" eval '[ -z "$refused" ]'
 run "$KLUA" topics --help
 check "--help needs no broker" eval '[ $rc = 0 ] && has "$out" "usage: klua topics"'
+run "$KLUA" lag
+check "a usage error comes before the missing broker" eval '[ $rc = 2 ] && has "$err" "lag needs a GROUP"'
+
 run "$KLUA" --embedded topics --json
 check "--embedded runs a one-liner on the embedded cluster, saying so" eval '[ $rc = 0 ] && has "$err" "embedded mock cluster"'
 run "$KLUA" groups --embedded

@@ -20,12 +20,13 @@ function M.error_text(err)
 end
 
 -- Runs a bundled command: `klua NAME args...` runs require(module).main(args...). cluster: the
--- command talks to a Kafka cluster, so it refuses to run with no broker configured unless
--- --embedded (embedded) asked for the embedded one (checked by M.parse, after --help and usage
--- errors). A user's mistake ends it with one line and no traceback: a bad argument or a bad
--- configuration property exits 2, a Kafka error 3.
+-- command talks to a Kafka cluster, so with no broker configured (and no --embedded: embedded)
+-- its first client is refused (M.require_cluster), after its own usage errors and --help. A
+-- user's mistake ends it with one line and no traceback: a bad argument or a bad configuration
+-- property exits 2, a Kafka error 3.
 function M.run(name, module, cluster, embedded, ...)
   M.command = { name = name, cluster = cluster, embedded = embedded }
+  if cluster and not embedded then M.guard_clients() end
   local mod = require(module)
   local ok, err, tb = xpcall(mod.main, function(e)
     return e, debug.traceback("", 2)
@@ -48,21 +49,34 @@ function M.run(name, module, cluster, embedded, ...)
   klua.exit(1)
 end
 
+local function names_brokers(conf)
+  return type(conf) == "table" and (conf.brokers or conf["bootstrap.servers"] or conf["metadata.broker.list"]) ~= nil
+end
+
 -- Ends a command that talks to a cluster when nothing names one: the embedded cluster is for
--- scripts and the REPL; a one-liner's data would silently go into it and vanish.
-function M.require_cluster(opts)
+-- scripts and the REPL; a one-liner's data would silently go into it and vanish. conf: the
+-- options of the client about to be created (its own brokers count: replay --source-brokers).
+function M.require_cluster(conf)
   local cmd = M.command
-  if not (cmd and cmd.cluster) or cmd.embedded or cmd.cluster_checked then return end
-  cmd.cluster_checked = true
+  if not (cmd and cmd.cluster) or cmd.embedded or names_brokers(conf) then return end
   local c = klua.config()
   if c["bootstrap.servers"] or c["metadata.broker.list"] then return end
-  for k in pairs(opts or {}) do
-    if k:match("brokers$") then return end  -- replay --source-brokers/--target-brokers
-  end
   io.stderr:write("klua: ", cmd.name, " talks to a Kafka cluster and none is configured: name one with ",
                   "-b HOST:PORT, KLUA_BROKERS or a profile (--profile NAME), or use --embedded for the ",
                   "embedded mock cluster (its data goes when klua exits)\n")
   klua.exit(2)
+end
+
+-- The client constructors check M.require_cluster first (every command's clients, including
+-- klua.lag's shared admin, klua.replay's and klua.provision's, come from these three).
+function M.guard_clients()
+  for _, ctor in ipairs({ "producer", "consumer", "admin" }) do
+    local create = rawget(klua, ctor)
+    rawset(klua, ctor, function(conf, ...)
+      M.require_cluster(conf)
+      return create(conf, ...)
+    end)
+  end
 end
 
 -- Parses args against spec = { ["--name"] = "flag" | "value" | "list", ["-n"] = "--name" (alias) }.
@@ -117,7 +131,6 @@ function M.parse(args, spec, usage, npos)
     M.usage_error(usage, ("unexpected argument '%s'%s"):format(pos[npos + 1],
       npos == 0 and " (" .. M.command_name(usage) .. " takes no arguments)" or ""))
   end
-  M.require_cluster(opts)
   return opts, pos
 end
 
