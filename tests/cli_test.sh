@@ -229,8 +229,14 @@ run "$KLUA" -b 127.0.0.1:1 --embedded topics
 check "--embedded with -b is a usage error" eval '[ $rc = 2 ] && has "$err" "--embedded and -b"'
 KLUA_BROKERS=127.0.0.1:1 run "$KLUA" --embedded -e 'print(klua.config()["bootstrap.servers"])'
 check "--embedded sets KLUA_BROKERS aside" eval '[ $rc = 0 ] && [ "$out" = nil ]'
-KLUA_BROKERS=127.0.0.1:1 run "$KLUA" config show
-check "KLUA_BROKERS names a broker for the one-liners" eval '[ $rc = 0 ] && has "$out" 127.0.0.1:1'
+KLUA_BROKERS=127.0.0.1:1 run "$KLUA" produce t </dev/null
+check "KLUA_BROKERS names a broker for the one-liners" eval '[ $rc = 0 ] && has "$err" "0 message(s) delivered" && ! has "$err" "none is configured"'
+mkdir -p "$tmp/brokerprof/klua"
+printf 'return { profiles = { default = { brokers = "127.0.0.1:1" } } }\n' >"$tmp/brokerprof/klua/config.lua"
+XDG_CONFIG_HOME="$tmp/brokerprof" run "$KLUA" produce t </dev/null
+check "a profile names a broker for the one-liners" eval '[ $rc = 0 ] && has "$err" "0 message(s) delivered" && ! has "$err" "none is configured"'
+XDG_CONFIG_HOME="$tmp/brokerprof" run "$KLUA" --embedded -e 'print(klua.config()["bootstrap.servers"])'
+check "--embedded sets the profile's brokers aside" eval '[ $rc = 0 ] && [ "$out" = nil ]'
 run "$KLUA" -e 'klua.producer()'
 check "a script keeps the embedded default and says so" eval '[ $rc = 0 ] && has "$err" "using the embedded mock cluster"'
 
