@@ -41,7 +41,7 @@ commands:
   help [NAME]          this text; with NAME the reference: a page (consumer) or a function
                        (consumer.poll, c:poll, list_topics); help alone also lists the pages
 
-options (before or after a command; after `run FILE`, `-e CODE` or `FILE`, arguments are the script's):
+options (before or after the command; after run FILE, -e CODE or FILE, every argument is the script's):
   -b, --brokers LIST   bootstrap servers (overrides -F, the profile and KLUA_BROKERS)
   --embedded           use the embedded mock cluster (the one-liners need it or a broker named)
   -X key=value         a librdkafka property for every client (repeatable)
