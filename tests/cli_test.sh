@@ -222,7 +222,8 @@ usage_case() {  # usage_case NAME EXPECTED-TEXT ARGS...
   check "usage: $name" eval '[ $rc = 2 ] && has "$(head -1 <<<"$err")" "klua: $text" && [ -z "$out" ]'
 }
 usage_case "topic without a subcommand" "topic needs a subcommand: list, describe, create, delete, alter" topic
-usage_case "topic with an unknown subcommand" "unknown subcommand 'lst' of klua topic" topic lst
+usage_case "topic with an unknown subcommand, the nearest named" "unknown subcommand 'lst' of klua topic (did you mean 'list'?)" topic lst
+usage_case "group with an unknown subcommand" "unknown subcommand 'frob' of klua group (expected: list, describe, delete, reset)" group frob
 usage_case "topics with an extra argument" "unexpected argument 'create' to topics" topics create orders
 usage_case "topic describe without a topic" "topic describe needs a TOPIC" topic describe
 usage_case "topic create --partitions 0" "--partitions must be a whole number >= 1, got 0" topic create t --partitions 0
