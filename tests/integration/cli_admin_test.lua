@@ -195,6 +195,9 @@ test("offsets: watermarks and offsets for a time agree with kcat -Q", function()
     assert_eq({ tr[1].offset, tr[1].timestamp }, { 6, base + 6000 })
     assert_eq(tr[2].offset, klua.json.null)
   end
+  -- the library takes the same strings (klua.timespec)
+  local lib = assert(admin:list_offsets({ { topic = t, partition = 0, spec = { timestamp = iso } } }))
+  assert_eq(lib[1].offset, 6)
   local one = json_lines((klua_run("offsets " .. t .. " -p 1 --time -1h --json")))
   assert_eq(#one, 1)
   assert_eq({ one[1].partition, one[1].offset }, { 1, 0 })
@@ -262,12 +265,20 @@ test("group reset: a plan without --execute; each target moves offsets as list_g
   assert_eq(committed(), { [0] = 14, [1] = 3 })
 end)
 
-test("group describe and reset with a live member: assignment as the consumer sees it; reset refused", function()
+-- Both group protocols: classic (DescribeGroups) and consumer (KIP-848, ConsumerGroupDescribe).
+local PROTOCOL_CONF = {
+  classic = { ["group.protocol"] = "classic", ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 1000 },
+  consumer = { ["group.protocol"] = "consumer" },
+}
+for _, protocol in ipairs { "classic", "consumer" } do
+test("group describe and reset with a live " .. protocol .. " member: assignment as the consumer sees it; reset refused", function()
   local t, g = fresh("cli-live"), fresh("g")
   assert(admin:create_topics({ { name = t, partitions = 2 } }))
   local p = klua.producer()
   for i = 1, 6 do assert(p:produce{ topic = t, partition = i % 2, value = tostring(i) }) end
-  local c = klua.consumer(klua.testkit.group_conf{ group = g, topics = { t }, ["auto.offset.reset"] = "earliest" })
+  local conf = { group = g, topics = { t }, ["auto.offset.reset"] = "earliest" }
+  for k, v in pairs(PROTOCOL_CONF[protocol]) do conf[k] = v end
+  local c = klua.consumer(conf)
   local got = klua.testkit.poll_n(c, 6, 30000)
   assert_eq(#got, 6)
   for _, m in ipairs(got) do c:store(m) end
@@ -280,6 +291,7 @@ test("group describe and reset with a live member: assignment as the consumer se
   local d = assert(klua.json.decode((klua_run("group describe " .. g .. " --json"))))
   assert_eq(d.group, g)
   assert_eq(d.state, "Stable")
+  assert_eq(d.type, protocol)
   assert_eq(#d.members, 1)
   local assigned = {}
   for _, a in ipairs(d.members[1].assignment) do assert_eq(a.topic, t); assigned[#assigned + 1] = a.partition end
@@ -311,13 +323,14 @@ test("group describe and reset with a live member: assignment as the consumer se
   local listed = json_lines((klua_run("groups --json")))
   local found
   for _, row in ipairs(listed) do if row.group == g then found = row end end
-  assert_eq(found, { group = g, state = "Empty", type = found and found.type, simple = false })
+  assert_eq(found, { group = g, state = "Empty", type = protocol, simple = false })
   assert_eq(json_lines((klua_run("group delete " .. g .. " --json"))), { { group = g } })
   assert_eq(py("groups")[g], nil)
   local _, rc4, err4 = klua_run("group describe " .. g)
   assert_eq(rc4, 3)
   assert_match(err4, "GROUP_ID_NOT_FOUND")
 end)
+end
 
 test("lag of a typo'd group exits 3 naming it, under --max-lag too; an existing group without lag exits 0", function()
   local t, g = fresh("cli-lag"), fresh("g")
