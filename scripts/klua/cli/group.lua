@@ -122,7 +122,7 @@ function M.describe(...)
     return
   end
   print(("group %s  state %s  type %s  assignor %s  coordinator %s  members %d"):format(g.group, g.state,
-    tostring(g.type), g.assignor ~= "" and g.assignor or "-",
+    tostring(g.type), (g.assignor and g.assignor ~= "") and g.assignor or "-",
     c and ("%d (%s:%d)"):format(c.id, c.host, c.port) or "-", #(g.members or {})))
   print()
   local rows = {}
