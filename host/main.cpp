@@ -28,7 +28,11 @@ commands:
   -e CODE [args...]    run CODE
   repl                 interactive prompt (the default on a terminal with no arguments)
   test [--filter P] [--tap] [--junit FILE] PATH...   run test files (*_test.lua in directories)
+  topic list|describe|create|delete|alter ...    topics (kafka-topics.sh, kafka-configs.sh)
+  group list|describe|delete|reset ...           consumer groups (kafka-consumer-groups.sh)
   topics [--json]      list topics                    groups [--json]   list consumer groups
+  offsets TOPIC [-p N] [--time T]   low/high watermarks, or the offsets for a time (kcat -Q)
+  metadata [TOPIC...]  brokers, topics, partitions, leaders (kcat -L)
   lag GROUP [--max-lag N]    a group's lag per partition (exit 4 when over N)
   produce TOPIC [-k SEP]     send stdin lines as messages
   consume TOPIC [--from beginning|end|OFFSET|TIME] [-n N] [-e] [-f FMT | --json]
@@ -48,7 +52,7 @@ options (before or after the command; after run FILE, -e CODE or FILE, every arg
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
   -p, --profile NAME   a profile of the config file (overrides KLUA_PROFILE); after produce,
-                       consume and replay, -p is their partition: use --profile there
+                       consume, replay and offsets, -p is their partition: use --profile there
   -h, --help           this text
 
 environment:
@@ -56,7 +60,7 @@ environment:
   KLUA_PROFILE         the profile to use (else the one named "default", if any)
   config file          $XDG_CONFIG_HOME/klua/config.lua (~/.config/klua/config.lua): named profiles
 
-The one-liners that talk to a cluster (topics, groups, lag, produce, consume, provision, replay...)
+The one-liners that talk to a cluster (all but config, completion, version, help and test)
 need a broker (-b, KLUA_BROKERS, a profile) or --embedded. Scripts and the REPL start an embedded
 mock cluster when no broker is configured, and say so (klua help embedded).
 Exit codes: 0 ok, 1 script error, 2 usage, 3 Kafka error, 4 check failed, 130/143 signals.
@@ -82,6 +86,10 @@ const Command COMMANDS[] = {
     {"consume", "klua.cli.consume", true, "-p"},
     {"provision", "klua.cli.provision", true, ""},
     {"replay", "klua.cli.replay", true, "-p"},
+    {"topic", "klua.cli.topic", true, ""},
+    {"group", "klua.cli.group", true, ""},
+    {"offsets", "klua.cli.offsets", true, "-p"},
+    {"metadata", "klua.cli.metadata", true, ""},
 };
 // Handled here rather than by a bundled script's main.
 const char* const BUILTIN_COMMANDS[] = {"run", "help", "version"};
