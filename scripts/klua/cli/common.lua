@@ -28,8 +28,10 @@ function M.run(name, module, cluster, embedded, ...)
   M.command = { name = name, cluster = cluster, embedded = embedded }
   if cluster and not embedded then M.guard_clients() end
   local mod = require(module)
-  local ok, err, tb = xpcall(mod.main, function(e)
-    return e, debug.traceback("", 2)
+  local tb
+  local ok, err = xpcall(mod.main, function(e)
+    tb = debug.traceback("", 2)
+    return e
   end, ...)
   if ok then return end
   if klua.errors.is(err) then
@@ -45,7 +47,7 @@ function M.run(name, module, cluster, embedded, ...)
     klua.exit(err.kafka and 3 or 1)
   end
   -- Not a user's mistake: a fault of the command itself, worth its traceback.
-  io.stderr:write("klua: ", name, ": internal error: ", M.error_text(err), "\n", tb or "", "\n")
+  io.stderr:write("klua: ", name, ": internal error: ", type(err) == "string" and err or M.error_text(err), tb or "", "\n")
   klua.exit(1)
 end
 
