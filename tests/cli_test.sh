@@ -281,6 +281,15 @@ run "$KLUA" -e 'for _, m in ipairs(arg) do local f = package.loaders[2](m)
   local src = debug.getinfo(package.loaders[2]("klua.docs"), "S").source
   if src:match("/work/") or src:match("^@/") then print("klua.docs", src) end' $mods klua.docs
 check "bundled chunks are named by relative paths, never a path of the build machine${out:+ ($out)}" eval '[ $rc = 0 ] && [ -z "$out" ]'
+cat >"$tmp/cmdfault.lua" <<'LUA'
+package.preload.fault = function() return { main = function() local x = nil; return x.y end } end
+package.preload.misuse = function() return { main = function() klua.producer{ colour = "red" } end } end
+require("klua.cli.common").run(arg[1], arg[1], false, false)
+LUA
+run "$KLUA" "$tmp/cmdfault.lua" fault
+check "a fault of a command itself keeps its location and traceback (exit 1)" eval '[ $rc = 1 ] && has "$err" "internal error: $tmp/cmdfault.lua:1: attempt to index" && has "$err" "stack traceback"'
+run "$KLUA" "$tmp/cmdfault.lua" misuse
+check "a bad argument inside a command is one line, exit 2" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "colour" && ! has "$err" traceback'
 run "$KLUA" --embedded consume t --from bogus
 check "a bad option value: one line pointing at the command's --help" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "see klua consume --help"'
 
