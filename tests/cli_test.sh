@@ -290,6 +290,8 @@ run "$KLUA" "$tmp/cmdfault.lua" fault
 check "a fault of a command itself keeps its location and traceback (exit 1)" eval '[ $rc = 1 ] && has "$err" "internal error: $tmp/cmdfault.lua:1: attempt to index" && has "$err" "stack traceback"'
 run "$KLUA" "$tmp/cmdfault.lua" misuse
 check "a bad argument inside a command is one line, exit 2" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "colour" && ! has "$err" traceback'
+run "$KLUA" test --bogus x
+check "klua test's usage error is one line too" eval '[ $rc = 2 ] && [ "$err" = "klua: unknown option --bogus (see klua test --help)" ]'
 run "$KLUA" --embedded consume t --from bogus
 check "a bad option value: one line pointing at the command's --help" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "see klua consume --help"'
 
