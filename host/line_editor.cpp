@@ -180,8 +180,8 @@ void on_sigint(int signum, siginfo_t* info, void* context) {
   }
 }
 
-// line_editor.interrupt_arm(): Ctrl-C interrupts the calling coroutine, even in a loop that never
-// yields; interrupt_disarm() ends that. The REPL arms it around each chunk.
+// line_editor.interrupt_arm(): a Ctrl-C while the calling task computes interrupts it, even in a loop
+// that never yields; interrupt_disarm() ends that. The REPL arms it around each chunk.
 int l_interrupt_arm(lua_State* L) {
   if (!g_sigint_installed) {
     struct sigaction sa {};
@@ -202,10 +202,6 @@ int l_interrupt_disarm(lua_State* L) {
   clear_interrupt_hook();
   return 0;
 }
-
-// on_task_error(fn(err, traceback, task_id)) or nil: an error in a task nobody joins goes to fn
-// instead of ending the script.
-int l_on_task_error(lua_State* L);
 
 // SIGINT while reading abandons the line being typed (read returns false); otherwise the Lua
 // handler set with on_interrupt decides (the REPL cancels the running line's task).
@@ -350,6 +346,8 @@ int l_on_interrupt(lua_State* L) {
   return 0;
 }
 
+// An error in a task nobody joins (at the top of L, left there) goes to the function set with
+// on_task_error(fn(err, traceback, task_id)) instead of ending the script.
 bool on_task_error(lua_State* L, const std::string& traceback, uint64_t task_id) {
   if (!g_editor || g_editor->task_error_ref == LUA_NOREF) return false;
   lua_rawgeti(L, LUA_REGISTRYINDEX, g_editor->task_error_ref);
