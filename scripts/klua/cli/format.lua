@@ -10,7 +10,7 @@ local put, put_int, put_u32be = out.put, out.put_int, out.put_u32be
 M.TOKENS = "%s value, %S value size, %R value size as 4 bytes big-endian, %k key, %K key size, " ..
   "%T timestamp, %h headers, %t topic, %p partition, %o offset, %v value, %% a percent sign"
 
--- kcat's escapes in the literal text of a template: \n \t \r, \xHH, \NNN (decimal, or octal after
+-- kcat's escapes in the literal text of a template (strtoul's reading): \n \t \r, \xHH, \NNN (decimal; octal after
 -- a leading 0), and \c for any other c (so \\ is a backslash).
 local function unescape(s)
   local o, i, n = {}, 1, #s

@@ -3,7 +3,7 @@ local common = require("klua.cli.common")
 local M = {}
 local USAGE = [[
 usage: klua produce TOPIC [-k SEP] [-p PARTITION] [-H name=value]... [-Z] [--keep-empty] [--json]
-  sends each line of standard input as a message, as kcat -P does: the line without its "\n"
+  sends each line of standard input as a message, as kcat does: the line without its "\n"
   (a "\r" before it stays part of the message), empty lines skipped
   -k, -K, --key-separator SEP   the text before the first SEP is the key (no SEP: no key)
   -p, --partition P             send to partition P (default: the partitioner's choice)
