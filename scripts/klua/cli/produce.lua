@@ -37,6 +37,8 @@ function M.main(...)
   local put, put_int = out.put, out.put_int
   local quoted = klua.json.encode(topic, { invalid_utf8 = "replace" })
   local sent, failed, first_err = 0, 0, nil
+  -- Without --json nobody listens to delivery reports: p:flush returns the failure then (no
+  -- report table and call per message).
   local p = klua.producer{ on_delivery = opts.json and function(report, err)
     if err then
       failed = failed + 1
@@ -50,32 +52,41 @@ function M.main(...)
       put(quoted)
       put("}\n")
     end
-  end or function(_, err)
-    if err then
-      failed = failed + 1
-      first_err = first_err or err
-    end
-  end }
+  end or nil }
   if opts.json then out.start() end
 
   -- One table for every send (p:send copies the data): the fields of a plain message take
   -- p:send's FFI path.
   local msg = { topic = topic, partition = partition, headers = headers }
   local find, sub = string.find, string.sub
-  local function send(line)
-    local key, value = nil, line
-    if sep then
-      local at = find(line, sep, 1, true)
-      if at then
-        key, value = sub(line, 1, at - 1), sub(line, at + #sep)
-        if null and key == "" then key = nil end
-      end
+  local function send_kv(key, value)
+    if null then
+      if key == "" then key = nil end
+      if value == "" then value = nil end
     end
-    if null and value == "" then value = nil end
     msg.key, msg.value = key, value
     local ok, err = p:send(msg)
     if not ok then common.fail(err) end
     sent = sent + 1
+  end
+  local nsep = sep and #sep
+  -- The line chunk[from..to], key and value cut from the chunk directly. sep_at: where the next
+  -- SEP at or after the line starts (false: none in the rest of the chunk), so the search is
+  -- not repeated over the following lines (nil: search; reset per chunk).
+  local sep_at
+  local function send_part(chunk, from, to)
+    if sep then
+      if sep_at ~= false and (sep_at == nil or sep_at < from) then sep_at = find(chunk, sep, from, true) or false end
+      if sep_at and sep_at + nsep - 1 <= to then
+        return send_kv(sub(chunk, from, sep_at - 1), sub(chunk, sep_at + nsep, to))
+      end
+    end
+    send_kv(nil, sub(chunk, from, to))
+  end
+  local function send(line)
+    sep_at = nil
+    send_part(line, 1, #line)
+    sep_at = nil
   end
 
   -- Lines are split here rather than by klua.read_line, which drops a "\r" before the "\n".
@@ -83,6 +94,7 @@ function M.main(...)
   while true do
     local chunk = klua._read_chunk()
     if not chunk then break end
+    sep_at = nil
     local from = 1
     local nl = find(chunk, "\n", 1, true)
     if nl and #pending > 0 then
@@ -95,7 +107,7 @@ function M.main(...)
     end
     while nl do
       if nl > from then
-        send(sub(chunk, from, nl - 1))
+        send_part(chunk, from, nl - 1)
       elseif keep_empty then
         send("")
       end
