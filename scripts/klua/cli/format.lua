@@ -50,7 +50,11 @@ local function unescape(s)
 end
 M.unescape = unescape
 
+-- A message without headers has no headers field (reading it builds an empty list): rawget.
+local rawget = rawget
+
 local function put_headers(hs)
+  if hs == nil then return end
   for i = 1, #hs do
     local h = hs[i]
     if i > 1 then put(",") end
@@ -70,7 +74,7 @@ local CODE = {
   k = "do local v = m.key if v then put(v) NULLK end end",
   K = "do local v = m.key put_int(v and #v or -1) end",
   T = "put_int(m.timestamp or -1)",
-  h = "put_headers(m.headers)",
+  h = "put_headers(rawget(m, 'headers'))",
   t = "put(m.topic)",
   p = "put_int(m.partition)",
   o = "put_int(m.offset)",
@@ -112,11 +116,11 @@ function M.template(fmt, null)
     i = at + 2
   end
   flush_text()
-  local src = { "local put, put_int, put_u32be, put_headers, NULL, lits = ...\n" }
+  local src = { "local put, put_int, put_u32be, put_headers, NULL, lits, rawget = ...\n" }
   for n = 1, #lits do src[#src + 1] = "local L" .. n .. " = lits[" .. n .. "]\n" end
   src[#src + 1] = "return function(m)\n" .. table.concat(parts, "\n") .. "\nend\n"
   local chunk = assert(loadstring(table.concat(src), "=klua consume -f"))
-  return chunk(put, put_int, put_u32be, put_headers, null, lits)
+  return chunk(put, put_int, put_u32be, put_headers, null, lits, rawget)
 end
 
 -- --json: one object per message, keys sorted (as klua.json.encode writes them):
@@ -140,6 +144,7 @@ function M.json(binary)
       base64(v)
     end
   end
+  local EMPTY = {}
   local quoted = setmetatable({}, { __index = function(t, topic)
     local q = klua.json.encode(topic, { invalid_utf8 = "replace" })
     t[topic] = q
@@ -147,7 +152,7 @@ function M.json(binary)
   end })
   return function(m)
     put('{"headers":[')
-    local hs = m.headers
+    local hs = rawget(m, "headers") or EMPTY
     for i = 1, #hs do
       local h = hs[i]
       local name = h[1]
