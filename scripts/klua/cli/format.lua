@@ -187,7 +187,8 @@ function M.json(binary)
 end
 
 -- What --filter EXPR sees besides the message's fields: no io, os, require, load, debug or
--- setting of globals; string functions without string.dump.
+-- setting of globals; the `string` table without string.dump (a string's methods are still
+-- Lua's string library, whose dump is harmless without load).
 local function sandbox()
   local s = {}
   for _, k in ipairs({ "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "rep",
