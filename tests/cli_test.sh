@@ -229,6 +229,12 @@ check "consume --json-binary other than auto|base64 exits 2" eval '[ $rc = 2 ] &
 run "$KLUA" -b 127.0.0.1:1 produce t -K ''
 check "produce with an empty key separator exits 2" eval '[ $rc = 2 ] && has "$err" "must not be empty"'
 
+# consume writes each message at once on a terminal (and with -u), else buffers: the test it uses.
+if command -v script >/dev/null; then
+  tty_out=$(script -qec "$KLUA -e 'print(klua._stdout.isatty())'" /dev/null | tr -d '\r')
+  check "klua._stdout.isatty(): true on a terminal, false to a pipe" eval '[ "$tty_out" = true ] && [ "$("$KLUA" -e "print(klua._stdout.isatty())" | cat)" = false ]'
+fi
+
 # bash completion: subcommands, options, file names; and no drift from the commands' --help.
 "$KLUA" completion bash >"$tmp/klua.bash"
 mkdir -p "$tmp/empty"
