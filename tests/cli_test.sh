@@ -368,6 +368,26 @@ usage_case "metadata with an unknown option" "unknown option --brokerz" metadata
 run "$KLUA" group reset --help
 check "group reset --help prints the usage, exit 0" eval '[ $rc = 0 ] && has "$out" "--by-duration D"'
 
+# consume's and produce's usage errors: exit 2 naming the mistake, before any connection.
+run "$KLUA" -b 127.0.0.1:1 consume t -f '%k %y'
+check "consume -f with an unknown token exits 2 naming it" eval '[ $rc = 2 ] && has "$err" "klua: -f %k %y: unknown token %y"'
+run "$KLUA" -b 127.0.0.1:1 consume t -f 'x%'
+check "consume -f with a lone % exits 2" eval '[ $rc = 2 ] && has "$err" "lone %"'
+run "$KLUA" -b 127.0.0.1:1 consume t --filter 'value =='
+check "consume --filter with a syntax error exits 2 naming the expression" eval '[ $rc = 2 ] && has "$err" "klua: --filter value ==: "'
+run "$KLUA" -b 127.0.0.1:1 consume t --json -f '%s'
+check "consume --json with -f exits 2" eval '[ $rc = 2 ] && has "$err" "exclusive"'
+run "$KLUA" -b 127.0.0.1:1 consume t --json --json-binary hex
+check "consume --json-binary other than auto|base64 exits 2" eval '[ $rc = 2 ] && has "$err" "--json-binary must be auto or base64"'
+run "$KLUA" -b 127.0.0.1:1 produce t -K ''
+check "produce with an empty key separator exits 2" eval '[ $rc = 2 ] && has "$err" "must not be empty"'
+
+# consume writes each message at once on a terminal (and with -u), else buffers: the test it uses.
+if command -v script >/dev/null; then
+  tty_out=$(script -qec "$KLUA -e 'print(klua._stdout.isatty())'" /dev/null | tr -d '\r')
+  check "klua._stdout.isatty(): true on a terminal, false to a pipe" eval '[ "$tty_out" = true ] && [ "$("$KLUA" -e "print(klua._stdout.isatty())" | cat)" = false ]'
+fi
+
 # bash completion: subcommands, options, file names; and no drift from the commands' --help.
 "$KLUA" completion bash >"$tmp/klua.bash"
 mkdir -p "$tmp/empty"
