@@ -38,9 +38,10 @@ void Admin::drain_results() {
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(res_q_, 0)) {
     auto* r = static_cast<Request*>(rd_kafka_event_opaque(ev));
     if (r && abandoned_.erase(r)) {
-      delete r;  // its task was already answered (on_authentication_error)
+      delete r;  // its task was already answered (authentication error, unreachable cluster)
     } else if (r && pending_.erase(r)) {
       std::unique_ptr<Request> own(r);
+      end_watch(r->watch);
       if (lua_State* co = s.wake_begin(r->tok)) {
         rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
         if (err) {
@@ -66,6 +67,7 @@ std::string Admin::describe() const {
 void Admin::begin_close() {
   if (state_ != Open) return;
   state_ = Closing;
+  abort_broker_waits();  // a metadata call waiting for a broker returns now
   if (inflight_ == 0) finish_close();
 }
 
@@ -75,6 +77,7 @@ void Admin::finish_close() {
   // Requests still waiting end with KLUA_CLOSED.
   Scheduler& s = rt_.scheduler();
   for (Request* r : pending_) {
+    end_watch(r->watch);
     if (lua_State* co = s.wake_begin(r->tok)) {
       ErrorSpec e;
       e.code = CODE_CLOSED;

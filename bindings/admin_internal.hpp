@@ -30,6 +30,7 @@ struct Request {
   WaitToken tok;
   std::string op;
   std::function<int(lua_State* co, rd_kafka_event_t* ev)> push;
+  uint64_t watch = 0;  // KafkaHandle::watch_unreachable's id
 };
 
 class Admin : public KafkaHandle {
@@ -65,6 +66,14 @@ class Admin : public KafkaHandle {
     WaitToken t = rt_.scheduler().prepare_wait(L, op, timeout_ms + 2000);
     auto* r = new Request{this, t, op, std::move(push)};
     pending_.insert(r);
+    // An unreachable cluster ends the request's wait early (librdkafka would hold it until its
+    // timeout); the request is then kept until librdkafka's late result for it arrives.
+    r->watch = watch_unreachable(op, [this, r](const ErrorSpec& e) {
+      if (!pending_.erase(r)) return;
+      Scheduler& s = rt_.scheduler();
+      if (lua_State* co = s.wake_begin(r->tok)) s.wake_end(r->tok, nil_error(co, e));
+      abandoned_.insert(r);
+    });
     return r;
   }
 
@@ -104,6 +113,7 @@ class Admin : public KafkaHandle {
     std::vector<Request*> failed(pending_.begin(), pending_.end());
     pending_.clear();
     for (Request* r : failed) {
+      end_watch(r->watch);
       if (lua_State* co = s.wake_begin(r->tok)) {
         ErrorSpec e = auth;
         e.op = r->op;

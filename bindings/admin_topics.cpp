@@ -78,10 +78,10 @@ int l_metadata(lua_State* L) {
   rd_kafka_t* rk = a->rk();
   auto h = std::make_shared<MetadataHolder>();
   return a->run_blocking(
-      L, "admin:metadata", timeout + 1000,
-      [=] {
+      L, "admin:metadata", timeout,
+      [=](int t) {
         uint64_t t0 = uv_hrtime();
-        h->err = rd_kafka_metadata(rk, all_topics ? 1 : 0, nullptr, &h->md, timeout_int(timeout));
+        h->err = rd_kafka_metadata(rk, all_topics ? 1 : 0, nullptr, &h->md, t);
         h->elapsed_ms = static_cast<double>(uv_hrtime() - t0) / 1e6;
       },
       [=](lua_State* co) {

@@ -65,8 +65,13 @@ void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
     if (!t.empty() && t[0] != '^') check->topics.push_back(t);  // a regex may match nothing yet
   if (check->topics.empty()) return;
   rd_kafka_t* rk = rk_;
+  // Waits for a broker first, so that a close or an unreachable cluster ends it at once instead
+  // of a pool thread (and the exit) waiting out 10 s of metadata timeout.
+  auto gate = new_gate();
+  uint64_t watch = watch_unreachable("subscribe (topic check)", [gate](const ErrorSpec&) { gate->abort = true; });
   run_off_loop(
-      [check, rk] {
+      [check, rk, gate] {
+        if (!wait_for_broker(rk, *gate, 10000)) return;
         for (const auto& t : check->topics) {
           // A metadata request naming the topic (a consumer's does not create topics:
           // allow.auto.create.topics is false unless the script set it).
@@ -79,7 +84,8 @@ void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
           if (rkt) rd_kafka_topic_destroy(rkt);
         }
       },
-      [this, check] {
+      [this, check, watch] {
+        end_watch(watch);
         if (state_ != Open) return;
         for (const auto& t : check->missing) {
           ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,

@@ -12,6 +12,7 @@ namespace consumer_impl {
 void Consumer::begin_close() {
   if (state_ != Open) return;
   state_ = Closing;
+  abort_broker_waits();  // blocking calls waiting for a broker return now
   release_fast();
   drop_held(nullptr);  // unprocessed: their offsets were never stored
   Scheduler& s = rt_.scheduler();

@@ -183,7 +183,7 @@ int l_seek(lua_State* L) {
   c->drop_held(r->list);
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
-      L, "c:seek", timeout + 1000, [=] { r->error = rd_kafka_seek_partitions(rk, r->list, timeout_int(timeout)); },
+      L, "c:seek", timeout, [=](int t) { r->error = rd_kafka_seek_partitions(rk, r->list, t); },
       [=](lua_State* co) {
         ErrorSpec spec;
         bool failed = true;
@@ -204,7 +204,8 @@ int l_seek(lua_State* L) {
         spec.op = "seek";
         if (spec.name == "_TIMED_OUT") spec.timeout_ms = timeout;
         return nil_error(co, spec);
-      });
+      },
+      false);  // a seek is served by the consumer itself, not by a broker
 }
 
 // c:position([partitions]): the next offset the script will get per partition (messages klua has
@@ -226,8 +227,8 @@ int l_committed(lua_State* L) {
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
-      L, "c:committed", timeout + 1000,
-      [=] { *err = rd_kafka_committed(rk, list, timeout_int(timeout)); },
+      L, "c:committed", timeout,
+      [=](int t) { *err = rd_kafka_committed(rk, list, t); },
       [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "committed"); });
 }
 
@@ -245,8 +246,8 @@ int l_watermarks(lua_State* L) {
   auto r = std::make_shared<Result>();
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
-      L, "c:watermarks", timeout + 1000,
-      [=] { r->err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &r->low, &r->high, timeout_int(timeout)); },
+      L, "c:watermarks", timeout,
+      [=](int t) { r->err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &r->low, &r->high, t); },
       [=](lua_State* co) {
         if (r->err) {
           ErrorSpec e = consumer_error(c, r->err, "watermarks");
@@ -271,8 +272,8 @@ int l_offsets_for_times(lua_State* L) {
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
-      L, "c:offsets_for_times", timeout + 1000,
-      [=] { *err = rd_kafka_offsets_for_times(rk, list, timeout_int(timeout)); },
+      L, "c:offsets_for_times", timeout,
+      [=](int t) { *err = rd_kafka_offsets_for_times(rk, list, t); },
       [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "offsets_for_times", true); });
 }
 
@@ -290,11 +291,11 @@ int l_end_offsets(lua_State* L) {
   auto err = std::make_shared<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
-      L, "c:messages (end offsets)", DEFAULT_CALL_TIMEOUT_MS + 1000,
-      [=] {
+      L, "c:messages (end offsets)", DEFAULT_CALL_TIMEOUT_MS,
+      [=](int t) {
         // ListOffsets with logical offsets, one request per leader; "latest" honours isolation.level.
-        *err = rd_kafka_offsets_for_times(rk, low, timeout_int(DEFAULT_CALL_TIMEOUT_MS));
-        if (!*err) *err = rd_kafka_offsets_for_times(rk, end, timeout_int(DEFAULT_CALL_TIMEOUT_MS));
+        *err = rd_kafka_offsets_for_times(rk, low, t);
+        if (!*err) *err = rd_kafka_offsets_for_times(rk, end, t);
       },
       [=](lua_State* co) {
         if (*err) {

@@ -100,6 +100,48 @@ static void set_property(lua_State* L, rd_kafka_conf_t* conf, const std::string&
   }
 }
 
+std::string redact_bootstrap(const std::string& servers) {
+  // Items are separated by commas; "SASL_SSL://user:pass@host:9093" or "user:pass@host:9093"
+  // loses what precedes the '@'.
+  std::string out;
+  size_t start = 0;
+  while (start <= servers.size()) {
+    size_t end = servers.find(',', start);
+    if (end == std::string::npos) end = servers.size();
+    std::string item = servers.substr(start, end - start);
+    size_t at = item.rfind('@');
+    if (at != std::string::npos) {
+      size_t scheme = item.find("://");
+      size_t from = scheme != std::string::npos && scheme < at ? scheme + 3 : 0;
+      item = item.substr(0, from) + "***" + item.substr(at);
+    }
+    if (!out.empty()) out += ",";
+    out += item;
+    start = end + 1;
+  }
+  return out;
+}
+
+// klua's own properties (UNREACHABLE_TIMEOUT_PROPERTY): true when key is one (and it was taken).
+static bool take_klua_property(lua_State* L, ClientOptions& o, const std::string& key, const std::string& value,
+                               const char* what, const std::string& source) {
+  if (key.rfind("klua.", 0) != 0) return false;
+  if (key != UNREACHABLE_TIMEOUT_PROPERTY) {
+    rd_kafka_conf_destroy(o.conf);
+    raise_misuse(L, what, fmt::format("unknown klua property \"{}\" (from {}); klua's properties: {}", key, source,
+                                      UNREACHABLE_TIMEOUT_PROPERTY));
+  }
+  char* end = nullptr;
+  double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end || !(v >= 0)) {
+    rd_kafka_conf_destroy(o.conf);
+    raise_misuse(L, what, fmt::format("bad configuration property \"{}\" (from {}): expected a number of "
+                                      "milliseconds >= 0, got \"{}\"", key, source, value));
+  }
+  o.unreachable_timeout_ms = v;
+  return true;
+}
+
 ClientOptions build_client_options(lua_State* L, int idx, const char* what,
                                    const std::vector<std::pair<std::string, std::string>>& defaults,
                                    const std::vector<std::string>& allowed_options) {
@@ -109,6 +151,7 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
   for (const auto& [k, v] : defaults) set_property(L, o.conf, k, v, what, "klua's defaults");
   bool brokers_named = false;
   for (const auto& e : rt.config()) {
+    if (take_klua_property(L, o, e.key, e.value, what, e.source)) continue;
     set_property(L, o.conf, e.key, e.value, what, e.source);
     if (e.key == "bootstrap.servers" || e.key == "metadata.broker.list") brokers_named = true;
   }
@@ -127,7 +170,8 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         if (key == "group.id") has_group_id = true;
         if (key == "bootstrap.servers" || key == "metadata.broker.list") brokers_named = true;
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);
-        set_property(L, o.conf, key, value, what, "the script's table");
+        if (!take_klua_property(L, o, key, value, what, "the script's table"))
+          set_property(L, o.conf, key, value, what, "the script's table");
       } else if (key == "brokers") {
         brokers_named = true;
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);
@@ -175,6 +219,11 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
     set_property(L, o.conf, "bootstrap.servers", o.bootstrap, what, "the embedded cluster");
   }
   set_property(L, o.conf, "log.queue", "true", what, "klua");
+  if (!o.embedded) {
+    char buf[1024];
+    size_t n = sizeof buf;
+    if (rd_kafka_conf_get(o.conf, "bootstrap.servers", buf, &n) == RD_KAFKA_CONF_OK) o.bootstrap = buf;
+  }
   return o;
 }
 
@@ -288,6 +337,7 @@ std::string KafkaHandle::describe() const { return fmt::format("klua.{}({})", ki
 void KafkaHandle::destroy_handle(int flags) {
   state_ = Destroying;
   release_hooks();
+  close_reachability();
   destroy_handle_async(rt_, rk_, flags, [this] {
     rk_ = nullptr;
     state_ = Closed;
@@ -316,6 +366,8 @@ void KafkaHandle::set_hooks(const ClientOptions& o) {
   on_error_ = o.on_error;
   on_log_ = o.on_log;
   on_stats_ = o.on_stats;
+  unreachable_timeout_ms_ = o.unreachable_timeout_ms;
+  bootstrap_ = redact_bootstrap(o.bootstrap);
 }
 
 void KafkaHandle::release_hooks() {
@@ -354,15 +406,26 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
                              : fmt::format(" (SASL mechanism {})", mech);
         }
       }
+      // The default printer says each outage once: the first _ALL_BROKERS_DOWN (librdkafka
+      // repeats it at every reconnect round) and each new connection error.
+      bool repeated = false;
       if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        repeated = down_since_ != 0;
         all_brokers_down_ = true;
+        if (!down_since_) down_since_ = uv_now(rt_.loop());
+        seen_up_ = false;
+        arm_reach_timer();
         on_all_brokers_down();
+      } else {
+        std::string before = last_cause_;
+        note_connection_error(code, e.message);
+        repeated = down_since_ != 0 && !last_cause_.empty() && last_cause_ == before;
       }
       if (on_error_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
         push_error(L, e);
         call_hook(L, 1, 0);
-      } else {
+      } else if (!repeated || e.fatal) {
         fmt::print(stderr, "klua: {} error: {}: {}\n", kind_, e.name, e.message);
       }
       if (e.fatal) {
@@ -541,6 +604,145 @@ void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* li
   rd_kafka_topic_partition_list_destroy(copy);
 }
 
+// ---- reachability ------------------------------------------------------------------
+
+// Connection errors are the cause an unreachable-cluster error names: librdkafka's text without
+// its "(after 0ms in state CONNECT, ...)" tail.
+void KafkaHandle::note_connection_error(rd_kafka_resp_err_t code, const std::string& message) {
+  switch (code) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR__SSL:
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+      break;
+    default:
+      return;
+  }
+  std::string m = message;
+  size_t tail = m.rfind(" (after ");
+  if (tail != std::string::npos && !m.empty() && m.back() == ')') m.erase(tail);
+  last_cause_ = redact_bootstrap(m);
+}
+
+ErrorSpec KafkaHandle::unreachable_error(const std::string& op) const {
+  std::string cause = last_cause_.empty() ? "no connection error was reported" : "last error: " + last_cause_;
+  ErrorSpec e = kafka_error(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN,
+                            fmt::format("cannot reach the cluster at {}: every broker was down for {} ms "
+                                        "({}); {}",
+                                        bootstrap_.empty() ? "(no bootstrap servers)" : bootstrap_,
+                                        static_cast<long long>(unreachable_timeout_ms_), UNREACHABLE_TIMEOUT_PROPERTY,
+                                        cause));
+  e.op = op;
+  e.timeout_ms = unreachable_timeout_ms_;
+  return e;
+}
+
+uint64_t KafkaHandle::watch_unreachable(const std::string& op, std::function<void(const ErrorSpec&)> fail) {
+  if (state_ != Open && state_ != Closing) return 0;
+  uint64_t id = next_watch_++;
+  watches_.emplace(id, Watch{op, uv_now(rt_.loop()), std::move(fail)});
+  if (down_since_) arm_reach_timer();
+  return id;
+}
+
+void KafkaHandle::end_watch(uint64_t id) {
+  if (id) watches_.erase(id);
+}
+
+bool KafkaHandle::broker_up_now() {
+  if (!rk_) return false;
+  // rd_kafka_metadata with no wait answers _TRANSPORT when no broker is up (usable); when one
+  // is, it sends a brokers-only request (whose late answer librdkafka drops) and reports
+  // _TIMED_OUT. librdkafka has no other public view of its brokers' states.
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk_, 0, nullptr, &md, 0);
+  if (md) rd_kafka_metadata_destroy(md);
+  return err != RD_KAFKA_RESP_ERR__TRANSPORT;
+}
+
+// While every broker is down: the timer fires at the next watched call's deadline (the bound
+// after the later of its start and the outage's start), and at least once a second to notice a
+// broker that came back (the default printer then reports the next outage again).
+void KafkaHandle::arm_reach_timer() {
+  if (!down_since_ || (state_ != Open && state_ != Closing)) return;
+  if (!reach_timer_) {
+    reach_timer_ = new uv_timer_t;
+    uv_timer_init(rt_.loop(), reach_timer_);
+    reach_timer_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(reach_timer_));
+  }
+  uint64_t now = uv_now(rt_.loop());
+  uint64_t bound = static_cast<uint64_t>(unreachable_timeout_ms_);
+  uint64_t due = now + std::min<uint64_t>(bound, 1000);
+  for (const auto& [id, w] : watches_) due = std::min(due, std::max(w.started, down_since_) + bound);
+  uv_timer_start(reach_timer_, [](uv_timer_t* h) { static_cast<KafkaHandle*>(h->data)->check_reach(); },
+                 due > now ? due - now : 0, 0);
+}
+
+void KafkaHandle::check_reach() {
+  if (!down_since_ || !rk_) return;
+  if (broker_up_now()) {
+    down_since_ = 0;
+    seen_up_ = true;
+    all_brokers_down_ = false;
+    return;
+  }
+  uint64_t now = uv_now(rt_.loop());
+  uint64_t bound = static_cast<uint64_t>(unreachable_timeout_ms_);
+  std::vector<Watch> due;
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    if (std::max(it->second.started, down_since_) + bound <= now) {
+      due.push_back(std::move(it->second));
+      it = watches_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& w : due) w.fail(unreachable_error(w.op));
+  arm_reach_timer();
+}
+
+std::shared_ptr<KafkaHandle::Gate> KafkaHandle::new_gate() {
+  auto g = std::make_shared<Gate>();
+  gates_.erase(std::remove_if(gates_.begin(), gates_.end(), [](const std::weak_ptr<Gate>& w) { return w.expired(); }),
+               gates_.end());
+  gates_.push_back(g);
+  return g;
+}
+
+bool KafkaHandle::wait_for_broker(rd_kafka_t* rk, Gate& gate, double timeout_ms) {
+  uint64_t end = uv_hrtime() + static_cast<uint64_t>(std::max(0.0, timeout_ms) * 1e6);
+  while (!gate.abort.load()) {
+    uint64_t now = uv_hrtime();
+    if (now >= end) return false;
+    // Waits up to a slice for a broker to be up (librdkafka wakes it at once when one is), then
+    // asks that broker for the broker list: _TRANSPORT means none came up in the slice.
+    int slice = static_cast<int>(std::min<uint64_t>((end - now) / 1000000 + 1, 100));
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, nullptr, &md, slice);
+    if (md) rd_kafka_metadata_destroy(md);
+    if (err != RD_KAFKA_RESP_ERR__TRANSPORT) return true;
+  }
+  return false;
+}
+
+void KafkaHandle::abort_broker_waits() {
+  for (auto& w : gates_)
+    if (auto g = w.lock()) g->abort = true;
+  gates_.clear();
+}
+
+void KafkaHandle::close_reachability() {
+  abort_broker_waits();
+  watches_.clear();
+  down_since_ = 0;
+  if (reach_timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(reach_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    reach_timer_ = nullptr;
+  }
+}
+
 void KafkaHandle::run_off_loop(std::function<void()> work, std::function<void()> done) {
   ++inflight_;
   rt_.executor().submit(std::move(work), [this, done = std::move(done)] {
@@ -549,13 +751,43 @@ void KafkaHandle::run_off_loop(std::function<void()> work, std::function<void()>
   });
 }
 
-int KafkaHandle::run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
-                         std::function<int(lua_State*)> push) {
-  WaitToken tok = rt_.scheduler().prepare_wait(L, op, timeout_ms);  // may raise: before allocating
-  run_off_loop(std::move(work), [this, tok, push = std::move(push)] {
-    Scheduler& s = rt_.scheduler();
-    if (lua_State* co = s.wake_begin(tok)) s.wake_end(tok, push(co));
-  });
+int KafkaHandle::run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void(int)> work,
+                              std::function<int(lua_State*)> push, bool needs_broker) {
+  WaitToken tok = rt_.scheduler().prepare_wait(L, op, timeout_ms + 1000);  // may raise: before allocating
+  std::shared_ptr<Gate> gate = needs_broker && !seen_up_ ? new_gate() : nullptr;
+  uint64_t watch = 0;
+  if (needs_broker) {
+    watch = watch_unreachable(op, [this, tok, gate](const ErrorSpec& e) {
+      if (gate) gate->abort = true;
+      Scheduler& s = rt_.scheduler();
+      if (lua_State* co = s.wake_begin(tok)) s.wake_end(tok, nil_error(co, e));
+    });
+  }
+  rd_kafka_t* rk = rk_;
+  auto started = uv_hrtime();
+  run_off_loop(
+      [rk, gate, timeout_ms, started, work = std::move(work)] {
+        if (!gate) return work(timeout_int(timeout_ms));
+        gate->passed = wait_for_broker(rk, *gate, timeout_ms);
+        double left = timeout_ms - static_cast<double>(uv_hrtime() - started) / 1e6;
+        // No broker: librdkafka answers a zero timeout at once, with its own error.
+        work(gate->passed ? std::max(1, timeout_int(left)) : 0);
+      },
+      [this, tok, watch, gate, push = std::move(push)] {
+        end_watch(watch);
+        if (gate && gate->passed) seen_up_ = true;
+        Scheduler& s = rt_.scheduler();
+        if (lua_State* co = s.wake_begin(tok)) {
+          s.wake_end(tok, push(co));
+        } else {
+          // The task stopped waiting (timeout, cancellation, an unreachable cluster): push still
+          // runs, onto the main state, so that it frees what the call allocated.
+          lua_State* main = rt_.lua();
+          int top = lua_gettop(main);
+          push(main);
+          lua_settop(main, top);
+        }
+      });
   return lua_yield(L, 0);
 }
 

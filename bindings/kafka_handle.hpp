@@ -9,7 +9,10 @@
 #include <librdkafka/rdkafka.h>
 #include <uv.h>
 
+#include <atomic>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,7 +42,19 @@ struct ClientOptions {
   // Undotted keys present in the table (the caller reads them from the table itself).
   std::vector<std::string> klua_keys;
   int on_error = LUA_NOREF, on_log = LUA_NOREF, on_stats = LUA_NOREF;
+  // klua.unreachable.timeout.ms: how long every broker may be down during a waiting call before
+  // the call ends with _ALL_BROKERS_DOWN (see KafkaHandle's reachability below).
+  double unreachable_timeout_ms = 5000;
 };
+
+// klua's own properties, given like librdkafka's (-X, profiles, the script's table) and taken
+// out before librdkafka sees them: "klua.unreachable.timeout.ms".
+inline constexpr const char* UNREACHABLE_TIMEOUT_PROPERTY = "klua.unreachable.timeout.ms";
+inline constexpr double DEFAULT_UNREACHABLE_TIMEOUT_MS = 5000;
+
+// A bootstrap list fit for messages: user information in a URL-like item ("user:pass@host") is
+// replaced by "***@".
+std::string redact_bootstrap(const std::string& servers);
 
 // Builds the configuration: runtime layers, then the table at idx (may be 0 for none), then
 // `defaults` applied first so that every layer can override them. Raises naming the property.
@@ -87,16 +102,54 @@ class KafkaHandle : public Closable {
   const char* kind() const { return kind_; }
   // Handles ERROR, LOG and STATS events; returns false for other types.
   bool handle_common_event(rd_kafka_event_t* ev);
+  // Hooks, and what reachability needs of the options (the bound, the bootstrap list).
   void set_hooks(const ClientOptions& o);
   void release_hooks();
   bool all_brokers_down() const { return all_brokers_down_; }
 
-  // Runs `work` (a blocking librdkafka call, which must bound itself by timeout_ms) on the
-  // runtime's executor and resumes the calling task with what `push` leaves on its stack. Returns
-  // lua_yield's value: `return client->run_blocking(L, ...)`. The handle is not destroyed while
-  // such calls are in flight.
-  int run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void()> work,
-                   std::function<int(lua_State* co)> push);
+  // ---- Reachability: calls that wait for a broker end early when the cluster is unreachable.
+  // librdkafka raises _ALL_BROKERS_DOWN (an ERROR event) as soon as every broker connection has
+  // failed, and keeps retrying. A waiting call (an admin request, a blocking consumer call) is
+  // watched: once every broker has been down for unreachable_timeout_ms during the call, and a
+  // probe finds no broker up, the call ends with _ALL_BROKERS_DOWN naming the bootstrap list and
+  // the last connection error heard (refused, DNS, TLS, authentication). A broker that is back by
+  // then lets the call go on under its own timeout.
+  struct Watch {
+    std::string op;
+    uint64_t started;  // uv_now when the call began
+    std::function<void(const ErrorSpec&)> fail;
+  };
+  // Watches a waiting call: `fail` runs at most once, on the loop, with the error to return.
+  // Returns an id for end_watch (which the call's normal completion must call; 0 is no watch).
+  uint64_t watch_unreachable(const std::string& op, std::function<void(const ErrorSpec&)> fail);
+  void end_watch(uint64_t id);
+  // The error a call gets when the cluster is unreachable.
+  ErrorSpec unreachable_error(const std::string& op) const;
+  double unreachable_timeout_ms() const { return unreachable_timeout_ms_; }
+  // Executor work that waits for a broker first (run_blocking, the consumer's topic check) holds
+  // a Gate: wait_for_broker returns false at once when it is aborted (the call was failed as
+  // unreachable, or the handle is closing), so no pool thread sits out a 30 s librdkafka timeout.
+  struct Gate {
+    std::atomic<bool> abort{false};
+    bool passed = false;  // written by the work, read by its `done` on the loop
+  };
+  std::shared_ptr<Gate> new_gate();
+  // On an executor thread: waits until some broker is up (true), or until timeout_ms passed or
+  // the gate was aborted (false). Asks no more than a broker list of the broker once one is up.
+  static bool wait_for_broker(rd_kafka_t* rk, Gate& gate, double timeout_ms);
+  // Ends every wait_for_broker of this handle now (called when the handle starts closing).
+  void abort_broker_waits();
+
+  // Runs `work` (a blocking librdkafka call taking the timeout it is given) on the runtime's
+  // executor and resumes the calling task with what `push` leaves on its stack. Returns
+  // lua_yield's value: `return client->run_blocking(L, ...)`. The task waits timeout_ms + 1 s at
+  // most. With needs_broker, the call is watched for an unreachable cluster, and on a handle not
+  // known to reach a broker the work first waits for one (wait_for_broker): `work` then gets the
+  // time left, or 0 when no broker came (librdkafka then answers at once with its own error).
+  // `push` always runs once (its results are dropped when the task stopped waiting), so it may
+  // free what the call allocated. The handle is not destroyed while such calls are in flight.
+  int run_blocking(lua_State* L, const char* op, double timeout_ms, std::function<void(int timeout_ms)> work,
+                   std::function<int(lua_State* co)> push, bool needs_broker = true);
   // Runs `work` on the runtime's executor (host/executor.hpp) and then `done` on the loop, with
   // no task waiting; the handle is not destroyed before `done` has run (run_blocking is built on it).
   void run_off_loop(std::function<void()> work, std::function<void()> done);
@@ -113,6 +166,25 @@ class KafkaHandle : public Closable {
   int on_error_ = LUA_NOREF, on_log_ = LUA_NOREF, on_stats_ = LUA_NOREF;
   bool all_brokers_down_ = false;
   virtual void on_all_brokers_down() {}
+  // Reachability state (loop thread only). down_since_: uv_now of the first _ALL_BROKERS_DOWN
+  // heard since a broker was last known up (0: not known down). seen_up_: a broker was found up
+  // since the last _ALL_BROKERS_DOWN (blocking calls then skip wait_for_broker).
+  double unreachable_timeout_ms_ = DEFAULT_UNREACHABLE_TIMEOUT_MS;
+  std::string bootstrap_;  // redacted
+  uint64_t down_since_ = 0;
+  bool seen_up_ = false;
+  std::string last_cause_;  // the last connection error heard (trimmed, redacted)
+  std::map<uint64_t, Watch> watches_;
+  uint64_t next_watch_ = 1;
+  std::vector<std::weak_ptr<Gate>> gates_;
+  uv_timer_t* reach_timer_ = nullptr;
+  void note_connection_error(rd_kafka_resp_err_t code, const std::string& message);
+
+  void arm_reach_timer();
+  void check_reach();
+  // A non-blocking probe: is some broker up now?
+  bool broker_up_now();
+  void close_reachability();
   // Called when the last blocking call in flight has finished.
   virtual void on_inflight_done() {}
   int inflight_ = 0;
