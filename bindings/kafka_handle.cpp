@@ -100,26 +100,18 @@ static void set_property(lua_State* L, rd_kafka_conf_t* conf, const std::string&
   }
 }
 
-std::string redact_bootstrap(const std::string& servers) {
-  // Items are separated by commas; "SASL_SSL://user:pass@host:9093" or "user:pass@host:9093"
-  // loses what precedes the '@'.
-  std::string out;
-  size_t start = 0;
-  while (start <= servers.size()) {
-    size_t end = servers.find(',', start);
-    if (end == std::string::npos) end = servers.size();
-    std::string item = servers.substr(start, end - start);
-    size_t at = item.rfind('@');
-    if (at != std::string::npos) {
-      size_t scheme = item.find("://");
-      size_t from = scheme != std::string::npos && scheme < at ? scheme + 3 : 0;
-      item = item.substr(0, from) + "***" + item.substr(at);
-    }
-    if (!out.empty()) out += ",";
-    out += item;
-    start = end + 1;
+std::string redact_userinfo(std::string text) {
+  // "SASL_SSL://user:pass@host:9093", "[user:pass@host]:9092": what precedes an '@' back to a
+  // separator is a URL's user information.
+  static const char* separators = " \t'\"[](),/;=";
+  for (size_t at = text.find('@'); at != std::string::npos; at = text.find('@', at + 1)) {
+    size_t from = at;
+    while (from > 0 && !std::strchr(separators, text[from - 1])) --from;
+    if (from == at) continue;
+    text.replace(from, at - from, "***");
+    at = from + 3;
   }
-  return out;
+  return text;
 }
 
 // klua's own properties (UNREACHABLE_TIMEOUT_PROPERTY): true when key is one (and it was taken).
@@ -367,7 +359,7 @@ void KafkaHandle::set_hooks(const ClientOptions& o) {
   on_log_ = o.on_log;
   on_stats_ = o.on_stats;
   unreachable_timeout_ms_ = o.unreachable_timeout_ms;
-  bootstrap_ = redact_bootstrap(o.bootstrap);
+  bootstrap_ = redact_userinfo(o.bootstrap);
 }
 
 void KafkaHandle::release_hooks() {
@@ -383,7 +375,8 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
   switch (rd_kafka_event_type(ev)) {
     case RD_KAFKA_EVENT_ERROR: {
       rd_kafka_resp_err_t code = rd_kafka_event_error(ev);
-      std::string msg = rd_kafka_event_error_string(ev);
+      // librdkafka repeats a bootstrap item verbatim, user information included.
+      std::string msg = redact_userinfo(rd_kafka_event_error_string(ev));
       ErrorSpec e = kafka_error(code, msg);
       e.op = kind_;
       if (rd_kafka_event_error_is_fatal(ev)) {
@@ -442,6 +435,8 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       const char *fac, *str;
       int level;
       rd_kafka_event_log(ev, &fac, &str, &level);
+      std::string redacted;
+      if (std::strchr(str, '@')) str = (redacted = redact_userinfo(str)).c_str();
       if (on_log_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_log_);
         lua_createtable(L, 0, 3);
@@ -622,7 +617,7 @@ void KafkaHandle::note_connection_error(rd_kafka_resp_err_t code, const std::str
   std::string m = message;
   size_t tail = m.rfind(" (after ");
   if (tail != std::string::npos && !m.empty() && m.back() == ')') m.erase(tail);
-  last_cause_ = redact_bootstrap(m);
+  last_cause_ = redact_userinfo(m);
 }
 
 ErrorSpec KafkaHandle::unreachable_error(const std::string& op) const {

@@ -52,9 +52,10 @@ struct ClientOptions {
 inline constexpr const char* UNREACHABLE_TIMEOUT_PROPERTY = "klua.unreachable.timeout.ms";
 inline constexpr double DEFAULT_UNREACHABLE_TIMEOUT_MS = 5000;
 
-// A bootstrap list fit for messages: user information in a URL-like item ("user:pass@host") is
-// replaced by "***@".
-std::string redact_bootstrap(const std::string& servers);
+// Text fit for messages: user information in URL-like items ("SASL_SSL://user:pass@host:9093",
+// "[user:pass@host]:9092") becomes "***@host". Applied to the bootstrap list and to librdkafka's
+// error and log texts, which repeat a bootstrap item verbatim.
+std::string redact_userinfo(std::string text);
 
 // Builds the configuration: runtime layers, then the table at idx (may be 0 for none), then
 // `defaults` applied first so that every layer can override them. Raises naming the property.
