@@ -602,7 +602,7 @@ void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* li
 // ---- reachability ------------------------------------------------------------------
 
 // Connection errors are the cause an unreachable-cluster error names: librdkafka's text without
-// its "(after 0ms in state CONNECT, ...)" tail.
+// its "(after 0ms in state CONNECT, ...)" part (klua's "(SASL mechanism PLAIN, ...)" stays).
 void KafkaHandle::note_connection_error(rd_kafka_resp_err_t code, const std::string& message) {
   switch (code) {
     case RD_KAFKA_RESP_ERR__TRANSPORT:
@@ -616,7 +616,8 @@ void KafkaHandle::note_connection_error(rd_kafka_resp_err_t code, const std::str
   }
   std::string m = message;
   size_t tail = m.rfind(" (after ");
-  if (tail != std::string::npos && !m.empty() && m.back() == ')') m.erase(tail);
+  size_t close = tail == std::string::npos ? tail : m.find(')', tail);
+  if (close != std::string::npos) m.erase(tail, close + 1 - tail);
   last_cause_ = redact_userinfo(m);
 }
 
