@@ -34,33 +34,40 @@ local function fails_unreachable(where, what, call)
   return err
 end
 
+-- Runs the checks side by side (each call measures its own time): {name, call} pairs.
+local function all_fail_unreachable(where, calls)
+  local tasks = {}
+  for i, c in ipairs(calls) do tasks[i] = klua.spawn(fails_unreachable, where, c[1], c[2]) end
+  for _, t in ipairs(tasks) do t:join() end
+end
+
 for _, where in ipairs({ REFUSED, UNRESOLVABLE }) do
   test("admin calls on " .. where.address .. " end with _ALL_BROKERS_DOWN after the bound", function()
     local a = klua.admin(quiet{ brokers = where.address })
-    fails_unreachable(where, "list_topics", function() return a:list_topics() end)
-    fails_unreachable(where, "describe_topics", function() return a:describe_topics({ "orders" }) end)
-    fails_unreachable(where, "describe_cluster", function() return a:describe_cluster() end)
-    fails_unreachable(where, "list_groups", function() return a:list_groups() end)
-    fails_unreachable(where, "describe_groups", function() return a:describe_groups({ "billing" }) end)
-    fails_unreachable(where, "list_group_offsets", function()
-      return a:list_group_offsets("billing", { { topic = "orders", partition = 0 } })
-    end)
-    fails_unreachable(where, "list_offsets", function()
-      return a:list_offsets({ { topic = "orders", partition = 0 } })
-    end)
-    fails_unreachable(where, "lag", function() return a:lag("billing") end)
-    fails_unreachable(where, "klua.lag", function() return klua.lag("billing", nil, { admin = a }) end)
+    all_fail_unreachable(where, {
+      { "list_topics", function() return a:list_topics() end },
+      { "describe_topics", function() return a:describe_topics({ "orders" }) end },
+      { "describe_cluster", function() return a:describe_cluster() end },
+      { "list_groups", function() return a:list_groups() end },
+      { "describe_groups", function() return a:describe_groups({ "billing" }) end },
+      { "list_group_offsets", function() return a:list_group_offsets("billing", { { topic = "orders", partition = 0 } }) end },
+      { "list_offsets", function() return a:list_offsets({ { topic = "orders", partition = 0 } }) end },
+      { "lag", function() return a:lag("billing") end },
+      { "klua.lag", function() return klua.lag("billing", nil, { admin = a }) end },
+    })
     a:close()
   end, { timeout_ms = 60000 })
 
   test("consumer calls on " .. where.address .. " end with _ALL_BROKERS_DOWN after the bound", function()
     local c = klua.consumer(quiet{ brokers = where.address, group = klua.testkit.group("unreachable") })
     local parts = { { topic = "orders", partition = 0 } }
-    fails_unreachable(where, "c:committed", function() return c:committed(parts) end)
-    fails_unreachable(where, "c:watermarks", function() return c:watermarks("orders", 0) end)
-    fails_unreachable(where, "c:offsets_for_times", function()
-      return c:offsets_for_times({ { topic = "orders", partition = 0, offset = klua.time() - 60000 } })
-    end)
+    all_fail_unreachable(where, {
+      { "c:committed", function() return c:committed(parts) end },
+      { "c:watermarks", function() return c:watermarks("orders", 0) end },
+      { "c:offsets_for_times", function()
+        return c:offsets_for_times({ { topic = "orders", partition = 0, offset = klua.time() - 60000 } })
+      end },
+    })
     assert(c:assign({ { topic = "orders", partition = 0, offset = "beginning" } }))
     fails_unreachable(where, "c:messages{until_end=true}", function()
       local ok, err = pcall(function()
