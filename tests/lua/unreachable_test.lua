@@ -157,7 +157,7 @@ end, { timeout_ms = 60000 })
 
 -- The CLI: each one-liner exits 3 within a few seconds, its last line naming the address. The
 -- cases run side by side (each is a klua process waiting on a timer).
-test("klua topics|groups|lag|consume exit 3 naming the address", function()
+test("klua topics|groups|lag|consume|topic|group|offsets|metadata exit 3 naming the address", function()
   local bin = assert(os.getenv("KLUA_BIN"), "KLUA_BIN is not set")
   local q = klua.testkit.quote
   local cases = {}
@@ -167,6 +167,12 @@ test("klua topics|groups|lag|consume exit 3 naming the address", function()
                             line = q(bin) .. " -b " .. q(where.address) .. " -X klua.unreachable.timeout.ms=" .. BOUND
                                    .. " " .. cmd }
     end
+  end
+  -- The admin one-liners, on one address.
+  for _, cmd in ipairs({ "topic describe orders", "group describe billing", "offsets orders", "metadata" }) do
+    cases[#cases + 1] = { where = REFUSED, cmd = cmd, bound = BOUND,
+                          line = q(bin) .. " -b " .. q(REFUSED.address) .. " -X klua.unreachable.timeout.ms=" .. BOUND
+                                 .. " " .. cmd }
   end
   -- And once with the default bound (5 s), set by nothing.
   cases[#cases + 1] = { where = REFUSED, cmd = "topics", bound = 5000,
