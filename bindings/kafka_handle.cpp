@@ -400,10 +400,12 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
         }
       }
       // The default printer says each outage once: the first _ALL_BROKERS_DOWN (librdkafka
-      // repeats it at every reconnect round) and each new connection error.
-      bool repeated = false;
+      // repeats it at every reconnect round) and each new connection error; none of them once
+      // the client is closing or the script exiting (they would follow its last word).
+      bool leaving = state_ != Open || rt_.exiting();
+      bool quiet = false;
       if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        repeated = down_since_ != 0;
+        quiet = down_since_ != 0 || leaving;
         all_brokers_down_ = true;
         if (!down_since_) down_since_ = uv_now(rt_.loop());
         seen_up_ = false;
@@ -411,14 +413,14 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
         on_all_brokers_down();
       } else {
         std::string before = last_cause_;
-        note_connection_error(code, e.message);
-        repeated = down_since_ != 0 && !last_cause_.empty() && last_cause_ == before;
+        if (note_connection_error(code, e.message))
+          quiet = (down_since_ != 0 && last_cause_ == before) || leaving;
       }
       if (on_error_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
         push_error(L, e);
         call_hook(L, 1, 0);
-      } else if (!repeated || e.fatal) {
+      } else if (!quiet || e.fatal) {
         fmt::print(stderr, "klua: {} error: {}: {}\n", kind_, e.name, e.message);
       }
       if (e.fatal) {
@@ -603,7 +605,7 @@ void push_partition_list(lua_State* L, const rd_kafka_topic_partition_list_t* li
 
 // Connection errors are the cause an unreachable-cluster error names: librdkafka's text without
 // its "(after 0ms in state CONNECT, ...)" part (klua's "(SASL mechanism PLAIN, ...)" stays).
-void KafkaHandle::note_connection_error(rd_kafka_resp_err_t code, const std::string& message) {
+bool KafkaHandle::note_connection_error(rd_kafka_resp_err_t code, const std::string& message) {
   switch (code) {
     case RD_KAFKA_RESP_ERR__TRANSPORT:
     case RD_KAFKA_RESP_ERR__RESOLVE:
@@ -612,13 +614,14 @@ void KafkaHandle::note_connection_error(rd_kafka_resp_err_t code, const std::str
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
       break;
     default:
-      return;
+      return false;
   }
   std::string m = message;
   size_t tail = m.rfind(" (after ");
   size_t close = tail == std::string::npos ? tail : m.find(')', tail);
   if (close != std::string::npos) m.erase(tail, close + 1 - tail);
   last_cause_ = redact_userinfo(m);
+  return true;
 }
 
 ErrorSpec KafkaHandle::unreachable_error(const std::string& op) const {

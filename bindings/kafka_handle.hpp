@@ -179,7 +179,8 @@ class KafkaHandle : public Closable {
   uint64_t next_watch_ = 1;
   std::vector<std::weak_ptr<Gate>> gates_;
   uv_timer_t* reach_timer_ = nullptr;
-  void note_connection_error(rd_kafka_resp_err_t code, const std::string& message);
+  // Keeps a connection error (refused, DNS, TLS, SASL, timeout) as the cause; false for others.
+  bool note_connection_error(rd_kafka_resp_err_t code, const std::string& message);
 
   void arm_reach_timer();
   void check_reach();
