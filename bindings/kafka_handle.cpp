@@ -114,23 +114,30 @@ std::string redact_userinfo(std::string text) {
   return text;
 }
 
-// klua's own properties (UNREACHABLE_TIMEOUT_PROPERTY): true when key is one (and it was taken).
-static bool take_klua_property(lua_State* L, ClientOptions& o, const std::string& key, const std::string& value,
-                               const char* what, const std::string& source) {
-  if (key.rfind("klua.", 0) != 0) return false;
-  if (key != UNREACHABLE_TIMEOUT_PROPERTY) {
-    rd_kafka_conf_destroy(o.conf);
-    raise_misuse(L, what, fmt::format("unknown klua property \"{}\" (from {}); klua's properties: {}", key, source,
-                                      UNREACHABLE_TIMEOUT_PROPERTY));
-  }
+bool is_klua_property(const std::string& key) { return key.rfind("klua.", 0) == 0; }
+
+std::vector<std::string> klua_property_names() { return {UNREACHABLE_TIMEOUT_PROPERTY}; }
+
+std::string klua_property_problem(const std::string& key, const std::string& value) {
+  if (key != UNREACHABLE_TIMEOUT_PROPERTY)
+    return fmt::format("unknown klua property '{}' (klua's properties: {})", key, UNREACHABLE_TIMEOUT_PROPERTY);
   char* end = nullptr;
   double v = std::strtod(value.c_str(), &end);
-  if (value.empty() || *end || !(v >= 0)) {
+  if (value.empty() || *end || !(v >= 0) || v > 1e12)
+    return fmt::format("bad value for '{}': expected a number of milliseconds >= 0, got \"{}\"", key, value);
+  return {};
+}
+
+// klua's own properties: true when key is one (and it was taken).
+static bool take_klua_property(lua_State* L, ClientOptions& o, const std::string& key, const std::string& value,
+                               const char* what, const std::string& source) {
+  if (!is_klua_property(key)) return false;
+  std::string problem = klua_property_problem(key, value);
+  if (!problem.empty()) {
     rd_kafka_conf_destroy(o.conf);
-    raise_misuse(L, what, fmt::format("bad configuration property \"{}\" (from {}): expected a number of "
-                                      "milliseconds >= 0, got \"{}\"", key, source, value));
+    raise_misuse(L, what, fmt::format("{} (from {})", problem, source));
   }
-  o.unreachable_timeout_ms = v;
+  o.unreachable_timeout_ms = std::strtod(value.c_str(), nullptr);
   return true;
 }
 
@@ -673,7 +680,7 @@ void KafkaHandle::arm_reach_timer() {
   }
   uint64_t now = uv_now(rt_.loop());
   uint64_t bound = static_cast<uint64_t>(unreachable_timeout_ms_);
-  uint64_t due = now + std::min<uint64_t>(bound, 1000);
+  uint64_t due = now + 1000;
   for (const auto& [id, w] : watches_) due = std::min(due, std::max(w.started, down_since_) + bound);
   uv_timer_start(reach_timer_, [](uv_timer_t* h) { static_cast<KafkaHandle*>(h->data)->check_reach(); },
                  due > now ? due - now : 0, 0);

@@ -51,6 +51,11 @@ struct ClientOptions {
 // out before librdkafka sees them: "klua.unreachable.timeout.ms".
 inline constexpr const char* UNREACHABLE_TIMEOUT_PROPERTY = "klua.unreachable.timeout.ms";
 inline constexpr double DEFAULT_UNREACHABLE_TIMEOUT_MS = 5000;
+// Whether key is one of klua's (a "klua." name); what is wrong with a value of it ("" when it is
+// fine; an unknown klua. name is a problem). For the command line's early checks of -X and -F.
+bool is_klua_property(const std::string& key);
+std::string klua_property_problem(const std::string& key, const std::string& value);
+std::vector<std::string> klua_property_names();
 
 // Text fit for messages: user information in URL-like items ("SASL_SSL://user:pass@host:9093",
 // "[user:pass@host]:9092") becomes "***@host". Applied to the bootstrap list and to librdkafka's
