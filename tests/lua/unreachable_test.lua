@@ -108,6 +108,18 @@ test("the bound is settable per client, and the call's own timeout still applies
   a:close()
 end, { timeout_ms = 60000 })
 
+test("a bound of 0 gives up at the first _ALL_BROKERS_DOWN, and the loop goes on", function()
+  local a = klua.admin(quiet{ brokers = REFUSED.address, ["klua.unreachable.timeout.ms"] = 0 })
+  local t0 = klua.now()
+  local _, err = a:list_topics()
+  assert_eq(err.name, "_ALL_BROKERS_DOWN")
+  assert_true(klua.now() - t0 < MARGIN, string.format("%.0f ms", klua.now() - t0))
+  -- The outage goes on (the handle's timer keeps checking for a broker): other tasks still run.
+  local t = klua.spawn(function() klua.sleep(1500); return "ran" end)
+  assert_eq(t:join(), "ran")
+  a:close()
+end, { timeout_ms = 20000 })
+
 test("klua.unreachable.timeout.ms must be a number of milliseconds", function()
   local ok, err = pcall(klua.admin, quiet{ brokers = REFUSED.address, ["klua.unreachable.timeout.ms"] = "soon" })
   assert_false(ok)
