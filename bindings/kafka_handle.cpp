@@ -625,8 +625,17 @@ bool KafkaHandle::note_connection_error(rd_kafka_resp_err_t code, const std::str
   }
   std::string m = message;
   size_t tail = m.rfind(" (after ");
-  size_t close = tail == std::string::npos ? tail : m.find(')', tail);
-  if (close != std::string::npos) m.erase(tail, close + 1 - tail);
+  if (tail != std::string::npos) {
+    // Up to its matching parenthesis: "(after 0ms in state CONNECT, 1 identical error(s) suppressed)".
+    int depth = 0;
+    for (size_t i = tail + 1; i < m.size(); ++i) {
+      if (m[i] == '(') ++depth;
+      if (m[i] == ')' && --depth == 0) {
+        m.erase(tail, i + 1 - tail);
+        break;
+      }
+    }
+  }
   last_cause_ = redact_userinfo(m);
   return true;
 }

@@ -15,6 +15,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "bindings/kafka_handle.hpp"
 #include "bindings/modules.hpp"
 #include "host/profiles.hpp"
 #include "host/runtime.hpp"
@@ -154,6 +155,11 @@ std::vector<std::string> librdkafka_properties() {
 // A property given on the command line (-X, -F) is checked before anything runs: a bad one is a
 // usage error naming it, its source and the nearest valid name.
 bool check_property(const klua::ConfigEntry& e, std::string& err) {
+  if (klua::is_klua_property(e.key)) {  // klua's own (klua.unreachable.timeout.ms): never librdkafka's
+    std::string problem = klua::klua_property_problem(e.key, e.value);
+    if (!problem.empty()) err = fmt::format("{}: {}", e.source, problem);
+    return problem.empty();
+  }
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   // plugin.library.paths loads the plugins when set: only its name is checked here.

@@ -35,6 +35,8 @@ local function fails_unreachable(where, what, call)
   assert_true(err.message:find(where.address, 1, true), what .. ": the address is missing: " .. err.message)
   assert_true(err.message:find(where.cause, 1, true), what .. ": the cause is missing: " .. err.message)
   assert_true(err.message:find("klua.unreachable.timeout.ms", 1, true), err.message)
+  -- The cause without librdkafka's "(after 0ms in state CONNECT, 1 identical error(s) suppressed)".
+  assert_false(err.message:find("(after ", 1, true) or err.message:find("suppressed", 1, true), err.message)
   assert_true(down_at ~= nil, what .. " failed but on_error never heard _ALL_BROKERS_DOWN")
   local took = t1 - math.max(t0, down_at)
   assert_true(took >= BOUND - 20, string.format("%s failed %.0f ms into the outage, before the %d ms bound", what, took, BOUND))
@@ -107,6 +109,9 @@ test("the bound is settable per client, and the call's own timeout still applies
   assert_eq(err.name, "_ALL_BROKERS_DOWN")
   assert_true(took >= 2480 and took < 2500 + MARGIN, string.format("%.0f ms", took))
   assert_true(err.message:find("2500 ms", 1, true), err.message)
+  -- By now librdkafka has retried: its repeated error reads "(after ..., 1 identical error(s)
+  -- suppressed)", and the cause is still the plain one.
+  assert_true(err.message:find("Connection refused (in ", 1, true) or err.message:match("Connection refused$"), err.message)
   -- A call timeout below the bound ends the call first, as it always did.
   t0 = klua.now()
   local _, terr = a:list_groups{ timeout_ms = 500 }
@@ -221,3 +226,18 @@ test("klua topics|groups|lag|consume|topic|group|offsets|metadata exit 3 naming 
   end
   assert_eq(seen, #cases, out)
 end, { timeout_ms = 120000 })
+
+test("-X klua.unreachable.timeout.ms: checked before anything runs, one line, exit 2", function()
+  local bin = assert(os.getenv("KLUA_BIN"), "KLUA_BIN is not set")
+  local q = klua.testkit.quote
+  for value, says in pairs({ ["soon"] = "expected a number of milliseconds", ["-5"] = "expected a number of milliseconds" }) do
+    local out, status = klua.testkit.sh(q(bin) .. " -b 127.0.0.1:1 -X klua.unreachable.timeout.ms=" .. q(value)
+                                        .. " topics 2>&1")
+    assert_eq(status, 2, out)
+    assert_true(out:find(says, 1, true) and out:find("klua.unreachable.timeout.ms", 1, true), out)
+    assert_eq(select(2, out:gsub("\n", "")), 1, "one line: " .. out)
+  end
+  local out, status = klua.testkit.sh(q(bin) .. " -b 127.0.0.1:1 -X klua.unreachable.timeot.ms=5 topics 2>&1")
+  assert_eq(status, 2, out)
+  assert_true(out:find("unknown klua property 'klua.unreachable.timeot.ms'", 1, true), out)
+end)
