@@ -49,7 +49,8 @@ commands:
 options (before or after the command; after run FILE, -e CODE or FILE, every argument is the script's):
   -b, --brokers LIST   bootstrap servers (overrides -F, the profile and KLUA_BROKERS)
   --embedded           use the embedded mock cluster (the one-liners need it or a broker named)
-  -X key=value         a librdkafka property for every client (repeatable)
+  -X key=value         a librdkafka property for every client (repeatable), or klua's own:
+                       klua.unreachable.timeout.ms=MS (5000) how long calls wait for a dead cluster
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
   -p, --profile NAME   a profile of the config file (overrides KLUA_PROFILE); after produce,
