@@ -62,7 +62,9 @@ void Consumer::start_rebalance() {
   lua_rawgeti(L, LUA_REGISTRYINDEX, link_ref_);
   lua_pushcclosure(L, hook_done, 1);
   rebalance_task_ = rt_.scheduler().spawn(L, 3);
-  // A hook that never ends would stall the whole group: bound it.
+  // A hook that never ends would stall the whole group: bound it (from now, not from the loop's
+  // cached time, which a long run of buffered messages leaves behind).
+  uv_update_time(rt_.loop());
   uv_timer_start(hook_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Consumer*>(h->data);
     if (!self->rebalance_running_) return;
@@ -88,7 +90,12 @@ void Consumer::finish_rebalance() {
       cooperative = protocol && std::strcmp(protocol, "COOPERATIVE") == 0;
     }
     if (p.kind == Rebalance::Assign) {
-      for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+      if (!cooperative) assigned_start.clear();
+      for (int i = 0; i < p.parts->cnt; ++i) {
+        revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+        // The group's committed offset or auto.offset.reset decides where it starts.
+        assigned_start[{p.parts->elems[i].topic, p.parts->elems[i].partition}] = -1;
+      }
       if (cooperative) {
         if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk_, p.parts)) rd_kafka_error_destroy(e);
       } else {
@@ -104,11 +111,15 @@ void Consumer::finish_rebalance() {
       } else {
         rd_kafka_assign(rk_, nullptr);
       }
-      for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+      for (int i = 0; i < p.parts->cnt; ++i) {
+        revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+        assigned_start.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+      }
+      if (!cooperative) assigned_start.clear();
     }
+    progress_changed(p.parts);
   }
   rd_kafka_topic_partition_list_destroy(p.parts);
-  ends_known = false;  // the assignment changed
   if (!pending_.empty()) {
     start_rebalance();
   } else if (state_ == Closing) {
@@ -183,9 +194,15 @@ int l_assign(lua_State* L) {
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
   c->drop_held(nullptr);
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
-  if (!err) c->forward_partitions(list);
+  if (!err) {
+    c->forward_partitions(list);
+    c->assigned_start.clear();
+    for (int i = 0; list && i < list->cnt; ++i)
+      c->assigned_start[{list->elems[i].topic, list->elems[i].partition}] =
+          list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
+    c->progress_changed(nullptr);
+  }
   if (list) rd_kafka_topic_partition_list_destroy(list);
-  c->ends_known = false;
   if (err) return nil_error(L, consumer_error(c, err, "assign"));
   lua_pushboolean(L, 1);
   return 1;
