@@ -89,6 +89,8 @@ local function until_end(c, timeout)
           if p and p[msg.partition] then
             p[msg.partition] = nil
             remaining = remaining - 1
+            -- the last one: confirm with klua's record (the script may have sought back since)
+            if remaining == 0 then remaining = nil end
           end
         end
         return msg
