@@ -243,6 +243,8 @@ class Consumer : public KafkaHandle {
   // reports it when a fetch starts at the end, the last stable offset under read_committed).
   // A generation counts changes (assignment, seek) so that the iterator re-reads them.
   std::map<TopicPartition, int64_t> assigned_start;  // -1: not numeric (end, stored, a time...)
+  // The start offsets on_assign returned, for the assign that follows it.
+  std::map<TopicPartition, int64_t> assign_offsets;
   uint64_t progress_gen = 0;
   // The assignment changed (assign, a rebalance's assign or unassign) or a partition was sought:
   // forgets what was seen of those partitions (all when null) and wakes until_end waits.

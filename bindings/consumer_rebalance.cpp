@@ -38,9 +38,45 @@ void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
   if (!rebalance_running_) start_rebalance();
 }
 
+// done([partitions]): the hook ended; what on_assign returned sets the offsets the assigned
+// partitions start at (numbers, "beginning" or "end"; partitions left out, or with no offset,
+// start at the group's committed offset or auto.offset.reset, as without it).
 int hook_done(lua_State* L) {
   auto* link = static_cast<ConsumerLink*>(lua_touserdata(L, lua_upvalueindex(1)));
-  if (link->c) link->c->finish_rebalance();
+  Consumer* c = link->c;
+  if (!c) return 0;
+  std::string bad;
+  if (lua_istable(L, 1)) {
+    int n = static_cast<int>(lua_objlen(L, 1));
+    for (int i = 1; i <= n && bad.empty(); ++i) {
+      lua_rawgeti(L, 1, i);
+      if (!lua_istable(L, -1)) {
+        bad = fmt::format("item {} is a {}, not a partition", i, luaL_typename(L, -1));
+      } else {
+        lua_getfield(L, -1, "topic");
+        lua_getfield(L, -2, "partition");
+        lua_getfield(L, -3, "offset");
+        int64_t offset = RD_KAFKA_OFFSET_INVALID;
+        if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0)
+          offset = static_cast<int64_t>(lua_tonumber(L, -1));
+        else if (lua_type(L, -1) == LUA_TSTRING && std::strcmp(lua_tostring(L, -1), "beginning") == 0)
+          offset = RD_KAFKA_OFFSET_BEGINNING;
+        else if (lua_type(L, -1) == LUA_TSTRING && std::strcmp(lua_tostring(L, -1), "end") == 0)
+          offset = RD_KAFKA_OFFSET_END;
+        else if (!lua_isnil(L, -1))
+          bad = fmt::format("item {}: offset must be a number >= 0, \"beginning\" or \"end\"", i);
+        if (lua_type(L, -3) != LUA_TSTRING || lua_type(L, -2) != LUA_TNUMBER)
+          bad = fmt::format("item {}: topic (a string) and partition (a number) expected", i);
+        if (bad.empty() && offset != RD_KAFKA_OFFSET_INVALID)
+          c->assign_offsets[{lua_tostring(L, -3), static_cast<int32_t>(lua_tonumber(L, -2))}] = offset;
+        lua_pop(L, 3);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  if (!bad.empty()) c->assign_offsets.clear();
+  c->finish_rebalance();
+  if (!bad.empty()) return luaL_error(L, "on_assign returned a bad partition list (%s): starting as without it", bad.c_str());
   return 0;
 }
 
@@ -76,7 +112,10 @@ void Consumer::start_rebalance() {
 }
 
 void Consumer::finish_rebalance() {
-  if (!rebalance_running_ || pending_.empty()) return;
+  if (!rebalance_running_ || pending_.empty()) {
+    assign_offsets.clear();  // from a hook that ended too late
+    return;
+  }
   uv_timer_stop(hook_timer_);
   PendingRebalance p = pending_.front();
   pending_.pop_front();
@@ -92,9 +131,12 @@ void Consumer::finish_rebalance() {
     if (p.kind == Rebalance::Assign) {
       if (!cooperative) assigned_start.clear();
       for (int i = 0; i < p.parts->cnt; ++i) {
-        revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
-        // The group's committed offset or auto.offset.reset decides where it starts.
-        assigned_start[{p.parts->elems[i].topic, p.parts->elems[i].partition}] = -1;
+        rd_kafka_topic_partition_t& e = p.parts->elems[i];
+        revoking_.erase({e.topic, e.partition});
+        // Where on_assign said, else at the group's committed offset or auto.offset.reset.
+        auto set = assign_offsets.find({e.topic, e.partition});
+        if (set != assign_offsets.end()) e.offset = set->second;
+        assigned_start[{e.topic, e.partition}] = e.offset >= 0 ? e.offset : -1;
       }
       if (cooperative) {
         if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk_, p.parts)) rd_kafka_error_destroy(e);
@@ -120,6 +162,7 @@ void Consumer::finish_rebalance() {
     progress_changed(p.parts);
   }
   rd_kafka_topic_partition_list_destroy(p.parts);
+  assign_offsets.clear();
   if (!pending_.empty()) {
     start_rebalance();
   } else if (state_ == Closing) {
