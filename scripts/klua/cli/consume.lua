@@ -34,16 +34,11 @@ local function format_message(fmt, m)
   end))
 end
 
-function M.main(...)
-  local opts, pos = common.parse({ ... }, {
-    ["--from"] = "value", ["--count"] = "value", ["-n"] = "--count", ["--exit"] = "flag", ["-e"] = "--exit",
-    ["--format"] = "value", ["-f"] = "--format", ["--json"] = "flag", ["--group"] = "value", ["-g"] = "--group",
-    ["--partition"] = "value", ["-p"] = "--partition" }, USAGE)
-  local topic = pos[1]
-  if not topic or #pos > 1 then common.usage_error(USAGE, "consume needs exactly one TOPIC") end
-  local count = opts.count and common.number(USAGE, "--count", opts.count)
+-- The consumer, assigned or subscribed where --from says (everything before the output loop).
+-- The topic is looked up first: a subscription to a topic that does not exist would wait for an
+-- assignment forever (under group.protocol=consumer the broker reports nothing at all).
+local function open_consumer(topic, opts)
   local only = opts.partition and common.number(USAGE, "--partition", opts.partition)
-  local fmt = opts.format or "%v"
   local from = opts.from or "end"
   local start
   if from == "beginning" or from == "end" then
@@ -55,33 +50,63 @@ function M.main(...)
     if not ms then common.usage_error(USAGE, "--from " .. from .. ": " .. err) end
     start = { timestamp = ms }
   end
+  local desc, err = klua.admin():describe_topics({ topic }, { configs = false })
+  if not desc then common.fail(err) end
+  if desc[1].error then common.fail(desc[1].error) end
 
   local c
   if opts.group then
-    c = klua.consumer{ group = opts.group, topics = { topic },
+    -- beginning / end apply where the group has no committed offset (auto.offset.reset); an
+    -- OFFSET or a TIME starts every assigned partition there, as kcat -G -o does.
+    local on_assign
+    if type(start) ~= "string" then
+      on_assign = function(parts)
+        local at = {}
+        for i, p in ipairs(parts) do at[i] = { topic = p.topic, partition = p.partition } end
+        if type(start) == "number" then
+          for _, p in ipairs(at) do p.offset = start end
+          return at
+        end
+        for _, p in ipairs(at) do p.offset = start.timestamp end
+        local found, ferr = c:offsets_for_times(at)
+        if not found then error(ferr, 0) end
+        for i, p in ipairs(found) do at[i].offset = p.offset or "end" end  -- none at or after it
+        return at
+      end
+    end
+    c = klua.consumer{ group = opts.group, topics = { topic }, on_assign = on_assign,
                        ["auto.offset.reset"] = from == "beginning" and "earliest" or "latest" }
-  else
-    c = klua.consumer{ group = "klua-consume-" .. klua.uuid():sub(1, 8), ["enable.auto.commit"] = false }
-    local admin = klua.admin()
-    local desc, err = admin:describe_topics({ topic }, { configs = false })
-    if not desc then common.fail(err) end
-    if desc[1].error then common.fail(desc[1].error) end
-    local parts = {}
-    for _, p in ipairs(desc[1].partitions) do
-      if not only or p.partition == only then parts[#parts + 1] = { topic = topic, partition = p.partition } end
-    end
-    if #parts == 0 then common.fail(klua.errors.new{ name = "UNKNOWN_PARTITION", message = "no partition " ..
-      tostring(only) .. " in topic " .. topic }) end
-    if type(start) == "table" then
-      for _, p in ipairs(parts) do p.offset = start.timestamp end
-      local found, ferr = c:offsets_for_times(parts)
-      if not found then common.fail(ferr) end
-      for i, p in ipairs(found) do parts[i].offset = p.offset or "end" end
-    else
-      for _, p in ipairs(parts) do p.offset = start end
-    end
-    assert(c:assign(parts))
+    return c
   end
+  c = klua.consumer{ group = "klua-consume-" .. klua.uuid():sub(1, 8), ["enable.auto.commit"] = false }
+  local parts = {}
+  for _, p in ipairs(desc[1].partitions) do
+    if not only or p.partition == only then parts[#parts + 1] = { topic = topic, partition = p.partition } end
+  end
+  if #parts == 0 then common.fail(klua.errors.new{ name = "UNKNOWN_PARTITION", message = "no partition " ..
+    tostring(only) .. " in topic " .. topic }) end
+  if type(start) == "table" then
+    for _, p in ipairs(parts) do p.offset = start.timestamp end
+    local found, ferr = c:offsets_for_times(parts)
+    if not found then common.fail(ferr) end
+    for i, p in ipairs(found) do parts[i].offset = p.offset or "end" end  -- none at or after it
+  else
+    for _, p in ipairs(parts) do p.offset = start end
+  end
+  assert(c:assign(parts))
+  return c
+end
+
+function M.main(...)
+  local opts, pos = common.parse({ ... }, {
+    ["--from"] = "value", ["--count"] = "value", ["-n"] = "--count", ["--exit"] = "flag", ["-e"] = "--exit",
+    ["--format"] = "value", ["-f"] = "--format", ["--json"] = "flag", ["--group"] = "value", ["-g"] = "--group",
+    ["--partition"] = "value", ["-p"] = "--partition" }, USAGE)
+  local topic = pos[1]
+  if not topic or #pos > 1 then common.usage_error(USAGE, "consume needs exactly one TOPIC") end
+  local count = opts.count and common.number(USAGE, "--count", opts.count)
+  local fmt = opts.format or "%v"
+  local c = open_consumer(topic, opts)
 
   local n = 0
   local ok, err = pcall(function()
