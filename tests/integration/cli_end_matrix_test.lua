@@ -4,7 +4,8 @@
 -- Fixtures are made once: an empty topic, a small one with known timestamps, one partition of
 -- 210,000 messages and three partitions of 90,000 / 60,000 / 0 (both written by kcat -P), and a
 -- transactional one (klua's transactional producer: committed and aborted transactions, the last
--- one aborted, so every partition ends on control records). For each start, kcat 1.7.1
+-- one aborted, so every partition ends on control records). Groups run under both protocols
+-- (classic, and KIP-848's group.protocol=consumer). For each start, kcat 1.7.1
 -- (`kcat -C -o ... -e`, librdkafka's default read_committed like klua's) gives the reference: the
 -- count and a checksum of the sorted values (all values are distinct). klua without a group
 -- reads the same partitions from the same start; with a fresh group (-g), --from beginning/end
@@ -112,18 +113,19 @@ end
 
 local rows = {}
 for _, name in ipairs({ "empty", "small", "big", "multi", "txn" }) do
-  test("consume -e on the " .. name .. " topic from every start, without and with -g, matches kcat", function()
+  test("consume -e on the " .. name .. " topic from every start, without and with -g (both protocols), matches kcat", function()
     local f = assert(F[name], "fixtures missing")
     for _, s in ipairs(starts(f)) do
       local label, from, o = s[1], s[2], s[3]
       local krc, kms, kn, ksum = measure(string.format("kcat -C -b %s -t %s -o %s -e -q", q(BROKERS), q(f.topic), q(o)))
       assert_eq(krc, 0, "kcat " .. label)
-      for _, group in ipairs({ false, true }) do
-        local cmd = string.format("%s -b %s consume %s --from %s -e%s", KLUA, q(BROKERS), q(f.topic), q(from),
+      for _, group in ipairs({ false, "classic", "consumer" }) do
+        local cmd = string.format("%s -b %s%s consume %s --from %s -e%s", KLUA, q(BROKERS),
+                                  group == "consumer" and " -X group.protocol=consumer" or "", q(f.topic), q(from),
                                   group and (" -g " .. q(kit.fresh("end-g"))) or "")
         local rc, ms, n, sum = measure(cmd)
-        local what = string.format("%s, %s%s", name, label, group and ", -g" or "")
-        rows[#rows + 1] = string.format("%-38s kcat %7d msgs %6d ms   klua %7d msgs %6d ms", what, kn, kms, n, ms)
+        local what = string.format("%s, %s%s", name, label, group and (", -g " .. group) or "")
+        rows[#rows + 1] = string.format("%-44s kcat %7d msgs %6d ms   klua %7d msgs %6d ms", what, kn, kms, n, ms)
         assert_eq(rc, 0, what .. ": klua's exit status (124: it did not end within 60 s)")
         assert_eq(n, kn, what .. ": message count against kcat's")
         assert_eq(sum, ksum, what .. ": the messages differ from kcat's")

@@ -7,13 +7,15 @@ usage: klua consume TOPIC [--from WHERE] [-n COUNT] [-e] [-p PARTITION] [-f FORM
                                           ISO-8601 or relative (-2h, -15m)
   -n, --count N      stop after N messages
   -e, --exit         stop at the end: when every partition reached the end offset taken at start
-                     (the last stable offset under read_committed); never hangs on an empty topic
+                     (the last stable offset under read_committed), whatever the start; messages
+                     produced later are not waited for
   -p, --partition P  only this partition
   -f, --format FMT   output template: %t topic, %p partition, %o offset, %k key, %v value,
                      %T timestamp, %h headers, %% a percent sign (default: %v)
   --json             one JSON object per message
   -g, --group GROUP  consume as a member of GROUP (subscribe; offsets are committed) instead of
-                     reading partitions directly
+                     reading partitions directly; --from beginning|end apply where the group has
+                     no committed offset, an OFFSET or TIME starts every partition there
 ]]
 
 local function format_message(fmt, m)
