@@ -112,6 +112,20 @@ test("messages{until_end=true} ends where no message will come: assigned at the 
   c:close()
 end, { timeout_ms = 30000 })
 
+test("a close after seconds without a loop turn still waits for the close (its 10 s bound starts now)", function()
+  -- The loop's cached time stops while a script takes buffered messages without waiting; the
+  -- close's timer started from it expired at once: "did not finish in time", the handle
+  -- destroyed mid-close. A child process (its stderr is the evidence) busy for 10.5 s.
+  local klua_bin = klua.testkit.sh("readlink /proc/$PPID/exe"):gsub("%s+$", "")
+  local script = "local c = klua.consumer{ group = 'g', ['enable.auto.commit'] = false } " ..
+    "assert(c:assign{ { topic = 'busy', partition = 0, offset = 'end' } }) klua.sleep(100) " ..
+    "local t0 = klua.now() while klua.now() - t0 < 10500 do end c:close() print('closed')"
+  local out, status = klua.testkit.sh(klua.testkit.quote(klua_bin) .. " -e " .. klua.testkit.quote(script) .. " 2>&1")
+  assert_eq(status, 0, out)
+  assert_match(out, "closed")
+  assert_nil(out:find("did not finish in time", 1, true), out)
+end, { timeout_ms = 30000 })
+
 test("messages{until_end=true} does not wait for messages produced after it started", function()
   local t = name("end-live")
   klua.embedded.create_topic(t, 1)
