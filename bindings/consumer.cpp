@@ -31,6 +31,16 @@ void Consumer::drain() {
         handle_commit(ev);
         rd_kafka_event_destroy(ev);
         break;
+      case RD_KAFKA_EVENT_ERROR:
+        if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+          missing_topic = kafka_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, rd_kafka_event_error_string(ev));
+          missing_topic->group = group_;
+          missing_topic->op = "subscribe";
+          news_ = true;
+        }
+        handle_common_event(ev);
+        rd_kafka_event_destroy(ev);
+        break;
       default:
         handle_common_event(ev);
         rd_kafka_event_destroy(ev);
@@ -89,7 +99,10 @@ void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
           e.topic = t;
           e.group = group_;
           e.op = "subscribe";
+          missing_topic = e;
           report_error(e);
+          news_ = true;
+          wake_until_end();
         }
       });
 }

@@ -251,8 +251,13 @@ class Consumer : public KafkaHandle {
   void progress_changed(const rd_kafka_topic_partition_list_t* list);
   // Pushes an array of {topic=, partition=, next=, eof=, held=} for assigned_start's partitions
   // (next: the next offset the script gets, nil when unknown; eof: the offset of the last end of
-  // partition; held: the lowest offset klua took from librdkafka and has not handed out).
-  void push_progress(lua_State* L);
+  // partition; held: the lowest offset klua took from librdkafka and has not handed out), and
+  // missing_topic (or nil) when nothing is assigned. Returns the number of values pushed.
+  int push_progress(lua_State* L);
+  // A subscribed topic reported missing (the classic protocol's "Subscribed topic not
+  // available", klua's metadata check under KIP-848) since the last subscribe or assignment:
+  // messages{until_end=true} raises it while nothing is assigned (it would wait forever).
+  std::optional<ErrorSpec> missing_topic;
   // Ends every until_end wait with nothing (the iterator looks again); with none waiting, the
   // news stays for the next until_end poll.
   void wake_until_end();

@@ -216,6 +216,7 @@ void Consumer::wake_until_end() {
 }
 
 void Consumer::progress_changed(const rd_kafka_topic_partition_list_t* list) {
+  if (!assigned_start.empty()) missing_topic.reset();
   ++progress_gen;
   for (auto& [key, st] : parts_) {
     if (list) {
@@ -230,7 +231,7 @@ void Consumer::progress_changed(const rd_kafka_topic_partition_list_t* list) {
   wake_until_end();
 }
 
-void Consumer::push_progress(lua_State* L) {
+int Consumer::push_progress(lua_State* L) {
   std::map<TopicPartition, const PartState*> seen;
   for (const auto& [key, st] : parts_)
     if (assigned_start.count({st.topic, key.partition})) seen[{st.topic, key.partition}] = &st;
@@ -266,6 +267,11 @@ void Consumer::push_progress(lua_State* L) {
     }
     lua_rawseti(L, -2, ++i);
   }
+  if (assigned_start.empty() && missing_topic) {
+    push_error(L, *missing_topic);
+    return 2;
+  }
+  return 1;
 }
 
 size_t Consumer::held_for(const TopicPartition& tp) const {
@@ -397,8 +403,7 @@ int l_poll_until_end(lua_State* L) {
 
 // progress(c) -> {{topic=, partition=, next=, eof=, held=}, ...} (Consumer::push_progress)
 int l_progress(lua_State* L) {
-  check_consumer(L, 1, "c:messages")->push_progress(L);
-  return 1;
+  return check_consumer(L, 1, "c:messages")->push_progress(L);
 }
 
 // The private primitives below are not on the consumer's metatable: tests reach them as

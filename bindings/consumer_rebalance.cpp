@@ -208,6 +208,7 @@ int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics)
   for (const auto& t : topics) rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk(), list);
   rd_kafka_topic_partition_list_destroy(list);
+  c->missing_topic.reset();
   if (err) return nil_error(L, consumer_error(c, err, "subscribe"));
   if (c->kip848) c->check_topics_exist(topics);
   lua_pushboolean(L, 1);

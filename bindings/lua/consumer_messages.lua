@@ -16,7 +16,8 @@
 --   records (the broker sends an empty fetch, at most fetch.wait.max.ms later, and librdkafka
 --   reports the end).
 --
--- No assignment yet (a subscription before its first rebalance) is not the end. Messages of a
+-- No assignment yet (a subscription before its first rebalance) is not the end; with nothing
+-- assigned, a subscribed topic reported missing is raised (it would never be assigned). Messages of a
 -- partition at its end may still come while others catch up. An end of partition, a new
 -- assignment or a seek wakes the iterator's wait (bindings/consumer_poll.cpp, poll_until_end);
 -- it also looks again every RECHECK_MS without news.
@@ -35,7 +36,8 @@ local function until_end(c, timeout)
   -- the first time) and sets pending and remaining.
   local function look()
     while true do
-      local prog = progress(c)
+      local prog, missing = progress(c)
+      if missing then error(missing, 0) end  -- nothing assigned, a subscribed topic missing
       local new = {}
       for _, p in ipairs(prog) do
         local e = ends[p.topic]

@@ -152,6 +152,24 @@ test("a topic that does not exist: exit 3 naming it within a few seconds, with a
   end
 end)
 
+test("messages{until_end=true} on a subscription to a missing topic raises UNKNOWN_TOPIC_OR_PART (both protocols)", function()
+  for _, protocol in ipairs({ "classic", "consumer" }) do
+    local c = klua.consumer{ group = kit.fresh("end-missing"), topics = { kit.fresh("ordrs") },
+                             ["group.protocol"] = protocol, on_error = function() end }
+    local t0 = klua.now()
+    local ok, err = pcall(function()
+      for _ in c:messages{ until_end = true, timeout_ms = 20000 } do end
+    end)
+    local ms = klua.now() - t0
+    c:close()
+    rows[#rows + 1] = string.format("%-44s raised %s in %d ms", "messages{until_end} missing topic, " .. protocol,
+                                    tostring(err and err.name), ms)
+    assert_false(ok, protocol .. ": the iterator ended without an error")
+    assert_eq(err.name, "UNKNOWN_TOPIC_OR_PART", protocol)
+    assert_true(ms < 10000, protocol .. ": took " .. ms .. " ms")
+  end
+end)
+
 test("report", function()
   os.remove(SCRATCH)
   io.stderr:write("\n" .. table.concat(rows, "\n") .. "\n")
