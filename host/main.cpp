@@ -196,6 +196,7 @@ int main(int argc, char** argv) {
     target = "klua.repl";
     args_from = i + 1;
   } else if (command == "topics" || command == "groups" || command == "lag" || command == "produce" ||
+             command == "topic" || command == "group" || command == "offsets" || command == "metadata" ||
              command == "consume" || command == "provision" || command == "replay") {
     // The everyday one-liners: short scripts in scripts/klua/cli/ (subcommands win over files of
     // the same name: `klua run topics` runs a file).

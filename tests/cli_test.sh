@@ -215,6 +215,37 @@ run "$KLUA" config show
 check "config show without brokers names the embedded cluster" eval '[ $rc = 0 ] && has "$out" "embedded mock cluster"'
 export XDG_CONFIG_HOME="$tmp/no-config"
 
+# The admin one-liners' usage errors: exit 2 with one line naming the mistake, before any cluster is asked.
+usage_case() {  # usage_case NAME EXPECTED-TEXT ARGS...
+  local name=$1 text=$2; shift 2
+  run "$KLUA" "$@"
+  check "usage: $name" eval '[ $rc = 2 ] && has "$(head -1 <<<"$err")" "klua: $text" && [ -z "$out" ]'
+}
+usage_case "topic without a subcommand" "topic needs a subcommand: list, describe, create, delete, alter" topic
+usage_case "topic with an unknown subcommand, the nearest named" "unknown subcommand 'lst' of klua topic (did you mean 'list'?)" topic lst
+usage_case "group with an unknown subcommand" "unknown subcommand 'frob' of klua group (expected: list, describe, delete, reset)" group frob
+usage_case "topics with an extra argument" "unexpected argument 'create' to topics" topics create orders
+usage_case "topic describe without a topic" "topic describe needs a TOPIC" topic describe
+usage_case "topic create --partitions 0" "--partitions must be a whole number >= 1, got 0" topic create t --partitions 0
+usage_case "topic create --config without =" "--config retention: expected key=value" topic create t --config retention
+usage_case "topic alter with nothing to change" "topic alter changes nothing" topic alter t
+usage_case "topic alter with two topics" "unexpected argument 'u' to topic alter" topic alter t u --partitions 3
+usage_case "group without a subcommand" "group needs a subcommand: list, describe, delete, reset" group
+usage_case "groups with an extra argument" "unexpected argument 'x' to groups" groups x
+usage_case "group reset without topics" "group reset needs --topic T or --all-topics" group reset g --to-earliest
+usage_case "group reset with both selections" "give --topic or --all-topics, not both" group reset g --topic t --all-topics --to-earliest
+usage_case "group reset without a target" "group reset needs a target: --to-earliest" group reset g --all-topics
+usage_case "group reset with two targets" "give one target, not --to-earliest and --to-latest" group reset g --all-topics --to-earliest --to-latest
+usage_case "group reset --to-datetime soon" "--to-datetime soon: expected a time" group reset g --all-topics --to-datetime soon
+usage_case "group reset --by-duration 1y" "--by-duration 1y: expected a duration" group reset g --all-topics --by-duration 1y
+usage_case "group reset --to-offset -1" "--to-offset must be a whole number >= 0" group reset g --all-topics --to-offset -1
+usage_case "group reset --shift-by x" "--shift-by must be a number, got x" group reset g --all-topics --shift-by x
+usage_case "offsets without a topic" "offsets needs a TOPIC" offsets
+usage_case "offsets --time yesterday-ish" "--time sometime: expected a time" offsets t --time sometime
+usage_case "metadata with an unknown option" "unknown option --brokerz" metadata --brokerz
+run "$KLUA" group reset --help
+check "group reset --help prints the usage, exit 0" eval '[ $rc = 0 ] && has "$out" "--by-duration D"'
+
 # bash completion: subcommands, options, file names; and no drift from the commands' --help.
 "$KLUA" completion bash >"$tmp/klua.bash"
 mkdir -p "$tmp/empty"
@@ -222,11 +253,12 @@ comp() {  # comp WORDS...: the completions for the last word (in an empty direct
   cd "$tmp/empty" && bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _klua; printf "%s\n" "${COMPREPLY[@]}"' _ "$tmp/klua.bash" "$@"
   cd - >/dev/null
 }
-check "completion: subcommands" eval '[ "$(comp klua to)" = topics ] && has "$(comp klua c)" consume && has "$(comp klua c)" config'
+check "completion: subcommands" eval '[ "$(comp klua to)" = "$(printf "topic\ntopics")" ] && has "$(comp klua c)" consume && has "$(comp klua c)" config'
 check "completion: a command's options" eval '[ "$(comp klua topics --j)" = --json ] && has "$(comp klua consume t --f)" --from'
 check "completion: options after global options" eval '[ "$(comp klua -b h:1 -X a=b lag g --max)" = --max-lag ]'
 check "completion: file names for run and -F" eval '[ "$(comp klua run "$tmp/sy")" = "$tmp/syntax.lua" ] && [ "$(comp klua -F "$tmp/good.p")" = "$tmp/good.properties" ]'
 check "completion: words of config and completion" eval '[ "$(comp klua config "")" = show ] && [ "$(comp klua completion b)" = bash ]'
+check "completion: subcommands of topic and group, and their options" eval '[ "$(comp klua topic d)" = "$(printf "describe\ndelete")" ] && [ "$(comp klua group r)" = reset ] && [ "$(comp klua group reset g --by)" = --by-duration ]'
 drift=""
 for c in $(grep -ohE '^### klua [a-z]+' docs/cli.md | cut -d" " -f3 | sort -u); do
   [ -z "$(comp klua "$c")" ] && drift="$drift command:$c"

@@ -14,6 +14,9 @@ local list_offsets, watermarks = H.list_offsets, H.watermarks
 
 -- ---- groups ----------------------------------------------------------------------------------
 
+local COORDINATOR_BUSY = { [C.COORDINATOR_LOAD_IN_PROGRESS] = true, [C.COORDINATOR_NOT_AVAILABLE] = true,
+                           [C.NOT_COORDINATOR] = true }
+
 -- librdkafka's codes for group states and types (rd_kafka_consumer_group_state_t / _type_t).
 local GROUP_STATES = { unknown = 0, preparingrebalance = 1, completingrebalance = 2, stable = 3, dead = 4, empty = 5 }
 local GROUP_TYPES = { classic = 2, consumer = 1 }
@@ -52,9 +55,11 @@ function M:list_groups(opts)
   if #errs > 0 then
     local parts = {}
     for _, e in ipairs(errs) do parts[#parts + 1] = tostring(e.message) end
+    local msg = "some brokers could not list their groups: " .. concat(parts, "; ")
+    -- No broker answered (unreachable cluster): an error, not an empty list.
+    if #groups == 0 then return nil, kerr(errs[1].code, "could not list the groups: " .. concat(parts, "; "), { op = "admin:list_groups" }) end
     -- Partial answer: the groups that could be listed, and an error naming the brokers that failed.
-    return groups, kerr(errs[1].code, "some brokers could not list their groups: " .. concat(parts, "; "),
-                        { op = "admin:list_groups" })
+    return groups, kerr(errs[1].code, msg, { op = "admin:list_groups" })
   end
   return groups
 end
@@ -75,10 +80,22 @@ function M:describe_groups(ids, opts)
   for _, id in ipairs(ids) do
     if not seen[id] then seen[id] = true; send[#send + 1] = id end
   end
-  local res, err = P.describe_groups(self, send, opts.include_authorized_operations, opts.timeout_ms)
-  if not res then return nil, err end
+  -- Asked again while a coordinator is loading (a fresh cluster answers COORDINATOR_LOAD_IN_PROGRESS for a
+  -- few seconds), until the call's timeout.
+  local deadline = klua.now() + (opts.timeout_ms or P.timeout(self))
   local by = {}
-  for _, g in ipairs(res) do by[g.group] = g end
+  while true do
+    local res, err = P.describe_groups(self, send, opts.include_authorized_operations, max(1, deadline - klua.now()))
+    if not res then return nil, err end
+    local again = {}
+    for _, g in ipairs(res) do
+      by[g.group] = g
+      if g.error and COORDINATOR_BUSY[g.error.code] then again[#again + 1] = g.group end
+    end
+    if #again == 0 or klua.now() + 500 > deadline then break end
+    send = again
+    klua.sleep(500)  -- a backoff before asking again
+  end
   local out = {}
   for i, id in ipairs(ids) do
     local g = by[id] or { group = id, error = kerr(C._INVALID_ARG, "no result for this group", { op = "admin:describe_groups", group = id }) }
@@ -227,43 +244,78 @@ function M:delete_group_offsets(group, partitions, opts)
   return req
 end
 
+-- Checks `to` and returns it with times and durations read (klua.timespec: {timestamp="2024-05-01T12:00:00Z"},
+-- {timestamp="-2h"}, {duration="1h"}, {duration="PT1H"} as well as numbers of ms).
 local function check_to(op, to)
-  if to == "earliest" or to == "latest" then return end
+  if to == "earliest" or to == "latest" then return to end
   if type(to) == "number" then
     if to < 0 or to ~= floor(to) then argerr(op, 4, "an offset must be a whole number >= 0") end
-    return
+    return to
   end
   if type(to) == "table" then
-    local n = 0
+    local n, out = 0, {}
     for k, v in pairs(to) do
       n = n + 1
       if k ~= "timestamp" and k ~= "shift" and k ~= "duration" then
         argerr(op, 4, "unknown target '%s' (use \"earliest\", \"latest\", an offset, {timestamp=}, {shift=} or {duration=})", tostring(k))
       end
+      if type(v) == "string" and k ~= "shift" then
+        local ms, perr
+        if k == "timestamp" then ms, perr = klua.timespec.time(v) else ms, perr = klua.timespec.duration(v) end
+        if not ms then argerr(op, 4, "'%s' %s: %s", k, v, perr) end
+        v = ms
+      end
       if type(v) ~= "number" or v ~= floor(v) then argerr(op, 4, "'%s' must be a whole number", k) end
+      -- a duration always looks back: {duration = "1h"} and {duration = "-1h"} both mean an hour ago
+      out[k] = k == "duration" and math.abs(v) or v
     end
-    if n == 1 then return end
+    if n == 1 then return out end
   end
-  argerr(op, 4, "'to' must be \"earliest\", \"latest\", an offset, {timestamp=ms}, {shift=n} or {duration=ms}")
+  argerr(op, 4, "'to' must be \"earliest\", \"latest\", an offset, {timestamp=}, {shift=n} or {duration=}")
 end
 
--- reset_group_offsets(group, topics, to, {dry_run=}) -> plan: per partition {topic, partition, current, new,
--- error}. Refuses (NON_EMPTY_GROUP) when the group has live members. Offsets are clamped to [low, high].
+local function missing_group_error(group, op, hint)
+  return kerr(C.GROUP_ID_NOT_FOUND, ("group \"%s\" does not exist%s"):format(group, hint or ""),
+              { op = "admin:" .. op, group = group })
+end
+
+-- reset_group_offsets(group, topics | nil, to, {dry_run=, create=}) -> plan: per partition {topic, partition,
+-- current, new, error}. topics nil: every partition of the topics the group has committed offsets for.
+-- Refuses (NON_EMPTY_GROUP) when the group has live members, and (GROUP_ID_NOT_FOUND) a group that does
+-- not exist unless opts.create. Offsets are clamped to [low, high].
 function M:reset_group_offsets(group, topics, to, opts)
   local op = "reset_group_offsets"
   check_group(op, group)
-  check_to(op, to)
-  opts = check_opts(op, 5, opts, { dry_run = true, timeout_ms = true })
+  if topics ~= nil then check_selection(op, topics) end
+  to = check_to(op, to)
+  opts = check_opts(op, 5, opts, { dry_run = true, create = true, timeout_ms = true })
   local t = opts.timeout_ms
-  local parts, err = resolve_partitions(self, op, topics, t)
-  if not parts then return nil, err end
-  if #parts == 0 then return {} end
-  -- The embedded cluster serves no DescribeGroups: there only the commit's own refusal protects live groups.
+  if type(to) == "table" and (to.timestamp or to.duration) and P.embedded(self) then
+    -- the mock answers time-based ListOffsets with -1, which would read as "no record after it"
+    return nil, new_error(E.KLUA_EMBEDDED_UNSUPPORTED, "resetting offsets to a time is not supported by "
+      .. "the embedded mock cluster: run with -b against a real broker", { group = group, op = "admin:" .. op })
+  end
+  local parts
+  if topics ~= nil then
+    local err
+    parts, err = resolve_partitions(self, op, topics, t)
+    if not parts then return nil, err end
+  end
+  local committed  -- every committed offset of the group, when needed
+  local function all_committed()
+    if committed then return committed end
+    local r, err = all_group_offsets(self, group, t)
+    if not r then return nil, err end
+    if r.error then return nil, r.error end
+    committed = r.partitions or {}
+    return committed
+  end
+  local missing
   if not P.embedded(self) then
     local d, derr = self:describe_groups({ group }, { timeout_ms = t })
     if not d then return nil, derr end
     local g = d[1]
-    local missing = g.error and g.error.code == C.GROUP_ID_NOT_FOUND
+    missing = g.error and g.error.code == C.GROUP_ID_NOT_FOUND
     if g.error and not missing then return nil, g.error end
     if not missing then
       local members = g.members or {}
@@ -277,7 +329,31 @@ function M:reset_group_offsets(group, topics, to, opts)
         return nil, not_empty_error(group, detail)
       end
     end
+  else
+    -- The embedded cluster serves no DescribeGroups: there a group exists when it has committed offsets,
+    -- and only the commit's own refusal protects live groups.
+    local list, err = all_committed()
+    if not list then return nil, err end
+    missing = #list == 0
   end
+  if missing and not opts.create then
+    return nil, missing_group_error(group, op, " (opts.create = true makes it with these offsets)")
+  end
+  if not parts then
+    local list, err
+    if missing then list = {} else list, err = all_committed() end
+    if not list then return nil, err end
+    local map, merr = topic_map(self, t)
+    if not map then return nil, merr end
+    local names = {}
+    for _, p in ipairs(list) do
+      if map[p.topic] then names[#names + 1] = p.topic end  -- a deleted topic's offsets are left alone
+    end
+    if #names == 0 then return {} end
+    parts, err = resolve_partitions(self, op, names, t)
+    if not parts then return nil, err end
+  end
+  if #parts == 0 then return {} end
   local current, cerr = group_offsets(self, "list", group, parts, t)
   if not current then return nil, cerr end
   if current.error then return nil, current.error end
@@ -289,11 +365,6 @@ function M:reset_group_offsets(group, topics, to, opts)
   for _, w in ipairs(wm) do marks[tp_key(w.topic, w.partition)] = w end
   local by_time
   if type(to) == "table" and (to.timestamp or to.duration) then
-    if P.embedded(self) then
-      -- the mock answers time-based ListOffsets with -1, which would read as "no record after it"
-      return nil, new_error(E.KLUA_EMBEDDED_UNSUPPORTED, "resetting offsets to a time is not supported by "
-        .. "the embedded mock cluster: run with -b against a real broker", { group = group, op = "admin:" .. op })
-    end
     local ts = max(0, to.timestamp or (klua.time() - to.duration))
     local q = {}
     for i, p in ipairs(parts) do q[i] = { topic = p.topic, partition = p.partition, spec = ts } end

@@ -142,6 +142,12 @@ local SPEC_NAMES = { earliest = SPEC_EARLIEST, latest = SPEC_LATEST, max_timesta
 
 local function spec_code(op, i, spec)
   if type(spec) == "string" and SPEC_NAMES[spec] then return SPEC_NAMES[spec] end
+  if type(spec) == "table" and type(spec.timestamp) == "string" then
+    -- a time as klua.timespec reads it: "2024-05-01T12:00:00Z", "-2h", epoch ms
+    local ms, perr = klua.timespec.time(spec.timestamp)
+    if not ms then argerr(op, (i == 0 and 3 or 2), "item %d: 'spec' {timestamp=%s}: %s", i, spec.timestamp, perr) end
+    spec = { timestamp = max(0, ms) }
+  end
   if type(spec) == "table" and type(spec.timestamp) == "number" then spec = spec.timestamp end
   if type(spec) == "number" and spec >= 0 and spec == floor(spec) then return spec end
   argerr(op, (i == 0 and 3 or 2), "item %d: 'spec' must be \"earliest\", \"latest\", \"max_timestamp\" or {timestamp=epoch ms}, got %s",
@@ -153,7 +159,8 @@ end
 -- leader_epoch, error}. An item is {topic=, partition=, spec=} or a topic name; spec (default opts.spec,
 -- else "latest"): "earliest", "latest" (the high watermark under read_uncommitted, the last stable offset
 -- under read_committed), "max_timestamp" (the record with the largest timestamp: its offset and
--- timestamp), or {timestamp=ms} (the first record at or after it; offset nil when there is none).
+-- timestamp), or {timestamp=ms or a klua.timespec string} (the first record at or after it; offset nil
+-- when there is none).
 -- Native ListOffsets, one request per leader.
 function M:list_offsets(items, opts)
   local op = "list_offsets"

@@ -367,15 +367,22 @@ local function resource(op, i, r)
   return { type = t, name = name }
 end
 
--- describe_configs(resources): each result {type, name, error, configs = {name = {name, value, source,
--- default, sensitive, read_only}}}.
+-- The config source of a value set on the resource itself (what kafka-configs --describe shows): a
+-- topic's own override, a broker's per-broker dynamic config. "default" is Kafka's built-in default;
+-- "static_broker" (server.properties) and "dynamic_default_broker" (a cluster-wide dynamic default) are
+-- neither defaults nor the resource's own overrides.
+local OVERRIDE_SOURCE = { topic = "dynamic_topic", broker = "dynamic_broker" }
+
+-- describe_configs(resources, {overrides_only=}): each result {type, name, error, configs = {name = {name,
+-- value, source, default, override, sensitive, read_only}}}; with overrides_only, only the configs whose
+-- override is true.
 function M:describe_configs(resources, opts)
   local op = "describe_configs"
   if type(resources) == "string" or (type(resources) == "table" and resources.name ~= nil) then
     resources = { resources }
   end
   if type(resources) ~= "table" then argerr(op, 2, "expected a list of resources, got %s", type(resources)) end
-  opts = check_opts(op, 3, opts, { timeout_ms = true })
+  opts = check_opts(op, 3, opts, { overrides_only = true, timeout_ms = true })
   local req = {}
   for i, r in ipairs(resources) do req[i] = resource(op, i, r) end
   local u = unsupported(self, op)
@@ -384,7 +391,15 @@ function M:describe_configs(resources, opts)
   local res, err = P.describe_configs(self, req, opts.timeout_ms)
   if not res then return nil, err end
   local by = {}
-  for _, r in ipairs(res) do by[r.type .. "\0" .. r.name] = r end
+  for _, r in ipairs(res) do
+    by[r.type .. "\0" .. r.name] = r
+    local own = OVERRIDE_SOURCE[r.type]
+    for k, e in pairs(r.configs or {}) do
+      -- a group's configs are all its own (librdkafka 2.15 names their source GROUP_CONFIG: "unknown" here)
+      e.override = e.source == own or (r.type == "group" and e.source ~= "default")
+      if opts.overrides_only and not e.override then r.configs[k] = nil end
+    end
+  end
   local out = {}
   for i, r in ipairs(req) do
     out[i] = by[r.type .. "\0" .. r.name] or { type = r.type, name = r.name,

@@ -107,9 +107,21 @@ test("describe_configs for topics and brokers", function()
   local r = assert(admin:describe_configs({ t, { type = "broker", name = 1 }, fresh("missing") }))
   assert_eq(r[1].type, "topic")
   assert_eq(r[1].configs["retention.ms"], { name = "retention.ms", value = "120000", source = "dynamic_topic",
-                                            default = false, sensitive = false, read_only = false })
+                                            default = false, override = true, sensitive = false, read_only = false })
   assert_eq(r[1].configs["cleanup.policy"].source, "default")
   assert_true(r[1].configs["cleanup.policy"].default)
+  assert_false(r[1].configs["cleanup.policy"].override)
+  -- overrides_only: what kafka-configs --describe shows, the one config set on the topic (of 30 and more)
+  local own = assert(admin:describe_configs({ t, { type = "broker", name = 1 } }, { overrides_only = true }))
+  local names = {}
+  for k, e in pairs(own[1].configs) do names[#names + 1] = k; assert_eq(e.source, "dynamic_topic") end
+  assert_eq(names, { "retention.ms" })
+  for k, e in pairs(own[2].configs) do assert_eq(e.source, "dynamic_broker", k) end
+  local broker_all = 0
+  for _, e in pairs(r[2].configs) do if e.source == "dynamic_broker" then broker_all = broker_all + 1 end end
+  local broker_own = 0
+  for _ in pairs(own[2].configs) do broker_own = broker_own + 1 end
+  assert_eq(broker_own, broker_all)
   assert_eq(r[2].type, "broker")
   assert_eq(r[2].name, "1")
   assert_true(r[2].configs["log.dirs"] ~= nil)
@@ -180,6 +192,15 @@ test("reset_group_offsets: earliest, latest, offset, shift, timestamp, duration,
   assert_eq(assert(admin:list_group_offsets(g, { t }))[1].offset, 3)
   assert_eq(assert(admin:reset_group_offsets(g, t, { timestamp = mid }))[1].new, 10)
   assert_eq(assert(admin:reset_group_offsets(g, t, { duration = 3600000 }))[1].new, 0)
+  -- times and durations as klua.timespec reads them
+  assert_eq(assert(admin:reset_group_offsets(g, t, { timestamp = "+1h" }))[1].new, 14)
+  assert_eq(assert(admin:reset_group_offsets(g, t, { duration = "1h" }))[1].new, 0)
+  assert_eq(assert(admin:reset_group_offsets(g, t, { duration = "-PT1H" }))[1].new, 0)
+  local iso = os.date("!%Y-%m-%dT%H:%M:%S", math.floor(mid / 1000)) .. (".%03dZ"):format(mid % 1000)
+  assert_eq(assert(admin:reset_group_offsets(g, t, { timestamp = iso }))[1].new, 10)
+  -- topics nil: the group's topics (t alone)
+  assert_eq(assert(admin:reset_group_offsets(g, nil, "latest", { dry_run = true })),
+            { { topic = t, partition = 0, current = 10, new = 14 }, { topic = t, partition = 1, current = 0, new = 0 } })
   assert_eq(assert(admin:reset_group_offsets(g, t, 100))[1].new, 14)   -- clamped to the high watermark
   assert_eq(assert(admin:reset_group_offsets(g, t, "earliest"))[1].new, 0)
   assert_eq(assert(admin:list_group_offsets(g, { t })),

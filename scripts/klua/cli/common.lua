@@ -98,37 +98,17 @@ function M.json_line(value)
   print(klua.json.encode(value))
 end
 
--- Parses a time for --from/--to: epoch ms, ISO-8601 (UTC or with an offset), or relative
--- (-2h, -15m, -30s, -1d). Returns epoch ms or nil, message.
+-- Parses a TIME option (--from, --to, --time, --to-datetime): epoch ms, ISO-8601 (UTC or with an
+-- offset), a date, now, or relative (-2h, 15m: that long ago). Returns epoch ms or nil, message.
+-- The parser is the library's (klua.timespec), which admin:reset_group_offsets uses too.
 function M.parse_time(s)
-  if s:match("^%d+$") then return tonumber(s) end
-  local n, unit = s:match("^%-(%d+)([smhd])$")
-  if n then
-    local mult = { s = 1000, m = 60000, h = 3600000, d = 86400000 }
-    return klua.time() - tonumber(n) * mult[unit]
-  end
-  local y, mo, d, h, mi, sec, frac, tz = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):?(%d*)%.?(%d*)(.*)$")
-  if not y then
-    y, mo, d = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
-    h, mi, sec, frac, tz = "0", "0", "0", "", "Z"
-  end
-  if not y then return nil, "expected epoch ms, ISO-8601 (2024-05-01T12:00:00Z) or relative (-2h)" end
-  -- days from civil (UTC), after Howard Hinnant's algorithm
-  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  if mo <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (mo + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  local days = era * 146097 + doe - 719468
-  local ms = ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000 + (tonumber(sec) or 0) * 1000
-  if frac ~= "" then ms = ms + math.floor(tonumber("0." .. frac) * 1000 + 0.5) end
-  if tz == "" or tz == "Z" then return ms end
-  local sign, th, tm = tz:match("^([+-])(%d%d):?(%d%d)$")
-  if not sign then return nil, "bad time zone " .. tz end
-  local off = (tonumber(th) * 60 + tonumber(tm)) * 60000
-  return sign == "+" and ms - off or ms + off
+  return klua.timespec.time(s)
+end
+
+-- Parses a DURATION option (--by-duration, --since): 1h, 30m, 1d, 1h30m, PT1H30M, ms. Returns ms or
+-- nil, message.
+function M.parse_duration(s)
+  return klua.timespec.duration(s)
 end
 
 return M

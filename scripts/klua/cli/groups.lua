@@ -1,23 +1,15 @@
--- klua groups [--json]: consumer groups with their state and type (classic or consumer, KIP-848).
-local common = require("klua.cli.common")
+-- klua groups [--json]: the short form of `klua group list` (scripts/klua/cli/group.lua).
 local M = {}
 local USAGE = [[
 usage: klua groups [--json]
-  lists consumer groups (group, state, type: classic | consumer, simple)
+  lists consumer groups (group, state, type: classic | consumer, simple); the same as `klua group list`
+  (klua group --help: describe, delete, reset)
+  --json   one object per line: {group, state, type, simple}
+exit: 0 ok, 2 usage, 3 a Kafka error (also when some brokers did not answer: the groups listed, then the error)
 ]]
 
 function M.main(...)
-  local opts = common.parse({ ... }, { ["--json"] = "flag" }, USAGE)
-  local admin = klua.admin()
-  local groups, err = admin:list_groups()
-  if not groups then common.fail(err) end
-  if err then io.stderr:write("klua: warning: " .. tostring(err) .. "\n") end
-  if opts.json then
-    for _, g in ipairs(groups) do common.json_line(g) end
-  else
-    common.print_table(groups, { { key = "group", title = "GROUP" }, { key = "state", title = "STATE" },
-                                 { key = "type", title = "TYPE" }, { key = "simple", title = "SIMPLE" } })
-  end
+  return require("klua.cli.group").list_with(USAGE, ...)
 end
 
 return M

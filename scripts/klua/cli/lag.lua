@@ -1,11 +1,16 @@
 -- klua lag GROUP [TOPIC...] [--max-lag N] [--json]: per-partition lag of a consumer group.
 -- With --max-lag, exits 4 when the group's total lag is over N (an alert for cron or CI).
 local common = require("klua.cli.common")
+local util = require("klua.cli.admin_util")
 local M = {}
 local USAGE = [[
 usage: klua lag GROUP [TOPIC...] [--max-lag N] [--json]
-  per partition: committed offset, low and high watermarks, end (last stable offset), lag
+  per partition: committed offset, low and high watermarks, end (last stable offset), lag; without
+  TOPICs, the topics the group has committed offsets for
   --max-lag N   exit 4 when the total lag is over N
+  --json        one JSON document: {group, time, lag, topics = [{topic, partitions, lag}],
+                partitions = [{topic, partition, committed, low, high, end, lag}]}
+exit: 0 ok, 2 usage, 3 a Kafka error (also a GROUP that does not exist), 4 over --max-lag
 ]]
 
 function M.main(...)
@@ -16,6 +21,13 @@ function M.main(...)
   local max_lag = opts.max_lag and common.number(USAGE, "--max-lag", opts.max_lag)
   local snap, err = klua.lag(group, topics)
   if not snap then common.fail(err) end
+  -- No committed offset: a typo'd group reads as lag 0. It must exist (the cluster knows it).
+  local any = false
+  for _, p in ipairs(snap.partitions) do any = any or p.committed ~= nil end
+  if not any then
+    local missing, merr = util.missing_group(klua.admin(), group)
+    if missing or merr then common.fail(missing or merr) end
+  end
   if opts.json then
     common.json_line(snap)
   else

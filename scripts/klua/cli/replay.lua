@@ -9,7 +9,7 @@ usage: klua replay SOURCE TARGET [options]
   copies SOURCE's records in a range fixed at start into TARGET, keeping key, headers, timestamp
   --from WHERE          start: beginning (default), an offset, or a time (epoch ms, ISO-8601, -2h)
   --to WHERE            end (exclusive): end (default: the end offsets at start), an offset or a time
-  --since DURATION      the last DURATION (2h, 15m, 30s, 1d): --since 2h is --from -2h
+  --since DURATION      the last DURATION (2h, 15m, 30s, 1d, 1h30m, PT2H): --since 2h is --from -2h
   -p, --partition N     only this source partition (repeatable)
   --source-brokers LIST the source cluster (default: -b / KLUA_BROKERS)
   --target-brokers LIST the target cluster (default: the same as the source)
@@ -44,9 +44,9 @@ function M.main(...)
   if opts.since and opts.from then common.usage_error(USAGE, "--since and --from both set the start; give one") end
   local from = opts.from and parse_where("--from", opts.from)
   if opts.since then
-    local d = opts.since:gsub("^%-", "")
-    if not d:match("^%d+[smhd]$") then common.usage_error(USAGE, "--since " .. opts.since .. ": expected a duration like 2h, 15m, 30s or 1d") end
-    from = parse_where("--since", "-" .. d)
+    local d, err = common.parse_duration(opts.since)
+    if not d then common.usage_error(USAGE, "--since " .. opts.since .. ": " .. err) end
+    from = { timestamp = klua.time() - math.abs(d) }
   end
   local to = opts.to and parse_where("--to", opts.to)
   local partitions

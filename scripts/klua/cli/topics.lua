@@ -1,23 +1,15 @@
--- klua topics [--internal] [--json]: the cluster's topics with partition counts.
-local common = require("klua.cli.common")
+-- klua topics [--internal] [--json]: the short form of `klua topic list` (scripts/klua/cli/topic.lua).
 local M = {}
 local USAGE = [[
 usage: klua topics [--internal] [--json]
-  lists topics (name, partitions, replication factor); --internal shows __ topics too
+  lists topics (name, partitions, replication factor); --internal shows __ topics too; the same as
+  `klua topic list` (klua topic --help: describe, create, delete, alter)
+  --json   one object per line: {name, partitions, replication_factor, internal}
+exit: 0 ok, 2 usage, 3 a Kafka error
 ]]
 
 function M.main(...)
-  local opts = common.parse({ ... }, { ["--internal"] = "flag", ["--json"] = "flag" }, USAGE)
-  local admin = klua.admin()
-  local topics, err = admin:list_topics{ internal = opts.internal }
-  if not topics then common.fail(err) end
-  if opts.json then
-    for _, t in ipairs(topics) do common.json_line(t) end
-  else
-    common.print_table(topics, {
-      { key = "name", title = "TOPIC" }, { key = "partitions", title = "PARTITIONS", right = true },
-      { key = "replication_factor", title = "REPLICAS", right = true } })
-  end
+  return require("klua.cli.topic").list_with(USAGE, ...)
 end
 
 return M
