@@ -55,6 +55,13 @@ local function open_consumer(topic, opts)
   local desc, err = klua.admin():describe_topics({ topic }, { configs = false })
   if not desc then common.fail(err) end
   if desc[1].error then common.fail(desc[1].error) end
+  -- With -e, a partition starting at its end ends when the broker answers a fetch there, which
+  -- it holds fetch.wait.max.ms (500 ms) for data; the end offsets, asked on that connection,
+  -- wait behind it too. A consumer about to exit asks every 100 ms (unless -X or a profile sets it).
+  local function tuned(conf)
+    if opts.exit and klua.config()["fetch.wait.max.ms"] == nil then conf["fetch.wait.max.ms"] = 100 end
+    return conf
+  end
 
   local c
   if opts.group then
@@ -76,11 +83,11 @@ local function open_consumer(topic, opts)
         return at
       end
     end
-    c = klua.consumer{ group = opts.group, topics = { topic }, on_assign = on_assign,
-                       ["auto.offset.reset"] = from == "beginning" and "earliest" or "latest" }
+    c = klua.consumer(tuned{ group = opts.group, topics = { topic }, on_assign = on_assign,
+                             ["auto.offset.reset"] = from == "beginning" and "earliest" or "latest" })
     return c
   end
-  c = klua.consumer{ group = "klua-consume-" .. klua.uuid():sub(1, 8), ["enable.auto.commit"] = false }
+  c = klua.consumer(tuned{ group = "klua-consume-" .. klua.uuid():sub(1, 8), ["enable.auto.commit"] = false })
   local parts = {}
   for _, p in ipairs(desc[1].partitions) do
     if not only or p.partition == only then parts[#parts + 1] = { topic = topic, partition = p.partition } end
