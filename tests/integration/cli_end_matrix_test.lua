@@ -152,6 +152,13 @@ test("a topic that does not exist: exit 3 naming it within a few seconds, with a
   end
 end)
 
+test("-p with -g is a usage error (exit 2): the group assigns the partitions", function()
+  local out, rc = sh(string.format("timeout 60 %s -b %s consume %s -p 0 -g %s -e 2>&1", KLUA, q(BROKERS),
+                                   q(F.small.topic), q(kit.fresh("end-pg"))))
+  assert_eq(rc, 2, out)
+  assert_match(out, "^klua: %-p and %-g")
+end)
+
 test("messages{until_end=true} on a subscription to a missing topic raises UNKNOWN_TOPIC_OR_PART (both protocols)", function()
   for _, protocol in ipairs({ "classic", "consumer" }) do
     local c = klua.consumer{ group = kit.fresh("end-missing"), topics = { kit.fresh("ordrs") },

@@ -9,7 +9,7 @@ usage: klua consume TOPIC [--from WHERE] [-n COUNT] [-e] [-p PARTITION] [-f FORM
   -e, --exit         stop at the end: when every partition reached the end offset taken at start
                      (the last stable offset under read_committed), whatever the start; messages
                      produced later are not waited for
-  -p, --partition P  only this partition
+  -p, --partition P  only this partition (not with -g)
   -f, --format FMT   output template: %t topic, %p partition, %o offset, %k key, %v value,
                      %T timestamp, %h headers, %% a percent sign (default: %v)
   --json             one JSON object per message
@@ -41,6 +41,9 @@ end
 -- assignment forever (under group.protocol=consumer the broker reports nothing at all).
 local function open_consumer(topic, opts)
   local only = opts.partition and common.number(USAGE, "--partition", opts.partition)
+  if only and opts.group then
+    common.usage_error(USAGE, "-p and -g: a group member reads the partitions its group assigns it")
+  end
   local from = opts.from or "end"
   local start
   if from == "beginning" or from == "end" then
