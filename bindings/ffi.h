@@ -57,6 +57,26 @@ typedef int (*klua_producer_send_fn)(void *box, const char *topic, size_t topic_
                                      size_t value_len, const char *key, size_t key_len, int32_t partition);
 /* KLUA_CDEF_END */
 
+/* ---- standard output: the CLI's buffered writer (bindings/stdout.cpp, bindings/lua/stdout_fast.lua) */
+/* KLUA_CDEF_BEGIN */
+/* One process-wide buffer in front of fd 1. Lua appends small pieces itself (ffi.copy at
+   data + len); the C functions below take what needs a loop (large pieces, JSON escaping,
+   base64) and write it out. */
+typedef struct klua_outbuf {
+  char *data;
+  int32_t len, cap;
+  int32_t error;     /* errno of the first failed write (the buffer is dropped then), else 0 */
+  int32_t pad;
+} klua_outbuf;
+/* Writes the buffer to fd 1: 0, or -1 (error set). */
+typedef int (*klua_out_flush_fn)(klua_outbuf *b);
+/* Appends n bytes of s: raw bytes; a JSON string literal (1 and nothing appended when s is not
+   valid UTF-8); a quoted base64 string. 0, 1 (JSON: not UTF-8) or -1 (a failed write). */
+typedef int (*klua_out_append_fn)(klua_outbuf *b, const char *s, size_t n);
+/* 1 when s[0..n) is valid UTF-8 (klua.json's rule), else 0. */
+typedef int (*klua_utf8_valid_fn)(const char *s, size_t n);
+/* KLUA_CDEF_END */
+
 #ifdef __cplusplus
 #include <cstddef>
 static_assert(sizeof(klua_msg_view) == 64, "klua_msg_view: the FFI sees 64 bytes");
@@ -70,6 +90,10 @@ static_assert(sizeof(klua_dr_entry) == 32, "klua_dr_entry: the FFI sees 32 bytes
 static_assert(offsetof(klua_dr_entry, topic) == 0 && offsetof(klua_dr_entry, partition) == 4, "klua_dr_entry layout");
 static_assert(offsetof(klua_dr_entry, tstype) == 8 && offsetof(klua_dr_entry, pad) == 12, "klua_dr_entry layout");
 static_assert(offsetof(klua_dr_entry, offset) == 16 && offsetof(klua_dr_entry, timestamp) == 24, "klua_dr_entry layout");
+static_assert(sizeof(klua_outbuf) == 24, "klua_outbuf: the FFI sees 24 bytes");
+static_assert(offsetof(klua_outbuf, data) == 0 && offsetof(klua_outbuf, len) == 8, "klua_outbuf layout");
+static_assert(offsetof(klua_outbuf, cap) == 12 && offsetof(klua_outbuf, error) == 16, "klua_outbuf layout");
+static_assert(offsetof(klua_outbuf, pad) == 20, "klua_outbuf layout");
 #endif
 
 #endif /* KLUA_BINDINGS_FFI_H */

@@ -56,6 +56,26 @@ inline size_t utf8_seq(const unsigned char* p, size_t avail, size_t* bad) {
   return need + 1;
 }
 
+}  // namespace
+
+bool utf8_valid(const char* str, size_t n) {
+  const unsigned char* s = reinterpret_cast<const unsigned char*>(str);
+  size_t i = 0;
+  while (i < n) {
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t bad;
+    size_t len = utf8_seq(s + i, n - i, &bad);
+    if (!len) return false;
+    i += len;
+  }
+  return true;
+}
+
+namespace {
+
 // 1: byte needs attention in a JSON string (control, '"', '\\', non-ASCII).
 struct EscapeTable {
   unsigned char t[256];

@@ -31,6 +31,11 @@ Options read_options(lua_State* L, int opts, bool encode);
 // Pushes a klua error (name KLUA_JSON) carrying `message` (consumed).
 void push_json_error(lua_State* L, std::string message);
 
+// True when s[0..n) is valid UTF-8 by the encoder's rule (strict: no overlongs, surrogates or
+// values past U+10FFFF). The CLI's JSON lines (bindings/stdout.cpp) use it to choose between a
+// string and its base64 twin.
+bool utf8_valid(const char* s, size_t n);
+
 // klua.json.encode and klua.json.decode (closures over the UV_* upvalues).
 int l_encode(lua_State* L);
 int l_decode(lua_State* L);

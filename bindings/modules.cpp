@@ -6,8 +6,11 @@
 
 #include "bindings/kafka_handle.hpp"
 #include "bindings/json.hpp"
+#include "bindings/base64.hpp"
 
 namespace klua {
+
+void open_stdout(Runtime& rt, lua_State* L, int klua_table);  // bindings/stdout.cpp
 
 std::vector<ModuleOpener> standard_modules() {
   return {
@@ -25,6 +28,8 @@ std::vector<ModuleOpener> standard_modules() {
       open_admin,
       open_lag,
       open_transactions,
+      [](Runtime&, lua_State* L, int klua) { open_base64(L, klua); },
+      open_stdout,
   };
 }
 

@@ -9,7 +9,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +37,7 @@ struct LineEditor {
   char* line = nullptr;        // from libedit (malloc'd), null at end of input
   int completer_ref = LUA_NOREF;
   int interrupt_ref = LUA_NOREF;
+  int task_error_ref = LUA_NOREF;
 };
 
 LineEditor* g_editor = nullptr;  // libedit's callbacks carry no context
@@ -125,10 +128,91 @@ char** complete(const char* text, int start, int end) {
   return rl_completion_matches(text, next_match);
 }
 
+// Ctrl-C in a pure-Lua loop: the loop's SIGINT handler runs only when the loop turns, which a
+// busy chunk never lets it do. So while a REPL chunk runs (armed with interrupt_arm from its
+// task), a signal handler of our own, chained before libuv's, looks at which task runs: when it
+// is the chunk's (it computes: the loop is not turning), it sets a debug hook (lua_sethook is safe
+// in a signal handler: LuaJIT's own luajit.c does it) that raises "interrupted" there, and the
+// loop's later callback for that signal is dropped. When the chunk waits, the loop's callback
+// cancels it as before. The REPL compiles chunks with jit.off: a compiled trace runs no hooks.
+Scheduler* g_scheduler = nullptr;
+std::atomic<lua_State*> g_interrupt_target{nullptr};  // the chunk's task coroutine
+lua_State* g_main_state = nullptr;
+std::atomic<int> g_interrupts_raised{0};  // signals answered by the hook
+std::atomic<bool> g_hook_pending{false};  // set by the signal handler, taken by the hook
+struct sigaction g_chained_sigint;
+bool g_sigint_installed = false;
+
+void clear_interrupt_hook() {
+  if (g_main_state) lua_sethook(g_main_state, nullptr, 0, 0);
+}
+
+bool chunk_running() {
+  lua_State* target = g_interrupt_target.load();
+  return target && g_scheduler && g_scheduler->running_coroutine() == target;
+}
+
+const int INTERRUPT_HOOK_MASK = LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT;
+
+void interrupt_hook(lua_State* L, lua_Debug* ar) {
+  // Raised only in the REPL's own code (chunk name "=stdin"): library code (a consumer's poll
+  // between two C calls) is not left half done; the hook waits until control is back in the
+  // chunk, or until the loop's callback answers the signal (the chunk went on to wait).
+  if (g_hook_pending.load() && chunk_running() && lua_getinfo(L, "S", ar) && std::strcmp(ar->source, "=stdin") != 0)
+    return;
+  lua_sethook(L, nullptr, 0, 0);
+  if (!g_hook_pending.exchange(false) || !chunk_running()) return;
+  g_interrupt_target = nullptr;
+  ++g_interrupts_raised;
+  lua_pushliteral(L, "interrupted");
+  lua_error(L);
+}
+
+void on_sigint(int signum, siginfo_t* info, void* context) {
+  if (chunk_running() && g_main_state) {
+    g_hook_pending = true;
+    lua_sethook(g_main_state, interrupt_hook, INTERRUPT_HOOK_MASK, 1);
+  }
+  if (g_chained_sigint.sa_flags & SA_SIGINFO) {
+    if (g_chained_sigint.sa_sigaction) g_chained_sigint.sa_sigaction(signum, info, context);
+  } else if (g_chained_sigint.sa_handler != SIG_DFL && g_chained_sigint.sa_handler != SIG_IGN) {
+    g_chained_sigint.sa_handler(signum);
+  }
+}
+
+// line_editor.interrupt_arm(): a Ctrl-C while the calling task computes interrupts it, even in a loop
+// that never yields; interrupt_disarm() ends that. The REPL arms it around each chunk.
+int l_interrupt_arm(lua_State* L) {
+  if (!g_sigint_installed) {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigint;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, &g_chained_sigint) == 0) g_sigint_installed = true;
+  }
+  g_main_state = g_editor->rt->lua();
+  g_scheduler = &g_editor->rt->scheduler();
+  g_interrupt_target = L;
+  return 0;
+}
+
+int l_interrupt_disarm(lua_State* L) {
+  g_interrupt_target = nullptr;
+  g_hook_pending = false;
+  clear_interrupt_hook();
+  return 0;
+}
+
 // SIGINT while reading abandons the line being typed (read returns false); otherwise the Lua
 // handler set with on_interrupt decides (the REPL cancels the running line's task).
 bool on_interrupt() {
   LineEditor& ed = *g_editor;
+  if (g_interrupts_raised.load() > 0) {
+    --g_interrupts_raised;  // this signal interrupted a computing chunk already
+    return true;
+  }
+  g_hook_pending = false;  // the loop answers this signal: the hook must not as well
+  clear_interrupt_hook();
   if (ed.waiter) {
     std::fputs("\n", stdout);
     std::fflush(stdout);
@@ -262,6 +346,28 @@ int l_on_interrupt(lua_State* L) {
   return 0;
 }
 
+// An error in a task nobody joins (at the top of L, left there) goes to the function set with
+// on_task_error(fn(err, traceback, task_id)) instead of ending the script.
+bool on_task_error(lua_State* L, const std::string& traceback, uint64_t task_id) {
+  if (!g_editor || g_editor->task_error_ref == LUA_NOREF) return false;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g_editor->task_error_ref);
+  lua_pushvalue(L, -2);
+  lua_pushlstring(L, traceback.data(), traceback.size());
+  lua_pushnumber(L, static_cast<lua_Number>(task_id));
+  call_hook(L, 3, 0);
+  return true;
+}
+
+int l_on_task_error(lua_State* L) {
+  set_ref(L, editor(L).task_error_ref, "on_task_error");
+  Runtime& rt = *editor(L).rt;
+  if (editor(L).task_error_ref == LUA_NOREF)
+    rt.set_task_error_hook(nullptr);
+  else
+    rt.set_task_error_hook(on_task_error);
+  return 0;
+}
+
 int l_gc(lua_State* L) {
   auto* ed = static_cast<LineEditor*>(lua_touserdata(L, 1));
   stop_editing(*ed);
@@ -271,6 +377,15 @@ int l_gc(lua_State* L) {
   }
   std::free(ed->line);
   ed->rt->set_interrupt_hook(nullptr);
+  ed->rt->set_task_error_hook(nullptr);
+  g_interrupt_target = nullptr;
+  clear_interrupt_hook();
+  g_main_state = nullptr;
+  g_scheduler = nullptr;
+  if (g_sigint_installed) {
+    sigaction(SIGINT, &g_chained_sigint, nullptr);
+    g_sigint_installed = false;
+  }
   if (g_editor == ed) g_editor = nullptr;
   ed->~LineEditor();
   return 0;
@@ -315,6 +430,12 @@ void open_line_editor(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "set_completer");
   lua_pushcfunction(L, l_on_interrupt);
   lua_setfield(L, -2, "on_interrupt");
+  lua_pushcfunction(L, l_interrupt_arm);
+  lua_setfield(L, -2, "interrupt_arm");
+  lua_pushcfunction(L, l_interrupt_disarm);
+  lua_setfield(L, -2, "interrupt_disarm");
+  lua_pushcfunction(L, l_on_task_error);
+  lua_setfield(L, -2, "on_task_error");
   lua_setfield(L, klua_table, "line_editor");
 }
 

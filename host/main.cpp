@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
 #include <fstream>
@@ -12,20 +13,26 @@
 #include <string>
 #include <vector>
 
+#include <librdkafka/rdkafka.h>
+
 #include "bindings/modules.hpp"
 #include "host/profiles.hpp"
 #include "host/runtime.hpp"
 
 namespace {
 
-const char* const USAGE = R"(usage: klua [options] [command | FILE] [args...]
+const char* const USAGE = R"(usage: klua [options] command [args...]     klua [options] FILE [args...]
 
 commands:
   run FILE [args...]   run a Lua script (also: klua FILE [args...]); args are in `arg`
   -e CODE [args...]    run CODE
   repl                 interactive prompt (the default on a terminal with no arguments)
   test [--filter P] [--tap] [--junit FILE] PATH...   run test files (*_test.lua in directories)
+  topic list|describe|create|delete|alter ...    topics (kafka-topics.sh, kafka-configs.sh)
+  group list|describe|delete|reset ...           consumer groups (kafka-consumer-groups.sh)
   topics [--json]      list topics                    groups [--json]   list consumer groups
+  offsets TOPIC [-p N] [--time T]   low/high watermarks, or the offsets for a time (kcat -Q)
+  metadata [TOPIC...]  brokers, topics, partitions, leaders (kcat -L)
   lag GROUP [--max-lag N]    a group's lag per partition (exit 4 when over N)
   produce TOPIC [-k SEP]     send stdin lines as messages
   consume TOPIC [--from beginning|end|OFFSET|TIME] [-n N] [-e] [-f FMT | --json]
@@ -38,12 +45,14 @@ commands:
   help [NAME]          this text; with NAME the reference: a page (consumer) or a function
                        (consumer.poll, c:poll, list_topics); help alone also lists the pages
 
-options (before the command):
+options (before or after the command; after run FILE, -e CODE or FILE, every argument is the script's):
   -b, --brokers LIST   bootstrap servers (overrides -F, the profile and KLUA_BROKERS)
+  --embedded           use the embedded mock cluster (the one-liners need it or a broker named)
   -X key=value         a librdkafka property for every client (repeatable)
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
-  -p, --profile NAME   a profile of the config file (overrides KLUA_PROFILE)
+  -p, --profile NAME   a profile of the config file (overrides KLUA_PROFILE); after produce,
+                       consume, replay and offsets, -p is their partition: use --profile there
   -h, --help           this text
 
 environment:
@@ -51,13 +60,115 @@ environment:
   KLUA_PROFILE         the profile to use (else the one named "default", if any)
   config file          $XDG_CONFIG_HOME/klua/config.lua (~/.config/klua/config.lua): named profiles
 
-With no broker configured, klua starts an embedded mock cluster (klua help embedded).
+The one-liners that talk to a cluster (all but config, completion, version, help and test)
+need a broker (-b, KLUA_BROKERS, a profile) or --embedded. Scripts and the REPL start an embedded
+mock cluster when no broker is configured, and say so (klua help embedded).
 Exit codes: 0 ok, 1 script error, 2 usage, 3 Kafka error, 4 check failed, 130/143 signals.
 )";
 
-int usage_error(const std::string& msg) {
-  fmt::print(stderr, "klua: {}\n\n{}", msg, USAGE);
+// The commands run by a bundled script. Adding a one-liner (scripts/klua/cli/NAME.lua with a
+// main(...)) is one line here and one in scripts/klua/cli/completion.lua.
+struct Command {
+  const char* name;
+  const char* module;
+  bool cluster;           // talks to a Kafka cluster: refuses to run on the embedded default
+  const char* own_short;  // short options of the command that shadow global ones after it
+};
+const Command COMMANDS[] = {
+    {"repl", "klua.repl", false, ""},
+    {"test", "klua.test_runner", false, ""},
+    {"config", "klua.cli.config", false, ""},
+    {"completion", "klua.cli.completion", false, ""},
+    {"topics", "klua.cli.topics", true, ""},
+    {"groups", "klua.cli.groups", true, ""},
+    {"lag", "klua.cli.lag", true, ""},
+    {"produce", "klua.cli.produce", true, "-p"},
+    {"consume", "klua.cli.consume", true, "-p"},
+    {"provision", "klua.cli.provision", true, ""},
+    {"replay", "klua.cli.replay", true, "-p"},
+    {"topic", "klua.cli.topic", true, ""},
+    {"group", "klua.cli.group", true, ""},
+    {"offsets", "klua.cli.offsets", true, "-p"},
+    {"metadata", "klua.cli.metadata", true, ""},
+};
+// Handled here rather than by a bundled script's main.
+const char* const BUILTIN_COMMANDS[] = {"run", "help", "version"};
+
+const Command* find_command(const std::string& name) {
+  for (const auto& c : COMMANDS)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+// One line naming the mistake, then where the help is: never the whole usage text.
+int usage_error(const std::string& msg, const std::string& command = "") {
+  fmt::print(stderr, "klua: {} (see klua {}--help)\n", msg, command.empty() ? "" : command + " ");
   return klua::EXIT_USAGE;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// The nearest of candidates by edit distance, when near enough to be a plausible typo.
+std::string nearest(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best;
+}
+
+// librdkafka's property names (from its own table: rd_kafka_conf_properties_show).
+std::vector<std::string> librdkafka_properties() {
+  std::vector<std::string> names;
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  if (!f) return names;
+  rd_kafka_conf_properties_show(f);
+  std::fclose(f);
+  std::istringstream in(std::string(buf, len));
+  std::free(buf);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t bar = line.find(" |");
+    if (bar == std::string::npos) continue;
+    std::string name = line.substr(0, line.find(' '));
+    if (!name.empty() && name != "Property" && name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._") == std::string::npos)
+      names.push_back(name);
+  }
+  return names;
+}
+
+// A property given on the command line (-X, -F) is checked before anything runs: a bad one is a
+// usage error naming it, its source and the nearest valid name.
+bool check_property(const klua::ConfigEntry& e, std::string& err) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  // plugin.library.paths loads the plugins when set: only its name is checked here.
+  const char* value = e.key == "plugin.library.paths" ? "" : e.value.c_str();
+  rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, e.key.c_str(), value, errstr, sizeof errstr);
+  rd_kafka_conf_destroy(conf);
+  if (res == RD_KAFKA_CONF_OK) return true;
+  if (res == RD_KAFKA_CONF_UNKNOWN) {
+    std::string near = nearest(e.key, librdkafka_properties());
+    err = fmt::format("{}: unknown librdkafka property '{}'{}", e.source, e.key,
+                      near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near));
+  } else {
+    err = fmt::format("{}: bad value for '{}': {}", e.source, e.key, errstr);
+  }
+  return false;
 }
 
 bool read_properties_file(const std::string& path, std::vector<klua::ConfigEntry>& out, std::string& err) {
@@ -88,98 +199,176 @@ bool read_properties_file(const std::string& path, std::vector<klua::ConfigEntry
   return true;
 }
 
+// The global options, wherever they are given. parse_global reads one at argv[i] (advancing i past
+// its value) and returns 1 when it was one, 0 when it was not, and -1 after a usage error (exit 2).
+struct Globals {
+  std::vector<klua::ConfigEntry> file_layer, brokers_layer, x_layer, debug_layer;
+  klua::ProfileChoice profile;
+  bool embedded = false;
+  int exit_now = -1;  // -h / --version: the exit code once printed
+};
+
+int parse_global(Globals& g, int argc, char** argv, int& i, bool before_command) {
+  std::string a = argv[i];
+  auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+  if (a == "-b" || a == "--brokers") {
+    const char* v = value();
+    if (!v) return usage_error(a + " needs a broker list"), -1;
+    g.brokers_layer = {{"bootstrap.servers", v, a}};
+  } else if (a.rfind("--brokers=", 0) == 0) {
+    g.brokers_layer = {{"bootstrap.servers", a.substr(10), "--brokers"}};
+  } else if (a == "--embedded") {
+    g.embedded = true;
+  } else if (a == "-X") {
+    const char* v = value();
+    if (!v) return usage_error("-X needs key=value"), -1;
+    std::string kv = v;
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return usage_error(fmt::format("-X {}: expected key=value", kv)), -1;
+    g.x_layer.push_back({kv.substr(0, eq), kv.substr(eq + 1), "-X"});
+  } else if (a == "-F") {
+    const char* v = value();
+    if (!v) return usage_error("-F needs a file"), -1;
+    std::string err;
+    if (!read_properties_file(v, g.file_layer, err)) return usage_error(err), -1;
+  } else if (a == "-p" || a == "--profile" || a.rfind("--profile=", 0) == 0) {
+    const char* v = a.rfind("--profile=", 0) == 0 ? argv[i] + 10 : value();
+    if (!v || !*v) return usage_error(a + " needs a profile name"), -1;
+    g.profile = {v, "--profile"};
+  } else if (a == "-d" || a == "--debug") {
+    const char* v = value();
+    if (!v) return usage_error(a + " needs debug contexts (e.g. all)"), -1;
+    g.debug_layer = {{"debug", v, a}};
+  } else if (before_command && (a == "-h" || a == "--help")) {
+    fmt::print("{}", USAGE);
+    g.exit_now = 0;
+  } else if (before_command && a == "--version") {
+    fmt::print("{}", klua::versions_text());
+    g.exit_now = 0;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+bool has_brokers(const std::vector<klua::ConfigEntry>& layer) {
+  for (const auto& e : layer)
+    if (e.key == "bootstrap.servers" || e.key == "metadata.broker.list") return true;
+  return false;
+}
+
+void drop_brokers(std::vector<klua::ConfigEntry>& layer) {
+  std::erase_if(layer, [](const klua::ConfigEntry& e) {
+    return e.key == "bootstrap.servers" || e.key == "metadata.broker.list";
+  });
+}
+
+// Lua string literal (for the names put into the bundled commands' chunk).
+std::string lua_quote(const std::string& s) { return fmt::format("'{}'", s); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<klua::ConfigEntry> env_layer, profile_layer, file_layer, brokers_layer, x_layer, debug_layer;
-  klua::ProfileChoice profile;
-  if (const char* p = std::getenv("KLUA_PROFILE"); p && *p) profile = {p, "KLUA_PROFILE"};
+  Globals g;
+  std::vector<klua::ConfigEntry> env_layer, profile_layer;
+  if (const char* p = std::getenv("KLUA_PROFILE"); p && *p) g.profile = {p, "KLUA_PROFILE"};
   if (const char* b = std::getenv("KLUA_BROKERS"); b && *b) env_layer.push_back({"bootstrap.servers", b, "KLUA_BROKERS"});
 
+  // Global options before the command.
   int i = 1;
   for (; i < argc; ++i) {
     std::string a = argv[i];
-    auto need = [&](const char* what) -> const char* {
-      if (i + 1 >= argc) return nullptr;
-      (void)what;
-      return argv[++i];
-    };
-    if (a == "-b" || a == "--brokers") {
-      const char* v = need("-b");
-      if (!v) return usage_error(a + " needs a broker list");
-      brokers_layer = {{"bootstrap.servers", v, a}};
-    } else if (a.rfind("--brokers=", 0) == 0) {
-      brokers_layer = {{"bootstrap.servers", a.substr(10), "--brokers"}};
-    } else if (a == "-X") {
-      const char* v = need("-X");
-      if (!v) return usage_error("-X needs key=value");
-      std::string kv = v;
-      size_t eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) return usage_error(fmt::format("-X {}: expected key=value", kv));
-      x_layer.push_back({kv.substr(0, eq), kv.substr(eq + 1), "-X"});
-    } else if (a == "-F") {
-      const char* v = need("-F");
-      if (!v) return usage_error("-F needs a file");
-      std::string err;
-      if (!read_properties_file(v, file_layer, err)) return usage_error(err);
-    } else if (a == "-p" || a == "--profile" || a.rfind("--profile=", 0) == 0) {
-      const char* v = a.rfind("--profile=", 0) == 0 ? argv[i] + 10 : need("--profile");
-      if (!v || !*v) return usage_error(a + " needs a profile name");
-      profile = {v, "--profile"};
-    } else if (a == "-d" || a == "--debug") {
-      const char* v = need("-d");
-      if (!v) return usage_error(a + " needs debug contexts (e.g. all)");
-      debug_layer = {{"debug", v, a}};
-    } else if (a == "-h" || a == "--help" ) {
-      fmt::print("{}", USAGE);
-      return 0;
-    } else if (a == "--version") {
-      fmt::print("{}", klua::versions_text());
-      return 0;
-    } else if (a == "--") {
+    int r = parse_global(g, argc, argv, i, true);
+    if (r < 0) return klua::EXIT_USAGE;
+    if (g.exit_now >= 0) return g.exit_now;
+    if (r > 0) continue;
+    if (a == "--") {
       ++i;
       break;
-    } else if (a.size() > 1 && a[0] == '-' && a != "-e") {
-      return usage_error(fmt::format("unknown option {}", a));
-    } else {
-      break;
     }
+    if (a.size() > 1 && a[0] == '-' && a != "-e") {
+      std::string near = nearest(a, {"--brokers", "--embedded", "--debug", "--profile", "--help", "--version"});
+      return usage_error(fmt::format("unknown option {}{}", a, near.empty() ? "" : fmt::format(" (did you mean {}?)", near)));
+    }
+    break;
   }
 
   std::string command = i < argc ? argv[i] : "";
+  const Command* cmd = find_command(command);
+  // A command's own arguments, with the global options given after it taken out (its own short
+  // options first: after consume, -p is the partition). After `run FILE`, `-e CODE` and `FILE`,
+  // every argument is the script's.
+  std::vector<std::string> cmd_args;
+  if (cmd || command == "help" || command == "version") {
+    std::string own = cmd ? cmd->own_short : "";
+    for (int k = i + 1; k < argc; ++k) {
+      std::string a = argv[k];
+      if (a == "--") {
+        for (; k < argc; ++k) cmd_args.emplace_back(argv[k]);
+        break;
+      }
+      bool shadowed = a.size() == 2 && a[0] == '-' && own.find(a) != std::string::npos;
+      if (!shadowed) {
+        int r = parse_global(g, argc, argv, k, false);
+        if (r < 0) return klua::EXIT_USAGE;
+        if (r > 0) continue;
+      }
+      cmd_args.push_back(a);
+    }
+  }
+
+  if (g.embedded && (!g.brokers_layer.empty() || has_brokers(g.x_layer) || has_brokers(g.file_layer)))
+    return usage_error(fmt::format("--embedded and {} both say where the data goes: give one",
+                                   !g.brokers_layer.empty() ? g.brokers_layer[0].source
+                                   : has_brokers(g.x_layer) ? "-X bootstrap.servers"
+                                                            : "-F's bootstrap.servers"));
+  for (const auto* layer : {&g.file_layer, &g.x_layer, &g.debug_layer})
+    for (const auto& e : *layer) {
+      std::string err;
+      if (!check_property(e, err)) return usage_error(err);
+    }
+
   if (command != "help" && command != "version" && command != "completion") {
     std::string err;
-    if (!klua::load_profile(klua::config_file_path(), profile, profile_layer, err)) {
+    if (!klua::load_profile(klua::config_file_path(), g.profile, profile_layer, err)) {
       fmt::print(stderr, "klua: {}\n", err);
       return klua::EXIT_USAGE;
     }
   }
+  if (g.embedded) {
+    // --embedded wins over the brokers of KLUA_BROKERS and the profile.
+    drop_brokers(env_layer);
+    drop_brokers(profile_layer);
+  }
 
   // Lowest precedence first: a profile beats KLUA_BROKERS; -F, -b and -X beat the profile.
   klua::RuntimeOptions opts;
-  for (auto* layer : {&env_layer, &profile_layer, &file_layer, &brokers_layer, &x_layer, &debug_layer})
+  for (auto* layer : {&env_layer, &profile_layer, &g.file_layer, &g.brokers_layer, &g.x_layer, &g.debug_layer})
     opts.config.insert(opts.config.end(), layer->begin(), layer->end());
   opts.modules = klua::standard_modules();
 
-  enum { RunFile, RunCode, RunBundled } mode = RunFile;
+  enum { RunFile, RunCode, RunBundled, RunCommand } mode = RunFile;
   std::string target;
-  int args_from = 0;
+  int args_from = argc;
   if (command.empty()) {
     if (isatty(0)) {
-      mode = RunBundled;
-      target = "klua.repl";
+      mode = RunCommand;
+      cmd = find_command("repl");
     } else {
       target = "-";  // a script on stdin
     }
-    args_from = argc;
   } else if (command == "help") {
     // klua help [NAME...]: the bundled reference (docs/), read by scripts/klua/help.lua; alone,
     // this usage text and then the list of pages.
-    if (i + 1 >= argc) fmt::print("{}\n", USAGE);
+    if (cmd_args.empty()) fmt::print("{}\n", USAGE);
     mode = RunBundled;
     target = "klua.help";
-    args_from = i + 1;
   } else if (command == "version") {
+    if (!cmd_args.empty() && (cmd_args[0] == "-h" || cmd_args[0] == "--help")) {
+      fmt::print("usage: klua version\n  prints klua's, librdkafka's and LuaJIT's versions\n");
+      return 0;
+    }
+    if (!cmd_args.empty()) return usage_error(fmt::format("unexpected argument '{}'", cmd_args[0]), "version");
     fmt::print("{}", klua::versions_text());
     return 0;
   } else if (command == "-e") {
@@ -191,34 +380,32 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) return usage_error("run needs a FILE");
     target = argv[i + 1];
     args_from = i + 2;
-  } else if (command == "repl") {
-    mode = RunBundled;
-    target = "klua.repl";
-    args_from = i + 1;
-  } else if (command == "topics" || command == "groups" || command == "lag" || command == "produce" ||
-             command == "topic" || command == "group" || command == "offsets" || command == "metadata" ||
-             command == "consume" || command == "provision" || command == "replay") {
-    // The everyday one-liners: short scripts in scripts/klua/cli/ (subcommands win over files of
-    // the same name: `klua run topics` runs a file).
-    mode = RunBundled;
-    target = "klua.cli." + command;
-    args_from = i + 1;
-  } else if (command == "test") {
-    if (i + 1 >= argc) return usage_error("test needs at least one PATH");
-    mode = RunBundled;
-    target = "klua.test_runner";
-    args_from = i + 1;
-  } else if (command == "config" || command == "completion") {
-    // klua config show, klua completion bash: scripts in scripts/klua/cli/ like the one-liners.
-    mode = RunBundled;
-    target = "klua.cli." + command;
-    args_from = i + 1;
+  } else if (cmd) {
+    // The everyday one-liners and the other bundled commands: scripts in scripts/klua/ (commands
+    // win over files of the same name: `klua run topics` runs a file).
+    if (command == "test" && cmd_args.empty()) return usage_error("test needs at least one PATH", "test");
+    mode = RunCommand;
   } else {
-    target = command;  // klua FILE [args]
+    // klua FILE [args]; a bare word that is neither a file nor a command is a mistyped command.
+    target = command;
     args_from = i + 1;
+    bool path_like = command.find('/') != std::string::npos ||
+                     (command.size() > 4 && command.compare(command.size() - 4, 4, ".lua") == 0);
+    if (command == "-") target = "-";  // klua - : the script on standard input
+    if (!path_like && command != "-" && access(command.c_str(), F_OK) != 0) {
+      std::vector<std::string> names(std::begin(BUILTIN_COMMANDS), std::end(BUILTIN_COMMANDS));
+      for (const auto& c : COMMANDS) names.emplace_back(c.name);
+      std::string near = nearest(command, names);
+      fmt::print(stderr, "klua: unknown command '{}' ({})\n", command,
+                 near.empty() ? "klua --help lists the commands" : fmt::format("did you mean '{}'?", near));
+      return klua::EXIT_USAGE;
+    }
   }
-  for (int k = args_from; k < argc; ++k) opts.script_args.emplace_back(argv[k]);
-  opts.script_name = mode == RunCode ? "-e" : target;
+  if (mode == RunCommand || mode == RunBundled)
+    opts.script_args = cmd_args;
+  else
+    for (int k = args_from; k < argc; ++k) opts.script_args.emplace_back(argv[k]);
+  opts.script_name = mode == RunCode ? "-e" : mode == RunCommand ? std::string(cmd->module) : target;
 
   klua::Runtime rt(std::move(opts));
   switch (mode) {
@@ -226,14 +413,22 @@ int main(int argc, char** argv) {
       return rt.run_string(target, "=(command line)");
     case RunBundled:
       return rt.run_string(fmt::format("return require('{}').main(...)", target), "=" + target);
+    case RunCommand:
+      // klua.cli.common.run: the command's name for its messages, whether it needs a cluster
+      // named, and whether --embedded asked for the embedded one.
+      return rt.run_string(fmt::format("return require('klua.cli.common').run({}, {}, {}, {}, ...)",
+                                       lua_quote(cmd->name), lua_quote(cmd->module), cmd->cluster, g.embedded),
+                           fmt::format("=klua {}", cmd->name));
     case RunFile:
       if (target == "-") {
         std::stringstream ss;
         ss << std::cin.rdbuf();
         return rt.run_string(ss.str(), "=stdin");
       }
-      if (access(target.c_str(), R_OK) != 0)
-        return usage_error(fmt::format("cannot read {}: {}", target, std::strerror(errno)));
+      if (access(target.c_str(), R_OK) != 0) {
+        fmt::print(stderr, "klua: cannot read {}: {}\n", target, std::strerror(errno));
+        return klua::EXIT_USAGE;
+      }
       return rt.run_file(target);
   }
   return 0;

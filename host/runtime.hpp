@@ -107,6 +107,12 @@ class Runtime {
   // A hook that may take SIGINT for itself (the REPL: Ctrl-C cancels the running line or clears
   // the input, not the program). Returns true when it handled the signal.
   void set_interrupt_hook(std::function<bool()> hook) { interrupt_hook_ = std::move(hook); }
+  // Called for an error in a task nobody joins (the error at the top of L, left there), with its
+  // traceback and the task's id; true when handled (the REPL prints it and goes on), else the
+  // error ends the script.
+  using TaskErrorHook = std::function<bool(lua_State*, const std::string& traceback, uint64_t task_id)>;
+  void set_task_error_hook(TaskErrorHook hook) { task_error_hook_ = std::move(hook); }
+  const TaskErrorHook& task_error_hook() const { return task_error_hook_; }
 
  private:
   void open_libs();
@@ -123,6 +129,7 @@ class Runtime {
   uv_signal_t sigint_, sigterm_;
   bool signals_installed_ = false;
   std::function<bool()> interrupt_hook_;
+  TaskErrorHook task_error_hook_;
   int signal_count_ = 0;
   bool exiting_ = false;
   bool failed_ = false;

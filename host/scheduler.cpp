@@ -127,6 +127,8 @@ void Scheduler::run_ready() {
   update_keepalive();
 }
 
+lua_State* Scheduler::running_coroutine() const { return running_ ? running_->co : nullptr; }
+
 void Scheduler::resume(Task& t) {
   t.state = Task::Running;
   Task* outer = running_;
@@ -183,9 +185,13 @@ void Scheduler::finish(Task& t, int status) {
       lua_setfield(L, -2, "traceback");
     }
     if (t.joiners.empty() && !cancelled) {
-      // Nobody is waiting for this task's outcome: the error ends the script.
+      // Nobody is waiting for this task's outcome: the error ends the script (unless a hook,
+      // the REPL's, reports it and goes on).
       lua_pushvalue(L, -1);
-      rt_.fail(L, tb);
+      if (rt_.task_error_hook() && rt_.task_error_hook()(L, tb, t.id))
+        lua_pop(L, 1);
+      else
+        rt_.fail(L, tb);
     }
     t.result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }

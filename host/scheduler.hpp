@@ -39,6 +39,9 @@ class Scheduler {
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
+  // The coroutine of the task running now (nullptr between tasks); read by the REPL's SIGINT
+  // handler to tell a chunk that computes from one that waits.
+  lua_State* running_coroutine() const;
 
   // Creates a task running the function at stack index -(nargs+1) with the nargs values above it
   // (all popped from L). It starts on a later loop turn. Returns the task id.

@@ -30,6 +30,7 @@ struct StdinReader {
   bool reading = false;
   bool opened = false;
   std::vector<WaitToken> waiters;
+  std::vector<bool> wants_chunk;  // per waiter: klua._read_chunk (else a line)
   Runtime* rt = nullptr;
   uv_stream_t* stream = nullptr;  // null: read through the executor
   int fd = -1;                    // the dup of fd 0 the stream reads
@@ -66,6 +67,18 @@ bool take_line(lua_State* co, StdinReader& r) {
 
 void start_read(StdinReader& r);
 
+// Pushes everything buffered (klua._read_chunk), nil at the end; false when nothing is ready.
+bool take_chunk(lua_State* co, StdinReader& r) {
+  if (r.buffer.empty()) {
+    if (!r.eof) return false;
+    lua_pushnil(co);
+    return true;
+  }
+  lua_pushlstring(co, r.buffer.data(), r.buffer.size());
+  r.buffer.clear();
+  return true;
+}
+
 // New data (or EOF) is in the buffer: hand out lines to the waiting tasks in order.
 void serve_waiters(StdinReader& r) {
   Scheduler& s = r.rt->scheduler();
@@ -74,10 +87,12 @@ void serve_waiters(StdinReader& r) {
     lua_State* co = s.wake_begin(t);
     if (!co) {
       r.waiters.erase(r.waiters.begin());
+      r.wants_chunk.erase(r.wants_chunk.begin());
       continue;
     }
-    if (!take_line(co, r)) break;
+    if (!(r.wants_chunk.front() ? take_chunk(co, r) : take_line(co, r))) break;
     r.waiters.erase(r.waiters.begin());
+    r.wants_chunk.erase(r.wants_chunk.begin());
     s.wake_end(t, 1);
   }
   if (r.waiters.empty() || r.eof) {
@@ -177,6 +192,20 @@ int l_read_line(lua_State* L) {
   if (r.waiters.empty() && take_line(L, r)) return 1;
   Scheduler& s = Runtime::from(L).scheduler();
   r.waiters.push_back(s.prepare_wait(L, "klua.read_line", -1));
+  r.wants_chunk.push_back(false);
+  start_read(r);
+  return lua_yield(L, 0);
+}
+
+// klua._read_chunk(): the bytes of standard input as they come (everything buffered, at least
+// one byte; a line may be split between chunks), nil at the end. Internal: `klua produce` splits
+// lines itself, keeping the '\r' that read_line drops.
+int l_read_chunk(lua_State* L) {
+  StdinReader& r = reader(L);
+  if (r.waiters.empty() && take_chunk(L, r)) return 1;
+  Scheduler& s = Runtime::from(L).scheduler();
+  r.waiters.push_back(s.prepare_wait(L, "klua._read_chunk", -1));
+  r.wants_chunk.push_back(true);
   start_read(r);
   return lua_yield(L, 0);
 }
@@ -213,6 +242,8 @@ void open_stdin(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, LUA_REGISTRYINDEX, "klua.stdin");
   rt.scheduler().push_waiting(L, l_read_line);
   lua_setfield(L, klua_table, "read_line");
+  rt.scheduler().push_waiting(L, l_read_chunk);
+  lua_setfield(L, klua_table, "_read_chunk");
 }
 
 }  // namespace klua

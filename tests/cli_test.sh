@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CLI behaviour: exit codes, error messages, arguments, signals. Usage: cli_test.sh path/to/klua
 set -u
-KLUA=${1:?usage: cli_test.sh KLUA}
+KLUA=$(realpath "${1:?usage: cli_test.sh KLUA}")
 export KLUA_BROKERS=
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -31,7 +31,7 @@ version_has_features() {
 check "version: librdkafka >= 2.15 with zstd, lz4, ssl, SCRAM, OAUTHBEARER, GSSAPI" version_has_features
 
 run "$KLUA" --no-such-flag
-check "unknown flag exits 2 with usage" eval '[ $rc = 2 ] && has "$err" "unknown option --no-such-flag" && has "$err" "usage:"'
+check "unknown flag exits 2 with one line pointing at --help" eval '[ $rc = 2 ] && [ "$err" = "klua: unknown option --no-such-flag (see klua --help)" ]'
 
 run "$KLUA" run
 check "run without a file exits 2" eval '[ $rc = 2 ]'
@@ -73,8 +73,8 @@ check "no Kafka handle, no embedded cluster" eval '[ $rc = 0 ] && [ -z "$err" ]'
 out=$(echo 'print(40 + 2)' | "$KLUA" 2>/dev/null)
 check "a script on stdin runs" eval '[ "$out" = 42 ]'
 
-run "$KLUA" -X no.such.thing=1 -e 'klua.producer()'
-check "-X bad property exits 1 naming it and its source" eval '[ $rc = 1 ] && has "$err" "no.such.thing" && has "$err" "from -X"'
+run "$KLUA" -X no.such.thing=1 -e 'klua.producer() print("not reached")'
+check "-X bad property exits 2 before anything runs, naming it and its source" eval '[ $rc = 2 ] && [ -z "$out" ] && has "$err" "no.such.thing" && has "$err" "-X:"'
 
 run "$KLUA" -X novalue -e ''
 check "-X without = is a usage error" eval '[ $rc = 2 ]'
@@ -173,6 +173,128 @@ check "completion for an unknown shell is a usage error" eval '[ $rc = 2 ] && ha
 out=$(printf 'for i = 1, 2 do\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
 check "repl on a pipe reports an unfinished chunk" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "<eof>"'
 
+# The REPL: errors located in the chunk, error tables printed as values, background task errors
+# printed without ending the session.
+out=$(printf 'error("x")\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl: error() is located at stdin:1" eval '[ $rc = 1 ] && [ "$(cat "$tmp/err")" = "stdin:1: x" ]'
+out=$(printf 'error({ code = 1 })\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl: an error table prints through klua.pretty" eval '[ $rc = 1 ] && [ "$(cat "$tmp/err")" = "{ code = 1 }" ]'
+out=$(printf 'error(klua.errors.new{ name = "X_NAME", message = "text" })\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl: a klua error prints as its text" eval '[ $rc = 1 ] && has "$(cat "$tmp/err")" "X_NAME: text" && ! has "$(cat "$tmp/err")" "table:"'
+out=$(printf 'klua.spawn(function() error("bg-boom") end)\nklua.sleep(50)\nprint("after")\n' | "$KLUA" repl 2>"$tmp/err"); rc=$?
+check "repl on a pipe: a background task's error prints with the task and the session goes on" eval '[ $rc = 0 ] && has "$out" after && has "$(cat "$tmp/err")" "error in background task" && has "$(cat "$tmp/err")" "stdin:1: bg-boom"'
+run "$KLUA" repl extra
+check "repl refuses an argument" eval '[ $rc = 2 ] && has "$err" "unexpected argument '"'"'extra'"'"'"'
+
+# Global options go before or after the command; after run FILE, -e CODE or FILE they are the script's.
+out=$(echo '=klua.config()["bootstrap.servers"]' | "$KLUA" repl -b h1:9092 2>"$tmp/err"); rc=$?
+check "repl -b ADDR uses ADDR (not arg)" eval '[ $rc = 0 ] && [ "$out" = h1:9092 ]'
+run "$KLUA" config show -b after-host:1 -X linger.ms=8
+check "-b and -X after the command" eval '[ $rc = 0 ] && has "$out" after-host:1 && has "$out" "linger.ms"'
+run "$KLUA" topics -b 127.0.0.1:1 --jsn
+check "topics -b ADDR is taken; the command's own bad option is named, with the nearest" eval '[ $rc = 2 ] && [ "$err" = "klua: unknown option --jsn (did you mean --json?) (see klua topics --help)" ]'
+run "$KLUA" run "$tmp/args.lua" -b x --embedded
+check "after run FILE, options are the script's" eval '[ $rc = 0 ] && [ "$out" = "$(printf "3\t-b\tx")" ]'
+run "$KLUA" -e 'print(klua.config()["bootstrap.servers"], ...)' -b x
+check "after -e CODE, options are the script's" eval '[ $rc = 0 ] && [ "$out" = "$(printf "nil\t-b\tx")" ]'
+run "$KLUA" "$tmp/args.lua" -X a=b
+check "after FILE, options are the script's" eval '[ $rc = 0 ] && [ "$out" = "$(printf "2\t-X\ta=b")" ]'
+out=$(echo v | "$KLUA" --embedded produce p-topic -p 0 --json 2>"$tmp/err"); rc=$?
+check "after produce, -p is its partition, not a profile" eval '[ $rc = 0 ] && has "$out" "\"partition\":0"'
+run "$KLUA" --embedded topics -- -b
+check "after --, arguments are the command's positionals" eval '[ $rc = 2 ] && has "$err" "unexpected argument '"'"'-b'"'"'"'
+run "$KLUA" consume t -p 0 --profile staging
+check "--profile after the command" eval '[ $rc = 2 ] && has "$err" "profile"'
+
+# Say where the data goes: a one-liner needs a broker named or --embedded.
+out=$(echo hi | "$KLUA" produce orders 2>"$tmp/err"); rc=$?
+check "produce with no broker refuses (exit 2), saying how to name one and --embedded" eval '[ $rc = 2 ] && [ -z "$out" ] && [ $(wc -l <"$tmp/err") = 1 ] && has "$(cat "$tmp/err")" "-b HOST:PORT" && has "$(cat "$tmp/err")" KLUA_BROKERS && has "$(cat "$tmp/err")" profile && has "$(cat "$tmp/err")" --embedded && ! has "$(cat "$tmp/err")" delivered'
+refused=""
+printf 'return { topics = { { name = "t1", partitions = 1 } } }\n' >"$tmp/state.lua"
+for c in "topics" "groups" "lag g" "consume t -e" "provision $tmp/state.lua" "replay a b" "topic list" "topic describe t" \
+         "group list" "group describe g" "offsets t" "metadata"; do
+  run timeout 20 "$KLUA" $c
+  { [ $rc = 2 ] && has "$err" "none is configured"; } || refused="$refused [$c: $rc]"
+done
+check "every cluster one-liner refuses to run with no broker${refused:+ (not:$refused)}" eval '[ -z "$refused" ]'
+run "$KLUA" topics --help
+check "--help needs no broker" eval '[ $rc = 0 ] && has "$out" "usage: klua topics"'
+run "$KLUA" lag
+check "a usage error comes before the missing broker" eval '[ $rc = 2 ] && has "$err" "lag needs a GROUP"'
+
+run "$KLUA" --embedded topics --json
+check "--embedded runs a one-liner on the embedded cluster, saying so" eval '[ $rc = 0 ] && has "$err" "embedded mock cluster"'
+run "$KLUA" groups --embedded
+check "--embedded after the command" eval '! has "$err" "none is configured"'
+run "$KLUA" -b 127.0.0.1:1 --embedded topics
+check "--embedded with -b is a usage error" eval '[ $rc = 2 ] && has "$err" "--embedded and -b"'
+KLUA_BROKERS=127.0.0.1:1 run "$KLUA" --embedded -e 'print(klua.config()["bootstrap.servers"])'
+check "--embedded sets KLUA_BROKERS aside" eval '[ $rc = 0 ] && [ "$out" = nil ]'
+KLUA_BROKERS=127.0.0.1:1 run "$KLUA" produce t </dev/null
+check "KLUA_BROKERS names a broker for the one-liners" eval '[ $rc = 0 ] && has "$err" "0 message(s) delivered" && ! has "$err" "none is configured"'
+mkdir -p "$tmp/brokerprof/klua"
+printf 'return { profiles = { default = { brokers = "127.0.0.1:1" } } }\n' >"$tmp/brokerprof/klua/config.lua"
+XDG_CONFIG_HOME="$tmp/brokerprof" run "$KLUA" produce t </dev/null
+check "a profile names a broker for the one-liners" eval '[ $rc = 0 ] && has "$err" "0 message(s) delivered" && ! has "$err" "none is configured"'
+XDG_CONFIG_HOME="$tmp/brokerprof" run "$KLUA" --embedded -e 'print(klua.config()["bootstrap.servers"])'
+check "--embedded sets the profile's brokers aside" eval '[ $rc = 0 ] && [ "$out" = nil ]'
+run "$KLUA" -e 'klua.producer()'
+check "a script keeps the embedded default and says so" eval '[ $rc = 0 ] && has "$err" "using the embedded mock cluster"'
+
+# Extra arguments are refused by every command.
+extras=""
+for c in "topics create orders" "groups x" "produce t x" "consume t x" "provision f x" "replay a b c" "config show x" "completion bash x" "version x" "repl x" \
+         "topic list x" "group list x" "offsets t x"; do
+  run "$KLUA" --embedded $c
+  { [ $rc = 2 ] && [ -z "$out" ]; } || extras="$extras [$c: $rc]"
+done
+check "extra arguments exit 2${extras:+ (not:$extras)}" eval '[ -z "$extras" ]'
+run "$KLUA" --embedded topics create orders
+check "topics create orders names the unexpected argument" eval '[ $rc = 2 ] && [ -z "$out" ] && [ "$err" = "klua: unexpected argument '"'"'create'"'"' to topics (see klua topics --help)" ]'
+
+# Errors that are one line, with the nearest valid word.
+run "$KLUA" topcis
+check "a mistyped command: one line with the nearest" eval '[ $rc = 2 ] && [ "$err" = "klua: unknown command '"'"'topcis'"'"' (did you mean '"'"'topics'"'"'?)" ]'
+run "$KLUA" zzzzqqq
+check "an unknown command without a near one points at --help" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "unknown command '"'"'zzzzqqq'"'"'"'
+(cd "$tmp" && printf 'print("file runs")\n' >topcis && "$KLUA" topcis >"$tmp/out" 2>&1); rc=$?
+check "a file of that name still runs as a script" eval '[ $rc = 0 ] && [ "$(cat "$tmp/out")" = "file runs" ]'
+run "$KLUA" "$tmp/nope.lua"
+check "a missing script: one line, no usage" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "cannot read" && ! has "$err" "usage:"'
+run "$KLUA" -X list
+check "-X list: one line, expected key=value, no usage" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "expected key=value" && ! has "$err" "usage:"'
+run "$KLUA" -X lingerms=5 topics
+check "-X lingerms=5 topics: one line naming the property, -X and linger.ms; exit 2" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" lingerms && has "$err" "-X" && has "$err" "'"'"'linger.ms'"'"'" && ! has "$err" traceback'
+run "$KLUA" -X linger.ms=soon --embedded topics
+check "-X with a bad value: one line naming it" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "linger.ms"'
+printf 'client.idd=x\n' >"$tmp/typo.properties"
+run "$KLUA" -F "$tmp/typo.properties" -e 'print(1)'
+check "-F with an unknown property names file:line and the nearest" eval '[ $rc = 2 ] && has "$err" "typo.properties:1" && has "$err" "client.id"'
+mkdir -p "$tmp/badprop/klua"
+printf 'return { profiles = { x = { ["linger.mss"] = 5 } } }\n' >"$tmp/badprop/klua/config.lua"
+XDG_CONFIG_HOME="$tmp/badprop" run "$KLUA" --profile x --embedded topics
+check "a bad profile property in a one-liner: one line, no traceback, no build path, exit 2" eval '[ $rc = 2 ] && has "$err" "linger.mss" && ! has "$err" traceback && ! has "$err" "scripts/klua" && ! has "$err" "$PWD/build"'
+mods=$(cd "$(dirname "$0")/.." && find scripts -name '*.lua' | sed 's|^scripts/||; s|\.lua$||; s|/|.|g' | tr '\n' ' ')
+run "$KLUA" -e 'for _, m in ipairs(arg) do local f = package.loaders[2](m)
+  local src = type(f) == "function" and debug.getinfo(f, "S").source or "(not bundled)"
+  if src:match("^@/") or not src:match("^@") then print(m, src) end end
+  local src = debug.getinfo(package.loaders[2]("klua.docs"), "S").source
+  if src:match("/work/") or src:match("^@/") then print("klua.docs", src) end' $mods klua.docs
+check "bundled chunks are named by relative paths, never a path of the build machine${out:+ ($out)}" eval '[ $rc = 0 ] && [ -z "$out" ]'
+cat >"$tmp/cmdfault.lua" <<'LUA'
+package.preload.fault = function() return { main = function() local x = nil; return x.y end } end
+package.preload.misuse = function() return { main = function() klua.producer{ colour = "red" } end } end
+require("klua.cli.common").run(arg[1], arg[1], false, false)
+LUA
+run "$KLUA" "$tmp/cmdfault.lua" fault
+check "a fault of a command itself keeps its location and traceback (exit 1)" eval '[ $rc = 1 ] && has "$err" "internal error: $tmp/cmdfault.lua:1: attempt to index" && has "$err" "stack traceback"'
+run "$KLUA" "$tmp/cmdfault.lua" misuse
+check "a bad argument inside a command is one line, exit 2" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "colour" && ! has "$err" traceback'
+run "$KLUA" test --bogus x
+check "klua test's usage error is one line too" eval '[ $rc = 2 ] && [ "$err" = "klua: unknown option --bogus (see klua test --help)" ]'
+run "$KLUA" --embedded consume t --from bogus
+check "a bad option value: one line pointing at the command's --help" eval '[ $rc = 2 ] && [ "$(wc -l <<<"$err")" = 1 ] && has "$err" "see klua consume --help"'
+
 # Profiles from $XDG_CONFIG_HOME/klua/config.lua; secrets from env vars and files, never printed.
 mkdir -p "$tmp/cfg/klua"
 printf 'file-secret-value\n' >"$tmp/secret"
@@ -246,6 +368,26 @@ usage_case "metadata with an unknown option" "unknown option --brokerz" metadata
 run "$KLUA" group reset --help
 check "group reset --help prints the usage, exit 0" eval '[ $rc = 0 ] && has "$out" "--by-duration D"'
 
+# consume's and produce's usage errors: exit 2 naming the mistake, before any connection.
+run "$KLUA" -b 127.0.0.1:1 consume t -f '%k %y'
+check "consume -f with an unknown token exits 2 naming it" eval '[ $rc = 2 ] && has "$err" "klua: -f %k %y: unknown token %y"'
+run "$KLUA" -b 127.0.0.1:1 consume t -f 'x%'
+check "consume -f with a lone % exits 2" eval '[ $rc = 2 ] && has "$err" "lone %"'
+run "$KLUA" -b 127.0.0.1:1 consume t --filter 'value =='
+check "consume --filter with a syntax error exits 2 naming the expression" eval '[ $rc = 2 ] && has "$err" "klua: --filter value ==: "'
+run "$KLUA" -b 127.0.0.1:1 consume t --json -f '%s'
+check "consume --json with -f exits 2" eval '[ $rc = 2 ] && has "$err" "exclusive"'
+run "$KLUA" -b 127.0.0.1:1 consume t --json --json-binary hex
+check "consume --json-binary other than auto|base64 exits 2" eval '[ $rc = 2 ] && has "$err" "--json-binary must be auto or base64"'
+run "$KLUA" -b 127.0.0.1:1 produce t -K ''
+check "produce with an empty key separator exits 2" eval '[ $rc = 2 ] && has "$err" "must not be empty"'
+
+# consume writes each message at once on a terminal (and with -u), else buffers: the test it uses.
+if command -v script >/dev/null; then
+  tty_out=$(script -qec "$KLUA -e 'print(klua._stdout.isatty())'" /dev/null | tr -d '\r')
+  check "klua._stdout.isatty(): true on a terminal, false to a pipe" eval '[ "$tty_out" = true ] && [ "$("$KLUA" -e "print(klua._stdout.isatty())" | cat)" = false ]'
+fi
+
 # bash completion: subcommands, options, file names; and no drift from the commands' --help.
 "$KLUA" completion bash >"$tmp/klua.bash"
 mkdir -p "$tmp/empty"
@@ -257,6 +399,7 @@ check "completion: subcommands" eval '[ "$(comp klua to)" = "$(printf "topic\nto
 check "completion: a command's options" eval '[ "$(comp klua topics --j)" = --json ] && has "$(comp klua consume t --f)" --from'
 check "completion: options after global options" eval '[ "$(comp klua -b h:1 -X a=b lag g --max)" = --max-lag ]'
 check "completion: file names for run and -F" eval '[ "$(comp klua run "$tmp/sy")" = "$tmp/syntax.lua" ] && [ "$(comp klua -F "$tmp/good.p")" = "$tmp/good.properties" ]'
+check "completion: global options after a command, and their values are not completed" eval '[ "$(comp klua topics --emb)" = --embedded ] && has "$(comp klua consume t --pro)" --profile && [ -z "$(comp klua topics -b "")" ] && [ "$(comp klua lag g -F "$tmp/good.p")" = "$tmp/good.properties" ]'
 check "completion: words of config and completion" eval '[ "$(comp klua config "")" = show ] && [ "$(comp klua completion b)" = bash ]'
 check "completion: subcommands of topic and group, and their options" eval '[ "$(comp klua topic d)" = "$(printf "describe\ndelete")" ] && [ "$(comp klua group r)" = reset ] && [ "$(comp klua group reset g --by)" = --by-duration ]'
 drift=""

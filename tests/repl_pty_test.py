@@ -104,6 +104,7 @@ s1 = None
 def _():
     global s1
     s1 = Session()
+    s1.expect(r"on the embedded mock cluster")
     s1.expect(r":help for help")
     s1.expect(PROMPT)
 
@@ -175,7 +176,9 @@ def _():
 def _():
     s1.line("c = klua.consumer{ group = 'pty', topics = { 'pty' } }")
     s1.expect(PROMPT)
-    s1.line("print('polling') t0 = klua.now() c:poll(60000)")
+    # 'polling' prints from a task that runs once the chunk waits in c:poll: a Ctrl-C before that
+    # would interrupt the chunk's own code instead ("interrupted", the next case)
+    s1.line("t0 = klua.now() klua.spawn(function() print('polling') end) c:poll(60000)")
     s1.expect(r"polling\n")
     s1.send("\x03")
     s1.expect(r"cancelled", timeout=5)
@@ -194,6 +197,48 @@ def _():
     s1.line("=40 + 2")
     s1.expect(r"\n42\n")
     assert "should not run" not in s1.text()[s1.seen:]
+    s1.expect(PROMPT)
+
+
+@case("Ctrl-C interrupts a pure-Lua loop (no yield) and the REPL goes on, the next Ctrl-C too")
+def _():
+    for _ in range(2):
+        s1.line("print('looping') for i = 1, 1e15 do end print('not reached')")
+        s1.expect(r"looping\n")
+        s1.send("\x03")
+        s1.expect(r"interrupted", timeout=5)
+        s1.expect(PROMPT)
+        assert "not reached" not in s1.text()[s1.seen:]
+    # the loop's callback for that same signal is dropped: the next line typed is kept
+    s1.line("=6 * 7")
+    s1.expect(r"\n42\n")
+    s1.expect(PROMPT)
+    # a function defined in an earlier chunk is interpreted too
+    s1.line("function spin() while true do end end")
+    s1.expect(PROMPT)
+    s1.line("print('spinning') spin()")
+    s1.expect(r"spinning\n")
+    s1.send("\x03")
+    s1.expect(r"interrupted", timeout=5)
+    s1.expect(PROMPT)
+
+
+@case("an error in a background task prints with the task and the REPL goes on")
+def _():
+    s1.line("klua.spawn(function() klua.sleep(100) error('bg-boom') end)")
+    s1.expect(r"error in background task \d+: stdin:1: bg-boom", timeout=5)
+    s1.line("=1 + 1")
+    s1.expect(r"\n2\n")
+    s1.expect(PROMPT)
+
+
+@case("errors are located at stdin:1 and error tables print as values")
+def _():
+    s1.line("error('located')")
+    s1.expect(r"\nstdin:1: located\n")
+    s1.expect(PROMPT)
+    s1.line("error({ code = 1 })")
+    s1.expect(r"\n\{ code = 1 \}\n")
     s1.expect(PROMPT)
 
 

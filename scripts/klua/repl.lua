@@ -1,10 +1,13 @@
 -- klua repl: the interactive prompt. On a terminal, lines are edited with libedit through
 -- klua.line_editor, which reads without blocking the loop: a consumer spawned in the background
 -- keeps consuming while the user types. Each input chunk runs in a task of its own; Ctrl-C
--- cancels that task (or abandons the line being typed), never the REPL; Ctrl-D leaves through
--- klua.exit, so producers flush and consumers commit and leave as at the end of any script.
+-- cancels that task when it waits, and interrupts it when it computes (a pure-Lua loop: the
+-- chunk is compiled with jit.off and a debug hook set from the signal stops it), never the REPL;
+-- an error in a background task prints and the REPL goes on; Ctrl-D leaves through klua.exit,
+-- so producers flush and consumers commit and leave as at the end of any script.
 -- With standard input not a terminal it reads lines without prompts, like a script: values of
--- expressions still print, and the first error ends it with exit 1.
+-- expressions still print, and the first error of a chunk ends it with exit 1 (an error in a
+-- background task only prints).
 local pretty = require("klua.pretty")
 local complete = require("klua.repl_complete")
 local M = {}
@@ -23,17 +26,30 @@ function M.history_path()
 end
 
 -- Compiles a chunk: `=expr` and bare expressions return their values. Returns the function,
--- or nil, message, incomplete (true when more lines could complete it).
-function M.compile(src)
+-- or nil, message, incomplete (true when more lines could complete it). An expression is
+-- compiled as an argument of an identity call rather than after a bare `return`: `return f()`
+-- is a tail call, which drops the chunk's frame, so error("x") would be located at the REPL's
+-- own code instead of stdin:1. With interruptible, the chunk runs interpreted (jit.off): a
+-- compiled loop runs no debug hooks, so Ctrl-C could not stop it.
+function M.compile(src, interruptible)
   local expr = src:match("^%s*=(.*)$")
   if expr then src = expr end
-  local fn = loadstring("return " .. src, "=stdin")
-  if fn then return fn end
-  if expr then src = "return " .. src end
-  local err
-  fn, err = loadstring(src, "=stdin")
-  if fn then return fn end
-  return nil, err, err:find("<eof>", 1, true) ~= nil
+  local fn = loadstring("return (function(...) return ... end)(" .. src .. "\n)", "=stdin")
+  if not fn then
+    if expr then src = "return " .. src end
+    local err
+    fn, err = loadstring(src, "=stdin")
+    if not fn then return nil, err, err:find("<eof>", 1, true) ~= nil end
+  end
+  if interruptible then jit.off(fn, true) end
+  return fn
+end
+
+-- An error as the REPL prints it: klua errors and strings as their text, other values (tables
+-- given to error()) through klua.pretty.
+function M.error_text(err)
+  if type(err) == "string" or klua.errors.is(err) then return tostring(err) end
+  return pretty.format(err)
 end
 
 local function show(out, n, ...)
@@ -55,15 +71,21 @@ Session.__index = Session
 -- Returns true when it succeeded.
 function Session:run(fn)
   local results
-  local task = klua.spawn(function() results = pack(fn()) end)
+  local le = self.interruptible and klua.line_editor
+  local task = klua.spawn(function()
+    if le then le.interrupt_arm() end
+    results = pack(fn())
+    if le then le.interrupt_disarm() end
+  end)
   self.running = task
   local _, err = task:join()
   self.running = nil
+  if le then le.interrupt_disarm() end
   if task:status() == "failed" then
     if type(err) == "table" and err.name == "KLUA_CANCELLED" then
       io.stderr:write("cancelled\n")
     else
-      io.stderr:write(tostring(err), "\n")
+      io.stderr:write(M.error_text(err), "\n")
     end
     return false
   end
@@ -100,7 +122,7 @@ function Session:feed(line)
   end
   local src = self.buffer and (self.buffer .. "\n" .. line) or line
   if src:match("^%s*$") then return PROMPT end
-  local fn, err, incomplete = M.compile(src)
+  local fn, err, incomplete = M.compile(src, self.interruptible)
   if incomplete then
     self.buffer = src
     return CONTINUE
@@ -115,13 +137,31 @@ function Session:feed(line)
   return PROMPT
 end
 
-local function new_session()
-  return setmetatable({ failures = 0 }, Session)
+local function new_session(interruptible)
+  return setmetatable({ failures = 0, interruptible = interruptible }, Session)
+end
+
+-- An error in a background task (one nobody joins) prints, with the task, and the REPL goes on.
+local function report_task_errors()
+  local le = klua.line_editor
+  le.on_task_error(function(err, traceback, id)
+    local text = ("error in background task %d: %s\n"):format(id, M.error_text(err))
+    if traceback ~= "" then text = text .. traceback .. "\n" end
+    le.output(function() io.stderr:write(text) end)  -- above the line being typed
+  end)
+end
+
+-- Where the data goes: the brokers named (-b, a profile, KLUA_BROKERS), else the embedded cluster.
+function M.cluster_text()
+  local c = klua.config()
+  local b = c["bootstrap.servers"] or c["metadata.broker.list"]
+  return b and ("on " .. b) or "on the embedded mock cluster (no broker named: -b to name one)"
 end
 
 local function interactive()
   local le = klua.line_editor
-  local s = new_session()
+  local s = new_session(true)
+  report_task_errors()
   local hist = M.history_path()
   if hist then
     local ok, err = le.load_history(hist)
@@ -136,7 +176,8 @@ local function interactive()
   -- print from a background task while a line is being typed goes above that line
   local print = print
   _G.print = function(...) le.output(print, ...) end
-  io.stdout:write("klua ", klua.version, ": Lua with Kafka. :help for help, Ctrl-D to leave.\n")
+  io.stdout:write("klua ", klua.version, ": Lua with Kafka, ", M.cluster_text(), ".\n",
+                  ":help for help, Ctrl-D to leave.\n")
   local prompt = PROMPT
   while not s.done do
     local line = le.read(prompt)
@@ -156,7 +197,8 @@ local function interactive()
 end
 
 local function piped()
-  local s = new_session()
+  local s = new_session(false)
+  report_task_errors()
   while true do
     local line = klua.read_line()
     if line == nil then break end
@@ -171,7 +213,14 @@ local function piped()
   klua.exit(s.failures > 0 and 1 or 0)
 end
 
-function M.main()
+local USAGE = [[
+usage: klua repl
+  the interactive prompt (klua alone on a terminal); on the brokers named by -b, KLUA_BROKERS
+  or a profile, else on the embedded mock cluster. :help inside lists its commands
+]]
+
+function M.main(...)
+  require("klua.cli.common").parse({ ... }, {}, USAGE, 0)
   if klua.line_editor.available() then interactive() else piped() end
 end
 

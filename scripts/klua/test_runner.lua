@@ -40,7 +40,7 @@ usage: klua test [--filter PATTERN] [--tap] [--junit FILE] [--timeout MS] PATH..
 ]]
 
 local function usage_error(msg)
-  io.stderr:write("klua test: " .. msg .. "\n\n" .. USAGE)
+  io.stderr:write("klua: " .. msg .. " (see klua test --help)\n")  -- one line, as every command's
   klua.exit(2)
 end
 

@@ -16,7 +16,7 @@ test("produce lines with keys and headers; consume -e prints exactly them and ex
   local t = fresh("pc")
   local _, rc = sh(KLUA .. " produce " .. t .. " -k : -H src=test", "a:1\nb:2\nc:3\n")
   assert_eq(rc, 0)
-  local out, rc2 = sh(KLUA .. " consume " .. t .. " --from beginning -e -f '%k=%v %h'")
+  local out, rc2 = sh(KLUA .. " consume " .. t .. " --from beginning -e -f '%k=%v %h\\n'")
   assert_eq(rc2, 0)
   assert_eq(lines(out), { "a=1 src=test", "b=2 src=test", "c=3 src=test" })
   local json = sh(KLUA .. " consume " .. t .. " --from beginning -e --json -n 1")

@@ -1,10 +1,92 @@
 -- Shared by the CLI one-liners: argument parsing, aligned tables, JSON lines, exits.
 local M = {}
 
--- Parses args against spec = { ["--name"] = "flag" | "value", ["-n"] = "--name" (alias) }.
--- Returns options (keyed by long name without dashes) and positional arguments.
--- A bad option exits 2 with the usage text.
-function M.parse(args, spec, usage)
+-- The command being run (set by M.run): { name =, cluster =, embedded = }.
+M.command = nil
+
+-- The text of an error for a one-line message: a klua error as NAME: message, without the
+-- position of the bundled script that raised it.
+function M.error_text(err)
+  local s
+  if klua.errors.is(err) then
+    s = tostring(err)
+    if err.where then s = s:sub(1, #err.where + 2) == err.where .. ": " and s:sub(#err.where + 3) or s end
+  elseif type(err) == "table" then
+    s = require("klua.pretty").format(err)
+  else
+    s = tostring(err)
+  end
+  return (s:gsub("^[^\n:]*%.lua:%d+: ", ""))
+end
+
+-- Runs a bundled command: `klua NAME args...` runs require(module).main(args...). cluster: the
+-- command talks to a Kafka cluster, so with no broker configured (and no --embedded: embedded)
+-- its first client is refused (M.require_cluster), after its own usage errors and --help. A
+-- user's mistake ends it with one line and no traceback: a bad argument or a bad configuration
+-- property exits 2, a Kafka error 3.
+function M.run(name, module, cluster, embedded, ...)
+  M.command = { name = name, cluster = cluster, embedded = embedded }
+  if cluster and not embedded then M.guard_clients() end
+  local mod = require(module)
+  local tb
+  local ok, err = xpcall(mod.main, function(e)
+    tb = debug.traceback("", 2)
+    return e
+  end, ...)
+  if ok then return end
+  if klua.errors.is(err) then
+    if err.name == klua.errors.KLUA_CANCELLED then error(err, 0) end  -- a signal: the runtime's exit code
+    local text = M.error_text(err)
+    if err.name == klua.errors.KLUA_INVALID_ARGUMENT then
+      local detail = M.argument_detail(err)
+      if detail and detail ~= err.message then text = detail end
+      io.stderr:write("klua: ", name, ": ", (text:gsub("^KLUA_INVALID_ARGUMENT: ", "")), "\n")
+      klua.exit(2)
+    end
+    io.stderr:write("klua: ", name, ": ", text, "\n")
+    klua.exit(err.kafka and 3 or 1)
+  end
+  -- Not a user's mistake: a fault of the command itself, worth its traceback.
+  io.stderr:write("klua: ", name, ": internal error: ", type(err) == "string" and err or M.error_text(err), tb or "", "\n")
+  klua.exit(1)
+end
+
+local function names_brokers(conf)
+  return type(conf) == "table" and (conf.brokers or conf["bootstrap.servers"] or conf["metadata.broker.list"]) ~= nil
+end
+
+-- Ends a command that talks to a cluster when nothing names one: the embedded cluster is for
+-- scripts and the REPL; a one-liner's data would silently go into it and vanish. conf: the
+-- options of the client about to be created (its own brokers count: replay --source-brokers).
+function M.require_cluster(conf)
+  local cmd = M.command
+  if not (cmd and cmd.cluster) or cmd.embedded or names_brokers(conf) then return end
+  local c = klua.config()
+  if c["bootstrap.servers"] or c["metadata.broker.list"] then return end
+  io.stderr:write("klua: ", cmd.name, " talks to a Kafka cluster and none is configured: name one with ",
+                  "-b HOST:PORT, KLUA_BROKERS or a profile (--profile NAME), or use --embedded for the ",
+                  "embedded mock cluster (its data goes when klua exits)\n")
+  klua.exit(2)
+end
+
+-- The client constructors check M.require_cluster first (every command's clients, including
+-- klua.lag's shared admin, klua.replay's and klua.provision's, come from these three).
+function M.guard_clients()
+  for _, ctor in ipairs({ "producer", "consumer", "admin" }) do
+    local create = rawget(klua, ctor)
+    rawset(klua, ctor, function(conf, ...)
+      M.require_cluster(conf)
+      return create(conf, ...)
+    end)
+  end
+end
+
+-- Parses args against spec = { ["--name"] = "flag" | "value" | "list", ["-n"] = "--name" (alias) }.
+-- Returns options (keyed by long name without dashes) and positional arguments ("--" ends the
+-- options). npos, when
+-- given, is the most positional arguments the command takes (a number, or math.huge): more is
+-- a usage error naming the first extra one. A bad option exits 2 with one line.
+function M.parse(args, spec, usage, npos)
   local opts, pos = {}, {}
   local i = 1
   while i <= #args do
@@ -13,7 +95,10 @@ function M.parse(args, spec, usage)
     name = name or a
     if type(spec[name]) == "string" and spec[name]:sub(1, 1) == "-" then name = spec[name] end
     local kind = spec[name]
-    if a == "-h" or a == "--help" then
+    if a == "--" then  -- the rest are positional, even those starting with '-'
+      for k = i + 1, #args do pos[#pos + 1] = args[k] end
+      break
+    elseif a == "-h" or a == "--help" then
       io.stdout:write(usage)
       klua.exit(0)
     elseif kind == "flag" then
@@ -33,17 +118,56 @@ function M.parse(args, spec, usage)
         opts[key] = v
       end
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      M.usage_error(usage, "unknown option " .. a)
+      local names = {}
+      for k in pairs(spec) do
+        if type(k) == "string" then names[#names + 1] = k end
+      end
+      local near = M.nearest(a, names)
+      M.usage_error(usage, "unknown option " .. a .. (near and " (did you mean " .. near .. "?)" or ""))
     else
       pos[#pos + 1] = a
     end
     i = i + 1
   end
+  if npos and #pos > npos then
+    M.usage_error(usage, ("unexpected argument '%s' to %s"):format(pos[npos + 1], M.command_name(usage)))
+  end
   return opts, pos
 end
 
+-- The edit distance of two strings (insertions, deletions, substitutions).
+function M.edit_distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:byte(i) == b:byte(j) and 0 or 1))
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+-- The nearest of candidates to word, when near enough to be a typo of it; else nil.
+function M.nearest(word, candidates)
+  local best, best_d = nil, math.max(2, math.floor(#word / 3)) + 1
+  for _, c in ipairs(candidates) do
+    local d = M.edit_distance(word, c)
+    if d < best_d then best, best_d = c, d end
+  end
+  return best
+end
+
+-- The command a usage text is about ("usage: klua lag GROUP ..." -> "lag").
+function M.command_name(usage)
+  return M.command and M.command.name or (usage or ""):match("usage: klua ([%w_-]+)") or "klua"
+end
+
+-- A usage error: one line naming the mistake and where the help is, exit 2.
 function M.usage_error(usage, msg)
-  io.stderr:write("klua: " .. msg .. "\n\n" .. usage)
+  local name = M.command_name(usage)
+  io.stderr:write("klua: ", msg, " (see klua ", name == "klua" and "" or name .. " ", "--help)\n")
   klua.exit(2)
 end
 
@@ -56,7 +180,7 @@ function M.argument_detail(err)
 end
 
 function M.fail(err)
-  io.stderr:write("klua: " .. tostring(err) .. "\n")
+  io.stderr:write("klua: " .. M.error_text(err) .. "\n")
   klua.exit(type(err) == "table" and err.kafka and 3 or 1)
 end
 

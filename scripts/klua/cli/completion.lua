@@ -9,8 +9,12 @@ usage: klua completion bash
   prints a bash completion script: source <(klua completion bash)
 ]]
 
-M.GLOBAL_OPTIONS = { "-b", "--brokers", "-X", "-F", "-d", "--debug", "-p", "--profile", "-e", "-h", "--help",
-  "--version" }
+M.GLOBAL_OPTIONS = { "-b", "--brokers", "--embedded", "-X", "-F", "-d", "--debug", "-p", "--profile", "-e", "-h",
+  "--help", "--version" }
+-- Global options that also go after a command (with a value: all but --embedded); -p is left out,
+-- since after produce, consume and replay it is their partition.
+M.GLOBAL_AFTER = { "-b", "--brokers", "--embedded", "-X", "-F", "-d", "--debug", "--profile" }
+M.GLOBAL_AFTER_VALUES = { "-b", "--brokers", "-X", "-d", "--debug", "--profile" }
 -- Global options followed by a value, and which values complete as file names.
 M.GLOBAL_VALUES = { "-b", "--brokers", "-X", "-F", "-d", "--debug", "-p", "--profile", "-e" }
 M.GLOBAL_FILES = { "-F" }
@@ -34,11 +38,14 @@ M.COMMANDS = {
   offsets = { options = { "-p", "--partition", "--time", "--json" }, values = { "-p", "--partition", "--time" } },
   metadata = { options = { "--json" } },
   lag = { options = { "--max-lag", "--json" }, values = { "--max-lag" } },
-  produce = { options = { "-k", "--key-separator", "-p", "--partition", "-H", "--header", "--json" },
-              values = { "-k", "--key-separator", "-p", "--partition", "-H", "--header" } },
-  consume = { options = { "--from", "-n", "--count", "-e", "--exit", "-f", "--format", "--json", "-g", "--group",
-                          "-p", "--partition" },
-              values = { "--from", "-n", "--count", "-f", "--format", "-g", "--group", "-p", "--partition" } },
+  produce = { options = { "-k", "-K", "--key-separator", "-p", "--partition", "-H", "--header", "-Z", "--null",
+                          "--keep-empty", "--json" },
+              values = { "-k", "-K", "--key-separator", "-p", "--partition", "-H", "--header" } },
+  consume = { options = { "--from", "-n", "--count", "-e", "--exit", "-f", "--format", "--json", "--json-binary",
+                          "-g", "--group", "-p", "--partition", "--filter", "--grep", "-Z", "--null", "-u",
+                          "--unbuffered" },
+              values = { "--from", "-n", "--count", "-f", "--format", "-g", "--group", "-p", "--partition",
+                         "--json-binary", "--filter", "--grep" } },
   provision = { files = true, options = { "--apply", "--check", "--prune", "--json" } },
   replay = { options = { "--from", "--to", "--since", "-p", "--partition", "--source-brokers", "--target-brokers",
                          "--rate", "--batch", "--group", "--at-least-once", "--keep-partition", "--no-timestamps",
@@ -86,13 +93,23 @@ function M.bash()
   add("    fi")
   add("    return")
   add("  fi")
+  add("  case $prev in")
+  add("    -F) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;")
+  add("    " .. table.concat(M.GLOBAL_AFTER_VALUES, "|") .. ") return ;;")
+  add("  esac")
   add("  case $cmd in")
   for _, name in ipairs(sorted_names()) do
     local c = M.COMMANDS[name]
     local values = c.values and #c.values > 0 and table.concat(c.values, "|") or nil
     add("    " .. name .. ")")
     if values then add("      case $prev in " .. values .. ") return ;; esac") end
-    add("      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '" .. words(c.options) .. " --help' -- \"$cur\"))")
+    local opts = c.options
+    if name ~= "run" then  -- after run FILE, arguments are the script's
+      opts = {}
+      for _, o in ipairs(c.options) do opts[#opts + 1] = o end
+      for _, o in ipairs(M.GLOBAL_AFTER) do opts[#opts + 1] = o end
+    end
+    add("      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '" .. words(opts) .. " --help' -- \"$cur\"))")
     if c.words then
       add("      elif [[ $prev == " .. name .. " ]]; then COMPREPLY=($(compgen -W '" .. words(c.words) .. "' -- \"$cur\"))")
     end

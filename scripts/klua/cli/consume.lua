@@ -3,37 +3,65 @@ local common = require("klua.cli.common")
 local M = {}
 local USAGE = [[
 usage: klua consume TOPIC [--from WHERE] [-n COUNT] [-e] [-p PARTITION] [-f FORMAT | --json] [-g GROUP]
+                          [--filter EXPR] [--grep TEXT] [-Z] [-u]
   --from beginning | end | OFFSET | TIME   where to start (default: end); TIME is epoch ms,
                                           ISO-8601 or relative (-2h, -15m)
-  -n, --count N      stop after N messages
+  -n, --count N      stop after N printed messages
   -e, --exit         stop at the end: when every partition reached the end offset taken at start
                      (the last stable offset under read_committed), whatever the start; messages
                      produced later are not waited for
   -p, --partition P  only this partition (not with -g)
-  -f, --format FMT   output template: %t topic, %p partition, %o offset, %k key, %v value,
-                     %T timestamp, %h headers, %% a percent sign (default: %v)
-  --json             one JSON object per message
+  -f, --format FMT   output template, as kcat's -f (no newline is added: end it with \n):
+                     %s value, %S value size, %R value size as 4 bytes big-endian, %k key,
+                     %K key size (sizes are -1 for null), %T timestamp (-1: none), %h headers
+                     (name=value,... a null value as name=NULL), %t topic, %p partition,
+                     %o offset, %v value, %% a percent sign; escapes \n \t \r \\ \xHH
+                     (default: "%s\n")
+  -Z, --null         print NULL for a null key or value in -f (kcat also does for empty ones)
+  --json             one JSON object per line: {"headers":[{"name":..,"value":..}],"key":..,
+                     "offset":..,"partition":..,"timestamp":..,"topic":..,"value":..}; a key,
+                     value or header that is not UTF-8 comes as base64 in "key_b64",
+                     "value_b64", "name_b64" instead
+  --json-binary auto|base64   base64: every key, value and header value in its _b64 field
+  --filter EXPR      print only messages for which the Lua expression is true; it sees key,
+                     value, headers (name -> value, and a list of {name, value}), json (the
+                     value decoded, nil when not JSON), topic, partition, offset, timestamp,
+                     and string and math functions
+  --grep TEXT        print only messages whose key or value contains TEXT (plain text; Lua
+                     patterns through --filter 'value:find("...")')
+  -u, --unbuffered   write every message out at once (default: per line on a terminal; to a
+                     pipe or file when 64 KiB are buffered, after 100 ms idle, at exit)
   -g, --group GROUP  consume as a member of GROUP (subscribe; offsets are committed) instead of
                      reading partitions directly; --from beginning|end apply where the group has
                      no committed offset, an OFFSET or TIME starts every partition there
 ]]
 
-local function format_message(fmt, m)
-  return (fmt:gsub("%%(.)", function(c)
-    if c == "t" then return m.topic
-    elseif c == "p" then return tostring(m.partition)
-    elseif c == "o" then return string.format("%d", m.offset)
-    elseif c == "k" then return m.key or ""
-    elseif c == "v" then return m.value or ""
-    elseif c == "T" then return m.timestamp and string.format("%d", m.timestamp) or ""
-    elseif c == "h" then
-      local parts = {}
-      for _, h in ipairs(m.headers) do parts[#parts + 1] = h[1] .. "=" .. (h[2] or "") end
-      return table.concat(parts, ",")
-    elseif c == "%" then return "%"
-    end
-    return "%" .. c
-  end))
+-- The printer of the loop below (scripts/klua/cli/format.lua): emit(msg), and keep(msg) or nil.
+-- Bad -f, --filter or --json-binary exit 2 before anything connects.
+local function output(opts)
+  local format = require("klua.cli.format")
+  if opts.json and opts.format then common.usage_error(USAGE, "-f and --json are exclusive") end
+  local binary = opts.json_binary or "auto"
+  if binary ~= "auto" and binary ~= "base64" then
+    common.usage_error(USAGE, "--json-binary must be auto or base64, got " .. binary)
+  end
+  local emit, err
+  if opts.json then
+    emit = format.json(binary)
+  else
+    emit, err = format.template(opts.format or "%s\\n", opts.null and "NULL" or nil)
+    if not emit then common.usage_error(USAGE, "-f " .. opts.format .. ": " .. err) end
+  end
+  local keep
+  if opts.filter then
+    keep, err = format.filter(opts.filter)
+    if not keep then common.usage_error(USAGE, "--filter " .. opts.filter .. ": " .. err) end
+  end
+  if opts.grep then
+    local grep, filter = format.grep(opts.grep), keep
+    keep = filter and function(m) return grep(m) and filter(m) end or grep
+  end
+  return emit, keep
 end
 
 -- The consumer, assigned or subscribed where --from says (everything before the output loop).
@@ -113,33 +141,48 @@ function M.main(...)
   local opts, pos = common.parse({ ... }, {
     ["--from"] = "value", ["--count"] = "value", ["-n"] = "--count", ["--exit"] = "flag", ["-e"] = "--exit",
     ["--format"] = "value", ["-f"] = "--format", ["--json"] = "flag", ["--group"] = "value", ["-g"] = "--group",
-    ["--partition"] = "value", ["-p"] = "--partition" }, USAGE)
+    ["--partition"] = "value", ["-p"] = "--partition",
+    ["--json-binary"] = "value", ["--filter"] = "value", ["--grep"] = "value", ["--null"] = "flag", ["-Z"] = "--null",
+    ["--unbuffered"] = "flag", ["-u"] = "--unbuffered" }, USAGE)
   local topic = pos[1]
   if not topic or #pos > 1 then common.usage_error(USAGE, "consume needs exactly one TOPIC") end
   local count = opts.count and common.number(USAGE, "--count", opts.count)
-  local fmt = opts.format or "%v"
+  local emit, keep = output(opts)
   local c = open_consumer(topic, opts)
 
-  local n = 0
+  local out = klua._stdout
+  local each = opts.unbuffered or out.isatty()  -- a terminal sees each message at once
+  out.start()  -- else: flushed when full, after 100 ms idle, on SIGINT/SIGTERM and at exit
+  local n, at = 0, nil
   local ok, err = pcall(function()
     for msg in c:messages{ until_end = opts.exit or nil } do
-      if opts.json then
-        local headers = {}
-        for i, h in ipairs(msg.headers) do headers[i] = { h[1], h[2] == nil and klua.json.null or h[2] } end
-        common.json_line{ topic = msg.topic, partition = msg.partition, offset = msg.offset,
-                          key = msg.key == nil and klua.json.null or msg.key,
-                          value = msg.value == nil and klua.json.null or msg.value,
-                          timestamp = msg.timestamp, headers = klua.json.array(headers) }
-      else
-        io.stdout:write(format_message(fmt, msg), "\n")
+      at = msg
+      if keep == nil or keep(msg) then
+        emit(msg)
+        if each then out.flush() end
+        if out.failed() then break end
+        n = n + 1
       end
       if opts.group then c:store(msg) end
-      n = n + 1
       if count and n >= count then break end
     end
   end)
+  out.flush()  -- before the close, which may take a while: what was consumed is out
   c:close()
-  if not ok then common.fail(err) end
+  local werr, errno = out.error()
+  if werr and errno ~= 32 then  -- EPIPE: the reader is gone (`| head`), a normal end
+    io.stderr:write("klua: standard output: " .. werr .. "\n")
+    klua.exit(1)
+  end
+  if not ok then
+    if type(err) == "string" and err:find("^%-%-filter:") then
+      io.stderr:write(string.format("klua: --filter %s: %s (at %s/%d@%d)\n", opts.filter,
+        err:gsub("^%-%-filter:%d+: ", ""), at.topic, at.partition, at.offset))
+      klua.exit(1)
+    end
+    if klua.errors.is(err) and err.name == klua.errors.KLUA_CANCELLED then return end  -- 130/143
+    common.fail(err)
+  end
 end
 
 return M
