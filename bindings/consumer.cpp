@@ -31,6 +31,16 @@ void Consumer::drain() {
         handle_commit(ev);
         rd_kafka_event_destroy(ev);
         break;
+      case RD_KAFKA_EVENT_ERROR:
+        if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+          missing_topic = kafka_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, rd_kafka_event_error_string(ev));
+          missing_topic->group = group_;
+          missing_topic->op = "subscribe";
+          news_ = true;
+        }
+        handle_common_event(ev);
+        rd_kafka_event_destroy(ev);
+        break;
       default:
         handle_common_event(ev);
         rd_kafka_event_destroy(ev);
@@ -39,6 +49,7 @@ void Consumer::drain() {
     if (!rk_) return;
     if (state_ == Closing && rd_kafka_consumer_closed(rk_)) break;
   }
+  if (news_ && state_ == Open) wake_until_end();
   if (state_ == Closing && rk_ && rd_kafka_consumer_closed(rk_) && !rebalance_running_) finish_close();
 }
 
@@ -94,7 +105,10 @@ void Consumer::check_topics_exist(const std::vector<std::string>& topics) {
           e.topic = t;
           e.group = group_;
           e.op = "subscribe";
+          missing_topic = e;
           report_error(e);
+          news_ = true;
+          wake_until_end();
         }
       });
 }
@@ -193,6 +207,10 @@ int l_new(lua_State* L) {
                              {"fetch.queue.backoff.ms", "10"}},
       {"group", "topics", "poll_timeout_ms", "on_assign", "on_revoke", "on_lost", "hook_timeout_ms"});
   bool kip848 = refuse_classic_only(L, o);
+  // messages{until_end=true} needs librdkafka's end-of-partition reports (a partition assigned at
+  // its end has no position until a message arrives); klua records them and never hands them to
+  // the script, so the setting has no other visible effect and a script's "false" is overridden.
+  rd_kafka_conf_set(o.conf, "enable.partition.eof", "true", nullptr, 0);
   bool store_on_hand_out = false;
   {
     char value[16];
@@ -344,8 +362,11 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   lua_newtable(L);
   s.push_waiting(L, l_end_offsets);
   lua_setfield(L, -2, "end_offsets");
+  s.push_waiting(L, l_poll_until_end);
+  lua_setfield(L, -2, "poll_until_end");
   static const luaL_Reg private_fns[] = {
-      {"held", l_held}, {"queued", l_queued}, {"route", l_route}, {"waiters", l_waiters}, {nullptr, nullptr}};
+      {"held", l_held},         {"queued", l_queued},     {"route", l_route},
+      {"waiters", l_waiters},   {"progress", l_progress}, {nullptr, nullptr}};
   for (const luaL_Reg* r = private_fns; r->name; ++r) {
     lua_pushcfunction(L, r->func);
     lua_setfield(L, -2, r->name);

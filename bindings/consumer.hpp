@@ -224,9 +224,55 @@ class Consumer : public KafkaHandle {
 
   // Waiting polls in arrival order; a wait that ends otherwise (timeout, cancellation) removes
   // its own entry (Scheduler::on_wait_end), so nothing stale piles up while no message comes.
-  std::list<WaitToken> poll_waiters;
-  std::map<TopicPartition, int64_t> end_offsets;  // for messages{until_end=true}
-  bool ends_known = false;
+  // An `until_end` wait (messages{until_end=true}) also ends, with nothing, when the end may have
+  // come without a message: an end of partition, a change of the assignment or a seek.
+  struct PollWait {
+    WaitToken tok;
+    bool until_end;
+  };
+  std::list<PollWait> poll_waiters;
+
+  // messages{until_end=true} (bindings/lua/consumer_messages.lua) asks where each assigned
+  // partition stands, from klua's own record instead of librdkafka's positions: a partition
+  // assigned at "end", at a time or at an offset past the end has no position in librdkafka
+  // until a message arrives, and control records (transactions) move no position the script
+  // sees. Per partition of the assignment (as klua set it: c:assign, rebalances): the offset it
+  // was assigned or sought to (when numeric), the next offset the script gets (from the last
+  // message handed out), and the offset of the last end of partition librdkafka reported
+  // (enable.partition.eof, which klua always sets and never hands to the script: librdkafka
+  // reports it when a fetch starts at the end, the last stable offset under read_committed).
+  // A generation counts changes (assignment, seek) so that the iterator re-reads them.
+  std::map<TopicPartition, int64_t> assigned_start;  // -1: not numeric (end, stored, a time...)
+  // The start offsets on_assign returned, for the assign that follows it.
+  std::map<TopicPartition, int64_t> assign_offsets;
+  uint64_t progress_gen = 0;
+  // The assignment changed (assign, a rebalance's assign or unassign) or a partition was sought:
+  // forgets what was seen of those partitions (all when null) and wakes until_end waits.
+  void progress_changed(const rd_kafka_topic_partition_list_t* list);
+  // Pushes an array of {topic=, partition=, next=, eof=, held=} for assigned_start's partitions
+  // (next: the next offset the script gets, nil when unknown; eof: the offset of the last end of
+  // partition; held: the lowest offset klua took from librdkafka and has not handed out), and
+  // missing_topic (or nil) when nothing is assigned. Returns the number of values pushed.
+  int push_progress(lua_State* L);
+  // A subscribed topic reported missing (the classic protocol's "Subscribed topic not
+  // available", klua's metadata check under KIP-848) since the last subscribe or assignment:
+  // messages{until_end=true} raises it while nothing is assigned (it would wait forever).
+  std::optional<ErrorSpec> missing_topic;
+  // Ends every until_end wait with nothing (the iterator looks again); with none waiting, the
+  // news stays for the next until_end poll.
+  void wake_until_end();
+  bool has_until_end_waiter() const {
+    for (const auto& w : poll_waiters)
+      if (w.until_end) return true;
+    return false;
+  }
+  // Whether an end of partition, an assignment or a seek came since the last call (or since
+  // wake_until_end woke a wait).
+  bool progress_seen() {
+    bool seen = news_;
+    news_ = false;
+    return seen;
+  }
 
  private:
   struct PendingRebalance {
@@ -248,11 +294,16 @@ class Consumer : public KafkaHandle {
   // librdkafka's position past messages the script never saw).
   bool take_next(Fetched* out);
   bool events_pending() const { return queue_ && rd_kafka_queue_length(queue_) > 0; }
-  // End of partition is not an error (messages{until_end=} uses offsets); a partition being
-  // revoked hands nothing more to the script once on_revoke was called.
-  bool stale(const rd_kafka_message_t* m) const {
-    return m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
-           (!m->err && m->rkt && !revoking_.empty() && revoking_.count(tp_of(m)));
+  // End of partition is not an error: it is recorded for messages{until_end=} (see
+  // assigned_start) and never handed out. A partition being revoked hands nothing more to the
+  // script once on_revoke was called.
+  bool stale(const rd_kafka_message_t* m) {
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (m->rkt) part(m).eof = m->offset;  // librdkafka gives the fetch offset, the end
+      news_ = true;
+      return true;
+    }
+    return !m->err && m->rkt && !revoking_.empty() && revoking_.count(tp_of(m));
   }
   // A FETCH event as a message for the script, or false (destroyed) when it is none.
   bool accept(rd_kafka_event_t* ev, Fetched* out);
@@ -316,7 +367,10 @@ class Consumer : public KafkaHandle {
   struct PartState {
     std::string topic;           // kept: the topic handle is only a key here
     int topic_id = 0;            // index into the Lua topic names table (0: not yet there)
+    int64_t next = -1;           // after the last message handed out (-1: none since assigned/sought)
+    int64_t eof = -1;            // the last end of partition reported (-1: none since then)
   };
+  bool news_ = false;  // an end of partition, assignment or seek came: until_end waits look again
   // Entries are never erased (a partition's state is reset instead): pointers to them stay
   // valid, and the last one used is cached (messages come in runs of one partition).
   std::unordered_map<PartKey, PartState, PartKeyHash> parts_;
@@ -419,6 +473,8 @@ int l_committed(lua_State* L);
 int l_watermarks(lua_State* L);
 int l_offsets_for_times(lua_State* L);
 int l_end_offsets(lua_State* L);
+int l_progress(lua_State* L);
+int l_poll_until_end(lua_State* L);
 
 }  // namespace consumer_impl
 }  // namespace klua

@@ -18,7 +18,8 @@ void Consumer::begin_close() {
   Scheduler& s = rt_.scheduler();
   auto waiters = std::move(poll_waiters);
   poll_waiters.clear();
-  for (WaitToken t : waiters) {
+  for (const auto& w : waiters) {
+    WaitToken t = w.tok;
     if (lua_State* co = s.wake_begin(t)) {
       lua_pushnil(co);
       s.wake_end(t, 1);
@@ -36,6 +37,10 @@ void Consumer::begin_close() {
   close_timer_ = new uv_timer_t;
   uv_timer_init(rt_.loop(), close_timer_);
   close_timer_->data = this;
+  // The loop's cached time is as old as the last loop turn: a script that took buffered messages
+  // for seconds without waiting left it seconds behind, and the 10 s bound expired at once
+  // (the handle was destroyed before the close finished).
+  uv_update_time(rt_.loop());
   uv_timer_start(close_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Consumer*>(h->data);
     if (self->state_ != Closing) return;

@@ -181,6 +181,9 @@ int l_seek(lua_State* L) {
   r->list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(r->list, topic.c_str(), partition)->offset = offset;
   c->drop_held(r->list);
+  auto started = c->assigned_start.find({topic, partition});
+  if (started != c->assigned_start.end()) started->second = offset >= 0 ? offset : -1;
+  c->progress_changed(r->list);
   rd_kafka_t* rk = c->rk();
   return c->run_blocking(
       L, "c:seek", timeout, [=](int t) { r->error = rd_kafka_seek_partitions(rk, r->list, t); },
@@ -277,11 +280,14 @@ int l_offsets_for_times(lua_State* L) {
       [=](lua_State* co) { return return_partitions_or_error(co, c, *err, list, "offsets_for_times", true); });
 }
 
-// c:_end_offsets() -> partitions with `low` and `end` (the latest offset under the consumer's
-// isolation level): for messages{until_end=true}.
+// end_offsets(c, [partitions]) -> partitions (default: the assignment) with `low` and `end` (the
+// latest offset under the consumer's isolation level: the last stable offset under
+// read_committed), or nil, err: for messages{until_end=true}. A partition's own error (its
+// leader unknown, the topic gone) is the error: its offsets are no answer.
 int l_end_offsets(lua_State* L) {
-  Consumer* c = check_consumer(L, 1, "end_offsets");
-  rd_kafka_topic_partition_list_t* assigned = partitions_or_assignment(L, c, 2, "until_end");
+  Consumer* c = check_consumer(L, 1, "c:messages");
+  check_can_wait(L, "c:messages");
+  rd_kafka_topic_partition_list_t* assigned = partitions_or_assignment(L, c, 2, "c:messages");
   auto* low = rd_kafka_topic_partition_list_copy(assigned);
   auto* end = assigned;
   for (int i = 0; i < low->cnt; ++i) {
@@ -298,6 +304,17 @@ int l_end_offsets(lua_State* L) {
         if (!*err) *err = rd_kafka_offsets_for_times(rk, end, t);
       },
       [=](lua_State* co) {
+        for (auto* list : {low, end}) {
+          for (int i = 0; !*err && i < list->cnt; ++i) {
+            if (!list->elems[i].err) continue;
+            ErrorSpec e = consumer_error(c, list->elems[i].err, "messages (end offsets)");
+            e.topic = list->elems[i].topic;
+            e.partition = list->elems[i].partition;
+            rd_kafka_topic_partition_list_destroy(low);
+            rd_kafka_topic_partition_list_destroy(end);
+            return nil_error(co, e);
+          }
+        }
         if (*err) {
           rd_kafka_topic_partition_list_destroy(low);
           return return_partitions_or_error(co, c, *err, end, "messages");

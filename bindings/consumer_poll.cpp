@@ -99,6 +99,7 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
     n = 2;
   } else {
     name_topic(f.m);  // so that the next message of this topic takes the fast path
+    if (f.m->rkt) part(f.m).next = f.m->offset + 1;
     push_message(L, f.m);
     store_handed_out(f.m);
   }
@@ -159,7 +160,10 @@ bool Consumer::next_message(Fetched* out) {
     drain();
     if (!rk_ || state_ != Open) return false;
   }
-  if (!take_next(out)) return false;
+  bool got = take_next(out);
+  // An end of partition taken here ends the until_end waits of other tasks (see wake_until_end).
+  if (news_ && msg_watcher_ && has_until_end_waiter()) msg_watcher_->schedule();
+  if (!got) return false;
   if (++pops_ % DRAIN_EVERY == 0) drain_due_ = true;
   return true;
 }
@@ -192,6 +196,82 @@ void Consumer::drain_messages() {
     deliver(f, true);
     if (!rk_ || state_ != Open) return;
   }
+  if (news_) wake_until_end();
+}
+
+void Consumer::wake_until_end() {
+  Scheduler& s = rt_.scheduler();
+  for (auto it = poll_waiters.begin(); it != poll_waiters.end();) {
+    if (!it->until_end) {
+      ++it;
+      continue;
+    }
+    WaitToken t = it->tok;
+    it = poll_waiters.erase(it);
+    if (s.wake_begin(t)) {
+      s.wake_end(t, 0);
+      news_ = false;
+    }
+  }
+}
+
+void Consumer::progress_changed(const rd_kafka_topic_partition_list_t* list) {
+  if (!assigned_start.empty()) missing_topic.reset();
+  ++progress_gen;
+  for (auto& [key, st] : parts_) {
+    if (list) {
+      bool listed = false;
+      for (int i = 0; i < list->cnt && !listed; ++i)
+        listed = list->elems[i].partition == key.partition && st.topic == list->elems[i].topic;
+      if (!listed) continue;
+    }
+    st.next = st.eof = -1;
+  }
+  news_ = true;
+  wake_until_end();
+}
+
+int Consumer::push_progress(lua_State* L) {
+  std::map<TopicPartition, const PartState*> seen;
+  for (const auto& [key, st] : parts_)
+    if (assigned_start.count({st.topic, key.partition})) seen[{st.topic, key.partition}] = &st;
+  std::map<TopicPartition, int64_t> lowest_held;
+  for (const auto* q : {&held_, &deferred_})
+    for (const auto& f : *q) {
+      if (f.m->err || !f.m->rkt) continue;
+      auto [it, fresh] = lowest_held.try_emplace(tp_of(f.m), f.m->offset);
+      if (!fresh && f.m->offset < it->second) it->second = f.m->offset;
+    }
+  lua_createtable(L, static_cast<int>(assigned_start.size()), 0);
+  int i = 0;
+  for (const auto& [tp, start] : assigned_start) {
+    lua_createtable(L, 0, 5);
+    lua_pushlstring(L, tp.first.data(), tp.first.size());
+    lua_setfield(L, -2, "topic");
+    lua_pushinteger(L, tp.second);
+    lua_setfield(L, -2, "partition");
+    auto st = seen.find(tp);
+    int64_t next = st != seen.end() && st->second->next >= 0 ? st->second->next : start;
+    if (next >= 0) {
+      lua_pushnumber(L, static_cast<double>(next));
+      lua_setfield(L, -2, "next");
+    }
+    if (st != seen.end() && st->second->eof >= 0) {
+      lua_pushnumber(L, static_cast<double>(st->second->eof));
+      lua_setfield(L, -2, "eof");
+    }
+    auto h = lowest_held.find(tp);
+    if (h != lowest_held.end()) {
+      lua_pushnumber(L, static_cast<double>(h->second));
+      lua_setfield(L, -2, "held");
+    }
+    lua_rawseti(L, -2, ++i);
+  }
+  if (assigned_start.empty() && missing_topic) {
+    push_error(L, *missing_topic);
+    return 2;
+  }
+  return 1;
 }
 
 size_t Consumer::held_for(const TopicPartition& tp) const {
@@ -210,7 +290,7 @@ void Consumer::deliver(const Fetched& f, bool oldest) {
   }
   Scheduler& s = rt_.scheduler();
   while (!poll_waiters.empty()) {
-    WaitToken t = poll_waiters.front();
+    WaitToken t = poll_waiters.front().tok;
     poll_waiters.pop_front();
     if (lua_State* co = s.wake_begin(t)) {
       s.wake_end(t, push_fetched(co, f, group_));
@@ -257,6 +337,7 @@ int Consumer::take_fast(MsgView* v) {
   v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
   v->timestamp = static_cast<double>(ts);
   current_ = f;
+  part(m).next = m->offset + 1;
   store_handed_out(m);
   return 0;
 }
@@ -291,19 +372,38 @@ void release_fast_entry(void* box) {
 // without a warning) -> message | nil (timeout) | nil, err. The arguments are checked here, on the
 // full path: the FFI fast path (bindings/lua/consumer_fast.lua) sends everything but nil and
 // numbers here.
-int l_poll(lua_State* L) {
-  Consumer* c = check_consumer(L, 1, "c:poll");
-  double timeout = lua_type(L, 2) == LUA_TNUMBER ? lua_tonumber(L, 2)
-                                                 : check_timeout_opts(L, 2, "c:poll", c->default_poll_timeout());
+static int poll(lua_State* L, Consumer* c, double timeout, bool until_end) {
   Scheduler& s = Runtime::from(L).scheduler();
   s.check_cancelled(L);
   Consumer::Fetched f;
   if (c->next_message(&f)) return c->push_fetched(L, f, c->group());
   if (timeout == 0) return 0;
+  if (until_end && c->progress_seen()) return 0;  // an end of partition came: look again first
   WaitToken t = s.prepare_wait(L, "c:poll", timeout, OnTimeout::ResumeEmpty);
-  auto it = c->poll_waiters.insert(c->poll_waiters.end(), t);
+  auto it = c->poll_waiters.insert(c->poll_waiters.end(), Consumer::PollWait{t, until_end});
   s.on_wait_end(t, [c, it] { c->poll_waiters.erase(it); });
   return lua_yield(L, 0);
+}
+
+int l_poll(lua_State* L) {
+  Consumer* c = check_consumer(L, 1, "c:poll");
+  double timeout = lua_type(L, 2) == LUA_TNUMBER ? lua_tonumber(L, 2)
+                                                 : check_timeout_opts(L, 2, "c:poll", c->default_poll_timeout());
+  return poll(L, c, timeout, false);
+}
+
+// poll_until_end(c, timeout_ms) -> message | nil | nil, err: c:poll for messages{until_end=true},
+// which also returns nothing as soon as an end of partition, a new assignment or a seek may have
+// brought the end without a message.
+int l_poll_until_end(lua_State* L) {
+  Consumer* c = check_consumer(L, 1, "c:messages");
+  check_arg_type(L, 2, LUA_TNUMBER, "c:messages");
+  return poll(L, c, lua_tonumber(L, 2), true);
+}
+
+// progress(c) -> {{topic=, partition=, next=, eof=, held=}, ...} (Consumer::push_progress)
+int l_progress(lua_State* L) {
+  return check_consumer(L, 1, "c:messages")->push_progress(L);
 }
 
 // The private primitives below are not on the consumer's metatable: tests reach them as

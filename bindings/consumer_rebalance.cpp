@@ -38,9 +38,45 @@ void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
   if (!rebalance_running_) start_rebalance();
 }
 
+// done([partitions]): the hook ended; what on_assign returned sets the offsets the assigned
+// partitions start at (numbers, "beginning" or "end"; partitions left out, or with no offset,
+// start at the group's committed offset or auto.offset.reset, as without it).
 int hook_done(lua_State* L) {
   auto* link = static_cast<ConsumerLink*>(lua_touserdata(L, lua_upvalueindex(1)));
-  if (link->c) link->c->finish_rebalance();
+  Consumer* c = link->c;
+  if (!c) return 0;
+  std::string bad;
+  if (lua_istable(L, 1)) {
+    int n = static_cast<int>(lua_objlen(L, 1));
+    for (int i = 1; i <= n && bad.empty(); ++i) {
+      lua_rawgeti(L, 1, i);
+      if (!lua_istable(L, -1)) {
+        bad = fmt::format("item {} is a {}, not a partition", i, luaL_typename(L, -1));
+      } else {
+        lua_getfield(L, -1, "topic");
+        lua_getfield(L, -2, "partition");
+        lua_getfield(L, -3, "offset");
+        int64_t offset = RD_KAFKA_OFFSET_INVALID;
+        if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0)
+          offset = static_cast<int64_t>(lua_tonumber(L, -1));
+        else if (lua_type(L, -1) == LUA_TSTRING && std::strcmp(lua_tostring(L, -1), "beginning") == 0)
+          offset = RD_KAFKA_OFFSET_BEGINNING;
+        else if (lua_type(L, -1) == LUA_TSTRING && std::strcmp(lua_tostring(L, -1), "end") == 0)
+          offset = RD_KAFKA_OFFSET_END;
+        else if (!lua_isnil(L, -1))
+          bad = fmt::format("item {}: offset must be a number >= 0, \"beginning\" or \"end\"", i);
+        if (lua_type(L, -3) != LUA_TSTRING || lua_type(L, -2) != LUA_TNUMBER)
+          bad = fmt::format("item {}: topic (a string) and partition (a number) expected", i);
+        if (bad.empty() && offset != RD_KAFKA_OFFSET_INVALID)
+          c->assign_offsets[{lua_tostring(L, -3), static_cast<int32_t>(lua_tonumber(L, -2))}] = offset;
+        lua_pop(L, 3);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  if (!bad.empty()) c->assign_offsets.clear();
+  c->finish_rebalance();
+  if (!bad.empty()) return luaL_error(L, "on_assign returned a bad partition list (%s): starting as without it", bad.c_str());
   return 0;
 }
 
@@ -62,7 +98,9 @@ void Consumer::start_rebalance() {
   lua_rawgeti(L, LUA_REGISTRYINDEX, link_ref_);
   lua_pushcclosure(L, hook_done, 1);
   rebalance_task_ = rt_.scheduler().spawn(L, 3);
-  // A hook that never ends would stall the whole group: bound it.
+  // A hook that never ends would stall the whole group: bound it (from now, not from the loop's
+  // cached time, which a long run of buffered messages leaves behind).
+  uv_update_time(rt_.loop());
   uv_timer_start(hook_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Consumer*>(h->data);
     if (!self->rebalance_running_) return;
@@ -74,7 +112,10 @@ void Consumer::start_rebalance() {
 }
 
 void Consumer::finish_rebalance() {
-  if (!rebalance_running_ || pending_.empty()) return;
+  if (!rebalance_running_ || pending_.empty()) {
+    assign_offsets.clear();  // from a hook that ended too late
+    return;
+  }
   uv_timer_stop(hook_timer_);
   PendingRebalance p = pending_.front();
   pending_.pop_front();
@@ -88,7 +129,15 @@ void Consumer::finish_rebalance() {
       cooperative = protocol && std::strcmp(protocol, "COOPERATIVE") == 0;
     }
     if (p.kind == Rebalance::Assign) {
-      for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+      if (!cooperative) assigned_start.clear();
+      for (int i = 0; i < p.parts->cnt; ++i) {
+        rd_kafka_topic_partition_t& e = p.parts->elems[i];
+        revoking_.erase({e.topic, e.partition});
+        // Where on_assign said, else at the group's committed offset or auto.offset.reset.
+        auto set = assign_offsets.find({e.topic, e.partition});
+        if (set != assign_offsets.end()) e.offset = set->second;
+        assigned_start[{e.topic, e.partition}] = e.offset >= 0 ? e.offset : -1;
+      }
       if (cooperative) {
         if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk_, p.parts)) rd_kafka_error_destroy(e);
       } else {
@@ -104,11 +153,16 @@ void Consumer::finish_rebalance() {
       } else {
         rd_kafka_assign(rk_, nullptr);
       }
-      for (int i = 0; i < p.parts->cnt; ++i) revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+      for (int i = 0; i < p.parts->cnt; ++i) {
+        revoking_.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+        assigned_start.erase({p.parts->elems[i].topic, p.parts->elems[i].partition});
+      }
+      if (!cooperative) assigned_start.clear();
     }
+    progress_changed(p.parts);
   }
   rd_kafka_topic_partition_list_destroy(p.parts);
-  ends_known = false;  // the assignment changed
+  assign_offsets.clear();
   if (!pending_.empty()) {
     start_rebalance();
   } else if (state_ == Closing) {
@@ -154,6 +208,7 @@ int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics)
   for (const auto& t : topics) rd_kafka_topic_partition_list_add(list, t.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk(), list);
   rd_kafka_topic_partition_list_destroy(list);
+  c->missing_topic.reset();
   if (err) return nil_error(L, consumer_error(c, err, "subscribe"));
   if (c->kip848) c->check_topics_exist(topics);
   lua_pushboolean(L, 1);
@@ -183,9 +238,15 @@ int l_assign(lua_State* L) {
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
   c->drop_held(nullptr);
   rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
-  if (!err) c->forward_partitions(list);
+  if (!err) {
+    c->forward_partitions(list);
+    c->assigned_start.clear();
+    for (int i = 0; list && i < list->cnt; ++i)
+      c->assigned_start[{list->elems[i].topic, list->elems[i].partition}] =
+          list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
+    c->progress_changed(nullptr);
+  }
   if (list) rd_kafka_topic_partition_list_destroy(list);
-  c->ends_known = false;
   if (err) return nil_error(L, consumer_error(c, err, "assign"));
   lua_pushboolean(L, 1);
   return 1;

@@ -1,5 +1,6 @@
--- A rebalance hook's task (bindings/consumer_rebalance.cpp): whatever happens, the rebalance is answered.
+-- A rebalance hook's task (bindings/consumer_rebalance.cpp): whatever happens, the rebalance is
+-- answered. What on_assign returns (the partitions with the offsets to start at) goes to done().
 local hook, parts, done = ...
-local ok, err = pcall(hook, parts)
-done()
-if not ok then error(err, 0) end
+local ok, res = pcall(hook, parts)
+done(ok and res or nil)
+if not ok then error(res, 0) end

@@ -62,6 +62,103 @@ test("messages{until_end=true} stops exactly at the end, and at once on empty pa
   c:close()
 end, { timeout_ms = 30000 })
 
+-- Each case counts what it reads against arithmetic on what was produced; the bound is the
+-- test's timeout (before the fix each of them waited for a message that never came).
+-- Each case counts what it reads against arithmetic on what was produced; the bound is the
+-- test's timeout (before the fix each of them waited for a message that never came). A consumer
+-- per case: librdkafka 2.15 can lose (or, with debug logs, assert on) a partition assigned again
+-- while its previous assignment is still stopping.
+test("messages{until_end=true} ends where no message will come: assigned at the end, past it, after it was read", function()
+  local t = name("end-nomsg")
+  klua.embedded.create_topic(t, 2)
+  produce_n(t, 6, 0)
+  produce_n(t, 4, 1)
+  local function count(o0, o1)
+    local c = klua.consumer(conf{ group = name("g") })
+    assert(c:assign{ { topic = t, partition = 0, offset = o0 }, { topic = t, partition = 1, offset = o1 } })
+    local n = 0
+    for _ in c:messages{ until_end = true } do n = n + 1 end
+    c:close()
+    return n
+  end
+  assert_eq(count("end", "end"), 0)  -- no position until a message arrives: the end of partition ends it
+  assert_eq(count(6, 1), 3)          -- at the end of one partition, inside the other
+  assert_eq(count(60, 40), 0)        -- past the end (librdkafka resets it to the end)
+  assert_eq(count("beginning", 4), 6)
+
+  -- everything read by c:poll first: the ends of partition were taken by those polls
+  local c = klua.consumer(conf{ group = name("g") })
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" }, { topic = t, partition = 1, offset = "beginning" } })
+  local polled = 0
+  while polled < 10 do
+    if c:poll(5000) then polled = polled + 1 end
+  end
+  klua.sleep(300)  -- the fetch at the end of each partition, and its end of partition, come now
+  assert_eq(c:poll(0), nil)
+  local n = 0
+  for _ in c:messages{ until_end = true } do n = n + 1 end
+  assert_eq(n, 0)
+  c:close()
+
+  -- a seek back during the iteration: the partition is read again up to its end
+  c = klua.consumer(conf{ group = name("g") })
+  assert(c:assign{ { topic = t, partition = 0, offset = 5 } })
+  local seen = {}
+  for m in c:messages{ until_end = true } do
+    seen[#seen + 1] = m.offset
+    if #seen == 1 then assert(c:seek(t, 0, 2)) end
+  end
+  assert_eq(seen, { 5, 2, 3, 4, 5 })
+  c:close()
+end, { timeout_ms = 30000 })
+
+test("a close after seconds without a loop turn still waits for the close (its 10 s bound starts now)", function()
+  -- The loop's cached time stops while a script takes buffered messages without waiting; the
+  -- close's timer started from it expired at once: "did not finish in time", the handle
+  -- destroyed mid-close. A child process (its stderr is the evidence) busy for 10.5 s.
+  local klua_bin = klua.testkit.sh("readlink /proc/$PPID/exe"):gsub("%s+$", "")
+  local script = "local c = klua.consumer{ group = 'g', ['enable.auto.commit'] = false } " ..
+    "assert(c:assign{ { topic = 'busy', partition = 0, offset = 'end' } }) klua.sleep(100) " ..
+    "local t0 = klua.now() while klua.now() - t0 < 10500 do end c:close() print('closed')"
+  local out, status = klua.testkit.sh(klua.testkit.quote(klua_bin) .. " -e " .. klua.testkit.quote(script) .. " 2>&1")
+  assert_eq(status, 0, out)
+  assert_match(out, "closed")
+  assert_nil(out:find("did not finish in time", 1, true), out)
+end, { timeout_ms = 30000 })
+
+test("messages{until_end=true} does not wait for messages produced after it started", function()
+  local t = name("end-live")
+  klua.embedded.create_topic(t, 1)
+  produce_n(t, 3, 0)
+  local c = klua.consumer(conf{ group = name("g") })
+  assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
+  local p = klua.producer()
+  local values = {}
+  for m in c:messages{ until_end = true } do
+    values[#values + 1] = m.value
+    if #values == 1 then assert(p:produce{ topic = t, partition = 0, value = "later" }) end
+  end
+  assert_eq(values, { "m1", "m2", "m3" })
+  p:close()
+  c:close()
+end, { timeout_ms = 30000 })
+
+test("on_assign may return where the assigned partitions start", function()
+  local t = name("end-onassign")
+  klua.embedded.create_topic(t, 2)
+  produce_n(t, 5, 0)
+  produce_n(t, 5, 1)
+  local c = klua.consumer(conf{ group = name("g"), topics = { t }, on_assign = function(parts)
+    local at = {}
+    for i, p in ipairs(parts) do at[i] = { topic = p.topic, partition = p.partition, offset = p.partition == 0 and 3 or "end" } end
+    return at
+  end })
+  local got = {}
+  for m in c:messages{ until_end = true } do got[#got + 1] = m.partition .. ":" .. m.offset end
+  assert_eq(got, { "0:3", "0:4" })
+  c:close()
+end, { timeout_ms = 30000 })
+
 test("assign with explicit offsets, seek, position", function()
   local t = name("assign")
   klua.embedded.create_topic(t, 2)

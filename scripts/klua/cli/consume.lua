@@ -8,8 +8,9 @@ usage: klua consume TOPIC [--from WHERE] [-n COUNT] [-e] [-p PARTITION] [-f FORM
                                           ISO-8601 or relative (-2h, -15m)
   -n, --count N      stop after N printed messages
   -e, --exit         stop at the end: when every partition reached the end offset taken at start
-                     (the last stable offset under read_committed); never hangs on an empty topic
-  -p, --partition P  only this partition
+                     (the last stable offset under read_committed), whatever the start; messages
+                     produced later are not waited for
+  -p, --partition P  only this partition (not with -g)
   -f, --format FMT   output template, as kcat's -f (no newline is added: end it with \n):
                      %s value, %S value size, %R value size as 4 bytes big-endian, %k key,
                      %K key size (sizes are -1 for null), %T timestamp (-1: none), %h headers
@@ -31,7 +32,8 @@ usage: klua consume TOPIC [--from WHERE] [-n COUNT] [-e] [-p PARTITION] [-f FORM
   -u, --unbuffered   write every message out at once (default: per line on a terminal; to a
                      pipe or file when 64 KiB are buffered, after 100 ms idle, at exit)
   -g, --group GROUP  consume as a member of GROUP (subscribe; offsets are committed) instead of
-                     reading partitions directly
+                     reading partitions directly; --from beginning|end apply where the group has
+                     no committed offset, an OFFSET or TIME starts every partition there
 ]]
 
 -- The printer of the loop below (scripts/klua/cli/format.lua): emit(msg), and keep(msg) or nil.
@@ -62,18 +64,14 @@ local function output(opts)
   return emit, keep
 end
 
-function M.main(...)
-  local opts, pos = common.parse({ ... }, {
-    ["--from"] = "value", ["--count"] = "value", ["-n"] = "--count", ["--exit"] = "flag", ["-e"] = "--exit",
-    ["--format"] = "value", ["-f"] = "--format", ["--json"] = "flag", ["--group"] = "value", ["-g"] = "--group",
-    ["--partition"] = "value", ["-p"] = "--partition",
-    ["--json-binary"] = "value", ["--filter"] = "value", ["--grep"] = "value", ["--null"] = "flag", ["-Z"] = "--null",
-    ["--unbuffered"] = "flag", ["-u"] = "--unbuffered" }, USAGE)
-  local topic = pos[1]
-  if not topic or #pos > 1 then common.usage_error(USAGE, "consume needs exactly one TOPIC") end
-  local count = opts.count and common.number(USAGE, "--count", opts.count)
+-- The consumer, assigned or subscribed where --from says (everything before the output loop).
+-- The topic is looked up first: a subscription to a topic that does not exist would wait for an
+-- assignment forever (under group.protocol=consumer the broker reports nothing at all).
+local function open_consumer(topic, opts)
   local only = opts.partition and common.number(USAGE, "--partition", opts.partition)
-  local emit, keep = output(opts)
+  if only and opts.group then
+    common.usage_error(USAGE, "-p and -g: a group member reads the partitions its group assigns it")
+  end
   local from = opts.from or "end"
   local start
   if from == "beginning" or from == "end" then
@@ -85,33 +83,72 @@ function M.main(...)
     if not ms then common.usage_error(USAGE, "--from " .. from .. ": " .. err) end
     start = { timestamp = ms }
   end
+  local desc, err = klua.admin():describe_topics({ topic }, { configs = false })
+  if not desc then common.fail(err) end
+  if desc[1].error then common.fail(desc[1].error) end
+  -- With -e, a partition starting at its end ends when the broker answers a fetch there, which
+  -- it holds fetch.wait.max.ms (500 ms) for data; the end offsets, asked on that connection,
+  -- wait behind it too. A consumer about to exit asks every 100 ms (unless -X or a profile sets it).
+  local function tuned(conf)
+    if opts.exit and klua.config()["fetch.wait.max.ms"] == nil then conf["fetch.wait.max.ms"] = 100 end
+    return conf
+  end
 
   local c
   if opts.group then
-    c = klua.consumer{ group = opts.group, topics = { topic },
-                       ["auto.offset.reset"] = from == "beginning" and "earliest" or "latest" }
-  else
-    c = klua.consumer{ group = "klua-consume-" .. klua.uuid():sub(1, 8), ["enable.auto.commit"] = false }
-    local admin = klua.admin()
-    local desc, err = admin:describe_topics({ topic }, { configs = false })
-    if not desc then common.fail(err) end
-    if desc[1].error then common.fail(desc[1].error) end
-    local parts = {}
-    for _, p in ipairs(desc[1].partitions) do
-      if not only or p.partition == only then parts[#parts + 1] = { topic = topic, partition = p.partition } end
+    -- beginning / end apply where the group has no committed offset (auto.offset.reset); an
+    -- OFFSET or a TIME starts every assigned partition there, as kcat -G -o does.
+    local on_assign
+    if type(start) ~= "string" then
+      on_assign = function(parts)
+        local at = {}
+        for i, p in ipairs(parts) do at[i] = { topic = p.topic, partition = p.partition } end
+        if type(start) == "number" then
+          for _, p in ipairs(at) do p.offset = start end
+          return at
+        end
+        for _, p in ipairs(at) do p.offset = start.timestamp end
+        local found, ferr = c:offsets_for_times(at)
+        if not found then error(ferr, 0) end
+        for i, p in ipairs(found) do at[i].offset = p.offset or "end" end  -- none at or after it
+        return at
+      end
     end
-    if #parts == 0 then common.fail(klua.errors.new{ name = "UNKNOWN_PARTITION", message = "no partition " ..
-      tostring(only) .. " in topic " .. topic }) end
-    if type(start) == "table" then
-      for _, p in ipairs(parts) do p.offset = start.timestamp end
-      local found, ferr = c:offsets_for_times(parts)
-      if not found then common.fail(ferr) end
-      for i, p in ipairs(found) do parts[i].offset = p.offset or "end" end
-    else
-      for _, p in ipairs(parts) do p.offset = start end
-    end
-    assert(c:assign(parts))
+    c = klua.consumer(tuned{ group = opts.group, topics = { topic }, on_assign = on_assign,
+                             ["auto.offset.reset"] = from == "beginning" and "earliest" or "latest" })
+    return c
   end
+  c = klua.consumer(tuned{ group = "klua-consume-" .. klua.uuid():sub(1, 8), ["enable.auto.commit"] = false })
+  local parts = {}
+  for _, p in ipairs(desc[1].partitions) do
+    if not only or p.partition == only then parts[#parts + 1] = { topic = topic, partition = p.partition } end
+  end
+  if #parts == 0 then common.fail(klua.errors.new{ name = "UNKNOWN_PARTITION", message = "no partition " ..
+    tostring(only) .. " in topic " .. topic }) end
+  if type(start) == "table" then
+    for _, p in ipairs(parts) do p.offset = start.timestamp end
+    local found, ferr = c:offsets_for_times(parts)
+    if not found then common.fail(ferr) end
+    for i, p in ipairs(found) do parts[i].offset = p.offset or "end" end  -- none at or after it
+  else
+    for _, p in ipairs(parts) do p.offset = start end
+  end
+  assert(c:assign(parts))
+  return c
+end
+
+function M.main(...)
+  local opts, pos = common.parse({ ... }, {
+    ["--from"] = "value", ["--count"] = "value", ["-n"] = "--count", ["--exit"] = "flag", ["-e"] = "--exit",
+    ["--format"] = "value", ["-f"] = "--format", ["--json"] = "flag", ["--group"] = "value", ["-g"] = "--group",
+    ["--partition"] = "value", ["-p"] = "--partition",
+    ["--json-binary"] = "value", ["--filter"] = "value", ["--grep"] = "value", ["--null"] = "flag", ["-Z"] = "--null",
+    ["--unbuffered"] = "flag", ["-u"] = "--unbuffered" }, USAGE)
+  local topic = pos[1]
+  if not topic or #pos > 1 then common.usage_error(USAGE, "consume needs exactly one TOPIC") end
+  local count = opts.count and common.number(USAGE, "--count", opts.count)
+  local emit, keep = output(opts)
+  local c = open_consumer(topic, opts)
 
   local out = klua._stdout
   local each = opts.unbuffered or out.isatty()  -- a terminal sees each message at once
