@@ -134,6 +134,7 @@ void Producer::on_all_brokers_down() {
   // messages not yet sent, so that produce/flush return an error now instead of at
   // message.timeout.ms. In-flight messages keep their own timeouts.
   if (!rk_ || uv_is_active(reinterpret_cast<uv_handle_t*>(down_timer_))) return;
+  uv_update_time(rt_.loop());  // the cached time may be a long busy stretch old (see Consumer::begin_close)
   uv_timer_start(down_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Producer*>(h->data);
     if (self->all_brokers_down_ && self->rk_ && rd_kafka_outq_len(self->rk_) > 0) {
@@ -156,6 +157,7 @@ void Producer::begin_close() {
   close_timer_ = new uv_timer_t;
   uv_timer_init(rt_.loop(), close_timer_);
   close_timer_->data = this;
+  uv_update_time(rt_.loop());  // the cached time may be a long busy stretch old (see Consumer::begin_close)
   uv_timer_start(close_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Producer*>(h->data);
     if (self->state_ != Closing) return;

@@ -280,7 +280,10 @@ void Scheduler::arm_timeout(Task& t, uint64_t duration) {
     }
     l = last_list_ = slot.get();
   }
-  // uv_now is the loop's cached time, as uv_timer_start uses: a list's deadlines never decrease.
+  // The loop's cached time is as old as the last loop turn: after a script ran for seconds without
+  // waiting (taking buffered messages), a 5 s wait armed from it expired at once. Refresh it (a
+  // coarse clock read) first; uv_now stays monotonic, so a list's deadlines never decrease.
+  uv_update_time(rt_.loop());
   t.deadline = uv_now(rt_.loop()) + duration;
   t.tlist = l;
   t.tnext = nullptr;

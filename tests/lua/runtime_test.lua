@@ -40,6 +40,19 @@ test("sleep waits at least the time asked", function()
   assert_true(klua.now() - t0 >= 49, "slept " .. (klua.now() - t0))
 end)
 
+test("a wait after a long stretch without waiting still waits its whole time", function()
+  klua.sleep(1)  -- a loop turn: the loop's cached time is fresh here
+  local other = klua.spawn(function() klua.sleep(10) end)  -- wakes the loop 10 ms into the work below
+  local t0 = klua.now()
+  while klua.now() - t0 < 300 do end  -- 300 ms of work with no loop turn
+  local t1 = klua.now()
+  klua.sleep(200)
+  -- Armed from the loop's stale time, the wait ended at the loop's next turn, when the other
+  -- task's timer woke it (its deadline was already 100 ms past).
+  other:join()
+  assert_true(klua.now() - t1 >= 199, "slept " .. (klua.now() - t1))
+end)
+
 test("cancel wakes a waiting task with KLUA_CANCELLED, and later waits raise too", function()
   local iterations = 0
   local caught
