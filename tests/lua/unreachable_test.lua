@@ -182,12 +182,12 @@ end, { timeout_ms = 60000 })
 
 -- The CLI: each one-liner exits 3 within a few seconds, its last line naming the address. The
 -- cases run side by side (each is a klua process waiting on a timer).
-test("klua topics|groups|lag|consume|topic|group|offsets|metadata exit 3 naming the address", function()
+test("klua topics|groups|lag|consume (also -g)|topic|group|offsets|metadata exit 3 naming the address", function()
   local bin = assert(os.getenv("KLUA_BIN"), "KLUA_BIN is not set")
   local q = klua.testkit.quote
   local cases = {}
   for _, where in ipairs({ REFUSED, UNRESOLVABLE }) do
-    for _, cmd in ipairs({ "topics", "groups", "lag billing", "consume orders -e" }) do
+    for _, cmd in ipairs({ "topics", "groups", "lag billing", "consume orders -e", "consume orders -g billing -e" }) do
       cases[#cases + 1] = { where = where, cmd = cmd, bound = BOUND,
                             line = q(bin) .. " -b " .. q(where.address) .. " -X klua.unreachable.timeout.ms=" .. BOUND
                                    .. " " .. cmd }
