@@ -3,31 +3,6 @@
 local common = require("klua.cli.common")
 local M = {}
 
--- The edit distance between two short words (Levenshtein).
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
--- The word of list nearest to w (at most 2 edits away), or nil.
-function M.nearest(w, list)
-  local best, best_d
-  for _, c in ipairs(list) do
-    local d = distance(w, c)
-    if d <= 2 and (not best_d or d < best_d) then best, best_d = c, d end
-  end
-  return best
-end
-
 -- Runs subs[args[1]](rest of args...); a missing or unknown subcommand exits 2 naming the valid ones
 -- (order: the list of names, as the usage shows them).
 function M.dispatch(usage, what, order, subs, args)
@@ -40,7 +15,7 @@ function M.dispatch(usage, what, order, subs, args)
   if name == nil then common.usage_error(usage, what .. " needs a subcommand: " .. list) end
   local fn = subs[name]
   if not fn then
-    local near = M.nearest(name, order)
+    local near = common.nearest(name, order)
     common.usage_error(usage, ("unknown subcommand '%s' of klua %s (%s)"):format(name, what,
       near and ("did you mean '" .. near .. "'?") or ("expected: " .. list)))
   end
