@@ -388,6 +388,10 @@ if command -v script >/dev/null; then
   check "klua._stdout.isatty(): true on a terminal, false to a pipe" eval '[ "$tty_out" = true ] && [ "$("$KLUA" -e "print(klua._stdout.isatty())" | cat)" = false ]'
 fi
 
+# What the embedded mock cluster cannot serve is a cluster's refusal (exit 3), said plainly.
+run "$KLUA" --embedded group list
+check "group list on the embedded cluster exits 3 saying the mock does not serve it" eval '[ $rc = 3 ] && has "$err" "KLUA_EMBEDDED_UNSUPPORTED: list_groups is not supported by the embedded mock cluster"'
+
 # bash completion: subcommands, options, file names; and no drift from the commands' --help.
 "$KLUA" completion bash >"$tmp/klua.bash"
 mkdir -p "$tmp/empty"

@@ -44,7 +44,7 @@ function M.run(name, module, cluster, embedded, ...)
       klua.exit(2)
     end
     io.stderr:write("klua: ", name, ": ", text, "\n")
-    klua.exit(err.kafka and 3 or 1)
+    klua.exit(M.exit_code(err))
   end
   -- Not a user's mistake: a fault of the command itself, worth its traceback.
   io.stderr:write("klua: ", name, ": internal error: ", type(err) == "string" and err or M.error_text(err), tb or "", "\n")
@@ -179,9 +179,18 @@ function M.argument_detail(err)
   return err.message:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or err.message
 end
 
+-- A one-liner's exit code for an error: 3 when the cluster answered with an error or could not
+-- serve the request (a Kafka error, or an operation the embedded mock cluster does not serve),
+-- else 1.
+function M.exit_code(err)
+  if type(err) ~= "table" then return 1 end
+  if err.kafka or err.name == "KLUA_EMBEDDED_UNSUPPORTED" then return 3 end
+  return 1
+end
+
 function M.fail(err)
   io.stderr:write("klua: " .. M.error_text(err) .. "\n")
-  klua.exit(type(err) == "table" and err.kafka and 3 or 1)
+  klua.exit(M.exit_code(err))
 end
 
 function M.number(usage, name, v)
