@@ -261,7 +261,7 @@ rd_kafka_ResourceType_t resource_type(lua_State* L, int idx) {
   if (t == "topic") return RD_KAFKA_RESOURCE_TOPIC;
   if (t == "broker") return RD_KAFKA_RESOURCE_BROKER;
   if (t == "group") return RD_KAFKA_RESOURCE_GROUP;
-  raise_misuse(L, "klua.admin", fmt::format("unknown resource type \"{}\" (use \"topic\" or \"broker\")", t));
+  raise_misuse(L, "klua.admin", fmt::format("unknown resource type \"{}\" (use \"topic\", \"broker\" or \"group\")", t));
   return RD_KAFKA_RESOURCE_UNKNOWN;
 }
 
@@ -281,6 +281,7 @@ const char* source_name(rd_kafka_ConfigSource_t s) {
     case RD_KAFKA_CONFIG_SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: return "dynamic_default_broker";
     case RD_KAFKA_CONFIG_SOURCE_STATIC_BROKER_CONFIG: return "static_broker";
     case RD_KAFKA_CONFIG_SOURCE_DEFAULT_CONFIG: return "default";
+    case RD_KAFKA_CONFIG_SOURCE_GROUP_CONFIG: return "group";  // a group's own config (KIP-848)
     default: return "unknown";
   }
 }

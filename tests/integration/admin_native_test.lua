@@ -257,6 +257,20 @@ test("alter_configs is native IncrementalAlterConfigs: set, delete, append, subt
   assert_eq(py("configs", "broker", "1")["log.cleaner.backoff.ms"], "15000")
 end)
 
+test("a group's own config (KIP-848) is described with source \"group\" and marked as an override", function()
+  local g = fresh("cfg-group")
+  local name = "consumer.heartbeat.interval.ms"
+  local before = assert(admin:describe_configs({ { type = "group", name = g } }))[1]
+  assert_eq(before.error, nil)
+  local current = assert(before.configs[name], name .. " not described").value
+  assert_false(before.configs[name].override)
+  -- Set to its current value: a group override within the broker's bounds, whatever they are.
+  local r = assert(admin:alter_configs({ { type = "group", name = g, set = { [name] = current } } }))
+  assert_eq(r[1].error, nil)
+  local after = assert(admin:describe_configs({ { type = "group", name = g } }))[1].configs[name]
+  assert_eq({ after.value, after.source, after.override, after.default }, { current, "group", true, false })
+end)
+
 test("groups: listed by state and type, described with their type (classic and consumer protocol)", function()
   local t, gc, gk = fresh("grp"), fresh("classic"), fresh("kip848")
   create(t, 2)
