@@ -341,6 +341,9 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "klua: {}\n", err);
       return klua::EXIT_USAGE;
     }
+    // The profile's properties are checked like -X's, so a typo names the nearest property too.
+    for (const auto& e : profile_layer)
+      if (!check_property(e, err)) return usage_error(err);
   }
   if (g.embedded) {
     // --embedded wins over the brokers of KLUA_BROKERS and the profile.

@@ -322,6 +322,9 @@ check "an unset secret env var exits 2 naming it" eval '[ $rc = 2 ] && has "$err
 printf 'return { profiles = { x = { colour = "red" } } }\n' >"$tmp/cfg/klua/config.lua"
 run "$KLUA" --profile x -e 'print(1)'
 check "an unknown profile key is named" eval '[ $rc = 2 ] && has "$err" "unknown key '"'"'colour'"'"'"'
+printf 'return { profiles = { x = { brokers = "h:1", ["linger.msx"] = 5 } } }\n' >"$tmp/cfg/klua/config.lua"
+run "$KLUA" --profile x -e 'print(1)'
+check "a profile's unknown property exits 2 naming the profile and the nearest property" eval '[ $rc = 2 ] && has "$err" "linger.msx" && has "$err" "profile x" && has "$err" "did you mean '"'"'linger.ms'"'"'"'
 printf 'return {\n profiles = { x = { brokers = os.getenv("HOME") } } }\n' >"$tmp/cfg/klua/config.lua"
 run "$KLUA" -e 'print(1)'
 check "the config file runs without libraries (data only)" eval '[ $rc = 2 ] && has "$err" "config.lua:2:"'
