@@ -26,7 +26,8 @@
 -- - Retries exhausted (or no handler for the topic): with `dead_letter`, the message goes there
 --   with its key, value and headers byte for byte, plus headers x-dead-letter-reason
 --   ("retries-exhausted" | "no-handler"), x-exception-type (a klua error's name, a table's
---   `type`/`name`, else "error"), x-exception-message, x-original-topic, x-original-partition,
+--   `type`/`name`, else "error"), x-exception-code (a table error's `code`, if any),
+--   x-exception-message (M.exception_message: readable text), x-original-topic, x-original-partition,
 --   x-original-offset, x-attempts, x-failed-at (epoch ms). Without `dead_letter` (or when the
 --   dead-letter produce fails) the worker stops: nothing is stored for that message, so it is
 --   redelivered at the next start, and run() returns nil, err (name "KLUA_WORKER", `cause` the
@@ -278,6 +279,26 @@ local function exception_type(e)
   return "error"
 end
 
+-- An error's readable text for a dead-letter header or a failure message: a table's `message`,
+-- else its __tostring (one that raises is not trusted), else its pretty form; never
+-- "table: 0x...".
+function M.exception_message(e)
+  if type(e) ~= "table" then return tostring(e) end
+  if type(e.message) == "string" then return e.message end
+  local mt = getmetatable(e)
+  if type(mt) == "table" and mt.__tostring then
+    local ok, text = pcall(tostring, e)
+    if ok and type(text) == "string" then return text end
+    -- Its __tostring raised: print its fields without the metatable (the pretty printer would
+    -- call the same __tostring).
+    local fields = {}
+    for k, v in next, e do fields[k] = v end
+    e = fields
+  end
+  local ok, text = pcall(require("klua.pretty").format, e)
+  return ok and text or "(an error value that cannot be printed)"
+end
+
 -- Sleeps ms, waking early when the worker stops: a long backoff must not hold up a stop (the
 -- runners are shielded from signals, so nothing else would cut it short).
 function I.sleep(self, ms)
@@ -336,17 +357,21 @@ function I.process(self, msg, first_attempt)
   local where = string.format("%s [%d] at offset %d", msg.topic, msg.partition, msg.offset)
   if not self.dead_letter then
     n.failed = n.failed + 1
-    error(werr(string.format("handler failed for %s after %d attempt(s): %s", where, attempts, tostring(last)),
+    error(werr(string.format("handler failed for %s after %d attempt(s): %s", where, attempts,
+                             M.exception_message(last)),
       { topic = msg.topic, partition = msg.partition, cause = last }), 0)
   end
   local headers = {}
   for i, h in ipairs(msg.headers or {}) do headers[i] = { h[1], h[2] } end
   local extra = {
     { "x-dead-letter-reason", reason }, { "x-exception-type", exception_type(last) },
-    { "x-exception-message", tostring(last) }, { "x-original-topic", msg.topic },
+    { "x-exception-message", M.exception_message(last) }, { "x-original-topic", msg.topic },
     { "x-original-partition", tostring(msg.partition) }, { "x-original-offset", string.format("%d", msg.offset) },
     { "x-attempts", tostring(attempts) }, { "x-failed-at", string.format("%d", klua.time()) },
   }
+  if type(last) == "table" and last.code ~= nil then
+    table.insert(extra, 3, { "x-exception-code", tostring(last.code) })
+  end
   for _, h in ipairs(extra) do headers[#headers + 1] = h end
   local report, perr = I.producer(self):produce{ topic = self.dead_letter, key = msg.key, value = msg.value,
                                                  headers = headers }
