@@ -68,4 +68,15 @@ function M.ids(list)
   return table.concat(out, ",")
 end
 
+-- A topic's partitions in the --json shape of topic describe and metadata:
+-- [{partition, leader, replicas, isr}].
+function M.partitions_json(partitions)
+  local out = {}
+  for i, p in ipairs(partitions or {}) do
+    out[i] = { partition = p.partition, leader = p.leader, replicas = klua.json.array(p.replicas),
+               isr = klua.json.array(p.isr) }
+  end
+  return klua.json.array(out)
+end
+
 return M

@@ -36,13 +36,8 @@ function M.main(...)
     local brokers, out = {}, {}
     for i, b in ipairs(cluster.brokers) do brokers[i] = { id = b.id, host = b.host, port = b.port, rack = b.rack } end
     for i, t in ipairs(topics) do
-      local parts = {}
-      for j, p in ipairs(t.partitions or {}) do
-        parts[j] = { partition = p.partition, leader = p.leader, replicas = klua.json.array(p.replicas),
-                     isr = klua.json.array(p.isr) }
-      end
       out[i] = { name = t.name, topic_id = t.topic_id, internal = t.internal or false,
-                 partitions = klua.json.array(parts), error = util.error_json(t.error) }
+                 partitions = util.partitions_json(t.partitions), error = util.error_json(t.error) }
     end
     common.json_line{ cluster_id = cluster.cluster_id, controller_id = cluster.controller_id,
                       brokers = klua.json.array(brokers), topics = klua.json.array(out) }

@@ -104,11 +104,6 @@ function M.describe(...)
       failed = util.report("topic \"" .. t.name .. "\"", t.error) or failed
       if opts.json then result_line(t.name, t.error) end
     elseif opts.json then
-      local parts = {}
-      for j, p in ipairs(t.partitions) do
-        parts[j] = { partition = p.partition, leader = p.leader, replicas = klua.json.array(p.replicas),
-                     isr = klua.json.array(p.isr) }
-      end
       local cfg = klua.json.null
       if cr and not cr.error then
         cfg = {}
@@ -119,7 +114,7 @@ function M.describe(...)
         cfg = klua.json.array(cfg)
       end
       common.json_line{ name = t.name, topic_id = t.topic_id, internal = t.internal,
-                        replication_factor = t.replication_factor, partitions = klua.json.array(parts), configs = cfg,
+                        replication_factor = t.replication_factor, partitions = util.partitions_json(t.partitions), configs = cfg,
                         configs_error = util.error_json(cerr) }
     else
       if i > 1 then print() end
