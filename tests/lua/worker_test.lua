@@ -99,7 +99,7 @@ test("retries with backoff, then the dead-letter topic with the original bytes a
       if msg.value == value then
         attempts = attempts + 1
         times[info.attempt] = klua.now()
-        error({ type = "PaymentDeclined", message = "card declined" })
+        error({ type = "PaymentDeclined", message = "card declined", code = "E402" })
       elseif msg.value == "flaky" then
         flaky = flaky + 1
         if flaky == 1 then return nil, "try again" end
@@ -122,7 +122,7 @@ test("retries with backoff, then the dead-letter topic with the original bytes a
   assert_eq(m:header("x-original-offset"), "0")
   assert_eq(m:header("x-attempts"), "3")
   assert_eq(m:header("x-exception-message"), "card declined")  -- the table's message, not "table: 0x..."
-  assert_eq(m:header("x-exception-code"), nil)                 -- the error has no code
+  assert_eq(m:header("x-exception-code"), "E402")
   assert_true(math.abs(tonumber(m:header("x-failed-at")) - klua.time()) < 30000)
   assert_eq(klua.lag(group).lag, 0, "the dead-lettered message is committed too")
 end, { timeout_ms = 40000 })
