@@ -1,69 +1,98 @@
--- klua.worker: at-least-once handler workers on a consumer group, with retries, a dead-letter
--- topic, de-duplication, per-partition ordering and a graceful stop.
+-- klua.worker: at-least-once handler workers on a consumer group, with retries (in place or
+-- through a retry topic), a dead-letter topic, de-duplication, per-partition or per-key
+-- ordering and a graceful stop.
 --
 --   local w = klua.worker{                    -- or require("klua.worker"){...}
 --     group = "billing", topics = { "orders" },
 --     handlers = { orders = function(msg, info) charge(msg) end },   -- or one function for all topics
---     retry = { max = 3, base_ms = 100, max_ms = 5000, jitter = 0.2 },
---     dead_letter = "orders.dlq",
+--     order = "key",                          -- or "partition" (the default)
+--     retry = { max = 3, base_ms = 100, max_ms = 5000, jitter = 0.2 },   -- topic = "billing.retry"
+--     dead_letter = "orders.dlq",             -- or { topic = "orders.dlq", format = "envelope" }
 --     dedupe = { window = 10000 },            -- key = function(msg) return id or nil end
---     concurrency = 4,
+--     concurrency = 4, max_queued = 1000,     -- handlers at once; messages held per partition
 --     ["auto.commit.interval.ms"] = 1000,     -- dotted keys go to the consumer
 --   }
 --   klua.spawn(function() klua.sleep(60000); w:stop() end)
 --   local counters, err = w:run()             -- yields until stopped; counters, or nil, err
 --
 -- Semantics
--- - At-least-once: a message's offset is stored (c:store, then committed by auto-commit, on revoke
---   and at stop) only after its handler succeeded, it was dropped as a duplicate, or it was
---   dead-lettered with a confirmed delivery (p:produce). Nothing else is ever committed.
--- - Order: one task per partition handles that partition's messages one at a time, in offset
---   order; at most `concurrency` (default 4) partitions run at once. A rebalance's revoke drops
---   the partition's queued messages, waits for its in-flight handler, commits, then gives it up.
--- - A handler fails when it raises, or returns nil/false plus an error. It is retried `retry.max`
---   times (default 3) after sleeping min(max_ms, base_ms * 2^(n-1)) * (1 +- jitter) ms (defaults
---   100, 10000, 0.2). `info.attempt` is the attempt number (1-based).
+-- - At-least-once: each assigned partition has a lane (scripts/klua/worker/lane.lua) that tracks
+--   the offsets polled but not finished. A message is finished when its handler succeeded (and
+--   the records it sent through info.send were delivered), it was dropped as a duplicate, it
+--   was handed to the retry topic, or dead-lettered (deliveries confirmed). The offset stored
+--   (c:store, committed by auto-commit, on revoke and at stop) is the end of the partition's
+--   contiguous finished prefix: a commit never skips an unfinished message.
+-- - Order: a lane runs one handler at a time; at most `concurrency` (default 4) lanes run a
+--   handler at once. order="partition": a message waiting for a retry holds back its partition
+--   only. order="key": it holds back only the later messages with the same key (nil keys are
+--   one key), which run in offset order once it is finished; the other keys go on.
+-- - Flow: `max_queued` (default 1000) bounds each partition's polled, unfinished messages: at
+--   the bound the partition is paused (c:pause), and resumed at half; the others keep flowing.
+-- - A handler fails when it raises, or returns nil/false plus an error, or runs longer than
+--   `handler_timeout_ms` (it is cancelled at its next wait; a KLUA_TIMEOUT error naming
+--   "topic [partition] at offset N"). It is retried `retry.max` times (default 3) after
+--   min(max_ms, base_ms * 2^(n-1)) * (1 +- jitter) ms (defaults 100, 10000, 0.2), on a timer
+--   (scripts/klua/worker/timers.lua): a message in back-off holds no task. `info.attempt` is
+--   the attempt number (1-based).
+-- - retry.topic (retry-topic mode, for long back-offs): a failed attempt goes to that topic
+--   (scripts/klua/worker/retry_topic.lua) and the lane goes on at once; the worker reads it
+--   too, and a record whose time has not come pauses that partition until then. One retry
+--   topic per group; it must exist.
 -- - Retries exhausted (or no handler for the topic): with `dead_letter`, the message goes there
 --   with its key, value and headers byte for byte, plus headers x-dead-letter-reason
 --   ("retries-exhausted" | "no-handler"), x-exception-type (a klua error's name, a table's
 --   `type`/`name`, else "error"), x-exception-code (a table error's `code`, if any),
 --   x-exception-message (M.exception_message: readable text), x-original-topic, x-original-partition,
---   x-original-offset, x-attempts, x-failed-at (epoch ms). Without `dead_letter` (or when the
---   dead-letter produce fails) the worker stops: nothing is stored for that message, so it is
---   redelivered at the next start, and run() returns nil, err (name "KLUA_WORKER", `cause` the
---   handler's or the produce's error).
+--   x-original-offset, x-attempts, x-failed-at (epoch ms); format="envelope" sends
+--   klua.envelope.dead_letter's JSON instead. Without `dead_letter` (or when the dead-letter
+--   produce fails) the worker stops: nothing is stored for that message, so it is redelivered
+--   at the next start, and run() returns nil, err (name "KLUA_WORKER", `cause` the handler's or
+--   the produce's error).
 -- - De-duplication (opt-in, `dedupe = {}`): key(msg) defaults to the last "x-event-id" header
---   (messages without one are never duplicates); for a JSON field use
---   key = function(m) local t = klua.json.decode(m.value or "") return t and t.eventId end.
---   The ids of successfully handled messages are kept in an LRU of `window` ids (default
---   10000), in memory and per worker; a message whose id is in it is skipped and stored.
--- - Stop: w:stop() (callable from anywhere, does not wait) or SIGINT/SIGTERM. Queued messages are
---   dropped (they were never stored), in-flight handlers finish, pending retries are abandoned
---   (redelivered later), stored offsets are committed, the group is left, and the counters are
---   printed on stderr (quiet = true to silence). Handlers run in shielded tasks
---   (klua.spawn_shielded), which a signal does not cancel: on SIGINT/SIGTERM the polling stops,
---   a handler in flight runs to its end (once) and its offset is stored, then the drain commits
---   and leaves the group. run() raises KLUA_CANCELLED in its task while the drain finishes in a
---   shielded task of its own (the process exits 130/143 after it; a second signal exits at once).
---   A pending retry's backoff ends at once on stop; that message is abandoned (not stored).
+--   (messages without one are never duplicates). The ids of successfully handled messages are
+--   kept in w.seen, an LRU of `window` ids (default 10000) in memory; a message whose id is in
+--   it is skipped and finished.
+-- - Revoke: the partition's queued messages and those waiting in back-off are dropped (never
+--   handled after on_revoke returns, never stored), its handler in flight and deliveries
+--   finish, the stored offsets are committed, then it is given up.
+-- - Stop: w:stop() (callable from anywhere, does not wait) or SIGINT/SIGTERM. Queued messages and
+--   pending retries are dropped (never stored: redelivered later), in-flight handlers finish,
+--   stored offsets are committed, the group is left, and the counters are printed on stderr
+--   (quiet = true to silence). Handlers run in shielded tasks (klua.spawn_shielded), which a
+--   signal does not cancel: run() raises KLUA_CANCELLED in its task while the drain finishes in
+--   a shielded task of its own (the process exits 130/143 after it).
+-- - Events: every outcome is reported through klua.worker.events (handled, retried with the
+--   handler's latency, dead_lettered, deduplicated, failed, queue_depth every 100 ms).
 -- - w:counters(): consumed, processed, retried, dead_lettered, failed, deduplicated, in_flight,
 --   queued, elapsed_ms, lag (the last w:lag()). w:lag() yields: the group's total lag (klua.lag).
 --
--- Other options: producer (a klua.producer or its config table, for the dead-letter topic),
--- consumer (extra klua.consumer options, e.g. hook_timeout_ms), brokers, on_assign, on_revoke
--- (called after the worker's own), max_queued (messages polled but not handled, default 1000),
--- quiet. The consumer defaults to auto.offset.reset=earliest.
+-- Other options: producer (a klua.producer or its config table, for dead-letter, retry and
+-- info.send records), consumer (extra klua.consumer options, e.g. hook_timeout_ms), brokers,
+-- on_assign, on_revoke (called after the worker's own), quiet. The consumer defaults to
+-- auto.offset.reset=earliest.
+local internal = require("klua.worker.internal")
+local events = require("klua.worker.events")
+local lane_mod = require("klua.worker.lane")
+local timers = require("klua.worker.timers")
+local retry_topic = require("klua.worker.retry_topic")
+local new_lru = require("klua.worker.lru")
+
 local M = {}
+M.exception_message = internal.exception_message
 
 local KNOWN = {
   group = true, topics = true, handlers = true, retry = true, dead_letter = true, dedupe = true,
   concurrency = true, producer = true, consumer = true, brokers = true, on_assign = true,
   on_revoke = true, max_queued = true, quiet = true,
+  order = true, handler_timeout_ms = true,
 }
+local RETRY_KEYS = { max = true, base_ms = true, max_ms = true, jitter = true, topic = true }
+local SEND_KEYS = { topic = true, key = true, value = true, headers = true, partition = true, timestamp = true }
 local POLL_MS = 100
-local BATCH = 64 -- messages a partition task handles before letting a waiting partition run
+local BATCH = 64    -- messages a lane handles before letting a waiting lane run
+local DEPTH_MS = 100 -- queue_depth events at most this often
 
-local function is_cancel(e) return type(e) == "table" and e.name == "KLUA_CANCELLED" end
+local is_cancel, call, emit, now = internal.is_cancel, internal.call, events.emit, klua.now
 
 local function werr(message, fields)
   local e = klua.errors.new{ name = "KLUA_WORKER", message = message }
@@ -77,54 +106,20 @@ local function self_cancelled()
   return not ok and is_cancel(e)
 end
 
----------------------------------------------------------------------------------------------
--- LRU of ids
-local Lru = {}
-local LruI = {}  -- internals, off the metatable
-Lru.__index = Lru
-local function new_lru(n)
-  local head = {}
-  head.prev, head.next = head, head
-  return setmetatable({ n = n, size = 0, map = {}, head = head }, Lru)
-end
-local function unlink(node) node.prev.next, node.next.prev = node.next, node.prev end
-function LruI.front(self, node)
-  local h = self.head
-  node.prev, node.next = h, h.next
-  h.next.prev = node
-  h.next = node
-end
-function Lru:has(id)
-  local node = self.map[id]
-  if not node then return false end
-  unlink(node); LruI.front(self, node)
-  return true
-end
-function Lru:add(id)
-  if self:has(id) then return end
-  local node = { id = id }
-  self.map[id] = node
-  LruI.front(self, node)
-  self.size = self.size + 1
-  if self.size > self.n then
-    local last = self.head.prev
-    unlink(last)
-    self.map[last.id] = nil
-    self.size = self.size - 1
-  end
-end
--- Not part of the module (the REPL completes its names): tests reach the LRU through the registry,
--- debug.getregistry()["klua.private"].worker.lru.
+local function where(m) return string.format("%s [%d] at offset %d", m.topic, m.partition, m.offset) end
+
+-- Not part of the module (the REPL completes its names): tests reach the internals through the
+-- registry, debug.getregistry()["klua.private"].worker.lru / .lane.
 do
   local reg = debug.getregistry()
   reg["klua.private"] = reg["klua.private"] or {}
-  reg["klua.private"].worker = { lru = new_lru }
+  reg["klua.private"].worker = { lru = new_lru, lane = lane_mod.new }
 end
 
 ---------------------------------------------------------------------------------------------
 local W = {}
 -- The worker's internals: functions of a worker, kept off its public metatable (the REPL completes
--- methods through it). I.part(w, topic, partition) and so on.
+-- methods through it). I.lane(w, topic, partition) and so on.
 local I = {}
 W.__index = W
 
@@ -134,53 +129,79 @@ local function copy(t)
   return r
 end
 
+local function bad(detail) klua.errors.bad_argument("klua.worker", 1, detail) end
+
 local function default_dedupe_key(msg) return msg:header("x-event-id") end
 
-function M.new(opts)
-  if type(opts) ~= "table" then klua.errors.bad_argument("klua.worker", 1, "expected an options table") end
-  for k in pairs(opts) do
-    if type(k) ~= "string" then klua.errors.bad_argument("klua.worker", 1, "option keys must be strings") end
-    if not k:find(".", 1, true) and not KNOWN[k] then
-      klua.errors.bad_argument("klua.worker", 1, "unknown option '" .. k .. "'")
-    end
+local function check_dead_letter(dl)
+  if dl == nil then return nil end
+  if type(dl) == "string" then return { topic = dl, format = "headers" } end
+  if type(dl) ~= "table" then bad("'dead_letter' must be a topic name or {topic=, format=}") end
+  for k in pairs(dl) do
+    if k ~= "topic" and k ~= "format" then bad("unknown dead_letter option '" .. tostring(k) .. "'") end
   end
-  if type(opts.group) ~= "string" then klua.errors.bad_argument("klua.worker", 1, "'group' (a string) is required") end
+  if type(dl.topic) ~= "string" then bad("dead_letter.topic (a topic name) is required") end
+  local format = dl.format or "headers"
+  if format ~= "headers" and format ~= "envelope" then bad("dead_letter.format must be \"headers\" or \"envelope\"") end
+  return { topic = dl.topic, format = format }
+end
+
+function M.new(opts)
+  if type(opts) ~= "table" then bad("expected an options table") end
+  for k in pairs(opts) do
+    if type(k) ~= "string" then bad("option keys must be strings") end
+    if not k:find(".", 1, true) and not KNOWN[k] then bad("unknown option '" .. k .. "'") end
+  end
+  if type(opts.group) ~= "string" then bad("'group' (a string) is required") end
   local topics = opts.topics
   if type(topics) == "string" then topics = { topics } end
-  if type(topics) ~= "table" or #topics == 0 then klua.errors.bad_argument("klua.worker", 1, "'topics' (a list of names) is required") end
+  if type(topics) ~= "table" or #topics == 0 then bad("'topics' (a list of names) is required") end
   local handlers = opts.handlers
   if type(handlers) == "function" then
     handlers = { ["*"] = handlers }
   elseif type(handlers) ~= "table" then
-    klua.errors.bad_argument("klua.worker", 1, "'handlers' must be a table {[topic] = function(msg, info)} or a function")
+    bad("'handlers' must be a table {[topic] = function(msg, info)} or a function")
   end
   for t, fn in pairs(handlers) do
-    if type(fn) ~= "function" then klua.errors.bad_argument("klua.worker", 1, "handlers[" .. tostring(t) .. "] must be a function") end
+    if type(fn) ~= "function" then bad("handlers[" .. tostring(t) .. "] must be a function") end
   end
   local r = opts.retry or {}
-  if type(r) ~= "table" then klua.errors.bad_argument("klua.worker", 1, "'retry' must be a table") end
+  if type(r) ~= "table" then bad("'retry' must be a table") end
   for k in pairs(r) do
-    if k ~= "max" and k ~= "base_ms" and k ~= "max_ms" and k ~= "jitter" then
-      klua.errors.bad_argument("klua.worker", 1, "unknown retry option '" .. tostring(k) .. "'")
-    end
+    if not RETRY_KEYS[k] then bad("unknown retry option '" .. tostring(k) .. "'") end
   end
   local retry = { max = r.max or 3, base_ms = r.base_ms or 100, max_ms = r.max_ms or 10000, jitter = r.jitter or 0.2 }
-  if retry.jitter < 0 or retry.jitter > 1 then klua.errors.bad_argument("klua.worker", 1, "retry.jitter must be within 0..1") end
+  if retry.jitter < 0 or retry.jitter > 1 then bad("retry.jitter must be within 0..1") end
+  if r.topic ~= nil and type(r.topic) ~= "string" then bad("retry.topic must be a topic name") end
   local dedupe
   if opts.dedupe then
-    if type(opts.dedupe) ~= "table" then klua.errors.bad_argument("klua.worker", 1, "'dedupe' must be a table {key=, window=}") end
+    if type(opts.dedupe) ~= "table" then bad("'dedupe' must be a table {key=, window=}") end
     dedupe = { key = opts.dedupe.key or default_dedupe_key, window = opts.dedupe.window or 10000 }
-    if type(dedupe.key) ~= "function" then klua.errors.bad_argument("klua.worker", 1, "dedupe.key must be a function") end
+    if type(dedupe.key) ~= "function" then bad("dedupe.key must be a function") end
   end
-  if opts.dead_letter ~= nil and type(opts.dead_letter) ~= "string" then
-    klua.errors.bad_argument("klua.worker", 1, "'dead_letter' must be a topic name")
+  local order = opts.order or "partition"
+  if order ~= "partition" and order ~= "key" then bad("'order' must be \"partition\" or \"key\"") end
+  local timeout = opts.handler_timeout_ms
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then bad("'handler_timeout_ms' must be a number > 0") end
+  local max_queued = opts.max_queued or 1000
+  if type(max_queued) ~= "number" or max_queued < 1 then bad("'max_queued' must be a number >= 1") end
+  local concurrency = opts.concurrency or 4
+  if type(concurrency) ~= "number" or concurrency < 1 then bad("'concurrency' must be a number >= 1") end
+  -- a literal subscription needs a handler now, not when its first record arrives
+  for _, t in ipairs(topics) do
+    if type(t) ~= "string" then bad("'topics' must be a list of names") end
+    if t:sub(1, 1) ~= "^" and t ~= r.topic and not handlers[t] and not handlers["*"] then
+      bad("no handler for topic '" .. t .. "' (give handlers['" .. t .. "'] or a '*' handler)")
+    end
   end
   local w = setmetatable({
     opts = opts, group = opts.group, topics = topics, handlers = handlers, retry = retry,
-    dead_letter = opts.dead_letter, dedupe = dedupe, seen = dedupe and new_lru(dedupe.window),
-    concurrency = opts.concurrency or 4, max_queued = opts.max_queued or 1000, quiet = opts.quiet,
-    parts = {}, waiting = {}, active = 0, queued = 0, inflight = 0,
-    state = "new", stopping = false,
+    retry_topic = r.topic, dead_letter = check_dead_letter(opts.dead_letter), dedupe = dedupe,
+    seen = dedupe and new_lru(dedupe.window), key_mode = order == "key", order = order,
+    handler_timeout_ms = timeout, concurrency = concurrency, max_queued = max_queued,
+    resume_at = math.floor(max_queued / 2), quiet = opts.quiet,
+    lanes = {}, runq = { h = 1, t = 0 }, active = 0, inflight = 0, unfinished = 0, pending = 0,
+    timers = timers.new(opts.group), state = "new", stopping = false,
     n = { consumed = 0, processed = 0, retried = 0, dead_lettered = 0, failed = 0, deduplicated = 0 },
   }, W)
   return w
@@ -188,70 +209,169 @@ end
 
 setmetatable(M, { __call = function(_, opts) return M.new(opts) end })
 
-local function pkey(topic, partition) return topic .. "\0" .. partition end
+---------------------------------------------------------------------------------------------
+-- Lanes and their scheduling
 
-function I.part(self, topic, partition)
-  local k = pkey(topic, partition)
-  local ps = self.parts[k]
-  if not ps then
-    ps = { topic = topic, partition = partition, q = {}, head = 1, tail = 0 }
-    self.parts[k] = ps
+function I.lane(self, topic, partition)
+  local bt = self.lanes[topic]
+  if not bt then bt = {}; self.lanes[topic] = bt end
+  local lane = bt[partition]
+  if not lane then
+    lane = lane_mod.new(topic, partition)
+    lane.retry = topic == self.retry_topic
+    bt[partition] = lane
   end
-  return ps
+  return lane
 end
 
-function I.drop_queue(self, ps)
-  self.queued = self.queued - (ps.tail - ps.head + 1)
-  ps.q, ps.head, ps.tail = {}, 1, 0
+-- The lane is given up: nothing of it is stored or counted any more.
+function I.retire(self, lane)
+  lane.revoked, lane.gone = true, true
+  lane:drop()
+  self.unfinished = self.unfinished - lane.nu
+  lane.nu = 0
+  local bt = self.lanes[lane.topic]
+  if bt and bt[lane.partition] == lane then bt[lane.partition] = nil end
 end
 
-function I.consumer_config(self)
-  local cfg = { group = self.group, topics = self.topics, ["auto.offset.reset"] = "earliest" }
-  for k, v in pairs(self.opts) do
-    if k:find(".", 1, true) then cfg[k] = v end
+-- Pauses the lane's partition while it is full or waits for a retry record's time; resumes it
+-- otherwise.
+function I.update_pause(self, lane)
+  local want = lane.full or lane.waiting
+  if want == lane.paused or lane.gone then return end
+  local ok, err
+  if want then ok, err = self.c:pause(lane.tp) else ok, err = self.c:resume(lane.tp) end
+  if ok then
+    lane.paused = want
+  elseif not self.quiet then
+    io.stderr:write("klua.worker ", self.group, ": ", want and "pause" or "resume", ": ", tostring(err), "\n")
   end
-  if self.opts.brokers then cfg.brokers = self.opts.brokers end
-  for k, v in pairs(self.opts.consumer or {}) do cfg[k] = v end
-  local user_assign, user_revoke = self.opts.on_assign, self.opts.on_revoke
-  cfg.on_assign = function(parts)
-    for _, tp in ipairs(parts) do
-      local old = self.parts[pkey(tp.topic, tp.partition)]
-      if old then old.revoked = true; I.drop_queue(self, old) end
-      self.parts[pkey(tp.topic, tp.partition)] = nil
-      I.part(self, tp.topic, tp.partition)
+end
+
+function I.schedule(self, lane)
+  if lane.scheduled or lane.running or self.stopping or not lane:runnable() then return end
+  lane.scheduled = true
+  local rq = self.runq
+  rq.t = rq.t + 1
+  rq[rq.t] = lane
+  if self.active < self.concurrency then
+    self.active = self.active + 1
+    -- shielded: a signal must not interrupt a handler in flight; the runner sees `stopping`
+    -- after the current message and ends
+    klua.spawn_shielded(I.runner, self)
+  end
+end
+
+function I.dispatch(self, msg)
+  self.n.consumed = self.n.consumed + 1
+  local bt = self.lanes[msg.topic]
+  local lane = bt and bt[msg.partition] or I.lane(self, msg.topic, msg.partition)
+  if lane.revoked then return end
+  lane:track(msg.offset)
+  lane:push(msg)
+  lane.nu = lane.nu + 1
+  self.unfinished = self.unfinished + 1
+  if lane.nu >= self.max_queued and not lane.full then
+    lane.full = true
+    I.update_pause(self, lane)
+  end
+  if not (lane.scheduled or lane.running) then I.schedule(self, lane) end
+end
+
+-- A message is finished (handled, duplicate, handed over to the retry or dead-letter topic):
+-- the lane's store point moves when the contiguous finished prefix grew.
+function I.finish(self, lane, msg)
+  if lane.gone then return end
+  lane.nu = lane.nu - 1
+  self.unfinished = self.unfinished - 1
+  if lane:finish(msg.offset) then
+    lane.store_rec.offset = lane.last + 1 -- a plain {topic, partition, offset} stores offset as it is
+    local ok, err = self.c:store(lane.store_rec)
+    if not ok and not self.quiet then
+      io.stderr:write("klua.worker ", self.group, ": store: ", tostring(err), "\n")
     end
-    if user_assign then user_assign(parts) end
   end
-  cfg.on_revoke = function(parts)
-    local mine = {}
-    for _, tp in ipairs(parts) do
-      local ps = self.parts[pkey(tp.topic, tp.partition)]
-      if ps then
-        ps.revoked = true
-        I.drop_queue(self, ps)
-        mine[#mine + 1] = ps
+  if lane.full and lane.nu <= self.resume_at then
+    lane.full = false
+    I.update_pause(self, lane)
+  end
+end
+
+-- The lane is done with msg (its outcome is decided): what waited behind it may run.
+function I.release(self, lane, msg)
+  if lane.retry then return end
+  if self.key_mode then
+    if lane.nparked > 0 then lane:release_key(msg) end
+  else
+    lane.hold = false
+  end
+end
+
+-- A retry's back-off ended.
+function I.retry_due(self, lane, msg, attempt)
+  if lane.revoked or self.stopping then return end -- dropped: never handled, never stored
+  lane:push_ready(msg, attempt)
+  I.schedule(self, lane)
+end
+
+-- A retry-topic partition's waiting record is due.
+function I.retry_resume(self, lane)
+  if lane.revoked or self.stopping then return end
+  lane.waiting = false
+  I.update_pause(self, lane)
+  I.schedule(self, lane)
+end
+
+-- The lane's next message and attempt; a retry-topic lane whose next record's time has not come
+-- waits (paused) until then.
+function I.next(self, lane)
+  if lane.retry then
+    local head = lane:peek()
+    local nb = head and retry_topic.not_before(head)
+    if nb then
+      local left = nb - klua.time()
+      if left > 0 then
+        lane.waiting = true
+        I.update_pause(self, lane)
+        self.timers:at_time(now() + left, I.retry_resume, self, lane)
+        return nil
       end
     end
-    -- the in-flight handlers of these partitions finish (and store) before the commit
-    local busy = true
-    while busy do
-      busy = false
-      for _, ps in ipairs(mine) do if ps.inflight then busy = true end end
-      if busy then klua.sleep(5) end
-    end
-    if not self.closing then -- at close librdkafka commits the stored offsets itself
-      local ok, r, err = pcall(self.c.commit, self.c)
-      if not (ok and r) and not self.quiet then
-        io.stderr:write("klua.worker ", self.group, ": commit on revoke: ", tostring(ok and err or r), "\n")
-      end
-    end
-    for _, ps in ipairs(mine) do
-      if self.parts[pkey(ps.topic, ps.partition)] == ps then self.parts[pkey(ps.topic, ps.partition)] = nil end
-    end
-    if user_revoke then user_revoke(parts) end
+    return lane:next(false)
   end
-  return cfg
+  return lane:next(self.key_mode)
 end
+
+function I.runner(self)
+  local rq = self.runq
+  while not self.stopping and rq.h <= rq.t do
+    local lane = rq[rq.h]
+    rq[rq.h] = nil
+    rq.h = rq.h + 1
+    lane.scheduled = false
+    if not lane.revoked then
+      lane.running = true
+      local count = 0
+      while not self.stopping and not lane.revoked do
+        local msg, attempt = I.next(self, lane)
+        if msg == nil then break end
+        local ok, e = pcall(I.process, self, lane, msg, attempt)
+        if not ok then
+          if is_cancel(e) then self.stopping = true else I.fail(self, e) end
+          break
+        end
+        count = count + 1
+        if count >= BATCH and rq.h <= rq.t then break end
+      end
+      lane.running = false
+      I.schedule(self, lane) -- to the back of the queue when it has more
+    end
+  end
+  self.active = self.active - 1
+end
+
+---------------------------------------------------------------------------------------------
+-- Handling one message
 
 function I.producer(self)
   if self.p then return self.p end
@@ -267,200 +387,290 @@ function I.producer(self)
   return self.p
 end
 
-function I.backoff(self, n)
-  local r = self.retry
-  local d = math.min(r.max_ms, r.base_ms * 2 ^ (n - 1))
-  d = d * (1 + r.jitter * (2 * math.random() - 1))
-  return math.max(0, d)
-end
-
-local function exception_type(e)
-  if type(e) == "table" then return tostring(e.name or e.type or "table") end
-  return "error"
-end
-
--- An error's readable text for a dead-letter header or a failure message: a table's `message`,
--- else its __tostring (one that raises is not trusted), else its pretty form; never
--- "table: 0x...".
-function M.exception_message(e)
-  if type(e) ~= "table" then return tostring(e) end
-  if type(e.message) == "string" then return e.message end
-  local mt = getmetatable(e)
-  if type(mt) == "table" and mt.__tostring then
-    local ok, text = pcall(tostring, e)
-    if ok and type(text) == "string" then return text end
-    -- Its __tostring raised: print its fields without the metatable (the pretty printer would
-    -- call the same __tostring).
-    local fields = {}
-    for k, v in next, e do fields[k] = v end
-    e = fields
-  end
-  local ok, text = pcall(require("klua.pretty").format, e)
-  return ok and text or "(an error value that cannot be printed)"
-end
-
--- Sleeps ms, waking early when the worker stops: a long backoff must not hold up a stop (the
--- runners are shielded from signals, so nothing else would cut it short).
-function I.sleep(self, ms)
-  local deadline = klua.now() + ms
-  while not self.stopping do
-    local left = deadline - klua.now()
-    if left <= 0 then return end
-    klua.sleep(math.min(left, 50))
-  end
-end
-
-function I.store(self, msg)
-  local ok, err = self.c:store(msg)
-  if not ok and not self.quiet then
-    io.stderr:write("klua.worker ", self.group, ": store: ", tostring(err), "\n")
-  end
-end
-
--- Handles one message to the end: handled, duplicate or dead-lettered (offset stored), or
--- abandoned because the worker stops (not stored). Raises KLUA_CANCELLED when its own task was
--- cancelled, and a KLUA_WORKER error when the message can be neither handled nor dead-lettered.
-function I.process(self, msg, first_attempt)
-  local n = self.n
-  local id
-  if self.dedupe then
-    id = self.dedupe.key(msg)
-    if id ~= nil and self.seen:has(id) then
-      n.deduplicated = n.deduplicated + 1
-      I.store(self, msg)
-      return
-    end
-  end
-  local handler = self.handlers[msg.topic] or self.handlers["*"]
-  local attempts, last, reason = (first_attempt or 1) - 1, nil, "retries-exhausted"
-  if not handler then
-    reason, last = "no-handler", werr("no handler for topic " .. msg.topic)
-  else
-    while true do
-      attempts = attempts + 1
-      local ok, r1, r2 = pcall(handler, msg, { attempt = attempts, worker = self })
-      if ok and (r1 ~= nil and r1 ~= false or r2 == nil) then
-        n.processed = n.processed + 1
-        if id ~= nil then self.seen:add(id) end
-        I.store(self, msg)
-        return
-      end
-      last = ok and r2 or r1
-      if not ok and is_cancel(last) and self_cancelled() then error(last, 0) end
-      if attempts > self.retry.max then break end
-      if self.stopping then return "abandoned" end
-      n.retried = n.retried + 1
-      I.sleep(self, I.backoff(self, attempts)) -- a cancellation here propagates: finished in a fresh task
-      if self.stopping then return "abandoned" end
-    end
-  end
-  local where = string.format("%s [%d] at offset %d", msg.topic, msg.partition, msg.offset)
-  if not self.dead_letter then
-    n.failed = n.failed + 1
-    error(werr(string.format("handler failed for %s after %d attempt(s): %s", where, attempts,
-                             M.exception_message(last)),
-      { topic = msg.topic, partition = msg.partition, cause = last }), 0)
-  end
-  local headers = {}
-  for i, h in ipairs(msg.headers or {}) do headers[i] = { h[1], h[2] } end
-  local extra = {
-    { "x-dead-letter-reason", reason }, { "x-exception-type", exception_type(last) },
-    { "x-exception-message", M.exception_message(last) }, { "x-original-topic", msg.topic },
-    { "x-original-partition", tostring(msg.partition) }, { "x-original-offset", string.format("%d", msg.offset) },
-    { "x-attempts", tostring(attempts) }, { "x-failed-at", string.format("%d", klua.time()) },
-  }
-  if type(last) == "table" and last.code ~= nil then
-    table.insert(extra, 3, { "x-exception-code", tostring(last.code) })
-  end
-  for _, h in ipairs(extra) do headers[#headers + 1] = h end
-  local report, perr = I.producer(self):produce{ topic = self.dead_letter, key = msg.key, value = msg.value,
-                                                 headers = headers }
-  if not report then
-    n.failed = n.failed + 1
-    error(werr(string.format("dead-letter produce to %s failed for %s: %s", self.dead_letter, where, tostring(perr)),
-      { topic = msg.topic, partition = msg.partition, cause = perr }), 0)
-  end
-  n.dead_lettered = n.dead_lettered + 1
-  I.store(self, msg)
-end
+function I.backoff(self, n) return internal.backoff(self.retry, n) end
 
 function I.fail(self, e)
   if not self.error then self.error = e end
   self.stopping = true
 end
 
--- Runs one message with in-flight accounting; when this task is cancelled mid-message (runners are
--- shielded from signals, so only an explicit task:cancel() does that), the
--- message is finished in a fresh (uncancelled) task. Returns false when the task must end.
-function I.run_one(self, ps, msg)
-  ps.inflight = msg
-  self.inflight = self.inflight + 1
-  local ok, e = pcall(I.process, self, msg)
-  if not ok and is_cancel(e) then
-    klua.spawn(function()
-      local ok2, e2 = pcall(I.process, self, msg)
-      ps.inflight = nil
-      self.inflight = self.inflight - 1
-      if not ok2 then I.fail(self, e2) end
-    end)
-    self.stopping = true -- this task was cancelled: the whole worker stops
-    return false
+-- info.send(record): buffered, sent when the handler succeeds.
+local INFO_MT = { __index = function(info, k)
+  if k ~= "send" then return nil end
+  local function send(rec)
+    if type(rec) ~= "table" then klua.errors.bad_argument("info.send", 1, "expected a record table") end
+    for key in pairs(rec) do
+      if not SEND_KEYS[key] then klua.errors.bad_argument("info.send", 1, "unknown record field '" .. tostring(key) .. "'") end
+    end
+    if type(rec.topic) ~= "string" then klua.errors.bad_argument("info.send", 1, "'topic' (a string) is required") end
+    local out = rawget(info, "out")
+    if not out then out = {}; rawset(info, "out", out) end
+    out[#out + 1] = copy(rec)
   end
-  ps.inflight = nil
-  self.inflight = self.inflight - 1
-  if not ok then I.fail(self, e); return false end
+  rawset(info, "send", send)
+  return send
+end }
+
+-- Sends rec (p:send); on_delivery(report, err) gets report.opaque = ctx (ctx.w, ctx.lane set).
+-- The lane's pending count holds the revoke and the drain until the report.
+function I.send(self, lane, rec, on_delivery, ctx)
+  ctx.w, ctx.lane = self, lane
+  rec.on_delivery, rec.opaque = on_delivery, ctx
+  lane.pending = lane.pending + 1
+  self.pending = self.pending + 1
+  local ok, err = I.producer(self):send(rec)
+  if not ok then
+    lane.pending = lane.pending - 1
+    self.pending = self.pending - 1
+    return nil, err
+  end
   return true
 end
 
-function I.runner(self, ps)
-  while ps do
-    local count = 0
-    while not self.stopping and not ps.revoked and ps.head <= ps.tail do
-      local msg = ps.q[ps.head]
-      ps.q[ps.head] = nil
-      ps.head = ps.head + 1
-      self.queued = self.queued - 1
-      if not I.run_one(self, ps, msg) then break end
-      count = count + 1
-      if count >= BATCH and #self.waiting > 0 then break end
-    end
-    if not self.stopping and not ps.revoked and ps.head <= ps.tail then
-      self.waiting[#self.waiting + 1] = ps -- let a waiting partition run; this one goes to the back
-    else
-      ps.scheduled = false
-    end
-    ps = nil
-    while not self.stopping and #self.waiting > 0 do
-      local nxt = table.remove(self.waiting, 1)
-      if not nxt.revoked then ps = nxt; break end
-      nxt.scheduled = false
-    end
-  end
-  self.active = self.active - 1
+local function delivered(ctx)
+  local self, lane = ctx.w, ctx.lane
+  lane.pending = lane.pending - 1
+  self.pending = self.pending - 1
+  return self, lane
 end
 
-function I.dispatch(self, msg)
-  self.n.consumed = self.n.consumed + 1
-  local ps = I.part(self, msg.topic, msg.partition)
-  ps.tail = ps.tail + 1
-  ps.q[ps.tail] = msg
-  self.queued = self.queued + 1
-  if not ps.scheduled then
-    ps.scheduled = true
-    if self.active < self.concurrency then
-      self.active = self.active + 1
-      -- shielded: a signal must not interrupt a handler in flight; the runner sees `stopping`
-      -- after the current message and ends
-      klua.spawn_shielded(I.runner, self, ps)
-    else
-      self.waiting[#self.waiting + 1] = ps
+local function on_dead_letter(report, err)
+  local ctx = report.opaque
+  local self, lane = delivered(ctx)
+  local view = ctx.view
+  if err then
+    self.n.failed = self.n.failed + 1
+    emit(self, "failed", view.topic, view.partition, ctx.attempts)
+    I.fail(self, werr(string.format("dead-letter produce to %s failed for %s: %s", self.dead_letter.topic,
+                                    where(view), tostring(err)),
+      { topic = view.topic, partition = view.partition, cause = err }))
+    return
+  end
+  self.n.dead_lettered = self.n.dead_lettered + 1
+  emit(self, "dead_lettered", view.topic, view.partition, ctx.attempts)
+  I.finish(self, lane, ctx.msg)
+end
+
+local function on_retry_sent(report, err)
+  local ctx = report.opaque
+  local self, lane = delivered(ctx)
+  if err then
+    I.fail(self, werr(string.format("retry-topic produce to %s failed for %s: %s", self.retry_topic,
+                                    where(ctx.view), tostring(err)),
+      { topic = ctx.view.topic, partition = ctx.view.partition, cause = err }))
+    return
+  end
+  I.finish(self, lane, ctx.msg)
+end
+
+local function on_output(report, err)
+  local ctx = report.opaque
+  local self, lane = delivered(ctx)
+  if err then
+    I.fail(self, werr(string.format("a record sent by the handler of %s failed: %s", where(ctx.view), tostring(err)),
+      { topic = ctx.view.topic, partition = ctx.view.partition, cause = err }))
+    return
+  end
+  ctx.left = ctx.left - 1
+  if ctx.left == 0 then I.finish(self, lane, ctx.msg) end
+end
+
+-- Retries exhausted, or no handler: the dead-letter topic, or the worker stops (raises).
+function I.give_up(self, lane, msg, view, err, attempts, reason, stack)
+  if not self.dead_letter then
+    self.n.failed = self.n.failed + 1
+    emit(self, "failed", view.topic, view.partition, attempts)
+    error(werr(string.format("handler failed for %s after %d attempt(s): %s", where(view), attempts,
+                             M.exception_message(err)),
+      { topic = view.topic, partition = view.partition, cause = err }), 0)
+  end
+  local rec = internal.dead_letter_record(self.dead_letter, view, err,
+    { reason = reason, attempts = attempts, stack = stack, group = self.group, client_id = I.client_id(self) })
+  local ok, perr = I.send(self, lane, rec, on_dead_letter, { msg = msg, view = view, attempts = attempts })
+  if not ok then
+    self.n.failed = self.n.failed + 1
+    emit(self, "failed", view.topic, view.partition, attempts)
+    error(werr(string.format("dead-letter produce to %s failed for %s: %s", self.dead_letter.topic, where(view),
+                             tostring(perr)), { topic = view.topic, partition = view.partition, cause = perr }), 0)
+  end
+  I.release(self, lane, msg)
+end
+
+function I.client_id(self)
+  return self.opts["client.id"] or (self.opts.consumer or {})["client.id"] or "rdkafka"
+end
+
+-- One attempt in a task of its own, cancelled at its next wait after handler_timeout_ms.
+local function attempt_task(handler, msg, info) return call(handler, msg, info) end
+function I.call_timeout(self, handler, msg, info)
+  local t = klua.spawn_shielded(attempt_task, handler, msg, info)
+  local ok, err, stack = t:join{ timeout_ms = self.handler_timeout_ms }
+  if ok ~= nil then return ok, err, stack end
+  t:cancel()
+  t:join()
+  return false, klua.errors.new{ name = "KLUA_TIMEOUT", timeout_ms = self.handler_timeout_ms,
+    topic = msg.topic, partition = msg.partition,
+    message = string.format("handler timed out after %d ms on %s", self.handler_timeout_ms, where(msg)) }, nil
+end
+
+-- Handles one attempt of msg: finished (handled, duplicate), in back-off (a timer), handed over
+-- (retry topic, dead-letter topic), or abandoned because the lane or the worker stops (not
+-- stored). Raises KLUA_CANCELLED when its own task was cancelled, and a KLUA_WORKER error when
+-- the message can be neither handled nor dead-lettered.
+function I.process(self, lane, msg, attempt)
+  local n = self.n
+  local view = msg -- what the handler sees: a retry record's original message
+  if lane.retry then
+    local v, a = retry_topic.view(msg)
+    if v then view, attempt = v, a end
+  end
+  local id
+  if self.dedupe then
+    id = self.dedupe.key(view)
+    if id ~= nil and self.seen:has(id) then
+      n.deduplicated = n.deduplicated + 1
+      emit(self, "deduplicated", view.topic, view.partition)
+      I.release(self, lane, msg)
+      I.finish(self, lane, msg)
+      return
     end
   end
+  local handler = self.handlers[view.topic] or self.handlers["*"]
+  if not handler then
+    return I.give_up(self, lane, msg, view, werr("no handler for topic " .. view.topic), attempt - 1, "no-handler")
+  end
+  local info = setmetatable({ attempt = attempt, worker = self }, INFO_MT)
+  self.inflight = self.inflight + 1
+  local t0 = now()
+  local ok, err, stack
+  if self.handler_timeout_ms then
+    ok, err, stack = I.call_timeout(self, handler, view, info)
+  else
+    ok, err, stack = call(handler, view, info)
+  end
+  local dt = (now() - t0) / 1000
+  self.inflight = self.inflight - 1
+  if ok then
+    n.processed = n.processed + 1
+    emit(self, "handled", view.topic, view.partition, dt)
+    if id ~= nil then self.seen:add(id) end
+    I.release(self, lane, msg)
+    local out = rawget(info, "out")
+    if out then
+      local ctx = { msg = msg, view = view, left = #out }
+      for _, rec in ipairs(out) do
+        local sent, serr = I.send(self, lane, rec, on_output, ctx)
+        if not sent then
+          error(werr(string.format("a record sent by the handler of %s failed: %s", where(view), tostring(serr)),
+            { topic = view.topic, partition = view.partition, cause = serr }), 0)
+        end
+      end
+    else
+      I.finish(self, lane, msg)
+    end
+    return
+  end
+  if is_cancel(err) and self_cancelled() then error(err, 0) end
+  if attempt > self.retry.max then
+    return I.give_up(self, lane, msg, view, err, attempt, "retries-exhausted", stack)
+  end
+  if lane.revoked or self.stopping then return end -- abandoned: redelivered later
+  n.retried = n.retried + 1
+  emit(self, "retried", view.topic, view.partition, dt)
+  local delay = I.backoff(self, attempt)
+  if self.retry_topic then
+    local rec = retry_topic.record(self.retry_topic, view, attempt + 1, klua.time() + delay)
+    local sent, serr = I.send(self, lane, rec, on_retry_sent, { msg = msg, view = view })
+    if not sent then
+      error(werr(string.format("retry-topic produce to %s failed for %s: %s", self.retry_topic, where(view),
+                               tostring(serr)), { topic = view.topic, partition = view.partition, cause = serr }), 0)
+    end
+    I.release(self, lane, msg)
+    return
+  end
+  if self.key_mode then lane:park(msg) else lane.hold = true end
+  self.timers:at_time(now() + delay, I.retry_due, self, lane, msg, attempt + 1)
 end
+
+---------------------------------------------------------------------------------------------
+-- The consumer and its rebalances
+
+function I.consumer_config(self)
+  local topics = copy(self.topics)
+  if self.retry_topic then topics[#topics + 1] = self.retry_topic end
+  local cfg = { group = self.group, topics = topics, ["auto.offset.reset"] = "earliest" }
+  for k, v in pairs(self.opts) do
+    if k:find(".", 1, true) then cfg[k] = v end
+  end
+  if self.opts.brokers then cfg.brokers = self.opts.brokers end
+  for k, v in pairs(self.opts.consumer or {}) do cfg[k] = v end
+  local user_assign, user_revoke = self.opts.on_assign, self.opts.on_revoke
+  cfg.on_assign = function(parts)
+    for _, tp in ipairs(parts) do
+      local bt = self.lanes[tp.topic]
+      local old = bt and bt[tp.partition]
+      if old then I.retire(self, old) end
+      I.lane(self, tp.topic, tp.partition)
+    end
+    if user_assign then return user_assign(parts) end
+  end
+  cfg.on_revoke = function(parts)
+    local mine = {}
+    for _, tp in ipairs(parts) do
+      local bt = self.lanes[tp.topic]
+      local lane = bt and bt[tp.partition]
+      if lane then
+        lane.revoked = true -- its back-off timers and queued messages are dropped
+        lane:drop()
+        mine[#mine + 1] = lane
+      end
+    end
+    -- the handlers in flight and the deliveries pending finish (and store) before the commit
+    local busy = true
+    while busy do
+      busy = false
+      for _, lane in ipairs(mine) do if lane.running or lane.pending > 0 then busy = true end end
+      if busy then klua.sleep(5) end
+    end
+    for _, lane in ipairs(mine) do
+      if lane.paused then pcall(self.c.resume, self.c, lane.tp) end -- leave no pause behind
+      I.retire(self, lane)
+    end
+    if not self.closing then -- at close librdkafka commits the stored offsets itself
+      local ok, r, err = pcall(self.c.commit, self.c)
+      if not (ok and r) and not self.quiet then
+        io.stderr:write("klua.worker ", self.group, ": commit on revoke: ", tostring(ok and err or r), "\n")
+      end
+    end
+    if user_revoke then user_revoke(parts) end
+  end
+  return cfg
+end
+
+-- Retry-topic mode needs its topic: UNKNOWN_TOPIC_OR_PART at start, naming it, when it is missing.
+function I.check_retry_topic(self)
+  local admin = klua.admin{ brokers = self.opts.brokers }
+  local d, err = admin:describe_topics({ self.retry_topic }, { configs = false })
+  admin:close()
+  if not d then
+    if err and err.name == "KLUA_EMBEDDED_UNSUPPORTED" then return true end
+    return nil, err
+  end
+  local e = d[1] and d[1].error
+  if e then
+    return nil, klua.errors.new{ name = "UNKNOWN_TOPIC_OR_PART", kafka = true, topic = self.retry_topic,
+      message = string.format("retry topic %s: %s (create it before the worker starts: one retry topic per group, e.g. \"%s.retry\")",
+                              self.retry_topic, M.exception_message(e), self.group) }
+  end
+  return true
+end
+
+---------------------------------------------------------------------------------------------
+-- Public methods
 
 function W:counters()
   local c = copy(self.n)
-  c.in_flight, c.queued, c.lag = self.inflight, self.queued, self.last_lag
+  c.in_flight, c.queued, c.lag = self.inflight, self.unfinished - self.inflight, self.last_lag
   c.elapsed_ms = self.started and ((self.stopped_at or klua.now()) - self.started) or 0
   return c
 end
@@ -471,6 +681,7 @@ function W:lag()
     if t:sub(1, 1) == "^" then names = nil; break end
     names[#names + 1] = t
   end
+  if names and self.retry_topic then names[#names + 1] = self.retry_topic end
   local l, err = klua.lag(self.group, names)
   if not l then return nil, err end
   self.last_lag = l.lag
@@ -487,9 +698,14 @@ end
 
 function I.drain(self)
   self.stopping = true
-  for _, ps in pairs(self.parts) do I.drop_queue(self, ps) end
-  self.waiting = {}
-  while self.inflight > 0 do klua.sleep(5) end
+  for _, bt in pairs(self.lanes) do
+    for _, lane in pairs(bt) do lane:drop() end -- never stored: redelivered later
+  end
+  self.timers:stop()
+  -- runners end after their current message; deliveries confirm (or fail) what was handed over
+  while self.active > 0 or self.pending > 0 do klua.sleep(5) end
+  self.unfinished = 0 -- what is left was dropped
+  if self.seen and self.seen.close then self.seen:close() end
   local ok, err = self.c:commit()
   if not ok and not self.quiet then io.stderr:write("klua.worker ", self.group, ": final commit: ", tostring(err), "\n") end
   self.closing = true
@@ -504,24 +720,34 @@ function W:run()
   if self.state ~= "new" then klua.errors.misuse("worker:run", "run() was already called") end
   self.state = "running"
   self.started = klua.now()
+  if self.retry_topic then
+    local ok, err = I.check_retry_topic(self)
+    if not ok then
+      self.state, self.stopped_at = "stopped", klua.now()
+      return nil, err
+    end
+  end
   self.c = klua.consumer(I.consumer_config(self))
   local cancelled
+  local c, polled, depth_at = self.c, 0, klua.now()
   while not self.stopping do
-    local ok, msg, err
-    if self.queued >= self.max_queued then
-      ok, msg = pcall(klua.sleep, 5)
-    else
-      ok, msg, err = pcall(self.c.poll, self.c, POLL_MS)
-    end
+    local ok, msg, err = pcall(c.poll, c, POLL_MS)
     if not ok then
       if is_cancel(msg) then cancelled = msg; break end
       I.fail(self, msg)
     elseif msg then
-      local ps = self.parts[pkey(msg.topic, msg.partition)]
-      if not (ps and ps.revoked) then I.dispatch(self, msg) end
+      I.dispatch(self, msg)
+      polled = polled + 1
+      -- let the handlers run between batches: the poll takes buffered messages without yielding
+      if polled % BATCH == 0 then coroutine.yield() end
     elseif err then
       if err.fatal then I.fail(self, err)
       elseif not self.quiet then io.stderr:write("klua.worker ", self.group, ": ", tostring(err), "\n") end
+    end
+    local t = now()
+    if t - depth_at >= DEPTH_MS then
+      depth_at = t
+      emit(self, "queue_depth", nil, nil, self.unfinished)
     end
   end
   -- The drain (wait for in-flight handlers, commit, leave) runs shielded, so a signal arriving
