@@ -179,6 +179,7 @@ function M.new(opts)
     dedupe = { key = opts.dedupe.key or default_dedupe_key, window = opts.dedupe.window or 10000 }
     if type(dedupe.key) ~= "function" then bad("dedupe.key must be a function") end
   end
+  local dead_letter = check_dead_letter(opts.dead_letter)
   local order = opts.order or "partition"
   if order ~= "partition" and order ~= "key" then bad("'order' must be \"partition\" or \"key\"") end
   local timeout = opts.handler_timeout_ms
@@ -196,7 +197,7 @@ function M.new(opts)
   end
   local w = setmetatable({
     opts = opts, group = opts.group, topics = topics, handlers = handlers, retry = retry,
-    retry_topic = r.topic, dead_letter = check_dead_letter(opts.dead_letter), dedupe = dedupe,
+    retry_topic = r.topic, dead_letter = dead_letter, dedupe = dedupe,
     seen = dedupe and new_lru(dedupe.window), key_mode = order == "key", order = order,
     handler_timeout_ms = timeout, concurrency = concurrency, max_queued = max_queued,
     resume_at = math.floor(max_queued / 2), quiet = opts.quiet,
