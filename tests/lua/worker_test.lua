@@ -533,3 +533,28 @@ test("retry-topic mode: failed attempts go through the retry topic and come back
   assert_error(err, "UNKNOWN_TOPIC_OR_PART")
   assert_match(tostring(err), "retry topic " .. missing:gsub("%-", "%%-") .. ".*create it")
 end, { timeout_ms = 40000 })
+
+test("dead_letter format=\"envelope\": the value is klua.envelope's dead-letter JSON, with the traceback", function()
+  local topic, dlq, group = name("env"), name("dlq"), name("g")
+  klua.embedded.create_topic(topic, 1)
+  klua.embedded.create_topic(dlq, 1)
+  local key, value = "k\255", "text value"
+  assert(klua.producer():produce{ topic = topic, key = key, value = value, headers = { { "trace", "t1" } } })
+  local function charge() error({ type = "PaymentDeclined", message = "card declined", code = "E402" }) end
+  local w = worker{ group = group, topics = { topic }, retry = { max = 1, base_ms = 10 }, ["client.id"] = "billing-1",
+    dead_letter = { topic = dlq, format = "envelope" },
+    handlers = function() charge() end }
+  local c = assert(run_until(w, function() return w:counters().dead_lettered == 1 end):join())
+  assert_eq(c.dead_lettered, 1)
+  local m = read_all(dlq, 1)[1]
+  assert_eq(m.key, key)
+  assert_eq(m:header("x-dead-letter-reason"), "retries-exhausted")
+  local d = assert(klua.envelope.decode_dead_letter(m))
+  assert_eq({ d.topic, d.partition, d.offset, d.key, d.value, d.attempts, d.reason, d.group, d.client_id },
+            { topic, 0, 0, key, value, 2, "retries-exhausted", group, "billing-1" })
+  assert_eq(d.headers, { { "trace", "t1" } })
+  assert_eq({ d.error.type, d.error.message, d.error.code }, { "PaymentDeclined", "card declined", "E402" })
+  assert_match(d.stack, "^card declined\nstack traceback:")
+  assert_match(d.stack, "worker_test.lua:%d+: in function 'charge'") -- where the handler raised
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 40000 })
