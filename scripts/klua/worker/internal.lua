@@ -7,6 +7,22 @@ local M = {}
 local function is_cancel(e) return type(e) == "table" and e.name == "KLUA_CANCELLED" end
 M.is_cancel = is_cancel
 
+-- A KLUA_WORKER error (the worker stops with it) with extra fields (topic, partition, cause).
+function M.werr(message, fields)
+  local e = klua.errors.new{ name = "KLUA_WORKER", message = message }
+  for k, v in pairs(fields or {}) do e[k] = v end
+  return e
+end
+
+-- true when the current task was cancelled (its waits raise KLUA_CANCELLED)
+function M.self_cancelled()
+  local ok, e = pcall(klua.sleep, 0)
+  return not ok and is_cancel(e)
+end
+
+-- "topic [partition] at offset N", a message's coordinates in errors.
+function M.where(m) return string.format("%s [%d] at offset %d", m.topic, m.partition, m.offset) end
+
 -- An error's readable text for a dead-letter header or a failure message: a table's `message`,
 -- else its __tostring (one that raises is not trusted), else its pretty form; never
 -- "table: 0x...".
