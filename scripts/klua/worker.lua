@@ -219,7 +219,7 @@ function I.consumer_config(self)
       if old then I.retire(self, old) end
       I.lane(self, tp.topic, tp.partition)
     end
-    if user_assign then return user_assign(parts) end
+    if user_assign then user_assign(parts) end
   end
   cfg.on_revoke = function(parts)
     local mine = {}

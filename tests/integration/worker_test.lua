@@ -196,3 +196,38 @@ test("a revoke while messages wait in back-off: they are never handled after on_
   assert_true(gone >= 1)
   assert_eq(klua.lag(group).lag, 0)
 end, { timeout_ms = 90000 })
+
+test("retry-topic mode: a failed attempt goes to <group>.retry and back at its time; poison ends in the DLQ", function()
+  local topic, dlq, group = fresh("rtin"), fresh("dlq"), fresh("g")
+  local retry = group .. ".retry"
+  create(topic, 3); create(dlq, 1); create(retry, 2)
+  local p = klua.producer()
+  local flaky = assert(p:produce{ topic = topic, partition = 1, key = "f", value = "flaky", headers = { { "h", "\0\1" } } })
+  local poison = assert(p:produce{ topic = topic, partition = 2, key = "p", value = "poison" })
+  for i = 1, 30 do assert(p:produce{ topic = topic, partition = i % 3, value = "ok" .. i }) end
+  local flaky_calls, others = {}, 0
+  local w = worker{ group = group, topics = { topic }, dead_letter = dlq, order = "key",
+    retry = { max = 2, base_ms = 500, jitter = 0, topic = retry },
+    handlers = { [topic] = function(msg, info)
+      if msg.value == "poison" then error("cannot parse") end
+      if msg.value == "flaky" then
+        flaky_calls[#flaky_calls + 1] = { info.attempt, klua.now(), msg.topic, msg.partition, msg.offset, msg:header("h") }
+        if info.attempt == 1 then return nil, "endpoint busy" end
+        return
+      end
+      others = others + 1
+    end } }
+  local c = assert(run_until(w, function() local n = w:counters() return n.processed == 31 and n.dead_lettered == 1 end):join())
+  assert_eq({ c.processed, c.dead_lettered, c.retried, others }, { 31, 1, 3, 30 })
+  assert_eq(#flaky_calls, 2)
+  assert_eq({ flaky_calls[2][1], flaky_calls[2][3], flaky_calls[2][4], flaky_calls[2][5], flaky_calls[2][6] },
+            { 2, topic, 1, flaky.offset, "\0\1" })
+  assert_true(flaky_calls[2][2] - flaky_calls[1][2] >= 490, "the retry waited for its time")
+  local r = klua.consumer{ group = fresh("r"), topics = { dlq }, ["auto.offset.reset"] = "earliest" }
+  local m = assert(r:poll(15000))
+  r:close()
+  assert_eq({ m.value, m:header("x-original-topic"), m:header("x-original-partition"), m:header("x-original-offset"),
+              m:header("x-attempts"), m:header("x-retry-not-before") },
+            { "poison", topic, "2", tostring(poison.offset), "3", nil })
+  assert_eq(klua.lag(group, { topic, retry }).lag, 0)
+end, { timeout_ms = 60000 })
