@@ -171,6 +171,10 @@ function M.new(opts)
     if type(opts.dedupe) ~= "table" then klua.errors.bad_argument("klua.worker", 1, "'dedupe' must be a table {key=, window=}") end
     dedupe = { key = opts.dedupe.key or default_dedupe_key, window = opts.dedupe.window or 10000 }
     if type(dedupe.key) ~= "function" then klua.errors.bad_argument("klua.worker", 1, "dedupe.key must be a function") end
+    dedupe.topic, dedupe.window_ms = opts.dedupe.topic, opts.dedupe.window_ms -- the Kafka-backed store (dedupe_store.lua)
+    if dedupe.topic ~= nil and (type(dedupe.topic) ~= "string" or type(dedupe.window_ms) ~= "number" or dedupe.window_ms < 1) then
+      klua.errors.bad_argument("klua.worker", 1, "dedupe.topic must be a topic name, with dedupe.window_ms (ms >= 1)")
+    end
   end
   if opts.dead_letter ~= nil and type(opts.dead_letter) ~= "string" then
     klua.errors.bad_argument("klua.worker", 1, "'dead_letter' must be a topic name")
@@ -220,6 +224,7 @@ function I.consumer_config(self)
       self.parts[pkey(tp.topic, tp.partition)] = nil
       I.part(self, tp.topic, tp.partition)
     end
+    if self.seen and self.seen.sync then self.seen:sync() end -- the previous owner's adds (flushed at its revoke)
     if user_assign then user_assign(parts) end
   end
   cfg.on_revoke = function(parts)
@@ -239,6 +244,7 @@ function I.consumer_config(self)
       for _, ps in ipairs(mine) do if ps.inflight then busy = true end end
       if busy then klua.sleep(5) end
     end
+    if self.seen and self.seen.flush then self.seen:flush() end -- the next owner's sync will read these ids
     if not self.closing then -- at close librdkafka commits the stored offsets itself
       local ok, r, err = pcall(self.c.commit, self.c)
       if not (ok and r) and not self.quiet then
@@ -490,6 +496,7 @@ function I.drain(self)
   for _, ps in pairs(self.parts) do I.drop_queue(self, ps) end
   self.waiting = {}
   while self.inflight > 0 do klua.sleep(5) end
+  if self.seen and self.seen.close then self.seen:close() end -- the store's adds are delivered before the commit
   local ok, err = self.c:commit()
   if not ok and not self.quiet then io.stderr:write("klua.worker ", self.group, ": final commit: ", tostring(err), "\n") end
   self.closing = true
@@ -504,6 +511,12 @@ function W:run()
   if self.state ~= "new" then klua.errors.misuse("worker:run", "run() was already called") end
   self.state = "running"
   self.started = klua.now()
+  if self.dedupe and self.dedupe.topic then -- the store outlives the process: opened before the consumer
+    local store, err = require("klua.worker.dedupe_store").open{ topic = self.dedupe.topic, window_ms = self.dedupe.window_ms,
+      brokers = self.opts.brokers, producer = self.opts.producer, quiet = self.quiet }
+    if not store then self.state = "stopped"; return nil, err end
+    self.seen = store
+  end
   self.c = klua.consumer(I.consumer_config(self))
   local cancelled
   while not self.stopping do
