@@ -170,13 +170,13 @@ function I.ensure_topic(self, admin, opts)
     if not has[word] then has[word] = true; words = words + 1 end
   end
   if not (has.compact and has.delete and words == 2) then
-    return nil, serr(topic, "KLUA_INVALID_CONFIG", fmt("cleanup.policy is %q: a dedupe store needs "
+    return nil, serr(topic, "INVALID_CONFIG", fmt("cleanup.policy is %q: a dedupe store needs "
       .. "cleanup.policy=compact,delete (compaction keeps one record per id, deletion drops the ids older than "
       .. "the window); alter the topic or name another one", policy))
   end
   local retention = tonumber(configs["retention.ms"] and configs["retention.ms"].value)
   if retention and retention >= 0 and retention < window then
-    return nil, serr(topic, "KLUA_INVALID_CONFIG", fmt("retention.ms is %d, below the window of %d ms: ids would "
+    return nil, serr(topic, "INVALID_CONFIG", fmt("retention.ms is %d, below the window of %d ms: ids would "
       .. "be forgotten before the window ends; raise retention.ms to at least the window", retention, window))
   end
   return true
