@@ -102,6 +102,56 @@ test("two members of one group share ids: member A adds, member B later skips", 
   if not ok then error(err, 0) end
 end, { timeout_ms = 150000 })
 
+test("a partition handed over in a rebalance: the new owner skips the ids its previous owner handled", function()
+  -- A's store sends with linger.ms = 10 s, so its adds are still queued when B joins: only the
+  -- flush at A's revoke (and B's sync at its assign) can make them visible to B in time.
+  local topic, group, store = fresh("dd-move"), fresh("dd-g"), fresh("dd-store")
+  create(topic, 2)
+  local owner, handled, workers, tasks = {}, { A = {}, B = {} }, {}, {}
+  local function start(name, extra)
+    local opts = kit.group_conf{ group = group, topics = { topic }, quiet = true,
+      dedupe = { topic = store, window_ms = 3600000 },
+      on_assign = function(parts) for _, tp in ipairs(parts) do owner[tp.partition] = name end end,
+      handlers = function(msg) table.insert(handled[name], msg.value) end }
+    for k, v in pairs(extra or {}) do opts[k] = v end
+    workers[name] = klua.worker(opts)
+    tasks[name] = klua.spawn(function() return workers[name]:run() end)
+  end
+  local function wait(what, cond)
+    local deadline = klua.now() + 60000
+    while not cond() do
+      assert_true(klua.now() < deadline, what)
+      klua.sleep(20)
+    end
+  end
+  local ok, err = pcall(function()
+    start("A", { producer = { ["linger.ms"] = 10000 } })
+    local p = klua.producer()
+    assert(p:produce{ topic = topic, partition = 0, value = "x-on-0", headers = { { "x-event-id", "X" } } })
+    assert(p:produce{ topic = topic, partition = 1, value = "y-on-1", headers = { { "x-event-id", "Y" } } })
+    wait("A did not handle X and Y", function() return workers.A:counters().processed == 2 end)
+    assert_eq(workers.A.seen.p:outq_len(), 2)            -- both adds are still lingering in A's producer
+    start("B")
+    wait("no split assignment", function() return owner[0] and owner[1] and owner[0] ~= owner[1] end)
+    local bp = owner[0] == "B" and 0 or 1
+    assert(p:produce{ topic = topic, partition = bp, value = "dup-on-" .. bp,
+                      headers = { { "x-event-id", bp == 0 and "X" or "Y" } } })
+    wait("B did not take the duplicate", function()
+      local c = workers.B:counters()
+      return c.processed + c.deduplicated >= 1
+    end)
+    assert_eq(handled.B, {})                             -- not handled again: skipped as a duplicate
+    assert_eq(workers.B:counters().deduplicated, 1)
+    assert_eq(#handled.A, 2)
+  end)
+  for _, w in pairs(workers) do w:stop() end
+  for name, t in pairs(tasks) do
+    local c, e = t:join()
+    if ok then assert(c, name .. ": " .. tostring(e)) end
+  end
+  if not ok then error(err, 0) end
+end, { timeout_ms = 150000 })
+
 test("records older than the window are not loaded", function()
   local store = fresh("dd-old")
   local window = 60000
