@@ -512,8 +512,10 @@ function W:run()
   self.state = "running"
   self.started = klua.now()
   if self.dedupe and self.dedupe.topic then -- the store outlives the process: opened before the consumer
-    local store, err = require("klua.worker.dedupe_store").open{ topic = self.dedupe.topic, window_ms = self.dedupe.window_ms,
-      brokers = self.opts.brokers, producer = self.opts.producer, quiet = self.quiet }
+    local ds = require("klua.worker.dedupe_store")
+    local o = ds.connection_keys(self.opts, self.opts.consumer) -- security.protocol, sasl.*, ssl.*, ...
+    o.topic, o.window_ms, o.brokers, o.producer, o.quiet = self.dedupe.topic, self.dedupe.window_ms, self.opts.brokers, self.opts.producer, self.quiet
+    local store, err = ds.open(o)
     if not store then self.state = "stopped"; return nil, err end
     self.seen = store
   end

@@ -204,3 +204,22 @@ test("a topic with another cleanup policy, or a retention shorter than the windo
   assert_nil(c)
   assert_error(werr, "INVALID_CONFIG")
 end, { timeout_ms = 60000 })
+
+test("the store's clients get the worker's connection settings (SASL listener)", function()
+  local sasl = os.getenv("KLUA_SASL_BROKERS") or ""
+  assert_match(sasl, "^127%.0%.0%.1:%d+$", "KLUA_SASL_BROKERS (ctest sets it)")
+  local topic, store = fresh("dd-sasl"), fresh("dd-store")
+  create(topic, 1)
+  assert(klua.producer():produce{ topic = topic, value = "v", headers = { { "x-event-id", "S" } } })
+  local w
+  w = klua.worker(kit.group_conf{ group = fresh("dd-g"), topics = { topic }, quiet = true, brokers = sasl,
+    ["security.protocol"] = "SASL_PLAINTEXT", ["sasl.mechanism"] = "PLAIN",
+    ["sasl.username"] = "klua-plain", ["sasl.password"] = "klua-plain-secret",
+    dedupe = { topic = store, window_ms = 3600000 }, handlers = function() w:stop() end })
+  local c = assert(w:run())
+  assert_eq(c.processed, 1)
+  assert_eq(kcat_keys(store), { S = 1 })
+  assert_eq(require("klua.worker.dedupe_store").connection_keys(
+    { ["sasl.username"] = "u", ["session.timeout.ms"] = 1, group = "g" }, { ["ssl.ca.location"] = "f" }),
+    { ["sasl.username"] = "u", ["ssl.ca.location"] = "f" })
+end, { timeout_ms = 60000 })

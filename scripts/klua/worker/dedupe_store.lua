@@ -146,6 +146,37 @@ end
 local OPEN_KEYS = { topic = true, window_ms = true, brokers = true, producer = true, create = true,
                     partitions = true, timeout_ms = true, quiet = true }
 
+-- The connection settings among a client's options (dotted keys): what the store's own clients
+-- (admin, reader, producer) must share with the worker's consumer to reach the same cluster.
+local CONNECTION = { "^bootstrap%.servers$", "^security%.protocol$", "^sasl%.", "^ssl%.", "^ssl_", "^socket%.",
+                     "^broker%.address%.", "^client%.dns%.", "^api%.version%.", "^broker%.version%.fallback$",
+                     "^enable%.ssl%.", "^https?%." }
+function M.connection_keys(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    local t = select(i, ...)
+    for k, v in pairs(type(t) == "table" and t or {}) do
+      if type(k) == "string" then
+        for _, pat in ipairs(CONNECTION) do
+          if k:find(pat) then out[k] = v; break end
+        end
+      end
+    end
+  end
+  return out
+end
+
+-- A client's configuration: the store's dotted keys, plus `extra`.
+local function client_config(opts, extra)
+  local cfg = {}
+  for k, v in pairs(opts) do
+    if type(k) == "string" and k:find(".", 1, true) then cfg[k] = v end
+  end
+  if opts.brokers then cfg.brokers = opts.brokers end
+  for k, v in pairs(extra or {}) do cfg[k] = v end
+  return cfg
+end
+
 local function is_embedded(admin) return tostring(admin):match("embedded%)") ~= nil end
 
 -- The topic exists (created here when missing) with a cleanup policy of compact and delete.
@@ -301,11 +332,13 @@ function I.cleanup(self)
   if self.admin then pcall(self.admin.close, self.admin) end
 end
 
--- open{topic=, window_ms=, brokers=, producer=, create=true, partitions=3, timeout_ms=300000, quiet=}
+-- open{topic=, window_ms=, brokers=, producer=, create=true, partitions=3, timeout_ms=300000, quiet=,
+--      [dotted keys] = librdkafka properties of the store's clients (the worker passes its
+--      connection settings: M.connection_keys)}
 function M.open(opts)
   if type(opts) ~= "table" then klua.errors.bad_argument("dedupe_store.open", 1, "expected an options table") end
   for k in pairs(opts) do
-    if not OPEN_KEYS[k] then klua.errors.bad_argument("dedupe_store.open", 1, "unknown option '" .. tostring(k) .. "'") end
+    if not OPEN_KEYS[k] and not (type(k) == "string" and k:find(".", 1, true)) then klua.errors.bad_argument("dedupe_store.open", 1, "unknown option '" .. tostring(k) .. "'") end
   end
   local topic, window = opts.topic, opts.window_ms
   if type(topic) ~= "string" or topic == "" then
@@ -327,7 +360,7 @@ function M.open(opts)
 
   local self = setmetatable({ topic = topic, window_ms = window, mem = new_mem(window), pos = {}, skipped = 0,
                               failed = 0, quiet = opts.quiet, closed = false, loaded = 0, replay_ms = 0 }, S)
-  local admin = klua.admin{ brokers = opts.brokers }
+  local admin = klua.admin(client_config(opts))
   self.admin = admin
   if is_embedded(admin) then
     I.cleanup(self)
@@ -355,9 +388,8 @@ function M.open(opts)
     self.pos[it.partition] = start
     assign[#assign + 1] = { topic = topic, partition = it.partition, offset = start }
   end
-  self.c = klua.consumer{ group = "klua-dedupe-" .. klua.uuid(), brokers = opts.brokers,
-                          ["enable.auto.commit"] = false, ["auto.offset.reset"] = "earliest",
-                          ["max.partition.fetch.bytes"] = 4194304 }
+  self.c = klua.consumer(client_config(opts, { group = "klua-dedupe-" .. klua.uuid(),
+    ["enable.auto.commit"] = false, ["auto.offset.reset"] = "earliest", ["max.partition.fetch.bytes"] = 4194304 }))
   ok, err = self.c:assign(assign)
   if not ok then I.cleanup(self); return nil, wrap(topic, "assigning its partitions", err) end
   ok, err = I.read_until(self, ends, opts.timeout_ms or 300000)
@@ -370,9 +402,8 @@ function M.open(opts)
     self.p = p -- a producer object, shared: our deliveries are heard per message
     self.delivery = function(report, derr) I.on_delivery(self, report, derr) end
   else
-    local cfg = {}
+    local cfg = client_config(opts)
     for k, v in pairs(p or {}) do cfg[k] = v end
-    if opts.brokers and cfg.brokers == nil then cfg.brokers = opts.brokers end
     cfg.on_delivery = function(report, derr) I.on_delivery(self, report, derr) end
     self.p = klua.producer(cfg)
     self.own_producer = true
@@ -438,7 +469,9 @@ function S:sync(timeout_ms)
   while not I.caught_up(self, ends) do
     if self.reader_error then return nil, wrap(self.topic, "its reader stopped", self.reader_error) end
     if klua.now() >= deadline then
-      return nil, serr(self.topic, "_TIMED_OUT", fmt("not caught up with the topic within %d ms", timeout_ms or 30000))
+      local e = serr(self.topic, "_TIMED_OUT", fmt("not caught up with the topic within %d ms", timeout_ms or 30000))
+      if not self.quiet then io.stderr:write("klua ", tostring(e), "\n") end
+      return nil, e
     end
     klua.sleep(5)
   end
