@@ -286,8 +286,8 @@ function I.reader(self)
   while not self.closed do
     local ok, msg, err = pcall(c.poll, c, POLL_MS)
     if not ok then
+      self.reader_error = msg -- a cancelled reader (a signal) too: sync must not wait for it
       if is_cancel(msg) then return end
-      self.reader_error = msg
       if not self.quiet then io.stderr:write("klua dedupe store ", self.topic, ": reader stopped: ", tostring(msg), "\n") end
       return
     end
