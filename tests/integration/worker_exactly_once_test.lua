@@ -1,0 +1,147 @@
+-- klua.worker's exactly-once mode on the real broker (KLUA_BROKERS). A worker process
+-- (helpers/eos_copy_worker.lua) copies a topic of N keyed messages to an output topic; it is
+-- SIGKILLed at random moments and restarted, TRIALS times (10; KLUA_EOS_TRIALS=50 for the long
+-- run); then a last run finishes the copy. kcat with isolation.level=read_committed, an
+-- independent reader, must see every input exactly once (compared by key and value). Also: a
+-- handler that fails once is retried and its first attempt's outputs never reach the topic, not
+-- even as aborted records; a poison message is dead-lettered inside the transaction.
+local proc = dofile("tests/integration/helpers/proc.lua")
+local fresh = klua.testkit.fresh
+local BROKERS = assert(os.getenv("KLUA_BROKERS"), "KLUA_BROKERS must name the broker")
+local TRIALS = tonumber(os.getenv("KLUA_EOS_TRIALS")) or 10
+
+-- every record of topic as "key\tvalue" lines, read by kcat to the end
+local function kcat_read(topic, isolation)
+  local out, rc = klua.testkit.sh(string.format(
+    "timeout 60 kcat -C -b %s -t %s -X isolation.level=%s -o beginning -e -q -f '%%k\\t%%s\\n'",
+    klua.testkit.quote(BROKERS), klua.testkit.quote(topic), isolation))
+  assert(rc == 0, "kcat failed: " .. out)
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  return lines
+end
+
+local function with_dir(prefix, fn)
+  local dir = proc.tmpdir(prefix)
+  local ok, err = pcall(fn, dir)
+  proc.remove_dir(dir)
+  if not ok then error(err, 0) end
+end
+
+test(string.format("exactly-once worker SIGKILLed at random moments and restarted (%d trials): read_committed sees every input once", TRIALS), function()
+  local N, PARTS = 900 * TRIALS, 3
+  local input, output, group = fresh("eos-in"), fresh("eos-out"), fresh("eos-g")
+  local admin = klua.admin()
+  local res = assert(admin:create_topics{ { name = input, partitions = PARTS }, { name = output, partitions = PARTS } })
+  assert_eq(res[1].error, nil)
+  assert_eq(res[2].error, nil)
+  local p = klua.producer{ ["linger.ms"] = 5 }
+  for i = 1, N do assert(p:send{ topic = input, key = "k" .. i, value = string.format("v%05d", i) }) end
+  assert(p:flush())
+  p:close()
+
+  with_dir("klua-weos", function(dir)
+    local killed_working = 0
+    for trial = 1, TRIALS do
+      -- odd trials per-message handlers, even ones batch handlers (outputs are the same)
+      local mode = trial % 2 == 1 and "message" or "batch"
+      local h = proc.spawn(dir, "t" .. trial, "tests/integration/helpers/eos_copy_worker.lua",
+                           { input, output, group, "member-1", mode, mode == "batch" and 1 or 3 })
+      local ok, err = pcall(function()
+        local deadline = klua.now() + 30000
+        while not h:read():find("assigned [1-9]") do
+          assert(h:status() == nil, "the worker ended before its assignment: " .. h:describe())
+          assert(klua.now() < deadline, "no assignment within 30 s: " .. h:describe())
+          klua.sleep(20)
+        end
+        klua.sleep(math.random(50, 900))  -- a random moment of its work
+        if h:status() == nil then
+          killed_working = killed_working + 1
+          h:kill(9)
+          assert_eq(h:wait(10000), 137, "killed: " .. h:describe())
+        end
+      end)
+      if not ok then h:ensure_dead(); error(err, 0) end
+    end
+    assert_true(killed_working >= math.floor(TRIALS / 2), "only " .. killed_working .. " of the kills came while the copy ran")
+    local last = proc.spawn(dir, "last", "tests/integration/helpers/eos_copy_worker.lua",
+                            { input, output, group, "member-1", "message", 0 })
+    local rc = last:wait(120000)
+    if rc == nil then last:ensure_dead() end
+    assert_eq(rc, 0, "the last run finishes the copy: " .. last:describe())
+    local left = tonumber(last:read():match("done (%d+)"))
+    assert_true(left and left < N, "the last run copied " .. tostring(left))
+    print(string.format("%d trials (%d killed while copying); the last run copied the remaining %d of %d",
+      TRIALS, killed_working, left, N))
+  end)
+
+  local committed = kcat_read(output, "read_committed")
+  local count, distinct = {}, 0
+  for _, l in ipairs(committed) do
+    if not count[l] then distinct = distinct + 1 end
+    count[l] = (count[l] or 0) + 1
+  end
+  for i = 1, N do
+    local l = string.format("k%d\tout:v%05d", i, i)
+    assert_eq(count[l], 1, l .. " seen by read_committed")
+  end
+  assert_eq(distinct, N)
+  assert_eq(#committed, N, "read_committed record count")
+  -- read_uncommitted also sees what the killed transactions had sent (aborted): informational
+  local uncommitted = kcat_read(output, "read_uncommitted")
+  print(string.format("%d trials: %d records read_committed, %d read_uncommitted (%d from aborted transactions)",
+    TRIALS, #committed, #uncommitted, #uncommitted - #committed))
+  assert_true(#uncommitted >= N)
+end, { timeout_ms = 600000 })
+
+test("exactly-once: a handler that fails once is retried; its first attempt's outputs never appear; a poison message is dead-lettered in the transaction", function()
+  local input, output, dlq, group = fresh("eos1-in"), fresh("eos1-out"), fresh("eos1-dlq"), fresh("eos1-g")
+  local admin = klua.admin()
+  local res = assert(admin:create_topics{ { name = input, partitions = 2 }, { name = output, partitions = 1 },
+                                          { name = dlq, partitions = 1 } })
+  for i = 1, 3 do assert_eq(res[i].error, nil) end
+  local p = klua.producer()
+  for i = 1, 40 do assert(p:send{ topic = input, key = "k" .. i, value = "v" .. i }) end
+  assert(p:flush())
+  p:close()
+  local first_attempts = 0
+  local w
+  w = klua.worker{ group = group, topics = { input }, quiet = true, exactly_once = true, dead_letter = dlq,
+    retry = { max = 2, base_ms = 10, max_ms = 50 },
+    ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500,
+    handlers = function(msg, info)
+      info.send{ topic = output, key = msg.key, value = msg.value .. "@" .. info.attempt }
+      if msg.value == "v13" then error({ name = "Poison", message = "v13 never works" }) end
+      if info.attempt == 1 and tonumber(msg.value:sub(2)) % 5 == 0 then
+        first_attempts = first_attempts + 1
+        error("fails once")
+      end
+    end }
+  local t = klua.spawn(function() return w:run() end)
+  local deadline = klua.now() + 40000
+  while klua.now() < deadline do
+    local c = w:counters()
+    if c.processed + c.dead_lettered >= 40 and w:lag() == 0 then break end
+    klua.sleep(100)
+  end
+  w:stop()
+  local counters = assert(t:join())
+  assert_eq(counters.processed, 39)
+  assert_eq(counters.dead_lettered, 1)
+  assert_eq(first_attempts, 8)
+  -- read_uncommitted: not even an aborted copy of a first attempt's output
+  local lines = kcat_read(output, "read_uncommitted")
+  local seen = {}
+  for _, l in ipairs(lines) do
+    local k, v, a = l:match("^(k%d+)\tv(%d+)@(%d)$")
+    assert_true(k ~= nil, "unexpected record " .. l)
+    assert_eq(seen[k], nil, k .. " twice")
+    seen[k] = true
+    assert_eq(tonumber(a), tonumber(v) % 5 == 0 and 2 or 1, l)
+    assert_true(v ~= "13", "the poison message's output was committed")
+  end
+  assert_eq(#lines, 39)
+  local dead = kcat_read(dlq, "read_committed")
+  assert_eq(#dead, 1)
+  assert_eq(dead[1], "k13\tv13")
+end, { timeout_ms = 60000 })
