@@ -145,3 +145,48 @@ test("exactly-once: a handler that fails once is retried; its first attempt's ou
   assert_eq(#dead, 1)
   assert_eq(dead[1], "k13\tv13")
 end, { timeout_ms = 60000 })
+
+test("exactly-once: a transaction whose commit fails is aborted, its partitions rewound, and the batch runs again", function()
+  local input, output, tiny, group = fresh("eos2-in"), fresh("eos2-out"), fresh("eos2-tiny"), fresh("eos2-g")
+  local admin = klua.admin()
+  -- the broker refuses records over 200 bytes on `tiny`: a delivery failure inside the transaction
+  local res = assert(admin:create_topics{ { name = input, partitions = 2 }, { name = output, partitions = 1 },
+                                          { name = tiny, partitions = 1, configs = { ["max.message.bytes"] = "200" } } })
+  for i = 1, 3 do assert_eq(res[i].error, nil) end
+  local p = klua.producer()
+  for i = 1, 30 do assert(p:send{ topic = input, key = "k" .. i, value = "v" .. i }) end
+  assert(p:flush())
+  p:close()
+  local runs, big_sent = {}, false
+  local w = klua.worker{ group = group, topics = { input }, quiet = true, exactly_once = true,
+    retry = { max = 3, base_ms = 10, max_ms = 50 },
+    ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500,
+    handlers = function(msg, info)
+      runs[msg.value] = (runs[msg.value] or 0) + 1
+      info.send{ topic = output, key = msg.key, value = msg.value .. "#" .. runs[msg.value] }
+      if not big_sent then -- once: this transaction cannot commit
+        big_sent = true
+        info.send{ topic = tiny, value = string.rep("x", 1000) }
+      end
+    end }
+  local t = klua.spawn(function() return w:run() end)
+  local deadline = klua.now() + 40000
+  while klua.now() < deadline and not (w:counters().processed >= 30 and w:lag() == 0) do klua.sleep(100) end
+  w:stop()
+  local counters = assert(t:join())
+  local again = 0
+  for _, n in pairs(runs) do if n > 1 then again = again + 1 end end
+  assert_true(again >= 1, "no message was handled again after the abort")
+  assert_true(counters.consumed > 30, "consumed " .. counters.consumed .. ": the rewound batch came again")
+  local lines = kcat_read(output, "read_committed")
+  assert_eq(#lines, 30)
+  local seen = {}
+  for _, l in ipairs(lines) do
+    local k, v, n = l:match("^(k%d+)\t(v%d+)#(%d+)$")
+    assert_true(k ~= nil, "unexpected record " .. l)
+    assert_eq(seen[v], nil, v .. " twice")
+    seen[v] = true
+    assert_eq(tonumber(n), runs[v], v .. ": the committed copy is its last run's")
+  end
+  assert_eq(#kcat_read(tiny, "read_uncommitted"), 0)
+end, { timeout_ms = 60000 })
