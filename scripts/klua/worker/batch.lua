@@ -21,7 +21,12 @@ local emit = events.emit
 local M = {}
 
 local POLL_MS = 100
-local EOS_BATCH = 500 -- messages per transaction with per-message handlers (no `batch` option)
+local EOS_BATCH = 1000 -- messages per transaction with per-message handlers (no `batch` option)
+-- The transactional producer's retry.backoff.ms unless given: a transaction that begins right
+-- after the previous one's commit meets CONCURRENT_TRANSACTIONS while the broker writes the
+-- markers, retried after this back-off. librdkafka's 100 ms held 1,000-message transactions on
+-- the test broker to 15.5K msg/s; 20 ms gave 28.5K, 5 ms 33K (Java's producer uses 20 ms there).
+local EOS_RETRY_BACKOFF_MS = 10
 
 local function is_cancel(e) return type(e) == "table" and e.name == "KLUA_CANCELLED" end
 
@@ -190,6 +195,7 @@ function R:make_producer()
     local cfg = copy(type(w.opts.producer) == "table" and w.opts.producer or nil)
     for k, v in pairs(self.mode.eos) do cfg[k] = v end
     if w.opts.brokers and cfg.brokers == nil then cfg.brokers = w.opts.brokers end
+    if cfg["retry.backoff.ms"] == nil then cfg["retry.backoff.ms"] = EOS_RETRY_BACKOFF_MS end
     if cfg["transactional.id"] == nil then
       cfg["transactional.id"] = M.default_transactional_id(w.group, w.opts["client.id"])
     end
