@@ -190,3 +190,59 @@ test("exactly-once: a transaction whose commit fails is aborted, its partitions 
   end
   assert_eq(#kcat_read(tiny, "read_uncommitted"), 0)
 end, { timeout_ms = 60000 })
+
+test("exactly-once: a revoke while a batch's handlers run leaves its partitions out of the transaction; a second member finishes them", function()
+  local input, output, group = fresh("eos3-in"), fresh("eos3-out"), fresh("eos3-g")
+  local admin = klua.admin()
+  local res = assert(admin:create_topics{ { name = input, partitions = 4 }, { name = output, partitions = 1 } })
+  for i = 1, 2 do assert_eq(res[i].error, nil) end
+  local p = klua.producer()
+  for i = 1, 200 do assert(p:send{ topic = input, partition = i % 4, key = "k" .. i, value = "v" .. i }) end
+  assert(p:flush())
+  p:close()
+  local runs, in_handlers, revoked_mid_batch = {}, 0, 0
+  local function worker(name)
+    local w
+    w = klua.worker{ group = group, topics = { input }, quiet = true, concurrency = 4,
+      -- two members in one process: each its own transactional.id
+      exactly_once = { ["transactional.id"] = group .. "-" .. name },
+      ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500,
+      on_revoke = function(parts) if in_handlers > 0 then revoked_mid_batch = revoked_mid_batch + 1 end end,
+      handlers = function(msg, info)
+        in_handlers = in_handlers + 1
+        runs[msg.value] = (runs[msg.value] or 0) + 1
+        klua.sleep(20)
+        info.send{ topic = output, key = msg.key, value = msg.value }
+        in_handlers = in_handlers - 1
+      end }
+    return w
+  end
+  local a, b = worker("a"), worker("b")
+  local ta = klua.spawn(function() return a:run() end)
+  local deadline = klua.now() + 30000
+  while next(runs) == nil do
+    assert_true(klua.now() < deadline, "worker a handled nothing")
+    klua.sleep(10)
+  end
+  local tb = klua.spawn(function() return b:run() end) -- joins while a's first batch runs (50 x 20 ms a partition)
+  deadline = klua.now() + 40000
+  while klua.now() < deadline do
+    if a:counters().processed + b:counters().processed >= 200 and a:lag() == 0 then break end
+    klua.sleep(100)
+  end
+  a:stop(); b:stop()
+  local ca, cb = assert(ta:join()), assert(tb:join())
+  assert_true(revoked_mid_batch >= 1, "no revoke came while handlers ran")
+  local again = 0
+  for _, n in pairs(runs) do if n > 1 then again = again + 1 end end
+  assert_true(again >= 1, "nothing was handled twice: the revoked batch was not left out")
+  assert_eq(ca.processed + cb.processed, 200)
+  local lines = kcat_read(output, "read_committed")
+  local seen = {}
+  for _, l in ipairs(lines) do
+    assert_eq(seen[l], nil, l .. " twice")
+    seen[l] = true
+  end
+  assert_eq(#lines, 200)
+  for i = 1, 200 do assert_true(seen["k" .. i .. "\tv" .. i], "k" .. i .. " missing") end
+end, { timeout_ms = 90000 })

@@ -95,7 +95,11 @@ function M.check(opts)
 end
 
 ---------------------------------------------------------------------------------------------
--- The run's state: R = { w, mode, c, p, eos, retry, dl, revoked = {}, current = batch or nil }
+-- The run's state: R = { w, mode, c, p, eos, retry, dl, current = batch or nil, rev_gen,
+-- revoked_at = {[pkey] = rev_gen} }. Each on_revoke adds 1 to rev_gen and marks its partitions
+-- with it: a message handed out before its partition's last revoke is stale, even when the
+-- partition came back since (the consumer starts it again at the committed offset, so handling
+-- or committing the old copy would duplicate it).
 local R = {}
 R.__index = R
 
@@ -126,10 +130,16 @@ function R:backoff(n)
   return math.max(0, d * (1 + r.jitter * (2 * math.random() - 1)))
 end
 
--- Sleeps ms, ending early when the worker stops or the partition (key) is revoked.
-function R:sleep(ms, key)
+-- true when the partition (key) was revoked after rev_gen `gen`
+function R:stale(key, gen)
+  local at = self.revoked_at[key]
+  return at ~= nil and at > gen
+end
+
+-- Sleeps ms, ending early when the worker stops or the group g's partition is revoked.
+function R:sleep(ms, g)
   local deadline = klua.now() + ms
-  while not self.w.stopping and not (key and self.revoked[key]) do
+  while not self.w.stopping and not (g and self:stale(g.key, g.gen)) do
     local left = deadline - klua.now()
     if left <= 0 then return end
     klua.sleep(math.min(left, 50))
@@ -156,14 +166,14 @@ function R:consumer_config()
   end
   local user_assign, user_revoke = w.opts.on_assign, w.opts.on_revoke
   cfg.on_assign = function(parts)
-    for _, tp in ipairs(parts) do self.revoked[pkey(tp.topic, tp.partition)] = nil end
     if user_assign then user_assign(parts) end
   end
   cfg.on_revoke = function(parts)
     local mine = {}
+    self.rev_gen = self.rev_gen + 1
     for _, tp in ipairs(parts) do
       local k = pkey(tp.topic, tp.partition)
-      self.revoked[k] = true
+      self.revoked_at[k] = self.rev_gen
       mine[k] = true
     end
     -- A transaction being committed finishes first (its offsets carry this generation). A batch
@@ -318,12 +328,12 @@ function R:with_retries(g, handler, arg, count)
       return "done", out
     end
     if attempts > self.retry.max then return "exhausted", err, attempts, stack end
-    if w.stopping or self.revoked[g.key] then return "abandoned" end
+    if w.stopping or self:stale(g.key, g.gen) then return "abandoned" end
     n.retried = n.retried + count
     local msgs = count == 1 and { arg } or arg
     for _, m in ipairs(msgs) do emit(w, "retried", m.topic, m.partition, latency) end
-    self:sleep(self:backoff(attempts), g.key)
-    if w.stopping or self.revoked[g.key] then return "abandoned" end
+    self:sleep(self:backoff(attempts), g)
+    if w.stopping or self:stale(g.key, g.gen) then return "abandoned" end
   end
 end
 
@@ -360,6 +370,7 @@ end
 -- g.handled / g.dead counts, or g.abandoned. Raises the worker's failure.
 function R:handle_group(g)
   local w = self.w
+  if self:stale(g.key, g.gen) then g.abandoned = true; return end -- revoked before it started
   local msgs, ids = self:dedupe(g)
   g.ids, g.records, g.handled, g.dead = ids, {}, 0, 0
   local handler = w.handlers[g.topic] or w.handlers["*"]
@@ -390,7 +401,7 @@ function R:handle_group(g)
   end
   if not self.eos then
     -- at-least-once: outputs and dead letters are confirmed; store the group's last offset
-    if not self.revoked[g.key] then
+    do -- (on_revoke waits for this group: the partition is still ours)
       local ok, err = self.c:store(g.msgs[#g.msgs])
       if not ok then self:warn("store: ", tostring(err)) end
     end
@@ -462,41 +473,47 @@ end
 
 -- A batch: up to mode.max messages, gathered for up to mode.timeout_ms after the first came
 -- (c:poll_batch returns with what is buffered; connectors want fuller batches). The wait for the
--- first is short, so that a stop is seen. Messages of partitions revoked while gathering are left
--- out. Returns msgs, err (an error ends the gathering; what came before it is handled).
+-- first is short, so that a stop is seen. Messages of partitions revoked after they were handed
+-- out are left out. Returns msgs, err (an error ends the gathering; what came before it is
+-- handled) and the rev_gen at which the messages are current.
 function R:gather()
   local mode, c = self.mode, self.c
   local msgs, err = c:poll_batch(mode.max, { timeout_ms = POLL_MS })
-  if not msgs then return {}, err end
-  if #msgs == 0 or #msgs >= mode.max or mode.timeout_ms <= 0 then return msgs end
+  if not msgs then return {}, err, self.rev_gen end
+  if #msgs == 0 or #msgs >= mode.max or mode.timeout_ms <= 0 then return msgs, nil, self.rev_gen end
+  local gens, gen = { [#msgs] = self.rev_gen }, self.rev_gen -- gens[i]: rev_gen when msgs[..i] came
   local deadline = klua.now() + mode.timeout_ms
   while #msgs < mode.max and not self.w.stopping do
     local left = deadline - klua.now()
     if left <= 0 then break end
     local more
     more, err = c:poll_batch(mode.max - #msgs, { timeout_ms = left })
-    if not more then break end
+    if not more or #more == 0 then break end
     for _, m in ipairs(more) do msgs[#msgs + 1] = m end
+    gens[#msgs] = self.rev_gen
   end
-  if next(self.revoked) ~= nil then
-    local keep = {}
-    for _, m in ipairs(msgs) do
-      if not self.revoked[pkey(m.topic, m.partition)] then keep[#keep + 1] = m end
+  if self.rev_gen ~= gen then -- a revoke while gathering
+    local keep, g = {}, nil
+    for i = #msgs, 1, -1 do
+      g = gens[i] or g
+      local m = msgs[i]
+      if not self:stale(pkey(m.topic, m.partition), g) then keep[#keep + 1] = m end
     end
-    msgs = keep
+    msgs = {}
+    for i = #keep, 1, -1 do msgs[#msgs + 1] = keep[i] end
   end
-  return msgs, err
+  return msgs, err, self.rev_gen
 end
 
--- Handles one polled batch. Raises the worker's failure.
-function R:run_batch(msgs)
+-- Handles one polled batch (current at rev_gen gen). Raises the worker's failure.
+function R:run_batch(msgs, gen)
   local w = self.w
   local groups, by = {}, {}
   for _, m in ipairs(msgs) do
     local k = pkey(m.topic, m.partition)
     local g = by[k]
     if not g then
-      g = { key = k, topic = m.topic, partition = m.partition, msgs = {} }
+      g = { key = k, topic = m.topic, partition = m.partition, msgs = {}, gen = gen }
       by[k] = g
       groups[#groups + 1] = g
     end
@@ -512,7 +529,7 @@ function R:run_batch(msgs)
   if self.eos and not err then
     local commit = {}
     for _, g in ipairs(groups) do
-      if g.ok and not self.revoked[g.key] then commit[#commit + 1] = g end
+      if g.ok and not self:stale(g.key, g.gen) then commit[#commit + 1] = g end
     end
     if #commit > 0 then
       batch.phase = "committing"
@@ -548,7 +565,7 @@ function R:rewind(groups, err)
   end
   self:warn("transaction aborted (", tostring(err), "): running the batch again")
   for _, g in ipairs(groups) do
-    if not self.revoked[g.key] then
+    if not self:stale(g.key, g.gen) then
       local ok, serr = self.c:seek(g.topic, g.partition, g.msgs[1].offset)
       if not ok then self:warn("seek ", g.topic, " [", g.partition, "]: ", tostring(serr)) end
     end
@@ -592,7 +609,7 @@ function M.run(w)
   w.started = klua.now()
   w.inflight, w.queued = 0, 0
   local mode = w.batch_mode
-  local self = setmetatable({ w = w, mode = mode, eos = mode.eos ~= nil, revoked = {}, pending_ids = {},
+  local self = setmetatable({ w = w, mode = mode, eos = mode.eos ~= nil, rev_gen = 0, revoked_at = {}, pending_ids = {},
                               dl = dead_letter_opts(w.opts.dead_letter) }, R)
   self.retry = self:retry_opts()
   local cancelled, runner
@@ -611,7 +628,7 @@ function M.run(w)
     if is_cancel(setup_err) then cancelled = setup_err else self:fail(setup_err) end
   end
   while not w.stopping do
-    local ok, msgs, err = pcall(self.gather, self)
+    local ok, msgs, err, gen = pcall(self.gather, self)
     if not ok then
       if is_cancel(msgs) then cancelled = msgs; break end
       self:fail(msgs)
@@ -620,16 +637,16 @@ function M.run(w)
         if err.fatal then self:fail(err) else self:warn(tostring(err)) end
       end
       if #msgs > 0 and not w.stopping then
-      -- shielded: a signal does not cut a batch short; run() waits for it (or the drain does)
-      runner = klua.spawn_shielded(self.run_batch, self, msgs)
-      local jok, r, e = pcall(runner.join, runner)
-      if not jok then
-        if is_cancel(r) then cancelled = r; break end
-        self:fail(r)
-      elseif r == nil and e ~= nil then
-        self:fail(e)
-      end
-      runner = nil
+        -- shielded: a signal does not cut a batch short; run() waits for it (or the drain does)
+        runner = klua.spawn_shielded(self.run_batch, self, msgs, gen)
+        local jok, r, e = pcall(runner.join, runner)
+        if not jok then
+          if is_cancel(r) then cancelled = r; break end
+          self:fail(r)
+        elseif r == nil and e ~= nil then
+          self:fail(e)
+        end
+        runner = nil
       end
     end
   end
