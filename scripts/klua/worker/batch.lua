@@ -521,7 +521,7 @@ function R:run_batch(msgs, gen)
   end
   emit(w, "queue_depth", nil, nil, #msgs)
   w.n.consumed = w.n.consumed + #msgs
-  w.inflight = #msgs
+  w.inflight, w.unfinished = #msgs, #msgs -- (unfinished: the lanes' count, which counters() reads too)
   local batch = { groups = groups, phase = "handling" }
   self.current = batch
   self.pending_ids = {}
@@ -544,7 +544,7 @@ function R:run_batch(msgs, gen)
     end
   end
   self.current = nil
-  w.inflight = 0
+  w.inflight, w.unfinished = 0, 0
   if err then error(err, 0) end
 end
 
@@ -607,7 +607,7 @@ function M.run(w)
   if w.state ~= "new" then klua.errors.misuse("worker:run", "run() was already called") end
   w.state = "running"
   w.started = klua.now()
-  w.inflight, w.queued = 0, 0
+  w.inflight, w.queued, w.unfinished = 0, 0, 0
   local mode = w.batch_mode
   local self = setmetatable({ w = w, mode = mode, eos = mode.eos ~= nil, rev_gen = 0, revoked_at = {}, pending_ids = {},
                               dl = dead_letter_opts(w.opts.dead_letter) }, R)
