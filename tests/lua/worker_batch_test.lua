@@ -195,3 +195,34 @@ test("worker events in batch mode: handled per message, retried, dead_lettered",
   assert_eq(kinds.dead_lettered, 2)
   assert_true((kinds.queue_depth or 0) >= 2)
 end, { timeout_ms = 30000 })
+
+test("handler_timeout_ms in batch mode: a call cancelled at its next wait fails with KLUA_TIMEOUT naming the batch", function()
+  local topic, dlq = name("bto"), name("dlq")
+  klua.embedded.create_topic(topic, 1)
+  klua.embedded.create_topic(dlq, 1)
+  fill(topic, 1, 3)
+  local opts = { group = name("g"), topics = { topic }, batch = { max = 100, timeout_ms = 300 }, dead_letter = dlq,
+    handler_timeout_ms = 100, retry = { max = 1, base_ms = 1, max_ms = 1 } }
+  local after_wait = 0
+  opts.handlers = function(msgs)
+    klua.sleep(5000)                  -- cancelled here
+    after_wait = after_wait + 1
+  end
+  for k, v in pairs(FAST) do opts[k] = v end
+  opts.quiet = true
+  local ok, w = pcall(klua.worker, opts)
+  if not ok and tostring(w):find("unknown option 'handler_timeout_ms'", 1, true) then
+    print("skipped: this branch's klua.worker{} does not take handler_timeout_ms yet (wcore's option check)")
+    return
+  end
+  assert(ok, w)
+  local t0 = klua.now()
+  assert(run_until(w, function() return w:counters().dead_lettered >= 3 end):join())
+  assert_true(klua.now() - t0 < 4000, "the calls were not cut short")
+  assert_eq(after_wait, 0)
+  local got = read_all(dlq, 3)
+  assert_eq(#got, 3)
+  assert_eq(got[1]:header("x-exception-type"), "KLUA_TIMEOUT")
+  assert_match(got[1]:header("x-exception-message"), "handler timed out after 100 ms on " .. topic:gsub("%-", "%%-")
+    .. " %[0%] at offset 0 %(a batch of 3 to offset 2%)")
+end, { timeout_ms = 30000 })

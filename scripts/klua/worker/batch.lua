@@ -88,9 +88,6 @@ function M.check(opts)
   if type(opts.retry) == "table" and opts.retry.topic ~= nil then
     bad("retry.topic is not available with 'batch' or 'exactly_once' (their retries run in place)")
   end
-  if opts.handler_timeout_ms ~= nil then
-    bad("handler_timeout_ms is not available with 'batch' or 'exactly_once' yet")
-  end
   return mode
 end
 
@@ -265,6 +262,33 @@ local function traceback(e)
   return { e = e, stack = type(e) == "string" and debug.traceback(e, 2) or debug.traceback("", 2) }
 end
 
+-- One call in a task of its own, cancelled at its next wait after handler_timeout_ms: a failed
+-- attempt with a KLUA_TIMEOUT error naming the coordinates (a batch's first offset and range).
+local function call_task(handler, arg, info)
+  local ok, r1, r2 = xpcall(handler, traceback, arg, info)
+  return { ok = ok, r1 = r1, r2 = r2 }
+end
+
+local function where(arg)
+  local m = arg.topic and arg or arg[1]
+  local s = string.format("%s [%d] at offset %d", m.topic, m.partition, m.offset)
+  if not arg.topic and #arg > 1 then s = s .. string.format(" (a batch of %d to offset %d)", #arg, arg[#arg].offset) end
+  return s
+end
+
+function R:call(handler, arg, info)
+  local ms = self.w.opts.handler_timeout_ms
+  if not ms then return xpcall(handler, traceback, arg, info) end
+  local t = klua.spawn_shielded(call_task, handler, arg, info)
+  local res = t:join{ timeout_ms = ms }
+  if res then return res.ok, res.r1, res.r2 end
+  t:cancel()
+  t:join()
+  local m = arg.topic and arg or arg[1]
+  return false, { e = klua.errors.new{ name = "KLUA_TIMEOUT", timeout_ms = ms, topic = m.topic, partition = m.partition,
+    message = string.format("handler timed out after %d ms on %s", ms, where(arg)) } }
+end
+
 function R:attempt(handler, arg, attempt)
   local out = {}
   local info = {
@@ -275,7 +299,7 @@ function R:attempt(handler, arg, attempt)
     end,
   }
   local t0 = klua.now()
-  local ok, r1, r2 = xpcall(handler, traceback, arg, info)
+  local ok, r1, r2 = self:call(handler, arg, info)
   local latency = (klua.now() - t0) / 1000
   if ok and (r1 ~= nil and r1 ~= false or r2 == nil) then return true, nil, nil, out, latency end
   if ok then return false, r2, nil, nil, latency end
