@@ -246,3 +246,46 @@ test("exactly-once: a revoke while a batch's handlers run leaves its partitions 
   assert_eq(#lines, 200)
   for i = 1, 200 do assert_true(seen["k" .. i .. "\tv" .. i], "k" .. i .. " missing") end
 end, { timeout_ms = 90000 })
+
+test("exactly-once: SIGTERM stops the worker (exit 143) with outputs and offsets consistent: a restart copies exactly the rest", function()
+  local N = 3000
+  local input, output, group = fresh("eos4-in"), fresh("eos4-out"), fresh("eos4-g")
+  local admin = klua.admin()
+  local res = assert(admin:create_topics{ { name = input, partitions = 3 }, { name = output, partitions = 3 } })
+  for i = 1, 2 do assert_eq(res[i].error, nil) end
+  local p = klua.producer{ ["linger.ms"] = 5 }
+  for i = 1, N do assert(p:send{ topic = input, key = "k" .. i, value = string.format("v%05d", i) }) end
+  assert(p:flush())
+  p:close()
+  with_dir("klua-weos-term", function(dir)
+    local h = proc.spawn(dir, "term", "tests/integration/helpers/eos_copy_worker.lua",
+                         { input, output, group, "member-1", "message", 3 })
+    local ok, err = pcall(function()
+      local deadline = klua.now() + 30000
+      while not h:read():find("assigned [1-9]") do
+        assert(h:status() == nil and klua.now() < deadline, "no assignment: " .. h:describe())
+        klua.sleep(20)
+      end
+      klua.sleep(700)
+      h:kill("TERM")
+      assert_eq(h:wait(20000), 143, "SIGTERM: " .. h:describe())
+    end)
+    if not ok then h:ensure_dead(); error(err, 0) end
+    -- what the stopped run committed is final: its outputs are readable now, one per input
+    local first = kcat_read(output, "read_committed")
+    assert_true(#first > 0 and #first < N, #first .. " records committed before the stop")
+    local last = proc.spawn(dir, "last", "tests/integration/helpers/eos_copy_worker.lua",
+                            { input, output, group, "member-1", "message", 0 })
+    local rc = last:wait(60000)
+    if rc == nil then last:ensure_dead() end
+    assert_eq(rc, 0, last:describe())
+    assert_eq(tonumber(last:read():match("done (%d+)")), N - #first, "the restart copied the rest only")
+  end)
+  local lines = kcat_read(output, "read_committed")
+  local seen = {}
+  for _, l in ipairs(lines) do
+    assert_eq(seen[l], nil, l .. " twice")
+    seen[l] = true
+  end
+  assert_eq(#lines, N)
+end, { timeout_ms = 120000 })
