@@ -58,7 +58,7 @@ local M = {}
 local KNOWN = {
   group = true, topics = true, handlers = true, retry = true, dead_letter = true, dedupe = true,
   concurrency = true, producer = true, consumer = true, brokers = true, on_assign = true,
-  on_revoke = true, max_queued = true, quiet = true,
+  on_revoke = true, max_queued = true, quiet = true, batch = true, exactly_once = true,
 }
 local POLL_MS = 100
 local BATCH = 64 -- messages a partition task handles before letting a waiting partition run
@@ -179,8 +179,9 @@ function M.new(opts)
   if opts.dead_letter ~= nil and type(opts.dead_letter) ~= "string" then
     klua.errors.bad_argument("klua.worker", 1, "'dead_letter' must be a topic name")
   end
+  local batch_mode = require("klua.worker.batch").check(opts) -- batch / exactly_once (worker/batch.lua)
   local w = setmetatable({
-    opts = opts, group = opts.group, topics = topics, handlers = handlers, retry = retry,
+    batch_mode = batch_mode, opts = opts, group = opts.group, topics = topics, handlers = handlers, retry = retry,
     dead_letter = opts.dead_letter, dedupe = dedupe, seen = dedupe and new_lru(dedupe.window),
     concurrency = opts.concurrency or 4, max_queued = opts.max_queued or 1000, quiet = opts.quiet,
     parts = {}, waiting = {}, active = 0, queued = 0, inflight = 0,
@@ -508,6 +509,7 @@ function I.drain(self)
 end
 
 function W:run()
+  if self.batch_mode then return require("klua.worker.batch").run(self) end
   if self.state ~= "new" then klua.errors.misuse("worker:run", "run() was already called") end
   self.state = "running"
   self.started = klua.now()
