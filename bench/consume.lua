@@ -17,12 +17,13 @@
 -- subscribing (no group join, as kcat -C, which bench/run compares by wall time).
 -- --fetch-queue-backoff-ms MS sets librdkafka's fetch.queue.backoff.ms (default 10, klua's
 -- own default); the raw baseline is given the same value, and the JSON line repeats it.
+-- --poll-batch B reads with c:poll_batch(B) instead of c:messages() (the JSON line says which).
 
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local o = bench.parse_args(arg, { count = "count", size = "count", topic = "string", assign = "count",
-                                  ["fetch-queue-backoff-ms"] = "count" },
+                                  ["fetch-queue-backoff-ms"] = "count", ["poll-batch"] = "count" },
                            { count = 1000000, size = 100, topic = "bench", assign = 0,
-                             ["fetch-queue-backoff-ms"] = 10 })
+                             ["fetch-queue-backoff-ms"] = 10, ["poll-batch"] = 0 })
 local count, size, topic, assign = o.count, o.size, o.topic, o.assign
 local PARTITIONS = 32
 local IDLE_TIMEOUT_MS = 60000 -- give up when no message arrives for this long
@@ -64,18 +65,35 @@ end
 
 local now = klua.now
 local n, bytes, t0, t1 = 0, 0, nil, nil
-for msg in c:messages{ timeout_ms = IDLE_TIMEOUT_MS } do
-  if n == 0 then t0 = now() end
-  n = n + 1
-  bytes = bytes + #msg.value + (msg.key and #msg.key or 0)
-  if n == count then t1 = now(); break end
+local pb = o.poll_batch
+if pb > 0 then
+  local opts = { timeout_ms = IDLE_TIMEOUT_MS }
+  while n < count do
+    local batch = assert(c:poll_batch(math.min(pb, count - n), opts))
+    if #batch == 0 then break end
+    if n == 0 then t0 = now() end
+    for i = 1, #batch do
+      local msg = batch[i]
+      bytes = bytes + #msg.value + (msg.key and #msg.key or 0)
+    end
+    n = n + #batch
+  end
+  t1 = now()
+else
+  for msg in c:messages{ timeout_ms = IDLE_TIMEOUT_MS } do
+    if n == 0 then t0 = now() end
+    n = n + 1
+    bytes = bytes + #msg.value + (msg.key and #msg.key or 0)
+    if n == count then t1 = now(); break end
+  end
 end
 if n < count then
   error(("no message for %d s after %d of %d"):format(IDLE_TIMEOUT_MS / 1000, n, count), 0)
 end
 
 local secs = (t1 - t0) / 1000
-print(('{"msgs":%d,"seconds":%.6f,"msgs_per_s":%.1f,"bytes":%d,"size":%d,"fetch_queue_backoff_ms":%d}'):format(
-  n, secs, secs > 0 and n / secs or 0, bytes, size, o.fetch_queue_backoff_ms))
+print(('{"msgs":%d,"seconds":%.6f,"msgs_per_s":%.1f,"bytes":%d,"size":%d,"fetch_queue_backoff_ms":%d%s}'):format(
+  n, secs, secs > 0 and n / secs or 0, bytes, size, o.fetch_queue_backoff_ms,
+  pb > 0 and (',"poll_batch":%d'):format(pb) or ""))
 io.stdout:flush()
 c:close()

@@ -386,7 +386,8 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&take_fast_entry));
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&release_fast_entry));
   lua_pushinteger(L, sizeof(klua_msg_view));
-  lua_call(L, 8, 2);
+  lua_call(L, 8, 3);
+  lua_setfield(L, -4, "poll_batch");
   int fast_idx = lua_gettop(L);
   lua_pushvalue(L, -2);
   lua_setfield(L, -4, "poll");

@@ -1,5 +1,6 @@
 -- Seed 001: CustomService publishes item created/updated/deleted integration events in envelopes
--- (eventId, timestamp, eventType, eventVersion, sourceService, correlationId, payload) with tracing
+-- (eventId, timestamp, eventType, eventVersion, sourceService, correlationId, and beside them the
+-- event's own fields: seed 001's flat layout) with tracing
 -- headers (x-correlation-id, W3C traceparent), keyed by userId so each user's events stay in order on
 -- one partition. Then it reads one event back and decodes it.
 --   klua run examples/publish_seed001.lua [SERVICE]        (embedded cluster)
@@ -21,7 +22,7 @@ local sent = {}                         -- every report, with the envelope that 
 local partition_of = {}                 -- user id -> the partition its events went to
 
 local function publish(event, payload, parent)
-  local env = envelope.new { type = event, version = "1.0", source = service, payload = payload }
+  local env = envelope.new { type = event, version = "1.0", source = service, payload = payload, layout = "flat" }
   local msg = envelope.message(env, { topic = topics[event], key_field = "userId", parent = parent })
   local report = assert(p:produce(msg))
   local uid = payload.userId
@@ -50,7 +51,8 @@ local c = klua.consumer { group = "seed001-" .. klua.uuid(), ["auto.offset.reset
 assert(c:assign({ { topic = pick.report.topic, partition = pick.report.partition, offset = pick.report.offset } }))
 local msg = assert(c:poll(10000), "the event did not come back")
 local env = assert(envelope.decode(msg))
-assert(env.id == pick.env.id and env.type == "updated" and env.source == service)
+assert(env.id == pick.env.id and env.type == "updated" and env.source == service and env.layout == "flat")
+assert(klua.json.decode(msg.value).customItemId == env.payload.customItemId, "the event's fields sit at the top level")
 assert(env.key == users[2] and env.payload.userId == users[2])
 assert(env.correlation_id == sent[4].env.correlation_id, "updated carries the created event's correlation id")
 local created_trace = envelope.parse_traceparent(envelope.header(sent[4].msg, "traceparent"))

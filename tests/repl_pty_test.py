@@ -5,6 +5,7 @@ producers flushed, and history across sessions. Usage: repl_pty_test.py path/to/
 
 Every wait is for screen output with a deadline (no fixed sleeps as synchronisation). HOME and
 XDG_* point at a temporary directory, so the user's history and profiles are not touched."""
+import atexit
 import os
 import pty
 import re
@@ -17,6 +18,7 @@ import time
 
 KLUA = os.path.abspath(sys.argv[1])
 TMP = tempfile.mkdtemp(prefix="klua-pty-")
+atexit.register(shutil.rmtree, TMP, True)  # also when the script dies before the end
 ENV = dict(os.environ, HOME=TMP, XDG_STATE_HOME=os.path.join(TMP, "state"),
            XDG_CONFIG_HOME=os.path.join(TMP, "config"), KLUA_BROKERS="", TERM="xterm")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB0-9]|[\r\x07]")

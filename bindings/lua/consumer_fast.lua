@@ -45,4 +45,39 @@ local function poll(self, timeout_ms)
   return slow_poll(self, timeout_ms)
 end
 
-return poll, fast
+-- c:poll_batch(max [, opts]): up to max messages; waits (opts.timeout_ms, or the consumer's
+-- poll_timeout_ms) only for the first, then takes what is buffered (polls of 0 ms, which never
+-- yield: no rebalance hook runs while a batch is assembled). An error met after the first message
+-- ends the batch and is returned by the next call, before anything else (weak keys: a collected
+-- consumer keeps nothing here).
+local pending = setmetatable({}, { __mode = "k" })
+local floor = math.floor
+local function poll_batch(self, max, opts)
+  if type(max) ~= "number" or max < 1 or max ~= floor(max) then
+    klua.errors.bad_argument("c:poll_batch", 1, "max must be a whole number >= 1, got " .. tostring(max))
+  end
+  local err = pending[self]
+  if err ~= nil then
+    pending[self] = nil
+    return nil, err
+  end
+  local m
+  m, err = poll(self, opts)  -- a table (or anything else) is checked by the full path
+  if m == nil then
+    if err ~= nil then return nil, err end
+    return {}
+  end
+  local batch, n = { m }, 1
+  while n < max do
+    m, err = poll(self, 0)
+    if m == nil then
+      if err ~= nil then pending[self] = err end
+      break
+    end
+    n = n + 1
+    batch[n] = m
+  end
+  return batch
+end
+
+return poll, fast, poll_batch

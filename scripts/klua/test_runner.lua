@@ -23,6 +23,10 @@
 -- --timeout MS      the default per-test timeout (30000)
 -- Output ends with "N passed, N failed" ("# N passed, N failed" in TAP). Exit 1 on any failure,
 -- 2 on a usage error.
+-- During the run os.tmpname() names a new empty file in the run's scratch directory
+-- ($TMPDIR or /tmp, klua-test.XXXXXX), which is removed with everything in it when the run ends:
+-- a test that fails before its own os.remove (or makes name .. ".suffix" files beside it) leaves
+-- nothing behind in /tmp.
 local A = require("klua.testkit.assertions")
 local M = {}
 
@@ -391,9 +395,47 @@ function M.run_file(path, o, report)
   f.ms = klua.now() - f.started
 end
 
+-- The run's scratch directory (see the top): made at the first os.tmpname(), removed by main.
+local scratch, scratch_n = nil, 0
+local function scratch_tmpname()
+  if not scratch then
+    local ffi = require("ffi")
+    pcall(ffi.cdef, "char *mkdtemp(char *template);")
+    local template = (os.getenv("TMPDIR") or "/tmp") .. "/klua-test.XXXXXX"
+    local buf = ffi.new("char[?]", #template + 1)
+    ffi.copy(buf, template)
+    if ffi.C.mkdtemp(buf) == nil then error("klua test: cannot make a scratch directory " .. template, 2) end
+    scratch = ffi.string(buf)
+  end
+  scratch_n = scratch_n + 1
+  local path = string.format("%s/lua_%d", scratch, scratch_n)
+  local f = assert(io.open(path, "w"))   -- like os.tmpname: the file exists
+  f:close()
+  return path
+end
+
+local function remove_scratch()
+  if scratch then
+    os.execute("rm -rf '" .. scratch:gsub("'", "'\\''") .. "'")
+    scratch = nil
+  end
+end
+
 function M.main(...)
   io.stdout:setvbuf("line")
   local o = parse_args({ ... })
+  local real_tmpname = os.tmpname
+  os.tmpname = scratch_tmpname
+  local main_ok, code = pcall(M.run_all, o)
+  os.tmpname = real_tmpname
+  remove_scratch()
+  if not main_ok then error(code, 0) end
+  klua.exit(code)
+end
+
+-- Runs the files; returns the exit status.
+
+function M.run_all(o)
   local report = new_report(o)
   if o.tap then print("TAP version 13") end
   for _, p in ipairs(o.paths) do
@@ -410,10 +452,10 @@ function M.main(...)
     local ok, err = report:write_junit(o.junit)
     if not ok then
       io.stderr:write("klua test: cannot write --junit " .. o.junit .. ": " .. tostring(err) .. "\n")
-      klua.exit(1)
+      return 1
     end
   end
-  klua.exit(report.failed == 0 and 0 or 1)
+  return report.failed == 0 and 0 or 1
 end
 
 return M

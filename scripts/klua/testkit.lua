@@ -278,12 +278,17 @@ function M.sh(cmd, stdin)
     f:write(stdin)
     f:close()
   end
-  local p = assert(io.popen("(" .. cmd .. "\n) <" .. (inf and M.quote(inf) or "/dev/null") .. "; echo \"__klua_status=$?\""))
-  local out = p:read("*a")
-  p:close()
+  -- The stdin file goes whatever happens (an error here would otherwise leave it in /tmp).
+  local ok, out = pcall(function()
+    local p = assert(io.popen("(" .. cmd .. "\n) <" .. (inf and M.quote(inf) or "/dev/null") .. "; echo \"__klua_status=$?\""))
+    local text = p:read("*a")
+    p:close()
+    return text
+  end)
+  if inf then os.remove(inf) end
+  if not ok then error(out, 2) end
   local status = tonumber(out:match("__klua_status=(%d+)\n?$"))
   out = out:gsub("__klua_status=%d+\n?$", "")
-  if inf then os.remove(inf) end
   return out, status
 end
 

@@ -83,7 +83,7 @@ M.exception_message = internal.exception_message
 local KNOWN = {
   group = true, topics = true, handlers = true, retry = true, dead_letter = true, dedupe = true,
   concurrency = true, producer = true, consumer = true, brokers = true, on_assign = true,
-  on_revoke = true, max_queued = true, quiet = true,
+  on_revoke = true, max_queued = true, quiet = true, batch = true, exactly_once = true,
   order = true, handler_timeout_ms = true,
 }
 local RETRY_KEYS = { max = true, base_ms = true, max_ms = true, jitter = true, topic = true }
@@ -167,6 +167,10 @@ function M.new(opts)
     if type(opts.dedupe) ~= "table" then bad("'dedupe' must be a table {key=, window=}") end
     dedupe = { key = opts.dedupe.key or default_dedupe_key, window = opts.dedupe.window or 10000 }
     if type(dedupe.key) ~= "function" then bad("dedupe.key must be a function") end
+    dedupe.topic, dedupe.window_ms = opts.dedupe.topic, opts.dedupe.window_ms -- the Kafka-backed store (dedupe_store.lua)
+    if dedupe.topic ~= nil and (type(dedupe.topic) ~= "string" or type(dedupe.window_ms) ~= "number" or dedupe.window_ms < 1) then
+      bad("dedupe.topic must be a topic name, with dedupe.window_ms (ms >= 1)")
+    end
   end
   local dead_letter = check_dead_letter(opts.dead_letter)
   local order = opts.order or "partition"
@@ -184,7 +188,9 @@ function M.new(opts)
       bad("no handler for topic '" .. t .. "' (give handlers['" .. t .. "'] or a '*' handler)")
     end
   end
+  local batch_mode = require("klua.worker.batch").check(opts) -- batch / exactly_once (worker/batch.lua)
   local w = setmetatable({
+    batch_mode = batch_mode,
     opts = opts, group = opts.group, topics = topics, handlers = handlers, retry = retry,
     retry_topic = r.topic, dead_letter = dead_letter, dedupe = dedupe,
     seen = dedupe and new_lru(dedupe.window), key_mode = order == "key", order = order,
@@ -219,6 +225,7 @@ function I.consumer_config(self)
       if old then I.retire(self, old) end
       I.lane(self, tp.topic, tp.partition)
     end
+    if self.seen and self.seen.sync then self.seen:sync() end -- the previous owner's adds (flushed at its revoke)
     if user_assign then user_assign(parts) end
   end
   cfg.on_revoke = function(parts)
@@ -243,6 +250,7 @@ function I.consumer_config(self)
       if lane.paused then pcall(self.c.resume, self.c, lane.tp) end -- leave no pause behind
       I.retire(self, lane)
     end
+    if self.seen and self.seen.flush then self.seen:flush() end -- the next owner's sync will read these ids
     if not self.closing then -- at close librdkafka commits the stored offsets itself
       local ok, r, err = pcall(self.c.commit, self.c)
       if not (ok and r) and not self.quiet then
@@ -312,7 +320,7 @@ function I.drain(self)
   -- runners end after their current message; deliveries confirm (or fail) what was handed over
   while self.active > 0 or self.pending > 0 do klua.sleep(5) end
   self.unfinished = 0 -- what is left was dropped
-  if self.seen and self.seen.close then self.seen:close() end
+  if self.seen and self.seen.close then self.seen:close() end -- the store's adds are delivered before the commit
   local ok, err = self.c:commit()
   if not ok and not self.quiet then io.stderr:write("klua.worker ", self.group, ": final commit: ", tostring(err), "\n") end
   self.closing = true
@@ -324,6 +332,7 @@ function I.drain(self)
 end
 
 function W:run()
+  if self.batch_mode then return require("klua.worker.batch").run(self) end
   if self.state ~= "new" then klua.errors.misuse("worker:run", "run() was already called") end
   self.state = "running"
   self.started = klua.now()
@@ -333,6 +342,14 @@ function W:run()
       self.state, self.stopped_at = "stopped", klua.now()
       return nil, err
     end
+  end
+  if self.dedupe and self.dedupe.topic then -- the store outlives the process: opened before the consumer
+    local ds = require("klua.worker.dedupe_store")
+    local o = ds.connection_keys(self.opts, self.opts.consumer) -- security.protocol, sasl.*, ssl.*, ...
+    o.topic, o.window_ms, o.brokers, o.producer, o.quiet = self.dedupe.topic, self.dedupe.window_ms, self.opts.brokers, self.opts.producer, self.quiet
+    local store, err = ds.open(o)
+    if not store then self.state = "stopped"; return nil, err end
+    self.seen = store
   end
   self.c = klua.consumer(I.consumer_config(self))
   local cancelled

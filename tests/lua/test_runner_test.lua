@@ -151,3 +151,38 @@ test("assert_eq shows a diff of nested tables", function()
   assert_raises(function() assert(false, "plain assert") end, "plain assert")
   assert_eq(select(2, pcall(assert, nil, { name = "E" })).name, "E")
 end)
+
+test("os.tmpname() names files in the run's scratch directory, removed with it when the run ends", function()
+  -- A test that makes a temporary file (and a directory beside it) and fails before removing
+  -- them: the run's end removes them anyway, so a failing suite leaves nothing in /tmp.
+  local script = tmpfile("_test.lua")
+  local record = tmpfile(".names")
+  local f = assert(io.open(script, "w"))
+  f:write(string.format([[
+test("leaves its files behind and fails", function()
+  local a = os.tmpname()
+  local dir = a .. ".d"
+  os.execute("mkdir " .. klua.testkit.quote(dir) .. " && touch " .. klua.testkit.quote(dir .. "/inside"))
+  local out = assert(io.open(%q, "w"))
+  out:write(a, "\n", dir, "\n", os.tmpname(), "\n")
+  out:close()
+  error("failed before cleaning up")
+end)
+]], record))
+  f:close()
+  local out, rc = klua_test(q(script))
+  os.remove(script)
+  assert_eq(rc, 1, out)
+  assert_match(out, "failed before cleaning up")
+  local names = {}
+  for line in (slurp(record) or ""):gmatch("[^\n]+") do names[#names + 1] = line end
+  os.remove(record)
+  assert_eq(#names, 3)
+  local scratch = names[1]:match("^(.*/klua%-test%.[%w]+)/lua_%d+$")
+  assert_not_nil(scratch, "not in a scratch directory: " .. names[1])
+  assert_true(names[3]:sub(1, #scratch + 1) == scratch .. "/" and names[3] ~= names[1], names[3])
+  for _, path in ipairs({ names[1], names[2], names[2] .. "/inside", names[3], scratch }) do
+    local _, status = klua.testkit.sh("test -e " .. q(path))
+    assert_eq(status, 1, path .. " is still there")
+  end
+end)

@@ -21,16 +21,25 @@ local function slurp(path)
 end
 M.slurp = slurp
 
+-- A fresh directory for a test's files, named after an os.tmpname() file: under `klua test` that
+-- is in the run's scratch directory, which goes when the run ends even if the test failed before
+-- its remove_dir (a mktemp -d in /tmp stayed behind then).
+local made = {}
 function M.tmpdir(prefix)
-  local p = assert(io.popen("mktemp -d /tmp/" .. (prefix or "klua-it") .. ".XXXXXX"))
-  local d = p:read("*l")
-  p:close()
-  assert(d and #d > 0, "mktemp failed")
+  local base = os.tmpname()
+  local d = base .. "." .. (prefix or "klua-it")
+  local rc = os.execute("mkdir -m 700 " .. q(d))
+  os.remove(base)
+  assert(rc == 0 or rc == true, "mkdir " .. d .. " failed")
+  made[d] = true
   return d
 end
 
 function M.remove_dir(dir)
-  if dir and dir:match("^/tmp/") then os.execute("rm -rf " .. q(dir)) end
+  if made[dir] then
+    os.execute("rm -rf " .. q(dir))
+    made[dir] = nil
+  end
 end
 
 local Proc = {}
