@@ -38,11 +38,8 @@ end
 
 local function bad(detail) klua.errors.bad_argument("klua.worker", 1, detail) end
 
-local function werr(message, fields)
-  local e = klua.errors.new{ name = "KLUA_WORKER", message = message }
-  for k, v in pairs(fields or {}) do e[k] = v end
-  return e
-end
+local internal = require("klua.worker.internal") -- shared with the per-message modes
+local werr = internal.werr
 
 local function copy(t)
   local r = {}
@@ -50,7 +47,7 @@ local function copy(t)
   return r
 end
 
-local function exception_message(e) return require("klua.worker").exception_message(e) end
+local exception_message = internal.exception_message
 
 -- The options of both modes, checked when the worker is made (klua.worker{}): nil when neither
 -- is given, else {max=, timeout_ms=, batch_handlers=, eos=(producer properties or nil)}.
@@ -115,17 +112,8 @@ function M.default_transactional_id(group, client_id)
   return "klua-worker." .. group .. "." .. hostname() .. (client_id and ("." .. client_id) or "")
 end
 
-function R:retry_opts()
-  local w, r = self.w, self.w.retry
-  if type(r) ~= "table" then r = w.opts.retry or {} end
-  return { max = r.max or 3, base_ms = r.base_ms or 100, max_ms = r.max_ms or 10000, jitter = r.jitter or 0.2 }
-end
-
-function R:backoff(n)
-  local r = self.retry
-  local d = math.min(r.max_ms, r.base_ms * 2 ^ (n - 1))
-  return math.max(0, d * (1 + r.jitter * (2 * math.random() - 1)))
-end
+-- The worker's own retry options (checked by klua.worker{}), one back-off rule for every mode.
+function R:backoff(n) return internal.backoff(self.retry, n) end
 
 -- true when the partition (key) was revoked after rev_gen `gen`
 function R:stale(key, gen)
@@ -222,38 +210,11 @@ function R:make_producer()
   end
 end
 
--- The dead-letter option as {topic=, format=} (a string is the topic, headers format).
-local function dead_letter_opts(dl)
-  if dl == nil then return nil end
-  if type(dl) == "string" then return { topic = dl, format = "headers" } end
-  return { topic = dl.topic, format = dl.format or "headers" }
-end
-
-local function exception_type(e)
-  if type(e) == "table" then return tostring(e.name or e.type or "table") end
-  return "error"
-end
-
--- The dead-letter record of msg (as the per-message modes write it).
+-- The dead-letter record of msg, exactly as the per-message modes write it.
 function R:dead_letter_record(msg, err, attempts, reason, stack)
-  local dl = self.dl
-  if dl.format == "envelope" then
-    local value = require("klua.envelope").dead_letter(msg, err, {
-      attempts = attempts, reason = reason, stack = stack, group = self.w.group,
-      client_id = self.w.opts["client.id"] })
-    return { topic = dl.topic, key = msg.key, value = value }
-  end
-  local headers = {}
-  for i, h in ipairs(msg.headers or {}) do headers[i] = { h[1], h[2] } end
-  local extra = {
-    { "x-dead-letter-reason", reason }, { "x-exception-type", exception_type(err) },
-    { "x-exception-message", exception_message(err) }, { "x-original-topic", msg.topic },
-    { "x-original-partition", tostring(msg.partition) }, { "x-original-offset", string.format("%d", msg.offset) },
-    { "x-attempts", tostring(attempts) }, { "x-failed-at", string.format("%d", klua.time()) },
-  }
-  if type(err) == "table" and err.code ~= nil then table.insert(extra, 3, { "x-exception-code", tostring(err.code) }) end
-  for _, h in ipairs(extra) do headers[#headers + 1] = h end
-  return { topic = dl.topic, key = msg.key, value = msg.value, headers = headers }
+  return internal.dead_letter_record(self.dl, msg, err, {
+    attempts = attempts, reason = reason, stack = stack, group = self.w.group,
+    client_id = self.w.opts["client.id"] or (self.w.opts.consumer or {})["client.id"] })
 end
 
 ---------------------------------------------------------------------------------------------
@@ -634,8 +595,8 @@ function M.run(w)
   w.inflight, w.queued, w.unfinished = 0, 0, 0
   local mode = w.batch_mode
   local self = setmetatable({ w = w, mode = mode, eos = mode.eos ~= nil, rev_gen = 0, revoked_at = {}, pending_ids = {},
-                              dl = dead_letter_opts(w.opts.dead_letter) }, R)
-  self.retry = self:retry_opts()
+                              dl = w.dead_letter }, R)
+  self.retry = w.retry
   local cancelled, runner
   local setup_ok, setup_err = pcall(function()
     self:make_producer()
