@@ -6,7 +6,8 @@
 -- produce: sends N messages (key "key-%05d" of 10,000 keys, a 101-byte value: ~110 B a message)
 --   to T (an existing topic), timed from the first send to the last delivery report; then reads
 --   T's watermarks and counts the failing messages (see `class` below). Prints one JSON line:
---   {"produced","seconds","msgs_per_s","partitions","transient","poison"}.
+--   {"produced","seconds","msgs_per_s","partitions","transient","poison","floor_ms"} (floor_ms:
+--   the slowest partition's back-offs, which per-partition order must wait through one by one).
 -- work: runs klua.worker over T with a fresh group in one MODE:
 --   baseline     no failures (the worker's defaults: per-partition order)
 --   partition    order = "partition", failures on
@@ -18,8 +19,8 @@
 --   base_ms 100). Timed from the first handler call (the group joined) until every message is
 --   handled or dead-lettered; then the worker stops and the outcome is checked against
 --   arithmetic: handled + dead-lettered (D's watermarks) = produced, dead-lettered = poison,
---   transient failures = transient, and the group's committed lag on T is 0. Prints one JSON
---   line: {"mode","msgs_per_s","seconds","join_ms","handled","duplicates","dead_lettered",
+--   transient failures = transient, and the group's committed lag on T (and R) is 0. Prints one
+--   JSON line: {"mode","msgs_per_s","seconds","join_ms","handled","duplicates","dead_lettered",
 --   "poison","transient","transient_failures","poison_calls","lag","problems":[...],
 --   "unsupported" (the worker refused the mode's option: its error), "note"}.
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
@@ -48,6 +49,7 @@ local function fmix32(h)
   return bit.bxor(h, bit.rshift(h, 16)) % TWO32
 end
 local OK, TRANSIENT, POISON = 0, 1, 2
+local BASE_MS, RETRIES = 100, 3
 local function class(partition, offset)
   local r = fmix32((mul32(partition, 0x9e3779b1) + offset) % TWO32) % 100000
   if r < 100 then return TRANSIENT elseif r < 110 then return POISON end
@@ -69,15 +71,19 @@ end
 -- Counts each class over every offset of the topic.
 local function classes(topic)
   local low, high, n = watermarks(topic)
-  local total, transient, poison = 0, 0, 0
+  local total, transient, poison, floor_ms = 0, 0, 0, 0
   for p = 0, n - 1 do
+    local t0, p0 = transient, poison
     for off = low[p], high[p] - 1 do
       local k = class(p, off)
       if k == TRANSIENT then transient = transient + 1 elseif k == POISON then poison = poison + 1 end
     end
     total = total + high[p] - low[p]
+    -- this partition's back-offs without jitter (one of base_ms per transient message, base_ms *
+    -- (1 + 2 + 4) per poison one): per-partition order cannot finish it sooner
+    floor_ms = math.max(floor_ms, (transient - t0) * BASE_MS + (poison - p0) * BASE_MS * 7)
   end
-  return { total = total, transient = transient, poison = poison, partitions = n }
+  return { total = total, transient = transient, poison = poison, partitions = n, floor_ms = floor_ms }
 end
 
 local function emit(t)
@@ -121,7 +127,7 @@ if o.phase == "produce" then
   local k = classes(o.topic)
   if k.total ~= n then error(string.format("produce: the topic holds %d messages, not %d", k.total, n), 0) end
   emit{ produced = n, seconds = secs, msgs_per_s = n / secs, partitions = k.partitions,
-        transient = k.transient, poison = k.poison }
+        transient = k.transient, poison = k.poison, floor_ms = k.floor_ms }
   return
 end
 
@@ -174,7 +180,7 @@ end
 
 local opts = {
   group = group, topics = { o.topic }, handlers = handler, quiet = true, dead_letter = dlq,
-  retry = { max = 3, base_ms = 100 },
+  retry = { max = RETRIES, base_ms = BASE_MS },
 }
 local note
 if mode == "partition" then opts.order = "partition"
@@ -226,7 +232,7 @@ local transient = failures and expect.transient or 0
 if handled + dead ~= N then problem("handled %d + dead-lettered %d ~= produced %d", handled, dead, N) end
 if dead ~= poison then problem("dead-lettered %d ~= poison %d", dead, poison) end
 if transient_failures ~= transient then problem("transient failures %d ~= transient %d", transient_failures, transient) end
-local lag, lerr = klua.lag(group, { o.topic })
+local lag, lerr = klua.lag(group, { o.topic, mode == "retry_topic" and o.retry_topic or nil })
 if not lag then problem("lag: %s", tostring(lerr))
 elseif lag.lag ~= 0 then problem("committed lag %d after the drain (expected 0)", lag.lag) end
 local secs = t_end and t_first and (t_end - t_first) / 1000
