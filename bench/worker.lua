@@ -20,7 +20,8 @@
 --   handled or dead-lettered; then the worker stops and the outcome is checked against
 --   arithmetic: handled + dead-lettered (D's watermarks) = produced, dead-lettered = poison,
 --   transient failures = transient, and the group's committed lag on T (and R) is 0. Prints one
---   JSON line: {"mode","msgs_per_s","seconds","join_ms","handled","duplicates","dead_lettered",
+--   JSON line: {"mode","msgs_per_s","seconds","join_ms","clean_seconds" (until the last message
+--   that never fails was handled: the rest is the failing ones' back-off tail),"handled","duplicates","dead_lettered",
 --   "poison","transient","transient_failures","poison_calls","lag","problems":[...],
 --   "unsupported" (the worker refused the mode's option: its error), "note"}.
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
@@ -154,13 +155,16 @@ local done, failed_once = {}, {}  -- [partition][offset + 1] = true
 for p = 0, expect.partitions - 1 do done[p], failed_once[p] = {}, {} end
 local handled, duplicates, transient_failures, poison_calls = 0, 0, 0, 0
 local attempt_mismatch = 0
-local t_first
+local t_first, t_clean
+-- messages that never fail, not yet handled: when none is left, only failing ones remain
+local clean_left = failures and N - expect.transient - expect.poison or N
 
 local function handler(msg, info)
   t_first = t_first or klua.now()
   local p, off = origin(msg)
-  if failures then
-    local k = class(p, off)
+  local k = class(p, off)  -- in every mode, so that the handler costs the same
+  if not failures then k = OK
+  else
     if k == POISON then
       poison_calls = poison_calls + 1
       error({ name = "BenchPoison", message = "poison message " .. p .. ":" .. off }, 0)
@@ -174,7 +178,15 @@ local function handler(msg, info)
     end
   end
   local d = done[p]
-  if d[off + 1] then duplicates = duplicates + 1 else d[off + 1] = true; handled = handled + 1 end
+  if d[off + 1] then duplicates = duplicates + 1
+  else
+    d[off + 1] = true
+    handled = handled + 1
+    if k == OK then
+      clean_left = clean_left - 1
+      if clean_left == 0 then t_clean = klua.now() end
+    end
+  end
   return true
 end
 
@@ -238,7 +250,8 @@ elseif lag.lag ~= 0 then problem("committed lag %d after the drain (expected 0)"
 local secs = t_end and t_first and (t_end - t_first) / 1000
 emit{
   mode = mode, messages = N, seconds = secs, msgs_per_s = secs and N / secs,
-  join_ms = t_first and t_first - t_start, handled = handled, duplicates = duplicates,
+  join_ms = t_first and t_first - t_start, clean_seconds = t_clean and t_first and (t_clean - t_first) / 1000,
+  handled = handled, duplicates = duplicates,
   dead_lettered = dead, poison = poison, transient = transient, transient_failures = transient_failures,
   poison_calls = poison_calls, attempt_mismatch = attempt_mismatch, lag = lag and lag.lag,
   problems = json.array(problems), note = note,
