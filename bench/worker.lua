@@ -57,13 +57,20 @@ local function class(partition, offset)
   return OK
 end
 
+-- low, high (tables by partition), partition count; or nil, err
 local function watermarks(topic)
-  local c = klua.consumer{ group = "klua-bench-wm-" .. klua.uuid() }
-  local meta = assert(klua.admin():describe_topics({ topic }, { configs = false }))
+  local meta, err = klua.admin():describe_topics({ topic }, { configs = false })
+  if meta and meta[1].error then meta, err = nil, meta[1].error end
+  if not meta then return nil, string.format("describe %s: %s", topic, tostring(err)) end
   local n = #meta[1].partitions
+  local c = klua.consumer{ group = "klua-bench-wm-" .. klua.uuid() }
   local low, high = {}, {}
   for p = 0, n - 1 do
-    low[p], high[p] = assert(c:watermarks(topic, p))
+    low[p], high[p] = c:watermarks(topic, p)
+    if not low[p] then
+      c:close()
+      return nil, string.format("watermarks of %s [%d]: %s", topic, p, tostring(high[p]))
+    end
   end
   c:close()
   return low, high, n
@@ -72,6 +79,7 @@ end
 -- Counts each class over every offset of the topic.
 local function classes(topic)
   local low, high, n = watermarks(topic)
+  if not low then error(high, 0) end
   local total, transient, poison, floor_ms = 0, 0, 0, 0
   for p = 0, n - 1 do
     local t0, p0 = transient, poison
@@ -238,7 +246,10 @@ if not counters then problem("run: %s", tostring(err)) end
 if stalled then problem("%s", stalled) end
 local dlow, dhigh, dn = watermarks(dlq)
 local dead = 0
-for p = 0, dn - 1 do dead = dead + dhigh[p] - dlow[p] end
+if not dlow then problem("dead-letter topic: %s", dhigh)
+else
+  for p = 0, dn - 1 do dead = dead + dhigh[p] - dlow[p] end
+end
 local poison = failures and expect.poison or 0
 local transient = failures and expect.transient or 0
 if handled + dead ~= N then problem("handled %d + dead-lettered %d ~= produced %d", handled, dead, N) end
