@@ -13,6 +13,7 @@
 --   partition    order = "partition", failures on
 --   key          order = "key", failures on
 --   retry_topic  retry.topic = R, failures on
+--   key_nofail, retry_topic_nofail: those options without failures (what the mode itself costs)
 --   Failures: a message is chosen by a hash of its partition and offset (so every mode fails the
 --   same ones): 0.1% transient (the handler fails the first time it sees the message and succeeds
 --   the next), 0.01% poison (it always fails: dead-lettered to D after retry.max = 3 retries,
@@ -27,7 +28,8 @@
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local o = bench.parse_args(arg, {
   phase = { "produce", "work" }, topic = "string", messages = "positive", keys = "positive",
-  mode = { "baseline", "partition", "key", "retry_topic" }, ["dead-letter"] = "string",
+  mode = { "baseline", "partition", "key", "retry_topic", "key_nofail", "retry_topic_nofail" },
+  ["dead-letter"] = "string",
   ["retry-topic"] = "string", ["stall-ms"] = "positive",
 }, { messages = 1000000, keys = 10000, ["stall-ms"] = 60000 })
 if not o.topic then error("--topic is required", 0) end
@@ -144,7 +146,9 @@ end
 -- phase work
 local mode = o.mode or error("--mode is required", 0)
 local dlq = o.dead_letter or error("--dead-letter is required", 0)
-local failures = mode ~= "baseline"
+-- *_nofail: the mode's options without failures, to tell the mode's own cost from the failures
+local failures = not (mode == "baseline" or mode:find("_nofail$"))
+local kind = mode:gsub("_nofail$", "")
 local expect = classes(o.topic)
 local N = expect.total
 local group = "klua-bench-worker-" .. mode .. "-" .. klua.uuid()
@@ -203,9 +207,9 @@ local opts = {
   retry = { max = RETRIES, base_ms = BASE_MS },
 }
 local note
-if mode == "partition" then opts.order = "partition"
-elseif mode == "key" then opts.order = "key"
-elseif mode == "retry_topic" then
+if kind == "partition" then opts.order = "partition"
+elseif kind == "key" then opts.order = "key"
+elseif kind == "retry_topic" then
   opts.retry.topic = o.retry_topic or error("--retry-topic is required in mode retry_topic", 0)
 end
 local okw, w = pcall(klua.worker, opts)
@@ -255,7 +259,7 @@ local transient = failures and expect.transient or 0
 if handled + dead ~= N then problem("handled %d + dead-lettered %d ~= produced %d", handled, dead, N) end
 if dead ~= poison then problem("dead-lettered %d ~= poison %d", dead, poison) end
 if transient_failures ~= transient then problem("transient failures %d ~= transient %d", transient_failures, transient) end
-local lag, lerr = klua.lag(group, { o.topic, mode == "retry_topic" and o.retry_topic or nil })
+local lag, lerr = klua.lag(group, { o.topic, kind == "retry_topic" and o.retry_topic or nil })
 if not lag then problem("lag: %s", tostring(lerr))
 elseif lag.lag ~= 0 then problem("committed lag %d after the drain (expected 0)", lag.lag) end
 local secs = t_end and t_first and (t_end - t_first) / 1000
