@@ -129,20 +129,15 @@ void Producer::after_reports() {
   }
 }
 
-void Producer::on_all_brokers_down() {
-  // Fail fast: if no broker comes back within a few seconds while messages wait, purge the
-  // messages not yet sent, so that produce/flush return an error now instead of at
-  // message.timeout.ms. In-flight messages keep their own timeouts.
-  if (!rk_ || uv_is_active(reinterpret_cast<uv_handle_t*>(down_timer_))) return;
+void Producer::arm_auth_purge() {
+  // Only for refused credentials; an outage alone purges nothing (see producer.hpp).
+  if (!rk_ || !last_auth_error_ || uv_is_active(reinterpret_cast<uv_handle_t*>(auth_purge_timer_))) return;
   uv_update_time(rt_.loop());  // the cached time may be a long busy stretch old (see Consumer::begin_close)
-  uv_timer_start(down_timer_, [](uv_timer_t* h) {
+  uv_timer_start(auth_purge_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Producer*>(h->data);
-    if (self->all_brokers_down_ && self->rk_ && rd_kafka_outq_len(self->rk_) > 0) {
-      if (self->last_auth_error_)
-        fmt::print(stderr, "klua: producer: the brokers refused the credentials ({}); failing the queued messages\n",
-                   self->last_auth_error_->message);
-      else
-        fmt::print(stderr, "klua: producer: all brokers are down; failing the queued messages\n");
+    if (self->all_brokers_down_ && self->last_auth_error_ && self->rk_ && rd_kafka_outq_len(self->rk_) > 0) {
+      fmt::print(stderr, "klua: producer: the brokers refused the credentials ({}); failing the queued messages\n",
+                 self->last_auth_error_->message);
       rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE);
       self->watcher_->schedule();
     }
@@ -183,9 +178,9 @@ void Producer::finish_close() {
   if (state_ == Destroying || state_ == Closed) return;
   state_ = Destroying;
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  uv_close(reinterpret_cast<uv_handle_t*>(down_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(auth_purge_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   uv_close(reinterpret_cast<uv_handle_t*>(nudge_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  close_timer_ = down_timer_ = nudge_timer_ = nullptr;
+  close_timer_ = auth_purge_timer_ = nudge_timer_ = nullptr;
   watcher_->close();
   // Whatever is still queued (reports after a purge) is released with the handle.
   while (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue_, 0)) {

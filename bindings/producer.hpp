@@ -89,10 +89,10 @@ class Producer : public KafkaHandle {
     queue_ = rd_kafka_queue_get_main(rk_);
     rd_kafka_set_log_queue(rk_, nullptr);
     watcher_ = std::make_unique<QueueWatcher>(rt_.loop(), queue_, [this] { drain(); });
-    down_timer_ = new uv_timer_t;
-    uv_timer_init(rt_.loop(), down_timer_);
-    uv_unref(reinterpret_cast<uv_handle_t*>(down_timer_));  // a handle keeps no script alive
-    down_timer_->data = this;
+    auth_purge_timer_ = new uv_timer_t;
+    uv_timer_init(rt_.loop(), auth_purge_timer_);
+    uv_unref(reinterpret_cast<uv_handle_t*>(auth_purge_timer_));  // a handle keeps no script alive
+    auth_purge_timer_->data = this;
     nudge_timer_ = new uv_timer_t;
     uv_timer_init(rt_.loop(), nudge_timer_);
     uv_unref(reinterpret_cast<uv_handle_t*>(nudge_timer_));  // the flush's own wait keeps the loop alive
@@ -137,7 +137,14 @@ class Producer : public KafkaHandle {
   // it blocks: a short one (kNudgeMs) runs on the executor, again every kNudgePeriodMs while
   // messages are left, so no pool thread is held for the whole flush and the loop never blocks.
   void start_flushing();
-  void on_all_brokers_down() override;
+  // All brokers down is no reason to drop anything: librdkafka keeps reconnecting and fails a
+  // message only at message.timeout.ms (the script hears _ALL_BROKERS_DOWN at once, through
+  // on_error). Brokers that refused the credentials are another matter (a retry cannot fix a
+  // wrong password): 5 s after such a refusal, while no broker is up and messages wait, the
+  // queued ones fail with the authentication error (arm_auth_purge).
+  void on_all_brokers_down() override { arm_auth_purge(); }
+  void on_authentication_error(const ErrorSpec&) override { arm_auth_purge(); }
+  void arm_auth_purge();
   // librdkafka 2.15's idempotent producer asks for its producer id when the producer is made,
   // finds no broker up yet, and asks again only on its next 500 ms timer tick or metadata
   // response: every script's first delivery came 0.5 s late (Python confluent-kafka 2.16 too).
@@ -185,7 +192,7 @@ class Producer : public KafkaHandle {
   const rd_kafka_topic_t* report_rkt_ = nullptr;
   int report_topic_ref_ = LUA_NOREF;
   std::string last_topic_name_;
-  uv_timer_t* down_timer_ = nullptr;
+  uv_timer_t* auth_purge_timer_ = nullptr;  // see arm_auth_purge
   uv_timer_t* close_timer_ = nullptr;
   uv_timer_t* nudge_timer_ = nullptr;
   bool nudging_ = false;  // a short rd_kafka_flush is on the executor

@@ -189,7 +189,7 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, const MessageArg& a
     own.release();
   }
   lua_settop(L, slots);
-  if (all_brokers_down_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(down_timer_))) on_all_brokers_down();
+  if (last_auth_error_) arm_auth_purge();  // messages sent after a purge: see arm_auth_purge
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
@@ -208,7 +208,7 @@ int Producer::send_fast(const char* topic_name, size_t topic_len, const char* va
                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE((void*)value, value_len),
                         RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_END);
   if (err) return err;
-  if (all_brokers_down_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(down_timer_))) on_all_brokers_down();
+  if (last_auth_error_) arm_auth_purge();  // messages sent after a purge: see arm_auth_purge
   return 0;
 }
 

@@ -35,6 +35,9 @@ test("options are checked; the LRU keeps the most recently used ids", function()
   assert_raises(function() klua.worker{ topics = { "t" }, handlers = {} } end, "'group'")
   assert_raises(function() klua.worker{ group = "g", topics = { "t" }, handlers = { t = 1 } } end, "must be a function")
   assert_raises(function() klua.worker{ group = "g", topics = { "t" }, handlers = {}, retry = { tries = 1 } } end, "unknown retry option")
+  assert_raises(function() klua.worker{ group = "g", topics = { "t" }, handlers = {}, order = "time" } end, "'order'")
+  assert_raises(function() klua.worker{ group = "g", topics = { "t" }, handlers = {}, dead_letter = { topic = "d", format = "xml" } } end, "dead_letter.format")
+  assert_raises(function() klua.worker{ group = "g", topics = { "t" }, handlers = {}, handler_timeout_ms = 0 } end, "handler_timeout_ms")
   assert_eq(require("klua.worker"), klua.worker)
   -- the LRU is private (not on the module): the registry is the tests' way to it
   local lru = debug.getregistry()["klua.private"].worker.lru(2)
@@ -260,4 +263,298 @@ print("not reached")
   assert_match(text, "lag 2\n")          -- m1 committed at the revoke; m2 and m3 left for later
   assert_match(text, "rc=130")
   assert_match(errtext, "klua.worker sig%-g: consumed=%d+ processed=1 ")
+end, { timeout_ms = 40000 })
+
+test("the offset tracker stores the end of the contiguous finished prefix (out-of-order finishes)", function()
+  local new_lane = debug.getregistry()["klua.private"].worker.lane
+  local lane = new_lane("t", 0)
+  for _, o in ipairs{ 3, 4, 5, 7, 8, 10 } do lane:track(o) end -- gaps: compaction, control records
+  assert_eq(lane:finish(5), false)
+  assert_eq(lane.last, nil, "nothing before 3 is finished")
+  assert_eq({ lane:finish(3), lane.last }, { true, 3 })
+  assert_eq({ lane:finish(4), lane.last }, { true, 5 }) -- 4, then the 5 finished earlier
+  assert_eq(lane:finish(10), false)
+  assert_eq(lane:finish(8), false)
+  assert_eq({ lane:finish(7), lane.last, lane:unfinished() }, { true, 10, 0 })
+  -- 2000 offsets finished in a random order: after each finish, last is the largest k such that
+  -- every offset up to k is finished
+  local big = new_lane("t", 1)
+  local N, order, finished = 2000, {}, {}
+  for i = 0, N - 1 do big:track(100 + i); order[i + 1] = 100 + i end
+  for i = N, 2, -1 do local j = math.random(i); order[i], order[j] = order[j], order[i] end
+  local prefix = 99
+  for _, o in ipairs(order) do
+    big:finish(o)
+    finished[o] = true
+    while finished[prefix + 1] do prefix = prefix + 1 end
+    assert_eq(big.last or 99, prefix)
+    assert_eq(big:unfinished(), 100 + N - 1 - prefix)
+  end
+  assert_eq(big.last, 100 + N - 1)
+end)
+
+test("order=\"key\": a key in back-off holds back only its own later messages, which then run in offset order", function()
+  local topic, group = name("key"), name("g")
+  klua.embedded.create_topic(topic, 1)
+  local p = klua.producer()
+  local sends = { { "A", "A1" }, { "B", "B1" }, { "A", "A2" }, { "B", "B2" }, { nil, "N1" }, { "B", "B3" },
+                  { "A", "A3" }, { nil, "N2" } }
+  for _, s in ipairs(sends) do assert(p:produce{ topic = topic, key = s[1], value = s[2] }) end
+  local done, calls, failed_at = {}, {}, nil
+  local committed_during_backoff
+  local w = worker{ group = group, topics = { topic }, order = "key", ["auto.commit.interval.ms"] = 100,
+    retry = { max = 3, base_ms = 1500, jitter = 0 },
+    handlers = function(msg, info)
+      calls[#calls + 1] = msg.value .. "#" .. info.attempt
+      if msg.value == "A1" and info.attempt == 1 then failed_at = klua.now(); error("flaky") end
+      done[#done + 1] = msg.value
+    end }
+  local t = klua.spawn(function() return w:run() end)
+  local deadline = klua.now() + 20000
+  while #done < 5 and klua.now() < deadline do klua.sleep(10) end
+  -- A1 waits in back-off; the other keys passed it. Auto-commit runs every 100 ms: it must not
+  -- commit past A1 (offset 0), though five later messages are finished.
+  assert_eq(done, { "B1", "B2", "N1", "B3", "N2" })
+  klua.sleep(400)
+  local lag = assert(klua.lag(group, { topic }))
+  committed_during_backoff = lag.partitions[1].committed
+  while #done < 8 and klua.now() < deadline do klua.sleep(10) end
+  w:stop()
+  local c = assert(t:join())
+  assert_true((committed_during_backoff or -1) <= 0, "committed " .. tostring(committed_during_backoff) .. " past A1")
+  assert_eq(done, { "B1", "B2", "N1", "B3", "N2", "A1", "A2", "A3" })
+  assert_eq(calls[1], "A1#1")
+  assert_eq({ c.processed, c.retried, c.consumed }, { 8, 1, 8 })
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 40000 })
+
+test("order=\"partition\": a message in back-off holds back its partition only, and no concurrency slot", function()
+  local topic, group = name("hol"), name("g")
+  klua.embedded.create_topic(topic, 2)
+  local p = klua.producer{ ["linger.ms"] = 5 }
+  local msgs = {}
+  for i = 1, 40 do msgs[i] = { topic = topic, partition = i % 2, value = tostring(i) } end
+  for _, r in ipairs(p:produce_batch(msgs)) do assert_eq(r.error, nil) end
+  local seen, retried_at, p1_done_at = { [0] = {}, [1] = {} }, nil, nil
+  local w = worker{ group = group, topics = { topic }, concurrency = 1,
+    retry = { max = 1, base_ms = 1000, jitter = 0 },
+    handlers = function(msg, info)
+      if msg.value == "2" and info.attempt == 1 then error("once") end -- partition 0's first message
+      if msg.value == "2" then retried_at = klua.now() end
+      table.insert(seen[msg.partition], tonumber(msg.value))
+      if #seen[1] == 20 then p1_done_at = p1_done_at or klua.now() end
+    end }
+  local t = run_until(w, function() return #seen[0] + #seen[1] >= 40 end)
+  local c = assert(t:join())
+  assert_eq({ #seen[0], #seen[1], c.retried }, { 20, 20, 1 })
+  assert_true(p1_done_at < retried_at, "partition 1 ran while partition 0 waited, with concurrency 1")
+  for part = 0, 1 do
+    for i = 2, 20 do assert_true(seen[part][i] > seen[part][i - 1], "partition " .. part .. " in order") end
+  end
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 40000 })
+
+test("max_queued is per partition: a stuck partition is paused at the bound, the others flow", function()
+  local topic, group = name("mq"), name("g")
+  klua.embedded.create_topic(topic, 2)
+  local p = klua.producer{ ["linger.ms"] = 5 }
+  local msgs = {}
+  for i = 1, 200 do msgs[i] = { topic = topic, partition = i <= 100 and 0 or 1, value = tostring(i) } end
+  for _, r in ipairs(p:produce_batch(msgs)) do assert_eq(r.error, nil) end
+  local stuck, handled = true, { [0] = 0, [1] = 0 }
+  local w = worker{ group = group, topics = { topic }, max_queued = 10,
+    handlers = function(msg)
+      while stuck and msg.partition == 0 do klua.sleep(5) end
+      handled[msg.partition] = handled[msg.partition] + 1
+    end }
+  local t = klua.spawn(function() return w:run() end)
+  local deadline = klua.now() + 20000
+  while handled[1] < 100 and klua.now() < deadline do klua.sleep(10) end
+  assert_eq(handled, { [0] = 0, [1] = 100 })
+  klua.sleep(300) -- time for more of partition 0 to arrive, if the pause let it
+  assert_eq(w:counters().consumed, 110, "partition 0 paused at 10 unfinished")
+  stuck = false
+  while handled[0] < 100 and klua.now() < deadline do klua.sleep(10) end
+  w:stop()
+  local c = assert(t:join())
+  assert_eq({ handled[0], c.consumed, c.processed }, { 100, 200, 200 })
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 40000 })
+
+test("a literal topic without a handler is refused; \"*\" serves a regex subscription", function()
+  assert_raises(function() klua.worker{ group = "g", topics = { "a", "b" }, handlers = { a = function() end } } end,
+                "no handler for topic 'b'")
+  klua.worker{ group = "g", topics = { "a", "b" }, handlers = { a = function() end, ["*"] = function() end } }
+  klua.worker{ group = "g", topics = { "^x%..*" }, handlers = { ["*"] = function() end } }
+  local prefix = name("rx")
+  local t1, t2, group = prefix .. ".one", prefix .. ".two", name("g")
+  klua.embedded.create_topic(t1, 1)
+  klua.embedded.create_topic(t2, 1)
+  assert(klua.producer():produce{ topic = t1, value = "1" })
+  assert(klua.producer():produce{ topic = t2, value = "2" })
+  local got = {}
+  local w = worker{ group = group, topics = { "^" .. prefix:gsub("%-", "\\-") .. "\\..*" },
+                    ["topic.metadata.refresh.interval.ms"] = 500,
+                    handlers = { ["*"] = function(msg) got[msg.topic] = msg.value end } }
+  assert(run_until(w, function() return got[t1] and got[t2] end):join())
+  assert_eq(got, { [t1] = "1", [t2] = "2" })
+end, { timeout_ms = 40000 })
+
+test("handler_timeout_ms: the attempt is cancelled at its next wait, retried, then dead-lettered saying so", function()
+  local topic, dlq, group = name("to"), name("dlq"), name("g")
+  klua.embedded.create_topic(topic, 1)
+  klua.embedded.create_topic(dlq, 1)
+  assert(klua.producer():produce{ topic = topic, value = "slow" })
+  local starts, ends, attempts = 0, 0, {}
+  local w = worker{ group = group, topics = { topic }, dead_letter = dlq, handler_timeout_ms = 200,
+    retry = { max = 1, base_ms = 10, jitter = 0 },
+    handlers = function(msg, info)
+      starts = starts + 1
+      attempts[#attempts + 1] = info.attempt
+      klua.sleep(5000)
+      ends = ends + 1
+    end }
+  local t0 = klua.now()
+  local c = assert(run_until(w, function() return w:counters().dead_lettered == 1 end):join())
+  assert_true(klua.now() - t0 < 4000, "two 200 ms attempts, not two 5 s sleeps")
+  assert_eq({ starts, ends, attempts, c.retried, c.dead_lettered }, { 2, 0, { 1, 2 }, 1, 1 })
+  local m = read_all(dlq, 1)[1]
+  assert_eq(m:header("x-exception-type"), "KLUA_TIMEOUT")
+  assert_match(m:header("x-exception-message"), "timed out after 200 ms on " .. topic:gsub("%-", "%%-") .. " %[0%] at offset 0")
+  assert_eq(m:header("x-attempts"), "2")
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 40000 })
+
+test("events: handled and retried with latencies, dead_lettered, deduplicated, queue_depth", function()
+  local events = require("klua.worker.events")
+  local topic, dlq, group = name("ev"), name("dlq"), name("g")
+  klua.embedded.create_topic(topic, 1)
+  klua.embedded.create_topic(dlq, 1)
+  local p = klua.producer()
+  assert(p:produce{ topic = topic, value = "ok", headers = { ["x-event-id"] = "1" } })
+  assert(p:produce{ topic = topic, value = "ok", headers = { ["x-event-id"] = "1" } }) -- duplicate
+  assert(p:produce{ topic = topic, value = "flaky" })
+  assert(p:produce{ topic = topic, value = "poison" })
+  local seen, flaky = {}, 0
+  local w
+  local unsubscribe = events.subscribe(function(worker, kind, t, part, value)
+    if worker ~= w then return end
+    seen[kind] = seen[kind] or {}
+    table.insert(seen[kind], { t, part, value })
+  end)
+  w = worker{ group = group, topics = { topic }, dead_letter = dlq, dedupe = {},
+    retry = { max = 1, base_ms = 10, jitter = 0 },
+    handlers = function(msg)
+      klua.sleep(20)
+      if msg.value == "poison" then error("bad") end
+      if msg.value == "flaky" then flaky = flaky + 1; if flaky == 1 then error("once") end end
+    end }
+  local c = assert(run_until(w, function() local n = w:counters() return n.processed + n.dead_lettered + n.deduplicated >= 4 end):join())
+  unsubscribe()
+  assert_eq({ c.processed, c.deduplicated, c.dead_lettered, c.retried }, { 2, 1, 1, 2 })
+  assert_eq(#seen.handled, 2)
+  assert_eq(#seen.retried, 2)
+  for _, e in ipairs(seen.handled) do
+    assert_eq({ e[1], e[2] }, { topic, 0 })
+    assert_true(e[3] >= 0.015 and e[3] < 5, "latency in seconds: " .. e[3])
+  end
+  assert_eq(seen.dead_lettered, { { topic, 0, 2 } })
+  assert_eq(seen.deduplicated, { { topic, 0, nil } })
+  assert_true(#seen.queue_depth >= 1)
+  assert_eq(seen.queue_depth[1][1], nil)
+end, { timeout_ms = 40000 })
+
+test("info.send: the records of a successful attempt only, the offset stored after their delivery", function()
+  local topic, out, group = name("in"), name("out"), name("g")
+  klua.embedded.create_topic(topic, 1)
+  klua.embedded.create_topic(out, 1)
+  assert(klua.producer():produce{ topic = topic, key = "k", value = "job" })
+  local w = worker{ group = group, topics = { topic }, retry = { max = 2, base_ms = 10 },
+    handlers = function(msg, info)
+      info.send{ topic = out, key = msg.key, value = "attempt " .. info.attempt, headers = { { "h", "1" } } }
+      assert_raises(function() info.send{ topic = out, bogus = 1 } end, "unknown record field 'bogus'")
+      if info.attempt == 1 then error("discard my output") end
+    end }
+  local c = assert(run_until(w, function() return w:counters().processed == 1 and klua.lag(group).lag == 0 end):join())
+  assert_eq(c.processed, 1)
+  local got = read_all(out, 2, 3000)
+  assert_eq(#got, 1)
+  assert_eq({ got[1].key, got[1].value, got[1]:header("h") }, { "k", "attempt 2", "1" })
+  assert_eq(klua.lag(group).lag, 0)
+end, { timeout_ms = 40000 })
+
+test("retry-topic mode: failed attempts go through the retry topic and come back at their time", function()
+  local topic, dlq, group = name("rt"), name("dlq"), name("g")
+  local retry = group .. ".retry"
+  klua.embedded.create_topic(topic, 2)
+  klua.embedded.create_topic(dlq, 1)
+  klua.embedded.create_topic(retry, 1)
+  local p = klua.producer()
+  local reps = {}
+  reps.flaky = assert(p:produce{ topic = topic, partition = 0, key = "f", value = "flaky", headers = { { "a", "1" } } })
+  reps.poison = assert(p:produce{ topic = topic, partition = 1, key = "p", value = "poison" })
+  for i = 1, 10 do assert(p:produce{ topic = topic, partition = i % 2, value = "ok" .. i }) end
+  local calls, ok_done = {}, 0
+  local w = worker{ group = group, topics = { topic }, dead_letter = dlq,
+    retry = { max = 2, base_ms = 300, jitter = 0, topic = retry },
+    handlers = { [topic] = function(msg, info)
+      if msg.value == "flaky" or msg.value == "poison" then
+        table.insert(calls, { msg.value, info.attempt, klua.now(), msg.topic, msg.partition, msg.offset, msg:header("a") })
+        if msg.value == "poison" or info.attempt < 3 then error("not yet") end
+      else
+        ok_done = ok_done + 1
+      end
+    end } }
+  local t0 = klua.now()
+  local c = assert(run_until(w, function() local n = w:counters() return n.processed >= 11 and n.dead_lettered == 1 end):join())
+  assert_eq({ c.processed, c.dead_lettered, c.retried }, { 11, 1, 4 })
+  local flaky = {}
+  for _, k in ipairs(calls) do if k[1] == "flaky" then flaky[#flaky + 1] = k end end
+  assert_eq(#flaky, 3)
+  for i, k in ipairs(flaky) do
+    -- the handler sees the original message: its topic, partition, offset and headers
+    assert_eq({ k[2], k[4], k[5], k[6], k[7] }, { i, topic, 0, reps.flaky.offset, "1" })
+  end
+  assert_true(flaky[2][3] - flaky[1][3] >= 290 and flaky[3][3] - flaky[2][3] >= 590, "back-offs of 300 and 600 ms")
+  assert_eq(ok_done, 10)
+  local m = read_all(dlq, 1)[1]
+  assert_eq({ m.key, m.value, m:header("x-original-topic"), m:header("x-original-partition"),
+              m:header("x-original-offset"), m:header("x-attempts"), m:header("x-retry-attempt") },
+            { "p", "poison", topic, "1", tostring(reps.poison.offset), "3", nil })
+  local retried = read_all(retry, 4)
+  assert_eq(#retried, 4)
+  assert_eq(retried[1]:header("x-retry-attempt"), "2")
+  assert_eq(klua.lag(group, { topic, retry }).lag, 0)
+  -- the retry topic must exist: the worker says so at start
+  local missing = name("missing")
+  local c2, err = worker{ group = name("g"), topics = { topic }, retry = { topic = missing },
+                          handlers = function() end }:run()
+  assert_eq(c2, nil)
+  assert_error(err, "UNKNOWN_TOPIC_OR_PART")
+  assert_match(tostring(err), "retry topic " .. missing:gsub("%-", "%%-") .. ".*create it")
+end, { timeout_ms = 40000 })
+
+test("dead_letter format=\"envelope\": the value is klua.envelope's dead-letter JSON, with the traceback", function()
+  local topic, dlq, group = name("env"), name("dlq"), name("g")
+  klua.embedded.create_topic(topic, 1)
+  klua.embedded.create_topic(dlq, 1)
+  local key, value = "k\255", "text value"
+  assert(klua.producer():produce{ topic = topic, key = key, value = value, headers = { { "trace", "t1" } } })
+  local function charge() error({ type = "PaymentDeclined", message = "card declined", code = "E402" }) end
+  local w = worker{ group = group, topics = { topic }, retry = { max = 1, base_ms = 10 }, ["client.id"] = "billing-1",
+    dead_letter = { topic = dlq, format = "envelope" },
+    handlers = function() charge() end }
+  local c = assert(run_until(w, function() return w:counters().dead_lettered == 1 end):join())
+  assert_eq(c.dead_lettered, 1)
+  local m = read_all(dlq, 1)[1]
+  assert_eq(m.key, key)
+  assert_eq(m:header("x-dead-letter-reason"), "retries-exhausted")
+  local d = assert(klua.envelope.decode_dead_letter(m))
+  assert_eq({ d.topic, d.partition, d.offset, d.key, d.value, d.attempts, d.reason, d.group, d.client_id },
+            { topic, 0, 0, key, value, 2, "retries-exhausted", group, "billing-1" })
+  assert_eq(d.headers, { { "trace", "t1" } })
+  assert_eq({ d.error.type, d.error.message, d.error.code }, { "PaymentDeclined", "card declined", "E402" })
+  assert_match(d.stack, "^card declined\nstack traceback:")
+  assert_match(d.stack, "worker_test.lua:%d+: in function 'charge'") -- where the handler raised
+  assert_eq(klua.lag(group).lag, 0)
 end, { timeout_ms = 40000 })
