@@ -7,7 +7,9 @@
 --   to T (an existing topic), timed from the first send to the last delivery report; then reads
 --   T's watermarks and counts the failing messages (see `class` below). Prints one JSON line:
 --   {"produced","seconds","msgs_per_s","partitions","transient","poison","floor_ms"} (floor_ms:
---   the slowest partition's back-offs, which per-partition order must wait through one by one).
+--   the slowest partition's back-offs, which per-partition order must wait through one by one;
+--   last_poison: where the last poison message sits in its partition, a fraction of it: no mode
+--   finishes before ~that fraction of the run plus its 700 ms of back-offs).
 -- work: runs klua.worker over T with a fresh group in one MODE:
 --   baseline     no failures (the worker's defaults: per-partition order)
 --   partition    order = "partition", failures on
@@ -22,7 +24,8 @@
 --   arithmetic: handled + dead-lettered (D's watermarks) = produced, dead-lettered = poison,
 --   transient failures = transient, and the group's committed lag on T (and R) is 0. Prints one
 --   JSON line: {"mode","msgs_per_s","seconds","join_ms","clean_seconds" (until the last message
---   that never fails was handled: the rest is the failing ones' back-off tail),"handled","duplicates","dead_lettered",
+--   that never fails was handled: the rest is the failing ones' back-off tail), "steady_msgs_per_s"
+--   (from the 10% to the 90% handled mark),"handled","duplicates","dead_lettered",
 --   "poison","transient","transient_failures","poison_calls","lag","problems":[...],
 --   "unsupported" (the worker refused the mode's option: its error), "note"}.
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
@@ -82,19 +85,24 @@ end
 local function classes(topic)
   local low, high, n = watermarks(topic)
   if not low then error(high, 0) end
-  local total, transient, poison, floor_ms = 0, 0, 0, 0
+  local total, transient, poison, floor_ms, last_poison = 0, 0, 0, 0, 0
   for p = 0, n - 1 do
     local t0, p0 = transient, poison
     for off = low[p], high[p] - 1 do
       local k = class(p, off)
-      if k == TRANSIENT then transient = transient + 1 elseif k == POISON then poison = poison + 1 end
+      if k == TRANSIENT then transient = transient + 1
+      elseif k == POISON then
+        poison = poison + 1
+        last_poison = math.max(last_poison, (off - low[p] + 1) / (high[p] - low[p]))
+      end
     end
     total = total + high[p] - low[p]
     -- this partition's back-offs without jitter (one of base_ms per transient message, base_ms *
     -- (1 + 2 + 4) per poison one): per-partition order cannot finish it sooner
     floor_ms = math.max(floor_ms, (transient - t0) * BASE_MS + (poison - p0) * BASE_MS * 7)
   end
-  return { total = total, transient = transient, poison = poison, partitions = n, floor_ms = floor_ms }
+  return { total = total, transient = transient, poison = poison, partitions = n, floor_ms = floor_ms,
+           last_poison = last_poison }
 end
 
 local function emit(t)
@@ -138,7 +146,7 @@ if o.phase == "produce" then
   local k = classes(o.topic)
   if k.total ~= n then error(string.format("produce: the topic holds %d messages, not %d", k.total, n), 0) end
   emit{ produced = n, seconds = secs, msgs_per_s = n / secs, partitions = k.partitions,
-        transient = k.transient, poison = k.poison, floor_ms = k.floor_ms }
+        transient = k.transient, poison = k.poison, floor_ms = k.floor_ms, last_poison = k.last_poison }
   return
 end
 
@@ -167,7 +175,9 @@ local done, failed_once = {}, {}  -- [partition][offset + 1] = true
 for p = 0, expect.partitions - 1 do done[p], failed_once[p] = {}, {} end
 local handled, duplicates, transient_failures, poison_calls = 0, 0, 0, 0
 local attempt_mismatch = 0
-local t_first, t_clean
+local t_first, t_clean, t10, t90
+-- the steady rate: from the 10% to the 90% handled mark (no start-up, no back-off tail)
+local n10, n90 = math.ceil(N * 0.1), math.floor(N * 0.9)
 -- messages that never fail, not yet handled: when none is left, only failing ones remain
 local clean_left = failures and N - expect.transient - expect.poison or N
 
@@ -194,6 +204,7 @@ local function handler(msg, info)
   else
     d[off + 1] = true
     handled = handled + 1
+    if handled == n10 then t10 = klua.now() elseif handled == n90 then t90 = klua.now() end
     if k == OK then
       clean_left = clean_left - 1
       if clean_left == 0 then t_clean = klua.now() end
@@ -265,7 +276,9 @@ elseif lag.lag ~= 0 then problem("committed lag %d after the drain (expected 0)"
 local secs = t_end and t_first and (t_end - t_first) / 1000
 emit{
   mode = mode, messages = N, seconds = secs, msgs_per_s = secs and N / secs,
-  join_ms = t_first and t_first - t_start, clean_seconds = t_clean and t_first and (t_clean - t_first) / 1000,
+  join_ms = t_first and t_first - t_start,
+  steady_msgs_per_s = t10 and t90 and t90 > t10 and (n90 - n10) / ((t90 - t10) / 1000) or nil,
+  clean_seconds = t_clean and t_first and (t_clean - t_first) / 1000,
   handled = handled, duplicates = duplicates,
   dead_lettered = dead, poison = poison, transient = transient, transient_failures = transient_failures,
   poison_calls = poison_calls, attempt_mismatch = attempt_mismatch, lag = lag and lag.lag,
