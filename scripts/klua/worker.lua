@@ -9,7 +9,7 @@
 --     retry = { max = 3, base_ms = 100, max_ms = 5000, jitter = 0.2 },   -- topic = "billing.retry"
 --     dead_letter = "orders.dlq",             -- or { topic = "orders.dlq", format = "envelope" }
 --     dedupe = { window = 10000 },            -- key = function(msg) return id or nil end
---     concurrency = 4, max_queued = 1000,     -- handlers at once; messages held per partition
+--     concurrency = 4, max_queued = 10000,    -- handlers at once; messages held per partition
 --     ["auto.commit.interval.ms"] = 1000,     -- dotted keys go to the consumer
 --   }
 --   klua.spawn(function() klua.sleep(60000); w:stop() end)
@@ -26,7 +26,7 @@
 --   handler at once. order="partition": a message waiting for a retry holds back its partition
 --   only. order="key": it holds back only the later messages with the same key (nil keys are
 --   one key), which run in offset order once it is finished; the other keys go on.
--- - Flow: `max_queued` (default 1000) bounds each partition's polled, unfinished messages: at
+-- - Flow: `max_queued` (default 10000) bounds each partition's polled, unfinished messages: at
 --   the bound the partition is paused (c:pause), and resumed at half; the others keep flowing.
 -- - A handler fails when it raises, or returns nil/false plus an error, or runs longer than
 --   `handler_timeout_ms` (it is cancelled at its next wait; a KLUA_TIMEOUT error naming
@@ -177,7 +177,7 @@ function M.new(opts)
   if order ~= "partition" and order ~= "key" then bad("'order' must be \"partition\" or \"key\"") end
   local timeout = opts.handler_timeout_ms
   if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then bad("'handler_timeout_ms' must be a number > 0") end
-  local max_queued = opts.max_queued or 1000
+  local max_queued = opts.max_queued or 10000
   if type(max_queued) ~= "number" or max_queued < 1 then bad("'max_queued' must be a number >= 1") end
   local concurrency = opts.concurrency or 4
   if type(concurrency) ~= "number" or concurrency < 1 then bad("'concurrency' must be a number >= 1") end
