@@ -68,7 +68,13 @@ test("two members of one group share ids: member A adds, member B later skips", 
     -- wait for a split: each member owns one partition
     local deadline = klua.now() + 60000
     while not (owner[0] and owner[1] and owner[0] ~= owner[1]) do
-      assert_true(klua.now() < deadline, "no split assignment: " .. kit.show(owner))
+      if klua.now() >= deadline then
+        local st = {}
+        for name, t in pairs(tasks) do
+          st[name] = t:status() .. (t:status() == "done" and (": " .. kit.show({ t:join() })) or "")
+        end
+        error("no split assignment: " .. kit.show(owner) .. "; workers: " .. kit.show(st), 0)
+      end
       klua.sleep(50)
     end
     local a, b = owner[0], owner[1]

@@ -177,6 +177,9 @@ local function client_config(opts, extra)
   return cfg
 end
 
+local SETTLE_MS = 10000
+local SETTLING = { UNKNOWN_TOPIC_OR_PART = true, LEADER_NOT_AVAILABLE = true, NOT_LEADER_FOR_PARTITION = true }
+
 local function is_embedded(admin) return tostring(admin):match("embedded%)") ~= nil end
 
 -- The topic exists (created here when missing) with a cleanup policy of compact and delete.
@@ -368,15 +371,22 @@ function M.open(opts)
       .. "Kafka-backed dedupe store cannot keep its window there: use the in-memory store (dedupe = { window = N } "
       .. "without a topic), or run with -b against a real broker")
   end
-  local ok, err = I.ensure_topic(self, admin, opts)
-  if not ok then I.cleanup(self); return nil, err end
+  -- Members of a group start together: the topic another member has just created may be unknown
+  -- to this broker's metadata for a moment (KRaft applies it after the create returns), so
+  -- those two answers are asked again for up to SETTLE_MS.
+  local ok, err, ends
+  local settle_until = klua.now() + SETTLE_MS
+  while true do
+    ok, err = I.ensure_topic(self, admin, opts)
+    if ok then ends, err = I.end_offsets(self) end
+    if ends or opts.create == false or not (err and SETTLING[err.name]) or klua.now() > settle_until then break end
+    klua.sleep(200) -- a back-off before asking again, not a wait for an event
+  end
+  if not ends then I.cleanup(self); return nil, err end
 
   -- The replay: from the first record inside the window to the end offsets read now.
   local t0 = klua.now()
   local cutoff = klua.time() - window
-  local ends
-  ends, err = I.end_offsets(self)
-  if not ends then I.cleanup(self); return nil, err end
   local starts, serr2 = admin:list_offsets({ topic }, { spec = { timestamp = cutoff } })
   if not starts then I.cleanup(self); return nil, wrap(topic, "looking up the window's first offsets", serr2) end
   local assign = {}
