@@ -4,33 +4,9 @@
 -- and the worker's stop without a dead-letter topic. Exactly-once mode needs a real broker:
 -- tests/integration/worker_exactly_once_test.lua.
 local name = klua.testkit.fresh
-local FAST = { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 }
-
-local function worker(opts)
-  for k, v in pairs(FAST) do opts[k] = opts[k] or v end
-  opts.quiet = true
-  return klua.worker(opts)
-end
-
-local function run_until(w, until_fn, limit)
-  local t = klua.spawn(function() return w:run() end)
-  local deadline = klua.now() + (limit or 20000)
-  while klua.now() < deadline and not until_fn() do klua.sleep(20) end
-  w:stop()
-  return t
-end
-
-local function read_all(topic, n, timeout_ms)
-  local c = klua.consumer{ group = name("reader"), topics = { topic }, ["auto.offset.reset"] = "earliest",
-                           ["session.timeout.ms"] = 6000 }
-  local got = {}
-  for msg in c:messages{ timeout_ms = timeout_ms or 3000 } do
-    got[#got + 1] = msg
-    if n and #got == n then break end
-  end
-  c:close()
-  return got
-end
+local kit = dofile("tests/lua/helpers/worker_kit.lua")
+local worker, run_until = kit.worker, kit.run_until
+local function read_all(topic, n, timeout_ms) return kit.read_all(topic, n, timeout_ms or 3000) end
 
 local function fill(topic, partitions, per_partition)
   local p = klua.producer{ ["linger.ms"] = 5 }
@@ -208,7 +184,7 @@ test("handler_timeout_ms in batch mode: a call cancelled at its next wait fails 
     klua.sleep(5000)                  -- cancelled here
     after_wait = after_wait + 1
   end
-  for k, v in pairs(FAST) do opts[k] = v end
+  for k, v in pairs(kit.FAST) do opts[k] = v end
   opts.quiet = true
   local ok, w = pcall(klua.worker, opts)
   if not ok and tostring(w):find("unknown option 'handler_timeout_ms'", 1, true) then

@@ -1,34 +1,9 @@
 -- klua.worker on the embedded cluster: ordering and concurrency, retries and the dead-letter topic,
 -- de-duplication, at-least-once on a handler failure, rebalances, and a graceful SIGINT stop.
 local name = klua.testkit.fresh
-local FAST = { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 }
-
-local function worker(opts)
-  for k, v in pairs(FAST) do opts[k] = opts[k] or v end
-  opts.quiet = true
-  return klua.worker(opts)
-end
-
--- runs w in a task; stops it once until() is true (or after limit ms); returns the task
-local function run_until(w, until_fn, limit)
-  local t = klua.spawn(function() return w:run() end)
-  local deadline = klua.now() + (limit or 20000)
-  while klua.now() < deadline and not until_fn() do klua.sleep(20) end
-  w:stop()
-  return t
-end
-
-local function read_all(topic, n, timeout_ms)
-  local c = klua.consumer{ group = name("reader"), topics = { topic }, ["auto.offset.reset"] = "earliest",
-                           ["session.timeout.ms"] = 6000 }
-  local got = {}
-  for msg in c:messages{ timeout_ms = timeout_ms or 8000 } do
-    got[#got + 1] = msg
-    if #got == n then break end
-  end
-  c:close()
-  return got
-end
+local kit = dofile("tests/lua/helpers/worker_kit.lua")
+local worker, run_until = kit.worker, kit.run_until
+local function read_all(topic, n, timeout_ms) return kit.read_all(topic, n, timeout_ms or 8000) end
 
 test("options are checked; the LRU keeps the most recently used ids", function()
   assert_raises(function() klua.worker{ group = "g", topics = { "t" }, handlers = {}, bogus = 1 } end, "unknown option 'bogus'")
