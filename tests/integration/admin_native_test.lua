@@ -267,7 +267,14 @@ test("a group's own config (KIP-848) is described with source \"group\" and mark
   -- Set to its current value: a group override within the broker's bounds, whatever they are.
   local r = assert(admin:alter_configs({ { type = "group", name = g, set = { [name] = current } } }))
   assert_eq(r[1].error, nil)
-  local after = assert(admin:describe_configs({ { type = "group", name = g } }))[1].configs[name]
+  -- The broker answers the alter once the controller has the record; its own metadata image (which
+  -- describe reads) applies it a moment later, so a describe straight after may still say "default".
+  local after, deadline = nil, klua.now() + 10000
+  repeat
+    after = assert(admin:describe_configs({ { type = "group", name = g } }))[1].configs[name]
+    if after.source == "group" then break end
+    klua.sleep(50)
+  until klua.now() > deadline
   assert_eq({ after.value, after.source, after.override, after.default }, { current, "group", true, false })
 end)
 
