@@ -140,7 +140,8 @@ int32_t arg_partition(lua_State* L, int arg, const char* fn) {
   check_arg_type(L, arg, LUA_TNUMBER, fn);
   double d = lua_tonumber(L, arg);
   if (!(d >= 0 && d <= 2147483647.0) || d != std::floor(d))
-    raise_bad_argument(L, arg, fn, "partition must be a whole number >= 0");
+    raise_bad_argument(L, arg, fn, fmt::format("partition must be a whole number from 0 to 2147483647, got {}",
+                                               lua_tostring(L, arg)));
   return static_cast<int32_t>(d);
 }
 
@@ -252,6 +253,7 @@ int l_new(lua_State* L) {
       }
     } else if (k == "poll_timeout_ms" || k == "hook_timeout_ms") {
       if (!lua_isnumber(L, -1)) fail("option '" + k + "' must be a number, got " + got());
+      if (!(lua_tonumber(L, -1) >= 0)) fail("option '" + k + "' must be a number >= 0, got " + lua_tostring(L, -1));
       (k == "poll_timeout_ms" ? poll_timeout : hook_timeout) = lua_tonumber(L, -1);
     } else {  // rebalance hooks
       if (!lua_isfunction(L, -1)) fail("option '" + k + "' must be a function, got " + got());

@@ -85,7 +85,7 @@ int l_commit(lua_State* L) {
     if (!lua_isnil(L, -1)) {
       if (lua_type(L, -1) != LUA_TNUMBER)
         raise_bad_argument(L, 3, "c:commit", fmt::format("timeout_ms must be a number, got {}", luaL_typename(L, -1)));
-      timeout = lua_tonumber(L, -1);
+      timeout = check_timeout_number(L, 3, "c:commit", lua_tonumber(L, -1));
     }
     lua_pop(L, 2);
   } else if (!lua_isnoneornil(L, 3)) {
@@ -149,7 +149,7 @@ int l_resume(lua_State* L) {
 double call_timeout(lua_State* L, int idx, const char* fn, const char* what, const char* instead) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     warn_deprecated(L, what, instead);
-    return lua_tonumber(L, idx);
+    return check_timeout_number(L, idx, fn, lua_tonumber(L, idx));
   }
   return check_timeout_opts(L, idx, fn, DEFAULT_CALL_TIMEOUT_MS);
 }

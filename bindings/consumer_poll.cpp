@@ -387,7 +387,7 @@ static int poll(lua_State* L, Consumer* c, double timeout, bool until_end) {
 
 int l_poll(lua_State* L) {
   Consumer* c = check_consumer(L, 1, "c:poll");
-  double timeout = lua_type(L, 2) == LUA_TNUMBER ? lua_tonumber(L, 2)
+  double timeout = lua_type(L, 2) == LUA_TNUMBER ? check_timeout_number(L, 2, "c:poll", lua_tonumber(L, 2))
                                                  : check_timeout_opts(L, 2, "c:poll", c->default_poll_timeout());
   return poll(L, c, timeout, false);
 }

@@ -2,6 +2,7 @@
 // events are answered in order; each hook (on_assign, on_revoke, on_lost) runs as a task,
 // bounded by hook_timeout_ms, and the (incremental) assign or unassign follows when it ends.
 #include <fmt/format.h>
+#include <regex.h>
 
 #include "bindings/lua_chunks.hpp"
 #include "bindings/consumer.hpp"
@@ -209,6 +210,25 @@ int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics)
   rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk(), list);
   rd_kafka_topic_partition_list_destroy(list);
   c->missing_topic.reset();
+  if (err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+    // librdkafka says only "Invalid argument or configuration": name the pattern it refused
+    // (its regex engine is POSIX extended; a pattern regcomp refuses is the culprit).
+    std::string bad;
+    for (const auto& t : topics) {
+      if (t.empty() || t[0] != '^') continue;
+      regex_t re;
+      if (regcomp(&re, t.c_str(), REG_EXTENDED | REG_NOSUB) != 0) {
+        bad += (bad.empty() ? "\"" : ", \"") + t + "\"";
+        continue;
+      }
+      regfree(&re);
+    }
+    ErrorSpec e = consumer_error(c, err, "subscribe");
+    e.message = bad.empty() ? fmt::format("subscription refused: {}", rd_kafka_err2str(err))
+                            : fmt::format("invalid regular expression {} in the subscription (a topic name starting "
+                                          "with ^ is a POSIX extended regex)", bad);
+    return nil_error(L, e);
+  }
   if (err) return nil_error(L, consumer_error(c, err, "subscribe"));
   if (c->kip848) c->check_topics_exist(topics);
   lua_pushboolean(L, 1);

@@ -149,10 +149,14 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
   o.conf = rd_kafka_conf_new();
   for (const auto& [k, v] : defaults) set_property(L, o.conf, k, v, what, "klua's defaults");
   bool brokers_named = false;
+  std::string brokers_source;  // who set bootstrap.servers last (the highest precedence wins)
   for (const auto& e : rt.config()) {
     if (take_klua_property(L, o, e.key, e.value, what, e.source)) continue;
     set_property(L, o.conf, e.key, e.value, what, e.source);
-    if (e.key == "bootstrap.servers" || e.key == "metadata.broker.list") brokers_named = true;
+    if (e.key == "bootstrap.servers" || e.key == "metadata.broker.list") {
+      brokers_named = true;
+      brokers_source = e.source;
+    }
   }
   if (idx != 0) {
     if (idx < 0) idx = lua_gettop(L) + idx + 1;
@@ -167,12 +171,16 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
       std::string key = lua_tostring(L, -2);
       if (key.find('.') != std::string::npos) {
         if (key == "group.id") has_group_id = true;
-        if (key == "bootstrap.servers" || key == "metadata.broker.list") brokers_named = true;
+        if (key == "bootstrap.servers" || key == "metadata.broker.list") {
+          brokers_named = true;
+          brokers_source = "the script's table";
+        }
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);
         if (!take_klua_property(L, o, key, value, what, "the script's table"))
           set_property(L, o.conf, key, value, what, "the script's table");
       } else if (key == "brokers") {
         brokers_named = true;
+        brokers_source = "the script's table (brokers)";
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);
         set_property(L, o.conf, "bootstrap.servers", value, what, "the script's table (brokers)");
       } else if (key == "on_error" || key == "on_log" || key == "on_stats") {
@@ -222,6 +230,15 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
     char buf[1024];
     size_t n = sizeof buf;
     if (rd_kafka_conf_get(o.conf, "bootstrap.servers", buf, &n) == RD_KAFKA_CONF_OK) o.bootstrap = buf;
+    // An empty or blank list (`-b ''`) named no broker: librdkafka then waits out its timeouts
+    // (300 s for a send) and says nothing.
+    if (o.bootstrap.find_first_not_of(" \t,") == std::string::npos) {
+      rd_kafka_conf_destroy(o.conf);
+      for (int ref : {o.on_error, o.on_log, o.on_stats}) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+      raise_misuse(L, what, fmt::format("bootstrap.servers is empty{}: give at least one host:port (or leave it unset "
+                                        "for the embedded cluster)",
+                                        brokers_source.empty() ? "" : " (set by " + brokers_source + ")"));
+    }
   }
   return o;
 }
@@ -380,6 +397,19 @@ void KafkaHandle::release_hooks() {
 bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
   lua_State* L = rt_.lua();
   switch (rd_kafka_event_type(ev)) {
+    case RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH: {
+      // sasl.mechanism=OAUTHBEARER with neither sasl.oauthbearer.method=oidc nor
+      // enable.sasl.oauthbearer.unsecure.jwt: librdkafka asks the application for a token, and
+      // klua has none to give. Unanswered, every connection waited for one in silence (a send
+      // for message.timeout.ms, 300 s, and the exit's flush as long); a failure is an
+      // authentication error, reported and ended like one.
+      rd_kafka_oauthbearer_set_token_failure(
+          rk_, "no OAUTHBEARER token: klua has no token source for sasl.mechanism=OAUTHBEARER (set "
+               "sasl.oauthbearer.method=oidc with its client settings, or enable.sasl.oauthbearer.unsecure.jwt=true "
+               "with sasl.oauthbearer.config for an unsecured test token)");
+      no_token_ = true;
+      return true;
+    }
     case RD_KAFKA_EVENT_ERROR: {
       rd_kafka_resp_err_t code = rd_kafka_event_error(ev);
       // librdkafka repeats a bootstrap item verbatim, user information included.
@@ -491,7 +521,7 @@ int64_t check_offset(lua_State* L, int idx, const char* what, int arg, const std
   if (lua_type(L, idx) == LUA_TNUMBER) {
     double d = lua_tonumber(L, idx);
     if (!(d >= 0 && d < 9.2e18) || d != std::floor(d))
-      bad("offset must be a whole number >= 0 or \"beginning\", \"end\", \"stored\"");
+      bad(fmt::format("offset must be a whole number >= 0 or \"beginning\", \"end\", \"stored\", got {}", lua_tostring(L, idx)));
     return static_cast<int64_t>(d);
   }
   if (lua_type(L, idx) == LUA_TSTRING) {
@@ -545,7 +575,12 @@ rd_kafka_topic_partition_list_t* check_partition_list(lua_State* L, int idx, con
     if (!lua_isstring(L, -2) || !lua_isnumber(L, -1)) {
       raise_bad_argument(L, idx, what, fmt::format("partition list item {} needs a string topic and a numeric partition", i));
     }
-    auto* tp = rd_kafka_topic_partition_list_add(list, lua_tostring(L, -2), static_cast<int32_t>(lua_tointeger(L, -1)));
+    double pd = lua_tonumber(L, -1);
+    if (!(pd >= 0 && pd <= 2147483647.0) || pd != std::floor(pd))
+      raise_bad_argument(L, idx, what, fmt::format("{}partition must be a whole number from 0 to 2147483647, got {}",
+                                                   single ? std::string() : fmt::format("partition list item {}: ", i),
+                                                   lua_tostring(L, -1)));
+    auto* tp = rd_kafka_topic_partition_list_add(list, lua_tostring(L, -2), static_cast<int32_t>(pd));
     lua_pop(L, 2);
     bool is_message = false;  // a message from poll carries the klua.message metatable
     if (allow_message && single && lua_getmetatable(L, item)) {

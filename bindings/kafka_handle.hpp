@@ -6,6 +6,7 @@
 // the event fd that brings a librdkafka queue to the loop (QueueWatcher), Kafka error objects and
 // partition lists.
 #pragma once
+#include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
 #include <uv.h>
 
@@ -171,6 +172,8 @@ class KafkaHandle : public Closable {
   rd_kafka_t* rk_ = nullptr;
   int on_error_ = LUA_NOREF, on_log_ = LUA_NOREF, on_stats_ = LUA_NOREF;
   bool all_brokers_down_ = false;
+  // OAUTHBEARER without a token source: no connection can ever authenticate (see handle_common_event).
+  bool no_token_ = false;
   virtual void on_all_brokers_down() {}
   // Reachability state (loop thread only). down_since_: uv_now of the first _ALL_BROKERS_DOWN
   // heard since a broker was last known up (0: not known down). seen_up_: a broker was found up
@@ -229,6 +232,10 @@ void wake_close_waiters(Scheduler& s, std::vector<WaitToken> waiters);
 // wait: the close then goes on on the loop).
 template <class Handle>
 int close_and_wait(lua_State* L, Handle* h, const char* op) {
+  // close takes no options (it is bounded by the handle's own close timeout): an argument
+  // such as {timeout_ms = -1} was silently ignored.
+  if (!lua_isnoneornil(L, 2))
+    raise_bad_argument(L, 2, op, fmt::format("{} takes no arguments, got {}", op, luaL_typename(L, 2)));
   if (!h || h->is_closed()) {
     lua_pushboolean(L, 1);
     return 1;
@@ -313,6 +320,13 @@ inline int timeout_int(double ms) {
   if (!(ms >= 0)) return 0;
   if (ms > 2147483647.0) return 2147483647;
   return static_cast<int>(ms);
+}
+
+// A timeout given as a number (positional, or read from an options table): raises a bad argument
+// of fn naming the value when it is negative or NaN (no wait means that).
+inline double check_timeout_number(lua_State* L, int arg, const char* fn, double t) {
+  if (!(t >= 0)) raise_bad_argument(L, arg, fn, fmt::format("timeout_ms must be a number >= 0, got {}", t));
+  return t;
 }
 
 // Reads an optional number field from the table at idx.

@@ -135,13 +135,14 @@ void Producer::arm_auth_purge() {
   uv_update_time(rt_.loop());  // the cached time may be a long busy stretch old (see Consumer::begin_close)
   uv_timer_start(auth_purge_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Producer*>(h->data);
-    if (self->all_brokers_down_ && self->last_auth_error_ && self->rk_ && rd_kafka_outq_len(self->rk_) > 0) {
+    if ((self->all_brokers_down_ || self->no_token_) && self->last_auth_error_ && self->rk_ &&
+        rd_kafka_outq_len(self->rk_) > 0) {
       fmt::print(stderr, "klua: producer: the brokers refused the credentials ({}); failing the queued messages\n",
                  self->last_auth_error_->message);
       rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE);
       self->watcher_->schedule();
     }
-  }, 5000, 0);
+  }, no_token_ ? 0 : 5000, 0);  // without a token source no retry can succeed
 }
 
 void Producer::begin_close() {

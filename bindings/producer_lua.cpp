@@ -221,7 +221,7 @@ int l_produce_batch(lua_State* L) {
 int l_flush(lua_State* L) {
   Producer* p = check_producer(L, 1, "p:flush");
   // (the options were checked by producer.lua's flush)
-  double timeout = lua_isnumber(L, 2) ? lua_tonumber(L, 2) : p->wait_timeout_ms();
+  double timeout = lua_isnumber(L, 2) ? check_timeout_number(L, 2, "p:flush", lua_tonumber(L, 2)) : p->wait_timeout_ms();
   p->drain();
   if (rd_kafka_outq_len(p->rk()) == 0) {
     if (p->failed_since_flush) {
@@ -299,6 +299,12 @@ int l_new(lua_State* L) {
                            fmt::format("option 'timeout_ms' must be a number, got {}", luaL_typename(L, -1)));
       }
       timeout_ms = lua_tonumber(L, -1);
+      if (!(timeout_ms >= 0)) {
+        std::string given = lua_tostring(L, -1);
+        rd_kafka_conf_destroy(o.conf);
+        if (on_delivery != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, on_delivery);
+        raise_bad_argument(L, 1, "klua.producer", fmt::format("option 'timeout_ms' must be a number >= 0, got {}", given));
+      }
     }
     lua_pop(L, 1);
   }

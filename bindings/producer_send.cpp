@@ -133,6 +133,8 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, const MessageArg& a
       opaque_idx = S_OPAQUE;
     } else if (k == statics_->field_ptrs[F_TIMEOUT]) {
       if (vt != LUA_TNUMBER) arg.raise(L, "message field 'timeout_ms' must be a number");
+      if (!(lua_tonumber(L, -1) >= 0))
+        arg.raise(L, fmt::format("message field 'timeout_ms' must be a number >= 0, got {}", lua_tonumber(L, -1)));
       if (timeout_ms) *timeout_ms = lua_tonumber(L, -1);
     } else {
       arg.raise(L, fmt::format("unknown message field '{}' (fields: topic, key, value, headers, partition, "

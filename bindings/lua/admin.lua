@@ -54,8 +54,8 @@ local function check_opts(op, argn, opts, allowed)
       argerr(op, argn, "unknown option '%s' (options: %s)", tostring(k), concat(names, ", "))
     end
   end
-  if opts.timeout_ms ~= nil and (type(opts.timeout_ms) ~= "number" or opts.timeout_ms <= 0) then
-    argerr(op, argn, "option 'timeout_ms' must be a positive number")
+  if opts.timeout_ms ~= nil and (type(opts.timeout_ms) ~= "number" or not (opts.timeout_ms > 0)) then
+    argerr(op, argn, "option 'timeout_ms' must be a positive number, got %s", tostring(opts.timeout_ms))
   end
   return opts
 end

@@ -37,3 +37,71 @@ test("a delivery that fails before reaching a broker says not_persisted (error a
   assert_nil(rep.persisted)
   p2:close()
 end, { timeout_ms = 30000 })
+
+-- librdkafka asks the application for an OAUTHBEARER token when it has no way to make one;
+-- unanswered, a send waited 300 s (message.timeout.ms) and the exit's flush as long, silently.
+test("OAUTHBEARER without a token source fails sends promptly, saying why", function()
+  local errs = {}
+  local p = klua.producer{ ["security.protocol"] = "SASL_PLAINTEXT", ["sasl.mechanism"] = "OAUTHBEARER",
+                           on_error = function(e) errs[#errs + 1] = e end }
+  local t0 = klua.now()
+  local r, err = p:produce{ topic = name("oauth"), value = "x" }
+  assert_nil(r)
+  assert_eq(err.name, "_AUTHENTICATION")
+  assert_match(err.message, "no OAUTHBEARER token")
+  assert_eq(err.persisted, "not_persisted")
+  assert_true(klua.now() - t0 < 5000, "took " .. (klua.now() - t0) .. " ms")
+  assert_true(#errs >= 1 and errs[1].name == "_AUTHENTICATION")
+  local t1 = klua.now()
+  p:close()
+  assert_true(klua.now() - t1 < 3000)
+end, { timeout_ms = 30000 })
+
+test("an empty or blank bootstrap.servers is refused at creation, naming the property", function()
+  assert_raises(function() klua.producer{ ["bootstrap.servers"] = "" } end, "bootstrap.servers is empty")
+  assert_raises(function() klua.consumer{ group = "g", brokers = " , " } end, "bootstrap.servers is empty %(set by the script's table")
+  assert_raises(function() klua.admin{ ["bootstrap.servers"] = " " } end, "bootstrap.servers is empty")
+  -- and from the command line, before any wait
+  local out, ok = klua.testkit.sh(os.getenv("KLUA_BIN") .. " -b '' -e 'klua.producer()' 2>&1")
+  assert_match(out, "bootstrap.servers is empty %(set by %-b%)")
+end)
+
+test("timeouts, partitions and offsets out of range raise, naming the argument and the value", function()
+  local p = klua.producer()
+  local c = klua.consumer{ group = name("g") }
+  local a = klua.admin()
+  local cases = {
+    { function() c:poll{ timeout_ms = -5 } end, "bad argument #2 to 'c:poll' %(timeout_ms must be a number >= 0, got %-5%)" },
+    { function() c:poll(-5) end, "c:poll.*got %-5" },
+    { function() c:poll(0 / 0) end, "c:poll.*timeout_ms must be a number >= 0, got %-?nan" },
+    { function() c:commit(nil, { timeout_ms = 0 / 0 }) end, "c:commit.*got %-?nan" },
+    { function() c:watermarks("t", 0, { timeout_ms = -1 }) end, "c:watermarks.*got %-1" },
+    { function() c:close{ timeout_ms = -1 } end, "c:close takes no arguments" },
+    { function() p:flush{ timeout_ms = -1 } end, "p:flush.*got %-1" },
+    { function() p:produce{ topic = "t", value = "x", timeout_ms = -1 } end, "timeout_ms' must be a number >= 0, got %-1" },
+    { function() klua.producer{ timeout_ms = -2 } end, "option 'timeout_ms' must be a number >= 0, got %-2" },
+    { function() klua.consumer{ group = "g", poll_timeout_ms = -1 } end, "poll_timeout_ms' must be a number >= 0, got %-1" },
+    { function() a:list_topics{ timeout_ms = 0 / 0 } end, "admin:list_topics.*positive number, got %-?nan" },
+    { function() c:assign{ { topic = "t", partition = -3 } } end, "c:assign.*item 1: partition must be a whole number from 0 to 2147483647, got %-3" },
+    { function() c:assign{ { topic = "t", partition = 1e10 } } end, "c:assign.*got 10000000000" },
+    { function() c:assign{ { topic = "t", partition = 1.5 } } end, "c:assign.*got 1.5" },
+    { function() c:seek("t", 1e10, 1) end, "bad argument #3 to 'c:seek' %(partition must be .*got 10000000000" },
+    { function() c:seek("t", 0, 1.5) end, "bad argument #4 to 'c:seek' %(offset must be .*got 1.5" },
+    { function() c:store{ topic = "t", partition = 0, offset = -5 } end, "c:store.*got %-5" },
+  }
+  for i, case in ipairs(cases) do
+    local ok, e = pcall(case[1])
+    assert_false(ok, "case " .. i .. " did not raise")
+    assert_match(tostring(e), case[2], "case " .. i)
+  end
+  p:close(); c:close(); a:close()
+end)
+
+test("an invalid regex subscription names the pattern", function()
+  local c = klua.consumer{ group = name("g") }
+  local ok, err = c:subscribe{ "^[a-z]+", "^[" }
+  assert_nil(ok)
+  assert_eq(err.name, "_INVALID_ARG")
+  assert_match(err.message, 'invalid regular expression "%^%[" in the subscription')
+  c:close()
+end)
