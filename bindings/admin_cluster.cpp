@@ -198,9 +198,9 @@ int l_list_offsets(lua_State* L) {
 int l_elect_leaders(lua_State* L) {
   Admin* a = check_admin_waiting(L, 1);
   bool unclean = lua_toboolean(L, 2);
+  double timeout = timeout_arg(L, 4, a);  // may raise: before the list is allocated
   rd_kafka_topic_partition_list_t* parts = nullptr;
   if (!lua_isnoneornil(L, 3)) parts = check_partition_list(L, 3, "admin:elect_leaders", false);
-  double timeout = timeout_arg(L, 4, a);
   rd_kafka_ElectLeaders_t* el =
       rd_kafka_ElectLeaders_new(unclean ? RD_KAFKA_ELECTION_TYPE_UNCLEAN : RD_KAFKA_ELECTION_TYPE_PREFERRED, parts);
   int yielded = a->send(L, "admin:elect_leaders", RD_KAFKA_ADMIN_OP_ELECTLEADERS, timeout, true, false,

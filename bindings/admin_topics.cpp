@@ -237,8 +237,8 @@ int l_create_partitions(lua_State* L) {
 // P.delete_records(a, partition list with offsets, timeout) -> partition list (offset: new low watermark)
 int l_delete_records(lua_State* L) {
   Admin* a = check_admin_waiting(L, 1);
+  double timeout = timeout_arg(L, 3, a);  // may raise: before the list is allocated
   auto* list = check_partition_list(L, 2, "admin:delete_records", false);
-  double timeout = timeout_arg(L, 3, a);
   rd_kafka_DeleteRecords_t* dr = rd_kafka_DeleteRecords_new(list);
   rd_kafka_topic_partition_list_destroy(list);
   int yielded = a->send(L, "admin:delete_records", RD_KAFKA_ADMIN_OP_DELETERECORDS, timeout, true, false,

@@ -164,7 +164,11 @@ int return_partitions_or_error(lua_State* L, Consumer* c, rd_kafka_resp_err_t er
 }
 
 int l_close(lua_State* L) {
-  return close_and_wait(L, check_box(L, 1, "c:close")->handle, "c:close");
+  ConsumerBox* box = check_box(L, 1, "c:close");
+  // Inside on_assign/on_revoke/on_lost the close waited for the rebalance, which waited for the
+  // hook, until the 10 s close bound ("did not finish in time"): the rebalance is answered first.
+  if (box->handle) box->handle->close_from_hook(L);
+  return close_and_wait(L, box->handle, "c:close");
 }
 
 

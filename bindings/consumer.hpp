@@ -200,6 +200,20 @@ class Consumer : public KafkaHandle {
   // Drops held messages of the listed partitions (all when list is null).
   void drop_held(const rd_kafka_topic_partition_list_t* list);
   void finish_rebalance();
+  // The coroutine of the running rebalance hook (set by the hook task when it starts), or null.
+  lua_State* hook_thread = nullptr;
+  // Counts started hooks: a hook whose rebalance was answered early (close_from_hook) must not
+  // answer the next one when it returns.
+  double hook_gen = 0;
+  // c:close() called by the rebalance hook's own task: the close needs the rebalance answered,
+  // and the hook waits for the close; answer the rebalance now (as if the hook had returned).
+  void close_from_hook(lua_State* L) {
+    if (rebalance_running_ && hook_thread == L) {
+      hook_thread = nullptr;
+      ++hook_gen;  // the hook's own done() answers nothing now
+      finish_rebalance();
+    }
+  }
   // Messages of a partition klua took from librdkafka but did not hand out yet.
   size_t held_for(const TopicPartition& tp) const;
   // Messages fetched and not handed out: librdkafka's messages queue and klua's held ones.

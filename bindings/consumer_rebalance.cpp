@@ -45,7 +45,8 @@ void Consumer::handle_rebalance(rd_kafka_event_t* ev) {
 int hook_done(lua_State* L) {
   auto* link = static_cast<ConsumerLink*>(lua_touserdata(L, lua_upvalueindex(1)));
   Consumer* c = link->c;
-  if (!c) return 0;
+  if (!c || lua_tonumber(L, lua_upvalueindex(2)) != c->hook_gen) return 0;  // answered already
+  c->hook_thread = nullptr;
   std::string bad;
   if (lua_istable(L, 1)) {
     int n = static_cast<int>(lua_objlen(L, 1));
@@ -81,6 +82,13 @@ int hook_done(lua_State* L) {
   return 0;
 }
 
+// enter(): the hook task has started; its coroutine is the one c:close() must not make wait.
+static int hook_enter(lua_State* L) {
+  auto* link = static_cast<ConsumerLink*>(lua_touserdata(L, lua_upvalueindex(1)));
+  if (link->c) link->c->hook_thread = L;
+  return 0;
+}
+
 void Consumer::start_rebalance() {
   if (pending_.empty()) return;
   rebalance_running_ = true;
@@ -97,8 +105,12 @@ void Consumer::start_rebalance() {
   lua_rawgeti(L, LUA_REGISTRYINDEX, hook);
   push_partition_list(L, p.parts);
   lua_rawgeti(L, LUA_REGISTRYINDEX, link_ref_);
-  lua_pushcclosure(L, hook_done, 1);
-  rebalance_task_ = rt_.scheduler().spawn(L, 3);
+  lua_pushnumber(L, ++hook_gen);
+  lua_pushcclosure(L, hook_done, 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, link_ref_);
+  lua_pushcclosure(L, hook_enter, 1);
+  hook_thread = nullptr;
+  rebalance_task_ = rt_.scheduler().spawn(L, 4);
   // A hook that never ends would stall the whole group: bound it (from now, not from the loop's
   // cached time, which a long run of buffered messages leaves behind).
   uv_update_time(rt_.loop());

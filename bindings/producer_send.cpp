@@ -43,6 +43,16 @@ static rd_kafka_headers_t* build_headers(lua_State* L, int idx, const MessageArg
     }
     size_t nl, vl = 0;
     const char* n = lua_tolstring(L, name_idx, &nl);
+    if (std::memchr(n, 0, nl)) {
+      // librdkafka sends the whole name, but its consumer API (rd_kafka_header_get_all) hands
+      // names out NUL-terminated: every reader (klua, kcat, confluent-kafka) would see it cut
+      // at the NUL. Refused instead of truncated at the far end.
+      std::string shown;
+      for (size_t i = 0; i < nl; ++i) shown += n[i] ? std::string(1, n[i]) : std::string("\\0");
+      rd_kafka_headers_destroy(h);
+      arg.raise(L, fmt::format("header name \"{}\" contains a NUL byte, which Kafka consumers cannot read back "
+                               "(librdkafka returns header names NUL-terminated)", shown));
+    }
     const char* v = nullptr;
     if (!lua_isnil(L, value_idx)) {
       if (lua_type(L, value_idx) != LUA_TSTRING && lua_type(L, value_idx) != LUA_TNUMBER) {

@@ -105,3 +105,22 @@ test("an invalid regex subscription names the pattern", function()
   assert_match(err.message, 'invalid regular expression "%^%[" in the subscription')
   c:close()
 end)
+
+-- librdkafka's consumer API hands header names out NUL-terminated: a name with a NUL arrived cut
+-- ("a\0b" read back as "a"). Refused at the send, naming the header; values stay binary-safe.
+test("a header name with a NUL byte is refused naming it; NUL bytes in values round-trip", function()
+  local t = name("hdr")
+  klua.embedded.create_topic(t, 1)
+  local p = klua.producer()
+  assert_raises(function() p:produce{ topic = t, value = "v", headers = { { "a\0b", "x" } } } end,
+                'header name "a\\0b" contains a NUL byte')
+  assert_raises(function() p:send{ topic = t, value = "v", headers = { ["k\0"] = "x" } } end,
+                'header name "k\\0" contains a NUL byte')
+  assert(p:produce{ topic = t, value = "v", headers = { { "ab", "x\0y" }, { "ab", "\0" } } })
+  p:close()
+  local c = klua.consumer{ group = name("g") }
+  assert(c:assign{ { topic = t, partition = 0, offset = 0 } })
+  local m = assert(c:poll{ timeout_ms = 10000 })
+  assert_eq(m.headers, { { "ab", "x\0y" }, { "ab", "\0" } })
+  c:close()
+end, { timeout_ms = 30000 })
