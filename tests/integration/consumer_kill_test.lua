@@ -2,6 +2,9 @@
 -- its messages processed, none of them committed), then started again: every message it had not
 -- committed is delivered again (at-least-once: none lost), from exactly the committed offset on.
 -- The committed offsets are read by Python confluent-kafka, the records' content is arithmetic.
+-- Also: a read_committed group member (as the exactly-once worker's consumer) whose group has
+-- offsets pending in a dead transaction waits for them and starts at the committed offset,
+-- never at auto.offset.reset.
 local proc = dofile("tests/integration/helpers/proc.lua")
 local PYTHON = dofile("tests/integration/helpers/python.lua")
 local kit = klua.testkit
@@ -98,3 +101,41 @@ test("a consumer SIGKILLed mid-batch: on restart every uncommitted message is de
   proc.remove_dir(dir)
   if not ok then error(err, 0) end
 end, { timeout_ms = 240000 })
+
+test("a read_committed member waits out a dead transaction's pending offsets, then starts at the committed offset", function()
+  local topic = assert(kit.topic("ck-pend", { partitions = PARTS }))
+  local group = kit.fresh("ck-pend-g")
+  local msgs = {}
+  for i = 1, 30 do msgs[i] = { partition = (i - 1) % PARTS, key = "k" .. i, value = tostring(i) } end
+  assert(kit.produce(topic, msgs))
+  local c0 = klua.consumer{ group = group, ["enable.auto.commit"] = false }
+  local list = {}
+  for part = 0, PARTS - 1 do list[#list + 1] = { topic = topic, partition = part, offset = 4 } end
+  assert(c0:commit(list))
+  c0:close()
+  local dir = proc.tmpdir("klua-ckp")
+  local ok, err = pcall(function()
+    -- another producer's transaction sends offset 7 for the group and dies; the broker aborts it
+    -- after its transaction.timeout.ms (2 s) at its next check
+    local h = proc.spawn(dir, "dead", "tests/integration/helpers/dead_txn.lua",
+                         { topic, topic, group, kit.fresh("ck-txid"), 7, PARTS, 2000 })
+    local deadline = klua.now() + 30000
+    while not h:read():find("pending") do
+      if h:status() ~= nil or klua.now() > deadline then h:ensure_dead(); error("dead_txn: " .. h:describe(), 0) end
+      klua.sleep(20)
+    end
+    h:kill(9)
+    assert_eq(h:wait(10000), 137)
+  end)
+  proc.remove_dir(dir)
+  if not ok then error(err, 0) end
+  local c = klua.consumer(kit.group_conf{ group = group, topics = { topic }, ["enable.auto.commit"] = false,
+    ["isolation.level"] = "read_committed", ["auto.offset.reset"] = "earliest" })
+  local first, n, deadline = {}, 0, klua.now() + 90000
+  while n < PARTS and klua.now() < deadline do
+    local m = c:poll(200)
+    if m and m.topic == topic and first[m.partition] == nil then first[m.partition] = m.offset; n = n + 1 end
+  end
+  c:close()
+  assert_eq(first, { [0] = 4, 4, 4 })
+end, { timeout_ms = 120000 })

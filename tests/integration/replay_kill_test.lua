@@ -156,24 +156,20 @@ test(string.format("replay SIGKILLed at random moments and run again (%d trials)
   local out, rc, whole = replay(run_args(dst0, fresh("rk-t0"), "--quiet"))
   assert_eq(rc, 0, out)
   assert_eq(compare(dst0, N), exact(N))
-  local st = { killed = 0, resumed = 0, finished = 0, max_rerun = 0, kills = {} }
+  local st = { killed = 0, resumed = 0, finished = 0, max_rerun = 0, in_txn = 0 }
   with_dir("klua-rkt", function(dir)
     for trial = 1, TRIALS do
       local dst, group = assert(kit.topic("rk-t" .. trial, { partitions = PARTS })), fresh("rk-t" .. trial)
-      local at = math.random(math.floor(whole * 0.1), math.max(1, math.floor(whole * 0.8)))
+      local at = math.random(math.floor(whole * 0.1), math.max(1, math.floor(whole * 0.7)))
       local h = proc.spawn_klua(dir, "t" .. trial, { "replay", src, dst, "--group", group, "--batch", tostring(BATCH), "--quiet" })
       local ok, err = pcall(function()
         h:pid()
         klua.sleep(at)
-        if h:status() == nil then
-          h:kill(9)
-          assert_eq(h:wait(10000), 137, "killed: " .. h:describe())
-          st.killed = st.killed + 1
-          st.kills[#st.kills + 1] = at
-        else
-          assert_eq(h:wait(10000), 0, "finished before the kill: " .. h:describe())
-          st.finished = st.finished + 1
-        end
+        if h:status() == nil then h:kill(9) end
+        -- 137: killed; 0: it finished first (also just between the status check and the kill)
+        local rc = h:wait(10000)
+        assert_true(rc == 137 or rc == 0, "killed or finished: " .. h:describe())
+        if rc == 137 then st.killed = st.killed + 1 else st.finished = st.finished + 1 end
       end)
       if not ok then h:ensure_dead(); error(err, 0) end
       local rerun_ms
@@ -186,13 +182,15 @@ test(string.format("replay SIGKILLed at random moments and run again (%d trials)
       resumed = resumed and s.copied > 0 and s.copied < N
       if resumed then st.resumed = st.resumed + 1 end
       if rerun_ms > st.max_rerun then st.max_rerun = rerun_ms end
+      -- records of a killed run's open transaction, aborted by the rerun's fencing (informational)
+      if #kcat_read(dst, "read_uncommitted") > N then st.in_txn = st.in_txn + 1 end
       assert_eq(compare(dst, N), exact(N), string.format("trial %d, killed at %d ms (rerun copied %d, resumed: %s)",
         trial, at, s.copied, tostring(resumed)))
     end
   end)
   print(string.format("%d trials of %d records (a whole run %.0f ms): %d killed, %d finished before the kill, " ..
-    "%d reruns resumed mid-range, longest rerun %.0f ms; every target exact under read_committed",
-    TRIALS, N, whole, st.killed, st.finished, st.resumed, st.max_rerun))
+    "%d killed inside a transaction (aborted records), %d reruns resumed mid-range, longest rerun %.0f ms; " ..
+    "every target exact under read_committed", TRIALS, N, whole, st.killed, st.finished, st.in_txn, st.resumed, st.max_rerun))
   -- the kills have to land in the copy for the trials to mean something
   assert_true(st.resumed >= math.max(1, math.floor(TRIALS / 5)),
     string.format("only %d of %d reruns resumed mid-range", st.resumed, TRIALS))
