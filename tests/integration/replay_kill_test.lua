@@ -151,11 +151,18 @@ test(string.format("replay SIGKILLed at random moments and run again (%d trials)
   local function run_args(dst, group, extra)
     return string.format("%s %s --group %s --batch %d %s", q(src), q(dst), q(group), BATCH, extra)
   end
-  -- a whole run measures how long one takes here
-  local dst0 = assert(kit.topic("rk-t0", { partitions = PARTS }))
-  local out, rc, whole = replay(run_args(dst0, fresh("rk-t0"), "--quiet"))
-  assert_eq(rc, 0, out)
-  assert_eq(compare(dst0, N), exact(N))
+  -- two whole runs measure how long one takes here (the shorter: the first after a broker's start
+  -- is slow); a run that ends before its kill shortens the estimate further
+  local whole = math.huge
+  for i = 1, 2 do
+    local dst0 = assert(kit.topic("rk-t0", { partitions = PARTS }))
+    local out, rc, ms = replay(run_args(dst0, fresh("rk-t0"), "--quiet"))
+    assert_eq(rc, 0, out)
+    assert_eq(compare(dst0, N), exact(N), "whole run " .. i)
+    whole = math.min(whole, ms)
+  end
+  local first_whole = whole
+  local out, rc
   local st = { killed = 0, resumed = 0, finished = 0, max_rerun = 0, in_txn = 0 }
   with_dir("klua-rkt", function(dir)
     for trial = 1, TRIALS do
@@ -169,7 +176,7 @@ test(string.format("replay SIGKILLed at random moments and run again (%d trials)
         -- 137: killed; 0: it finished first (also just between the status check and the kill)
         local rc = h:wait(10000)
         assert_true(rc == 137 or rc == 0, "killed or finished: " .. h:describe())
-        if rc == 137 then st.killed = st.killed + 1 else st.finished = st.finished + 1 end
+        if rc == 137 then st.killed = st.killed + 1 else st.finished = st.finished + 1; whole = math.min(whole, at) end
       end)
       if not ok then h:ensure_dead(); error(err, 0) end
       local rerun_ms
@@ -190,7 +197,7 @@ test(string.format("replay SIGKILLed at random moments and run again (%d trials)
   end)
   print(string.format("%d trials of %d records (a whole run %.0f ms): %d killed, %d finished before the kill, " ..
     "%d killed inside a transaction (aborted records), %d reruns resumed mid-range, longest rerun %.0f ms; " ..
-    "every target exact under read_committed", TRIALS, N, whole, st.killed, st.finished, st.in_txn, st.resumed, st.max_rerun))
+    "every target exact under read_committed", TRIALS, N, first_whole, st.killed, st.finished, st.in_txn, st.resumed, st.max_rerun))
   -- the kills have to land in the copy for the trials to mean something
   assert_true(st.resumed >= math.max(1, math.floor(TRIALS / 5)),
     string.format("only %d of %d reruns resumed mid-range", st.resumed, TRIALS))
