@@ -128,7 +128,9 @@ void serve_token_refresh(lua_State* L, rd_kafka_t* rk, int fn_ref, rd_kafka_even
     rd_kafka_oauthbearer_set_token_failure(rk, msg.c_str());
   };
   if (fn_ref == LUA_NOREF || fn_ref == LUA_REFNIL) {
-    fail("no token function");
+    rd_kafka_oauthbearer_set_token_failure(
+        rk, "no token: sasl.mechanism OAUTHBEARER needs a token function (the client option "
+            "oauthbearer_token_refresh), sasl.oauthbearer.method=oidc, or enable.sasl.oauthbearer.unsecure.jwt=true");
     return;
   }
   int top = lua_gettop(L);

@@ -58,14 +58,16 @@ end)
 test("mTLS: the client certificate's CN is the principal the broker's ACLs see", function()
   local t = S.topic("mtls")
   -- Without a grant, klua-client (an ordinary principal) may not write...
-  local p = klua.producer(S.mtls("client", { ["message.timeout.ms"] = 10000 }))
+  local p = klua.producer(S.mtls("client", { ["message.timeout.ms"] = 10000, ["enable.idempotence"] = false }))
   local ms, r, err = S.timed(p.produce, p, { topic = t, value = "denied" })
+  p:close()
   assert_nil(r)
   assert_error(err, "TOPIC_AUTHORIZATION_FAILED")
   assert_true(ms < 5000, string.format("denied after %.0f ms", ms))
   -- ...with a grant for User:klua-client it may: the broker mapped the certificate to that name.
   S.grant("User:klua-client", { resource_type = "topic", name = t, operation = "write" },
     { resource_type = "topic", name = t, operation = "describe" })
+  p = klua.producer(S.mtls("client", { ["message.timeout.ms"] = 10000 }))
   local deadline = klua.now() + 15000
   repeat
     r, err = p:produce{ topic = t, value = "allowed" }

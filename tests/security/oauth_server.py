@@ -11,6 +11,8 @@
                                           key whose JWKS the broker trusts)
         klua-forger / klua-forger-secret  token for sub "klua-oidc" signed with oauth-other.key
                                           (same kid: the broker must refuse its signature)
+        klua-slow / klua-slow-secret      as klua-oidc, answered after 1.5 s (is the client's
+                                          loop free while it waits?)
       Any other credentials get 401. Each request is logged to stderr (client id only).
 
 Signs with Python's `cryptography` (PKCS#1 v1.5, SHA-256), no PyJWT needed.
@@ -55,6 +57,7 @@ def serve(certs):
         "klua-oidc": ("klua-oidc-secret", load_key(os.path.join(certs, "oauth.key"))),
         "klua-forger": ("klua-forger-secret", load_key(os.path.join(certs, "oauth-other.key"))),
     }
+    clients["klua-slow"] = ("klua-slow-secret", clients["klua-oidc"][1])
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
@@ -87,6 +90,8 @@ def serve(certs):
                 return self.reply(400, {"error": "unsupported_grant_type"})
             if cid not in clients or clients[cid][0] != secret:
                 return self.reply(401, {"error": "invalid_client"})
+            if cid == "klua-slow":
+                time.sleep(1.5)
             scope = (form.get("scope") or [None])[0]
             token = make_jwt(clients[cid][1], "klua-oidc", 3600, scope)
             self.reply(200, {"access_token": token, "token_type": "bearer", "expires_in": 3600})
