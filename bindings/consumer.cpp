@@ -38,6 +38,13 @@ void Consumer::drain() {
           missing_topic->op = "subscribe";
           news_ = true;
         }
+        if (rd_kafka_resp_err_t code = rd_kafka_event_error(ev); code == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+                                                                 code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+          ErrorSpec e = kafka_error(code, rd_kafka_event_error_string(ev));
+          e.group = group_;
+          e.op = "c:poll";
+          refuse_polls(e);
+        }
         handle_common_event(ev);
         rd_kafka_event_destroy(ev);
         break;
@@ -51,6 +58,21 @@ void Consumer::drain() {
   }
   if (news_ && state_ == Open) wake_until_end();
   if (state_ == Closing && rk_ && rd_kafka_consumer_closed(rk_) && !rebalance_running_) finish_close();
+}
+
+void Consumer::refuse_polls(const ErrorSpec& e) {
+  denied = e;
+  Scheduler& s = rt_.scheduler();
+  while (!poll_waiters.empty()) {
+    WaitToken t = poll_waiters.front().tok;
+    poll_waiters.pop_front();
+    if (lua_State* co = s.wake_begin(t)) {
+      lua_pushnil(co);
+      push_error(co, e);
+      s.wake_end(t, 2);
+      denied.reset();  // said once
+    }
+  }
 }
 
 void Consumer::report_error(const ErrorSpec& e) {
