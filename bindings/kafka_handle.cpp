@@ -420,14 +420,19 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         quiet = down_since_ != 0 || leaving;
         all_brokers_down_ = true;
-        if (!down_since_) down_since_ = uv_now(rt_.loop());
+        if (!down_since_) {
+          down_since_ = uv_now(rt_.loop());
+          causes_said_.clear();
+        }
         seen_up_ = false;
         arm_reach_timer();
         on_all_brokers_down();
       } else {
         std::string before = last_cause_;
         if (note_connection_error(code, e.message))
-          quiet = (down_since_ != 0 && last_cause_ == before) || leaving;
+          // librdkafka alternates two texts for one TLS failure (_SSL "SSL handshake failed: ..."
+          // and _TRANSPORT "error:...: ..."): each cause is said once per outage.
+          quiet = (down_since_ != 0 && (last_cause_ == before || !causes_said_.insert(last_cause_).second)) || leaving;
       }
       if (on_error_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
@@ -708,6 +713,7 @@ void KafkaHandle::check_reach() {
   if (!down_since_ || !rk_) return;
   if (broker_up_now()) {
     down_since_ = 0;
+    causes_said_.clear();
     seen_up_ = true;
     all_brokers_down_ = false;
     return;

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -182,6 +183,7 @@ class KafkaHandle : public Closable {
   uint64_t down_since_ = 0;
   bool seen_up_ = false;
   std::string last_cause_;  // the last connection error heard (trimmed, redacted)
+  std::set<std::string> causes_said_;  // the connection errors printed during this outage
   std::map<uint64_t, Watch> watches_;
   uint64_t next_watch_ = 1;
   std::vector<std::weak_ptr<Gate>> gates_;

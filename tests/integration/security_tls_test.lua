@@ -118,3 +118,23 @@ test("a producer's send to an unverifiable broker fails within its bound, naming
   assert_true(#errs > 0, "no error within 10 s")
   assert_match(errs[1].message, "unable to get local issuer certificate")
 end)
+
+test("the default printer says a TLS failure once or twice, not at every reconnect", function()
+  -- librdkafka reports one refused handshake under two texts (_SSL and _TRANSPORT) at each of
+  -- its reconnects (about 15 in 5 s here); klua prints each cause once per outage.
+  local bin = os.getenv("KLUA_BIN") or "./build/klua"
+  local script = string.format([[
+local a = klua.admin{ brokers = %q, ["security.protocol"] = "SSL", ["ssl.ca.location"] = %q,
+                      ["ssl.certificate.location"] = %q, ["ssl.key.location"] = %q }
+local r, err = a:describe_cluster()
+print(err and err.name)
+]], S.mtls_addr, S.certs .. "/other-ca.pem", S.certs .. "/client.pem", S.certs .. "/client.key")
+  local out, status = klua.testkit.sh("timeout -k 5 60 " .. q(bin) .. " -e " .. q(script) .. " 2>&1")
+  assert_eq(status, 0, out)
+  assert_match(out, "_ALL_BROKERS_DOWN\n$")
+  local n = 0
+  for line in out:gmatch("[^\n]+") do
+    if line:find("^klua: admin error:") and line:find("certificate verify failed", 1, true) then n = n + 1 end
+  end
+  assert_true(n >= 1 and n <= 3, string.format("%d lines name the failure:\n%s", n, out))
+end)
