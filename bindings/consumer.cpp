@@ -43,6 +43,20 @@ void Consumer::drain() {
           ErrorSpec e = kafka_error(code, rd_kafka_event_error_string(ev));
           e.group = group_;
           e.op = "c:poll";
+          // Under KIP-848 the refusal ("ConsumerGroupHeartbeat failed: Broker: Topic authorization
+          // failed") names no topic: name the subscription.
+          rd_kafka_topic_partition_list_t* subs = nullptr;
+          if (code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED && !rd_kafka_subscription(rk_, &subs) && subs) {
+            std::string names;
+            bool named = false;
+            for (int i = 0; i < subs->cnt; ++i) {
+              names += (i ? ", " : "") + std::string(subs->elems[i].topic);
+              named = named || e.message.find(subs->elems[i].topic) != std::string::npos;
+            }
+            if (subs->cnt == 1) e.topic = subs->elems[0].topic;
+            if (!named && subs->cnt > 0) e.message += " (subscribed to " + names + ")";
+            rd_kafka_topic_partition_list_destroy(subs);
+          }
           refuse_polls(e);
         }
         handle_common_event(ev);
