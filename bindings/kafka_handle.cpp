@@ -1,5 +1,7 @@
 #include "bindings/kafka_handle.hpp"
 
+#include "bindings/security.hpp"
+
 #include <sys/eventfd.h>
 
 #include <unistd.h>
@@ -175,7 +177,7 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         brokers_named = true;
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);
         set_property(L, o.conf, "bootstrap.servers", value, what, "the script's table (brokers)");
-      } else if (key == "on_error" || key == "on_log" || key == "on_stats") {
+      } else if (key == "on_error" || key == "on_log" || key == "on_stats" || key == OAUTHBEARER_TOKEN_REFRESH_OPTION) {
         if (!lua_isfunction(L, -1)) {
           rd_kafka_conf_destroy(o.conf);
           raise_bad_argument(L, 1, what,
@@ -183,7 +185,8 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         }
         lua_pushvalue(L, -1);
         int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        (key == "on_error" ? o.on_error : key == "on_log" ? o.on_log : o.on_stats) = ref;
+        (key == "on_error" ? o.on_error : key == "on_log" ? o.on_log : key == "on_stats" ? o.on_stats
+                                                                                          : o.oauthbearer_token_refresh) = ref;
       } else if (std::find(allowed_options.begin(), allowed_options.end(), key) != allowed_options.end()) {
         if (key == "group") has_group = true;
         o.klua_keys.push_back(key);
@@ -197,7 +200,7 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);
         set_property(L, o.conf, key, value, what, "the script's table");
       } else {
-        std::string known = "brokers, on_error, on_log, on_stats";
+        std::string known = "brokers, on_error, on_log, on_stats, oauthbearer_token_refresh";
         for (const auto& a : allowed_options) known += ", " + a;
         rd_kafka_conf_destroy(o.conf);
         raise_bad_argument(L, 1, what,
@@ -218,6 +221,7 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
     set_property(L, o.conf, "bootstrap.servers", o.bootstrap, what, "the embedded cluster");
   }
   set_property(L, o.conf, "log.queue", "true", what, "klua");
+  prepare_security(o.conf, o.oauthbearer_token_refresh != LUA_NOREF);
   if (!o.embedded) {
     char buf[1024];
     size_t n = sizeof buf;
@@ -231,7 +235,7 @@ void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, int flags, std::function<
   // form). librdkafka 2.0.2 could hang here (a consumer close waiting for a lost partition), so
   // klua used to destroy on detached threads and abandon a handle after 10 s; 2.1.0 fixed that
   // hang, and tests/integration/close_test.lua closes consumers in the situations that used to hang.
-  rt.executor().submit([rk, flags] { rd_kafka_destroy_flags(rk, flags); }, std::move(done));
+  rt.executor().submit([rk, flags] { rd_kafka_destroy_flags(rk, flags); forget_tls_errors(rk); }, std::move(done));
 }
 
 rd_kafka_t* new_handle(lua_State* L, rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what) {
@@ -365,13 +369,14 @@ void KafkaHandle::set_hooks(const ClientOptions& o) {
   on_error_ = o.on_error;
   on_log_ = o.on_log;
   on_stats_ = o.on_stats;
+  on_token_refresh_ = o.oauthbearer_token_refresh;
   unreachable_timeout_ms_ = o.unreachable_timeout_ms;
   bootstrap_ = redact_userinfo(o.bootstrap);
 }
 
 void KafkaHandle::release_hooks() {
   lua_State* L = rt_.lua();
-  for (int* r : {&on_error_, &on_log_, &on_stats_}) {
+  for (int* r : {&on_error_, &on_log_, &on_stats_, &on_token_refresh_}) {
     luaL_unref(L, LUA_REGISTRYINDEX, *r);
     *r = LUA_NOREF;
   }
@@ -383,7 +388,8 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
     case RD_KAFKA_EVENT_ERROR: {
       rd_kafka_resp_err_t code = rd_kafka_event_error(ev);
       // librdkafka repeats a bootstrap item verbatim, user information included.
-      std::string msg = redact_userinfo(rd_kafka_event_error_string(ev));
+      // A refused certificate: the cause OpenSSL gave (bindings/security.cpp).
+      std::string msg = annotate_tls_error(rk_, redact_userinfo(rd_kafka_event_error_string(ev)));
       ErrorSpec e = kafka_error(code, msg);
       e.op = kind_;
       if (rd_kafka_event_error_is_fatal(ev)) {
@@ -414,14 +420,19 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         quiet = down_since_ != 0 || leaving;
         all_brokers_down_ = true;
-        if (!down_since_) down_since_ = uv_now(rt_.loop());
+        if (!down_since_) {
+          down_since_ = uv_now(rt_.loop());
+          causes_said_.clear();
+        }
         seen_up_ = false;
         arm_reach_timer();
         on_all_brokers_down();
       } else {
         std::string before = last_cause_;
         if (note_connection_error(code, e.message))
-          quiet = (down_since_ != 0 && last_cause_ == before) || leaving;
+          // librdkafka alternates two texts for one TLS failure (_SSL "SSL handshake failed: ..."
+          // and _TRANSPORT "error:...: ..."): each cause is said once per outage.
+          quiet = (down_since_ != 0 && (last_cause_ == before || !causes_said_.insert(last_cause_).second)) || leaving;
       }
       if (on_error_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
@@ -440,6 +451,9 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       }
       return true;
     }
+    case RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH:
+      serve_token_refresh(L, rk_, on_token_refresh_, ev);
+      return true;
     case RD_KAFKA_EVENT_LOG: {
       const char *fac, *str;
       int level;
@@ -699,6 +713,7 @@ void KafkaHandle::check_reach() {
   if (!down_since_ || !rk_) return;
   if (broker_up_now()) {
     down_since_ = 0;
+    causes_said_.clear();
     seen_up_ = true;
     all_brokers_down_ = false;
     return;

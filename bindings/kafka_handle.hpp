@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,7 @@ struct ClientOptions {
   // Undotted keys present in the table (the caller reads them from the table itself).
   std::vector<std::string> klua_keys;
   int on_error = LUA_NOREF, on_log = LUA_NOREF, on_stats = LUA_NOREF;
+  int oauthbearer_token_refresh = LUA_NOREF;  // bindings/security.hpp
   // klua.unreachable.timeout.ms: how long every broker may be down during a waiting call before
   // the call ends with _ALL_BROKERS_DOWN (see KafkaHandle's reachability below).
   double unreachable_timeout_ms = 5000;
@@ -170,6 +172,7 @@ class KafkaHandle : public Closable {
   const char* kind_;
   rd_kafka_t* rk_ = nullptr;
   int on_error_ = LUA_NOREF, on_log_ = LUA_NOREF, on_stats_ = LUA_NOREF;
+  int on_token_refresh_ = LUA_NOREF;  // the oauthbearer_token_refresh function (bindings/security.hpp)
   bool all_brokers_down_ = false;
   virtual void on_all_brokers_down() {}
   // Reachability state (loop thread only). down_since_: uv_now of the first _ALL_BROKERS_DOWN
@@ -180,6 +183,7 @@ class KafkaHandle : public Closable {
   uint64_t down_since_ = 0;
   bool seen_up_ = false;
   std::string last_cause_;  // the last connection error heard (trimmed, redacted)
+  std::set<std::string> causes_said_;  // the connection errors printed during this outage
   std::map<uint64_t, Watch> watches_;
   uint64_t next_watch_ = 1;
   std::vector<std::weak_ptr<Gate>> gates_;

@@ -135,7 +135,10 @@ void Producer::arm_auth_purge() {
   uv_update_time(rt_.loop());  // the cached time may be a long busy stretch old (see Consumer::begin_close)
   uv_timer_start(auth_purge_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Producer*>(h->data);
-    if (self->all_brokers_down_ && self->last_auth_error_ && self->rk_ && rd_kafka_outq_len(self->rk_) > 0) {
+    // No broker up: all down after refusals, or none ever reached (an OAUTHBEARER client without a
+    // token never connects, so librdkafka reports no outage).
+    if (self->last_auth_error_ && self->rk_ && (self->all_brokers_down_ || !self->broker_up_now()) &&
+        rd_kafka_outq_len(self->rk_) > 0) {
       fmt::print(stderr, "klua: producer: the brokers refused the credentials ({}); failing the queued messages\n",
                  self->last_auth_error_->message);
       rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE);
