@@ -144,6 +144,10 @@ local function normalize(state, fn)
       end
     end
     if type(t.name) ~= "string" or t.name == "" then argerr(fn, 1, "topic %d: 'name' must be a non-empty string", i) end
+    -- Kafka's rule for topic names (the broker refuses others only at --apply)
+    if not t.name:match("^[%w._-]+$") or #t.name > 249 or t.name == "." or t.name == ".." then
+      argerr(fn, 1, "topic %d: invalid name '%s' (up to 249 characters of a-z, A-Z, 0-9, '.', '_', '-')", i, t.name)
+    end
     if seen[t.name] then argerr(fn, 1, "topic '%s' is listed twice", t.name) end
     seen[t.name] = true
     local n = { name = t.name, partitions = t.partitions or d.partitions,

@@ -74,7 +74,8 @@ def run_case(klua, scratch, c):
     t0 = time.monotonic()
     try:
         p = subprocess.run(argv, cwd=d, env=env, input=(c.get("stdin") or "").encode(),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=c.get("timeout", 30))
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=c.get("timeout", 5 if c.get("pending") else 30))
         rc, out = p.returncode, p.stderr.decode(errors="replace") + p.stdout.decode(errors="replace")
     except subprocess.TimeoutExpired as e:
         rc, out = "hang", ((e.stderr or b"") + (e.stdout or b"")).decode(errors="replace")
