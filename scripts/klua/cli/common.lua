@@ -220,7 +220,7 @@ end
 function M.integer(usage, name, v, min, max)
   local n = decimal(v)
   max = max or 2 ^ 53
-  if not n or n ~= math.floor(n) or (min and n < min) or n > max then
+  if not n or n ~= math.floor(n) or (min and n < min) or math.abs(n) > max then
     local range = min and (" from " .. min .. " to " .. string.format("%d", max)) or ""
     M.usage_error(usage, ("%s must be a whole number%s, got '%s'"):format(name, range, tostring(v)))
   end

@@ -212,7 +212,7 @@ function M.reset(...)
   elseif opts.to_offset then
     to = common.integer(USAGE, "--to-offset", opts.to_offset, 0)
   elseif opts.shift_by then
-    local n = common.integer(USAGE, "--shift-by", opts.shift_by, -2 ^ 53)
+    local n = common.integer(USAGE, "--shift-by", opts.shift_by)
     to = { shift = n }
   elseif opts.to_datetime then
     local ms, perr = common.parse_time(opts.to_datetime)
