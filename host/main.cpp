@@ -230,9 +230,11 @@ int parse_global(Globals& g, int argc, char** argv, int& i, bool before_command)
   auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
   if (a == "-b" || a == "--brokers") {
     const char* v = value();
-    if (!v) return usage_error(a + " needs a broker list"), -1;
+    // (an empty list, -b "$UNSET_VAR", would wait 300 s for no broker at all)
+    if (!v || !*v) return usage_error(a + " needs a broker list"), -1;
     g.brokers_layer = {{"bootstrap.servers", v, a}};
   } else if (a.rfind("--brokers=", 0) == 0) {
+    if (a.size() == 10) return usage_error("--brokers= needs a broker list"), -1;
     g.brokers_layer = {{"bootstrap.servers", a.substr(10), "--brokers"}};
   } else if (a == "--embedded") {
     g.embedded = true;
