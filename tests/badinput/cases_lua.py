@@ -292,3 +292,17 @@ for why, lua, pat in [("new not a table", "klua.envelope.new(5)", "klua\\.envelo
                       ("new_traceparent bad id", "klua.envelope.new_traceparent('short')", "trace"),
                       ("dead_letter no msg", "klua.envelope.dead_letter(nil, 'e')", "dead_letter|msg|message")]:
     case("envelope", why, lua, 1, pat)
+
+# ------------------------------------------------------------------------------ transactions
+T = "local p = klua.producer{ ['transactional.id'] = 'tx-' .. klua.uuid() }; "
+for why, lua, exit, pat in [
+        ("init without transactional.id", "assert(klua.producer():init_transactions())", 3, r"transactional\.id"),
+        ("commit without begin", T + "assert(p:init_transactions()); assert(p:commit())", 3, r"commit|transaction|state"),
+        ("abort without begin", T + "assert(p:init_transactions()); assert(p:abort())", 3, r"abort|transaction|state"),
+        ("begin twice", T + "assert(p:init_transactions()); assert(p:begin()); assert(p:begin())", 3, r"begin|transaction|state"),
+        ("transaction fn a number", T + "p:transaction(5)", 1, bad_arg("p:transaction", "function")),
+        ("send_offsets no consumer", T + "assert(p:init_transactions()); assert(p:begin()); p:send_offsets(5)", 1,
+         bad_arg("p:send_offsets", "consumer")),
+        ("init timeout nan", T + "p:init_transactions{ timeout_ms = 0/0 }", 1, bad_arg("p:init_transactions", "timeout_ms")),
+        ("init unknown option", T + "p:init_transactions{ timout_ms = 5 }", 1, bad_arg("p:init_transactions", "timout_ms"))]:
+    case("transactions", why, lua, exit, pat)
