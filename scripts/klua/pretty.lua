@@ -7,16 +7,20 @@
 -- opts: max_items (50), max_depth (8), width (100: a table fitting in it prints on one line),
 -- max_string (200: longer strings inside tables are cut, with their length).
 -- Secrets are masked (klua.secrets): the value of a property-like key (dotted, such as
--- "sasl.password") that names a secret, and the value of a {key=, value=} entry whose key does
--- (klua.config_entries()); a script that prints a configuration never shows a password.
+-- "sasl.password") that names a secret, and the value of a {key=, value=, source=} entry whose
+-- key does (klua.config_entries()); a broker list loses a URL's user:password@. A script that
+-- prints a configuration never shows a password.
 local M = {}
 local secrets = require("klua.secrets")
 
 -- v as printed under the key k of table t: "********" for a secret.
 local function masked(t, k, v)
   if v == nil or type(v) == "table" then return v end
-  if type(k) == "string" and k:find(".", 1, true) and secrets.is_secret(k) then return secrets.MASK end
-  if k == "value" and secrets.is_secret(rawget(t, "key")) then return secrets.MASK end
+  if type(k) == "string" and k:find(".", 1, true) then return secrets.shown(k, v) end
+  -- a configuration entry {key=, value=, source=} (not a message, whose key is data)
+  if k == "value" and type(rawget(t, "key")) == "string" and rawget(t, "source") ~= nil then
+    return secrets.shown(rawget(t, "key"), v)
+  end
   return v
 end
 

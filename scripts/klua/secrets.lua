@@ -24,13 +24,26 @@ function M.is_secret(name)
   return false
 end
 
+local BROKER_LISTS = { ["bootstrap.servers"] = true, ["metadata.broker.list"] = true }
+
+-- The value of property name as it may be shown: MASK for a secret; a broker list without the
+-- user information a URL may carry (SASL_SSL://user:pass@host:9093 -> SASL_SSL://***@host:9093);
+-- else the value itself.
+function M.shown(name, value)
+  if M.is_secret(name) then return M.MASK end
+  if type(name) == "string" and BROKER_LISTS[name:lower()] and type(value) == "string" then
+    return (value:gsub("[^,%s/@]+@", "***@"))
+  end
+  return value
+end
+
 -- A copy of a configuration table (name -> value) with the secrets' values masked.
 function M.redact(config)
   if type(config) ~= "table" then
     klua.errors.bad_argument("klua.secrets.redact", 1, "expected a configuration table, got " .. type(config))
   end
   local out = {}
-  for k, v in pairs(config) do out[k] = M.is_secret(k) and M.MASK or v end
+  for k, v in pairs(config) do out[k] = M.shown(k, v) end
   return out
 end
 

@@ -74,3 +74,11 @@ case("debug=all logs", 0, r"ok", argv=X[:2] + ["-d", "all", "-X", "sasl.username
                                                "-X", "sasl.mechanism=PLAIN", "-X", "message.timeout.ms=1000", "-e",
                                                "local p = klua.producer(); p:send{ topic = 't', value = 'v' }; p:flush{timeout_ms = 2000}; print('ok')"],
      timeout=60)
+
+# a broker list with user information in a URL
+case("config show, brokers with user:password@", 0, r"SASL_SSL://\*\*\*@h:9093",
+     argv=["-b", f"SASL_SSL://u:{S}@h:9093", "config", "show"])
+case("repl, brokers with user:password@", 0, r"\*\*\*@h:9093", argv=["-b", f"SASL_SSL://u:{S}@h:9093", "repl"],
+     stdin="=klua.config()\n=klua.config_entries()\n")
+case("a message whose key names a secret is data", 0, r"api-key\s+plain-value",
+     lua="klua.pretty.print({ { topic = 't', key = 'api-key', value = 'plain-value' }, { topic = 't', key = 'b', value = 'c' } })")

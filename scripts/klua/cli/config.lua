@@ -32,9 +32,8 @@ function M.effective(entries)
   local out = {}
   for _, k in ipairs(order) do
     local e = by_key[k]
-    if M.is_secret(k) then
-      e.value, e.redacted = require("klua.secrets").MASK, true
-    end
+    local shown = require("klua.secrets").shown(k, e.value)
+    if shown ~= e.value then e.value, e.redacted = shown, true end
     if #e.overrides == 0 then e.overrides = nil end
     out[#out + 1] = e
   end
