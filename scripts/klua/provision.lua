@@ -44,6 +44,12 @@ local function check_opts(opts, fn)
   for k in pairs(opts) do
     if not OPT_KEYS[k] then argerr(fn, 2, "unknown option '%s'", tostring(k)) end
   end
+  for _, k in ipairs({ "timeout_ms", "settle_ms" }) do  -- (NaN passes every `<` test: not (v >= 0))
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or not (v >= 0) or v == math.huge) then
+      argerr(fn, 2, "'%s' must be a number of milliseconds >= 0, got %s", k, tostring(v))
+    end
+  end
   return opts
 end
 

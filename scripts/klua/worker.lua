@@ -181,7 +181,7 @@ function M.new(opts)
     if type(dedupe.key) ~= "function" then bad("dedupe.key must be a function") end
     check_number("dedupe.window", dedupe.window, 1, true)
     dedupe.topic, dedupe.window_ms = opts.dedupe.topic, opts.dedupe.window_ms -- the Kafka-backed store (dedupe_store.lua)
-    if dedupe.topic ~= nil and (type(dedupe.topic) ~= "string" or type(dedupe.window_ms) ~= "number" or dedupe.window_ms < 1) then
+    if dedupe.topic ~= nil and (type(dedupe.topic) ~= "string" or type(dedupe.window_ms) ~= "number" or not (dedupe.window_ms >= 1) or dedupe.window_ms == math.huge) then
       bad("dedupe.topic must be a topic name, with dedupe.window_ms (ms >= 1)")
     end
   end

@@ -306,3 +306,24 @@ for why, lua, exit, pat in [
         ("init timeout nan", T + "p:init_transactions{ timeout_ms = 0/0 }", 1, bad_arg("p:init_transactions", "timeout_ms")),
         ("init unknown option", T + "p:init_transactions{ timout_ms = 5 }", 1, bad_arg("p:init_transactions", "timout_ms"))]:
     case("transactions", why, lua, exit, pat)
+
+# ------------------------------------------------------------------------------ timeouts of the library scripts
+for why, lua, pat in [
+        ("provision.plan timeout nan", "klua.provision.plan({ topics = { 'x' } }, { timeout_ms = 0/0 })", r"'timeout_ms' must be"),
+        ("provision.apply timeout -1", "klua.provision.apply({ topics = { 'x' } }, { timeout_ms = -1 })", r"'timeout_ms' must be"),
+        ("provision.apply settle nan", "klua.provision.apply({ topics = { 'x' } }, { settle_ms = 0/0 })", r"'settle_ms' must be"),
+        ("provision.check timeout word", "klua.provision.check({ topics = { 'x' } }, { timeout_ms = 'x' })", r"'timeout_ms' must be"),
+        ("testkit.read timeout nan", "klua.testkit.read('t', { timeout_ms = 0/0 })", r"klua\.testkit\.read.*timeout_ms"),
+        ("testkit.expect_message timeout -1", "klua.testkit.expect_message('t', function() end, { timeout_ms = -1 })",
+         r"klua\.testkit\.expect_message.*timeout_ms"),
+        ("testkit.roundtrip timeout inf", "klua.testkit.roundtrip('t', { { value = 'v' } }, { timeout_ms = 1/0 })",
+         r"klua\.testkit\.roundtrip.*timeout_ms"),
+        ("testkit.poll_n timeout nan", "klua.testkit.poll_n(klua.consumer{ group = 'g' }, 1, 0/0)", r"klua\.testkit\.poll_n.*timeout_ms"),
+        ("dedupe_store partitions nan", "require('klua.worker.dedupe_store').open{ topic = 'd', window_ms = 1000, partitions = 0/0 }",
+         r"'partitions' must be"),
+        ("dedupe_store timeout nan", "require('klua.worker.dedupe_store').open{ topic = 'd', window_ms = 1000, timeout_ms = 0/0 }",
+         r"'timeout_ms' must be"),
+        ("dedupe_store window nan", "require('klua.worker.dedupe_store').open{ topic = 'd', window_ms = 0/0 }", r"'window_ms'"),
+        ("worker dedupe.window_ms nan", "klua.worker{ group = 'g', topics = { 't' }, handlers = function() end, "
+         "dedupe = { topic = 'd', window_ms = 0/0 } }", r"dedupe\.window_ms")]:
+    case("timeouts", why, lua, 1, pat)
