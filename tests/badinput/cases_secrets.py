@@ -82,3 +82,16 @@ case("repl, brokers with user:password@", 0, r"\*\*\*@h:9093", argv=["-b", f"SAS
      stdin="=klua.config()\n=klua.config_entries()\n")
 case("a message whose key names a secret is data", 0, r"api-key\s+plain-value",
      lua="klua.pretty.print({ { topic = 't', key = 'api-key', value = 'plain-value' }, { topic = 't', key = 'b', value = 'c' } })")
+# the one-liners' --json outputs and errors with SASL/PLAIN configured: the embedded cluster does
+# not serve SASL, so each ends on the authentication failure (exit 3), which names the mechanism
+SASL = ["--embedded", "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=u",
+        "-X", f"sasl.password={S}", "-X", "klua.unreachable.timeout.ms=1000", "-X", "message.timeout.ms=1500"]
+AUTH = r"_AUTHENTICATION: .*SASL.*PLAIN"
+for name, argv, stdin in [("topics --json", ["topics", "--json"], None), ("metadata --json", ["metadata", "--json"], None),
+                          ("produce --json", ["produce", "t", "--json"], "a\n"),
+                          ("consume --json", ["consume", "t", "--json", "-e"], None),
+                          ("lag --json", ["lag", "g", "--json"], None), ("config show --json", ["config", "show", "--json"], None)]:
+    if name == "config show --json":
+        case(f"{name} with SASL", 0, r'"redacted":true', argv=SASL + argv)
+    else:
+        case(f"{name} with SASL, authentication fails", 3, AUTH, argv=SASL + argv, stdin=stdin)
