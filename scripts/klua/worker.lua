@@ -169,7 +169,7 @@ function M.new(opts)
     if not RETRY_KEYS[k] then bad("unknown retry option '" .. tostring(k) .. "'") end
   end
   local retry = { max = r.max or 3, base_ms = r.base_ms or 100, max_ms = r.max_ms or 10000, jitter = r.jitter or 0.2 }
-  check_number("retry.max", retry.max, 0, true)
+  if retry.max ~= math.huge then check_number("retry.max", retry.max, 0, true) end  -- math.huge: for ever
   check_number("retry.base_ms", retry.base_ms, 0)
   check_number("retry.max_ms", retry.max_ms, 0)
   check_number("retry.jitter", retry.jitter, 0, false, 1)
