@@ -382,6 +382,28 @@ void KafkaHandle::release_hooks() {
   }
 }
 
+std::string KafkaHandle::redact_secrets(std::string text) {
+  if (!secret_values_read_ && rk_) {
+    secret_values_read_ = true;
+    size_t n = 0;
+    const char** kv = rd_kafka_conf_dump(const_cast<rd_kafka_conf_t*>(rd_kafka_conf(rk_)), &n);
+    for (size_t i = 0; i + 1 < n; i += 2)
+      if (is_secret_property(kv[i]) && std::strlen(kv[i + 1]) >= 4) secret_values_.emplace_back(kv[i + 1]);
+    rd_kafka_conf_dump_free(kv, n);
+  }
+  for (const auto& v : secret_values_) {
+    for (size_t pos; (pos = text.find(v)) != std::string::npos;) text.replace(pos, v.size(), "***");
+    // librdkafka also quotes a value from where it went wrong: the longest such tail (6 or more characters)
+    for (size_t from = 1; from + 6 <= v.size(); ++from) {
+      size_t pos = text.find(v.c_str() + from);
+      if (pos == std::string::npos) continue;
+      text.replace(pos, v.size() - from, "***");
+      break;
+    }
+  }
+  return text;
+}
+
 bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
   lua_State* L = rt_.lua();
   switch (rd_kafka_event_type(ev)) {
@@ -389,13 +411,13 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       rd_kafka_resp_err_t code = rd_kafka_event_error(ev);
       // librdkafka repeats a bootstrap item verbatim, user information included.
       // A refused certificate: the cause OpenSSL gave (bindings/security.cpp).
-      std::string msg = annotate_tls_error(rk_, redact_userinfo(rd_kafka_event_error_string(ev)));
+      std::string msg = annotate_tls_error(rk_, redact_secrets(redact_userinfo(rd_kafka_event_error_string(ev))));
       ErrorSpec e = kafka_error(code, msg);
       e.op = kind_;
       if (rd_kafka_event_error_is_fatal(ev)) {
         char buf[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk_, buf, sizeof buf);
-        e = kafka_error(orig, buf);
+        e = kafka_error(orig, redact_secrets(buf));
         e.fatal = true;
         e.op = kind_;
       }
@@ -458,8 +480,8 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       const char *fac, *str;
       int level;
       rd_kafka_event_log(ev, &fac, &str, &level);
-      std::string redacted;
-      if (std::strchr(str, '@')) str = (redacted = redact_userinfo(str)).c_str();
+      std::string redacted = redact_secrets(std::strchr(str, '@') ? redact_userinfo(str) : std::string(str));
+      str = redacted.c_str();
       if (on_log_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_log_);
         lua_createtable(L, 0, 3);

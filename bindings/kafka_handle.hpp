@@ -180,6 +180,12 @@ class KafkaHandle : public Closable {
   // since the last _ALL_BROKERS_DOWN (blocking calls then skip wait_for_broker).
   double unreachable_timeout_ms_ = DEFAULT_UNREACHABLE_TIMEOUT_MS;
   std::string bootstrap_;  // redacted
+  // The values of the client's secret properties (is_secret_property), read at its first event:
+  // librdkafka quotes a bad value in its errors ("Unrecognized sasl.oauthbearer.config beginning
+  // at: ..."), which redact_secrets masks before anything prints or hands them to a hook.
+  std::vector<std::string> secret_values_;
+  bool secret_values_read_ = false;
+  std::string redact_secrets(std::string text);
   uint64_t down_since_ = 0;
   bool seen_up_ = false;
   std::string last_cause_;  // the last connection error heard (trimmed, redacted)

@@ -1,5 +1,6 @@
 // The thin CLI over the runtime library: parses flags into configuration layers,
 // picks the command, runs it, returns the exit code.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -178,7 +179,16 @@ bool check_property(const klua::ConfigEntry& e, std::string& err) {
   return false;
 }
 
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 bool read_properties_file(const std::string& path, std::vector<klua::ConfigEntry>& out, std::string& err) {
+  if (is_directory(path)) {  // an ifstream opens a directory and reads nothing: not an empty file
+    err = fmt::format("-F {}: is a directory, not a properties file", path);
+    return false;
+  }
   std::ifstream in(path);
   if (!in) {
     err = fmt::format("-F {}: cannot open: {}", path, std::strerror(errno));
@@ -220,9 +230,11 @@ int parse_global(Globals& g, int argc, char** argv, int& i, bool before_command)
   auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
   if (a == "-b" || a == "--brokers") {
     const char* v = value();
-    if (!v) return usage_error(a + " needs a broker list"), -1;
+    // (an empty list, -b "$UNSET_VAR", would wait 300 s for no broker at all)
+    if (!v || !*v) return usage_error(a + " needs a broker list"), -1;
     g.brokers_layer = {{"bootstrap.servers", v, a}};
   } else if (a.rfind("--brokers=", 0) == 0) {
+    if (a.size() == 10) return usage_error("--brokers= needs a broker list"), -1;
     g.brokers_layer = {{"bootstrap.servers", a.substr(10), "--brokers"}};
   } else if (a == "--embedded") {
     g.embedded = true;
@@ -435,8 +447,9 @@ int main(int argc, char** argv) {
         ss << std::cin.rdbuf();
         return rt.run_string(ss.str(), "=stdin");
       }
-      if (access(target.c_str(), R_OK) != 0) {
-        fmt::print(stderr, "klua: cannot read {}: {}\n", target, std::strerror(errno));
+      bool dir = is_directory(target);  // readable, but no script
+      if (dir || access(target.c_str(), R_OK) != 0) {
+        fmt::print(stderr, "klua: cannot read {}: {}\n", target, dir ? "Is a directory" : std::strerror(errno));
         return klua::EXIT_USAGE;
       }
       return rt.run_file(target);

@@ -366,8 +366,15 @@ int Runtime::l_exit(lua_State* L) {
   int code = 0;
   if (lua_isboolean(L, 1))
     code = lua_toboolean(L, 1) ? 0 : 1;
-  else
-    code = static_cast<int>(luaL_optinteger(L, 1, 0));
+  else if (!lua_isnoneornil(L, 1)) {
+    // NaN, 1.5 or 300 would exit with something else (0, 1, 44): a status is 0..255.
+    lua_Number n = lua_isnumber(L, 1) ? lua_tonumber(L, 1) : -1;  // "3" too, as os.exit takes it
+    if (!(n >= 0 && n <= 255 && n == static_cast<int>(n)))
+      raise_bad_argument(L, 1, "klua.exit",
+                         fmt::format("exit code must be a whole number from 0 to 255 or a boolean, got {} {}",
+                                     luaL_typename(L, 1), to_display_string(L, 1)));
+    code = static_cast<int>(n);
+  }
   Runtime& rt = Runtime::from(L);
   rt.request_exit(code);
   Scheduler& s = rt.scheduler();

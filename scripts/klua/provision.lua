@@ -44,6 +44,12 @@ local function check_opts(opts, fn)
   for k in pairs(opts) do
     if not OPT_KEYS[k] then argerr(fn, 2, "unknown option '%s'", tostring(k)) end
   end
+  for _, k in ipairs({ "timeout_ms", "settle_ms" }) do  -- (NaN passes every `<` test: not (v >= 0))
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or not (v >= 0) or v == math.huge) then
+      argerr(fn, 2, "'%s' must be a number of milliseconds >= 0, got %s", k, tostring(v))
+    end
+  end
   return opts
 end
 
@@ -144,6 +150,10 @@ local function normalize(state, fn)
       end
     end
     if type(t.name) ~= "string" or t.name == "" then argerr(fn, 1, "topic %d: 'name' must be a non-empty string", i) end
+    -- Kafka's rule for topic names (the broker refuses others only at --apply)
+    if not t.name:match("^[%w._-]+$") or #t.name > 249 or t.name == "." or t.name == ".." then
+      argerr(fn, 1, "topic %d: invalid name '%s' (up to 249 characters of a-z, A-Z, 0-9, '.', '_', '-')", i, t.name)
+    end
     if seen[t.name] then argerr(fn, 1, "topic '%s' is listed twice", t.name) end
     seen[t.name] = true
     local n = { name = t.name, partitions = t.partitions or d.partitions,

@@ -60,10 +60,14 @@ local function bad(msg) klua.errors.bad_argument("klua.replay.run", 1, msg) end
 local function check_bound(name, v)
   if v == nil or v == "beginning" or v == "end" then return end
   if type(v) == "number" then
-    if v < 0 or v % 1 ~= 0 then bad(name .. " offset must be a whole number >= 0, got " .. v) end
+    if not (v >= 0) or v % 1 ~= 0 or v > 2 ^ 63 then bad(name .. " offset must be a whole number >= 0, got " .. v) end
     return
   end
-  if type(v) == "table" and type(v.timestamp) == "number" then return end
+  if type(v) == "table" and type(v.timestamp) == "number" then
+    local ts = v.timestamp  -- epoch ms; NaN compares false with everything and would copy everything
+    if not (ts >= 0 and ts < 2 ^ 53) then bad(name .. ".timestamp must be epoch milliseconds >= 0, got " .. ts) end
+    return
+  end
   bad(name .. ' must be "beginning", "end", an offset or {timestamp = epoch_ms}, got ' .. tostring(v))
 end
 
@@ -84,15 +88,22 @@ local function check_opts(o)
   check_bound("to", o.to)
   if o.from == "end" then bad('from = "end" selects nothing') end
   if o.to == "beginning" then bad('to = "beginning" selects nothing') end
-  if o.rate ~= nil and (type(o.rate) ~= "number" or o.rate <= 0) then bad("'rate' must be a positive number (records/s)") end
-  if o.batch ~= nil and (type(o.batch) ~= "number" or o.batch < 1) then bad("'batch' must be a number >= 1") end
+  -- (not (x > 0) refuses NaN too, which passes every `<` test)
+  if o.rate ~= nil and (type(o.rate) ~= "number" or not (o.rate > 0) or o.rate == math.huge) then
+    bad("'rate' must be a positive number (records/s)")
+  end
+  if o.batch ~= nil and (type(o.batch) ~= "number" or not (o.batch >= 1) or o.batch % 1 ~= 0 or o.batch > 1e9) then
+    bad("'batch' must be a whole number >= 1")
+  end
   if o.timeout_ms ~= nil and (type(o.timeout_ms) ~= "number" or not (o.timeout_ms > 0) or o.timeout_ms == math.huge) then
     bad("'timeout_ms' must be a positive number of milliseconds")
   end
   if o.partitions ~= nil then
     if type(o.partitions) ~= "table" then bad("'partitions' must be a list of partition numbers") end
     for _, p in ipairs(o.partitions) do
-      if type(p) ~= "number" or p < 0 or p % 1 ~= 0 then bad("'partitions' must hold partition numbers >= 0") end
+      if type(p) ~= "number" or not (p >= 0) or p % 1 ~= 0 or p > 2 ^ 31 - 1 then
+        bad("'partitions' must hold partition numbers from 0 to 2147483647, got " .. tostring(p))
+      end
     end
   end
   local same = o.source_brokers == o.target_brokers

@@ -125,7 +125,9 @@ end
 
 function M.main(...)
   local _, pos = common.parse({ ... }, {}, USAGE)
-  if pos[1] ~= "bash" or pos[2] then common.usage_error(USAGE, "expected: klua completion bash") end
+  if pos[1] == nil then common.usage_error(USAGE, "completion needs a shell: klua completion bash") end
+  if pos[1] ~= "bash" then common.usage_error(USAGE, "no completion for the shell '" .. pos[1] .. "': klua completion bash is the one there is") end
+  if pos[2] then common.usage_error(USAGE, "unexpected argument '" .. pos[2] .. "' to completion") end
   io.stdout:write(M.bash())
 end
 

@@ -56,7 +56,7 @@ function M.main(...)
   local partitions
   for _, p in ipairs(opts.partition or {}) do
     partitions = partitions or {}
-    partitions[#partitions + 1] = common.number(USAGE, "--partition", p)
+    partitions[#partitions + 1] = common.integer(USAGE, "--partition", p, 0, common.MAX_PARTITION)
   end
   local timeout = opts.timeout and common.number(USAGE, "--timeout", opts.timeout)
   if timeout and not (timeout > 0 and timeout < math.huge) then
@@ -65,8 +65,8 @@ function M.main(...)
   local args = {
     source = pos[1], target = pos[2], from = from, to = to, partitions = partitions,
     source_brokers = opts.source_brokers, target_brokers = opts.target_brokers or opts.source_brokers,
-    rate = opts.rate and common.number(USAGE, "--rate", opts.rate), group = opts.group,
-    batch = opts.batch and common.number(USAGE, "--batch", opts.batch),
+    rate = opts.rate and common.number(USAGE, "--rate", opts.rate, 0.001), group = opts.group,
+    batch = opts.batch and common.integer(USAGE, "--batch", opts.batch, 1, 1e9),
     timeout_ms = timeout,
     mode = opts.at_least_once and "at_least_once" or nil, keep_partition = opts.keep_partition or nil,
     keep_timestamps = not opts.no_timestamps, keep_headers = not opts.no_headers,
