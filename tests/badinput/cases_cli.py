@@ -36,6 +36,7 @@ case("cli", "-F unknown property", ["-F", "p.properties", "-e", "print(1)"], 2,
      files={"p.properties": "lingr.ms=5\n"})
 case("cli", "-F bad value", ["-F", "p.properties", "-e", "print(1)"], 2,
      r"-F p\.properties:1: bad value for 'acks'", files={"p.properties": "acks=maybe\n"})
+case("cli", "-F an endless device", ["-F", "/dev/zero", "-e", "print(1)"], 2, r"-F /dev/zero: larger than 1 MiB")
 case("cli", "-F empty key", ["-F", "p.properties", "-e", "print(1)"], 2, r"p\.properties:1: .*(key|property)",
      files={"p.properties": "=5\n"})
 case("cli", "-d without value", ["-d"], 2, r"-d needs debug contexts")
@@ -96,6 +97,10 @@ PROFILE_CASES = [
      r"environment variable KLUA_NO_SUCH_VAR is not set"),
     ("secret file missing", "return { profiles = { default = { ['sasl.password'] = { file = '/nonexistent/x' } } } }",
      r"cannot read /nonexistent/x"),
+    ("secret file a directory", "return { profiles = { default = { ['sasl.password'] = { file = '/' } } } }",
+     r"'sasl\.password': / is a directory, not a secret file"),
+    ("secret file endless", "return { profiles = { default = { ['sasl.password'] = { file = '/dev/zero' } } } }",
+     r"/dev/zero is larger than 1 MiB, not a secret"),
     ("secret table both", "return { profiles = { default = { ['sasl.password'] = { env = 'A', file = 'b' } } } }",
      r"must be \{ env = \"NAME\" \} or \{ file"),
     ("secret table empty", "return { profiles = { default = { ['sasl.password'] = {} } } }", r"must be \{ env ="),
