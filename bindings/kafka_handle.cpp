@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
@@ -55,11 +56,15 @@ int kafka_nil_error(lua_State* L, rd_kafka_resp_err_t code, std::string message,
   return nil_error(L, e);
 }
 
+// The same rule as klua.secrets.is_secret (scripts/klua/secrets.lua), which masks what scripts
+// print: a name is a secret by its shape, misspellings included (sasl.pasword).
 bool is_secret_property(const std::string& key) {
-  static const char* words[] = {"password", "secret", "token", "sasl.oauthbearer.config", "ssl.key.pem",
-                                "ssl_key", "sasl.jaas"};
-  return std::any_of(std::begin(words), std::end(words),
-                     [&](const char* w) { return key.find(w) != std::string::npos; });
+  std::string k = key;
+  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
+  static const char* words[] = {"pass", "pasw", "pwd", "secret", "token", "jaas", "credential", "private",
+                                "oauthbearer.config", "key.pem", "key_", "key-"};
+  if (k.size() >= 3 && k.compare(k.size() - 3, 3, "key") == 0) return true;
+  return std::any_of(std::begin(words), std::end(words), [&](const char* w) { return k.find(w) != std::string::npos; });
 }
 
 static std::string redact(std::string text, const std::string& key, const std::string& value) {

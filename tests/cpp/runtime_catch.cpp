@@ -85,6 +85,12 @@ TEST_CASE("secret properties are recognised", "[config]") {
   REQUIRE(klua::is_secret_property("ssl.key.pem"));
   REQUIRE_FALSE(klua::is_secret_property("bootstrap.servers"));
   REQUIRE_FALSE(klua::is_secret_property("sasl.username"));
+  // klua.secrets.is_secret's rule (scripts/klua/secrets.lua): misspellings and other shapes too
+  for (const char* k : {"sasl.pasword", "SASL.PASSWORD", "ssl.keystore.password", "sasl.jaas.config", "api.key",
+                        "private_key", "schema.registry.basic.auth.user.info.credential", "x.pwd"})
+    REQUIRE(klua::is_secret_property(k));
+  for (const char* k : {"ssl.key.location", "ssl.keystore.location", "linger.ms", "sasl.mechanism"})
+    REQUIRE_FALSE(klua::is_secret_property(k));
 }
 
 TEST_CASE("two runtimes alive at once each keep working", "[runtime]") {
