@@ -434,6 +434,16 @@ void Scheduler::cancel_all() {
   for (uint64_t id : ids) cancel(id);
 }
 
+bool Scheduler::cancel_for_signal(lua_State* L, lua_Debug* ar) {
+  Task* t = running_;
+  // running_ is the task being resumed; L is its coroutine or a plain coroutine it resumed.
+  if (!t || t->shielded || t->state != Task::Running) return false;
+  if (!lua_getinfo(L, "S", ar) || std::strcmp(ar->what, "C") == 0 || is_klua_source(ar->source)) return false;
+  if (!t->cancelled) ++cancelled_live_;
+  t->cancelled = true;
+  return true;
+}
+
 void Scheduler::set_shielded(uint64_t id) {
   if (Task* t = find(id)) t->shielded = true;
 }
