@@ -436,9 +436,17 @@ void Scheduler::cancel_all() {
 
 bool Scheduler::cancel_for_signal(lua_State* L, lua_Debug* ar) {
   Task* t = running_;
-  // running_ is the task being resumed; L is its coroutine or a plain coroutine it resumed.
+  // running_ is the task being resumed; L is its coroutine or a plain coroutine it resumed. For a
+  // call hook, ar is the function called.
   if (!t || t->shielded || t->state != Task::Running) return false;
-  if (!lua_getinfo(L, "S", ar) || std::strcmp(ar->what, "C") == 0 || is_klua_source(ar->source)) return false;
+  if (!lua_getinfo(L, "S", ar)) return false;
+  lua_Debug caller;
+  if (std::strcmp(ar->what, "C") == 0) {
+    // A call hook for a C function: judge by the code calling it (the error is raised at its call).
+    if (!lua_getstack(L, 1, &caller) || !lua_getinfo(L, "S", &caller)) return false;
+    ar = &caller;
+  }
+  if (std::strcmp(ar->what, "C") == 0 || is_klua_source(ar->source)) return false;
   if (!t->cancelled) ++cancelled_live_;
   t->cancelled = true;
   return true;

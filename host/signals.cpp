@@ -9,8 +9,9 @@
 //   there: LuaJIT's own luajit.c does it). The hook raises KLUA_CANCELLED in the task running
 //   now, and only in user code of an unshielded task: never in klua's own chunks, never on the
 //   main Lua state (where the loop runs inline callbacks and the scheduler its own calls). So an
-//   interpreted loop ends, and so does a compiled loop once it exits to the interpreter. A
-//   compiled loop that never exits (a trace runs no hooks) ends at the second signal.
+//   interpreted loop ends, and so does a compiled loop once it exits to the interpreter or calls
+//   a C function (a call hook). A compiled loop that never leaves its trace (a trace runs no
+//   hooks: `while true do end`, arithmetic alone) ends at the second signal.
 // - The second signal wakes the watchdog, a thread of ours that waits for nothing else. It counts
 //   the messages the producers still hold (Closable::undelivered, under the closables lock, with
 //   thread-safe librdkafka calls only: the loop thread may be stuck or still running), says how
@@ -107,7 +108,9 @@ void on_raw_signal(int signum, siginfo_t* info, void* context) {
                          "send it again to exit at once\n"
                        : "klua: SIGTERM received: stopping (flushing producers, committing processed offsets); "
                          "send it again to exit at once\n");
-      if (g.L) lua_sethook(g.L, stop_hook, LUA_MASKCOUNT, kHookCount);
+      // The count hook stops interpreted code; the call hook a compiled loop that calls a C
+      // function (LuaJIT stitches traces around such a call, and the call itself is interpreted).
+      if (g.L) lua_sethook(g.L, stop_hook, LUA_MASKCOUNT | LUA_MASKCALL, kHookCount);
     } else if (n == 2) {
       sem_post(&g.wake);
     }
