@@ -148,7 +148,7 @@ class Runtime {
   std::unique_ptr<Executor> executor_;
   std::vector<Closable*> closables_;
   std::mutex closables_mutex_;
-  uv_signal_t sigint_, sigterm_;
+  uv_signal_t sigint_, sigterm_, sigpipe_;
   bool signals_installed_ = false;
   std::function<bool()> interrupt_hook_;
   TaskErrorHook task_error_hook_;

@@ -18,6 +18,10 @@
 //   many are lost and calls _exit(128+signum). Nothing of that runs in the signal handler, which
 //   must not take librdkafka's locks or malloc's, both of which the interrupted thread may hold.
 //
+// SIGPIPE (a write to a pipe whose reader is gone: `klua script.lua | head`) stops the script as
+// the first SIGINT does, quietly, with exit 141, instead of killing it before its producers
+// flush; the later ones are ignored (the writes fail with EPIPE).
+//
 // While the interactive REPL claims SIGINT (claim_sigint), a SIGINT is its own business (Ctrl-C
 // cancels the running line: host/line_editor.cpp) and is not counted here.
 #include <semaphore.h>
@@ -52,13 +56,15 @@ struct SignalState {
   std::atomic<bool> sigint_claimed{false};
   std::atomic<bool> exit_claimed{false};  // one of the loop and the watchdog exits, not both
   std::atomic<bool> quit{false};
-  struct sigaction chained_int {}, chained_term {};
+  struct sigaction chained_int {}, chained_term {}, chained_pipe {};
   sem_t wake;
   std::thread watchdog;
 };
 SignalState g;
 
-const char* signal_name(int signum) { return signum == SIGINT ? "SIGINT" : signum == SIGTERM ? "SIGTERM" : "signal"; }
+const char* signal_name(int signum) {
+  return signum == SIGINT ? "SIGINT" : signum == SIGTERM ? "SIGTERM" : signum == SIGPIPE ? "SIGPIPE" : "signal";
+}
 
 void write_stderr(const char* s) {
   size_t n = std::strlen(s);
@@ -97,13 +103,20 @@ void chain(const struct sigaction& to, int signum, siginfo_t* info, void* contex
 
 void on_raw_signal(int signum, siginfo_t* info, void* context) {
   int saved_errno = errno;
+  if (signum == SIGPIPE && g.stop_signals.load() > 0) {
+    // Only the first SIGPIPE stops the script (quietly: `klua script | head`); the later ones
+    // are the same closed pipe again, and those writes fail with EPIPE.
+    errno = saved_errno;
+    return;
+  }
   if (g.owner.load() && !(signum == SIGINT && g.sigint_claimed.load())) {
     int n = ++g.stop_signals;
     g.last_signum = signum;
     if (n == 1) {
       g.first_signum = signum;
       g.announced = true;
-      write_stderr(signum == SIGINT
+      if (signum != SIGPIPE)
+        write_stderr(signum == SIGINT
                        ? "klua: SIGINT received: stopping (flushing producers, committing processed offsets); "
                          "send it again to exit at once\n"
                        : "klua: SIGTERM received: stopping (flushing producers, committing processed offsets); "
@@ -116,7 +129,7 @@ void on_raw_signal(int signum, siginfo_t* info, void* context) {
     }
   }
   // libuv's handler: the loop's on_signal, when the loop turns.
-  chain(signum == SIGINT ? g.chained_int : g.chained_term, signum, info, context);
+  chain(signum == SIGINT ? g.chained_int : signum == SIGTERM ? g.chained_term : g.chained_pipe, signum, info, context);
   errno = saved_errno;
 }
 
@@ -143,10 +156,12 @@ void Runtime::install_signals() {
   sigint_.data = this;
   sigterm_.data = this;
   auto cb = [](uv_signal_t* h, int signum) { static_cast<Runtime*>(h->data)->on_signal(signum); };
+  uv_signal_init(&loop_, &sigpipe_);
+  sigpipe_.data = this;
   uv_signal_start(&sigint_, cb, SIGINT);
   uv_signal_start(&sigterm_, cb, SIGTERM);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&sigint_));
-  uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm_));
+  uv_signal_start(&sigpipe_, cb, SIGPIPE);
+  for (uv_signal_t* h : {&sigint_, &sigterm_, &sigpipe_}) uv_unref(reinterpret_cast<uv_handle_t*>(h));
   signals_installed_ = true;
   Runtime* none = nullptr;
   if (!g.owner.compare_exchange_strong(none, this)) return;  // another runtime of this process has them
@@ -171,6 +186,7 @@ void Runtime::install_signals() {
   sigfillset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &g.chained_int);
   sigaction(SIGTERM, &sa, &g.chained_term);
+  sigaction(SIGPIPE, &sa, &g.chained_pipe);
 }
 
 void Runtime::uninstall_signals() {
@@ -178,6 +194,7 @@ void Runtime::uninstall_signals() {
     // Back to libuv's handlers before libuv's watchers go (which sets the default ones).
     sigaction(SIGINT, &g.chained_int, nullptr);
     sigaction(SIGTERM, &g.chained_term, nullptr);
+    sigaction(SIGPIPE, &g.chained_pipe, nullptr);
     if (lua_gethook(L_) == stop_hook) lua_sethook(L_, nullptr, 0, 0);
     g.quit = true;
     sem_post(&g.wake);
@@ -187,17 +204,17 @@ void Runtime::uninstall_signals() {
     g.owner = nullptr;
   }
   if (signals_installed_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+    for (uv_signal_t* h : {&sigint_, &sigterm_, &sigpipe_}) uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
     signals_installed_ = false;
   }
 }
 
 void Runtime::on_signal(int signum) {
+  if (signum == SIGPIPE && signal_count_ > 0) return;  // only the first SIGPIPE stops (see on_raw_signal)
   if (signum == SIGINT && interrupt_hook_ && signal_count_ == 0 && interrupt_hook_()) return;
   int code = 128 + signum;
   if (++signal_count_ > 1) exit_at_once(code, "second signal");
-  if (!g.announced.exchange(true))
+  if (!g.announced.exchange(true) && signum != SIGPIPE)
     fmt::print(stderr, "klua: {} received: stopping (flushing producers, committing processed offsets); "
                        "send it again to exit at once\n", signal_name(signum));
   exit_code_ = code;

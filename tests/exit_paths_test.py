@@ -58,6 +58,8 @@ if path == "task_error" then klua.spawn(function() error("in a task") end) klua.
 if path == "task_exit" then klua.spawn(function() klua.exit(5) end) klua.sleep(60000) end
 if path == "signal_sleeping" then while true do klua.sleep(1000) end end
 if path == "signal_busy" then jit.off() while true do end end
+if path == "sigpipe" then while true do print("more") io.stdout:flush() end end -- the reader is gone
+if path == "stderr_closed" then error("boom") end
 error("unknown path " .. path)
 """
 
@@ -72,6 +74,10 @@ PATHS = {
     "task_exit": (None, 5, ""),
     "signal_sleeping": (signal.SIGINT, 130, "SIGINT received: stopping"),
     "signal_busy": (signal.SIGTERM, 143, "SIGTERM received: stopping"),
+    # `klua script | head`: the first write to the closed pipe stops the script (exit 141).
+    "sigpipe": ("close stdout", 141, ""),
+    # `klua script 2>&-`: a message to the closed stderr aborted klua before its producers flushed.
+    "stderr_closed": (None, 1, ""),
 }
 
 lock = threading.Lock()
@@ -89,22 +95,26 @@ def run_path(path):
     sig, code, text = PATHS[path]
     out_topic, group = f"exitpath-{RUN}-{path}", f"exitpath-{RUN}-{path}"
     with open(os.devnull, "rb") as devnull:
+        closed = path == "stderr_closed"
         proc = subprocess.Popen([KLUA, "-e", SCRIPT, IN_TOPIC, out_topic, group, path], stdin=devnull,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=None if closed else subprocess.PIPE,
+                                preexec_fn=(lambda: os.close(2)) if closed else None)
     try:
         line = proc.stdout.readline()  # the event: the messages are queued, the offsets stored
         if line != b"ready\n":
             proc.kill()
             _, err = proc.communicate(timeout=30)
-            return report(path, False, f"no ready line ({line!r}); stderr: {err.decode(errors='replace')}")
-        if sig is not None:
+            return report(path, False, f"no ready line ({line!r}); stderr: {(err or b'').decode(errors='replace')}")
+        if sig == "close stdout":
+            proc.stdout.close()
+        elif sig is not None:
             proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         return report(path, False, "klua did not end within 60 s")
-    err = err.decode(errors="replace")
+    err = (err or b"").decode(errors="replace")
     if proc.returncode != code or text not in err:
         return report(path, False, f"exit {proc.returncode} (want {code}); stderr: {err}")
     delivered = count(out_topic)
