@@ -140,3 +140,26 @@ TEST_CASE("runtimes in several threads at once share nothing", "[runtime]") {
   for (auto& th : pool) th.join();
   for (int t = 0; t < threads; ++t) REQUIRE(codes[t] == 0);
 }
+
+TEST_CASE("to_display_string never raises, whatever __tostring does", "[runtime]") {
+  klua::Runtime rt(options());
+  lua_State* L = rt.lua();
+  int top = lua_gettop(L);
+  auto shown = [&](const char* chunk) {
+    REQUIRE(luaL_dostring(L, chunk) == 0);
+    std::string s = klua::to_display_string(L, -1);
+    lua_pop(L, 1);
+    return s;
+  };
+  CHECK(shown("return setmetatable({}, { __tostring = function() return 'fine' end })") == "fine");
+  CHECK(shown("return setmetatable({}, { __tostring = function() error('broken', 0) end })") ==
+        "error object (table) whose __tostring raised: broken");
+  // What the failing __tostring raised is not trusted either: its own __tostring is not called.
+  CHECK(shown("local inner = setmetatable({}, { __tostring = function() error('again') end }) "
+              "return setmetatable({}, { __tostring = function() error(inner) end })") ==
+        "error object (table) whose __tostring raised: (table value)");
+  CHECK(shown("return setmetatable({}, { __tostring = function() return {} end })") ==
+        "error object (table) whose __tostring returned a table");
+  CHECK(shown("return newproxy(true)") .find("userdata") != std::string::npos);
+  CHECK(lua_gettop(L) == top);
+}
