@@ -1,5 +1,7 @@
 // The runtime as a library: what an embedding C++ program sees.
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <memory>
@@ -162,4 +164,40 @@ TEST_CASE("to_display_string never raises, whatever __tostring does", "[runtime]
         "error object (table) whose __tostring returned a table");
   CHECK(shown("return newproxy(true)") .find("userdata") != std::string::npos);
   CHECK(lua_gettop(L) == top);
+}
+
+TEST_CASE("klua._stdout is a buffer per runtime, written out when its runtime closes", "[runtime]") {
+  // fd 1 goes to a pipe for the test (64 KiB of pipe buffer is plenty for what is written).
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  int saved = dup(1);
+  fflush(stdout);
+  dup2(fds[1], 1);
+  auto drain = [&] {
+    std::string got;
+    char buf[256];
+    int flags = fcntl(fds[0], F_GETFL);
+    fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+    return got;
+  };
+  std::string after_second, after_first;
+  {
+    auto first = std::make_unique<klua::Runtime>(options());
+    first->run_string("klua._stdout.put('one')", "=first");  // buffered, not written
+    {
+      klua::Runtime second(options());
+      second.run_string("klua._stdout.put('two') klua._stdout.flush()", "=second");
+    }
+    after_second = drain();  // the second runtime wrote its own bytes only
+    first.reset();
+    after_first = drain();  // the first one's buffer went out when it closed
+  }
+  dup2(saved, 1);
+  close(saved);
+  close(fds[0]);
+  close(fds[1]);
+  CHECK(after_second == "two");
+  CHECK(after_first == "one");
 }
