@@ -397,6 +397,7 @@ int Runtime::l_exit(lua_State* L) {
   else
     code = static_cast<int>(luaL_optinteger(L, 1, 0));
   Runtime& rt = Runtime::from(L);
+  if (!rt.exiting_) rt.script_exit_ = true;
   rt.request_exit(code);
   Scheduler& s = rt.scheduler();
   if (s.can_wait(L)) {
@@ -482,8 +483,9 @@ int Runtime::run_loop() {
     }
   }
   shutdown();
-  // A signal whose hook ended the tasks before the loop heard of it still sets the exit code.
-  if (stop_signal() != 0 && !failed_ && exit_code_ == 0) exit_code_ = 128 + stop_signal();
+  // A signal whose hook ended the tasks before the loop heard of it still sets the exit code
+  // (unless the script chose its own with klua.exit).
+  if (stop_signal() != 0 && !failed_ && !script_exit_ && exit_code_ == 0) exit_code_ = 128 + stop_signal();
   return exit_code_;
 }
 

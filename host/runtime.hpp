@@ -127,6 +127,8 @@ class Runtime {
   [[noreturn]] void exit_at_once(int code, const char* why);
   // The signal that stopped the script (0 when none).
   int stop_signal() const;
+  // on_signal has run (every task then running was cancelled).
+  bool signal_seen_by_loop() const { return signal_count_ > 0; }
   // Called for an error in a task nobody joins (the error at the top of L, left there), with its
   // traceback and the task's id; true when handled (the REPL prints it and goes on), else the
   // error ends the script.
@@ -155,6 +157,7 @@ class Runtime {
   int signal_count_ = 0;
   bool exiting_ = false;
   bool failed_ = false;
+  bool script_exit_ = false;  // the exit code is the script's own (klua.exit, os.exit)
   int exit_code_ = 0;
 };
 

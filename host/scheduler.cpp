@@ -434,11 +434,11 @@ void Scheduler::cancel_all() {
   for (uint64_t id : ids) cancel(id);
 }
 
-bool Scheduler::cancel_for_signal(lua_State* L, lua_Debug* ar) {
+bool Scheduler::cancel_for_signal(lua_State* L, lua_Debug* ar, bool only_cancelled) {
   Task* t = running_;
   // running_ is the task being resumed; L is its coroutine or a plain coroutine it resumed. For a
   // call hook, ar is the function called.
-  if (!t || t->shielded || t->state != Task::Running) return false;
+  if (!t || t->shielded || t->state != Task::Running || (only_cancelled && !t->cancelled)) return false;
   if (!lua_getinfo(L, "S", ar)) return false;
   lua_Debug caller;
   if (std::strcmp(ar->what, "C") == 0) {

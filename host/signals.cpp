@@ -85,7 +85,7 @@ void stop_hook(lua_State* L, lua_Debug* ar) {
     lua_sethook(L, nullptr, 0, 0);
     return;
   }
-  if (L == rt->lua() || !rt->scheduler().cancel_for_signal(L, ar)) return;
+  if (L == rt->lua() || !rt->scheduler().cancel_for_signal(L, ar, rt->signal_seen_by_loop())) return;
   ErrorSpec e;
   e.code = CODE_CANCELLED;
   e.name = ERR_CANCELLED;
