@@ -170,6 +170,27 @@ void Producer::begin_close() {
   if (state_ == Closing && rd_kafka_outq_len(rk_) == 0) finish_close();
 }
 
+// At an exit that cannot wait (the second signal), possibly on the signal watchdog's thread while
+// the loop thread is stuck: thread-safe librdkafka calls only, on a queue reference of its own.
+// Delivery reports not yet dispatched are taken off the queue first (a delivered message is not
+// lost, though librdkafka's out-queue length still counts it until its report is destroyed);
+// the failed ones count. Their Delivery objects are left as they are: the process ends next.
+long Producer::undelivered() {
+  if (!rk_ || (state_ != Open && state_ != Closing)) return 0;  // under Runtime::lock_closables
+  long failed = 0;
+  rd_kafka_queue_t* q = rd_kafka_queue_get_main(rk_);
+  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 0)) {
+    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DR) {
+      const rd_kafka_message_t* m;
+      while ((m = rd_kafka_event_message_next(ev)))
+        if (m->err) ++failed;
+    }
+    rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(q);
+  return failed + rd_kafka_outq_len(rk_);
+}
+
 void Producer::finish_close() {
   keep_flushing_ = false;
   if (inflight_ > 0) {
@@ -179,7 +200,10 @@ void Producer::finish_close() {
     return;
   }
   if (state_ == Destroying || state_ == Closed) return;
-  state_ = Destroying;
+  {
+    auto lock = rt_.lock_closables();  // undelivered() may be reading rk_ on the watchdog's thread
+    state_ = Destroying;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   uv_close(reinterpret_cast<uv_handle_t*>(auth_purge_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   uv_close(reinterpret_cast<uv_handle_t*>(nudge_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });

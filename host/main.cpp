@@ -1,5 +1,6 @@
 // The thin CLI over the runtime library: parses flags into configuration layers,
 // picks the command, runs it, returns the exit code.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -219,6 +220,16 @@ std::string lua_quote(const std::string& s) { return fmt::format("'{}'", s); }
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed standard stream (`klua ... 2>&-`) made the first message to it throw, and klua
+  // aborted before its producers flushed: it reads and writes /dev/null instead.
+  for (int fd = 0; fd <= 2; ++fd)
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      int nul = open("/dev/null", O_RDWR);
+      if (nul >= 0 && nul != fd) {
+        dup2(nul, fd);
+        close(nul);
+      }
+    }
   Globals g;
   std::vector<klua::ConfigEntry> env_layer, profile_layer;
   if (const char* p = std::getenv("KLUA_PROFILE"); p && *p) g.profile = {p, "KLUA_PROFILE"};

@@ -81,6 +81,27 @@ local function rule_pattern(rule)
   return table.concat(out)
 end
 
+-- A state file describes data: one that runs longer than this (an endless loop) fails instead of
+-- hanging the command, as a config file does. It runs interpreted (jit.off), so that the budget's
+-- hook, and a signal's, always run (a compiled loop runs no hook).
+M.STATE_FILE_BUDGET_MS = 10000
+local function run_state_file(chunk, path)
+  jit.off(chunk, true)
+  local deadline = klua.now() + M.STATE_FILE_BUDGET_MS
+  local function budget()
+    if klua.now() > deadline then
+      error(string.format("%s runs too long (over %d ms): a state file should only return the desired state",
+        path, M.STATE_FILE_BUDGET_MS), 0)
+    end
+  end
+  -- Lua's hooks are one per Lua state: a signal's hook (host/signals.cpp), set before or during the
+  -- run, is left in place.
+  if debug.gethook() == nil then debug.sethook(budget, "", 100000) end
+  local ok, v = pcall(chunk)
+  if debug.gethook() == budget then debug.sethook() end
+  return ok, v
+end
+
 -- Reads a state file: Lua (returns the table) or JSON (by the .json extension).
 function M.load(path)
   if type(path) ~= "string" then argerr("klua.provision.load", 1, "load expects a file path, got %s", type(path)) end
@@ -97,7 +118,8 @@ function M.load(path)
   end
   local chunk, err = loadfile(path)
   if not chunk then return nil, klua.errors.new { name = "KLUA_INVALID_ARGUMENT", message = err } end
-  local ok, v = pcall(chunk)
+  local ok, v = run_state_file(chunk, path)
+  if not ok and klua.errors.is(v) and v.name == "KLUA_CANCELLED" then error(v, 0) end -- a signal: stop
   if not ok then return nil, klua.errors.new { name = "KLUA_INVALID_ARGUMENT", message = tostring(v) } end
   if type(v) ~= "table" then
     return nil, klua.errors.new { name = "KLUA_INVALID_ARGUMENT", message = path .. " must return a table" }
