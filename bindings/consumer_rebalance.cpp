@@ -229,6 +229,18 @@ int l_unsubscribe(lua_State* L) {
   return 1;
 }
 
+// After an unassign of the partitions of `old`: returns when each one's fetcher stop has been
+// answered to librdkafka's main thread. A seek to "stored" is the barrier: it goes to the same
+// partition queue as the stop, after it; with nothing assigned it finds every partition stopping
+// or stopped and librdkafka refuses it, moving nothing (a seek of a started partition would
+// move it, or outdate its fetches). When its answer arrives, the stop's answer is on the main
+// thread's queue, ahead of anything the next assign sends there. A timeout (a broker thread
+// stuck) only gives the protection up.
+static void settle_stops(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* old) {
+  for (int i = 0; i < old->cnt; ++i) old->elems[i].offset = RD_KAFKA_OFFSET_STORED;
+  if (rd_kafka_error_t* e = rd_kafka_seek_partitions(rk, old, 2000)) rd_kafka_error_destroy(e);
+}
+
 // c:assign(partitions): explicit partitions (with optional offsets), no group rebalancing.
 int l_assign(lua_State* L) {
   Consumer* c = check_consumer(L, 1, "c:assign");
@@ -237,7 +249,22 @@ int l_assign(lua_State* L) {
     for (int i = 0; i < list->cnt; ++i)
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
   c->drop_held(nullptr);
-  rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), list);
+  // rd_kafka_assign stops the fetcher of every partition of the old assignment; the stop is
+  // answered asynchronously (a broker thread stops it, the main thread then counts it).
+  // Removing a partition again before that answer was counted stops it twice and librdkafka
+  // aborts (rd_kafka_assignment_partition_stopped: Assertion 'rktp->rktp_started' failed),
+  // which a loop of assigns did. No public call says the stop was counted, so the old
+  // assignment is taken away first and the new one given once its stops are counted.
+  rd_kafka_topic_partition_list_t* old = nullptr;
+  if (rd_kafka_assignment(c->rk(), &old) != RD_KAFKA_RESP_ERR_NO_ERROR) old = nullptr;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  bool had = old && old->cnt > 0;
+  if (had) {
+    err = rd_kafka_assign(c->rk(), nullptr);  // also c:assign(): the next assign may follow at once
+    if (!err) settle_stops(c->rk(), old);
+  }
+  if (old) rd_kafka_topic_partition_list_destroy(old);
+  if (!err && (list || !had)) err = rd_kafka_assign(c->rk(), list);
   if (!err) {
     c->forward_partitions(list);
     c->assigned_start.clear();

@@ -218,6 +218,8 @@ ProducerBox* to_box(lua_State* L, int idx, const char* fn);
 Producer* check_producer(lua_State* L, int idx, const char* fn);
 // Pushes the error of a failed delivery; auth: the producer's last authentication error.
 void push_delivery_error(lua_State* L, const rd_kafka_message_t* m, const std::optional<ErrorSpec>& auth);
+// "not_persisted", "possibly_persisted" or "persisted" (rd_kafka_message_status).
+const char* persisted_status(const rd_kafka_message_t* m);
 // p:send's fast path, called through the FFI (bindings/lua/producer_fast.lua).
 int send_fast_entry(void* box, const char* topic, size_t topic_len, const char* value, size_t value_len,
                     const char* key, size_t key_len, int32_t partition);

@@ -61,6 +61,10 @@ void Producer::push_report(lua_State* L, const rd_kafka_message_t* m) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, statics_->report_ref);
   push_report_fields(L, m);
   lua_call(L, 5, 1);
+  if (m->err) {  // a successful report is persisted: only a failed one says
+    lua_pushstring(L, persisted_status(m));
+    lua_setfield(L, -2, "persisted");
+  }
 }
 
 // p:produce's report as five values (topic, partition, offset, timestamp, timestamp type 0 none,
@@ -95,6 +99,22 @@ void push_delivery_error(lua_State* L, const rd_kafka_message_t* m, const std::o
   if (m->partition >= 0) e.partition = m->partition;
   e.op = "produce";
   push_error(L, e);
+  lua_pushstring(L, persisted_status(m));
+  lua_setfield(L, -2, "persisted");
+}
+
+// librdkafka's persistence status of a reported message: "not_persisted" (never written: safe
+// to send again), "possibly_persisted" (sent, no answer: a resend may duplicate it unless the
+// producer is idempotent) or "persisted".
+const char* persisted_status(const rd_kafka_message_t* m) {
+  switch (rd_kafka_message_status(m)) {
+    case RD_KAFKA_MSG_STATUS_NOT_PERSISTED:
+      return "not_persisted";
+    case RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED:
+      return "possibly_persisted";
+    default:
+      return "persisted";
+  }
 }
 
 void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
