@@ -38,6 +38,27 @@ void Consumer::drain() {
           missing_topic->op = "subscribe";
           news_ = true;
         }
+        if (rd_kafka_resp_err_t code = rd_kafka_event_error(ev); code == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+                                                                 code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+          ErrorSpec e = kafka_error(code, rd_kafka_event_error_string(ev));
+          e.group = group_;
+          e.op = "c:poll";
+          // Under KIP-848 the refusal ("ConsumerGroupHeartbeat failed: Broker: Topic authorization
+          // failed") names no topic: name the subscription.
+          rd_kafka_topic_partition_list_t* subs = nullptr;
+          if (code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED && !rd_kafka_subscription(rk_, &subs) && subs) {
+            std::string names;
+            bool named = false;
+            for (int i = 0; i < subs->cnt; ++i) {
+              names += (i ? ", " : "") + std::string(subs->elems[i].topic);
+              named = named || e.message.find(subs->elems[i].topic) != std::string::npos;
+            }
+            if (subs->cnt == 1) e.topic = subs->elems[0].topic;
+            if (!named && subs->cnt > 0) e.message += " (subscribed to " + names + ")";
+            rd_kafka_topic_partition_list_destroy(subs);
+          }
+          refuse_polls(e);
+        }
         handle_common_event(ev);
         rd_kafka_event_destroy(ev);
         break;
@@ -51,6 +72,21 @@ void Consumer::drain() {
   }
   if (news_ && state_ == Open) wake_until_end();
   if (state_ == Closing && rk_ && rd_kafka_consumer_closed(rk_) && !rebalance_running_) finish_close();
+}
+
+void Consumer::refuse_polls(const ErrorSpec& e) {
+  denied = e;
+  Scheduler& s = rt_.scheduler();
+  while (!poll_waiters.empty()) {
+    WaitToken t = poll_waiters.front().tok;
+    poll_waiters.pop_front();
+    if (lua_State* co = s.wake_begin(t)) {
+      lua_pushnil(co);
+      push_error(co, e);
+      s.wake_end(t, 2);
+      denied.reset();  // said once
+    }
+  }
 }
 
 void Consumer::report_error(const ErrorSpec& e) {

@@ -245,6 +245,11 @@ class Consumer : public KafkaHandle {
     bool until_end;
   };
   std::list<PollWait> poll_waiters;
+  // An authorization refusal (group or topic ACLs) heard since the last poll: the next poll (or
+  // the ones waiting now) return it as nil, err instead of waiting their timeout out. librdkafka
+  // keeps retrying, so a grant made later lets the consumer go on.
+  std::optional<ErrorSpec> denied;
+  void refuse_polls(const ErrorSpec& e);
 
   // messages{until_end=true} (bindings/lua/consumer_messages.lua) asks where each assigned
   // partition stands, from klua's own record instead of librdkafka's positions: a partition

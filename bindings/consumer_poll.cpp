@@ -377,6 +377,12 @@ static int poll(lua_State* L, Consumer* c, double timeout, bool until_end) {
   s.check_cancelled(L);
   Consumer::Fetched f;
   if (c->next_message(&f)) return c->push_fetched(L, f, c->group());
+  if (c->denied) {  // refused by the broker's ACLs since the last poll (Consumer::refuse_polls)
+    lua_pushnil(L);
+    push_error(L, *c->denied);
+    c->denied.reset();
+    return 2;
+  }
   if (timeout == 0) return 0;
   if (until_end && c->progress_seen()) return 0;  // an end of partition came: look again first
   WaitToken t = s.prepare_wait(L, "c:poll", timeout, OnTimeout::ResumeEmpty);

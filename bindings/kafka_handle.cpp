@@ -1,10 +1,13 @@
 #include "bindings/kafka_handle.hpp"
 
+#include "bindings/security.hpp"
+
 #include <sys/eventfd.h>
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
@@ -53,11 +56,15 @@ int kafka_nil_error(lua_State* L, rd_kafka_resp_err_t code, std::string message,
   return nil_error(L, e);
 }
 
+// The same rule as klua.secrets.is_secret (scripts/klua/secrets.lua), which masks what scripts
+// print: a name is a secret by its shape, misspellings included (sasl.pasword).
 bool is_secret_property(const std::string& key) {
-  static const char* words[] = {"password", "secret", "token", "sasl.oauthbearer.config", "ssl.key.pem",
-                                "ssl_key", "sasl.jaas"};
-  return std::any_of(std::begin(words), std::end(words),
-                     [&](const char* w) { return key.find(w) != std::string::npos; });
+  std::string k = key;
+  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
+  static const char* words[] = {"pass", "pasw", "pwd", "secret", "token", "jaas", "credential", "private",
+                                "oauthbearer.config", "key.pem", "key_", "key-"};
+  if (k.size() >= 3 && k.compare(k.size() - 3, 3, "key") == 0) return true;
+  return std::any_of(std::begin(words), std::end(words), [&](const char* w) { return k.find(w) != std::string::npos; });
 }
 
 static std::string redact(std::string text, const std::string& key, const std::string& value) {
@@ -183,7 +190,7 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         brokers_source = "the script's table (brokers)";
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);
         set_property(L, o.conf, "bootstrap.servers", value, what, "the script's table (brokers)");
-      } else if (key == "on_error" || key == "on_log" || key == "on_stats") {
+      } else if (key == "on_error" || key == "on_log" || key == "on_stats" || key == OAUTHBEARER_TOKEN_REFRESH_OPTION) {
         if (!lua_isfunction(L, -1)) {
           rd_kafka_conf_destroy(o.conf);
           raise_bad_argument(L, 1, what,
@@ -191,7 +198,8 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         }
         lua_pushvalue(L, -1);
         int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        (key == "on_error" ? o.on_error : key == "on_log" ? o.on_log : o.on_stats) = ref;
+        (key == "on_error" ? o.on_error : key == "on_log" ? o.on_log : key == "on_stats" ? o.on_stats
+                                                                                          : o.oauthbearer_token_refresh) = ref;
       } else if (std::find(allowed_options.begin(), allowed_options.end(), key) != allowed_options.end()) {
         if (key == "group") has_group = true;
         o.klua_keys.push_back(key);
@@ -205,7 +213,7 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);
         set_property(L, o.conf, key, value, what, "the script's table");
       } else {
-        std::string known = "brokers, on_error, on_log, on_stats";
+        std::string known = "brokers, on_error, on_log, on_stats, oauthbearer_token_refresh";
         for (const auto& a : allowed_options) known += ", " + a;
         rd_kafka_conf_destroy(o.conf);
         raise_bad_argument(L, 1, what,
@@ -226,6 +234,7 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
     set_property(L, o.conf, "bootstrap.servers", o.bootstrap, what, "the embedded cluster");
   }
   set_property(L, o.conf, "log.queue", "true", what, "klua");
+  prepare_security(o.conf, o.oauthbearer_token_refresh != LUA_NOREF);
   if (!o.embedded) {
     char buf[1024];
     size_t n = sizeof buf;
@@ -248,7 +257,7 @@ void destroy_handle_async(Runtime& rt, rd_kafka_t* rk, int flags, std::function<
   // form). librdkafka 2.0.2 could hang here (a consumer close waiting for a lost partition), so
   // klua used to destroy on detached threads and abandon a handle after 10 s; 2.1.0 fixed that
   // hang, and tests/integration/close_test.lua closes consumers in the situations that used to hang.
-  rt.executor().submit([rk, flags] { rd_kafka_destroy_flags(rk, flags); }, std::move(done));
+  rt.executor().submit([rk, flags] { rd_kafka_destroy_flags(rk, flags); forget_tls_errors(rk); }, std::move(done));
 }
 
 rd_kafka_t* new_handle(lua_State* L, rd_kafka_type_t type, rd_kafka_conf_t* conf, const char* what) {
@@ -382,44 +391,55 @@ void KafkaHandle::set_hooks(const ClientOptions& o) {
   on_error_ = o.on_error;
   on_log_ = o.on_log;
   on_stats_ = o.on_stats;
+  on_token_refresh_ = o.oauthbearer_token_refresh;
   unreachable_timeout_ms_ = o.unreachable_timeout_ms;
   bootstrap_ = redact_userinfo(o.bootstrap);
 }
 
 void KafkaHandle::release_hooks() {
   lua_State* L = rt_.lua();
-  for (int* r : {&on_error_, &on_log_, &on_stats_}) {
+  for (int* r : {&on_error_, &on_log_, &on_stats_, &on_token_refresh_}) {
     luaL_unref(L, LUA_REGISTRYINDEX, *r);
     *r = LUA_NOREF;
   }
 }
 
+std::string KafkaHandle::redact_secrets(std::string text) {
+  if (!secret_values_read_ && rk_) {
+    secret_values_read_ = true;
+    size_t n = 0;
+    const char** kv = rd_kafka_conf_dump(const_cast<rd_kafka_conf_t*>(rd_kafka_conf(rk_)), &n);
+    for (size_t i = 0; i + 1 < n; i += 2)
+      if (is_secret_property(kv[i]) && std::strlen(kv[i + 1]) >= 4) secret_values_.emplace_back(kv[i + 1]);
+    rd_kafka_conf_dump_free(kv, n);
+  }
+  for (const auto& v : secret_values_) {
+    for (size_t pos; (pos = text.find(v)) != std::string::npos;) text.replace(pos, v.size(), "***");
+    // librdkafka also quotes a value from where it went wrong: the longest such tail (6 or more characters)
+    for (size_t from = 1; from + 6 <= v.size(); ++from) {
+      size_t pos = text.find(v.c_str() + from);
+      if (pos == std::string::npos) continue;
+      text.replace(pos, v.size() - from, "***");
+      break;
+    }
+  }
+  return text;
+}
+
 bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
   lua_State* L = rt_.lua();
   switch (rd_kafka_event_type(ev)) {
-    case RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH: {
-      // sasl.mechanism=OAUTHBEARER with neither sasl.oauthbearer.method=oidc nor
-      // enable.sasl.oauthbearer.unsecure.jwt: librdkafka asks the application for a token, and
-      // klua has none to give. Unanswered, every connection waited for one in silence (a send
-      // for message.timeout.ms, 300 s, and the exit's flush as long); a failure is an
-      // authentication error, reported and ended like one.
-      rd_kafka_oauthbearer_set_token_failure(
-          rk_, "no OAUTHBEARER token: klua has no token source for sasl.mechanism=OAUTHBEARER (set "
-               "sasl.oauthbearer.method=oidc with its client settings, or enable.sasl.oauthbearer.unsecure.jwt=true "
-               "with sasl.oauthbearer.config for an unsecured test token)");
-      no_token_ = true;
-      return true;
-    }
     case RD_KAFKA_EVENT_ERROR: {
       rd_kafka_resp_err_t code = rd_kafka_event_error(ev);
       // librdkafka repeats a bootstrap item verbatim, user information included.
-      std::string msg = redact_userinfo(rd_kafka_event_error_string(ev));
+      // A refused certificate: the cause OpenSSL gave (bindings/security.cpp).
+      std::string msg = annotate_tls_error(rk_, redact_secrets(redact_userinfo(rd_kafka_event_error_string(ev))));
       ErrorSpec e = kafka_error(code, msg);
       e.op = kind_;
       if (rd_kafka_event_error_is_fatal(ev)) {
         char buf[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk_, buf, sizeof buf);
-        e = kafka_error(orig, buf);
+        e = kafka_error(orig, redact_secrets(buf));
         e.fatal = true;
         e.op = kind_;
       }
@@ -444,14 +464,19 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         quiet = down_since_ != 0 || leaving;
         all_brokers_down_ = true;
-        if (!down_since_) down_since_ = uv_now(rt_.loop());
+        if (!down_since_) {
+          down_since_ = uv_now(rt_.loop());
+          causes_said_.clear();
+        }
         seen_up_ = false;
         arm_reach_timer();
         on_all_brokers_down();
       } else {
         std::string before = last_cause_;
         if (note_connection_error(code, e.message))
-          quiet = (down_since_ != 0 && last_cause_ == before) || leaving;
+          // librdkafka alternates two texts for one TLS failure (_SSL "SSL handshake failed: ..."
+          // and _TRANSPORT "error:...: ..."): each cause is said once per outage.
+          quiet = (down_since_ != 0 && (last_cause_ == before || !causes_said_.insert(last_cause_).second)) || leaving;
       }
       if (on_error_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
@@ -470,12 +495,15 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       }
       return true;
     }
+    case RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH:
+      serve_token_refresh(L, rk_, on_token_refresh_, ev);
+      return true;
     case RD_KAFKA_EVENT_LOG: {
       const char *fac, *str;
       int level;
       rd_kafka_event_log(ev, &fac, &str, &level);
-      std::string redacted;
-      if (std::strchr(str, '@')) str = (redacted = redact_userinfo(str)).c_str();
+      std::string redacted = redact_secrets(std::strchr(str, '@') ? redact_userinfo(str) : std::string(str));
+      str = redacted.c_str();
       if (on_log_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_log_);
         lua_createtable(L, 0, 3);
@@ -734,6 +762,7 @@ void KafkaHandle::check_reach() {
   if (!down_since_ || !rk_) return;
   if (broker_up_now()) {
     down_since_ = 0;
+    causes_said_.clear();
     seen_up_ = true;
     all_brokers_down_ = false;
     return;

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,7 @@ struct ClientOptions {
   // Undotted keys present in the table (the caller reads them from the table itself).
   std::vector<std::string> klua_keys;
   int on_error = LUA_NOREF, on_log = LUA_NOREF, on_stats = LUA_NOREF;
+  int oauthbearer_token_refresh = LUA_NOREF;  // bindings/security.hpp
   // klua.unreachable.timeout.ms: how long every broker may be down during a waiting call before
   // the call ends with _ALL_BROKERS_DOWN (see KafkaHandle's reachability below).
   double unreachable_timeout_ms = 5000;
@@ -171,18 +173,24 @@ class KafkaHandle : public Closable {
   const char* kind_;
   rd_kafka_t* rk_ = nullptr;
   int on_error_ = LUA_NOREF, on_log_ = LUA_NOREF, on_stats_ = LUA_NOREF;
+  int on_token_refresh_ = LUA_NOREF;  // the oauthbearer_token_refresh function (bindings/security.hpp)
   bool all_brokers_down_ = false;
-  // OAUTHBEARER without a token source: no connection can ever authenticate (see handle_common_event).
-  bool no_token_ = false;
   virtual void on_all_brokers_down() {}
   // Reachability state (loop thread only). down_since_: uv_now of the first _ALL_BROKERS_DOWN
   // heard since a broker was last known up (0: not known down). seen_up_: a broker was found up
   // since the last _ALL_BROKERS_DOWN (blocking calls then skip wait_for_broker).
   double unreachable_timeout_ms_ = DEFAULT_UNREACHABLE_TIMEOUT_MS;
   std::string bootstrap_;  // redacted
+  // The values of the client's secret properties (is_secret_property), read at its first event:
+  // librdkafka quotes a bad value in its errors ("Unrecognized sasl.oauthbearer.config beginning
+  // at: ..."), which redact_secrets masks before anything prints or hands them to a hook.
+  std::vector<std::string> secret_values_;
+  bool secret_values_read_ = false;
+  std::string redact_secrets(std::string text);
   uint64_t down_since_ = 0;
   bool seen_up_ = false;
   std::string last_cause_;  // the last connection error heard (trimmed, redacted)
+  std::set<std::string> causes_said_;  // the connection errors printed during this outage
   std::map<uint64_t, Watch> watches_;
   uint64_t next_watch_ = 1;
   std::vector<std::weak_ptr<Gate>> gates_;
@@ -325,7 +333,7 @@ inline int timeout_int(double ms) {
 // A timeout given as a number (positional, or read from an options table): raises a bad argument
 // of fn naming the value when it is negative or NaN (no wait means that).
 inline double check_timeout_number(lua_State* L, int arg, const char* fn, double t) {
-  if (!(t >= 0)) raise_bad_argument(L, arg, fn, fmt::format("timeout_ms must be a number >= 0, got {}", t));
+  if (!(t >= 0)) raise_bad_argument(L, arg, fn, fmt::format("timeout_ms must be >= 0 (math.huge waits without a limit), got {}", t));
   return t;
 }
 

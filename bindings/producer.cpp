@@ -135,14 +135,16 @@ void Producer::arm_auth_purge() {
   uv_update_time(rt_.loop());  // the cached time may be a long busy stretch old (see Consumer::begin_close)
   uv_timer_start(auth_purge_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Producer*>(h->data);
-    if ((self->all_brokers_down_ || self->no_token_) && self->last_auth_error_ && self->rk_ &&
+    // No broker up: all down after refusals, or none ever reached (an OAUTHBEARER client without a
+    // token never connects, so librdkafka reports no outage).
+    if (self->last_auth_error_ && self->rk_ && (self->all_brokers_down_ || !self->broker_up_now()) &&
         rd_kafka_outq_len(self->rk_) > 0) {
       fmt::print(stderr, "klua: producer: the brokers refused the credentials ({}); failing the queued messages\n",
                  self->last_auth_error_->message);
       rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE);
       self->watcher_->schedule();
     }
-  }, no_token_ ? 0 : 5000, 0);  // without a token source no retry can succeed
+  }, 5000, 0);
 }
 
 void Producer::begin_close() {
@@ -168,6 +170,27 @@ void Producer::begin_close() {
   if (state_ == Closing && rd_kafka_outq_len(rk_) == 0) finish_close();
 }
 
+// At an exit that cannot wait (the second signal), possibly on the signal watchdog's thread while
+// the loop thread is stuck: thread-safe librdkafka calls only, on a queue reference of its own.
+// Delivery reports not yet dispatched are taken off the queue first (a delivered message is not
+// lost, though librdkafka's out-queue length still counts it until its report is destroyed);
+// the failed ones count. Their Delivery objects are left as they are: the process ends next.
+long Producer::undelivered() {
+  if (!rk_ || (state_ != Open && state_ != Closing)) return 0;  // under Runtime::lock_closables
+  long failed = 0;
+  rd_kafka_queue_t* q = rd_kafka_queue_get_main(rk_);
+  while (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 0)) {
+    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DR) {
+      const rd_kafka_message_t* m;
+      while ((m = rd_kafka_event_message_next(ev)))
+        if (m->err) ++failed;
+    }
+    rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(q);
+  return failed + rd_kafka_outq_len(rk_);
+}
+
 void Producer::finish_close() {
   keep_flushing_ = false;
   if (inflight_ > 0) {
@@ -177,7 +200,10 @@ void Producer::finish_close() {
     return;
   }
   if (state_ == Destroying || state_ == Closed) return;
-  state_ = Destroying;
+  {
+    auto lock = rt_.lock_closables();  // undelivered() may be reading rk_ on the watchdog's thread
+    state_ = Destroying;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(close_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   uv_close(reinterpret_cast<uv_handle_t*>(auth_purge_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   uv_close(reinterpret_cast<uv_handle_t*>(nudge_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });

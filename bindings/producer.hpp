@@ -101,6 +101,8 @@ class Producer : public KafkaHandle {
   }
 
   int close_priority() const override { return 10; }
+  // Messages lost if the process ended now (host/runtime.hpp's Closable::undelivered).
+  long undelivered() override;
   bool usable() const { return state_ == Open; }
   double wait_timeout_ms() const { return wait_timeout_ms_; }
 

@@ -1,5 +1,5 @@
 // klua._stdout: the CLI's buffered standard output (`klua consume`), internal (scripts use
-// io.write). One process-wide 64 KiB buffer in front of fd 1 (bindings/ffi.h's klua_outbuf):
+// io.write). One 64 KiB buffer per runtime in front of fd 1 (bindings/ffi.h's klua_outbuf):
 // bindings/lua/stdout_fast.lua appends small pieces to it through the FFI, compiled into the
 // caller's loop; the C functions here write it out, and append what needs a loop (pieces that do
 // not fit, JSON string literals, base64).
@@ -7,8 +7,9 @@
 // When it is written out, as kcat does: the caller flushes per message on a terminal (or with
 // `-u`); otherwise the buffer goes out when full, every 100 ms while data waits (a timer on the
 // loop, unreferenced), on SIGINT/SIGTERM (a signal watcher beside the runtime's: what was
-// consumed reaches stdout even when a second signal ends the process at once, which
-// Runtime::on_signal does with _exit) and at exit (atexit).
+// consumed reaches stdout even when a second signal ends the process at once, which the signal
+// watchdog (host/signals.cpp) does with _exit), when the runtime closes, and at exit (atexit: every
+// runtime's buffer still open).
 #include <poll.h>
 #include <unistd.h>
 #include <uv.h>
@@ -16,6 +17,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <utility>
 
 #include "bindings/base64.hpp"
@@ -29,8 +31,6 @@ namespace klua {
 namespace {
 
 constexpr int32_t kCapacity = 1 << 16;
-char g_data[kCapacity];
-klua_outbuf g_out = {g_data, 0, kCapacity, 0, 0};
 
 // Writes n bytes to fd 1, waiting while a non-blocking descriptor is full. 0 or -1 (errno).
 int write_all(const char* p, size_t n) {
@@ -143,42 +143,61 @@ int out_base64(klua_outbuf* b, const char* s, size_t n) {
 
 int utf8_ok(const char* s, size_t n) { return json_impl::utf8_valid(s, n) ? 1 : 0; }
 
-// Per runtime: the idle timer and the signal watchers, on the heap (their close callbacks free
-// them, after the userdata that owns them is collected).
-struct Watchers {
+// Per runtime, in one userdata: the buffer and its bytes, the idle timer and the signal watchers
+// (on the heap: their close callbacks free them, after the userdata is collected). The buffers
+// still open are linked for the atexit flush.
+struct Stdout {
+  klua_outbuf out;
   uv_timer_t* timer = nullptr;
   uv_signal_t* sigint = nullptr;
   uv_signal_t* sigterm = nullptr;
+  Stdout* prev = nullptr;
+  Stdout* next = nullptr;
+  char data[kCapacity];
 };
 
-void flush_now() { out_flush(&g_out); }
+std::mutex g_open_mutex;
+Stdout* g_open = nullptr;
+
+void flush_open_buffers() {
+  std::lock_guard<std::mutex> lock(g_open_mutex);
+  for (Stdout* s = g_open; s; s = s->next) out_flush(&s->out);
+}
 
 int l_start(lua_State* L) {
-  auto* w = static_cast<Watchers*>(lua_touserdata(L, lua_upvalueindex(1)));
-  if (w->timer) return 0;
+  auto* st = static_cast<Stdout*>(lua_touserdata(L, lua_upvalueindex(1)));
+  if (st->timer) return 0;
   uv_loop_t* loop = Runtime::from(L).loop();
-  w->timer = new uv_timer_t;
-  uv_timer_init(loop, w->timer);
-  uv_timer_start(w->timer, [](uv_timer_t*) { flush_now(); }, 100, 100);
-  uv_unref(reinterpret_cast<uv_handle_t*>(w->timer));
-  w->sigint = new uv_signal_t;
-  w->sigterm = new uv_signal_t;
-  for (auto [h, sig] : {std::pair{w->sigint, SIGINT}, std::pair{w->sigterm, SIGTERM}}) {
+  st->timer = new uv_timer_t;
+  uv_timer_init(loop, st->timer);
+  st->timer->data = st;
+  uv_timer_start(st->timer, [](uv_timer_t* h) { out_flush(&static_cast<Stdout*>(h->data)->out); }, 100, 100);
+  uv_unref(reinterpret_cast<uv_handle_t*>(st->timer));
+  st->sigint = new uv_signal_t;
+  st->sigterm = new uv_signal_t;
+  for (auto [h, sig] : {std::pair{st->sigint, SIGINT}, std::pair{st->sigterm, SIGTERM}}) {
     uv_signal_init(loop, h);
-    uv_signal_start(h, [](uv_signal_t*, int) { flush_now(); }, sig);
+    h->data = st;
+    uv_signal_start(h, [](uv_signal_t* h, int) { out_flush(&static_cast<Stdout*>(h->data)->out); }, sig);
     uv_unref(reinterpret_cast<uv_handle_t*>(h));
   }
   return 0;
 }
 
-int l_watchers_gc(lua_State* L) {
-  auto* w = static_cast<Watchers*>(lua_touserdata(L, 1));
-  flush_now();
-  if (!w->timer) return 0;
-  uv_close(reinterpret_cast<uv_handle_t*>(w->timer), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  for (uv_signal_t* h : {w->sigint, w->sigterm})
+int l_stdout_gc(lua_State* L) {
+  auto* st = static_cast<Stdout*>(lua_touserdata(L, 1));
+  {
+    std::lock_guard<std::mutex> lock(g_open_mutex);
+    out_flush(&st->out);
+    (st->prev ? st->prev->next : g_open) = st->next;
+    if (st->next) st->next->prev = st->prev;
+    st->prev = st->next = nullptr;
+  }
+  if (!st->timer) return 0;
+  uv_close(reinterpret_cast<uv_handle_t*>(st->timer), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  for (uv_signal_t* h : {st->sigint, st->sigterm})
     uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* h) { delete reinterpret_cast<uv_signal_t*>(h); });
-  w->timer = nullptr;
+  st->timer = nullptr;
   return 0;
 }
 
@@ -195,32 +214,41 @@ int l_strerror(lua_State* L) {
 }  // namespace
 
 void open_stdout(Runtime&, lua_State* L, int klua_table) {
-  static bool at_exit = false;
-  if (!at_exit) {
-    at_exit = true;
-    std::atexit(flush_now);
+  static std::once_flag at_exit;
+  std::call_once(at_exit, [] { std::atexit(flush_open_buffers); });
+  // The userdata never moves (LuaJIT), so the FFI may keep a pointer to its buffer; the start
+  // closure keeps the userdata alive as long as the module.
+  auto* st = static_cast<Stdout*>(lua_newuserdata(L, sizeof(Stdout)));
+  new (st) Stdout;  // default-initialized: the 64 KiB of data are not zeroed
+  st->out = {st->data, 0, kCapacity, 0, 0};
+  {
+    std::lock_guard<std::mutex> lock(g_open_mutex);
+    st->next = g_open;
+    if (g_open) g_open->prev = st;
+    g_open = st;
   }
+  lua_newtable(L);
+  lua_pushcfunction(L, l_stdout_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  int st_idx = lua_gettop(L);
   load_binding_chunk(L, "stdout_fast");
   load_lua_chunk(L, "bindings/ffi.h");
   lua_call(L, 0, 1);
-  lua_pushlightuserdata(L, &g_out);
+  lua_pushlightuserdata(L, &st->out);
   lua_pushlightuserdata(L, reinterpret_cast<void*>(static_cast<klua_out_flush_fn>(&out_flush)));
   lua_pushlightuserdata(L, reinterpret_cast<void*>(static_cast<klua_out_append_fn>(&out_write)));
   lua_pushlightuserdata(L, reinterpret_cast<void*>(static_cast<klua_out_append_fn>(&out_json_string)));
   lua_pushlightuserdata(L, reinterpret_cast<void*>(static_cast<klua_out_append_fn>(&out_base64)));
   lua_pushlightuserdata(L, reinterpret_cast<void*>(static_cast<klua_utf8_valid_fn>(&utf8_ok)));
   lua_pushinteger(L, sizeof(klua_outbuf));
-  auto* w = static_cast<Watchers*>(lua_newuserdata(L, sizeof(Watchers)));
-  new (w) Watchers();
-  lua_newtable(L);
-  lua_pushcfunction(L, l_watchers_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  lua_pushvalue(L, st_idx);
   lua_pushcclosure(L, l_start, 1);
   lua_pushcfunction(L, l_isatty);
   lua_pushcfunction(L, l_strerror);
   lua_call(L, 11, 1);
   lua_setfield(L, klua_table, "_stdout");
+  lua_pop(L, 1);  // the userdata
 }
 
 }  // namespace klua

@@ -248,8 +248,10 @@ double check_timeout_opts(lua_State* L, int arg, const std::string& fn, double d
     if (lua_type(L, -1) != LUA_TNUMBER)
       raise_bad_argument(L, arg, fn, fmt::format("timeout_ms must be a number, got {}", luaL_typename(L, -1)));
     timeout = lua_tonumber(L, -1);
-    if (!(timeout >= 0))  // negative or NaN: no wait means that
-      raise_bad_argument(L, arg, fn, fmt::format("timeout_ms must be a number >= 0, got {}", lua_tostring(L, -1)));
+    // (NaN fails every comparison: a NaN timeout would arm no timer and wait forever unasked)
+    if (!(timeout >= 0))
+      raise_bad_argument(L, arg, fn, fmt::format("timeout_ms must be >= 0 (math.huge waits without a limit), got {}",
+                                                 lua_tostring(L, -1)));
   }
   lua_pop(L, 1);
   return timeout;

@@ -343,6 +343,8 @@ int l_set_completer(lua_State* L) {
 // on_interrupt(fn() -> handled) or nil: called for Ctrl-C (SIGINT) while no line is being read.
 int l_on_interrupt(lua_State* L) {
   set_ref(L, editor(L).interrupt_ref, "on_interrupt");
+  // While set, SIGINT is the REPL's Ctrl-C, not a request to stop klua (host/signals.cpp).
+  Runtime::claim_sigint(editor(L).interrupt_ref != LUA_NOREF);
   return 0;
 }
 
@@ -378,6 +380,7 @@ int l_gc(lua_State* L) {
   std::free(ed->line);
   ed->rt->set_interrupt_hook(nullptr);
   ed->rt->set_task_error_hook(nullptr);
+  if (ed->interrupt_ref != LUA_NOREF) Runtime::claim_sigint(false);
   g_interrupt_target = nullptr;
   clear_interrupt_hook();
   g_main_state = nullptr;

@@ -1,5 +1,7 @@
 // The thin CLI over the runtime library: parses flags into configuration layers,
 // picks the command, runs it, returns the exit code.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,6 +19,7 @@
 
 #include "bindings/kafka_handle.hpp"
 #include "bindings/modules.hpp"
+#include "host/cli_args.hpp"
 #include "host/profiles.hpp"
 #include "host/runtime.hpp"
 
@@ -178,84 +181,25 @@ bool check_property(const klua::ConfigEntry& e, std::string& err) {
   return false;
 }
 
-bool read_properties_file(const std::string& path, std::vector<klua::ConfigEntry>& out, std::string& err) {
-  std::ifstream in(path);
-  if (!in) {
-    err = fmt::format("-F {}: cannot open: {}", path, std::strerror(errno));
-    return false;
-  }
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    size_t b = line.find_first_not_of(" \t\r");
-    if (b == std::string::npos || line[b] == '#') continue;
-    size_t eq = line.find('=');
-    if (eq == std::string::npos) {
-      err = fmt::format("{}:{}: expected key=value", path, lineno);
-      return false;
-    }
-    std::string key = line.substr(b, eq - b);
-    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
-    std::string value = line.substr(eq + 1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
-    size_t vb = value.find_first_not_of(" \t");
-    value = vb == std::string::npos ? "" : value.substr(vb);
-    out.push_back({key, value, fmt::format("-F {}:{}", path, lineno)});
-  }
-  return true;
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// The global options, wherever they are given. parse_global reads one at argv[i] (advancing i past
-// its value) and returns 1 when it was one, 0 when it was not, and -1 after a usage error (exit 2).
-struct Globals {
-  std::vector<klua::ConfigEntry> file_layer, brokers_layer, x_layer, debug_layer;
-  klua::ProfileChoice profile;
-  bool embedded = false;
+// The global options, wherever they are given (host/cli_args.cpp parses them): 1 when argv[i] was
+// one, 0 when it was not, -1 after a usage error (printed; exit 2). -h and --version print here.
+struct Globals : klua::GlobalOptions {
   int exit_now = -1;  // -h / --version: the exit code once printed
 };
 
 int parse_global(Globals& g, int argc, char** argv, int& i, bool before_command) {
-  std::string a = argv[i];
-  auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-  if (a == "-b" || a == "--brokers") {
-    const char* v = value();
-    if (!v) return usage_error(a + " needs a broker list"), -1;
-    g.brokers_layer = {{"bootstrap.servers", v, a}};
-  } else if (a.rfind("--brokers=", 0) == 0) {
-    g.brokers_layer = {{"bootstrap.servers", a.substr(10), "--brokers"}};
-  } else if (a == "--embedded") {
-    g.embedded = true;
-  } else if (a == "-X") {
-    const char* v = value();
-    if (!v) return usage_error("-X needs key=value"), -1;
-    std::string kv = v;
-    size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) return usage_error(fmt::format("-X {}: expected key=value", kv)), -1;
-    g.x_layer.push_back({kv.substr(0, eq), kv.substr(eq + 1), "-X"});
-  } else if (a == "-F") {
-    const char* v = value();
-    if (!v) return usage_error("-F needs a file"), -1;
-    std::string err;
-    if (!read_properties_file(v, g.file_layer, err)) return usage_error(err), -1;
-  } else if (a == "-p" || a == "--profile" || a.rfind("--profile=", 0) == 0) {
-    const char* v = a.rfind("--profile=", 0) == 0 ? argv[i] + 10 : value();
-    if (!v || !*v) return usage_error(a + " needs a profile name"), -1;
-    g.profile = {v, "--profile"};
-  } else if (a == "-d" || a == "--debug") {
-    const char* v = value();
-    if (!v) return usage_error(a + " needs debug contexts (e.g. all)"), -1;
-    g.debug_layer = {{"debug", v, a}};
-  } else if (before_command && (a == "-h" || a == "--help")) {
-    fmt::print("{}", USAGE);
-    g.exit_now = 0;
-  } else if (before_command && a == "--version") {
-    fmt::print("{}", klua::versions_text());
-    g.exit_now = 0;
-  } else {
-    return 0;
-  }
-  return 1;
+  std::string err;
+  int r = klua::parse_global_option(g, argc, argv, i, before_command, err);
+  if (r < 0) return usage_error(err), -1;
+  if (g.print == klua::GlobalOptions::Print::usage) fmt::print("{}", USAGE);
+  if (g.print == klua::GlobalOptions::Print::version) fmt::print("{}", klua::versions_text());
+  if (g.print != klua::GlobalOptions::Print::none) g.exit_now = 0;
+  return r;
 }
 
 bool has_brokers(const std::vector<klua::ConfigEntry>& layer) {
@@ -276,6 +220,16 @@ std::string lua_quote(const std::string& s) { return fmt::format("'{}'", s); }
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed standard stream (`klua ... 2>&-`) made the first message to it throw, and klua
+  // aborted before its producers flushed: it reads and writes /dev/null instead.
+  for (int fd = 0; fd <= 2; ++fd)
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      int nul = open("/dev/null", O_RDWR);
+      if (nul >= 0 && nul != fd) {
+        dup2(nul, fd);
+        close(nul);
+      }
+    }
   Globals g;
   std::vector<klua::ConfigEntry> env_layer, profile_layer;
   if (const char* p = std::getenv("KLUA_PROFILE"); p && *p) g.profile = {p, "KLUA_PROFILE"};
@@ -435,8 +389,9 @@ int main(int argc, char** argv) {
         ss << std::cin.rdbuf();
         return rt.run_string(ss.str(), "=stdin");
       }
-      if (access(target.c_str(), R_OK) != 0) {
-        fmt::print(stderr, "klua: cannot read {}: {}\n", target, std::strerror(errno));
+      bool dir = is_directory(target);  // readable, but no script
+      if (dir || access(target.c_str(), R_OK) != 0) {
+        fmt::print(stderr, "klua: cannot read {}: {}\n", target, dir ? "Is a directory" : std::strerror(errno));
         return klua::EXIT_USAGE;
       }
       return rt.run_file(target);

@@ -1,5 +1,6 @@
 #include "host/profiles.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,14 +66,27 @@ bool resolve_secret(lua_State* L, int idx, const std::string& where, std::string
     source = "env " + env;
     return true;
   }
+  struct stat st;
+  if (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {  // it opens, reads nothing: not an empty secret
+    err = fmt::format("{}: {} is a directory, not a secret file", where, file);
+    return false;
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     err = fmt::format("{}: cannot read {}: {}", where, file, std::strerror(errno));
     return false;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  value = ss.str();
+  // Bounded: a secret is small, and a device that never ends (/dev/zero) must not hang the start.
+  constexpr size_t max_secret = 1 << 20;
+  value.clear();
+  char buf[4096];
+  while (value.size() <= max_secret && in.read(buf, sizeof buf).gcount() > 0)
+    value.append(buf, static_cast<size_t>(in.gcount()));
+  if (value.size() > max_secret) {
+    err = fmt::format("{}: {} is larger than 1 MiB, not a secret", where, file);
+    value.clear();
+    return false;
+  }
   while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();  // as `echo x > file`
   source = "file " + file;
   return true;

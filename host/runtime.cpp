@@ -165,12 +165,41 @@ int bundled_loader(lua_State* L) {
 }
 }  // namespace
 
+namespace {
+// The text of a plain value (a string or a number), else its type: for what a failed
+// __tostring raised, whose own __tostring is not trusted either.
+std::string plain_text(lua_State* L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+    size_t n;
+    const char* s = lua_tolstring(L, idx, &n);
+    return std::string(s, n);
+  }
+  return fmt::format("({} value)", luaL_typename(L, idx));
+}
+}  // namespace
+
 std::string to_display_string(lua_State* L, int idx) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
-  if (luaL_callmeta(L, idx, "__tostring")) {
-    std::string s = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object)";
+  // The error reporter must not fail: __tostring runs protected (an unprotected call was a
+  // PANIC that exited before any producer was flushed).
+  if (lua_getmetatable(L, idx)) {
+    lua_pushliteral(L, "__tostring");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (!lua_isnil(L, -1)) {
+      lua_pushvalue(L, idx);
+      std::string out;
+      if (lua_pcall(L, 1, 1, 0) != 0)
+        out = fmt::format("error object ({}) whose __tostring raised: {}", luaL_typename(L, idx), plain_text(L, -1));
+      else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+        out = plain_text(L, -1);
+      else
+        out = fmt::format("error object ({}) whose __tostring returned a {}", luaL_typename(L, idx),
+                          luaL_typename(L, -1));
+      lua_pop(L, 1);
+      return out;
+    }
     lua_pop(L, 1);
-    return s;
   }
   switch (lua_type(L, idx)) {
     case LUA_TSTRING:
@@ -228,12 +257,11 @@ Runtime::~Runtime() {
   // Off-loop work still running (bounded by its timeouts) finishes, and its completions run,
   // while the Lua state is still open.
   executor_->stop();
+  // The signal handlers, hook and watchdog go before the Lua state (a signal from here on has
+  // its default effect: every client is closed already).
+  uninstall_signals();
   lua_close(L_);
   scheduler_.reset();
-  if (signals_installed_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
-  }
   uv_run(&loop_, UV_RUN_NOWAIT);
   uv_walk(&loop_, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -366,9 +394,17 @@ int Runtime::l_exit(lua_State* L) {
   int code = 0;
   if (lua_isboolean(L, 1))
     code = lua_toboolean(L, 1) ? 0 : 1;
-  else
-    code = static_cast<int>(luaL_optinteger(L, 1, 0));
+  else if (!lua_isnoneornil(L, 1)) {
+    // NaN, 1.5 or 300 would exit with something else (0, 1, 44): a status is 0..255.
+    lua_Number n = lua_isnumber(L, 1) ? lua_tonumber(L, 1) : -1;  // "3" too, as os.exit takes it
+    if (!(n >= 0 && n <= 255 && n == static_cast<int>(n)))
+      raise_bad_argument(L, 1, "klua.exit",
+                         fmt::format("exit code must be a whole number from 0 to 255 or a boolean, got {} {}",
+                                     luaL_typename(L, 1), to_display_string(L, 1)));
+    code = static_cast<int>(n);
+  }
   Runtime& rt = Runtime::from(L);
+  if (!rt.exiting_) rt.script_exit_ = true;
   rt.request_exit(code);
   Scheduler& s = rt.scheduler();
   if (s.can_wait(L)) {
@@ -389,45 +425,26 @@ void Runtime::request_exit(int code) {
 void Runtime::fail(lua_State* L, const std::string& traceback) {
   std::string msg = to_display_string(L, -1);
   bool kafka = error_is_kafka(L, -1);
+  bool cancelled = is_error(L, -1) && error_field(L, -1, "name") == ERR_CANCELLED;
   lua_pop(L, 1);
+  if (cancelled && stop_signal() != 0) {
+    // A callback cancelled by the signal that stops the script: not a failure of its own.
+    request_exit(128 + stop_signal());
+    return;
+  }
   if (exiting_ && failed_) return;  // report only the first failure
-  fmt::print(stderr, "klua: {}\n", msg);
-  if (!traceback.empty() && msg.find("stack traceback:") == std::string::npos)
-    fmt::print(stderr, "{}\n", traceback);
+  try {
+    fmt::print(stderr, "klua: {}\n", msg);
+    if (!traceback.empty() && msg.find("stack traceback:") == std::string::npos)
+      fmt::print(stderr, "{}\n", traceback);
+  } catch (...) {
+    // stderr is gone (closed, a broken pipe): the exit code still says it, and the clients
+    // still close below.
+  }
   failed_ = true;
   bool was_exiting = exiting_;
   request_exit(kafka ? EXIT_KAFKA_ERROR : EXIT_SCRIPT_ERROR);
   if (was_exiting && exit_code_ < 128) exit_code_ = kafka ? EXIT_KAFKA_ERROR : EXIT_SCRIPT_ERROR;
-}
-
-void Runtime::install_signals() {
-  uv_signal_init(&loop_, &sigint_);
-  uv_signal_init(&loop_, &sigterm_);
-  sigint_.data = this;
-  sigterm_.data = this;
-  auto cb = [](uv_signal_t* h, int signum) { static_cast<Runtime*>(h->data)->on_signal(signum); };
-  uv_signal_start(&sigint_, cb, SIGINT);
-  uv_signal_start(&sigterm_, cb, SIGTERM);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&sigint_));
-  uv_unref(reinterpret_cast<uv_handle_t*>(&sigterm_));
-  signals_installed_ = true;
-}
-
-void Runtime::on_signal(int signum) {
-  if (signum == SIGINT && interrupt_hook_ && signal_count_ == 0 && interrupt_hook_()) return;
-  int code = 128 + signum;
-  if (++signal_count_ > 1) {
-    fmt::print(stderr, "klua: second signal, exiting at once\n");
-    std::fflush(stderr);
-    _exit(code);
-  }
-  fmt::print(stderr, "klua: {} received: stopping (flushing producers, committing processed offsets); "
-                     "send it again to exit at once\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
-  exit_code_ = code;
-  scheduler_->cancel_all();
-  // Cancelled tasks unwind on the loop; when they are done the loop ends and shutdown() closes
-  // handles. A task that ignores the cancellation keeps running until the second signal.
-  if (scheduler_->all_done()) request_exit(code);
 }
 
 int Runtime::run_file(const std::string& path) {
@@ -473,14 +490,21 @@ int Runtime::run_loop() {
     }
   }
   shutdown();
+  // A signal whose hook ended the tasks before the loop heard of it still sets the exit code
+  // (unless the script chose its own with klua.exit).
+  if (stop_signal() != 0 && !failed_ && !script_exit_ && exit_code_ == 0) exit_code_ = 128 + stop_signal();
   return exit_code_;
 }
 
 void Runtime::run_once() { uv_run(&loop_, UV_RUN_NOWAIT); }
 
-void Runtime::add_closable(Closable* c) { closables_.push_back(c); }
+void Runtime::add_closable(Closable* c) {
+  auto lock = lock_closables();
+  closables_.push_back(c);
+}
 
 void Runtime::remove_closable(Closable* c) {
+  auto lock = lock_closables();
   closables_.erase(std::remove(closables_.begin(), closables_.end(), c), closables_.end());
 }
 

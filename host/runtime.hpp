@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +49,12 @@ class Closable {
   // Starts closing; the loop keeps running until is_closed(). Must be idempotent.
   virtual void begin_close() = 0;
   virtual bool is_closed() const = 0;
+  // How many messages would be lost if the process ended now (a producer: queued, in flight or
+  // failed). Called at an exit that cannot wait (the second signal), under lock_closables(), and
+  // possibly from the signal watchdog thread while the loop thread is stuck in a busy Lua loop:
+  // an implementation uses only thread-safe librdkafka calls, and a handle that is being
+  // destroyed leaves its Open/Closing state under the same lock first.
+  virtual long undelivered() { return 0; }
 };
 
 enum ExitCode { EXIT_OK = 0, EXIT_SCRIPT_ERROR = 1, EXIT_USAGE = 2, EXIT_KAFKA_ERROR = 3, EXIT_CHECK_FAILED = 4 };
@@ -98,15 +105,30 @@ class Runtime {
 
   void add_closable(Closable* c);
   void remove_closable(Closable* c);
+  // Held while the closables list changes and while a closable leaves its open states for good
+  // (see Closable::undelivered).
+  std::unique_lock<std::mutex> lock_closables() { return std::unique_lock<std::mutex>(closables_mutex_); }
+  // The sum of undelivered() over the closables (under the lock).
+  long undelivered_messages();
 
   // Loads a bundled module (scripts/) by name; pushes the chunk. Returns false if absent.
   bool load_bundled(lua_State* L, const char* name);
 
-  // Called by the scheduler when a task finished; cancellations end quietly.
+  // SIGINT/SIGTERM as the loop sees them (host/signals.cpp): the first cancels every task and
+  // exits 128+signum once the tasks are done and the clients closed; the second exits at once.
   void on_signal(int signum);
   // A hook that may take SIGINT for itself (the REPL: Ctrl-C cancels the running line or clears
   // the input, not the program). Returns true when it handled the signal.
   void set_interrupt_hook(std::function<bool()> hook) { interrupt_hook_ = std::move(hook); }
+  // While claimed (the interactive REPL), a SIGINT goes to the interrupt hook first and is not
+  // counted by the signal handler as a request to stop.
+  static void claim_sigint(bool claimed);
+  // Exits the process now with code, after saying how many messages are lost (the second signal).
+  [[noreturn]] void exit_at_once(int code, const char* why);
+  // The signal that stopped the script (0 when none).
+  int stop_signal() const;
+  // on_signal has run (every task then running was cancelled).
+  bool signal_seen_by_loop() const { return signal_count_ > 0; }
   // Called for an error in a task nobody joins (the error at the top of L, left there), with its
   // traceback and the task's id; true when handled (the REPL prints it and goes on), else the
   // error ends the script.
@@ -117,6 +139,7 @@ class Runtime {
  private:
   void open_libs();
   void install_signals();
+  void uninstall_signals();
   void push_args();
   static int l_exit(lua_State* L);
 
@@ -126,13 +149,15 @@ class Runtime {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Executor> executor_;
   std::vector<Closable*> closables_;
-  uv_signal_t sigint_, sigterm_;
+  std::mutex closables_mutex_;
+  uv_signal_t sigint_, sigterm_, sigpipe_;
   bool signals_installed_ = false;
   std::function<bool()> interrupt_hook_;
   TaskErrorHook task_error_hook_;
   int signal_count_ = 0;
   bool exiting_ = false;
   bool failed_ = false;
+  bool script_exit_ = false;  // the exit code is the script's own (klua.exit, os.exit)
   int exit_code_ = 0;
 };
 
@@ -145,7 +170,8 @@ int protected_call(lua_State* L, int nargs, int nresults, std::string* traceback
 // inline by the loop). Returns true on success.
 bool call_hook(lua_State* L, int nargs, int nresults);
 
-// tostring() of the value at idx, using __tostring.
+// tostring() of the value at idx, using __tostring. Never raises: a __tostring that raises (or
+// returns no string) gives "error object (table) whose __tostring raised: ..." instead.
 std::string to_display_string(lua_State* L, int idx);
 
 }  // namespace klua

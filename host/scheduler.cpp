@@ -434,6 +434,24 @@ void Scheduler::cancel_all() {
   for (uint64_t id : ids) cancel(id);
 }
 
+bool Scheduler::cancel_for_signal(lua_State* L, lua_Debug* ar, bool only_cancelled) {
+  Task* t = running_;
+  // running_ is the task being resumed; L is its coroutine or a plain coroutine it resumed. For a
+  // call hook, ar is the function called.
+  if (!t || t->shielded || t->state != Task::Running || (only_cancelled && !t->cancelled)) return false;
+  if (!lua_getinfo(L, "S", ar)) return false;
+  lua_Debug caller;
+  if (std::strcmp(ar->what, "C") == 0) {
+    // A call hook for a C function: judge by the code calling it (the error is raised at its call).
+    if (!lua_getstack(L, 1, &caller) || !lua_getinfo(L, "S", &caller)) return false;
+    ar = &caller;
+  }
+  if (std::strcmp(ar->what, "C") == 0 || is_klua_source(ar->source)) return false;
+  if (!t->cancelled) ++cancelled_live_;
+  t->cancelled = true;
+  return true;
+}
+
 void Scheduler::set_shielded(uint64_t id) {
   if (Task* t = find(id)) t->shielded = true;
 }

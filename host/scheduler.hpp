@@ -78,6 +78,12 @@ class Scheduler {
   void cancel(uint64_t id);
   // Cancels every task except the shielded ones (on SIGINT/SIGTERM).
   void cancel_all();
+  // For the stop hook of a signal (host/signals.cpp), running in L: true when L runs user code
+  // (not klua's own chunks, not a C function) of an unshielded task, which is then marked
+  // cancelled and the hook raises KLUA_CANCELLED there. Once the loop has cancelled the tasks
+  // (only_cancelled), only those: a task started afterwards (a rebalance hook run by a closing
+  // consumer) is the shutdown's own work.
+  bool cancel_for_signal(lua_State* L, lua_Debug* ar, bool only_cancelled);
   void set_shielded(uint64_t id);
   bool all_done() const { return live_tasks_ == 0; }
   bool main_done() const { return main_done_; }

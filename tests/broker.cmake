@@ -91,3 +91,37 @@ klua_add_broker_test(NAME broker_smoke TIMEOUT 60
   COMMAND sh -c "kcat -b \"\$KLUA_BROKERS\" -L -m 10 | grep -q 'broker 1 at'")
 klua_add_broker_test(NAME broker_roundtrip TIMEOUT 60
   COMMAND sh -c "t=klua_smoke_$$ && echo hello | kcat -b \"\$KLUA_BROKERS\" -P -t \$t && kcat -b \"\$KLUA_BROKERS\" -C -t \$t -c 1 -e -q | grep -qx hello")
+
+# The secure broker (tools/kafka-broker --profile secure: TLS, mTLS, SASL_SSL with PLAIN and
+# OAUTHBEARER, ACLs enforced), a fixture of its own beside the main broker, whose users stay
+# unrestricted. Broker tests named broker_security_* (tests/integration/security_*_test.lua)
+# require it; klua_require_secure_broker() marks them once they are added. Its state dir is
+# ${KLUA_BROKER_STATE}-secure; the jar cache is shared with the main broker.
+if(KLUA_BROKER_TESTS)
+  add_test(NAME kafka_broker_secure_start
+           COMMAND "${KLUA_KAFKA_BROKER}" start --profile secure --version "${KLUA_KAFKA_VERSION}")
+  set_tests_properties(kafka_broker_secure_start PROPERTIES
+    FIXTURES_SETUP kafka_broker_secure
+    ENVIRONMENT "KLUA_BROKER_STATE=${KLUA_BROKER_STATE}"
+    LABELS kafka
+    TIMEOUT 600)
+  add_test(NAME kafka_broker_secure_stop COMMAND "${KLUA_KAFKA_BROKER}" stop --profile secure)
+  set_tests_properties(kafka_broker_secure_stop PROPERTIES
+    FIXTURES_CLEANUP kafka_broker_secure
+    ENVIRONMENT "KLUA_BROKER_STATE=${KLUA_BROKER_STATE}"
+    LABELS kafka
+    TIMEOUT 60)
+endif()
+
+function(klua_require_secure_broker)
+  if(NOT KLUA_BROKER_TESTS)
+    return()
+  endif()
+  get_property(_tests DIRECTORY PROPERTY TESTS)
+  foreach(_t ${_tests})
+    if(_t MATCHES "^broker_security_")
+      set_property(TEST ${_t} APPEND PROPERTY FIXTURES_REQUIRED kafka_broker_secure)
+      set_property(TEST ${_t} APPEND PROPERTY LABELS security)
+    endif()
+  endforeach()
+endfunction()

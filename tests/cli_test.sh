@@ -351,7 +351,7 @@ usage_case "topic with an unknown subcommand, the nearest named" "unknown subcom
 usage_case "group with an unknown subcommand" "unknown subcommand 'frob' of klua group (expected: list, describe, delete, reset)" group frob
 usage_case "topics with an extra argument" "unexpected argument 'create' to topics" topics create orders
 usage_case "topic describe without a topic" "topic describe needs a TOPIC" topic describe
-usage_case "topic create --partitions 0" "--partitions must be a whole number >= 1, got 0" topic create t --partitions 0
+usage_case "topic create --partitions 0" "--partitions must be a whole number from 1 to 2147483647, got '0'" topic create t --partitions 0
 usage_case "topic create --config without =" "--config retention: expected key=value" topic create t --config retention
 usage_case "topic alter with nothing to change" "topic alter changes nothing" topic alter t
 usage_case "topic alter with two topics" "unexpected argument 'u' to topic alter" topic alter t u --partitions 3
@@ -363,8 +363,8 @@ usage_case "group reset without a target" "group reset needs a target: --to-earl
 usage_case "group reset with two targets" "give one target, not --to-earliest and --to-latest" group reset g --all-topics --to-earliest --to-latest
 usage_case "group reset --to-datetime soon" "--to-datetime soon: expected a time" group reset g --all-topics --to-datetime soon
 usage_case "group reset --by-duration 1y" "--by-duration 1y: expected a duration" group reset g --all-topics --by-duration 1y
-usage_case "group reset --to-offset -1" "--to-offset must be a whole number >= 0" group reset g --all-topics --to-offset -1
-usage_case "group reset --shift-by x" "--shift-by must be a number, got x" group reset g --all-topics --shift-by x
+usage_case "group reset --to-offset -1" "--to-offset must be a whole number from 0 to" group reset g --all-topics --to-offset -1
+usage_case "group reset --shift-by x" "--shift-by must be a whole number, got 'x'" group reset g --all-topics --shift-by x
 usage_case "offsets without a topic" "offsets needs a TOPIC" offsets
 usage_case "offsets --time yesterday-ish" "--time sometime: expected a time" offsets t --time sometime
 usage_case "metadata with an unknown option" "unknown option --brokerz" metadata --brokerz

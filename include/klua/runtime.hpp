@@ -45,7 +45,9 @@ struct Options {
   // arg[0] and arg[1..n] (also `...` of a script started by run_* / start_*).
   std::string script_name = "embedded";
   std::vector<std::string> args;
-  // SIGINT/SIGTERM stop the runtime as they stop klua (off: the host owns its signals).
+  // SIGINT/SIGTERM (and SIGPIPE) stop the runtime as they stop klua, and a second signal ends the
+  // process at once (docs/cli.md, Exit codes); one runtime of a process takes them (off: the host
+  // owns its signals).
   bool handle_signals = false;
 };
 

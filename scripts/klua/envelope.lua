@@ -58,18 +58,27 @@ end
 
 -- ISO-8601 UTC with milliseconds, from epoch ms.
 function M.iso8601(ms)
+  if type(ms) ~= "number" or not (ms >= -62135596800000 and ms < 253402300800000) then  -- years 1..9999
+    klua.errors.bad_argument("klua.envelope.iso8601", 1, "expected epoch milliseconds, got " .. tostring(ms))
+  end
   local secs = math.floor(ms / 1000)
   local frac = ms - secs * 1000
   return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. (".%03dZ"):format(frac)
 end
 
--- Epoch ms from ISO-8601 (Z or an offset; fraction optional), or nil.
+-- Epoch ms from ISO-8601 (Z or an offset; fraction optional), or nil and a message.
+local TIME_HELP = "expected an ISO-8601 time such as 2024-05-01T12:00:00.000Z or 2024-05-01T14:00:00+02:00"
+local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 function M.parse_time(s)
+  if type(s) ~= "string" then return nil, TIME_HELP .. ", got " .. type(s) end
+  local bad = TIME_HELP .. ", got '" .. s .. "'"
   local y, mo, d, h, mi, sec, frac, tz = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)%.?(%d*)(.*)$")
-  if not y then return nil end
+  if not y then return nil, bad end
   y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or tonumber(h) > 23 or tonumber(mi) > 59 or tonumber(sec) > 60 then
-    return nil
+  local leap = mo == 2 and y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)
+  if mo < 1 or mo > 12 or d < 1 or d > MONTH_DAYS[mo] + (leap and 1 or 0) or tonumber(h) > 23 or tonumber(mi) > 59
+     or tonumber(sec) > 60 then
+    return nil, bad
   end
   if mo <= 2 then y = y - 1 end
   local era = math.floor(y / 400)
@@ -81,23 +90,30 @@ function M.parse_time(s)
   if frac ~= "" then ms = ms + math.floor(tonumber("0." .. frac) * 1000 + 0.5) end
   if tz == "Z" then return ms end
   local sign, th, tm = tz:match("^([+-])(%d%d):?(%d%d)$")
-  if not sign then return nil end
+  if not sign or tonumber(th) > 18 or tonumber(tm) > 59 then return nil, bad end
   local off = (tonumber(th) * 60 + tonumber(tm)) * 60000
   return sign == "+" and ms - off or ms + off
 end
 
 -- W3C trace context.
 function M.new_traceparent(parent_trace_id)
+  if parent_trace_id ~= nil and (type(parent_trace_id) ~= "string" or not parent_trace_id:match("^%x+$")
+     or #parent_trace_id ~= 32 or parent_trace_id:match("%u") or parent_trace_id == ("0"):rep(32)) then
+    klua.errors.bad_argument("klua.envelope.new_traceparent", 1,
+      "trace_id must be 32 lowercase hex digits, not all zero, got " .. tostring(parent_trace_id))
+  end
   local trace_id = parent_trace_id or hex(klua.random_bytes(16))
   local span_id = hex(klua.random_bytes(8))
   return ("00-%s-%s-01"):format(trace_id, span_id)
 end
 
+local TRACEPARENT_HELP = "expected a traceparent 00-<32 hex>-<16 hex>-<2 hex> (lowercase, ids not all zero)"
 function M.parse_traceparent(s)
-  if type(s) ~= "string" then return nil end
+  if type(s) ~= "string" then return nil, TRACEPARENT_HELP .. ", got " .. type(s) end
+  local bad = TRACEPARENT_HELP .. ", got '" .. s .. "'"
   local v, trace_id, span_id, flags = s:match("^(%x%x)%-(%x+)%-(%x+)%-(%x%x)$")
-  if not v or v == "ff" or #trace_id ~= 32 or #span_id ~= 16 or s:match("%u") then return nil end
-  if trace_id == ("0"):rep(32) or span_id == ("0"):rep(16) then return nil end
+  if not v or v == "ff" or #trace_id ~= 32 or #span_id ~= 16 or s:match("%u") then return nil, bad end
+  if trace_id == ("0"):rep(32) or span_id == ("0"):rep(16) then return nil, bad end
   return { version = v, trace_id = trace_id, span_id = span_id, flags = flags }
 end
 

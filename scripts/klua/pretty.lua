@@ -6,7 +6,23 @@
 -- long lists stop after opts.max_items with a count of the rest.
 -- opts: max_items (50), max_depth (8), width (100: a table fitting in it prints on one line),
 -- max_string (200: longer strings inside tables are cut, with their length).
+-- Secrets are masked (klua.secrets): the value of a property-like key (dotted, such as
+-- "sasl.password") that names a secret, and the value of a {key=, value=, source=} entry whose
+-- key does (klua.config_entries()); a broker list loses a URL's user:password@. A script that
+-- prints a configuration never shows a password.
 local M = {}
+local secrets = require("klua.secrets")
+
+-- v as printed under the key k of table t: "********" for a secret.
+local function masked(t, k, v)
+  if v == nil or type(v) == "table" then return v end
+  if type(k) == "string" and k:find(".", 1, true) then return secrets.shown(k, v) end
+  -- a configuration entry {key=, value=, source=} (not a message, whose key is data)
+  if k == "value" and type(rawget(t, "key")) == "string" and rawget(t, "source") ~= nil then
+    return secrets.shown(rawget(t, "key"), v)
+  end
+  return v
+end
 
 local DEFAULTS = { max_items = 50, max_depth = 8, width = 100, max_string = 200 }
 
@@ -205,7 +221,7 @@ local function aligned(list, n, cols, o)
   for i = 1, shown do
     local row = {}
     for c, k in ipairs(cols) do
-      local v = list[i][k]
+      local v = masked(list[i], k, list[i][k])
       row[c] = cell(v, o)
       if v ~= nil and type(v) ~= "number" then numeric[c] = false end
       if #row[c] > widths[c] then widths[c] = #row[c] end
@@ -249,7 +265,7 @@ local function format_table(t, o, depth, indent, visiting)
       items[#items + 1] = string.format("... (%d more keys)", #keys - o.max_items)
       break
     end
-    items[#items + 1] = key_text(k, o) .. " = " .. format(t[k], o, depth + 1, indent .. "  ", visiting)
+    items[#items + 1] = key_text(k, o) .. " = " .. format(masked(t, k, t[k]), o, depth + 1, indent .. "  ", visiting)
   end
   visiting[t] = nil
   local one = "{ " .. table.concat(items, ", ") .. " }"

@@ -44,6 +44,12 @@ local function check_opts(opts, fn)
   for k in pairs(opts) do
     if not OPT_KEYS[k] then argerr(fn, 2, "unknown option '%s'", tostring(k)) end
   end
+  for _, k in ipairs({ "timeout_ms", "settle_ms" }) do  -- (NaN passes every `<` test: not (v >= 0))
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or not (v >= 0) or v == math.huge) then
+      argerr(fn, 2, "'%s' must be a number of milliseconds >= 0, got %s", k, tostring(v))
+    end
+  end
   return opts
 end
 
@@ -75,6 +81,27 @@ local function rule_pattern(rule)
   return table.concat(out)
 end
 
+-- A state file describes data: one that runs longer than this (an endless loop) fails instead of
+-- hanging the command, as a config file does. It runs interpreted (jit.off), so that the budget's
+-- hook, and a signal's, always run (a compiled loop runs no hook).
+M.STATE_FILE_BUDGET_MS = 10000
+local function run_state_file(chunk, path)
+  jit.off(chunk, true)
+  local deadline = klua.now() + M.STATE_FILE_BUDGET_MS
+  local function budget()
+    if klua.now() > deadline then
+      error(string.format("%s runs too long (over %d ms): a state file should only return the desired state",
+        path, M.STATE_FILE_BUDGET_MS), 0)
+    end
+  end
+  -- Lua's hooks are one per Lua state: a signal's hook (host/signals.cpp), set before or during the
+  -- run, is left in place.
+  if debug.gethook() == nil then debug.sethook(budget, "", 100000) end
+  local ok, v = pcall(chunk)
+  if debug.gethook() == budget then debug.sethook() end
+  return ok, v
+end
+
 -- Reads a state file: Lua (returns the table) or JSON (by the .json extension).
 function M.load(path)
   if type(path) ~= "string" then argerr("klua.provision.load", 1, "load expects a file path, got %s", type(path)) end
@@ -91,7 +118,8 @@ function M.load(path)
   end
   local chunk, err = loadfile(path)
   if not chunk then return nil, klua.errors.new { name = "KLUA_INVALID_ARGUMENT", message = err } end
-  local ok, v = pcall(chunk)
+  local ok, v = run_state_file(chunk, path)
+  if not ok and klua.errors.is(v) and v.name == "KLUA_CANCELLED" then error(v, 0) end -- a signal: stop
   if not ok then return nil, klua.errors.new { name = "KLUA_INVALID_ARGUMENT", message = tostring(v) } end
   if type(v) ~= "table" then
     return nil, klua.errors.new { name = "KLUA_INVALID_ARGUMENT", message = path .. " must return a table" }
@@ -144,6 +172,10 @@ local function normalize(state, fn)
       end
     end
     if type(t.name) ~= "string" or t.name == "" then argerr(fn, 1, "topic %d: 'name' must be a non-empty string", i) end
+    -- Kafka's rule for topic names (the broker refuses others only at --apply)
+    if not t.name:match("^[%w._-]+$") or #t.name > 249 or t.name == "." or t.name == ".." then
+      argerr(fn, 1, "topic %d: invalid name '%s' (up to 249 characters of a-z, A-Z, 0-9, '.', '_', '-')", i, t.name)
+    end
     if seen[t.name] then argerr(fn, 1, "topic '%s' is listed twice", t.name) end
     seen[t.name] = true
     local n = { name = t.name, partitions = t.partitions or d.partitions,

@@ -17,7 +17,9 @@
 -- places records by key), mode ("exactly_once" | "at_least_once"), group (the source consumer
 -- group that carries the progress; default a fresh "klua-replay-..." name), batch (2000 records
 -- per transaction or checkpoint), isolation ("read_committed"), progress (true | false; default:
--- when stderr is a terminal), quiet, on_progress(stats), producer (extra producer properties).
+-- when stderr is a terminal), quiet, on_progress(stats), producer (extra producer properties),
+-- timeout_ms (bounds each wait of the start: fencing the previous run, reading the group's
+-- committed offsets; default those calls' own, 60 s and 30 s).
 --
 -- Semantics
 -- - The range is fixed at start: per partition [from, min(to, end)) where end is the high
@@ -37,14 +39,19 @@
 --   source offsets are committed for `group` on the source cluster (the checkpoint). A replay run
 --   again with the same `group` resumes at the checkpoint and may repeat up to one batch.
 -- - With an explicit `group`, partitions start at the group's committed offset when it lies
---   inside the range (a resume); a fresh group starts at `from`.
+--   inside the range (a resume); a fresh group starts at `from`. In exactly_once mode the
+--   producer's init_transactions runs first: it fences a killed run of the same group and aborts
+--   its open transaction, whose pending offsets would keep the lookup failing (read_committed
+--   asks for stable offsets). A lookup that fails (or a failed init) ends the run with nil, err
+--   naming the group and the cause (a Kafka error: `klua replay` exits 3); it never starts again
+--   at `from`, which would copy the group's progress twice.
 local M = {}
 
 local KNOWN = {
   source = true, target = true, source_brokers = true, target_brokers = true, from = true, to = true,
   partitions = true, filter = true, transform = true, rate = true, keep_timestamps = true,
   keep_headers = true, keep_partition = true, mode = true, group = true, batch = true,
-  isolation = true, progress = true, quiet = true, on_progress = true, producer = true,
+  isolation = true, progress = true, quiet = true, on_progress = true, producer = true, timeout_ms = true,
 }
 
 -- A bad option raises KLUA_INVALID_ARGUMENT at the caller's line (klua.errors.bad_argument).
@@ -53,10 +60,14 @@ local function bad(msg) klua.errors.bad_argument("klua.replay.run", 1, msg) end
 local function check_bound(name, v)
   if v == nil or v == "beginning" or v == "end" then return end
   if type(v) == "number" then
-    if v < 0 or v % 1 ~= 0 then bad(name .. " offset must be a whole number >= 0, got " .. v) end
+    if not (v >= 0) or v % 1 ~= 0 or v > 2 ^ 63 then bad(name .. " offset must be a whole number >= 0, got " .. v) end
     return
   end
-  if type(v) == "table" and type(v.timestamp) == "number" then return end
+  if type(v) == "table" and type(v.timestamp) == "number" then
+    local ts = v.timestamp  -- epoch ms; NaN compares false with everything and would copy everything
+    if not (ts >= 0 and ts < 2 ^ 53) then bad(name .. ".timestamp must be epoch milliseconds >= 0, got " .. ts) end
+    return
+  end
   bad(name .. ' must be "beginning", "end", an offset or {timestamp = epoch_ms}, got ' .. tostring(v))
 end
 
@@ -77,12 +88,22 @@ local function check_opts(o)
   check_bound("to", o.to)
   if o.from == "end" then bad('from = "end" selects nothing') end
   if o.to == "beginning" then bad('to = "beginning" selects nothing') end
-  if o.rate ~= nil and (type(o.rate) ~= "number" or o.rate <= 0) then bad("'rate' must be a positive number (records/s)") end
-  if o.batch ~= nil and (type(o.batch) ~= "number" or o.batch < 1) then bad("'batch' must be a number >= 1") end
+  -- (not (x > 0) refuses NaN too, which passes every `<` test)
+  if o.rate ~= nil and (type(o.rate) ~= "number" or not (o.rate > 0) or o.rate == math.huge) then
+    bad("'rate' must be a positive number (records/s)")
+  end
+  if o.batch ~= nil and (type(o.batch) ~= "number" or not (o.batch >= 1) or o.batch % 1 ~= 0 or o.batch > 1e9) then
+    bad("'batch' must be a whole number >= 1")
+  end
+  if o.timeout_ms ~= nil and (type(o.timeout_ms) ~= "number" or not (o.timeout_ms > 0) or o.timeout_ms == math.huge) then
+    bad("'timeout_ms' must be a positive number of milliseconds")
+  end
   if o.partitions ~= nil then
     if type(o.partitions) ~= "table" then bad("'partitions' must be a list of partition numbers") end
     for _, p in ipairs(o.partitions) do
-      if type(p) ~= "number" or p < 0 or p % 1 ~= 0 then bad("'partitions' must hold partition numbers >= 0") end
+      if type(p) ~= "number" or not (p >= 0) or p % 1 ~= 0 or p > 2 ^ 31 - 1 then
+        bad("'partitions' must hold partition numbers from 0 to 2147483647, got " .. tostring(p))
+      end
     end
   end
   local same = o.source_brokers == o.target_brokers
@@ -184,6 +205,17 @@ local function record_for(o, msg)
   return rec
 end
 
+-- The error that ends a run whose progress cannot be known: a Kafka error (exit 3 from the CLI)
+-- naming the group and the cause, never a silent start at `from`.
+local function lookup_error(group, what, cause)
+  local e = klua.errors.is(cause) and cause or nil
+  return klua.errors.new{
+    name = e and e.name or "KLUA_REPLAY_PROGRESS_UNKNOWN", code = e and e.code or nil, kafka = true,
+    retriable = e and e.retriable or nil, group = group, op = "klua.replay", cause = cause,
+    message = string.format("%s (%s): stopped without copying, since starting again at the range's beginning " ..
+      "would copy the group's progress twice", what, e and (e.message or tostring(e)) or tostring(cause)) }
+end
+
 function M.run(o)
   check_opts(o)
   local same_cluster = o.source_brokers == o.target_brokers
@@ -208,15 +240,38 @@ function M.run(o)
     pcall(p.close, p)
   end
 
+  -- Exactly-once: init_transactions before anything reads the group's offsets. It fences an
+  -- older run with this transactional.id (a killed replay of the same group) and aborts its open
+  -- transaction, whose pending offsets would otherwise keep the committed-offset lookup below
+  -- failing (read_committed asks for stable offsets) until the transaction times out.
+  if mode == "exactly_once" then
+    local ok, ierr = p:init_transactions(o.timeout_ms and { timeout_ms = o.timeout_ms } or nil)
+    if not ok then
+      cleanup()
+      return nil, lookup_error(group, "could not initialise the transactional producer (transactional.id " ..
+        tostring(pcfg["transactional.id"]) .. ") that fences the group's previous run", ierr)
+    end
+  end
+
   local parts, err = plan_range(c, o)
   if not parts then cleanup(); return nil, err end
   if explicit_group then
     local q = {}
     for i, pr in ipairs(parts) do q[i] = { topic = o.source, partition = pr.partition } end
-    local committed = c:committed(q)
-    for i, cm in ipairs(committed or {}) do
+    -- A failed lookup ends the run: starting again at `from` would copy the group's progress twice.
+    local committed, cerr = c:committed(q, o.timeout_ms and { timeout_ms = o.timeout_ms } or nil)
+    if not committed then
+      cleanup()
+      return nil, lookup_error(group, "could not read the group's committed offsets", cerr)
+    end
+    for i, pr in ipairs(parts) do
+      local cm = committed[i]
+      if not cm or cm.error or cm.partition ~= pr.partition then
+        cleanup()
+        return nil, lookup_error(group, "could not read the group's committed offset of " .. o.source .. " [" .. pr.partition .. "]",
+          cm and cm.error or "no answer for this partition")
+      end
       local off = tonumber(cm.offset)
-      local pr = parts[i]
       if off and off > pr.from and off <= pr.stop then pr.from = off; pr.resumed = true end
     end
   end

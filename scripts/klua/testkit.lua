@@ -44,6 +44,12 @@ local function check(cond, fn, n, msg)
   if not cond then klua.errors.bad_argument("klua.testkit." .. fn, n, msg) end
 end
 
+-- A timeout in ms: nil (the default) or a finite number >= 0 (NaN would never end a wait).
+local function check_timeout(v, fn, n, name)
+  check(v == nil or (type(v) == "number" and v >= 0 and v ~= math.huge), fn, n,
+        (name or "timeout_ms") .. " must be a number of milliseconds >= 0, got " .. tostring(v))
+end
+
 function M.fresh(prefix)
   check(prefix == nil or type(prefix) == "string", "fresh", 1, "prefix must be a string")
   return (prefix or "t") .. "-" .. klua.uuid():gsub("-", ""):sub(1, 8)
@@ -150,6 +156,7 @@ end
 function M.read(topic, opts)
   check(type(topic) == "string", "read", 1, "topic must be a string")
   opts = opts or {}
+  check_timeout(opts.timeout_ms, "read", 2)
   local c, err = assigned_consumer(topic, opts)
   if not c then return nil, err end
   local got = {}
@@ -188,6 +195,7 @@ end
 function M.expect_message(topic, predicate, opts)
   check(type(topic) == "string", "expect_message", 1, "topic must be a string")
   opts = opts or {}
+  check_timeout(opts.timeout_ms, "expect_message", 3)
   local match = matcher(predicate)
   local timeout = opts.timeout_ms or 10000
   local c, err = assigned_consumer(topic, opts)
@@ -216,6 +224,7 @@ end
 
 function M.roundtrip(topic, msgs, opts)
   opts = opts or {}
+  check_timeout(opts.timeout_ms, "roundtrip", 3)
   local reports, err = M.produce(topic, msgs)
   if not reports then return nil, err end
   local from, want = {}, {}
@@ -248,6 +257,7 @@ function M.roundtrip(topic, msgs, opts)
 end
 
 function M.poll_n(c, n, timeout_ms)
+  check_timeout(timeout_ms, "poll_n", 3, "timeout_ms")
   local got = {}
   local deadline = klua.now() + (timeout_ms or 30000)
   while #got < n and klua.now() < deadline do

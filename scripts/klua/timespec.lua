@@ -52,8 +52,13 @@ local function iso_duration(s)
 end
 
 -- duration(s) -> milliseconds (signed: "-2h" is -7200000), or nil, message. A number is taken as ms.
+local function finite(n) return n == n and n ~= math.huge and n ~= -math.huge end
+
 function M.duration(s)
-  if type(s) == "number" then return s end
+  if type(s) == "number" then
+    if not finite(s) then return nil, DURATION_HELP end
+    return s
+  end
   if type(s) ~= "string" then return nil, DURATION_HELP end
   local sign, rest = s:match("^([+-]?)(.*)$")
   local ms = rest:match("^%d+$") and tonumber(rest) or unit_terms(rest) or iso_duration(rest)
@@ -70,6 +75,11 @@ local function days_from_civil(y, mo, d)
   local doy = floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
   local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
   return era * 146097 + doe - 719468
+end
+
+local function days_in_month(y, mo)
+  if mo == 2 then return (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) and 29 or 28 end
+  return (mo == 4 or mo == 6 or mo == 9 or mo == 11) and 30 or 31
 end
 
 -- ISO-8601 date-times (UTC with Z, an offset, or neither: UTC), or a date alone (its midnight, UTC).
@@ -89,12 +99,12 @@ local function iso_time(s)
     tz = rest
   end
   y, mo, d, h, mi, sec = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(sec)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or sec > 60 then return nil end
+  if mo < 1 or mo > 12 or d < 1 or d > days_in_month(y, mo) or h > 23 or mi > 59 or sec > 60 then return nil end
   local ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + sec * 1000
   if frac ~= "" then ms = ms + floor(tonumber("0." .. frac) * 1000 + 0.5) end
   if tz == "" or tz == "Z" or tz == "z" then return ms end
   local sign, th, tm = tz:match("^([+-])(%d%d):?(%d%d)$")
-  if not sign then return nil end
+  if not sign or tonumber(th) > 18 or tonumber(tm) > 59 then return nil end  -- offsets span -18:00..+18:00
   local off = (tonumber(th) * 60 + tonumber(tm)) * 60000
   return sign == "+" and ms - off or ms + off
 end
@@ -102,7 +112,10 @@ end
 -- time(s [, now]) -> epoch ms, or nil, message. A number is taken as epoch ms; "now" is now; a duration
 -- (-2h, 2h, PT2H) is that long before now, +2h that long after; now defaults to klua.time().
 function M.time(s, now)
-  if type(s) == "number" then return s end
+  if type(s) == "number" then
+    if not finite(s) then return nil, TIME_HELP end
+    return s
+  end
   if type(s) ~= "string" then return nil, TIME_HELP end
   if s:match("^%d+$") then return tonumber(s) end
   local iso = iso_time(s)

@@ -120,6 +120,15 @@ end
 
 local function bad(detail) klua.errors.bad_argument("klua.worker", 1, detail) end
 
+-- A number option: finite (NaN passes every `<` test), >= min, <= max, whole when asked.
+local function check_number(name, v, min, whole, max)
+  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or v < min or (max and v > max)
+     or (whole and v ~= math.floor(v)) then
+    bad(("'%s' must be a %s %s, got %s"):format(name, whole and "whole number" or "number",
+      max and ("from " .. min .. " to " .. max) or (">= " .. min), type(v) == "number" and tostring(v) or type(v)))
+  end
+end
+
 local function default_dedupe_key(msg) return msg:header("x-event-id") end
 
 local function check_dead_letter(dl)
@@ -160,15 +169,19 @@ function M.new(opts)
     if not RETRY_KEYS[k] then bad("unknown retry option '" .. tostring(k) .. "'") end
   end
   local retry = { max = r.max or 3, base_ms = r.base_ms or 100, max_ms = r.max_ms or 10000, jitter = r.jitter or 0.2 }
-  if retry.jitter < 0 or retry.jitter > 1 then bad("retry.jitter must be within 0..1") end
+  if retry.max ~= math.huge then check_number("retry.max", retry.max, 0, true) end  -- math.huge: for ever
+  check_number("retry.base_ms", retry.base_ms, 0)
+  check_number("retry.max_ms", retry.max_ms, 0)
+  check_number("retry.jitter", retry.jitter, 0, false, 1)
   if r.topic ~= nil and type(r.topic) ~= "string" then bad("retry.topic must be a topic name") end
   local dedupe
   if opts.dedupe then
     if type(opts.dedupe) ~= "table" then bad("'dedupe' must be a table {key=, window=}") end
     dedupe = { key = opts.dedupe.key or default_dedupe_key, window = opts.dedupe.window or 10000 }
     if type(dedupe.key) ~= "function" then bad("dedupe.key must be a function") end
+    check_number("dedupe.window", dedupe.window, 1, true)
     dedupe.topic, dedupe.window_ms = opts.dedupe.topic, opts.dedupe.window_ms -- the Kafka-backed store (dedupe_store.lua)
-    if dedupe.topic ~= nil and (type(dedupe.topic) ~= "string" or type(dedupe.window_ms) ~= "number" or dedupe.window_ms < 1) then
+    if dedupe.topic ~= nil and (type(dedupe.topic) ~= "string" or type(dedupe.window_ms) ~= "number" or not (dedupe.window_ms >= 1) or dedupe.window_ms == math.huge) then
       bad("dedupe.topic must be a topic name, with dedupe.window_ms (ms >= 1)")
     end
   end
@@ -176,11 +189,11 @@ function M.new(opts)
   local order = opts.order or "partition"
   if order ~= "partition" and order ~= "key" then bad("'order' must be \"partition\" or \"key\"") end
   local timeout = opts.handler_timeout_ms
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then bad("'handler_timeout_ms' must be a number > 0") end
+  if timeout ~= nil then check_number("handler_timeout_ms", timeout, 1) end
   local max_queued = opts.max_queued or 10000
-  if type(max_queued) ~= "number" or max_queued < 1 then bad("'max_queued' must be a number >= 1") end
+  check_number("max_queued", max_queued, 1, true)
   local concurrency = opts.concurrency or 4
-  if type(concurrency) ~= "number" or concurrency < 1 then bad("'concurrency' must be a number >= 1") end
+  check_number("concurrency", concurrency, 1, true)
   -- a literal subscription needs a handler now, not when its first record arrives
   for _, t in ipairs(topics) do
     if type(t) ~= "string" then bad("'topics' must be a list of names") end

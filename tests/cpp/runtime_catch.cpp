@@ -1,5 +1,7 @@
 // The runtime as a library: what an embedding C++ program sees.
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <memory>
@@ -85,6 +87,12 @@ TEST_CASE("secret properties are recognised", "[config]") {
   REQUIRE(klua::is_secret_property("ssl.key.pem"));
   REQUIRE_FALSE(klua::is_secret_property("bootstrap.servers"));
   REQUIRE_FALSE(klua::is_secret_property("sasl.username"));
+  // klua.secrets.is_secret's rule (scripts/klua/secrets.lua): misspellings and other shapes too
+  for (const char* k : {"sasl.pasword", "SASL.PASSWORD", "ssl.keystore.password", "sasl.jaas.config", "api.key",
+                        "private_key", "schema.registry.basic.auth.user.info.credential", "x.pwd"})
+    REQUIRE(klua::is_secret_property(k));
+  for (const char* k : {"ssl.key.location", "ssl.keystore.location", "linger.ms", "sasl.mechanism"})
+    REQUIRE_FALSE(klua::is_secret_property(k));
 }
 
 TEST_CASE("two runtimes alive at once each keep working", "[runtime]") {
@@ -139,4 +147,63 @@ TEST_CASE("runtimes in several threads at once share nothing", "[runtime]") {
   }
   for (auto& th : pool) th.join();
   for (int t = 0; t < threads; ++t) REQUIRE(codes[t] == 0);
+}
+
+TEST_CASE("to_display_string never raises, whatever __tostring does", "[runtime]") {
+  klua::Runtime rt(options());
+  lua_State* L = rt.lua();
+  int top = lua_gettop(L);
+  auto shown = [&](const char* chunk) {
+    REQUIRE(luaL_dostring(L, chunk) == 0);
+    std::string s = klua::to_display_string(L, -1);
+    lua_pop(L, 1);
+    return s;
+  };
+  CHECK(shown("return setmetatable({}, { __tostring = function() return 'fine' end })") == "fine");
+  CHECK(shown("return setmetatable({}, { __tostring = function() error('broken', 0) end })") ==
+        "error object (table) whose __tostring raised: broken");
+  // What the failing __tostring raised is not trusted either: its own __tostring is not called.
+  CHECK(shown("local inner = setmetatable({}, { __tostring = function() error('again') end }) "
+              "return setmetatable({}, { __tostring = function() error(inner) end })") ==
+        "error object (table) whose __tostring raised: (table value)");
+  CHECK(shown("return setmetatable({}, { __tostring = function() return {} end })") ==
+        "error object (table) whose __tostring returned a table");
+  CHECK(shown("return newproxy(true)") .find("userdata") != std::string::npos);
+  CHECK(lua_gettop(L) == top);
+}
+
+TEST_CASE("klua._stdout is a buffer per runtime, written out when its runtime closes", "[runtime]") {
+  // fd 1 goes to a pipe for the test (64 KiB of pipe buffer is plenty for what is written).
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  int saved = dup(1);
+  fflush(stdout);
+  dup2(fds[1], 1);
+  auto drain = [&] {
+    std::string got;
+    char buf[256];
+    int flags = fcntl(fds[0], F_GETFL);
+    fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+    return got;
+  };
+  std::string after_second, after_first;
+  {
+    auto first = std::make_unique<klua::Runtime>(options());
+    first->run_string("klua._stdout.put('one')", "=first");  // buffered, not written
+    {
+      klua::Runtime second(options());
+      second.run_string("klua._stdout.put('two') klua._stdout.flush()", "=second");
+    }
+    after_second = drain();  // the second runtime wrote its own bytes only
+    first.reset();
+    after_first = drain();  // the first one's buffer went out when it closed
+  }
+  dup2(saved, 1);
+  close(saved);
+  close(fds[0]);
+  close(fds[1]);
+  CHECK(after_second == "two");
+  CHECK(after_first == "one");
 }

@@ -73,3 +73,21 @@ test("what they cannot read is nil and a message naming the accepted forms", fun
     assert_match(msg, "expected a duration")
   end
 end)
+
+test("a day is checked against its month (leap years included) and an offset against +-18:00", function()
+  -- the expected values by arithmetic: days since 1970-01-01 * 86400000
+  assert_eq(T.time("2024-02-29"), 19782 * 86400000)
+  assert_eq(T.time("2000-02-29T00:00:00Z"), 11016 * 86400000)
+  assert_eq(T.time("2024-04-30"), 19843 * 86400000)
+  assert_eq(T.time("2024-01-01T18:00:00+18:00"), 19723 * 86400000)
+  for _, bad in ipairs{ "2023-02-29", "1900-02-29", "2024-02-30", "2024-04-31", "2024-06-31", "2024-09-31",
+                        "2024-11-31", "2024-01-01T00:00:00+19:00", "2024-01-01T00:00:00+05:60" } do
+    local v, msg = T.time(bad)
+    assert_eq(v, nil, bad)
+    assert_match(msg, "expected a time")
+  end
+  for _, n in ipairs{ 0 / 0, 1 / 0, -1 / 0 } do
+    assert_eq(T.time(n), nil, tostring(n))
+    assert_eq(T.duration(n), nil, tostring(n))
+  end
+end)

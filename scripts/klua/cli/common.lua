@@ -193,11 +193,41 @@ function M.fail(err)
   klua.exit(M.exit_code(err))
 end
 
-function M.number(usage, name, v)
+-- A number argument written in decimal (no hex, no inf or nan, no trailing text); nil when v is not one.
+local function decimal(v)
+  if type(v) ~= "string" or not v:match("^[+-]?%d*%.?%d+$") and not v:match("^[+-]?%d+%.?%d*[eE][+-]?%d+$")
+     and not v:match("^[+-]?%d+%.$") then
+    return nil
+  end
   local n = tonumber(v)
-  if not n then M.usage_error(usage, name .. " must be a number, got " .. tostring(v)) end
+  if n ~= n or n == math.huge or n == -math.huge then return nil end
   return n
 end
+
+-- A number option: decimal and finite, within [min, max] when given (nil: unbounded); a usage
+-- error naming the option and the value otherwise.
+function M.number(usage, name, v, min, max)
+  local n = decimal(v)
+  if not n or (min and n < min) or (max and n > max) then
+    local range = min and max and (" from " .. min .. " to " .. max) or min and (" >= " .. min) or ""
+    M.usage_error(usage, ("%s must be a number%s, got '%s'"):format(name, range, tostring(v)))
+  end
+  return n
+end
+
+-- A whole-number option (a count, a partition, an offset) within [min, max] (max defaults to
+-- 2^53, beyond which doubles skip whole numbers; a partition's max is 2^31-1).
+function M.integer(usage, name, v, min, max)
+  local n = decimal(v)
+  max = max or 2 ^ 53
+  if not n or n ~= math.floor(n) or (min and n < min) or math.abs(n) > max then
+    local range = min and (" from " .. min .. " to " .. string.format("%d", max)) or ""
+    M.usage_error(usage, ("%s must be a whole number%s, got '%s'"):format(name, range, tostring(v)))
+  end
+  return n
+end
+
+M.MAX_PARTITION = 2 ^ 31 - 1
 
 -- Prints rows (a list of tables) as aligned columns.
 function M.print_table(rows, columns)

@@ -49,9 +49,9 @@ M.COMMANDS = {
   provision = { files = true, options = { "--apply", "--check", "--prune", "--json" } },
   replay = { options = { "--from", "--to", "--since", "-p", "--partition", "--source-brokers", "--target-brokers",
                          "--rate", "--batch", "--group", "--at-least-once", "--keep-partition", "--no-timestamps",
-                         "--no-headers", "--quiet", "--json" },
+                         "--no-headers", "--quiet", "--json", "--timeout" },
              values = { "--from", "--to", "--since", "-p", "--partition", "--source-brokers", "--target-brokers",
-                        "--rate", "--batch", "--group" } },
+                        "--rate", "--batch", "--group", "--timeout" } },
   config = { words = { "show" }, options = { "--json" } },
   completion = { words = { "bash" }, options = {} },
   version = { options = {} },
@@ -125,7 +125,9 @@ end
 
 function M.main(...)
   local _, pos = common.parse({ ... }, {}, USAGE)
-  if pos[1] ~= "bash" or pos[2] then common.usage_error(USAGE, "expected: klua completion bash") end
+  if pos[1] == nil then common.usage_error(USAGE, "completion needs a shell: klua completion bash") end
+  if pos[1] ~= "bash" then common.usage_error(USAGE, "no completion for the shell '" .. pos[1] .. "': klua completion bash is the one there is") end
+  if pos[2] then common.usage_error(USAGE, "unexpected argument '" .. pos[2] .. "' to completion") end
   io.stdout:write(M.bash())
 end
 

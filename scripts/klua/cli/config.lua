@@ -9,16 +9,9 @@ usage: klua config show [--json]
   $XDG_CONFIG_HOME/klua/config.lua), KLUA_BROKERS; without brokers, the embedded cluster
 ]]
 
--- Property names whose values are secrets (matched case-insensitively).
-local SECRET_PATTERNS = { "password", "secret", "token", "sasl%.oauthbearer%.config", "ssl%.key%.pem" }
-
-function M.is_secret(key)
-  local k = key:lower()
-  for _, p in ipairs(SECRET_PATTERNS) do
-    if k:find(p) then return true end
-  end
-  return false
-end
+-- Property names whose values are secrets: klua.secrets' rule (misspellings such as
+-- sasl.pasword included), the same as the REPL's and klua.pretty's.
+M.is_secret = require("klua.secrets").is_secret
 
 -- The effective entries: one per key (the highest layer wins), sorted by key, with the sources
 -- of the values it overrides.
@@ -39,9 +32,8 @@ function M.effective(entries)
   local out = {}
   for _, k in ipairs(order) do
     local e = by_key[k]
-    if M.is_secret(k) then
-      e.value, e.redacted = "********", true
-    end
+    local shown = require("klua.secrets").shown(k, e.value)
+    if shown ~= e.value then e.value, e.redacted = shown, true end
     if #e.overrides == 0 then e.overrides = nil end
     out[#out + 1] = e
   end

@@ -68,7 +68,7 @@ end
 -- The topic is looked up first: a subscription to a topic that does not exist would wait for an
 -- assignment forever (under group.protocol=consumer the broker reports nothing at all).
 local function open_consumer(topic, opts)
-  local only = opts.partition and common.number(USAGE, "--partition", opts.partition)
+  local only = opts.partition and common.integer(USAGE, "--partition", opts.partition, 0, common.MAX_PARTITION)
   if only and opts.group then
     common.usage_error(USAGE, "-p and -g: a group member reads the partitions its group assigns it")
   end
@@ -146,7 +146,7 @@ function M.main(...)
     ["--unbuffered"] = "flag", ["-u"] = "--unbuffered" }, USAGE)
   local topic = pos[1]
   if not topic or #pos > 1 then common.usage_error(USAGE, "consume needs exactly one TOPIC") end
-  local count = opts.count and common.number(USAGE, "--count", opts.count)
+  local count = opts.count and common.integer(USAGE, "--count", opts.count, 1)
   local emit, keep = output(opts)
   local c = open_consumer(topic, opts)
 

@@ -171,9 +171,15 @@ end
 local function selection(list)
   local out = {}
   for _, s in ipairs(list) do
-    local topic, parts = s:match("^(.+):([%d,]+)$")
+    local topic, parts = s:match("^(.+):(.*)$")
     if topic then
-      for p in parts:gmatch("%d+") do out[#out + 1] = { topic = topic, partition = tonumber(p) } end
+      -- topic names cannot hold ':' (Kafka allows [a-zA-Z0-9._-]): what follows is the partitions
+      for p in (parts .. ","):gmatch("([^,]*),") do
+        if not p:match("^%d+$") or tonumber(p) > common.MAX_PARTITION then
+          common.usage_error(USAGE, "--topic " .. s .. ": expected TOPIC or TOPIC:P,P... (partitions are whole numbers >= 0)")
+        end
+        out[#out + 1] = { topic = topic, partition = tonumber(p) }
+      end
     else
       out[#out + 1] = s
     end
@@ -204,11 +210,9 @@ function M.reset(...)
   if opts.to_earliest then to = "earliest"
   elseif opts.to_latest then to = "latest"
   elseif opts.to_offset then
-    to = common.number(USAGE, "--to-offset", opts.to_offset)
-    if to < 0 or to ~= math.floor(to) then common.usage_error(USAGE, "--to-offset must be a whole number >= 0") end
+    to = common.integer(USAGE, "--to-offset", opts.to_offset, 0)
   elseif opts.shift_by then
-    local n = common.number(USAGE, "--shift-by", opts.shift_by)
-    if n ~= math.floor(n) then common.usage_error(USAGE, "--shift-by must be a whole number") end
+    local n = common.integer(USAGE, "--shift-by", opts.shift_by)
     to = { shift = n }
   elseif opts.to_datetime then
     local ms, perr = common.parse_time(opts.to_datetime)

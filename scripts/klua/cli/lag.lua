@@ -18,7 +18,7 @@ function M.main(...)
   local group = pos[1]
   if not group then common.usage_error(USAGE, "lag needs a GROUP") end
   local topics = #pos > 1 and { select(2, unpack(pos)) } or nil
-  local max_lag = opts.max_lag and common.number(USAGE, "--max-lag", opts.max_lag)
+  local max_lag = opts.max_lag and common.integer(USAGE, "--max-lag", opts.max_lag, 0)
   local snap, err = klua.lag(group, topics)
   if not snap then common.fail(err) end
   -- No committed offset: a typo'd group reads as lag 0. It must exist (the cluster knows it).

@@ -31,8 +31,7 @@ function M.main(...)
   if opts.partition then
     sel = {}
     for i, p in ipairs(opts.partition) do
-      local n = common.number(USAGE, "--partition", p)
-      if n < 0 or n ~= math.floor(n) then common.usage_error(USAGE, "--partition must be a whole number >= 0, got " .. p) end
+      local n = common.integer(USAGE, "--partition", p, 0, common.MAX_PARTITION)
       sel[i] = { topic = topic, partition = n }
     end
     -- a partition the topic does not have is an error naming it, not a broker timeout

@@ -21,7 +21,7 @@ function M.main(...)
     ["--json"] = "flag", ["--null"] = "flag", ["-Z"] = "--null", ["--keep-empty"] = "flag" }, USAGE)
   local topic = pos[1]
   if not topic or #pos > 1 then common.usage_error(USAGE, "produce needs exactly one TOPIC") end
-  local partition = opts.partition and common.number(USAGE, "--partition", opts.partition)
+  local partition = opts.partition and common.integer(USAGE, "--partition", opts.partition, 0, common.MAX_PARTITION)
   local headers
   for _, h in ipairs(opts.header or {}) do
     local name, value = h:match("^([^=]+)=(.*)$")

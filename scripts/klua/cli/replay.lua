@@ -16,6 +16,9 @@ usage: klua replay SOURCE TARGET [options]
   --rate N              at most N records per second
   --batch N             records per transaction / checkpoint (default 2000)
   --group G             the consumer group holding the progress (resume a replay with the same G)
+  --timeout MS          bound each wait of the start (fencing the group's previous run, reading its
+                        committed offsets; default 60 s and 30 s); when one fails the replay stops
+                        and exits 3, never starting again at --from
   --at-least-once       no transactions even within one cluster
   --keep-partition      write each record to its source partition number
   --no-timestamps       let the target assign timestamps
@@ -38,6 +41,7 @@ function M.main(...)
   local opts, pos = common.parse({ ... }, {
     ["--from"] = "value", ["--to"] = "value", ["--since"] = "value", ["--partition"] = "list", ["-p"] = "--partition",
     ["--source-brokers"] = "value", ["--target-brokers"] = "value", ["--rate"] = "value", ["--batch"] = "value", ["--group"] = "value",
+    ["--timeout"] = "value",
     ["--at-least-once"] = "flag", ["--keep-partition"] = "flag", ["--no-timestamps"] = "flag",
     ["--no-headers"] = "flag", ["--quiet"] = "flag", ["--json"] = "flag" }, USAGE)
   if #pos ~= 2 then common.usage_error(USAGE, "replay needs SOURCE and TARGET topics") end
@@ -52,13 +56,18 @@ function M.main(...)
   local partitions
   for _, p in ipairs(opts.partition or {}) do
     partitions = partitions or {}
-    partitions[#partitions + 1] = common.number(USAGE, "--partition", p)
+    partitions[#partitions + 1] = common.integer(USAGE, "--partition", p, 0, common.MAX_PARTITION)
+  end
+  local timeout = opts.timeout and common.number(USAGE, "--timeout", opts.timeout)
+  if timeout and not (timeout > 0 and timeout < math.huge) then
+    common.usage_error(USAGE, "--timeout must be a positive number of milliseconds, got " .. opts.timeout)
   end
   local args = {
     source = pos[1], target = pos[2], from = from, to = to, partitions = partitions,
     source_brokers = opts.source_brokers, target_brokers = opts.target_brokers or opts.source_brokers,
-    rate = opts.rate and common.number(USAGE, "--rate", opts.rate), group = opts.group,
-    batch = opts.batch and common.number(USAGE, "--batch", opts.batch),
+    rate = opts.rate and common.number(USAGE, "--rate", opts.rate, 0.001), group = opts.group,
+    batch = opts.batch and common.integer(USAGE, "--batch", opts.batch, 1, 1e9),
+    timeout_ms = timeout,
     mode = opts.at_least_once and "at_least_once" or nil, keep_partition = opts.keep_partition or nil,
     keep_timestamps = not opts.no_timestamps, keep_headers = not opts.no_headers,
     quiet = opts.quiet, progress = (opts.quiet or opts.json) and false or nil,

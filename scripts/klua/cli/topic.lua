@@ -25,9 +25,8 @@ local function parse(args, spec, usage)
 end
 
 local function count(name, v)
-  local n = common.number(USAGE, name, v)
-  if n < 1 or n ~= math.floor(n) then common.usage_error(USAGE, name .. " must be a whole number >= 1, got " .. v) end
-  return n
+  -- Kafka's partition count and replication factor are int32 and int16 on the wire
+  return common.integer(USAGE, name, v, 1, name == "--replication-factor" and 32767 or common.MAX_PARTITION)
 end
 
 local function configs(list)

@@ -61,10 +61,13 @@ function M.check(opts)
       if k ~= "max" and k ~= "timeout_ms" then bad("unknown batch option '" .. tostring(k) .. "' (allowed: max, timeout_ms)") end
     end
     mode.max, mode.timeout_ms, mode.batch_handlers = b.max or 1000, b.timeout_ms or 100, true
-    if type(mode.max) ~= "number" or mode.max < 1 or mode.max ~= math.floor(mode.max) then
+    if type(mode.max) ~= "number" or not (mode.max >= 1) or mode.max ~= math.floor(mode.max) or mode.max == math.huge then
       bad("batch.max must be a whole number >= 1")
     end
-    if type(mode.timeout_ms) ~= "number" or mode.timeout_ms < 0 then bad("batch.timeout_ms must be a number >= 0") end
+    -- (not (x >= 0): NaN is refused too)
+    if type(mode.timeout_ms) ~= "number" or not (mode.timeout_ms >= 0) or mode.timeout_ms == math.huge then
+      bad("batch.timeout_ms must be a number >= 0")
+    end
   end
   if x ~= nil and x ~= false then
     if x ~= true and type(x) ~= "table" then

@@ -347,13 +347,14 @@ function M.open(opts)
   if type(topic) ~= "string" or topic == "" then
     klua.errors.bad_argument("dedupe_store.open", 1, "'topic' (a topic name) is required")
   end
-  if type(window) ~= "number" or window < 1 or window ~= floor(window) then
+  if type(window) ~= "number" or not (window >= 1) or window ~= floor(window) or window == math.huge then
     klua.errors.bad_argument("dedupe_store.open", 1, "'window_ms' (a whole number of ms >= 1) is required")
   end
-  if opts.partitions ~= nil and (type(opts.partitions) ~= "number" or opts.partitions < 1) then
+  if opts.partitions ~= nil and (type(opts.partitions) ~= "number" or not (opts.partitions >= 1)
+                                 or opts.partitions ~= floor(opts.partitions) or opts.partitions > 2 ^ 31 - 1) then
     klua.errors.bad_argument("dedupe_store.open", 1, "'partitions' must be a number >= 1")
   end
-  if opts.timeout_ms ~= nil and (type(opts.timeout_ms) ~= "number" or opts.timeout_ms <= 0) then
+  if opts.timeout_ms ~= nil and (type(opts.timeout_ms) ~= "number" or not (opts.timeout_ms > 0) or opts.timeout_ms == math.huge) then
     klua.errors.bad_argument("dedupe_store.open", 1, "'timeout_ms' must be a positive number")
   end
   local p = opts.producer

@@ -1,6 +1,7 @@
 -- tests/integration/helpers/proc.lua: start klua scripts as separate processes from a test.
 --   local proc = dofile("tests/integration/helpers/proc.lua")
 --   local h = proc.spawn(dir, "w1", "tests/integration/helpers/group_worker.lua", { "a", "b" })
+--   local r = proc.spawn_klua(dir, "r1", { "replay", "src", "dst", "--group", "g" })
 --   h:pid(); h:kill(); local rc = h:wait(60000); h:read(); h:stderr()
 -- The binary is $KLUA_BIN, else ./build/klua (tests run from the repo root). Processes start in
 -- the background (os.execute returns at once); waiting polls a file with klua.sleep, so the
@@ -45,19 +46,27 @@ end
 local Proc = {}
 Proc.__index = Proc
 
--- Runs `klua run script args...` in the background with stdout and stderr in dir/name.out|.err.
-function M.spawn(dir, name, script, args)
+-- Runs `klua args...` (any command: `replay SRC DST ...`) in the background with stdout and
+-- stderr in dir/name.out|.err.
+function M.spawn_klua(dir, name, args)
   local h = setmetatable({ name = name, out = dir .. "/" .. name .. ".out", err = dir .. "/" .. name .. ".err",
                            pidf = dir .. "/" .. name .. ".pid", rcf = dir .. "/" .. name .. ".rc" }, Proc)
   local argv = {}
   for i, a in ipairs(args or {}) do argv[i] = q(a) end
   -- `cmd &` in the subshell forks and execs klua, so $! is klua's own pid; `wait` gives its status.
-  local cmd = string.format("( %s run %s %s >%s 2>%s </dev/null & echo $! >%s.tmp; mv %s.tmp %s; wait $!; echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 </dev/null &",
-    q(M.bin), q(script), table.concat(argv, " "), q(h.out), q(h.err), q(h.pidf), q(h.pidf), q(h.pidf),
+  local cmd = string.format("( %s %s >%s 2>%s </dev/null & echo $! >%s.tmp; mv %s.tmp %s; wait $!; echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 </dev/null &",
+    q(M.bin), table.concat(argv, " "), q(h.out), q(h.err), q(h.pidf), q(h.pidf), q(h.pidf),
     q(h.rcf), q(h.rcf), q(h.rcf))
   local st = os.execute(cmd)
   assert(st == 0 or st == true, "could not start " .. name .. ": " .. tostring(st))
   return h
+end
+
+-- Runs `klua run script args...` the same way.
+function M.spawn(dir, name, script, args)
+  local argv = { "run", script }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  return M.spawn_klua(dir, name, argv)
 end
 
 function Proc:pid(timeout_ms)

@@ -1,0 +1,117 @@
+#include "host/cli_args.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <fstream>
+
+namespace klua {
+
+namespace {
+
+constexpr size_t MAX_PROPERTIES_FILE = 1 << 20;
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+bool read_properties_file(const std::string& path, std::vector<ConfigEntry>& out, std::string& err) {
+  if (is_directory(path)) {  // an ifstream opens a directory and reads nothing: not an empty file
+    err = fmt::format("-F {}: is a directory, not a properties file", path);
+    return false;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    err = fmt::format("-F {}: cannot open: {}", path, std::strerror(errno));
+    return false;
+  }
+  // Read with a bound rather than line by line: a pipe (-F <(vault ...)) is fine, a device that
+  // never ends is not.
+  std::string text;
+  char buf[65536];
+  while (text.size() <= MAX_PROPERTIES_FILE && in.read(buf, sizeof buf).gcount() > 0)
+    text.append(buf, static_cast<size_t>(in.gcount()));
+  if (text.size() > MAX_PROPERTIES_FILE) {
+    err = fmt::format("-F {}: larger than 1 MiB, not a properties file", path);
+    return false;
+  }
+  int lineno = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    ++lineno;
+    size_t b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) {
+      err = fmt::format("{}:{}: expected key=value", path, lineno);
+      return false;
+    }
+    if (eq == b) {
+      err = fmt::format("{}:{}: expected key=value, the key is empty", path, lineno);
+      return false;
+    }
+    std::string key = line.substr(b, eq - b);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+    std::string value = line.substr(eq + 1);
+    while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
+    size_t vb = value.find_first_not_of(" \t");
+    value = vb == std::string::npos ? "" : value.substr(vb);
+    out.push_back({key, value, fmt::format("-F {}:{}", path, lineno)});
+  }
+  return true;
+}
+
+int parse_global_option(GlobalOptions& g, int argc, char** argv, int& i, bool before_command, std::string& err) {
+  std::string a = argv[i];
+  auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+  auto fail = [&](std::string msg) {
+    err = std::move(msg);
+    return -1;
+  };
+  if (a == "-b" || a == "--brokers") {
+    const char* v = value();
+    // (an empty list, -b "$UNSET_VAR", would wait 300 s for no broker at all)
+    if (!v || !*v) return fail(a + " needs a broker list");
+    g.brokers_layer = {{"bootstrap.servers", v, a}};
+  } else if (a.rfind("--brokers=", 0) == 0) {
+    if (a.size() == 10) return fail("--brokers= needs a broker list");
+    g.brokers_layer = {{"bootstrap.servers", a.substr(10), "--brokers"}};
+  } else if (a == "--embedded") {
+    g.embedded = true;
+  } else if (a == "-X") {
+    const char* v = value();
+    if (!v) return fail("-X needs key=value");
+    std::string kv = v;
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return fail(fmt::format("-X {}: expected key=value", kv));
+    g.x_layer.push_back({kv.substr(0, eq), kv.substr(eq + 1), "-X"});
+  } else if (a == "-F") {
+    const char* v = value();
+    if (!v) return fail("-F needs a file");
+    if (!read_properties_file(v, g.file_layer, err)) return -1;
+  } else if (a == "-p" || a == "--profile" || a.rfind("--profile=", 0) == 0) {
+    const char* v = a.rfind("--profile=", 0) == 0 ? argv[i] + 10 : value();
+    if (!v || !*v) return fail(a + " needs a profile name");
+    g.profile = {v, "--profile"};
+  } else if (a == "-d" || a == "--debug") {
+    const char* v = value();
+    if (!v) return fail(a + " needs debug contexts (e.g. all)");
+    g.debug_layer = {{"debug", v, a}};
+  } else if (before_command && (a == "-h" || a == "--help")) {
+    g.print = GlobalOptions::Print::usage;
+  } else if (before_command && a == "--version") {
+    g.print = GlobalOptions::Print::version;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+}  // namespace klua

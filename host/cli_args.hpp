@@ -1,0 +1,29 @@
+// The CLI's global options (-b, -X, -F, -p, -d, --embedded, -h, --version) and the -F properties
+// file, parsed into configuration layers. Apart from host/main.cpp so that the parser can be
+// tested and fuzzed (tests/fuzz/cli_args_fuzz.cpp) without running a command.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "host/profiles.hpp"
+#include "host/runtime.hpp"
+
+namespace klua {
+
+struct GlobalOptions {
+  std::vector<ConfigEntry> file_layer, brokers_layer, x_layer, debug_layer;
+  ProfileChoice profile;
+  bool embedded = false;
+  enum class Print { none, usage, version } print = Print::none;  // -h / --version: print, exit 0
+};
+
+// Reads the global option at argv[i], advancing i past its value. Returns 1 when it was one, 0
+// when it was not (argv[i] is left to the caller), -1 on a usage error, described in err.
+// -h and --version are options only before the command (before_command).
+int parse_global_option(GlobalOptions& g, int argc, char** argv, int& i, bool before_command, std::string& err);
+
+// A Java-style properties file (key=value lines, # comments) as entries whose source is
+// "-F path:line". Refuses a directory and a file over 1 MiB (-F /dev/zero would never end).
+bool read_properties_file(const std::string& path, std::vector<ConfigEntry>& out, std::string& err);
+
+}  // namespace klua

@@ -1,0 +1,1 @@
+return { profiles = { prod = { brokers = 1 }, other = {} } }
