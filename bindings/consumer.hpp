@@ -262,6 +262,11 @@ class Consumer : public KafkaHandle {
   // reports it when a fetch starts at the end, the last stable offset under read_committed).
   // A generation counts changes (assignment, seek) so that the iterator re-reads them.
   std::map<TopicPartition, int64_t> assigned_start;  // -1: not numeric (end, stored, a time...)
+  // After c:assign at explicit offsets, a message of such a partition below its start offset is
+  // one fetched for the assignment before: librdkafka outdates those only once its main thread
+  // has processed the new fetch start, which may come after c:assign returned (seen under load:
+  // offsets 0.. handed out after an assign at 3). Dropped until one at or past the start comes.
+  std::map<TopicPartition, int64_t> skip_below_;
   // The start offsets on_assign returned, for the assign that follows it.
   std::map<TopicPartition, int64_t> assign_offsets;
   uint64_t progress_gen = 0;
@@ -322,7 +327,16 @@ class Consumer : public KafkaHandle {
       news_ = true;
       return true;
     }
-    return !m->err && m->rkt && !revoking_.empty() && revoking_.count(tp_of(m));
+    return !m->err && m->rkt &&
+           ((!revoking_.empty() && revoking_.count(tp_of(m))) || (!skip_below_.empty() && before_start(m)));
+  }
+  // (skip_below_, set by c:assign, cleared by c:seek)
+  bool before_start(const rd_kafka_message_t* m) {
+    auto it = skip_below_.find(tp_of(m));
+    if (it == skip_below_.end()) return false;
+    if (m->offset < it->second) return true;
+    skip_below_.erase(it);
+    return false;
   }
   // A FETCH event as a message for the script, or false (destroyed) when it is none.
   bool accept(rd_kafka_event_t* ev, Fetched* out);

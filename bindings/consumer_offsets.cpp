@@ -181,6 +181,7 @@ int l_seek(lua_State* L) {
   r->list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(r->list, topic.c_str(), partition)->offset = offset;
   c->drop_held(r->list);
+  c->skip_below_.erase({topic, partition});  // the script moved it: no start to hold it to
   auto started = c->assigned_start.find({topic, partition});
   if (started != c->assigned_start.end()) started->second = offset >= 0 ? offset : -1;
   c->progress_changed(r->list);

@@ -300,9 +300,12 @@ int l_assign(lua_State* L) {
   if (!err) {
     c->forward_partitions(list);
     c->assigned_start.clear();
-    for (int i = 0; list && i < list->cnt; ++i)
+    c->skip_below_.clear();
+    for (int i = 0; list && i < list->cnt; ++i) {
       c->assigned_start[{list->elems[i].topic, list->elems[i].partition}] =
           list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
+      if (list->elems[i].offset > 0) c->skip_below_[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
+    }
     c->progress_changed(nullptr);
   }
   if (list) rd_kafka_topic_partition_list_destroy(list);
