@@ -1,6 +1,7 @@
 // The embedded default: librdkafka's in-process mock cluster, started lazily at the
 // first Kafka handle when nothing names a broker, shared by every handle of the
 // script, and closed last at exit.
+#include <cmath>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -9,6 +10,9 @@
 #include "bindings/kafka_handle.hpp"
 
 namespace klua {
+
+// librdkafka refuses a new topic of more partitions (RD_KAFKAP_PARTITIONS_MAX); its mock has no bound.
+constexpr int MAX_TOPIC_PARTITIONS = 100000;
 
 namespace {
 const int EMBEDDED_BROKERS = 3;
@@ -109,10 +113,14 @@ int l_running(lua_State* L) {
 int l_create_topic(lua_State* L) {
   size_t len;
   const char* name = luaL_checklstring(L, 1, &len);
-  int partitions = static_cast<int>(luaL_optinteger(L, 2, 4));
-  int rf = static_cast<int>(luaL_optinteger(L, 3, EMBEDDED_BROKERS));
-  luaL_argcheck(L, partitions >= 1, 2, "partitions must be >= 1");
-  luaL_argcheck(L, rf >= 1 && rf <= EMBEDDED_BROKERS, 3, "replication factor must be between 1 and 3");
+  // Read as numbers before any cast: 1e10 became 1410065408 partitions and the mock aborted
+  // allocating them. 100,000 is librdkafka's own bound for a new topic.
+  double partitions_arg = luaL_optnumber(L, 2, 4), rf_arg = luaL_optnumber(L, 3, EMBEDDED_BROKERS);
+  luaL_argcheck(L, partitions_arg >= 1 && partitions_arg <= MAX_TOPIC_PARTITIONS && partitions_arg == std::floor(partitions_arg),
+                2, "partitions must be a whole number from 1 to 100000");
+  luaL_argcheck(L, rf_arg >= 1 && rf_arg <= EMBEDDED_BROKERS && rf_arg == std::floor(rf_arg), 3,
+                "replication factor must be 1, 2 or 3");
+  int partitions = static_cast<int>(partitions_arg), rf = static_cast<int>(rf_arg);
   std::string problem = topic_name_problem(name, len);
   if (!problem.empty()) {
     ErrorSpec e;
@@ -146,6 +154,7 @@ std::string embedded_bootstrap(Runtime& rt) { return cluster(rt).bootstrap(); }
 
 // For klua.admin on the embedded cluster (bindings/admin.hpp): creates a topic on the mock.
 rd_kafka_resp_err_t embedded_create_topic(Runtime& rt, const std::string& name, int partitions, int rf) {
+  if (partitions < 1 || partitions > MAX_TOPIC_PARTITIONS || rf < 1) return RD_KAFKA_RESP_ERR__INVALID_ARG;
   return rd_kafka_mock_topic_create(cluster(rt).mock(), name.c_str(), partitions, rf);
 }
 

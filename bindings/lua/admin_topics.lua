@@ -105,8 +105,12 @@ local function check_spec(op, i, spec)
   if type(spec.name) ~= "string" then argerr(op, 2, "topic spec %d: 'name' must be a string", i) end
   local out = { name = spec.name }
   if spec.partitions ~= nil then
-    if type(spec.partitions) ~= "number" or spec.partitions < 1 or spec.partitions ~= floor(spec.partitions) then
-      argerr(op, 2, "topic \"%s\": 'partitions' must be a whole number >= 1", spec.name)
+    -- (100,000: librdkafka's own bound for a new topic; the embedded cluster has none and
+    -- aborted the process allocating 1e10 partitions)
+    if type(spec.partitions) ~= "number" or not (spec.partitions >= 1 and spec.partitions <= 100000)
+       or spec.partitions ~= floor(spec.partitions) then
+      argerr(op, 2, "topic \"%s\": 'partitions' must be a whole number from 1 to 100000, got %s", spec.name,
+             tostring(spec.partitions))
     end
     out.partitions = spec.partitions
   end
