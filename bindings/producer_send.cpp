@@ -2,6 +2,7 @@
 // fast path (plain fields only), and the producer's topic handles.
 #include "bindings/producer.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -123,8 +124,12 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, const MessageArg& a
       headers_idx = S_HEADERS;
     } else if (k == statics_->field_ptrs[F_PARTITION]) {
       if (vt != LUA_TNUMBER) arg.raise(L, fmt::format("message field 'partition' must be a number, got {}", luaL_typename(L, -1)));
-      partition = static_cast<int32_t>(lua_tointeger(L, -1));
-      if (partition < 0) arg.raise(L, "message field 'partition' must be >= 0 (partitions are 0-based)");
+      // Checked as a number before the cast: 1e10 became 1410065408, NaN 0 and 1.5 1.
+      double p = lua_tonumber(L, -1);
+      if (!(p >= 0 && p <= 2147483647.0) || p != std::floor(p))
+        arg.raise(L, fmt::format("message field 'partition' must be a whole number from 0 to 2147483647 (partitions "
+                                 "are 0-based), got {}", lua_tostring(L, -1)));
+      partition = static_cast<int32_t>(p);
     } else if (k == statics_->field_ptrs[F_TIMESTAMP]) {
       if (vt != LUA_TNUMBER) arg.raise(L, fmt::format("message field 'timestamp' must be epoch milliseconds, got {}", luaL_typename(L, -1)));
       double ts = lua_tonumber(L, -1);

@@ -69,7 +69,7 @@ local function send(self, msg)
   end
   if partition == nil then
     partition = -1
-  elseif type(partition) ~= "number" or not (partition >= 0 and partition < 2147483648) then
+  elseif type(partition) ~= "number" or not (partition >= 0 and partition < 2147483648) or partition % 1 ~= 0 then
     return slow_send(self, msg)
   end
   if send_fast(self, topic, #topic, value, vlen, key, klen, partition) == 0 then return true end
