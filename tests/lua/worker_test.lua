@@ -35,8 +35,12 @@ test("order within a partition, partitions concurrently up to `concurrency`, eve
     [topic] = function(msg)
       running = running + 1
       max_running = math.max(max_running, running)
-      -- 50 x 5 ms per partition: long enough that a partition whose first fetch comes 100 ms
-      -- after the others' (seen under load) still overlaps them.
+      -- Until three handlers have overlapped once, each waits (up to 2 s) for the others: the
+      -- partitions' first fetches may come apart by more than the 50 x 5 ms a partition takes
+      -- (under load and under ASan, max_running was 2). A worker that never runs three at once
+      -- still shows 2 here after the wait.
+      local deadline = klua.now() + 2000
+      while max_running < 3 and klua.now() < deadline do klua.sleep(5) end
       klua.sleep(5)
       running = running - 1
       seen[msg.partition] = seen[msg.partition] or {}
