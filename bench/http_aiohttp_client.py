@@ -62,12 +62,12 @@ async def main():
     async with aiohttp.ClientSession(connector=conn) as session:
         if warmup:
             await batch(session, a.url, warmup, a.concurrency, a.expect_size)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lat, stats = await batch(session, a.url, a.requests, a.concurrency, a.expect_size)
-        secs = time.perf_counter() - t0
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     lat.sort()
     pick = lambda q: lat[max(0, min(len(lat) - 1, int(-(-q * len(lat) // 1)) - 1))] * 1000 if lat else None
-    out = {"requests": len(lat), "seconds": secs, "rps": len(lat) / secs if secs > 0 else 0,
+    out = {"requests": len(lat), "seconds": secs, "rps": len(lat) / secs if secs > 0 else 0, "cpu_s": cpu,
            "errors": stats["errors"], "bytes": stats["bytes"], "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
     if stats["first_error"]:
         out["first_error"] = stats["first_error"]

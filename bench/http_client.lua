@@ -7,8 +7,8 @@
 -- `requests` GETs are done (so `concurrency` are in flight). A warm-up of `concurrency` GETs
 -- (untimed) opens the connections; the timed phase runs from just before the first GET to the
 -- last response. Every response must be 200 with a body of --expect-size bytes (when given).
--- Prints one line of JSON:
---   {"requests":N,"seconds":T,"rps":R,"errors":E,"bytes":B,"p50_ms":..,"p99_ms":..}
+-- Prints one line of JSON (cpu_s: the process's CPU time over the timed phase, os.clock):
+--   {"requests":N,"seconds":T,"rps":R,"cpu_s":C,"errors":E,"bytes":B,"p50_ms":..,"p99_ms":..}
 
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local o = bench.parse_args(arg,
@@ -45,15 +45,15 @@ end
 
 if warmup > 0 then batch(warmup) end
 local lat = {}
-local t0 = klua.now()
+local t0, c0 = klua.now(), os.clock()
 local errors, bytes, first_error = batch(o.requests, lat)
-local secs = (klua.now() - t0) / 1000
+local secs, cpu = (klua.now() - t0) / 1000, os.clock() - c0
 table.sort(lat)
 local function pick(q)
   if #lat == 0 then return nil end
   return lat[math.max(1, math.min(#lat, math.ceil(q * #lat)))]
 end
 print(klua.json.encode{
-  requests = #lat, seconds = secs, rps = #lat / secs, errors = errors, bytes = bytes,
+  requests = #lat, seconds = secs, rps = #lat / secs, cpu_s = cpu, errors = errors, bytes = bytes,
   p50_ms = pick(0.50), p99_ms = pick(0.99), first_error = first_error,
 })
