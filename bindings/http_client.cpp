@@ -423,6 +423,25 @@ void Client::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&timer), closed_one);
 }
 
+// client:close(): the requests still waiting get KLUA_CLOSED, then everything goes.
+void close_answering(Client* c) {
+  Scheduler& s = c->rt->scheduler();
+  for (std::list<Transfer*>* l : {&c->starting, &c->transfers}) {
+    for (Transfer* t : *l) {
+      if (lua_State* co = s.wake_begin(t->tok)) {
+        lua_checkstack(co, 4);
+        ErrorSpec e;
+        e.code = CODE_CLOSED;
+        e.name = ERR_CLOSED;
+        e.message = "the HTTP client was closed while the request waited";
+        nil_error(co, e);
+        s.wake_end(t->tok, 2);
+      }
+    }
+  }
+  c->close();
+}
+
 // ---- Lua primitives -----------------------------------------------------------------------
 
 Client* check_client(lua_State* L, int idx) {
@@ -464,6 +483,14 @@ int l_new_client(lua_State* L) {
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_per_host);
   box->c = c;
   return 1;
+}
+
+// P.close(handle): idempotent.
+int l_close(lua_State* L) {
+  auto* box = static_cast<ClientBox*>(luaL_checkudata(L, 1, CLIENT_MT));
+  if (box->c) close_answering(box->c);
+  box->c = nullptr;
+  return 0;
 }
 
 int l_client_gc(lua_State* L) {
@@ -662,6 +689,8 @@ void open_http_client(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "perform");
   lua_pushcfunction(L, l_info);
   lua_setfield(L, -2, "info");
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "close");
   int P = lua_gettop(L);
 
   load_binding_chunk(L, "http_client");

@@ -235,6 +235,9 @@ end
 
 -- The client's curl multi handle, made at its first request.
 local function handle_of(client)
+  if client._closed then
+    error(E.new{ name = E.KLUA_CLOSED, message = "the HTTP client is closed (client:close())" }, 0)
+  end
   local h = client._handle
   if not h then
     h = P.new_client(client.max_per_host)
@@ -305,6 +308,12 @@ end
 function Client:request(opts) return request(self, opts, "client:request") end
 function Client:get(url, opts) return get(self, url, opts, "client:get") end
 function Client:post(url, body, opts) return post(self, url, body, opts, "client:post") end
+
+-- client:close(): idempotent; requests still waiting return nil, KLUA_CLOSED, later ones raise.
+function Client:close()
+  self._closed = true
+  if self._handle then P.close(self._handle) end
+end
 
 local function new_client(defaults, fn)
   defaults = defaults or {}

@@ -118,15 +118,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if p == "/loop":
             return self._send(302, b"", extra=[("Location", "/loop")])
         if p == "/slow":
-            self.server.slow_started.set()
+            self.server.started(q.get("id", [""])[0]).set()
             if self._client_closed(arg("ms", 1000) / 1000):
                 self.server.events.put(("closed", p))
                 self.close_connection = True
                 return
             return self._send(200, b"slow done")
-        if p == "/slow-started":  # answers once a /slow request has arrived
-            self.server.slow_started.wait(10)
-            self.server.slow_started.clear()
+        if p == "/slow-started":  # answers once the /slow request with this id has arrived
+            self.server.started(q.get("id", [""])[0]).wait(10)
             return self._send(200, b"started")
         if p == "/concurrent":
             with self.server.lock:
@@ -153,7 +152,12 @@ def start_server(context=None):
     srv.lock = threading.Lock()
     srv.connections = srv.active = srv.max_active = 0
     srv.events = queue.Queue()
-    srv.slow_started = threading.Event()
+    events = {}
+
+    def started(key):  # one event per /slow?id=
+        with srv.lock:
+            return events.setdefault(key, threading.Event())
+    srv.started = started
     # A refused handshake is what some cases test: not worth a traceback on stderr.
     srv.handle_error = lambda request, address: None
     if context:
@@ -169,7 +173,8 @@ class SlowAsyncServer:
         self.delay, self.active, self.max_active, self.served = delay, 0, 0, 0
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
         ready.wait(10)
 
     def _run(self, ready):
@@ -179,6 +184,12 @@ class SlowAsyncServer:
         self.port = self.server.sockets[0].getsockname()[1]
         ready.set()
         self.loop.run_forever()
+        self.server.close()
+        tasks = asyncio.all_tasks(self.loop)
+        for t in tasks:
+            t.cancel()
+        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.close()
 
     async def _handle(self, reader, writer):
         try:
@@ -191,13 +202,14 @@ class SlowAsyncServer:
                 self.served += 1
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 def openssl(*args):
@@ -274,6 +286,10 @@ class ClientTest(unittest.TestCase):
         mctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         mctx.load_cert_chain(tls("server.pem"), tls("server.key"))
         mctx.verify_mode = ssl.CERT_REQUIRED
+        # TLS 1.2: the refusal of a missing client certificate is then part of the handshake. With
+        # TLS 1.3 the client has finished its handshake when the server refuses, and may only see
+        # the connection drop (KLUA_HTTP_PROTOCOL, as documented).
+        mctx.maximum_version = ssl.TLSVersion.TLSv1_2
         mctx.load_verify_locations(tls("ca.pem"))
         cls.mtls = start_server(mctx)
         cls.mtls_url = "https://localhost:%d" % cls.mtls.server_address[1]
@@ -439,8 +455,8 @@ out{ name = err.name, msg = err.message, timeout_ms = err.timeout_ms, elapsed = 
         self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))  # the transfer was dropped
 
         (r,) = self.lua("cancel", r"""
-local t = klua.spawn(function() return klua.http.get(URL .. "/slow?ms=10000") end)
-assert(klua.http.get(URL .. "/slow-started"))  -- the server holds the slow request now
+local t = klua.spawn(function() return klua.http.get(URL .. "/slow?ms=10000&id=cancel") end)
+assert(klua.http.get(URL .. "/slow-started?id=cancel"))  -- the server holds the slow request now
 local t0 = klua.now()
 t:cancel()
 local _, err = t:join()
@@ -448,6 +464,47 @@ out{ name = err.name, status = t:status(), join_ms = klua.now() - t0 }
 """)
         self.assertEqual(r["name"], "KLUA_CANCELLED")
         self.assertEqual(r["status"], "failed")
+        self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))
+
+    def test_close_exit_and_signal_with_requests_waiting(self):
+        self.drain(self.plain)
+        (r,) = self.lua("close", r"""
+local api = klua.http.client{ base_url = URL }
+local t = klua.spawn(function() return api:get("/slow?ms=10000&id=close") end)
+assert(klua.http.get(URL .. "/slow-started?id=close"))
+api:close()
+api:close()
+local res, err = t:join()
+local ok, later = pcall(api.get, api, "/json")
+out{ res = res, name = err.name, later = later.name }
+""")
+        self.assertEqual((r.get("res"), r["name"], r["later"]), (None, "KLUA_CLOSED", "KLUA_CLOSED"))
+        self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))
+
+        # klua.exit while another task's request waits: the client goes with the Lua state
+        (r,) = self.lua("exit", r"""
+klua.spawn(function() return klua.http.get(URL .. "/slow?ms=10000&id=exit") end)
+assert(klua.http.get(URL .. "/slow-started?id=exit"))
+out{ exiting = true }
+klua.exit(0)
+""")
+        self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))
+
+        # SIGTERM: the waiting request is cancelled, klua exits 143 at once
+        path = os.path.join(SCRATCH, "sigterm.lua")
+        with open(path, "w") as f:
+            f.write('print(klua.http.get(os.getenv("URL") .. "/slow?ms=10000&id=sigterm"))\n')
+        p = subprocess.Popen([KLUA, "run", path], env=dict(os.environ, URL=self.url, KLUA_BROKERS=""),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertTrue(self.plain.started("sigterm").wait(10))
+            t0 = time.monotonic()
+            p.terminate()
+            out, err = p.communicate(timeout=10)
+        finally:
+            p.kill()
+        self.assertEqual(p.returncode, 143, err)
+        self.assertLess(time.monotonic() - t0, 3)
         self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))
 
     def test_other_tasks_keep_running_while_a_request_waits(self):
