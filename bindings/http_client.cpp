@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <cstring>
 #include <list>
 #include <memory>
@@ -464,6 +465,13 @@ int l_new_client(lua_State* L) {
   box->c = nullptr;
   luaL_getmetatable(L, CLIENT_MT);
   lua_setmetatable(L, -2);
+  static bool warned = false;
+  if (!warned && !(curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS)) {
+    // Without curl's threaded (or c-ares) resolver every name lookup would block the loop.
+    warned = true;
+    std::fprintf(stderr, "klua.http: warning: this libcurl resolves host names synchronously (no AsynchDNS): "
+                         "a slow DNS server stalls every task\n");
+  }
   CURLM* multi = curl_multi_init();
   if (!multi) luaL_error(L, "klua.http: curl_multi_init failed");
   auto* c = new Client;

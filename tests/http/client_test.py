@@ -428,9 +428,10 @@ out{ body = a.body, url = a.url, loop = loop.name, loop_msg = loop.message, six 
         (r,) = self.lua("refused", r"""
 local _, refused = klua.http.get("http://127.0.0.1:" .. os.getenv("CLOSED") .. "/x")
 local _, dns = klua.http.get("http://no-such-host.invalid/")
-out{ refused = refused.name, refused_msg = tostring(refused), refused_url = refused.url, retriable = refused.retriable,
+out{ async_dns = klua.http._curl().async_dns, refused = refused.name, refused_msg = tostring(refused), refused_url = refused.url, retriable = refused.retriable,
      dns = dns.name, dns_msg = tostring(dns), code = dns.code == klua.errors.codes.KLUA_HTTP_DNS }
 """, env={"CLOSED": str(closed_port)})
+        self.assertTrue(r["async_dns"])  # curl's resolver thread: a lookup never blocks the loop
         self.assertEqual(r["refused"], "KLUA_HTTP_CONNECT")
         self.assertIn("Connection refused", r["refused_msg"])
         self.assertIn("GET http://127.0.0.1:%d/x" % closed_port, r["refused_msg"])
