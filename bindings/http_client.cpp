@@ -489,6 +489,11 @@ int l_new_client(lua_State* L) {
   curl_multi_setopt(multi, CURLMOPT_TIMERDATA, c);
   // Transfers beyond the limit wait inside curl for a connection to that host to free up.
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_per_host);
+  // The connection cache's bound. curl's default is 4 x the transfers added at the time a
+  // connection comes back: when 100 responses arrive in one loop turn, each removal lowers it
+  // before the tasks add their next requests, and idle connections were closed (10,000 GETs,
+  // 100 at a time, opened ~1,150 connections instead of 100).
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 4 * max_per_host);
   box->c = c;
   return 1;
 }

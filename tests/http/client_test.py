@@ -170,7 +170,7 @@ class SlowAsyncServer:
     """Answers every request after `delay` seconds; counts the requests waiting at once."""
 
     def __init__(self, delay):
-        self.delay, self.active, self.max_active, self.served = delay, 0, 0, 0
+        self.delay, self.active, self.max_active, self.served, self.connections = delay, 0, 0, 0, 0
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
@@ -192,6 +192,7 @@ class SlowAsyncServer:
         self.loop.close()
 
     async def _handle(self, reader, writer):
+        self.connections += 1
         try:
             while True:
                 await reader.readuntil(b"\r\n\r\n")
@@ -543,6 +544,27 @@ out{ n = n }
 """)
         self.assertEqual(r["n"], 50)
         self.assertEqual(self.plain.connections - before, 1)
+
+    def test_connection_reuse_with_100_in_flight(self):
+        # every response of a round arrives in the same loop turn: the connections must all be
+        # kept for the next round (curl's default cache bound once closed most of them)
+        srv = SlowAsyncServer(delay=0.05)
+        try:
+            (r,) = self.lua("reuse100", r"""
+local ok, tasks = 0, {}
+for w = 1, 100 do
+  tasks[w] = klua.spawn(function()
+    for i = 1, 5 do if assert(klua.http.get(URL .. "/")).body == "ok" then ok = ok + 1 end end
+  end)
+end
+for _, t in ipairs(tasks) do t:join() end
+out{ ok = ok }
+""", url="http://127.0.0.1:%d" % srv.port)
+        finally:
+            srv.stop()
+        self.assertEqual(r["ok"], 500)
+        self.assertEqual(srv.served, 500)
+        self.assertLessEqual(srv.connections, 100)  # the default limit per host, each kept
 
     def test_per_host_limit(self):
         self.plain.max_active = 0
