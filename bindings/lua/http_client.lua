@@ -33,6 +33,7 @@ end
 
 -- The URL without its credentials: no user:password@, and secret-looking query values replaced.
 local function redact(url)
+  if not url:find("[@?]") then return url end
   url = url:gsub("^(%a[%w+.-]*://)[^/?#]*@", "%1")
   local base, query, frag = url:match("^([^?#]*)%??([^#]*)(#?.*)$")
   if not base or query == "" then return url end
@@ -187,12 +188,10 @@ end
 
 -- Builds the primitive's spec from the client's defaults and the request's options.
 local function build_spec(client, opts, fn, n, url_arg)
-  local d = client.defaults
   local spec = {}
-  for k in pairs(OPTIONS) do
-    local v = opts[k]
-    if v == nil then v = d[k] end
-    spec[k] = v
+  for k, v in pairs(opts) do spec[k] = v end  -- (keys checked by check_options)
+  for k, v in pairs(client.defaults) do
+    if spec[k] == nil then spec[k] = v end
   end
   -- The request's own auth replaces the client's as a whole (user with its password).
   if opts.user ~= nil or opts.bearer ~= nil then
@@ -235,6 +234,9 @@ end
 
 -- The client's curl multi handle, made at its first request.
 local function handle_of(client)
+  if client._closed then
+    error(E.new{ name = E.KLUA_CLOSED, message = "the HTTP client is closed (client:close())" }, 0)
+  end
   local h = client._handle
   if not h then
     h = P.new_client(client.max_per_host)
@@ -305,6 +307,12 @@ end
 function Client:request(opts) return request(self, opts, "client:request") end
 function Client:get(url, opts) return get(self, url, opts, "client:get") end
 function Client:post(url, body, opts) return post(self, url, body, opts, "client:post") end
+
+-- client:close(): idempotent; requests still waiting return nil, KLUA_CLOSED, later ones raise.
+function Client:close()
+  self._closed = true
+  if self._handle then P.close(self._handle) end
+end
 
 local function new_client(defaults, fn)
   defaults = defaults or {}

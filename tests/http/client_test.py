@@ -118,15 +118,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if p == "/loop":
             return self._send(302, b"", extra=[("Location", "/loop")])
         if p == "/slow":
-            self.server.slow_started.set()
+            self.server.started(q.get("id", [""])[0]).set()
             if self._client_closed(arg("ms", 1000) / 1000):
                 self.server.events.put(("closed", p))
                 self.close_connection = True
                 return
             return self._send(200, b"slow done")
-        if p == "/slow-started":  # answers once a /slow request has arrived
-            self.server.slow_started.wait(10)
-            self.server.slow_started.clear()
+        if p == "/slow-started":  # answers once the /slow request with this id has arrived
+            self.server.started(q.get("id", [""])[0]).wait(10)
             return self._send(200, b"started")
         if p == "/concurrent":
             with self.server.lock:
@@ -153,7 +152,12 @@ def start_server(context=None):
     srv.lock = threading.Lock()
     srv.connections = srv.active = srv.max_active = 0
     srv.events = queue.Queue()
-    srv.slow_started = threading.Event()
+    events = {}
+
+    def started(key):  # one event per /slow?id=
+        with srv.lock:
+            return events.setdefault(key, threading.Event())
+    srv.started = started
     # A refused handshake is what some cases test: not worth a traceback on stderr.
     srv.handle_error = lambda request, address: None
     if context:
@@ -166,10 +170,11 @@ class SlowAsyncServer:
     """Answers every request after `delay` seconds; counts the requests waiting at once."""
 
     def __init__(self, delay):
-        self.delay, self.active, self.max_active, self.served = delay, 0, 0, 0
+        self.delay, self.active, self.max_active, self.served, self.connections = delay, 0, 0, 0, 0
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
         ready.wait(10)
 
     def _run(self, ready):
@@ -179,8 +184,15 @@ class SlowAsyncServer:
         self.port = self.server.sockets[0].getsockname()[1]
         ready.set()
         self.loop.run_forever()
+        self.server.close()
+        tasks = asyncio.all_tasks(self.loop)
+        for t in tasks:
+            t.cancel()
+        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.close()
 
     async def _handle(self, reader, writer):
+        self.connections += 1
         try:
             while True:
                 await reader.readuntil(b"\r\n\r\n")
@@ -191,13 +203,14 @@ class SlowAsyncServer:
                 self.served += 1
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 def openssl(*args):
@@ -274,6 +287,10 @@ class ClientTest(unittest.TestCase):
         mctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         mctx.load_cert_chain(tls("server.pem"), tls("server.key"))
         mctx.verify_mode = ssl.CERT_REQUIRED
+        # TLS 1.2: the refusal of a missing client certificate is then part of the handshake. With
+        # TLS 1.3 the client has finished its handshake when the server refuses, and may only see
+        # the connection drop (KLUA_HTTP_PROTOCOL, as documented).
+        mctx.maximum_version = ssl.TLSVersion.TLSv1_2
         mctx.load_verify_locations(tls("ca.pem"))
         cls.mtls = start_server(mctx)
         cls.mtls_url = "https://localhost:%d" % cls.mtls.server_address[1]
@@ -412,9 +429,10 @@ out{ body = a.body, url = a.url, loop = loop.name, loop_msg = loop.message, six 
         (r,) = self.lua("refused", r"""
 local _, refused = klua.http.get("http://127.0.0.1:" .. os.getenv("CLOSED") .. "/x")
 local _, dns = klua.http.get("http://no-such-host.invalid/")
-out{ refused = refused.name, refused_msg = tostring(refused), refused_url = refused.url, retriable = refused.retriable,
+out{ async_dns = klua.http._curl().async_dns, refused = refused.name, refused_msg = tostring(refused), refused_url = refused.url, retriable = refused.retriable,
      dns = dns.name, dns_msg = tostring(dns), code = dns.code == klua.errors.codes.KLUA_HTTP_DNS }
 """, env={"CLOSED": str(closed_port)})
+        self.assertTrue(r["async_dns"])  # curl's resolver thread: a lookup never blocks the loop
         self.assertEqual(r["refused"], "KLUA_HTTP_CONNECT")
         self.assertIn("Connection refused", r["refused_msg"])
         self.assertIn("GET http://127.0.0.1:%d/x" % closed_port, r["refused_msg"])
@@ -439,8 +457,8 @@ out{ name = err.name, msg = err.message, timeout_ms = err.timeout_ms, elapsed = 
         self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))  # the transfer was dropped
 
         (r,) = self.lua("cancel", r"""
-local t = klua.spawn(function() return klua.http.get(URL .. "/slow?ms=10000") end)
-assert(klua.http.get(URL .. "/slow-started"))  -- the server holds the slow request now
+local t = klua.spawn(function() return klua.http.get(URL .. "/slow?ms=10000&id=cancel") end)
+assert(klua.http.get(URL .. "/slow-started?id=cancel"))  -- the server holds the slow request now
 local t0 = klua.now()
 t:cancel()
 local _, err = t:join()
@@ -448,6 +466,47 @@ out{ name = err.name, status = t:status(), join_ms = klua.now() - t0 }
 """)
         self.assertEqual(r["name"], "KLUA_CANCELLED")
         self.assertEqual(r["status"], "failed")
+        self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))
+
+    def test_close_exit_and_signal_with_requests_waiting(self):
+        self.drain(self.plain)
+        (r,) = self.lua("close", r"""
+local api = klua.http.client{ base_url = URL }
+local t = klua.spawn(function() return api:get("/slow?ms=10000&id=close") end)
+assert(klua.http.get(URL .. "/slow-started?id=close"))
+api:close()
+api:close()
+local res, err = t:join()
+local ok, later = pcall(api.get, api, "/json")
+out{ res = res, name = err.name, later = later.name }
+""")
+        self.assertEqual((r.get("res"), r["name"], r["later"]), (None, "KLUA_CLOSED", "KLUA_CLOSED"))
+        self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))
+
+        # klua.exit while another task's request waits: the client goes with the Lua state
+        (r,) = self.lua("exit", r"""
+klua.spawn(function() return klua.http.get(URL .. "/slow?ms=10000&id=exit") end)
+assert(klua.http.get(URL .. "/slow-started?id=exit"))
+out{ exiting = true }
+klua.exit(0)
+""")
+        self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))
+
+        # SIGTERM: the waiting request is cancelled, klua exits 143 at once
+        path = os.path.join(SCRATCH, "sigterm.lua")
+        with open(path, "w") as f:
+            f.write('print(klua.http.get(os.getenv("URL") .. "/slow?ms=10000&id=sigterm"))\n')
+        p = subprocess.Popen([KLUA, "run", path], env=dict(os.environ, URL=self.url, KLUA_BROKERS=""),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertTrue(self.plain.started("sigterm").wait(10))
+            t0 = time.monotonic()
+            p.terminate()
+            out, err = p.communicate(timeout=10)
+        finally:
+            p.kill()
+        self.assertEqual(p.returncode, 143, err)
+        self.assertLess(time.monotonic() - t0, 3)
         self.assertEqual(self.event(self.plain, 3), ("closed", "/slow"))
 
     def test_other_tasks_keep_running_while_a_request_waits(self):
@@ -486,6 +545,27 @@ out{ n = n }
         self.assertEqual(r["n"], 50)
         self.assertEqual(self.plain.connections - before, 1)
 
+    def test_connection_reuse_with_100_in_flight(self):
+        # every response of a round arrives in the same loop turn: the connections must all be
+        # kept for the next round (curl's default cache bound once closed most of them)
+        srv = SlowAsyncServer(delay=0.05)
+        try:
+            (r,) = self.lua("reuse100", r"""
+local ok, tasks = 0, {}
+for w = 1, 100 do
+  tasks[w] = klua.spawn(function()
+    for i = 1, 5 do if assert(klua.http.get(URL .. "/")).body == "ok" then ok = ok + 1 end end
+  end)
+end
+for _, t in ipairs(tasks) do t:join() end
+out{ ok = ok }
+""", url="http://127.0.0.1:%d" % srv.port)
+        finally:
+            srv.stop()
+        self.assertEqual(r["ok"], 500)
+        self.assertEqual(srv.served, 500)
+        self.assertLessEqual(srv.connections, 100)  # the default limit per host, each kept
+
     def test_per_host_limit(self):
         self.plain.max_active = 0
         (r,) = self.lua("per_host", r"""
@@ -522,8 +602,10 @@ local bearer = assert(klua.http.get(URL .. "/echo", { bearer = "tok-SECRET-2" })
 local inurl = assert(klua.http.get("http://bob:pw-SECRET-3@" .. os.getenv("HOST") .. "/echo")):json()
 local api = klua.http.client{ base_url = URL, bearer = "tok-SECRET-2" }
 local viaclient = assert(api:get("/echo")):json()
+local noauth = assert(klua.http.get(URL .. "/echo")):json()  -- (after bearer on the same easy handles)
 out{ basic = basic.headers.authorization, bearer = bearer.headers.authorization,
-     inurl = inurl.headers.authorization, viaclient = viaclient.headers.authorization }
+     inurl = inurl.headers.authorization, viaclient = viaclient.headers.authorization,
+     noauth = noauth.headers.authorization or "none" }
 local errs = {}
 local C = os.getenv("CLOSED")
 for _, args in ipairs{
@@ -551,6 +633,7 @@ error(err)
         self.assertEqual(r["bearer"], "Bearer tok-SECRET-2")
         self.assertEqual(r["inurl"], "Basic " + base64.b64encode(b"bob:pw-SECRET-3").decode())
         self.assertEqual(r["viaclient"], "Bearer tok-SECRET-2")
+        self.assertEqual(r["noauth"], "none")
         self.assertEqual(len(errs), 7)
         self.assertIn("KLUA_HTTP_CONNECT", errs[0][0])
         self.assertEqual(errs[2][1], "http://no-such-host.invalid/c?api_key=REDACTED&page=2")
@@ -571,6 +654,8 @@ local ok = assert(klua.http.get(URL .. "/json", { ca_file = env("CA") }))
 local _, system = klua.http.get(URL .. "/json")
 local _, wrong = klua.http.get(URL .. "/json", { ca_file = env("OTHER_CA") })
 local insecure = assert(klua.http.get(URL .. "/json", { verify = false }))
+-- neither the reused easy handle nor the unverified connection may carry verify=false over
+local _, after_insecure = klua.http.get(URL .. "/json")
 local capath = assert(klua.http.get(URL .. "/json", { ca_path = env("CA_DIR") }))
 local M = env("MTLS")
 local _, nocert = klua.http.get(M .. "/echo", { ca_file = env("CA") })
@@ -580,7 +665,7 @@ local mtls = assert(klua.http.get(M .. "/echo", { ca_file = env("CA"), cert_file
 local _, badpass = klua.http.client{}:get(M .. "/echo", { ca_file = env("CA"), cert_file = env("CERT"), key_file = env("KEY"),
                                                  key_password = "wrong-kp-SECRET-4" })
 out{ ok = ok:json().hello, system = system.name, system_msg = system.message, wrong = wrong.name,
-     wrong_msg = wrong.message, insecure = insecure.status, capath = capath.status,
+     wrong_msg = wrong.message, insecure = insecure.status, after_insecure = after_insecure and after_insecure.name, capath = capath.status,
      nocert = nocert.name, nocert_msg = nocert.message, peer = mtls:json().peer, badpass = badpass.name,
      badpass_msg = tostring(badpass) }
 """, url=self.tls_url, env={"CA": tls("ca.pem"), "OTHER_CA": tls("other-ca.pem"), "CA_DIR": self.ca_dir(),
@@ -591,6 +676,7 @@ out{ ok = ok:json().hello, system = system.name, system_msg = system.message, wr
         self.assertEqual(r["wrong"], "KLUA_HTTP_TLS")
         self.assertIn(self.tls_url + "/json", r["wrong_msg"])
         self.assertEqual(r["insecure"], 200)
+        self.assertEqual(r["after_insecure"], "KLUA_HTTP_TLS")
         self.assertEqual(r["capath"], 200)
         self.assertEqual(r["nocert"], "KLUA_HTTP_TLS", r["nocert_msg"])
         self.assertEqual(r["peer"], "klua-client")
