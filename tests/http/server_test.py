@@ -270,6 +270,20 @@ def _():
         assert r.getheader("Connection") == "keep-alive", r.getheaders()
         assert c.sock is sock, "the connection was reopened"
     c.close()
+    # Expect: 100-continue: h2o says 100 Continue before the body is sent
+    sk = socket.create_connection((K.host, K.port), timeout=5)
+    sk.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nExpect: 100-continue\r\n"
+               b"Connection: close\r\n\r\n")
+    assert sk.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sk.sendall(b"[1,2,3]")
+    out = b""
+    while True:
+        chunk = sk.recv(4096)
+        if not chunk:
+            break
+        out += chunk
+    sk.close()
+    assert status_of(out) == 201 and out.endswith(b"[1,2,3]"), out
     # two requests pipelined in one write are both answered, in order
     out = raw(K, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /groups/9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.count(b"HTTP/1.1 200 OK") == 2 and out.index(b"hello") < out.index(b'"id":"9"'), out
