@@ -553,6 +553,38 @@ def _():
         k.stop()
 
 
+@case("graceful stop is bounded: a handler past shutdown_timeout_ms (1.5 s) gets 503 and is cancelled, "
+      "a client that does not read its answer is cut a second later; exit 143")
+def _():
+    k = Klua(SERVER.replace("handler_timeout_ms = 700", "handler_timeout_ms = 8000"), "bounded.lua")
+    try:
+        reader = socket.create_connection((k.host, k.port), timeout=10)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.recv(100).startswith(b"HTTP/1.1 200 OK")  # 8 MiB follow, unread
+        out = {}
+
+        def stuck():
+            t0 = time.monotonic()
+            out["r"] = get(k, "/stubborn"), time.monotonic() - t0
+        t = threading.Thread(target=stuck)
+        t.start()
+        k.expect("EVENT stubborn-start")
+        start = time.monotonic()
+        k.p.send_signal(signal.SIGTERM)
+        rc = k.finish()
+        took = time.monotonic() - start
+        t.join(10)
+        (st, _, body), _ = out["r"]
+        assert (st, body) == (503, b"the server is shutting down\n"), (st, body)
+        assert rc == 143, (rc, k.stderr())
+        assert 2.4 <= took <= 6, took  # 1.5 s for the handlers, 1 s for the slow reader
+        k.expect("EVENT stubborn-woken KLUA_CANCELLED", 1)
+        reader.close()
+    finally:
+        k.stop()
+
+
 @case("srv:close() from a handler answers it, then srv:wait() returns and the script ends (exit 0)")
 def _():
     k = Klua(SERVER, "quit.lua")
