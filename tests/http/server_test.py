@@ -57,6 +57,7 @@ srv = assert(klua.http.serve{
     ["GET /headers"] = function(req) return { json = req.headers } end,
     ["GET /nothing"] = function(req) return nil end,
     ["GET /boom"] = function(req) error("boom in the handler") end,
+    ["GET /fail/:x"] = function(req) error("failed for " .. #req.params.x .. " bytes") end,
     ["GET /bad"] = function(req) return { stauts = 200 } end,
     ["GET /bad2"] = function(req) return 42 end,
     ["GET /bad3"] = function(req) return { headers = { ["Bad Name"] = "x" } } end,
@@ -382,6 +383,18 @@ def _():
         time.sleep(0.01)  # stderr is read by a thread: wait for the line, bounded
     err = K.stderr()
     assert "GET /boom" in err and "boom in the handler" in err and "stack traceback" in err, err
+    # the log names the path as sent: a percent-encoded newline stays encoded
+    assert get(K, "/bad2?x=%0d%0aFAKE")[0] == 500
+    deadline = time.monotonic() + 5
+    while "GET /bad2 (route" not in K.stderr() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "FAKE" not in K.stderr(), K.stderr()  # the query is never logged
+    assert get(K, "/fail/a%0aklua.http:%20forged")[0] == 500
+    deadline = time.monotonic() + 5
+    while "GET /fail/a%0aklua.http:%20forged (route" not in K.stderr() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "GET /fail/a%0aklua.http:%20forged (route" in K.stderr(), K.stderr()
+    assert "\nklua.http: forged" not in K.stderr()
     for path, why in [("/bad", 'unknown field "stauts"'), ("/bad2", "returned a number"),
                       ("/bad3", "header name must be a token")]:
         st, _, _ = get(K, path)
