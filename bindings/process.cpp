@@ -5,7 +5,9 @@
 //
 // One Child per run: the process handle, three pipes and a timer, freed when all five are closed.
 // stdin is written while stdout and stderr are read, all by the loop, so a program that echoes
-// more than a pipe holds cannot deadlock against klua. Output beyond max_output is read and dropped
+// more than a pipe holds cannot deadlock against klua. stdin is a socketpair of klua's own, written
+// with send(MSG_NOSIGNAL): a program that exits without reading it all must give klua EPIPE, not
+// the SIGPIPE that stops a klua script (host/signals.cpp), which a pipe's write() would raise. Output beyond max_output is read and dropped
 // (the child is never blocked on a full pipe) and the result says it was truncated.
 //
 // The child runs in a session of its own (UV_PROCESS_DETACHED: setsid), so its pid is also its
@@ -13,6 +15,7 @@
 // `sh -c` too) with SIGTERM, then SIGKILL after kill_grace_ms. At klua's exit (the ProcessSet is a
 // Closable) a child still running gets SIGKILL at once: no orphans outlive the script.
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -49,13 +52,15 @@ struct Child {
   pid_t pid = 0;
 
   uv_process_t proc;
-  uv_pipe_t in, out, err;
+  uv_poll_t in;  // klua's end of the stdin socketpair (in_fd), while there is input left
+  int in_fd = -1;
+  size_t in_off = 0;
+  uv_pipe_t out, err;
   uv_timer_t timer;
   bool in_open = false, out_open = false, err_open = false;
   int open_handles = 0;  // initialised and not yet closed: the Child is freed at 0
 
   std::string input;
-  uv_write_t wreq;
 
   struct Capture {
     std::string data;
@@ -87,6 +92,7 @@ struct Child {
   void maybe_finish();
   void finish();
   void close_handle(uv_handle_t* h);
+  void close_stdin();
   void push_result(lua_State* L);
 };
 
@@ -149,13 +155,21 @@ void Child::close_handle(uv_handle_t* h) {
   if (!uv_is_closing(h)) uv_close(h, on_close);
 }
 
+void Child::close_stdin() {
+  if (in_open) {
+    in_open = false;
+    close_handle(reinterpret_cast<uv_handle_t*>(&in));  // stops the poll: the fd may go now
+  }
+  if (in_fd >= 0) {
+    ::close(in_fd);  // the program's EOF
+    in_fd = -1;
+  }
+}
+
 void Child::start_kill() {
   if (killing) return;
   killing = true;
-  if (in_open) {
-    in_open = false;
-    close_handle(reinterpret_cast<uv_handle_t*>(&in));
-  }
+  close_stdin();
   if (grace_ms == 0) {
     kill_group(SIGKILL);
     return;
@@ -218,12 +232,12 @@ void Child::finish() {
     }
   }
   tok = {};
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&in), reinterpret_cast<uv_handle_t*>(&out),
-                         reinterpret_cast<uv_handle_t*>(&err)}) {
+  close_stdin();
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&out), reinterpret_cast<uv_handle_t*>(&err)}) {
     // Only pipes that were initialised count in open_handles; closing one twice is guarded.
     if (h->data) close_handle(h);
   }
-  in_open = out_open = err_open = false;
+  out_open = err_open = false;
   close_handle(reinterpret_cast<uv_handle_t*>(&timer));
   close_handle(reinterpret_cast<uv_handle_t*>(&proc));
 }
@@ -280,14 +294,23 @@ void on_exit(uv_process_t* p, int64_t status, int sig) {
   c->maybe_finish();
 }
 
-void on_written(uv_write_t* w, int) {
-  // Written, or failed (EPIPE: the program did not read it all; ECANCELED: closed): either way
-  // stdin is done, and closing it gives the program its EOF.
-  auto* c = static_cast<Child*>(w->data);
-  if (c->in_open) {
-    c->in_open = false;
-    c->close_handle(reinterpret_cast<uv_handle_t*>(&c->in));
+void on_stdin_writable(uv_poll_t* p, int status, int) {
+  auto* c = static_cast<Child*>(p->data);
+  while (status == 0 && c->in_off < c->input.size()) {
+    ssize_t n = ::send(c->in_fd, c->input.data() + c->in_off, c->input.size() - c->in_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      c->in_off += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return;  // full: the next writable event goes on
+    } else {
+      break;  // EPIPE: the program does not read any more (it exited, or closed its stdin)
+    }
   }
+  // All written, or failed: either way stdin is done.
+  c->close_stdin();
+  c->input = std::string();  // the memory goes now, not when the program ends
 }
 
 ProcessSet* set_of(lua_State* L) {
@@ -348,6 +371,7 @@ int l_run(lua_State* L) {
   const char* cwd = lua_tostring(L, 6);
   double timeout_ms = lua_tonumber(L, 7);
   auto max_output = static_cast<size_t>(lua_tonumber(L, 8));
+  // (a number of bytes checked by process.lua: a whole number from 0 to 2^40)
   auto grace = static_cast<uint64_t>(lua_tonumber(L, 9));
 
   // Everything that may raise comes before the spawn, so that a raise leaves no child behind.
@@ -362,6 +386,20 @@ int l_run(lua_State* L) {
   std::vector<std::string> env;
   if (env_given) env = build_env(L, 4, lua_toboolean(L, 5));
   WaitToken tok = s.prepare_wait(L, OP, -1);  // raises when cancelled or not in a task
+  // stdin: [0] klua's end, [1] the program's (both close-on-exec, so that no other child started
+  // meanwhile inherits them and holds the program's EOF back; libuv's dup2 onto fd 0 clears it).
+  int sv[2] = {-1, -1};
+  if (has_stdin && ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    int rc = uv_translate_sys_error(errno);
+    s.abandon_wait(tok);
+    ErrorSpec e;
+    e.code = CODE_PROCESS_SPAWN;
+    e.name = ERR_PROCESS_SPAWN;
+    e.op = OP;
+    e.message = fmt::format("cannot start '{}': no socket for its stdin: {} ({})", std::string(cmd, cmd_len),
+                            uv_strerror(rc), uv_err_name(rc));
+    return nil_error(L, e);
+  }
 
   auto* c = new Child;
   c->rt = &rt;
@@ -383,11 +421,6 @@ int l_run(lua_State* L) {
     h->data = c;
     ++c->open_handles;
   };
-  if (has_stdin) {
-    uv_pipe_init(loop, &c->in, 0);
-    init(reinterpret_cast<uv_handle_t*>(&c->in));
-    c->in_open = true;
-  }
   uv_pipe_init(loop, &c->out, 0);
   init(reinterpret_cast<uv_handle_t*>(&c->out));
   uv_pipe_init(loop, &c->err, 0);
@@ -404,8 +437,8 @@ int l_run(lua_State* L) {
 
   uv_stdio_container_t stdio[3];
   if (has_stdin) {
-    stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
-    stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(&c->in);
+    stdio[0].flags = UV_INHERIT_FD;
+    stdio[0].data.fd = sv[1];
   } else {
     stdio[0].flags = UV_IGNORE;  // /dev/null: never klua's own stdin (the REPL, `klua consume -`)
   }
@@ -425,9 +458,11 @@ int l_run(lua_State* L) {
   o.stdio_count = 3;
   o.stdio = stdio;
   int rc = uv_spawn(loop, &c->proc, &o);
+  if (sv[1] >= 0) ::close(sv[1]);  // the program has its copy
   // The process handle is initialised even when uv_spawn fails, and must be closed.
   init(reinterpret_cast<uv_handle_t*>(&c->proc));
   if (rc != 0) {
+    if (sv[0] >= 0) ::close(sv[0]);
     s.abandon_wait(tok);
     c->finish();  // closes the handles; the Child frees itself
     ErrorSpec e;
@@ -466,13 +501,14 @@ int l_run(lua_State* L) {
   uv_read_start(reinterpret_cast<uv_stream_t*>(&c->err), on_alloc, on_read);
   c->err_open = true;
   if (has_stdin) {
+    c->in_fd = sv[0];
     if (c->input.empty()) {
-      c->in_open = false;
-      c->close_handle(reinterpret_cast<uv_handle_t*>(&c->in));
+      c->close_stdin();  // EOF at once
     } else {
-      c->wreq.data = c;
-      uv_buf_t b = uv_buf_init(c->input.data(), static_cast<unsigned>(c->input.size()));
-      if (uv_write(&c->wreq, reinterpret_cast<uv_stream_t*>(&c->in), &b, 1, on_written) != 0) on_written(&c->wreq, -1);
+      uv_poll_init_socket(loop, &c->in, c->in_fd);
+      init(reinterpret_cast<uv_handle_t*>(&c->in));
+      c->in_open = true;
+      uv_poll_start(&c->in, UV_WRITABLE, on_stdin_writable);
     }
   }
   if (timeout_ms >= 0) {
