@@ -22,6 +22,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <unordered_map>
@@ -369,10 +371,12 @@ int l_run(lua_State* L) {
   bool has_stdin = lua_type(L, 3) == LUA_TSTRING;
   bool env_given = lua_istable(L, 4) || lua_toboolean(L, 5);
   const char* cwd = lua_tostring(L, 6);
+  // Times past 1e15 ms (31,000 years, math.huge) mean no limit: no timer, and no cast out of range.
   double timeout_ms = lua_tonumber(L, 7);
+  if (timeout_ms >= 1e15) timeout_ms = -1;
   auto max_output = static_cast<size_t>(lua_tonumber(L, 8));
   // (a number of bytes checked by process.lua: a whole number from 0 to 2^40)
-  auto grace = static_cast<uint64_t>(lua_tonumber(L, 9));
+  auto grace = static_cast<uint64_t>(std::min(lua_tonumber(L, 9), 1e15));
 
   // Everything that may raise comes before the spawn, so that a raise leaves no child behind.
   std::vector<std::string> args{std::string(cmd, cmd_len)};

@@ -273,6 +273,11 @@ test("env extends klua's environment; false removes a name; env_clear starts emp
   assert_eq(caller.A, 1)  -- the caller's table is left as it is
 end)
 
+test("math.huge as timeout_ms or kill_grace_ms means no limit", function()
+  local r = assert(run{ cmd = "true", timeout_ms = math.huge, kill_grace_ms = math.huge })
+  assert_eq(r.status, 0)
+end)
+
 test("cwd", function()
   local r = assert(run{ cmd = "pwd", cwd = "/usr" })
   assert_eq(r.stdout, "/usr\n")
