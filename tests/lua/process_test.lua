@@ -321,7 +321,9 @@ test("programmer errors raise KLUA_INVALID_ARGUMENT naming the option; env value
 end)
 
 test("no descriptor is kept: 1,000 runs (and 100 failed spawns) leave the fd count as it was", function()
-  local self_pid = assert(io.open("/proc/self/stat")):read("*a"):match("^(%d+)")
+  local f = assert(io.open("/proc/self/stat"))
+  local self_pid = f:read("*a"):match("^(%d+)")
+  f:close()
   local function fds()
     local r = assert(run{ cmd = "ls", args = { "/proc/" .. self_pid .. "/fd" } })
     local n = 0
@@ -346,6 +348,7 @@ test("no descriptor is kept: 1,000 runs (and 100 failed spawns) leave the fd cou
     assert_eq(ok, "done", tostring(err))
   end
   local after = fds()
-  assert_eq(after, before)
+  -- Not equal: descriptors of earlier tests' work may close meanwhile; one kept per run is +1,000.
+  assert_true(after <= before, ("%d descriptors before, %d after"):format(before, after))
   print(("1,000 runs of true in %.0f ms"):format(klua.now() - t0))
 end)
