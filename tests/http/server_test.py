@@ -309,6 +309,54 @@ def _():
     still_serves(K)
 
 
+@case("500 mutated requests (bytes flipped, cut, repeated; seeded) on concurrent connections: each is "
+      "answered or closed, and the server goes on")
+def _():
+    import random
+    rnd = random.Random(18)
+    base = [b"GET /groups/a%20b?x=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n[1,2,3]",
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1]\r\n0\r\n\r\n"]
+
+    def mutate(b):
+        b = bytearray(b)
+        for _ in range(rnd.randint(1, 4)):
+            op = rnd.randrange(4)
+            i = rnd.randrange(len(b))
+            if op == 0:
+                b[i] = rnd.randrange(256)
+            elif op == 1:
+                del b[i:i + rnd.randint(1, 8)]
+            elif op == 2:
+                b[i:i] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8)))
+            else:
+                b[i:i] = b[i:i + rnd.randint(1, 40)] * rnd.randint(2, 50)
+        return bytes(b)
+
+    async def one(data):
+        r, w = await asyncio.open_connection(K.host, K.port)
+        w.write(data)
+        w.write_eof()  # the client is done: a cut request ends at once instead of at request_timeout_ms
+        out = await asyncio.wait_for(r.read(), 10)
+        w.close()
+        return out
+
+    async def all_of(reqs):
+        return await asyncio.gather(*(one(d) for d in reqs))
+
+    reqs = [mutate(rnd.choice(base)) for _ in range(500)]
+    answers = asyncio.run(all_of(reqs))
+    codes = {}
+    for out in answers:
+        st = status_of(out) if out else "closed"
+        assert out == b"" or st is not None, out[:100]
+        codes[st] = codes.get(st, 0) + 1
+    assert len(codes) > 2, codes  # the mutations made a mix of answers, not one
+    # (a 500 is a path of bytes that are not UTF-8 echoed in JSON: klua.json.encode refuses it, logged)
+    print(f"    answers: {dict(sorted(codes.items(), key=str))}")
+    still_serves(K)
+
+
 @case("oversized headers get 431 (klua's max_header_size) and an oversized body 413 (h2o's entity limit)")
 def _():
     st, _, _ = get(K, "/hello", headers={"X-Big": "y" * 2100})
