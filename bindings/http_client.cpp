@@ -660,6 +660,18 @@ int l_perform(lua_State* L) {
   return lua_yield(L, 0);
 }
 
+// P.check_url(url) -> nil | reason: what curl's URL parser says of the URL before anything waits
+// (a malformed URL is the caller's mistake, not a failure of the exchange).
+int l_check_url(lua_State* L) {
+  const char* url = luaL_checkstring(L, 1);
+  CURLU* u = curl_url();
+  CURLUcode rc = u ? curl_url_set(u, CURLUPART_URL, url, 0) : CURLUE_OUT_OF_MEMORY;
+  curl_url_cleanup(u);
+  if (rc == CURLUE_OK) return 0;
+  lua_pushstring(L, curl_url_strerror(rc));
+  return 1;
+}
+
 // P.info() -> {version=, async_dns=, ssl=}
 int l_info(lua_State* L) {
   curl_version_info_data* v = curl_version_info(CURLVERSION_NOW);
@@ -708,6 +720,8 @@ void open_http_client(Runtime& rt, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "info");
   lua_pushcfunction(L, l_close);
   lua_setfield(L, -2, "close");
+  lua_pushcfunction(L, l_check_url);
+  lua_setfield(L, -2, "check_url");
   int P = lua_gettop(L);
 
   load_binding_chunk(L, "http_client");

@@ -707,6 +707,8 @@ local cases = {
   function() klua.http.request("http://x") end,
   function() klua.http.client{ max_per_host = 0 } end,
   function() klua.http.post(URL, 42) end,
+  function() klua.http.get("http://127.0.0.1:99999/") end,
+  function() klua.http.request{ url = "http://u:pw-SECRET-1@127.0.0.1/a b" } end,
 }
 local msgs = {}
 for i, f in ipairs(cases) do
@@ -719,7 +721,11 @@ out{ msgs = msgs }
                   "contains a line break", "option 'method' must be", "#1 to 'klua.http.get' (the URL must be an http",
                   "option 'timeout_ms' must be", "'max_redirects' must be a whole number",
                   "#1 to 'klua.http.request' (options table expected, got string)", "'max_per_host' must be",
-                  "#2 to 'klua.http.post' (body expected"]
+                  "#2 to 'klua.http.post' (body expected",
+                  "#1 to 'klua.http.get' (the URL is malformed (Port number was not a decimal number between 0 and 65535)",
+                  "option 'url' is malformed"]
+        self.assertEqual(len(r["msgs"]), len(expect))
+        self.assertNotIn("pw-SECRET-1", json.dumps(r["msgs"]))
         for (ok, name, msg), want in zip(r["msgs"], expect):
             self.assertFalse(ok)
             self.assertEqual(name, "KLUA_INVALID_ARGUMENT", msg)
