@@ -57,6 +57,7 @@ srv = assert(klua.http.serve{
     ["GET /headers"] = function(req) return { json = req.headers } end,
     ["GET /nothing"] = function(req) return nil end,
     ["GET /boom"] = function(req) error("boom in the handler") end,
+    ["GET /fail/:x"] = function(req) error("failed for " .. #req.params.x .. " bytes") end,
     ["GET /bad"] = function(req) return { stauts = 200 } end,
     ["GET /bad2"] = function(req) return 42 end,
     ["GET /bad3"] = function(req) return { headers = { ["Bad Name"] = "x" } } end,
@@ -76,6 +77,13 @@ srv = assert(klua.http.serve{
       end
       print("EVENT hang-finished") io.stdout:flush()
       return "too late"
+    end,
+    ["GET /stubborn"] = function(req)
+      -- ignores its cancellation and answers anyway, late: the answer must be dropped safely
+      print("EVENT stubborn-start") io.stdout:flush()
+      local ok, err = pcall(klua.sleep, 5000)
+      print("EVENT stubborn-woken " .. tostring(err and err.name)) io.stdout:flush()
+      return { status = 200, body = "late", headers = { ["X-Late"] = "1" } }
     end,
     ["POST /produce"] = function(req)
       assert(p:send{ topic = "http-graceful", value = req.body })
@@ -263,6 +271,20 @@ def _():
         assert r.getheader("Connection") == "keep-alive", r.getheaders()
         assert c.sock is sock, "the connection was reopened"
     c.close()
+    # Expect: 100-continue: h2o says 100 Continue before the body is sent
+    sk = socket.create_connection((K.host, K.port), timeout=5)
+    sk.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nExpect: 100-continue\r\n"
+               b"Connection: close\r\n\r\n")
+    assert sk.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    sk.sendall(b"[1,2,3]")
+    out = b""
+    while True:
+        chunk = sk.recv(4096)
+        if not chunk:
+            break
+        out += chunk
+    sk.close()
+    assert status_of(out) == 201 and out.endswith(b"[1,2,3]"), out
     # two requests pipelined in one write are both answered, in order
     out = raw(K, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /groups/9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.count(b"HTTP/1.1 200 OK") == 2 and out.index(b"hello") < out.index(b'"id":"9"'), out
@@ -284,6 +306,54 @@ def _():
     out = raw(K, b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\n"
                  b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"hello"), out
+    still_serves(K)
+
+
+@case("500 mutated requests (bytes flipped, cut, repeated; seeded) on concurrent connections: each is "
+      "answered or closed, and the server goes on")
+def _():
+    import random
+    rnd = random.Random(18)
+    base = [b"GET /groups/a%20b?x=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n[1,2,3]",
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1]\r\n0\r\n\r\n"]
+
+    def mutate(b):
+        b = bytearray(b)
+        for _ in range(rnd.randint(1, 4)):
+            op = rnd.randrange(4)
+            i = rnd.randrange(len(b))
+            if op == 0:
+                b[i] = rnd.randrange(256)
+            elif op == 1:
+                del b[i:i + rnd.randint(1, 8)]
+            elif op == 2:
+                b[i:i] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8)))
+            else:
+                b[i:i] = b[i:i + rnd.randint(1, 40)] * rnd.randint(2, 50)
+        return bytes(b)
+
+    async def one(data):
+        r, w = await asyncio.open_connection(K.host, K.port)
+        w.write(data)
+        w.write_eof()  # the client is done: a cut request ends at once instead of at request_timeout_ms
+        out = await asyncio.wait_for(r.read(), 10)
+        w.close()
+        return out
+
+    async def all_of(reqs):
+        return await asyncio.gather(*(one(d) for d in reqs))
+
+    reqs = [mutate(rnd.choice(base)) for _ in range(500)]
+    answers = asyncio.run(all_of(reqs))
+    codes = {}
+    for out in answers:
+        st = status_of(out) if out else "closed"
+        assert out == b"" or st is not None, out[:100]
+        codes[st] = codes.get(st, 0) + 1
+    assert len(codes) > 2, codes  # the mutations made a mix of answers, not one
+    # (a 500 is a path of bytes that are not UTF-8 echoed in JSON: klua.json.encode refuses it, logged)
+    print(f"    answers: {dict(sorted(codes.items(), key=str))}")
     still_serves(K)
 
 
@@ -361,6 +431,18 @@ def _():
         time.sleep(0.01)  # stderr is read by a thread: wait for the line, bounded
     err = K.stderr()
     assert "GET /boom" in err and "boom in the handler" in err and "stack traceback" in err, err
+    # the log names the path as sent: a percent-encoded newline stays encoded
+    assert get(K, "/bad2?x=%0d%0aFAKE")[0] == 500
+    deadline = time.monotonic() + 5
+    while "GET /bad2 (route" not in K.stderr() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "FAKE" not in K.stderr(), K.stderr()  # the query is never logged
+    assert get(K, "/fail/a%0aklua.http:%20forged")[0] == 500
+    deadline = time.monotonic() + 5
+    while "GET /fail/a%0aklua.http:%20forged (route" not in K.stderr() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "GET /fail/a%0aklua.http:%20forged (route" in K.stderr(), K.stderr()
+    assert "\nklua.http: forged" not in K.stderr()
     for path, why in [("/bad", 'unknown field "stauts"'), ("/bad2", "returned a number"),
                       ("/bad3", "header name must be a token")]:
         st, _, _ = get(K, path)
@@ -372,7 +454,8 @@ def _():
     still_serves(K)
 
 
-@case("a handler that never returns: 503 at handler_timeout_ms (700 ms), the connection kept alive")
+@case("a handler that never returns: 503 at handler_timeout_ms (700 ms), the connection kept alive; "
+      "a late answer is dropped")
 def _():
     c = http.client.HTTPConnection(K.host, K.port, timeout=10)
     start = time.monotonic()
@@ -386,6 +469,24 @@ def _():
     assert r.status == 200 and r.read() == b"hello"
     c.close()
     assert "handler_timeout_ms (700 ms)" in K.stderr(), K.stderr()
+    # a handler that ignores its cancellation and answers late: 503 at the timeout, the late answer
+    # dropped (no second answer on the connection, no use of the finished request: ASan checks)
+    c = http.client.HTTPConnection(K.host, K.port, timeout=10)
+    c.request("GET", "/stubborn")
+    r = c.getresponse()
+    assert r.status == 503 and r.read() == b"the handler did not answer in time\n", r.status
+    K.expect("EVENT stubborn-woken KLUA_CANCELLED")
+    c.request("GET", "/hello")
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == b"hello" and r.getheader("X-Late") is None
+    c.close()
+    # and after the client left
+    s = socket.create_connection((K.host, K.port), timeout=5)
+    s.sendall(b"GET /stubborn HTTP/1.1\r\nHost: x\r\n\r\n")
+    K.expect("EVENT stubborn-start")
+    s.close()
+    K.expect("EVENT stubborn-woken KLUA_CANCELLED")
+    still_serves(K)
 
 
 @case("1,000 concurrent connections under `ulimit -n 1024`, all answered; timers on schedule meanwhile")
@@ -438,7 +539,10 @@ print("URL " .. srv.url) io.stdout:flush()
             assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"ok %d" % i), (i, data[:200])
         stats = json.loads(get(k, "/stats")[2])
         assert stats["peak"] >= 500, stats  # they were in flight together, not one after another
-        assert stats["lag"] < 50, stats
+        # Under AddressSanitizer everything runs a few times slower: the lag is printed, not judged
+        # (as tests/lua/consumer_hardening_test.lua does for RSS; tools/dev asan sets ASAN_OPTIONS).
+        if not os.getenv("ASAN_OPTIONS"):
+            assert stats["lag"] < 50, stats
         get(k, "/quit", method="POST")
         rc = k.finish()
         assert rc == 0, (rc, k.stderr())
@@ -447,6 +551,18 @@ print("URL " .. srv.url) io.stdout:flush()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         k.stop()
+
+
+@case("klua raises its soft RLIMIT_NOFILE to the hard limit at start")
+def _():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+    r = subprocess.run([KLUA, "-e", 'for l in io.lines("/proc/self/limits") do '
+                        'if l:find("Max open files") then print(l) end end'], capture_output=True, env=ENV,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)), timeout=20)
+    fields = r.stdout.decode().split()
+    want = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    assert r.returncode == 0 and fields[3:5] == [want, want], (r.stdout, r.stderr)
 
 
 @case("graceful stop: SIGTERM with a request in flight: it completes, new connections are refused, "
@@ -498,6 +614,38 @@ def _():
         k.stop()
 
 
+@case("graceful stop is bounded: a handler past shutdown_timeout_ms (1.5 s) gets 503 and is cancelled, "
+      "a client that does not read its answer is cut a second later; exit 143")
+def _():
+    k = Klua(SERVER.replace("handler_timeout_ms = 700", "handler_timeout_ms = 8000"), "bounded.lua")
+    try:
+        reader = socket.create_connection((k.host, k.port), timeout=10)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.recv(100).startswith(b"HTTP/1.1 200 OK")  # 8 MiB follow, unread
+        out = {}
+
+        def stuck():
+            t0 = time.monotonic()
+            out["r"] = get(k, "/stubborn"), time.monotonic() - t0
+        t = threading.Thread(target=stuck)
+        t.start()
+        k.expect("EVENT stubborn-start")
+        start = time.monotonic()
+        k.p.send_signal(signal.SIGTERM)
+        rc = k.finish()
+        took = time.monotonic() - start
+        t.join(10)
+        (st, _, body), _ = out["r"]
+        assert (st, body) == (503, b"the server is shutting down\n"), (st, body)
+        assert rc == 143, (rc, k.stderr())
+        assert 2.4 <= took <= 6, took  # 1.5 s for the handlers, 1 s for the slow reader
+        k.expect("EVENT stubborn-woken KLUA_CANCELLED", 1)
+        reader.close()
+    finally:
+        k.stop()
+
+
 @case("srv:close() from a handler answers it, then srv:wait() returns and the script ends (exit 0)")
 def _():
     k = Klua(SERVER, "quit.lua")
@@ -513,12 +661,13 @@ def _():
 def main():
     global K
     started = time.monotonic()
-    failed = 0
+    failed = ran = 0
     K = Klua(SERVER)
     try:
         for name, fn in results:
             if len(sys.argv) > 3 and sys.argv[3] not in name:
                 continue
+            ran += 1
             t = time.monotonic()
             try:
                 fn()
@@ -535,7 +684,7 @@ def main():
             print(f"FAIL the shared server exited {rc}: {K.stderr()}")
     finally:
         K.stop()
-    print(f"{len(results) - failed}/{len(results)} passed in {time.monotonic() - started:.1f} s")
+    print(f"{ran - failed}/{ran} passed in {time.monotonic() - started:.1f} s")
     return 1 if failed else 0
 
 
