@@ -7,9 +7,13 @@
 // its per-host connection limit. klua.http.request uses a shared one made at the first call;
 // klua.http.client{} makes another with its own limit. The loop side is one uv_timer per multi
 // (CURLMOPT_TIMERFUNCTION) and one uv_poll per socket curl asks about (CURLMOPT_SOCKETFUNCTION),
-// kept across socket callbacks with curl_multi_assign. Nothing runs curl_easy_perform, nothing
-// polls: the only thread is curl's own threaded resolver.
+// kept across socket callbacks with curl_multi_assign. A connection's socket (opened and closed
+// through CURLOPT_OPENSOCKETFUNCTION / CURLOPT_CLOSESOCKETFUNCTION) keeps its uv_poll for its
+// whole life, across the transfers that reuse it. Nothing runs curl_easy_perform, nothing polls:
+// the only thread is curl's own threaded resolver.
 #include <curl/curl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <fmt/format.h>
@@ -19,6 +23,7 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -62,6 +67,9 @@ struct SocketWatch {
   uv_poll_t poll;
   curl_socket_t fd;
   Client* client;
+  int events = 0;      // what the poll watches now (0: stopped)
+  bool owned = false;  // a connection's socket, opened by open_socket_cb: closed by close_socket_cb
+  bool idle = false;   // curl said CURL_POLL_REMOVE: no transfer uses the connection now
 };
 
 // One request in flight: the easy handle and everything curl reads from or writes into.
@@ -97,6 +105,10 @@ struct Client {
   std::list<Transfer*> starting;           // waiting for their turn to join the multi
   std::list<Transfer*> transfers;          // added to the multi, not completed
   std::unordered_set<SocketWatch*> watches;  // uv_polls not yet closed
+  // The connections' sockets (open_socket_cb to close_socket_cb) and their watch, once curl asked
+  // for one (nullptr before): a watch outlives CURL_POLL_REMOVE, and curl's next transfer on the
+  // connection finds it here.
+  std::unordered_map<curl_socket_t, SocketWatch*> sockets;
   bool closed = false;
   int open_handles = 2;  // timer and starter
 
@@ -125,6 +137,14 @@ Transfer::~Transfer() {
 void on_poll(uv_poll_t* h, int status, int events) {
   auto* w = static_cast<SocketWatch*>(h->data);
   Client* c = w->client;
+  if (w->idle) {
+    // An idle kept-alive connection became readable: the server closed it (or sent what it
+    // should not). Curl is not watching it, so it is not told; the watch stops (the event would
+    // repeat every turn), and curl's liveness check finds the connection dead at its next use.
+    uv_poll_stop(&w->poll);
+    w->events = 0;
+    return;
+  }
   int flags = 0;
   if (status < 0) {
     flags = CURL_CSELECT_ERR;  // curl then finds the socket's error itself
@@ -146,19 +166,42 @@ void on_timer(uv_timer_t* h) {
 
 void close_watch(Client* c, SocketWatch* w) {
   c->watches.erase(w);
-  // Stopped now, while the fd is still open (curl closes it after this callback returns): epoll
-  // forgets it before the number can be reused; the memory goes in the close callback.
-  uv_poll_stop(&w->poll);
+  // Closed now, while the fd is still open (curl closes it after this returns): uv_close stops
+  // the poll, and epoll forgets the fd before the number can be reused; the memory goes in the
+  // close callback.
   uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) { delete static_cast<SocketWatch*>(h->data); });
+}
+
+// Every uv_poll_start and uv_poll_stop costs libuv 1.44 an epoll_ctl(DEL) and the next turn an
+// epoll_ctl(ADD): a watch already watching the events curl asks for is left alone.
+void watch_events(SocketWatch* w, int events) {
+  if (events == w->events) return;
+  if (events == 0)
+    uv_poll_stop(&w->poll);
+  else
+    uv_poll_start(&w->poll, events, on_poll);
+  w->events = events;
 }
 
 int socket_cb(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
   auto* c = static_cast<Client*>(userp);
   auto* w = static_cast<SocketWatch*>(socketp);
+  if (!w) {  // curl's first word on this socket, or its first since a CURL_POLL_REMOVE
+    auto it = c->sockets.find(s);
+    if (it != c->sockets.end()) w = it->second;
+  }
   if (what == CURL_POLL_REMOVE) {
-    if (w) {
+    if (!w) return 0;
+    if (w->owned) {
+      // The transfer is done, the connection goes back to curl's cache: the watch stays for the
+      // next transfer on it (close_socket_cb closes it with the socket). It keeps watching for
+      // readable (a server closing the idle connection), not for writable, which would fire at
+      // once and repeat.
+      w->idle = true;
+      watch_events(w, w->events & UV_READABLE);
+    } else {
+      // A socket curl closes itself (the threaded resolver's socket pair), right after this.
       close_watch(c, w);
-      curl_multi_assign(c->multi, s, nullptr);
     }
     return 0;
   }
@@ -174,13 +217,49 @@ int socket_cb(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
     // A waiting task keeps the loop alive (the scheduler's keepalive), not an idle socket.
     uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));
     c->watches.insert(w);
-    curl_multi_assign(c->multi, s, w);
+    auto it = c->sockets.find(s);
+    if (it != c->sockets.end()) {
+      w->owned = true;
+      it->second = w;
+    }
   }
+  if (!socketp) curl_multi_assign(c->multi, s, w);
+  w->idle = false;
   int events = 0;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  uv_poll_start(&w->poll, events, on_poll);
+  watch_events(w, events);
   return 0;
+}
+
+// CURLOPT_OPENSOCKETFUNCTION: curl's own socket(), marked as a connection's (closed by
+// close_socket_cb, so its watch can outlive CURL_POLL_REMOVE). CLOEXEC from the start: a
+// klua.process child must not inherit a connection.
+curl_socket_t open_socket_cb(void* clientp, curlsocktype, curl_sockaddr* a) {
+  auto* c = static_cast<Client*>(clientp);
+  curl_socket_t fd = ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd == CURL_SOCKET_BAD) return fd;
+  auto [it, fresh] = c->sockets.emplace(fd, nullptr);
+  if (!fresh && it->second) {
+    // The number was closed behind close_socket_cb's back (not a path curl 7.88 takes for HTTP):
+    // the old watch goes before the new socket is watched (the kernel dropped the old file from
+    // epoll when it closed).
+    close_watch(c, it->second);
+    it->second = nullptr;
+  }
+  return fd;
+}
+
+// CURLOPT_CLOSESOCKETFUNCTION: the connection's watch is closed (and epoll forgets the fd)
+// before the fd is.
+int close_socket_cb(void* clientp, curl_socket_t fd) {
+  auto* c = static_cast<Client*>(clientp);
+  auto it = c->sockets.find(fd);
+  if (it != c->sockets.end()) {
+    if (it->second) close_watch(c, it->second);
+    c->sockets.erase(it);
+  }
+  return ::close(fd);
 }
 
 int timer_cb(CURLM*, long timeout_ms, void* userp) {
@@ -416,8 +495,10 @@ void Client::close() {
   while (!transfers.empty()) drop(transfers.front());
   curl_multi_cleanup(multi);
   multi = nullptr;
-  // Sockets curl closed without telling (its cache's, at cleanup) still have their uv_poll.
+  // curl_multi_cleanup closed the cached connections through close_socket_cb; whatever watch is
+  // left (a socket curl closed without a word) goes now.
   for (SocketWatch* w : std::vector<SocketWatch*>(watches.begin(), watches.end())) close_watch(this, w);
+  sockets.clear();
   // The Client goes with the last of its two handles' close callbacks (libuv runs them in no
   // promised order).
   auto closed_one = [](uv_handle_t* h) {
@@ -557,6 +638,12 @@ bool configure(lua_State* L, int spec, Transfer* t, std::string* why) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+  // The connection keeps the callbacks of the transfer that opened it: their data is the Client,
+  // which outlives every connection (curl_multi_cleanup closes them before it goes).
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t->client);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t->client);
   // HTTP only, also after a redirect (no file://, no gopher:// from a Location header).
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");

@@ -566,6 +566,57 @@ out{ ok = ok }
         self.assertEqual(srv.served, 500)
         self.assertLessEqual(srv.connections, 100)  # the default limit per host, each kept
 
+    def test_server_closing_an_idle_connection(self):
+        # A kept-alive connection keeps its socket watch between transfers: when the server closes
+        # it while idle, the watch must neither spin the loop (its readable event repeats every
+        # turn until stopped) nor break the next request (curl finds the connection dead and
+        # opens another).
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(8)
+        accepted = []
+
+        def serve():
+            while True:
+                try:
+                    c, _ = lst.accept()
+                except OSError:
+                    return
+                accepted.append(c)
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    buf += chunk
+                # keep-alive by HTTP/1.1's default, then closed at once: the client learns it while idle
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                c.close()
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        try:
+            (r,) = self.lua("idle_close", r"""
+local first = assert(klua.http.get(URL .. "/a"))
+-- the server's FIN reaches the idle connection's watch; a watch left readable would run the
+-- loop flat out for this window
+local c0 = os.clock()
+klua.sleep(500)
+local idle_cpu_ms = (os.clock() - c0) * 1000
+local second = assert(klua.http.get(URL .. "/b"))
+out{ first = first.body, second = second.body, idle_cpu_ms = idle_cpu_ms }
+""", url="http://127.0.0.1:%d" % lst.getsockname()[1])
+        finally:
+            try:
+                lst.shutdown(socket.SHUT_RDWR)  # wakes the accept (close alone would not)
+            except OSError:
+                pass
+            lst.close()
+            t.join(5)
+        self.assertFalse(t.is_alive())
+        self.assertEqual((r["first"], r["second"]), ("ok", "ok"))
+        self.assertEqual(len(accepted), 2)  # the closed connection was not reused
+        self.assertLess(r["idle_cpu_ms"], 50, r)  # a spinning loop takes ~all of it; idle, ~0
+
     def test_per_host_limit(self):
         self.plain.max_active = 0
         (r,) = self.lua("per_host", r"""
