@@ -97,9 +97,11 @@ local function check_header(fn, n, name, value)
   return name, value
 end
 
+local NO_HEADERS = {}  -- (shared, never written)
+
 -- headers = {Name = value} or {{name, value}, ...} -> list of {name, value}, checked.
 local function header_list(h, fn, n)
-  if h == nil then return {} end
+  if h == nil then return NO_HEADERS end
   if type(h) ~= "table" then argerr(fn, n, "option 'headers' must be a table, got %s", type(h)) end
   local out = {}
   if h[1] ~= nil then
@@ -141,6 +143,13 @@ local OPTIONS = {
 -- Only in klua.http.client{}: they belong to the client, not to one request.
 local CLIENT_OPTIONS = { base_url = "string", max_per_host = "number" }
 
+local function nonneg(opts, fn, n, k, integer)
+  local v = opts[k]
+  if v ~= nil and (not (v >= 0) or (integer and v ~= huge and v ~= floor(v))) then
+    argerr(fn, n, "option '%s' must be a %snumber >= 0, got %s", k, integer and "whole " or "", tostring(v))
+  end
+end
+
 local function check_options(opts, fn, n, allowed_extra)
   if type(opts) ~= "table" then argerr(fn, n, "options table expected, got %s", type(opts)) end
   for k, v in pairs(opts) do
@@ -149,16 +158,10 @@ local function check_options(opts, fn, n, allowed_extra)
     -- (the value of a secret option is never shown, only its type)
     if want ~= true and type(v) ~= want then argerr(fn, n, "option '%s' must be a %s, got %s", k, want, type(v)) end
   end
-  local function nonneg(k, integer)
-    local v = opts[k]
-    if v ~= nil and (not (v >= 0) or (integer and v ~= huge and v ~= floor(v))) then
-      argerr(fn, n, "option '%s' must be a %snumber >= 0, got %s", k, integer and "whole " or "", tostring(v))
-    end
-  end
-  nonneg("timeout_ms")
-  nonneg("connect_timeout_ms")
-  nonneg("max_redirects", true)
-  nonneg("max_response_size", true)
+  nonneg(opts, fn, n, "timeout_ms")
+  nonneg(opts, fn, n, "connect_timeout_ms")
+  nonneg(opts, fn, n, "max_redirects", true)
+  nonneg(opts, fn, n, "max_response_size", true)
   if opts.max_response_size == 0 then argerr(fn, n, "option 'max_response_size' must be > 0") end
   if opts.body ~= nil and opts.json ~= nil then argerr(fn, n, "options 'body' and 'json' are exclusive: give one") end
   if opts.bearer ~= nil and opts.user ~= nil then argerr(fn, n, "options 'user' and 'bearer' are exclusive: give one") end
@@ -186,47 +189,70 @@ end
 
 -- ---- requests ------------------------------------------------------------------------------
 
--- Builds the primitive's spec from the client's defaults and the request's options.
-local function build_spec(client, opts, fn, n, url_arg)
-  local spec = {}
-  for k, v in pairs(opts) do spec[k] = v end  -- (keys checked by check_options)
+-- URLs curl's parser accepted (P.check_url): it need not parse them again for every request to
+-- the same endpoint. Emptied when full.
+local good_urls, n_good_urls = {}, 0
+local MAX_GOOD_URLS = 256
+
+-- Turns the request's options (spec: the request's own copy, keys checked by check_options)
+-- into the primitive's spec, with the client's defaults.
+local function build_spec(client, spec, fn, n, url_arg)
+  local user, password, bearer = spec.user, spec.password, spec.bearer
+  local query, given_headers = spec.query, spec.headers
   for k, v in pairs(client.defaults) do
     if spec[k] == nil then spec[k] = v end
   end
   -- The request's own auth replaces the client's as a whole (user with its password).
-  if opts.user ~= nil or opts.bearer ~= nil then
-    spec.user, spec.password, spec.bearer = opts.user, opts.password, opts.bearer
+  if user ~= nil or bearer ~= nil then
+    spec.user, spec.password, spec.bearer = user, password, bearer
   end
   local url = spec.url
   if type(url) ~= "string" or url == "" then argerr(fn, n, "option 'url' is required (a string)") end
   url = join_url(client.base_url, url)
-  if not url:lower():match("^https?://[^/?#]") then
-    argerr(fn, url_arg or n, "%s must be an http:// or https:// URL, got %q", url_arg and "the URL" or "option 'url'", redact(url))
-  end
-  if opts.query ~= nil then url = append_query(url, encode_query(opts.query, fn, n)) end
-  local bad = P.check_url(url)
-  if bad then
-    argerr(fn, url_arg or n, "%s is malformed (%s): %q", url_arg and "the URL" or "option 'url'", bad, redact(url))
+  if not good_urls[url] then
+    if not url:lower():match("^https?://[^/?#]") then
+      argerr(fn, url_arg or n, "%s must be an http:// or https:// URL, got %q", url_arg and "the URL" or "option 'url'", redact(url))
+    end
+    if query ~= nil then url = append_query(url, encode_query(query, fn, n)) end
+    local bad = P.check_url(url)
+    if bad then
+      argerr(fn, url_arg or n, "%s is malformed (%s): %q", url_arg and "the URL" or "option 'url'", bad, redact(url))
+    end
+    if query == nil then  -- (a URL with a query added is checked each time: the query may vary)
+      if n_good_urls >= MAX_GOOD_URLS then good_urls, n_good_urls = {}, 0 end
+      good_urls[url], n_good_urls = true, n_good_urls + 1
+    end
+  elseif query ~= nil then
+    url = append_query(url, encode_query(query, fn, n))
+    local bad = P.check_url(url)
+    if bad then
+      argerr(fn, url_arg or n, "%s is malformed (%s): %q", url_arg and "the URL" or "option 'url'", bad, redact(url))
+    end
   end
   spec.url = url
+  spec.query = nil
   spec.method = (spec.method or (spec.body ~= nil or spec.json ~= nil) and "POST" or "GET"):upper()
-  local headers = merge_headers(client.headers, header_list(opts.headers, fn, n))
-  local lines, has = {}, {}
-  for i, p in ipairs(headers) do
-    has[p[1]:lower()] = true
+  local headers = merge_headers(client.headers, header_list(given_headers, fn, n))
+  local lines = {}
+  for i = 1, #headers do
+    local p = headers[i]
     -- "Name;" is curl's way to send an empty value ("Name:" would remove a header of curl's own).
     lines[i] = p[2] == "" and p[1] .. ";" or p[1] .. ": " .. p[2]
   end
-  if spec.json ~= nil then
-    spec.body = klua.json.encode(spec.json)
-    spec.json = nil
-    if not has["content-type"] then lines[#lines + 1] = "Content-Type: application/json" end
-  elseif spec.body ~= nil and not has["content-type"] then
-    lines[#lines + 1] = "Content-Type:"  -- no type rather than curl's default, which claims a form
+  if spec.body ~= nil or spec.json ~= nil then
+    local has = {}
+    for i = 1, #headers do has[headers[i][1]:lower()] = true end
+    if spec.json ~= nil then
+      spec.body = klua.json.encode(spec.json)
+      spec.json = nil
+      if not has["content-type"] then lines[#lines + 1] = "Content-Type: application/json" end
+    elseif not has["content-type"] then
+      lines[#lines + 1] = "Content-Type:"  -- no type rather than curl's default, which claims a form
+    end
+    -- curl asks large bodies for "100 Continue" first and waits up to a second for servers that
+    -- never answer it: send the body at once.
+    if not has["expect"] then lines[#lines + 1] = "Expect:" end
   end
-  -- curl asks large bodies for "100 Continue" first and waits up to a second for servers that
-  -- never answer it: send the body at once.
-  if spec.body ~= nil and not has["expect"] then lines[#lines + 1] = "Expect:" end
   spec.headers = lines
   if spec.timeout_ms == nil then spec.timeout_ms = DEFAULT_TIMEOUT_MS end
   if spec.connect_timeout_ms == nil then spec.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS end
@@ -249,9 +275,10 @@ local function handle_of(client)
   return h
 end
 
-local function perform(client, opts, fn, n, url_arg)
-  check_options(opts, fn, n)
-  local spec = build_spec(client, opts, fn, n, url_arg)
+-- spec: the request's options, in a table of the request's own (build_spec fills it in).
+local function perform(client, spec, fn, n, url_arg)
+  check_options(spec, fn, n)
+  spec = build_spec(client, spec, fn, n, url_arg)
   local res, err = P.perform(handle_of(client), spec)
   if res then
     res.url = redact(res.url)
@@ -279,15 +306,19 @@ Client.__index = Client
 
 local function request(self, opts, fn)
   if type(opts) ~= "table" then argerr(fn, 1, "options table expected, got %s", type(opts)) end
-  return perform(self, opts, fn, 1)
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  return perform(self, o, fn, 1)
 end
 
 local function get(self, url, opts, fn)
   if type(url) ~= "string" then argerr(fn, 1, "URL string expected, got %s", type(url)) end
-  if opts ~= nil and type(opts) ~= "table" then argerr(fn, 2, "options table expected, got %s", type(opts)) end
   local o = {}
-  for k, v in pairs(opts or {}) do o[k] = v end
-  if o.url ~= nil then argerr(fn, 2, "option 'url' is the first argument") end
+  if opts ~= nil then
+    if type(opts) ~= "table" then argerr(fn, 2, "options table expected, got %s", type(opts)) end
+    for k, v in pairs(opts) do o[k] = v end
+    if o.url ~= nil then argerr(fn, 2, "option 'url' is the first argument") end
+  end
   o.url = url
   o.method = o.method or "GET"
   return perform(self, o, fn, 2, 1)
