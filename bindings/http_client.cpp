@@ -751,6 +751,7 @@ int l_perform(lua_State* L) {
   // May raise (not in a task, cancelled): before anything is allocated.
   WaitToken tok = s.prepare_wait(L, "klua.http.request", timeout >= 1e15 ? -1 : timeout);
   auto t = std::make_unique<Transfer>();
+  t->response_headers.reserve(16);  // one allocation for a usual response's headers, not five
   t->client = c;
   t->tok = tok;
   t->easy = c->take_easy();
