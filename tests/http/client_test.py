@@ -617,6 +617,28 @@ out{ first = first.body, second = second.body, idle_cpu_ms = idle_cpu_ms }
         self.assertEqual(len(accepted), 2)  # the closed connection was not reused
         self.assertLess(r["idle_cpu_ms"], 50, r)  # a spinning loop takes ~all of it; idle, ~0
 
+    def test_connection_sockets_are_not_inherited(self):
+        # klua opens curl's connection sockets close-on-exec: a klua.process child does not hold
+        # the client's connections (nor keep them open after klua closes them)
+        before = self.plain.connections
+        (r,) = self.lua("cloexec", r"""
+local function child_sockets()
+  local res = assert(klua.process.run{ cmd = "sh", args = { "-c", "ls -l /proc/self/fd" } })
+  local n = 0
+  for _ in res.stdout:gmatch("socket:") do n = n + 1 end
+  return n
+end
+local api = klua.http.client{ base_url = URL }
+assert(api:get("/json"))
+local one = child_sockets()  -- (with the client's one connection open)
+local tasks = {}
+for i = 1, 4 do tasks[i] = klua.spawn(function() return assert(api:get("/concurrent?ms=200")).status end) end
+for _, t in ipairs(tasks) do assert(t:join() == 200) end
+out{ one = one, five = child_sockets() }  -- (with its five)
+""")
+        self.assertGreaterEqual(self.plain.connections - before, 4)
+        self.assertEqual(r["five"], r["one"])
+
     def test_per_host_limit(self):
         self.plain.max_active = 0
         (r,) = self.lua("per_host", r"""
