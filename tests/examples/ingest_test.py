@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""examples/ingest.lua (seed 002) against the real broker, driven by curl and http.client, its two
+cloud endpoints served by another Python process (tests/examples/sync_endpoints.py): "aws" fast and
+answering 503 to every 10th request, "azure" taking 300 ms per request.
+
+Checks: bad DataSyncMessages get 400 naming the field; N accepted messages (202 with MessageId,
+partition, offset) reach both endpoints exactly once, the 503s retried; the fast group is done before
+the slow one is half way (the groups do not hold each other back); SIGTERM while the slow group is
+half way exits 143 and a restart delivers the rest without repeating any (its commits held); at the end
+both groups' committed offsets equal the topic's high watermarks and the dead-letter topic is empty.
+
+Usage: ingest_test.py KLUA   (KLUA_BROKERS names the broker; tools/with-broker sets it)
+"""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Checks, LineReader, Service, call, curl, use_venv_python  # noqa: E402
+
+use_venv_python()
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+
+KLUA = os.path.realpath(sys.argv[1])
+BROKERS = os.environ["KLUA_BROKERS"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN = uuid.uuid4().hex[:8]
+N, SLOW_MS, FAIL_EVERY, CONCURRENCY = 96, 300, 10, 8
+TOPIC, PREFIX = "ingest-" + RUN, "ingest-" + RUN + "-"
+LOG_DIR = os.environ.get("KLUA_TEST_SCRATCH") or os.path.join(os.path.dirname(KLUA), "examples-test")
+os.makedirs(LOG_DIR, exist_ok=True)
+ck = Checks("ingest")
+
+
+def post_many(url, bodies):
+    """http.client on one keep-alive connection per thread: [(status, answer)] in order."""
+    u = urlsplit(url)
+    out = [None] * len(bodies)
+
+    def worker(idx):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        for i in idx:
+            conn.request("POST", u.path, body=json.dumps(bodies[i]), headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            out[i] = (r.status, json.loads(r.read()))
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(range(k, len(bodies), 4),)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def main():
+    ep = subprocess.Popen([sys.executable, os.path.join(HERE, "sync_endpoints.py"), str(N), str(SLOW_MS),
+                           str(FAIL_EVERY)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    events = LineReader(ep, "sync_endpoints.py")
+    aws_port, azure_port = events.wait_for(lambda l: l.startswith("ports "), 30).split()[1:]
+    aws, azure = f"http://127.0.0.1:{aws_port}/aws/save", f"http://127.0.0.1:{azure_port}/azure/save"
+    args = ["--port", "0", "--topic", TOPIC, "--group-prefix", PREFIX, "--concurrency", str(CONCURRENCY),
+            "--aws", aws]
+    env = dict(os.environ, SYNC_AZURE_URL=azure)  # one URL by option, the other by environment
+    svc = Service(KLUA, "examples/ingest.lua", *args, env=env, log=os.path.join(LOG_DIR, "ingest_1.log"))
+    svc2 = None
+    try:
+        api = svc.url + "/api/datasync"
+        # Bad DataSyncMessages: 400 naming the field, nothing produced.
+        for what, raw, field in [
+            ("not JSON", b'{"Data":', "body"),
+            ("no Data", b'{"MessageId": "m1"}', "Data"),
+            ("Data a number", b'{"Data": 5}', "Data"),
+            ("empty Data", b'{"Data": ""}', "Data"),
+            ("bad MessageId", b'{"Data": "x", "MessageId": "a b"}', "MessageId"),
+            ("bad CreatedAt", b'{"Data": "x", "CreatedAt": "yesterday"}', "CreatedAt"),
+            ("Metadata value", b'{"Data": "x", "Metadata": {"n": 1}}', "Metadata.n"),
+            ("an array", b'["x"]', "body"),
+        ]:
+            st, _, body = call("POST", api, raw=raw)
+            ck.eq("400 " + what, (st, body and body["error"]["field"]), (400, field))
+        st, _, _ = call("GET", api)
+        ck.eq("GET /api/datasync", st, 405)
+
+        # N messages: 3 with curl as the seed's README sends them (a JSON string), 2 with curl and an id,
+        # the rest with http.client on keep-alive connections.
+        accepted = []
+        for i in range(3):
+            st, body = curl("POST", api, json.dumps(f"Test message {i} for dual-cloud sync"))
+            accepted.append((st, body))
+        for i in range(2):
+            st, body = curl("POST", api, {"MessageId": f"curl-{RUN}-{i}", "Data": f"curl {i}", "Source": "test",
+                                          "Metadata": {"tenant": "t1"}})
+            accepted.append((st, body))
+        accepted += post_many(api, [{"MessageId": f"m-{RUN}-{i:04d}", "Data": f"record {i}", "Source": "test"}
+                                    for i in range(N - 5)])
+        ck.eq("all 202", [st for st, _ in accepted], [202] * N)
+        ids = [b["MessageId"] for _, b in accepted]
+        ck.eq("ids given are kept", ids[3:5], [f"curl-{RUN}-0", f"curl-{RUN}-1"])
+        ck.eq("distinct ids", len(set(ids)), N)
+        ck.true("partition/offset answered", all(b["topic"] == TOPIC and 0 <= b["partition"] < 12 and b["offset"] >= 0
+                                                 for _, b in accepted))
+        ck.eq("distinct (partition, offset)", len({(b["partition"], b["offset"]) for _, b in accepted}), N)
+
+        # The fast group finishes before the slow one is half way; stop while the slow one is at half.
+        seen = {}
+        while not ("done aws" in seen and "half azure" in seen):
+            line = events.wait_for(lambda l: l.startswith(("done ", "half ")), 60)
+            kind, name, t = line.split()
+            seen[f"{kind} {name}"] = float(t)
+        ck.true("aws done before azure is half way", seen["done aws"] <= seen["half azure"],
+                f"(aws done at {seen['done aws']:.2f}, azure half at {seen['half azure']:.2f})")
+        ck.eq("SIGTERM mid-way exit status", svc.stop(signal.SIGTERM), 143)
+
+        # A restart delivers the rest: nothing lost, nothing repeated.
+        svc2 = Service(KLUA, "examples/ingest.lua", *args, env=env, log=os.path.join(LOG_DIR, "ingest_2.log"))
+        if "done azure" not in seen:
+            line = events.wait_for(lambda l: l.startswith("done azure"), 60)
+            seen["done azure"] = float(line.split()[2])
+        ck.true("azure finished after aws", seen["done azure"] - seen["done aws"] > 0.5,
+                f"({seen['done azure'] - seen['done aws']:.2f} s)")
+        for name, port in (("aws", aws_port), ("azure", azure_port)):
+            st, _, rec = call("GET", f"http://127.0.0.1:{port}/records")
+            ck.eq(f"{name}: ids saved", sorted(rec["ids"]), sorted(ids))
+            ck.eq(f"{name}: saved more than once", {k: v for k, v in rec["ids"].items() if v != 1}, {})
+            ck.eq(f"{name}: bad requests", rec["bad"], [])
+            if name == "aws":
+                ck.true("aws refused some with 503 (retried)", rec["refused"] >= N // FAIL_EVERY // 2, repr(rec["refused"]))
+        st, _, status = call("GET", svc2.url + "/api/datasync/status")
+        ck.eq("status", st, 200)
+        ck.eq("restart: aws had nothing left", status["aws"]["processed"], 0)
+        ck.true("restart: azure did the rest", 0 < status["azure"]["processed"] < N, repr(status["azure"]))
+        ck.eq("second SIGTERM exit status", svc2.stop(signal.SIGTERM), 143)
+
+        # Committed offsets (read by confluent-kafka) equal the high watermarks; the DLQ is empty.
+        c = Consumer({"bootstrap.servers": BROKERS, "group.id": "ingest-check-" + RUN})
+        high = {p: c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=20)[1] for p in range(12)}
+        dlq = sum(c.get_watermark_offsets(TopicPartition(TOPIC + "-dlq", p), timeout=20)[1] for p in range(4))
+        c.close()
+        ck.eq("sum of high watermarks", sum(high.values()), N)
+        ck.eq("dead-letter topic", dlq, 0)
+        admin = AdminClient({"bootstrap.servers": BROKERS})
+        for cloud in ("aws", "azure"):
+            g = PREFIX + cloud + "-sync-group"
+            got = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)])[g].result(20)
+            committed = {tp.partition: tp.offset for tp in got.topic_partitions if tp.topic == TOPIC}
+            ck.eq(f"{cloud}: committed = high", {p: committed.get(p, -1001) for p in high if high[p] > 0},
+                  {p: h for p, h in high.items() if h > 0})
+        admin.delete_topics([TOPIC, TOPIC + "-dlq"], request_timeout=20)
+    finally:
+        svc.kill()
+        if svc2:
+            svc2.kill()
+        ep.stdin.close()
+        ep.wait(10)
+
+
+if __name__ == "__main__":
+    main()
+    ck.finish()
