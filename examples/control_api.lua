@@ -217,6 +217,7 @@ local function each_parallel(items, width, fn)
         next_i = i + 1
         out[i] = fn(items[i])
       end
+      return true
     end)
   end
   for _, t in ipairs(tasks) do assert(t:join()) end
