@@ -1,6 +1,7 @@
 // The thin CLI over the runtime library: parses flags into configuration layers,
 // picks the command, runs it, returns the exit code.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -230,6 +231,12 @@ int main(int argc, char** argv) {
         close(nul);
       }
     }
+  // One descriptor per connection (klua.http.serve, the client, Kafka brokers): the soft limit is
+  // raised to the hard one, as servers do (often 1024 soft against 524288 hard).
+  if (struct rlimit rl {}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
   Globals g;
   std::vector<klua::ConfigEntry> env_layer, profile_layer;
   if (const char* p = std::getenv("KLUA_PROFILE"); p && *p) g.profile = {p, "KLUA_PROFILE"};

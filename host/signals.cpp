@@ -20,10 +20,13 @@
 //
 // SIGPIPE (a write to a pipe whose reader is gone: `klua script.lua | head`) stops the script as
 // the first SIGINT does, quietly, with exit 141, instead of killing it before its producers
-// flush; the later ones are ignored (the writes fail with EPIPE).
+// flush; the later ones are ignored (the writes fail with EPIPE). Only a broken stdout or stderr
+// counts: a SIGPIPE from a socket (an HTTP client that left mid-answer) or a child's stdin is
+// ignored, and that write fails with EPIPE for its owner to handle.
 //
 // While the interactive REPL claims SIGINT (claim_sigint), a SIGINT is its own business (Ctrl-C
 // cancels the running line: host/line_editor.cpp) and is not counted here.
+#include <poll.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <unistd.h>
@@ -101,8 +104,24 @@ void chain(const struct sigaction& to, int signum, siginfo_t* info, void* contex
   }
 }
 
+// Whether stdout or stderr is a pipe (or socket) whose reader is gone: poll(2) says POLLERR/POLLHUP
+// for it (async-signal-safe).
+bool standard_stream_broken() {
+  struct pollfd fds[2] = {{1, POLLOUT, 0}, {2, POLLOUT, 0}};
+  if (poll(fds, 2, 0) <= 0) return false;
+  for (const auto& f : fds)
+    if (f.revents & (POLLERR | POLLHUP)) return true;
+  return false;
+}
+
 void on_raw_signal(int signum, siginfo_t* info, void* context) {
   int saved_errno = errno;
+  if (signum == SIGPIPE && !standard_stream_broken()) {
+    // A write to a socket or pipe of the script's own (an HTTP client that left, a child's stdin)
+    // fails with EPIPE where it was made; only a closed stdout/stderr stops the script.
+    errno = saved_errno;
+    return;
+  }
   if (signum == SIGPIPE && g.stop_signals.load() > 0) {
     // Only the first SIGPIPE stops the script (quietly: `klua script | head`); the later ones
     // are the same closed pipe again, and those writes fail with EPIPE.

@@ -70,6 +70,7 @@ local function public_api()
   methods_of(c, "c", api)
   methods_of(a, "admin", api)
   methods_of(klua.spawn(function() end), "task", api)
+  methods_of(klua.http.client{}, "client", api)
   methods_of(klua.worker{ group = "docs-api", topics = { t }, handlers = function() end }, "w", api)
   klua.testkit.produce(t, { { value = "with", headers = { h = "1" } }, "without" })
   for _, msg in ipairs(klua.testkit.read(t)) do methods_of(msg, "msg", api) end

@@ -1,0 +1,828 @@
+// klua.http.serve: an HTTP/1.1 server on the script's loop, on h2o 2.2.5's libuv backend (Debian's
+// libh2o-dev). h2o parses requests, enforces the body limit (max_request_entity_size: 413) and the
+// request-read timeout, and writes responses with keep-alive; klua accepts the connections on its own
+// uv_tcp_t listener, and one catch-all h2o handler copies each request into Lua and runs the script's
+// dispatcher (bindings/lua/http_server.lua: routing, handler, response checks) in a task of its own.
+//
+// Lifetimes, since three parties hold on to a request:
+// - h2o owns the h2o_req_t. Our per-request state (Request) lives in the request's own memory pool,
+//   allocated with h2o_mem_alloc_shared and a dispose function: when h2o ends the request (the answer
+//   was written, or the connection died), dispose unlinks it from everything, and cancels the handler's
+//   task if the handler has not answered yet. Lua knows a request only by its id, so a late answer
+//   (after a timeout, after the client left) finds no request and is dropped.
+// - h2o 2.2.5 stops reading a connection while its request is handled, so it would notice a client that
+//   leaves only when the answer is written. klua reads the socket meanwhile (h2o_socket_read_start with
+//   its own callback): EOF ends the request at once (an answer h2o fails to write, which makes h2o close
+//   the connection and dispose the request, which cancels the handler).
+// - The server (Server) lives until the runtime's end: its h2o context can only be disposed outside
+//   the loop's run (h2o_context_dispose runs the loop itself, which libuv forbids from a callback), so a
+//   closed server waits, idle, for Runtime::shutdown (HttpServers, a Closable of priority 45).
+//
+// A listening server keeps the script running: serve() starts a keeper task (bindings/lua) that waits
+// until the server is closed. SIGINT/SIGTERM cancel it like any task, and its wait's cleanup starts the
+// graceful close: stop accepting, end idle keep-alive connections, let in-flight handlers (shielded
+// tasks) answer within shutdown_timeout_ms, then answer 503 for the rest and cut what is left a second
+// later. The loop then ends, and the usual shutdown follows (producers flush, consumers commit).
+#include <sys/socket.h>
+#include <uv.h>
+
+extern "C" {
+#include <h2o.h>
+}
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "bindings/lua_chunks.hpp"
+#include "host/error.hpp"
+#include "host/runtime.hpp"
+
+namespace klua {
+
+namespace {
+
+const char* const SERVER_MT = "klua.http.server";
+const char* const SERVERS_KEY = "klua.http.servers";
+
+class Server;
+
+// One accepted connection. h2o owns its socket; klua keeps the uv_tcp_t (h2o's close callback hands it
+// back) and which request, if any, is being handled on it.
+struct Conn {
+  uv_tcp_t tcp;  // first: on_conn_closed gets &tcp
+  Server* srv = nullptr;
+  h2o_socket_t* sock = nullptr;
+  struct Request* busy = nullptr;
+};
+
+// Read callbacks get only the socket: connections by socket, for every server of the process (one loop
+// thread).
+std::unordered_map<h2o_socket_t*, Conn*> g_conns;
+
+// A request from the handler's call to h2o's dispose of its pool (allocated in that pool).
+struct Request {
+  Server* srv = nullptr;
+  Conn* conn = nullptr;
+  h2o_req_t* req = nullptr;
+  uint64_t id = 0;
+  uint64_t task = 0;
+  bool responded = false;     // an answer (the handler's or klua's 4xx/5xx) has been started
+  bool handler_done = false;  // the handler answered: nothing to cancel
+  bool watching = false;      // klua's read callback watches for the client leaving
+  h2o_timeout_entry_t timeout{};  // handler_timeout_ms
+};
+
+struct Handler {
+  h2o_handler_t super;
+  Server* srv;
+};
+
+struct Config {
+  std::string host;
+  int port = 0;
+  size_t max_body_size = 1 << 20;
+  size_t max_header_size = 16 << 10;
+  uint64_t request_timeout_ms = 10000;
+  uint64_t handler_timeout_ms = 30000;
+  double shutdown_timeout_ms = 10000;
+};
+
+struct Waiter {
+  WaitToken tok;
+  bool keeper;
+};
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding; plus_space for query strings (form encoding). A bad escape stays as it is.
+std::string decode(const char* s, size_t n, bool plus_space) {
+  std::string out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    char c = s[i];
+    if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hexval(s[i + 1]) * 16 + hexval(s[i + 2])));
+      i += 2;
+    } else if (c == '+' && plus_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+class HttpServers;
+
+class Server : public Closable {
+ public:
+  Server(Runtime& rt, Config cfg) : rt_(rt), cfg_(std::move(cfg)) {}
+  ~Server() override = default;
+
+  int close_priority() const override { return 5; }  // before producers flush: in-flight handlers may produce
+  void begin_close() override { begin_graceful(0); }
+  bool is_closed() const override { return state_ == Closed; }
+
+  // Binds and listens; on failure returns the reason (the server is then unused).
+  std::string start(lua_State* L);
+  int port() const { return bound_port_; }
+  bool closed() const { return state_ == Closed; }
+  bool open() const { return state_ == Open; }
+  void begin_graceful(double timeout_ms);
+  // The handler's answer; false when the request is gone or already answered (the answer is dropped).
+  bool respond(uint64_t id, int status, lua_State* L, int headers_idx, const char* body, size_t len);
+  void add_waiter(Waiter w) { waiters_.push_back(w); }
+  void remove_waiter(WaitToken t) {
+    waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(),
+                                  [&](const Waiter& w) { return w.tok.task == t.task && w.tok.seq == t.seq; }),
+                   waiters_.end());
+  }
+  // After the close: disposes h2o's context (outside the loop's run only: see the top of the file).
+  void dispose();
+  bool disposed() const { return disposed_; }
+  int dispatch_ref = LUA_NOREF;
+  const Config& config() const { return cfg_; }
+
+ private:
+  enum State { Open, Closing, Closed };
+  static int on_req(h2o_handler_t* self, h2o_req_t* req);
+  static void on_connection(uv_stream_t* listener, int status);
+  static void on_conn_closed(uv_handle_t* h);
+  static void on_request_dispose(void* p);
+  static void on_client_read(h2o_socket_t* sock, const char* err);
+  static void on_handler_timeout(h2o_timeout_entry_t* entry);
+  static void on_shutdown_timer(uv_timer_t* t);
+  void handle(h2o_req_t* req);
+  void send_error(h2o_req_t* req, int status, const char* body, bool close);
+  void abort(Request* r, int status, const char* body);
+  void shutdown_conn(Conn* c);
+  void maybe_closed();
+  void finish_close();
+
+  Runtime& rt_;
+  Config cfg_;
+  State state_ = Open;
+  bool started_ = false;
+  bool disposed_ = false;
+  bool listener_open_ = false;
+  bool forced_ = false;  // the second phase of the close: connections are being cut
+  bool accept_error_logged_ = false;
+  int bound_port_ = 0;
+  h2o_globalconf_t globconf_{};
+  h2o_context_t ctx_{};
+  h2o_accept_ctx_t accept_ctx_{};
+  h2o_timeout_t handler_timeout_{};
+  uv_tcp_t listener_{};
+  uv_timer_t shutdown_timer_{};
+  std::unordered_set<Conn*> conns_;
+  std::unordered_map<uint64_t, Request*> requests_;
+  uint64_t next_id_ = 1;
+  std::vector<Waiter> waiters_;
+};
+
+// Every server of a runtime, kept until its end (see the top of the file); disposes their h2o contexts
+// at exit, after the clusters (priority 40) are gone.
+class HttpServers : public Closable {
+ public:
+  explicit HttpServers(Runtime& rt) : rt_(rt) { rt_.add_closable(this); }
+  ~HttpServers() override {
+    if (registered_) rt_.remove_closable(this);
+    dispose_all();
+  }
+  int close_priority() const override { return 45; }
+  void begin_close() override {
+    dispose_all();
+    registered_ = false;  // Runtime::shutdown removes the group once closed
+    closed_ = true;
+  }
+  bool is_closed() const override { return closed_; }
+  Server* add(std::unique_ptr<Server> s) {
+    servers_.push_back(std::move(s));
+    return servers_.back().get();
+  }
+
+ private:
+  void dispose_all() {
+    for (auto& s : servers_) {
+      if (s->closed() && !s->disposed()) s->dispose();
+      // A server that could not close (its connections outlived the shutdown) is left alone: freeing
+      // it under h2o would be worse than the leak at exit.
+      if (!s->disposed()) (void)s.release();
+    }
+    servers_.clear();
+  }
+  Runtime& rt_;
+  bool registered_ = true;
+  bool closed_ = false;
+  std::vector<std::unique_ptr<Server>> servers_;
+};
+
+std::string Server::start(lua_State* L) {
+  uv_loop_t* loop = rt_.loop();
+  h2o_config_init(&globconf_);
+  globconf_.server_name = h2o_iovec_init(H2O_STRLIT("klua"));
+  globconf_.max_request_entity_size = cfg_.max_body_size;
+  globconf_.http1.req_timeout = cfg_.request_timeout_ms;
+  // HTTP/1.1 only: h2o would upgrade to h2c (an Upgrade: h2c header, or the HTTP/2 preface) by
+  // default; klua's tests do not cover HTTP/2, so it stays off (the preface is then a 400).
+  globconf_.http1.upgrade_to_http2 = 0;
+  h2o_hostconf_t* host = h2o_config_register_host(&globconf_, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+  h2o_pathconf_t* path = h2o_config_register_path(host, "/", 0);
+  auto* handler = reinterpret_cast<Handler*>(h2o_create_handler(path, sizeof(Handler)));
+  handler->super.on_req = on_req;
+  handler->srv = this;
+
+  // h2o's context makes timers (armed until their deadline even when nothing waits on them any more)
+  // and a uv_async_t for messages from its resolver threads (the proxy's, unused here). Referenced,
+  // they would keep the loop alive after the server closed; the server's listener, its connections
+  // and its keeper task are what keep the script running. The handles h2o_context_init adds are found
+  // by a walk before and after, not by h2o's private layout.
+  std::unordered_set<uv_handle_t*> before;
+  uv_walk(loop, [](uv_handle_t* h, void* arg) { static_cast<std::unordered_set<uv_handle_t*>*>(arg)->insert(h); },
+          &before);
+  h2o_context_init(&ctx_, loop, &globconf_);
+  h2o_timeout_init(loop, &handler_timeout_, cfg_.handler_timeout_ms);
+  uv_walk(loop,
+          [](uv_handle_t* h, void* arg) {
+            if (!static_cast<std::unordered_set<uv_handle_t*>*>(arg)->count(h)) uv_unref(h);
+          },
+          &before);
+  accept_ctx_.ctx = &ctx_;
+  accept_ctx_.hosts = globconf_.hosts;
+  uv_timer_init(loop, &shutdown_timer_);
+  shutdown_timer_.data = this;
+  started_ = true;
+
+  struct sockaddr_storage addr {};
+  bool v6 = cfg_.host.find(':') != std::string::npos;
+  int rc = v6 ? uv_ip6_addr(cfg_.host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&addr))
+              : uv_ip4_addr(cfg_.host.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&addr));
+  std::string where = v6 ? fmt::format("[{}]:{}", cfg_.host, cfg_.port) : fmt::format("{}:{}", cfg_.host, cfg_.port);
+  if (rc != 0) {
+    state_ = Closed;
+    return fmt::format("cannot listen on {}: the host is not an IP address ({})", where, uv_strerror(rc));
+  }
+  uv_tcp_init(loop, &listener_);
+  listener_.data = this;
+  listener_open_ = true;
+  rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
+  // A backlog for bursts of connections (the kernel caps it at net.core.somaxconn).
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 4096, on_connection);
+  if (rc != 0) {
+    state_ = Closing;
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), [](uv_handle_t* h) {
+      auto* s = static_cast<Server*>(h->data);
+      s->listener_open_ = false;
+      s->state_ = Closed;
+    });
+    return fmt::format("cannot listen on {}: {} ({})", where, uv_strerror(rc), uv_err_name(rc));
+  }
+  struct sockaddr_storage bound {};
+  int len = sizeof bound;
+  uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &len);
+  bound_port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  rt_.add_closable(this);
+  (void)L;
+  return "";
+}
+
+void Server::on_connection(uv_stream_t* listener, int status) {
+  auto* s = static_cast<Server*>(listener->data);
+  if (status < 0) {
+    // Out of file descriptors, typically (libuv's own reserve descriptor sheds the connection):
+    // said once, the server goes on.
+    if (!s->accept_error_logged_)
+      fmt::print(stderr, "klua.http: accepting a connection on port {} failed: {} (raise `ulimit -n`?)\n",
+                 s->bound_port_, uv_strerror(status));
+    s->accept_error_logged_ = true;
+    return;
+  }
+  auto* c = new Conn;
+  c->srv = s;
+  uv_tcp_init(listener->loop, &c->tcp);
+  if (uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) { delete reinterpret_cast<Conn*>(h); });
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);  // small answers go out at once, not after a delayed ACK
+  c->sock = h2o_uv_socket_create(reinterpret_cast<uv_stream_t*>(&c->tcp), on_conn_closed);
+  g_conns[c->sock] = c;
+  s->conns_.insert(c);
+  h2o_accept(&s->accept_ctx_, c->sock);
+}
+
+void Server::on_conn_closed(uv_handle_t* h) {
+  auto* c = reinterpret_cast<Conn*>(h);
+  Server* s = c->srv;
+  g_conns.erase(c->sock);  // h2o freed the socket just before: the pointer is only a key here
+  s->conns_.erase(c);
+  delete c;
+  s->maybe_closed();
+}
+
+int Server::on_req(h2o_handler_t* self, h2o_req_t* req) {
+  reinterpret_cast<Handler*>(self)->srv->handle(req);
+  return 0;
+}
+
+void Server::send_error(h2o_req_t* req, int status, const char* body, bool close) {
+  h2o_send_error_generic(req, status, reason_phrase(status), body, close ? H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION : 0);
+}
+
+void Server::handle(h2o_req_t* req) {
+  if (state_ != Open) {
+    send_error(req, 503, "the server is shutting down\n", true);
+    return;
+  }
+  // klua's header limit (h2o's own is ~408 KiB or 100 headers, answered 400): names and values.
+  size_t header_bytes = 0;
+  for (size_t i = 0; i < req->headers.size; ++i)
+    header_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
+  if (header_bytes > cfg_.max_header_size) {
+    send_error(req, 431, "request header fields too large\n", true);
+    return;
+  }
+  if (req->path.len == 0 || req->path.base[0] != '/') {
+    send_error(req, 400, "the request target must be a path\n", true);
+    return;
+  }
+  h2o_socket_t* sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : nullptr;
+  auto cit = sock ? g_conns.find(sock) : g_conns.end();
+  Conn* conn = cit == g_conns.end() ? nullptr : cit->second;
+
+  auto* r = new (h2o_mem_alloc_shared(&req->pool, sizeof(Request), on_request_dispose)) Request;
+  r->srv = this;
+  r->conn = conn;
+  r->req = req;
+  r->id = next_id_++;
+  r->timeout.cb = on_handler_timeout;
+  requests_[r->id] = r;
+  if (conn) conn->busy = r;
+
+  // The request, copied into Lua: dispatch(id, req, raw_path).
+  lua_State* L = rt_.lua();
+  lua_rawgeti(L, LUA_REGISTRYINDEX, dispatch_ref);
+  lua_pushnumber(L, static_cast<lua_Number>(r->id));
+  lua_createtable(L, 0, 8);
+  lua_pushlstring(L, req->method.base, req->method.len);
+  lua_setfield(L, -2, "method");
+  size_t path_len = req->query_at == SIZE_MAX ? req->path.len : req->query_at;
+  std::string path = decode(req->path.base, path_len, false);
+  lua_pushlstring(L, path.data(), path.size());
+  lua_setfield(L, -2, "path");
+  lua_newtable(L);
+  if (req->query_at != SIZE_MAX) {
+    // a=1&b=x+y&c: decoded; a repeated name keeps its first value (as Go's Query().Get does).
+    const char* q = req->path.base + req->query_at + 1;
+    const char* end = req->path.base + req->path.len;
+    while (q < end) {
+      const char* amp = static_cast<const char*>(memchr(q, '&', end - q));
+      if (!amp) amp = end;
+      if (amp > q) {
+        const char* eq = static_cast<const char*>(memchr(q, '=', amp - q));
+        std::string name = decode(q, (eq ? eq : amp) - q, true);
+        std::string value = eq ? decode(eq + 1, amp - eq - 1, true) : std::string();
+        lua_pushlstring(L, name.data(), name.size());
+        lua_rawget(L, -2);
+        bool seen = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (!seen) {
+          lua_pushlstring(L, name.data(), name.size());
+          lua_pushlstring(L, value.data(), value.size());
+          lua_rawset(L, -3);
+        }
+      }
+      q = amp + 1;
+    }
+  }
+  lua_setfield(L, -2, "query");
+  lua_createtable(L, 0, static_cast<int>(req->headers.size));
+  for (size_t i = 0; i < req->headers.size; ++i) {
+    const h2o_header_t& h = req->headers.entries[i];  // names are lower-case (h2o's parser)
+    lua_pushlstring(L, h.name->base, h.name->len);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, h.value.base, h.value.len);
+    } else {
+      // Repeats joined as RFC 9110 allows (cookies with "; ", their own separator).
+      bool cookie = h.name->len == 6 && memcmp(h.name->base, "cookie", 6) == 0;
+      lua_pushstring(L, cookie ? "; " : ", ");
+      lua_pushlstring(L, h.value.base, h.value.len);
+      lua_concat(L, 3);
+    }
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "headers");
+  if (req->entity.base)
+    lua_pushlstring(L, req->entity.base, req->entity.len);
+  else
+    lua_pushliteral(L, "");
+  lua_setfield(L, -2, "body");
+  lua_pushlstring(L, req->path.base, path_len);
+  Scheduler& sched = rt_.scheduler();
+  r->task = sched.spawn(L, 3);
+  // A signal does not cancel a handler in flight: the graceful close lets it answer (then cancels it
+  // at shutdown_timeout_ms).
+  sched.set_shielded(r->task);
+  h2o_timeout_link(rt_.loop(), &handler_timeout_, &r->timeout);
+  if (conn) {
+    h2o_socket_read_start(conn->sock, on_client_read);
+    r->watching = true;
+  }
+}
+
+void Server::on_client_read(h2o_socket_t* sock, const char* err) {
+  auto it = g_conns.find(sock);
+  Request* r = it == g_conns.end() ? nullptr : it->second->busy;
+  if (!r || !r->watching) {
+    h2o_socket_read_stop(sock);
+    return;
+  }
+  if (!err && sock->bytes_read == 0) return;  // a wake-up with nothing read
+  h2o_socket_read_stop(sock);
+  r->watching = false;
+  // Bytes: the next pipelined request, left in h2o's buffer for after this answer (the connection is
+  // no longer watched). EOF or an error: the client left before its answer.
+  if (err && !r->responded) r->srv->abort(r, 503, "the client closed the connection\n");
+}
+
+// Ends a request that the handler has not answered: an answer that closes the connection (h2o then
+// disposes the request, which cancels the handler's task).
+void Server::abort(Request* r, int status, const char* body) {
+  if (r->responded) return;
+  r->responded = true;
+  if (r->watching && r->conn) h2o_socket_read_stop(r->conn->sock);
+  r->watching = false;
+  if (h2o_timeout_is_linked(&r->timeout)) h2o_timeout_unlink(&r->timeout);
+  send_error(r->req, status, body, true);
+}
+
+void Server::on_handler_timeout(h2o_timeout_entry_t* entry) {
+  auto* r = reinterpret_cast<Request*>(reinterpret_cast<char*>(entry) - offsetof(Request, timeout));
+  Server* s = r->srv;
+  std::string path(r->req->path.base, r->req->query_at == SIZE_MAX ? r->req->path.len : r->req->query_at);
+  fmt::print(stderr, "klua.http: {} {}: the handler did not answer within handler_timeout_ms ({} ms): answered 503, "
+                     "the handler is cancelled\n",
+             std::string(r->req->method.base, r->req->method.len), path, s->cfg_.handler_timeout_ms);
+  // Keep-alive stays: the request was read whole. The request's end (dispose) cancels the task.
+  r->responded = true;
+  if (r->watching && r->conn) h2o_socket_read_stop(r->conn->sock);
+  r->watching = false;
+  if (s->state_ != Open) r->req->http1_is_persistent = 0;
+  s->send_error(r->req, 503, "the handler did not answer in time\n", false);
+}
+
+void Server::on_request_dispose(void* p) {
+  auto* r = static_cast<Request*>(p);
+  Server* s = r->srv;
+  if (h2o_timeout_is_linked(&r->timeout)) h2o_timeout_unlink(&r->timeout);
+  s->requests_.erase(r->id);
+  if (r->conn && r->conn->busy == r) {
+    r->conn->busy = nullptr;
+    // Closing: a keep-alive connection whose request just ended goes too (its answer was complete).
+    if (s->state_ != Open) s->shutdown_conn(r->conn);
+  }
+  if (!r->handler_done) s->rt_.scheduler().cancel(r->task);
+  r->~Request();  // the memory is the pool's
+}
+
+bool Server::respond(uint64_t id, int status, lua_State* L, int headers_idx, const char* body, size_t len) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  Request* r = it->second;
+  r->handler_done = true;
+  if (r->responded) return false;
+  r->responded = true;
+  if (r->watching && r->conn) h2o_socket_read_stop(r->conn->sock);
+  r->watching = false;
+  if (h2o_timeout_is_linked(&r->timeout)) h2o_timeout_unlink(&r->timeout);
+  h2o_req_t* req = r->req;
+  if (state_ != Open) req->http1_is_persistent = 0;
+  req->res.status = status;
+  req->res.reason = reason_phrase(status);
+  // headers: a flat array {name, value, name, value, ...}, checked by the Lua side.
+  int n = static_cast<int>(lua_objlen(L, headers_idx));
+  for (int i = 1; i + 1 <= n; i += 2) {
+    size_t nl, vl;
+    lua_rawgeti(L, headers_idx, i);
+    lua_rawgeti(L, headers_idx, i + 1);
+    const char* name = lua_tolstring(L, -2, &nl);
+    const char* value = lua_tolstring(L, -1, &vl);
+    if (name && value) {
+      h2o_iovec_t orig = h2o_strdup(&req->pool, name, nl);
+      h2o_iovec_t lower = h2o_strdup(&req->pool, name, nl);
+      h2o_strtolower(lower.base, lower.len);
+      h2o_iovec_t v = h2o_strdup(&req->pool, value, vl);
+      h2o_add_header_by_str(&req->pool, &req->res.headers, lower.base, lower.len, 1, orig.base, v.base, v.len);
+    }
+    lua_pop(L, 2);
+  }
+  // 204 and 304 carry no body and no Content-Length (RFC 9110).
+  bool no_body = status == 204 || status == 304;
+  req->res.content_length = no_body ? SIZE_MAX : len;
+  h2o_send_inline(req, no_body || !body ? "" : body, no_body ? 0 : len);
+  return true;
+}
+
+void Server::shutdown_conn(Conn* c) {
+  // Ends the connection from below h2o: its read (h2o's, or klua's watch) sees EOF, or its write
+  // fails, and h2o closes it as it would for a client that left.
+  int fd = c->sock ? h2o_socket_get_fd(c->sock) : -1;
+  if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+}
+
+void Server::begin_graceful(double timeout_ms) {
+  if (state_ == Closed || !started_) return;
+  if (state_ == Open) {
+    state_ = Closing;
+    // Answers from now on say Connection: close. (The flag alone: h2o_context_request_shutdown would
+    // also start HTTP/2's GOAWAY timer, left armed with nothing to say it to.)
+    ctx_.shutdown_requested = 1;
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), [](uv_handle_t* h) {
+      auto* s = static_cast<Server*>(h->data);
+      s->listener_open_ = false;
+      s->maybe_closed();
+    });
+    // Idle keep-alive connections (and requests still being read) end now; busy ones after their answer.
+    for (Conn* c : conns_)
+      if (!c->busy) shutdown_conn(c);
+    if (timeout_ms < 1e15) uv_timer_start(&shutdown_timer_, on_shutdown_timer, static_cast<uint64_t>(timeout_ms), 0);
+  } else if (!forced_ && timeout_ms < 1e15) {
+    // A second close with a shorter bound (the exit's, after a graceful srv:close) takes it.
+    uint64_t due = uv_now(rt_.loop()) + static_cast<uint64_t>(timeout_ms);
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&shutdown_timer_)) ||
+        due < uv_now(rt_.loop()) + uv_timer_get_due_in(&shutdown_timer_))
+      uv_timer_start(&shutdown_timer_, on_shutdown_timer, static_cast<uint64_t>(timeout_ms), 0);
+  }
+  maybe_closed();
+}
+
+void Server::on_shutdown_timer(uv_timer_t* t) {
+  auto* s = static_cast<Server*>(t->data);
+  if (!s->forced_) {
+    // shutdown_timeout_ms is over: the handlers still running are answered 503 (and cancelled by the
+    // requests' end); a second later, connections still open (a client slow to read) are cut.
+    s->forced_ = true;
+    std::vector<Request*> pending;
+    for (auto& [id, r] : s->requests_)
+      if (!r->responded) pending.push_back(r);
+    for (Request* r : pending) s->abort(r, 503, "the server is shutting down\n");
+    uv_timer_start(&s->shutdown_timer_, on_shutdown_timer, 1000, 0);
+    return;
+  }
+  for (Conn* c : s->conns_) s->shutdown_conn(c);
+}
+
+void Server::maybe_closed() {
+  if (state_ == Closing && !listener_open_ && conns_.empty()) finish_close();
+}
+
+void Server::finish_close() {
+  state_ = Closed;
+  uv_timer_stop(&shutdown_timer_);
+  rt_.remove_closable(this);
+  lua_State* L = rt_.lua();
+  luaL_unref(L, LUA_REGISTRYINDEX, dispatch_ref);
+  dispatch_ref = LUA_NOREF;
+  Scheduler& sched = rt_.scheduler();
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  for (const Waiter& w : waiters) {
+    if (lua_State* co = sched.wake_begin(w.tok)) {
+      lua_pushboolean(co, 1);
+      sched.wake_end(w.tok, 1);
+    }
+  }
+}
+
+void Server::dispose() {
+  if (disposed_ || !started_) {
+    disposed_ = true;
+    return;
+  }
+  disposed_ = true;
+  uv_loop_t* loop = rt_.loop();
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&shutdown_timer_)))
+    uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+  h2o_timeout_dispose(loop, &handler_timeout_);
+  // Runs the loop once (NOWAIT) so that the handles closed above and h2o's own are freed before
+  // their memory (this object) goes.
+  h2o_context_dispose(&ctx_);
+  h2o_config_dispose(&globconf_);
+}
+
+// ---- Lua primitives (bindings/lua/http_server.lua calls them) -----------------------------------
+
+struct ServerBox {
+  Server* srv;
+};
+
+Server* check_server(lua_State* L, int idx) {
+  return static_cast<ServerBox*>(luaL_checkudata(L, idx, SERVER_MT))->srv;
+}
+
+HttpServers& servers_of(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, SERVERS_KEY);
+  auto* box = static_cast<HttpServers**>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  if (box) return **box;
+  box = static_cast<HttpServers**>(lua_newuserdata(L, sizeof(HttpServers*)));
+  *box = new HttpServers(Runtime::from(L));
+  lua_newtable(L);
+  lua_pushcfunction(L, [](lua_State* L) -> int {
+    auto* b = static_cast<HttpServers**>(lua_touserdata(L, 1));
+    delete *b;
+    *b = nullptr;
+    return 0;
+  });
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, SERVERS_KEY);
+  return **box;
+}
+
+size_t int_field(lua_State* L, int t, const char* k) {
+  lua_getfield(L, t, k);
+  auto v = static_cast<size_t>(lua_tonumber(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
+// P.listen(cfg, dispatch) -> server | nil, message. cfg's values are checked by the Lua side.
+int l_listen(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  Runtime& rt = Runtime::from(L);
+  Config cfg;
+  lua_getfield(L, 1, "host");
+  cfg.host = lua_tostring(L, -1) ? lua_tostring(L, -1) : "127.0.0.1";
+  lua_pop(L, 1);
+  cfg.port = static_cast<int>(int_field(L, 1, "port"));
+  cfg.max_body_size = int_field(L, 1, "max_body_size");
+  cfg.max_header_size = int_field(L, 1, "max_header_size");
+  cfg.request_timeout_ms = int_field(L, 1, "request_timeout_ms");
+  cfg.handler_timeout_ms = int_field(L, 1, "handler_timeout_ms");
+  lua_getfield(L, 1, "shutdown_timeout_ms");
+  cfg.shutdown_timeout_ms = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  Server* s = servers_of(L).add(std::make_unique<Server>(rt, cfg));
+  std::string err = s->start(L);
+  if (!err.empty()) {
+    lua_pushnil(L);
+    lua_pushlstring(L, err.data(), err.size());
+    return 2;
+  }
+  lua_pushvalue(L, 2);
+  s->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  auto* box = static_cast<ServerBox*>(lua_newuserdata(L, sizeof(ServerBox)));
+  box->srv = s;
+  luaL_getmetatable(L, SERVER_MT);
+  lua_setmetatable(L, -2);
+  lua_pushinteger(L, s->port());
+  return 2;
+}
+
+// P.respond(server, id, status, headers_flat, body) -> true | false (the request is gone: dropped)
+int l_respond(lua_State* L) {
+  Server* s = check_server(L, 1);
+  auto id = static_cast<uint64_t>(luaL_checknumber(L, 2));
+  int status = static_cast<int>(luaL_checkinteger(L, 3));
+  luaL_checktype(L, 4, LUA_TTABLE);
+  size_t len = 0;
+  const char* body = lua_tolstring(L, 5, &len);
+  lua_pushboolean(L, s->respond(id, status, L, 4, body, len));
+  return 1;
+}
+
+// P.wait(server, timeout_ms, keeper) -> true | nil, err (timed out). The keeper's wait, when cancelled
+// (SIGINT/SIGTERM), starts the graceful close.
+int l_wait(lua_State* L) {
+  Server* s = check_server(L, 1);
+  double timeout = luaL_optnumber(L, 2, -1);
+  bool keeper = lua_toboolean(L, 3);
+  if (s->closed()) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  Scheduler& sched = Runtime::from(L).scheduler();
+  WaitToken t = sched.prepare_wait(L, keeper ? "klua.http.serve" : "srv:wait", timeout);
+  s->add_waiter({t, keeper});
+  sched.on_wait_end(t, [s, t, keeper] {
+    s->remove_waiter(t);
+    if (keeper) s->begin_graceful(s->config().shutdown_timeout_ms);
+  });
+  return lua_yield(L, 0);
+}
+
+// P.close(server, timeout_ms) -> "closed" | "closing": starts the graceful close (bounded by timeout_ms).
+int l_close(lua_State* L) {
+  Server* s = check_server(L, 1);
+  double timeout = luaL_checknumber(L, 2);
+  s->begin_graceful(timeout);
+  if (s->closed()) {
+    lua_pushliteral(L, "closed");
+    return 1;
+  }
+  lua_pushstring(L, "closing");
+  return 1;
+}
+
+int l_state(lua_State* L) {
+  Server* s = check_server(L, 1);
+  lua_pushstring(L, s->closed() ? "closed" : s->open() ? "open" : "closing");
+  return 1;
+}
+
+}  // namespace
+
+void open_http_server(Runtime& rt, lua_State* L, int klua_table) {
+  if (klua_table < 0) klua_table = lua_gettop(L) + klua_table + 1;
+  luaL_newmetatable(L, SERVER_MT);
+  lua_pushliteral(L, "klua.http.server");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+
+  // klua.http, shared with the client (bindings/http_client.cpp): whichever opener runs first makes it.
+  lua_pushliteral(L, "http");
+  lua_rawget(L, klua_table);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushliteral(L, "http");
+    lua_pushvalue(L, -2);
+    lua_rawset(L, klua_table);
+  }
+  int http = lua_gettop(L);
+
+  Scheduler& sched = rt.scheduler();
+  lua_newtable(L);  // P
+  lua_pushcfunction(L, l_listen);
+  lua_setfield(L, -2, "listen");
+  lua_pushcfunction(L, l_respond);
+  lua_setfield(L, -2, "respond");
+  sched.push_waiting(L, l_wait);
+  lua_setfield(L, -2, "wait");
+  lua_pushcfunction(L, l_close);
+  lua_setfield(L, -2, "close");
+  lua_pushcfunction(L, l_state);
+  lua_setfield(L, -2, "state");
+
+  load_binding_chunk(L, "http_server");
+  lua_pushvalue(L, klua_table);
+  lua_pushvalue(L, -3);  // P
+  lua_call(L, 2, 1);     // serve
+  lua_setfield(L, http, "serve");
+  lua_settop(L, http - 1);
+}
+
+}  // namespace klua
