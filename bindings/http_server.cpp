@@ -16,88 +16,30 @@
 //   the connection and dispose the request, which cancels the handler).
 // - The server (Server) lives until the runtime's end: its h2o context can only be disposed outside
 //   the loop's run (h2o_context_dispose runs the loop itself, which libuv forbids from a callback), so a
-//   closed server waits, idle, for Runtime::shutdown (HttpServers, a Closable of priority 45).
+//   closed server waits, idle, for Runtime::shutdown (HttpServers in http_server_lua.cpp, a Closable of
+//   priority 45).
 //
 // A listening server keeps the script running: serve() starts a keeper task (bindings/lua) that waits
 // until the server is closed. SIGINT/SIGTERM cancel it like any task, and its wait's cleanup starts the
 // graceful close: stop accepting, end idle keep-alive connections, let in-flight handlers (shielded
 // tasks) answer within shutdown_timeout_ms, then answer 503 for the rest and cut what is left a second
 // later. The loop then ends, and the usual shutdown follows (producers flush, consumers commit).
-#include <sys/socket.h>
-#include <uv.h>
+#include "bindings/http_server.hpp"
 
-extern "C" {
-#include <h2o.h>
-}
+#include <sys/socket.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
-#include <string>
-#include <unordered_map>
-#include <unordered_set>
-#include <vector>
 
-#include "bindings/lua_chunks.hpp"
-#include "host/error.hpp"
-#include "host/runtime.hpp"
-
-namespace klua {
+namespace klua::http_server {
 
 namespace {
-
-const char* const SERVER_MT = "klua.http.server";
-const char* const SERVERS_KEY = "klua.http.servers";
-
-class Server;
-
-// One accepted connection. h2o owns its socket; klua keeps the uv_tcp_t (h2o's close callback hands it
-// back) and which request, if any, is being handled on it.
-struct Conn {
-  uv_tcp_t tcp;  // first: on_conn_closed gets &tcp
-  Server* srv = nullptr;
-  h2o_socket_t* sock = nullptr;
-  struct Request* busy = nullptr;
-};
 
 // Read callbacks get only the socket: connections by socket, for every server of the process (one loop
 // thread).
 std::unordered_map<h2o_socket_t*, Conn*> g_conns;
-
-// A request from the handler's call to h2o's dispose of its pool (allocated in that pool).
-struct Request {
-  Server* srv = nullptr;
-  Conn* conn = nullptr;
-  h2o_req_t* req = nullptr;
-  uint64_t id = 0;
-  uint64_t task = 0;
-  bool responded = false;     // an answer (the handler's or klua's 4xx/5xx) has been started
-  bool handler_done = false;  // the handler answered: nothing to cancel
-  bool watching = false;      // klua's read callback watches for the client leaving
-  h2o_timeout_entry_t timeout{};  // handler_timeout_ms
-};
-
-struct Handler {
-  h2o_handler_t super;
-  Server* srv;
-};
-
-struct Config {
-  std::string host;
-  int port = 0;
-  size_t max_body_size = 1 << 20;
-  size_t max_header_size = 16 << 10;
-  uint64_t request_timeout_ms = 10000;
-  uint64_t handler_timeout_ms = 30000;
-  double shutdown_timeout_ms = 10000;
-};
-
-struct Waiter {
-  WaitToken tok;
-  bool keeper;
-};
 
 const char* reason_phrase(int status) {
   switch (status) {
@@ -159,110 +101,7 @@ std::string decode(const char* s, size_t n, bool plus_space) {
   return out;
 }
 
-class HttpServers;
-
-class Server : public Closable {
- public:
-  Server(Runtime& rt, Config cfg) : rt_(rt), cfg_(std::move(cfg)) {}
-  ~Server() override = default;
-
-  int close_priority() const override { return 5; }  // before producers flush: in-flight handlers may produce
-  void begin_close() override { begin_graceful(0); }
-  bool is_closed() const override { return state_ == Closed; }
-
-  // Binds and listens; on failure returns the reason (the server is then unused).
-  std::string start(lua_State* L);
-  int port() const { return bound_port_; }
-  bool closed() const { return state_ == Closed; }
-  bool open() const { return state_ == Open; }
-  void begin_graceful(double timeout_ms);
-  // The handler's answer; false when the request is gone or already answered (the answer is dropped).
-  bool respond(uint64_t id, int status, lua_State* L, int headers_idx, const char* body, size_t len);
-  void add_waiter(Waiter w) { waiters_.push_back(w); }
-  void remove_waiter(WaitToken t) {
-    waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(),
-                                  [&](const Waiter& w) { return w.tok.task == t.task && w.tok.seq == t.seq; }),
-                   waiters_.end());
-  }
-  // After the close: disposes h2o's context (outside the loop's run only: see the top of the file).
-  void dispose();
-  bool disposed() const { return disposed_; }
-  int dispatch_ref = LUA_NOREF;
-  const Config& config() const { return cfg_; }
-
- private:
-  enum State { Open, Closing, Closed };
-  static int on_req(h2o_handler_t* self, h2o_req_t* req);
-  static void on_connection(uv_stream_t* listener, int status);
-  static void on_conn_closed(uv_handle_t* h);
-  static void on_request_dispose(void* p);
-  static void on_client_read(h2o_socket_t* sock, const char* err);
-  static void on_handler_timeout(h2o_timeout_entry_t* entry);
-  static void on_shutdown_timer(uv_timer_t* t);
-  void handle(h2o_req_t* req);
-  void send_error(h2o_req_t* req, int status, const char* body, bool close);
-  void abort(Request* r, int status, const char* body);
-  void shutdown_conn(Conn* c);
-  void maybe_closed();
-  void finish_close();
-
-  Runtime& rt_;
-  Config cfg_;
-  State state_ = Open;
-  bool started_ = false;
-  bool disposed_ = false;
-  bool listener_open_ = false;
-  bool forced_ = false;  // the second phase of the close: connections are being cut
-  bool accept_error_logged_ = false;
-  int bound_port_ = 0;
-  h2o_globalconf_t globconf_{};
-  h2o_context_t ctx_{};
-  h2o_accept_ctx_t accept_ctx_{};
-  h2o_timeout_t handler_timeout_{};
-  uv_tcp_t listener_{};
-  uv_timer_t shutdown_timer_{};
-  std::unordered_set<Conn*> conns_;
-  std::unordered_map<uint64_t, Request*> requests_;
-  uint64_t next_id_ = 1;
-  std::vector<Waiter> waiters_;
-};
-
-// Every server of a runtime, kept until its end (see the top of the file); disposes their h2o contexts
-// at exit, after the clusters (priority 40) are gone.
-class HttpServers : public Closable {
- public:
-  explicit HttpServers(Runtime& rt) : rt_(rt) { rt_.add_closable(this); }
-  ~HttpServers() override {
-    if (registered_) rt_.remove_closable(this);
-    dispose_all();
-  }
-  int close_priority() const override { return 45; }
-  void begin_close() override {
-    dispose_all();
-    registered_ = false;  // Runtime::shutdown removes the group once closed
-    closed_ = true;
-  }
-  bool is_closed() const override { return closed_; }
-  Server* add(std::unique_ptr<Server> s) {
-    servers_.push_back(std::move(s));
-    return servers_.back().get();
-  }
-
- private:
-  void dispose_all() {
-    for (auto& s : servers_) {
-      if (s->closed() && !s->disposed()) s->dispose();
-      // A server that could not close (its connections outlived the shutdown) is left alone: freeing
-      // it under h2o would be worse than the leak at exit.
-      if (!s->disposed()) (void)s.release();
-    }
-    servers_.clear();
-  }
-  Runtime& rt_;
-  bool registered_ = true;
-  bool closed_ = false;
-  std::vector<std::unique_ptr<Server>> servers_;
-};
+}  // namespace
 
 std::string Server::start(lua_State* L) {
   uv_loop_t* loop = rt_.loop();
@@ -661,168 +500,4 @@ void Server::dispose() {
   h2o_config_dispose(&globconf_);
 }
 
-// ---- Lua primitives (bindings/lua/http_server.lua calls them) -----------------------------------
-
-struct ServerBox {
-  Server* srv;
-};
-
-Server* check_server(lua_State* L, int idx) {
-  return static_cast<ServerBox*>(luaL_checkudata(L, idx, SERVER_MT))->srv;
-}
-
-HttpServers& servers_of(lua_State* L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, SERVERS_KEY);
-  auto* box = static_cast<HttpServers**>(lua_touserdata(L, -1));
-  lua_pop(L, 1);
-  if (box) return **box;
-  box = static_cast<HttpServers**>(lua_newuserdata(L, sizeof(HttpServers*)));
-  *box = new HttpServers(Runtime::from(L));
-  lua_newtable(L);
-  lua_pushcfunction(L, [](lua_State* L) -> int {
-    auto* b = static_cast<HttpServers**>(lua_touserdata(L, 1));
-    delete *b;
-    *b = nullptr;
-    return 0;
-  });
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, SERVERS_KEY);
-  return **box;
-}
-
-size_t int_field(lua_State* L, int t, const char* k) {
-  lua_getfield(L, t, k);
-  auto v = static_cast<size_t>(lua_tonumber(L, -1));
-  lua_pop(L, 1);
-  return v;
-}
-
-// P.listen(cfg, dispatch) -> server | nil, message. cfg's values are checked by the Lua side.
-int l_listen(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  Runtime& rt = Runtime::from(L);
-  Config cfg;
-  lua_getfield(L, 1, "host");
-  cfg.host = lua_tostring(L, -1) ? lua_tostring(L, -1) : "127.0.0.1";
-  lua_pop(L, 1);
-  cfg.port = static_cast<int>(int_field(L, 1, "port"));
-  cfg.max_body_size = int_field(L, 1, "max_body_size");
-  cfg.max_header_size = int_field(L, 1, "max_header_size");
-  cfg.request_timeout_ms = int_field(L, 1, "request_timeout_ms");
-  cfg.handler_timeout_ms = int_field(L, 1, "handler_timeout_ms");
-  lua_getfield(L, 1, "shutdown_timeout_ms");
-  cfg.shutdown_timeout_ms = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  Server* s = servers_of(L).add(std::make_unique<Server>(rt, cfg));
-  std::string err = s->start(L);
-  if (!err.empty()) {
-    lua_pushnil(L);
-    lua_pushlstring(L, err.data(), err.size());
-    return 2;
-  }
-  lua_pushvalue(L, 2);
-  s->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  auto* box = static_cast<ServerBox*>(lua_newuserdata(L, sizeof(ServerBox)));
-  box->srv = s;
-  luaL_getmetatable(L, SERVER_MT);
-  lua_setmetatable(L, -2);
-  lua_pushinteger(L, s->port());
-  return 2;
-}
-
-// P.respond(server, id, status, headers_flat, body) -> true | false (the request is gone: dropped)
-int l_respond(lua_State* L) {
-  Server* s = check_server(L, 1);
-  auto id = static_cast<uint64_t>(luaL_checknumber(L, 2));
-  int status = static_cast<int>(luaL_checkinteger(L, 3));
-  luaL_checktype(L, 4, LUA_TTABLE);
-  size_t len = 0;
-  const char* body = lua_tolstring(L, 5, &len);
-  lua_pushboolean(L, s->respond(id, status, L, 4, body, len));
-  return 1;
-}
-
-// P.wait(server, timeout_ms, keeper) -> true | nil, err (timed out). The keeper's wait, when cancelled
-// (SIGINT/SIGTERM), starts the graceful close.
-int l_wait(lua_State* L) {
-  Server* s = check_server(L, 1);
-  double timeout = luaL_optnumber(L, 2, -1);
-  bool keeper = lua_toboolean(L, 3);
-  if (s->closed()) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  Scheduler& sched = Runtime::from(L).scheduler();
-  WaitToken t = sched.prepare_wait(L, keeper ? "klua.http.serve" : "srv:wait", timeout);
-  s->add_waiter({t, keeper});
-  sched.on_wait_end(t, [s, t, keeper] {
-    s->remove_waiter(t);
-    if (keeper) s->begin_graceful(s->config().shutdown_timeout_ms);
-  });
-  return lua_yield(L, 0);
-}
-
-// P.close(server, timeout_ms) -> "closed" | "closing": starts the graceful close (bounded by timeout_ms).
-int l_close(lua_State* L) {
-  Server* s = check_server(L, 1);
-  double timeout = luaL_checknumber(L, 2);
-  s->begin_graceful(timeout);
-  if (s->closed()) {
-    lua_pushliteral(L, "closed");
-    return 1;
-  }
-  lua_pushstring(L, "closing");
-  return 1;
-}
-
-int l_state(lua_State* L) {
-  Server* s = check_server(L, 1);
-  lua_pushstring(L, s->closed() ? "closed" : s->open() ? "open" : "closing");
-  return 1;
-}
-
-}  // namespace
-
-void open_http_server(Runtime& rt, lua_State* L, int klua_table) {
-  if (klua_table < 0) klua_table = lua_gettop(L) + klua_table + 1;
-  luaL_newmetatable(L, SERVER_MT);
-  lua_pushliteral(L, "klua.http.server");
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
-
-  // klua.http, shared with the client (bindings/http_client.cpp): whichever opener runs first makes it.
-  lua_pushliteral(L, "http");
-  lua_rawget(L, klua_table);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushliteral(L, "http");
-    lua_pushvalue(L, -2);
-    lua_rawset(L, klua_table);
-  }
-  int http = lua_gettop(L);
-
-  Scheduler& sched = rt.scheduler();
-  lua_newtable(L);  // P
-  lua_pushcfunction(L, l_listen);
-  lua_setfield(L, -2, "listen");
-  lua_pushcfunction(L, l_respond);
-  lua_setfield(L, -2, "respond");
-  sched.push_waiting(L, l_wait);
-  lua_setfield(L, -2, "wait");
-  lua_pushcfunction(L, l_close);
-  lua_setfield(L, -2, "close");
-  lua_pushcfunction(L, l_state);
-  lua_setfield(L, -2, "state");
-
-  load_binding_chunk(L, "http_server");
-  lua_pushvalue(L, klua_table);
-  lua_pushvalue(L, -3);  // P
-  lua_call(L, 2, 1);     // serve
-  lua_setfield(L, http, "serve");
-  lua_settop(L, http - 1);
-}
-
-}  // namespace klua
+}  // namespace klua::http_server

@@ -77,6 +77,13 @@ srv = assert(klua.http.serve{
       print("EVENT hang-finished") io.stdout:flush()
       return "too late"
     end,
+    ["GET /stubborn"] = function(req)
+      -- ignores its cancellation and answers anyway, late: the answer must be dropped safely
+      print("EVENT stubborn-start") io.stdout:flush()
+      local ok, err = pcall(klua.sleep, 5000)
+      print("EVENT stubborn-woken " .. tostring(err and err.name)) io.stdout:flush()
+      return { status = 200, body = "late", headers = { ["X-Late"] = "1" } }
+    end,
     ["POST /produce"] = function(req)
       assert(p:send{ topic = "http-graceful", value = req.body })
       return "queued"
@@ -372,7 +379,8 @@ def _():
     still_serves(K)
 
 
-@case("a handler that never returns: 503 at handler_timeout_ms (700 ms), the connection kept alive")
+@case("a handler that never returns: 503 at handler_timeout_ms (700 ms), the connection kept alive; "
+      "a late answer is dropped")
 def _():
     c = http.client.HTTPConnection(K.host, K.port, timeout=10)
     start = time.monotonic()
@@ -386,6 +394,24 @@ def _():
     assert r.status == 200 and r.read() == b"hello"
     c.close()
     assert "handler_timeout_ms (700 ms)" in K.stderr(), K.stderr()
+    # a handler that ignores its cancellation and answers late: 503 at the timeout, the late answer
+    # dropped (no second answer on the connection, no use of the finished request: ASan checks)
+    c = http.client.HTTPConnection(K.host, K.port, timeout=10)
+    c.request("GET", "/stubborn")
+    r = c.getresponse()
+    assert r.status == 503 and r.read() == b"the handler did not answer in time\n", r.status
+    K.expect("EVENT stubborn-woken KLUA_CANCELLED")
+    c.request("GET", "/hello")
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == b"hello" and r.getheader("X-Late") is None
+    c.close()
+    # and after the client left
+    s = socket.create_connection((K.host, K.port), timeout=5)
+    s.sendall(b"GET /stubborn HTTP/1.1\r\nHost: x\r\n\r\n")
+    K.expect("EVENT stubborn-start")
+    s.close()
+    K.expect("EVENT stubborn-woken KLUA_CANCELLED")
+    still_serves(K)
 
 
 @case("1,000 concurrent connections under `ulimit -n 1024`, all answered; timers on schedule meanwhile")
@@ -438,7 +464,10 @@ print("URL " .. srv.url) io.stdout:flush()
             assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"ok %d" % i), (i, data[:200])
         stats = json.loads(get(k, "/stats")[2])
         assert stats["peak"] >= 500, stats  # they were in flight together, not one after another
-        assert stats["lag"] < 50, stats
+        # Under AddressSanitizer everything runs a few times slower: the lag is printed, not judged
+        # (as tests/lua/consumer_hardening_test.lua does for RSS; tools/dev asan sets ASAN_OPTIONS).
+        if not os.getenv("ASAN_OPTIONS"):
+            assert stats["lag"] < 50, stats
         get(k, "/quit", method="POST")
         rc = k.finish()
         assert rc == 0, (rc, k.stderr())
@@ -513,12 +542,13 @@ def _():
 def main():
     global K
     started = time.monotonic()
-    failed = 0
+    failed = ran = 0
     K = Klua(SERVER)
     try:
         for name, fn in results:
             if len(sys.argv) > 3 and sys.argv[3] not in name:
                 continue
+            ran += 1
             t = time.monotonic()
             try:
                 fn()
@@ -535,7 +565,7 @@ def main():
             print(f"FAIL the shared server exited {rc}: {K.stderr()}")
     finally:
         K.stop()
-    print(f"{len(results) - failed}/{len(results)} passed in {time.monotonic() - started:.1f} s")
+    print(f"{ran - failed}/{ran} passed in {time.monotonic() - started:.1f} s")
     return 1 if failed else 0
 
 
