@@ -6,8 +6,10 @@ answering 503 to every 10th request, "azure" taking 300 ms per request.
 Checks: bad DataSyncMessages get 400 naming the field; N accepted messages (202 with MessageId,
 partition, offset) reach both endpoints exactly once, the 503s retried; the fast group is done before
 the slow one is half way (the groups do not hold each other back); SIGTERM while the slow group is
-half way exits 143 and a restart delivers the rest without repeating any (its commits held); at the end
-both groups' committed offsets equal the topic's high watermarks and the dead-letter topic is empty.
+half way and a client is posting exits 143, every POST answered 202 (in flight at the signal included)
+is kept, and a restart delivers the rest without repeating any (each group handles exactly what its
+endpoint had not saved: the commits held); at the end both groups' committed offsets equal the topic's
+high watermarks and the dead-letter topic is empty.
 
 Usage: ingest_test.py KLUA   (KLUA_BROKERS names the broker; tools/with-broker sets it)
 """
@@ -63,8 +65,7 @@ def post_many(url, bodies):
 
 
 def main():
-    ep = subprocess.Popen([sys.executable, os.path.join(HERE, "sync_endpoints.py"), str(N), str(SLOW_MS),
-                           str(FAIL_EVERY)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    ep = subprocess.Popen([sys.executable, os.path.join(HERE, "sync_endpoints.py"), str(SLOW_MS), str(FAIL_EVERY)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     events = LineReader(ep, "sync_endpoints.py")
     aws_port, azure_port = events.wait_for(lambda l: l.startswith("ports "), 30).split()[1:]
     aws, azure = f"http://127.0.0.1:{aws_port}/aws/save", f"http://127.0.0.1:{azure_port}/azure/save"
@@ -111,38 +112,76 @@ def main():
                                                  for _, b in accepted))
         ck.eq("distinct (partition, offset)", len({(b["partition"], b["offset"]) for _, b in accepted}), N)
 
-        # The fast group finishes before the slow one is half way; stop while the slow one is at half.
-        seen = {}
-        while not ("done aws" in seen and "half azure" in seen):
-            line = events.wait_for(lambda l: l.startswith(("done ", "half ")), 60)
-            kind, name, t = line.split()
-            seen[f"{kind} {name}"] = float(t)
-        ck.true("aws done before azure is half way", seen["done aws"] <= seen["half azure"],
-                f"(aws done at {seen['done aws']:.2f}, azure half at {seen['half azure']:.2f})")
+        # The fast group finishes before the slow one is half way (the groups do not hold each other back).
+        saved, at = {"aws": 0, "azure": 0}, {}
+
+        def until(name, n):
+            while saved[name] < n:
+                _, who, k, t = events.wait_for(lambda l: l.startswith("saved "), 60).split()
+                saved[who] = int(k)
+                at[(who, int(k))] = float(t)
+
+        until("aws", N)
+        until("azure", N // 2)
+        aws_done, azure_half = at[("aws", N)], at[("azure", N // 2)]
+        print(f"aws done {aws_done - t_start:.2f} s after the first POST, azure half way at {azure_half - t_start:.2f} s",
+              flush=True)
+        ck.true("aws done before azure is half way", aws_done <= azure_half,
+                f"(aws done at {aws_done - t_start:.2f} s, azure half at {azure_half - t_start:.2f} s)")
+
+        # SIGTERM while a client is posting: the requests in flight get their 202 (after the delivery),
+        # later ones are refused; every 202 is saved by both endpoints in the end.
+        late, posting = [], threading.Event()
+
+        def post_until_refused():
+            u = urlsplit(api)
+            for i in range(100000):
+                try:
+                    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+                    conn.request("POST", u.path, body=json.dumps({"MessageId": f"late-{RUN}-{i}", "Data": "late"}),
+                                 headers={"Content-Type": "application/json"})
+                    r = conn.getresponse()
+                    body = json.loads(r.read())
+                    conn.close()
+                except (OSError, http.client.HTTPException):
+                    break
+                if r.status != 202:
+                    late.append(("status", r.status))
+                    break
+                late.append(body["MessageId"])
+                if len(late) == 3:
+                    posting.set()
+            posting.set()
+
+        poster = threading.Thread(target=post_until_refused)
+        poster.start()
+        posting.wait(30)
         ck.eq("SIGTERM mid-way exit status", svc.stop(signal.SIGTERM), 143)
+        poster.join(30)
+        ck.true("posted during the stop", len(late) >= 3 and all(isinstance(x, str) for x in late), repr(late[-3:]))
+        ids += [x for x in late if isinstance(x, str)]
+        total = len(ids)
+        before = {name: len(call("GET", f"http://127.0.0.1:{port}/records")[2]["ids"])
+                  for name, port in (("aws", aws_port), ("azure", azure_port))}
 
         # A restart delivers the rest: nothing lost, nothing repeated.
         svc2 = Service(KLUA, "examples/ingest.lua", *args, env=env, log=os.path.join(LOG_DIR, "ingest_2.log"))
-        if "done azure" not in seen:
-            line = events.wait_for(lambda l: l.startswith("done azure"), 60)
-            seen["done azure"] = float(line.split()[2])
-        print(f"aws done {seen['done aws'] - t_start:.2f} s after the first POST, azure half way at "
-              f"{seen['half azure'] - t_start:.2f} s, done at {seen['done azure'] - t_start:.2f} s (a restart between)",
-              flush=True)
-        ck.true("azure finished after aws", seen["done azure"] - seen["done aws"] > 0.5,
-                f"({seen['done azure'] - seen['done aws']:.2f} s)")
+        until("aws", total)
+        until("azure", total)
+        print(f"{len(late)} posted during the stop; saved before the restart: {before}; azure done "
+              f"{at[('azure', total)] - t_start:.2f} s after the first POST", flush=True)
         for name, port in (("aws", aws_port), ("azure", azure_port)):
             st, _, rec = call("GET", f"http://127.0.0.1:{port}/records")
             ck.eq(f"{name}: ids saved", sorted(rec["ids"]), sorted(ids))
             ck.eq(f"{name}: saved more than once", {k: v for k, v in rec["ids"].items() if v != 1}, {})
             ck.eq(f"{name}: bad requests", rec["bad"], [])
-            print(f"{name}: first save {min(rec['times']) - t_start:.2f} s after the first POST", flush=True)
             if name == "aws":
                 ck.true("aws refused some with 503 (retried)", rec["refused"] >= N // FAIL_EVERY // 2, repr(rec["refused"]))
         st, _, status = call("GET", svc2.url + "/api/datasync/status")
         ck.eq("status", st, 200)
-        ck.eq("restart: aws had nothing left", status["aws"]["processed"], 0)
-        ck.true("restart: azure did the rest", 0 < status["azure"]["processed"] < N, repr(status["azure"]))
+        ck.eq("restart: what each group handled", (status["aws"]["processed"], status["azure"]["processed"]),
+              (total - before["aws"], total - before["azure"]))
+        ck.true("restart: azure had work left", total - before["azure"] > 0, repr(before))
         ck.eq("second SIGTERM exit status", svc2.stop(signal.SIGTERM), 143)
 
         # Committed offsets (read by confluent-kafka) equal the high watermarks; the DLQ is empty.
@@ -150,7 +189,7 @@ def main():
         high = {p: c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=20)[1] for p in range(12)}
         dlq = sum(c.get_watermark_offsets(TopicPartition(TOPIC + "-dlq", p), timeout=20)[1] for p in range(4))
         c.close()
-        ck.eq("sum of high watermarks", sum(high.values()), N)
+        ck.eq("sum of high watermarks", sum(high.values()), total)
         ck.eq("dead-letter topic", dlq, 0)
         admin = AdminClient({"bootstrap.servers": BROKERS})
         for cloud in ("aws", "azure"):
