@@ -6,7 +6,8 @@ Usage: sync_endpoints.py SLOW_MS FAIL_EVERY
   "azure": SLOW_MS per request.
 Both record every MessageId they accept (POST, JSON body with MessageId, Idempotency-Key equal to it)
 with the time it came (monotonic seconds). Prints "ports AWS AZURE" once both listen, then
-"saved NAME n T" when NAME got its n-th distinct id (T monotonic). GET /records
+"saved NAME n T" when NAME got its n-th distinct id, and for the slow one "arrived NAME ID T" when a
+request comes (before its wait) (T monotonic). GET /records
 answers {"ids": {id: count}, "times": [t...], "bad": [...], "refused": n}.
 """
 import json
@@ -55,6 +56,7 @@ class Endpoint:
             def do_POST(self):
                 data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if ep.slow_ms:
+                    say(f"arrived {ep.name} {self.headers.get('Idempotency-Key')} {time.monotonic()}")
                     time.sleep(ep.slow_ms / 1000)
                 with lock:
                     ep.requests += 1
