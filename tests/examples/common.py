@@ -60,9 +60,9 @@ class LineReader:
 class Service:
     """A klua script serving HTTP: started, its URL read from its "listening on" line."""
 
-    def __init__(self, klua, script, *args, env=None, log=None):
+    def __init__(self, klua, script, *args, env=None, log=None, klua_args=()):
         self.log = open(log, "wb") if log else subprocess.DEVNULL
-        self.proc = subprocess.Popen([klua, "run", script, *args], stdout=subprocess.PIPE, stderr=self.log,
+        self.proc = subprocess.Popen([klua, *klua_args, "run", script, *args], stdout=subprocess.PIPE, stderr=self.log,
                                      env=env or os.environ.copy())
         self.out = LineReader(self.proc, script)
         line = self.out.wait_for(lambda l: l.startswith("listening on "), 60)

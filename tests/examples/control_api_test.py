@@ -5,7 +5,8 @@ a live group's commits and the offsets a reset wrote.
 
 Usage: control_api_test.py KLUA [--embedded]
   without --embedded: against the broker KLUA_BROKERS names (tools/with-broker sets it);
-  --embedded: the embedded cluster (what it serves, and 501 for what it does not).
+  --embedded: the embedded cluster (what it serves, and 501 for what it does not), then a cluster
+  whose brokers refuse connections (503).
 """
 import datetime
 import json
@@ -98,6 +99,27 @@ def embedded():
                   (st, body and body["error"]["name"]), (501, "KLUA_EMBEDDED_UNSUPPORTED"))
     finally:
         ck.eq("SIGTERM exit status", svc.stop(signal.SIGTERM), 143)
+
+
+def brokers_down():
+    """A cluster nobody answers for: 503 with _ALL_BROKERS_DOWN once klua.unreachable.timeout.ms passed."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    port = s.getsockname()[1]
+    svc = Service(KLUA, SCRIPT, "--port", "0", env=dict(os.environ, KLUA_BROKERS=f"127.0.0.1:{port}"),
+                  klua_args=("-X", "klua.unreachable.timeout.ms=1000"),
+                  log=os.path.join(LOG_DIR, "control_api_down.log"))
+    try:
+        api = svc.url + "/api/kafka"
+        st, _, body = call("GET", api + "/health")
+        ck.eq("health with the brokers down", (st, body and body["status"], body and body["error"]["name"]),
+              (503, "unhealthy", "_ALL_BROKERS_DOWN"))
+        st, _, body = call("GET", api + "/topics")
+        ck.eq("topics with the brokers down", (st, body and body["error"]["name"]), (503, "_ALL_BROKERS_DOWN"))
+    finally:
+        ck.eq("SIGTERM exit status (brokers down)", svc.stop(signal.SIGTERM), 143)
+        s.close()
 
 
 def kcat_partition_counts(brokers, topics):
@@ -249,5 +271,9 @@ def broker():
 
 
 if __name__ == "__main__":
-    embedded() if EMBEDDED else broker()
+    if EMBEDDED:
+        embedded()
+        brokers_down()
+    else:
+        broker()
     ck.finish()
