@@ -254,8 +254,12 @@ void Server::handle(h2o_req_t* req) {
   lua_pushlstring(L, req->method.base, req->method.len);
   lua_setfield(L, -2, "method");
   size_t path_len = req->query_at == SIZE_MAX ? req->path.len : req->query_at;
-  std::string path = decode(req->path.base, path_len, false);
-  lua_pushlstring(L, path.data(), path.size());
+  if (memchr(req->path.base, '%', path_len)) {
+    std::string path = decode(req->path.base, path_len, false);
+    lua_pushlstring(L, path.data(), path.size());
+  } else {
+    lua_pushlstring(L, req->path.base, path_len);
+  }
   lua_setfield(L, -2, "path");
   lua_newtable(L);
   if (req->query_at != SIZE_MAX) {

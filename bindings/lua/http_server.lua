@@ -96,7 +96,8 @@ local function compile_route(key, fn)
       rank[i] = "0"
     end
   end
-  return { key = key, method = method, segs = segs, n = n, fn = fn, rank = concat(rank) }
+  return { key = key, method = method, path = path, segs = segs, n = n, fn = fn, rank = concat(rank),
+           literal = not find(concat(rank), "[12]") }
 end
 
 -- Routes in the order they are tried: the most specific path first (at the first segment that
@@ -110,6 +111,16 @@ local function compile_routes(routes)
     if (a.method == "*") ~= (b.method == "*") then return b.method == "*" end
     return a.key < b.key
   end)
+  -- The routes without :params or *, by method and path: such a route of the request's own method is
+  -- the first the scan below would find (no route is more specific), so a hit skips the scan.
+  local exact = {}
+  for _, r in ipairs(list) do
+    if r.literal and r.method ~= "*" then
+      exact[r.method] = exact[r.method] or {}
+      exact[r.method][r.path] = r
+    end
+  end
+  list.exact = exact
   return list
 end
 
@@ -139,6 +150,9 @@ end
 
 -- The route for method and raw path, its params; or nil and the methods the path allows (405).
 local function route_for(list, method, raw_path)
+  local by_path = list.exact[method]
+  local hit = by_path and by_path[raw_path]
+  if hit then return hit, {} end
   local segs, n = split_path(raw_path)
   local allowed, head_route, head_params
   for i = 1, #list do

@@ -478,6 +478,18 @@ print("URL " .. srv.url) io.stdout:flush()
         k.stop()
 
 
+@case("klua raises its soft RLIMIT_NOFILE to the hard limit at start")
+def _():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+    r = subprocess.run([KLUA, "-e", 'for l in io.lines("/proc/self/limits") do '
+                        'if l:find("Max open files") then print(l) end end'], capture_output=True, env=ENV,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)), timeout=20)
+    fields = r.stdout.decode().split()
+    want = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    assert r.returncode == 0 and fields[3:5] == [want, want], (r.stdout, r.stderr)
+
+
 @case("graceful stop: SIGTERM with a request in flight: it completes, new connections are refused, "
       "the producer's queued message is flushed, exit 143")
 def _():
