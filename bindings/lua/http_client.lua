@@ -33,6 +33,7 @@ end
 
 -- The URL without its credentials: no user:password@, and secret-looking query values replaced.
 local function redact(url)
+  if not url:find("[@?]") then return url end
   url = url:gsub("^(%a[%w+.-]*://)[^/?#]*@", "%1")
   local base, query, frag = url:match("^([^?#]*)%??([^#]*)(#?.*)$")
   if not base or query == "" then return url end
@@ -187,12 +188,10 @@ end
 
 -- Builds the primitive's spec from the client's defaults and the request's options.
 local function build_spec(client, opts, fn, n, url_arg)
-  local d = client.defaults
   local spec = {}
-  for k in pairs(OPTIONS) do
-    local v = opts[k]
-    if v == nil then v = d[k] end
-    spec[k] = v
+  for k, v in pairs(opts) do spec[k] = v end  -- (keys checked by check_options)
+  for k, v in pairs(client.defaults) do
+    if spec[k] == nil then spec[k] = v end
   end
   -- The request's own auth replaces the client's as a whole (user with its password).
   if opts.user ~= nil or opts.bearer ~= nil then

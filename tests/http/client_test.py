@@ -602,8 +602,10 @@ local bearer = assert(klua.http.get(URL .. "/echo", { bearer = "tok-SECRET-2" })
 local inurl = assert(klua.http.get("http://bob:pw-SECRET-3@" .. os.getenv("HOST") .. "/echo")):json()
 local api = klua.http.client{ base_url = URL, bearer = "tok-SECRET-2" }
 local viaclient = assert(api:get("/echo")):json()
+local noauth = assert(klua.http.get(URL .. "/echo")):json()  -- (after bearer on the same easy handles)
 out{ basic = basic.headers.authorization, bearer = bearer.headers.authorization,
-     inurl = inurl.headers.authorization, viaclient = viaclient.headers.authorization }
+     inurl = inurl.headers.authorization, viaclient = viaclient.headers.authorization,
+     noauth = noauth.headers.authorization or "none" }
 local errs = {}
 local C = os.getenv("CLOSED")
 for _, args in ipairs{
@@ -631,6 +633,7 @@ error(err)
         self.assertEqual(r["bearer"], "Bearer tok-SECRET-2")
         self.assertEqual(r["inurl"], "Basic " + base64.b64encode(b"bob:pw-SECRET-3").decode())
         self.assertEqual(r["viaclient"], "Bearer tok-SECRET-2")
+        self.assertEqual(r["noauth"], "none")
         self.assertEqual(len(errs), 7)
         self.assertIn("KLUA_HTTP_CONNECT", errs[0][0])
         self.assertEqual(errs[2][1], "http://no-such-host.invalid/c?api_key=REDACTED&page=2")
@@ -651,6 +654,8 @@ local ok = assert(klua.http.get(URL .. "/json", { ca_file = env("CA") }))
 local _, system = klua.http.get(URL .. "/json")
 local _, wrong = klua.http.get(URL .. "/json", { ca_file = env("OTHER_CA") })
 local insecure = assert(klua.http.get(URL .. "/json", { verify = false }))
+-- neither the reused easy handle nor the unverified connection may carry verify=false over
+local _, after_insecure = klua.http.get(URL .. "/json")
 local capath = assert(klua.http.get(URL .. "/json", { ca_path = env("CA_DIR") }))
 local M = env("MTLS")
 local _, nocert = klua.http.get(M .. "/echo", { ca_file = env("CA") })
@@ -660,7 +665,7 @@ local mtls = assert(klua.http.get(M .. "/echo", { ca_file = env("CA"), cert_file
 local _, badpass = klua.http.client{}:get(M .. "/echo", { ca_file = env("CA"), cert_file = env("CERT"), key_file = env("KEY"),
                                                  key_password = "wrong-kp-SECRET-4" })
 out{ ok = ok:json().hello, system = system.name, system_msg = system.message, wrong = wrong.name,
-     wrong_msg = wrong.message, insecure = insecure.status, capath = capath.status,
+     wrong_msg = wrong.message, insecure = insecure.status, after_insecure = after_insecure and after_insecure.name, capath = capath.status,
      nocert = nocert.name, nocert_msg = nocert.message, peer = mtls:json().peer, badpass = badpass.name,
      badpass_msg = tostring(badpass) }
 """, url=self.tls_url, env={"CA": tls("ca.pem"), "OTHER_CA": tls("other-ca.pem"), "CA_DIR": self.ca_dir(),
@@ -671,6 +676,7 @@ out{ ok = ok:json().hello, system = system.name, system_msg = system.message, wr
         self.assertEqual(r["wrong"], "KLUA_HTTP_TLS")
         self.assertIn(self.tls_url + "/json", r["wrong_msg"])
         self.assertEqual(r["insecure"], 200)
+        self.assertEqual(r["after_insecure"], "KLUA_HTTP_TLS")
         self.assertEqual(r["capath"], 200)
         self.assertEqual(r["nocert"], "KLUA_HTTP_TLS", r["nocert_msg"])
         self.assertEqual(r["peer"], "klua-client")
