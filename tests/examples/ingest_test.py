@@ -9,7 +9,8 @@ the slow one is half way (the groups do not hold each other back); SIGTERM while
 half way and a client is posting exits 143, every POST answered 202 (in flight at the signal included)
 is kept, and a restart delivers the rest without repeating any (each group handles exactly what its
 endpoint had not saved: the commits held); at the end both groups' committed offsets equal the topic's
-high watermarks and the dead-letter topic is empty.
+high watermarks. A message the endpoints refuse (422) is tried once and dead-lettered once per group,
+with the status.
 
 Usage: ingest_test.py KLUA   (KLUA_BROKERS names the broker; tools/with-broker sets it)
 """
@@ -104,6 +105,8 @@ def main():
             accepted.append((st, body))
         accepted += post_many(api, [{"MessageId": f"m-{RUN}-{i:04d}", "Data": f"record {i}", "Source": "test"}
                                     for i in range(N - 5)])
+        st, _, body = call("POST", api, {"MessageId": f"rej-{RUN}", "Data": "reject-me"})
+        ck.eq("the one the endpoints refuse is accepted here", st, 202)
         ck.eq("all 202", [st for st, _ in accepted], [202] * N)
         ids = [b["MessageId"] for _, b in accepted]
         ck.eq("ids given are kept", ids[3:5], [f"curl-{RUN}-0", f"curl-{RUN}-1"])
@@ -166,8 +169,11 @@ def main():
         ck.true("posted during the stop", len(late) >= 3 and all(isinstance(x, str) for x in late), repr(late[-3:]))
         ids += [x for x in late if isinstance(x, str)]
         total = len(ids)
-        before = {name: len(call("GET", f"http://127.0.0.1:{port}/records")[2]["ids"])
-                  for name, port in (("aws", aws_port), ("azure", azure_port))}
+        # what each endpoint had by the exit: saved ids, plus the refused one if it came already
+        before = {}
+        for name, port in (("aws", aws_port), ("azure", azure_port)):
+            rec = call("GET", f"http://127.0.0.1:{port}/records")[2]
+            before[name] = len(rec["ids"]) + len(rec["rejected"])
 
         ck.true("the save in flight at SIGTERM finished", in_flight in call("GET", f"http://127.0.0.1:{azure_port}/records")[2]["ids"],
                 in_flight)
@@ -176,20 +182,21 @@ def main():
         svc2 = Service(KLUA, "examples/ingest.lua", *args, env=env, log=os.path.join(LOG_DIR, "ingest_2.log"))
         until("aws", total)
         until("azure", total)
-        print(f"{len(late)} posted during the stop; saved before the restart: {before}; azure done "
+        print(f"{len(late)} posted during the stop; handled before the restart: {before}; azure done "
               f"{at[('azure', total)] - t_start:.2f} s after the first POST", flush=True)
         for name, port in (("aws", aws_port), ("azure", azure_port)):
             st, _, rec = call("GET", f"http://127.0.0.1:{port}/records")
             ck.eq(f"{name}: ids saved", sorted(rec["ids"]), sorted(ids))
             ck.eq(f"{name}: saved more than once", {k: v for k, v in rec["ids"].items() if v != 1}, {})
             ck.eq(f"{name}: bad requests", rec["bad"], [])
+            ck.eq(f"{name}: refused with 422 once (not retried)", rec["rejected"], [f"rej-{RUN}"])
             if name == "aws":
                 ck.true("aws refused some with 503 (retried)", rec["refused"] >= N // FAIL_EVERY // 2, repr(rec["refused"]))
         st, _, status = call("GET", svc2.url + "/api/datasync/status")
         ck.eq("status", st, 200)
         ck.eq("restart: what each group handled", (status["aws"]["processed"], status["azure"]["processed"]),
-              (total - before["aws"], total - before["azure"]))
-        ck.true("restart: azure had work left", total - before["azure"] > 0, repr(before))
+              (total + 1 - before["aws"], total + 1 - before["azure"]))
+        ck.true("restart: azure had work left", total + 1 - before["azure"] > 0, repr(before))
         ck.eq("second SIGTERM exit status", svc2.stop(signal.SIGTERM), 143)
 
         # Committed offsets (read by confluent-kafka) equal the high watermarks; the DLQ is empty.
@@ -197,8 +204,20 @@ def main():
         high = {p: c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=20)[1] for p in range(12)}
         dlq = sum(c.get_watermark_offsets(TopicPartition(TOPIC + "-dlq", p), timeout=20)[1] for p in range(4))
         c.close()
-        ck.eq("sum of high watermarks", sum(high.values()), total)
-        ck.eq("dead-letter topic", dlq, 0)
+        ck.eq("sum of high watermarks", sum(high.values()), total + 1)
+        # The dead-letter topic holds the refused message once per group, with the status.
+        c = Consumer({"bootstrap.servers": BROKERS, "group.id": "ingest-dlq-" + RUN, "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition(TOPIC + "-dlq", p, 0) for p in range(4)])
+        dead = []
+        while len(dead) < dlq:
+            m = c.poll(20)
+            assert m is not None, "the dead-letter records did not come"
+            if not m.error():
+                h = dict((k, v.decode()) for k, v in (m.headers() or []))
+                dead.append((m.key().decode(), h.get("x-http-status"), h.get("x-sync-target"), h.get("x-dead-letter-reason")))
+        c.close()
+        ck.eq("dead-letter records", sorted(dead), [(f"rej-{RUN}", "422", cloud, "refused") for cloud in ("aws", "azure")])
         admin = AdminClient({"bootstrap.servers": BROKERS})
         for cloud in ("aws", "azure"):
             g = PREFIX + cloud + "-sync-group"

@@ -4,11 +4,12 @@
 Usage: sync_endpoints.py SLOW_MS FAIL_EVERY
   "aws": fast, and every FAIL_EVERY-th request answers 503 (not recorded);
   "azure": SLOW_MS per request.
+A message whose Data is "reject-me" gets 422 (its id listed in "rejected").
 Both record every MessageId they accept (POST, JSON body with MessageId, Idempotency-Key equal to it)
 with the time it came (monotonic seconds). Prints "ports AWS AZURE" once both listen, then
 "saved NAME n T" when NAME got its n-th distinct id, and for the slow one "arrived NAME ID T" when a
 request comes (before its wait) (T monotonic). GET /records
-answers {"ids": {id: count}, "times": [t...], "bad": [...], "refused": n}.
+answers {"ids": {id: count}, "times": [t...], "bad": [...], "refused": n, "rejected": [id...]}.
 """
 import json
 import sys
@@ -30,7 +31,7 @@ def say(line):
 class Endpoint:
     def __init__(self, name, slow_ms, fail_every):
         self.name, self.slow_ms, self.fail_every = name, slow_ms, fail_every
-        self.ids, self.times, self.bad, self.requests, self.refused = {}, [], [], 0, 0
+        self.ids, self.times, self.bad, self.requests, self.refused, self.rejected = {}, [], [], 0, 0, []
 
     def handler(self):
         ep = self
@@ -50,7 +51,8 @@ class Endpoint:
 
             def do_GET(self):
                 with lock:
-                    body = json.dumps({"ids": ep.ids, "times": ep.times, "bad": ep.bad, "refused": ep.refused})
+                    body = json.dumps({"ids": ep.ids, "times": ep.times, "bad": ep.bad, "refused": ep.refused,
+                                       "rejected": ep.rejected})
                 self.answer(200, body.encode())
 
             def do_POST(self):
@@ -72,6 +74,10 @@ class Endpoint:
                     with lock:
                         ep.bad.append(data.decode(errors="replace")[:200])
                     return self.answer(400, b'{"error":"bad message"}')
+                if msg.get("Data") == "reject-me":  # a payload the cloud refuses: final, not retried
+                    with lock:
+                        ep.rejected.append(mid)
+                    return self.answer(422, b'{"error":"unprocessable"}')
                 if self.headers.get("Idempotency-Key") != mid or not (self.headers.get("Content-Type") or "").startswith("application/json"):
                     with lock:
                         ep.bad.append(f"{mid}: headers {dict(self.headers)!r}")
