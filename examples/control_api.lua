@@ -24,21 +24,22 @@ local json = klua.json
 
 local host, port = "127.0.0.1", 8080
 do
+  local function usage()
+    io.stderr:write("usage: control_api.lua [PORT] [--port PORT] [--host HOST] (a port is 0..65535)\n")
+    klua.exit(2)
+  end
   local i = 1
   while arg and arg[i] do
     local a = arg[i]
     if a == "--port" or a == "--host" then
-      local v = arg[i + 1] or error("usage: control_api.lua [PORT] [--port PORT] [--host HOST]: " .. a .. " needs a value")
+      local v = arg[i + 1] or usage()
       if a == "--port" then port = tonumber(v) else host = v end
       i = i + 2
     else
       port = tonumber(a)
       i = i + 1
     end
-    if port == nil or port % 1 ~= 0 or port < 0 or port > 65535 then
-      io.stderr:write("usage: control_api.lua [PORT] [--port PORT] [--host HOST] (a port is 0..65535)\n")
-      klua.exit(2)
-    end
+    if port == nil or port % 1 ~= 0 or port < 0 or port > 65535 then usage() end
   end
 end
 
@@ -328,7 +329,7 @@ local function health()
   return { json = { status = "healthy", brokers = #cluster.brokers, rttMs = math.floor(rtt * 10 + 0.5) / 10 } }
 end
 
-local srv = klua.http.serve{
+local srv, err = klua.http.serve{
   host = host, port = port,
   routes = {
     ["GET /api/kafka/health"] = api(health),
@@ -343,6 +344,10 @@ local srv = klua.http.serve{
     ["POST /api/kafka/produce"] = api(produce),
   },
 }
+if not srv then   -- the port is taken, or the address is not this machine's
+  io.stderr:write("cannot listen: ", tostring(err), "\n")
+  klua.exit(1)
+end
 print("listening on " .. srv.url)
 io.stdout:flush()
 srv:wait()

@@ -175,10 +175,14 @@ local function status()
   return { json = out }
 end
 
-local srv = klua.http.serve{
+local srv, err = klua.http.serve{
   host = opt.host, port = opt.port,
   routes = { ["POST /api/datasync"] = datasync, ["GET /api/datasync/status"] = status },
 }
+if not srv then   -- the port is taken, or the address is not this machine's
+  io.stderr:write("cannot listen: ", tostring(err), "\n")
+  klua.exit(1)
+end
 print("listening on " .. srv.url)
 io.stdout:flush()
 srv:wait()

@@ -101,6 +101,23 @@ def embedded():
         ck.eq("SIGTERM exit status", svc.stop(signal.SIGTERM), 143)
 
 
+def port_taken():
+    """A port another program listens on: exit 1 naming the address, not a traceback."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    r = subprocess.run([KLUA, "run", SCRIPT, str(port)], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, KLUA_BROKERS=""))
+    s.close()
+    ck.eq("port taken: exit status", r.returncode, 1)
+    ck.true("port taken: says so", f"127.0.0.1:{port}: address already in use" in r.stderr, r.stderr[-300:])
+    r = subprocess.run([KLUA, "run", SCRIPT, "--port", "x"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, KLUA_BROKERS=""))
+    ck.eq("bad port: usage", (r.returncode, "usage: control_api.lua" in r.stderr), (2, True))
+
+
 def brokers_down():
     """A cluster nobody answers for: 503 with _ALL_BROKERS_DOWN once klua.unreachable.timeout.ms passed."""
     import socket
@@ -273,6 +290,7 @@ def broker():
 if __name__ == "__main__":
     if EMBEDDED:
         embedded()
+        port_taken()
         brokers_down()
     else:
         broker()
