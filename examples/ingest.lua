@@ -10,7 +10,7 @@
 --                           the seed's curl sends it, a bare JSON string (the Data). 202 {MessageId, topic,
 --                           partition, offset, status} once the broker acknowledged it; 400 naming the
 --                           bad field; 503 when Kafka cannot take it.
---   GET  /api/datasync/status  each sync group's counters and lag.
+--   GET  /api/datasync/status  each sync group's counters and lag (Kafka's: from its committed offsets).
 --
 -- Each endpoint gets POST <url> with the message as JSON and an Idempotency-Key header (the MessageId).
 -- A 5xx, 408, 429, a refused connection or a timeout is retried with back-off (the worker's retry);
