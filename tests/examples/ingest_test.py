@@ -12,7 +12,10 @@ endpoint had not saved: the commits held); at the end both groups' committed off
 high watermarks. A message the endpoints refuse (422) is tried once and dead-lettered once per group,
 with the status.
 
-Usage: ingest_test.py KLUA   (KLUA_BROKERS names the broker; tools/with-broker sets it)
+Usage: ingest_test.py KLUA [--embedded]
+  without --embedded: KLUA_BROKERS names the broker (tools/with-broker sets it);
+  --embedded: on the embedded cluster, which lives in the klua process: no restart and no Kafka-side
+  checks, every message saved once by both endpoints and the refused one dead-lettered, then SIGTERM.
 """
 import http.client
 import json
@@ -28,20 +31,21 @@ from urllib.parse import urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Checks, LineReader, Service, call, curl, use_venv_python  # noqa: E402
 
-use_venv_python()
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition  # noqa: E402
-from confluent_kafka import Consumer  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
-
 KLUA = os.path.realpath(sys.argv[1])
-BROKERS = os.environ["KLUA_BROKERS"]
+EMBEDDED = "--embedded" in sys.argv[2:]
+if not EMBEDDED:
+    use_venv_python()
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition  # noqa: E402
+    from confluent_kafka import Consumer  # noqa: E402
+    from confluent_kafka.admin import AdminClient  # noqa: E402
+    BROKERS = os.environ["KLUA_BROKERS"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = uuid.uuid4().hex[:8]
 N, SLOW_MS, FAIL_EVERY, CONCURRENCY = 96, 300, 10, 4
 TOPIC, PREFIX = "ingest-" + RUN, "ingest-" + RUN + "-"
 LOG_DIR = os.environ.get("KLUA_TEST_SCRATCH") or os.path.join(os.path.dirname(KLUA), "examples-test")
 os.makedirs(LOG_DIR, exist_ok=True)
-ck = Checks("ingest")
+ck = Checks("ingest" + (" (embedded)" if EMBEDDED else ""))
 
 
 def post_many(url, bodies):
@@ -65,6 +69,18 @@ def post_many(url, bodies):
     return out
 
 
+def check_records(aws_port, azure_port, ids):
+    """Both endpoints saved every id exactly once, refused the 422 one once; aws's 503s were retried."""
+    for name, port in (("aws", aws_port), ("azure", azure_port)):
+        st, _, rec = call("GET", f"http://127.0.0.1:{port}/records")
+        ck.eq(f"{name}: ids saved", sorted(rec["ids"]), sorted(ids))
+        ck.eq(f"{name}: saved more than once", {k: v for k, v in rec["ids"].items() if v != 1}, {})
+        ck.eq(f"{name}: bad requests", rec["bad"], [])
+        ck.eq(f"{name}: refused with 422 once (not retried)", rec["rejected"], [f"rej-{RUN}"])
+        if name == "aws":
+            ck.true("aws refused some with 503 (retried)", rec["refused"] >= N // FAIL_EVERY // 2, repr(rec["refused"]))
+
+
 def main():
     ep = subprocess.Popen([sys.executable, os.path.join(HERE, "sync_endpoints.py"), str(SLOW_MS), str(FAIL_EVERY)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     events = LineReader(ep, "sync_endpoints.py")
@@ -73,7 +89,9 @@ def main():
     args = ["--port", "0", "--topic", TOPIC, "--group-prefix", PREFIX, "--concurrency", str(CONCURRENCY),
             "--aws", aws]
     env = dict(os.environ, SYNC_AZURE_URL=azure)  # one URL by option, the other by environment
-    svc = Service(KLUA, "examples/ingest.lua", *args, env=env, log=os.path.join(LOG_DIR, "ingest_1.log"))
+    if EMBEDDED:
+        env["KLUA_BROKERS"] = ""
+    svc = Service(KLUA, "examples/ingest.lua", *args, env=env, log=os.path.join(LOG_DIR, "ingest_embedded.log" if EMBEDDED else "ingest_1.log"))
     svc2 = None
     try:
         api = svc.url + "/api/datasync"
@@ -116,11 +134,15 @@ def main():
         ck.eq("distinct (partition, offset)", len({(b["partition"], b["offset"]) for _, b in accepted}), N)
 
         # The fast group finishes before the slow one is half way (the groups do not hold each other back).
-        saved, at = {"aws": 0, "azure": 0}, {}
+        saved, at, rejected = {"aws": 0, "azure": 0}, {}, set()
 
-        def until(name, n):
-            while saved[name] < n:
-                _, who, k, t = events.wait_for(lambda l: l.startswith("saved "), 60).split()
+        def until(name, n, refused=False):
+            """Reads the endpoints' reports until name saved n ids (and refused the 422 one, if asked)."""
+            while saved[name] < n or refused and name not in rejected:
+                kind, who, k, t = events.wait_for(lambda l: l.startswith(("saved ", "rejected ")), 60).split()
+                if kind == "rejected":
+                    rejected.add(who)
+                    continue
                 saved[who] = int(k)
                 at[(who, int(k))] = float(t)
 
@@ -131,6 +153,17 @@ def main():
               flush=True)
         ck.true("aws done before azure is half way", aws_done <= azure_half,
                 f"(aws done at {aws_done - t_start:.2f} s, azure half at {azure_half - t_start:.2f} s)")
+
+        if EMBEDDED:
+            # The cluster lives in the klua process: no restart; every message saved once, then SIGTERM.
+            until("aws", N, refused=True)
+            until("azure", N, refused=True)
+            check_records(aws_port, azure_port, ids)
+            st, _, status = call("GET", svc.url + "/api/datasync/status")
+            ck.eq("status: processed (the refused one too)", (st, status["aws"]["processed"], status["azure"]["processed"]),
+                  (200, N + 1, N + 1))
+            ck.eq("SIGTERM exit status", svc.stop(signal.SIGTERM), 143)
+            return
 
         # SIGTERM while a client is posting: the requests in flight get their 202 (after the delivery),
         # later ones are refused; every 202 is saved by both endpoints in the end.
@@ -180,18 +213,11 @@ def main():
 
         # A restart delivers the rest: nothing lost, nothing repeated.
         svc2 = Service(KLUA, "examples/ingest.lua", *args, env=env, log=os.path.join(LOG_DIR, "ingest_2.log"))
-        until("aws", total)
-        until("azure", total)
+        until("aws", total, refused=True)
+        until("azure", total, refused=True)
         print(f"{len(late)} posted during the stop; handled before the restart: {before}; azure done "
               f"{at[('azure', total)] - t_start:.2f} s after the first POST", flush=True)
-        for name, port in (("aws", aws_port), ("azure", azure_port)):
-            st, _, rec = call("GET", f"http://127.0.0.1:{port}/records")
-            ck.eq(f"{name}: ids saved", sorted(rec["ids"]), sorted(ids))
-            ck.eq(f"{name}: saved more than once", {k: v for k, v in rec["ids"].items() if v != 1}, {})
-            ck.eq(f"{name}: bad requests", rec["bad"], [])
-            ck.eq(f"{name}: refused with 422 once (not retried)", rec["rejected"], [f"rej-{RUN}"])
-            if name == "aws":
-                ck.true("aws refused some with 503 (retried)", rec["refused"] >= N // FAIL_EVERY // 2, repr(rec["refused"]))
+        check_records(aws_port, azure_port, ids)
         st, _, status = call("GET", svc2.url + "/api/datasync/status")
         ck.eq("status", st, 200)
         ck.eq("restart: what each group handled", (status["aws"]["processed"], status["azure"]["processed"]),

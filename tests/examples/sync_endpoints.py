@@ -8,7 +8,7 @@ A message whose Data is "reject-me" gets 422 (its id listed in "rejected").
 Both record every MessageId they accept (POST, JSON body with MessageId, Idempotency-Key equal to it)
 with the time it came (monotonic seconds). Prints "ports AWS AZURE" once both listen, then
 "saved NAME n T" when NAME got its n-th distinct id, and for the slow one "arrived NAME ID T" when a
-request comes (before its wait) (T monotonic). GET /records
+request comes (before its wait), "rejected NAME ID T" after a 422 (T monotonic). GET /records
 answers {"ids": {id: count}, "times": [t...], "bad": [...], "refused": n, "rejected": [id...]}.
 """
 import json
@@ -77,7 +77,8 @@ class Endpoint:
                 if msg.get("Data") == "reject-me":  # a payload the cloud refuses: final, not retried
                     with lock:
                         ep.rejected.append(mid)
-                    return self.answer(422, b'{"error":"unprocessable"}')
+                    self.answer(422, b'{"error":"unprocessable"}')
+                    return say(f"rejected {ep.name} {mid} {time.monotonic()}")
                 if self.headers.get("Idempotency-Key") != mid or not (self.headers.get("Content-Type") or "").startswith("application/json"):
                     with lock:
                         ep.bad.append(f"{mid}: headers {dict(self.headers)!r}")
