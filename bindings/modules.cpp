@@ -11,6 +11,7 @@
 namespace klua {
 
 void open_stdout(Runtime& rt, lua_State* L, int klua_table);  // bindings/stdout.cpp
+void open_process(Runtime& rt, lua_State* L, int klua_table);  // bindings/process.cpp
 void open_http_server(Runtime& rt, lua_State* L, int klua_table);  // bindings/http_server.cpp
 void open_http_client(Runtime& rt, lua_State* L, int klua_table);  // bindings/http_client.cpp
 
@@ -32,6 +33,7 @@ std::vector<ModuleOpener> standard_modules() {
       open_transactions,
       [](Runtime&, lua_State* L, int klua) { open_base64(L, klua); },
       open_stdout,
+      open_process,
       open_http_server,
       open_http_client,
   };

@@ -296,13 +296,13 @@ local function make_dispatch(list, handle)
         P.respond(handle, id, 503, TEXT, "Service Unavailable\n")
         return
       end
-      log("%s %s (route %q): the handler raised: %s; answered 500", method, req.path, route.key, res.traceback)
+      log("%s %s (route %q): the handler raised: %s; answered 500", method, raw_path, route.key, res.traceback)
       P.respond(handle, id, 500, TEXT, "Internal Server Error\n")
       return
     end
     local status, headers, body = build(res)
     if not status then
-      log("%s %s (route %q): bad answer: %s; answered 500", method, req.path, route.key, headers)
+      log("%s %s (route %q): bad answer: %s; answered 500", method, raw_path, route.key, headers)
       P.respond(handle, id, 500, TEXT, "Internal Server Error\n")
       return
     end

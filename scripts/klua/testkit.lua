@@ -281,25 +281,13 @@ function M.quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 function M.sh(cmd, stdin)
   check(type(cmd) == "string", "sh", 1, "cmd must be a string")
   check(stdin == nil or type(stdin) == "string", "sh", 2, "stdin must be a string")
-  local inf
-  if stdin then
-    inf = os.tmpname()
-    local f = assert(io.open(inf, "wb"))
-    f:write(stdin)
-    f:close()
-  end
-  -- The stdin file goes whatever happens (an error here would otherwise leave it in /tmp).
-  local ok, out = pcall(function()
-    local p = assert(io.popen("(" .. cmd .. "\n) <" .. (inf and M.quote(inf) or "/dev/null") .. "; echo \"__klua_status=$?\""))
-    local text = p:read("*a")
-    p:close()
-    return text
-  end)
-  if inf then os.remove(inf) end
-  if not ok then error(out, 2) end
-  local status = tonumber(out:match("__klua_status=(%d+)\n?$"))
-  out = out:gsub("__klua_status=%d+\n?$", "")
-  return out, status
+  -- klua.process, not io.popen: the test's other tasks (a consumer, a server under test) keep
+  -- running while the command does, and stdin needs no temporary file.
+  local res, err = klua.process.shell(cmd, { stdin = stdin })
+  if not res then error(err, 2) end
+  if res.stderr ~= "" then io.stderr:write(res.stderr) end
+  -- The status a shell reports for a signal (128 + its number), as `$?` would say.
+  return res.stdout, res.status or (128 + res.signal)
 end
 
 return M
