@@ -204,6 +204,10 @@ local function build_spec(client, opts, fn, n, url_arg)
     argerr(fn, url_arg or n, "%s must be an http:// or https:// URL, got %q", url_arg and "the URL" or "option 'url'", redact(url))
   end
   if opts.query ~= nil then url = append_query(url, encode_query(opts.query, fn, n)) end
+  local bad = P.check_url(url)
+  if bad then
+    argerr(fn, url_arg or n, "%s is malformed (%s): %q", url_arg and "the URL" or "option 'url'", bad, redact(url))
+  end
   spec.url = url
   spec.method = (spec.method or (spec.body ~= nil or spec.json ~= nil) and "POST" or "GET"):upper()
   local headers = merge_headers(client.headers, header_list(opts.headers, fn, n))
