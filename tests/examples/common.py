@@ -3,10 +3,11 @@
 (Python's urllib and http.client, and the curl program)."""
 import json
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,33 +29,33 @@ def use_venv_python():
 
 
 class LineReader:
-    """Lines of a child's stdout, read with a deadline (a selector on the pipe, no sleep)."""
+    """Lines of a child's stdout, read by a thread as they come (so the child never blocks on a full
+    pipe) and handed out with a deadline (a queue, no sleep)."""
 
     def __init__(self, proc, name):
-        self.proc, self.name, self.buf, self.lines = proc, name, b"", []
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(proc.stdout, selectors.EVENT_READ)
-        os.set_blocking(proc.stdout.fileno(), False)
+        self.proc, self.name, self.lines = proc, name, queue.Queue()
+
+        def pump():
+            for raw in proc.stdout:
+                self.lines.put(raw.decode().rstrip("\n"))
+            self.lines.put(None)  # the end of the output
+
+        threading.Thread(target=pump, daemon=True).start()
 
     def wait_for(self, predicate, timeout):
-        """The first line (from now on) for which predicate(line) is true; raises after timeout s."""
+        """The next line for which predicate(line) is true (earlier ones are dropped); raises after timeout s."""
         deadline = time.monotonic() + timeout
         while True:
-            while self.lines:
-                line = self.lines.pop(0)
-                if predicate(line):
-                    return line
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{self.name}: no expected line within {timeout} s")
-            if not self.sel.select(left):
-                continue
-            chunk = self.proc.stdout.read()
-            if not chunk:
+            try:
+                line = self.lines.get(timeout=max(left, 0))
+            except queue.Empty:
+                raise AssertionError(f"{self.name}: no expected line within {timeout} s") from None
+            if line is None:
+                self.lines.put(None)
                 raise AssertionError(f"{self.name} ended (status {self.proc.wait()}) before the expected line")
-            self.buf += chunk
-            *done, self.buf = self.buf.split(b"\n")
-            self.lines += [d.decode() for d in done]
+            if predicate(line):
+                return line
 
 
 class Service:
