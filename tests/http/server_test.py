@@ -494,12 +494,17 @@ def _():
     def limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
     script = r'''
-local lag = 0
+-- A tick's lag is wall time; the loop can only have held the timer for as long as the process had
+-- the CPU (os.clock), so the part of a lag without CPU time to match is the machine's other work
+-- (ctest -j2 beside builds), not klua: `lag` is the smaller, `wall` the raw figure.
+local lag, wall = 0, 0
 local ticker = klua.spawn(function()
   while true do
-    local t = klua.now()
+    local t, c = klua.now(), os.clock()
     klua.sleep(10)
-    lag = math.max(lag, klua.now() - t - 10)
+    local late = klua.now() - t - 10
+    wall = math.max(wall, late)
+    lag = math.max(lag, math.min(late, (os.clock() - c) * 1000))
   end
 end)
 local inflight, peak = 0, 0
@@ -512,7 +517,7 @@ srv = assert(klua.http.serve{ port = 0, routes = {
     inflight = inflight - 1
     return "ok " .. req.query.i
   end,
-  ["GET /stats"] = function(req) return { json = { lag = lag, peak = peak } } end,
+  ["GET /stats"] = function(req) return { json = { lag = lag, wall = wall, peak = peak } } end,
   ["POST /quit"] = function(req) ticker:cancel() klua.spawn(function() srv:close() end) return "bye" end,
 }})
 print("URL " .. srv.url) io.stdout:flush()
@@ -547,7 +552,7 @@ print("URL " .. srv.url) io.stdout:flush()
         rc = k.finish()
         assert rc == 0, (rc, k.stderr())
         print(f"    1000 connections answered in {took:.2f} s; {stats['peak']} handlers in flight at once; "
-              f"max timer lag {stats['lag']:.1f} ms")
+              f"max timer lag {stats['wall']:.1f} ms ({stats['lag']:.1f} ms of it with the CPU)")
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         k.stop()

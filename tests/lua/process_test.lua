@@ -348,7 +348,9 @@ test("no descriptor is kept: 1,000 runs (and 100 failed spawns) leave the fd cou
     assert_eq(ok, "done", tostring(err))
   end
   local after = fds()
-  -- Not equal: descriptors of earlier tests' work may close meanwhile; one kept per run is +1,000.
-  assert_true(after <= before, ("%d descriptors before, %d after"):format(before, after))
+  -- Not equal: descriptors of other work in this process (earlier tests' clients, the embedded
+  -- cluster's connections) open and close meanwhile. One kept per run is +1,000, one per failed
+  -- spawn +100: a bound of +50 catches both without counting that traffic.
+  assert_true(after < before + 50, ("%d descriptors before, %d after"):format(before, after))
   print(("1,000 runs of true in %.0f ms"):format(klua.now() - t0))
 end)
