@@ -422,6 +422,37 @@ def _():
     still_serves(K)
 
 
+@case("keep-alive and pipelining after handlers that wait (klua's read watch handed over to h2o) and that do not")
+def _():
+    # One connection: a waiting handler's answer, then quick ones and a waiting one again; then three
+    # requests sent in one write (pipelined), the first waiting: each answered, in order.
+    c = http.client.HTTPConnection(K.host, K.port, timeout=10)
+    try:
+        for path, want in [("/slow?ms=5", b"done"), ("/hello", b"hello"), ("/hello", b"hello"),
+                           ("/slow?ms=1", b"done"), ("/any", b"GET")]:
+            c.request("GET", path)
+            r = c.getresponse()
+            assert (r.status, r.read()) == (200, want), path
+    finally:
+        c.close()
+    s = socket.create_connection((K.host, K.port), timeout=5)
+    try:
+        s.sendall(b"GET /slow?ms=5 HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /any HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    assert out.count(b"HTTP/1.1 200 OK") == 3, out
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in out.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"done", b"hello", b"GET"], out
+    still_serves(K)
+
+
 @case("a handler that raises: 500 without the traceback, which goes to stderr; the server goes on")
 def _():
     st, _, body = get(K, "/boom")
