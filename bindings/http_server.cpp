@@ -264,8 +264,8 @@ void Server::handle(h2o_req_t* req) {
     lua_pushlstring(L, req->path.base, path_len);
   }
   lua_setfield(L, -2, "path");
-  lua_newtable(L);
-  if (req->query_at != SIZE_MAX) {
+  if (req->query_at != SIZE_MAX) {  // without a query string, req.query is made on first use (bindings/lua)
+    lua_newtable(L);
     // a=1&b=x+y&c: decoded; a repeated name keeps its first value (as Go's Query().Get does).
     const char* q = req->path.base + req->query_at + 1;
     const char* end = req->path.base + req->path.len;
@@ -288,8 +288,8 @@ void Server::handle(h2o_req_t* req) {
       }
       q = amp + 1;
     }
+    lua_setfield(L, -2, "query");
   }
-  lua_setfield(L, -2, "query");
   lua_createtable(L, 0, static_cast<int>(req->headers.size));
   for (size_t i = 0; i < req->headers.size; ++i) {
     const h2o_header_t& h = req->headers.entries[i];  // names are lower-case (h2o's parser)

@@ -58,6 +58,10 @@ srv = assert(klua.http.serve{
     ["GET /nothing"] = function(req) return nil end,
     ["GET /boom"] = function(req) error("boom in the handler") end,
     ["GET /fail/:x"] = function(req) error("failed for " .. #req.params.x .. " bytes") end,
+    ["GET /lazy"] = function(req)  -- an exact route: req.params and (without a query) req.query made on first use
+      req.query.added = "1"
+      return { json = { q = req.query, p = req.params, same = rawequal(req.query, req.query) } }
+    end,
     ["GET /bad"] = function(req) return { stauts = 200 } end,
     ["GET /bad2"] = function(req) return 42 end,
     ["GET /bad3"] = function(req) return { headers = { ["Bad Name"] = "x" } } end,
@@ -232,6 +236,8 @@ def _():
     st, h, body = get(K, "/hello")
     assert h["content-type"] == "text/plain; charset=utf-8" and body == b"hello"
     assert get(K, "/any", method="PATCH")[2] == b"PATCH"
+    assert json.loads(get(K, "/lazy")[2]) == {"q": {"added": "1"}, "p": {}, "same": True}
+    assert json.loads(get(K, "/lazy?x=1")[2]) == {"q": {"added": "1", "x": "1"}, "p": {}, "same": True}
     # curl as a second client: the same answers
     assert curl(K.url + "/groups/x%3Fy") == b'{"id":"x?y","method":"GET","path":"/groups/x?y","query":{}}'
 
