@@ -137,6 +137,9 @@ std::string Server::start(lua_State* L) {
   accept_ctx_.hosts = globconf_.hosts;
   uv_timer_init(loop, &shutdown_timer_);
   shutdown_timer_.data = this;
+  uv_prepare_init(loop, &watch_prepare_);
+  watch_prepare_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&watch_prepare_));
   started_ = true;
 
   struct sockaddr_storage addr {};
@@ -261,8 +264,8 @@ void Server::handle(h2o_req_t* req) {
     lua_pushlstring(L, req->path.base, path_len);
   }
   lua_setfield(L, -2, "path");
-  lua_newtable(L);
-  if (req->query_at != SIZE_MAX) {
+  if (req->query_at != SIZE_MAX) {  // without a query string, req.query is made on first use (bindings/lua)
+    lua_newtable(L);
     // a=1&b=x+y&c: decoded; a repeated name keeps its first value (as Go's Query().Get does).
     const char* q = req->path.base + req->query_at + 1;
     const char* end = req->path.base + req->path.len;
@@ -285,8 +288,8 @@ void Server::handle(h2o_req_t* req) {
       }
       q = amp + 1;
     }
+    lua_setfield(L, -2, "query");
   }
-  lua_setfield(L, -2, "query");
   lua_createtable(L, 0, static_cast<int>(req->headers.size));
   for (size_t i = 0; i < req->headers.size; ++i) {
     const h2o_header_t& h = req->headers.entries[i];  // names are lower-case (h2o's parser)
@@ -318,10 +321,30 @@ void Server::handle(h2o_req_t* req) {
   // at shutdown_timeout_ms).
   sched.set_shielded(r->task);
   h2o_timeout_link(rt_.loop(), &handler_timeout_, &r->timeout);
+  // The watch for the client leaving starts only if the handler waits: its task runs in the loop's
+  // next idle phase, and the prepare phase after it starts the watch for the requests still
+  // unanswered. A handler that answers in its first run never needs it, and h2o has just stopped
+  // reading: with libuv, a read restarted after a stop costs two epoll_ctl (ADD fails with EEXIST,
+  // then MOD), besides the two of h2o's own restart after the answer.
   if (conn) {
-    h2o_socket_read_start(conn->sock, on_client_read);
+    to_watch_.push_back(r->id);
+    uv_prepare_start(&watch_prepare_, on_watch_prepare);
+  }
+}
+
+void Server::on_watch_prepare(uv_prepare_t* p) {
+  auto* s = static_cast<Server*>(p->data);
+  uv_prepare_stop(p);
+  // (Nothing below adds to to_watch_: a read start calls nothing back at once.)
+  for (uint64_t id : s->to_watch_) {
+    auto it = s->requests_.find(id);
+    if (it == s->requests_.end()) continue;  // answered and gone already
+    Request* r = it->second;
+    if (r->responded || r->watching || !r->conn || r->conn->busy != r) continue;
+    h2o_socket_read_start(r->conn->sock, on_client_read);
     r->watching = true;
   }
+  s->to_watch_.clear();
 }
 
 void Server::on_client_read(h2o_socket_t* sock, const char* err) {
@@ -386,7 +409,9 @@ bool Server::respond(uint64_t id, int status, lua_State* L, int headers_idx, con
   r->handler_done = true;
   if (r->responded) return false;
   r->responded = true;
-  if (r->watching && r->conn) h2o_socket_read_stop(r->conn->sock);
+  // klua's watch (if the handler waited) is not stopped: h2o takes the reading over once the answer
+  // is written (its read start is then no change for libuv, where a stop and a restart cost two
+  // epoll_ctl). Bytes or EOF meanwhile stop it (on_client_read: watching is off).
   r->watching = false;
   if (h2o_timeout_is_linked(&r->timeout)) h2o_timeout_unlink(&r->timeout);
   h2o_req_t* req = r->req;
@@ -497,6 +522,8 @@ void Server::dispose() {
   uv_loop_t* loop = rt_.loop();
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&shutdown_timer_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&watch_prepare_)))
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch_prepare_), nullptr);
   h2o_timeout_dispose(loop, &handler_timeout_);
   // Runs the loop once (NOWAIT) so that the handles closed above and h2o's own are freed before
   // their memory (this object) goes.

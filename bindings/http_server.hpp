@@ -98,6 +98,7 @@ class Server : public Closable {
   static void on_client_read(h2o_socket_t* sock, const char* err);
   static void on_handler_timeout(h2o_timeout_entry_t* entry);
   static void on_shutdown_timer(uv_timer_t* t);
+  static void on_watch_prepare(uv_prepare_t* p);
   void handle(h2o_req_t* req);
   void send_error(h2o_req_t* req, int status, const char* body, bool close);
   void abort(Request* r, int status, const char* body);
@@ -120,6 +121,10 @@ class Server : public Closable {
   h2o_timeout_t handler_timeout_{};
   uv_tcp_t listener_{};
   uv_timer_t shutdown_timer_{};
+  // Requests whose handler has had its first run: those still unanswered then (the handler waits)
+  // get klua's read watch (see handle()).
+  uv_prepare_t watch_prepare_{};
+  std::vector<uint64_t> to_watch_;
   std::unordered_set<Conn*> conns_;
   std::unordered_map<uint64_t, Request*> requests_;
   uint64_t next_id_ = 1;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <new>
+#include <optional>
 #include <fmt/format.h>
 #include <string>
 #include <string_view>
@@ -153,6 +154,15 @@ class OutBuf {
     std::memset(buf_ + len_, c, n);
     len_ += n;
   }
+  // For reuse: empty, and the memory given back when it grew past max.
+  void clear(size_t max) {
+    len_ = 0;
+    if (cap_ > max) {
+      std::free(buf_);
+      buf_ = nullptr;
+      cap_ = 0;
+    }
+  }
 
  private:
   char* buf_ = nullptr;
@@ -181,6 +191,29 @@ class Encoder {
   Encoder(lua_State* L, const Options& o) : L(L), opt_(o) {}
 
   OutBuf out;
+
+  // An encoder is kept for the next call (l_encode): its buffers, once grown, make a small value's
+  // encoding allocation-free (a server's JSON answer paid ~8 malloc/free pairs for them). What grew
+  // large (a big document's output or keys) is given back.
+  void reset(lua_State* l, const Options& o) {
+    L = l;
+    opt_ = o;
+    out.clear(kKeptBytes);
+    visiting_.clear();
+    path_.clear();
+  }
+  void trim() {
+    out.clear(kKeptBytes);
+    for (const std::vector<Key>& k : keys_) {
+      if (k.capacity() > kKeptKeys) {
+        keys_.clear();
+        arenas_.clear();
+        break;
+      }
+    }
+  }
+  static constexpr size_t kKeptBytes = 64 << 10;
+  static constexpr size_t kKeptKeys = 1024;
 
   void encode_value(int idx, int depth) {
     switch (lua_type(L, idx)) {
@@ -511,14 +544,31 @@ int l_encode(lua_State* L) {
   {
     Options o = read_options(L, 2, true);
     lua_settop(L, 1);
-    Encoder enc(L, o);
+    // The kept encoder (see Encoder::reset). An encode calls no Lua code, so it is not re-entered;
+    // a busy one (should that change) makes the call use one of its own.
+    static thread_local Encoder kept(nullptr, Options{});
+    static thread_local bool kept_busy = false;
+    std::optional<Encoder> own;
+    Encoder* enc;
+    bool using_kept = !kept_busy;
+    if (using_kept) {
+      kept.reset(L, o);
+      kept_busy = true;
+      enc = &kept;
+    } else {
+      enc = &own.emplace(L, o);
+    }
     try {
-      enc.encode_value(1, 0);
-      lua_pushlstring(L, enc.out.data(), enc.out.size());
+      enc->encode_value(1, 0);
+      lua_pushlstring(L, enc->out.data(), enc->out.size());
     } catch (EncodeError& e) {
       lua_settop(L, 1);
       push_json_error(L, std::move(e.message));
       failed = true;
+    }
+    if (using_kept) {
+      kept.trim();
+      kept_busy = false;
     }
   }
   if (failed) return lua_error(L);

@@ -158,7 +158,11 @@ void Scheduler::finish(Task& t, int status) {
   --live_tasks_;
   if (t.cancelled) --cancelled_live_;
   if (t.is_main) main_done_ = true;
-  if (status == 0) {
+  if (status == 0 && !t.has_handle && t.joiners.empty()) {
+    // Nobody can ask for the results (no task object, so no join): the task is released below
+    // without them. A server's handler task, a worker's: a table and a registry ref saved each.
+    t.state = Task::Done;
+  } else if (status == 0) {
     t.state = Task::Done;
     int n = lua_gettop(t.co);
     lua_createtable(L, n, 1);

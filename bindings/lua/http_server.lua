@@ -152,7 +152,7 @@ end
 local function route_for(list, method, raw_path)
   local by_path = list.exact[method]
   local hit = by_path and by_path[raw_path]
-  if hit then return hit, {} end
+  if hit then return hit, nil end  -- no params: req.params is made on first use
   local segs, n = split_path(raw_path)
   local allowed, head_route, head_params
   for i = 1, #list do
@@ -250,7 +250,17 @@ local function log(fmt, ...)
 end
 
 local Request = {}
-Request.__index = Request
+-- req.query and req.params are made on first use when empty (no query string: the C side sets
+-- query only when there is one; a route without :params): most requests never look, and an empty
+-- table each is garbage.
+Request.__index = function(req, k)
+  if k == "query" or k == "params" then
+    local t = {}
+    rawset(req, k, t)
+    return t
+  end
+  return Request[k]
+end
 
 -- req:json(): the body decoded, or nil, err (KLUA_JSON).
 function Request:json()
@@ -268,7 +278,10 @@ local function on_error(e)
   return { raised = e, traceback = traceback(tostring(e), 2) }
 end
 
-local function make_dispatch(list, handle)
+-- The dispatcher, and the function that gives it the server's handle (P.listen makes the handle
+-- and takes the dispatcher: the handle comes second, as an upvalue).
+local function make_dispatch(list)
+  local handle
   return function(id, req, raw_path)
     setmetatable(req, Request)
     local method = req.method
@@ -285,7 +298,7 @@ local function make_dispatch(list, handle)
       end
       return
     end
-    req.params = params
+    if params then req.params = params end
     local co = co_running()
     running[co] = handle
     local ok, res = xpcall(route.fn, on_error, req)
@@ -307,7 +320,7 @@ local function make_dispatch(list, handle)
       return
     end
     P.respond(handle, id, status, headers, body)
-  end
+  end, function(h) handle = h end
 end
 
 -- ---- the server object ------------------------------------------------------------------------
@@ -380,13 +393,12 @@ local function serve(opts)
   if cfg.host == "localhost" then cfg.host = "127.0.0.1" end
   cfg.routes = nil
 
-  -- The dispatcher needs the handle, which P.listen makes: it is passed in through this box.
-  local box = {}
-  local handle, port = P.listen(cfg, function(...) return box.dispatch(...) end)
+  local dispatch, set_handle = make_dispatch(list)
+  local handle, port = P.listen(cfg, dispatch)
   if not handle then
     return nil, E.new { name = "KLUA_HTTP_LISTEN", message = port, op = FN }
   end
-  box.dispatch = make_dispatch(list, handle)
+  set_handle(handle)
 
   local url_host = cfg.host
   if url_host == "0.0.0.0" then url_host = "127.0.0.1"

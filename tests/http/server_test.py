@@ -58,6 +58,10 @@ srv = assert(klua.http.serve{
     ["GET /nothing"] = function(req) return nil end,
     ["GET /boom"] = function(req) error("boom in the handler") end,
     ["GET /fail/:x"] = function(req) error("failed for " .. #req.params.x .. " bytes") end,
+    ["GET /lazy"] = function(req)  -- an exact route: req.params and (without a query) req.query made on first use
+      req.query.added = "1"
+      return { json = { q = req.query, p = req.params, same = rawequal(req.query, req.query) } }
+    end,
     ["GET /bad"] = function(req) return { stauts = 200 } end,
     ["GET /bad2"] = function(req) return 42 end,
     ["GET /bad3"] = function(req) return { headers = { ["Bad Name"] = "x" } } end,
@@ -232,6 +236,8 @@ def _():
     st, h, body = get(K, "/hello")
     assert h["content-type"] == "text/plain; charset=utf-8" and body == b"hello"
     assert get(K, "/any", method="PATCH")[2] == b"PATCH"
+    assert json.loads(get(K, "/lazy")[2]) == {"q": {"added": "1"}, "p": {}, "same": True}
+    assert json.loads(get(K, "/lazy?x=1")[2]) == {"q": {"added": "1", "x": "1"}, "p": {}, "same": True}
     # curl as a second client: the same answers
     assert curl(K.url + "/groups/x%3Fy") == b'{"id":"x?y","method":"GET","path":"/groups/x?y","query":{}}'
 
@@ -419,6 +425,37 @@ def _():
     K.expect("EVENT hang-start")
     s.close()
     K.expect("EVENT hang-cancelled", 5)  # long before the 600 ms sleep or the 700 ms handler timeout
+    still_serves(K)
+
+
+@case("keep-alive and pipelining after handlers that wait (klua's read watch handed over to h2o) and that do not")
+def _():
+    # One connection: a waiting handler's answer, then quick ones and a waiting one again; then three
+    # requests sent in one write (pipelined), the first waiting: each answered, in order.
+    c = http.client.HTTPConnection(K.host, K.port, timeout=10)
+    try:
+        for path, want in [("/slow?ms=5", b"done"), ("/hello", b"hello"), ("/hello", b"hello"),
+                           ("/slow?ms=1", b"done"), ("/any", b"GET")]:
+            c.request("GET", path)
+            r = c.getresponse()
+            assert (r.status, r.read()) == (200, want), path
+    finally:
+        c.close()
+    s = socket.create_connection((K.host, K.port), timeout=5)
+    try:
+        s.sendall(b"GET /slow?ms=5 HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /any HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    assert out.count(b"HTTP/1.1 200 OK") == 3, out
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in out.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"done", b"hello", b"GET"], out
     still_serves(K)
 
 

@@ -331,3 +331,24 @@ test("large document round-trip", function()
   assert_true(back[701].score == 701 / 7)
   assert_eq(json.encode(back), s)
 end)
+
+test("encodes one after another are independent (the encoder's buffers are reused)", function()
+  local small = { message = "hello", n = 42 }
+  assert_eq(json.encode(small), '{"message":"hello","n":42}')
+  local cyc = {}
+  cyc.self = cyc
+  assert_false(pcall(json.encode, { a = { b = cyc } }))        -- fails deep inside an object
+  assert_false(pcall(json.encode, { x = "\255" }))              -- fails inside a string
+  assert_eq(json.encode(small), '{"message":"hello","n":42}')   -- nothing left of the failures
+  assert_eq(json.encode({ k = { 1 } }, { indent = 2 }), '{\n  "k": [\n    1\n  ]\n}')
+  assert_eq(json.encode(small), '{"message":"hello","n":42}')   -- compact again
+  local big = {}
+  for i = 1, 5000 do
+    big["k" .. i] = string.rep("v", 20)
+  end
+  local text = json.encode(big)                                 -- past what is kept (64 KiB, 1,024 keys)
+  assert_eq(#text, #json.encode(json.decode(text)))
+  assert_eq(json.decode(text).k4321, string.rep("v", 20))
+  assert_eq(json.encode({ [1.5] = true, z = { y = { x = 1 } } }), '{"1.5":true,"z":{"y":{"x":1}}}')
+  assert_eq(json.encode(small), '{"message":"hello","n":42}')
+end)
