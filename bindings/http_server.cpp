@@ -37,9 +37,10 @@ namespace klua::http_server {
 
 namespace {
 
-// Read callbacks get only the socket: connections by socket, for every server of the process (one loop
-// thread).
-std::unordered_map<h2o_socket_t*, Conn*> g_conns;
+// Read callbacks get only the socket (h2o keeps sock->data for itself): connections by socket, for
+// every server of the thread. thread_local, so that runtimes embedded on several threads (each its
+// own loop) never share it.
+thread_local std::unordered_map<h2o_socket_t*, Conn*> g_conns;
 
 const char* reason_phrase(int status) {
   switch (status) {
