@@ -1,6 +1,9 @@
 // The embedded default: librdkafka's in-process mock cluster, started lazily at the
 // first Kafka handle when nothing names a broker, shared by every handle of the
 // script, and closed last at exit.
+#include <pthread.h>
+#include <signal.h>
+
 #include <cmath>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -26,7 +29,18 @@ class EmbeddedCluster : public Closable {
     rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
     handle_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!handle_) throw std::runtime_error(std::string("embedded cluster: ") + errstr);
-    mc_ = rd_kafka_mock_cluster_new(handle_, EMBEDDED_BROKERS);
+    {
+      // The mock's thread must block every signal, as librdkafka's client threads do: a signal
+      // handled there (SIGCHLD from a klua.process child, once libuv watches children) makes its
+      // poll() fail with EINTR, and the mock then stops serving for good ("Mock cluster failed to
+      // poll N fds: Interrupted system call"). rd_kafka_mock_cluster_new does not block them
+      // itself; its thread inherits the mask in force here.
+      sigset_t all, old;
+      sigfillset(&all);
+      pthread_sigmask(SIG_SETMASK, &all, &old);
+      mc_ = rd_kafka_mock_cluster_new(handle_, EMBEDDED_BROKERS);
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
     if (!mc_) throw std::runtime_error("embedded cluster: rd_kafka_mock_cluster_new failed");
     // The 2.15 mock reports controller id 0 (no such broker) unless told: admin calls that go to the
     // controller (DescribeCluster, DescribeTopics, and every unserved one) then wait for a controller
