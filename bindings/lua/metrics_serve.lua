@@ -104,6 +104,7 @@ return function(m, reg, is_default, warn_once, argerr)
     end
     local routes = m.routes{ ready = opts.ready }
     if is_default then
+      require("klua.worker.metrics").enable() -- the klua_worker_* families (scripts/klua/worker/metrics.lua)
       -- The built-in client metrics (bindings/lua/client_metrics.lua), when that module is there:
       -- it registers its collector and checks, turns statistics on for clients made from now on,
       -- and names the live clients that have none.
