@@ -5,7 +5,7 @@
 local klua, P = ...
 local E = klua.errors
 local type, pairs, ipairs, tostring, tonumber, select, error = type, pairs, ipairs, tostring, tonumber, select, error
-local setmetatable, pcall, rawget = setmetatable, pcall, rawget
+local setmetatable, pcall, rawget, load, assert = setmetatable, pcall, rawget, load, assert
 local format, gsub, find, sub = string.format, string.gsub, string.find, string.sub
 local concat, sort = table.concat, table.sort
 local floor, huge = math.floor, math.huge
@@ -112,17 +112,44 @@ end
 
 -- counts[i] counts the observations x with bounds[i-1] < x <= bounds[i]; counts[nb+1] those above
 -- the last bound (and NaN, as Prometheus's Go client does). Not cumulative: one increment per
--- observation; the exposition sums them.
-local Histogram = {}
-Histogram.__index = Histogram
-function Histogram:observe(x)
-  if type(x) ~= "number" then argerr("histogram:observe", 2, "expected a number, got %s", type(x)) end
-  local b, nb = self.b, self.nb
-  local i = 1
-  while i <= nb and not (x <= b[i]) do i = i + 1 end
-  local c = self.c
-  c[i] = c[i] + 1
-  self.s = self.s + x
+-- observation; the exposition sums them. observe() is generated per list of bounds: a binary
+-- search of if-statements with the bounds as constants, which LuaJIT compiles into the caller's
+-- trace (a search loop over the bounds became a trace of its own, entered and left at every call:
+-- 66 ns for inc + observe in bench/metrics.lua, against ~10 ns now).
+local observers = {}  -- "b1,b2,...": the generated metatable for children with those bounds
+
+local function search_code(out, lo, hi, bounds, indent)
+  if lo == hi then
+    out[#out + 1] = indent .. "c[" .. lo .. "] = c[" .. lo .. "] + 1"
+    return
+  end
+  local mid = floor((lo + hi) / 2)
+  out[#out + 1] = indent .. "if x <= " .. format("%.17g", bounds[mid]) .. " then"
+  search_code(out, lo, mid, bounds, indent .. "  ")
+  out[#out + 1] = indent .. "else"
+  search_code(out, mid + 1, hi, bounds, indent .. "  ")
+  out[#out + 1] = indent .. "end"
+end
+
+local function histogram_meta(bounds)
+  local parts = {}
+  for i, b in ipairs(bounds) do parts[i] = format("%.17g", b) end
+  local key = concat(parts, ",")
+  local mt = observers[key]
+  if mt then return mt end
+  local code = {
+    "local type, argerr = ...",
+    "return function(self, x)",
+    '  if type(x) ~= "number" then argerr("histogram:observe", 2, "expected a number, got %s", type(x)) end',
+    "  local c = self.c",
+  }
+  search_code(code, 1, #bounds + 1, bounds, "  ")
+  code[#code + 1] = "  self.s = self.s + x"
+  code[#code + 1] = "end"
+  local observe = assert(load(concat(code, "\n"), "=klua.metrics histogram:observe"))(type, argerr)
+  mt = { __index = { observe = observe } }
+  observers[key] = mt
+  return mt
 end
 
 local function new_child(fam, lstr)
@@ -130,7 +157,7 @@ local function new_child(fam, lstr)
   if fam.kind == "histogram" then
     local c = {}
     for i = 1, fam.nb + 1 do c[i] = 0 end
-    ch = setmetatable({ b = fam.bounds, nb = fam.nb, c = c, s = 0, lstr = lstr }, Histogram)
+    ch = setmetatable({ c = c, s = 0, lstr = lstr }, fam.hmeta)
   else
     ch = setmetatable({ v = 0, lstr = lstr }, fam.kind == "counter" and Counter or Gauge)
   end
@@ -332,6 +359,7 @@ local function register(reg, kind, opts, builtin)
     for i, b in ipairs(bounds) do le[i] = 'le="' .. fmt_number(b) .. '"}' end
     le[#bounds + 1] = 'le="+Inf"}'
     fam.le = le
+    fam.hmeta = histogram_meta(bounds)
   end
   if #label_names == 0 and not collect then fam.single = new_child(fam, "") end
   reg.families[name] = fam

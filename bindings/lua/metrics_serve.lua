@@ -53,8 +53,8 @@ return function(m, reg, is_default, warn_once, argerr)
       for i, c in ipairs(reg.checks) do checks[i] = c end
       if ready then checks[#checks + 1] = { name = "ready", fn = ready } end
       reasons = run_checks(checks)
-      -- A signal may have come while the checks ran (and cancelled them).
-      if P.shutting_down() then reasons[#reasons + 1] = "shutting down" end
+      -- A signal may have come while the checks ran (and cancelled them): that is the answer.
+      if P.shutting_down() then reasons = { "shutting down" } end
     end
     if #reasons == 0 then
       return { status = 200, headers = { ["Content-Type"] = "application/json" }, body = '{"ready":true}' }
@@ -102,6 +102,7 @@ return function(m, reg, is_default, warn_once, argerr)
     if type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0 then
       argerr(FN, 1, "option 'port' must be a whole number from 0 to 65535, got %s", tostring(port))
     end
+    check_ready(FN, opts.ready)
     local routes = m.routes{ ready = opts.ready }
     if is_default then
       -- The built-in client metrics (bindings/lua/client_metrics.lua), when that module is there:
