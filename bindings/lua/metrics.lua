@@ -18,15 +18,19 @@ local function argerr(fn, n, fmt, ...)
   E.bad_argument(fn, n, fmt:format(...))
 end
 
--- A warning on stderr (through klua.log when it is there), once per distinct text and registry.
+-- A warning on stderr, once per distinct text and registry: through klua's log when it is there
+-- (["klua.private"].log.diagnostic: the same line in the text format, one JSON object with
+-- --log-format json), else written as is.
 local function warn_once(reg, text)
   if reg.warned[text] then return end
   reg.warned[text] = true
-  local log = rawget(klua, "log")
-  if type(log) == "table" and type(log.warn) == "function" then
-    log.warn("klua.metrics: " .. text)
+  local line = "klua.metrics: " .. text
+  local priv = debug.getregistry()["klua.private"]
+  local log = type(priv) == "table" and priv.log or nil
+  if type(log) == "table" and type(log.diagnostic) == "function" then
+    log.diagnostic("warn", line, { logger = "klua.metrics" }, line)
   else
-    io.stderr:write("klua.metrics: ", text, "\n")
+    io.stderr:write(line, "\n")
   end
 end
 
