@@ -175,6 +175,16 @@ end
 local Family = {}
 Family.__index = Family
 
+local function single(self, what)
+  local ch = self.single
+  if ch == nil then
+    if self.collect then argerr(self.kind .. ":" .. what, 1, "gauge '%s' is computed by its collect function", self.name) end
+    argerr(self.kind .. ":" .. what, 1, "%s '%s' has labels (%s): use :labels(...) first", self.kind, self.name,
+           concat(self.label_names, ", "))
+  end
+  return ch
+end
+
 -- The child for a tuple of label values: children is a tree keyed by the values as given (a number
 -- and its string are the same series: the slow path links both keys to one child).
 local function labels_slow(self, ...)
@@ -184,6 +194,7 @@ local function labels_slow(self, ...)
     argerr(fn, (n < want and n or want) + 2, "%s '%s' has %d label(s) (%s): got %d value(s)", self.kind, self.name,
            want, concat(self.label_names, ", "), n)
   end
+  if n == 0 then return single(self, "labels") end
   local level, parts = self.children, {}
   for i = 1, n do
     local v = select(i, ...)
@@ -228,20 +239,12 @@ function Family:labels(...)
     local ch = t and t[c]
     if ch ~= nil and select("#", ...) == 3 then return ch end
   elseif n == 0 then
-    if select("#", ...) == 0 then return self.single end
+    local ch = self.single
+    if ch ~= nil and select("#", ...) == 0 then return ch end
   end
   return labels_slow(self, ...)
 end
 
-local function single(self, what)
-  local ch = self.single
-  if ch == nil then
-    if self.collect then argerr(self.kind .. ":" .. what, 1, "gauge '%s' is computed by its collect function", self.name) end
-    argerr(self.kind .. ":" .. what, 1, "%s '%s' has labels (%s): use :labels(...) first", self.kind, self.name,
-           concat(self.label_names, ", "))
-  end
-  return ch
-end
 function Family:inc(n)
   if self.kind == "histogram" then argerr("histogram:inc", 1, "a histogram has observe(), not inc()") end
   single(self, "inc"):inc(n)

@@ -236,6 +236,7 @@ test("a gauge's collect function is read at each exposition; re-registering take
   assert_match(m.expose(), "\ndepth 9\n")
   local g = m.gauge{ name = "depth", help = "h", collect = function() return 9 end }
   raises(function() g:set(1) end, "gauge:set", 1, "computed by its collect function")
+  raises(function() g:labels() end, "gauge:labels", 1, "computed by its collect function")
 end)
 
 test("collectors: families merged in sorted order, histograms made cumulative, unregister", function()
