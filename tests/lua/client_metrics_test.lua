@@ -349,16 +349,60 @@ test("readiness: consumers wait for their assignment; brokers down and back", fu
   p:close()
 end, { timeout_ms = 60000 })
 
-test("enable's statistics default: on for new clients unless configured; clients without are named", function()
+-- Last: enable() registers with the default registry for the rest of the process.
+test("enable(): collector and checks in klua.metrics, statistics for new clients, clients without named", function()
+  local t = fresh("cm-enable")
+  klua.embedded.create_topic(t, 1)
   local before = klua.producer()
-  local without = {}
-  for _, s in ipairs(cm.states()) do
-    if s.statistics_interval_ms == 0 then without[#without + 1] = s.client end
-  end
+  local without = cm.enable()
   assert_true(#without >= 1)
-  local reg = debug.getregistry()["klua.private"].client_metrics
-  -- statistics_default is what enable() calls (enable also registers with klua.metrics).
-  local set = reg.states and true
-  assert_true(set)
+  local named = false
+  for _, n in ipairs(without) do named = named or n == client_name(before) end
+  assert_true(named, "enable() did not name " .. client_name(before))
+  local after = klua.producer()
+  for _, s in ipairs(cm.states()) do
+    if s.client == client_name(after) then assert_eq(s.statistics_interval_ms, cm.STATISTICS_INTERVAL_MS) end
+    if s.client == client_name(before) then assert_eq(s.statistics_interval_ms, 0) end
+  end
+  cm.enable()  -- a second call registers nothing twice
+  assert(before:produce{ topic = t, value = "abc" })
+  assert(after:produce{ topic = t, value = "de" })
+  local text = klua.metrics.expose()
+  local _, types = text:gsub("# TYPE klua_producer_messages_total counter\n", "")
+  assert_eq(types, 1)
+  for client, bytes in pairs({ [client_name(before)] = 3, [client_name(after)] = 2 }) do
+    local found
+    for line in text:gmatch("klua_producer_bytes_total{[^\n]*") do
+      if line:find('client="' .. client .. '"', 1, true) and line:find('topic="' .. t .. '"', 1, true) then
+        found = tonumber(line:match("} (%S+)$"))
+      end
+    end
+    assert_eq(found, bytes)
+  end
+  -- promtool accepts the whole exposition, built-in histograms included.
+  local out, status = klua.testkit.sh("promtool check metrics 2>&1", text)
+  assert_eq(status, 0, out)
+  -- The readiness checks answer /readyz.
+  local readyz = klua.metrics.routes()["GET /readyz"]
+  assert_eq(readyz().status, 200)
+  local c = klua.consumer{ group = fresh("cm-g"), topics = { t } }
+  local r = readyz()  -- the group has not answered yet
+  assert_eq(r.status, 503)
+  assert_match(r.body, "consumers: consumer group")
+  eventually(function() return readyz().status == 200 end, "/readyz after the assignment")
+  c:close()
   before:close()
+  after:close()
+end, { timeout_ms = 30000 })
+
+test("a statistics.interval.ms the user set wins over enable()'s default", function()
+  local out, status = klua.testkit.sh(klua.testkit.quote(os.getenv("KLUA_BIN") or "build/klua") ..
+    [[ -X statistics.interval.ms=0 -e '
+      local cm = debug.getregistry()["klua.private"].client_metrics
+      cm.enable()
+      local p = klua.producer()
+      for _, s in ipairs(cm.states()) do print(s.client, s.statistics_interval_ms) end
+      p:close()' 2>&1]])
+  assert_eq(status, 0, out)
+  assert_match(out, "#producer%-%d+\t0\n")
 end)
