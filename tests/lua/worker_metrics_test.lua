@@ -176,4 +176,37 @@ test("queue depth and retries in flight are the worker's state at the scrape", f
   assert(run:join())
 end, { timeout_ms = 60000 })
 
+test("batch handlers: each message counts its batch's attempts, a batch in back-off is in flight", function()
+  local topic, group = name("batch"), name("g")
+  klua.embedded.create_topic(topic, 1)
+  local N = 30
+  local recs = {}
+  for i = 1, N do recs[i] = { topic = topic, value = tostring(i) } end
+  local p = klua.producer()
+  for _, r in ipairs(p:produce_batch(recs)) do assert_eq(r.error, nil) end
+  -- the first call fails; its batch waits 1 s in back-off, scraped meanwhile
+  local failing = klua.spawn(klua.sleep, 600000)
+  local in_backoff = klua.spawn(function() failing:join(); return scrape() end)
+  local calls, first, handled = 0, nil, 0
+  local w = worker{ group = group, topics = { topic }, batch = { max = 10, timeout_ms = 50 },
+    retry = { max = 1, base_ms = 1000, max_ms = 1000, jitter = 0 },
+    handlers = function(msgs)
+      calls = calls + 1
+      if calls == 1 then
+        first = #msgs
+        failing:cancel()
+        error("transient")
+      end
+      handled = handled + #msgs
+    end }
+  local t = run_until(w, function() return handled == N end, 20000)
+  assert(t:join())
+  local s = assert(in_backoff:join())
+  assert_eq(value(s, "klua_worker_retries_in_flight", { worker = group }), first)
+  s = scrape()
+  assert_eq(value(s, "klua_worker_messages_total", { worker = group, topic = topic, outcome = "ok" }), N)
+  assert_eq(value(s, "klua_worker_messages_total", { worker = group, topic = topic, outcome = "retried" }), first)
+  assert_eq(value(s, "klua_worker_handler_seconds_count", { worker = group, topic = topic }), N + first)
+end, { timeout_ms = 60000 })
+
 test("cleanup", function() srv:close() end)
