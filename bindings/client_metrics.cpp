@@ -234,6 +234,7 @@ void KafkaHandle::push_metrics(lua_State* L) {
   lua_pushboolean(L, all_brokers_down_);
   lua_setfield(L, -2, "all_brokers_down");
   set_number(L, "stats_events", static_cast<double>(metrics_->stats_events));
+  set_number(L, "stats_decode_seconds", static_cast<double>(metrics_->stats_decode_ns) / 1e9);
   lua_createtable(L, static_cast<int>(metrics_->brokers.size()), 0);
   int i = 0;
   for (const auto& b : metrics_->brokers) {

@@ -95,6 +95,7 @@ struct ClientMetrics {
   // Statistics.
   std::vector<BrokerStats> brokers;
   uint64_t stats_events = 0;
+  uint64_t stats_decode_ns = 0;  // the time decode_stats took, all events together
 };
 
 // Reads the brokers' state and average rtt of a statistics JSON text into brokers (the
