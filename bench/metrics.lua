@@ -2,9 +2,10 @@
 -- observe(x), in one JIT-compiled loop; goal <= 50 ns together, median of the runs), the same
 -- through fam:labels(...) each time, and the exposition of 1,000 counter series and of 100
 -- histogram series (17 lines each). Isolated registries, so nothing else is in the text.
--- Times are wall-clock (klua.now) per run, the goal judged on the median; the CPU time of the
--- same runs (os.clock) is printed beside it: on a loaded machine the wall figure also counts the
--- time the process was not running.
+-- The hot path's goal is judged on the median of the runs' process CPU time (os.clock: the
+-- process is single-threaded here, so that is the loop's own cost); the wall clock (klua.now) of
+-- the same runs is printed beside it: on a shared machine it also counts the time the process
+-- waited for a CPU (measured on 2 cores shared by 5 builds: 30 ns wall for 12 ns CPU).
 --
 --   klua run bench/metrics.lua [--iterations N] [--runs R] [--json 1]
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
@@ -81,25 +82,26 @@ for r = 1, o.runs do
   hot_ns[r], hot_cpu_ns[r] = hot(o.iterations)
   label_ns[r] = via_labels(o.iterations)
 end
-local hot_min, hot_max = math.huge, 0
-for _, v in ipairs(hot_ns) do hot_min, hot_max = math.min(hot_min, v), math.max(hot_max, v) end
+local cpu_min, cpu_max = math.huge, 0
+for _, v in ipairs(hot_cpu_ns) do cpu_min, cpu_max = math.min(cpu_min, v), math.max(cpu_max, v) end
 local hot_med, label_med, cpu_med = median(hot_ns), median(label_ns), median(hot_cpu_ns)
 local c_us, c_lines = expose_cost("counter", 21)
 local h_us, h_lines = expose_cost("histogram", 21)
 
 if o.json == 1 then
-  print(klua.json.encode{ hot_ns = hot_med, hot_cpu_ns = cpu_med, hot_min_ns = hot_min, hot_max_ns = hot_max, labels_ns = label_med,
-                          goal_ns = GOAL_NS, expose_counter_us = c_us, expose_counter_lines = c_lines,
+  print(klua.json.encode{ hot_cpu_ns = cpu_med, hot_cpu_min_ns = cpu_min, hot_cpu_max_ns = cpu_max, hot_wall_ns = hot_med,
+                          labels_wall_ns = label_med, goal_ns = GOAL_NS, goal_met = cpu_med <= GOAL_NS,
+                          expose_counter_us = c_us, expose_counter_lines = c_lines,
                           expose_histogram_us = h_us, expose_histogram_lines = h_lines,
                           iterations = o.iterations, runs = o.runs })
 else
-  print(string.format("counter inc + histogram observe (bound children): %.1f ns median of %d runs x %d "
+  print(string.format("counter inc + histogram observe (bound children): %.1f ns CPU time, median of %d runs x %d "
                         .. "(min %.1f, max %.1f); goal <= %d ns: %s",
-                      hot_med, o.runs, o.iterations, hot_min, hot_max, GOAL_NS, hot_med <= GOAL_NS and "met" or "NOT met"))
-  print(string.format("  in process CPU time (os.clock, not inflated by other processes): %.1f ns median", cpu_med))
-  print(string.format("the same through fam:labels(...) each time:        %.1f ns median", label_med))
-  print(string.format("expose, 1,000 counter series:                       %.0f us median of 21 (%.2f us a line)",
+                      cpu_med, o.runs, o.iterations, cpu_min, cpu_max, GOAL_NS, cpu_med <= GOAL_NS and "met" or "NOT met"))
+  print(string.format("  wall clock of the same runs: %.1f ns median (counts the time other processes had the CPU)", hot_med))
+  print(string.format("the same through fam:labels(...) each time:        %.1f ns median, wall clock", label_med))
+  print(string.format("expose, 1,000 counter series:                       %.0f us median of 21, wall clock (%.2f us a line)",
                       c_us, c_us / c_lines))
-  print(string.format("expose, 100 histogram series (1,700 lines):         %.0f us median of 21 (%.2f us a line)",
+  print(string.format("expose, 100 histogram series (1,700 lines):         %.0f us median of 21, wall clock (%.2f us a line)",
                       h_us, h_us / h_lines))
 end

@@ -24,11 +24,11 @@ def bench(env, quick, table):
         r = json.loads(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError) as e:
         raise RunError(f"bench/metrics.lua printed no JSON: {e}: {p.stdout[-300:]}")
-    hot = (f"counter inc + histogram observe: {r['hot_ns']:.1f} ns median of {runs} "
-           f"(min {r['hot_min_ns']:.1f}, max {r['hot_max_ns']:.1f}; CPU time {r['hot_cpu_ns']:.1f} ns)")
+    hot = (f"counter inc + histogram observe: {r['hot_cpu_ns']:.1f} ns CPU time, median of {runs} "
+           f"(min {r['hot_cpu_min_ns']:.1f}, max {r['hot_cpu_max_ns']:.1f}; wall clock {r['hot_wall_ns']:.1f} ns)")
     print(f"  {hot}", flush=True)
-    table.add("metrics", "lua", hot, "", f"<= {GOAL_NS} ns", None if quick else r["hot_ns"] <= GOAL_NS)
-    table.add("metrics", "lua", f"the same through fam:labels(...) each time: {r['labels_ns']:.1f} ns")
+    table.add("metrics", "lua", hot, "", f"<= {GOAL_NS} ns", None if quick else r["goal_met"])
+    table.add("metrics", "lua", f"the same through fam:labels(...) each time: {r['labels_wall_ns']:.1f} ns wall clock")
     table.add("metrics", "lua", f"expose 1,000 counter series: {r['expose_counter_us']:.0f} us")
     table.add("metrics", "lua", f"expose 100 histogram series ({r['expose_histogram_lines']:,} lines): "
                                 f"{r['expose_histogram_us']:.0f} us")

@@ -18,15 +18,19 @@ local function argerr(fn, n, fmt, ...)
   E.bad_argument(fn, n, fmt:format(...))
 end
 
--- A warning on stderr (through klua.log when it is there), once per distinct text and registry.
+-- A warning on stderr, once per distinct text and registry: through klua's log when it is there
+-- (["klua.private"].log.diagnostic: the same line in the text format, one JSON object with
+-- --log-format json), else written as is.
 local function warn_once(reg, text)
   if reg.warned[text] then return end
   reg.warned[text] = true
-  local log = rawget(klua, "log")
-  if type(log) == "table" and type(log.warn) == "function" then
-    log.warn("klua.metrics: " .. text)
+  local line = "klua.metrics: " .. text
+  local priv = debug.getregistry()["klua.private"]
+  local log = type(priv) == "table" and priv.log or nil
+  if type(log) == "table" and type(log.diagnostic) == "function" then
+    log.diagnostic("warn", line, { logger = "klua.metrics" }, line)
   else
-    io.stderr:write("klua.metrics: ", text, "\n")
+    io.stderr:write(line, "\n")
   end
 end
 
@@ -171,6 +175,16 @@ end
 local Family = {}
 Family.__index = Family
 
+local function single(self, what)
+  local ch = self.single
+  if ch == nil then
+    if self.collect then argerr(self.kind .. ":" .. what, 1, "gauge '%s' is computed by its collect function", self.name) end
+    argerr(self.kind .. ":" .. what, 1, "%s '%s' has labels (%s): use :labels(...) first", self.kind, self.name,
+           concat(self.label_names, ", "))
+  end
+  return ch
+end
+
 -- The child for a tuple of label values: children is a tree keyed by the values as given (a number
 -- and its string are the same series: the slow path links both keys to one child).
 local function labels_slow(self, ...)
@@ -180,6 +194,7 @@ local function labels_slow(self, ...)
     argerr(fn, (n < want and n or want) + 2, "%s '%s' has %d label(s) (%s): got %d value(s)", self.kind, self.name,
            want, concat(self.label_names, ", "), n)
   end
+  if n == 0 then return single(self, "labels") end
   local level, parts = self.children, {}
   for i = 1, n do
     local v = select(i, ...)
@@ -224,20 +239,12 @@ function Family:labels(...)
     local ch = t and t[c]
     if ch ~= nil and select("#", ...) == 3 then return ch end
   elseif n == 0 then
-    if select("#", ...) == 0 then return self.single end
+    local ch = self.single
+    if ch ~= nil and select("#", ...) == 0 then return ch end
   end
   return labels_slow(self, ...)
 end
 
-local function single(self, what)
-  local ch = self.single
-  if ch == nil then
-    if self.collect then argerr(self.kind .. ":" .. what, 1, "gauge '%s' is computed by its collect function", self.name) end
-    argerr(self.kind .. ":" .. what, 1, "%s '%s' has labels (%s): use :labels(...) first", self.kind, self.name,
-           concat(self.label_names, ", "))
-  end
-  return ch
-end
 function Family:inc(n)
   if self.kind == "histogram" then argerr("histogram:inc", 1, "a histogram has observe(), not inc()") end
   single(self, "inc"):inc(n)

@@ -236,6 +236,7 @@ test("a gauge's collect function is read at each exposition; re-registering take
   assert_match(m.expose(), "\ndepth 9\n")
   local g = m.gauge{ name = "depth", help = "h", collect = function() return 9 end }
   raises(function() g:set(1) end, "gauge:set", 1, "computed by its collect function")
+  raises(function() g:labels() end, "gauge:labels", 1, "computed by its collect function")
 end)
 
 test("collectors: families merged in sorted order, histograms made cumulative, unregister", function()
@@ -406,4 +407,38 @@ test("promtool check metrics accepts every type with tricky label values, and th
   assert_eq(st, 0, out .. "\n" .. text)
   st, out = promtool(klua.metrics.expose())
   assert_eq(st, 0, out)
+end)
+
+test("one registry served twice (two ports); serving the default registry calls the built-in metrics' hook and warns once", function()
+  local m = klua.metrics.registry()
+  m.counter{ name = "twice", help = "h" }:inc()
+  local a = assert(m.serve{ port = 0 })
+  local b = assert(m.serve{ port = 0 })
+  assert_ne(a.port, b.port)
+  for _, srv in ipairs({ a, b }) do
+    local res = assert(klua.http.get(srv.url .. "/metrics"))
+    assert_eq(res.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8")
+    assert_match(res.body, "\ntwice_total 1\n")
+  end
+  a:close()
+  b:close()
+  -- The hook's contract (debug.getregistry()["klua.private"].client_metrics.enable), with a stand-in:
+  -- called by serve and routes of the default registry only; the clients it names are warned about once.
+  local out, err, status = run_script([[
+    local priv = debug.getregistry()["klua.private"]
+    local calls = 0
+    priv.client_metrics = { enable = function() calls = calls + 1 return { "rdkafka#producer-1", "rdkafka#consumer-2" } end }
+    local iso = klua.metrics.registry()
+    iso.routes()
+    assert(calls == 0, "an isolated registry does not turn the built-in metrics on")
+    local srv = assert(klua.metrics.serve{ port = 0 })
+    klua.metrics.routes()
+    local srv2 = assert(klua.metrics.serve{ port = 0 })
+    print("calls " .. calls)
+    srv:close() srv2:close()
+  ]])
+  assert_eq(status, 0, err)
+  assert_eq(out, "calls 3\n")
+  assert_eq(err, "klua.metrics: no statistics from rdkafka#producer-1, rdkafka#consumer-2: broker round-trip time "
+    .. "and state need --metrics or statistics.interval.ms set before the client is created\n")
 end)
