@@ -337,6 +337,21 @@ void Consumer::push_metrics(lua_State* L) {
   rd_kafka_topic_partition_list_destroy(parts);
 }
 
+bool Consumer::awaiting_assignment() {
+  const ClientMetrics& m = *metrics_;
+  if (!m.wants_assignment || m.has_assignment) return false;
+  if (!kip848 || !rk_) return true;
+  // Under KIP-848 (librdkafka 2.15) a member whose assignment is empty gets no rebalance event
+  // at all: it has its (empty) assignment once the group gave it a member epoch and nothing of
+  // an assignment is on its way (no rebalance klua is applying, nothing in the events queue: an
+  // assignment arriving with the epoch is served first).
+  if (rebalance_running_ || !pending_.empty() || events_pending()) return true;
+  rd_kafka_consumer_group_metadata_t* md = rd_kafka_consumer_group_metadata(rk_);
+  int32_t epoch = md ? rd_kafka_consumer_group_metadata_generation_id(md) : -1;
+  if (md) rd_kafka_consumer_group_metadata_destroy(md);
+  return epoch <= 0;
+}
+
 }  // namespace consumer_impl
 
 // ---- Lua primitives: debug.getregistry()["klua.private"].client_metrics ----------------------
@@ -380,7 +395,7 @@ int l_states(lua_State* L) {
       lua_pushlstring(L, m.group.data(), m.group.size());
       lua_setfield(L, -2, "group");
     }
-    lua_pushboolean(L, m.wants_assignment && !m.has_assignment);
+    lua_pushboolean(L, h->awaiting_assignment());
     lua_setfield(L, -2, "awaiting_assignment");
     lua_pushboolean(L, h->all_brokers_down());
     lua_setfield(L, -2, "all_brokers_down");
