@@ -56,7 +56,7 @@ class StatsSax {
   bool number_unsigned(json::number_unsigned_t v) { return number(static_cast<int64_t>(v)); }
   bool number_float(json::number_float_t v, const json::string_t&) { return number(static_cast<int64_t>(v)); }
   bool string(json::string_t& s) {
-    if (in_brokers_ && depth_ == 3) {
+    if (broker_open_ && depth_ == 3) {
       if (key_ == K_NAME) brokers.back().name = s;
       else if (key_ == K_STATE) brokers.back().state = s;
       else if (key_ == K_SOURCE) brokers.back().source = s;
@@ -67,12 +67,17 @@ class StatsSax {
   bool start_object(std::size_t) {
     ++depth_;
     if (depth_ == 2 && top_brokers_) in_brokers_ = true;
-    else if (in_brokers_ && depth_ == 3) brokers.emplace_back();
-    else if (in_brokers_ && depth_ == 4 && key_ == K_RTT) in_rtt_ = true;
+    else if (in_brokers_ && depth_ == 3) {
+      brokers.emplace_back();
+      broker_open_ = true;  // (depth 3 may also be an array, whose items are no broker's fields)
+      key_ = K_OTHER;
+    }
+    else if (broker_open_ && depth_ == 4 && key_ == K_RTT) in_rtt_ = true;
     return true;
   }
   bool end_object() {
     if (in_rtt_ && depth_ == 4) in_rtt_ = false;
+    if (depth_ == 3) broker_open_ = false;
     if (in_brokers_ && depth_ == 2) {
       done = true;  // what follows ("topics", "cgrp") is not needed: stop here
       return false;
@@ -82,6 +87,7 @@ class StatsSax {
   }
   bool start_array(std::size_t) {
     ++depth_;
+    if (depth_ == 3) broker_open_ = false;
     return true;
   }
   bool end_array() {
@@ -104,7 +110,7 @@ class StatsSax {
  private:
   enum Key { K_OTHER, K_NAME, K_NODEID, K_SOURCE, K_STATE, K_RTT, K_AVG, K_CNT };
   bool number(int64_t v) {
-    if (in_brokers_ && depth_ == 3 && key_ == K_NODEID) brokers.back().nodeid = v;
+    if (broker_open_ && depth_ == 3 && key_ == K_NODEID) brokers.back().nodeid = v;
     if (in_rtt_ && depth_ == 4) {
       if (rtt_key_ == K_AVG) brokers.back().rtt_avg = v;
       else if (rtt_key_ == K_CNT) brokers.back().rtt_cnt = v;
@@ -112,7 +118,7 @@ class StatsSax {
     return true;
   }
   int depth_ = 0;
-  bool top_brokers_ = false, in_brokers_ = false, in_rtt_ = false;
+  bool top_brokers_ = false, in_brokers_ = false, broker_open_ = false, in_rtt_ = false;
   Key key_ = K_OTHER, rtt_key_ = K_OTHER;
 };
 

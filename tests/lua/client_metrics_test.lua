@@ -312,6 +312,11 @@ test("the statistics decoder reads brokers and stops before topics", function()
   assert_eq(n, 2)
   assert_eq(brokers, { { name = "h:1/1", up = true, rtt = 0.0025 }, { name = "h:2/2", up = false } })
   assert_nil(cm.decode_stats('{"brokers": [}'))
+  -- Shapes librdkafka never writes: read without harm (an array is no broker, its items no fields).
+  assert_eq(select(2, cm.decode_stats('{"brokers":{"x":["UP",1,{"rtt":{"avg":1,"cnt":1}}]}}')), {})
+  local _, odd = cm.decode_stats('{"brokers":{"a":{"name":"a:1/1","nodeid":1,"state":"UP","rtt":{"avg":7,"cnt":1}},' ..
+                                 '"b":["evil",{"name":"evil"}],"c":5}}')
+  assert_eq(odd, { { name = "a:1/1", up = true, rtt = 7e-6 } })
 end)
 
 test("readiness: consumers wait for their assignment; brokers down and back", function()
