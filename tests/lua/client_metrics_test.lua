@@ -190,6 +190,26 @@ test("rebalances, commits (sync and async), commit failures and commit latency",
   c:close()
 end, { timeout_ms = 60000 })
 
+test("a lost assignment (the script stopped polling past max.poll.interval.ms) counts as kind=lost", function()
+  local t = fresh("cm-lost")
+  klua.embedded.create_topic(t, 1)
+  local p = klua.producer()
+  assert(p:produce{ topic = t, value = "x" })
+  p:close()
+  local pause = klua.spawn(function() klua.sleep(20000) end)  -- the script's long pause; on_lost ends it
+  local c = klua.consumer{ group = fresh("cm-g"), topics = { t }, ["auto.offset.reset"] = "earliest",
+                           ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 500,
+                           ["max.poll.interval.ms"] = 3000, on_error = function() end,
+                           on_lost = function() pause:cancel() end }
+  local cname = client_name(c)
+  assert(c:poll(10000))
+  pcall(pause.join, pause)
+  eventually(function() return value("klua_consumer_rebalances_total", { client = cname, kind = "lost" }) == 1 end,
+    "the lost rebalance")
+  assert_eq(value("klua_consumer_rebalances_total", { client = cname, kind = "revoke" }), 0)
+  c:close()
+end, { timeout_ms = 40000 })
+
 test("transactions committed and aborted", function()
   local t = fresh("cm-txn")
   klua.embedded.create_topic(t, 1)
