@@ -25,20 +25,20 @@ std::string CliMetrics::start(Runtime& rt, const std::string& host, int port, st
   close_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, top);
   // The tasks alive now are the server's (its keeper): once the main task has ended and no other
-  // task is left, the script is done and the server closes. A check handle sees that in the loop
-  // iteration where the last task ended (tasks end in loop callbacks), without a timer; unreferenced,
-  // it keeps nothing alive.
+  // task is left, the script is done and the server closes. A prepare handle sees that before the
+  // loop next blocks, in the iteration where the last task ended (tasks end in loop callbacks),
+  // without a timer; unreferenced, it keeps nothing alive.
   baseline_ = rt.scheduler().live_tasks();
-  uv_check_init(rt.loop(), &check_);
-  check_.data = this;
-  uv_check_start(&check_, on_check);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+  uv_prepare_init(rt.loop(), &prepare_);
+  prepare_.data = this;
+  uv_prepare_start(&prepare_, on_prepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
   watching_ = true;
   rt.add_closable(this);
   return url;
 }
 
-void CliMetrics::on_check(uv_check_t* h) {
+void CliMetrics::on_prepare(uv_prepare_t* h) {
   auto* self = static_cast<CliMetrics*>(h->data);
   Runtime& rt = *self->rt_;
   Scheduler& s = rt.scheduler();
@@ -53,7 +53,7 @@ void CliMetrics::on_check(uv_check_t* h) {
 void CliMetrics::begin_close() {
   if (!watching_) return;
   watching_ = false;
-  uv_check_stop(&check_);  // the handle itself is closed with the loop's at the runtime's end
+  uv_prepare_stop(&prepare_);  // the handle itself is closed with the loop's at the runtime's end
 }
 
 }  // namespace klua

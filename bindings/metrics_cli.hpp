@@ -20,7 +20,7 @@ class CliMetrics : public Closable {
 
   // Serves the endpoints on host:port before the script runs (no client exists yet). Returns the
   // bound URL of /metrics, or "" with err set (the address is not an IP, it is in use...).
-  // The object must outlive rt: its check handle is closed by the runtime's end.
+  // The object must outlive rt: its prepare handle is closed by the runtime's end.
   std::string start(Runtime& rt, const std::string& host, int port, std::string& err);
 
   // Closable: the watch stops first of all at shutdown (klua.exit, a signal, the normal end).
@@ -29,10 +29,10 @@ class CliMetrics : public Closable {
   bool is_closed() const override { return !watching_; }
 
  private:
-  static void on_check(uv_check_t* h);
+  static void on_prepare(uv_prepare_t* h);
 
   Runtime* rt_ = nullptr;
-  uv_check_t check_{};
+  uv_prepare_t prepare_{};
   bool watching_ = false;
   size_t baseline_ = 0;   // the tasks that are the server's own (its keeper) when the script starts
   int close_ref_ = -1;    // the Lua function that closes the server (LUA_NOREF until started)
