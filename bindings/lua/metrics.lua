@@ -5,7 +5,7 @@
 local klua, P = ...
 local E = klua.errors
 local type, pairs, ipairs, tostring, tonumber, select, error = type, pairs, ipairs, tostring, tonumber, select, error
-local setmetatable, pcall, rawget = setmetatable, pcall, rawget
+local setmetatable, pcall, rawget, load, assert = setmetatable, pcall, rawget, load, assert
 local format, gsub, find, sub = string.format, string.gsub, string.find, string.sub
 local concat, sort = table.concat, table.sort
 local floor, huge = math.floor, math.huge
@@ -18,15 +18,19 @@ local function argerr(fn, n, fmt, ...)
   E.bad_argument(fn, n, fmt:format(...))
 end
 
--- A warning on stderr (through klua.log when it is there), once per distinct text and registry.
+-- A warning on stderr, once per distinct text and registry: through klua's log when it is there
+-- (["klua.private"].log.diagnostic: the same line in the text format, one JSON object with
+-- --log-format json), else written as is.
 local function warn_once(reg, text)
   if reg.warned[text] then return end
   reg.warned[text] = true
-  local log = rawget(klua, "log")
-  if type(log) == "table" and type(log.warn) == "function" then
-    log.warn("klua.metrics: " .. text)
+  local line = "klua.metrics: " .. text
+  local priv = debug.getregistry()["klua.private"]
+  local log = type(priv) == "table" and priv.log or nil
+  if type(log) == "table" and type(log.diagnostic) == "function" then
+    log.diagnostic("warn", line, { logger = "klua.metrics" }, line)
   else
-    io.stderr:write("klua.metrics: ", text, "\n")
+    io.stderr:write(line, "\n")
   end
 end
 
@@ -112,17 +116,44 @@ end
 
 -- counts[i] counts the observations x with bounds[i-1] < x <= bounds[i]; counts[nb+1] those above
 -- the last bound (and NaN, as Prometheus's Go client does). Not cumulative: one increment per
--- observation; the exposition sums them.
-local Histogram = {}
-Histogram.__index = Histogram
-function Histogram:observe(x)
-  if type(x) ~= "number" then argerr("histogram:observe", 2, "expected a number, got %s", type(x)) end
-  local b, nb = self.b, self.nb
-  local i = 1
-  while i <= nb and not (x <= b[i]) do i = i + 1 end
-  local c = self.c
-  c[i] = c[i] + 1
-  self.s = self.s + x
+-- observation; the exposition sums them. observe() is generated per list of bounds: a binary
+-- search of if-statements with the bounds as constants, which LuaJIT compiles into the caller's
+-- trace (a search loop over the bounds became a trace of its own, entered and left at every call:
+-- 66 ns for inc + observe in bench/metrics.lua, against ~10 ns now).
+local observers = {}  -- "b1,b2,...": the generated metatable for children with those bounds
+
+local function search_code(out, lo, hi, bounds, indent)
+  if lo == hi then
+    out[#out + 1] = indent .. "c[" .. lo .. "] = c[" .. lo .. "] + 1"
+    return
+  end
+  local mid = floor((lo + hi) / 2)
+  out[#out + 1] = indent .. "if x <= " .. format("%.17g", bounds[mid]) .. " then"
+  search_code(out, lo, mid, bounds, indent .. "  ")
+  out[#out + 1] = indent .. "else"
+  search_code(out, mid + 1, hi, bounds, indent .. "  ")
+  out[#out + 1] = indent .. "end"
+end
+
+local function histogram_meta(bounds)
+  local parts = {}
+  for i, b in ipairs(bounds) do parts[i] = format("%.17g", b) end
+  local key = concat(parts, ",")
+  local mt = observers[key]
+  if mt then return mt end
+  local code = {
+    "local type, argerr = ...",
+    "return function(self, x)",
+    '  if type(x) ~= "number" then argerr("histogram:observe", 2, "expected a number, got %s", type(x)) end',
+    "  local c = self.c",
+  }
+  search_code(code, 1, #bounds + 1, bounds, "  ")
+  code[#code + 1] = "  self.s = self.s + x"
+  code[#code + 1] = "end"
+  local observe = assert(load(concat(code, "\n"), "=klua.metrics histogram:observe"))(type, argerr)
+  mt = { __index = { observe = observe } }
+  observers[key] = mt
+  return mt
 end
 
 local function new_child(fam, lstr)
@@ -130,7 +161,7 @@ local function new_child(fam, lstr)
   if fam.kind == "histogram" then
     local c = {}
     for i = 1, fam.nb + 1 do c[i] = 0 end
-    ch = setmetatable({ b = fam.bounds, nb = fam.nb, c = c, s = 0, lstr = lstr }, Histogram)
+    ch = setmetatable({ c = c, s = 0, lstr = lstr }, fam.hmeta)
   else
     ch = setmetatable({ v = 0, lstr = lstr }, fam.kind == "counter" and Counter or Gauge)
   end
@@ -144,6 +175,16 @@ end
 local Family = {}
 Family.__index = Family
 
+local function single(self, what)
+  local ch = self.single
+  if ch == nil then
+    if self.collect then argerr(self.kind .. ":" .. what, 1, "gauge '%s' is computed by its collect function", self.name) end
+    argerr(self.kind .. ":" .. what, 1, "%s '%s' has labels (%s): use :labels(...) first", self.kind, self.name,
+           concat(self.label_names, ", "))
+  end
+  return ch
+end
+
 -- The child for a tuple of label values: children is a tree keyed by the values as given (a number
 -- and its string are the same series: the slow path links both keys to one child).
 local function labels_slow(self, ...)
@@ -153,6 +194,7 @@ local function labels_slow(self, ...)
     argerr(fn, (n < want and n or want) + 2, "%s '%s' has %d label(s) (%s): got %d value(s)", self.kind, self.name,
            want, concat(self.label_names, ", "), n)
   end
+  if n == 0 then return single(self, "labels") end
   local level, parts = self.children, {}
   for i = 1, n do
     local v = select(i, ...)
@@ -197,20 +239,12 @@ function Family:labels(...)
     local ch = t and t[c]
     if ch ~= nil and select("#", ...) == 3 then return ch end
   elseif n == 0 then
-    if select("#", ...) == 0 then return self.single end
+    local ch = self.single
+    if ch ~= nil and select("#", ...) == 0 then return ch end
   end
   return labels_slow(self, ...)
 end
 
-local function single(self, what)
-  local ch = self.single
-  if ch == nil then
-    if self.collect then argerr(self.kind .. ":" .. what, 1, "gauge '%s' is computed by its collect function", self.name) end
-    argerr(self.kind .. ":" .. what, 1, "%s '%s' has labels (%s): use :labels(...) first", self.kind, self.name,
-           concat(self.label_names, ", "))
-  end
-  return ch
-end
 function Family:inc(n)
   if self.kind == "histogram" then argerr("histogram:inc", 1, "a histogram has observe(), not inc()") end
   single(self, "inc"):inc(n)
@@ -332,6 +366,7 @@ local function register(reg, kind, opts, builtin)
     for i, b in ipairs(bounds) do le[i] = 'le="' .. fmt_number(b) .. '"}' end
     le[#bounds + 1] = 'le="+Inf"}'
     fam.le = le
+    fam.hmeta = histogram_meta(bounds)
   end
   if #label_names == 0 and not collect then fam.single = new_child(fam, "") end
   reg.families[name] = fam

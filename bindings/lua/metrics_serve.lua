@@ -53,8 +53,8 @@ return function(m, reg, is_default, warn_once, argerr)
       for i, c in ipairs(reg.checks) do checks[i] = c end
       if ready then checks[#checks + 1] = { name = "ready", fn = ready } end
       reasons = run_checks(checks)
-      -- A signal may have come while the checks ran (and cancelled them).
-      if P.shutting_down() then reasons[#reasons + 1] = "shutting down" end
+      -- A signal may have come while the checks ran (and cancelled them): that is the answer.
+      if P.shutting_down() then reasons = { "shutting down" } end
     end
     if #reasons == 0 then
       return { status = 200, headers = { ["Content-Type"] = "application/json" }, body = '{"ready":true}' }
@@ -71,6 +71,25 @@ return function(m, reg, is_default, warn_once, argerr)
     end
   end
 
+  -- Serving the default registry (serve, or routes merged into a server of the script's own) turns
+  -- klua's built-in metrics on. The built-in client metrics (bindings/lua/client_metrics.lua), when
+  -- that module is there: it registers its collector and checks (once), turns statistics on for
+  -- clients made from now on, and names the live clients that have none.
+  local function enable_builtins()
+    require("klua.worker.metrics").enable() -- the klua_worker_* families (scripts/klua/worker/metrics.lua)
+    local priv = debug.getregistry()["klua.private"]
+    local cm = type(priv) == "table" and priv.client_metrics or nil
+    if type(cm) == "table" and type(cm.enable) == "function" then
+      local without = cm.enable()
+      if type(without) == "table" and #without > 0 then
+        local names = {}
+        for i, c in ipairs(without) do names[i] = tostring(c) end
+        warn_once(reg, "no statistics from " .. concat(names, ", ") .. ": broker round-trip time and state "
+          .. "need --metrics or statistics.interval.ms set before the client is created")
+      end
+    end
+  end
+
   function m.routes(opts)
     local FN = "klua.metrics.routes"
     if opts ~= nil and type(opts) ~= "table" then argerr(FN, 1, "options table expected, got %s", type(opts)) end
@@ -80,6 +99,7 @@ return function(m, reg, is_default, warn_once, argerr)
     end
     local ready = opts.ready
     check_ready(FN, ready)
+    if is_default then enable_builtins() end
     return {
       ["GET /metrics"] = function()
         return { headers = { ["Content-Type"] = CONTENT_TYPE }, body = m.expose() }
@@ -102,25 +122,8 @@ return function(m, reg, is_default, warn_once, argerr)
     if type(port) ~= "number" or port < 0 or port > 65535 or port % 1 ~= 0 then
       argerr(FN, 1, "option 'port' must be a whole number from 0 to 65535, got %s", tostring(port))
     end
-    local routes = m.routes{ ready = opts.ready }
-    if is_default then
-      -- The built-in client metrics (bindings/lua/client_metrics.lua), when that module is there:
-      -- it registers its collector and checks, turns statistics on for clients made from now on,
-      -- and names the live clients that have none.
-      local priv = debug.getregistry()["klua.private"]
-      local cm = type(priv) == "table" and priv.client_metrics or nil
-      if type(cm) == "table" and type(cm.enable) == "function" then
-        local without = cm.enable()
-        if type(without) == "table" and #without > 0 then
-          local names = {}
-          for i, c in ipairs(without) do
-            names[i] = tostring(c)
-          end
-          warn_once(reg, "no statistics from " .. concat(names, ", ") .. ": broker round-trip time and state "
-            .. "need --metrics or statistics.interval.ms set before the client is created")
-        end
-      end
-    end
+    check_ready(FN, opts.ready)
+    local routes = m.routes{ ready = opts.ready }  -- turns the built-in metrics on (default registry)
     return klua.http.serve{ host = host, port = port, routes = routes }
   end
 end
