@@ -33,7 +33,7 @@ local processed_n, dead_lettered_n = orders:labels("processed"), orders:labels("
 local transactions = m.counter{ name = "pipeline_transactions_total", labels = { "outcome" },
                                 help = "Batch transactions by outcome: committed or aborted" }
 local committed_n, aborted_n = transactions:labels("committed"), transactions:labels("aborted")
-local commit_seconds = m.histogram{ name = "pipeline_transaction_seconds", buckets = m.DEFAULT_BUCKETS,
+local txn_seconds = m.histogram{ name = "pipeline_transaction_seconds", buckets = m.DEFAULT_BUCKETS,
                                     help = "A batch's transaction, from its first send to its commit, in seconds" }
 local batch_size = m.histogram{ name = "pipeline_batch_size", buckets = { 1, 10, 25, 50, 100 },
                                 help = "Orders per committed batch" }
@@ -155,7 +155,7 @@ while klua.now() - idle_since < 5000 do
     idle_since = klua.now()
     if ok and err then
       committed_n:inc()
-      commit_seconds:observe((klua.now() - t0) / 1000)
+      txn_seconds:observe((klua.now() - t0) / 1000)
       batch_size:observe(#batch)
       processed_n:inc(outputs)
       dead_lettered_n:inc(dlqs)

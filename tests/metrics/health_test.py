@@ -144,6 +144,7 @@ try:
     post(ctl + "/slow-ready")
     status, body = get(base + "/readyz")
     check("a slow /readyz without a signal is 200", status == 200, (status, body))
+    out.wait_for(lambda l: l == "ready-called", 30)  # that request's line: the next one is the next request's
     answer = {}
     reader = threading.Thread(target=lambda: answer.update(zip(("status", "body"), get(base + "/readyz"))))
     reader.start()
