@@ -34,8 +34,8 @@ class CliMetrics : public Closable {
   Runtime* rt_ = nullptr;
   uv_prepare_t prepare_{};
   bool watching_ = false;
-  size_t baseline_ = 0;   // the tasks that are the server's own (its keeper) when the script starts
-  int close_ref_ = -1;    // the Lua function that closes the server (LUA_NOREF until started)
+  size_t baseline_ = 0;        // the tasks that are the server's own (its keeper) when the script starts
+  int close_ref_ = LUA_NOREF;  // the Lua function that closes the server
 };
 
 }  // namespace klua

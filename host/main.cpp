@@ -403,6 +403,13 @@ int main(int argc, char** argv) {
     for (int k = args_from; k < argc; ++k) opts.script_args.emplace_back(argv[k]);
   opts.script_name = mode == RunCode ? "-e" : mode == RunCommand ? std::string(cmd->module) : target;
 
+  if (mode == RunFile && target != "-") {
+    bool dir = is_directory(target);  // readable, but no script
+    if (dir || access(target.c_str(), R_OK) != 0) {
+      fmt::print(stderr, "klua: cannot read {}: {}\n", target, dir ? "Is a directory" : std::strerror(errno));
+      return klua::EXIT_USAGE;
+    }
+  }
   // Declared before the runtime, which closes its handle at its end.
   klua::CliMetrics cli_metrics;
   klua::Runtime rt(std::move(opts));
@@ -431,11 +438,6 @@ int main(int argc, char** argv) {
         std::stringstream ss;
         ss << std::cin.rdbuf();
         return rt.run_string(ss.str(), "=stdin");
-      }
-      bool dir = is_directory(target);  // readable, but no script
-      if (dir || access(target.c_str(), R_OK) != 0) {
-        fmt::print(stderr, "klua: cannot read {}: {}\n", target, dir ? "Is a directory" : std::strerror(errno));
-        return klua::EXIT_USAGE;
       }
       return rt.run_file(target);
   }

@@ -114,6 +114,13 @@ def values_and_layers():
     ck.eq("-X statistics.interval.ms wins", klua("--metrics", "0", "-X", "statistics.interval.ms=1000", "-e", code).stdout,
           "5000@--metrics 1000@-X\t1000\n")
     ck.eq("no --metrics: no statistics", klua("-e", code).stdout, "\tnil\n")
+    # Global options between run and FILE; the FILE checked before anything is served.
+    s = script("layers.lua", code)
+    ck.eq("run -X ... --metrics ... FILE", klua("run", "-X", "statistics.interval.ms=2000", "--metrics", "0", s).stdout,
+          "5000@--metrics 2000@-X\t2000\n")
+    r = klua("run", "--metrics", "0", os.path.join(SCRATCH, "missing.lua"))
+    ck.eq("an unreadable FILE: exit 2, nothing served", (r.returncode, "cannot read" in r.stderr, "metrics on" in r.stderr),
+          (2, True, False))
 
 
 def lifetime():
