@@ -56,7 +56,7 @@ class StatsSax {
   bool number_unsigned(json::number_unsigned_t v) { return number(static_cast<int64_t>(v)); }
   bool number_float(json::number_float_t v, const json::string_t&) { return number(static_cast<int64_t>(v)); }
   bool string(json::string_t& s) {
-    if (in_brokers_ && depth_ == 3) {
+    if (broker_open_ && depth_ == 3) {
       if (key_ == K_NAME) brokers.back().name = s;
       else if (key_ == K_STATE) brokers.back().state = s;
       else if (key_ == K_SOURCE) brokers.back().source = s;
@@ -67,12 +67,17 @@ class StatsSax {
   bool start_object(std::size_t) {
     ++depth_;
     if (depth_ == 2 && top_brokers_) in_brokers_ = true;
-    else if (in_brokers_ && depth_ == 3) brokers.emplace_back();
-    else if (in_brokers_ && depth_ == 4 && key_ == K_RTT) in_rtt_ = true;
+    else if (in_brokers_ && depth_ == 3) {
+      brokers.emplace_back();
+      broker_open_ = true;  // (depth 3 may also be an array, whose items are no broker's fields)
+      key_ = K_OTHER;
+    }
+    else if (broker_open_ && depth_ == 4 && key_ == K_RTT) in_rtt_ = true;
     return true;
   }
   bool end_object() {
     if (in_rtt_ && depth_ == 4) in_rtt_ = false;
+    if (depth_ == 3) broker_open_ = false;
     if (in_brokers_ && depth_ == 2) {
       done = true;  // what follows ("topics", "cgrp") is not needed: stop here
       return false;
@@ -82,6 +87,7 @@ class StatsSax {
   }
   bool start_array(std::size_t) {
     ++depth_;
+    if (depth_ == 3) broker_open_ = false;
     return true;
   }
   bool end_array() {
@@ -104,7 +110,7 @@ class StatsSax {
  private:
   enum Key { K_OTHER, K_NAME, K_NODEID, K_SOURCE, K_STATE, K_RTT, K_AVG, K_CNT };
   bool number(int64_t v) {
-    if (in_brokers_ && depth_ == 3 && key_ == K_NODEID) brokers.back().nodeid = v;
+    if (broker_open_ && depth_ == 3 && key_ == K_NODEID) brokers.back().nodeid = v;
     if (in_rtt_ && depth_ == 4) {
       if (rtt_key_ == K_AVG) brokers.back().rtt_avg = v;
       else if (rtt_key_ == K_CNT) brokers.back().rtt_cnt = v;
@@ -112,7 +118,7 @@ class StatsSax {
     return true;
   }
   int depth_ = 0;
-  bool top_brokers_ = false, in_brokers_ = false, in_rtt_ = false;
+  bool top_brokers_ = false, in_brokers_ = false, broker_open_ = false, in_rtt_ = false;
   Key key_ = K_OTHER, rtt_key_ = K_OTHER;
 };
 
@@ -234,6 +240,7 @@ void KafkaHandle::push_metrics(lua_State* L) {
   lua_pushboolean(L, all_brokers_down_);
   lua_setfield(L, -2, "all_brokers_down");
   set_number(L, "stats_events", static_cast<double>(metrics_->stats_events));
+  set_number(L, "stats_decode_seconds", static_cast<double>(metrics_->stats_decode_ns) / 1e9);
   lua_createtable(L, static_cast<int>(metrics_->brokers.size()), 0);
   int i = 0;
   for (const auto& b : metrics_->brokers) {
@@ -336,6 +343,21 @@ void Consumer::push_metrics(lua_State* L) {
   rd_kafka_topic_partition_list_destroy(parts);
 }
 
+bool Consumer::awaiting_assignment() {
+  const ClientMetrics& m = *metrics_;
+  if (!m.wants_assignment || m.has_assignment) return false;
+  if (!kip848 || !rk_) return true;
+  // Under KIP-848 (librdkafka 2.15) a member whose assignment is empty gets no rebalance event
+  // at all: it has its (empty) assignment once the group gave it a member epoch and nothing of
+  // an assignment is on its way (no rebalance klua is applying, nothing in the events queue: an
+  // assignment arriving with the epoch is served first).
+  if (rebalance_running_ || !pending_.empty() || events_pending()) return true;
+  rd_kafka_consumer_group_metadata_t* md = rd_kafka_consumer_group_metadata(rk_);
+  int32_t epoch = md ? rd_kafka_consumer_group_metadata_generation_id(md) : -1;
+  if (md) rd_kafka_consumer_group_metadata_destroy(md);
+  return epoch <= 0;
+}
+
 }  // namespace consumer_impl
 
 // ---- Lua primitives: debug.getregistry()["klua.private"].client_metrics ----------------------
@@ -379,7 +401,7 @@ int l_states(lua_State* L) {
       lua_pushlstring(L, m.group.data(), m.group.size());
       lua_setfield(L, -2, "group");
     }
-    lua_pushboolean(L, m.wants_assignment && !m.has_assignment);
+    lua_pushboolean(L, h->awaiting_assignment());
     lua_setfield(L, -2, "awaiting_assignment");
     lua_pushboolean(L, h->all_brokers_down());
     lua_setfield(L, -2, "all_brokers_down");

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,8 +45,20 @@ struct Histogram {
   uint64_t counts[kBucketCount + 1] = {};
   double sum = 0;
   void observe(double seconds) {
+    // The bucket is the number of bounds below the value: a branch-free binary search over the
+    // bounds padded to 16 with +inf (4 steps, ~20 instructions; a linear search loop took ~50
+    // at the latencies valgrind gives, and mispredicts its exit as latencies vary). NaN compares
+    // false everywhere: the first bucket.
+    static constexpr double inf = std::numeric_limits<double>::infinity();
+    static constexpr double b[16] = {kBuckets[0], kBuckets[1], kBuckets[2],  kBuckets[3],  kBuckets[4], kBuckets[5],
+                                     kBuckets[6], kBuckets[7], kBuckets[8],  kBuckets[9],  kBuckets[10], kBuckets[11],
+                                     kBuckets[12], kBuckets[13], inf, inf};
+    static_assert(kBucketCount == 14, "the padded bounds above list every bucket");
     int i = 0;
-    while (i < kBucketCount && seconds > kBuckets[i]) ++i;  // latencies are small: a few steps
+    i += (seconds > b[i + 7]) * 8;
+    i += (seconds > b[i + 3]) * 4;
+    i += (seconds > b[i + 1]) * 2;
+    i += seconds > b[i];
     ++counts[i];
     sum += seconds;
   }
@@ -95,6 +108,7 @@ struct ClientMetrics {
   // Statistics.
   std::vector<BrokerStats> brokers;
   uint64_t stats_events = 0;
+  uint64_t stats_decode_ns = 0;  // the time decode_stats took, all events together
 };
 
 // Reads the brokers' state and average rtt of a statistics JSON text into brokers (the

@@ -199,6 +199,7 @@ class Consumer : public KafkaHandle {
   void begin_close() override;
   std::string describe() const override;
   void push_metrics(lua_State* L) override;
+  bool awaiting_assignment() override;
   void on_inflight_done() override {
     if (destroy_when_idle_) finish_close();
   }

@@ -125,6 +125,9 @@ class KafkaHandle : public Closable {
   // Pushes this client's snapshot table (bindings/lua/client_metrics.lua reads it); a subclass
   // adds its own fields to the table the base pushed.
   virtual void push_metrics(lua_State* L);
+  // A consumer that subscribed (or was assigned partitions) and has not had an assignment yet,
+  // possibly empty (the "consumers" readiness check).
+  virtual bool awaiting_assignment() { return false; }
   // statistics.interval.ms of this client (0: off).
   int statistics_interval_ms() const;
 

@@ -312,6 +312,11 @@ test("the statistics decoder reads brokers and stops before topics", function()
   assert_eq(n, 2)
   assert_eq(brokers, { { name = "h:1/1", up = true, rtt = 0.0025 }, { name = "h:2/2", up = false } })
   assert_nil(cm.decode_stats('{"brokers": [}'))
+  -- Shapes librdkafka never writes: read without harm (an array is no broker, its items no fields).
+  assert_eq(select(2, cm.decode_stats('{"brokers":{"x":["UP",1,{"rtt":{"avg":1,"cnt":1}}]}}')), {})
+  local _, odd = cm.decode_stats('{"brokers":{"a":{"name":"a:1/1","nodeid":1,"state":"UP","rtt":{"avg":7,"cnt":1}},' ..
+                                 '"b":["evil",{"name":"evil"}],"c":5}}')
+  assert_eq(odd, { { name = "a:1/1", up = true, rtt = 7e-6 } })
 end)
 
 test("readiness: consumers wait for their assignment; brokers down and back", function()
@@ -348,6 +353,29 @@ test("readiness: consumers wait for their assignment; brokers down and back", fu
   c:close()
   p:close()
 end, { timeout_ms = 60000 })
+
+-- An empty assignment is an assignment: a group with more members than partitions is ready.
+for _, protocol in ipairs({ "classic", "consumer" }) do
+  test("readiness: a member given no partition is ready too (group.protocol=" .. protocol .. ")", function()
+    local t = fresh("cm-empty")
+    klua.embedded.create_topic(t, 1)
+    local group = fresh("cm-g")
+    local conf = { group = group, topics = { t }, ["group.protocol"] = protocol }
+    if protocol == "classic" then conf["session.timeout.ms"] = 6000 end
+    local a = klua.consumer(conf)
+    local b = klua.consumer(conf)
+    assert_false((cm.consumers_ready()))
+    eventually(function() return (cm.consumers_ready()) end, "both members' assignments", 20000)
+    local counts = {}
+    for _, c in ipairs({ a, b }) do
+      counts[#counts + 1] = value("klua_consumer_assigned_partitions", { client = client_name(c) })
+    end
+    table.sort(counts)
+    assert_eq(counts, { 0, 1 })
+    a:close()
+    b:close()
+  end, { timeout_ms = 40000 })
+end
 
 -- Last: enable() registers with the default registry for the rest of the process.
 test("enable(): collector and checks in klua.metrics, statistics for new clients, clients without named", function()
