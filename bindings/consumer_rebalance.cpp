@@ -187,6 +187,21 @@ void Consumer::finish_rebalance() {
   }
 }
 
+// A subscription pattern librdkafka would refuse: its rd_regex_comp is regcomp(REG_EXTENDED |
+// REG_NOSUB) where the C library has regcomp (klua's librdkafka build links libc's), so the same
+// call here refuses exactly the patterns rd_kafka_subscribe would, before it is made.
+static std::string regex_problem(const std::string& pattern) {
+  regex_t re;
+  int rc = regcomp(&re, pattern.c_str(), REG_EXTENDED | REG_NOSUB);
+  if (rc == 0) {
+    regfree(&re);
+    return {};
+  }
+  char why[256];
+  regerror(rc, &re, why, sizeof why);
+  return fmt::format("invalid regular expression: {} (a topic name starting with ^ is a POSIX extended regex)", why);
+}
+
 std::vector<std::string> topic_list(lua_State* L, int idx, const char* fn, int arg, const char* field) {
   std::string in = field ? fmt::format("{}: ", field) : std::string();
   std::vector<std::string> topics;
@@ -206,13 +221,14 @@ std::vector<std::string> topic_list(lua_State* L, int idx, const char* fn, int a
                                                "with ^ is a regex), got {}", in, luaL_typename(L, idx)));
   }
   for (const auto& t : topics) {
-    std::string problem = t[0] == '^' ? std::string() : topic_name_problem(t.data(), t.size());
+    std::string problem = t[0] == '^' ? regex_problem(t) : topic_name_problem(t.data(), t.size());
     if (!problem.empty()) {
       ErrorSpec e;
       e.code = CODE_INVALID_ARGUMENT;
       e.name = ERR_INVALID_ARGUMENT;
       e.topic = t;
-      e.message = fmt::format("bad argument #{} to '{}' ({}invalid topic name \"{}\": {})", arg, fn, in, t, problem);
+      e.message = t[0] == '^' ? fmt::format("bad argument #{} to '{}' ({}\"{}\": {})", arg, fn, in, t, problem)
+                              : fmt::format("bad argument #{} to '{}' ({}invalid topic name \"{}\": {})", arg, fn, in, t, problem);
       e.where = user_location(L);
       raise_error(L, e);
     }
