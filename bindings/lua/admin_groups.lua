@@ -469,18 +469,51 @@ function M:lag(group, topics, opts)
   if req then r, oerr = group_offsets(self, "list", group, req, t) else r, oerr = all_group_offsets(self, group, t) end
   if not r then return nil, oerr end
   if r.error then return nil, r.error end
-  local committed = {}
+  local committed, failed = {}, {}
   if not topics then
-    local seen = {}
+    local found = {}  -- the topics to measure: those with a committed offset (or an error reading one)
     for _, p in ipairs(r.partitions or {}) do
-      if not seen[p.topic] and map[p.topic] then
-        seen[p.topic] = true
-        for _, mp in ipairs(map[p.topic].partitions) do parts[#parts + 1] = { topic = p.topic, partition = mp.partition } end
+      if (p.offset or p.error) and map[p.topic] then found[#found + 1] = p.topic end
+    end
+    if #found == 0 then
+      -- Nothing committed: "lag 0, no partitions" would read as caught up. Only a group the cluster
+      -- knows is measured, from its members' assignments; otherwise it does not exist (as far as lag
+      -- can tell) and the caller is told to name the topics.
+      local d, derr
+      if P.embedded(self) then d = { { error = { code = C.GROUP_ID_NOT_FOUND } } }  -- no DescribeGroups there
+      else d, derr = self:describe_groups({ group }, { timeout_ms = t }) end
+      if not d then return nil, derr end
+      local g = d[1]
+      if g.error and g.error.code == C.GROUP_ID_NOT_FOUND then
+        return nil, missing_group_error(group, op, " (it has no committed offsets and the cluster does not know it; "
+          .. "name the topics to measure from the low watermarks: klua.lag(group, topics))")
+      end
+      if g.error then return nil, g.error end
+      for _, m in ipairs(g.members or {}) do
+        for _, a in ipairs(m.assignment or {}) do
+          if map[a.topic] then found[#found + 1] = a.topic end
+        end
+      end
+      if #found == 0 then
+        -- Known (an Empty group the broker keeps, a group still joining) but nothing to measure.
+        return nil, kerr(C.GROUP_ID_NOT_FOUND, ("group \"%s\" has no committed offsets and no member is assigned a "
+          .. "partition (state %s, %d member%s): name the topics to measure from the low watermarks: "
+          .. "klua.lag(group, topics)"):format(group, tostring(g.state), #(g.members or {}),
+          #(g.members or {}) == 1 and "" or "s"), { op = "admin:" .. op, group = group })
+      end
+    end
+    local seen = {}
+    for _, name in ipairs(found) do
+      if not seen[name] then
+        seen[name] = true
+        for _, mp in ipairs(map[name].partitions) do parts[#parts + 1] = { topic = name, partition = mp.partition } end
       end
     end
   end
   for _, p in ipairs(r.partitions or {}) do
     if p.offset then committed[tp_key(p.topic, p.partition)] = p.offset end
+    -- The committed offset could not be read: its lag is unknown, not "counted from low".
+    if p.error then failed[tp_key(p.topic, p.partition)] = p.error end
   end
   sort(parts, by_topic_partition)
   local snap = { group = group, time = klua.time(), lag = 0, topics = {}, partitions = {} }
@@ -494,8 +527,8 @@ function M:lag(group, topics, opts)
     local k = tp_key(p.topic, p.partition)
     local w = marks[k] or {}
     local item = { topic = p.topic, partition = p.partition, committed = committed[k], low = w.low, high = w.high,
-                   ["end"] = w["end"], error = w.error }
-    if w.high and w.low then
+                   ["end"] = w["end"], error = failed[k] or w.error }
+    if w.high and w.low and not failed[k] then
       item.lag = max(0, w.high - max(item.committed or w.low, w.low))
     end
     snap.partitions[i] = item

@@ -206,11 +206,27 @@ test("group offsets: alter, list (all and selected), reset with dry_run, and lag
   assert_eq(set[2].new, 3)
 end)
 
-test("lag of a group without commits lists no partitions; unknown topic is an error", function()
-  local g = fresh("g")
-  local snap = assert(klua.lag(g))
-  assert_eq(snap.lag, 0)
-  assert_eq(snap.partitions, {})
+test("lag of a group without commits is GROUP_ID_NOT_FOUND, not lag 0; named topics count from low; unknown topic is an error", function()
+  local t, g = fresh(), fresh("g")
+  assert(admin:create_topics({ { name = t, partitions = 2 } }))
+  local p = klua.producer()
+  for i = 1, 3 do assert(p:produce { topic = t, partition = 1, value = "v" .. i }) end
+  for _, get in ipairs { function() return klua.lag(g) end, function() return admin:lag(g) end } do
+    local snap, gerr = get()
+    assert_eq(snap, nil, "a group with nothing committed must not read as caught up")
+    assert_error(gerr, "GROUP_ID_NOT_FOUND")
+    assert_true(gerr.message:find('"' .. g .. '"', 1, true), gerr.message)
+    assert_true(gerr.message:find("name the topics", 1, true), gerr.message)
+    assert_eq(gerr.group, g)
+  end
+  -- with the topics named: every partition counted from its low watermark (3 produced to partition 1)
+  local named = assert(klua.lag(g, { t }))
+  assert_eq(named.lag, 3)
+  assert_eq(named.partitions, { { topic = t, partition = 0, low = 0, high = 0, ["end"] = 0, lag = 0 },
+                                { topic = t, partition = 1, low = 0, high = 3, ["end"] = 3, lag = 3 } })
+  -- once it has committed, the group is found without naming topics
+  assert(admin:alter_group_offsets(g, { { topic = t, partition = 1, offset = 1 } }))
+  assert_eq(assert(klua.lag(g)).lag, 2)
   local r, err = klua.lag(g, { "missing-" .. g })
   assert_eq(r, nil)
   assert_error(err, "UNKNOWN_TOPIC_OR_PART")
