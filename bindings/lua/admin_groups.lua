@@ -437,6 +437,47 @@ end
 
 -- ---- lag ---------------------------------------------------------------------------------------
 
+-- The snapshot from its parts: parts (sorted {topic, partition}), offsets (the group's OffsetFetch
+-- answer: {topic, partition, offset, error}) and marks (tp_key -> {low, high, end, error}). A
+-- partition whose committed offset or watermarks could not be read carries that error and no lag
+-- (unknown, not caught up); the totals count the known lags. Reached by tests through
+-- debug.getregistry()["klua.private"].admin_lag_snapshot: no broker answers OffsetFetch with an
+-- error on one partition on demand.
+local function lag_snapshot(group, parts, offsets, marks)
+  local committed, failed = {}, {}
+  for _, p in ipairs(offsets or {}) do
+    if p.offset then committed[tp_key(p.topic, p.partition)] = p.offset end
+    if p.error then failed[tp_key(p.topic, p.partition)] = p.error end
+  end
+  local snap = { group = group, time = klua.time(), lag = 0, topics = {}, partitions = {} }
+  local per_topic, order = {}, {}
+  for i, p in ipairs(parts) do
+    local k = tp_key(p.topic, p.partition)
+    local w = marks[k] or {}
+    local item = { topic = p.topic, partition = p.partition, committed = committed[k], low = w.low, high = w.high,
+                   ["end"] = w["end"], error = failed[k] or w.error }
+    if w.high and w.low and not item.error then
+      item.lag = max(0, w.high - max(item.committed or w.low, w.low))
+    end
+    snap.partitions[i] = item
+    local tt = per_topic[p.topic]
+    if not tt then
+      tt = { topic = p.topic, partitions = 0, lag = 0 }
+      per_topic[p.topic] = tt
+      order[#order + 1] = tt
+    end
+    tt.partitions = tt.partitions + 1
+    tt.lag = tt.lag + (item.lag or 0)
+    snap.lag = snap.lag + (item.lag or 0)
+  end
+  snap.topics = order
+  return snap
+end
+do
+  local private = debug.getregistry()["klua.private"]
+  if private then private.admin_lag_snapshot = lag_snapshot end
+end
+
 -- lag(group[, topics]) -> snapshot {group, time, lag, topics = {{topic, partitions, lag}}, partitions =
 -- {{topic, partition, committed, low, high, end, lag, error}}}. Without topics: the topics the group has
 -- committed offsets for. lag = high - max(committed, low); a partition without a committed offset counts
@@ -469,7 +510,6 @@ function M:lag(group, topics, opts)
   if req then r, oerr = group_offsets(self, "list", group, req, t) else r, oerr = all_group_offsets(self, group, t) end
   if not r then return nil, oerr end
   if r.error then return nil, r.error end
-  local committed, failed = {}, {}
   if not topics then
     local found = {}  -- the topics to measure: those with a committed offset (or an error reading one)
     for _, p in ipairs(r.partitions or {}) do
@@ -510,38 +550,12 @@ function M:lag(group, topics, opts)
       end
     end
   end
-  for _, p in ipairs(r.partitions or {}) do
-    if p.offset then committed[tp_key(p.topic, p.partition)] = p.offset end
-    -- The committed offset could not be read: its lag is unknown, not "counted from low".
-    if p.error then failed[tp_key(p.topic, p.partition)] = p.error end
-  end
   sort(parts, by_topic_partition)
-  local snap = { group = group, time = klua.time(), lag = 0, topics = {}, partitions = {} }
-  if #parts == 0 then return snap end
-  local wm, werr = watermarks(self, parts, true, t)
-  if not wm then return nil, werr end
   local marks = {}
-  for _, w in ipairs(wm) do marks[tp_key(w.topic, w.partition)] = w end
-  local per_topic, order = {}, {}
-  for i, p in ipairs(parts) do
-    local k = tp_key(p.topic, p.partition)
-    local w = marks[k] or {}
-    local item = { topic = p.topic, partition = p.partition, committed = committed[k], low = w.low, high = w.high,
-                   ["end"] = w["end"], error = failed[k] or w.error }
-    if w.high and w.low and not failed[k] then
-      item.lag = max(0, w.high - max(item.committed or w.low, w.low))
-    end
-    snap.partitions[i] = item
-    local tt = per_topic[p.topic]
-    if not tt then
-      tt = { topic = p.topic, partitions = 0, lag = 0 }
-      per_topic[p.topic] = tt
-      order[#order + 1] = tt
-    end
-    tt.partitions = tt.partitions + 1
-    tt.lag = tt.lag + (item.lag or 0)
-    snap.lag = snap.lag + (item.lag or 0)
+  if #parts > 0 then
+    local wm, werr = watermarks(self, parts, true, t)
+    if not wm then return nil, werr end
+    for _, w in ipairs(wm) do marks[tp_key(w.topic, w.partition)] = w end
   end
-  snap.topics = order
-  return snap
+  return lag_snapshot(group, parts, r.partitions, marks)
 end

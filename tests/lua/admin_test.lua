@@ -232,6 +232,29 @@ test("lag of a group without commits is GROUP_ID_NOT_FOUND, not lag 0; named top
   assert_error(err, "UNKNOWN_TOPIC_OR_PART")
 end)
 
+-- admin:lag counted a partition whose committed offset could not be read (a per-partition
+-- OffsetFetch error) from its low watermark, as if nothing had been committed. Neither the mock
+-- nor a plain broker gives such an error on demand: the snapshot's assembly is checked directly.
+test("lag: a partition whose committed offset could not be read carries the error and no lag", function()
+  local klua_admin = klua.admin()  -- loads the admin module (and its private hook)
+  local assemble = debug.getregistry()["klua.private"].admin_lag_snapshot
+  assert_eq(type(assemble), "function")
+  local denied = klua.errors.new{ name = "TOPIC_AUTHORIZATION_FAILED", message = "denied", kafka = true }
+  local parts = { { topic = "a", partition = 0 }, { topic = "a", partition = 1 }, { topic = "b", partition = 0 } }
+  local offsets = { { topic = "a", partition = 0, offset = 4 }, { topic = "a", partition = 1, error = denied },
+                    { topic = "b", partition = 0, offset = 1 } }
+  local marks = { ["a\0" .. 0] = { low = 0, high = 10, ["end"] = 10 }, ["a\0" .. 1] = { low = 2, high = 9, ["end"] = 9 },
+                  ["b\0" .. 0] = { low = 0, high = 3, ["end"] = 3 } }
+  local snap = assemble("g", parts, offsets, marks)
+  assert_eq(snap.partitions[2].error, denied)
+  assert_eq(snap.partitions[2].lag, nil, "unknown, not counted from low (which would say 7)")
+  assert_eq(snap.partitions[2].committed, nil)
+  assert_eq({ snap.partitions[1].lag, snap.partitions[3].lag }, { 6, 2 })
+  assert_eq(snap.topics, { { topic = "a", partitions = 2, lag = 6 }, { topic = "b", partitions = 1, lag = 2 } })
+  assert_eq(snap.lag, 8)
+  klua_admin:close()
+end)
+
 test("lag.watch reports snapshots and rates until the function returns false", function()
   local t, g = fresh(), fresh("g")
   assert(admin:create_topics({ { name = t, partitions = 1 } }))
