@@ -1,4 +1,4 @@
-// The CLI's global options (-b, -X, -F, -p, -d, --embedded, -h, --version) and the -F properties
+// The CLI's global options (-b, -X, -F, -p, -d, --embedded, --log-format, --log-level, -h, --version) and the -F properties
 // file, parsed into configuration layers. Apart from host/main.cpp so that the parser can be
 // tested and fuzzed (tests/fuzz/cli_args_fuzz.cpp) without running a command.
 #pragma once
@@ -14,6 +14,8 @@ struct GlobalOptions {
   std::vector<ConfigEntry> file_layer, brokers_layer, x_layer, debug_layer;
   ProfileChoice profile;
   bool embedded = false;
+  // --log-format text|json, --log-level debug|info|warn|error (checked; empty when not given)
+  std::string log_format, log_level;
   enum class Print { none, usage, version } print = Print::none;  // -h / --version: print, exit 0
 };
 

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <librdkafka/rdkafka.h>
@@ -21,6 +22,7 @@
 #include "bindings/kafka_handle.hpp"
 #include "bindings/modules.hpp"
 #include "host/cli_args.hpp"
+#include "host/log.hpp"
 #include "host/profiles.hpp"
 #include "host/runtime.hpp"
 
@@ -57,6 +59,8 @@ options (before or after the command; after run FILE, -e CODE or FILE, every arg
                        klua.unreachable.timeout.ms=MS (5000) how long calls wait for a dead cluster
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
+  --log-format FMT     text (default) or json: klua's messages on stderr as one JSON object a line
+  --log-level LEVEL    debug, info (default), warn or error: the least severe record written
   -p, --profile NAME   a profile of the config file (overrides KLUA_PROFILE); after produce,
                        consume, replay and offsets, -p is their partition: use --profile there
   -h, --help           this text
@@ -64,6 +68,7 @@ options (before or after the command; after run FILE, -e CODE or FILE, every arg
 environment:
   KLUA_BROKERS         bootstrap servers when neither -b nor -X/-F/a profile/the script name any
   KLUA_PROFILE         the profile to use (else the one named "default", if any)
+  KLUA_LOG_FORMAT, KLUA_LOG_LEVEL   defaults of --log-format and --log-level
   config file          $XDG_CONFIG_HOME/klua/config.lua (~/.config/klua/config.lua): named profiles
 
 The one-liners that talk to a cluster (all but config, completion, version, help and test)
@@ -255,7 +260,8 @@ int main(int argc, char** argv) {
       break;
     }
     if (a.size() > 1 && a[0] == '-' && a != "-e") {
-      std::string near = nearest(a, {"--brokers", "--embedded", "--debug", "--profile", "--help", "--version"});
+      std::string near = nearest(a, {"--brokers", "--embedded", "--debug", "--profile", "--help", "--version",
+                                     "--log-format", "--log-level"});
       return usage_error(fmt::format("unknown option {}{}", a, near.empty() ? "" : fmt::format(" (did you mean {}?)", near)));
     }
     break;
@@ -283,6 +289,22 @@ int main(int argc, char** argv) {
       }
       cmd_args.push_back(a);
     }
+  }
+
+  // The log's settings: the options, else the environment (a bad value there is named as well).
+  for (auto [opt, var, is_format] : {std::tuple{&g.log_format, "KLUA_LOG_FORMAT", true},
+                                     std::tuple{&g.log_level, "KLUA_LOG_LEVEL", false}}) {
+    std::string v = *opt;
+    if (v.empty())
+      if (const char* e = std::getenv(var); e && *e) {
+        v = e;
+        if (is_format ? !klua::log::parse_format(v) : !klua::log::parse_level(v))
+          return usage_error(fmt::format("{} must be {}, got '{}'", var,
+                                         is_format ? "text or json" : "debug, info, warn or error", v));
+      }
+    if (v.empty()) continue;
+    if (is_format) klua::log::set_format(*klua::log::parse_format(v));
+    else klua::log::set_level(*klua::log::parse_level(v));
   }
 
   if (g.embedded && (!g.brokers_layer.empty() || has_brokers(g.x_layer) || has_brokers(g.file_layer)))
