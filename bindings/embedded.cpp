@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "bindings/kafka_handle.hpp"
+#include "host/log.hpp"
 
 namespace klua {
 
@@ -55,10 +56,11 @@ class EmbeddedCluster : public Closable {
     // leaving loses its partitions in seconds rather than 45 s.
     rd_kafka_mock_set_group_consumer_session_timeout_ms(mc_, 6000);
     rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(mc_, 1000);
-    fmt::print(stderr,
-               "klua: no broker configured (-b, KLUA_BROKERS or bootstrap.servers): using the embedded "
-               "mock cluster ({} brokers) at {}\n",
-               EMBEDDED_BROKERS, bootstrap_);
+    log::diagnostic(log::Level::info,
+                    fmt::format("no broker configured (-b, KLUA_BROKERS or bootstrap.servers): using the embedded "
+                                "mock cluster ({} brokers) at {}",
+                                EMBEDDED_BROKERS, bootstrap_),
+                    {{"bootstrap", bootstrap_}});
     rt_.add_closable(this);
   }
   ~EmbeddedCluster() override {

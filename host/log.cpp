@@ -122,8 +122,9 @@ std::pair<size_t, size_t> value_span(const std::string& s, size_t pos) {
   return {pos, end};
 }
 
-void emit(Level level, std::string_view message, const Fields& fields, bool diag, std::string_view text) {
-  if (!enabled(level)) return;
+void emit(Level level, std::string_view message, const Fields& fields, bool diag, std::string_view text,
+          bool always = false) {
+  if (!always && !enabled(level)) return;
   Fields safe;
   safe.reserve(fields.size() + 1);
   if (diag && std::none_of(fields.begin(), fields.end(), [](const Field& f) { return f.key == "logger"; }))
@@ -193,6 +194,10 @@ void write(Level level, std::string_view message, const Fields& fields) { emit(l
 
 void diagnostic(Level level, std::string_view message, const Fields& fields, std::string_view text) {
   emit(level, message, fields, true, text);
+}
+
+void diagnostic_always(Level level, std::string_view message, const Fields& fields, std::string_view text) {
+  emit(level, message, fields, true, text, true);
 }
 
 void add_secret(std::string_view value) {
@@ -303,6 +308,48 @@ void append_json_string(std::string& out, std::string_view s) {
     }
   }
   out += '"';
+}
+
+size_t signal_safe_line(char* buf, size_t cap, Level level, const char* message) {
+  if (!enabled(level) || cap == 0) return 0;
+  size_t n = 0;
+  auto put = [&](const char* s) {
+    while (*s && n < cap) buf[n++] = *s++;
+  };
+  auto put_num = [&](long v, int width) {
+    char d[24];
+    int k = 0;
+    do d[k++] = static_cast<char>('0' + v % 10), v /= 10;
+    while (v > 0 || k < width);
+    while (k > 0 && n < cap) buf[n++] = d[--k];
+  };
+  if (format() == Format::text) {
+    put("klua: ");
+    put(message);
+    put("\n");
+    return n;
+  }
+  struct timespec ts {};
+  clock_gettime(CLOCK_REALTIME, &ts);  // async-signal-safe (POSIX); gmtime_r is not listed
+  // days since 1970-01-01 to a civil date (H. Hinnant's algorithm)
+  long z = ts.tv_sec / 86400 + 719468, secs = ts.tv_sec % 86400;
+  long era = z / 146097, doe = z - era * 146097;
+  long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  long doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+  long day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9, year = yoe + era * 400 + (month <= 2);
+  put("{\"time\":\"");
+  put_num(year, 4), put("-"), put_num(month, 2), put("-"), put_num(day, 2), put("T");
+  put_num(secs / 3600, 2), put(":"), put_num(secs / 60 % 60, 2), put(":"), put_num(secs % 60, 2), put(".");
+  put_num(ts.tv_nsec / 1000000, 3);
+  put("Z\",\"level\":\"");
+  put(level_name(level));
+  put("\",\"message\":\"");
+  for (const char* p = message; *p && n < cap; ++p) {
+    if (*p == '"' || *p == '\\') buf[n++] = '\\';
+    if (n < cap) buf[n++] = static_cast<unsigned char>(*p) < 0x20 ? ' ' : *p;
+  }
+  put("\",\"fields\":{\"logger\":\"klua\"}}\n");
+  return n;
 }
 
 std::string format_line(const Record& r) {

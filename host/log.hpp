@@ -13,6 +13,8 @@ namespace klua::log {
 // lines below), else "klua: " + message; the JSON format the message and the fields, with
 // "logger":"klua" unless the fields name a logger.
 void diagnostic(Level level, std::string_view message, const Fields& fields = {}, std::string_view text = {});
+// The same, written whatever the threshold (librdkafka's debug lines that -d asked for).
+void diagnostic_always(Level level, std::string_view message, const Fields& fields, std::string_view text = {});
 
 // A secret value (a password of the configuration, a client's sasl.password): masked as "***" in
 // every record from now on. Values shorter than 4 bytes are ignored (they would mask words).
@@ -33,6 +35,12 @@ void append_json_string(std::string& out, std::string_view s);
 
 // The formatted line (with its '\n') for a record, in the current format (for tests).
 std::string format_line(const Record& r);
+
+// A record formatted without allocating, locking or calling anything a signal handler may not
+// (for the line SIGINT/SIGTERM write from the handler): "klua: message\n" or the JSON object.
+// message is klua's own constant text. Returns the length written (at most cap), 0 when the
+// level is below the threshold.
+size_t signal_safe_line(char* buf, size_t cap, Level level, const char* message);
 
 // The address of the threshold, for klua.log's FFI level check.
 const int* threshold_address();
