@@ -63,6 +63,15 @@ local private = {
     if n < threshold[0] then return end
     emit(n, tostring(message), fields, true, text, "klua.log")
   end,
+  -- the line "PREFIX: message" in text (klua.worker's, klua.http's...); logger names the component
+  say = function(level, logger, prefix, message, fields)
+    local n = LEVELS[level] or 2
+    if n < threshold[0] then return end
+    message = tostring(message)
+    fields = fields or {}
+    if fields.logger == nil then fields.logger = logger end
+    emit(n, message, fields, true, prefix .. ": " .. message, "klua.log")
+  end,
   add_secret = native.add_secret,
   redact = native.redact,
 }

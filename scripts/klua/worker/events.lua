@@ -13,6 +13,7 @@
 --   "failed"         attempts made (the worker stops: no dead-letter topic, or its produce failed)
 --   "queue_depth"    messages polled but not yet finished, all partitions (topic, partition nil)
 -- A listener must not yield or raise; one that raises is dropped with a line on stderr.
+local log = debug.getregistry()["klua.private"].log -- warnings through klua's log (host/lua/log.lua)
 local M = {}
 
 local listeners, n = {}, 0
@@ -36,7 +37,7 @@ function M.emit(worker, kind, topic, partition, value)
     local ok, err = pcall(fn, worker, kind, topic, partition, value)
     if not ok then
       table.remove(listeners, i); n = n - 1
-      io.stderr:write("klua.worker.events: listener removed after an error: ", tostring(err), "\n")
+      log.say("warn", "klua.worker.events", "klua.worker.events", "listener removed after an error: " .. tostring(err))
     end
   end
 end
