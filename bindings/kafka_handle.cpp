@@ -517,8 +517,9 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
         lua_pushstring(L, str);
         lua_setfield(L, -2, "message");
         call_hook(L, 1, 0);
-      } else if (level <= 2 || level == 4 || rt_.config_value("debug")) {
-        // Level 3 (errors) also arrive as ERROR events, printed above: don't say it twice.
+      } else if (level <= 2 || level == 4 || level == 7 || rt_.config_value("debug")) {
+        // Level 3 (errors) also arrive as ERROR events, printed above: don't say it twice. Level 7
+        // lines exist only when `debug` was asked for (-d, or the client's own table).
         // Syslog levels: 0-3 error, 4 warn, 5-6 info, 7 debug. The lines `debug` asked for show
         // unless --log-level is warn or error.
         log::Level lv = level <= 3 ? log::Level::error : level == 4 ? log::Level::warn

@@ -122,6 +122,71 @@ std::pair<size_t, size_t> value_span(const std::string& s, size_t pos) {
   return {pos, end};
 }
 
+// A small JSON checker, for a field's JSON value after masking (a masked number is no JSON).
+struct JsonCheck {
+  std::string_view s;
+  size_t i = 0;
+  int depth = 0;
+  void ws() {
+    while (i < s.size() && std::strchr(" \t\r\n", s[i])) ++i;
+  }
+  bool lit(const char* w) {
+    size_t n = std::strlen(w);
+    if (s.compare(i, n, w) != 0) return false;
+    i += n;
+    return true;
+  }
+  bool str() {
+    if (i >= s.size() || s[i] != '"') return false;
+    for (++i; i < s.size(); ++i) {
+      if (s[i] == '\\') ++i;
+      else if (s[i] == '"') return ++i, true;
+      else if (static_cast<unsigned char>(s[i]) < 0x20) return false;
+    }
+    return false;
+  }
+  bool num() {
+    size_t from = i;
+    if (i < s.size() && s[i] == '-') ++i;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || std::strchr(".eE+-", s[i]))) ++i;
+    return i > from && std::isdigit(static_cast<unsigned char>(s[i - 1]));
+  }
+  bool value() {
+    ws();
+    if (i >= s.size() || ++depth > 200) return false;
+    bool ok;
+    char c = s[i];
+    if (c == '{' || c == '[') {
+      char close = c == '{' ? '}' : ']';
+      ++i;
+      ws();
+      ok = true;
+      if (i < s.size() && s[i] == close) ++i;
+      else
+        for (;;) {
+          if (c == '{') {
+            ws();
+            if (!str()) return false;
+            ws();
+            if (i >= s.size() || s[i++] != ':') return false;
+          }
+          if (!value()) return false;
+          ws();
+          if (i < s.size() && s[i] == ',') { ++i; continue; }
+          if (i < s.size() && s[i] == close) { ++i; break; }
+          return false;
+        }
+    } else if (c == '"') {
+      ok = str();
+    } else {
+      ok = lit("true") || lit("false") || lit("null") || num();
+    }
+    --depth;
+    return ok;
+  }
+  bool whole() { return value() && (ws(), i == s.size()); }
+};
+
 void emit(Level level, std::string_view message, const Fields& fields, bool diag, std::string_view text,
           bool always = false) {
   if (!always && !enabled(level)) return;
@@ -135,8 +200,8 @@ void emit(Level level, std::string_view message, const Fields& fields, bool diag
       continue;
     }
     std::string v = redact(f.value);
-    // a masked number or object is no JSON any more: it becomes a string
-    bool json = f.json && v == f.value;
+    // a masked number (or a value masked across JSON's syntax) is no JSON any more: a string then
+    bool json = f.json && (v == f.value || JsonCheck{v}.whole());
     safe.push_back({f.key, std::move(v), json});
   }
   std::string msg = redact(message);
