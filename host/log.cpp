@@ -335,8 +335,10 @@ std::string redact(std::string_view text) {
       }
     }
     if (to > from && s.compare(from, to - from, "***") != 0 && s.compare(from, to - from, "********") != 0) {
-      s.replace(from, to - from, "***");
-      to = from + 3;
+      // a JSON member's bare value (a number, true) becomes a string, so that the JSON stays JSON
+      const char* mask = quoted && from == v ? "\"***\"" : "***";
+      s.replace(from, to - from, mask);
+      to = from + std::strlen(mask);
     }
     i = std::max(i, to);
   }
