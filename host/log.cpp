@@ -307,7 +307,7 @@ std::string redact(std::string_view text) {
     char c = s[i];
     if (c != '=' && c != ':') continue;
     size_t name_end = i;
-    bool quoted = name_end > 0 && (s[name_end - 1] == '"' || s[name_end - 1] == '\'');
+    bool quoted = name_end > 0 && s[name_end - 1] == '"';  // a JSON member (not 'a Lua name': x)
     if (quoted) --name_end;
     size_t name_from = name_end;
     while (name_from > 0 && name_char(s[name_from - 1])) --name_from;

@@ -6,7 +6,9 @@ with its traceback, the first signal); the text format's shape; the level thresh
 never appear, in either format.
 
 Usage: log_test.py KLUA. No broker: the embedded cluster, and clients pointed at 127.0.0.1:1
-(nothing listens there) for error and log lines.
+(nothing listens there) for error and log lines. log_test.py KLUA --broker (tools/with-broker sets
+KLUA_SASL_BROKERS): only the SASL case, a real PLAIN login and a refused one with librdkafka's
+security debug lines on.
 """
 import json
 import os
@@ -18,6 +20,7 @@ import sys
 import time
 
 KLUA = os.path.realpath(sys.argv[1])
+BROKER = "--broker" in sys.argv[2:]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("KLUA_LOG_")}
 ENV["KLUA_BROKERS"] = ""
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -52,6 +55,8 @@ def json_lines(err):
 
 
 def case(fn):
+    if BROKER != fn.__name__.startswith("broker_"):
+        return fn
     t0 = time.monotonic()
     try:
         fn()
@@ -213,6 +218,38 @@ def secrets_never_logged():
     # -X sets it for every client: masked too, even in the script's own records
     rc, out, err = run(["-X", "sasl.password=" + SECRET, "-e", 'klua.log.info("pw " .. klua.config()["sasl.password"])'])
     assert rc == 0 and SECRET not in err.decode() and b"pw ***" in err, err
+
+
+SASL_SCRIPT = r'''
+local brokers = assert(os.getenv("KLUA_SASL_BROKERS"))
+local function client(password)
+  return klua.producer{ brokers = brokers, debug = "security,broker,protocol", ["security.protocol"] = "SASL_PLAINTEXT",
+    ["sasl.mechanism"] = "PLAIN", ["sasl.username"] = "klua-plain", ["sasl.password"] = password,
+    ["message.timeout.ms"] = 3000 }
+end
+local p = client("klua-plain-secret")
+assert(p:produce{ topic = "log-sasl-" .. klua.uuid(), value = "v" })  -- logged in: the handshake was logged
+p:close()
+local bad = client("klua-plain-secret-but-wrong")
+assert(not bad:produce{ topic = "log-sasl", value = "v" })               -- refused: errors and log lines
+bad:close()
+print("done")
+'''
+
+
+@case
+def broker_sasl_password_never_logged():
+    assert os.environ.get("KLUA_SASL_BROKERS"), "KLUA_SASL_BROKERS is not set (run under tools/with-broker)"
+    for fmt in ("text", "json"):
+        rc, out, err = run_stdin(["--log-format", fmt, "run", "/dev/stdin"], SASL_SCRIPT, timeout=120)
+        text = err.decode(errors="replace")
+        assert rc == 0 and out.strip() == "done", (fmt, rc, out, text[-3000:])
+        assert "secret" not in text, (fmt, [l for l in text.splitlines() if "secret" in l][:3])
+        assert "SASL" in text and "klua-plain" in text, (fmt, text[-2000:])  # the login was logged
+        if fmt == "json":
+            recs = json_lines(err)
+            assert any(r["fields"].get("facility") in ("SASL", "SASLAUTH", "SECURITY") for r in recs), recs[-5:]
+            assert any(r["fields"].get("code") == "_AUTHENTICATION" for r in recs), [r for r in recs if r["level"] == "error"]
 
 
 sys.exit(1 if failures else 0)
