@@ -54,7 +54,8 @@ const char* level_name(Level level);
 
 // Where the formatted lines go (line ends in '\n', secrets already masked). An empty function:
 // stderr again, one write(2) per line so that lines of several threads never interleave. The sink
-// is called on the thread that logs (the loop's, for everything klua logs) and must not log itself.
+// is called on the thread that logs (the loop's for nearly everything klua logs; the embedded mock
+// cluster's rare errors come from its own thread) and must not log itself.
 using Sink = std::function<void(const Record& record, std::string_view line)>;
 void set_sink(Sink sink);
 
