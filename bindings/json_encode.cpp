@@ -558,6 +558,17 @@ int l_encode(lua_State* L) {
     } else {
       enc = &own.emplace(L, o);
     }
+    // Released however the block ends: LuaJIT raises through C++ frames (a memory error in
+    // lua_pushlstring), and a flag left set would cost every later encode its kept buffers.
+    struct KeptRelease {
+      bool active;
+      ~KeptRelease() {
+        if (active) {
+          kept.trim();
+          kept_busy = false;
+        }
+      }
+    } release{using_kept};
     try {
       enc->encode_value(1, 0);
       lua_pushlstring(L, enc->out.data(), enc->out.size());
@@ -565,10 +576,6 @@ int l_encode(lua_State* L) {
       lua_settop(L, 1);
       push_json_error(L, std::move(e.message));
       failed = true;
-    }
-    if (using_kept) {
-      kept.trim();
-      kept_busy = false;
     }
   }
   if (failed) return lua_error(L);

@@ -14,6 +14,7 @@ void open_stdout(Runtime& rt, lua_State* L, int klua_table);  // bindings/stdout
 void open_process(Runtime& rt, lua_State* L, int klua_table);  // bindings/process.cpp
 void open_http_server(Runtime& rt, lua_State* L, int klua_table);  // bindings/http_server.cpp
 void open_http_client(Runtime& rt, lua_State* L, int klua_table);  // bindings/http_client.cpp
+void open_metrics(Runtime& rt, lua_State* L, int klua_table);  // bindings/metrics.cpp
 
 std::vector<ModuleOpener> standard_modules() {
   return {
@@ -36,6 +37,7 @@ std::vector<ModuleOpener> standard_modules() {
       open_process,
       open_http_server,
       open_http_client,
+      open_metrics,
   };
 }
 
