@@ -56,6 +56,27 @@ size_t utf8_length(std::string_view s, size_t i) {
   return 0;
 }
 
+// The length of the maximal subpart of an ill-formed sequence at s[i] (one U+FFFD each, as Unicode
+// recommends and klua.json.encode's invalid_utf8 = "replace" does): a lead byte and the
+// continuation bytes that could still have completed it.
+size_t invalid_length(std::string_view s, size_t i) {
+  auto b = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+  unsigned c = b(0);
+  size_t need = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+  size_t k = 1;
+  for (; k < need; ++k) {
+    unsigned lo = 0x80, hi = 0xBF;
+    if (k == 1) {
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    }
+    if (b(k) < lo || b(k) > hi) break;
+  }
+  return k;
+}
+
 // For the text format: control characters escaped so that a record stays one line.
 void append_one_line(std::string& out, std::string_view s) {
   for (char ch : s) {
@@ -139,9 +160,15 @@ struct JsonCheck {
   bool str() {
     if (i >= s.size() || s[i] != '"') return false;
     for (++i; i < s.size(); ++i) {
-      if (s[i] == '\\') ++i;
-      else if (s[i] == '"') return ++i, true;
-      else if (static_cast<unsigned char>(s[i]) < 0x20) return false;
+      unsigned char c = static_cast<unsigned char>(s[i]);
+      if (c == '\\') ++i;
+      else if (c == '"') return ++i, true;
+      else if (c < 0x20) return false;
+      else if (c >= 0x80) {  // (a mask may have cut a character: the line must stay UTF-8)
+        size_t n = utf8_length(s, i);
+        if (n == 0) return false;
+        i += n - 1;
+      }
     }
     return false;
   }
@@ -200,8 +227,9 @@ void emit(Level level, std::string_view message, const Fields& fields, bool diag
       continue;
     }
     std::string v = redact(f.value);
-    // a masked number (or a value masked across JSON's syntax) is no JSON any more: a string then
-    bool json = f.json && (v == f.value || JsonCheck{v}.whole());
+    // A JSON value is checked (an embedder's may be anything; a masked number is no JSON any
+    // more): what is not JSON is written as a string.
+    bool json = f.json && JsonCheck{v}.whole();
     safe.push_back({f.key, std::move(v), json});
   }
   std::string msg = redact(message);
@@ -368,7 +396,7 @@ void append_json_string(std::string& out, std::string_view s) {
     size_t n = utf8_length(s, i);
     if (n == 0) {
       out += "\\ufffd";
-      ++i;
+      i += invalid_length(s, i);
     } else {
       out.append(s.data() + i, n);
       i += n;

@@ -52,7 +52,10 @@ log::Fields read_fields(lua_State* L, int idx, const char* fn) {
         if (lua_istable(L, -1)) {
           lua_getfield(L, -1, "encode");
           lua_pushvalue(L, -3);
-          bool ok = lua_pcall(L, 1, 1, 0) == 0 && lua_type(L, -1) == LUA_TSTRING;
+          lua_createtable(L, 0, 1);  // {invalid_utf8 = "replace"}: binary strings still give JSON
+          lua_pushliteral(L, "replace");
+          lua_setfield(L, -2, "invalid_utf8");
+          bool ok = lua_pcall(L, 2, 1, 0) == 0 && lua_type(L, -1) == LUA_TSTRING;
           if (ok) f.value = lua_tostring(L, -1), f.json = true;
           lua_pop(L, 2);
           if (ok) break;

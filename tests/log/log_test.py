@@ -70,7 +70,8 @@ NASTY = r'''"quote\" back\\ nl\n cr\r tab\t nul\0 esc\27 bad\255\254 half\226\13
 
 JSON_SCRIPT = r'''
 local nasty = %s
-klua.log.info(nasty, { bytes = nasty, n = 42, f = 1.5, yes = true, t = { a = { 1, 2 } }, [nasty] = "key" })
+klua.log.info(nasty, { bytes = nasty, n = 42, f = 1.5, yes = true, t = { a = { 1, 2 } }, [nasty] = "key",
+                      bin = { nasty } })
 klua.log.debug("not shown at info")
 local p = klua.producer()
 assert(p:produce{ topic = "log-json", value = "v" })
@@ -95,6 +96,7 @@ def json_every_line_is_an_object():
     f = s["fields"]
     assert f["n"] == 42 and f["f"] == 1.5 and f["yes"] is True and f["t"] == {"a": [1, 2]}, f
     assert f["bytes"] == s["message"] and "key" in f.values(), f
+    assert f["bin"] == [s["message"]], f  # a table holding bytes that are not UTF-8 is still JSON
     by_logger = {}
     for r in recs:
         by_logger.setdefault(r["fields"].get("logger"), []).append(r)
