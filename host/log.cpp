@@ -229,7 +229,8 @@ void emit(Level level, std::string_view message, const Fields& fields, bool diag
     std::string v = redact(f.value);
     // A JSON value is checked (an embedder's may be anything; a masked number is no JSON any
     // more): what is not JSON is written as a string.
-    bool json = f.json && JsonCheck{v}.whole();
+    // (A line break, even as JSON's whitespace, would split the line.)
+    bool json = f.json && v.find_first_of("\r\n") == std::string::npos && JsonCheck{v}.whole();
     safe.push_back({f.key, std::move(v), json});
   }
   std::string msg = redact(message);
