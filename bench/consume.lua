@@ -18,12 +18,17 @@
 -- --fetch-queue-backoff-ms MS sets librdkafka's fetch.queue.backoff.ms (default 10, klua's
 -- own default); the raw baseline is given the same value, and the JSON line repeats it.
 -- --poll-batch B reads with c:poll_batch(B) instead of c:messages() (the JSON line says which).
+-- --metrics on: klua.metrics.serve (ephemeral port) before the consumer exists, as `klua run
+-- --metrics` does (built-in client metrics registered, statistics every 5 s), and one user
+-- counter:inc() plus one histogram:observe() per message in the loop. The JSON line says which;
+-- with on, the built-in consumed count is checked against the messages read.
 
 local bench = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local o = bench.parse_args(arg, { count = "count", size = "count", topic = "string", assign = "count",
-                                  ["fetch-queue-backoff-ms"] = "count", ["poll-batch"] = "count" },
+                                  ["fetch-queue-backoff-ms"] = "count", ["poll-batch"] = "count",
+                                  metrics = { "off", "on" } },
                            { count = 1000000, size = 100, topic = "bench", assign = 0,
-                             ["fetch-queue-backoff-ms"] = 10, ["poll-batch"] = 0 })
+                             ["fetch-queue-backoff-ms"] = 10, ["poll-batch"] = 0, metrics = "off" })
 local count, size, topic, assign = o.count, o.size, o.topic, o.assign
 local PARTITIONS = 32
 local IDLE_TIMEOUT_MS = 60000 -- give up when no message arrives for this long
@@ -48,6 +53,15 @@ if embedded then
   local ok, err = p:flush{ timeout_ms = 120000 }
   if not ok then error("fill: flush: " .. tostring(err), 0) end
   p:close()
+end
+
+local server, handled, handle_seconds
+if o.metrics == "on" then
+  server = assert(klua.metrics.serve{ port = 0 })
+  handled = klua.metrics.counter{ name = "bench_handled_total", help = "Messages handled", labels = { "topic" } }
+    :labels(topic)
+  handle_seconds = klua.metrics.histogram{ name = "bench_handle_seconds", help = "A latency per message",
+                                           labels = { "topic" } }:labels(topic)
 end
 
 local c = klua.consumer{
@@ -79,6 +93,15 @@ if pb > 0 then
     n = n + #batch
   end
   t1 = now()
+elseif handled then
+  for msg in c:messages{ timeout_ms = IDLE_TIMEOUT_MS } do
+    if n == 0 then t0 = now() end
+    n = n + 1
+    bytes = bytes + #msg.value + (msg.key and #msg.key or 0)
+    handled:inc()
+    handle_seconds:observe((n % 64) * 1e-4)  -- 0 to 6.3 ms: the first buckets, a search of a few steps
+    if n == count then t1 = now(); break end
+  end
 else
   for msg in c:messages{ timeout_ms = IDLE_TIMEOUT_MS } do
     if n == 0 then t0 = now() end
@@ -92,8 +115,19 @@ if n < count then
 end
 
 local secs = (t1 - t0) / 1000
-print(('{"msgs":%d,"seconds":%.6f,"msgs_per_s":%.1f,"bytes":%d,"size":%d,"fetch_queue_backoff_ms":%d%s}'):format(
+print(('{"msgs":%d,"seconds":%.6f,"msgs_per_s":%.1f,"bytes":%d,"size":%d,"fetch_queue_backoff_ms":%d%s,"metrics":"%s"}'):format(
   n, secs, secs > 0 and n / secs or 0, bytes, size, o.fetch_queue_backoff_ms,
-  pb > 0 and (',"poll_batch":%d'):format(pb) or ""))
+  pb > 0 and (',"poll_batch":%d'):format(pb) or "", o.metrics))
 io.stdout:flush()
+if server then
+  -- The built-in count is exact: the messages handed to this loop.
+  local text = klua.metrics.expose()
+  local got = 0
+  for v in text:gmatch('klua_consumer_messages_total{client="' .. tostring(c):match("([^%s(),]+#consumer%-%d+)"):gsub("%p", "%%%0")
+                      .. '",[^}]*} (%d+)') do
+    got = got + tonumber(v)
+  end
+  if got ~= n then error(("klua_consumer_messages_total says %d, the loop read %d"):format(got, n), 0) end
+  server:close()
+end
 c:close()

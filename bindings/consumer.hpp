@@ -112,8 +112,11 @@ class Consumer : public KafkaHandle {
         rd_kafka_message_destroy(const_cast<rd_kafka_message_t*>(m));
     }
   };
+  // A commit request klua made: its task (none for c:commit{async=true}) and when it started
+  // (the commit latency metric). Auto-commits and rebalance commits arrive without one.
   struct CommitWait {
     WaitToken tok;
+    uint64_t started = uv_hrtime();
   };
   enum class Rebalance { Assign, Revoke, Lost };
 
@@ -138,6 +141,7 @@ class Consumer : public KafkaHandle {
   void start(rd_kafka_t* rk, std::string group, double poll_timeout, double hook_timeout) {
     rk_ = rk;
     group_ = std::move(group);
+    metrics_->group = group_;
     default_poll_timeout_ = poll_timeout;
     hook_timeout_ms_ = hook_timeout;
     rd_kafka_poll_set_consumer(rk_);
@@ -154,6 +158,7 @@ class Consumer : public KafkaHandle {
     uv_timer_init(rt_.loop(), hook_timer_);
     hook_timer_->data = this;
     rt_.add_closable(this);
+    track_live();
   }
 
   void set_rebalance_hooks(int on_assign, int on_revoke, int on_lost) {
@@ -193,6 +198,8 @@ class Consumer : public KafkaHandle {
   void drain();
   void begin_close() override;
   std::string describe() const override;
+  void push_metrics(lua_State* L) override;
+  bool awaiting_assignment() override;
   void on_inflight_done() override {
     if (destroy_when_idle_) finish_close();
   }
@@ -306,6 +313,7 @@ class Consumer : public KafkaHandle {
   void handle_rebalance(rd_kafka_event_t* ev);
   void start_rebalance();
   void handle_commit(rd_kafka_event_t* ev);
+  void count_commit(rd_kafka_event_t* ev, const CommitWait* cw);
   // Hands f to the first waiting poll; when none takes it, f is held: in front when it came
   // from the front of what klua holds (`oldest`), else behind (events queue, in fetch order).
   void deliver(const Fetched& f, bool oldest);
@@ -402,6 +410,7 @@ class Consumer : public KafkaHandle {
     int topic_id = 0;            // index into the Lua topic names table (0: not yet there)
     int64_t next = -1;           // after the last message handed out (-1: none since assigned/sought)
     int64_t eof = -1;            // the last end of partition reported (-1: none since then)
+    client_metrics::TopicCounters* counters = nullptr;  // the built-in metrics' slot of the topic
   };
   bool news_ = false;  // an end of partition, assignment or seek came: until_end waits look again
   // Entries are never erased (a partition's state is reset instead): pointers to them stay
@@ -417,11 +426,17 @@ class Consumer : public KafkaHandle {
     if (inserted || it->second.topic != name) {  // new, or a reused handle address
       PartState fresh;
       fresh.topic = name;
+      fresh.counters = metrics_->topics.get(name);
       it->second = std::move(fresh);
     }
     last_key_ = k;
     last_state_ = &it->second;
     return it->second;
+  }
+  // A message handed to the script (c:poll's fast path and full path alike): built-in metrics.
+  static void count_handed_out(PartState& ps, const rd_kafka_message_t* m) {
+    ++ps.counters->messages;
+    ps.counters->bytes += m->len + m->key_len;
   }
  private:
   bool drain_due_ = false;

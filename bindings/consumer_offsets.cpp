@@ -8,10 +8,13 @@
 namespace klua {
 namespace consumer_impl {
 
+// Every commit result comes here: c:commit's (sync, with its waiting task, and async), the
+// auto-commits and the commits before a revoke (these two carry no CommitWait).
 void Consumer::handle_commit(rd_kafka_event_t* ev) {
   auto* cw = static_cast<CommitWait*>(rd_kafka_event_opaque(ev));
-  if (!cw) return;
   std::unique_ptr<CommitWait> owned(cw);
+  count_commit(ev, cw);
+  if (!cw || !cw->tok) return;
   Scheduler& s = rt_.scheduler();
   lua_State* co = s.wake_begin(cw->tok);
   if (!co) return;
@@ -41,6 +44,24 @@ void Consumer::handle_commit(rd_kafka_event_t* ev) {
   e.op = "commit";
   nil_error(co, e);
   s.wake_end(cw->tok, 2);
+}
+
+// Built-in metrics of a commit result: a success (offsets were committed), a failure by its
+// code (the request's, else the first partition's), nothing for _NO_OFFSET (nothing was stored
+// to commit: an auto-commit finds that every interval). Latency only for klua's own requests.
+void Consumer::count_commit(rd_kafka_event_t* ev, const CommitWait* cw) {
+  rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+  if (!err)
+    if (const rd_kafka_topic_partition_list_t* l = rd_kafka_event_topic_partition_list(ev))
+      for (int i = 0; i < l->cnt && !err; ++i) err = l->elems[i].err;
+  client_metrics::ClientMetrics& m = *metrics_;
+  if (err) {
+    ++m.commit_failures[err];
+    return;
+  }
+  ++m.commits;
+  if (cw) m.commit_latency.observe(static_cast<double>(uv_hrtime() - cw->started) / 1e9);
 }
 
 // c:store(msg or partitions): marks processed; the offset is committed by the next (auto) commit.
@@ -94,9 +115,15 @@ int l_commit(lua_State* L) {
   }
   if (async) {
     rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:commit", true);
-    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk(), list, 1);
+    // Its result comes to the events queue as rd_kafka_commit(async)'s would, with a CommitWait
+    // that has no task: handle_commit times it for the commit latency metric.
+    auto cw = std::make_unique<Consumer::CommitWait>();
+    rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(c->rk());
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(c->rk(), list, q, nullptr, cw.get());
+    rd_kafka_queue_destroy(q);
     if (list) rd_kafka_topic_partition_list_destroy(list);
     if (err) return nil_error(L, consumer_error(c, err, "commit"));
+    cw.release();
     lua_pushboolean(L, 1);
     return 1;
   }

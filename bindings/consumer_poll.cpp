@@ -99,7 +99,11 @@ int Consumer::push_fetched(lua_State* L, const Fetched& f, const std::string& gr
     n = 2;
   } else {
     name_topic(f.m);  // so that the next message of this topic takes the fast path
-    if (f.m->rkt) part(f.m).next = f.m->offset + 1;
+    if (f.m->rkt) {
+      PartState& ps = part(f.m);
+      ps.next = f.m->offset + 1;
+      count_handed_out(ps, f.m);
+    }
     push_message(L, f.m);
     store_handed_out(f.m);
   }
@@ -337,7 +341,9 @@ int Consumer::take_fast(MsgView* v) {
   v->tstype = tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? 0 : tt == RD_KAFKA_TIMESTAMP_CREATE_TIME ? 1 : 2;
   v->timestamp = static_cast<double>(ts);
   current_ = f;
-  part(m).next = m->offset + 1;
+  PartState& ps = part(m);
+  ps.next = m->offset + 1;
+  count_handed_out(ps, m);
   store_handed_out(m);
   return 0;
 }

@@ -176,6 +176,10 @@ void Consumer::finish_rebalance() {
       if (!cooperative) assigned_start.clear();
     }
     progress_changed(p.parts);
+    // Built-in metrics: the rebalance is done; an assignment (possibly empty) makes the
+    // consumer ready (the "consumers" readiness check).
+    ++metrics_->rebalances[static_cast<int>(p.kind)];
+    if (p.kind == Rebalance::Assign) metrics_->has_assignment = true;
   }
   rd_kafka_topic_partition_list_destroy(p.parts);
   assign_offsets.clear();
@@ -245,6 +249,7 @@ int subscribe(lua_State* L, Consumer* c, const std::vector<std::string>& topics)
     return nil_error(L, e);
   }
   if (err) return nil_error(L, consumer_error(c, err, "subscribe"));
+  c->metrics()->wants_assignment = true;  // ready once the group has answered (readiness)
   if (c->kip848) c->check_topics_exist(topics);
   lua_pushboolean(L, 1);
   return 1;
@@ -260,6 +265,7 @@ int l_unsubscribe(lua_State* L) {
   Consumer* c = check_consumer(L, 1, "c:unsubscribe");
   rd_kafka_resp_err_t err = rd_kafka_unsubscribe(c->rk());
   if (err) return nil_error(L, consumer_error(c, err, "unsubscribe"));
+  c->metrics()->wants_assignment = c->metrics()->has_assignment = false;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -310,6 +316,8 @@ int l_assign(lua_State* L) {
       if (list->elems[i].offset > 0) c->skip_below_[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
     }
     c->progress_changed(nullptr);
+    // An explicit assignment needs no group: the consumer is ready at once (c:assign() clears it).
+    c->metrics()->wants_assignment = c->metrics()->has_assignment = list != nullptr;
   }
   if (list) rd_kafka_topic_partition_list_destroy(list);
   if (err) return nil_error(L, consumer_error(c, err, "assign"));

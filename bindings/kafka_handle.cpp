@@ -357,12 +357,13 @@ void QueueWatcher::on_poll(uv_poll_t* h, int status, int events) {
 
 // ---- KafkaHandle --------------------------------------------------------------------
 
-KafkaHandle::~KafkaHandle() {}
+KafkaHandle::~KafkaHandle() { untrack_live(); }
 
 std::string KafkaHandle::describe() const { return fmt::format("klua.{}({})", kind_, rd_kafka_name(rk_)); }
 
 void KafkaHandle::destroy_handle(int flags) {
   state_ = Destroying;
+  untrack_live();  // a scrape must not read a handle rd_kafka_destroy is taking apart
   release_hooks();
   close_reachability();
   destroy_handle_async(rt_, rk_, flags, [this] {
@@ -534,6 +535,14 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
       return true;
     }
     case RD_KAFKA_EVENT_STATS: {
+      if (live_) {
+        // Broker rtt and state for the built-in metrics (only the "brokers" object is read).
+        const char* text = rd_kafka_event_stats(ev);
+        uint64_t t0 = uv_hrtime();  // two clock reads per statistics interval: its cost, for bench/stats_decode
+        client_metrics::decode_stats(text, std::strlen(text), metrics_->brokers);
+        metrics_->stats_decode_ns += uv_hrtime() - t0;
+        ++metrics_->stats_events;
+      }
       if (on_stats_ != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, on_stats_);
         lua_getfield(L, LUA_REGISTRYINDEX, "klua.json.decode");

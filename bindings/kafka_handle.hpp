@@ -21,6 +21,7 @@
 
 #include <lua.hpp>
 
+#include "bindings/client_metrics.hpp"
 #include "host/error.hpp"
 #include "host/runtime.hpp"
 
@@ -116,6 +117,20 @@ class KafkaHandle : public Closable {
   void release_hooks();
   bool all_brokers_down() const { return all_brokers_down_; }
 
+  // ---- Built-in metrics (bindings/client_metrics.hpp): counted always; producers and consumers
+  // are on the runtime's live list from start until their destruction begins.
+  const std::shared_ptr<client_metrics::ClientMetrics>& metrics() const { return metrics_; }
+  void track_live();
+  void untrack_live();
+  // Pushes this client's snapshot table (bindings/lua/client_metrics.lua reads it); a subclass
+  // adds its own fields to the table the base pushed.
+  virtual void push_metrics(lua_State* L);
+  // A consumer that subscribed (or was assigned partitions) and has not had an assignment yet,
+  // possibly empty (the "consumers" readiness check).
+  virtual bool awaiting_assignment() { return false; }
+  // statistics.interval.ms of this client (0: off).
+  int statistics_interval_ms() const;
+
   // ---- Reachability: calls that wait for a broker end early when the cluster is unreachable.
   // librdkafka raises _ALL_BROKERS_DOWN (an ERROR event) as soon as every broker connection has
   // failed, and keeps retrying. A waiting call (an admin request, a blocking consumer call) is
@@ -176,6 +191,8 @@ class KafkaHandle : public Closable {
   int on_token_refresh_ = LUA_NOREF;  // the oauthbearer_token_refresh function (bindings/security.hpp)
   bool all_brokers_down_ = false;
   virtual void on_all_brokers_down() {}
+  std::shared_ptr<client_metrics::ClientMetrics> metrics_ = std::make_shared<client_metrics::ClientMetrics>();
+  std::shared_ptr<client_metrics::LiveClients> live_;  // set while on the live list
   // Reachability state (loop thread only). down_since_: uv_now of the first _ALL_BROKERS_DOWN
   // heard since a broker was last known up (0: not known down). seen_up_: a broker was found up
   // since the last _ALL_BROKERS_DOWN (blocking calls then skip wait_for_broker).
@@ -348,6 +365,8 @@ bool embedded_running(Runtime& rt);
 // one, or when it is closed). For modules that extend them (transactions, admin helpers).
 rd_kafka_t* check_producer_handle(lua_State* L, int idx, const char* fn);
 rd_kafka_t* check_consumer_handle(lua_State* L, int idx);
+// The built-in metrics of the producer at idx (raises as check_producer_handle does).
+std::shared_ptr<client_metrics::ClientMetrics> producer_metrics(lua_State* L, int idx, const char* fn);
 // The consumer's positions as the script sees them (the next offset poll will return per
 // partition; messages fetched into klua's buffer but not polled yet are not counted), for the
 // given partitions or, with list == nullptr, its assignment. Caller destroys the result.

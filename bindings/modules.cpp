@@ -7,6 +7,7 @@
 #include "bindings/kafka_handle.hpp"
 #include "bindings/json.hpp"
 #include "bindings/base64.hpp"
+#include "bindings/client_metrics.hpp"
 
 namespace klua {
 
@@ -32,6 +33,7 @@ std::vector<ModuleOpener> standard_modules() {
       open_admin,
       open_lag,
       open_transactions,
+      open_client_metrics,
       [](Runtime&, lua_State* L, int klua) { open_base64(L, klua); },
       open_stdout,
       open_process,

@@ -98,6 +98,7 @@ class Producer : public KafkaHandle {
     uv_unref(reinterpret_cast<uv_handle_t*>(nudge_timer_));  // the flush's own wait keeps the loop alive
     nudge_timer_->data = this;
     rt_.add_closable(this);
+    track_live();
   }
 
   int close_priority() const override { return 10; }
@@ -132,6 +133,20 @@ class Producer : public KafkaHandle {
 
   void drain();
   void begin_close() override;
+  void push_metrics(lua_State* L) override;
+  // Counts a delivery report in the built-in metrics (every report, whichever path serves it):
+  // increments in the topic's slot, found through the report's topic handle.
+  void count_report(const rd_kafka_message_t* m) {
+    client_metrics::TopicCounters* t = m->rkt == metric_rkt_ ? metric_last_ : metric_topic(m->rkt);
+    if (m->err) {
+      ++t->errors[m->err];
+      return;
+    }
+    ++t->messages;
+    t->bytes += m->len + m->key_len;
+    int64_t us = rd_kafka_message_latency(m);
+    if (us >= 0) t->latency.observe(static_cast<double>(us) * 1e-6);
+  }
   // Makes librdkafka send queued messages now, ignoring linger.ms, until the queue is empty.
   // The wait itself is on the loop (flush_waiters, woken by delivery reports when the out-queue
   // length reaches 0). Only rd_kafka_flush makes librdkafka's broker threads ignore linger.ms
@@ -176,6 +191,12 @@ class Producer : public KafkaHandle {
   void finish_close();
   void nudge();
   static int dispatch_reports(lua_State* L);
+  client_metrics::TopicCounters* metric_topic(const rd_kafka_topic_t* rkt);
+  // The built-in metrics' slot of each topic handle, and the last one used (reports come in
+  // runs of one topic).
+  std::unordered_map<const rd_kafka_topic_t*, client_metrics::TopicCounters*> metric_topics_;
+  const rd_kafka_topic_t* metric_rkt_ = nullptr;
+  client_metrics::TopicCounters* metric_last_ = nullptr;
 
   static constexpr uint32_t kSendsPerTurn = 1024;
   uint32_t sends_since_turn_ = 0;

@@ -349,6 +349,7 @@ int l_new(lua_State* L) {
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_PRODUCER, o.conf, "klua.producer");
   auto* p = new Producer(rt, statics(L));
   p->set_hooks(o);
+  p->metrics()->transactional = transactional;
   p->start(rk, on_delivery, timeout_ms);
   if (hurry) p->hurry_producer_id();
   box->handle = p;
@@ -359,6 +360,10 @@ int l_new(lua_State* L) {
 rd_kafka_t* check_producer_handle(lua_State* L, int idx, const char* fn) {
   // Called from other modules' functions, which have no producer upvalue.
   return usable_handle(L, to_box_by_name(L, idx, fn)->handle, "producer")->rk();
+}
+
+std::shared_ptr<client_metrics::ClientMetrics> producer_metrics(lua_State* L, int idx, const char* fn) {
+  return usable_handle(L, to_box_by_name(L, idx, fn)->handle, "producer")->metrics();
 }
 
 // raw.warn_deprecated(what, instead): the one warn-once for old spellings (bindings/deprecation.hpp).

@@ -213,6 +213,7 @@ int Producer::dispatch_reports(lua_State* L) {
   if (fast) batch.reserve(rd_kafka_event_message_count(ev));
   const rd_kafka_message_t* m;
   while ((m = rd_kafka_event_message_next(ev))) {
+    self->count_report(m);
     if (fast && !m->_private && !m->err) {
       self->all_brokers_down_ = false;
       rd_kafka_timestamp_type_t tt;

@@ -65,6 +65,7 @@ std::shared_ptr<TxnState> state_of(lua_State* L, const char* op) {
   auto s = std::make_shared<TxnState>();
   s->rk = rk;
   s->name = rd_kafka_name(rk);
+  s->metrics = producer_metrics(L, 1, op);
   char buf[512];
   buf[0] = '\0';
   size_t n = sizeof buf;

@@ -61,6 +61,7 @@ struct TxnState {
   std::deque<Op*> queue;
   std::vector<WaitToken> idle_waiters;  // p:close() calls waiting for the running call
   int deferred_close = LUA_NOREF;       // producer to close once idle (close called outside a task)
+  std::shared_ptr<client_metrics::ClientMetrics> metrics;  // the producer's: transactions committed/aborted
   bool idle() const { return !running && queue.empty(); }
 };
 

@@ -125,7 +125,10 @@ void Guard::complete(Op* op) {
       break;
     case Kind::Commit:
     case Kind::Abort:
-      if (!err) s.in_txn = false;
+      if (!err) {
+        s.in_txn = false;
+        if (s.metrics) ++(op->kind == Kind::Commit ? s.metrics->txn_committed : s.metrics->txn_aborted);
+      }
       break;
     case Kind::SendOffsets:
       break;

@@ -7,8 +7,14 @@
 -- DeadLetterEnvelope on "orders.dlq" (x-dead-letter-reason, x-exception-type, x-original-*
 -- headers) -- outputs and input offsets in one transaction per batch. The first batch's
 -- transaction is aborted on purpose (a simulated sink failure): the pipeline rewinds to the
--- committed offsets and processes it again. Metrics (IKafkaMetrics' counters and timings) print
--- at the end, then the outcome is checked with a read_committed reader:
+-- committed offsets and processes it again. The seed's IKafkaMetrics (counters and timings) are
+-- klua.metrics families, served to Prometheus while it runs with the built-in client metrics
+-- (klua_consumer_*, klua_producer_*, klua_transactions_total) and health:
+--   METRICS_ADDR=HOST:PORT (default 127.0.0.1:9464; port 0 picks a free one; "off" serves nothing)
+--   GET /metrics, /healthz (the loop is alive), /readyz (200 while the pipeline consumes, its
+--   consumer assigned; 503 before, and once it drains).
+-- The pipeline's own metrics print at the end as Prometheus reads them, then the outcome is checked
+-- with a read_committed reader:
 --   seed003 ok: processed=492 dead_lettered=8 aborted=1 duplicates=0 lag=0   (for N=500)
 -- or "seed003 FAIL: ..." and exit 4.
 local N = tonumber(arg and arg[1] or "") or 500
@@ -16,6 +22,40 @@ local BATCH = 100
 local suffix = klua.uuid():sub(1, 8)
 local IN, OUT, DLQ = "orders-" .. suffix, "orders.processed-" .. suffix, "orders.dlq-" .. suffix
 local GROUP = "order-processor-" .. suffix
+
+---------------------------------------------------------------------------------------------
+-- Metrics, in the shape of the seed's IKafkaMetrics, and the endpoints that serve them.
+local m = klua.metrics
+local consumed = m.counter{ name = "pipeline_consumed_total", help = "Orders read from the input topic (a rewound batch counts again)" }
+local orders = m.counter{ name = "pipeline_orders_total", labels = { "outcome" },
+                          help = "Orders committed to an output topic: processed, or dead_lettered" }
+local processed_n, dead_lettered_n = orders:labels("processed"), orders:labels("dead_lettered")
+local transactions = m.counter{ name = "pipeline_transactions_total", labels = { "outcome" },
+                                help = "Batch transactions by outcome: committed or aborted" }
+local committed_n, aborted_n = transactions:labels("committed"), transactions:labels("aborted")
+local txn_seconds = m.histogram{ name = "pipeline_transaction_seconds", buckets = m.DEFAULT_BUCKETS,
+                                    help = "A batch's transaction, from its first send to its commit, in seconds" }
+local batch_size = m.histogram{ name = "pipeline_batch_size", buckets = { 1, 10, 25, 50, 100 },
+                                help = "Orders per committed batch" }
+local purged = 0 -- records an abort purged (expected, so counted rather than printed)
+local aborts = 0 -- the check below expects exactly one
+
+local phase = "starting" -- "consuming" once the loop runs, "draining" once it stops
+local srv -- the metrics server (a listening server keeps the script running: closed at the end)
+do
+  local addr = os.getenv("METRICS_ADDR") or "127.0.0.1:9464"
+  if addr ~= "off" then
+    local host, port = addr:match("^%[?([^%]]-)%]?:(%d+)$")
+    assert(host, "METRICS_ADDR must be HOST:PORT (or off), got " .. addr)
+    -- /readyz adds klua's own checks (the consumer has its assignment, some broker is up) to this one
+    srv = assert(m.serve{ host = host, port = tonumber(port), ready = function()
+      if phase ~= "consuming" then return false, "pipeline " .. phase end
+      return true
+    end })
+    print("metrics: " .. srv.url .. "/metrics  health: /healthz /readyz")
+    io.stdout:flush()
+  end
+end
 
 local admin = klua.admin()
 for _, r in ipairs(assert(admin:create_topics({ { name = IN, partitions = 3 }, { name = OUT, partitions = 3 },
@@ -43,18 +83,6 @@ do
   end
   for _, r in ipairs(assert(p:produce_batch(batch))) do assert(r.error == nil, tostring(r.error)) end
   p:close()
-end
-
----------------------------------------------------------------------------------------------
--- Metrics, in the shape of the seed's IKafkaMetrics.
-local metrics = { consumed = 0, produced = 0, dead_lettered = 0, txn_commits = 0, txn_aborts = 0,
-                  commit_ms = {}, batch_sizes = {} }
-local function percentile(list, p)
-  if #list == 0 then return 0 end
-  local s = {}
-  for i, v in ipairs(list) do s[i] = v end
-  table.sort(s)
-  return s[math.max(1, math.ceil(#s * p))]
 end
 
 -- The transform: Order -> ProcessedOrder, or an error naming what is wrong.
@@ -86,7 +114,7 @@ end
 local p = klua.producer{ ["transactional.id"] = GROUP, ["compression.type"] = "lz4",
   -- an abort purges the transaction's queued records: expected, counted rather than printed
   on_delivery = function(report, err)
-    if err and err.name == "_PURGE_QUEUE" then metrics.purged = (metrics.purged or 0) + 1
+    if err and err.name == "_PURGE_QUEUE" then purged = purged + 1
     elseif err then io.stderr:write("delivery failed: ", tostring(err), "\n") end
   end }
 local c = klua.consumer{ group = GROUP, topics = { IN }, ["isolation.level"] = "read_committed",
@@ -94,6 +122,7 @@ local c = klua.consumer{ group = GROUP, topics = { IN }, ["isolation.level"] = "
 local fail_first = true -- the simulated sink failure
 local started = klua.now()
 local idle_since = klua.now()
+phase = "consuming"
 while klua.now() - idle_since < 5000 do
   local batch = {}
   for msg in c:messages{ timeout_ms = 500 } do
@@ -101,7 +130,7 @@ while klua.now() - idle_since < 5000 do
     if #batch == BATCH then break end
   end
   if #batch > 0 then
-    metrics.consumed = metrics.consumed + #batch
+    consumed:inc(#batch)
     local t0 = klua.now()
     local outputs, dlqs = 0, 0
     local ok, err = pcall(p.transaction, p, function()
@@ -125,14 +154,15 @@ while klua.now() - idle_since < 5000 do
     end)
     idle_since = klua.now()
     if ok and err then
-      metrics.txn_commits = metrics.txn_commits + 1
-      metrics.commit_ms[#metrics.commit_ms + 1] = klua.now() - t0
-      metrics.batch_sizes[#metrics.batch_sizes + 1] = #batch
-      metrics.produced = metrics.produced + outputs
-      metrics.dead_lettered = metrics.dead_lettered + dlqs
+      committed_n:inc()
+      txn_seconds:observe((klua.now() - t0) / 1000)
+      batch_size:observe(#batch)
+      processed_n:inc(outputs)
+      dead_lettered_n:inc(dlqs)
     else
       -- aborted: rewind every partition of the batch to its first message, process it again
-      metrics.txn_aborts = metrics.txn_aborts + 1
+      aborted_n:inc()
+      aborts = aborts + 1
       io.stderr:write("transaction aborted (", tostring(ok and err or err), "): rewinding\n")
       local first = {}
       for _, msg in ipairs(batch) do
@@ -142,15 +172,20 @@ while klua.now() - idle_since < 5000 do
     end
   end
 end
+phase = "draining"
 local elapsed = (idle_since - started) / 1000 -- until the last batch, not the idle wait
 c:close()
 p:close()
 
-print(string.format("metrics: consumed=%d produced=%d dead_lettered=%d transactions committed=%d aborted=%d (%d records purged)",
-  metrics.consumed, metrics.produced, metrics.dead_lettered, metrics.txn_commits, metrics.txn_aborts, metrics.purged or 0))
-print(string.format("metrics: commit latency p50=%.0f ms p99=%.0f ms, batch size p50=%d, throughput %.0f msg/s",
-  percentile(metrics.commit_ms, 0.5), percentile(metrics.commit_ms, 0.99), percentile(metrics.batch_sizes, 0.5),
-  (metrics.produced + metrics.dead_lettered) / math.max(elapsed, 0.001)))
+-- The pipeline's metrics as Prometheus reads them (bucket lines left out), and the throughput.
+print(string.format("metrics (%d records purged by the abort):", purged))
+local committed_orders = 0
+for line in m.expose():gmatch("[^\n]+") do
+  if line:find("^pipeline_") and not line:find("_bucket{", 1, true) then print("  " .. line) end
+  local n = line:match('^pipeline_orders_total{outcome="[%w_]+"} (%S+)$')
+  if n then committed_orders = committed_orders + tonumber(n) end
+end
+print(string.format("throughput %.0f orders/s", committed_orders / math.max(elapsed, 0.001)))
 
 ---------------------------------------------------------------------------------------------
 -- The outcome, as a read_committed reader sees it.
@@ -168,7 +203,8 @@ local function expect(cond, what) if not cond then problems[#problems + 1] = wha
 expect(#out == N - invalid, string.format("%d processed orders, expected %d", #out, N - invalid))
 expect(dups == 0, dups .. " duplicate order(s)")
 expect(#dlq == invalid, string.format("%d dead-lettered, expected %d", #dlq, invalid))
-expect(metrics.txn_aborts == 1, "expected one aborted transaction")
+expect(aborts == 1, "expected one aborted transaction")
+expect(committed_orders == N, string.format("pipeline_orders_total sums to %d, expected %d", committed_orders, N))
 for _, m in ipairs(dlq) do
   expect(m:header("x-original-topic") == IN and m:header("x-original-offset") and m:header("x-correlation-id"),
     "dead letter without its headers at offset " .. m.offset)
@@ -181,5 +217,5 @@ if #problems > 0 then
   print("seed003 FAIL: " .. table.concat(problems, "; "))
   klua.exit(4)
 end
-print(string.format("seed003 ok: processed=%d dead_lettered=%d aborted=%d duplicates=0 lag=0", #out, #dlq,
-  metrics.txn_aborts))
+print(string.format("seed003 ok: processed=%d dead_lettered=%d aborted=%d duplicates=0 lag=0", #out, #dlq, aborts))
+if srv then srv:close() end

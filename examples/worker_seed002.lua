@@ -1,16 +1,41 @@
 -- Seed 002 (CloudSync): one 12-partition topic fanned out to two consumer groups (an "AWS" and an
 -- "Azure" sync service), each a klua.worker with retries, a shared 4-partition dead-letter topic and
--- de-duplication by the message's MessageId; lag and throughput are printed while it runs.
+-- de-duplication by the message's MessageId; lag and throughput are printed while it runs, and
+-- served to Prometheus with the service's health:
 --   klua run examples/worker_seed002.lua [N]          (embedded cluster, or -b BROKERS)
+--   METRICS_ADDR=HOST:PORT (default 127.0.0.1:9464; port 0 picks a free one; "off" serves nothing)
+--   serves GET /metrics (the built-in client and klua_worker_* metrics), /healthz (the loop is
+--   alive) and /readyz (200 once both workers run and their consumers have their assignments).
 -- It publishes N DataSyncMessages (default 600), 30 re-sent duplicates and 6 poison messages; every
 -- 25th message fails once (a flaky endpoint) and is retried. It ends by itself and prints
 --   seed002 ok: groups=2 processed=N+N deduplicated=30+30 dead_lettered=6+6 retried=R+R dlq=12 lag=0+0
--- or "seed002 FAIL: ..." and exit 4.
+-- or "seed002 FAIL: ..." and exit 4. Before that line it reads its own /metrics and checks that
+-- the workers' metrics equal their counters.
 local N = tonumber(arg and arg[1] or "") or 600
 local DUPS, POISON = 30, 6
 local suffix = klua.uuid():sub(1, 8)
 local topic, dlq = "data-topic-" .. suffix, "data-topic-dlq-" .. suffix
 local groups = { aws = "aws-sync-group-" .. suffix, azure = "azure-sync-group-" .. suffix }
+
+-- Metrics and health, served before any client exists (so statistics are on for them all).
+local running = {} -- cloud -> true while its worker runs
+local metrics_url
+do
+  local addr = os.getenv("METRICS_ADDR") or "127.0.0.1:9464"
+  if addr ~= "off" then
+    local host, port = addr:match("^%[?([^%]]-)%]?:(%d+)$")
+    assert(host, "METRICS_ADDR must be HOST:PORT (or off), got " .. addr)
+    local srv = assert(klua.metrics.serve{ host = host, port = tonumber(port), ready = function()
+      for _, cloud in ipairs{ "aws", "azure" } do
+        if not running[cloud] then return false, cloud .. " worker not running" end
+      end
+      return true
+    end })
+    metrics_url = srv.url
+    print("metrics: " .. srv.url .. "/metrics  health: /healthz /readyz")
+    io.stdout:flush()
+  end
+end
 
 local admin = klua.admin()
 for _, r in ipairs(assert(admin:create_topics({ { name = topic, partitions = 12 }, { name = dlq, partitions = 4 } },
@@ -47,7 +72,14 @@ for _, cloud in ipairs{ "aws", "azure" } do
   }
 end
 local tasks = {}
-for cloud, w in pairs(workers) do tasks[cloud] = klua.spawn(function() return w:run() end) end
+for cloud, w in pairs(workers) do
+  tasks[cloud] = klua.spawn(function()
+    running[cloud] = true
+    local c, err = w:run()
+    running[cloud] = nil
+    return c, err
+  end)
+end
 
 -- the API's producer: acks=all and lz4 as in the seed; the key is the message id
 local p = klua.producer{ ["request.required.acks"] = "all", ["compression.type"] = "lz4", ["linger.ms"] = 5 }
@@ -116,6 +148,22 @@ for cloud, c in pairs(results) do
   local once = 0
   for _, n in pairs(saved[cloud]) do if n == 1 then once = once + 1 end end
   if once ~= N then problems[#problems + 1] = cloud .. " saved exactly once: " .. once end
+end
+-- What Prometheus scrapes agrees with the workers' own counters.
+if metrics_url then
+  local res = assert(klua.http.get(metrics_url .. "/metrics"))
+  local function scraped(group, outcome)
+    local line = string.format('klua_worker_messages_total{worker="%s",topic="%s",outcome="%s"} ', group, topic, outcome)
+    local at = res.body:find(line, 1, true)
+    return at and tonumber(res.body:match("^(%S+)", at + #line)) or 0
+  end
+  for cloud, c in pairs(results) do
+    for outcome, want in pairs{ ok = c.processed, retried = c.retried, dead_lettered = c.dead_lettered,
+                                deduplicated = c.deduplicated, failed = c.failed } do
+      local got = scraped(groups[cloud], outcome)
+      if got ~= want then problems[#problems + 1] = string.format("%s /metrics %s=%d, counters %d", cloud, outcome, got, want) end
+    end
+  end
 end
 if #dead ~= 2 * POISON or bad_headers > 0 then
   problems[#problems + 1] = string.format("dlq has %d messages, %d with wrong headers", #dead, bad_headers)

@@ -48,6 +48,8 @@ def contenders(kind, env, cluster, topic, count, size, parts, tmp):
         return {
             "raw": [env.raw_produce, "--brokers", b] + common,
             "lua": [env.klua, "-b", b, "run", os.path.join(BENCH, "produce.lua")] + common,
+            # the same with metrics served and a user counter + histogram per message
+            "lua+metrics": [env.klua, "-b", b, "run", os.path.join(BENCH, "produce.lua")] + common + ["--metrics", "on"],
             # kcat sends each line of stdin as a message (a file argument would be one message)
             "kcat": ["kcat", "-P", "-b", b, "-t", topic, "-q", "-X", "enable.idempotence=true"],
             "python": [env.python, os.path.join(BENCH, "produce.py"), "--brokers", b] + common,
@@ -56,6 +58,8 @@ def contenders(kind, env, cluster, topic, count, size, parts, tmp):
     return {
         "raw": [env.raw_consume, "--brokers", b] + common + assign,
         "lua": [env.klua, "-b", b, "run", os.path.join(BENCH, "consume.lua")] + common + assign,
+        "lua+metrics": [env.klua, "-b", b, "run", os.path.join(BENCH, "consume.lua")] + common + assign
+        + ["--metrics", "on"],
         "kcat": ["kcat", "-C", "-b", b, "-t", topic, "-e", "-o", "beginning", "-q"],
         "python": [env.python, os.path.join(BENCH, "consume.py"), "--brokers", b] + common + assign,
     }
@@ -108,7 +112,7 @@ def bench(kind, env, cluster, count, size, rounds, table, judged):
         if kind == "consume":
             cluster.fill(topic, parts, count, size)
         cmds = contenders(kind, env, cluster, topic, count, size, parts, env.tmp)
-        names = [n for n in ("raw", "lua", "kcat", "python") if n not in env.skip]
+        names = [n for n in ("raw", "lua", "lua+metrics", "kcat", "python") if n not in env.skip]
         rates = {n: [] for n in names}
         walls = {n: [] for n in names}
         rss = {n: [] for n in names}
@@ -154,6 +158,11 @@ def summarize(kind, label, names, rates, walls, rss, table, judged):
                f"({len(rates[n])} runs, {timing})")
         if n == "lua":
             table.add(label, "lua", fig)
+            continue
+        if n == "lua+metrics":
+            # What serving metrics costs (issue 19): reported, not judged.
+            ratio = med[n] / med["lua"] if med.get("lua") and med[n] else None
+            table.judge(label, n, fig, ratio, "lua+metrics/lua (report only)", lambda v: True, judged=False)
             continue
         goal = GOALS[n]
         if n == "kcat":

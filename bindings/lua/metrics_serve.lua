@@ -76,6 +76,7 @@ return function(m, reg, is_default, warn_once, argerr)
   -- that module is there: it registers its collector and checks (once), turns statistics on for
   -- clients made from now on, and names the live clients that have none.
   local function enable_builtins()
+    require("klua.worker.metrics").enable() -- the klua_worker_* families (scripts/klua/worker/metrics.lua)
     local priv = debug.getregistry()["klua.private"]
     local cm = type(priv) == "table" and priv.client_metrics or nil
     if type(cm) == "table" and type(cm.enable) == "function" then

@@ -62,7 +62,8 @@
 --   signal does not cancel: run() raises KLUA_CANCELLED in its task while the drain finishes in
 --   a shielded task of its own (the process exits 130/143 after it).
 -- - Events: every outcome is reported through klua.worker.events (handled, retried with the
---   handler's latency, dead_lettered, deduplicated, failed, queue_depth every 100 ms).
+--   handler's latency, dead_lettered, deduplicated, failed, queue_depth every 100 ms); served
+--   metrics (klua.metrics.serve) include the klua_worker_* families (worker/metrics.lua).
 -- - w:counters(): consumed, processed, retried, dead_lettered, failed, deduplicated, in_flight,
 --   queued, elapsed_ms, lag (the last w:lag()). w:lag() yields: the group's total lag (klua.lag).
 --
@@ -77,6 +78,7 @@ local lane_mod = require("klua.worker.lane")
 local timers = require("klua.worker.timers")
 local retry_topic = require("klua.worker.retry_topic")
 local new_lru = require("klua.worker.lru")
+local worker_metrics = require("klua.worker.metrics")
 
 local M = {}
 M.exception_message = internal.exception_message
@@ -210,10 +212,11 @@ function M.new(opts)
     seen = dedupe and new_lru(dedupe.window), key_mode = order == "key", order = order,
     handler_timeout_ms = timeout, concurrency = concurrency, max_queued = max_queued,
     resume_at = math.floor(max_queued / 2), quiet = opts.quiet,
-    lanes = {}, runq = { h = 1, t = 0 }, active = 0, inflight = 0, unfinished = 0, pending = 0,
+    lanes = {}, runq = { h = 1, t = 0 }, active = 0, inflight = 0, unfinished = 0, pending = 0, in_backoff = 0,
     timers = timers.new(opts.group), state = "new", stopping = false,
     n = { consumed = 0, processed = 0, retried = 0, dead_lettered = 0, failed = 0, deduplicated = 0 },
   }, W)
+  worker_metrics.track(w)
   return w
 end
 
@@ -332,6 +335,7 @@ function I.drain(self)
     for _, lane in pairs(bt) do lane:drop() end -- never stored: redelivered later
   end
   self.timers:stop()
+  self.in_backoff = 0 -- those timers are gone
   -- runners end after their current message; deliveries confirm (or fail) what was handed over
   while self.active > 0 or self.pending > 0 do klua.sleep(5) end
   self.unfinished = 0 -- what is left was dropped

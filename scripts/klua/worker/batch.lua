@@ -315,25 +315,29 @@ function R:with_retries(g, handler, arg, count)
       for _, m in ipairs(msgs) do emit(w, "handled", m.topic, m.partition, latency) end
       return "done", out
     end
-    if attempts > self.retry.max then return "exhausted", err, attempts, stack end
+    if attempts > self.retry.max then return "exhausted", err, attempts, stack, latency end
     if w.stopping or self:stale(g.key, g.gen) then return "abandoned" end
     n.retried = n.retried + count
     local msgs = count == 1 and { arg } or arg
     for _, m in ipairs(msgs) do emit(w, "retried", m.topic, m.partition, latency) end
-    self:sleep(self:backoff(attempts), g)
+    w.in_backoff = w.in_backoff + count -- retries in flight (worker/metrics.lua)
+    local sok, serr = pcall(self.sleep, self, self:backoff(attempts), g)
+    w.in_backoff = w.in_backoff - count
+    if not sok then error(serr, 0) end
     if w.stopping or self:stale(g.key, g.gen) then return "abandoned" end
   end
 end
 
--- Dead-letters msgs (retries exhausted or no handler), or raises the worker's failure.
-function R:dead_letter(g, msgs, err, attempts, reason, stack)
+-- Dead-letters msgs (retries exhausted or no handler), or raises the worker's failure. latency:
+-- the last attempt's (nil when no handler ran), for the events.
+function R:dead_letter(g, msgs, err, attempts, reason, stack, latency)
   local w, n = self.w, self.w.n
   local first = msgs[1]
   local where = string.format("%s [%d] at offset %d", first.topic, first.partition, first.offset)
   if #msgs > 1 then where = where .. string.format(" (a batch of %d to offset %d)", #msgs, msgs[#msgs].offset) end
   if not self.dl then
     n.failed = n.failed + #msgs
-    for _, m in ipairs(msgs) do emit(w, "failed", m.topic, m.partition, attempts) end
+    for _, m in ipairs(msgs) do emit(w, "failed", m.topic, m.partition, attempts, latency) end
     error(werr(string.format("handler failed for %s after %d attempt(s): %s", where, attempts, exception_message(err)),
       { topic = first.topic, partition = first.partition, cause = err }), 0)
   end
@@ -345,13 +349,13 @@ function R:dead_letter(g, msgs, err, attempts, reason, stack)
     local ok, perr = self:deliver(records)
     if not ok then
       n.failed = n.failed + #msgs
-      for _, m in ipairs(msgs) do emit(w, "failed", m.topic, m.partition, attempts) end
+      for _, m in ipairs(msgs) do emit(w, "failed", m.topic, m.partition, attempts, latency) end
       error(werr(string.format("dead-letter produce to %s failed for %s: %s", self.dl.topic, where, tostring(perr)),
         { topic = first.topic, partition = first.partition, cause = perr }), 0)
     end
   end
   g.dead = (g.dead or 0) + #msgs
-  for _, m in ipairs(msgs) do emit(w, "dead_lettered", m.topic, m.partition, attempts) end
+  for _, m in ipairs(msgs) do emit(w, "dead_lettered", m.topic, m.partition, attempts, latency) end
 end
 
 -- Handles one partition's group to its end: g.ok = true with g.records (exactly-once) and
@@ -367,23 +371,23 @@ function R:handle_group(g)
   elseif not handler then
     self:dead_letter(g, msgs, werr("no handler for topic " .. g.topic), 0, "no-handler")
   elseif self.mode.batch_handlers then
-    local st, a, b, c = self:with_retries(g, handler, msgs, #msgs)
+    local st, a, b, c, d = self:with_retries(g, handler, msgs, #msgs)
     if st == "abandoned" then g.abandoned = true; return end
     if st == "done" then
       for _, r in ipairs(a) do g.records[#g.records + 1] = r end
       g.handled = #msgs
     else
-      self:dead_letter(g, msgs, a, b, "retries-exhausted", c)
+      self:dead_letter(g, msgs, a, b, "retries-exhausted", c, d)
     end
   else
     for _, m in ipairs(msgs) do
-      local st, a, b, c = self:with_retries(g, handler, m, 1)
+      local st, a, b, c, d = self:with_retries(g, handler, m, 1)
       if st == "abandoned" then g.abandoned = true; return end
       if st == "done" then
         for _, r in ipairs(a) do g.records[#g.records + 1] = r end
         g.handled = g.handled + 1
       else
-        self:dead_letter(g, { m }, a, b, "retries-exhausted", c)
+        self:dead_letter(g, { m }, a, b, "retries-exhausted", c, d)
       end
     end
   end

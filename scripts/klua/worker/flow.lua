@@ -31,6 +31,8 @@ return function(I)
     lane:drop()
     self.unfinished = self.unfinished - lane.nu
     lane.nu = 0
+    self.in_backoff = self.in_backoff - lane.in_backoff -- its timers fire into a gone lane
+    lane.in_backoff = 0
     local bt = self.lanes[lane.topic]
     if bt and bt[lane.partition] == lane then bt[lane.partition] = nil end
   end
@@ -111,6 +113,7 @@ return function(I)
 
   -- A retry's back-off ended.
   function I.retry_due(self, lane, msg, attempt)
+    if not lane.gone then lane.in_backoff, self.in_backoff = lane.in_backoff - 1, self.in_backoff - 1 end
     if lane.revoked or self.stopping then return end -- dropped: never handled, never stored
     lane:push_ready(msg, attempt)
     I.schedule(self, lane)

@@ -85,14 +85,14 @@ return function(I, M)
     local view = ctx.view
     if err then
       self.n.failed = self.n.failed + 1
-      emit(self, "failed", view.topic, view.partition, ctx.attempts)
+      emit(self, "failed", view.topic, view.partition, ctx.attempts, ctx.dt)
       I.fail(self, werr(string.format("dead-letter produce to %s failed for %s: %s", self.dead_letter.topic,
                                       where(view), tostring(err)),
         { topic = view.topic, partition = view.partition, cause = err }))
       return
     end
     self.n.dead_lettered = self.n.dead_lettered + 1
-    emit(self, "dead_lettered", view.topic, view.partition, ctx.attempts)
+    emit(self, "dead_lettered", view.topic, view.partition, ctx.attempts, ctx.dt)
     I.finish(self, lane, ctx.msg)
   end
 
@@ -120,21 +120,22 @@ return function(I, M)
     if ctx.left == 0 then I.finish(self, lane, ctx.msg) end
   end
 
-  -- Retries exhausted, or no handler: the dead-letter topic, or the worker stops (raises).
-  function I.give_up(self, lane, msg, view, err, attempts, reason, stack)
+  -- Retries exhausted, or no handler: the dead-letter topic, or the worker stops (raises). dt: the
+  -- last attempt's handler latency (nil when no handler ran), for the events.
+  function I.give_up(self, lane, msg, view, err, attempts, reason, stack, dt)
     if not self.dead_letter then
       self.n.failed = self.n.failed + 1
-      emit(self, "failed", view.topic, view.partition, attempts)
+      emit(self, "failed", view.topic, view.partition, attempts, dt)
       error(werr(string.format("handler failed for %s after %d attempt(s): %s", where(view), attempts,
                                M.exception_message(err)),
         { topic = view.topic, partition = view.partition, cause = err }), 0)
     end
     local rec = internal.dead_letter_record(self.dead_letter, view, err,
       { reason = reason, attempts = attempts, stack = stack, group = self.group, client_id = I.client_id(self) })
-    local ok, perr = I.send(self, lane, rec, on_dead_letter, { msg = msg, view = view, attempts = attempts })
+    local ok, perr = I.send(self, lane, rec, on_dead_letter, { msg = msg, view = view, attempts = attempts, dt = dt })
     if not ok then
       self.n.failed = self.n.failed + 1
-      emit(self, "failed", view.topic, view.partition, attempts)
+      emit(self, "failed", view.topic, view.partition, attempts, dt)
       error(werr(string.format("dead-letter produce to %s failed for %s: %s", self.dead_letter.topic, where(view),
                                tostring(perr)), { topic = view.topic, partition = view.partition, cause = perr }), 0)
     end
@@ -217,7 +218,7 @@ return function(I, M)
     end
     if is_cancel(err) and self_cancelled() then error(err, 0) end
     if attempt > self.retry.max then
-      return I.give_up(self, lane, msg, view, err, attempt, "retries-exhausted", stack)
+      return I.give_up(self, lane, msg, view, err, attempt, "retries-exhausted", stack, dt)
     end
     if lane.revoked or self.stopping then return end -- abandoned: redelivered later
     n.retried = n.retried + 1
@@ -234,6 +235,7 @@ return function(I, M)
       return
     end
     if self.key_mode then lane:park(msg) else lane.hold = true end
+    lane.in_backoff, self.in_backoff = lane.in_backoff + 1, self.in_backoff + 1 -- retries in flight (worker/metrics.lua)
     self.timers:at_time(now() + delay, I.retry_due, self, lane, msg, attempt + 1)
   end
 end

@@ -26,7 +26,7 @@ function M.new(topic, partition)
     rm = {}, ra = {}, rh = 1, rt = 0,                           -- ready: messages, attempts
     hold = false, parked = {}, nparked = 0,
     running = false, scheduled = false, revoked = false, paused = false, full = false,
-    waiting = false, pending = 0, nu = 0, gone = false,
+    waiting = false, pending = 0, nu = 0, gone = false, in_backoff = 0,
   }, Lane)
 end
 
