@@ -143,6 +143,9 @@ local function topic_infos(only)
     local high = assert(admin:list_offsets(names, { spec = "latest" }))
     for i, h in ipairs(high) do
       local l = low[i]
+      -- A topic deleted a moment ago can still be in the metadata list_topics read; its
+      -- offsets then say it is gone.
+      if only and h.error and h.error.name == "UNKNOWN_TOPIC_OR_PART" then return nil, h.error end
       if h.offset and l and l.offset and not h.error and not l.error then
         count[h.topic] = (count[h.topic] or 0) + (h.offset - l.offset)
       end
