@@ -380,12 +380,12 @@ void Consumer::push_metrics(lua_State* L) {
   if (missing && !lag_lookup_running_ && uv_now(rt_.loop()) >= lag_retry_at_) lag_lookup();
 }
 
-void Consumer::lag_assignment_changed(const rd_kafka_topic_partition_list_t* list, bool lookup) {
+void Consumer::lag_assignment_changed(const rd_kafka_topic_partition_list_t* list) {
   ++lag_gen_;
   if (!list) lag_committed_.clear();
   for (int i = 0; list && i < list->cnt; ++i) lag_committed_.erase({list->elems[i].topic, list->elems[i].partition});
   lag_retry_at_ = 0;
-  if (lookup || (live_ && live_->serving)) lag_lookup();
+  if (live_ && live_->serving) lag_lookup();
 }
 
 void Consumer::lag_committed(const rd_kafka_topic_partition_list_t* list) {

@@ -206,8 +206,8 @@ class Consumer : public KafkaHandle {
   // (rd_kafka_committed on the executor) once per assignment change, kept here, and replaced by
   // each successful commit's offsets: a scrape reads them and asks no broker (client_metrics.cpp).
   // Called when the assignment changed (the listed partitions; all when null): forgets what was
-  // known of them and, once metrics are served (or `lookup`), looks the new ones up.
-  void lag_assignment_changed(const rd_kafka_topic_partition_list_t* list, bool lookup);
+  // known of them and, once the metrics are served, looks the new ones up.
+  void lag_assignment_changed(const rd_kafka_topic_partition_list_t* list);
   // A commit succeeded: its offsets are the group's committed offsets now.
   void lag_committed(const rd_kafka_topic_partition_list_t* list);
   // Starts a lookup of the assigned partitions whose committed offset is not known (one at a time).
