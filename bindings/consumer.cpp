@@ -384,7 +384,7 @@ void open_consumer(Runtime& rt, lua_State* L, int klua_table) {
       {"poll", l_poll, true},           {"store", l_store, false},
       {"commit", l_commit, true},       {"close", l_close, true},
       {"subscribe", l_subscribe, false}, {"unsubscribe", l_unsubscribe, false},
-      {"assign", l_assign, false},      {"assignment", l_assignment, false},
+      {"assign", l_assign, true},      {"assignment", l_assignment, false},
       {"pause", l_pause, false},        {"resume", l_resume, false},
       {"seek", l_seek, true},          {"position", l_position, false},
       {"committed", l_committed, true}, {"watermarks", l_watermarks, true},

@@ -286,6 +286,15 @@ class Consumer : public KafkaHandle {
   // has processed the new fetch start, which may come after c:assign returned (seen under load:
   // offsets 0.. handed out after an assign at 3). Dropped until one at or past the start comes.
   std::map<TopicPartition, int64_t> skip_below_;
+  // c:assign calls that wait for the stops of the assignment before them (settle_stops runs on
+  // the executor: the loop never blocks on it). The front one is in progress while
+  // assign_running; later calls wait behind it and are given in call order.
+  struct PendingAssign {
+    rd_kafka_topic_partition_list_t* list;  // owned; null: c:assign() (nothing)
+    WaitToken tok;
+  };
+  std::deque<PendingAssign> assign_queue;
+  bool assign_running = false;
   // The start offsets on_assign returned, for the assign that follows it.
   std::map<TopicPartition, int64_t> assign_offsets;
   uint64_t progress_gen = 0;

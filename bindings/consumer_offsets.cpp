@@ -69,6 +69,16 @@ void Consumer::count_commit(rd_kafka_event_t* ev, const CommitWait* cw) {
 int l_store(lua_State* L) {
   Consumer* c = check_consumer(L, 1, "c:store");
   auto* list = check_partition_list(L, 2, "c:store", true);
+  // A stored offset is the next one to read: a number. Without one ({topic, partition}) or with
+  // "beginning"/"end"/"stored", librdkafka would store a logical offset that no commit can use.
+  for (int i = 0; i < list->cnt; ++i) {
+    if (list->elems[i].offset < 0) {
+      rd_kafka_topic_partition_list_destroy(list);
+      raise_bad_argument(L, 2, "c:store",
+                         fmt::format("partition list item {}: an offset (a whole number >= 0, the next offset to read) "
+                                     "is required; pass the message itself to store the offset after it", i + 1));
+    }
+  }
   rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk(), list);
   for (int i = 0; i < list->cnt; ++i) {
     if (list->elems[i].err) {

@@ -189,6 +189,21 @@ void Consumer::finish_rebalance() {
   }
 }
 
+// A subscription pattern librdkafka would refuse: its rd_regex_comp is regcomp(REG_EXTENDED |
+// REG_NOSUB) where the C library has regcomp (klua's librdkafka build links libc's), so the same
+// call here refuses exactly the patterns rd_kafka_subscribe would, before it is made.
+static std::string regex_problem(const std::string& pattern) {
+  regex_t re;
+  int rc = regcomp(&re, pattern.c_str(), REG_EXTENDED | REG_NOSUB);
+  if (rc == 0) {
+    regfree(&re);
+    return {};
+  }
+  char why[256];
+  regerror(rc, &re, why, sizeof why);
+  return fmt::format("invalid regular expression: {} (a topic name starting with ^ is a POSIX extended regex)", why);
+}
+
 std::vector<std::string> topic_list(lua_State* L, int idx, const char* fn, int arg, const char* field) {
   std::string in = field ? fmt::format("{}: ", field) : std::string();
   std::vector<std::string> topics;
@@ -208,13 +223,14 @@ std::vector<std::string> topic_list(lua_State* L, int idx, const char* fn, int a
                                                "with ^ is a regex), got {}", in, luaL_typename(L, idx)));
   }
   for (const auto& t : topics) {
-    std::string problem = t[0] == '^' ? std::string() : topic_name_problem(t.data(), t.size());
+    std::string problem = t[0] == '^' ? regex_problem(t) : topic_name_problem(t.data(), t.size());
     if (!problem.empty()) {
       ErrorSpec e;
       e.code = CODE_INVALID_ARGUMENT;
       e.name = ERR_INVALID_ARGUMENT;
       e.topic = t;
-      e.message = fmt::format("bad argument #{} to '{}' ({}invalid topic name \"{}\": {})", arg, fn, in, t, problem);
+      e.message = t[0] == '^' ? fmt::format("bad argument #{} to '{}' ({}\"{}\": {})", arg, fn, in, t, problem)
+                              : fmt::format("bad argument #{} to '{}' ({}invalid topic name \"{}\": {})", arg, fn, in, t, problem);
       e.where = user_location(L);
       raise_error(L, e);
     }
@@ -281,48 +297,150 @@ static void settle_stops(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* old) {
   if (rd_kafka_error_t* e = rd_kafka_seek_partitions(rk, old, 2000)) rd_kafka_error_destroy(e);
 }
 
+// Gives `list` (null: nothing) after the old assignment was taken away (had) or when there was
+// none, and keeps klua's record of it.
+static rd_kafka_resp_err_t give_assignment(Consumer* c, rd_kafka_topic_partition_list_t* list, bool had) {
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (list || !had) err = rd_kafka_assign(c->rk(), list);
+  if (err) return err;
+  c->forward_partitions(list);
+  c->assigned_start.clear();
+  c->skip_below_.clear();
+  for (int i = 0; list && i < list->cnt; ++i) {
+    c->assigned_start[{list->elems[i].topic, list->elems[i].partition}] =
+        list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
+    if (list->elems[i].offset > 0) c->skip_below_[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
+  }
+  c->progress_changed(nullptr);
+  c->lag_assignment_changed(nullptr);
+  // An explicit assignment needs no group: the consumer is ready at once (c:assign() clears it).
+  c->metrics()->wants_assignment = c->metrics()->has_assignment = list != nullptr;
+  return err;
+}
+
+// Resumes a waiting c:assign with true or nil, err (nothing when its task stopped waiting).
+static void wake_assign(Consumer* c, WaitToken tok, rd_kafka_resp_err_t err) {
+  Scheduler& s = c->runtime().scheduler();
+  lua_State* co = s.wake_begin(tok);
+  if (!co) return;
+  if (err) {
+    ErrorSpec e = consumer_error(c, err, "assign");
+    if (err == RD_KAFKA_RESP_ERR__DESTROY) e.message = "the consumer was closed before the assignment was given";
+    s.wake_end(tok, nil_error(co, e));
+    return;
+  }
+  lua_pushboolean(co, 1);
+  s.wake_end(tok, 1);
+}
+
+static void settle_then_give(Consumer* c, rd_kafka_topic_partition_list_t* old);
+
+// On the loop, no c:assign running: serves the queued calls in order, until one must wait for
+// stops again (or the queue is empty). Their tasks are suspended, so they may be woken at once.
+static void next_assign(Consumer* c) {
+  while (!c->assign_queue.empty() && !c->assign_running) {
+    Consumer::PendingAssign& front = c->assign_queue.front();
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_topic_partition_list_t* old = nullptr;
+    bool had = false;
+    if (c->state() != KafkaHandle::Open) {
+      err = RD_KAFKA_RESP_ERR__DESTROY;
+    } else {
+      c->drop_held(nullptr);
+      if (rd_kafka_assignment(c->rk(), &old) != RD_KAFKA_RESP_ERR_NO_ERROR) old = nullptr;
+      had = old && old->cnt > 0;
+      if (had) {
+        err = rd_kafka_assign(c->rk(), nullptr);
+        if (!err) {
+          settle_then_give(c, old);  // the front is given when the stops are counted
+          return;
+        }
+      }
+    }
+    if (old) rd_kafka_topic_partition_list_destroy(old);
+    if (!err) err = give_assignment(c, front.list, had);
+    if (front.list) rd_kafka_topic_partition_list_destroy(front.list);
+    WaitToken tok = front.tok;
+    c->assign_queue.pop_front();
+    wake_assign(c, tok, err);
+  }
+}
+
+// The old assignment was taken away: its stops are settled on the executor (settle_stops blocks
+// for up to 2 s), then the front of the queue is given, on the loop.
+static void settle_then_give(Consumer* c, rd_kafka_topic_partition_list_t* old) {
+  c->assign_running = true;
+  rd_kafka_t* rk = c->rk();
+  c->run_off_loop(
+      [rk, old] {
+        settle_stops(rk, old);
+        rd_kafka_topic_partition_list_destroy(old);
+      },
+      [c] {
+        c->assign_running = false;
+        Consumer::PendingAssign front = c->assign_queue.front();
+        c->assign_queue.pop_front();
+        rd_kafka_resp_err_t err =
+            c->state() == KafkaHandle::Open ? give_assignment(c, front.list, true) : RD_KAFKA_RESP_ERR__DESTROY;
+        if (front.list) rd_kafka_topic_partition_list_destroy(front.list);
+        wake_assign(c, front.tok, err);
+        next_assign(c);
+      });
+}
+
 // c:assign(partitions): explicit partitions (with optional offsets), no group rebalancing.
+//
+// rd_kafka_assign stops the fetcher of every partition of the old assignment; the stop is
+// answered asynchronously (a broker thread stops it, the main thread then counts it). Removing a
+// partition again before that answer was counted stops it twice and librdkafka aborts
+// (rd_kafka_assignment_partition_stopped: Assertion 'rktp->rktp_started' failed), which a loop
+// of assigns did. No public call says the stop was counted, so the old assignment is taken away
+// first and the new one given once its stops are counted (settle_stops, on the executor: the
+// calling task waits, the loop does not). With nothing assigned before (and no c:assign in
+// progress) the assignment is given at once, without waiting. Calls made while one is in
+// progress wait behind it, in order.
 int l_assign(lua_State* L) {
   Consumer* c = check_consumer(L, 1, "c:assign");
+  bool queued = c->assign_running || !c->assign_queue.empty();
+  bool had = queued;
+  if (!queued) {
+    rd_kafka_topic_partition_list_t* old = nullptr;
+    if (rd_kafka_assignment(c->rk(), &old) != RD_KAFKA_RESP_ERR_NO_ERROR) old = nullptr;
+    had = old && old->cnt > 0;
+    if (old) rd_kafka_topic_partition_list_destroy(old);
+  }
+  if (had) check_can_wait(L, "c:assign");  // raises before anything is allocated
   rd_kafka_topic_partition_list_t* list = lua_isnoneornil(L, 2) ? nullptr : check_partition_list(L, 2, "c:assign", false);
   if (list)
     for (int i = 0; i < list->cnt; ++i)
       if (list->elems[i].offset == RD_KAFKA_OFFSET_INVALID) list->elems[i].offset = RD_KAFKA_OFFSET_STORED;
-  c->drop_held(nullptr);
-  // rd_kafka_assign stops the fetcher of every partition of the old assignment; the stop is
-  // answered asynchronously (a broker thread stops it, the main thread then counts it).
-  // Removing a partition again before that answer was counted stops it twice and librdkafka
-  // aborts (rd_kafka_assignment_partition_stopped: Assertion 'rktp->rktp_started' failed),
-  // which a loop of assigns did. No public call says the stop was counted, so the old
-  // assignment is taken away first and the new one given once its stops are counted.
-  rd_kafka_topic_partition_list_t* old = nullptr;
-  if (rd_kafka_assignment(c->rk(), &old) != RD_KAFKA_RESP_ERR_NO_ERROR) old = nullptr;
-  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  bool had = old && old->cnt > 0;
-  if (had) {
-    err = rd_kafka_assign(c->rk(), nullptr);  // also c:assign(): the next assign may follow at once
-    if (!err) settle_stops(c->rk(), old);
+  if (!had) {
+    c->drop_held(nullptr);
+    rd_kafka_resp_err_t err = give_assignment(c, list, false);
+    if (list) rd_kafka_topic_partition_list_destroy(list);
+    if (err) return nil_error(L, consumer_error(c, err, "assign"));
+    lua_pushboolean(L, 1);
+    return 1;
   }
-  if (old) rd_kafka_topic_partition_list_destroy(old);
-  if (!err && (list || !had)) err = rd_kafka_assign(c->rk(), list);
-  if (!err) {
-    c->forward_partitions(list);
-    c->assigned_start.clear();
-    c->skip_below_.clear();
-    for (int i = 0; list && i < list->cnt; ++i) {
-      c->assigned_start[{list->elems[i].topic, list->elems[i].partition}] =
-          list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
-      if (list->elems[i].offset > 0) c->skip_below_[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
+  if (!queued) {
+    // Taken away now, so that nothing of the old assignment is handed out from here on; a
+    // failure is this call's answer.
+    c->drop_held(nullptr);
+    rd_kafka_topic_partition_list_t* old = nullptr;
+    if (rd_kafka_assignment(c->rk(), &old) != RD_KAFKA_RESP_ERR_NO_ERROR) old = nullptr;
+    rd_kafka_resp_err_t err = rd_kafka_assign(c->rk(), nullptr);
+    if (err || !old) {
+      if (old) rd_kafka_topic_partition_list_destroy(old);
+      if (list) rd_kafka_topic_partition_list_destroy(list);
+      if (!err) err = RD_KAFKA_RESP_ERR__STATE;
+      return nil_error(L, consumer_error(c, err, "assign"));
     }
-    c->progress_changed(nullptr);
-    c->lag_assignment_changed(nullptr);
-    // An explicit assignment needs no group: the consumer is ready at once (c:assign() clears it).
-    c->metrics()->wants_assignment = c->metrics()->has_assignment = list != nullptr;
+    c->assign_queue.push_back({list, Runtime::from(L).scheduler().prepare_wait(L, "c:assign", -1)});
+    settle_then_give(c, old);
+  } else {
+    c->assign_queue.push_back({list, Runtime::from(L).scheduler().prepare_wait(L, "c:assign", -1)});
   }
-  if (list) rd_kafka_topic_partition_list_destroy(list);
-  if (err) return nil_error(L, consumer_error(c, err, "assign"));
-  lua_pushboolean(L, 1);
-  return 1;
+  return lua_yield(L, 0);
 }
 
 int l_assignment(lua_State* L) {

@@ -186,6 +186,14 @@ ClientOptions build_client_options(lua_State* L, int idx, const char* what,
         if (!take_klua_property(L, o, key, value, what, "the script's table"))
           set_property(L, o.conf, key, value, what, "the script's table");
       } else if (key == "brokers") {
+        // A number (brokers = 9092) or a list would be turned into a host name or refused later
+        // with librdkafka's words: a "host:port[,host:port...]" string only.
+        if (lua_type(L, -1) != LUA_TSTRING) {
+          rd_kafka_conf_destroy(o.conf);
+          raise_bad_argument(L, 1, what,
+                             fmt::format("option 'brokers' must be a string \"host:port[,host:port...]\", got {}",
+                                         luaL_typename(L, -1)));
+        }
         brokers_named = true;
         brokers_source = "the script's table (brokers)";
         std::string value = lua_value_to_property(L, -1, key, what, o.conf);

@@ -109,6 +109,9 @@ rd_kafka_resp_err_t Producer::enqueue(lua_State* L, int idx, const MessageArg& a
     if (k == statics_->field_ptrs[F_TOPIC]) {
       if (vt != LUA_TSTRING) arg.raise(L, fmt::format("message field 'topic' must be a string, got {}", luaL_typename(L, -1)));
       topic_name = lua_tolstring(L, -1, &topic_len);
+      // An empty name is a programmer error (a nil or "" variable): raised. A name the rules or
+      // the broker refuse ("bad topic!") stays a runtime failure, nil, err (docs/producer.md).
+      if (topic_len == 0) arg.raise(L, "message field 'topic' must be a non-empty topic name");
     } else if (k == statics_->field_ptrs[F_VALUE] || k == statics_->field_ptrs[F_KEY]) {
       bool is_value = k == statics_->field_ptrs[F_VALUE];
       if (vt != LUA_TSTRING && vt != LUA_TNUMBER)

@@ -68,6 +68,25 @@ bool read_properties_file(const std::string& path, std::vector<ConfigEntry>& out
   return true;
 }
 
+bool parse_metrics_address(const std::string& value, std::string& host, int& port) {
+  auto decimal_port = [&](const std::string& s) {
+    if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string::npos) return false;
+    port = std::stoi(s);
+    return port <= 65535;
+  };
+  size_t colon = value.rfind(':');
+  if (colon == std::string::npos) {
+    host = "127.0.0.1";  // a port alone: the local interface, as klua.metrics.serve's default
+    return decimal_port(value);
+  }
+  host = value.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  // An empty host (":9464", every interface in Go's convention) and a bare IPv6 address with a port
+  // (::1:9464, ambiguous) are refused rather than guessed.
+  else if (host.empty() || host.find(':') != std::string::npos) return false;
+  return decimal_port(value.substr(colon + 1));
+}
+
 int parse_global_option(GlobalOptions& g, int argc, char** argv, int& i, bool before_command, std::string& err) {
   std::string a = argv[i];
   auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -85,6 +104,12 @@ int parse_global_option(GlobalOptions& g, int argc, char** argv, int& i, bool be
     g.brokers_layer = {{"bootstrap.servers", a.substr(10), "--brokers"}};
   } else if (a == "--embedded") {
     g.embedded = true;
+  } else if (a == "--metrics" || a.rfind("--metrics=", 0) == 0) {
+    const char* v = a == "--metrics" ? value() : argv[i] + 10;
+    if (!v || !*v) return fail("--metrics needs HOST:PORT or PORT (e.g. 127.0.0.1:9464)");
+    if (!parse_metrics_address(v, g.metrics_host, g.metrics_port))
+      return fail(fmt::format("--metrics: expected HOST:PORT, [IPv6]:PORT or PORT from 0 to 65535 (e.g. "
+                              "127.0.0.1:9464), got '{}'", v));
   } else if (a == "-X") {
     const char* v = value();
     if (!v) return fail("-X needs key=value");

@@ -1,4 +1,4 @@
-// The CLI's global options (-b, -X, -F, -p, -d, --embedded, -h, --version) and the -F properties
+// The CLI's global options (-b, -X, -F, -p, -d, --embedded, --metrics, -h, --version) and the -F properties
 // file, parsed into configuration layers. Apart from host/main.cpp so that the parser can be
 // tested and fuzzed (tests/fuzz/cli_args_fuzz.cpp) without running a command.
 #pragma once
@@ -14,6 +14,9 @@ struct GlobalOptions {
   std::vector<ConfigEntry> file_layer, brokers_layer, x_layer, debug_layer;
   ProfileChoice profile;
   bool embedded = false;
+  // --metrics HOST:PORT (or PORT: 127.0.0.1): klua.metrics' endpoints served for a script's life.
+  std::string metrics_host;
+  int metrics_port = -1;  // -1: not given
   enum class Print { none, usage, version } print = Print::none;  // -h / --version: print, exit 0
 };
 
@@ -21,6 +24,9 @@ struct GlobalOptions {
 // when it was not (argv[i] is left to the caller), -1 on a usage error, described in err.
 // -h and --version are options only before the command (before_command).
 int parse_global_option(GlobalOptions& g, int argc, char** argv, int& i, bool before_command, std::string& err);
+
+// The value of --metrics: HOST:PORT, [IPv6]:PORT or PORT (127.0.0.1). False on a bad value.
+bool parse_metrics_address(const std::string& value, std::string& host, int& port);
 
 // A Java-style properties file (key=value lines, # comments) as entries whose source is
 // "-F path:line". Refuses a directory and a file over 1 MiB (-F /dev/zero would never end).

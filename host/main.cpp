@@ -19,6 +19,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "bindings/kafka_handle.hpp"
+#include "bindings/metrics_cli.hpp"
 #include "bindings/modules.hpp"
 #include "host/cli_args.hpp"
 #include "host/profiles.hpp"
@@ -57,6 +58,8 @@ options (before or after the command; after run FILE, -e CODE or FILE, every arg
                        klua.unreachable.timeout.ms=MS (5000) how long calls wait for a dead cluster
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
+  --metrics HOST:PORT  serve /metrics, /healthz and /readyz for a script's life (run, -e, FILE,
+                       repl; PORT alone: 127.0.0.1:PORT, 0 a free port); turns statistics on
   -p, --profile NAME   a profile of the config file (overrides KLUA_PROFILE); after produce,
                        consume, replay and offsets, -p is their partition: use --profile there
   -h, --help           this text
@@ -255,7 +258,7 @@ int main(int argc, char** argv) {
       break;
     }
     if (a.size() > 1 && a[0] == '-' && a != "-e") {
-      std::string near = nearest(a, {"--brokers", "--embedded", "--debug", "--profile", "--help", "--version"});
+      std::string near = nearest(a, {"--brokers", "--embedded", "--debug", "--profile", "--metrics", "--help", "--version"});
       return usage_error(fmt::format("unknown option {}{}", a, near.empty() ? "" : fmt::format(" (did you mean {}?)", near)));
     }
     break;
@@ -284,6 +287,25 @@ int main(int argc, char** argv) {
       cmd_args.push_back(a);
     }
   }
+
+  // klua run [options] FILE: global options may come between run and FILE (klua run --metrics 9464
+  // FILE); from FILE on, every argument is the script's.
+  int run_file_at = i + 1;
+  if (command == "run") {
+    for (; run_file_at < argc; ++run_file_at) {
+      std::string a = argv[run_file_at];
+      if (a == "--") {
+        ++run_file_at;
+        break;
+      }
+      int r = parse_global(g, argc, argv, run_file_at, false);
+      if (r < 0) return klua::EXIT_USAGE;
+      if (r == 0) break;
+    }
+  }
+  bool metrics = g.metrics_port >= 0;
+  if (metrics && ((cmd && command != "repl") || command == "help" || command == "version"))
+    return usage_error(fmt::format("--metrics serves a script's metrics: give it with run, -e, FILE or repl, not {}", command));
 
   if (g.embedded && (!g.brokers_layer.empty() || has_brokers(g.x_layer) || has_brokers(g.file_layer)))
     return usage_error(fmt::format("--embedded and {} both say where the data goes: give one",
@@ -314,6 +336,9 @@ int main(int argc, char** argv) {
 
   // Lowest precedence first: a profile beats KLUA_BROKERS; -F, -b and -X beat the profile.
   klua::RuntimeOptions opts;
+  // --metrics turns librdkafka's statistics on (broker round-trip time and state come from them)
+  // for every client, as the lowest layer: a value set anywhere else wins.
+  if (metrics) opts.config.push_back({"statistics.interval.ms", "5000", "--metrics"});
   for (auto* layer : {&env_layer, &profile_layer, &g.file_layer, &g.brokers_layer, &g.x_layer, &g.debug_layer})
     opts.config.insert(opts.config.end(), layer->begin(), layer->end());
   opts.modules = klua::standard_modules();
@@ -348,9 +373,9 @@ int main(int argc, char** argv) {
     target = argv[i + 1];
     args_from = i + 2;
   } else if (command == "run") {
-    if (i + 1 >= argc) return usage_error("run needs a FILE");
-    target = argv[i + 1];
-    args_from = i + 2;
+    if (run_file_at >= argc) return usage_error("run needs a FILE");
+    target = argv[run_file_at];
+    args_from = run_file_at + 1;
   } else if (cmd) {
     // The everyday one-liners and the other bundled commands: scripts in scripts/klua/ (commands
     // win over files of the same name: `klua run topics` runs a file).
@@ -378,7 +403,25 @@ int main(int argc, char** argv) {
     for (int k = args_from; k < argc; ++k) opts.script_args.emplace_back(argv[k]);
   opts.script_name = mode == RunCode ? "-e" : mode == RunCommand ? std::string(cmd->module) : target;
 
+  if (mode == RunFile && target != "-") {
+    bool dir = is_directory(target);  // readable, but no script
+    if (dir || access(target.c_str(), R_OK) != 0) {
+      fmt::print(stderr, "klua: cannot read {}: {}\n", target, dir ? "Is a directory" : std::strerror(errno));
+      return klua::EXIT_USAGE;
+    }
+  }
+  // Declared before the runtime, which closes its handle at its end.
+  klua::CliMetrics cli_metrics;
   klua::Runtime rt(std::move(opts));
+  if (metrics) {
+    std::string err;
+    std::string url = cli_metrics.start(rt, g.metrics_host, g.metrics_port, err);
+    if (url.empty()) {
+      fmt::print(stderr, "klua: --metrics: {}\n", err);
+      return klua::EXIT_USAGE;
+    }
+    fmt::print(stderr, "klua: metrics on {}\n", url);
+  }
   switch (mode) {
     case RunCode:
       return rt.run_string(target, "=(command line)");
@@ -395,11 +438,6 @@ int main(int argc, char** argv) {
         std::stringstream ss;
         ss << std::cin.rdbuf();
         return rt.run_string(ss.str(), "=stdin");
-      }
-      bool dir = is_directory(target);  // readable, but no script
-      if (dir || access(target.c_str(), R_OK) != 0) {
-        fmt::print(stderr, "klua: cannot read {}: {}\n", target, dir ? "Is a directory" : std::strerror(errno));
-        return klua::EXIT_USAGE;
       }
       return rt.run_file(target);
   }

@@ -437,6 +437,47 @@ end
 
 -- ---- lag ---------------------------------------------------------------------------------------
 
+-- The snapshot from its parts: parts (sorted {topic, partition}), offsets (the group's OffsetFetch
+-- answer: {topic, partition, offset, error}) and marks (tp_key -> {low, high, end, error}). A
+-- partition whose committed offset or watermarks could not be read carries that error and no lag
+-- (unknown, not caught up); the totals count the known lags. Reached by tests through
+-- debug.getregistry()["klua.private"].admin_lag_snapshot: no broker answers OffsetFetch with an
+-- error on one partition on demand.
+local function lag_snapshot(group, parts, offsets, marks)
+  local committed, failed = {}, {}
+  for _, p in ipairs(offsets or {}) do
+    if p.offset then committed[tp_key(p.topic, p.partition)] = p.offset end
+    if p.error then failed[tp_key(p.topic, p.partition)] = p.error end
+  end
+  local snap = { group = group, time = klua.time(), lag = 0, topics = {}, partitions = {} }
+  local per_topic, order = {}, {}
+  for i, p in ipairs(parts) do
+    local k = tp_key(p.topic, p.partition)
+    local w = marks[k] or {}
+    local item = { topic = p.topic, partition = p.partition, committed = committed[k], low = w.low, high = w.high,
+                   ["end"] = w["end"], error = failed[k] or w.error }
+    if w.high and w.low and not item.error then
+      item.lag = max(0, w.high - max(item.committed or w.low, w.low))
+    end
+    snap.partitions[i] = item
+    local tt = per_topic[p.topic]
+    if not tt then
+      tt = { topic = p.topic, partitions = 0, lag = 0 }
+      per_topic[p.topic] = tt
+      order[#order + 1] = tt
+    end
+    tt.partitions = tt.partitions + 1
+    tt.lag = tt.lag + (item.lag or 0)
+    snap.lag = snap.lag + (item.lag or 0)
+  end
+  snap.topics = order
+  return snap
+end
+do
+  local private = debug.getregistry()["klua.private"]
+  if private then private.admin_lag_snapshot = lag_snapshot end
+end
+
 -- lag(group[, topics]) -> snapshot {group, time, lag, topics = {{topic, partitions, lag}}, partitions =
 -- {{topic, partition, committed, low, high, end, lag, error}}}. Without topics: the topics the group has
 -- committed offsets for. lag = high - max(committed, low); a partition without a committed offset counts
@@ -469,46 +510,52 @@ function M:lag(group, topics, opts)
   if req then r, oerr = group_offsets(self, "list", group, req, t) else r, oerr = all_group_offsets(self, group, t) end
   if not r then return nil, oerr end
   if r.error then return nil, r.error end
-  local committed = {}
   if not topics then
-    local seen = {}
+    local found = {}  -- the topics to measure: those with a committed offset (or an error reading one)
     for _, p in ipairs(r.partitions or {}) do
-      if not seen[p.topic] and map[p.topic] then
-        seen[p.topic] = true
-        for _, mp in ipairs(map[p.topic].partitions) do parts[#parts + 1] = { topic = p.topic, partition = mp.partition } end
+      if (p.offset or p.error) and map[p.topic] then found[#found + 1] = p.topic end
+    end
+    if #found == 0 then
+      -- Nothing committed: "lag 0, no partitions" would read as caught up. Only a group the cluster
+      -- knows is measured, from its members' assignments; otherwise it does not exist (as far as lag
+      -- can tell) and the caller is told to name the topics.
+      local d, derr
+      if P.embedded(self) then d = { { error = { code = C.GROUP_ID_NOT_FOUND } } }  -- no DescribeGroups there
+      else d, derr = self:describe_groups({ group }, { timeout_ms = t }) end
+      if not d then return nil, derr end
+      local g = d[1]
+      if g.error and g.error.code == C.GROUP_ID_NOT_FOUND then
+        return nil, missing_group_error(group, op, " (it has no committed offsets and the cluster does not know it; "
+          .. "name the topics to measure from the low watermarks: klua.lag(group, topics))")
+      end
+      if g.error then return nil, g.error end
+      for _, m in ipairs(g.members or {}) do
+        for _, a in ipairs(m.assignment or {}) do
+          if map[a.topic] then found[#found + 1] = a.topic end
+        end
+      end
+      if #found == 0 then
+        -- Known (an Empty group the broker keeps, a group still joining) but nothing to measure.
+        return nil, kerr(C.GROUP_ID_NOT_FOUND, ("group \"%s\" has no committed offsets and no member is assigned a "
+          .. "partition (state %s, %d member%s): name the topics to measure from the low watermarks: "
+          .. "klua.lag(group, topics)"):format(group, tostring(g.state), #(g.members or {}),
+          #(g.members or {}) == 1 and "" or "s"), { op = "admin:" .. op, group = group })
+      end
+    end
+    local seen = {}
+    for _, name in ipairs(found) do
+      if not seen[name] then
+        seen[name] = true
+        for _, mp in ipairs(map[name].partitions) do parts[#parts + 1] = { topic = name, partition = mp.partition } end
       end
     end
   end
-  for _, p in ipairs(r.partitions or {}) do
-    if p.offset then committed[tp_key(p.topic, p.partition)] = p.offset end
-  end
   sort(parts, by_topic_partition)
-  local snap = { group = group, time = klua.time(), lag = 0, topics = {}, partitions = {} }
-  if #parts == 0 then return snap end
-  local wm, werr = watermarks(self, parts, true, t)
-  if not wm then return nil, werr end
   local marks = {}
-  for _, w in ipairs(wm) do marks[tp_key(w.topic, w.partition)] = w end
-  local per_topic, order = {}, {}
-  for i, p in ipairs(parts) do
-    local k = tp_key(p.topic, p.partition)
-    local w = marks[k] or {}
-    local item = { topic = p.topic, partition = p.partition, committed = committed[k], low = w.low, high = w.high,
-                   ["end"] = w["end"], error = w.error }
-    if w.high and w.low then
-      item.lag = max(0, w.high - max(item.committed or w.low, w.low))
-    end
-    snap.partitions[i] = item
-    local tt = per_topic[p.topic]
-    if not tt then
-      tt = { topic = p.topic, partitions = 0, lag = 0 }
-      per_topic[p.topic] = tt
-      order[#order + 1] = tt
-    end
-    tt.partitions = tt.partitions + 1
-    tt.lag = tt.lag + (item.lag or 0)
-    snap.lag = snap.lag + (item.lag or 0)
+  if #parts > 0 then
+    local wm, werr = watermarks(self, parts, true, t)
+    if not wm then return nil, werr end
+    for _, w in ipairs(wm) do marks[tp_key(w.topic, w.partition)] = w end
   end
-  snap.topics = order
-  return snap
+  return lag_snapshot(group, parts, r.partitions, marks)
 end

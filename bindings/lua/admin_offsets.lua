@@ -88,6 +88,35 @@ end
 -- tp_key -> result.
 local LEADER_MOVING = { [C.LEADER_NOT_AVAILABLE] = true, [C.NOT_LEADER_FOR_PARTITION] = true }
 local raw_list_offsets = P.list_offsets
+
+-- librdkafka's ListOffsets first asks the leaders of the partitions in a Metadata request and
+-- drops the per-topic errors of its answer: when no partition has a leader it fails the whole
+-- call with "_NOENT: No leaders found", also when the broker refused to describe the topics
+-- (ACLs: TOPIC_AUTHORIZATION_FAILED). DescribeTopics tells which: tp_key -> result carrying each
+-- topic's own error, or nil when no topic has one (the _NOENT stands then).
+local function leaderless(self, parts, t)
+  local names, seen = {}, {}
+  for _, p in ipairs(parts) do
+    if not seen[p.topic] then seen[p.topic] = true; names[#names + 1] = p.topic end
+  end
+  local d = self:describe_topics(names, { timeout_ms = t })
+  if not d then return nil end
+  local errs, any = {}, false
+  for i, x in ipairs(d) do
+    if x.error then errs[names[i]] = x.error; any = true end
+  end
+  if not any then return nil end
+  local by = {}
+  for _, p in ipairs(parts) do
+    local e = errs[p.topic]
+    by[tp_key(p.topic, p.partition)] = { topic = p.topic, partition = p.partition, error = e and
+      kerr(e.code, ("topic \"%s\": %s"):format(p.topic, tostring(e.message)),
+           { op = "admin:list_offsets", topic = p.topic, partition = p.partition }) or
+      kerr(C._NOENT, "no leader found for this partition", { op = "admin:list_offsets", topic = p.topic,
+                                                            partition = p.partition }) }
+  end
+  return by
+end
 local function list_offsets(self, parts, committed, t)
   local deadline = klua.now() + (t or P.timeout(self))
   while true do
@@ -97,6 +126,10 @@ local function list_offsets(self, parts, committed, t)
       if p.error and LEADER_MOVING[p.error.code] then moving = true end
     end
     if not moving or klua.now() + 200 > deadline then
+      if not r and err and err.code == C._NOENT and not P.embedded(self) then
+        local by = leaderless(self, parts, max(1, deadline - klua.now()))
+        if by then return by end
+      end
       if not r then return nil, err end
       local by = {}
       for _, p in ipairs(r) do by[tp_key(p.topic, p.partition)] = p end
@@ -183,17 +216,33 @@ function M:list_offsets(items, opts)
     names[i] = it
   end
   local map
+  local refused = {}  -- a named topic absent from the metadata: the broker's reason, when it has one
   if need_md then
     local err
     map, err = topic_map(self, opts.timeout_ms)
     if not map then return nil, err end
+    local missing = {}
+    for _, it in ipairs(names) do
+      if type(it) == "string" and not map[it] then missing[#missing + 1] = it end
+    end
+    -- The metadata of all topics leaves out the ones this principal may not describe (ACLs): ask
+    -- for them by name, so that a refusal is not reported as "does not exist".
+    if #missing > 0 and not P.embedded(self) then
+      local d = self:describe_topics(missing, { timeout_ms = opts.timeout_ms })
+      for i, x in ipairs(d or {}) do
+        if x.error and x.error.code ~= C.UNKNOWN_TOPIC_OR_PART then refused[missing[i]] = x.error end
+      end
+    end
   end
   local out, send, seen = {}, {}, {}
   local function add(topic, partition, spec, known)
     local item = { topic = topic, partition = partition }
     out[#out + 1] = item
     local k = tp_key(topic, partition)
-    if not known then
+    if not known and refused[topic] then
+      item.error = kerr(refused[topic].code, ("topic \"%s\": %s"):format(topic, tostring(refused[topic].message)),
+                        { op = "admin:list_offsets", topic = topic })
+    elseif not known then
       item.error = kerr(C.UNKNOWN_TOPIC_OR_PART, ("topic \"%s\" does not exist"):format(topic),
                         { op = "admin:list_offsets", topic = topic })
     elseif seen[k] then

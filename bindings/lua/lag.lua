@@ -1,6 +1,6 @@
 -- klua.lag: the shared admin handle and the watcher, on top of admin:lag (bindings/lag.cpp opens it).
 local klua = ...
-local type, pairs, error, tostring = type, pairs, error, tostring
+local type, pairs, ipairs, next, error, tostring = type, pairs, ipairs, next, error, tostring
 local shared
 
 -- Programmer errors: KLUA_INVALID_ARGUMENT at the caller's line (klua.errors.bad_argument).
@@ -28,9 +28,21 @@ end
 
 local lag = {}
 
+-- The topics are checked here, so that a bad list names this function and its argument (#2 of
+-- klua.lag, option 'topics' of klua.lag.watch), not admin:lag's #3.
+local function check_topics(fn, n, topics, what)
+  if topics == nil or type(topics) == "string" then return end
+  if type(topics) ~= "table" then argerr(fn, n, "%sexpected a list of topic names, got %s", what, type(topics)) end
+  for i, t in ipairs(topics) do
+    if type(t) ~= "string" then argerr(fn, n, "%stopic name %d must be a string, got %s", what, i, type(t)) end
+  end
+  if #topics == 0 and next(topics) ~= nil then argerr(fn, n, "%sexpected a list of topic names", what) end
+end
+
 local function snapshot(group, topics, opts, fn, n)
   fn = fn or "klua.lag"
   if type(group) ~= "string" or group == "" then argerr(fn, 1, "the group id must be a non-empty string") end
+  if fn == "klua.lag" then check_topics(fn, 2, topics, "") else check_topics(fn, n, topics, "option 'topics': ") end
   local a, rest = split(opts, { timeout_ms = true }, fn, n or 3)
   return admin(a):lag(group, topics, rest)
 end

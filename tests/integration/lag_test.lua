@@ -83,3 +83,41 @@ test("lag of 1,000 partitions comes in a few requests", function()
   print(("klua.lag over 1,000 partitions: %.0f ms"):format(ms))
   assert_true(ms < 5000, ms)
 end, { timeout_ms = 120000 })
+
+-- Without topics, "nothing committed" used to read as lag 0 with no partitions: a typo'd group looked
+-- caught up. A group the broker does not know is GROUP_ID_NOT_FOUND; a live group that has not
+-- committed yet is measured over its members' assignment, from low; an empty one is an error too.
+test("lag of a missing group is GROUP_ID_NOT_FOUND; a live group without commits counts its assignment from low", function()
+  local t, g = fresh(), fresh("g")
+  create(t, 2)
+  local p = klua.producer()
+  local produced = { [0] = 3, [1] = 5 }
+  for part, n in pairs(produced) do
+    for i = 1, n do assert(p:produce { topic = t, partition = part, value = tostring(i) }) end
+  end
+  for _, get in ipairs { function() return klua.lag(g) end, function() return admin:lag(g) end } do
+    local snap, err = get()
+    assert_eq(snap, nil, "a group the broker does not know must not read as caught up")
+    assert_error(err, "GROUP_ID_NOT_FOUND")
+    assert_true(err.message:find('"' .. g .. '" does not exist', 1, true), err.message)
+  end
+  -- a member holding both partitions, nothing committed
+  local assigned = false
+  local c = klua.consumer { group = g, topics = { t }, ["session.timeout.ms"] = 6000, ["enable.auto.commit"] = false,
+                            on_assign = function(parts) assigned = #parts > 0 end }
+  local deadline = klua.now() + 30000
+  while not assigned and klua.now() < deadline do c:poll { timeout_ms = 200 } end
+  assert_true(assigned, "the consumer was assigned its partitions")
+  local snap = assert(klua.lag(g))
+  assert_eq(snap.partitions, {
+    { topic = t, partition = 0, low = 0, high = produced[0], ["end"] = produced[0], lag = produced[0] },
+    { topic = t, partition = 1, low = 0, high = produced[1], ["end"] = produced[1], lag = produced[1] },
+  })
+  assert_eq(snap.lag, produced[0] + produced[1])
+  c:close()
+  -- left empty with nothing committed: nothing to measure, and it says so
+  local gone, gerr = klua.lag(g)
+  assert_eq(gone, nil)
+  assert_error(gerr, "GROUP_ID_NOT_FOUND")
+  assert_true(gerr.message:find("name the topics", 1, true), gerr.message)
+end, { timeout_ms = 60000 })

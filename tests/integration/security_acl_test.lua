@@ -106,6 +106,26 @@ test("a denied describe and a denied create name the topic and the call, at once
   assert_error(r[1].error, "UNKNOWN_TOPIC_OR_PART")
 end)
 
+-- librdkafka's ListOffsets looks the leaders up first and, finding none for a topic it may not
+-- describe, failed the call with "_NOENT: No leaders found"; by name, the topic was missing from
+-- the metadata and read as "does not exist".
+test("a denied list_offsets names the topic with TOPIC_AUTHORIZATION_FAILED (by partition and by name)", function()
+  local t = S.topic("acl-lo")
+  local a = klua.admin(S.sasl("alice"))
+  local ms, r, err = S.timed(a.list_offsets, a, { { topic = t, partition = 0 } })
+  assert(r, tostring(err))
+  assert_error(r[1].error, "TOPIC_AUTHORIZATION_FAILED")
+  assert_eq({ r[1].error.topic, r[1].error.partition, r[1].error.op }, { t, 0, "admin:list_offsets" })
+  assert_true(r[1].error.message:find(t, 1, true), r[1].error.message)
+  assert_fast(ms, "list_offsets (a partition)")
+  ms, r, err = S.timed(a.list_offsets, a, { t })
+  assert(r, tostring(err))
+  assert_error(r[1].error, "TOPIC_AUTHORIZATION_FAILED")
+  assert_eq(r[1].error.topic, t)
+  assert_fast(ms, "list_offsets (a topic name)")
+  a:close()
+end)
+
 test("Python confluent-kafka, as the same principal, hears the same codes", function()
   local t = S.topic("acl-py")
   local script = [[

@@ -206,14 +206,53 @@ test("group offsets: alter, list (all and selected), reset with dry_run, and lag
   assert_eq(set[2].new, 3)
 end)
 
-test("lag of a group without commits lists no partitions; unknown topic is an error", function()
-  local g = fresh("g")
-  local snap = assert(klua.lag(g))
-  assert_eq(snap.lag, 0)
-  assert_eq(snap.partitions, {})
+test("lag of a group without commits is GROUP_ID_NOT_FOUND, not lag 0; named topics count from low; unknown topic is an error", function()
+  local t, g = fresh(), fresh("g")
+  assert(admin:create_topics({ { name = t, partitions = 2 } }))
+  local p = klua.producer()
+  for i = 1, 3 do assert(p:produce { topic = t, partition = 1, value = "v" .. i }) end
+  for _, get in ipairs { function() return klua.lag(g) end, function() return admin:lag(g) end } do
+    local snap, gerr = get()
+    assert_eq(snap, nil, "a group with nothing committed must not read as caught up")
+    assert_error(gerr, "GROUP_ID_NOT_FOUND")
+    assert_true(gerr.message:find('"' .. g .. '"', 1, true), gerr.message)
+    assert_true(gerr.message:find("name the topics", 1, true), gerr.message)
+    assert_eq(gerr.group, g)
+  end
+  -- with the topics named: every partition counted from its low watermark (3 produced to partition 1)
+  local named = assert(klua.lag(g, { t }))
+  assert_eq(named.lag, 3)
+  assert_eq(named.partitions, { { topic = t, partition = 0, low = 0, high = 0, ["end"] = 0, lag = 0 },
+                                { topic = t, partition = 1, low = 0, high = 3, ["end"] = 3, lag = 3 } })
+  -- once it has committed, the group is found without naming topics
+  assert(admin:alter_group_offsets(g, { { topic = t, partition = 1, offset = 1 } }))
+  assert_eq(assert(klua.lag(g)).lag, 2)
   local r, err = klua.lag(g, { "missing-" .. g })
   assert_eq(r, nil)
   assert_error(err, "UNKNOWN_TOPIC_OR_PART")
+end)
+
+-- admin:lag counted a partition whose committed offset could not be read (a per-partition
+-- OffsetFetch error) from its low watermark, as if nothing had been committed. Neither the mock
+-- nor a plain broker gives such an error on demand: the snapshot's assembly is checked directly.
+test("lag: a partition whose committed offset could not be read carries the error and no lag", function()
+  local klua_admin = klua.admin()  -- loads the admin module (and its private hook)
+  local assemble = debug.getregistry()["klua.private"].admin_lag_snapshot
+  assert_eq(type(assemble), "function")
+  local denied = klua.errors.new{ name = "TOPIC_AUTHORIZATION_FAILED", message = "denied", kafka = true }
+  local parts = { { topic = "a", partition = 0 }, { topic = "a", partition = 1 }, { topic = "b", partition = 0 } }
+  local offsets = { { topic = "a", partition = 0, offset = 4 }, { topic = "a", partition = 1, error = denied },
+                    { topic = "b", partition = 0, offset = 1 } }
+  local marks = { ["a\0" .. 0] = { low = 0, high = 10, ["end"] = 10 }, ["a\0" .. 1] = { low = 2, high = 9, ["end"] = 9 },
+                  ["b\0" .. 0] = { low = 0, high = 3, ["end"] = 3 } }
+  local snap = assemble("g", parts, offsets, marks)
+  assert_eq(snap.partitions[2].error, denied)
+  assert_eq(snap.partitions[2].lag, nil, "unknown, not counted from low (which would say 7)")
+  assert_eq(snap.partitions[2].committed, nil)
+  assert_eq({ snap.partitions[1].lag, snap.partitions[3].lag }, { 6, 2 })
+  assert_eq(snap.topics, { { topic = "a", partitions = 2, lag = 6 }, { topic = "b", partitions = 1, lag = 2 } })
+  assert_eq(snap.lag, 8)
+  klua_admin:close()
 end)
 
 test("lag.watch reports snapshots and rates until the function returns false", function()

@@ -35,6 +35,38 @@ test("1000 assigns in a row (identical, then alternating) do not abort, and cons
   c:close()
 end, { timeout_ms = 60000 })
 
+-- settle_stops (the wait for the old assignment's fetcher stops, up to 2 s) ran on the loop: no
+-- timer, no other task, no delivery report moved meanwhile. It now runs on the executor and the
+-- calling task waits: a task spawned before c:assign runs while it waits.
+test("c:assign replacing an assignment waits off the loop; concurrent assigns are given in call order", function()
+  local t = name("assign_off_loop")
+  klua.embedded.create_topic(t, 3)
+  for p = 0, 2 do produce_n(t, 3, p) end
+  local c = klua.consumer(conf{ group = name("g") })
+  assert(c:assign{ { topic = t, partition = 0, offset = 0 } })  -- nothing before: given at once
+  local ran = false
+  klua.spawn(function() ran = true end)  -- runs at the next loop turn, not inside spawn
+  assert(c:assign{ { topic = t, partition = 1, offset = 0 } })
+  assert_true(ran, "another task ran while c:assign waited for the old assignment's stops")
+  -- three tasks assign at once: each call is answered, and the last call's assignment is the one left
+  local tasks = {}
+  for p = 0, 2 do
+    tasks[#tasks + 1] = klua.spawn(function() return c:assign{ { topic = t, partition = p, offset = 1 } } end)
+  end
+  for _, task in ipairs(tasks) do assert_eq(task:join(), true) end
+  assert_eq(assert(c:assignment()), { { topic = t, partition = 2, offset = 1 } })
+  local got = {}
+  for msg in c:messages{ until_end = true } do got[#got + 1] = msg.value end
+  assert_eq(got, { "p2-2", "p2-3" })
+  -- an assign pending when the consumer closes is answered, never left waiting: given before the
+  -- close got there, or _DESTROY (which of the two depends on the executor's timing)
+  local late = klua.spawn(function() return c:assign{ { topic = t, partition = 0, offset = 0 } } end)
+  local closer = klua.spawn(function() return c:close() end)
+  local ok, err = late:join()
+  assert(closer:join())
+  assert_true(ok == true or (ok == nil and err.name == "_DESTROY"), tostring(err))
+end, { timeout_ms = 60000 })
+
 test("assign, unassign, assign again in a loop does not abort", function()
   local t = name("assign_unassign")
   klua.embedded.create_topic(t, 1)

@@ -97,12 +97,13 @@ test("timeouts, partitions and offsets out of range raise, naming the argument a
   p:close(); c:close(); a:close()
 end)
 
-test("an invalid regex subscription names the pattern", function()
+test("an invalid regex subscription raises, naming the pattern", function()
   local c = klua.consumer{ group = name("g") }
-  local ok, err = c:subscribe{ "^[a-z]+", "^[" }
-  assert_nil(ok)
-  assert_eq(err.name, "_INVALID_ARG")
-  assert_match(err.message, 'invalid regular expression "%^%[" in the subscription')
+  assert_raises(function() c:subscribe{ "^[a-z]+", "^[" } end,
+                'bad argument #2 to \'c:subscribe\' %("%^%[": invalid regular expression: ')
+  assert_raises(function() klua.consumer{ group = name("g"), topics = { "t", "^(a" } } end,
+                'bad argument #1 to \'klua.consumer\' %(topics: "%^%(a": invalid regular expression: ')
+  assert(c:subscribe{ "^[a-z]+", "t" })  -- valid patterns still subscribe
   c:close()
 end)
 

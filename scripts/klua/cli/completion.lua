@@ -9,14 +9,14 @@ usage: klua completion bash
   prints a bash completion script: source <(klua completion bash)
 ]]
 
-M.GLOBAL_OPTIONS = { "-b", "--brokers", "--embedded", "-X", "-F", "-d", "--debug", "-p", "--profile", "-e", "-h",
-  "--help", "--version" }
+M.GLOBAL_OPTIONS = { "-b", "--brokers", "--embedded", "-X", "-F", "-d", "--debug", "-p", "--profile", "--metrics", "-e",
+  "-h", "--help", "--version" }
 -- Global options that also go after a command (with a value: all but --embedded); -p is left out,
 -- since after produce, consume and replay it is their partition.
 M.GLOBAL_AFTER = { "-b", "--brokers", "--embedded", "-X", "-F", "-d", "--debug", "--profile" }
 M.GLOBAL_AFTER_VALUES = { "-b", "--brokers", "-X", "-d", "--debug", "--profile" }
 -- Global options followed by a value, and which values complete as file names.
-M.GLOBAL_VALUES = { "-b", "--brokers", "-X", "-F", "-d", "--debug", "-p", "--profile", "-e" }
+M.GLOBAL_VALUES = { "-b", "--brokers", "-X", "-F", "-d", "--debug", "-p", "--profile", "--metrics", "-e" }
 M.GLOBAL_FILES = { "-F" }
 
 -- Subcommands: their options, the options taking a value, and whether their arguments are files.

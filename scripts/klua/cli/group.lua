@@ -80,6 +80,9 @@ function M.describe(...)
   if g.error then common.fail(g.error) end
   -- Partitions: those with committed offsets and those assigned to a member.
   local snap, lerr = admin:lag(group)
+  -- admin:lag refuses a group with nothing to measure (no commits, no assignment); describe has
+  -- just shown that this one exists: it simply has no partitions yet.
+  if not snap and lerr.name == klua.errors.GROUP_ID_NOT_FOUND then snap, lerr = { partitions = {}, lag = 0 }, nil end
   if not snap then common.fail(lerr) end
   local owner, have, extra = {}, {}, {}
   for _, m in ipairs(g.members or {}) do
