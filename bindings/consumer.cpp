@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "bindings/lua_chunks.hpp"
+#include "host/log.hpp"
 #include "bindings/consumer.hpp"
 
 namespace klua {
@@ -95,11 +96,13 @@ void Consumer::report_error(const ErrorSpec& e) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, on_error_);
     push_error(L, e);
     if (lua_pcall(L, 1, 0, 0) != 0) {
-      fmt::print(stderr, "klua: consumer on_error hook failed: {}\n", lua_tostring(L, -1));
+      log::diagnostic(log::Level::error, fmt::format("consumer on_error hook failed: {}", to_display_string(L, -1)),
+                      {{"client", rk_ ? rd_kafka_name(rk_) : ""}});
       lua_pop(L, 1);
     }
   } else {
-    fmt::print(stderr, "klua: consumer error: {}: {}\n", e.name, e.message);
+    log::diagnostic(log::Level::error, fmt::format("consumer error: {}: {}", e.name, e.message),
+                    {{"client", rk_ ? rd_kafka_name(rk_) : ""}, {"code", e.name}});
   }
 }
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "bindings/consumer.hpp"
+#include "host/log.hpp"
 
 namespace klua {
 namespace consumer_impl {
@@ -31,7 +32,8 @@ void Consumer::begin_close() {
   close_queue_ = rd_kafka_queue_new(rk_);
   close_watcher_ = std::make_unique<QueueWatcher>(rt_.loop(), close_queue_, [this] { drain(); });
   if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_, close_queue_)) {
-    fmt::print(stderr, "klua: consumer close: {}\n", rd_kafka_error_string(e));
+    log::diagnostic(log::Level::warn, fmt::format("consumer close: {}", rd_kafka_error_string(e)),
+                    {{"client", rd_kafka_name(rk_)}, {"group", group_}});
     rd_kafka_error_destroy(e);
   }
   close_timer_ = new uv_timer_t;
@@ -44,8 +46,9 @@ void Consumer::begin_close() {
   uv_timer_start(close_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Consumer*>(h->data);
     if (self->state_ != Closing) return;
-    fmt::print(stderr, "klua: consumer close (group {}) did not finish in time; destroying the handle\n",
-               self->group_);
+    log::diagnostic(log::Level::warn,
+                    fmt::format("consumer close (group {}) did not finish in time; destroying the handle", self->group_),
+                    {{"client", rd_kafka_name(self->rk_)}, {"group", self->group_}});
     self->rebalance_running_ = false;
     self->finish_close();
   }, 10000, 0);

@@ -5,6 +5,7 @@
 #include <regex.h>
 
 #include "bindings/lua_chunks.hpp"
+#include "host/log.hpp"
 #include "bindings/consumer.hpp"
 
 namespace klua {
@@ -117,8 +118,10 @@ void Consumer::start_rebalance() {
   uv_timer_start(hook_timer_, [](uv_timer_t* h) {
     auto* self = static_cast<Consumer*>(h->data);
     if (!self->rebalance_running_) return;
-    fmt::print(stderr, "klua: consumer group {}: rebalance hook did not finish within {} ms; cancelling it\n",
-               self->group_, self->hook_timeout_ms_);
+    log::diagnostic(log::Level::warn,
+                    fmt::format("consumer group {}: rebalance hook did not finish within {} ms; cancelling it",
+                                self->group_, self->hook_timeout_ms_),
+                    {{"client", rd_kafka_name(self->rk_)}, {"group", self->group_}});
     self->rt_.scheduler().cancel(self->rebalance_task_);
     self->finish_rebalance();
   }, static_cast<uint64_t>(timeout_int(hook_timeout_ms_)), 0);

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "bindings/kafka_handle.hpp"
+#include "host/log.hpp"
 
 namespace klua {
 
@@ -27,6 +28,14 @@ class EmbeddedCluster : public Closable {
     char errstr[256];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
+    // Its rare errors go through klua's log (one JSON object a line with --log-format json), not
+    // librdkafka's own printer; they come from the mock's thread, and the log is thread-safe.
+    rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t*, int level, const char* fac, const char* buf) {
+      log::diagnostic(level <= 3 ? log::Level::error : level == 4 ? log::Level::warn : log::Level::info, buf,
+                      {{"logger", "librdkafka"}, {"client", "embedded cluster"}, {"facility", fac},
+                       {"syslog_level", std::to_string(level), true}},
+                      fmt::format("klua: embedded cluster log {} [{}]: {}", level, fac, buf));
+    });
     handle_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!handle_) throw std::runtime_error(std::string("embedded cluster: ") + errstr);
     {
@@ -55,10 +64,11 @@ class EmbeddedCluster : public Closable {
     // leaving loses its partitions in seconds rather than 45 s.
     rd_kafka_mock_set_group_consumer_session_timeout_ms(mc_, 6000);
     rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(mc_, 1000);
-    fmt::print(stderr,
-               "klua: no broker configured (-b, KLUA_BROKERS or bootstrap.servers): using the embedded "
-               "mock cluster ({} brokers) at {}\n",
-               EMBEDDED_BROKERS, bootstrap_);
+    log::diagnostic(log::Level::info,
+                    fmt::format("no broker configured (-b, KLUA_BROKERS or bootstrap.servers): using the embedded "
+                                "mock cluster ({} brokers) at {}",
+                                EMBEDDED_BROKERS, bootstrap_),
+                    {{"bootstrap", bootstrap_}});
     rt_.add_closable(this);
   }
   ~EmbeddedCluster() override {

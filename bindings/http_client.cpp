@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "bindings/lua_chunks.hpp"
+#include "host/log.hpp"
 #include "host/error.hpp"
 #include "host/runtime.hpp"
 
@@ -579,8 +580,9 @@ int l_new_client(lua_State* L) {
   if (!warned && !(curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS)) {
     // Without curl's threaded (or c-ares) resolver every name lookup would block the loop.
     warned = true;
-    std::fprintf(stderr, "klua.http: warning: this libcurl resolves host names synchronously (no AsynchDNS): "
-                         "a slow DNS server stalls every task\n");
+    const char* msg = "klua.http: warning: this libcurl resolves host names synchronously (no AsynchDNS): "
+                      "a slow DNS server stalls every task";
+    log::diagnostic(log::Level::warn, msg, {}, msg);
   }
   CURLM* multi = curl_multi_init();
   if (!multi) luaL_error(L, "klua.http: curl_multi_init failed");

@@ -25,6 +25,7 @@
 // tasks) answer within shutdown_timeout_ms, then answer 503 for the rest and cut what is left a second
 // later. The loop then ends, and the usual shutdown follows (producers flush, consumers commit).
 #include "bindings/http_server.hpp"
+#include "host/log.hpp"
 
 #include <sys/socket.h>
 
@@ -183,8 +184,11 @@ void Server::on_connection(uv_stream_t* listener, int status) {
     // Out of file descriptors, typically (libuv's own reserve descriptor sheds the connection):
     // said once, the server goes on.
     if (!s->accept_error_logged_)
-      fmt::print(stderr, "klua.http: accepting a connection on port {} failed: {} (raise `ulimit -n`?)\n",
-                 s->bound_port_, uv_strerror(status));
+    {
+      std::string msg = fmt::format("klua.http: accepting a connection on port {} failed: {} (raise `ulimit -n`?)",
+                                    s->bound_port_, uv_strerror(status));
+      log::diagnostic(log::Level::error, msg, {{"port", std::to_string(s->bound_port_), true}}, msg);
+    }
     s->accept_error_logged_ = true;
     return;
   }
@@ -378,9 +382,13 @@ void Server::on_handler_timeout(h2o_timeout_entry_t* entry) {
   auto* r = reinterpret_cast<Request*>(reinterpret_cast<char*>(entry) - offsetof(Request, timeout));
   Server* s = r->srv;
   std::string path(r->req->path.base, r->req->query_at == SIZE_MAX ? r->req->path.len : r->req->query_at);
-  fmt::print(stderr, "klua.http: {} {}: the handler did not answer within handler_timeout_ms ({} ms): answered 503, "
-                     "the handler is cancelled\n",
-             std::string(r->req->method.base, r->req->method.len), path, s->cfg_.handler_timeout_ms);
+  {
+    std::string method(r->req->method.base, r->req->method.len);
+    std::string msg = fmt::format("klua.http: {} {}: the handler did not answer within handler_timeout_ms ({} ms): "
+                                  "answered 503, the handler is cancelled",
+                                  method, path, s->cfg_.handler_timeout_ms);
+    log::diagnostic(log::Level::warn, msg, {{"method", method}, {"path", path}}, msg);
+  }
   // Keep-alive stays: the request was read whole. The request's end (dispose) cancels the task.
   r->responded = true;
   if (r->watching && r->conn) h2o_socket_read_stop(r->conn->sock);

@@ -1,4 +1,5 @@
 #include "bindings/kafka_handle.hpp"
+#include "host/log.hpp"
 
 #include "bindings/security.hpp"
 
@@ -105,6 +106,7 @@ static void set_property(lua_State* L, rd_kafka_conf_t* conf, const std::string&
     // (the property may come from -X, -F or a profile: not always an argument of the call)
     raise_misuse(L, what, fmt::format("bad configuration property \"{}\" (from {}): {}", key, source, reason));
   }
+  if (is_secret_property(key)) log::add_secret(value);  // masked in every log record (klua.log's too)
 }
 
 std::string redact_userinfo(std::string text) {
@@ -492,7 +494,8 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
         push_error(L, e);
         call_hook(L, 1, 0);
       } else if (!quiet || e.fatal) {
-        fmt::print(stderr, "klua: {} error: {}: {}\n", kind_, e.name, e.message);
+        log::diagnostic(log::Level::error, fmt::format("{} error: {}: {}", kind_, e.name, e.message),
+                        {{"client", rd_kafka_name(rk_)}, {"kind", kind_}, {"code", e.name}});
       }
       if (e.fatal) {
         fatal_ = e;
@@ -523,9 +526,19 @@ bool KafkaHandle::handle_common_event(rd_kafka_event_t* ev) {
         lua_pushstring(L, str);
         lua_setfield(L, -2, "message");
         call_hook(L, 1, 0);
-      } else if (level <= 2 || level == 4 || rt_.config_value("debug")) {
-        // Level 3 (errors) also arrive as ERROR events, printed above: don't say it twice.
-        fmt::print(stderr, "klua: {} log {} [{}]: {}\n", kind_, level, fac, str);
+      } else if (level <= 2 || level == 4 || level == 7 || rt_.config_value("debug")) {
+        // Level 3 (errors) also arrive as ERROR events, printed above: don't say it twice. Level 7
+        // lines exist only when `debug` was asked for (-d, or the client's own table).
+        // Syslog levels: 0-3 error, 4 warn, 5-6 info, 7 debug. The lines `debug` asked for show
+        // unless --log-level is warn or error.
+        log::Level lv = level <= 3 ? log::Level::error : level == 4 ? log::Level::warn
+                      : level <= 6 ? log::Level::info : log::Level::debug;
+        if (log::enabled(lv) || log::enabled(log::Level::info)) {
+          log::diagnostic_always(lv, str,
+                          {{"logger", "librdkafka"}, {"client", rd_kafka_name(rk_)}, {"kind", kind_},
+                           {"facility", fac}, {"syslog_level", std::to_string(level), true}},
+                          fmt::format("klua: {} log {} [{}]: {}", kind_, level, fac, str));
+        }
       }
       return true;
     }

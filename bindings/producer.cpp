@@ -2,6 +2,7 @@
 // woken by delivery reports, with short rd_kafka_flush nudges on the executor), the all-brokers-down
 // fail-fast, and its close. See bindings/producer.hpp for the other files.
 #include "bindings/producer.hpp"
+#include "host/log.hpp"
 
 #include <cstring>
 #include <fmt/format.h>
@@ -139,8 +140,10 @@ void Producer::arm_auth_purge() {
     // token never connects, so librdkafka reports no outage).
     if (self->last_auth_error_ && self->rk_ && (self->all_brokers_down_ || !self->broker_up_now()) &&
         rd_kafka_outq_len(self->rk_) > 0) {
-      fmt::print(stderr, "klua: producer: the brokers refused the credentials ({}); failing the queued messages\n",
-                 self->last_auth_error_->message);
+      log::diagnostic(log::Level::error,
+                      fmt::format("producer: the brokers refused the credentials ({}); failing the queued messages",
+                                  self->last_auth_error_->message),
+                      {{"client", rd_kafka_name(self->rk_)}});
       rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE);
       self->watcher_->schedule();
     }
@@ -160,8 +163,10 @@ void Producer::begin_close() {
     auto* self = static_cast<Producer*>(h->data);
     if (self->state_ != Closing) return;
     int left = rd_kafka_outq_len(self->rk_);
-    fmt::print(stderr, "klua: producer close: {} message(s) not delivered after {} ms; purging them\n", left,
-               self->wait_timeout_ms_);
+    log::diagnostic(log::Level::warn,
+                    fmt::format("producer close: {} message(s) not delivered after {} ms; purging them", left,
+                                self->wait_timeout_ms_),
+                    {{"client", rd_kafka_name(self->rk_)}, {"undelivered", std::to_string(left), true}});
     rd_kafka_purge(self->rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     self->drain();
     if (self->state_ == Closing) self->finish_close();

@@ -3,6 +3,7 @@
 // producer-level on_delivery. Every report table is built by one Lua function, report() in
 // bindings/lua/producer.lua.
 #include "bindings/producer.hpp"
+#include "host/log.hpp"
 
 #include <cstring>
 #include <fmt/format.h>
@@ -135,8 +136,11 @@ void Producer::deliver(lua_State* L, const rd_kafka_message_t* m) {
         first_failure = fmt::format("topic \"{}\" [{}]: {}", rd_kafka_topic_name(m->rkt), m->partition,
                                     rd_kafka_err2str(m->err));
       if (failed_since_flush <= 10)
-        fmt::print(stderr, "klua: delivery failed for a message to topic \"{}\": {}\n", rd_kafka_topic_name(m->rkt),
-                   rd_kafka_err2str(m->err));
+        log::diagnostic(log::Level::error,
+                        fmt::format("delivery failed for a message to topic \"{}\": {}", rd_kafka_topic_name(m->rkt),
+                                    rd_kafka_err2str(m->err)),
+                        {{"client", rd_kafka_name(rk_)}, {"topic", rd_kafka_topic_name(m->rkt)},
+                         {"partition", std::to_string(m->partition), true}, {"code", rd_kafka_err2name(m->err)}});
     }
     return;
   }

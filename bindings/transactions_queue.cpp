@@ -2,6 +2,7 @@
 // runtime's executor (at most Guard::kMaxRunning at once), their completion on the loop, and the
 // settling of open transactions at close and exit. See bindings/transactions.cpp for the API.
 #include "bindings/transactions.hpp"
+#include "host/log.hpp"
 
 #include <algorithm>
 #include <fmt/format.h>
@@ -151,8 +152,9 @@ void Guard::complete(Op* op) {
       }
     }
   } else if (err) {
-    fmt::print(stderr, "klua: producer {}: aborting the open transaction failed: {}\n", s.name,
-               rd_kafka_error_string(err));
+    log::diagnostic(log::Level::error,
+                    fmt::format("producer {}: aborting the open transaction failed: {}", s.name, rd_kafka_error_string(err)),
+                    {{"client", s.name}});
   }
   release(op);
 }
@@ -210,7 +212,8 @@ void Guard::close_state(lua_State* L, int idx, const std::shared_ptr<TxnState>& 
   s->queue = std::move(keep);
   char fatal[256];
   if (s->in_txn && rd_kafka_fatal_error(s->rk, fatal, sizeof fatal) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    fmt::print(stderr, "klua: producer {} {} with a transaction open: aborting it\n", s->name, why);
+    log::diagnostic(log::Level::warn, fmt::format("producer {} {} with a transaction open: aborting it", s->name, why),
+                    {{"client", s->name}});
     auto* op = new Op;
     op->kind = Kind::Abort;
     op->name = "p:abort (at close)";

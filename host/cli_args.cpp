@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <fstream>
 
+#include "host/log.hpp"
+
 namespace klua {
 
 namespace {
@@ -129,6 +131,16 @@ int parse_global_option(GlobalOptions& g, int argc, char** argv, int& i, bool be
     const char* v = value();
     if (!v) return fail(a + " needs debug contexts (e.g. all)");
     g.debug_layer = {{"debug", v, a}};
+  } else if (a == "--log-format" || a.rfind("--log-format=", 0) == 0 || a == "--log-level" ||
+             a.rfind("--log-level=", 0) == 0) {
+    bool is_format = a.rfind("--log-format", 0) == 0;
+    const char* name = is_format ? "--log-format" : "--log-level";
+    size_t eq = a.find('=');
+    const char* v = eq != std::string::npos ? argv[i] + eq + 1 : value();
+    if (!v || !*v) return fail(fmt::format("{} needs {}", name, is_format ? "text or json" : "debug, info, warn or error"));
+    if (is_format ? !log::parse_format(v).has_value() : !log::parse_level(v).has_value())
+      return fail(fmt::format("{} must be {}, got '{}'", name, is_format ? "text or json" : "debug, info, warn or error", v));
+    (is_format ? g.log_format : g.log_level) = v;
   } else if (before_command && (a == "-h" || a == "--help")) {
     g.print = GlobalOptions::Print::usage;
   } else if (before_command && a == "--version") {

@@ -1,4 +1,5 @@
-// The CLI's global options (-b, -X, -F, -p, -d, --embedded, --metrics, -h, --version) and the -F properties
+// The CLI's global options (-b, -X, -F, -p, -d, --embedded, --metrics, --log-format, --log-level, -h,
+// --version) and the -F properties
 // file, parsed into configuration layers. Apart from host/main.cpp so that the parser can be
 // tested and fuzzed (tests/fuzz/cli_args_fuzz.cpp) without running a command.
 #pragma once
@@ -14,6 +15,8 @@ struct GlobalOptions {
   std::vector<ConfigEntry> file_layer, brokers_layer, x_layer, debug_layer;
   ProfileChoice profile;
   bool embedded = false;
+  // --log-format text|json, --log-level debug|info|warn|error (checked; empty when not given)
+  std::string log_format, log_level;
   // --metrics HOST:PORT (or PORT: 127.0.0.1): klua.metrics' endpoints served for a script's life.
   std::string metrics_host;
   int metrics_port = -1;  // -1: not given

@@ -1,4 +1,5 @@
 #include "host/deprecation.hpp"
+#include "host/log.hpp"
 
 #include "host/error.hpp"
 
@@ -28,7 +29,8 @@ void warn_deprecated(lua_State* L, const char* what, const char* instead) {
   lua_pop(L, 1);
   std::string where = user_location(L);
   if (!where.empty()) where += ": ";
-  fmt::print(stderr, "klua: {}deprecated: {}; use {} (the old form goes in the next release)\n", where, what, instead);
+  log::diagnostic(log::Level::warn,
+                  fmt::format("{}deprecated: {}; use {} (the old form goes in the next release)", where, what, instead));
 }
 
 }  // namespace klua

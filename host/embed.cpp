@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "bindings/modules.hpp"
+#include "host/log.hpp"
 #include "host/profiles.hpp"
 #include "host/runtime.hpp"
 #include "klua/runtime.hpp"
@@ -189,7 +190,7 @@ struct Runtime::Impl {
     try {
       done(r);
     } catch (const std::exception& e) {
-      fmt::print(stderr, "klua: a Done callback threw: {}\n", e.what());
+      log::diagnostic(log::Level::error, fmt::format("a Done callback threw: {}", e.what()));
     }
     return 0;
   }
@@ -378,8 +379,8 @@ struct Runtime::Impl {
       uv_close(reinterpret_cast<uv_handle_t*>(&deadline.timer), nullptr);
       uv_run(inner(), UV_RUN_NOWAIT);  // the close callback, before `deadline` goes out of scope
       if (!s.all_done() && !rt->exiting())
-        fmt::print(stderr, "klua: stop: {} task(s) still running after {} ms; closing clients under them\n",
-                   s.live_tasks(), timeout_ms);
+        log::diagnostic(log::Level::warn, fmt::format("stop: {} task(s) still running after {} ms; closing clients under them",
+                                                      s.live_tasks(), timeout_ms));
     }
     stop_requested = true;
     rt->request_exit(rt->exit_code());

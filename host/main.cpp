@@ -14,6 +14,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <librdkafka/rdkafka.h>
@@ -22,6 +23,7 @@
 #include "bindings/metrics_cli.hpp"
 #include "bindings/modules.hpp"
 #include "host/cli_args.hpp"
+#include "host/log.hpp"
 #include "host/profiles.hpp"
 #include "host/runtime.hpp"
 
@@ -58,6 +60,8 @@ options (before or after the command; after run FILE, -e CODE or FILE, every arg
                        klua.unreachable.timeout.ms=MS (5000) how long calls wait for a dead cluster
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
+  --log-format FMT     text (default) or json: klua's messages on stderr as one JSON object a line
+  --log-level LEVEL    debug, info (default), warn or error: the least severe record written
   --metrics HOST:PORT  serve /metrics, /healthz and /readyz for a script's life (run, -e, FILE,
                        repl; PORT alone: 127.0.0.1:PORT, 0 a free port); turns statistics on
   -p, --profile NAME   a profile of the config file (overrides KLUA_PROFILE); after produce,
@@ -67,6 +71,7 @@ options (before or after the command; after run FILE, -e CODE or FILE, every arg
 environment:
   KLUA_BROKERS         bootstrap servers when neither -b nor -X/-F/a profile/the script name any
   KLUA_PROFILE         the profile to use (else the one named "default", if any)
+  KLUA_LOG_FORMAT, KLUA_LOG_LEVEL   defaults of --log-format and --log-level
   config file          $XDG_CONFIG_HOME/klua/config.lua (~/.config/klua/config.lua): named profiles
 
 The one-liners that talk to a cluster (all but config, completion, version, help and test)
@@ -258,7 +263,8 @@ int main(int argc, char** argv) {
       break;
     }
     if (a.size() > 1 && a[0] == '-' && a != "-e") {
-      std::string near = nearest(a, {"--brokers", "--embedded", "--debug", "--profile", "--metrics", "--help", "--version"});
+      std::string near = nearest(a, {"--brokers", "--embedded", "--debug", "--profile", "--metrics", "--help", "--version",
+                                     "--log-format", "--log-level"});
       return usage_error(fmt::format("unknown option {}{}", a, near.empty() ? "" : fmt::format(" (did you mean {}?)", near)));
     }
     break;
@@ -306,6 +312,22 @@ int main(int argc, char** argv) {
   bool metrics = g.metrics_port >= 0;
   if (metrics && ((cmd && command != "repl") || command == "help" || command == "version"))
     return usage_error(fmt::format("--metrics serves a script's metrics: give it with run, -e, FILE or repl, not {}", command));
+
+  // The log's settings: the options, else the environment (a bad value there is named as well).
+  for (auto [opt, var, is_format] : {std::tuple{&g.log_format, "KLUA_LOG_FORMAT", true},
+                                     std::tuple{&g.log_level, "KLUA_LOG_LEVEL", false}}) {
+    std::string v = *opt;
+    if (v.empty())
+      if (const char* e = std::getenv(var); e && *e) {
+        v = e;
+        if (is_format ? !klua::log::parse_format(v) : !klua::log::parse_level(v))
+          return usage_error(fmt::format("{} must be {}, got '{}'", var,
+                                         is_format ? "text or json" : "debug, info, warn or error", v));
+      }
+    if (v.empty()) continue;
+    if (is_format) klua::log::set_format(*klua::log::parse_format(v));
+    else klua::log::set_level(*klua::log::parse_level(v));
+  }
 
   if (g.embedded && (!g.brokers_layer.empty() || has_brokers(g.x_layer) || has_brokers(g.file_layer)))
     return usage_error(fmt::format("--embedded and {} both say where the data goes: give one",
@@ -420,7 +442,7 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "klua: --metrics: {}\n", err);
       return klua::EXIT_USAGE;
     }
-    fmt::print(stderr, "klua: metrics on {}\n", url);
+    klua::log::diagnostic(klua::log::Level::info, fmt::format("metrics on {}", url), {{"url", url}});
   }
   switch (mode) {
     case RunCode:

@@ -10,10 +10,12 @@
 
 #include "host/bundled_scripts.hpp"
 #include "host/error.hpp"
+#include "host/log.hpp"
 
 namespace klua {
 
 void open_stdin(Runtime& rt, lua_State* L, int klua_table);        // host/stdin.cpp
+void open_log(Runtime& rt, lua_State* L, int klua_table);          // host/log_lua.cpp
 void open_line_editor(Runtime& rt, lua_State* L, int klua_table);  // host/line_editor.cpp
 
 namespace {
@@ -247,6 +249,9 @@ Runtime::Runtime(RuntimeOptions opts) : opts_(std::move(opts)) {
   lua_rawseti(L_, LUA_REGISTRYINDEX, RUNTIME_SLOT);
   scheduler_ = std::make_unique<Scheduler>(*this);
   executor_ = std::make_unique<Executor>(&loop_);
+  // The configuration's secrets (-X sasl.password=..., a profile's) are masked in every log record.
+  for (const auto& e : opts_.config)
+    if (log::is_secret_name(e.key)) log::add_secret(e.value);
   open_libs();
   if (opts_.install_signal_handlers) install_signals();
 }
@@ -277,6 +282,11 @@ Runtime& Runtime::from(lua_State* L) {
   auto* rt = static_cast<Runtime*>(lua_touserdata(L, -1));
   lua_pop(L, 1);
   return *rt;
+}
+
+void Runtime::set_config(ConfigEntry e) {
+  if (log::is_secret_name(e.key)) log::add_secret(e.value);
+  opts_.config.push_back(std::move(e));
 }
 
 std::optional<std::string> Runtime::config_value(const std::string& key) const {
@@ -320,6 +330,7 @@ void Runtime::open_libs() {
   lua_pushcfunction(L, l_set_config);
   lua_setfield(L, klua, "set_config");
   open_errors(L, klua);
+  open_log(*this, L, klua);
   scheduler_->open(L, klua);
   open_stdin(*this, L, klua);
   open_line_editor(*this, L, klua);
@@ -433,14 +444,14 @@ void Runtime::fail(lua_State* L, const std::string& traceback) {
     return;
   }
   if (exiting_ && failed_) return;  // report only the first failure
-  try {
-    fmt::print(stderr, "klua: {}\n", msg);
-    if (!traceback.empty() && msg.find("stack traceback:") == std::string::npos)
-      fmt::print(stderr, "{}\n", traceback);
-  } catch (...) {
-    // stderr is gone (closed, a broken pipe): the exit code still says it, and the clients
-    // still close below.
-  }
+  // One record: the text format prints the traceback on the lines below the message, as Lua does;
+  // the JSON format keeps it in a field. (A closed stderr is no failure of its own: the exit code
+  // still says it, and the clients still close below.)
+  bool own_traceback = !traceback.empty() && msg.find("stack traceback:") == std::string::npos;
+  log::Fields fields;
+  if (own_traceback) fields.push_back({"traceback", traceback});
+  log::diagnostic(log::Level::error, msg, fields,
+                  own_traceback ? fmt::format("klua: {}\n{}", msg, traceback) : std::string());
   failed_ = true;
   bool was_exiting = exiting_;
   request_exit(kafka ? EXIT_KAFKA_ERROR : EXIT_SCRIPT_ERROR);
@@ -450,7 +461,7 @@ void Runtime::fail(lua_State* L, const std::string& traceback) {
 int Runtime::run_file(const std::string& path) {
   int st = luaL_loadfile(L_, path.c_str());
   if (st != 0) {
-    fmt::print(stderr, "klua: {}\n", lua_tostring(L_, -1));
+    log::diagnostic(log::Level::error, lua_tostring(L_, -1));
     lua_pop(L_, 1);
     return EXIT_SCRIPT_ERROR;
   }
@@ -460,7 +471,7 @@ int Runtime::run_file(const std::string& path) {
 int Runtime::run_string(const std::string& code, const std::string& chunkname) {
   int st = luaL_loadbuffer(L_, code.data(), code.size(), chunkname.c_str());
   if (st != 0) {
-    fmt::print(stderr, "klua: {}\n", lua_tostring(L_, -1));
+    log::diagnostic(log::Level::error, lua_tostring(L_, -1));
     lua_pop(L_, 1);
     return EXIT_SCRIPT_ERROR;
   }
@@ -483,8 +494,8 @@ int Runtime::run_loop() {
     if (exiting_) break;
     if (scheduler_->all_done()) break;
     if (uv_loop_alive(&loop_) == 0) {
-      fmt::print(stderr, "klua: {} task(s) wait for something that can never happen (a join cycle?)\n",
-                 scheduler_->live_tasks());
+      log::diagnostic(log::Level::error, fmt::format("{} task(s) wait for something that can never happen (a join cycle?)",
+                                                     scheduler_->live_tasks()));
       exit_code_ = EXIT_SCRIPT_ERROR;
       break;
     }

@@ -77,7 +77,8 @@ class Runtime {
   Executor& executor() { return *executor_; }
   const std::vector<ConfigEntry>& config() const { return opts_.config; }
   // Adds a property above every layer, for clients created from now on (the REPL's :connect).
-  void set_config(ConfigEntry e) { opts_.config.push_back(std::move(e)); }
+  // (A secret's value is masked in the log from then on.)
+  void set_config(ConfigEntry e);
   // The last value of key in the configuration layers, if any.
   std::optional<std::string> config_value(const std::string& key) const;
 

@@ -39,6 +39,7 @@
 #include <thread>
 
 #include "host/error.hpp"
+#include "host/log.hpp"
 #include "host/runtime.hpp"
 
 namespace klua {
@@ -134,12 +135,17 @@ void on_raw_signal(int signum, siginfo_t* info, void* context) {
     if (n == 1) {
       g.first_signum = signum;
       g.announced = true;
-      if (signum != SIGPIPE)
-        write_stderr(signum == SIGINT
-                       ? "klua: SIGINT received: stopping (flushing producers, committing processed offsets); "
-                         "send it again to exit at once\n"
-                       : "klua: SIGTERM received: stopping (flushing producers, committing processed offsets); "
-                         "send it again to exit at once\n");
+      if (signum != SIGPIPE) {
+        char line[512];  // (formatted here without allocating: a signal handler)
+        size_t len = log::signal_safe_line(
+            line, sizeof line - 1, log::Level::warn,
+            signum == SIGINT ? "SIGINT received: stopping (flushing producers, committing processed offsets); "
+                               "send it again to exit at once"
+                             : "SIGTERM received: stopping (flushing producers, committing processed offsets); "
+                               "send it again to exit at once");
+        line[len] = 0;
+        write_stderr(line);
+      }
       // The count hook stops interpreted code; the call hook a compiled loop that calls a C
       // function (LuaJIT stitches traces around such a call, and the call itself is interpreted).
       if (g.L) lua_sethook(g.L, stop_hook, LUA_MASKCOUNT | LUA_MASKCALL, kHookCount);
@@ -234,8 +240,8 @@ void Runtime::on_signal(int signum) {
   int code = 128 + signum;
   if (++signal_count_ > 1) exit_at_once(code, "second signal");
   if (!g.announced.exchange(true) && signum != SIGPIPE)
-    fmt::print(stderr, "klua: {} received: stopping (flushing producers, committing processed offsets); "
-                       "send it again to exit at once\n", signal_name(signum));
+    log::diagnostic(log::Level::warn, fmt::format("{} received: stopping (flushing producers, committing processed "
+                                                  "offsets); send it again to exit at once", signal_name(signum)));
   exit_code_ = code;
   scheduler_->cancel_all();
   // Cancelled tasks unwind on the loop; when they are done the loop ends and shutdown() closes
@@ -249,9 +255,10 @@ void Runtime::exit_at_once(int code, const char* why) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   long lost = undelivered_messages();
-  std::string msg = fmt::format("klua: {}: exiting at once; {} message(s) not delivered{}\n", why, lost,
-                                lost > 0 ? " (queued, in flight or failed: they are lost)" : "");
-  write_stderr(msg.c_str());
+  log::diagnostic(log::Level::error,
+                  fmt::format("{}: exiting at once; {} message(s) not delivered{}", why, lost,
+                              lost > 0 ? " (queued, in flight or failed: they are lost)" : ""),
+                  {{"undelivered", std::to_string(lost), true}});
   _exit(code);
 }
 

@@ -18,7 +18,7 @@ cmake --install "$B" --prefix "$PREFIX" >"$WORK/install.log"
 
 # Only the public headers are installed, and they include nothing internal.
 headers=$(cd "$PREFIX/include" && find . -type f | sort | tr '\n' ' ')
-[ "$headers" = "./klua/module.hpp ./klua/runtime.hpp " ] || fail "installed headers: $headers"
+[ "$headers" = "./klua/log.hpp ./klua/module.hpp ./klua/runtime.hpp " ] || fail "installed headers: $headers"
 ! grep -nE '#include *[<"](host|bindings|librdkafka|lua|uv)' "$PREFIX"/include/klua/*.hpp \
   || fail "a public header includes an internal or third-party header"
 
@@ -41,6 +41,8 @@ cmake --build "$WORK/cmake" -j2 >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/bui
 
 check_run() {  # check_run NAME OUTPUT
   grep -q "^klua's librdkafka 2\.15\." "$2" || { cat "$2"; fail "$1: klua does not run on its librdkafka 2.15"; }
+  grep -q '^\[klua info\] .* INFO produced messages=4 topic=embed-orders$' "$2" \
+    || { cat "$2"; fail "$1: klua.log's record did not reach the program's log sink"; }
   grep -q '^embed ok$' "$2" || { cat "$2"; fail "$1: did not end with 'embed ok'"; }
   [ "$(grep -c '^handled embed-orders' "$2")" = 4 ] || { cat "$2"; fail "$1: 4 messages were not handled"; }
   echo "$1: ok ($(grep "^klua's librdkafka" "$2"); $(grep "own librdkafka" "$2" || echo "no system librdkafka linked"))"

@@ -245,8 +245,9 @@ local function build(res)
   return status, headers, body
 end
 
+local say = debug.getregistry()["klua.private"].log.say
 local function log(fmt, ...)
-  io.stderr:write("klua.http: ", fmt:format(...), "\n")
+  say("warn", "klua.http", "klua.http", fmt:format(...))
 end
 
 local Request = {}

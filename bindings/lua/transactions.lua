@@ -9,7 +9,7 @@
 --        abort_nowait(self), prepare_close(self) (C, wrapped; "deferred" when it cannot wait)
 local producer_methods, raw = ...
 local error, pcall, type, tostring, pairs = error, pcall, type, tostring, pairs
-local stderr = io.stderr
+local say = debug.getregistry()["klua.private"].log.say  -- warnings through klua's log (host/lua/log.lua)
 
 local methods = {}
 for k, v in pairs(producer_methods) do methods[k] = v end
@@ -30,7 +30,7 @@ function methods.close(self, ...)
 end
 
 local function warn(what, err)
-  stderr:write("klua: p:transaction: " .. what .. ": " .. tostring(err) .. "\n")
+  say("warn", "klua", "klua", "p:transaction: " .. what .. ": " .. tostring(err))
 end
 
 local function abort(self)

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <string>
 
+#include <klua/log.hpp>
 #include <klua/runtime.hpp>
 #ifdef EMBED_WITH_SYSTEM_RDKAFKA
 #include <librdkafka/rdkafka.h>
@@ -49,6 +50,7 @@ end
 
 function M.run(topic, group, n)
   M.produce(topic, n)
+  klua.log.info("produced", { topic = topic, messages = n })
   return M.handle(topic, group, n)
 end
 
@@ -64,6 +66,12 @@ int main(int argc, char** argv) {
 #ifdef EMBED_WITH_SYSTEM_RDKAFKA
   std::printf("this program's own librdkafka %s\n", rd_kafka_version_str());
 #endif
+
+  // klua's log (klua.log in the scripts, klua's own messages) into the program's output, as a
+  // program with a logger of its own would take it.
+  klua::log::set_sink([](const klua::log::Record& r, std::string_view line) {
+    std::printf("[klua %s] %.*s", klua::log::level_name(r.level), static_cast<int>(line.size()), line.data());
+  });
 
   embed::Options options;
   options.embedded_cluster = true;  // no broker: librdkafka's mock cluster, in process

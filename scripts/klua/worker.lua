@@ -72,6 +72,7 @@
 -- on_assign, on_revoke (called after the worker's own), quiet. The consumer defaults to
 -- auto.offset.reset=earliest.
 local internal = require("klua.worker.internal")
+local log = debug.getregistry()["klua.private"].log -- warnings through klua's log (host/lua/log.lua)
 local events = require("klua.worker.events")
 local lane_mod = require("klua.worker.lane")
 local timers = require("klua.worker.timers")
@@ -270,7 +271,8 @@ function I.consumer_config(self)
     if not self.closing then -- at close librdkafka commits the stored offsets itself
       local ok, r, err = pcall(self.c.commit, self.c)
       if not (ok and r) and not self.quiet then
-        io.stderr:write("klua.worker ", self.group, ": commit on revoke: ", tostring(ok and err or r), "\n")
+        log.say("warn", "klua.worker", "klua.worker " .. self.group, "commit on revoke: " .. tostring(ok and err or r),
+          { worker = self.group })
       end
     end
     if user_revoke then user_revoke(parts) end
@@ -339,13 +341,15 @@ function I.drain(self)
   self.unfinished = 0 -- what is left was dropped
   if self.seen and self.seen.close then self.seen:close() end -- the store's adds are delivered before the commit
   local ok, err = self.c:commit()
-  if not ok and not self.quiet then io.stderr:write("klua.worker ", self.group, ": final commit: ", tostring(err), "\n") end
+  if not ok and not self.quiet then
+    log.say("warn", "klua.worker", "klua.worker " .. self.group, "final commit: " .. tostring(err), { worker = self.group })
+  end
   self.closing = true
   self.c:close()
   if self.own_producer and self.p then self.p:close() end
   self.state = "stopped"
   self.stopped_at = klua.now()
-  if not self.quiet then io.stderr:write(I.summary(self), "\n") end
+  if not self.quiet then internal.say_summary(self, I.summary(self)) end
 end
 
 function W:run()
@@ -383,7 +387,7 @@ function W:run()
       if polled % BATCH == 0 then coroutine.yield() end
     elseif err then
       if err.fatal then I.fail(self, err)
-      elseif not self.quiet then io.stderr:write("klua.worker ", self.group, ": ", tostring(err), "\n") end
+      elseif not self.quiet then log.say("warn", "klua.worker", "klua.worker " .. self.group, err, { worker = self.group }) end
     end
     local t = now()
     if t - depth_at >= DEPTH_MS then

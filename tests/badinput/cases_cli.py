@@ -42,6 +42,14 @@ case("cli", "-F empty key", ["-F", "p.properties", "-e", "print(1)"], 2, r"p\.pr
 case("cli", "-d without value", ["-d"], 2, r"-d needs debug contexts")
 case("cli", "-d bad context", ["-d", "nonsense", "-e", "print(1)"], 2, r"'debug'.*nonsense|debug.*nonsense")
 case("cli", "-p without value", ["-p"], 2, r"-p needs a profile name")
+case("cli", "--log-format unknown", ["--log-format", "xml", "-e", "print(1)"], 2,
+     r"--log-format must be text or json, got 'xml'")
+case("cli", "--log-format= empty", ["--log-format=", "-e", "print(1)"], 2, r"--log-format needs text or json")
+case("cli", "--log-level without value", ["--log-level"], 2, r"--log-level needs debug, info, warn or error")
+case("cli", "--log-level unknown after the command", ["topics", "--log-level", "trace"], 2,
+     r"--log-level must be debug, info, warn or error, got 'trace'")
+case("cli", "KLUA_LOG_FORMAT unknown", ["-e", "print(1)"], 2, r"KLUA_LOG_FORMAT must be text or json, got 'yaml'",
+     env={"KLUA_LOG_FORMAT": "yaml"})
 case("cli", "--profile= empty", ["--profile=", "topics"], 2, r"--profile= needs a profile name")
 case("cli", "profile unknown, no file", ["--profile", "prod", "-e", "print(1)"], 2,
      r"profile prod \(--profile\): no config file at")

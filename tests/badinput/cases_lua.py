@@ -28,6 +28,15 @@ case("klua", "spawn a number", "klua.spawn(1)", 1, bad_arg("klua.spawn", "functi
 case("klua", "set_config empty key", "klua.set_config('', 1)", 1, bad_arg("klua.set_config", "must not be empty"))
 case("klua", "set_config table value", "klua.set_config('a.b', {})", 1, bad_arg("klua.set_config", "value must be"))
 case("klua", "set_config number key", "klua.set_config(1, 2)", 1, r"klua\.set_config")
+case("klua", "log.info a number", "klua.log.info(1)", 1, bad_arg("klua.log.info", "message must be a string, got number", "1"))
+case("klua", "log.debug a table below the threshold", "klua.log.debug({})", 1,
+     bad_arg("klua.log.debug", "message must be a string, got table", "1"))
+case("klua", "log.warn fields a string", "klua.log.warn('m', 'f')", 1,
+     bad_arg("klua.log.warn", "fields must be a table, got string", "2"))
+case("klua", "log.error a numbered field", "klua.log.error('m', { 'x' })", 1,
+     bad_arg("klua.log.error", "field names must be strings, got number", "2"))
+case("klua", "log.set_level unknown", "klua.log.set_level('trace')", 1,
+     bad_arg("klua.log.set_level", 'level must be "debug", "info", "warn" or "error", got "trace"', "1"))
 case("klua", "uuid version 9", "klua.uuid(9)", 1, r"klua\.uuid")
 case("klua", "random_bytes -1", "klua.random_bytes(-1)", 1, r"klua\.random_bytes")
 case("klua", "random_bytes nan", "klua.random_bytes(0/0)", 1, r"klua\.random_bytes")

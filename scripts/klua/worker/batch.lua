@@ -16,6 +16,7 @@
 -- Without exactly_once, a group's outputs are produced (deliveries confirmed) and then its last
 -- offset is stored (committed by auto-commit, on revoke and at stop): at-least-once.
 local events = require("klua.worker.events")
+local log = debug.getregistry()["klua.private"].log -- warnings through klua's log (host/lua/log.lua)
 local emit = events.emit
 
 local M = {}
@@ -136,8 +137,7 @@ end
 
 function R:warn(...)
   if self.w.quiet then return end
-  io.stderr:write("klua.worker ", self.w.group, ": ", ...)
-  io.stderr:write("\n")
+  log.say("warn", "klua.worker", "klua.worker " .. self.w.group, table.concat({ ... }), { worker = self.w.group })
 end
 
 function R:consumer_config()
@@ -591,7 +591,7 @@ function R:drain(runner)
   if self.own_producer and self.p then self.p:close() end
   w.state = "stopped"
   w.stopped_at = klua.now()
-  if not w.quiet then io.stderr:write(self:summary(), "\n") end
+  if not w.quiet then require("klua.worker.internal").say_summary(w, self:summary()) end
 end
 
 -- W:run for the batch and exactly-once modes.

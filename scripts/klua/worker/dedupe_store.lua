@@ -31,6 +31,12 @@
 --
 -- The embedded mock cluster has no log compaction: open returns nil, KLUA_EMBEDDED_UNSUPPORTED;
 -- the in-memory store (dedupe without topic) is the one to use there.
+-- warnings through klua's log (host/lua/log.lua): "klua dedupe store TOPIC: ..." in text
+local function store_say(self, message)
+  debug.getregistry()["klua.private"].log.say("warn", "klua.dedupe_store", "klua dedupe store " .. tostring(self.topic),
+    message, { topic = self.topic })
+end
+
 local M = {}
 
 local PARTITIONS = 3
@@ -264,7 +270,7 @@ function I.read_until(self, ends, timeout_ms)
       I.ingest(self, msg, cutoff)
     elseif err then
       if err.fatal then return nil, wrap(self.topic, "reading", err) end
-      if not self.quiet then io.stderr:write("klua dedupe store ", self.topic, ": ", tostring(err), "\n") end
+      if not self.quiet then store_say(self, tostring(err)) end
     else
       -- No record for a poll: a partition whose last records were deleted (retention) since the
       -- end offsets were read has nothing to move its position; its low watermark then tells.
@@ -291,7 +297,7 @@ function I.reader(self)
     if not ok then
       self.reader_error = msg -- a cancelled reader (a signal) too: sync must not wait for it
       if is_cancel(msg) then return end
-      if not self.quiet then io.stderr:write("klua dedupe store ", self.topic, ": reader stopped: ", tostring(msg), "\n") end
+      if not self.quiet then store_say(self, "reader stopped: " .. tostring(msg)) end
       return
     end
     if msg then
@@ -304,10 +310,10 @@ function I.reader(self)
       if err then
         if err.fatal then
           self.reader_error = err
-          if not self.quiet then io.stderr:write("klua dedupe store ", self.topic, ": reader stopped: ", tostring(err), "\n") end
+          if not self.quiet then store_say(self, "reader stopped: " .. tostring(err)) end
           return
         end
-        if not self.quiet then io.stderr:write("klua dedupe store ", self.topic, ": ", tostring(err), "\n") end
+        if not self.quiet then store_say(self, tostring(err)) end
       end
     end
   end
@@ -319,7 +325,7 @@ function I.on_delivery(self, report, err)
     if not self.first_failure then
       self.first_failure = err
       if not self.quiet then
-        io.stderr:write("klua dedupe store ", self.topic, ": an id was not stored: ", tostring(err), "\n")
+        store_say(self, "an id was not stored: " .. tostring(err))
       end
     end
   end
@@ -481,7 +487,7 @@ function S:sync(timeout_ms)
     if self.reader_error then return nil, wrap(self.topic, "its reader stopped", self.reader_error) end
     if klua.now() >= deadline then
       local e = serr(self.topic, "_TIMED_OUT", fmt("not caught up with the topic within %d ms", timeout_ms or 30000))
-      if not self.quiet then io.stderr:write("klua ", tostring(e), "\n") end
+      if not self.quiet then debug.getregistry()["klua.private"].log.say("warn", "klua.dedupe_store", "klua", tostring(e)) end
       return nil, e
     end
     klua.sleep(5)

@@ -17,6 +17,7 @@
 -- With batch handlers, each message of a batch reports the batch's handler latency.
 -- klua.worker.metrics (worker/metrics.lua) turns these into the klua_worker_* metrics.
 -- A listener must not yield or raise; one that raises is dropped with a line on stderr.
+local log = debug.getregistry()["klua.private"].log -- warnings through klua's log (host/lua/log.lua)
 local M = {}
 
 local listeners, n = {}, 0
@@ -40,7 +41,7 @@ function M.emit(worker, kind, topic, partition, value, latency)
     local ok, err = pcall(fn, worker, kind, topic, partition, value, latency)
     if not ok then
       table.remove(listeners, i); n = n - 1
-      io.stderr:write("klua.worker.events: listener removed after an error: ", tostring(err), "\n")
+      log.say("warn", "klua.worker.events", "klua.worker.events", "listener removed after an error: " .. tostring(err))
     end
   end
 end

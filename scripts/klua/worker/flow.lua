@@ -4,6 +4,7 @@
 -- letting the next run. A lane waiting for a retry is not in the run queue: a timer puts it back.
 -- The per-partition bound (max_queued) pauses and resumes the partition.
 local lane_mod = require("klua.worker.lane")
+local log = debug.getregistry()["klua.private"].log -- warnings through klua's log (host/lua/log.lua)
 local retry_topic = require("klua.worker.retry_topic")
 local is_cancel = require("klua.worker.internal").is_cancel
 local now = klua.now
@@ -46,7 +47,8 @@ return function(I)
     if ok then
       lane.paused = want
     elseif not self.quiet then
-      io.stderr:write("klua.worker ", self.group, ": ", want and "pause" or "resume", ": ", tostring(err), "\n")
+      log.say("warn", "klua.worker", "klua.worker " .. self.group, (want and "pause" or "resume") .. ": " .. tostring(err),
+        { worker = self.group })
     end
   end
 
@@ -90,7 +92,7 @@ return function(I)
       lane.store_rec.offset = lane.last + 1 -- a plain {topic, partition, offset} stores offset as it is
       local ok, err = self.c:store(lane.store_rec)
       if not ok and not self.quiet then
-        io.stderr:write("klua.worker ", self.group, ": store: ", tostring(err), "\n")
+        log.say("warn", "klua.worker", "klua.worker " .. self.group, "store: " .. tostring(err), { worker = self.group })
       end
     end
     if lane.full and lane.nu <= self.resume_at then

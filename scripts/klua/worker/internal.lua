@@ -109,4 +109,13 @@ function M.dead_letter_record(dl, msg, err, info)
   return { topic = dl.topic, key = msg.key, value = msg.value, headers = headers }
 end
 
+-- The summary at the worker's end: its line in text, its counters as fields in JSON.
+function M.say_summary(self, text)
+  local c = self:counters()
+  local message = "worker " .. self.group .. " stopped: " .. text:gsub("^klua%.worker [^:]*: ", "")
+  debug.getregistry()["klua.private"].log.diagnostic("info", message,
+    { logger = "klua.worker", worker = self.group, consumed = c.consumed, processed = c.processed, retried = c.retried,
+      dead_lettered = c.dead_lettered, deduplicated = c.deduplicated, failed = c.failed, elapsed_ms = c.elapsed_ms }, text)
+end
+
 return M

@@ -2,6 +2,7 @@
 -- single task that sleeps until the earliest one is due (klua.sleep: a libuv timer), instead of a
 -- sleeping task per message. An earlier timer replaces the task (the old one is cancelled).
 -- Callbacks run on that task and must not wait; one that raises is reported on stderr.
+local log = debug.getregistry()["klua.private"].log -- warnings through klua's log (host/lua/log.lua)
 local M = {}
 local T = {}
 T.__index = T
@@ -49,7 +50,10 @@ local function loop(self, gen)
       self.in_loop = true
       local ok, err = pcall(top.fn, top.a, top.b, top.c, top.d)
       self.in_loop = false
-      if not ok then io.stderr:write("klua.worker ", tostring(self.name), ": timer: ", tostring(err), "\n") end
+      if not ok then
+        log.say("warn", "klua.worker", "klua.worker " .. tostring(self.name), "timer: " .. tostring(err),
+          { worker = tostring(self.name) })
+      end
     end
   end
   if self.gen == gen then self.task, self.at = nil, nil end
