@@ -317,30 +317,122 @@ void Consumer::push_metrics(lua_State* L) {
   lua_pushboolean(L, m.has_assignment);
   lua_setfield(L, -2, "has_assignment");
   // Lag from the consumer's own view, asking no broker: its positions (as the script sees them:
-  // held messages are not consumed yet) and the high watermarks its fetches brought.
+  // held messages are not consumed yet) and the watermarks its fetches brought. A partition
+  // with no position yet (nothing handed out since it was assigned) starts where it was
+  // assigned or sought to, else at the group's committed offset (looked up at the assignment,
+  // see lag_assignment_changed), else where auto.offset.reset sends it.
   rd_kafka_topic_partition_list_t* parts = nullptr;
   if (rd_kafka_assignment(rk_, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || !parts) parts = rd_kafka_topic_partition_list_new(0);
   set_number(L, "assigned", parts->cnt);
   rd_kafka_position(rk_, parts);
   script_positions(parts);
+  // auto.offset.reset: -1 earliest, 1 latest, 0 error (no start is known: no series).
+  int reset = 0;
+  char buf[32];
+  size_t n = sizeof buf;
+  if (rd_kafka_conf_get(rd_kafka_conf(rk_), "auto.offset.reset", buf, &n) == RD_KAFKA_CONF_OK) {
+    std::string r = buf;
+    reset = r == "smallest" || r == "earliest" || r == "beginning" ? -1 : r == "largest" || r == "latest" || r == "end" ? 1 : 0;
+  }
+  bool missing = false;  // a partition needs a committed offset not known yet
   lua_createtable(L, parts->cnt, 0);
   int i = 0;
   for (int k = 0; k < parts->cnt; ++k) {
     const auto& e = parts->elems[k];
     int64_t low = -1, high = -1;
-    if (e.offset < 0 ||
-        rd_kafka_get_watermark_offsets(rk_, e.topic, e.partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high < 0)
-      continue;  // not known yet: no series rather than a wrong one
+    if (rd_kafka_get_watermark_offsets(rk_, e.topic, e.partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR) high = -1;
+    int64_t pos = e.offset;
+    if (pos < 0) {
+      TopicPartition tp{e.topic, e.partition};
+      auto start = assigned_start.find(tp);
+      auto committed = lag_committed_.find(tp);
+      if (start != assigned_start.end() && start->second >= 0) {
+        pos = start->second;
+      } else if (committed == lag_committed_.end()) {
+        missing = true;
+      } else {
+        pos = committed->second;
+        // No committed offset, or one out of the log's range: the consumer starts where
+        // auto.offset.reset says (as librdkafka does). At the end: the high watermark first
+        // seen, kept as the start (messages that come later are lag, until one is read).
+        if (pos < 0 || (low >= 0 && pos < low) || (high >= 0 && pos > high)) {
+          pos = reset < 0 ? low : reset > 0 ? high : -1;
+          if (reset > 0 && high >= 0) committed->second = high;
+        }
+      }
+    }
+    if (high < 0) continue;  // no fetch answered yet: no series rather than a wrong one
+    int64_t lag;
+    if (low == high) lag = 0;  // an empty log: nothing to consume from anywhere
+    else if (pos >= 0) lag = high > pos ? high - pos : 0;
+    else continue;
     lua_createtable(L, 0, 3);
     lua_pushstring(L, e.topic);
     lua_setfield(L, -2, "topic");
     set_number(L, "partition", e.partition);
-    set_number(L, "lag", static_cast<double>(high > e.offset ? high - e.offset : 0));
+    set_number(L, "lag", static_cast<double>(lag));
     lua_rawseti(L, -2, ++i);
   }
   lua_setfield(L, -2, "lag");
   rd_kafka_topic_partition_list_destroy(parts);
+  // Assigned before the metrics were served, or a lookup failed (retried 10 s later at most):
+  // look up now, for the next scrape.
+  if (missing && !lag_lookup_running_ && uv_now(rt_.loop()) >= lag_retry_at_) lag_lookup();
+}
+
+void Consumer::lag_assignment_changed(const rd_kafka_topic_partition_list_t* list) {
+  ++lag_gen_;
+  if (!list) lag_committed_.clear();
+  for (int i = 0; list && i < list->cnt; ++i) lag_committed_.erase({list->elems[i].topic, list->elems[i].partition});
+  lag_retry_at_ = 0;
+  if (live_ && live_->serving) lag_lookup();
+}
+
+void Consumer::lag_committed(const rd_kafka_topic_partition_list_t* list) {
+  for (int i = 0; list && i < list->cnt; ++i)
+    if (!list->elems[i].err && list->elems[i].offset >= 0)
+      lag_committed_[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
+}
+
+// Looks up the committed offsets of the assigned partitions not known yet, on the executor
+// (rd_kafka_committed waits for the coordinator's answer); the loop never waits for it.
+void Consumer::lag_lookup() {
+  if (lag_lookup_running_ || !rk_ || state_ != Open) return;
+  rd_kafka_topic_partition_list_t* parts = nullptr;
+  if (rd_kafka_assignment(rk_, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || !parts) return;
+  struct Lookup {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(0);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    ~Lookup() { rd_kafka_topic_partition_list_destroy(list); }
+  };
+  auto r = std::make_shared<Lookup>();
+  for (int i = 0; i < parts->cnt; ++i)
+    if (!lag_committed_.count({parts->elems[i].topic, parts->elems[i].partition}))
+      rd_kafka_topic_partition_list_add(r->list, parts->elems[i].topic, parts->elems[i].partition);
+  rd_kafka_topic_partition_list_destroy(parts);
+  if (r->list->cnt == 0) return;
+  lag_lookup_running_ = true;
+  uint64_t gen = lag_gen_;
+  rd_kafka_t* rk = rk_;
+  // 5 s: a close waits for work in flight (run_off_loop), and a scrape retries a failed lookup.
+  run_off_loop([rk, r] { r->err = rd_kafka_committed(rk, r->list, 5000); },
+               [this, r, gen] {
+                 lag_lookup_running_ = false;
+                 if (gen != lag_gen_) {  // the assignment changed meanwhile: look again
+                   lag_lookup();
+                   return;
+                 }
+                 if (r->err) {
+                   lag_retry_at_ = uv_now(rt_.loop()) + 10000;
+                   return;
+                 }
+                 for (int i = 0; i < r->list->cnt; ++i) {
+                   const auto& e = r->list->elems[i];
+                   // A commit that succeeded meanwhile is newer: keep it.
+                   if (!e.err) lag_committed_.try_emplace({e.topic, e.partition}, e.offset < 0 ? RD_KAFKA_OFFSET_INVALID : e.offset);
+                   else lag_retry_at_ = uv_now(rt_.loop()) + 10000;
+                 }
+               });
 }
 
 bool Consumer::awaiting_assignment() {
@@ -425,6 +517,17 @@ int l_statistics_default(lua_State* L) {
   return 1;
 }
 
+// serving(): the metrics are served from now on: consumers look up their committed offsets at
+// each assignment (klua_consumer_lag of partitions without a position), the live ones now.
+int l_serving(lua_State* L) {
+  auto live = live_clients(L);
+  live->serving = true;
+  std::vector<KafkaHandle*> list = live->list;
+  for (KafkaHandle* h : list)
+    if (auto* c = dynamic_cast<consumer_impl::Consumer*>(h)) c->lag_lookup();
+  return 0;
+}
+
 // decode_stats(json) -> number of brokers read, or nil when the text was not understood (for
 // bench/stats_decode and tests: the decoder the STATS event uses).
 int l_decode_stats(lua_State* L) {
@@ -462,6 +565,8 @@ void open_client_metrics(Runtime&, lua_State* L, int klua_table) {
   lua_setfield(L, -2, "decode_stats");
   lua_pushcfunction(L, l_states);
   lua_setfield(L, -2, "states");
+  lua_pushcfunction(L, l_serving);
+  lua_setfield(L, -2, "serving");
   lua_createtable(L, kBucketCount, 0);
   for (int i = 0; i < kBucketCount; ++i) {
     lua_pushnumber(L, kBuckets[i]);

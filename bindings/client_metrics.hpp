@@ -119,6 +119,9 @@ bool decode_stats(const char* json, size_t len, std::vector<BrokerStats>& broker
 // destruction). Handles keep a reference, so the list outlives whichever goes first.
 struct LiveClients {
   std::vector<KafkaHandle*> list;
+  // The metrics are served (client_metrics.lua's enable()): consumers look up their committed
+  // offsets at each assignment for klua_consumer_lag (Consumer::lag_assignment_changed).
+  bool serving = false;
 };
 std::shared_ptr<LiveClients> live_clients(lua_State* L);
 

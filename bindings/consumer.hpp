@@ -200,6 +200,18 @@ class Consumer : public KafkaHandle {
   std::string describe() const override;
   void push_metrics(lua_State* L) override;
   bool awaiting_assignment() override;
+  // klua_consumer_lag of a partition whose position is unknown (no message handed out since it
+  // was assigned): the lag counts from where the consumer will start, the group's committed
+  // offset (else auto.offset.reset). Those offsets are looked up off the loop
+  // (rd_kafka_committed on the executor) once per assignment change, kept here, and replaced by
+  // each successful commit's offsets: a scrape reads them and asks no broker (client_metrics.cpp).
+  // Called when the assignment changed (the listed partitions; all when null): forgets what was
+  // known of them and, once the metrics are served, looks the new ones up.
+  void lag_assignment_changed(const rd_kafka_topic_partition_list_t* list);
+  // A commit succeeded: its offsets are the group's committed offsets now.
+  void lag_committed(const rd_kafka_topic_partition_list_t* list);
+  // Starts a lookup of the assigned partitions whose committed offset is not known (one at a time).
+  void lag_lookup();
   void on_inflight_done() override {
     if (destroy_when_idle_) finish_close();
   }
@@ -374,6 +386,14 @@ class Consumer : public KafkaHandle {
   void finish_close();
 
   std::string group_;
+  // Lag of partitions without a position (lag_assignment_changed): the group's committed offset
+  // per partition (RD_KAFKA_OFFSET_INVALID: the group has none), the assignment changes counted
+  // (a lookup answering for an older assignment is dropped), whether one runs, and when a failed
+  // lookup may be retried by a scrape (uv_now, ms).
+  std::map<TopicPartition, int64_t> lag_committed_;
+  uint64_t lag_gen_ = 0;
+  bool lag_lookup_running_ = false;
+  uint64_t lag_retry_at_ = 0;
   double default_poll_timeout_ = 0;
   double hook_timeout_ms_ = DEFAULT_HOOK_TIMEOUT_MS;
   bool auto_commit_ = true;

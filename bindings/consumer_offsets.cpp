@@ -61,6 +61,7 @@ void Consumer::count_commit(rd_kafka_event_t* ev, const CommitWait* cw) {
     return;
   }
   ++m.commits;
+  lag_committed(rd_kafka_event_topic_partition_list(ev));
   if (cw) m.commit_latency.observe(static_cast<double>(uv_hrtime() - cw->started) / 1e9);
 }
 

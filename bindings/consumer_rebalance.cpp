@@ -176,6 +176,8 @@ void Consumer::finish_rebalance() {
       if (!cooperative) assigned_start.clear();
     }
     progress_changed(p.parts);
+    // An eager assign replaces the whole assignment.
+    lag_assignment_changed(p.kind == Rebalance::Assign && !cooperative ? nullptr : p.parts);
     // Built-in metrics: the rebalance is done; an assignment (possibly empty) makes the
     // consumer ready (the "consumers" readiness check).
     ++metrics_->rebalances[static_cast<int>(p.kind)];
@@ -313,6 +315,7 @@ static rd_kafka_resp_err_t give_assignment(Consumer* c, rd_kafka_topic_partition
     if (list->elems[i].offset > 0) c->skip_below_[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
   }
   c->progress_changed(nullptr);
+  c->lag_assignment_changed(nullptr);
   // An explicit assignment needs no group: the consumer is ready at once (c:assign() clears it).
   c->metrics()->wants_assignment = c->metrics()->has_assignment = list != nullptr;
   return err;

@@ -51,7 +51,7 @@ local function collect()
     consumed = family("klua_consumer_messages_total", "counter", "Messages handed to the script"),
     consumed_bytes = family("klua_consumer_bytes_total", "counter", "Key and value bytes of the messages handed to the script"),
     lag = family("klua_consumer_lag", "gauge",
-      "High watermark minus the consumer's position, per assigned partition (from the consumer's own fetches)"),
+      "High watermark minus the consumer's position (before its first message: its start), per assigned partition"),
     assigned = family("klua_consumer_assigned_partitions", "gauge", "Partitions assigned to the consumer"),
     rebalances = family("klua_consumer_rebalances_total", "counter", "Rebalances handled, by kind"),
     commits = family("klua_consumer_commits_total", "counter", "Offset commits that succeeded"),
@@ -146,6 +146,7 @@ local function enable()
     m.register_collector(collect)
     m.add_readiness_check("consumers", consumers_ready)
     m.add_readiness_check("brokers", brokers_ready)
+    prims.serving()  -- consumers look up committed offsets for the lag of unread partitions
     enabled = true
   end
   prims.statistics_default(STATISTICS_INTERVAL_MS)

@@ -454,3 +454,33 @@ test("a statistics.interval.ms the user set wins over enable()'s default", funct
   assert_eq(status, 0, out)
   assert_match(out, "#producer%-%d+\t0\n")
 end)
+
+test("before its first message a partition's lag counts from its assigned offset, else the committed one", function()
+  local t, g = fresh("cm-lag-start"), fresh("cm-g")
+  klua.embedded.create_topic(t, 2)
+  local p = klua.producer()
+  local produced = { [0] = 10, [1] = 4 }
+  for part, n in pairs(produced) do
+    for i = 1, n do assert(p:send{ topic = t, partition = part, value = "m" .. i }) end
+  end
+  assert(p:flush())
+  p:close()
+  local committed, start = 1, 3
+  local c0 = klua.consumer{ group = g }
+  assert(c0:commit({ { topic = t, partition = 1, offset = committed } }))
+  c0:close()
+  -- Run alone, the metrics are not served: the first scrape starts the committed-offset look-up
+  -- and a later one has the series (after enable(), the assignment starts it).
+  local c = klua.consumer{ group = g }
+  local cname = client_name(c)
+  assert(c:assign({ { topic = t, partition = 0, offset = start }, { topic = t, partition = 1, offset = "stored" } }))
+  local function lag(part) return value("klua_consumer_lag", { client = cname, topic = t, partition = tostring(part) }) end
+  eventually(function() return lag(0) ~= nil and lag(1) ~= nil end, "both lag series")
+  assert_eq(lag(0), produced[0] - start)
+  assert_eq(lag(1), produced[1] - committed)
+  local want = produced[0] - start + produced[1] - committed
+  assert_eq(#poll_n(c, want), want)
+  assert_eq(lag(0), 0)
+  assert_eq(lag(1), 0)
+  c:close()
+end, { timeout_ms = 60000 })
