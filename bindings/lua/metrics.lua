@@ -605,6 +605,16 @@ end
 
 -- ---- registries ----------------------------------------------------------------------------
 
+-- The function that takes entry out of list again (what register_collector and
+-- add_readiness_check return).
+local function remover(list, entry)
+  return function()
+    for i = #list, 1, -1 do
+      if list[i] == entry then table.remove(list, i) end
+    end
+  end
+end
+
 local function new_registry(is_default)
   local reg = { families = {}, produced = {}, collectors = {}, checks = {}, warned = {} }
   local m = { DEFAULT_BUCKETS = DEFAULT_BUCKETS, CONTENT_TYPE = CONTENT_TYPE }
@@ -617,11 +627,7 @@ local function new_registry(is_default)
     local entry = { fn = fn }
     local list = reg.collectors
     list[#list + 1] = entry
-    return function()
-      for i = #list, 1, -1 do
-        if list[i] == entry then table.remove(list, i) end
-      end
-    end
+    return remover(list, entry)
   end
   function m.add_readiness_check(name, fn)
     local F = "klua.metrics.add_readiness_check"
@@ -630,11 +636,7 @@ local function new_registry(is_default)
     local entry = { name = name, fn = fn }
     local list = reg.checks
     list[#list + 1] = entry
-    return function()
-      for i = #list, 1, -1 do
-        if list[i] == entry then table.remove(list, i) end
-      end
-    end
+    return remover(list, entry)
   end
   P.install_serve(m, reg, is_default, warn_once, argerr)
   return m, reg
