@@ -159,8 +159,12 @@ test("the loop is not blocked while a program runs: a 10 ms ticker keeps its sch
   ticker:join()
   assert_eq(r.status, 0)
   assert_true(klua.now() - t0 >= 490)
+  -- A loop blocked while the program runs (a waitpid on the loop, a blocking read of its output)
+  -- holds the ticker for the whole 500 ms: a handful of ticks and a lag near 500. The bounds sit
+  -- well away from that and from a loaded machine's jitter (83 ms seen under ASan beside a CI run;
+  -- a wall-clock lag cannot be discounted by CPU time here, since the fault itself uses none).
   assert_true(ticks >= 20, "ticks " .. ticks)
-  assert_true(worst < 50, ("worst tick lag %.1f ms"):format(worst))
+  assert_true(worst < 250, ("worst tick lag %.1f ms"):format(worst))
 end)
 
 test("programs run concurrently: ten 300 ms sleeps take about 300 ms", function()
