@@ -120,7 +120,8 @@ bool decode_stats(const char* json, size_t len, std::vector<BrokerStats>& broker
 struct LiveClients {
   std::vector<KafkaHandle*> list;
   // The metrics are served (client_metrics.lua's enable()): consumers look up their committed
-  // offsets at each assignment for klua_consumer_lag (Consumer::lag_assignment_changed).
+  // offsets at each assignment for klua_consumer_lag (Consumer::lag_assignment_changed), and
+  // producers time their deliveries (Producer::count_report).
   bool serving = false;
 };
 std::shared_ptr<LiveClients> live_clients(lua_State* L);

@@ -165,6 +165,7 @@ return {
   consumers_ready = consumers_ready,
   brokers_ready = brokers_ready,
   decode_stats = prims.decode_stats,
+  serving = prims.serving,  -- what enable() turns on, without registering (tests)
   buckets = BUCKETS,
   STATISTICS_INTERVAL_MS = STATISTICS_INTERVAL_MS,
 }

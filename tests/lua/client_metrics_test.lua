@@ -50,7 +50,18 @@ local function client_name(h)
   return (assert(tostring(h):match("([^%s(),]+#%a+%-%d+)")))
 end
 
+test("delivery latency is timed only once the metrics are served; the counts always", function()
+  local t = fresh("cm-unserved")
+  local p = klua.producer{}
+  for i = 1, 5 do assert(p:produce{ topic = t, value = "v" .. i }) end
+  assert_eq(value("klua_producer_messages_total", { client = client_name(p), topic = t }), 5)
+  local h = samples("klua_producer_delivery_latency_seconds", { client = client_name(p), topic = t })[1]
+  assert_eq(sum(h.counts), 0)
+  p:close()
+end)
+
 test("produced and consumed messages and bytes, per topic, equal what was sent", function()
+  cm.serving()  -- as enable() does (which registers with the default registry: last test)
   local a, b = fresh("cm-a"), fresh("cm-b")
   klua.embedded.create_topic(a, 2)
   klua.embedded.create_topic(b, 1)
