@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
@@ -30,7 +31,9 @@ std::string lua_value_text(lua_State* L, int idx) {
       return lua_toboolean(L, idx) ? "true" : "false";
     case LUA_TNUMBER: {
       double d = lua_tonumber(L, idx);
-      if (d == static_cast<double>(static_cast<long long>(d))) return std::to_string(static_cast<long long>(d));
+      // Whole numbers as integers, but only inside long long's range: converting 5e28 (or NaN)
+      // is undefined behaviour (profile_fuzz found it), and such values print as doubles anyway.
+      if (d >= -9.2e18 && d <= 9.2e18 && d == std::floor(d)) return std::to_string(static_cast<long long>(d));
       return fmt::format("{}", d);
     }
     default:
