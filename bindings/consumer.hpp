@@ -359,12 +359,15 @@ class Consumer : public KafkaHandle {
     return !m->err && m->rkt &&
            ((!revoking_.empty() && revoking_.count(tp_of(m))) || (!skip_below_.empty() && before_start(m)));
   }
-  // (skip_below_, set by c:assign, cleared by c:seek)
+  // (skip_below_, set by c:assign, cleared by c:seek.) The bound then follows what was handed out
+  // instead of going at the first message past it: fetches of an earlier assignment of the same
+  // partition can still be queued behind the new one's first message (a re-assign loop handed
+  // out offsets 0-2 after 3, and 3 twice), and nothing but a seek moves a partition backwards.
   bool before_start(const rd_kafka_message_t* m) {
     auto it = skip_below_.find(tp_of(m));
     if (it == skip_below_.end()) return false;
     if (m->offset < it->second) return true;
-    skip_below_.erase(it);
+    it->second = m->offset + 1;
     return false;
   }
   // A FETCH event as a message for the script, or false (destroyed) when it is none.
