@@ -191,6 +191,35 @@ function M.delete(...)
   if failed then klua.exit(3) end
 end
 
+-- Kafka answers an alter once the controller has committed it; the broker that serves the next
+-- describe applies the metadata a moment later. Wait (bounded) until a describe shows the change, so
+-- that `klua topic alter` followed by `klua topic describe` in a script reads what was written.
+local SETTLE_MS = 10000
+local function settle(admin, name, partitions, set, deleted)
+  local deadline = klua.now() + SETTLE_MS
+  while true do
+    local ok = true
+    if partitions then
+      local d = admin:describe_topics({ name }, { configs = false })
+      ok = d and not d[1].error and #d[1].partitions >= partitions
+    end
+    if ok and (set or deleted) then
+      local r = admin:describe_configs({ { type = "topic", name = name } })
+      local cfg = r and not r[1].error and r[1].configs
+      if not cfg then return true end  -- no DescribeConfigs here (the embedded cluster): nothing to wait for
+      for k, v in pairs(set or {}) do
+        if not (cfg[k] and cfg[k].value == tostring(v)) then ok = false end
+      end
+      for _, k in ipairs(deleted or {}) do
+        if cfg[k] and cfg[k].override then ok = false end
+      end
+    end
+    if ok then return true end
+    if klua.now() >= deadline then return false end
+    klua.sleep(50)
+  end
+end
+
 function M.alter(...)
   local opts, pos = parse({ ... }, { ["--partitions"] = "value", ["--config"] = "list", ["--delete-config"] = "list" })
   if #pos == 0 then common.usage_error(USAGE, "topic alter needs a TOPIC") end
@@ -224,7 +253,11 @@ function M.alter(...)
     util.report("topic \"" .. name .. "\"", failed)
     klua.exit(3)
   end
-  if not opts.json then print(("altered topic %s: %s"):format(name, table.concat(done, ", "))) end
+  local visible = settle(admin, name, partitions, set, opts.delete_config)
+  if not opts.json then
+    print(("altered topic %s: %s%s"):format(name, table.concat(done, ", "),
+      visible and "" or " (not yet visible to describe after " .. SETTLE_MS / 1000 .. " s)"))
+  end
 end
 
 local ORDER = { "list", "describe", "create", "delete", "alter" }
