@@ -238,7 +238,18 @@ function Registry:lookup(subject, schema, opts)
   return r
 end
 
--- reg:schema_by_id(id) -> { id=, schema=, schema_type=, references= }  (cached: ids never change)
+local function fetch_by_id(self, id)
+  local v, err = call(self, "GET", "/schemas/ids/" .. format("%d", id))
+  self.pending[id] = nil
+  if not v then return nil, err end
+  local r = schema_result(v, id)
+  r.id, r.subject, r.version = id, nil, nil
+  self.by_id[id] = r
+  return r
+end
+
+-- reg:schema_by_id(id) -> { id=, schema=, schema_type=, references= }  (cached: ids never change).
+-- Tasks asking for the same id at once share one request (they join the task making it).
 function Registry:schema_by_id(id)
   if type(id) ~= "number" or id < 0 or floor(id) ~= id then
     argerr("registry:schema_by_id", 2, "expected a schema id (a whole number), got %s",
@@ -246,12 +257,12 @@ function Registry:schema_by_id(id)
   end
   local hit = self.by_id[id]
   if hit then return hit end
-  local v, err = call(self, "GET", "/schemas/ids/" .. format("%d", id))
-  if not v then return nil, err end
-  local r = schema_result(v, id)
-  r.id, r.subject, r.version = id, nil, nil
-  self.by_id[id] = r
-  return r
+  local t = self.pending[id]
+  if not t then
+    t = klua.spawn(fetch_by_id, self, id)
+    self.pending[id] = t
+  end
+  return t:join()
 end
 
 -- reg:get_version(subject, version | "latest") -> { subject=, id=, version=, schema=, schema_type=, references= }
@@ -411,7 +422,7 @@ local function new(opts, fn)
     ca_file = opts.ca, timeout_ms = timeout, connect_timeout_ms = math.min(timeout, 10000),
     headers = { Accept = ACCEPT },
   }
-  return setmetatable({ url = url, http = http, by_id = {}, registered = {}, looked_up = {},
+  return setmetatable({ url = url, http = http, by_id = {}, pending = {}, registered = {}, looked_up = {},
                         requests = 0, errors = 0 }, Registry)
 end
 

@@ -145,6 +145,23 @@ test("schema_by_id is cached for the process; register and lookup per (subject, 
   srv:close()
 end)
 
+test("tasks asking for the same new id at once share one request", function()
+  local n, n9 = 0, 0
+  local srv = stub{ ["GET /schemas/ids/8"] = function() n = n + 1; klua.sleep(50); return { json = { schema = '"int"' } } end,
+                    ["GET /schemas/ids/9"] = function() n9 = n9 + 1
+                      return { status = 404, json = { error_code = 40403, message = "Schema 9 not found." } } end }
+  local reg = klua.registry{ url = srv.url }
+  local tasks = {}
+  for i = 1, 5 do tasks[i] = klua.spawn(function() return reg:schema_by_id(8) end) end
+  for i = 1, 5 do assert_eq(tasks[i]:join().schema, '"int"') end
+  assert_eq(n, 1)
+  -- a failure is not cached: the next call asks again
+  assert_eq(select(2, reg:schema_by_id(9)).error_code, 40403)
+  assert_eq(select(2, reg:schema_by_id(9)).error_code, 40403)
+  assert_eq(n9, 2)
+  srv:close()
+end)
+
 test("references are resolved transitively, each once", function()
   local srv, seen = stub{
     ["GET /subjects/order/versions/1"] = { json = { subject = "order", id = 3, version = 1, schema = "O",
