@@ -159,6 +159,10 @@ test("tasks asking for the same new id at once share one request", function()
   assert_eq(select(2, reg:schema_by_id(9)).error_code, 40403)
   assert_eq(select(2, reg:schema_by_id(9)).error_code, 40403)
   assert_eq(n9, 2)
+  -- the requests are counted in klua.metrics' default registry
+  local text = klua.metrics.expose()
+  assert_match(text, 'klua_schema_registry_requests_total{outcome="ok"} %d')
+  assert_match(text, 'klua_schema_registry_requests_total{outcome="error"} %d')
   srv:close()
 end)
 
