@@ -400,13 +400,19 @@ end
 
 -- A document from compile's `references` (or nil): by the absolute URI, by the $ref's own text,
 -- by the last path segment (a registry reference's name).
+local metaschemas
+
 local function load_external(ctx, doc, ref)
-  local refs = ctx.references
-  if not refs then return nil end
+  local refs = ctx.references or {}
   local refdoc = split_fragment(ref)
   local tries = { doc, refdoc, doc:match("([^/]+)$"), refdoc:match("([^/]+)$") }
+  if doc:match("^https?://json%-schema%.org/draft%-0[467]/schema$") then
+    metaschemas = metaschemas or require("klua.json_schema.metaschemas")
+    refs = setmetatable({}, { __index = function(_, k) return rawget(ctx.references or {}, k) or metaschemas[k] end })
+    tries = { doc, (doc:gsub("^https:", "http:")) }
+  end
   for _, key in ipairs(tries) do
-    local found = key and rawget(refs, key)
+    local found = key and refs[key]
     if found ~= nil then
       local cached = ctx.loaded[key]
       if cached then

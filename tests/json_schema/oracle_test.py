@@ -21,21 +21,24 @@ import sys
 
 
 def use_venv_python():
-    try:
-        import jsonschema  # noqa: F401
-        return
-    except ImportError:
-        pass
+    """The oracle is the virtualenv's jsonschema 4.26 (KLUA_PYTHON, else tools/dev's venv), not
+    whatever python3 on PATH has."""
     venv = os.environ.get("KLUA_PYTHON") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "klua/venv/bin/python")
     if os.path.exists(venv) and not os.environ.get("KLUA_PYTHON_REEXEC"):
         os.environ["KLUA_PYTHON_REEXEC"] = "1"
         os.execv(venv, [venv] + sys.argv)
-    raise SystemExit("jsonschema is not installed (tools/dev makes ~/.cache/klua/venv)")
+    try:
+        import jsonschema  # noqa: F401
+    except ImportError:
+        raise SystemExit("jsonschema is not installed (tools/dev makes ~/.cache/klua/venv)")
 
 
 use_venv_python()
 import jsonschema  # noqa: E402
+from importlib.metadata import version  # noqa: E402
+
+jsonschema_version = version("jsonschema")
 
 VALIDATORS = {4: jsonschema.Draft4Validator, 6: jsonschema.Draft6Validator, 7: jsonschema.Draft7Validator,
               2019: jsonschema.Draft201909Validator, 2020: jsonschema.Draft202012Validator}
@@ -49,8 +52,7 @@ NUMBERS = [0, 1, 2, 3, 4, 5, 6, 7, 10, 12, 15, 100, -1, -2, -5, 0.5, 1.5, 2.25, 
 PATTERNS = ["^a", "b$", "^[a-z]+$", "\\d", "^\\d{2,3}$", "^(ab|cd)+$", "x?y", "^[^0-9]*$", "a.c",
             "^\\w+@\\w+\\.com$", "(?:foo|bar)baz", "^.{2}$", "\\s", "^[A-Z][a-z]*( [A-Z][a-z]*)*$",
             "[-+]?[0-9]+$", "^(a|b)*?b$", "^a{2,}", "c\\b", "^[\\w.]+$", "^$", "^[a-c]{1,2}$", "\\.",
-            "^(?<word>[a-z]+) \\k?", "[^a-z]"]
-PATTERNS[-2] = "^(?<word>[a-z]+) [a-z]+$"
+            "[^a-z]"]
 KEYS = ["a", "b", "c", "1", "foo", "ab"]
 
 
@@ -300,6 +302,7 @@ def main():
     rng = random.Random(seed)
     corpus = hand_written() + generated(rng, count)
     schemas, cases, expected, where = [], [], [], []
+    oracle_errors = 0
     for idx, (draft, schema, instances) in enumerate(corpus):
         text = json.dumps(schema)
         unicode_classes = UNICODE_CLASS.search(text) is not None
@@ -311,8 +314,10 @@ def main():
                 continue
             try:
                 valid = validator.is_valid(inst)
-            except RecursionError:
-                continue  # the random $ref cycles that never reach a value; klua would loop too
+            except TypeError:
+                # jsonschema 4.26 raises on additionalItems beside a boolean items (len(True)).
+                oracle_errors += 1
+                continue
             cases.append([idx, inst])
             expected.append(valid)
             where.append((draft, text, itext))
@@ -327,8 +332,9 @@ def main():
     assert len(got) == len(expected), (len(got), len(expected))
     bad = [(w, e, g) for w, e, g in zip(where, expected, got) if e != g]
     n_valid = sum(1 for e in expected if e)
-    print("%d schemas, %d cases (%d valid, %d invalid), %d disagreements" %
-          (len(schemas), len(cases), n_valid, len(cases) - n_valid, len(bad)))
+    print("jsonschema %s; " % jsonschema_version, end="")
+    print("%d schemas, %d cases (%d valid, %d invalid; %d left out where jsonschema raised), %d disagreements" %
+          (len(schemas), len(cases), n_valid, len(cases) - n_valid, oracle_errors, len(bad)))
     for (draft, schema, inst), e, g in bad[:25]:
         print("draft %s schema %s instance %s: jsonschema %s, klua %s" % (draft, schema, inst, e, g))
     sys.exit(1 if bad else 0)
