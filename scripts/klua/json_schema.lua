@@ -499,7 +499,44 @@ local function count_arg(sp, k, x)
   return x
 end
 
-local function combine(checks)
+-- Generated code for the lists of a schema (its keywords, its properties): one straight line of
+-- calls, each site calling one closure, where a loop over a table of closures would make one call
+-- site see them all (LuaJIT's traces then fall back or unroll). One factory per shape and length,
+-- made once per process.
+local unpack = unpack or table.unpack
+local factories = {}
+
+local function generated(shape, n)
+  local key = shape .. n
+  local f = factories[key]
+  if f then return f end
+  local src = {}
+  if shape == "checks" then
+    local params = {}
+    for i = 1, n do params[i] = "c" .. i end
+    src[#src + 1] = "local " .. concat(params, ", ") .. " = ...\nreturn function(v)\n  local e\n"
+    for i = 1, n - 1 do src[#src + 1] = ("  e = c%d(v)\n  if e then return e end\n"):format(i) end
+    src[#src + 1] = ("  return c%d(v)\nend\n"):format(n)
+    f = assert(load(concat(src), "=json_schema(" .. key .. ")"))
+  else -- "props": names, aliases, fns
+    src[#src + 1] = "local type, rawget, table_kind, at, names, aliases, fns = ...\n"
+    for i = 1, n do
+      src[#src + 1] = ("local n%d, a%d, f%d = names[%d], aliases[%d], fns[%d]\n"):format(i, i, i, i, i, i)
+    end
+    src[#src + 1] = "return function(v)\n  if type(v) ~= 'table' or table_kind(v) ~= 'object' then return end\n  local x, e\n"
+    for i = 1, n do
+      src[#src + 1] = ("  x = rawget(v, n%d)\n  if x == nil and a%d then x = rawget(v, a%d) end\n" ..
+                       "  if x ~= nil then e = f%d(x) if e then return at(e, n%d) end end\n"):format(i, i, i, i, i)
+    end
+    src[#src + 1] = "end\n"
+    f = assert(load(concat(src), "=json_schema(" .. key .. ")"))
+  end
+  factories[key] = f
+  return f
+end
+
+local combine
+function combine(checks)
   local n = #checks
   if n == 0 then return ok_fn end
   if n == 1 then return checks[1] end
@@ -521,12 +558,14 @@ local function combine(checks)
       return c(v)
     end
   end
-  return function(v)
+  if n > 50 then -- a function has at most 60 upvalues
+    local head, tail = {}, {}
     for i = 1, n do
-      local e = checks[i](v)
-      if e then return e end
+      if i <= 50 then head[i] = checks[i] else tail[i - 50] = checks[i] end
     end
+    return combine({ combine(head), combine(tail) })
   end
+  return generated("checks", n)(unpack(checks, 1, n))
 end
 
 local TYPE_NAMES = { null = true, boolean = true, object = true, array = true, number = true, string = true,
@@ -888,21 +927,12 @@ local function compile_keywords(ctx, node, sp)
       fns[i] = compile_child(ctx, sub, kp("properties") .. "/" .. ptr_seg(name))
     end
     local n = #names
-    add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
-      for i = 1, n do
-        local name = names[i]
-        local x = rawget(v, name)
-        if x == nil then
-          local a = aliases[i]
-          if a then x = rawget(v, a) end
-        end
-        if x ~= nil then
-          local e = fns[i](x)
-          if e then return at(e, name) end
-        end
-      end
-    end)
+    -- 16 properties a function (3 upvalues each, at most 60)
+    for first = 1, n, 16 do
+      local last = math.min(n, first + 15)
+      add(generated("props", last - first + 1)(type, rawget, table_kind, at, { unpack(names, first, last) },
+                                                { unpack(aliases, first, last) }, { unpack(fns, first, last) }))
+    end
   end
   local pprops = rawget(node, "patternProperties")
   local addl = rawget(node, "additionalProperties")

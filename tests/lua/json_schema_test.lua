@@ -363,3 +363,20 @@ test("format is an annotation unless formats = true", function()
                         id = "123e4567-e89b-12d3-a456-426614174000", other = "x" }))
   assert_eq(invalid(v, { ip6 = "fe80::1::" }).message, '$.ip6: "fe80::1::" is not a valid ipv6')
 end)
+
+test("large schemas: 40 properties and 60 keywords (the generated code splits under Lua's 60 upvalues)", function()
+  local props, value = {}, {}
+  for i = 1, 40 do
+    props["p" .. i] = { type = "integer", minimum = i }
+    value["p" .. i] = i
+  end
+  local v = compile { properties = props }
+  assert_true(v:check(value))
+  value.p37 = 36
+  assert_eq(invalid(v, value).path, "$.p37")
+  local all = {}
+  for i = 1, 60 do all[i] = { minimum = i } end
+  v = compile { allOf = all }
+  assert_true(v:check(60))
+  assert_eq(invalid(v, 59).schema_path, "#/allOf/59/minimum")
+end)
