@@ -61,7 +61,7 @@ local function table_kind(v)
   if count == n then return "array" end
   return "object"
 end
-M.table_kind = table_kind
+
 
 local function is_array(v) return type(v) == "table" and table_kind(v) == "array" end
 local function is_object(v) return type(v) == "table" and table_kind(v) == "object" end
@@ -116,7 +116,7 @@ function deep_equal(a, b)
   end
   return na == 0
 end
-M.deep_equal = deep_equal
+
 
 -- Code points in a UTF-8 string.
 local function ulen(s)
@@ -305,7 +305,7 @@ local function resolve_uri(base, ref)
   end
   return (s and s .. ":" or "") .. (a and "//" .. a or "") .. p .. (q and "?" .. q or "") .. (rf and "#" .. rf or "")
 end
-M.resolve_uri = resolve_uri
+
 
 local function split_fragment(u)
   local h = u:find("#", 1, true)
