@@ -49,7 +49,7 @@ local unmarked = { id = "o-12345", customer = "Ada Lovelace", amount = 129.5, cu
 local bad = assert(json.decode((text:gsub('"qty":3}', '"qty":0}'))))
 assert(v:validate(marked) == true and v:validate(unmarked) == true)
 local _, err = v:validate(bad)
-assert(err and err.path == "$.lines[3].qty", tostring(err))
+assert(err and err.path == "$.lines[2].qty", tostring(err))
 
 local N = o.iterations
 local function median(t)

@@ -175,7 +175,7 @@ local function path_of(e, from)
   for i = e.n, (from or 1), -1 do
     local seg = e[i]
     if type(seg) == "number" then
-      parts[#parts + 1] = "[" .. seg .. "]"
+      parts[#parts + 1] = "[" .. (seg - 1) .. "]" -- 0-based, as JSON (and the Avro and Protobuf codecs) count
     elseif seg:match("^[%a_][%w_]*$") then
       parts[#parts + 1] = "." .. seg
     else
@@ -193,7 +193,7 @@ local function branch_messages(list)
   for i, e in ipairs(list) do
     if i > 3 then out[#out + 1] = ("... %d more"):format(#list - 3); break end
     local p = path_of(e)
-    out[#out + 1] = ("[%d] %s%s"):format(i, p == "$" and "" or p:sub(2) .. ": ", message_of(e))
+    out[#out + 1] = ("[%d] %s%s"):format(i - 1, p == "$" and "" or p:sub(2) .. ": ", message_of(e))
   end
   return concat(out, "; ")
 end
@@ -217,7 +217,7 @@ function MSG.enum(e) return ("%s is not one of the allowed values"):format(show(
 function MSG.const(e) return ("%s is not the constant %s"):format(show(e.v), show(e.a)) end
 function MSG.minItems(e) return ("%d items, fewer than the minimum %d"):format(#e.v, e.a) end
 function MSG.maxItems(e) return ("%d items, more than the maximum %d"):format(#e.v, e.a) end
-function MSG.uniqueItems(e) return ("items %d and %d are equal"):format(e.a[1], e.a[2]) end
+function MSG.uniqueItems(e) return ("items %d and %d are equal"):format(e.a[1] - 1, e.a[2] - 1) end
 function MSG.contains(e) return "no item matches the contains schema" end
 function MSG.minContains(e) return ("%d items match the contains schema, fewer than %d"):format(e.a[1], e.a[2]) end
 function MSG.maxContains(e) return ("%d items match the contains schema, more than %d"):format(e.a[1], e.a[2]) end
@@ -230,7 +230,7 @@ function MSG.additionalProperties(e) return ("property %s is not allowed (additi
 function MSG.propertyNames(e) return ("property name %s: %s"):format(show(e.a), message_of(e.sub)) end
 function MSG.anyOf(e) return ("matches none of the %d schemas of anyOf: %s"):format(#e.a, branch_messages(e.a)) end
 function MSG.oneOf_none(e) return ("matches none of the %d schemas of oneOf: %s"):format(#e.a, branch_messages(e.a)) end
-function MSG.oneOf_many(e) return ("matches schemas %d and %d of oneOf, exactly one is allowed"):format(e.a[1], e.a[2]) end
+function MSG.oneOf_many(e) return ("matches schemas %d and %d of oneOf, exactly one is allowed"):format(e.a[1] - 1, e.a[2] - 1) end
 MSG["not"] = function() return "matches the schema of not" end
 
 -- URIs (RFC 3986 section 5.2) ------------------------------------------------------------------

@@ -40,10 +40,10 @@ test("a valid value gives true; an invalid one nil, err with path, keyword, sche
   assert_eq(v.title, "Order")
   assert_eq(v:validate({ id = "o-1", items = { { qty = 1 }, { qty = 2 } } }), true)
   local err = invalid(v, json.decode('{"id":"o-1","items":[{"qty":1},{"qty":5},{"qty":0}]}'))
-  assert_eq(err.path, "$.items[3].qty")
+  assert_eq(err.path, "$.items[2].qty")
   assert_eq(err.keyword, "minimum")
   assert_eq(err.schema_path, "#/properties/items/items/properties/qty/minimum")
-  assert_eq(err.message, "$.items[3].qty: 0 is less than the minimum 1")
+  assert_eq(err.message, "$.items[2].qty: 0 is less than the minimum 1")
   assert_match(tostring(err), "KLUA_SERIALIZATION")
   err = invalid(v, { items = json.array {} })
   assert_eq(err.path, "$")
@@ -69,7 +69,7 @@ test("messages of each keyword", function()
     { { const = 2 }, 3, "3 is not the constant 2" },
     { { minItems = 2 }, json.array { 1 }, "1 items, fewer than the minimum 2" },
     { { maxItems = 1 }, { 1, 2 }, "2 items, more than the maximum 1" },
-    { { uniqueItems = true }, { 1, 2, 1 }, "items 1 and 3 are equal" },
+    { { uniqueItems = true }, { 1, 2, 1 }, "items 0 and 2 are equal" },
     { { contains = { type = "string" } }, { 1 }, "no item matches the contains schema" },
     { { items = { { type = "integer" } }, additionalItems = false }, { 1, 2 },
       "2 items, more than the 1 allowed (additionalItems is false)" },
@@ -78,7 +78,7 @@ test("messages of each keyword", function()
     { { dependencies = { a = { "b" } } }, { a = 1 }, 'property "a" requires property "b"' },
     { { propertyNames = { maxLength = 1 } }, { ab = 1 }, 'property name "ab": "ab" is longer than 1 characters' },
     { { ["not"] = { type = "string" } }, "x", "matches the schema of not" },
-    { { oneOf = { { type = "number" }, { type = "integer" } } }, 1, "matches schemas 1 and 2 of oneOf, exactly one is allowed" },
+    { { oneOf = { { type = "number" }, { type = "integer" } } }, 1, "matches schemas 0 and 1 of oneOf, exactly one is allowed" },
     { false, 1, "no value is allowed here (the schema is false)" },
   }
   for _, c in ipairs(cases) do
@@ -91,19 +91,19 @@ test("anyOf and oneOf name what each branch expected", function()
   local v = compile { anyOf = { { type = "integer" }, { type = "object", required = { "id" } } } }
   local err = invalid(v, json.decode('{"x":1}'))
   assert_eq(err.keyword, "anyOf")
-  assert_eq(err.message, '$: matches none of the 2 schemas of anyOf: [1] expected integer, found object; ' ..
-    '[2] missing required property "id"')
+  assert_eq(err.message, '$: matches none of the 2 schemas of anyOf: [0] expected integer, found object; ' ..
+    '[1] missing required property "id"')
   v = compile { properties = { a = { oneOf = { { type = "integer" }, { properties = { b = { type = "string" } } } } } } }
   err = invalid(v, json.decode('{"a":{"b":1}}'))
   assert_eq(err.path, "$.a")
-  assert_match(err.message, "^%$%.a: matches none of the 2 schemas of oneOf: %[1%] expected")
-  assert_match(err.message, "%[2%] %.b: expected string, found integer 1")
+  assert_match(err.message, "^%$%.a: matches none of the 2 schemas of oneOf: %[0%] expected")
+  assert_match(err.message, "%[1%] %.b: expected string, found integer 1")
 end)
 
-test("paths name array items 1-based (as Lua indexes them) and odd keys in brackets", function()
+test("paths name array items 0-based (as JSON and the other codecs count) and odd keys in brackets", function()
   local v = compile { items = { properties = { ["a b"] = { type = "string" }, ["1"] = { type = "null" } } } }
-  assert_eq(invalid(v, json.decode('[{}, {"a b": 1}]')).path, '$[2]["a b"]')
-  assert_eq(invalid(v, json.decode('[{"1": 1}]')).path, '$[1]["1"]')
+  assert_eq(invalid(v, json.decode('[{}, {"a b": 1}]')).path, '$[1]["a b"]')
+  assert_eq(invalid(v, json.decode('[{"1": 1}]')).path, '$[0]["1"]')
   local err = invalid(compile { additionalProperties = false, properties = { a = {} } }, { a = 1, zz = 2 })
   assert_eq(err.path, "$.zz")
   assert_eq(err.keyword, "additionalProperties")
@@ -175,7 +175,7 @@ test("$ref: pointers, escapes, recursion, $id anchors and base URIs", function()
   }]]
   assert_true(tree:check(json.decode('{"root":{"v":1,"kids":[{"v":2,"kids":[{"v":3}]}]},"esc":"s"}')))
   local err = invalid(tree, json.decode('{"root":{"v":1,"kids":[{"v":2,"kids":[{"v":"x"}]}]}}'))
-  assert_eq(err.path, "$.root.kids[1].kids[1].v")
+  assert_eq(err.path, "$.root.kids[0].kids[0].v")
   assert_eq(err.schema_path, "#/definitions/node/properties/v/type")
   assert_false(tree:check({ esc = 1 }))
   local ids = compile [[{
@@ -277,7 +277,7 @@ test("2019-09 and 2020-12: $defs, $anchor, dependentRequired/Schemas, min/maxCon
   v = compile({ prefixItems = { { type = "integer" }, { type = "string" } }, items = false }, { draft = "2020-12" })
   assert_true(v:check({ 1, "a" }))
   assert_false(v:check({ 1, "a", 3 }))
-  assert_eq(invalid(v, { "x" }).path, "$[1]")
+  assert_eq(invalid(v, { "x" }).path, "$[0]")
   for _, kw in ipairs({ "$recursiveRef", "$dynamicRef", "unevaluatedProperties", "unevaluatedItems" }) do
     assert_match(schema_err({ [kw] = kw:find("Ref") and "#" or false }, { draft = "2020-12" }).message, "not supported")
   end
