@@ -519,11 +519,11 @@ local function generated(shape, n)
     src[#src + 1] = ("  return c%d(v)\nend\n"):format(n)
     f = assert(load(concat(src), "=json_schema(" .. key .. ")"))
   else -- "props": names, aliases, fns
-    src[#src + 1] = "local type, rawget, table_kind, at, names, aliases, fns = ...\n"
+    src[#src + 1] = "local type, rawget, table_kind, at, names, aliases, fns, is_obj = ...\n"
     for i = 1, n do
       src[#src + 1] = ("local n%d, a%d, f%d = names[%d], aliases[%d], fns[%d]\n"):format(i, i, i, i, i, i)
     end
-    src[#src + 1] = "return function(v)\n  if type(v) ~= 'table' or table_kind(v) ~= 'object' then return end\n  local x, e\n"
+    src[#src + 1] = "return function(v)\n  if not is_obj and (type(v) ~= 'table' or table_kind(v) ~= 'object') then return end\n  local x, e\n"
     for i = 1, n do
       src[#src + 1] = ("  x = rawget(v, n%d)\n  if x == nil and a%d then x = rawget(v, a%d) end\n" ..
                        "  if x ~= nil then e = f%d(x) if e then return at(e, n%d) end end\n"):format(i, i, i, i, i)
@@ -689,6 +689,8 @@ local function compile_keywords(ctx, node, sp)
 
   local t = rawget(node, "type")
   if t ~= nil then add(type_check(ctx, kp("type"), t)) end
+  -- With "type": "object" (or "array") checked first, the keywords after it know the kind.
+  local is_obj, is_arr = t == "object", t == "array"
 
   -- numbers
   local excl_max, excl_min = rawget(node, "exclusiveMaximum"), rawget(node, "exclusiveMinimum")
@@ -819,7 +821,7 @@ local function compile_keywords(ctx, node, sp)
     local rest_false = (draft >= 2020 and rawget(node, "items") == false) or (draft < 2020 and rawget(node, "additionalItems") == false)
     local s = draft >= 2020 and kp("items") or kp("additionalItems")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "array" then return end
+      if not is_arr and (type(v) ~= "table" or table_kind(v) ~= "array") then return end
       local n = #v
       for i = 1, (n < np and n or np) do
         local x = v[i]
@@ -840,7 +842,7 @@ local function compile_keywords(ctx, node, sp)
   elseif items_fn then
     local f = items_fn
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "array" then return end
+      if not is_arr and (type(v) ~= "table" or table_kind(v) ~= "array") then return end
       for i = 1, #v do
         local x = v[i]
         if x == nil then x = NULL end
@@ -862,7 +864,7 @@ local function compile_keywords(ctx, node, sp)
   if rawget(node, "uniqueItems") == true then
     local s = kp("uniqueItems")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "array" then return end
+      if not is_arr and (type(v) ~= "table" or table_kind(v) ~= "array") then return end
       local seen, tables = {}, nil
       for i = 1, #v do
         local x = v[i]
@@ -890,7 +892,7 @@ local function compile_keywords(ctx, node, sp)
       if has("maxContains") then maxc = count_arg(kp("maxContains"), "maxContains", rawget(node, "maxContains")) end
     end
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "array" then return end
+      if not is_arr and (type(v) ~= "table" or table_kind(v) ~= "array") then return end
       local c = 0
       for i = 1, #v do
         local x = v[i]
@@ -931,7 +933,7 @@ local function compile_keywords(ctx, node, sp)
     for first = 1, n, 16 do
       local last = math.min(n, first + 15)
       add(generated("props", last - first + 1)(type, rawget, table_kind, at, { unpack(names, first, last) },
-                                                { unpack(aliases, first, last) }, { unpack(fns, first, last) }))
+                                                { unpack(aliases, first, last) }, { unpack(fns, first, last) }, is_obj))
     end
   end
   local pprops = rawget(node, "patternProperties")
@@ -957,7 +959,7 @@ local function compile_keywords(ctx, node, sp)
     local s = kp("additionalProperties")
     if np > 0 or addl_fn then
       add(function(v)
-        if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+        if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
         for k, x in next, v do
           local key = type(k) == "string" and k or key_text(k)
           local matched = prop_set[key] == true
@@ -985,7 +987,7 @@ local function compile_keywords(ctx, node, sp)
     local n = #req
     local s = kp("required")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
       for i = 1, n do
         local name = req[i]
         if rawget(v, name) == nil then
@@ -999,7 +1001,7 @@ local function compile_keywords(ctx, node, sp)
     local f = compile_child(ctx, rawget(node, "propertyNames"), kp("propertyNames"))
     local s = kp("propertyNames")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
       for k in next, v do
         local key = key_text(k)
         local e = f(key)
@@ -1016,7 +1018,7 @@ local function compile_keywords(ctx, node, sp)
     local minp = has("minProperties") and count_arg(kp("minProperties"), "minProperties", rawget(node, "minProperties"))
     local smax, smin = kp("maxProperties"), kp("minProperties")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
       local c = 0
       for _ in next, v do c = c + 1 end
       if maxp and c > maxp then return fail("maxProperties", smax, MSG.maxProperties, v, { c, maxp }) end
@@ -1048,7 +1050,7 @@ local function compile_keywords(ctx, node, sp)
   if #dep_req > 0 or #dep_sch > 0 then
     local nr, ns = #dep_req, #dep_sch
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
       for i = 1, nr do
         local d = dep_req[i]
         if get_prop(v, d[1], d[2]) ~= nil then
