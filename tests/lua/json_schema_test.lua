@@ -380,3 +380,23 @@ test("large schemas: 40 properties and 60 keywords (the generated code splits un
   assert_true(v:check(60))
   assert_eq(invalid(v, 59).schema_path, "#/allOf/59/minimum")
 end)
+
+test("a pattern that backtracks without end gives up, and says so", function()
+  local v = compile { pattern = "^(a|aa)+$", patternProperties = { ["^(a|aa)+$"] = {} } }
+  local long = string.rep("a", 60) .. "b"
+  local err = invalid(v, long)
+  assert_eq(err.keyword, "pattern")
+  assert_match(err.message, "gave up after %d+ steps")
+  assert_eq(invalid(v, { [long] = 1 }).keyword, "patternProperties")
+  assert_true(v:check("aaaa"))
+  assert_false(v:check("aab"))
+  -- long texts: a repetition of one character loops; a repeated group that recurses too deep gives up
+  local dot = compile { pattern = "^.*x$" }
+  assert_true(dot:check(string.rep("é", 50000) .. "x"))
+  assert_false(dot:check(string.rep("é", 50000)))
+  assert_true(compile { pattern = "^[a-c]{2,}?d" }:check(string.rep("abc", 30000) .. "d"))
+  local groups = compile { pattern = "^(ab|cd)+$" }
+  assert_true(groups:check(string.rep("ab", 100)))
+  local e = invalid(groups, string.rep("ab", 20000))
+  assert_match(e.message, "gave up")
+end)

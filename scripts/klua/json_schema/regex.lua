@@ -2,7 +2,8 @@
 -- `patternProperties`, compiled once per schema into a matcher.
 --
 --   local re, err = require("klua.json_schema.regex").compile("^[a-z]+(-[a-z]+)*$")
---   re(s) -> true when the pattern matches somewhere in s (JSON Schema patterns are not anchored)
+--   re(s) -> true when the pattern matches somewhere in s (JSON Schema patterns are not anchored),
+--            false when not, nil, "gave up ..." past MAX_STEPS backtracking steps
 --
 -- Supported: literals, `.`, `^`, `$`, classes `[a-z]` `[^...]` with ranges and escapes, `\d \D \w \W
 -- \s \S \b \B`, `\t \n \r \f \v \0 \xHH \uHHHH \cX`, escaped punctuation, groups `(...)`, `(?:...)`,
@@ -408,6 +409,39 @@ end
 
 local build
 
+-- Backtracking can take exponential time ("^(a+)+$" against "aaaa...b"); a match that takes more
+-- than MAX_STEPS + 64 per byte of text repetitions and alternatives gives up: the matcher returns
+-- nil, "gave up ..." (the validator reports the value as not matching, saying why). So does a
+-- repeated group over a text so long that its recursion runs out of stack.
+local MAX_STEPS = 100000
+M.MAX_STEPS = MAX_STEPS
+local budget = MAX_STEPS
+local GAVE_UP = {}
+
+-- For a node that matches exactly one character: step(s, i) -> the index after it, or nil.
+local function single_step(node)
+  local t = node.t
+  if t == "group" and node.alt.t == "seq" and #node.alt.list == 1 then return single_step(node.alt.list[1]) end
+  if t == "char" and node.cp < 128 then
+    local cp = node.cp
+    return function(s, i) if byte(s, i) == cp then return i + 1 end end
+  elseif t == "set" then
+    local test = set_test(node.set)
+    return function(s, i)
+      if i > #s then return nil end
+      local cp, j = decode_at(s, i)
+      if test(cp) then return j end
+    end
+  elseif t == "any" then
+    return function(s, i)
+      if i > #s then return nil end
+      local cp, j = decode_at(s, i)
+      if not is_line_terminator(cp) then return j end
+    end
+  end
+  return nil
+end
+
 local function build_seq(list, from)
   if from > #list then return function(s, i, k) return k(i) end end
   local head = build(list[from])
@@ -481,14 +515,61 @@ function build(node)
     local ms = {}
     for n, a in ipairs(node.list) do ms[n] = build(a) end
     return function(s, i, k)
+      budget = budget - 1
+      if budget < 0 then error(GAVE_UP, 0) end
       for n = 1, #ms do
         if ms[n](s, i, k) then return true end
       end
       return false
     end
   elseif t == "rep" then
-    local m, min, max, lazy = build(node.node), node.min, node.max, node.lazy
+    local min, max, lazy = node.min, node.max, node.lazy
+    local step = single_step(node.node)
+    if step then
+      -- One character at a time: a loop, not a recursion per character (".*" over a long text).
+      return function(s, i, k)
+        local j, c = i, 0
+        while c < min do
+          j = step(s, j)
+          if not j then return false end
+          c = c + 1
+        end
+        if lazy then
+          while true do
+            budget = budget - 1
+            if budget < 0 then error(GAVE_UP, 0) end
+            if k(j) then return true end
+            if c >= max then return false end
+            j = step(s, j)
+            if not j then return false end
+            c = c + 1
+          end
+        end
+        local first = j
+        while c < max do
+          local nj = step(s, j)
+          if not nj then break end
+          j = nj
+          c = c + 1
+        end
+        while true do
+          budget = budget - 1
+          if budget < 0 then error(GAVE_UP, 0) end
+          if k(j) then return true end
+          if j == first then return false end
+          j = j - 1 -- back one character
+          while j > first do
+            local b = byte(s, j)
+            if b < 0x80 or b >= 0xC0 then break end
+            j = j - 1
+          end
+        end
+      end
+    end
+    local m = build(node.node)
     local function rep(s, i, k, count)
+      budget = budget - 1
+      if budget < 0 then error(GAVE_UP, 0) end
       if count < min then
         return m(s, i, function(j)
           if j == i and count + 1 >= min then return rep(s, j, k, min) end
@@ -546,10 +627,20 @@ function M.compile(source)
     return function(s) return find(s, lp) ~= nil end, lp
   end
   local m = build(ast)
-  if anchored_start(ast) then
-    return function(s) return m(s, 1, accept) end
+  local function run(f, s)
+    budget = MAX_STEPS + 64 * #s
+    local ok, r = pcall(f, s)
+    if ok then return r end
+    if r == GAVE_UP then return nil, "gave up after " .. (MAX_STEPS + 64 * #s) .. " steps" end
+    -- a repeated group recurses once per repetition: a long enough text runs out of stack
+    if tostring(r):find("stack overflow", 1, true) then return nil, "gave up: the text is too long for the pattern" end
+    error(r, 0)
   end
-  return function(s)
+  if anchored_start(ast) then
+    local function anchored(s) return m(s, 1, accept) end
+    return function(s) return run(anchored, s) end
+  end
+  local function search(s)
     local n = #s
     local i = 1
     while i <= n + 1 do
@@ -565,6 +656,7 @@ function M.compile(source)
     end
     return false
   end
+  return function(s) return run(search, s) end
 end
 
 return M
