@@ -393,7 +393,9 @@ local function to_lua(ast)
         for _ = 1, min - 1 do out[#out + 1] = atom end
         out[#out + 1] = atom .. (min == 0 and "*" or "+")
       else
-        if max > 16 then return nil end
+        -- x{n} and x{n,n+1} only: a run of optional atoms (x?x?x?...) makes Lua's matcher try
+        -- every combination of them, where a counted loop tries each count once.
+        if max > 16 or max > min + 1 then return nil end
         for _ = 1, min do out[#out + 1] = atom end
         for _ = min + 1, max do out[#out + 1] = atom .. "?" end
       end
