@@ -212,10 +212,6 @@ function MSG.multipleOf(e) return ("%s is not a multiple of %s"):format(show(e.v
 function MSG.minLength(e) return ("%s is shorter than %d characters"):format(show(e.v), e.a) end
 function MSG.maxLength(e) return ("%s is longer than %d characters"):format(show(e.v), e.a) end
 function MSG.pattern(e) return ("%s does not match the pattern %s"):format(show(e.v), show(e.a)) end
-function MSG.pattern_gave_up(e)
-  local _, why = e.re(e.v)
-  return ("matching %s against the pattern %s %s"):format(show(e.v), show(e.a), why or "gave up")
-end
 function MSG.format(e) return ("%s is not a valid %s"):format(show(e.v), e.a) end
 function MSG.enum(e) return ("%s is not one of the allowed values"):format(show(e.v)) end
 function MSG.const(e) return ("%s is not the constant %s"):format(show(e.v), show(e.a)) end
@@ -777,16 +773,7 @@ local function compile_keywords(ctx, node, sp)
     local s = kp("pattern")
     local re, err = regex.compile(p)
     if not re then schema_error(s, "pattern: %s", err) end
-    add(function(v)
-      if type(v) == "string" then
-        local m, why = re(v)
-        if not m then
-          local e = fail("pattern", s, why and MSG.pattern_gave_up or MSG.pattern, v, p)
-          e.re = re
-          return e
-        end
-      end
-    end)
+    add(function(v) if type(v) == "string" and not re(v) then return fail("pattern", s, MSG.pattern, v, p) end end)
   end
   if has("format") and ctx.formats then
     local f = rawget(node, "format")
@@ -976,13 +963,7 @@ local function compile_keywords(ctx, node, sp)
           local key = type(k) == "string" and k or key_text(k)
           local matched = prop_set[key] == true
           for i = 1, np do
-            local m, why = res[i](key)
-            if why then
-              local e = fail("patternProperties", s, MSG.pattern_gave_up, key, pats[i])
-              e.re = res[i]
-              return e
-            end
-            if m then
+            if res[i](key) then
               matched = true
               local e = pfns[i](x)
               if e then return at(e, key) end

@@ -2,8 +2,7 @@
 -- `patternProperties`, compiled once per schema into a matcher.
 --
 --   local re, err = require("klua.json_schema.regex").compile("^[a-z]+(-[a-z]+)*$")
---   re(s) -> true when the pattern matches somewhere in s (JSON Schema patterns are not anchored),
---            false when not, nil, "gave up ..." past MAX_STEPS backtracking steps
+--   re(s) -> true when the pattern matches somewhere in s (JSON Schema patterns are not anchored)
 --
 -- Supported: literals, `.`, `^`, `$`, classes `[a-z]` `[^...]` with ranges and escapes, `\d \D \w \W
 -- \s \S \b \B`, `\t \n \r \f \v \0 \xHH \uHHHH \cX`, escaped punctuation, groups `(...)`, `(?:...)`,
@@ -14,7 +13,7 @@
 --
 -- Patterns whose every atom matches exactly one ASCII byte (no `.`, no negated class, no `\s`, no
 -- groups or alternation) are translated to a Lua pattern and run by string.find; the others by a
--- backtracking matcher of closures in continuation-passing style.
+-- Pike VM (below), in time linear in the text.
 local M = {}
 
 local byte, sub, char = string.byte, string.sub, string.char
@@ -405,193 +404,154 @@ local function to_lua(ast)
   return table.concat(out)
 end
 
--- Backtracking matcher ----------------------------------------------------------------------------
--- A compiled node is m(s, i, k) -> bool: does the node match at byte i with a continuation k(j)
--- that accepts the rest?
+-- The matcher: a Thompson NFA run as a Pike VM (Russ Cox, "Regular Expression Matching: the
+-- Virtual Machine Approach"). JSON Schema only asks whether a pattern matches, so no captures and
+-- no priorities are needed: every thread advances in step over the text, one character at a time,
+-- in time linear in the text (times the program's size) and without recursion; "^(a|aa)+$" or a
+-- group repeated 100,000 times cost what "^a+$" does.
+--
+-- Program: a list of instructions { op, x, y }: CHAR cp | SET test | ANY | SPLIT a b | JMP a |
+-- BOL | EOL | WORDB neg | MATCH.
 
-local build
+local CHAR, SET, ANY, SPLIT, JMP, BOL, EOL, WORDB, MATCH = 1, 2, 3, 4, 5, 6, 7, 8, 9
+local MAX_PROGRAM = 20000
 
--- Backtracking can take exponential time ("^(a+)+$" against "aaaa...b"); a match that takes more
--- than MAX_STEPS + 64 per byte of text repetitions and alternatives gives up: the matcher returns
--- nil, "gave up ..." (the validator reports the value as not matching, saying why). So does a
--- repeated group over a text so long that its recursion runs out of stack.
-local MAX_STEPS = 100000
-M.MAX_STEPS = MAX_STEPS
-local budget = MAX_STEPS
-local GAVE_UP = {}
-
--- For a node that matches exactly one character: step(s, i) -> the index after it, or nil.
-local function single_step(node)
-  local t = node.t
-  if t == "group" and node.alt.t == "seq" and #node.alt.list == 1 then return single_step(node.alt.list[1]) end
-  if t == "char" and node.cp < 128 then
-    local cp = node.cp
-    return function(s, i) if byte(s, i) == cp then return i + 1 end end
-  elseif t == "set" then
-    local test = set_test(node.set)
-    return function(s, i)
-      if i > #s then return nil end
-      local cp, j = decode_at(s, i)
-      if test(cp) then return j end
-    end
-  elseif t == "any" then
-    return function(s, i)
-      if i > #s then return nil end
-      local cp, j = decode_at(s, i)
-      if not is_line_terminator(cp) then return j end
-    end
-  end
-  return nil
+local function emit(prog, op, x, y)
+  local n = #prog + 1
+  if n > MAX_PROGRAM then error({ regex_error = "pattern too large (over " .. MAX_PROGRAM .. " instructions)" }, 0) end
+  prog[n] = { op, x, y }
+  return n
 end
 
-local function build_seq(list, from)
-  if from > #list then return function(s, i, k) return k(i) end end
-  local head = build(list[from])
-  if from == #list then return head end
-  local rest = build_seq(list, from + 1)
-  return function(s, i, k)
-    return head(s, i, function(j) return rest(s, j, k) end)
+local gen
+
+local function gen_rep(prog, node)
+  local body, min, max = node.node, node.min, node.max
+  for _ = 1, min do gen(prog, body) end
+  if max == math.huge then
+    -- L: SPLIT body, out; body; JMP L
+    local split = emit(prog, SPLIT)
+    gen(prog, body)
+    emit(prog, JMP, split)
+    prog[split][2], prog[split][3] = split + 1, #prog + 1
+  else
+    local splits = {}
+    for _ = min + 1, max do
+      splits[#splits + 1] = emit(prog, SPLIT)
+      gen(prog, body)
+    end
+    for _, sp in ipairs(splits) do prog[sp][2], prog[sp][3] = sp + 1, #prog + 1 end
   end
 end
 
-function build(node)
+function gen(prog, node)
   local t = node.t
-  if t == "char" then
-    local cp = node.cp
-    if cp < 128 then
-      return function(s, i, k)
-        if byte(s, i) == cp then return k(i + 1) end
+  if t == "char" then emit(prog, CHAR, node.cp)
+  elseif t == "set" then emit(prog, SET, set_test(node.set))
+  elseif t == "any" then emit(prog, ANY)
+  elseif t == "bol" then emit(prog, BOL)
+  elseif t == "eol" then emit(prog, EOL)
+  elseif t == "wordb" then emit(prog, WORDB, node.neg)
+  elseif t == "group" then gen(prog, node.alt)
+  elseif t == "seq" then
+    for _, n in ipairs(node.list) do gen(prog, n) end
+  elseif t == "alt" then
+    -- SPLIT a1, next; a1; JMP end; SPLIT a2, next; a2; JMP end; ...; an
+    local jumps = {}
+    local list = node.list
+    for k = 1, #list - 1 do
+      local split = emit(prog, SPLIT)
+      gen(prog, list[k])
+      jumps[#jumps + 1] = emit(prog, JMP)
+      prog[split][2], prog[split][3] = split + 1, #prog + 1
+    end
+    gen(prog, list[#list])
+    for _, j in ipairs(jumps) do prog[j][2] = #prog + 1 end
+  elseif t == "rep" then gen_rep(prog, node)
+  else error("regex: unknown node " .. tostring(t)) end
+end
+
+-- matcher(prog, anchored) -> function(s) -> bool. The thread lists are reused between calls
+-- (a match never yields, so calls never overlap).
+local function vm(prog, anchored)
+  local np = #prog
+  local ops, xs, ys = {}, {}, {}
+  for k = 1, np do ops[k], xs[k], ys[k] = prog[k][1], prog[k][2], prog[k][3] end
+  local mark = {}
+  for k = 1, np do mark[k] = 0 end
+  local clist, nlist, stack = {}, {}, {}
+  local stamp = 0
+
+  -- Adds pc's thread (following SPLIT, JMP and the assertions, which hold at byte i) to list of
+  -- length n; returns the new length, or -1 when a MATCH is reached.
+  local function add(list, n, pc, s, i)
+    local sp = 1
+    stack[1] = pc
+    while sp > 0 do
+      pc = stack[sp]
+      sp = sp - 1
+      if mark[pc] ~= stamp then
+        mark[pc] = stamp
+        local op = ops[pc]
+        if op == SPLIT then
+          sp = sp + 1; stack[sp] = ys[pc]
+          sp = sp + 1; stack[sp] = xs[pc]
+        elseif op == JMP then
+          sp = sp + 1; stack[sp] = xs[pc]
+        elseif op == BOL then
+          if i == 1 then sp = sp + 1; stack[sp] = pc + 1 end
+        elseif op == EOL then
+          if i == #s + 1 then sp = sp + 1; stack[sp] = pc + 1 end
+        elseif op == WORDB then
+          local at = is_word(s, i) ~= (i > 1 and is_word(s, i - 1))
+          if at ~= xs[pc] then sp = sp + 1; stack[sp] = pc + 1 end
+        elseif op == MATCH then
+          return -1
+        else
+          n = n + 1
+          list[n] = pc
+        end
+      end
+    end
+    return n
+  end
+
+  return function(s)
+    local len = #s
+    stamp = stamp + 1
+    local cn = add(clist, 0, 1, s, 1)
+    if cn < 0 then return true end
+    local i = 1
+    while i <= len do
+      local cp, j = decode_at(s, i)
+      stamp = stamp + 1
+      local nn = 0
+      for t = 1, cn do
+        local pc = clist[t]
+        local op = ops[pc]
+        local ok
+        if op == CHAR then ok = xs[pc] == cp
+        elseif op == SET then ok = xs[pc](cp)
+        else ok = not is_line_terminator(cp) end -- ANY
+        if ok then
+          nn = add(nlist, nn, pc + 1, s, j)
+          if nn < 0 then return true end
+        end
+      end
+      if not anchored then
+        -- a new thread at every position: the search is unanchored
+        nn = add(nlist, nn, 1, s, j)
+        if nn < 0 then return true end
+      elseif nn == 0 then
         return false
       end
+      clist, nlist = nlist, clist
+      cn = nn
+      i = j
     end
-    local lit = node.lit or ""
-    if lit == "" then
-      -- the UTF-8 bytes of the code point
-      if cp < 0x800 then lit = char(0xC0 + floor(cp / 64), 0x80 + cp % 64)
-      elseif cp < 0x10000 then lit = char(0xE0 + floor(cp / 4096), 0x80 + floor(cp / 64) % 64, 0x80 + cp % 64)
-      else lit = char(0xF0 + floor(cp / 262144), 0x80 + floor(cp / 4096) % 64, 0x80 + floor(cp / 64) % 64,
-                      0x80 + cp % 64) end
-    end
-    local n = #lit
-    return function(s, i, k)
-      if sub(s, i, i + n - 1) == lit then return k(i + n) end
-      return false
-    end
-  elseif t == "set" then
-    local test = set_test(node.set)
-    return function(s, i, k)
-      if i > #s then return false end
-      local cp, j = decode_at(s, i)
-      if test(cp) then return k(j) end
-      return false
-    end
-  elseif t == "any" then
-    return function(s, i, k)
-      if i > #s then return false end
-      local cp, j = decode_at(s, i)
-      if is_line_terminator(cp) then return false end
-      return k(j)
-    end
-  elseif t == "bol" then
-    return function(s, i, k)
-      if i == 1 then return k(i) end
-      return false
-    end
-  elseif t == "eol" then
-    return function(s, i, k)
-      if i == #s + 1 then return k(i) end
-      return false
-    end
-  elseif t == "wordb" then
-    local neg = node.neg
-    return function(s, i, k)
-      local at = is_word(s, i) ~= (i > 1 and is_word(s, i - 1))
-      if at ~= neg then return k(i) end
-      return false
-    end
-  elseif t == "group" then
-    return build(node.alt)
-  elseif t == "seq" then
-    return build_seq(node.list, 1)
-  elseif t == "alt" then
-    local ms = {}
-    for n, a in ipairs(node.list) do ms[n] = build(a) end
-    return function(s, i, k)
-      budget = budget - 1
-      if budget < 0 then error(GAVE_UP, 0) end
-      for n = 1, #ms do
-        if ms[n](s, i, k) then return true end
-      end
-      return false
-    end
-  elseif t == "rep" then
-    local min, max, lazy = node.min, node.max, node.lazy
-    local step = single_step(node.node)
-    if step then
-      -- One character at a time: a loop, not a recursion per character (".*" over a long text).
-      return function(s, i, k)
-        local j, c = i, 0
-        while c < min do
-          j = step(s, j)
-          if not j then return false end
-          c = c + 1
-        end
-        if lazy then
-          while true do
-            budget = budget - 1
-            if budget < 0 then error(GAVE_UP, 0) end
-            if k(j) then return true end
-            if c >= max then return false end
-            j = step(s, j)
-            if not j then return false end
-            c = c + 1
-          end
-        end
-        local first = j
-        while c < max do
-          local nj = step(s, j)
-          if not nj then break end
-          j = nj
-          c = c + 1
-        end
-        while true do
-          budget = budget - 1
-          if budget < 0 then error(GAVE_UP, 0) end
-          if k(j) then return true end
-          if j == first then return false end
-          j = j - 1 -- back one character
-          while j > first do
-            local b = byte(s, j)
-            if b < 0x80 or b >= 0xC0 then break end
-            j = j - 1
-          end
-        end
-      end
-    end
-    local m = build(node.node)
-    local function rep(s, i, k, count)
-      budget = budget - 1
-      if budget < 0 then error(GAVE_UP, 0) end
-      if count < min then
-        return m(s, i, function(j)
-          if j == i and count + 1 >= min then return rep(s, j, k, min) end
-          return rep(s, j, k, count + 1)
-        end)
-      end
-      if lazy then
-        if k(i) then return true end
-        if count >= max then return false end
-        return m(s, i, function(j) return j ~= i and rep(s, j, k, count + 1) end)
-      end
-      if count < max and m(s, i, function(j) return j ~= i and rep(s, j, k, count + 1) end) then return true end
-      return k(i)
-    end
-    return function(s, i, k) return rep(s, i, k, 0) end
+    return false
   end
-  error("regex: unknown node " .. tostring(t))
 end
-
-local function accept() return true end
 
 local function anchored_start(ast)
   if ast.t == "seq" then
@@ -628,37 +588,16 @@ function M.compile(source)
     if lp == "" then return function() return true end end
     return function(s) return find(s, lp) ~= nil end, lp
   end
-  local m = build(ast)
-  local function run(f, s)
-    budget = MAX_STEPS + 64 * #s
-    local ok, r = pcall(f, s)
-    if ok then return r end
-    if r == GAVE_UP then return nil, "gave up after " .. (MAX_STEPS + 64 * #s) .. " steps" end
-    -- a repeated group recurses once per repetition: a long enough text runs out of stack
-    if tostring(r):find("stack overflow", 1, true) then return nil, "gave up: the text is too long for the pattern" end
-    error(r, 0)
+  local prog = {}
+  local okp, err = pcall(function()
+    gen(prog, ast)
+    emit(prog, MATCH)
+  end)
+  if not okp then
+    if type(err) == "table" and err.regex_error then return nil, err.regex_error .. " in /" .. source .. "/" end
+    error(err, 0)
   end
-  if anchored_start(ast) then
-    local function anchored(s) return m(s, 1, accept) end
-    return function(s) return run(anchored, s) end
-  end
-  local function search(s)
-    local n = #s
-    local i = 1
-    while i <= n + 1 do
-      if m(s, i, accept) then return true end
-      local c = byte(s, i)
-      -- start only at character boundaries
-      if c and c >= 0xC0 then
-        local _, j = decode_at(s, i)
-        i = j
-      else
-        i = i + 1
-      end
-    end
-    return false
-  end
-  return function(s) return run(search, s) end
+  return vm(prog, anchored_start(ast))
 end
 
 return M
