@@ -339,22 +339,37 @@ local function lua_char(cp)
   return ch
 end
 
+-- The Lua class of the ASCII characters a set matches (with negation applied), or nil when none.
 local function lua_set(set)
   local parts = {}
-  for cp = 0, 127 do
-    if set.ascii[cp] then
+  -- a negated set as [^...] of its members (only used on ASCII text, see to_lua)
+  local function member(cp) return cp <= 127 and set.ascii[cp] == true end
+  local cp = 0
+  while cp <= 127 do
+    if member(cp) then
       local ch = char(cp)
-      if ch:match("[%w]") then parts[#parts + 1] = ch
+      local last = cp
+      while member(last + 1) and char(last + 1):match("%w") do last = last + 1 end
+      if ch:match("%w") and last >= cp + 2 then
+        -- a run of letters or digits as a range (Lua's matcher scans a class entry by entry)
+        while not char(last):match("%w") do last = last - 1 end
+        parts[#parts + 1] = ch .. "-" .. char(last)
+        cp = last
+      elseif ch:match("%w") then parts[#parts + 1] = ch
       elseif cp == 0 then parts[#parts + 1] = "%z"
       else parts[#parts + 1] = "%" .. ch end
     end
+    cp = cp + 1
   end
   if #parts == 0 then return nil end
-  return "[" .. table.concat(parts) .. "]"
+  return (set.negate and "[^" or "[") .. table.concat(parts) .. "]"
 end
 
--- A Lua pattern equivalent to the sequence, or nil.
-local function to_lua(ast)
+-- A Lua pattern equivalent to the sequence, or nil. With ascii = false the pattern holds for any
+-- text: only atoms that match exactly one ASCII byte qualify (a non-ASCII character is several
+-- bytes). With ascii = true it need only hold for ASCII text, where every character is one byte:
+-- "." and negated classes qualify too (the caller checks the text first).
+local function to_lua(ast, ascii)
   if ast.t ~= "seq" then return nil end
   local out = {}
   local list = ast.list
@@ -367,22 +382,21 @@ local function to_lua(ast)
       if k ~= #list then return nil end
       out[#out + 1] = "$"
     else
-      local q = ""
       local min, max = 1, 1
       if t == "rep" then
         min, max = node.min, node.max
         node = node.node
         t = node.t
-        if node.lazy then return nil end
       end
       local atom
       if t == "char" and node.cp < 128 then
         atom = lua_char(node.cp)
-      elseif t == "set" and node.ascii_only then
+      elseif t == "set" and (node.ascii_only or ascii) then
         atom = lua_set(node.set)
+      elseif t == "any" and ascii then
+        atom = "[^\n\r]"
       end
       if not atom then return nil end
-      if list[k].lazy then return nil end
       if min == 1 and max == 1 then
         out[#out + 1] = atom
       elseif min == 0 and max == 1 then
@@ -398,7 +412,6 @@ local function to_lua(ast)
         for _ = 1, min do out[#out + 1] = atom end
         for _ = min + 1, max do out[#out + 1] = atom .. "?" end
       end
-      local _ = q
     end
   end
   return table.concat(out)
@@ -597,7 +610,17 @@ function M.compile(source)
     if type(err) == "table" and err.regex_error then return nil, err.regex_error .. " in /" .. source .. "/" end
     error(err, 0)
   end
-  return vm(prog, anchored_start(ast))
+  local run = vm(prog, anchored_start(ast))
+  local la = to_lua(ast, true)
+  if la then
+    -- ASCII text (the common case) by string.find, the rest by the VM
+    local find = string.find
+    return function(s)
+      if not find(s, "[\128-\255]") then return find(s, la) ~= nil end
+      return run(s)
+    end, la
+  end
+  return run
 end
 
 return M
