@@ -36,7 +36,7 @@ local formats = require("klua.json_schema.format")
 local json = klua.json
 local NULL = json.null
 local type, next, rawget, getmetatable, tostring, tonumber = type, next, rawget, getmetatable, tostring, tonumber
-local floor, huge = math.floor, math.huge
+local huge = math.huge
 local byte, fmt, concat = string.byte, string.format, table.concat
 
 local SCHEMA_ERROR = "KLUA_SCHEMA"
@@ -64,7 +64,6 @@ end
 
 
 local function is_array(v) return type(v) == "table" and table_kind(v) == "array" end
-local function is_object(v) return type(v) == "table" and table_kind(v) == "object" end
 
 -- The JSON type of a Lua value, or nil for what JSON cannot hold (functions, cdata, userdata).
 local function kind_of(v)
