@@ -1,0 +1,36 @@
+-- klua.avro.schema: parses an Avro 1.11 schema (JSON text or its decoded table) into a tree of plain
+-- tables, the "node" tree that the encoder/decoder generators (avro/codegen.lua), the resolver
+-- (avro/resolve.lua) and the JSON encoding (avro/json.lua) read.
+--
+-- The node tree (stable: other modules depend on it)
+--   Every node has `type`, one of the Avro type names:
+--   primitives  { type = "null"|"boolean"|"int"|"long"|"float"|"double"|"bytes"|"string",
+--                 logical = nil | "date"|"time-millis"|"time-micros"|"timestamp-millis"|"timestamp-micros"|
+--                           "local-timestamp-millis"|"local-timestamp-micros"|"uuid"|"decimal",
+--                 precision = n, scale = n (decimal only; scale defaults to 0) }
+--                 A fresh table per occurrence (never shared), so a logical type stays with its use.
+--   record      { type = "record", name = fullname, namespace = ns or nil, aliases = { fullname, ... },
+--                 doc = text or nil,
+--                 fields = { { name =, type = node, default = value, has_default = bool,
+--                              aliases = { name, ... }, order = "ascending"|"descending"|"ignore",
+--                              doc = } ... },
+--                 field_index = { [field name] = position in fields } }
+--                 ("error" declarations parse as records with is_error = true)
+--   enum        { type = "enum", name = fullname, namespace =, aliases = {...}, symbols = { "A", ... },
+--                 symbol_index = { [symbol] = 0-based index }, default = symbol or nil }
+--   array       { type = "array", items = node }
+--   map         { type = "map", values = node }
+--   union       { type = "union", branches = { node, ... } }   (never nested, no duplicate unnamed types)
+--   fixed       { type = "fixed", name = fullname, namespace =, aliases = {...}, size = n,
+--                 logical = nil | "decimal" (precision, scale) | "duration" (size 12) }
+--   Named nodes (record, enum, fixed) are shared: every reference to a name is the same table, so a
+--   recursive type is a cycle in the tree (walk it with a `seen` set). Aliases are stored as
+--   fullnames (resolved against the type's namespace) for named types, plain names for fields.
+--   An invalid logical type (wrong underlying type, bad precision/scale, unknown name) is dropped as
+--   the spec says: `logical` stays nil and the node is its underlying type.
+--   Field defaults are stored already decoded into the Lua mapping of docs/avro.md (what decode would
+--   give): a null default is has_default = true with default = nil; bytes/fixed defaults are byte
+--   strings (JSON code points 0-255); a union default belongs to the first branch; record defaults are
+--   tables of field values; long defaults are numbers.
+--   Extra attributes (unknown keys) are kept in node.props = { [key] = decoded JSON } on named types,
+--   arrays, maps and primitives-with-attributes; canonical form drops them.
