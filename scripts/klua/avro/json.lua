@@ -34,139 +34,11 @@ local floor, huge = math.floor, math.huge
 
 local M = {}
 
--- ---- decimal <-> bytes (shared with the resolver) ----------------------------------------------
---   M.decimal_to_string(bytes, scale) -> "-12.50"                  (exact, any length)
---   M.decimal_to_bytes(value, scale [, size]) -> bytes | nil, why   (value a decimal string or a
---       number; size for fixed: sign-extended to size bytes)
-
-local BASE = 10000000 -- digits are kept in base 1e7 (little-endian limbs): 256 * 1e7 stays exact
-
--- The decimal digits of a non-negative big-endian byte string (no sign).
-local function magnitude_digits(bytes, first, last)
-  local limbs = { 0 }
-  for i = first, last do
-    local carry = byte(bytes, i)
-    for j = 1, #limbs do
-      local v = limbs[j] * 256 + carry
-      carry = floor(v / BASE)
-      limbs[j] = v - carry * BASE
-    end
-    while carry > 0 do
-      local q = floor(carry / BASE)
-      limbs[#limbs + 1] = carry - q * BASE
-      carry = q
-    end
-  end
-  local parts = { tostring(limbs[#limbs]) }
-  for j = #limbs - 1, 1, -1 do parts[#parts + 1] = format("%07d", limbs[j]) end
-  return concat(parts)
-end
-
-function M.decimal_to_string(bytes, scale)
-  local n = #bytes
-  local digits, neg
-  if n == 0 then
-    digits = "0"
-  elseif byte(bytes, 1) < 128 then
-    if n <= 6 then -- fits a double exactly: the common case, no limbs
-      local v = 0
-      for i = 1, n do v = v * 256 + byte(bytes, i) end
-      digits = format("%.0f", v)
-    else
-      digits = magnitude_digits(bytes, 1, n)
-    end
-  else
-    neg = true
-    -- two's complement: invert, then add one
-    local inv = {}
-    for i = 1, n do inv[i] = 255 - byte(bytes, i) end
-    local i = n
-    while i >= 1 do
-      if inv[i] == 255 then
-        inv[i] = 0
-        i = i - 1
-      else
-        inv[i] = inv[i] + 1
-        break
-      end
-    end
-    local mag = char(unpack(inv))
-    if i < 1 then mag = "\1" .. mag end -- cannot happen for n >= 1 (the minimum has a carry-free top)
-    digits = magnitude_digits(mag, 1, #mag)
-  end
-  scale = scale or 0
-  if scale > 0 then
-    if #digits <= scale then digits = string.rep("0", scale - #digits + 1) .. digits end
-    digits = sub(digits, 1, #digits - scale) .. "." .. sub(digits, #digits - scale + 1)
-  end
-  if neg then digits = "-" .. digits end
-  return digits
-end
-
--- "-12.5" at scale 2 -> sign, "1250" (the unscaled magnitude's digits) | nil, why
-local function unscaled(value, scale)
-  local s = value
-  if type(value) == "number" then
-    if value ~= value or value == math.huge or value == -math.huge then return nil, "not a finite number" end
-    s = format("%." .. scale .. "f", value)
-  elseif type(value) ~= "string" then
-    return nil, "expected a decimal string or a number, got " .. type(value)
-  end
-  local sign, int, frac = s:match("^%s*([+-]?)(%d*)%.?(%d*)%s*$")
-  if not sign or (int == "" and frac == "") then return nil, "not a decimal number: " .. format("%q", s) end
-  if #frac > scale then
-    local extra = sub(frac, scale + 1)
-    if extra:find("[1-9]") then
-      return nil, format("%s has more than %d digits after the point (the schema's scale)", s, scale)
-    end
-    frac = sub(frac, 1, scale)
-  end
-  local digits = (int .. frac .. string.rep("0", scale - #frac)):gsub("^0+", "")
-  return sign == "-", digits
-end
-
--- Two's complement big-endian bytes of a signed decimal digit string.
-function M.decimal_to_bytes(value, scale, size)
-  local neg, digits = unscaled(value, scale or 0)
-  if neg == nil then return nil, digits end
-  -- digits -> base-256 magnitude by repeated division
-  local d = {}
-  for i = 1, #digits do d[i] = byte(digits, i) - 48 end
-  local out = {}
-  while #d > 0 do
-    local rem, q = 0, {}
-    for i = 1, #d do
-      local v = rem * 10 + d[i]
-      local qd = floor(v / 256)
-      rem = v - qd * 256
-      if #q > 0 or qd > 0 then q[#q + 1] = qd end
-    end
-    out[#out + 1] = rem
-    d = q
-  end
-  -- out: little-endian magnitude
-  if neg and #out > 0 then
-    local carry = 1
-    for i = 1, #out do
-      local v = 255 - out[i] + carry
-      if v > 255 then v, carry = v - 256, 1 else carry = 0 end
-      out[i] = v
-    end
-    if out[#out] < 128 then out[#out + 1] = 255 end
-  elseif #out == 0 or out[#out] >= 128 then
-    out[#out + 1] = 0
-  end
-  local be = {}
-  for i = #out, 1, -1 do be[#be + 1] = out[i] end
-  if neg and #digits == 0 then neg = false end
-  if size then
-    if #be > size then return nil, format("%s needs %d bytes, more than the fixed size %d", tostring(value), #be, size) end
-    local pad = neg and 255 or 0
-    while #be < size do table.insert(be, 1, pad) end
-  end
-  local parts = {}
-  for i = 1, #be, 4096 do parts[#parts + 1] = char(unpack(be, i, math.min(i + 4095, #be))) end
-  return concat(parts)
+-- klua.errors.new keeps its known fields only: the path is set on the error afterwards.
+local function new_error(name, message, path)
+  local e = klua.errors.new{ name = name, message = message }
+  if path then e.path = path end
+  return e
 end
 
 -- ---- shared bits ----------------------------------------------------------------------------
@@ -205,11 +77,9 @@ local function show(v)
   return t
 end
 
-local function idx_path(path, i) return path .. "[" .. i .. "]" end
-local function key_path(path, k)
-  if find(k, "^[%a_][%w_]*$") then return path .. "." .. k end
-  return path .. "[" .. format("%q", k) .. "]"
-end
+local function idx_path(path, i) return path .. "[" .. (i - 1) .. "]" end -- 0-based, as the encoder's paths
+local function key_path(path, k) return path .. '["' .. k .. '"]' end -- a map's key
+local function field_path(path, name) return path .. "." .. name end
 
 -- The name a union branch goes by in the JSON encoding.
 local function branch_name(node)
@@ -224,9 +94,59 @@ local function is_int64(v)
   return type(v) == "cdata" and (ffi.istype(int64_t, v) or ffi.istype(uint64_t, v))
 end
 
--- ---- does a Lua value fit a node? (the binary encoder's union rule: the first branch that fits) --
+-- ---- which union branch a value goes to: the binary encoder's choice (avro/codegen.lua) -------
+-- By the value's Lua type: the first branch taking that type (a float branch is passed over when a
+-- double follows, as fastavro does); among several branches taking tables, codegen's choose_table
+-- (the validating record naming most of the value's keys, else the first validating map/array).
 
-local fits
+local codegen = require("klua.avro.codegen")
+local R = require("klua.avro.runtime")
+local choose_table = codegen.choose_table
+
+local function takes(node, i, b, lt, v)
+  local t, lg = b.type, b.logical
+  if t == "null" then return lt == "null" end
+  if t == "boolean" then return lt == "boolean" end
+  if t == "int" then return lt == "number" and v % 1 == 0 and v >= -2147483648 and v <= 2147483647 end
+  if t == "long" then
+    return (lt == "number" and v % 1 == 0 and v >= -TWO63 and v < TWO63) or lt == "cdata"
+  end
+  if t == "float" or t == "double" then
+    if t == "float" then
+      for j = i + 1, #node.branches do
+        if node.branches[j].type == "double" then return false end
+      end
+    end
+    return lt == "number" or lt == "cdata"
+  end
+  if (t == "bytes" or t == "fixed") and lg == "decimal" then
+    return lt == "number" or (lt == "string" and codegen.is_decimal(v))
+  end
+  if t == "string" or t == "bytes" then return lt == "string" end
+  if t == "fixed" and lg == "duration" then return lt == "table" end
+  if t == "fixed" then return lt == "string" and #v == b.size end
+  if t == "enum" then return lt == "string" and b.symbol_index[v] ~= nil end
+  return lt == "table" -- record, array, map
+end
+
+local function pick_branch(node, v)
+  local lt = type(v)
+  if v == nil or v == NULL then lt = "null" end
+  if lt == "table" then
+    local tl = {}
+    for i, b in ipairs(node.branches) do
+      if takes(node, i, b, lt, v) then tl[#tl + 1] = b end
+    end
+    if #tl == 1 then return tl[1] end
+    local j = #tl > 1 and choose_table(tl, v) or 0
+    return tl[j]
+  end
+  for i, b in ipairs(node.branches) do
+    if takes(node, i, b, lt, v) then return b end
+  end
+end
+M.pick_branch = pick_branch
+
 local function fits_int(v, lo, hi)
   if type(v) == "number" then return v % 1 == 0 and v >= lo and v <= hi end
   if is_int64(v) then
@@ -235,76 +155,6 @@ local function fits_int(v, lo, hi)
   end
   return false
 end
-
-local function is_decimal_value(v)
-  if type(v) == "number" then return v == v and v ~= huge and v ~= -huge end
-  return type(v) == "string" and find(v, "^%s*[+-]?%d*%.?%d*%s*$") ~= nil and find(v, "%d") ~= nil
-end
-
-function fits(node, v, seen)
-  local t = node.type
-  if t == "null" then return v == nil or v == NULL end
-  if t == "boolean" then return type(v) == "boolean" end
-  if t == "int" then return fits_int(v, -2147483648, 2147483647) end
-  if t == "long" then
-    if type(v) == "number" then return v % 1 == 0 and v >= -TWO63 and v < TWO63 end
-    return is_int64(v) and (not ffi.istype(uint64_t, v) or v < uint64_t(2) ^ 63)
-  end
-  if t == "float" or t == "double" then return type(v) == "number" or is_int64(v) end
-  if t == "string" then return type(v) == "string" end
-  if t == "bytes" then
-    if node.logical == "decimal" then return is_decimal_value(v) end
-    return type(v) == "string"
-  end
-  if t == "fixed" then
-    if node.logical == "decimal" then return is_decimal_value(v) end
-    if node.logical == "duration" then return type(v) == "table" and v ~= NULL end
-    return type(v) == "string" and #v == node.size
-  end
-  if t == "enum" then return type(v) == "string" and node.symbol_index[v] ~= nil end
-  if type(v) ~= "table" or v == NULL then return false end
-  if t == "array" then
-    local n = #v
-    for k in pairs(v) do
-      if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return false end
-    end
-    for i = 1, n do
-      if not fits(node.items, v[i], seen) then return false end
-    end
-    return true
-  end
-  if t == "map" then
-    for k, x in pairs(v) do
-      if type(k) ~= "string" or not fits(node.values, x, seen) then return false end
-    end
-    return true
-  end
-  if t == "record" then
-    for _, f in ipairs(node.fields) do
-      local x = v[f.name]
-      if x == nil then
-        if not (f.has_default or fits(f.type, nil, seen)) then return false end
-      elseif not fits(f.type, x, seen) then
-        return false
-      end
-    end
-    return true
-  end
-  if t == "union" then
-    for _, b in ipairs(node.branches) do
-      if fits(b, v, seen) then return true end
-    end
-    return false
-  end
-  return false
-end
-
-local function pick_branch(node, v)
-  for _, b in ipairs(node.branches) do
-    if fits(b, v) then return b end
-  end
-end
-M.pick_branch = pick_branch
 
 -- ---- to_json --------------------------------------------------------------------------------
 
@@ -381,7 +231,7 @@ function write(buf, node, v, path)
     if not fits_int(v, -2147483648, 2147483647) then expect(path, "an int (a whole number of 32 bits)", v) end
     buf[#buf + 1] = int_text(v)
   elseif t == "long" then
-    if not fits(node, v) then expect(path, "a long (a whole number of 64 bits or int64 cdata)", v) end
+    if not (fits_int(v, -TWO63, TWO63 - 1) or is_int64(v)) then expect(path, "a long (a whole number of 64 bits or int64 cdata)", v) end
     buf[#buf + 1] = int_text(v)
   elseif t == "float" or t == "double" then
     if type(v) ~= "number" and not is_int64(v) then expect(path, "a number", v) end
@@ -393,15 +243,19 @@ function write(buf, node, v, path)
     local s = v
     if node.logical == "decimal" then
       local why
-      s, why = M.decimal_to_bytes(v, node.scale or 0, t == "fixed" and node.size or nil)
-      if not s then fail(path, "expected a decimal (a string such as \"-12.50\" or a number): " .. why) end
+      s, why = R.decimal_bytes(v, node.scale or 0, node.precision)
+      if not s then fail(path, why) end
+      if t == "fixed" then
+        if #s > node.size then fail(path, "decimal " .. tostring(v) .. " does not fit fixed " .. node.name) end
+        s = rep(byte(s, 1) >= 128 and "\255" or "\0", node.size - #s) .. s
+      end
     elseif node.logical == "duration" then
       if type(v) ~= "table" then expect(path, "a duration {months=, days=, milliseconds=}", v) end
       local parts = {}
       for i, k in ipairs({ "months", "days", "milliseconds" }) do
         local x = v[k] or 0
         if type(x) ~= "number" or x % 1 ~= 0 or x < 0 or x > 4294967295 then
-          expect(key_path(path, k), "a whole number from 0 to 2^32-1", x)
+          expect(field_path(path, k), "a whole number from 0 to 2^32-1", x)
         end
         parts[i] = le32(x)
       end
@@ -448,8 +302,8 @@ function write(buf, node, v, path)
       if i > 1 then buf[#buf + 1] = "," end
       buf[#buf + 1] = quote_string(f.name) .. ":"
       local x = v[f.name]
-      if x == nil and f.has_default and not fits(f.type, nil) then x = f.default end
-      write(buf, f.type, x, key_path(path, f.name))
+      if x == nil and f.has_default and f.default ~= nil then x = f.default end -- as the encoder does
+      write(buf, f.type, x, field_path(path, f.name))
     end
     buf[#buf + 1] = "}"
   else
@@ -464,8 +318,7 @@ function M.to_json(s, value)
   local ok, e = pcall(write, buf, node, value, "$")
   if ok then return concat(buf) end
   if getmetatable(e) ~= Fail then error(e, 0) end
-  return nil, klua.errors.new{ name = "KLUA_SERIALIZATION", message = "cannot write Avro JSON: " .. e.path .. ": " .. e.msg,
-    path = e.path }
+  return nil, new_error("KLUA_SERIALIZATION", "cannot write Avro JSON: " .. e.path .. ": " .. e.msg, e.path)
 end
 
 -- ---- a JSON reader keeping integers exact ---------------------------------------------------
@@ -541,7 +394,8 @@ local function parse_number(s, i)
   if e then b, int_only = e, false end
   local text = sub(s, a, b)
   local v = tonumber(text)
-  if int_only and (v > TWO53 or v < -TWO53) then return setmetatable({ text = text }, BIG), b + 1 end
+  -- 16 digits and more may be beyond 2^53, where the double is not the integer: kept as text
+  if int_only and b - a >= 15 then return setmetatable({ text = text }, BIG), b + 1 end
   return v, b + 1
 end
 
@@ -721,7 +575,11 @@ function convert(node, j, path)
       if j > TWO53 or j < -TWO53 then return int64_t(j) end
       return j
     end
-    if getmetatable(j) == BIG then return parse_int64(j.text, path) end
+    if getmetatable(j) == BIG then
+      local v = parse_int64(j.text, path)
+      if v >= -TWO53 and v <= TWO53 then return tonumber(v) end
+      return v
+    end
     jexpect(path, "a long (a whole number)", j)
   elseif t == "float" or t == "double" then
     return real(j, path, "a number")
@@ -734,7 +592,7 @@ function convert(node, j, path)
     if t == "fixed" and #b ~= node.size then
       fail(path, "expected " .. node.size .. " bytes (fixed " .. node.name .. "), got " .. #b)
     end
-    if node.logical == "decimal" then return M.decimal_to_string(b, node.scale or 0) end
+    if node.logical == "decimal" then return R.decimal_string(b, node.scale or 0) end
     if node.logical == "duration" then
       return { months = le32_at(b, 1), days = le32_at(b, 5), milliseconds = le32_at(b, 9) }
     end
@@ -759,7 +617,7 @@ function convert(node, j, path)
     for _, f in ipairs(node.fields) do
       local x = j[f.name]
       if x ~= nil then
-        out[f.name] = convert(f.type, x, key_path(path, f.name))
+        out[f.name] = convert(f.type, x, field_path(path, f.name))
       elseif f.has_default then
         local d = f.default
         if type(d) == "table" then
@@ -773,12 +631,12 @@ function convert(node, j, path)
         end
         out[f.name] = d
       else
-        fail(key_path(path, f.name), "missing (the field has no default)")
+        fail(field_path(path, f.name), "missing (the field has no default)")
       end
     end
     for k in pairs(j) do
       if node.field_index[k] == nil then
-        fail(key_path(path, k), "the record " .. node.name .. " has no such field")
+        fail(field_path(path, k), "the record " .. node.name .. " has no such field")
       end
     end
     return out
@@ -793,14 +651,13 @@ function M.from_json(s, text)
   local ok, j = pcall(parse_json, text)
   if not ok then
     if getmetatable(j) ~= Fail then error(j, 0) end
-    return nil, klua.errors.new{ name = "KLUA_DESERIALIZATION", message = "cannot read Avro JSON: bad JSON: " .. j.msg }
+    return nil, new_error("KLUA_DESERIALIZATION", "cannot read Avro JSON: bad JSON: " .. j.msg)
   end
   local v
   ok, v = pcall(convert, node, j, "$")
   if ok then return v end
   if getmetatable(v) ~= Fail then error(v, 0) end
-  return nil, klua.errors.new{ name = "KLUA_DESERIALIZATION", message = "cannot read Avro JSON: " .. v.path .. ": " .. v.msg,
-    path = v.path }
+  return nil, new_error("KLUA_DESERIALIZATION", "cannot read Avro JSON: " .. v.path .. ": " .. v.msg, v.path)
 end
 
 return M

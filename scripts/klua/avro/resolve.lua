@@ -39,6 +39,13 @@ local format, concat = string.format, table.concat
 
 local M = {}
 
+-- klua.errors.new keeps its known fields only: the path is set on the error afterwards.
+local function new_error(name, message, path)
+  local e = klua.errors.new{ name = name, message = message }
+  if path then e.path = path end
+  return e
+end
+
 -- ---- runtime helpers, upvalues of every generated chunk ---------------------------------------
 
 local u8p = ffi.typeof("const uint8_t*")
@@ -203,7 +210,7 @@ local function duration(s)
   return { months = le(0), days = le(4), milliseconds = le(8) }
 end
 
-local decimal_to_string -- loaded with the JSON module on first use
+local decimal_to_string -- avro/runtime.lua's, looked up on first use
 
 -- ---- node helpers ----------------------------------------------------------------------------
 
@@ -441,7 +448,7 @@ function Gen:read(w, r, tgt, container, path)
       .. "if " .. c .. " == 0 then break end\n"
       .. "if " .. a .. " == nil then " .. a .. " = new_tab(" .. c .. ", 0) end\n"
       .. "for _ = 1, " .. c .. " do\n" .. i .. " = " .. i .. " + 1\n"
-      .. self:push("'[' .. " .. i .. " .. ']'")
+      .. self:push("'[' .. (" .. i .. " - 1) .. ']'") -- 0-based, as the encoder's paths
       .. body .. self:pop()
       .. "end\nend\n" .. tgt .. " = " .. a .. " or ARRAY()\nend\n"
   end
@@ -457,7 +464,7 @@ function Gen:read(w, r, tgt, container, path)
       .. "if " .. c .. " == 0 then break end\n"
       .. "for _ = 1, " .. c .. " do\n"
       .. "local " .. k .. "; " .. k .. ", pos = rstr(p, pos, n)\n"
-      .. self:push("'[' .. KEYTEXT(" .. k .. ") .. ']'")
+      .. self:push("'[\"' .. " .. k .. " .. '\"]'")
       .. body .. self:pop()
       .. "end\nend\n" .. tgt .. " = " .. m .. "\nend\n"
   end
@@ -612,11 +619,6 @@ end
 local NULL -- klua.json.null, looked up on first use (klua is the runtime's global)
 local ARRAY
 
-local function keytext(k)
-  if k:find("^[%w_]+$") then return '"' .. k .. '"' end
-  return format("%q", k)
-end
-
 -- Generates and loads the chunk for (writer node, reader node); returns the top-level function
 -- (p, pos, n) -> value, pos, or nil and why they do not resolve.
 local function compile(wnode, rnode, trace)
@@ -624,7 +626,7 @@ local function compile(wnode, rnode, trace)
   local top, why = g:read(wnode, rnode, "v", false, "$")
   if not top then return nil, why end
   local src = { "local K, F, NULL, ARRAY, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble, "
-    .. "rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, DEC, DUR, KEYTEXT, tostring = ...\n" }
+    .. "rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, DEC, DUR, tostring = ...\n" }
   for i = 1, g.nfun do src[#src + 1] = g.funcs[i] end
   src[#src + 1] = "return function(p, pos, n)\nlocal v\n" .. top .. "return v, pos\nend\n"
   local text = concat(src)
@@ -633,11 +635,11 @@ local function compile(wnode, rnode, trace)
   if not NULL then
     NULL = klua.json.null
     ARRAY = klua.json.array
-    decimal_to_string = require("klua.avro.json").decimal_to_string
+    decimal_to_string = require("klua.avro.runtime").decimal_string
   end
   local TP = { n = 0 }
   local fn = chunk(g.K, {}, NULL, ARRAY, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
-    rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, decimal_to_string, duration, keytext,
+    rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, decimal_to_string, duration,
     tostring)
   return fn, nil, TP, text
 end
@@ -659,8 +661,12 @@ function Resolver:decode(bytes, offset)
   if type(offset) ~= "number" or offset < 0 or offset > n or offset % 1 ~= 0 then
     errors().bad_argument("r:decode", 3, "offset must be a whole number from 0 to #bytes, got " .. tostring(offset))
   end
-  local ok, v = pcall(self.fn, ffi.cast(u8p, bytes), offset, n)
-  if ok then return v end
+  local ok, v, pos = pcall(self.fn, ffi.cast(u8p, bytes), offset, n)
+  if ok then
+    if pos == n then return v end
+    return nil, new_error("KLUA_DESERIALIZATION",
+      format("$: %d trailing bytes after the value (at byte %d of %d)", n - pos, pos, n), "$")
+  end
   return nil, self:_error(v, bytes, offset)
 end
 
@@ -684,13 +690,9 @@ function Resolver:_error(e, bytes, offset)
     end
   end
   if e.schema then
-    return klua.errors.new{ name = "KLUA_SCHEMA", message = e.msg, path = path }
+    return new_error("KLUA_SCHEMA", e.msg, path)
   end
-  return klua.errors.new{
-    name = "KLUA_DESERIALIZATION",
-    message = "cannot decode Avro data" .. (path and " at " .. path or "") .. ": " .. e.msg,
-    path = path,
-  }
+  return new_error("KLUA_DESERIALIZATION", (path or "$") .. ": " .. e.msg, path)
 end
 
 local cache = setmetatable({}, { __mode = "k" }) -- [writer node] = { [reader node] = resolver }
@@ -715,7 +717,7 @@ function M.resolver(writer, reader)
   if per and per[rnode] then return per[rnode] end
   local fn, why, _, text = compile(wnode, rnode)
   if not fn then
-    return nil, klua.errors.new{ name = "KLUA_SCHEMA", message = "cannot resolve the writer's schema against the reader's: " .. why }
+    return nil, new_error("KLUA_SCHEMA", "cannot resolve the writer's schema against the reader's: " .. why)
   end
   local r = setmetatable({ fn = fn, wnode = wnode, rnode = rnode, writer = ws, reader = rs, source = text }, Resolver)
   if not per then
