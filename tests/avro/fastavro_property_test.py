@@ -120,6 +120,9 @@ class Gen:
         # One branch per Lua kind, so that the value's kind names its branch for klua as for fastavro.
         r = self.rng
         classes = r.sample(["null", "boolean", "number", "string", "table"], r.randint(1, 3))
+        if "table" in classes and "string" in classes:  # decide the string branch first (see below)
+            classes.remove("table")
+            classes.append("table")
         branches = []
         for c in classes:
             if c == "null":
@@ -136,6 +139,8 @@ class Gen:
                     branches[-1] = self.define({"type": "fixed", "name": self.name("F"), "size": r.randint(1, 6)}, ns)
             else:
                 t = r.choice(["record", "array", "map"])
+                if t == "array" and any(b == "bytes" or isinstance(b, dict) and b["type"] == "fixed" for b in branches):
+                    t = "map"  # fastavro takes Python bytes for an array (a Sequence of ints)
                 if t == "record":
                     branches.append(self.record(depth + 1, ns))
                 elif t == "array":
