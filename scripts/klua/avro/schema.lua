@@ -111,15 +111,14 @@ local function latin1(path, s)
   return concat(out)
 end
 
-local DEFAULT_KINDS = { ["nil"] = "null" }
-
 -- The JSON default j for node -> the Lua value (see the header). Raises a SchemaError on mismatch.
 local function convert_default(node, j, path, top)
   local t = node.type
   local isnull = j == nil or j == JSON_NULL
   if t == "null" then
     if not isnull then fail(path, "default %s does not match type null", describe(j)) end
-    return top and nil or JSON_NULL
+    if top then return nil end
+    return JSON_NULL
   elseif t == "boolean" then
     if type(j) ~= "boolean" then fail(path, "default %s does not match type boolean", describe(j)) end
     return j
@@ -425,7 +424,9 @@ function M.parse(schema, named)
   if type(schema) == "string" then
     local err
     j, err = klua.json.decode(schema)
-    if j == nil then
+    if j == JSON_NULL then
+      j = "null"  -- the bare type name null
+    elseif j == nil then
       -- A bare name such as `string` (not JSON) is accepted as the type name, as the Java parser does.
       if schema:find("^%s*[A-Za-z_][A-Za-z0-9_.]*%s*$") then
         j = schema:match("^%s*(.-)%s*$")
