@@ -83,8 +83,8 @@ local function standin_json_schema()
     function v:validate(value)
       for _, name in ipairs(t.required or {}) do
         if type(value) ~= "table" or value[name] == nil then
-          return nil, E{ name = "KLUA_SERIALIZATION", path = "$." .. name, keyword = "required",
-                                       message = "$." .. name .. ": required" }
+          return nil, E{ name = "KLUA_SERIALIZATION", path = "$", keyword = "required",
+                                       message = "$: missing required property \"" .. name .. "\"" }
         end
       end
       return true
