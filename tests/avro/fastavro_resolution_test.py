@@ -102,7 +102,7 @@ def main():
         if p.returncode != 0:
             print(p.stdout[-3000:])
             return 1
-        mine = {o["id"]: o for o in map(json.loads, open(kout).read().splitlines())}
+        mine = {o["id"]: o for o in (json.loads(x) for x in open(kout).read().split("\n") if x)}
     t2 = time.time()
     failures = []
     n_res = n_json = n_err = 0

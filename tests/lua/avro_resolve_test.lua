@@ -6,6 +6,7 @@ local json = klua.json
 local ffi = require("ffi")
 
 local function parse(schema)
+  if type(schema) == "string" and not schema:find("^%s*[%[{\"]") then schema = string.format("%q", schema) end
   if type(schema) == "table" then schema = json.encode(schema) end
   return assert(avro.parse(schema))
 end

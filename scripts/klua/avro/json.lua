@@ -162,7 +162,12 @@ local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["
   ["\b"] = "\\b", ["\f"] = "\\f" }
 local function esc_char(c) return ESC[c] or format("\\u%04x", byte(c)) end
 
+-- A string with bytes above 127 goes through klua.json.encode, which checks the UTF-8 and writes
+-- U+FFFD for each invalid sequence (bytes read as a string may be anything; the output stays JSON,
+-- as Java's, which decodes them with replacement too).
+local REPLACE = { invalid_utf8 = "replace" }
 local function quote_string(s)
+  if find(s, "[\128-\255]") then return klua.json.encode(s, REPLACE) end
   if find(s, '[%z\1-\31"\\]') then s = gsub(s, '[%z\1-\31"\\]', esc_char) end
   return '"' .. s .. '"'
 end
@@ -302,7 +307,7 @@ function write(buf, node, v, path)
       if i > 1 then buf[#buf + 1] = "," end
       buf[#buf + 1] = quote_string(f.name) .. ":"
       local x = v[f.name]
-      if x == nil and f.has_default and f.default ~= nil then x = f.default end -- as the encoder does
+      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then x = f.default end -- as the encoder does
       write(buf, f.type, x, field_path(path, f.name))
     end
     buf[#buf + 1] = "}"
@@ -629,7 +634,7 @@ function convert(node, j, path)
           end
           d = copy(d)
         end
-        out[f.name] = d
+        if d ~= NULL then out[f.name] = d end
       else
         fail(field_path(path, f.name), "missing (the field has no default)")
       end

@@ -440,8 +440,9 @@ function Gen:read(w, r, tgt, container, path)
   if wt == "array" then
     if rt ~= "array" then return nil, format("%s: the writer's %s cannot be read as %s", path, describe(w), describe(r)) end
     local a, i, c = self:var(), self:var(), self:var()
+    -- items that cannot be read fail when there is one: an empty array still reads (as Java's)
     local body, why = self:read(w.items, r.items, a .. "[" .. i .. "]", true, path .. "[]")
-    if not body then return nil, why end
+    if not body then body = "fail_schema(" .. self:const(why) .. ")\n" end
     return "do\nlocal " .. a .. ", " .. i .. " = nil, 0\n"
       .. "while true do\n"
       .. "local " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, " .. min_size(w.items) .. ")\n"
@@ -457,7 +458,7 @@ function Gen:read(w, r, tgt, container, path)
     if rt ~= "map" then return nil, format("%s: the writer's %s cannot be read as %s", path, describe(w), describe(r)) end
     local m, k, c = self:var(), self:var(), self:var()
     local body, why = self:read(w.values, r.values, m .. "[" .. k .. "]", true, path .. "{}")
-    if not body then return nil, why end
+    if not body then body = "fail_schema(" .. self:const(why) .. ")\n" end
     return "do\nlocal " .. m .. " = {}\n"
       .. "while true do\n"
       .. "local " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, " .. (1 + min_size(w.values)) .. ")\n"
@@ -563,7 +564,7 @@ function Gen:record_pair(w, r, path)
       local d = rf.default
       if type(d) == "table" then
         code[#code + 1] = "r[" .. self:const(rf.name) .. "] = deepcopy(" .. self:const(d) .. ")\n"
-      elseif d ~= nil then
+      elseif d ~= nil and d ~= NULL then -- a null default: the field stays absent
         code[#code + 1] = "r[" .. self:const(rf.name) .. "] = " .. self:const(d) .. "\n"
       end
     end
@@ -622,6 +623,11 @@ local ARRAY
 -- Generates and loads the chunk for (writer node, reader node); returns the top-level function
 -- (p, pos, n) -> value, pos, or nil and why they do not resolve.
 local function compile(wnode, rnode, trace)
+  if not NULL then
+    NULL = klua.json.null
+    ARRAY = klua.json.array
+    decimal_to_string = require("klua.avro.runtime").decimal_string
+  end
   local g = new_gen(trace)
   local top, why = g:read(wnode, rnode, "v", false, "$")
   if not top then return nil, why end
@@ -632,11 +638,6 @@ local function compile(wnode, rnode, trace)
   local text = concat(src)
   local chunk, err = load(text, "=klua.avro.resolver")
   if not chunk then error("klua.avro.resolve: generated code does not compile: " .. err .. "\n" .. text) end
-  if not NULL then
-    NULL = klua.json.null
-    ARRAY = klua.json.array
-    decimal_to_string = require("klua.avro.runtime").decimal_string
-  end
   local TP = { n = 0 }
   local fn = chunk(g.K, {}, NULL, ARRAY, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
     rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, decimal_to_string, duration,
