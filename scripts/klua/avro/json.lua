@@ -129,6 +129,36 @@ local function takes(node, i, b, lt, v)
   return lt == "table" -- record, array, map
 end
 
+-- Is s well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF)?
+local function valid_utf8(s)
+  if not find(s, "[\128-\255]") then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len, lo, hi = 0, 0x80, 0xBF
+      if c >= 0xC2 and c <= 0xDF then len = 1
+      elseif c == 0xE0 then len, lo = 2, 0xA0
+      elseif c >= 0xE1 and c <= 0xEC or c == 0xEE or c == 0xEF then len = 2
+      elseif c == 0xED then len, hi = 2, 0x9F
+      elseif c == 0xF0 then len, lo = 3, 0x90
+      elseif c >= 0xF1 and c <= 0xF3 then len = 3
+      elseif c == 0xF4 then len, hi = 3, 0x8F
+      else return false end
+      local c2 = byte(s, i + 1)
+      if not c2 or c2 < lo or c2 > hi then return false end
+      for k = i + 2, i + len do
+        local ck = byte(s, k)
+        if not ck or ck < 0x80 or ck > 0xBF then return false end
+      end
+      i = i + len + 1
+    end
+  end
+  return true
+end
+
 local function pick_branch(node, v)
   local lt = type(v)
   if v == nil or v == NULL then lt = "null" end
@@ -142,7 +172,15 @@ local function pick_branch(node, v)
     return tl[j]
   end
   for i, b in ipairs(node.branches) do
-    if takes(node, i, b, lt, v) then return b end
+    if takes(node, i, b, lt, v) then
+      -- bytes that are not UTF-8 would lose data as a string (U+FFFD): a bytes branch takes them
+      if b.type == "string" and not valid_utf8(v) then
+        for _, bb in ipairs(node.branches) do
+          if bb.type == "bytes" and not bb.logical then return bb end
+        end
+      end
+      return b
+    end
   end
 end
 M.pick_branch = pick_branch

@@ -301,6 +301,7 @@ local function new_gen(trace)
     pairs_memo = {}, -- [writer record][reader record] = function index
     skip_memo = {}, -- [writer record] = skip function index
     nvar = 0,
+    unreadable = {}, unreadable_seen = {},
   }, Gen)
 end
 
@@ -310,6 +311,16 @@ function Gen:const(v)
   self.K[self.nk] = v
   if v ~= nil then self.kindex[v] = self.nk end
   return "K[" .. self.nk .. "]"
+end
+
+-- Code failing with KLUA_SCHEMA when data reaches a part the reader cannot take (a writer union
+-- branch, array items, map values): such pairs resolve, as in Java, and r.unreadable lists them.
+function Gen:deferred(why)
+  if not self.unreadable_seen[why] then
+    self.unreadable_seen[why] = true
+    self.unreadable[#self.unreadable + 1] = why
+  end
+  return "fail_schema(" .. self:const(why) .. ")\n"
 end
 
 function Gen:var()
@@ -355,7 +366,7 @@ function Gen:read(w, r, tgt, container, path)
         code[#code + 1] = c
       else
         why_first = why_first or why
-        code[#code + 1] = "fail_schema(" .. self:const(why) .. ")\n"
+        code[#code + 1] = self:deferred(why)
       end
     end
     if not ok_any then
@@ -410,6 +421,10 @@ function Gen:read(w, r, tgt, container, path)
         missing[#missing + 1] = s
       end
     end
+    if #missing > 0 then
+      self:deferred(format("%s: the writer's enum symbol%s %s not in the reader's enum %s, which has no default",
+        path, #missing > 1 and "s" or "", concat(missing, ", ") .. (#missing > 1 and " are" or " is"), r.name))
+    end
     local v = self:var()
     return "do\nlocal " .. v .. "; " .. v .. ", pos = rlong(p, pos, n)\n"
       .. "local s = " .. self:const(map) .. "[" .. v .. "]\n"
@@ -442,7 +457,7 @@ function Gen:read(w, r, tgt, container, path)
     local a, i, c = self:var(), self:var(), self:var()
     -- items that cannot be read fail when there is one: an empty array still reads (as Java's)
     local body, why = self:read(w.items, r.items, a .. "[" .. i .. "]", true, path .. "[]")
-    if not body then body = "fail_schema(" .. self:const(why) .. ")\n" end
+    if not body then body = self:deferred(why) end
     return "do\nlocal " .. a .. ", " .. i .. " = nil, 0\n"
       .. "while true do\n"
       .. "local " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, " .. min_size(w.items) .. ")\n"
@@ -458,7 +473,7 @@ function Gen:read(w, r, tgt, container, path)
     if rt ~= "map" then return nil, format("%s: the writer's %s cannot be read as %s", path, describe(w), describe(r)) end
     local m, k, c = self:var(), self:var(), self:var()
     local body, why = self:read(w.values, r.values, m .. "[" .. k .. "]", true, path .. "{}")
-    if not body then body = "fail_schema(" .. self:const(why) .. ")\n" end
+    if not body then body = self:deferred(why) end
     return "do\nlocal " .. m .. " = {}\n"
       .. "while true do\n"
       .. "local " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, " .. (1 + min_size(w.values)) .. ")\n"
@@ -642,7 +657,7 @@ local function compile(wnode, rnode, trace)
   local fn = chunk(g.K, {}, NULL, ARRAY, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
     rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, decimal_to_string, duration,
     tostring)
-  return fn, nil, TP, text
+  return fn, nil, TP, text, g.unreadable
 end
 
 -- ---- the resolver object ------------------------------------------------------------------------
@@ -716,11 +731,12 @@ function M.resolver(writer, reader)
   if not rnode then return nil, err end
   local per = cache[wnode]
   if per and per[rnode] then return per[rnode] end
-  local fn, why, _, text = compile(wnode, rnode)
+  local fn, why, _, text, unreadable = compile(wnode, rnode)
   if not fn then
     return nil, new_error("KLUA_SCHEMA", "cannot resolve the writer's schema against the reader's: " .. why)
   end
-  local r = setmetatable({ fn = fn, wnode = wnode, rnode = rnode, writer = ws, reader = rs, source = text }, Resolver)
+  local r = setmetatable({ fn = fn, wnode = wnode, rnode = rnode, writer = ws, reader = rs, source = text,
+    unreadable = unreadable }, Resolver)
   if not per then
     per = setmetatable({}, { __mode = "kv" }) -- weak values too: a resolver refers to its nodes
     cache[wnode] = per
