@@ -11,7 +11,7 @@ recursion, defaults) and a random value; fastavro.schemaless_writer's bytes are 
 Values travel as JSON with bytes as hex, longs as decimal strings and union values tagged with their
 branch, so nothing is lost between Python and Lua.
 
-Usage: fastavro_property_test.py "KLUA run" [--cases N] [--seed S]   (seed printed; set it to replay)
+Usage: fastavro_property_test.py KLUA [--cases N] [--seed S]   (seed printed; set it to replay)
 """
 import argparse
 import decimal
@@ -26,8 +26,16 @@ import sys
 import tempfile
 import uuid
 
-import fastavro
-import fastavro.read
+try:
+    import fastavro
+    import fastavro.read
+except ImportError:  # not the test venv: re-run under $KLUA_PYTHON (tools/dev sets it), else skip
+    venv = os.environ.get("KLUA_PYTHON") or os.path.expanduser("~/.cache/klua/venv/bin/python")
+    if os.path.exists(venv) and not os.environ.get("KLUA_PYTHON_REEXEC"):
+        os.environ["KLUA_PYTHON_REEXEC"] = "1"
+        os.execv(venv, [venv] + sys.argv)
+    print("fastavro is not installed: skipped")
+    sys.exit(77)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SYMBOL_POOL = ["A", "B", "C", "D", "E_1", "_f", "g2", "Hh"]
@@ -328,10 +336,12 @@ def multikey(schema, value, named, seen_depth=0):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("klua")
+    ap.add_argument("klua", help='the command that runs a script: "KLUA run" (a path alone gets " run")')
     ap.add_argument("--cases", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
+    if " " not in args.klua:
+        args.klua += " run"
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2 ** 32)
     print(f"seed {seed} ({args.cases} cases); replay with --seed {seed}", flush=True)
     rng = random.Random(seed)
