@@ -647,8 +647,7 @@ function convert(node, j, path)
     if getmetatable(j) ~= ARR then jexpect(path, "an array", j) end
     local out = {}
     for i = 1, #j do out[i] = container_value(node.items, j[i], idx_path(path, i)) end
-    if #j == 0 then klua.json.array(out) end
-    return out
+    return klua.json.array(out) -- marked, as s:decode's arrays
   elseif t == "map" then
     if getmetatable(j) ~= OBJ then jexpect(path, "an object (a map)", j) end
     local out = {}

@@ -462,11 +462,11 @@ function Gen:read(w, r, tgt, container, path)
       .. "while true do\n"
       .. "local " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, " .. min_size(w.items) .. ")\n"
       .. "if " .. c .. " == 0 then break end\n"
-      .. "if " .. a .. " == nil then " .. a .. " = new_tab(" .. c .. ", 0) end\n"
+      .. "if " .. a .. " == nil then " .. a .. " = setmetatable(new_tab(" .. c .. ", 0), ARRAY_MT) end\n"
       .. "for _ = 1, " .. c .. " do\n" .. i .. " = " .. i .. " + 1\n"
       .. self:push("'[' .. (" .. i .. " - 1) .. ']'") -- 0-based, as the encoder's paths
       .. body .. self:pop()
-      .. "end\nend\n" .. tgt .. " = " .. a .. " or ARRAY()\nend\n"
+      .. "end\nend\n" .. tgt .. " = " .. a .. " or setmetatable({}, ARRAY_MT)\nend\n"
   end
 
   if wt == "map" then
@@ -633,20 +633,20 @@ function Gen:skip(w)
 end
 
 local NULL -- klua.json.null, looked up on first use (klua is the runtime's global)
-local ARRAY
+local ARRAY_MT
 
 -- Generates and loads the chunk for (writer node, reader node); returns the top-level function
 -- (p, pos, n) -> value, pos, or nil and why they do not resolve.
 local function compile(wnode, rnode, trace)
   if not NULL then
     NULL = klua.json.null
-    ARRAY = klua.json.array
+    ARRAY_MT = getmetatable(klua.json.array{}) -- decoded arrays carry the mark, as s:decode's do
     decimal_to_string = require("klua.avro.runtime").decimal_string
   end
   local g = new_gen(trace)
   local top, why = g:read(wnode, rnode, "v", false, "$")
   if not top then return nil, why end
-  local src = { "local K, F, NULL, ARRAY, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble, "
+  local src = { "local K, F, NULL, ARRAY_MT, setmetatable, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble, "
     .. "rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, DEC, DUR, tostring = ...\n" }
   for i = 1, g.nfun do src[#src + 1] = g.funcs[i] end
   src[#src + 1] = "return function(p, pos, n)\nlocal v\n" .. top .. "return v, pos\nend\n"
@@ -654,7 +654,7 @@ local function compile(wnode, rnode, trace)
   local chunk, err = load(text, "=klua.avro.resolver")
   if not chunk then error("klua.avro.resolve: generated code does not compile: " .. err .. "\n" .. text) end
   local TP = { n = 0 }
-  local fn = chunk(g.K, {}, NULL, ARRAY, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
+  local fn = chunk(g.K, {}, NULL, ARRAY_MT, setmetatable, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
     rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, decimal_to_string, duration,
     tostring)
   return fn, nil, TP, text, g.unreadable
