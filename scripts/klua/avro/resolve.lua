@@ -78,7 +78,7 @@ local function rlong_big(p, pos, n)
   fail("bad varint (longer than 10 bytes)")
 end
 
-local function rlong(p, pos, n)
+local function rlong_slow(p, pos, n)
   local u, mul = 0, 1
   local start = pos
   for _ = 1, 7 do -- 49 bits: exact in a double
@@ -96,7 +96,40 @@ local function rlong(p, pos, n)
   return rlong_big(p, start, n)
 end
 
-local function rint(p, pos, n)
+local function unzigzag(z)
+  if z % 2 == 0 then return z / 2 end
+  return -(z + 1) / 2
+end
+
+-- Unrolled up to 7 bytes when 10 remain: no loop, so a record's decoder stays one trace.
+local function rlong(p, pos, n)
+  if pos + 10 <= n then
+    local b = p[pos]
+    if b < 128 then return unzigzag(b), pos + 1 end
+    local z = b - 128
+    b = p[pos + 1]
+    if b < 128 then return unzigzag(z + b * 128), pos + 2 end
+    z = z + (b - 128) * 128
+    b = p[pos + 2]
+    if b < 128 then return unzigzag(z + b * 16384), pos + 3 end
+    z = z + (b - 128) * 16384
+    b = p[pos + 3]
+    if b < 128 then return unzigzag(z + b * 2097152), pos + 4 end
+    z = z + (b - 128) * 2097152
+    b = p[pos + 4]
+    if b < 128 then return unzigzag(z + b * 268435456), pos + 5 end
+    z = z + (b - 128) * 268435456
+    b = p[pos + 5]
+    if b < 128 then return unzigzag(z + b * 34359738368), pos + 6 end
+    z = z + (b - 128) * 34359738368
+    b = p[pos + 6]
+    if b < 128 then return unzigzag(z + b * 4398046511104), pos + 7 end
+    return rlong_big(p, pos, n)
+  end
+  return rlong_slow(p, pos, n)
+end
+
+local function rint_slow(p, pos, n)
   local u, mul = 0, 1
   for _ = 1, 5 do
     if pos >= n then fail("truncated (an int runs past the end)") end
@@ -105,13 +138,32 @@ local function rint(p, pos, n)
     if b < 128 then
       u = u + b * mul
       if u > 4294967295 then fail("bad int (beyond 32 bits)") end
-      if u % 2 == 0 then return u / 2, pos end
-      return -(u + 1) / 2, pos
+      return unzigzag(u), pos
     end
     u = u + (b - 128) * mul
     mul = mul * 128
   end
   fail("bad varint (an int longer than 5 bytes)")
+end
+
+local function rint(p, pos, n)
+  if pos + 5 <= n then
+    local b = p[pos]
+    if b < 128 then return unzigzag(b), pos + 1 end
+    local z = b - 128
+    b = p[pos + 1]
+    if b < 128 then return unzigzag(z + b * 128), pos + 2 end
+    z = z + (b - 128) * 128
+    b = p[pos + 2]
+    if b < 128 then return unzigzag(z + b * 16384), pos + 3 end
+    z = z + (b - 128) * 16384
+    b = p[pos + 3]
+    if b < 128 then return unzigzag(z + b * 2097152), pos + 4 end
+    z = z + (b - 128) * 2097152
+    b = p[pos + 4]
+    if b < 16 then return unzigzag(z + b * 268435456), pos + 5 end
+  end
+  return rint_slow(p, pos, n)
 end
 
 -- A length (string, bytes, a block's byte size): a long that must fit what is left.
