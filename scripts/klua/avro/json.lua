@@ -655,6 +655,12 @@ function convert(node, j, path)
     return out
   elseif t == "record" then
     if getmetatable(j) ~= OBJ then jexpect(path, "an object (record " .. node.name .. ")", j) end
+    -- a member the record lacks first: a typo names itself rather than the field it misses
+    for k in pairs(j) do
+      if node.field_index[k] == nil then
+        fail(field_path(path, k), "the record " .. node.name .. " has no such field")
+      end
+    end
     local out = {}
     for _, f in ipairs(node.fields) do
       local x = j[f.name]
@@ -674,11 +680,6 @@ function convert(node, j, path)
         if d ~= NULL then out[f.name] = d end
       else
         fail(field_path(path, f.name), "missing (the field has no default)")
-      end
-    end
-    for k in pairs(j) do
-      if node.field_index[k] == nil then
-        fail(field_path(path, k), "the record " .. node.name .. " has no such field")
       end
     end
     return out
