@@ -57,6 +57,7 @@ local TWO53 = 2 ^ 53
 local Fail = {}
 Fail.__index = Fail
 local function fail(msg) error(setmetatable({ msg = msg }, Fail), 0) end
+local DEPTH = { n = 0 } -- how deep the decoder is in recursive records (reset at each decode)
 local function fail_schema(msg) error(setmetatable({ msg = msg, schema = true }, Fail), 0) end
 
 -- Longs beyond the 7 bytes a double holds exactly: 64-bit arithmetic, int64 cdata beyond 2^53.
@@ -354,6 +355,7 @@ local function new_gen(trace)
     skip_memo = {}, -- [writer record] = skip function index
     nvar = 0,
     unreadable = {}, unreadable_seen = {},
+    in_progress = {}, recursive = {}, -- record pairs being generated; those that call themselves
   }, Gen)
 end
 
@@ -586,10 +588,14 @@ function Gen:record_pair(w, r, path)
     memo = {}
     self.pairs_memo[w] = memo
   end
-  if memo[r] then return memo[r] end
+  if memo[r] then
+    if self.in_progress[memo[r]] then self.recursive[memo[r]] = true end
+    return memo[r]
+  end
   self.nfun = self.nfun + 1
   local idx = self.nfun
   memo[r] = idx -- before the body: recursive references call it
+  self.in_progress[idx] = true
 
   local rfields_by_name = {}
   for _, f in ipairs(r.fields) do rfields_by_name[f.name] = f end
@@ -636,6 +642,12 @@ function Gen:record_pair(w, r, path)
       end
     end
   end
+  self.in_progress[idx] = nil
+  if self.recursive[idx] then
+    -- hostile input could nest a recursive type until the Lua stack overflows: 500 levels at most
+    code[1] = code[1] .. "local d = DEPTH.n + 1\nif d > 500 then fail(\"records nested deeper than 500\") end\nDEPTH.n = d\n"
+    code[#code + 1] = "DEPTH.n = d - 1\n"
+  end
   code[#code + 1] = "return r, pos\nend\n"
   self.funcs[idx] = concat(code)
   return idx
@@ -674,9 +686,10 @@ function Gen:skip(w)
       self.nfun = self.nfun + 1
       idx = self.nfun
       self.skip_memo[w] = idx
-      local code = { "F[" .. idx .. "] = function(p, pos, n)\n" }
+      local code = { "F[" .. idx .. "] = function(p, pos, n)\n"
+        .. "local d = DEPTH.n + 1\nif d > 500 then fail(\"records nested deeper than 500\") end\nDEPTH.n = d\n" }
       for _, f in ipairs(w.fields) do code[#code + 1] = self:skip(f.type) end
-      code[#code + 1] = "return pos\nend\n"
+      code[#code + 1] = "DEPTH.n = d - 1\nreturn pos\nend\n"
       self.funcs[idx] = concat(code)
     end
     return "pos = F[" .. idx .. "](p, pos, n)\n"
@@ -698,7 +711,7 @@ local function compile(wnode, rnode, trace)
   local g = new_gen(trace)
   local top, why = g:read(wnode, rnode, "v", false, "$")
   if not top then return nil, why end
-  local src = { "local K, F, NULL, ARRAY_MT, setmetatable, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble, "
+  local src = { "local K, F, NULL, ARRAY_MT, setmetatable, DEPTH, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble, "
     .. "rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, DEC, DUR, tostring = ...\n" }
   for i = 1, g.nfun do src[#src + 1] = g.funcs[i] end
   src[#src + 1] = "return function(p, pos, n)\nlocal v\n" .. top .. "return v, pos\nend\n"
@@ -706,7 +719,7 @@ local function compile(wnode, rnode, trace)
   local chunk, err = load(text, "=klua.avro.resolver")
   if not chunk then error("klua.avro.resolve: generated code does not compile: " .. err .. "\n" .. text) end
   local TP = { n = 0 }
-  local fn = chunk(g.K, {}, NULL, ARRAY_MT, setmetatable, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
+  local fn = chunk(g.K, {}, NULL, ARRAY_MT, setmetatable, DEPTH, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
     rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, decimal_to_string, duration,
     tostring)
   return fn, nil, TP, text, g.unreadable
@@ -729,6 +742,7 @@ function Resolver:decode(bytes, offset)
   if type(offset) ~= "number" or offset < 0 or offset > n or offset % 1 ~= 0 then
     errors().bad_argument("r:decode", 3, "offset must be a whole number from 0 to #bytes, got " .. tostring(offset))
   end
+  DEPTH.n = 0
   local ok, v, pos = pcall(self.fn, ffi.cast(u8p, bytes), offset, n)
   if ok then
     if pos == n then return v end
@@ -751,6 +765,7 @@ function Resolver:_error(e, bytes, offset)
   end
   if self.tracer then
     self.tp.n = 0
+    DEPTH.n = 0
     local ok, e2 = pcall(self.tracer, ffi.cast(u8p, bytes), offset, #bytes)
     if not ok then
       path = "$" .. concat(self.tp, "", 1, self.tp.n)
