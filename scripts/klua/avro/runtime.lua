@@ -536,10 +536,16 @@ function M.get_fixed(pos, size)
   return ffi_string(P + pos, size), pos + size
 end
 
-function M.get_decimal(pos, scale)
+-- A decimal's bytes are at most what its precision needs (plus one spare), so a hostile length cannot
+-- make the quadratic conversion slow.
+function M.get_decimal(pos, scale, precision)
   local b
+  local start = pos
   b, pos = M.get_str(pos)
   if not pos then return nil end
+  if #b > floor(precision * 0.4152) + 2 then  -- log(10)/log(256) = 0.4152 bytes a digit
+    return M.fail_at(start, format("decimal of %d bytes exceeds its precision %d", #b, precision))
+  end
   return decimal_string(b, scale), pos
 end
 
