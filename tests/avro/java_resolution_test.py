@@ -7,7 +7,9 @@ Every case (the spec's rules written by hand in resolve_cases.py, plus --count g
 pairs) goes through tests/avro/java/ResolveOracle.java in one JVM: Java encodes the writer's value and
 decodes it with GenericDatumReader(writer, reader). klua decodes Java's bytes with
 klua.avro.resolver(writer, reader) in one `klua run` and prints the value with the reader's
-s:to_json. The two must agree: both fail, or both succeed with the same value.
+s:to_json. The two must agree: both fail, or both succeed with the same value. The writer's value
+itself (the Avro JSON Java's JsonDecoder read) also goes through klua's s:from_json and s:encode,
+which must give the value Java's bytes hold.
 
 The jars come from Maven Central (tests/avro/java/pom.xml) into ~/.cache/klua/avro-java-1.11.4; the
 test fetches them with mvn when missing and is skipped (exit 77) when there is no java or no way to
@@ -160,7 +162,8 @@ def main():
                         return 1
                     continue
                 f.write(json.dumps({"op": "resolve", "id": c["id"], "writer": json.dumps(c["writer"]),
-                                    "reader": json.dumps(c["reader"]), "bytes": o["bytes"]}) + "\n")
+                                    "reader": json.dumps(c["reader"]), "bytes": o["bytes"],
+                                    "value": c["value"]}) + "\n")
         r = subprocess.run([klua, "run", os.path.join(HERE, "resolve_driver.lua"), kin, kout],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
                            env=dict(os.environ, KLUA_BROKERS=""))
@@ -179,6 +182,11 @@ def main():
             c["id"], c["what"], json.dumps(c["writer"]), json.dumps(c["reader"]), c["value"], o["bytes"])
         if m is None:
             failures.append(where + "\n  klua: no result")
+        elif "value_error" in m or m.get("value_mine") != m.get("value_theirs"):
+            # s:from_json of the value Java's JsonDecoder read, encoded by klua: the same value as
+            # Java's bytes hold
+            failures.append(where + "\n  klua's from_json of the writer's value: %s" % (
+                m.get("value_error") or "%s, Java's bytes hold %s" % (m.get("value_mine"), m.get("value_theirs"))))
         elif o["ok"] != m["ok"]:
             failures.append(where + "\n  java: %s\n  klua: %s" % (
                 o.get("result") or o.get("error"), m.get("result") or "%s: %s" % (m.get("stage"), m.get("error"))))
