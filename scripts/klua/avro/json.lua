@@ -50,6 +50,7 @@ local function tofloat(v)
   return fbox[0]
 end
 local TWO53, TWO63 = 2 ^ 53, 2 ^ 63
+local U63 = uint64_t(2) ^ 63
 
 local NULL -- klua.json.null
 local function null() NULL = NULL or klua.json.null return NULL end
@@ -129,6 +130,36 @@ local function takes(node, i, b, lt, v)
   return lt == "table" -- record, array, map
 end
 
+-- Is s well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF)?
+local function valid_utf8(s)
+  if not find(s, "[\128-\255]") then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len, lo, hi = 0, 0x80, 0xBF
+      if c >= 0xC2 and c <= 0xDF then len = 1
+      elseif c == 0xE0 then len, lo = 2, 0xA0
+      elseif c >= 0xE1 and c <= 0xEC or c == 0xEE or c == 0xEF then len = 2
+      elseif c == 0xED then len, hi = 2, 0x9F
+      elseif c == 0xF0 then len, lo = 3, 0x90
+      elseif c >= 0xF1 and c <= 0xF3 then len = 3
+      elseif c == 0xF4 then len, hi = 3, 0x8F
+      else return false end
+      local c2 = byte(s, i + 1)
+      if not c2 or c2 < lo or c2 > hi then return false end
+      for k = i + 2, i + len do
+        local ck = byte(s, k)
+        if not ck or ck < 0x80 or ck > 0xBF then return false end
+      end
+      i = i + len + 1
+    end
+  end
+  return true
+end
+
 local function pick_branch(node, v)
   local lt = type(v)
   if v == nil or v == NULL then lt = "null" end
@@ -142,7 +173,15 @@ local function pick_branch(node, v)
     return tl[j]
   end
   for i, b in ipairs(node.branches) do
-    if takes(node, i, b, lt, v) then return b end
+    if takes(node, i, b, lt, v) then
+      -- bytes that are not UTF-8 would lose data as a string (U+FFFD): a bytes branch takes them
+      if b.type == "string" and not valid_utf8(v) then
+        for _, bb in ipairs(node.branches) do
+          if bb.type == "bytes" and not bb.logical then return bb end
+        end
+      end
+      return b
+    end
   end
 end
 M.pick_branch = pick_branch
@@ -162,9 +201,14 @@ local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["
   ["\b"] = "\\b", ["\f"] = "\\f" }
 local function esc_char(c) return ESC[c] or format("\\u%04x", byte(c)) end
 
+-- A string with bytes above 127 goes through klua.json.encode, which checks the UTF-8 and writes
+-- U+FFFD for each invalid sequence (bytes read as a string may be anything; the output stays JSON,
+-- as Java's, which decodes them with replacement too).
+local REPLACE = { invalid_utf8 = "replace" }
 local function quote_string(s)
-  if find(s, '[%z\1-\31"\\]') then s = gsub(s, '[%z\1-\31"\\]', esc_char) end
-  return '"' .. s .. '"'
+  if not find(s, '[%z\1-\31"\\\128-\255]') then return '"' .. s .. '"' end
+  if find(s, "[\128-\255]") then return klua.json.encode(s, REPLACE) end
+  return '"' .. gsub(s, '[%z\1-\31"\\]', esc_char) .. '"'
 end
 local function quote_bytes(s)
   if find(s, '[%z\1-\31"\\\127-\255]') then s = gsub(s, '[%z\1-\31"\\\127-\255]', esc_char) end
@@ -189,9 +233,12 @@ local function real_text(v, single)
       if tofloat(tonumber(s)) == f then break end
     end
   else
-    for prec = 15, 17 do
-      s = format("%." .. prec .. "g", v)
-      if tonumber(s) == v then break end
+    s = tostring(v) -- %.14g: most doubles read back from it
+    if tonumber(s) ~= v then
+      for prec = 15, 17 do
+        s = format("%." .. prec .. "g", v)
+        if tonumber(s) == v then break end
+      end
     end
   end
   if not find(s, "[.eEn]") then s = s .. ".0" end
@@ -231,7 +278,7 @@ function write(buf, node, v, path)
     if not fits_int(v, -2147483648, 2147483647) then expect(path, "an int (a whole number of 32 bits)", v) end
     buf[#buf + 1] = int_text(v)
   elseif t == "long" then
-    if not (fits_int(v, -TWO63, TWO63 - 1) or is_int64(v)) then expect(path, "a long (a whole number of 64 bits or int64 cdata)", v) end
+    if not (fits_int(v, -TWO63, TWO63 - 1) or (is_int64(v) and not (ffi.istype(uint64_t, v) and v >= U63))) then expect(path, "a long (a whole number of 64 bits or int64 cdata)", v) end
     buf[#buf + 1] = int_text(v)
   elseif t == "float" or t == "double" then
     if type(v) ~= "number" and not is_int64(v) then expect(path, "a number", v) end
@@ -302,7 +349,7 @@ function write(buf, node, v, path)
       if i > 1 then buf[#buf + 1] = "," end
       buf[#buf + 1] = quote_string(f.name) .. ":"
       local x = v[f.name]
-      if x == nil and f.has_default and f.default ~= nil then x = f.default end -- as the encoder does
+      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then x = f.default end -- as the encoder does
       write(buf, f.type, x, field_path(path, f.name))
     end
     buf[#buf + 1] = "}"
@@ -311,12 +358,202 @@ function write(buf, node, v, path)
   end
 end
 
+-- ---- to_json, generated per schema --------------------------------------------------------
+-- The writer above is the reference (and names the path of a failure); for speed, to_json runs a
+-- writer generated per schema with load(): one function per record, the rest inline, constants
+-- ('"name":', quoted enum symbols) precomputed. On any mismatch it stops, and the reference
+-- writer runs again to say where and why.
+
+local CG = {}
+CG.__index = CG
+
+function CG:const(v)
+  local i = self.kidx[v]
+  if not i then
+    i = #self.K + 1
+    self.K[i] = v
+    self.kidx[v] = i
+  end
+  return "K[" .. i .. "]"
+end
+
+function CG:var()
+  self.nv = self.nv + 1
+  return "x" .. self.nv
+end
+
+local function emit(code, s) code[#code + 1] = s end
+local function put(code, expr) code[#code + 1] = "n = n + 1; buf[n] = " .. expr .. "\n" end
+
+function CG:gen(code, node, v)
+  local t = node.type
+  if t == "union" then
+    local b = self:var()
+    emit(code, "do local " .. b .. " = PICK(" .. self:const(node) .. ", " .. v .. ")\n")
+    for i, br in ipairs(node.branches) do
+      emit(code, (i == 1 and "if " or "elseif ") .. b .. " == " .. self:const(br) .. " then\n")
+      if br.type == "null" then
+        put(code, '"null"')
+      else
+        put(code, self:const("{" .. quote_string(branch_name(br)) .. ":"))
+        self:gen(code, br, v)
+        put(code, '"}"')
+      end
+    end
+    emit(code, (#node.branches > 0 and "else " or "") .. "FAIL()" .. (#node.branches > 0 and " end" or "") .. " end\n")
+  elseif t == "null" then
+    emit(code, "if " .. v .. " ~= nil and " .. v .. " ~= NULL then FAIL() end\n")
+    put(code, '"null"')
+  elseif t == "boolean" then
+    emit(code, "if " .. v .. " == true then n = n + 1; buf[n] = \"true\" elseif " .. v
+      .. " == false then n = n + 1; buf[n] = \"false\" else FAIL() end\n")
+  elseif t == "int" or t == "long" then
+    local lo, hi = t == "int" and "-2147483648" or "-9007199254740992", t == "int" and "2147483647" or "9007199254740992"
+    -- whole numbers within 1e14 print exactly with tostring; the rest through the checked helper
+    emit(code, "if type(" .. v .. ") == \"number\" and " .. v .. " % 1 == 0 and " .. v .. " >= -1e14 and " .. v
+      .. " <= 1e14 and " .. v .. " >= " .. lo .. " and " .. v .. " <= " .. hi .. " then n = n + 1; buf[n] = tostring(" .. v
+      .. ") else n = n + 1; buf[n] = " .. (t == "int" and "INTTEXT" or "LONGTEXT") .. "(" .. v .. ") end\n")
+  elseif t == "float" or t == "double" then
+    emit(code, "if type(" .. v .. ") ~= \"number\" and not is_int64(" .. v .. ") then FAIL() end\n")
+    put(code, "real_text(" .. v .. ", " .. tostring(t == "float") .. ")")
+  elseif t == "string" then
+    emit(code, "if type(" .. v .. ") ~= \"string\" then FAIL() end\n")
+    put(code, "quote_string(" .. v .. ")")
+  elseif t == "bytes" or t == "fixed" then
+    if node.logical then
+      put(code, "SLOW(" .. self:const(node) .. ", " .. v .. ")")
+    else
+      local cond = "type(" .. v .. ") ~= \"string\""
+      if t == "fixed" then cond = cond .. " or #" .. v .. " ~= " .. node.size end
+      emit(code, "if " .. cond .. " then FAIL() end\n")
+      put(code, "quote_bytes(" .. v .. ")")
+    end
+  elseif t == "enum" then
+    local q = {}
+    for _, sym in ipairs(node.symbols) do q[sym] = quote_string(sym) end
+    local x = self:var()
+    emit(code, "do local " .. x .. " = " .. self:const(q) .. "[" .. v .. "]\nif not " .. x .. " then FAIL() end\n")
+    put(code, x)
+    emit(code, "end\n")
+  elseif t == "array" then
+    local i = self:var()
+    emit(code, "if type(" .. v .. ") ~= \"table\" or " .. v .. " == NULL then FAIL() end\n")
+    put(code, '"["')
+    emit(code, "for " .. i .. " = 1, #" .. v .. " do\nif " .. i .. " > 1 then n = n + 1; buf[n] = \",\" end\n")
+    local item = self:var()
+    emit(code, "local " .. item .. " = " .. v .. "[" .. i .. "]\n")
+    self:gen(code, node.items, item)
+    emit(code, "end\n")
+    put(code, '"]"')
+  elseif t == "map" then
+    local keys, i, k = self:var(), self:var(), self:var()
+    emit(code, "if type(" .. v .. ") ~= \"table\" or " .. v .. " == NULL then FAIL() end\n")
+    emit(code, "do local " .. keys .. " = SORTED(" .. v .. ")\n")
+    put(code, '"{"')
+    emit(code, "for " .. i .. " = 1, #" .. keys .. " do\nlocal " .. k .. " = " .. keys .. "[" .. i .. "]\n"
+      .. "n = n + 1; buf[n] = (" .. i .. " > 1 and \",\" or \"\") .. quote_string(" .. k .. ") .. \":\"\n")
+    local val = self:var()
+    emit(code, "local " .. val .. " = " .. v .. "[" .. k .. "]\n")
+    self:gen(code, node.values, val)
+    emit(code, "end\nend\n")
+    put(code, '"}"')
+  elseif t == "record" then
+    emit(code, "n = " .. self:record_fn(node) .. "(" .. v .. ", buf, n)\n")
+  else
+    emit(code, "FAIL()\n")
+  end
+end
+
+function CG:record_fn(node)
+  local idx = self.fidx[node]
+  if idx then return "F[" .. idx .. "]" end
+  idx = #self.funcs + 1
+  self.fidx[node] = idx
+  self.funcs[idx] = false -- reserved: recursive references call it
+  local code = { "F[" .. idx .. "] = function(v, buf, n)\nif type(v) ~= \"table\" or v == NULL then FAIL() end\n" }
+  for i, f in ipairs(node.fields) do
+    local x = self:var()
+    emit(code, "do local " .. x .. " = v[" .. self:const(f.name) .. "]\n")
+    if f.has_default and f.default ~= nil and f.default ~= NULL then
+      emit(code, "if " .. x .. " == nil then " .. x .. " = " .. self:const(f.default) .. " end\n")
+    end
+    put(code, self:const((i == 1 and "{" or ",") .. quote_string(f.name) .. ":"))
+    self:gen(code, f.type, x)
+    emit(code, "end\n")
+  end
+  put(code, #node.fields == 0 and '"{}"' or '"}"')
+  emit(code, "return n\nend\n")
+  self.funcs[idx] = concat(code)
+  return "F[" .. idx .. "]"
+end
+
+local function sorted_keys(t)
+  local keys, n = {}, 0
+  for k in pairs(t) do
+    if type(k) ~= "string" then fail("", "a key that is not a string") end
+    n = n + 1
+    keys[n] = k
+  end
+  sort(keys)
+  return keys
+end
+
+local function fast_fail() error(Fail, 0) end
+
+-- A logical bytes/fixed value through the reference writer (decimal, duration: rare and costly anyway).
+local function slow(node, v)
+  local b = {}
+  write(b, node, v, "$")
+  return concat(b)
+end
+local function int_text_checked(v)
+  if not fits_int(v, -2147483648, 2147483647) then fast_fail() end
+  return int_text(v)
+end
+local function long_text_checked(v)
+  if not (fits_int(v, -TWO63, TWO63 - 1) or (is_int64(v) and not (ffi.istype(uint64_t, v) and v >= U63))) then fast_fail() end
+  return int_text(v)
+end
+
+local function compile_writer(node)
+  local g = setmetatable({ K = {}, kidx = {}, funcs = {}, fidx = {}, nv = 0 }, CG)
+  local top = {}
+  g:gen(top, node, "v")
+  local src = { "local K, F, NULL, PICK, FAIL, SLOW, INTTEXT, LONGTEXT, SORTED, quote_string, quote_bytes, real_text, "
+    .. "is_int64, type, tostring = ...\n" }
+  for _, f in ipairs(g.funcs) do src[#src + 1] = f end
+  src[#src + 1] = "return function(v, buf)\nlocal n = 0\n" .. concat(top) .. "return n\nend\n"
+  local chunk = assert(load(concat(src), "=klua.avro to_json"))
+  return chunk(g.K, {}, NULL, pick_branch, fast_fail, slow, int_text_checked, long_text_checked, sorted_keys,
+    quote_string, quote_bytes, real_text, is_int64, type, tostring)
+end
+
+local writers = setmetatable({}, { __mode = "k" }) -- [node] = generated writer
+local wbuf = {}
+
 function M.to_json(s, value)
   local node = node_of(s, "s:to_json")
   null()
+  local w = writers[node]
+  if not w then
+    w = compile_writer(node)
+    writers[node] = w
+  end
+  local ok, n = pcall(w, value, wbuf)
+  if ok then
+    local text = concat(wbuf, "", 1, n)
+    for i = 1, n do wbuf[i] = nil end
+    return text
+  end
+  for i = #wbuf, 1, -1 do wbuf[i] = nil end
+  if n ~= Fail and getmetatable(n) ~= Fail then error(n, 0) end
+  -- the reference writer names the path
   local buf = {}
-  local ok, e = pcall(write, buf, node, value, "$")
-  if ok then return concat(buf) end
+  local e
+  ok, e = pcall(write, buf, node, value, "$")
+  if ok then -- the generated writer refused what the reference takes: trust the reference
+    return concat(buf)
+  end
   if getmetatable(e) ~= Fail then error(e, 0) end
   return nil, new_error("KLUA_SERIALIZATION", "cannot write Avro JSON: " .. e.path .. ": " .. e.msg, e.path)
 end
@@ -523,6 +760,13 @@ local function le32_at(s, k)
   return a + b * 256 + c * 65536 + d * 16777216
 end
 
+local function deepcopy(v)
+  if type(v) ~= "table" or v == NULL then return v end
+  local c = {}
+  for k, y in pairs(v) do c[k] = deepcopy(y) end
+  return setmetatable(c, getmetatable(v))
+end
+
 local convert
 local function container_value(node, j, path)
   local v = convert(node, j, path)
@@ -604,8 +848,7 @@ function convert(node, j, path)
     if getmetatable(j) ~= ARR then jexpect(path, "an array", j) end
     local out = {}
     for i = 1, #j do out[i] = container_value(node.items, j[i], idx_path(path, i)) end
-    if #j == 0 then klua.json.array(out) end
-    return out
+    return klua.json.array(out) -- marked, as s:decode's arrays
   elseif t == "map" then
     if getmetatable(j) ~= OBJ then jexpect(path, "an object (a map)", j) end
     local out = {}
@@ -613,6 +856,12 @@ function convert(node, j, path)
     return out
   elseif t == "record" then
     if getmetatable(j) ~= OBJ then jexpect(path, "an object (record " .. node.name .. ")", j) end
+    -- a member the record lacks first: a typo names itself rather than the field it misses
+    for k in pairs(j) do
+      if node.field_index[k] == nil then
+        fail(field_path(path, k), "the record " .. node.name .. " has no such field")
+      end
+    end
     local out = {}
     for _, f in ipairs(node.fields) do
       local x = j[f.name]
@@ -620,23 +869,10 @@ function convert(node, j, path)
         out[f.name] = convert(f.type, x, field_path(path, f.name))
       elseif f.has_default then
         local d = f.default
-        if type(d) == "table" then
-          local function copy(v)
-            if type(v) ~= "table" or v == NULL then return v end
-            local c = {}
-            for k, y in pairs(v) do c[k] = copy(y) end
-            return setmetatable(c, getmetatable(v))
-          end
-          d = copy(d)
-        end
-        out[f.name] = d
+        if type(d) == "table" then d = deepcopy(d) end
+        if d ~= NULL then out[f.name] = d end
       else
         fail(field_path(path, f.name), "missing (the field has no default)")
-      end
-    end
-    for k in pairs(j) do
-      if node.field_index[k] == nil then
-        fail(field_path(path, k), "the record " .. node.name .. " has no such field")
       end
     end
     return out
