@@ -152,6 +152,10 @@ function M.decoder(fmt, reg)
       if info then c, err = compile(reg, fmt, info, id) end
       if not c then
         if M.fatal(err) then return nil, err end
+        if type(err) == "table" and err.name == "KLUA_REGISTRY" then  -- 40403: the id is not the registry's
+          err = deser(("schema id %d: %s"):format(id, common.error_text(err)),
+                      { schema_id = id, status = err.status, error_code = err.error_code })
+        end
         c = { err = err }
       end
       by_id[id] = c
