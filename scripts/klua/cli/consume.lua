@@ -183,9 +183,6 @@ function M.main(...)
       if err ~= nil then
         if fatal(err) then error(err, 0) end
         skipped = skipped + 1
-        if type(err) == "table" then
-          err.topic, err.partition, err.offset, err.field = msg.topic, msg.partition, msg.offset, field
-        end
         klua._stdout.flush()  -- what came before this message is printed before its report
         io.stderr:write(("klua: %s/%d@%d: %s: %s\n"):format(msg.topic, msg.partition, msg.offset, field,
           common.error_text(err)))

@@ -1,7 +1,7 @@
 -- klua produce TOPIC [-k SEP] [-p PARTITION] [-H name=value]...: one message per stdin line.
 local common = require("klua.cli.common")
 local M = {}
-local USAGE = [[
+local USAGE = [=[
 usage: klua produce TOPIC [-k SEP] [-p PARTITION] [-H name=value]... [-Z] [--keep-empty] [--json]
                           [--value-format F [--value-schema FILE | --value-schema-id N] [--value-message M]]
                           [--key-format F [--key-schema FILE | --key-schema-id N] [--key-message M]]
@@ -25,7 +25,7 @@ usage: klua produce TOPIC [-k SEP] [-p PARTITION] [-H name=value]... [-Z] [--kee
                                 the same for keys (subject TOPIC-key; needs -k)
   A line that does not fit its schema is reported on stderr (its line number, key or value, the
   field path) and not sent; the others are, and produce exits 1 at the end.
-]]
+]=]
 
 function M.main(...)
   local opts, pos = common.parse({ ... }, {

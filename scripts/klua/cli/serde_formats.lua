@@ -47,14 +47,16 @@ function M.fatal(err)
   return s == nil or s == 401 or s == 403 or s >= 500
 end
 
--- JSON text for printing on one line: the text itself when it is valid JSON on one line (so large
--- integers keep every digit), else the value re-encoded; nil, err when it is not JSON.
+-- JSON text for printing on one line: the text itself (so large integers keep every digit), its line
+-- breaks made spaces (valid JSON has them only between tokens: a string holds them escaped); nil, err
+-- when it is not JSON.
 local function json_line(text, offset)
   if offset and offset > 0 then text = text:sub(offset + 1) end
   local v, err = klua.json.decode(text)
   if v == nil then return nil, err end
-  if text:find("[\r\n]") then return klua.json.encode(v) end
-  return (text:gsub("^%s+", ""):gsub("%s+$", ""))
+  text = text:gsub("^%s+", ""):gsub("%s+$", "")
+  if text:find("[\r\n]") then text = text:gsub("[\r\n]", " ") end
+  return text
 end
 
 -- Named types and imports a registered schema refers to: { [reference name] = schema text }.
