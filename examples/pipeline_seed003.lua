@@ -81,7 +81,7 @@ local encode_order, encode_processed, decode
 if AVRO then
   encode_order = klua.serde.avro{ schema = ORDER, topic = IN }
   encode_processed = klua.serde.avro{ schema = PROCESSED, topic = OUT }
-  decode = klua.serde.avro{}
+  decode = select(2, klua.serde.avro{})
   print("values: Avro, schemas in " .. tostring(klua.config()["schema.registry.url"] or os.getenv("KLUA_SCHEMA_REGISTRY")))
 end
 

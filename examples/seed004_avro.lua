@@ -135,8 +135,9 @@ register_handler(COMPLETED, function(ev, msg)
   expect(ev.timeToComplete == N, "timeToComplete of " .. ev.taskId)
 end)
 
+local _, decode = klua.serde.avro{ registry = reg }
 local c = klua.consumer{ group = prefix .. "todo-app-consumers", topics = { CREATED, COMPLETED },
-                         ["auto.offset.reset"] = "earliest", value_deserializer = klua.serde.avro{ registry = reg } }
+                         ["auto.offset.reset"] = "earliest", value_deserializer = decode }
 local total, want = 0, N + completed_n
 local deadline = klua.now() + 60000
 while total < want and klua.now() < deadline do

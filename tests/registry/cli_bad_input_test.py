@@ -102,7 +102,8 @@ script = os.path.join(SCRATCH, "bad_poll.lua")
 with open(script, "w") as f:
     f.write(r"""
 local t = ...
-local c = klua.consumer{ group = "bad-" .. klua.uuid():sub(1, 8), value_deserializer = klua.serde.avro{} }
+local _, dec = klua.serde.avro{}
+local c = klua.consumer{ group = "bad-" .. klua.uuid():sub(1, 8), value_deserializer = dec }
 assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
 for _ = 1, 6 do
   local m, err = c:poll{ timeout_ms = 30000 }

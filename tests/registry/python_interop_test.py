@@ -176,7 +176,7 @@ def avro_json(records):
 # text (beyond 2^53 they are int64 cdata), absent (nil) union fields left out.
 AVRO_LUA_TO_JSON = r"""
 local function b64(s) return klua.base64.encode(s) end
-local function long(v) return (tostring(v):gsub("U?LL$", "")) end
+local function long(v) return type(v) == "number" and ("%d"):format(v) or (tostring(v):gsub("U?LL$", "")) end
 local function plain(v)
   return { id = v.id, qty = v.qty, total = v.total, big = long(v.big), paid = v.paid, blob = b64(v.blob),
            status = v.status, note = v.note, tags = klua.json.array(v.tags), attrs = klua.json.object(v.attrs),
@@ -205,7 +205,7 @@ def test_avro():
               expected_json)
     out = klua_script("avro_read.lua", AVRO_LUA_TO_JSON + r"""
 local t, n = ...
-local dec = klua.serde.avro{}
+local _, dec = klua.serde.avro{}
 local c = klua.consumer{ group = "interop-" .. klua.uuid():sub(1, 8), value_deserializer = dec }
 assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
 for _ = 1, tonumber(n) do
@@ -332,7 +332,8 @@ def test_protobuf():
                   cli_values(t, "protobuf"), as_json(msgs))
         out = klua_script("pb_read.lua", r"""
 local t, n = ...
-local c = klua.consumer{ group = "interop-" .. klua.uuid():sub(1, 8), value_deserializer = klua.serde.protobuf{} }
+local _, dec = klua.serde.protobuf{}
+local c = klua.consumer{ group = "interop-" .. klua.uuid():sub(1, 8), value_deserializer = dec }
 assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
 for _ = 1, tonumber(n) do
   local m = assert(c:poll{ timeout_ms = 30000 })
@@ -406,7 +407,8 @@ def test_json():
               records)
     out = klua_script("js_read.lua", r"""
 local t, n = ...
-local c = klua.consumer{ group = "interop-" .. klua.uuid():sub(1, 8), value_deserializer = klua.serde.json_schema{} }
+local _, dec = klua.serde.json_schema{}
+local c = klua.consumer{ group = "interop-" .. klua.uuid():sub(1, 8), value_deserializer = dec }
 assert(c:assign{ { topic = t, partition = 0, offset = "beginning" } })
 for _ = 1, tonumber(n) do print(klua.json.encode(assert(c:poll{ timeout_ms = 30000 }).value)) end
 c:close()
