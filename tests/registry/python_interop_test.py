@@ -251,6 +251,33 @@ assert(p:flush())
     checks.eq("avro: klua produce's bytes = AvroSerializer's", consume_raw(t3, len(records)),
               [ser(r, SerializationContext(t3, MessageField.VALUE)) for r in records])
 
+    # keys too (-k SEP, --key-format), the value schema by id (--value-schema-id), and by default the
+    # subject's latest version
+    t4 = topic("avro-cli-key")
+    sid = sr.get_latest_version(t3 + "-value").schema_id
+    keyed = "".join(f'"k{i}"|{json.dumps(j)}\n' for i, j in enumerate(expected_json))
+    klua("produce", t4, "-k", "|", "--key-format", "avro", "--key-schema", write("key.avsc", '"string"'),
+         "--value-format", "avro", "--value-schema-id", str(sid), stdin=keyed)
+    klua("produce", t4, "-k", "|", "--key-format", "avro", "--value-format", "avro", "--value-schema-id", str(sid),
+         stdin=f'"last"|{json.dumps(expected_json[0])}\n')
+    c = DeserializingConsumer({"bootstrap.servers": BROKERS, "group.id": "interop-" + uuid.uuid4().hex[:8],
+                               "auto.offset.reset": "earliest", "key.deserializer": AvroDeserializer(sr),
+                               "value.deserializer": AvroDeserializer(sr)})
+    c.subscribe([t4])
+    got = []
+    while len(got) < len(records) + 1:
+        m = c.poll(30)
+        assert m is not None, "keyed records within 30 s"
+        got.append((m.key(), m.value()))
+    c.close()
+    checks.eq("avro: keys and values of klua produce --key-format avro, read by AvroDeserializer", got,
+              [(f"k{i}", r) for i, r in enumerate(records)] + [("last", records[0])])
+    p = klua("consume", t4, "--from", "beginning", "-e", "--key-format", "avro", "--value-format", "avro",
+             "-f", "%k\t%s\n")
+    checks.eq("avro: klua consume --key-format avro --value-format avro -f '%k\\t%s\\n'",
+              [tuple(json.loads(x) for x in line.split("\t")) for line in p.stdout.decode().splitlines()],
+              [(f"k{i}", j) for i, j in enumerate(expected_json)] + [("last", expected_json[0])])
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Protobuf
