@@ -4,8 +4,6 @@
 -- and the producer/consumer/worker options. tests/registry/serde_registry_test.lua does the same
 -- against a real registry.
 local stubs = dofile("tests/lua/helpers/registry_stub.lua")
-local standins = dofile("tests/lua/helpers/codec_standins.lua").install()
-if #standins > 0 then print("serde_test: stand-ins for " .. table.concat(standins, ", ")) end
 
 local ORDER = [[{"type":"record","name":"Order","namespace":"shop","fields":[
   {"name":"id","type":"long"},{"name":"item","type":"string"},{"name":"qty","type":"int"}]}]]
@@ -24,6 +22,10 @@ local function fresh()
   stub:reset_counts()
   return stub, reg
 end
+
+-- A client with caches of its own (klua.registry caches ids per client): the stub's counts then
+-- show what the serde's own caches save.
+local function own_client() return stubs.client(stub.url) end
 
 test("frame: header and parse; errors say what the bytes look like and where", function()
   local frame = klua.serde.frame
@@ -68,7 +70,7 @@ test("avro, topic strategy: registers once, frames with the registry's id; decod
   assert_true(id > 1)
   assert_eq(bytes:sub(1, 5), klua.serde.frame.header(id))
   -- the body is the codec's own encoding of the value
-  assert_eq(bytes:sub(6), assert(require("klua.avro").parse(ORDER):encode(order(50))))
+  assert_eq(bytes:sub(6), assert(klua.avro.parse(ORDER):encode(order(50))))
   -- the key: subject orders-key, through ctx.field
   local kbytes = assert(enc(order(1), { topic = "orders", field = "key" }))
   assert_eq(stub:n("register"), 2)
@@ -78,7 +80,7 @@ test("avro, topic strategy: registers once, frames with the registry's id; decod
   assert(enc(order(1), { topic = "payments" }))
   assert_true(stub.subjects["payments-value"] ~= nil)
   -- a serde of its own (its own caches): the writer schema is fetched once
-  local _, dec2 = klua.serde.avro{ registry = reg }
+  local _, dec2 = klua.serde.avro{ registry = own_client() }
   stub:reset_counts()
   for _ = 1, 50 do
     local v = assert(dec2(bytes))
@@ -176,7 +178,7 @@ test("several tasks missing the same subject or id at once make one registry cal
   local bytes
   for i = 1, 8 do bytes = tasks[i]:join() end
   assert_eq(stub:n("register"), 1)
-  local _, dec = klua.serde.avro{ registry = reg }
+  local _, dec = klua.serde.avro{ registry = own_client() }
   for i = 1, 8 do tasks[i] = klua.spawn(function() return assert(dec(bytes)) end) end
   for i = 1, 8 do assert_eq(tasks[i]:join().id, 8) end
   assert_eq(stub:n("schema_by_id"), 1)
@@ -213,7 +215,7 @@ test("errors: unknown schema id, a value that does not fit, an incompatible sche
   assert_match(err.message, "subject incompat%-value: registering the schema failed: .*incompatible")
   -- a registry that fails while fetching an id: its error, with where
   local bytes = assert(enc(order(1)))
-  local _, dec2 = klua.serde.avro{ registry = reg }
+  local _, dec2 = klua.serde.avro{ registry = own_client() }
   stub.fail_next = { status = 500, error_code = 50001, message = "storage unavailable" }
   r, err = dec2(bytes, ctx)
   assert_nil(r)
@@ -240,7 +242,7 @@ test("raw = true: bare codec bytes, no frame, no registry", function()
   local stub, reg = fresh()
   local enc, dec = klua.serde.avro{ registry = reg, schema = ORDER, raw = true }
   local bytes = assert(enc(order(4)))
-  assert_eq(bytes, assert(require("klua.avro").parse(ORDER):encode(order(4))))
+  assert_eq(bytes, assert(klua.avro.parse(ORDER):encode(order(4))))
   assert_eq(dec(bytes).item, "item-4")
   local noreg_enc, noreg_dec = klua.serde.avro{ schema = ORDER, raw = true }
   assert_eq(noreg_dec(assert(noreg_enc(order(5)))).qty, order(5).qty)
@@ -254,7 +256,7 @@ test("a reader schema: the writer's data in the reader's shape (resolved once pe
   local stub, reg = fresh()
   local enc = klua.serde.avro{ registry = reg, schema = ORDER, topic = "reader" }
   local bytes = assert(enc(order(2)))
-  local _, dec = klua.serde.avro{ registry = reg, schema = ORDER2 }
+  local _, dec = klua.serde.avro{ registry = own_client(), schema = ORDER2 }
   local v = assert(dec(bytes))
   assert_eq(v.note, "")
   assert_eq(v.item, "item-2")
@@ -273,12 +275,14 @@ test("json_schema: validates on encode, decodes without the registry unless vali
   local r, err = enc({ id = "p2" })
   assert_nil(r)
   assert_error(err, "KLUA_SERIALIZATION")
-  assert_eq(err.path, "$.amount")
+  assert_eq(err.path, "$")
+  assert_eq(err.keyword, "required")
+  assert_match(err.message, "amount")
   assert_eq(err.topic, "payments-json")
   stub:reset_counts()
   assert_eq(dec(bytes).amount, 12.5)
   assert_eq(stub:n("schema_by_id"), 0)
-  local _, vdec = klua.serde.json_schema{ registry = reg, validate_on_decode = true }
+  local _, vdec = klua.serde.json_schema{ registry = own_client(), validate_on_decode = true }
   assert_eq(vdec(bytes).id, "p1")
   r, err = vdec(klua.serde.frame.header(id) .. '{"id":"p3"}', { topic = "payments-json", partition = 0, offset = 9 })
   assert_nil(r)
@@ -289,6 +293,63 @@ test("json_schema: validates on encode, decodes without the registry unless vali
   local renc = klua.serde.json_schema{ registry = reg, schema = schema, subject_strategy = "record" }
   assert(renc({ id = "p4", amount = 1 }))
   assert_true(stub.subjects["Payment"] ~= nil)
+end)
+
+test("protobuf: the message index in the frame, imports registered as references, decoded by id", function()
+  local stub, reg = fresh()
+  local COMMON = 'syntax = "proto3"; package common; message Money { string currency = 1; int64 units = 2; }'
+  local ORDERPB = [[syntax = "proto3"; package shop;
+import "common.proto";
+import "google/protobuf/timestamp.proto";
+message Order { int64 id = 1; repeated Line lines = 2; common.Money total = 3; google.protobuf.Timestamp at = 4;
+  message Line { string sku = 1; int32 qty = 2; } }
+message Refund { int64 order_id = 1; }]]
+  local imports = { ["common.proto"] = COMMON }
+  local enc = klua.serde.protobuf{ registry = reg, schema = ORDERPB, imports = imports, topic = "pb-orders" }
+  local value = { id = 7, lines = { { sku = "tea", qty = 2 } }, total = { currency = "EUR", units = 12 },
+                  at = { seconds = 1700000000, nanos = 5 } }
+  local bytes = assert(enc(value))
+  local id = stub.subjects["pb-orders-value"][1].id
+  assert_eq(bytes:sub(1, 6), klua.serde.frame.header(id) .. "\0")  -- index [0]: one 0 byte
+  local m = assert(assert(klua.protobuf.compile(ORDERPB, { imports = imports })):message("shop.Order"))
+  assert_eq(bytes:sub(7), assert(m:encode(value)))
+  -- the import: a subject of its own, named as a reference; the well-known import is not
+  assert_eq(stub.ids[id].schemaType, "PROTOBUF")
+  local refs = stub.ids[id].references
+  assert_eq(#refs, 1)
+  assert_eq(refs[1].name, "common.proto")
+  assert_eq(refs[1].subject, "common.proto")
+  assert_eq(refs[1].version, 1)
+  -- decoded by id with a client of its own: the references fetched and compiled once
+  local _, dec = klua.serde.protobuf{ registry = own_client() }
+  local v = assert(dec(bytes))
+  assert_eq(v.lines[1].qty, 2)
+  assert_eq(v.total.currency, "EUR")
+  assert_eq(v.at.nanos, 5)
+  -- a nested message: index [0, 0] is 04 00 00; the second top-level one: [1] is 02 02
+  local lenc = klua.serde.protobuf{ registry = reg, schema = ORDERPB, imports = imports, message = "shop.Order.Line",
+                                    subject_strategy = "record" }
+  local lb = assert(lenc({ sku = "x", qty = 3 }))
+  assert_eq(lb:sub(6, 8), "\4\0\0")
+  assert_true(stub.subjects["shop.Order.Line"] ~= nil)
+  local renc = klua.serde.protobuf{ registry = reg, schema = ORDERPB, imports = imports, message = "Refund", topic = "pb-refunds" }
+  local rb = assert(renc({ order_id = 9 }))
+  assert_eq(rb:sub(6, 7), "\2\2")
+  stub:reset_counts()
+  assert_eq(dec(lb).qty, 3)
+  assert_eq(dec(rb).order_id, 9)
+  assert_eq(stub:n("schema_by_id"), 0)  -- the same schema id: compiled once, every message type of it
+  -- a value that does not fit: the field path
+  local r, err = enc({ id = "seven" })
+  assert_nil(r)
+  assert_error(err, "KLUA_SERIALIZATION")
+  assert_eq(err.path, "$.id")
+  assert_eq(err.topic, "pb-orders")
+  -- an index naming no message
+  r, err = dec(klua.serde.frame.header(id) .. "\2\20" .. "x", { topic = "pb-orders", partition = 0, offset = 3 })
+  assert_nil(r)
+  assert_error(err, "KLUA_DESERIALIZATION")
+  assert_match(err.message, "^pb%-orders %[0%] at offset 3, value: ")
 end)
 
 ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ local type, pairs, next, tostring = type, pairs, next, tostring
 local F = { name = "avro", label = "Avro", schema_type = "AVRO", options = {},
             record_what = "a record, enum or fixed with its fullname" }
 
-local function avro() return require("klua.avro") end
+local function avro() return klua.avro end
 
 function F.check() end
 

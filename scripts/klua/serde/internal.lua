@@ -51,6 +51,7 @@ function M.encode_error(err, topic, field)
     return M.new_error{ name = "KLUA_SERIALIZATION", message = (w and (w .. ": ") or "") .. tostring(err),
                             topic = topic, field = field }
   end
+  if err.path == nil and type(err.message) == "string" then err.path = err.message:match("^(%$[^:]*):") end
   if w then err.message = w .. ": " .. tostring(err.message) end
   err.topic, err.field = topic, field
   return err

@@ -10,7 +10,7 @@ local F = { name = "json_schema", label = "JSON Schema", schema_type = "JSON",
             options = { validate = true, validate_on_decode = true, references = true },
             record_what = "the schema's title" }
 
-local function js() return require("klua.json_schema") end
+local function js() return klua.json_schema end
 
 function F.check(S, opts, bad)
   for _, k in ipairs{ "validate", "validate_on_decode" } do

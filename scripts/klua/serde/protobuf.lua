@@ -10,7 +10,7 @@ local F = { name = "protobuf", label = "Protobuf", schema_type = "PROTOBUF",
             options = { message = true, imports = true, name = true },
             record_what = "the message's full name" }
 
-local function pb() return require("klua.protobuf") end
+local function pb() return klua.protobuf end
 
 function F.check(S, opts, bad)
   if opts.message ~= nil and type(opts.message) ~= "string" then
@@ -95,8 +95,8 @@ function F.registration(S, L)
   return { schema = L.text, schema_type = "PROTOBUF", references = refs }
 end
 
--- A registry schema compiled: .proto text, or a FileDescriptorProto in base64 (what some
--- serializers register).
+-- A registry schema compiled: .proto text, or a FileDescriptorProto in base64 (what Python's
+-- serializer registers): klua.protobuf.load takes either.
 local function compile(S, info, id)
   local imports
   if info.references and #info.references > 0 then
@@ -104,11 +104,7 @@ local function compile(S, info, id)
     imports, err = S.reg:references(info.references)
     if not imports then return nil, err end
   end
-  local f, err = pb().compile(info.schema, { name = "schema-" .. tostring(id) .. ".proto", imports = imports })
-  if not f and not info.schema:find("[;{]") then
-    local raw = klua.base64.decode(info.schema)
-    if raw and pb().load_descriptor then f = pb().load_descriptor(raw, { imports = imports }) end
-  end
+  local f, err = pb().load(info.schema, { imports = imports })
   if not f then
     if type(err) == "table" then err.message = "schema id " .. tostring(id) .. ": " .. tostring(err.message) end
     return nil, err

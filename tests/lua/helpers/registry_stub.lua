@@ -122,70 +122,7 @@ function M.start()
   return stub
 end
 
--- A registry object for the serde: klua.registry when it is there, else a minimal client of the
--- same methods (register, lookup, schema_by_id, get_version, references) for the stub.
-function M.client(url)
-  local ok, registry = pcall(require, "klua.registry")
-  if ok then return registry{ url = url } end
-  local c = {}
-  local function call(method, path, body)
-    local res, err = klua.http.request{ method = method, url = url .. path, json = body, timeout_ms = 5000 }
-    if not res then return nil, err end
-    local v = res:json()
-    if res.status >= 300 then
-      return nil, E{ name = "KLUA_REGISTRY", status = res.status, error_code = v and v.error_code,
-                                   message = (v and v.message or res.body), url = url .. path }
-    end
-    return v
-  end
-  local function enc(s) return (s:gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end)) end
-  local function body(schema)
-    if type(schema) == "string" then return { schema = schema } end
-    local st = schema.schema_type
-    return { schema = schema.schema, schemaType = st ~= "AVRO" and st or nil,
-             references = schema.references and #schema.references > 0 and schema.references or nil }
-  end
-  local function info(v)
-    return { subject = v.subject, id = v.id, version = v.version, schema = v.schema,
-             schema_type = v.schemaType or "AVRO", references = v.references }
-  end
-  function c:register(subject, schema)
-    local v, err = call("POST", "/subjects/" .. enc(subject) .. "/versions", body(schema))
-    return v and v.id, err
-  end
-  function c:lookup(subject, schema)
-    local v, err = call("POST", "/subjects/" .. enc(subject), body(schema))
-    return v and info(v), err
-  end
-  function c:schema_by_id(id)
-    local v, err = call("GET", "/schemas/ids/" .. id)
-    if not v then return nil, err end
-    v.id = id
-    return info(v)
-  end
-  function c:get_version(subject, version)
-    local v, err = call("GET", "/subjects/" .. enc(subject) .. "/versions/" .. tostring(version))
-    return v and info(v), err
-  end
-  function c:references(refs)
-    local out = {}
-    local function add(list)
-      for _, r in ipairs(list or {}) do
-        if not out[r.name] then
-          local v, err = self:get_version(r.subject, r.version)
-          if not v then return nil, err end
-          out[r.name] = v.schema
-          local ok2, err2 = add(v.references)
-          if not ok2 then return nil, err2 end
-        end
-      end
-      return true
-    end
-    local ok2, err = add(refs)
-    if not ok2 then return nil, err end
-    return out
-  end
-  return c
-end
+-- A registry client of its own for the stub (klua.registry caches per client).
+function M.client(url) return klua.registry{ url = url } end
 
 return M
