@@ -40,12 +40,17 @@ local function path_string()
   return concat(parts)
 end
 
+-- (klua.errors.new keeps only the fields it knows: context such as path is set afterwards.)
 local function ser_error(path, msg)
-  return klua.errors.new { name = "KLUA_SERIALIZATION", message = path .. ": " .. msg, path = path }
+  local e = klua.errors.new { name = "KLUA_SERIALIZATION", message = path .. ": " .. msg }
+  e.path = path
+  return e
 end
 
 local function deser_error(path, msg)
-  return klua.errors.new { name = "KLUA_DESERIALIZATION", message = path .. ": " .. msg, path = path }
+  local e = klua.errors.new { name = "KLUA_DESERIALIZATION", message = path .. ": " .. msg }
+  e.path = path
+  return e
 end
 
 -- The encode/decode methods, generated on first use and stored on the instance (s.encode), so a
@@ -149,7 +154,9 @@ function M.parse(text, opts)
   end
   local node, names, path = schema.parse(text, named)
   if not node then
-    return nil, klua.errors.new { name = "KLUA_SCHEMA", message = names, path = path }
+    local e = klua.errors.new { name = "KLUA_SCHEMA", message = names }
+    e.path = path
+    return nil, e
   end
   return new_schema(node, names)
 end

@@ -1,6 +1,7 @@
 -- Driver of tests/avro/fastavro_property_test.py: reads the cases (JSON lines: schema, value as
 -- tagged JSON, fastavro's bytes as hex), decodes fastavro's bytes and compares with the value,
--- encodes the value, and writes one JSON line per case: { hex = klua's bytes } or { error = why }.
+-- encodes the value, and writes one JSON line per case: { hex = klua's bytes, canonical =, fingerprint = }
+-- or { error = why }.
 local ffi = require("ffi")
 local NULL = klua.json.null
 local cases_path, out_path = ...
@@ -107,6 +108,7 @@ for line in io.lines(cases_path) do
   if not s then
     res.error = "parse: " .. tostring(err)
   else
+    res.canonical, res.fingerprint = s:canonical(), s:fingerprint()
     local input = lua_of(s.node, c.value, true)
     local expect = walk_fill(s.node, lua_of(s.node, c.value, true))
     local got, derr = s:decode(unhex(c.hex))

@@ -400,3 +400,51 @@ describe("decoding bad bytes gives nil, err and never raises", function()
     assert_true(ok_count >= 0)
   end)
 end)
+
+describe("limits", function()
+  local list = [[{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}]]
+  test("recursive values nest up to 500 records; deeper input or a cyclic table fails without raising", function()
+    local s = P(list)
+    local ok = assert(s:decode(("\2"):rep(499) .. "\0"))
+    local depth, n = 0, ok
+    while n do depth = depth + 1; n = n.next end
+    assert_eq(depth, 500)
+    assert_eq(assert(s:encode(ok)), ("\2"):rep(499) .. "\0")
+    local v, err = s:decode(("\2"):rep(100000) .. "\0")
+    assert_nil(v)
+    assert_error(err, "KLUA_DESERIALIZATION")
+    assert_match(err.message, "nesting deeper than 500")
+    local cyc = {}
+    cyc.next = cyc
+    local b, eerr = s:encode(cyc)
+    assert_nil(b)
+    assert_match(eerr.message, "a cycle in the value")
+    -- a union that must validate its table branches meets the cycle too
+    local two = P([[ [{"type":"record","name":"A","fields":[{"name":"a","type":["null","A"]}]},
+                      {"type":"map","values":"int"}] ]])
+    local c2 = {}
+    c2.a = c2
+    local b2, e2 = two:encode(c2)
+    assert_nil(b2)
+    assert_error(e2, "KLUA_SERIALIZATION")
+  end)
+  test("a decimal longer than its precision allows is refused before conversion", function()
+    local s = P('{"type":"bytes","logicalType":"decimal","precision":4,"scale":2}')
+    local v, err = s:decode("\x80\x10" .. ("\1"):rep(1024))
+    assert_nil(v)
+    assert_match(err.message, "decimal of 1024 bytes exceeds its precision 4")
+  end)
+  test("every truncation of a valid encoding fails cleanly", function()
+    local f = assert(io.open("bench/avro_schema.json"))
+    local s = P(f:read("*a"))
+    f:close()
+    local b = assert(s:encode { id = 2 ^ 40, customer = "c", price = 1.5, paid = true, qty = 300, status = "PAID",
+                                note = "n", created = 1764498600000, scores = { 1, 2 }, attrs = { a = "b" } })
+    for i = 0, #b - 1 do
+      local v, err = s:decode(b:sub(1, i))
+      assert_nil(v, i)
+      assert_error(err, "KLUA_DESERIALIZATION")
+    end
+    assert_true(s:decode(b) ~= nil)
+  end)
+end)

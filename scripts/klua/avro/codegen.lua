@@ -91,6 +91,33 @@ local function min_size(node, seen)
 end
 M.min_size = min_size
 
+-- Whether a record can contain itself (so its generated function recurses and needs a depth guard:
+-- a deep enough value or input would otherwise overflow the Lua stack, and decode must not raise).
+local function recursive(target)
+  local seen = {}
+  local function walk(node)
+    local t = node.type
+    if t == "record" or t == "enum" or t == "fixed" then
+      if node == target and next(seen) ~= nil then return true end
+      if seen[node] then return false end
+      seen[node] = true
+    end
+    if t == "record" then
+      for _, f in ipairs(node.fields) do if walk(f.type) then return true end end
+    elseif t == "array" then return walk(node.items)
+    elseif t == "map" then return walk(node.values)
+    elseif t == "union" then
+      for _, b in ipairs(node.branches) do if walk(b) then return true end end
+    end
+    return false
+  end
+  return walk(target)
+end
+M.recursive = recursive
+
+M.MAX_DEPTH = 500
+local DEPTH_MSG = "nesting deeper than " .. M.MAX_DEPTH .. " levels of a recursive record"
+
 -- Encoder -----------------------------------------------------------------------------------------
 
 local CHECK = "if not pos then return end"
@@ -282,6 +309,10 @@ function Gen:enc_record_fn(node, n)
   self:emit(format("F[%d] = function(v, pos) -- %s", n, node.name))
   self:indent()
   self:emit(format("if type(v) ~= \"table\" then return fail_type(%q, v) end", "record " .. node.name))
+  local guard = recursive(node)
+  if guard then
+    self:emit(format("depth = depth + 1 if depth > %d then return fail(%q) end", M.MAX_DEPTH, DEPTH_MSG .. " (a cycle in the value?)"))
+  end
   for _, f in ipairs(node.fields) do
     local x = self:var("f")
     self:emit("do")
@@ -296,6 +327,7 @@ function Gen:enc_record_fn(node, n)
     self:dedent()
     self:emit("end")
   end
+  if guard then self:emit("depth = depth - 1") end
   self:emit("return pos")
   self:dedent()
   self:emit("end")
@@ -320,7 +352,7 @@ function Gen:dec(node, dst, nullval)
   elseif t == "double" then
     self:emit(dst .. ", pos = get_double(pos) " .. CHECK)
   elseif t == "bytes" and lt == "decimal" then
-    self:emit(format("%s, pos = get_decimal(pos, %d) %s", dst, node.scale, CHECK))
+    self:emit(format("%s, pos = get_decimal(pos, %d, %d) %s", dst, node.scale, node.precision, CHECK))
   elseif t == "string" or t == "bytes" then
     self:emit(dst .. ", pos = get_str(pos) " .. CHECK)
   elseif t == "fixed" then
@@ -402,6 +434,10 @@ local MAX_LOCAL_FIELDS = 120
 function Gen:dec_record_fn(node, n)
   self:emit(format("F[%d] = function(pos) -- %s", n, node.name))
   self:indent()
+  local guard = recursive(node)
+  if guard then
+    self:emit(format("depth = depth + 1 if depth > %d then return fail_at(pos, %q) end", M.MAX_DEPTH, DEPTH_MSG))
+  end
   local fields = node.fields
   if #fields <= MAX_LOCAL_FIELDS then
     -- Fields into locals, then one table constructor (a template LuaJIT copies).
@@ -419,6 +455,7 @@ function Gen:dec_record_fn(node, n)
     end
     local parts = {}
     for i, f in ipairs(fields) do parts[i] = format("[%q] = %s", f.name, vars[i]) end
+    if guard then self:emit("depth = depth - 1") end
     self:emit("return { " .. concat(parts, ", ") .. " }, pos")
   else
     self:emit("local r = {}")
@@ -434,6 +471,7 @@ function Gen:dec_record_fn(node, n)
       self:dedent()
       self:emit("end")
     end
+    if guard then self:emit("depth = depth - 1") end
     self:emit("return r, pos")
   end
   self:dedent()
@@ -442,56 +480,51 @@ end
 
 -- Assembly ----------------------------------------------------------------------------------------
 
-local function assemble(gen, body_fn, name)
-  local head = {
-    "local R, K, F, PT, NULL, ARRAY_MT, validate, is_decimal, choose_table = ...",
-    "local type, next, floor, tostring, setmetatable = type, next, math.floor, tostring, setmetatable",
-  }
-  for _, h in ipairs(HELPERS) do head[#head + 1] = format("local %s = R.%s", h, h) end
-  gen:emit("F[0] = function(v, pos)")
-  -- placeholder replaced below (root body)
-  local root_start = #gen.out
-  body_fn(gen)
+local function assemble(gen, name)
   while #gen.queue > 0 do
     local node = table.remove(gen.queue, 1)
     if gen.mode == "enc" then gen:enc_record_fn(node, gen.fn[node]) else gen:dec_record_fn(node, gen.fn[node]) end
   end
+  local head = {
+    "local R, K, F, PT, NULL, ARRAY_MT, validate, is_decimal, choose_table = ...",
+    "local type, next, floor, tostring, setmetatable = type, next, math.floor, tostring, setmetatable",
+    "local depth = 0  -- nesting of recursive records, reset by F[0]",
+  }
+  for _, h in ipairs(HELPERS) do head[#head + 1] = format("local %s = R.%s", h, h) end
   local code = concat(head, "\n") .. "\n" .. concat(gen.out, "\n") .. "\nreturn F[0]\n"
   local chunk, err = load(code, "=" .. name)
   if not chunk then error("klua.avro: generated code does not compile: " .. err .. "\n" .. code) end
   M.last_code = code
-  local F = {}
-  return chunk(R, gen.K, F, PT, R.NULL, ARRAY_MT, M.validate, M.is_decimal, M.choose_table)
+  return chunk(R, gen.K, {}, PT, R.NULL, ARRAY_MT, M.validate, M.is_decimal, M.choose_table)
 end
 
 -- encoder(node [, track]) -> function(v, pos) -> next pos | nil (runtime.err)
 function M.encoder(node, track)
   local gen = new_gen(track)
   gen.mode = "enc"
-  gen.out[1] = nil
-  return assemble(gen, function(g)
-    -- F[0]: the root (its header was emitted by assemble)
-    g:indent()
-    g:enc(node, "v")
-    g:emit("return pos")
-    g:dedent()
-    g:emit("end")
-  end, "klua.avro encoder " .. (node.name or node.type))
+  gen:emit("F[0] = function(v, pos)")
+  gen:indent()
+  gen:emit("depth = 0")
+  gen:enc(node, "v")
+  gen:emit("return pos")
+  gen:dedent()
+  gen:emit("end")
+  return assemble(gen, "klua.avro encoder " .. (node.name or node.type))
 end
 
 -- decoder(node [, track]) -> function(pos) -> value, next pos | nil (runtime.err)
 function M.decoder(node, track)
   local gen = new_gen(track)
   gen.mode = "dec"
-  return assemble(gen, function(g)
-    g.out[#g.out] = "F[0] = function(pos)"
-    g:indent()
-    g:emit("local r")
-    g:dec(node, "r", "nil")
-    g:emit("return r, pos")
-    g:dedent()
-    g:emit("end")
-  end, "klua.avro decoder " .. (node.name or node.type))
+  gen:emit("F[0] = function(pos)")
+  gen:indent()
+  gen:emit("depth = 0")
+  gen:emit("local r")
+  gen:dec(node, "r", "nil")
+  gen:emit("return r, pos")
+  gen:dedent()
+  gen:emit("end")
+  return assemble(gen, "klua.avro decoder " .. (node.name or node.type))
 end
 
 -- Validation (for choosing among a union's record/map/array branches) -------------------------------
@@ -502,7 +535,9 @@ end
 M.is_decimal = is_decimal
 
 local validate
-validate = function(node, v)
+validate = function(node, v, depth)
+  depth = (depth or 0) + 1
+  if depth > M.MAX_DEPTH then return false end  -- a cycle in the value
   local t = node.type
   if t == "null" then return v == nil or v == R.NULL
   elseif t == "boolean" then return type(v) == "boolean"
@@ -519,24 +554,24 @@ validate = function(node, v)
     if type(v) ~= "table" then return false end
     local n = #v
     if n == 0 and next(v) ~= nil then return false end
-    for i = 1, n do if not validate(node.items, v[i]) then return false end end
+    for i = 1, n do if not validate(node.items, v[i], depth) then return false end end
     return true
   elseif t == "map" then
     if type(v) ~= "table" then return false end
     for k, x in pairs(v) do
-      if type(k) ~= "string" or not validate(node.values, x) then return false end
+      if type(k) ~= "string" or not validate(node.values, x, depth) then return false end
     end
     return true
   elseif t == "record" then
     if type(v) ~= "table" then return false end
     for _, f in ipairs(node.fields) do
       local x = v[f.name]
-      if not (x == nil and f.has_default) and not validate(f.type, x) then return false end
+      if not (x == nil and f.has_default) and not validate(f.type, x, depth) then return false end
     end
     return true
   elseif t == "union" then
     for _, b in ipairs(node.branches) do
-      if validate(b, v) then return true end
+      if validate(b, v, depth) then return true end
     end
     return false
   end

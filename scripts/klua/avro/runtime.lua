@@ -84,9 +84,22 @@ function M.put_raw(pos, s)
   return pos + n
 end
 
--- An unsigned 32-bit pattern (or any value 0..2^31) as a varint.
+-- An unsigned 32-bit pattern (or any value 0..2^32) as a varint. Up to 3 bytes unrolled.
 local function put_varint32(pos, z)
   if pos + 5 > CAP then grow(pos, pos + 5) end
+  if band(z, -128) == 0 then
+    B[pos] = z
+    return pos + 1
+  elseif band(z, -16384) == 0 then
+    B[pos] = bor(band(z, 127), 128)
+    B[pos + 1] = rshift(z, 7)
+    return pos + 2
+  elseif band(z, -2097152) == 0 then
+    B[pos] = bor(band(z, 127), 128)
+    B[pos + 1] = bor(band(rshift(z, 7), 127), 128)
+    B[pos + 2] = rshift(z, 14)
+    return pos + 3
+  end
   while band(z, -128) ~= 0 do
     B[pos] = bor(band(z, 127), 128)
     pos = pos + 1
@@ -156,6 +169,16 @@ function M.put_long(pos, v)
       -- Exact in doubles: the zigzag value stays below 2^53.
       local z = v >= 0 and v * 2 or -v * 2 - 1
       if pos + 10 > CAP then grow(pos, pos + 10) end
+      -- 5 bytes at once (35 bits: whole numbers in doubles), then the rest
+      B[pos] = z % 128 + 128
+      z = floor(z / 128)
+      B[pos + 1] = z % 128 + 128
+      z = floor(z / 128)
+      B[pos + 2] = z % 128 + 128
+      z = floor(z / 128)
+      B[pos + 3] = z % 128 + 128
+      z = floor(z / 128)
+      pos = pos + 4
       while z >= 128 do
         B[pos] = z % 128 + 128
         pos = pos + 1
@@ -391,6 +414,13 @@ local function get_int(pos)
   if pos >= N then return truncated(pos, "int") end
   local b = P[pos]
   if b < 128 then return bxor(rshift(b, 1), -band(b, 1)), pos + 1 end
+  if pos + 1 < N then
+    local b2 = P[pos + 1]
+    if b2 < 128 then
+      local z = bor(b - 128, lshift(b2, 7))
+      return bxor(rshift(z, 1), -band(z, 1)), pos + 2
+    end
+  end
   local start = pos
   local z, shift = band(b, 127), 7
   pos = pos + 1
@@ -425,7 +455,37 @@ local function get_long64(pos)
   return x, pos
 end
 
+-- zigzag-decoded double (z < 2^53)
+local function unzigzag(z)
+  if z % 2 == 0 then return z / 2 end
+  return -(z + 1) / 2
+end
+
+-- Unrolled for up to 7 bytes when 10 bytes remain (no loop: the caller's trace stays one trace).
 local function get_long(pos)
+  if pos + 10 <= N then
+    local b = P[pos]
+    if b < 128 then return bxor(rshift(b, 1), -band(b, 1)), pos + 1 end
+    local z = b - 128
+    b = P[pos + 1]
+    if b < 128 then return unzigzag(z + b * 128), pos + 2 end
+    z = z + (b - 128) * 128
+    b = P[pos + 2]
+    if b < 128 then return unzigzag(z + b * 16384), pos + 3 end
+    z = z + (b - 128) * 16384
+    b = P[pos + 3]
+    if b < 128 then return unzigzag(z + b * 2097152), pos + 4 end
+    z = z + (b - 128) * 2097152
+    b = P[pos + 4]
+    if b < 128 then return unzigzag(z + b * 268435456), pos + 5 end
+    z = z + (b - 128) * 268435456
+    b = P[pos + 5]
+    if b < 128 then return unzigzag(z + b * 34359738368), pos + 6 end
+    z = z + (b - 128) * 34359738368
+    b = P[pos + 6]
+    if b < 128 then return unzigzag(z + b * 4398046511104), pos + 7 end
+    return get_long64(pos)
+  end
   if pos >= N then return truncated(pos, "long") end
   local b = P[pos]
   if b < 128 then return bxor(rshift(b, 1), -band(b, 1)), pos + 1 end
@@ -476,10 +536,16 @@ function M.get_fixed(pos, size)
   return ffi_string(P + pos, size), pos + size
 end
 
-function M.get_decimal(pos, scale)
+-- A decimal's bytes are at most what its precision needs (plus one spare), so a hostile length cannot
+-- make the quadratic conversion slow.
+function M.get_decimal(pos, scale, precision)
   local b
+  local start = pos
   b, pos = M.get_str(pos)
   if not pos then return nil end
+  if #b > floor(precision * 0.4152) + 2 then  -- log(10)/log(256) = 0.4152 bytes a digit
+    return M.fail_at(start, format("decimal of %d bytes exceeds its precision %d", #b, precision))
+  end
   return decimal_string(b, scale), pos
 end
 
