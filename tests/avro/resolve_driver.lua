@@ -35,6 +35,7 @@ local function run(c)
     local rv
     rv, err = klua.avro.resolver(w, r)
     if not rv then return failed(res, "resolver", err) end
+    res.unreadable = #rv.unreadable
     local v
     v, err = rv:decode(unhex(c.bytes))
     if err then return failed(res, "decode", err) end

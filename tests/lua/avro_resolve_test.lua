@@ -6,6 +6,7 @@ local json = klua.json
 local ffi = require("ffi")
 
 local function parse(schema)
+  if type(schema) == "string" and not schema:find("^%s*[%[{\"]") then schema = string.format("%q", schema) end
   if type(schema) == "table" then schema = json.encode(schema) end
   return assert(avro.parse(schema))
 end
@@ -334,4 +335,21 @@ test("resolver() takes schema text too, and returns the cached resolver for the 
   local bad, err = avro.resolver('"nope"', r)
   assert_nil(bad)
   assert_error(err, "KLUA_SCHEMA")
+end)
+
+test("a recursive type nested past 500 levels fails cleanly, read or skipped", function()
+  local node = rec("Node", { { name = "v", type = "int" }, { name = "next", type = { "null", "Node" } } })
+  local s = parse(node)
+  local r = assert(avro.resolver(s, s))
+  assert_true(r:decode(("\0\2"):rep(400) .. "\0\0") ~= nil, "400 levels decode")
+  local v, err = r:decode(("\0\2"):rep(100000) .. "\0\0")
+  assert_nil(v)
+  assert_error(err, "KLUA_DESERIALIZATION")
+  assert_match(err.message, "nested deeper than 500")
+  -- the same data in a writer-only field, skipped
+  local w = parse(rec("Outer", { { name = "skip", type = node }, { name = "k", type = "int" } }))
+  local skipper = assert(avro.resolver(w, parse(rec("Outer", { { name = "k", type = "int" } }))))
+  assert_equal(skipper:decode(("\0\2"):rep(400) .. "\0\0" .. "\6"), { k = 3 })
+  v, err = skipper:decode(("\0\2"):rep(100000) .. "\0\0" .. "\6")
+  assert_match(err.message, "nested deeper than 500")
 end)

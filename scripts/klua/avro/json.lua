@@ -129,6 +129,36 @@ local function takes(node, i, b, lt, v)
   return lt == "table" -- record, array, map
 end
 
+-- Is s well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF)?
+local function valid_utf8(s)
+  if not find(s, "[\128-\255]") then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len, lo, hi = 0, 0x80, 0xBF
+      if c >= 0xC2 and c <= 0xDF then len = 1
+      elseif c == 0xE0 then len, lo = 2, 0xA0
+      elseif c >= 0xE1 and c <= 0xEC or c == 0xEE or c == 0xEF then len = 2
+      elseif c == 0xED then len, hi = 2, 0x9F
+      elseif c == 0xF0 then len, lo = 3, 0x90
+      elseif c >= 0xF1 and c <= 0xF3 then len = 3
+      elseif c == 0xF4 then len, hi = 3, 0x8F
+      else return false end
+      local c2 = byte(s, i + 1)
+      if not c2 or c2 < lo or c2 > hi then return false end
+      for k = i + 2, i + len do
+        local ck = byte(s, k)
+        if not ck or ck < 0x80 or ck > 0xBF then return false end
+      end
+      i = i + len + 1
+    end
+  end
+  return true
+end
+
 local function pick_branch(node, v)
   local lt = type(v)
   if v == nil or v == NULL then lt = "null" end
@@ -142,7 +172,15 @@ local function pick_branch(node, v)
     return tl[j]
   end
   for i, b in ipairs(node.branches) do
-    if takes(node, i, b, lt, v) then return b end
+    if takes(node, i, b, lt, v) then
+      -- bytes that are not UTF-8 would lose data as a string (U+FFFD): a bytes branch takes them
+      if b.type == "string" and not valid_utf8(v) then
+        for _, bb in ipairs(node.branches) do
+          if bb.type == "bytes" and not bb.logical then return bb end
+        end
+      end
+      return b
+    end
   end
 end
 M.pick_branch = pick_branch
@@ -162,7 +200,12 @@ local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["
   ["\b"] = "\\b", ["\f"] = "\\f" }
 local function esc_char(c) return ESC[c] or format("\\u%04x", byte(c)) end
 
+-- A string with bytes above 127 goes through klua.json.encode, which checks the UTF-8 and writes
+-- U+FFFD for each invalid sequence (bytes read as a string may be anything; the output stays JSON,
+-- as Java's, which decodes them with replacement too).
+local REPLACE = { invalid_utf8 = "replace" }
 local function quote_string(s)
+  if find(s, "[\128-\255]") then return klua.json.encode(s, REPLACE) end
   if find(s, '[%z\1-\31"\\]') then s = gsub(s, '[%z\1-\31"\\]', esc_char) end
   return '"' .. s .. '"'
 end
@@ -302,7 +345,7 @@ function write(buf, node, v, path)
       if i > 1 then buf[#buf + 1] = "," end
       buf[#buf + 1] = quote_string(f.name) .. ":"
       local x = v[f.name]
-      if x == nil and f.has_default and f.default ~= nil then x = f.default end -- as the encoder does
+      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then x = f.default end -- as the encoder does
       write(buf, f.type, x, field_path(path, f.name))
     end
     buf[#buf + 1] = "}"
@@ -604,8 +647,7 @@ function convert(node, j, path)
     if getmetatable(j) ~= ARR then jexpect(path, "an array", j) end
     local out = {}
     for i = 1, #j do out[i] = container_value(node.items, j[i], idx_path(path, i)) end
-    if #j == 0 then klua.json.array(out) end
-    return out
+    return klua.json.array(out) -- marked, as s:decode's arrays
   elseif t == "map" then
     if getmetatable(j) ~= OBJ then jexpect(path, "an object (a map)", j) end
     local out = {}
@@ -613,6 +655,12 @@ function convert(node, j, path)
     return out
   elseif t == "record" then
     if getmetatable(j) ~= OBJ then jexpect(path, "an object (record " .. node.name .. ")", j) end
+    -- a member the record lacks first: a typo names itself rather than the field it misses
+    for k in pairs(j) do
+      if node.field_index[k] == nil then
+        fail(field_path(path, k), "the record " .. node.name .. " has no such field")
+      end
+    end
     local out = {}
     for _, f in ipairs(node.fields) do
       local x = j[f.name]
@@ -629,14 +677,9 @@ function convert(node, j, path)
           end
           d = copy(d)
         end
-        out[f.name] = d
+        if d ~= NULL then out[f.name] = d end
       else
         fail(field_path(path, f.name), "missing (the field has no default)")
-      end
-    end
-    for k in pairs(j) do
-      if node.field_index[k] == nil then
-        fail(field_path(path, k), "the record " .. node.name .. " has no such field")
       end
     end
     return out

@@ -57,6 +57,7 @@ local TWO53 = 2 ^ 53
 local Fail = {}
 Fail.__index = Fail
 local function fail(msg) error(setmetatable({ msg = msg }, Fail), 0) end
+local DEPTH = { n = 0 } -- how deep the decoder is in recursive records (reset at each decode)
 local function fail_schema(msg) error(setmetatable({ msg = msg, schema = true }, Fail), 0) end
 
 -- Longs beyond the 7 bytes a double holds exactly: 64-bit arithmetic, int64 cdata beyond 2^53.
@@ -78,7 +79,7 @@ local function rlong_big(p, pos, n)
   fail("bad varint (longer than 10 bytes)")
 end
 
-local function rlong(p, pos, n)
+local function rlong_slow(p, pos, n)
   local u, mul = 0, 1
   local start = pos
   for _ = 1, 7 do -- 49 bits: exact in a double
@@ -96,7 +97,40 @@ local function rlong(p, pos, n)
   return rlong_big(p, start, n)
 end
 
-local function rint(p, pos, n)
+local function unzigzag(z)
+  if z % 2 == 0 then return z / 2 end
+  return -(z + 1) / 2
+end
+
+-- Unrolled up to 7 bytes when 10 remain: no loop, so a record's decoder stays one trace.
+local function rlong(p, pos, n)
+  if pos + 10 <= n then
+    local b = p[pos]
+    if b < 128 then return unzigzag(b), pos + 1 end
+    local z = b - 128
+    b = p[pos + 1]
+    if b < 128 then return unzigzag(z + b * 128), pos + 2 end
+    z = z + (b - 128) * 128
+    b = p[pos + 2]
+    if b < 128 then return unzigzag(z + b * 16384), pos + 3 end
+    z = z + (b - 128) * 16384
+    b = p[pos + 3]
+    if b < 128 then return unzigzag(z + b * 2097152), pos + 4 end
+    z = z + (b - 128) * 2097152
+    b = p[pos + 4]
+    if b < 128 then return unzigzag(z + b * 268435456), pos + 5 end
+    z = z + (b - 128) * 268435456
+    b = p[pos + 5]
+    if b < 128 then return unzigzag(z + b * 34359738368), pos + 6 end
+    z = z + (b - 128) * 34359738368
+    b = p[pos + 6]
+    if b < 128 then return unzigzag(z + b * 4398046511104), pos + 7 end
+    return rlong_big(p, pos, n)
+  end
+  return rlong_slow(p, pos, n)
+end
+
+local function rint_slow(p, pos, n)
   local u, mul = 0, 1
   for _ = 1, 5 do
     if pos >= n then fail("truncated (an int runs past the end)") end
@@ -105,13 +139,32 @@ local function rint(p, pos, n)
     if b < 128 then
       u = u + b * mul
       if u > 4294967295 then fail("bad int (beyond 32 bits)") end
-      if u % 2 == 0 then return u / 2, pos end
-      return -(u + 1) / 2, pos
+      return unzigzag(u), pos
     end
     u = u + (b - 128) * mul
     mul = mul * 128
   end
   fail("bad varint (an int longer than 5 bytes)")
+end
+
+local function rint(p, pos, n)
+  if pos + 5 <= n then
+    local b = p[pos]
+    if b < 128 then return unzigzag(b), pos + 1 end
+    local z = b - 128
+    b = p[pos + 1]
+    if b < 128 then return unzigzag(z + b * 128), pos + 2 end
+    z = z + (b - 128) * 128
+    b = p[pos + 2]
+    if b < 128 then return unzigzag(z + b * 16384), pos + 3 end
+    z = z + (b - 128) * 16384
+    b = p[pos + 3]
+    if b < 128 then return unzigzag(z + b * 2097152), pos + 4 end
+    z = z + (b - 128) * 2097152
+    b = p[pos + 4]
+    if b < 16 then return unzigzag(z + b * 268435456), pos + 5 end
+  end
+  return rint_slow(p, pos, n)
 end
 
 -- A length (string, bytes, a block's byte size): a long that must fit what is left.
@@ -301,6 +354,8 @@ local function new_gen(trace)
     pairs_memo = {}, -- [writer record][reader record] = function index
     skip_memo = {}, -- [writer record] = skip function index
     nvar = 0,
+    unreadable = {}, unreadable_seen = {},
+    in_progress = {}, recursive = {}, -- record pairs being generated; those that call themselves
   }, Gen)
 end
 
@@ -310,6 +365,16 @@ function Gen:const(v)
   self.K[self.nk] = v
   if v ~= nil then self.kindex[v] = self.nk end
   return "K[" .. self.nk .. "]"
+end
+
+-- Code failing with KLUA_SCHEMA when data reaches a part the reader cannot take (a writer union
+-- branch, array items, map values): such pairs resolve, as in Java, and r.unreadable lists them.
+function Gen:deferred(why)
+  if not self.unreadable_seen[why] then
+    self.unreadable_seen[why] = true
+    self.unreadable[#self.unreadable + 1] = why
+  end
+  return "fail_schema(" .. self:const(why) .. ")\n"
 end
 
 function Gen:var()
@@ -355,7 +420,7 @@ function Gen:read(w, r, tgt, container, path)
         code[#code + 1] = c
       else
         why_first = why_first or why
-        code[#code + 1] = "fail_schema(" .. self:const(why) .. ")\n"
+        code[#code + 1] = self:deferred(why)
       end
     end
     if not ok_any then
@@ -410,6 +475,10 @@ function Gen:read(w, r, tgt, container, path)
         missing[#missing + 1] = s
       end
     end
+    if #missing > 0 then
+      self:deferred(format("%s: the writer's enum symbol%s %s not in the reader's enum %s, which has no default",
+        path, #missing > 1 and "s" or "", concat(missing, ", ") .. (#missing > 1 and " are" or " is"), r.name))
+    end
     local v = self:var()
     return "do\nlocal " .. v .. "; " .. v .. ", pos = rlong(p, pos, n)\n"
       .. "local s = " .. self:const(map) .. "[" .. v .. "]\n"
@@ -440,24 +509,25 @@ function Gen:read(w, r, tgt, container, path)
   if wt == "array" then
     if rt ~= "array" then return nil, format("%s: the writer's %s cannot be read as %s", path, describe(w), describe(r)) end
     local a, i, c = self:var(), self:var(), self:var()
+    -- items that cannot be read fail when there is one: an empty array still reads (as Java's)
     local body, why = self:read(w.items, r.items, a .. "[" .. i .. "]", true, path .. "[]")
-    if not body then return nil, why end
+    if not body then body = self:deferred(why) end
     return "do\nlocal " .. a .. ", " .. i .. " = nil, 0\n"
       .. "while true do\n"
       .. "local " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, " .. min_size(w.items) .. ")\n"
       .. "if " .. c .. " == 0 then break end\n"
-      .. "if " .. a .. " == nil then " .. a .. " = new_tab(" .. c .. ", 0) end\n"
+      .. "if " .. a .. " == nil then " .. a .. " = setmetatable(new_tab(" .. c .. ", 0), ARRAY_MT) end\n"
       .. "for _ = 1, " .. c .. " do\n" .. i .. " = " .. i .. " + 1\n"
       .. self:push("'[' .. (" .. i .. " - 1) .. ']'") -- 0-based, as the encoder's paths
       .. body .. self:pop()
-      .. "end\nend\n" .. tgt .. " = " .. a .. " or ARRAY()\nend\n"
+      .. "end\nend\n" .. tgt .. " = " .. a .. " or setmetatable({}, ARRAY_MT)\nend\n"
   end
 
   if wt == "map" then
     if rt ~= "map" then return nil, format("%s: the writer's %s cannot be read as %s", path, describe(w), describe(r)) end
     local m, k, c = self:var(), self:var(), self:var()
     local body, why = self:read(w.values, r.values, m .. "[" .. k .. "]", true, path .. "{}")
-    if not body then return nil, why end
+    if not body then body = self:deferred(why) end
     return "do\nlocal " .. m .. " = {}\n"
       .. "while true do\n"
       .. "local " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, " .. (1 + min_size(w.values)) .. ")\n"
@@ -518,10 +588,14 @@ function Gen:record_pair(w, r, path)
     memo = {}
     self.pairs_memo[w] = memo
   end
-  if memo[r] then return memo[r] end
+  if memo[r] then
+    if self.in_progress[memo[r]] then self.recursive[memo[r]] = true end
+    return memo[r]
+  end
   self.nfun = self.nfun + 1
   local idx = self.nfun
   memo[r] = idx -- before the body: recursive references call it
+  self.in_progress[idx] = true
 
   local rfields_by_name = {}
   for _, f in ipairs(r.fields) do rfields_by_name[f.name] = f end
@@ -563,10 +637,16 @@ function Gen:record_pair(w, r, path)
       local d = rf.default
       if type(d) == "table" then
         code[#code + 1] = "r[" .. self:const(rf.name) .. "] = deepcopy(" .. self:const(d) .. ")\n"
-      elseif d ~= nil then
+      elseif d ~= nil and d ~= NULL then -- a null default: the field stays absent
         code[#code + 1] = "r[" .. self:const(rf.name) .. "] = " .. self:const(d) .. "\n"
       end
     end
+  end
+  self.in_progress[idx] = nil
+  if self.recursive[idx] then
+    -- hostile input could nest a recursive type until the Lua stack overflows: 500 levels at most
+    code[1] = code[1] .. "local d = DEPTH.n + 1\nif d > 500 then fail(\"records nested deeper than 500\") end\nDEPTH.n = d\n"
+    code[#code + 1] = "DEPTH.n = d - 1\n"
   end
   code[#code + 1] = "return r, pos\nend\n"
   self.funcs[idx] = concat(code)
@@ -606,9 +686,10 @@ function Gen:skip(w)
       self.nfun = self.nfun + 1
       idx = self.nfun
       self.skip_memo[w] = idx
-      local code = { "F[" .. idx .. "] = function(p, pos, n)\n" }
+      local code = { "F[" .. idx .. "] = function(p, pos, n)\n"
+        .. "local d = DEPTH.n + 1\nif d > 500 then fail(\"records nested deeper than 500\") end\nDEPTH.n = d\n" }
       for _, f in ipairs(w.fields) do code[#code + 1] = self:skip(f.type) end
-      code[#code + 1] = "return pos\nend\n"
+      code[#code + 1] = "DEPTH.n = d - 1\nreturn pos\nend\n"
       self.funcs[idx] = concat(code)
     end
     return "pos = F[" .. idx .. "](p, pos, n)\n"
@@ -617,31 +698,31 @@ function Gen:skip(w)
 end
 
 local NULL -- klua.json.null, looked up on first use (klua is the runtime's global)
-local ARRAY
+local ARRAY_MT
 
 -- Generates and loads the chunk for (writer node, reader node); returns the top-level function
 -- (p, pos, n) -> value, pos, or nil and why they do not resolve.
 local function compile(wnode, rnode, trace)
+  if not NULL then
+    NULL = klua.json.null
+    ARRAY_MT = getmetatable(klua.json.array{}) -- decoded arrays carry the mark, as s:decode's do
+    decimal_to_string = require("klua.avro.runtime").decimal_string
+  end
   local g = new_gen(trace)
   local top, why = g:read(wnode, rnode, "v", false, "$")
   if not top then return nil, why end
-  local src = { "local K, F, NULL, ARRAY, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble, "
+  local src = { "local K, F, NULL, ARRAY_MT, setmetatable, DEPTH, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble, "
     .. "rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, DEC, DUR, tostring = ...\n" }
   for i = 1, g.nfun do src[#src + 1] = g.funcs[i] end
   src[#src + 1] = "return function(p, pos, n)\nlocal v\n" .. top .. "return v, pos\nend\n"
   local text = concat(src)
   local chunk, err = load(text, "=klua.avro.resolver")
   if not chunk then error("klua.avro.resolve: generated code does not compile: " .. err .. "\n" .. text) end
-  if not NULL then
-    NULL = klua.json.null
-    ARRAY = klua.json.array
-    decimal_to_string = require("klua.avro.runtime").decimal_string
-  end
   local TP = { n = 0 }
-  local fn = chunk(g.K, {}, NULL, ARRAY, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
+  local fn = chunk(g.K, {}, NULL, ARRAY_MT, setmetatable, DEPTH, TP, fail, fail_schema, rlong, rint, rlen, rstr, rbool, rfloat, rdouble,
     rfixed, skip, rcount, rcount_sized, tofloat, todouble, deepcopy, new_tab, decimal_to_string, duration,
     tostring)
-  return fn, nil, TP, text
+  return fn, nil, TP, text, g.unreadable
 end
 
 -- ---- the resolver object ------------------------------------------------------------------------
@@ -661,6 +742,7 @@ function Resolver:decode(bytes, offset)
   if type(offset) ~= "number" or offset < 0 or offset > n or offset % 1 ~= 0 then
     errors().bad_argument("r:decode", 3, "offset must be a whole number from 0 to #bytes, got " .. tostring(offset))
   end
+  DEPTH.n = 0
   local ok, v, pos = pcall(self.fn, ffi.cast(u8p, bytes), offset, n)
   if ok then
     if pos == n then return v end
@@ -683,6 +765,7 @@ function Resolver:_error(e, bytes, offset)
   end
   if self.tracer then
     self.tp.n = 0
+    DEPTH.n = 0
     local ok, e2 = pcall(self.tracer, ffi.cast(u8p, bytes), offset, #bytes)
     if not ok then
       path = "$" .. concat(self.tp, "", 1, self.tp.n)
@@ -715,11 +798,12 @@ function M.resolver(writer, reader)
   if not rnode then return nil, err end
   local per = cache[wnode]
   if per and per[rnode] then return per[rnode] end
-  local fn, why, _, text = compile(wnode, rnode)
+  local fn, why, _, text, unreadable = compile(wnode, rnode)
   if not fn then
     return nil, new_error("KLUA_SCHEMA", "cannot resolve the writer's schema against the reader's: " .. why)
   end
-  local r = setmetatable({ fn = fn, wnode = wnode, rnode = rnode, writer = ws, reader = rs, source = text }, Resolver)
+  local r = setmetatable({ fn = fn, wnode = wnode, rnode = rnode, writer = ws, reader = rs, source = text,
+    unreadable = unreadable }, Resolver)
   if not per then
     per = setmetatable({}, { __mode = "kv" }) -- weak values too: a resolver refers to its nodes
     cache[wnode] = per
