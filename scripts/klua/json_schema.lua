@@ -61,7 +61,7 @@ local function table_kind(v)
   if count == n then return "array" end
   return "object"
 end
-M.table_kind = table_kind
+
 
 local function is_array(v) return type(v) == "table" and table_kind(v) == "array" end
 local function is_object(v) return type(v) == "table" and table_kind(v) == "object" end
@@ -116,7 +116,7 @@ function deep_equal(a, b)
   end
   return na == 0
 end
-M.deep_equal = deep_equal
+
 
 -- Code points in a UTF-8 string.
 local function ulen(s)
@@ -175,7 +175,7 @@ local function path_of(e, from)
   for i = e.n, (from or 1), -1 do
     local seg = e[i]
     if type(seg) == "number" then
-      parts[#parts + 1] = "[" .. seg .. "]"
+      parts[#parts + 1] = "[" .. (seg - 1) .. "]" -- 0-based, as JSON (and the Avro and Protobuf codecs) count
     elseif seg:match("^[%a_][%w_]*$") then
       parts[#parts + 1] = "." .. seg
     else
@@ -193,7 +193,7 @@ local function branch_messages(list)
   for i, e in ipairs(list) do
     if i > 3 then out[#out + 1] = ("... %d more"):format(#list - 3); break end
     local p = path_of(e)
-    out[#out + 1] = ("[%d] %s%s"):format(i, p == "$" and "" or p:sub(2) .. ": ", message_of(e))
+    out[#out + 1] = ("[%d] %s%s"):format(i - 1, p == "$" and "" or p:sub(2) .. ": ", message_of(e))
   end
   return concat(out, "; ")
 end
@@ -217,7 +217,7 @@ function MSG.enum(e) return ("%s is not one of the allowed values"):format(show(
 function MSG.const(e) return ("%s is not the constant %s"):format(show(e.v), show(e.a)) end
 function MSG.minItems(e) return ("%d items, fewer than the minimum %d"):format(#e.v, e.a) end
 function MSG.maxItems(e) return ("%d items, more than the maximum %d"):format(#e.v, e.a) end
-function MSG.uniqueItems(e) return ("items %d and %d are equal"):format(e.a[1], e.a[2]) end
+function MSG.uniqueItems(e) return ("items %d and %d are equal"):format(e.a[1] - 1, e.a[2] - 1) end
 function MSG.contains(e) return "no item matches the contains schema" end
 function MSG.minContains(e) return ("%d items match the contains schema, fewer than %d"):format(e.a[1], e.a[2]) end
 function MSG.maxContains(e) return ("%d items match the contains schema, more than %d"):format(e.a[1], e.a[2]) end
@@ -230,7 +230,7 @@ function MSG.additionalProperties(e) return ("property %s is not allowed (additi
 function MSG.propertyNames(e) return ("property name %s: %s"):format(show(e.a), message_of(e.sub)) end
 function MSG.anyOf(e) return ("matches none of the %d schemas of anyOf: %s"):format(#e.a, branch_messages(e.a)) end
 function MSG.oneOf_none(e) return ("matches none of the %d schemas of oneOf: %s"):format(#e.a, branch_messages(e.a)) end
-function MSG.oneOf_many(e) return ("matches schemas %d and %d of oneOf, exactly one is allowed"):format(e.a[1], e.a[2]) end
+function MSG.oneOf_many(e) return ("matches schemas %d and %d of oneOf, exactly one is allowed"):format(e.a[1] - 1, e.a[2] - 1) end
 MSG["not"] = function() return "matches the schema of not" end
 
 -- URIs (RFC 3986 section 5.2) ------------------------------------------------------------------
@@ -305,7 +305,7 @@ local function resolve_uri(base, ref)
   end
   return (s and s .. ":" or "") .. (a and "//" .. a or "") .. p .. (q and "?" .. q or "") .. (rf and "#" .. rf or "")
 end
-M.resolve_uri = resolve_uri
+
 
 local function split_fragment(u)
   local h = u:find("#", 1, true)
@@ -499,7 +499,44 @@ local function count_arg(sp, k, x)
   return x
 end
 
-local function combine(checks)
+-- Generated code for the lists of a schema (its keywords, its properties): one straight line of
+-- calls, each site calling one closure, where a loop over a table of closures would make one call
+-- site see them all (LuaJIT's traces then fall back or unroll). One factory per shape and length,
+-- made once per process.
+local unpack = unpack or table.unpack
+local factories = {}
+
+local function generated(shape, n)
+  local key = shape .. n
+  local f = factories[key]
+  if f then return f end
+  local src = {}
+  if shape == "checks" then
+    local params = {}
+    for i = 1, n do params[i] = "c" .. i end
+    src[#src + 1] = "local " .. concat(params, ", ") .. " = ...\nreturn function(v)\n  local e\n"
+    for i = 1, n - 1 do src[#src + 1] = ("  e = c%d(v)\n  if e then return e end\n"):format(i) end
+    src[#src + 1] = ("  return c%d(v)\nend\n"):format(n)
+    f = assert(load(concat(src), "=json_schema(" .. key .. ")"))
+  else -- "props": names, aliases, fns
+    src[#src + 1] = "local type, rawget, table_kind, at, names, aliases, fns, is_obj = ...\n"
+    for i = 1, n do
+      src[#src + 1] = ("local n%d, a%d, f%d = names[%d], aliases[%d], fns[%d]\n"):format(i, i, i, i, i, i)
+    end
+    src[#src + 1] = "return function(v)\n  if not is_obj and (type(v) ~= 'table' or table_kind(v) ~= 'object') then return end\n  local x, e\n"
+    for i = 1, n do
+      src[#src + 1] = ("  x = rawget(v, n%d)\n  if x == nil and a%d then x = rawget(v, a%d) end\n" ..
+                       "  if x ~= nil then e = f%d(x) if e then return at(e, n%d) end end\n"):format(i, i, i, i, i)
+    end
+    src[#src + 1] = "end\n"
+    f = assert(load(concat(src), "=json_schema(" .. key .. ")"))
+  end
+  factories[key] = f
+  return f
+end
+
+local combine
+function combine(checks)
   local n = #checks
   if n == 0 then return ok_fn end
   if n == 1 then return checks[1] end
@@ -521,12 +558,14 @@ local function combine(checks)
       return c(v)
     end
   end
-  return function(v)
+  if n > 50 then -- a function has at most 60 upvalues
+    local head, tail = {}, {}
     for i = 1, n do
-      local e = checks[i](v)
-      if e then return e end
+      if i <= 50 then head[i] = checks[i] else tail[i - 50] = checks[i] end
     end
+    return combine({ combine(head), combine(tail) })
   end
+  return generated("checks", n)(unpack(checks, 1, n))
 end
 
 local TYPE_NAMES = { null = true, boolean = true, object = true, array = true, number = true, string = true,
@@ -650,6 +689,8 @@ local function compile_keywords(ctx, node, sp)
 
   local t = rawget(node, "type")
   if t ~= nil then add(type_check(ctx, kp("type"), t)) end
+  -- With "type": "object" (or "array") checked first, the keywords after it know the kind.
+  local is_obj, is_arr = t == "object", t == "array"
 
   -- numbers
   local excl_max, excl_min = rawget(node, "exclusiveMaximum"), rawget(node, "exclusiveMinimum")
@@ -780,7 +821,7 @@ local function compile_keywords(ctx, node, sp)
     local rest_false = (draft >= 2020 and rawget(node, "items") == false) or (draft < 2020 and rawget(node, "additionalItems") == false)
     local s = draft >= 2020 and kp("items") or kp("additionalItems")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "array" then return end
+      if not is_arr and (type(v) ~= "table" or table_kind(v) ~= "array") then return end
       local n = #v
       for i = 1, (n < np and n or np) do
         local x = v[i]
@@ -801,7 +842,7 @@ local function compile_keywords(ctx, node, sp)
   elseif items_fn then
     local f = items_fn
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "array" then return end
+      if not is_arr and (type(v) ~= "table" or table_kind(v) ~= "array") then return end
       for i = 1, #v do
         local x = v[i]
         if x == nil then x = NULL end
@@ -823,7 +864,7 @@ local function compile_keywords(ctx, node, sp)
   if rawget(node, "uniqueItems") == true then
     local s = kp("uniqueItems")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "array" then return end
+      if not is_arr and (type(v) ~= "table" or table_kind(v) ~= "array") then return end
       local seen, tables = {}, nil
       for i = 1, #v do
         local x = v[i]
@@ -851,7 +892,7 @@ local function compile_keywords(ctx, node, sp)
       if has("maxContains") then maxc = count_arg(kp("maxContains"), "maxContains", rawget(node, "maxContains")) end
     end
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "array" then return end
+      if not is_arr and (type(v) ~= "table" or table_kind(v) ~= "array") then return end
       local c = 0
       for i = 1, #v do
         local x = v[i]
@@ -888,29 +929,19 @@ local function compile_keywords(ctx, node, sp)
       fns[i] = compile_child(ctx, sub, kp("properties") .. "/" .. ptr_seg(name))
     end
     local n = #names
-    add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
-      for i = 1, n do
-        local name = names[i]
-        local x = rawget(v, name)
-        if x == nil then
-          local a = aliases[i]
-          if a then x = rawget(v, a) end
-        end
-        if x ~= nil then
-          local e = fns[i](x)
-          if e then return at(e, name) end
-        end
-      end
-    end)
+    -- 16 properties a function (3 upvalues each, at most 60)
+    for first = 1, n, 16 do
+      local last = math.min(n, first + 15)
+      add(generated("props", last - first + 1)(type, rawget, table_kind, at, { unpack(names, first, last) },
+                                                { unpack(aliases, first, last) }, { unpack(fns, first, last) }, is_obj))
+    end
   end
   local pprops = rawget(node, "patternProperties")
   local addl = rawget(node, "additionalProperties")
   if pprops ~= nil or addl ~= nil then
-    local res, pfns = {}, {}
+    local res, pfns, pats = {}, {}, {}
     if pprops ~= nil then
       if type(pprops) ~= "table" then schema_error(kp("patternProperties"), "patternProperties must be an object") end
-      local pats = {}
       for p in next, pprops do pats[#pats + 1] = p end
       table.sort(pats)
       for i, p in ipairs(pats) do
@@ -927,7 +958,7 @@ local function compile_keywords(ctx, node, sp)
     local s = kp("additionalProperties")
     if np > 0 or addl_fn then
       add(function(v)
-        if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+        if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
         for k, x in next, v do
           local key = type(k) == "string" and k or key_text(k)
           local matched = prop_set[key] == true
@@ -955,7 +986,7 @@ local function compile_keywords(ctx, node, sp)
     local n = #req
     local s = kp("required")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
       for i = 1, n do
         local name = req[i]
         if rawget(v, name) == nil then
@@ -969,7 +1000,7 @@ local function compile_keywords(ctx, node, sp)
     local f = compile_child(ctx, rawget(node, "propertyNames"), kp("propertyNames"))
     local s = kp("propertyNames")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
       for k in next, v do
         local key = key_text(k)
         local e = f(key)
@@ -986,7 +1017,7 @@ local function compile_keywords(ctx, node, sp)
     local minp = has("minProperties") and count_arg(kp("minProperties"), "minProperties", rawget(node, "minProperties"))
     local smax, smin = kp("maxProperties"), kp("minProperties")
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
       local c = 0
       for _ in next, v do c = c + 1 end
       if maxp and c > maxp then return fail("maxProperties", smax, MSG.maxProperties, v, { c, maxp }) end
@@ -1018,7 +1049,7 @@ local function compile_keywords(ctx, node, sp)
   if #dep_req > 0 or #dep_sch > 0 then
     local nr, ns = #dep_req, #dep_sch
     add(function(v)
-      if type(v) ~= "table" or table_kind(v) ~= "object" then return end
+      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
       for i = 1, nr do
         local d = dep_req[i]
         if get_prop(v, d[1], d[2]) ~= nil then

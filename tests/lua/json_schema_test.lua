@@ -40,10 +40,10 @@ test("a valid value gives true; an invalid one nil, err with path, keyword, sche
   assert_eq(v.title, "Order")
   assert_eq(v:validate({ id = "o-1", items = { { qty = 1 }, { qty = 2 } } }), true)
   local err = invalid(v, json.decode('{"id":"o-1","items":[{"qty":1},{"qty":5},{"qty":0}]}'))
-  assert_eq(err.path, "$.items[3].qty")
+  assert_eq(err.path, "$.items[2].qty")
   assert_eq(err.keyword, "minimum")
   assert_eq(err.schema_path, "#/properties/items/items/properties/qty/minimum")
-  assert_eq(err.message, "$.items[3].qty: 0 is less than the minimum 1")
+  assert_eq(err.message, "$.items[2].qty: 0 is less than the minimum 1")
   assert_match(tostring(err), "KLUA_SERIALIZATION")
   err = invalid(v, { items = json.array {} })
   assert_eq(err.path, "$")
@@ -69,7 +69,7 @@ test("messages of each keyword", function()
     { { const = 2 }, 3, "3 is not the constant 2" },
     { { minItems = 2 }, json.array { 1 }, "1 items, fewer than the minimum 2" },
     { { maxItems = 1 }, { 1, 2 }, "2 items, more than the maximum 1" },
-    { { uniqueItems = true }, { 1, 2, 1 }, "items 1 and 3 are equal" },
+    { { uniqueItems = true }, { 1, 2, 1 }, "items 0 and 2 are equal" },
     { { contains = { type = "string" } }, { 1 }, "no item matches the contains schema" },
     { { items = { { type = "integer" } }, additionalItems = false }, { 1, 2 },
       "2 items, more than the 1 allowed (additionalItems is false)" },
@@ -78,7 +78,7 @@ test("messages of each keyword", function()
     { { dependencies = { a = { "b" } } }, { a = 1 }, 'property "a" requires property "b"' },
     { { propertyNames = { maxLength = 1 } }, { ab = 1 }, 'property name "ab": "ab" is longer than 1 characters' },
     { { ["not"] = { type = "string" } }, "x", "matches the schema of not" },
-    { { oneOf = { { type = "number" }, { type = "integer" } } }, 1, "matches schemas 1 and 2 of oneOf, exactly one is allowed" },
+    { { oneOf = { { type = "number" }, { type = "integer" } } }, 1, "matches schemas 0 and 1 of oneOf, exactly one is allowed" },
     { false, 1, "no value is allowed here (the schema is false)" },
   }
   for _, c in ipairs(cases) do
@@ -91,19 +91,19 @@ test("anyOf and oneOf name what each branch expected", function()
   local v = compile { anyOf = { { type = "integer" }, { type = "object", required = { "id" } } } }
   local err = invalid(v, json.decode('{"x":1}'))
   assert_eq(err.keyword, "anyOf")
-  assert_eq(err.message, '$: matches none of the 2 schemas of anyOf: [1] expected integer, found object; ' ..
-    '[2] missing required property "id"')
+  assert_eq(err.message, '$: matches none of the 2 schemas of anyOf: [0] expected integer, found object; ' ..
+    '[1] missing required property "id"')
   v = compile { properties = { a = { oneOf = { { type = "integer" }, { properties = { b = { type = "string" } } } } } } }
   err = invalid(v, json.decode('{"a":{"b":1}}'))
   assert_eq(err.path, "$.a")
-  assert_match(err.message, "^%$%.a: matches none of the 2 schemas of oneOf: %[1%] expected")
-  assert_match(err.message, "%[2%] %.b: expected string, found integer 1")
+  assert_match(err.message, "^%$%.a: matches none of the 2 schemas of oneOf: %[0%] expected")
+  assert_match(err.message, "%[1%] %.b: expected string, found integer 1")
 end)
 
-test("paths name array items 1-based (as Lua indexes them) and odd keys in brackets", function()
+test("paths name array items 0-based (as JSON and the other codecs count) and odd keys in brackets", function()
   local v = compile { items = { properties = { ["a b"] = { type = "string" }, ["1"] = { type = "null" } } } }
-  assert_eq(invalid(v, json.decode('[{}, {"a b": 1}]')).path, '$[2]["a b"]')
-  assert_eq(invalid(v, json.decode('[{"1": 1}]')).path, '$[1]["1"]')
+  assert_eq(invalid(v, json.decode('[{}, {"a b": 1}]')).path, '$[1]["a b"]')
+  assert_eq(invalid(v, json.decode('[{"1": 1}]')).path, '$[0]["1"]')
   local err = invalid(compile { additionalProperties = false, properties = { a = {} } }, { a = 1, zz = 2 })
   assert_eq(err.path, "$.zz")
   assert_eq(err.keyword, "additionalProperties")
@@ -175,7 +175,7 @@ test("$ref: pointers, escapes, recursion, $id anchors and base URIs", function()
   }]]
   assert_true(tree:check(json.decode('{"root":{"v":1,"kids":[{"v":2,"kids":[{"v":3}]}]},"esc":"s"}')))
   local err = invalid(tree, json.decode('{"root":{"v":1,"kids":[{"v":2,"kids":[{"v":"x"}]}]}}'))
-  assert_eq(err.path, "$.root.kids[1].kids[1].v")
+  assert_eq(err.path, "$.root.kids[0].kids[0].v")
   assert_eq(err.schema_path, "#/definitions/node/properties/v/type")
   assert_false(tree:check({ esc = 1 }))
   local ids = compile [[{
@@ -277,7 +277,7 @@ test("2019-09 and 2020-12: $defs, $anchor, dependentRequired/Schemas, min/maxCon
   v = compile({ prefixItems = { { type = "integer" }, { type = "string" } }, items = false }, { draft = "2020-12" })
   assert_true(v:check({ 1, "a" }))
   assert_false(v:check({ 1, "a", 3 }))
-  assert_eq(invalid(v, { "x" }).path, "$[1]")
+  assert_eq(invalid(v, { "x" }).path, "$[0]")
   for _, kw in ipairs({ "$recursiveRef", "$dynamicRef", "unevaluatedProperties", "unevaluatedItems" }) do
     assert_match(schema_err({ [kw] = kw:find("Ref") and "#" or false }, { draft = "2020-12" }).message, "not supported")
   end
@@ -333,6 +333,13 @@ test("the regex subset: what ECMA-262 patterns match, and what is refused", func
   assert_true(m("^\\s+$", " \t\u{a0}"))
   assert_true(m("^[\\w.-]+@[\\w-]+\\.com$", "j.doe@ex-ample.com"))
   assert_true(m("", "anything"))
+  -- "." and negated classes run as a Lua pattern on ASCII text and on the VM otherwise: one answer
+  for _, c in ipairs({ { "^.{2}$", "ab", true }, { "^.{2}$", "日本", true }, { "^.{2}$", "日", false },
+                       { "^[^a]\\S$", "bc", true }, { "^[^a]\\S$", "éc", true }, { "^[^a]\\S$", "é ", false },
+                       { "^\\W+$", "-+", true }, { "^\\W+$", "é-", true }, { "^\\W+$", "a-", false },
+                       { "a.c", "a\rc", false }, { "a.c", "a\u{2028}c", false }, { "a.c", "aéc", true } }) do
+    assert_eq(m(c[1], c[2]), c[3], c[1] .. " on " .. c[2])
+  end
   assert_true(m("^(?<year>\\d{4})-\\d\\d$", "2024-05"))
   for _, p in ipairs({ "(?=a)", "(?!a)", "(?<=a)b", "(?<!a)b", "(a)\\1", "\\p{L}", "\\k<x>", "\\q", "a**", "(a",
                        "a)", "[a", "[z-a]", "*a", "a{3,2}" }) do
@@ -362,4 +369,41 @@ test("format is an annotation unless formats = true", function()
                         mail = "a.b@example.com", ip4 = "10.0.0.1", ip6 = "::ffff:10.0.0.1", uri = "https://x.test/a?b#c",
                         id = "123e4567-e89b-12d3-a456-426614174000", other = "x" }))
   assert_eq(invalid(v, { ip6 = "fe80::1::" }).message, '$.ip6: "fe80::1::" is not a valid ipv6')
+end)
+
+test("large schemas: 40 properties and 60 keywords (the generated code splits under Lua's 60 upvalues)", function()
+  local props, value = {}, {}
+  for i = 1, 40 do
+    props["p" .. i] = { type = "integer", minimum = i }
+    value["p" .. i] = i
+  end
+  local v = compile { properties = props }
+  assert_true(v:check(value))
+  value.p37 = 36
+  assert_eq(invalid(v, value).path, "$.p37")
+  local all = {}
+  for i = 1, 60 do all[i] = { minimum = i } end
+  v = compile { allOf = all }
+  assert_true(v:check(60))
+  assert_eq(invalid(v, 59).schema_path, "#/allOf/59/minimum")
+end)
+
+test("patterns run in time linear in the text: no backtracking blow-up, no recursion per repetition", function()
+  local v = compile { pattern = "^(a|aa)+$", patternProperties = { ["^(a|aa)+$"] = { type = "null" } } }
+  local long = string.rep("a", 5000) .. "b"
+  assert_eq(invalid(v, long).keyword, "pattern")
+  assert_true(v:check(string.rep("a", 5000)))
+  assert_true(v:check({ [long] = 1 }))
+  assert_eq(invalid(v, { [string.rep("a", 5000)] = 1 }).keyword, "type")
+  assert_false(v:check("aab"))
+  local dot = compile { pattern = "^.*x$" }
+  assert_true(dot:check(string.rep("é", 50000) .. "x"))
+  assert_false(dot:check(string.rep("é", 50000)))
+  assert_true(compile { pattern = "^[a-c]{2,}?d" }:check(string.rep("abc", 30000) .. "d"))
+  local groups = compile { pattern = "^(ab|cd)+$" }
+  assert_true(groups:check(string.rep("abcd", 50000)))
+  assert_false(groups:check(string.rep("abcd", 50000) .. "a"))
+  assert_true(compile { pattern = "(x+x+)+y" }:check(string.rep("x", 3000) .. "y"))
+  assert_false(compile { pattern = "(x+x+)+y" }:check(string.rep("x", 3000)))
+  assert_match(schema_err({ pattern = "((a{1000}){1000})" }).message, "pattern too large")
 end)

@@ -13,7 +13,7 @@
 --
 -- Patterns whose every atom matches exactly one ASCII byte (no `.`, no negated class, no `\s`, no
 -- groups or alternation) are translated to a Lua pattern and run by string.find; the others by a
--- backtracking matcher of closures in continuation-passing style.
+-- Pike VM (below), in time linear in the text.
 local M = {}
 
 local byte, sub, char = string.byte, string.sub, string.char
@@ -339,22 +339,37 @@ local function lua_char(cp)
   return ch
 end
 
+-- The Lua class of the ASCII characters a set matches (with negation applied), or nil when none.
 local function lua_set(set)
   local parts = {}
-  for cp = 0, 127 do
-    if set.ascii[cp] then
+  -- a negated set as [^...] of its members (only used on ASCII text, see to_lua)
+  local function member(cp) return cp <= 127 and set.ascii[cp] == true end
+  local cp = 0
+  while cp <= 127 do
+    if member(cp) then
       local ch = char(cp)
-      if ch:match("[%w]") then parts[#parts + 1] = ch
+      local last = cp
+      while member(last + 1) and char(last + 1):match("%w") do last = last + 1 end
+      if ch:match("%w") and last >= cp + 2 then
+        -- a run of letters or digits as a range (Lua's matcher scans a class entry by entry)
+        while not char(last):match("%w") do last = last - 1 end
+        parts[#parts + 1] = ch .. "-" .. char(last)
+        cp = last
+      elseif ch:match("%w") then parts[#parts + 1] = ch
       elseif cp == 0 then parts[#parts + 1] = "%z"
       else parts[#parts + 1] = "%" .. ch end
     end
+    cp = cp + 1
   end
   if #parts == 0 then return nil end
-  return "[" .. table.concat(parts) .. "]"
+  return (set.negate and "[^" or "[") .. table.concat(parts) .. "]"
 end
 
--- A Lua pattern equivalent to the sequence, or nil.
-local function to_lua(ast)
+-- A Lua pattern equivalent to the sequence, or nil. With ascii = false the pattern holds for any
+-- text: only atoms that match exactly one ASCII byte qualify (a non-ASCII character is several
+-- bytes). With ascii = true it need only hold for ASCII text, where every character is one byte:
+-- "." and negated classes qualify too (the caller checks the text first).
+local function to_lua(ast, ascii)
   if ast.t ~= "seq" then return nil end
   local out = {}
   local list = ast.list
@@ -367,22 +382,21 @@ local function to_lua(ast)
       if k ~= #list then return nil end
       out[#out + 1] = "$"
     else
-      local q = ""
       local min, max = 1, 1
       if t == "rep" then
         min, max = node.min, node.max
         node = node.node
         t = node.t
-        if node.lazy then return nil end
       end
       local atom
       if t == "char" and node.cp < 128 then
         atom = lua_char(node.cp)
-      elseif t == "set" and node.ascii_only then
+      elseif t == "set" and (node.ascii_only or ascii) then
         atom = lua_set(node.set)
+      elseif t == "any" and ascii then
+        atom = "[^\n\r]"
       end
       if not atom then return nil end
-      if list[k].lazy then return nil end
       if min == 1 and max == 1 then
         out[#out + 1] = atom
       elseif min == 0 and max == 1 then
@@ -392,123 +406,165 @@ local function to_lua(ast)
         for _ = 1, min - 1 do out[#out + 1] = atom end
         out[#out + 1] = atom .. (min == 0 and "*" or "+")
       else
-        if max > 16 then return nil end
+        -- x{n} and x{n,n+1} only: a run of optional atoms (x?x?x?...) makes Lua's matcher try
+        -- every combination of them, where a counted loop tries each count once.
+        if max > 16 or max > min + 1 then return nil end
         for _ = 1, min do out[#out + 1] = atom end
         for _ = min + 1, max do out[#out + 1] = atom .. "?" end
       end
-      local _ = q
     end
   end
   return table.concat(out)
 end
 
--- Backtracking matcher ----------------------------------------------------------------------------
--- A compiled node is m(s, i, k) -> bool: does the node match at byte i with a continuation k(j)
--- that accepts the rest?
+-- The matcher: a Thompson NFA run as a Pike VM (Russ Cox, "Regular Expression Matching: the
+-- Virtual Machine Approach"). JSON Schema only asks whether a pattern matches, so no captures and
+-- no priorities are needed: every thread advances in step over the text, one character at a time,
+-- in time linear in the text (times the program's size) and without recursion; "^(a|aa)+$" or a
+-- group repeated 100,000 times cost what "^a+$" does.
+--
+-- Program: a list of instructions { op, x, y }: CHAR cp | SET test | ANY | SPLIT a b | JMP a |
+-- BOL | EOL | WORDB neg | MATCH.
 
-local build
+local CHAR, SET, ANY, SPLIT, JMP, BOL, EOL, WORDB, MATCH = 1, 2, 3, 4, 5, 6, 7, 8, 9
+local MAX_PROGRAM = 20000
 
-local function build_seq(list, from)
-  if from > #list then return function(s, i, k) return k(i) end end
-  local head = build(list[from])
-  if from == #list then return head end
-  local rest = build_seq(list, from + 1)
-  return function(s, i, k)
-    return head(s, i, function(j) return rest(s, j, k) end)
+local function emit(prog, op, x, y)
+  local n = #prog + 1
+  if n > MAX_PROGRAM then error({ regex_error = "pattern too large (over " .. MAX_PROGRAM .. " instructions)" }, 0) end
+  prog[n] = { op, x, y }
+  return n
+end
+
+local gen
+
+local function gen_rep(prog, node)
+  local body, min, max = node.node, node.min, node.max
+  for _ = 1, min do gen(prog, body) end
+  if max == math.huge then
+    -- L: SPLIT body, out; body; JMP L
+    local split = emit(prog, SPLIT)
+    gen(prog, body)
+    emit(prog, JMP, split)
+    prog[split][2], prog[split][3] = split + 1, #prog + 1
+  else
+    local splits = {}
+    for _ = min + 1, max do
+      splits[#splits + 1] = emit(prog, SPLIT)
+      gen(prog, body)
+    end
+    for _, sp in ipairs(splits) do prog[sp][2], prog[sp][3] = sp + 1, #prog + 1 end
   end
 end
 
-function build(node)
+function gen(prog, node)
   local t = node.t
-  if t == "char" then
-    local cp = node.cp
-    if cp < 128 then
-      return function(s, i, k)
-        if byte(s, i) == cp then return k(i + 1) end
+  if t == "char" then emit(prog, CHAR, node.cp)
+  elseif t == "set" then emit(prog, SET, set_test(node.set))
+  elseif t == "any" then emit(prog, ANY)
+  elseif t == "bol" then emit(prog, BOL)
+  elseif t == "eol" then emit(prog, EOL)
+  elseif t == "wordb" then emit(prog, WORDB, node.neg)
+  elseif t == "group" then gen(prog, node.alt)
+  elseif t == "seq" then
+    for _, n in ipairs(node.list) do gen(prog, n) end
+  elseif t == "alt" then
+    -- SPLIT a1, next; a1; JMP end; SPLIT a2, next; a2; JMP end; ...; an
+    local jumps = {}
+    local list = node.list
+    for k = 1, #list - 1 do
+      local split = emit(prog, SPLIT)
+      gen(prog, list[k])
+      jumps[#jumps + 1] = emit(prog, JMP)
+      prog[split][2], prog[split][3] = split + 1, #prog + 1
+    end
+    gen(prog, list[#list])
+    for _, j in ipairs(jumps) do prog[j][2] = #prog + 1 end
+  elseif t == "rep" then gen_rep(prog, node)
+  else error("regex: unknown node " .. tostring(t)) end
+end
+
+-- matcher(prog, anchored) -> function(s) -> bool. The thread lists are reused between calls
+-- (a match never yields, so calls never overlap).
+local function vm(prog, anchored)
+  local np = #prog
+  local ops, xs, ys = {}, {}, {}
+  for k = 1, np do ops[k], xs[k], ys[k] = prog[k][1], prog[k][2], prog[k][3] end
+  local mark = {}
+  for k = 1, np do mark[k] = 0 end
+  local clist, nlist, stack = {}, {}, {}
+  local stamp = 0
+
+  -- Adds pc's thread (following SPLIT, JMP and the assertions, which hold at byte i) to list of
+  -- length n; returns the new length, or -1 when a MATCH is reached.
+  local function add(list, n, pc, s, i)
+    local sp = 1
+    stack[1] = pc
+    while sp > 0 do
+      pc = stack[sp]
+      sp = sp - 1
+      if mark[pc] ~= stamp then
+        mark[pc] = stamp
+        local op = ops[pc]
+        if op == SPLIT then
+          sp = sp + 1; stack[sp] = ys[pc]
+          sp = sp + 1; stack[sp] = xs[pc]
+        elseif op == JMP then
+          sp = sp + 1; stack[sp] = xs[pc]
+        elseif op == BOL then
+          if i == 1 then sp = sp + 1; stack[sp] = pc + 1 end
+        elseif op == EOL then
+          if i == #s + 1 then sp = sp + 1; stack[sp] = pc + 1 end
+        elseif op == WORDB then
+          local at = is_word(s, i) ~= (i > 1 and is_word(s, i - 1))
+          if at ~= xs[pc] then sp = sp + 1; stack[sp] = pc + 1 end
+        elseif op == MATCH then
+          return -1
+        else
+          n = n + 1
+          list[n] = pc
+        end
+      end
+    end
+    return n
+  end
+
+  return function(s)
+    local len = #s
+    stamp = stamp + 1
+    local cn = add(clist, 0, 1, s, 1)
+    if cn < 0 then return true end
+    local i = 1
+    while i <= len do
+      local cp, j = decode_at(s, i)
+      stamp = stamp + 1
+      local nn = 0
+      for t = 1, cn do
+        local pc = clist[t]
+        local op = ops[pc]
+        local ok
+        if op == CHAR then ok = xs[pc] == cp
+        elseif op == SET then ok = xs[pc](cp)
+        else ok = not is_line_terminator(cp) end -- ANY
+        if ok then
+          nn = add(nlist, nn, pc + 1, s, j)
+          if nn < 0 then return true end
+        end
+      end
+      if not anchored then
+        -- a new thread at every position: the search is unanchored
+        nn = add(nlist, nn, 1, s, j)
+        if nn < 0 then return true end
+      elseif nn == 0 then
         return false
       end
+      clist, nlist = nlist, clist
+      cn = nn
+      i = j
     end
-    local lit = node.lit or ""
-    if lit == "" then
-      -- the UTF-8 bytes of the code point
-      if cp < 0x800 then lit = char(0xC0 + floor(cp / 64), 0x80 + cp % 64)
-      elseif cp < 0x10000 then lit = char(0xE0 + floor(cp / 4096), 0x80 + floor(cp / 64) % 64, 0x80 + cp % 64)
-      else lit = char(0xF0 + floor(cp / 262144), 0x80 + floor(cp / 4096) % 64, 0x80 + floor(cp / 64) % 64,
-                      0x80 + cp % 64) end
-    end
-    local n = #lit
-    return function(s, i, k)
-      if sub(s, i, i + n - 1) == lit then return k(i + n) end
-      return false
-    end
-  elseif t == "set" then
-    local test = set_test(node.set)
-    return function(s, i, k)
-      if i > #s then return false end
-      local cp, j = decode_at(s, i)
-      if test(cp) then return k(j) end
-      return false
-    end
-  elseif t == "any" then
-    return function(s, i, k)
-      if i > #s then return false end
-      local cp, j = decode_at(s, i)
-      if is_line_terminator(cp) then return false end
-      return k(j)
-    end
-  elseif t == "bol" then
-    return function(s, i, k)
-      if i == 1 then return k(i) end
-      return false
-    end
-  elseif t == "eol" then
-    return function(s, i, k)
-      if i == #s + 1 then return k(i) end
-      return false
-    end
-  elseif t == "wordb" then
-    local neg = node.neg
-    return function(s, i, k)
-      local at = is_word(s, i) ~= (i > 1 and is_word(s, i - 1))
-      if at ~= neg then return k(i) end
-      return false
-    end
-  elseif t == "group" then
-    return build(node.alt)
-  elseif t == "seq" then
-    return build_seq(node.list, 1)
-  elseif t == "alt" then
-    local ms = {}
-    for n, a in ipairs(node.list) do ms[n] = build(a) end
-    return function(s, i, k)
-      for n = 1, #ms do
-        if ms[n](s, i, k) then return true end
-      end
-      return false
-    end
-  elseif t == "rep" then
-    local m, min, max, lazy = build(node.node), node.min, node.max, node.lazy
-    local function rep(s, i, k, count)
-      if count < min then
-        return m(s, i, function(j)
-          if j == i and count + 1 >= min then return rep(s, j, k, min) end
-          return rep(s, j, k, count + 1)
-        end)
-      end
-      if lazy then
-        if k(i) then return true end
-        if count >= max then return false end
-        return m(s, i, function(j) return j ~= i and rep(s, j, k, count + 1) end)
-      end
-      if count < max and m(s, i, function(j) return j ~= i and rep(s, j, k, count + 1) end) then return true end
-      return k(i)
-    end
-    return function(s, i, k) return rep(s, i, k, 0) end
+    return false
   end
-  error("regex: unknown node " .. tostring(t))
 end
-
-local function accept() return true end
 
 local function anchored_start(ast)
   if ast.t == "seq" then
@@ -545,26 +601,26 @@ function M.compile(source)
     if lp == "" then return function() return true end end
     return function(s) return find(s, lp) ~= nil end, lp
   end
-  local m = build(ast)
-  if anchored_start(ast) then
-    return function(s) return m(s, 1, accept) end
+  local prog = {}
+  local okp, err = pcall(function()
+    gen(prog, ast)
+    emit(prog, MATCH)
+  end)
+  if not okp then
+    if type(err) == "table" and err.regex_error then return nil, err.regex_error .. " in /" .. source .. "/" end
+    error(err, 0)
   end
-  return function(s)
-    local n = #s
-    local i = 1
-    while i <= n + 1 do
-      if m(s, i, accept) then return true end
-      local c = byte(s, i)
-      -- start only at character boundaries
-      if c and c >= 0xC0 then
-        local _, j = decode_at(s, i)
-        i = j
-      else
-        i = i + 1
-      end
-    end
-    return false
+  local run = vm(prog, anchored_start(ast))
+  local la = to_lua(ast, true)
+  if la then
+    -- ASCII text (the common case) by string.find, the rest by the VM
+    local find = string.find
+    return function(s)
+      if not find(s, "[\128-\255]") then return find(s, la) ~= nil end
+      return run(s)
+    end, la
   end
+  return run
 end
 
 return M
