@@ -61,6 +61,19 @@ local Registry = {}
 Registry.__index = Registry
 Registry.__tostring = function(self) return "klua.registry(" .. self.url .. ")" end
 
+-- klua_schema_registry_requests_total{outcome="ok"|"error"} (klua.metrics' default registry),
+-- made at the first request.
+local counted
+local function count(outcome)
+  if not counted then
+    local family = debug.getregistry()["klua.private"].metrics.register("counter", {
+      name = "klua_schema_registry_requests_total", labels = { "outcome" },
+      help = "Requests klua.registry sent to a schema registry, by outcome (error: no answer or an error status)" })
+    counted = { ok = family:labels("ok"), error = family:labels("error") }
+  end
+  counted[outcome]:inc()
+end
+
 -- One request; the decoded JSON answer, or nil, err.
 local function call(self, method, path, body, query)
   local spec = { method = method, url = path, query = query }
@@ -69,22 +82,22 @@ local function call(self, method, path, body, query)
     spec.headers = { ["Content-Type"] = CONTENT_TYPE }
   end
   local res, err = self.http:request(spec)
-  self.requests = self.requests + 1
   if not res then
-    self.errors = self.errors + 1
+    count("error")
     return nil, registry_error(self, method, path, nil, nil, err.message, err)
   end
   local status = res.status
   if status >= 200 and status < 300 then
-    if res.body == "" then return true end
+    if res.body == "" then count("ok"); return true end
     local v, jerr = json.decode(res.body)
     if jerr then
-      self.errors = self.errors + 1
+      count("error")
       return nil, registry_error(self, method, path, status, nil, "the answer is not JSON: " .. jerr.message)
     end
+    count("ok")
     return v
   end
-  self.errors = self.errors + 1
+  count("error")
   local v = json.decode(res.body)
   local code, message
   if type(v) == "table" then
@@ -238,7 +251,18 @@ function Registry:lookup(subject, schema, opts)
   return r
 end
 
--- reg:schema_by_id(id) -> { id=, schema=, schema_type=, references= }  (cached: ids never change)
+local function fetch_by_id(self, id)
+  local v, err = call(self, "GET", "/schemas/ids/" .. format("%d", id))
+  self.pending[id] = nil
+  if not v then return nil, err end
+  local r = schema_result(v, id)
+  r.id, r.subject, r.version = id, nil, nil
+  self.by_id[id] = r
+  return r
+end
+
+-- reg:schema_by_id(id) -> { id=, schema=, schema_type=, references= }  (cached: ids never change).
+-- Tasks asking for the same id at once share one request (they join the task making it).
 function Registry:schema_by_id(id)
   if type(id) ~= "number" or id < 0 or floor(id) ~= id then
     argerr("registry:schema_by_id", 2, "expected a schema id (a whole number), got %s",
@@ -246,12 +270,12 @@ function Registry:schema_by_id(id)
   end
   local hit = self.by_id[id]
   if hit then return hit end
-  local v, err = call(self, "GET", "/schemas/ids/" .. format("%d", id))
-  if not v then return nil, err end
-  local r = schema_result(v, id)
-  r.id, r.subject, r.version = id, nil, nil
-  self.by_id[id] = r
-  return r
+  local t = self.pending[id]
+  if not t then
+    t = klua.spawn(fetch_by_id, self, id)
+    self.pending[id] = t
+  end
+  return t:join()
 end
 
 -- reg:get_version(subject, version | "latest") -> { subject=, id=, version=, schema=, schema_type=, references= }
@@ -411,8 +435,7 @@ local function new(opts, fn)
     ca_file = opts.ca, timeout_ms = timeout, connect_timeout_ms = math.min(timeout, 10000),
     headers = { Accept = ACCEPT },
   }
-  return setmetatable({ url = url, http = http, by_id = {}, registered = {}, looked_up = {},
-                        requests = 0, errors = 0 }, Registry)
+  return setmetatable({ url = url, http = http, by_id = {}, pending = {}, registered = {}, looked_up = {} }, Registry)
 end
 
 M.new = function(opts) return new(opts, "klua.registry") end
