@@ -87,12 +87,10 @@ local function avro_named(texts)
 end
 
 -- A Protobuf schema as the registry holds it: .proto text, or a base64 FileDescriptorProto (what
--- Python's ProtobufSerializer registers).
+-- Python's ProtobufSerializer registers); klua.protobuf.load tells them apart. name: the file's name
+-- for text (a descriptor names itself).
 local function protobuf_file(text, imports, name)
-  if not text:find("[;{]") and text:match("^[%w+/=%s]+$") then
-    return klua.protobuf.load_descriptor(text, { imports = imports })
-  end
-  return klua.protobuf.compile(text, { name = name, imports = imports })
+  return klua.protobuf.load(text, { name = name, imports = imports })
 end
 
 -- Compiles the schema of a registry answer for fmt: an object with decode_json(bytes, offset) -> text.
@@ -116,7 +114,7 @@ local function compile(reg, fmt, info, id)
         return s:to_json(v)
       end }
   elseif fmt == "protobuf" then
-    local f, ferr = protobuf_file(info.schema, texts, "schema-" .. id .. ".proto")
+    local f, ferr = protobuf_file(info.schema, texts, nil)
     if not f then return nil, ferr end
     local read_indexes = klua.protobuf.read_message_indexes
     local by_index = {}
