@@ -201,13 +201,13 @@ for argv, pat, kw in [
         (["produce", "t", "--value-format", "avro", "--value-schema", "s.avsc", "--value-schema-id", "1"],
          r"--value-schema and --value-schema-id are exclusive", {}),
         (["consume", "t", "--value-format", "avro"], r"--value-format avro needs a schema registry: --schema-registry URL",
-         {"env": NOREG, "pending": "registry"}),
+         {"env": NOREG}),
         (["produce", "t", "--value-format", "protobuf"], r"--value-format protobuf needs a schema registry",
-         {"env": NOREG, "pending": "registry"}),
+         {"env": NOREG}),
         (["produce", "t", "--value-format", "avro", "--value-schema", "nope.avsc"], r"--value-schema nope\.avsc: No such file",
-         {"env": SOMEREG, "pending": "registry"}),
+         {"env": SOMEREG}),
         (["produce", "t", "--value-format", "avro", "--value-schema", "bad.avsc"], r"--value-schema bad\.avsc: .*KLUA_SCHEMA",
-         {"env": SOMEREG, "pending": "avro", "files": {"bad.avsc": '{"type":"record","name":"R","fields":[{"name":"id"}]}'}}),
+         {"env": SOMEREG, "files": {"bad.avsc": '{"type":"record","name":"R","fields":[{"name":"id"}]}'}}),
         ]:
     case("serde-cli", "usage: " + " ".join(argv), E + argv, 2, pat, **kw)
 case("serde-cli", "produce --value-format json: a line that is not JSON", E + ["produce", "t", "--value-format", "json"],

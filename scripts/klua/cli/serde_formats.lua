@@ -25,10 +25,10 @@ end
 
 -- The configured registry for a framed format, or a usage error (exit 2) when none is configured.
 function M.registry(usage, option, fmt)
-  local reg, err = klua.registry()
+  local reg = klua.registry()
   if not reg then
     common.usage_error(usage, ("%s %s needs a schema registry: --schema-registry URL, the profile's " ..
-      "schema.registry.url or KLUA_SCHEMA_REGISTRY (%s)"):format(option, fmt, common.error_text(err)))
+      "schema.registry.url or KLUA_SCHEMA_REGISTRY"):format(option, fmt))
   end
   return reg
 end
