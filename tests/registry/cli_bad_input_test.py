@@ -139,6 +139,41 @@ for n, pattern in ((2, r"qty"), (3, r"qty"), (4, r"KLUA_JSON|JSON|json")):
 checks.true("produce: the others are delivered", "2 message(s) delivered" in err and "3 line(s) not sent" in err, err)
 checks.eq("produce: the broker holds the two good lines", count(t), 2)
 
+# JSON Schema and Protobuf lines: the validator's and the proto3 JSON reader's field paths.
+t = topic("js-lines")
+js_file = os.path.join(SCRATCH, "item.schema.json")
+with open(js_file, "w") as f:
+    f.write(json.dumps({"$schema": "http://json-schema.org/draft-07/schema#", "title": "Item", "type": "object",
+                        "properties": {"id": {"type": "string"}, "qty": {"type": "integer", "minimum": 1},
+                                       "tags": {"type": "array", "items": {"type": "string"}}},
+                        "required": ["id", "qty"]}))
+rc, out, err = klua("produce", t, "--value-format", "json-schema", "--value-schema", js_file,
+                    stdin='{"id":"a","qty":1}\n{"id":"b","qty":0}\n{"qty":2}\n{"id":"c","qty":3,"tags":["x",4]}\n')
+checks.eq("produce json-schema: exit 1", rc, 1)
+for n, pattern in ((2, r"\$\.qty.*minimum|minimum.*\$\.qty"), (3, r"required|id"), (4, r"\$\.tags\[1\]")):
+    line = next((l for l in err.splitlines() if l.startswith(f"klua: line {n}: value: ")), None)
+    checks.true(f"produce json-schema: line {n} named with its path/keyword", line is not None and
+                re.search(pattern, line), f"(stderr: {err!r})")
+checks.eq("produce json-schema: the good line is on the broker", count(t), 1)
+
+t = topic("pb-lines")
+proto_file = os.path.join(SCRATCH, "item.proto")
+with open(proto_file, "w") as f:
+    f.write('syntax = "proto3";\npackage bad;\nmessage Item {\n  string id = 1;\n  int32 qty = 2;\n'
+            '  message Sub { int64 n = 1; }\n  Sub sub = 3;\n}\n')
+rc, out, err = klua("produce", t, "--value-format", "protobuf", "--value-schema", proto_file, "--value-message", "bad.Item",
+                    stdin='{"id":"a","qty":1}\n{"id":"b","qty":"many"}\n{"id":"c","nosuch":1}\n{"id":"d","sub":{"n":"x"}}\n')
+checks.eq("produce protobuf: exit 1", rc, 1)
+for n, pattern in ((2, r"qty"), (3, r"nosuch"), (4, r"sub.*n|n.*sub")):
+    line = next((l for l in err.splitlines() if l.startswith(f"klua: line {n}: value: ")), None)
+    checks.true(f"produce protobuf: line {n} named with its field", line is not None and re.search(pattern, line),
+                f"(stderr: {err!r})")
+checks.eq("produce protobuf: the good line is on the broker", count(t), 1)
+rc, out, err = klua("produce", t, "--value-format", "protobuf", "--value-schema", proto_file, "--value-message", "Nope",
+                    stdin='{}\n')
+checks.true("produce protobuf: an unknown --value-message is a usage error naming the file's messages",
+            rc == 2 and "bad.Item" in err and "Nope" in err, err)
+
 # ----------------------------------------------------------------------------- produce: incompatible schema
 t = topic("compat")
 subject = t + "-value"
