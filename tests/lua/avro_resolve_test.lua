@@ -353,3 +353,17 @@ test("a recursive type nested past 500 levels fails cleanly, read or skipped", f
   v, err = skipper:decode(("\0\2"):rep(100000) .. "\0\0" .. "\6")
   assert_match(err.message, "nested deeper than 500")
 end)
+
+test("decimal and duration defaults come in the Lua mapping, as decoding gives them", function()
+  local w = rec("R", { { name = "a", type = "int" } })
+  local r = rec("R", { { name = "a", type = "int" },
+    { name = "d", type = { type = "bytes", logicalType = "decimal", precision = 4, scale = 2 }, default = "\4\195\146" },
+    { name = "u", type = { { type = "bytes", logicalType = "decimal", precision = 4, scale = 1 }, "null" }, default = "\195\191" }, -- U+00FF: the byte FF
+    { name = "dur", type = { type = "fixed", name = "Dur", size = 12, logicalType = "duration" },
+      default = "\1\0\0\0\2\0\0\0\195\168\3\0\0" } }) -- U+00E8: E8
+  local v = resolve(w, r, { a = 1 })
+  assert_equal(v, { a = 1, d = "12.34", u = "-0.1", dur = { months = 1, days = 2, milliseconds = 1000 } })
+  local rs = parse(r)
+  assert_equal(assert(rs:from_json('{"a": 1}')), v)
+  assert_eq(assert(rs:to_json{ a = 1 }), assert(rs:to_json(v)))
+end)

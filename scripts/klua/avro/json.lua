@@ -349,7 +349,9 @@ function write(buf, node, v, path)
       if i > 1 then buf[#buf + 1] = "," end
       buf[#buf + 1] = quote_string(f.name) .. ":"
       local x = v[f.name]
-      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then x = f.default end -- as the encoder does
+      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then -- as the encoder does
+        x = M.mapped_default(f.type, f.default)
+      end
       write(buf, f.type, x, field_path(path, f.name))
     end
     buf[#buf + 1] = "}"
@@ -475,7 +477,7 @@ function CG:record_fn(node)
     local x = self:var()
     emit(code, "do local " .. x .. " = v[" .. self:const(f.name) .. "]\n")
     if f.has_default and f.default ~= nil and f.default ~= NULL then
-      emit(code, "if " .. x .. " == nil then " .. x .. " = " .. self:const(f.default) .. " end\n")
+      emit(code, "if " .. x .. " == nil then " .. x .. " = " .. self:const(M.mapped_default(f.type, f.default)) .. " end\n")
     end
     put(code, self:const((i == 1 and "{" or ",") .. quote_string(f.name) .. ":"))
     self:gen(code, f.type, x)
@@ -767,6 +769,23 @@ local function deepcopy(v)
   return setmetatable(c, getmetatable(v))
 end
 
+-- A field's default in the Lua mapping. avro/schema.lua stores a decimal's or a duration's default
+-- as its bytes (the JSON default's code points); decode gives a decimal string and a duration
+-- table, so do defaults here (a value already in that form is kept).
+function M.mapped_default(node, d)
+  if node.type == "union" then node = node.branches[1] or node end
+  if type(d) ~= "string" then return d end
+  if node.logical == "decimal" and (node.type == "bytes" or node.type == "fixed") then
+    local scale = node.scale or 0
+    local pat = scale > 0 and ("^%-?%d+%." .. rep("%d", scale) .. "$") or "^%-?%d+$"
+    if find(d, pat) then return d end
+    return R.decimal_string(d, scale)
+  elseif node.logical == "duration" and node.type == "fixed" and #d == 12 then
+    return { months = le32_at(d, 1), days = le32_at(d, 5), milliseconds = le32_at(d, 9) }
+  end
+  return d
+end
+
 local convert
 local function container_value(node, j, path)
   local v = convert(node, j, path)
@@ -868,7 +887,7 @@ function convert(node, j, path)
       if x ~= nil then
         out[f.name] = convert(f.type, x, field_path(path, f.name))
       elseif f.has_default then
-        local d = f.default
+        local d = M.mapped_default(f.type, f.default)
         if type(d) == "table" then d = deepcopy(d) end
         if d ~= NULL then out[f.name] = d end
       else

@@ -264,6 +264,7 @@ local function duration(s)
 end
 
 local decimal_to_string -- avro/runtime.lua's, looked up on first use
+local MAPPED_DEFAULT -- avro/json.lua's mapped_default, likewise
 
 -- ---- node helpers ----------------------------------------------------------------------------
 
@@ -634,7 +635,7 @@ function Gen:record_pair(w, r, path)
         return failed(format("%s.%s: the reader's field has no default and the writer's record %s lacks it",
           path, rf.name, w.name))
       end
-      local d = rf.default
+      local d = MAPPED_DEFAULT(rf.type, rf.default)
       if type(d) == "table" then
         code[#code + 1] = "r[" .. self:const(rf.name) .. "] = deepcopy(" .. self:const(d) .. ")\n"
       elseif d ~= nil and d ~= NULL then -- a null default: the field stays absent
@@ -707,6 +708,7 @@ local function compile(wnode, rnode, trace)
     NULL = klua.json.null
     ARRAY_MT = getmetatable(klua.json.array{}) -- decoded arrays carry the mark, as s:decode's do
     decimal_to_string = require("klua.avro.runtime").decimal_string
+    MAPPED_DEFAULT = require("klua.avro.json").mapped_default
   end
   local g = new_gen(trace)
   local top, why = g:read(wnode, rnode, "v", false, "$")
