@@ -167,3 +167,34 @@ test("to_json and from_json round-trip through the binary encoding", function()
   bytes = assert(one:encode({ m = { k = 1 }, x = 2 }))
   assert_eq(assert(one:encode(assert(one:from_json(assert(one:to_json(assert(one:decode(bytes)))))))), bytes)
 end)
+
+test("a table that contains itself fails cleanly", function()
+  local s = parse(rec("Node", { { name = "next", type = { "null", "Node" } } }))
+  local t = {}
+  t.next = t
+  local text, err = s:to_json(t)
+  assert_nil(text)
+  assert_error(err, "KLUA_SERIALIZATION")
+  assert_match(err.message, "nests too deep")
+end)
+
+test("from_json never raises on broken text", function()
+  local s = parse(rec("R", { { name = "a", type = { "null", "long", { type = "array", items = "string" } } },
+    { name = "m", type = { type = "map", values = "bytes" } }, { name = "e", type = { type = "enum", name = "E", symbols = { "X" } } } }))
+  local good = '{"a": {"array": ["x", "y\\u00e9"]}, "m": {"k": "\\u00ff"}, "e": "X"}'
+  assert_true(s:from_json(good) ~= nil)
+  math.randomseed(7)
+  for _ = 1, 3000 do
+    local t = good
+    for _ = 1, math.random(1, 4) do
+      local i = math.random(1, #t)
+      local r = math.random(3)
+      if r == 1 then t = t:sub(1, i - 1) .. t:sub(i + 1)
+      elseif r == 2 then t = t:sub(1, i - 1) .. string.char(math.random(0, 255)) .. t:sub(i + 1)
+      else t = t:sub(1, i) end
+    end
+    local ok, v, err = pcall(s.from_json, s, t)
+    assert_true(ok, "from_json raised on " .. string.format("%q", t) .. ": " .. tostring(v))
+    assert_true(v ~= nil or (err and err.name == "KLUA_DESERIALIZATION"), "value or error for " .. string.format("%q", t))
+  end
+end)

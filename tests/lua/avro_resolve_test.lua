@@ -367,3 +367,24 @@ test("decimal and duration defaults come in the Lua mapping, as decoding gives t
   assert_equal(assert(rs:from_json('{"a": 1}')), v)
   assert_eq(assert(rs:to_json{ a = 1 }), assert(rs:to_json(v)))
 end)
+
+test("decode never raises on random bytes", function()
+  local w = parse(rec("W", { { name = "a", type = { "null", "int", "string", { type = "array", items = "long" } } },
+    { name = "m", type = { type = "map", values = { type = "enum", name = "E", symbols = { "X", "Y", "Z" } } } },
+    { name = "f", type = { type = "fixed", name = "F", size = 3 } }, { name = "d", type = "double" },
+    { name = "s", type = rec("S", { { name = "b", type = "boolean" }, { name = "x", type = "bytes" } }) } }))
+  local r = parse(rec("W", { { name = "a", type = { "null", "long", "bytes", { type = "array", items = "double" } } },
+    { name = "m", type = { type = "map", values = { type = "enum", name = "E", symbols = { "X", "Y" }, default = "X" } } },
+    { name = "d", type = "double" }, { name = "z", type = "int", default = 0 } }))
+  local res = assert(avro.resolver(w, r))
+  math.randomseed(11)
+  for _ = 1, 3000 do
+    local n = math.random(0, 40)
+    local b = {}
+    for i = 1, n do b[i] = string.char(math.random(0, 255)) end
+    local bytes = table.concat(b)
+    local ok, v, err = pcall(res.decode, res, bytes)
+    assert_true(ok, "decode raised: " .. tostring(v))
+    assert_true(v ~= nil or (err and (err.name == "KLUA_DESERIALIZATION" or err.name == "KLUA_SCHEMA")))
+  end
+end)

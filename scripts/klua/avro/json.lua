@@ -548,7 +548,13 @@ function M.to_json(s, value)
     return text
   end
   for i = #wbuf, 1, -1 do wbuf[i] = nil end
-  if n ~= Fail and getmetatable(n) ~= Fail then error(n, 0) end
+  if n ~= Fail and getmetatable(n) ~= Fail then
+    if type(n) == "string" and find(n, "stack overflow", 1, true) then
+      return nil, new_error("KLUA_SERIALIZATION", "cannot write Avro JSON: $: the value nests too deep "
+        .. "(a table that contains itself?)", "$")
+    end
+    error(n, 0)
+  end
   -- the reference writer names the path
   local buf = {}
   local e
