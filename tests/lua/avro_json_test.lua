@@ -198,3 +198,26 @@ test("from_json never raises on broken text", function()
     assert_true(v ~= nil or (err and err.name == "KLUA_DESERIALIZATION"), "value or error for " .. string.format("%q", t))
   end
 end)
+
+test("decode_json prints the bytes' value with the union branch that was written", function()
+  local s = parse(rec("R", { { name = "u", type = { "null", "int", "long", "string", "bytes" } },
+    { name = "m", type = { type = "map", values = "double" } },
+    { name = "a", type = { type = "array", items = { type = "enum", name = "E", symbols = { "A", "B" } } } },
+    { name = "f", type = { type = "fixed", name = "F", size = 2 } }, { name = "fl", type = "float" },
+    { name = "l", type = "long" } }))
+  -- u: branch 2 (long) 4; m: {k: 1.5}; a: [B, A]; f: 00 01; fl: 1.1; l: 2^63-1
+  local bytes = "\4\8" .. "\2\2k" .. "\0\0\0\0\0\0\248\63" .. "\0" .. "\4\2\0\0" .. "\0\1" .. "\205\204\140\63"
+    .. "\254\255\255\255\255\255\255\255\255\1"
+  assert_eq(assert(s:decode_json(bytes)),
+    '{"u":{"long":4},"m":{"k":1.5},"a":["B","A"],"f":"\\u0000\\u0001","fl":1.1,"l":9223372036854775807}')
+  -- to_json of the decoded value cannot tell the long branch from the int one
+  assert_match(assert(s:to_json(assert(s:decode(bytes)))), '^{"u":{"int":4}')
+  assert_eq(assert(s:decode_json("\0\0\0\0\1" .. bytes, 5)), assert(s:decode_json(bytes)))
+  local v, err = s:decode_json(bytes:sub(1, -3))
+  assert_nil(v)
+  assert_error(err, "KLUA_DESERIALIZATION")
+  assert_eq(err.path, "$.l")
+  v, err = s:decode_json(bytes .. "x")
+  assert_match(err.message, "trailing")
+  assert_raises(function() s:decode_json(5) end, "decode_json")
+end)

@@ -815,4 +815,7 @@ function M.resolver(writer, reader)
 end
 
 M.Resolver = Resolver
+-- The readers, for avro/json.lua's decode_json (binary to Avro JSON text without Lua values).
+M.rt = { rlong = rlong, rint = rint, rstr = rstr, rbool = rbool, rfloat = rfloat, rdouble = rdouble,
+  rfixed = rfixed, rcount = rcount, fail = fail, Fail = Fail, min_size = min_size, u8p = u8p, DEPTH = DEPTH }
 return M
