@@ -2,6 +2,8 @@
 --
 --   s:to_json(value) -> text | nil, err        (KLUA_SERIALIZATION with err.path)
 --   s:from_json(text) -> value | nil, err      (KLUA_DESERIALIZATION with err.path; a bad JSON text too)
+--   s:decode_json(bytes [, offset]) -> text | nil, err   (binary straight to JSON: the union branch
+--                                                          that was written, no Lua value built)
 --
 -- The value is in klua's Lua mapping (docs/avro.md); the text in the encoding Java's JsonEncoder,
 -- fastavro's json_writer and kafka-avro-console-consumer print:
@@ -13,16 +15,20 @@
 --   byte outside printable ASCII as \u00XX, so the output is ASCII.
 -- * string as a JSON string (its UTF-8 bytes copied; control characters escaped).
 -- * record as an object with every field in schema order; enum as its symbol; array; map as an
---   object with sorted keys.
+--   object with sorted keys (decode_json: in the order of the bytes).
 -- * union: null as null, any other branch as {"NAME": value}, NAME the branch's type ("string",
 --   "array", "map") or a named type's fullname. to_json picks the branch the binary encoder picks:
---   the first the value fits. from_json also takes a named type's unqualified name.
+--   the first the value fits (but a string that is not UTF-8 goes to a bytes branch when there is
+--   one). from_json also takes a named type's unqualified name.
+-- * string: bytes that are not UTF-8 are written as U+FFFD (klua.json.encode's "replace"), as Java.
 -- * logical types are written as their underlying type (a decimal as its two's complement bytes,
 --   a duration as its 12 bytes, a date as its int), as the spec and Java do; from_json gives the
 --   Lua mapping back (decimal strings, duration tables).
 -- from_json is strict where a typo would lose data: a field the schema lacks is an error, a missing
 -- field takes its default (an error without one), an int out of range or a byte above U+00FF is an
 -- error.
+-- to_json and decode_json run code generated per schema with load(); the interpreting writer
+-- (write) stays the reference, run again on a failure to name its path.
 local ffi = require("ffi")
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select =
