@@ -7,7 +7,9 @@ Every case (the spec's rules written by hand in resolve_cases.py, plus --count g
 pairs) goes through tests/avro/java/ResolveOracle.java in one JVM: Java encodes the writer's value and
 decodes it with GenericDatumReader(writer, reader). klua decodes Java's bytes with
 klua.avro.resolver(writer, reader) in one `klua run` and prints the value with the reader's
-s:to_json. The two must agree: both fail, or both succeed with the same value.
+s:to_json. The two must agree: both fail, or both succeed with the same value. The writer's value
+itself (the Avro JSON Java's JsonDecoder read) also goes through klua's s:from_json and s:encode,
+which must give the value Java's bytes hold.
 
 The jars come from Maven Central (tests/avro/java/pom.xml) into ~/.cache/klua/avro-java-1.11.4; the
 test fetches them with mvn when missing and is skipped (exit 77) when there is no java or no way to
@@ -71,7 +73,7 @@ def f32(x):
 LUA_ALIKE = {"int", "long", "float", "double", "bytes", "string"}
 
 
-def same(a, b, path="$"):
+def same(a, b, path="$", strict=False):
     """Equal JSON values; a float that is exactly a single-precision value compares as one."""
     if isinstance(a, bool) or isinstance(b, bool):
         return (a == b and type(a) is type(b)) or "%s: %r != %r" % (path, a, b)
@@ -86,7 +88,7 @@ def same(a, b, path="$"):
                 return True
         return "%s: %r != %r" % (path, a, b)
     if isinstance(a, dict) and isinstance(b, dict):
-        if len(a) == 1 and len(b) == 1 and set(a) != set(b) and {*a, *b} <= LUA_ALIKE:
+        if not strict and len(a) == 1 and len(b) == 1 and set(a) != set(b) and {*a, *b} <= LUA_ALIKE:
             # a union branch the Lua value cannot tell (docs/avro.md: s:to_json names the first
             # branch taking the value): {"long": 5} and {"double": 5.0}, {"string": "中"} and
             # {"bytes": "\u00e4\u00b8\u00ad"} are the same value
@@ -100,7 +102,7 @@ def same(a, b, path="$"):
         if set(a) != set(b):
             return "%s: keys %s != %s" % (path, sorted(a), sorted(b))
         for k in a:
-            r = same(a[k], b[k], path + "." + k)
+            r = same(a[k], b[k], path + "." + k, strict)
             if r is not True:
                 return r
         return True
@@ -108,7 +110,7 @@ def same(a, b, path="$"):
         if len(a) != len(b):
             return "%s: %d items != %d" % (path, len(a), len(b))
         for i, (x, y) in enumerate(zip(a, b)):
-            r = same(x, y, "%s[%d]" % (path, i))
+            r = same(x, y, "%s[%d]" % (path, i), strict)
             if r is not True:
                 return r
         return True
@@ -160,7 +162,8 @@ def main():
                         return 1
                     continue
                 f.write(json.dumps({"op": "resolve", "id": c["id"], "writer": json.dumps(c["writer"]),
-                                    "reader": json.dumps(c["reader"]), "bytes": o["bytes"]}) + "\n")
+                                    "reader": json.dumps(c["reader"]), "bytes": o["bytes"],
+                                    "value": c["value"]}) + "\n")
         r = subprocess.run([klua, "run", os.path.join(HERE, "resolve_driver.lua"), kin, kout],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
                            env=dict(os.environ, KLUA_BROKERS=""))
@@ -179,6 +182,20 @@ def main():
             c["id"], c["what"], json.dumps(c["writer"]), json.dumps(c["reader"]), c["value"], o["bytes"])
         if m is None:
             failures.append(where + "\n  klua: no result")
+        elif "value_error" in m or m.get("value_mine") != m.get("value_theirs"):
+            # s:from_json of the value Java's JsonDecoder read, encoded by klua: the same value as
+            # Java's bytes hold
+            failures.append(where + "\n  klua's from_json of the writer's value: %s" % (
+                m.get("value_error") or "%s, Java's bytes hold %s" % (m.get("value_mine"), m.get("value_theirs"))))
+        elif (m.get("decode_json") or "").startswith("error"):
+            failures.append(where + "\n  klua's decode_json of Java's bytes: %s" % m["decode_json"])
+        elif o.get("writer_json") and same(json.loads(o["writer_json"]), json.loads(m.get("decode_json") or "null"),
+                                           strict=True) is not True:  # ("" : Java's empty-record quirk)
+            # s:decode_json of Java's bytes prints what Java's JsonEncoder prints for the writer's
+            # value, union branch names included
+            failures.append(where + "\n  java's writer JSON %s\n  klua decode_json   %s\n  %s" % (
+                o["writer_json"], m["decode_json"],
+                same(json.loads(o["writer_json"]), json.loads(m.get("decode_json") or "null"), strict=True)))
         elif o["ok"] != m["ok"]:
             failures.append(where + "\n  java: %s\n  klua: %s" % (
                 o.get("result") or o.get("error"), m.get("result") or "%s: %s" % (m.get("stage"), m.get("error"))))

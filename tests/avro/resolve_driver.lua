@@ -1,7 +1,8 @@
 -- The klua side of the Avro oracle tests (java_resolution_test.py, fastavro_resolution_test.py):
 -- reads cases as JSON lines from the file `...` names and writes one result line per case to the
 -- second file. One process runs the whole batch.
---   {"op": "resolve", "id", "writer": TEXT, "reader": TEXT, "bytes": HEX}
+--   {"op": "resolve", "id", "writer": TEXT, "reader": TEXT, "bytes": HEX [, "value": AVRO JSON of the writer]}
+--       (with value: also "value_mine"/"value_theirs", or "value_error"; see below)
 --       -> {"id", "ok": true, "result": AVRO JSON of the reader} | {"id", "ok": false, "stage", "error", "name"}
 --   {"op": "json", "id", "schema": TEXT, "bytes": HEX, "json": AVRO JSON TEXT}
 --       -> {"id", "ok": true, "to_json": s:to_json(s:decode(bytes)), "from_json": HEX of s:encode(s:from_json(json)),
@@ -29,6 +30,29 @@ local function run(c)
   if c.op == "resolve" then
     local w, err = klua.avro.parse(c.writer)
     if not w then return failed(res, "parse writer", err) end
+    if c.value then
+      -- the writer's value as the oracle read it (its Avro JSON), through from_json and encode: the
+      -- same value as the oracle's bytes hold (compared as s:to_json texts of the two decodes)
+      local v, e = w:from_json(c.value)
+      local b
+      if e then
+        res.value_error = tostring(e)
+      else
+        b, e = w:encode(v)
+        if not b then
+          res.value_error = tostring(e)
+        else
+          local function text(bytes)
+            local x, de = w:decode(bytes)
+            if de then return "decode: " .. tostring(de) end
+            return (assert(w:to_json(x)))
+          end
+          res.value_mine, res.value_theirs = text(b), text(unhex(c.bytes))
+          local dj, djerr = w:decode_json(unhex(c.bytes))
+          res.decode_json = dj or ("error: " .. tostring(djerr))
+        end
+      end
+    end
     local r
     r, err = klua.avro.parse(c.reader)
     if not r then return failed(res, "parse reader", err) end

@@ -2,6 +2,8 @@
 --
 --   s:to_json(value) -> text | nil, err        (KLUA_SERIALIZATION with err.path)
 --   s:from_json(text) -> value | nil, err      (KLUA_DESERIALIZATION with err.path; a bad JSON text too)
+--   s:decode_json(bytes [, offset]) -> text | nil, err   (binary straight to JSON: the union branch
+--                                                          that was written, no Lua value built)
 --
 -- The value is in klua's Lua mapping (docs/avro.md); the text in the encoding Java's JsonEncoder,
 -- fastavro's json_writer and kafka-avro-console-consumer print:
@@ -13,16 +15,20 @@
 --   byte outside printable ASCII as \u00XX, so the output is ASCII.
 -- * string as a JSON string (its UTF-8 bytes copied; control characters escaped).
 -- * record as an object with every field in schema order; enum as its symbol; array; map as an
---   object with sorted keys.
+--   object with sorted keys (decode_json: in the order of the bytes).
 -- * union: null as null, any other branch as {"NAME": value}, NAME the branch's type ("string",
 --   "array", "map") or a named type's fullname. to_json picks the branch the binary encoder picks:
---   the first the value fits. from_json also takes a named type's unqualified name.
+--   the first the value fits (but a string that is not UTF-8 goes to a bytes branch when there is
+--   one). from_json also takes a named type's unqualified name.
+-- * string: bytes that are not UTF-8 are written as U+FFFD (klua.json.encode's "replace"), as Java.
 -- * logical types are written as their underlying type (a decimal as its two's complement bytes,
 --   a duration as its 12 bytes, a date as its int), as the spec and Java do; from_json gives the
 --   Lua mapping back (decimal strings, duration tables).
 -- from_json is strict where a typo would lose data: a field the schema lacks is an error, a missing
 -- field takes its default (an error without one), an int out of range or a byte above U+00FF is an
 -- error.
+-- to_json and decode_json run code generated per schema with load(); the interpreting writer
+-- (write) stays the reference, run again on a failure to name its path.
 local ffi = require("ffi")
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select =
@@ -50,6 +56,7 @@ local function tofloat(v)
   return fbox[0]
 end
 local TWO53, TWO63 = 2 ^ 53, 2 ^ 63
+local U63 = uint64_t(2) ^ 63
 
 local NULL -- klua.json.null
 local function null() NULL = NULL or klua.json.null return NULL end
@@ -205,9 +212,9 @@ local function esc_char(c) return ESC[c] or format("\\u%04x", byte(c)) end
 -- as Java's, which decodes them with replacement too).
 local REPLACE = { invalid_utf8 = "replace" }
 local function quote_string(s)
+  if not find(s, '[%z\1-\31"\\\128-\255]') then return '"' .. s .. '"' end
   if find(s, "[\128-\255]") then return klua.json.encode(s, REPLACE) end
-  if find(s, '[%z\1-\31"\\]') then s = gsub(s, '[%z\1-\31"\\]', esc_char) end
-  return '"' .. s .. '"'
+  return '"' .. gsub(s, '[%z\1-\31"\\]', esc_char) .. '"'
 end
 local function quote_bytes(s)
   if find(s, '[%z\1-\31"\\\127-\255]') then s = gsub(s, '[%z\1-\31"\\\127-\255]', esc_char) end
@@ -232,9 +239,12 @@ local function real_text(v, single)
       if tofloat(tonumber(s)) == f then break end
     end
   else
-    for prec = 15, 17 do
-      s = format("%." .. prec .. "g", v)
-      if tonumber(s) == v then break end
+    s = tostring(v) -- %.14g: most doubles read back from it
+    if tonumber(s) ~= v then
+      for prec = 15, 17 do
+        s = format("%." .. prec .. "g", v)
+        if tonumber(s) == v then break end
+      end
     end
   end
   if not find(s, "[.eEn]") then s = s .. ".0" end
@@ -274,7 +284,7 @@ function write(buf, node, v, path)
     if not fits_int(v, -2147483648, 2147483647) then expect(path, "an int (a whole number of 32 bits)", v) end
     buf[#buf + 1] = int_text(v)
   elseif t == "long" then
-    if not (fits_int(v, -TWO63, TWO63 - 1) or is_int64(v)) then expect(path, "a long (a whole number of 64 bits or int64 cdata)", v) end
+    if not (fits_int(v, -TWO63, TWO63 - 1) or (is_int64(v) and not (ffi.istype(uint64_t, v) and v >= U63))) then expect(path, "a long (a whole number of 64 bits or int64 cdata)", v) end
     buf[#buf + 1] = int_text(v)
   elseif t == "float" or t == "double" then
     if type(v) ~= "number" and not is_int64(v) then expect(path, "a number", v) end
@@ -345,7 +355,9 @@ function write(buf, node, v, path)
       if i > 1 then buf[#buf + 1] = "," end
       buf[#buf + 1] = quote_string(f.name) .. ":"
       local x = v[f.name]
-      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then x = f.default end -- as the encoder does
+      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then -- as the encoder does
+        x = M.mapped_default(f.type, f.default)
+      end
       write(buf, f.type, x, field_path(path, f.name))
     end
     buf[#buf + 1] = "}"
@@ -354,14 +366,370 @@ function write(buf, node, v, path)
   end
 end
 
+-- ---- to_json, generated per schema --------------------------------------------------------
+-- The writer above is the reference (and names the path of a failure); for speed, to_json runs a
+-- writer generated per schema with load(): one function per record, the rest inline, constants
+-- ('"name":', quoted enum symbols) precomputed. On any mismatch it stops, and the reference
+-- writer runs again to say where and why.
+
+local CG = {}
+CG.__index = CG
+
+function CG:const(v)
+  local i = self.kidx[v]
+  if not i then
+    i = #self.K + 1
+    self.K[i] = v
+    self.kidx[v] = i
+  end
+  return "K[" .. i .. "]"
+end
+
+function CG:var()
+  self.nv = self.nv + 1
+  return "x" .. self.nv
+end
+
+local function emit(code, s) code[#code + 1] = s end
+local function put(code, expr) code[#code + 1] = "n = n + 1; buf[n] = " .. expr .. "\n" end
+
+function CG:gen(code, node, v)
+  local t = node.type
+  if t == "union" then
+    local b = self:var()
+    emit(code, "do local " .. b .. " = PICK(" .. self:const(node) .. ", " .. v .. ")\n")
+    for i, br in ipairs(node.branches) do
+      emit(code, (i == 1 and "if " or "elseif ") .. b .. " == " .. self:const(br) .. " then\n")
+      if br.type == "null" then
+        put(code, '"null"')
+      else
+        put(code, self:const("{" .. quote_string(branch_name(br)) .. ":"))
+        self:gen(code, br, v)
+        put(code, '"}"')
+      end
+    end
+    emit(code, (#node.branches > 0 and "else " or "") .. "FAIL()" .. (#node.branches > 0 and " end" or "") .. " end\n")
+  elseif t == "null" then
+    emit(code, "if " .. v .. " ~= nil and " .. v .. " ~= NULL then FAIL() end\n")
+    put(code, '"null"')
+  elseif t == "boolean" then
+    emit(code, "if " .. v .. " == true then n = n + 1; buf[n] = \"true\" elseif " .. v
+      .. " == false then n = n + 1; buf[n] = \"false\" else FAIL() end\n")
+  elseif t == "int" or t == "long" then
+    local lo, hi = t == "int" and "-2147483648" or "-9007199254740992", t == "int" and "2147483647" or "9007199254740992"
+    -- whole numbers within 1e14 print exactly with tostring; the rest through the checked helper
+    emit(code, "if type(" .. v .. ") == \"number\" and " .. v .. " % 1 == 0 and " .. v .. " >= -1e14 and " .. v
+      .. " <= 1e14 and " .. v .. " >= " .. lo .. " and " .. v .. " <= " .. hi .. " then n = n + 1; buf[n] = tostring(" .. v
+      .. ") else n = n + 1; buf[n] = " .. (t == "int" and "INTTEXT" or "LONGTEXT") .. "(" .. v .. ") end\n")
+  elseif t == "float" or t == "double" then
+    emit(code, "if type(" .. v .. ") ~= \"number\" and not is_int64(" .. v .. ") then FAIL() end\n")
+    put(code, "real_text(" .. v .. ", " .. tostring(t == "float") .. ")")
+  elseif t == "string" then
+    emit(code, "if type(" .. v .. ") ~= \"string\" then FAIL() end\n")
+    put(code, "quote_string(" .. v .. ")")
+  elseif t == "bytes" or t == "fixed" then
+    if node.logical then
+      put(code, "SLOW(" .. self:const(node) .. ", " .. v .. ")")
+    else
+      local cond = "type(" .. v .. ") ~= \"string\""
+      if t == "fixed" then cond = cond .. " or #" .. v .. " ~= " .. node.size end
+      emit(code, "if " .. cond .. " then FAIL() end\n")
+      put(code, "quote_bytes(" .. v .. ")")
+    end
+  elseif t == "enum" then
+    local q = {}
+    for _, sym in ipairs(node.symbols) do q[sym] = quote_string(sym) end
+    local x = self:var()
+    emit(code, "do local " .. x .. " = " .. self:const(q) .. "[" .. v .. "]\nif not " .. x .. " then FAIL() end\n")
+    put(code, x)
+    emit(code, "end\n")
+  elseif t == "array" then
+    local i = self:var()
+    emit(code, "if type(" .. v .. ") ~= \"table\" or " .. v .. " == NULL then FAIL() end\n")
+    put(code, '"["')
+    emit(code, "for " .. i .. " = 1, #" .. v .. " do\nif " .. i .. " > 1 then n = n + 1; buf[n] = \",\" end\n")
+    local item = self:var()
+    emit(code, "local " .. item .. " = " .. v .. "[" .. i .. "]\n")
+    self:gen(code, node.items, item)
+    emit(code, "end\n")
+    put(code, '"]"')
+  elseif t == "map" then
+    local keys, i, k = self:var(), self:var(), self:var()
+    emit(code, "if type(" .. v .. ") ~= \"table\" or " .. v .. " == NULL then FAIL() end\n")
+    emit(code, "do local " .. keys .. " = SORTED(" .. v .. ")\n")
+    put(code, '"{"')
+    emit(code, "for " .. i .. " = 1, #" .. keys .. " do\nlocal " .. k .. " = " .. keys .. "[" .. i .. "]\n"
+      .. "n = n + 1; buf[n] = (" .. i .. " > 1 and \",\" or \"\") .. quote_string(" .. k .. ") .. \":\"\n")
+    local val = self:var()
+    emit(code, "local " .. val .. " = " .. v .. "[" .. k .. "]\n")
+    self:gen(code, node.values, val)
+    emit(code, "end\nend\n")
+    put(code, '"}"')
+  elseif t == "record" then
+    emit(code, "n = " .. self:record_fn(node) .. "(" .. v .. ", buf, n)\n")
+  else
+    emit(code, "FAIL()\n")
+  end
+end
+
+function CG:record_fn(node)
+  local idx = self.fidx[node]
+  if idx then return "F[" .. idx .. "]" end
+  idx = #self.funcs + 1
+  self.fidx[node] = idx
+  self.funcs[idx] = false -- reserved: recursive references call it
+  local code = { "F[" .. idx .. "] = function(v, buf, n)\nif type(v) ~= \"table\" or v == NULL then FAIL() end\n" }
+  for i, f in ipairs(node.fields) do
+    local x = self:var()
+    emit(code, "do local " .. x .. " = v[" .. self:const(f.name) .. "]\n")
+    if f.has_default and f.default ~= nil and f.default ~= NULL then
+      emit(code, "if " .. x .. " == nil then " .. x .. " = " .. self:const(M.mapped_default(f.type, f.default)) .. " end\n")
+    end
+    put(code, self:const((i == 1 and "{" or ",") .. quote_string(f.name) .. ":"))
+    self:gen(code, f.type, x)
+    emit(code, "end\n")
+  end
+  put(code, #node.fields == 0 and '"{}"' or '"}"')
+  emit(code, "return n\nend\n")
+  self.funcs[idx] = concat(code)
+  return "F[" .. idx .. "]"
+end
+
+local function sorted_keys(t)
+  local keys, n = {}, 0
+  for k in pairs(t) do
+    if type(k) ~= "string" then fail("", "a key that is not a string") end
+    n = n + 1
+    keys[n] = k
+  end
+  sort(keys)
+  return keys
+end
+
+local function fast_fail() error(Fail, 0) end
+
+-- A logical bytes/fixed value through the reference writer (decimal, duration: rare and costly anyway).
+local function slow(node, v)
+  local b = {}
+  write(b, node, v, "$")
+  return concat(b)
+end
+local function int_text_checked(v)
+  if not fits_int(v, -2147483648, 2147483647) then fast_fail() end
+  return int_text(v)
+end
+local function long_text_checked(v)
+  if not (fits_int(v, -TWO63, TWO63 - 1) or (is_int64(v) and not (ffi.istype(uint64_t, v) and v >= U63))) then fast_fail() end
+  return int_text(v)
+end
+
+local function compile_writer(node)
+  local g = setmetatable({ K = {}, kidx = {}, funcs = {}, fidx = {}, nv = 0 }, CG)
+  local top = {}
+  g:gen(top, node, "v")
+  local src = { "local K, F, NULL, PICK, FAIL, SLOW, INTTEXT, LONGTEXT, SORTED, quote_string, quote_bytes, real_text, "
+    .. "is_int64, type, tostring = ...\n" }
+  for _, f in ipairs(g.funcs) do src[#src + 1] = f end
+  src[#src + 1] = "return function(v, buf)\nlocal n = 0\n" .. concat(top) .. "return n\nend\n"
+  local chunk = assert(load(concat(src), "=klua.avro to_json"))
+  return chunk(g.K, {}, NULL, pick_branch, fast_fail, slow, int_text_checked, long_text_checked, sorted_keys,
+    quote_string, quote_bytes, real_text, is_int64, type, tostring)
+end
+
+local writers = setmetatable({}, { __mode = "k" }) -- [node] = generated writer
+local wbuf = {}
+
 function M.to_json(s, value)
   local node = node_of(s, "s:to_json")
   null()
+  local w = writers[node]
+  if not w then
+    w = compile_writer(node)
+    writers[node] = w
+  end
+  local ok, n = pcall(w, value, wbuf)
+  if ok then
+    local text = concat(wbuf, "", 1, n)
+    for i = 1, n do wbuf[i] = nil end
+    return text
+  end
+  for i = #wbuf, 1, -1 do wbuf[i] = nil end
+  if n ~= Fail and getmetatable(n) ~= Fail then
+    if type(n) == "string" and find(n, "stack overflow", 1, true) then
+      return nil, new_error("KLUA_SERIALIZATION", "cannot write Avro JSON: $: the value nests too deep "
+        .. "(a table that contains itself?)", "$")
+    end
+    error(n, 0)
+  end
+  -- the reference writer names the path
   local buf = {}
-  local ok, e = pcall(write, buf, node, value, "$")
-  if ok then return concat(buf) end
+  local e
+  ok, e = pcall(write, buf, node, value, "$")
+  if ok then -- the generated writer refused what the reference takes: trust the reference
+    return concat(buf)
+  end
   if getmetatable(e) ~= Fail then error(e, 0) end
   return nil, new_error("KLUA_SERIALIZATION", "cannot write Avro JSON: " .. e.path .. ": " .. e.msg, e.path)
+end
+
+-- ---- decode_json: binary straight to Avro JSON text ----------------------------------------------
+-- For printing what a topic holds (klua consume): the text comes from the bytes, so a union names
+-- the branch that was written (a Lua value cannot tell int from long, string from bytes) and no
+-- Lua value is built. Generated per schema over avro/resolve.lua's readers; on a failure s:decode
+-- runs to give the error its path. Maps keep the order of the wire.
+
+local DJ = setmetatable({}, { __index = CG })
+DJ.__index = DJ
+
+local function long_text(v)
+  if type(v) == "number" and v >= -1e14 and v <= 1e14 then return tostring(v) end
+  return int_text(v)
+end
+
+function DJ:gen(code, node)
+  local t = node.type
+  if t == "union" then
+    local b = self:var()
+    emit(code, "do local " .. b .. "; " .. b .. ", pos = rlong(p, pos, n)\n")
+    for i, br in ipairs(node.branches) do
+      emit(code, (i == 1 and "if " or "elseif ") .. b .. " == " .. (i - 1) .. " then\n")
+      if br.type == "null" then
+        put(code, '"null"')
+      else
+        put(code, self:const("{" .. quote_string(branch_name(br)) .. ":"))
+        self:gen(code, br)
+        put(code, '"}"')
+      end
+    end
+    emit(code, (#node.branches > 0 and "else " or "") .. "fail(\"bad union index \" .. tostring(" .. b
+      .. "))" .. (#node.branches > 0 and " end" or "") .. " end\n")
+  elseif t == "null" then
+    put(code, '"null"')
+  elseif t == "boolean" then
+    local x = self:var()
+    emit(code, "do local " .. x .. "; " .. x .. ", pos = rbool(p, pos, n)\n")
+    put(code, x .. ' and "true" or "false"')
+    emit(code, "end\n")
+  elseif t == "int" or t == "long" or t == "float" or t == "double" or t == "string" or t == "bytes" then
+    local x = self:var()
+    local rd = ({ int = "rint", long = "rlong", float = "rfloat", double = "rdouble", string = "rstr", bytes = "rstr" })[t]
+    local fmt = ({ int = "tostring", long = "long_text", string = "quote_string", bytes = "quote_bytes" })[t]
+    emit(code, "do local " .. x .. "; " .. x .. ", pos = " .. rd .. "(p, pos, n)\n")
+    if t == "float" or t == "double" then
+      put(code, "real_text(" .. x .. ", " .. tostring(t == "float") .. ")")
+    else
+      put(code, fmt .. "(" .. x .. ")")
+    end
+    emit(code, "end\n")
+  elseif t == "fixed" then
+    local x = self:var()
+    emit(code, "do local " .. x .. "; " .. x .. ", pos = rfixed(p, pos, n, " .. node.size .. ")\n")
+    put(code, "quote_bytes(" .. x .. ")")
+    emit(code, "end\n")
+  elseif t == "enum" then
+    local q = {}
+    for i, sym in ipairs(node.symbols) do q[i - 1] = quote_string(sym) end
+    local x = self:var()
+    emit(code, "do local " .. x .. "; " .. x .. ", pos = rlong(p, pos, n)\n")
+    emit(code, "local q = " .. self:const(q) .. "[" .. x .. "]\nif not q then fail(\"bad enum index \" .. tostring("
+      .. x .. ")) end\n")
+    put(code, "q")
+    emit(code, "end\n")
+  elseif t == "array" or t == "map" then
+    local c, first = self:var(), self:var()
+    local inner = t == "array" and node.items or node.values
+    local minsize = require("klua.avro.resolve").rt.min_size(inner) + (t == "map" and 1 or 0)
+    put(code, t == "array" and '"["' or '"{"')
+    emit(code, "do local " .. first .. " = true\nwhile true do\nlocal " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, "
+      .. minsize .. ")\nif " .. c .. " == 0 then break end\nfor _ = 1, " .. c .. " do\n"
+      .. "if " .. first .. " then " .. first .. " = false else n = n + 1; buf[n] = \",\" end\n")
+    if t == "map" then
+      local k = self:var()
+      emit(code, "local " .. k .. "; " .. k .. ", pos = rstr(p, pos, n)\n")
+      put(code, "quote_string(" .. k .. ") .. \":\"")
+    end
+    self:gen(code, inner)
+    emit(code, "end\nend\nend\n")
+    put(code, t == "array" and '"]"' or '"}"')
+  elseif t == "record" then
+    emit(code, "pos, bn = " .. self:record_fn(node) .. "(p, pos, n, buf, bn)\n")
+  else
+    emit(code, "fail(\"unknown type\")\n")
+  end
+end
+
+-- The generated code names the input's end `n` for the readers and the buffer's count `bn`; put()
+-- above writes "n = n + 1; buf[n]": the generator emits with the names swapped back at the end.
+function DJ:record_fn(node)
+  local idx = self.fidx[node]
+  if idx then return "F[" .. idx .. "]" end
+  idx = #self.funcs + 1
+  self.fidx[node] = idx
+  self.funcs[idx] = false
+  local code = { "F[" .. idx .. "] = function(p, pos, n, buf, bn)\n"
+    .. "local d = DEPTH.n + 1\nif d > 500 then fail(\"records nested deeper than 500\") end\nDEPTH.n = d\n" }
+  for i, f in ipairs(node.fields) do
+    put(code, self:const((i == 1 and "{" or ",") .. quote_string(f.name) .. ":"))
+    self:gen(code, f.type)
+  end
+  put(code, #node.fields == 0 and '"{}"' or '"}"')
+  emit(code, "DEPTH.n = d - 1\nreturn pos, bn\nend\n")
+  self.funcs[idx] = concat(code)
+  return "F[" .. idx .. "]"
+end
+
+local function fix_names(text)
+  -- put() counts in `n`; in the decoder `n` is the input's end and `bn` the buffer's count
+  return (gsub(text, "n = n %+ 1; buf%[n%]", "bn = bn + 1; buf[bn]"))
+end
+
+local function compile_decode_json(node)
+  local rt = require("klua.avro.resolve").rt
+  local g = setmetatable({ K = {}, kidx = {}, funcs = {}, fidx = {}, nv = 0 }, DJ)
+  local top = {}
+  g:gen(top, node)
+  local src = { "local K, F, DEPTH, fail, rlong, rint, rstr, rbool, rfloat, rdouble, rfixed, rcount, "
+    .. "quote_string, quote_bytes, real_text, long_text, tostring = ...\n" }
+  for _, f in ipairs(g.funcs) do src[#src + 1] = fix_names(f) end
+  src[#src + 1] = "return function(p, pos, n, buf)\nlocal bn = 0\n" .. fix_names(concat(top)) .. "return pos, bn\nend\n"
+  local chunk = assert(load(concat(src), "=klua.avro decode_json"))
+  return chunk(g.K, {}, rt.DEPTH, rt.fail, rt.rlong, rt.rint, rt.rstr, rt.rbool, rt.rfloat, rt.rdouble, rt.rfixed,
+    rt.rcount, quote_string, quote_bytes, real_text, long_text, tostring)
+end
+
+local djs = setmetatable({}, { __mode = "k" }) -- [node] = generated binary-to-JSON decoder
+
+function M.decode_json(s, bytes, offset)
+  local node = node_of(s, "s:decode_json")
+  if type(bytes) ~= "string" then klua.errors.bad_argument("s:decode_json", 2, "expected a string, got " .. type(bytes)) end
+  local len = #bytes
+  offset = offset or 0
+  if type(offset) ~= "number" or offset < 0 or offset > len or offset % 1 ~= 0 then
+    klua.errors.bad_argument("s:decode_json", 3, "offset: expected a whole number from 0 to " .. len .. ", got "
+      .. tostring(offset))
+  end
+  null()
+  local dj = djs[node]
+  if not dj then
+    dj = compile_decode_json(node)
+    djs[node] = dj
+  end
+  local rt = require("klua.avro.resolve").rt
+  rt.DEPTH.n = 0
+  local ok, pos, bn = pcall(dj, ffi.cast(rt.u8p, bytes), offset, len, wbuf)
+  if ok and pos == len then
+    local text = concat(wbuf, "", 1, bn)
+    for i = 1, bn do wbuf[i] = nil end
+    return text
+  end
+  for i = #wbuf, 1, -1 do wbuf[i] = nil end
+  if not ok and getmetatable(pos) ~= rt.Fail then error(pos, 0) end
+  -- s:decode names the path (and says the same about trailing bytes)
+  if type(s.decode) == "function" then
+    local _, err = s:decode(bytes, offset)
+    if err then return nil, err end
+  end
+  return nil, new_error("KLUA_DESERIALIZATION", "$: cannot decode Avro data")
 end
 
 -- ---- a JSON reader keeping integers exact ---------------------------------------------------
@@ -566,6 +934,30 @@ local function le32_at(s, k)
   return a + b * 256 + c * 65536 + d * 16777216
 end
 
+local function deepcopy(v)
+  if type(v) ~= "table" or v == NULL then return v end
+  local c = {}
+  for k, y in pairs(v) do c[k] = deepcopy(y) end
+  return setmetatable(c, getmetatable(v))
+end
+
+-- A field's default in the Lua mapping. avro/schema.lua stores a decimal's or a duration's default
+-- as its bytes (the JSON default's code points); decode gives a decimal string and a duration
+-- table, so do defaults here (a value already in that form is kept).
+function M.mapped_default(node, d)
+  if node.type == "union" then node = node.branches[1] or node end
+  if type(d) ~= "string" then return d end
+  if node.logical == "decimal" and (node.type == "bytes" or node.type == "fixed") then
+    local scale = node.scale or 0
+    local pat = scale > 0 and ("^%-?%d+%." .. rep("%d", scale) .. "$") or "^%-?%d+$"
+    if find(d, pat) then return d end
+    return R.decimal_string(d, scale)
+  elseif node.logical == "duration" and node.type == "fixed" and #d == 12 then
+    return { months = le32_at(d, 1), days = le32_at(d, 5), milliseconds = le32_at(d, 9) }
+  end
+  return d
+end
+
 local convert
 local function container_value(node, j, path)
   local v = convert(node, j, path)
@@ -667,16 +1059,8 @@ function convert(node, j, path)
       if x ~= nil then
         out[f.name] = convert(f.type, x, field_path(path, f.name))
       elseif f.has_default then
-        local d = f.default
-        if type(d) == "table" then
-          local function copy(v)
-            if type(v) ~= "table" or v == NULL then return v end
-            local c = {}
-            for k, y in pairs(v) do c[k] = copy(y) end
-            return setmetatable(c, getmetatable(v))
-          end
-          d = copy(d)
-        end
+        local d = M.mapped_default(f.type, f.default)
+        if type(d) == "table" then d = deepcopy(d) end
         if d ~= NULL then out[f.name] = d end
       else
         fail(field_path(path, f.name), "missing (the field has no default)")
