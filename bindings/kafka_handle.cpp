@@ -63,7 +63,7 @@ bool is_secret_property(const std::string& key) {
   std::string k = key;
   std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
   static const char* words[] = {"pass", "pasw", "pwd", "secret", "token", "jaas", "credential", "private",
-                                "oauthbearer.config", "key.pem", "key_", "key-"};
+                                "oauthbearer.config", "key.pem", "key_", "key-", "user.info", "userinfo"};
   if (k.size() >= 3 && k.compare(k.size() - 3, 3, "key") == 0) return true;
   return std::any_of(std::begin(words), std::end(words), [&](const char* w) { return k.find(w) != std::string::npos; });
 }
@@ -123,13 +123,37 @@ std::string redact_userinfo(std::string text) {
   return text;
 }
 
-bool is_klua_property(const std::string& key) { return key.rfind("klua.", 0) == 0; }
+bool is_klua_property(const std::string& key) {
+  return key.rfind("klua.", 0) == 0 || key.rfind("schema.registry.", 0) == 0;
+}
 
-std::vector<std::string> klua_property_names() { return {UNREACHABLE_TIMEOUT_PROPERTY}; }
+std::vector<std::string> klua_property_names() {
+  return {UNREACHABLE_TIMEOUT_PROPERTY, SCHEMA_REGISTRY_URL_PROPERTY, SCHEMA_REGISTRY_USER_INFO_PROPERTY,
+          SCHEMA_REGISTRY_TOKEN_PROPERTY, SCHEMA_REGISTRY_CA_PROPERTY};
+}
 
 std::string klua_property_problem(const std::string& key, const std::string& value) {
-  if (key != UNREACHABLE_TIMEOUT_PROPERTY)
-    return fmt::format("unknown klua property '{}' (klua's properties: {})", key, UNREACHABLE_TIMEOUT_PROPERTY);
+  if (key == SCHEMA_REGISTRY_URL_PROPERTY) {
+    // One URL (Confluent's clients take a comma-separated list; klua.registry talks to one). Its
+    // user information, when any, is never repeated here.
+    if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0)
+      return fmt::format("bad value for '{}': expected an http:// or https:// URL, got \"{}\"", key,
+                         redact_userinfo(value));
+    if (value.find(',') != std::string::npos)
+      return fmt::format("bad value for '{}': one URL, not a list (got \"{}\")", key, redact_userinfo(value));
+    return {};
+  }
+  if (key == SCHEMA_REGISTRY_USER_INFO_PROPERTY) {
+    if (value.find(':') == std::string::npos)
+      return fmt::format("bad value for '{}': expected \"user:password\" (the value is a secret: not shown)", key);
+    return {};
+  }
+  if (key == SCHEMA_REGISTRY_TOKEN_PROPERTY || key == SCHEMA_REGISTRY_CA_PROPERTY) return {};
+  if (key != UNREACHABLE_TIMEOUT_PROPERTY) {
+    std::string names;
+    for (const auto& n : klua_property_names()) names += (names.empty() ? "" : ", ") + n;
+    return fmt::format("unknown klua property '{}' (klua's properties: {})", key, names);
+  }
   char* end = nullptr;
   double v = std::strtod(value.c_str(), &end);
   if (value.empty() || *end || !(v >= 0) || v > 1e12)
@@ -146,7 +170,9 @@ static bool take_klua_property(lua_State* L, ClientOptions& o, const std::string
     rd_kafka_conf_destroy(o.conf);
     raise_misuse(L, what, fmt::format("{} (from {})", problem, source));
   }
-  o.unreachable_timeout_ms = std::strtod(value.c_str(), nullptr);
+  if (is_secret_property(key)) log::add_secret(value);
+  // The schema registry's keys are klua.registry's: a client takes them and leaves them unused.
+  if (key == UNREACHABLE_TIMEOUT_PROPERTY) o.unreachable_timeout_ms = std::strtod(value.c_str(), nullptr);
   return true;
 }
 

@@ -52,11 +52,19 @@ struct ClientOptions {
 };
 
 // klua's own properties, given like librdkafka's (-X, profiles, the script's table) and taken
-// out before librdkafka sees them: "klua.unreachable.timeout.ms".
+// out before librdkafka sees them: "klua.unreachable.timeout.ms", and the schema registry's
+// (klua.registry reads them): schema.registry.url, schema.registry.basic.auth.user.info
+// ("user:password", a secret), schema.registry.bearer.auth.token (a secret),
+// schema.registry.ssl.ca.location.
 inline constexpr const char* UNREACHABLE_TIMEOUT_PROPERTY = "klua.unreachable.timeout.ms";
 inline constexpr double DEFAULT_UNREACHABLE_TIMEOUT_MS = 5000;
-// Whether key is one of klua's (a "klua." name); what is wrong with a value of it ("" when it is
-// fine; an unknown klua. name is a problem). For the command line's early checks of -X and -F.
+inline constexpr const char* SCHEMA_REGISTRY_URL_PROPERTY = "schema.registry.url";
+inline constexpr const char* SCHEMA_REGISTRY_USER_INFO_PROPERTY = "schema.registry.basic.auth.user.info";
+inline constexpr const char* SCHEMA_REGISTRY_TOKEN_PROPERTY = "schema.registry.bearer.auth.token";
+inline constexpr const char* SCHEMA_REGISTRY_CA_PROPERTY = "schema.registry.ssl.ca.location";
+// Whether key is one of klua's (a "klua." or "schema.registry." name); what is wrong with a value
+// of it ("" when it is fine; an unknown name of those prefixes is a problem; the message never
+// carries a secret's value). For the command line's early checks of -X and -F.
 bool is_klua_property(const std::string& key);
 std::string klua_property_problem(const std::string& key, const std::string& value);
 std::vector<std::string> klua_property_names();

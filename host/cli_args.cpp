@@ -104,6 +104,10 @@ int parse_global_option(GlobalOptions& g, int argc, char** argv, int& i, bool be
   } else if (a.rfind("--brokers=", 0) == 0) {
     if (a.size() == 10) return fail("--brokers= needs a broker list");
     g.brokers_layer = {{"bootstrap.servers", a.substr(10), "--brokers"}};
+  } else if (a == "--schema-registry" || a.rfind("--schema-registry=", 0) == 0) {
+    const char* v = a == "--schema-registry" ? value() : argv[i] + 18;
+    if (!v || !*v) return fail("--schema-registry needs a URL (e.g. http://127.0.0.1:8081)");
+    g.registry_layer = {{"schema.registry.url", v, "--schema-registry"}};
   } else if (a == "--embedded") {
     g.embedded = true;
   } else if (a == "--metrics" || a.rfind("--metrics=", 0) == 0) {

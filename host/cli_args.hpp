@@ -1,4 +1,5 @@
-// The CLI's global options (-b, -X, -F, -p, -d, --embedded, --metrics, --log-format, --log-level, -h,
+// The CLI's global options (-b, -X, -F, -p, -d, --embedded, --metrics, --log-format, --log-level,
+// --schema-registry, -h,
 // --version) and the -F properties
 // file, parsed into configuration layers. Apart from host/main.cpp so that the parser can be
 // tested and fuzzed (tests/fuzz/cli_args_fuzz.cpp) without running a command.
@@ -13,6 +14,8 @@ namespace klua {
 
 struct GlobalOptions {
   std::vector<ConfigEntry> file_layer, brokers_layer, x_layer, debug_layer;
+  // --schema-registry URL: schema.registry.url, at -b's precedence.
+  std::vector<ConfigEntry> registry_layer;
   ProfileChoice profile;
   bool embedded = false;
   // --log-format text|json, --log-level debug|info|warn|error (checked; empty when not given)

@@ -395,6 +395,9 @@ std::vector<klua::ConfigEntry> config_layers(const Options& o) {
   std::vector<klua::ConfigEntry> cfg;
   if (o.use_environment)
     if (const char* b = std::getenv("KLUA_BROKERS"); b && *b) cfg.push_back({"bootstrap.servers", b, "KLUA_BROKERS"});
+  if (o.use_environment)
+    if (const char* r = std::getenv("KLUA_SCHEMA_REGISTRY"); r && *r)
+      cfg.push_back({"schema.registry.url", r, "KLUA_SCHEMA_REGISTRY"});
   if (!o.profile.empty() || o.use_environment) {
     klua::ProfileChoice choice;
     if (!o.profile.empty())

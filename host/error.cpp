@@ -307,6 +307,11 @@ void open_errors(lua_State* L, int klua_table) {
       {ERR_EMBEDDED_UNSUPPORTED, CODE_EMBEDDED_UNSUPPORTED, "klua: not supported by the embedded mock cluster"},
       {ERR_JSON, CODE_JSON, "klua: invalid JSON"},
       {ERR_CLOSED, CODE_CLOSED, "klua: the client is closed"},
+      {ERR_NO_REGISTRY, CODE_NO_REGISTRY, "klua: no schema registry is configured (schema.registry.url)"},
+      {ERR_REGISTRY, CODE_REGISTRY, "klua: the schema registry answered an error or could not be reached"},
+      {ERR_SCHEMA, CODE_SCHEMA, "klua: a schema does not parse, compile or resolve"},
+      {ERR_SERIALIZATION, CODE_SERIALIZATION, "klua: a value does not match its schema"},
+      {ERR_DESERIALIZATION, CODE_DESERIALIZATION, "klua: bytes that cannot be decoded with their schema"},
       {ERR_TIMED_OUT, CODE_TIMED_OUT, "Local: Timed out"},
   };
   for (const Own& o : own) register_error_code(L, -1, o.name, o.code, o.description);

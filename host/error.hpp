@@ -15,6 +15,12 @@ inline constexpr const char* ERR_EMBEDDED_UNSUPPORTED = "KLUA_EMBEDDED_UNSUPPORT
 inline constexpr const char* ERR_TIMED_OUT = "_TIMED_OUT";  // same name as librdkafka's
 inline constexpr const char* ERR_JSON = "KLUA_JSON";
 inline constexpr const char* ERR_CLOSED = "KLUA_CLOSED";
+// Schema registry and codecs (klua.registry, klua.avro, klua.protobuf, klua.json_schema, klua.serde).
+inline constexpr const char* ERR_NO_REGISTRY = "KLUA_NO_REGISTRY";
+inline constexpr const char* ERR_REGISTRY = "KLUA_REGISTRY";
+inline constexpr const char* ERR_SCHEMA = "KLUA_SCHEMA";
+inline constexpr const char* ERR_SERIALIZATION = "KLUA_SERIALIZATION";
+inline constexpr const char* ERR_DESERIALIZATION = "KLUA_DESERIALIZATION";
 
 // Codes for klua's own errors, below librdkafka's range (which starts at -200).
 inline constexpr int CODE_CANCELLED = -1001;
@@ -22,6 +28,12 @@ inline constexpr int CODE_INVALID_ARGUMENT = -1002;
 inline constexpr int CODE_EMBEDDED_UNSUPPORTED = -1003;
 inline constexpr int CODE_JSON = -1004;
 inline constexpr int CODE_CLOSED = -1005;
+// -11xx: klua.http (bindings/http_client.cpp); -12xx: klua.process; -13xx: schemas and the registry.
+inline constexpr int CODE_NO_REGISTRY = -1301;
+inline constexpr int CODE_REGISTRY = -1302;
+inline constexpr int CODE_SCHEMA = -1303;
+inline constexpr int CODE_SERIALIZATION = -1304;
+inline constexpr int CODE_DESERIALIZATION = -1305;
 inline constexpr int CODE_TIMED_OUT = -185;  // RD_KAFKA_RESP_ERR__TIMED_OUT
 
 struct ErrorSpec {

@@ -308,7 +308,7 @@ bool is_secret_name(std::string_view key) {
   std::string_view k = lower_ascii(key, buf);
   // klua.secrets.is_secret's words (scripts/klua/secrets.lua; bindings' is_secret_property)
   static const char* words[] = {"pass", "pasw", "pwd", "secret", "token", "jaas", "credential", "private",
-                                "oauthbearer.config", "key.pem", "key_", "key-",
+                                "oauthbearer.config", "key.pem", "key_", "key-", "user.info", "userinfo",
                                 // and the HTTP headers that carry credentials
                                 "authorization", "cookie"};
   // a bare "key" is a Kafka message's key, which logs name often: not a secret here

@@ -57,7 +57,11 @@ options (before or after the command; after run FILE, -e CODE or FILE, every arg
   -b, --brokers LIST   bootstrap servers (overrides -F, the profile and KLUA_BROKERS)
   --embedded           use the embedded mock cluster (the one-liners need it or a broker named)
   -X key=value         a librdkafka property for every client (repeatable), or klua's own:
-                       klua.unreachable.timeout.ms=MS (5000) how long calls wait for a dead cluster
+                       klua.unreachable.timeout.ms=MS (5000) how long calls wait for a dead cluster,
+                       schema.registry.* (url, basic.auth.user.info, bearer.auth.token,
+                       ssl.ca.location) for klua.registry
+  --schema-registry URL  the schema registry (schema.registry.url; overrides -F, the profile and
+                       KLUA_SCHEMA_REGISTRY): Avro, Protobuf and JSON Schema values
   -F FILE              a properties file (key=value lines, # comments)
   -d, --debug LIST     librdkafka debug contexts (e.g. broker,topic,msg or all)
   --log-format FMT     text (default) or json: klua's messages on stderr as one JSON object a line
@@ -71,6 +75,8 @@ options (before or after the command; after run FILE, -e CODE or FILE, every arg
 environment:
   KLUA_BROKERS         bootstrap servers when neither -b nor -X/-F/a profile/the script name any
   KLUA_PROFILE         the profile to use (else the one named "default", if any)
+  KLUA_SCHEMA_REGISTRY the schema registry's URL when neither --schema-registry nor -X/-F/a
+                       profile name one
   KLUA_LOG_FORMAT, KLUA_LOG_LEVEL   defaults of --log-format and --log-level
   config file          $XDG_CONFIG_HOME/klua/config.lua (~/.config/klua/config.lua): named profiles
 
@@ -249,6 +255,8 @@ int main(int argc, char** argv) {
   std::vector<klua::ConfigEntry> env_layer, profile_layer;
   if (const char* p = std::getenv("KLUA_PROFILE"); p && *p) g.profile = {p, "KLUA_PROFILE"};
   if (const char* b = std::getenv("KLUA_BROKERS"); b && *b) env_layer.push_back({"bootstrap.servers", b, "KLUA_BROKERS"});
+  if (const char* r = std::getenv("KLUA_SCHEMA_REGISTRY"); r && *r)
+    env_layer.push_back({"schema.registry.url", r, "KLUA_SCHEMA_REGISTRY"});
 
   // Global options before the command.
   int i = 1;
@@ -264,7 +272,7 @@ int main(int argc, char** argv) {
     }
     if (a.size() > 1 && a[0] == '-' && a != "-e") {
       std::string near = nearest(a, {"--brokers", "--embedded", "--debug", "--profile", "--metrics", "--help", "--version",
-                                     "--log-format", "--log-level"});
+                                     "--log-format", "--log-level", "--schema-registry"});
       return usage_error(fmt::format("unknown option {}{}", a, near.empty() ? "" : fmt::format(" (did you mean {}?)", near)));
     }
     break;
@@ -334,7 +342,7 @@ int main(int argc, char** argv) {
                                    !g.brokers_layer.empty() ? g.brokers_layer[0].source
                                    : has_brokers(g.x_layer) ? "-X bootstrap.servers"
                                                             : "-F's bootstrap.servers"));
-  for (const auto* layer : {&g.file_layer, &g.x_layer, &g.debug_layer})
+  for (const auto* layer : {&env_layer, &g.file_layer, &g.registry_layer, &g.x_layer, &g.debug_layer})
     for (const auto& e : *layer) {
       std::string err;
       if (!check_property(e, err)) return usage_error(err);
@@ -356,12 +364,14 @@ int main(int argc, char** argv) {
     drop_brokers(profile_layer);
   }
 
-  // Lowest precedence first: a profile beats KLUA_BROKERS; -F, -b and -X beat the profile.
+  // Lowest precedence first: a profile beats KLUA_BROKERS (and KLUA_SCHEMA_REGISTRY); -F, -b,
+  // --schema-registry and -X beat the profile.
   klua::RuntimeOptions opts;
   // --metrics turns librdkafka's statistics on (broker round-trip time and state come from them)
   // for every client, as the lowest layer: a value set anywhere else wins.
   if (metrics) opts.config.push_back({"statistics.interval.ms", "5000", "--metrics"});
-  for (auto* layer : {&env_layer, &profile_layer, &g.file_layer, &g.brokers_layer, &g.x_layer, &g.debug_layer})
+  for (auto* layer : {&env_layer, &profile_layer, &g.file_layer, &g.brokers_layer, &g.registry_layer, &g.x_layer,
+                      &g.debug_layer})
     opts.config.insert(opts.config.end(), layer->begin(), layer->end());
   opts.modules = klua::standard_modules();
 

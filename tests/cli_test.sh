@@ -315,6 +315,25 @@ KLUA_TEST_PW=pw-from-env KLUA_PROFILE=prod run "$KLUA" -b cli-host:1 -X linger.m
 check "config show: -b and -X over the profile, sources named, secrets redacted" eval '[ $rc = 0 ] && has "$out" "cli-host:1" && has "$out" "env KLUA_TEST_PW" && has "$out" "over profile prod" && ! has "$out" pw-from-env && ! has "$out" file-secret-value && has "$out" "********"'
 KLUA_TEST_PW=pw-from-env run "$KLUA" --profile=prod config show --json
 check "config show --json redacts too" eval '[ $rc = 0 ] && has "$out" "\"redacted\":true" && ! has "$out" pw-from-env && ! has "$out" file-secret-value'
+# The schema registry's keys (issue 20): klua's own, layered like the brokers, credentials secret.
+printf 'return { profiles = { sr = { ["schema.registry.url"] = "http://profile-sr:8081",\n  ["schema.registry.basic.auth.user.info"] = "alice:sr-pw-in-profile" } } }\n' >"$tmp/cfg/klua/config.lua"
+KLUA_SCHEMA_REGISTRY=http://env-sr:1 run "$KLUA" --profile sr -e 'print(klua.config()["schema.registry.url"])'
+check "schema.registry.url: the profile beats KLUA_SCHEMA_REGISTRY" eval '[ "$out" = http://profile-sr:8081 ]'
+KLUA_SCHEMA_REGISTRY=http://env-sr:1 run "$KLUA" --profile sr --schema-registry http://cli-sr:2 -e 'print(klua.config()["schema.registry.url"])'
+check "--schema-registry beats the profile" eval '[ "$out" = http://cli-sr:2 ]'
+KLUA_SCHEMA_REGISTRY=http://env-sr:1 run "$KLUA" -e 'print(klua.config()["schema.registry.url"])'
+check "KLUA_SCHEMA_REGISTRY names the registry when nothing else does" eval '[ "$out" = http://env-sr:1 ]'
+run "$KLUA" --profile sr -X schema.registry.bearer.auth.token=sr-token-value --schema-registry http://bob:sr-url-pw@cli-sr:2 config show
+check "config show masks the registry's credentials and its URL's user information" eval '[ $rc = 0 ] && has "$out" "schema.registry.url" && has "$out" "http://***@cli-sr:2" && ! has "$out" sr-pw-in-profile && ! has "$out" sr-token-value && ! has "$out" sr-url-pw'
+run "$KLUA" --profile sr -e 'local p = klua.producer(); assert(p:produce{ topic = "sr", value = "v" }); p:close(); print("sent")'
+check "a client takes the registry keys and leaves them out of librdkafka" eval '[ $rc = 0 ] && [ "$out" = sent ]'
+run "$KLUA" -X schema.registry.basic.auth.user.info=no-colon-secret -e 'print(1)'
+check "a bad registry user.info exits 2 without the value" eval '[ $rc = 2 ] && has "$err" "user:password" && ! has "$err" no-colon-secret'
+run "$KLUA" --schema-registry sr-without-scheme:8081 -e 'print(1)'
+check "--schema-registry without http:// exits 2" eval '[ $rc = 2 ] && has "$err" "--schema-registry: bad value for '"'"'schema.registry.url'"'"'"'
+KLUA_SCHEMA_REGISTRY=http://env-sr:1 run "$KLUA" --schema-registry= -e 'print(1)'
+check "--schema-registry= needs a URL" eval '[ $rc = 2 ] && has "$err" "--schema-registry needs a URL"'
+printf 'return { profiles = {\n  default = { brokers = "default-host:9092" },\n  prod = { brokers = "prod-host:9093", ["security.protocol"] = "SASL_SSL", ["sasl.username"] = "svc",\n           ["sasl.password"] = { env = "KLUA_TEST_PW" }, ["ssl.key.password"] = { file = "%s" },\n           ["linger.ms"] = 5 },\n} }\n' "$tmp/secret" >"$tmp/cfg/klua/config.lua"
 run "$KLUA" --profile staging -e 'print(1)'
 check "an unknown profile exits 2 naming it and the profiles" eval '[ $rc = 2 ] && has "$err" "unknown profile '"'"'staging'"'"'" && has "$err" "default, prod"'
 run "$KLUA" --profile prod -e 'print(1)'

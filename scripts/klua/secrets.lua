@@ -6,14 +6,15 @@
 --   klua.secrets.is_secret("sasl.pasword")        -> true (a misspelling is a secret too)
 --   klua.secrets.redact(klua.config())            -> a copy, secret values as "********"
 -- A name is a secret when, lowercased, it contains pass (password, passwd, passphrase), pasw
--- (pasword), pwd, secret, token, jaas, credential, private, or names a key's content: key.pem,
+-- (pasword), pwd, secret, token, jaas, credential, private, user.info or userinfo (a
+-- "user:password" pair: schema.registry.basic.auth.user.info), or names a key's content: key.pem,
 -- or ends in key / key_... / key-... (api.key, private_key; not ssl.key.location, a path).
 local M = {}
 
 M.MASK = "********"
 
 local PATTERNS = { "pass", "pasw", "pwd", "secret", "token", "jaas", "credential", "private",
-                   "oauthbearer%.config", "key%.pem", "key$", "key[_%-]" }
+                   "oauthbearer%.config", "key%.pem", "key$", "key[_%-]", "user%.?info" }
 
 function M.is_secret(name)
   if type(name) ~= "string" then return false end
@@ -24,10 +25,11 @@ function M.is_secret(name)
   return false
 end
 
-local BROKER_LISTS = { ["bootstrap.servers"] = true, ["metadata.broker.list"] = true }
+local BROKER_LISTS = { ["bootstrap.servers"] = true, ["metadata.broker.list"] = true, ["schema.registry.url"] = true }
 
--- The value of property name as it may be shown: MASK for a secret; a broker list without the
--- user information a URL may carry (SASL_SSL://user:pass@host:9093 -> SASL_SSL://***@host:9093);
+-- The value of property name as it may be shown: MASK for a secret; a broker list (or the schema
+-- registry's URL) without the user information a URL may carry
+-- (SASL_SSL://user:pass@host:9093 -> SASL_SSL://***@host:9093);
 -- else the value itself.
 function M.shown(name, value)
   if M.is_secret(name) then return M.MASK end

@@ -108,6 +108,12 @@ TEST_CASE("secrets are masked: registered values, secret field names, URLs, name
   CHECK(nlohmann::json::parse(c.lines[1])["fields"]["n"] == "***");
 }
 
+TEST_CASE("the schema registry's credentials are secret names", "[log]") {
+  CHECK(kl::is_secret_name("schema.registry.basic.auth.user.info"));
+  CHECK(kl::is_secret_name("schema.registry.bearer.auth.token"));
+  CHECK_FALSE(kl::is_secret_name("schema.registry.url"));
+}
+
 TEST_CASE("the signal handler's line needs no allocation and is the same record", "[log]") {
   char buf[512];
   kl::set_format(kl::Format::json);

@@ -4,7 +4,8 @@
 -- Kinds (the code block's info string, see docs/index.md): "lua" runs in a task of this process
 -- with its own globals (print silenced), "lua process [exit=N]" as a script of its own, "sh" with
 -- bash in an empty directory (`klua` is $KLUA_BIN); "lua broker" and "sh broker" likewise, for the
--- broker suite; "lua norun" never.
+-- broker suite; "lua registry" with the test schema registry configured (KLUA_SCHEMA_REGISTRY, the
+-- registry suite: tests/registry/docs_examples_test.lua); "lua norun" never.
 local help = require("klua.help")
 local kit = klua.testkit
 
@@ -28,10 +29,11 @@ end
 local function parse_kind(kind)
   local words = {}
   for w in kind:gmatch("%S+") do words[#words + 1] = w end
-  local k = { lang = words[1], broker = false, process = false, norun = false, exit = 0 }
+  local k = { lang = words[1], broker = false, registry = false, process = false, norun = false, exit = 0 }
   for i = 2, #words do
     local w = words[i]
     if w == "broker" then k.broker = true
+    elseif w == "registry" then k.registry = true
     elseif w == "process" then k.process = true
     elseif w == "norun" then k.norun = true
     elseif w:match("^exit=%d+$") then k.exit = tonumber(w:sub(6))

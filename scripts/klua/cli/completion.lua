@@ -10,15 +10,16 @@ usage: klua completion bash
 ]]
 
 M.GLOBAL_OPTIONS = { "-b", "--brokers", "--embedded", "-X", "-F", "-d", "--debug", "-p", "--profile", "--metrics", "-e",
-  "-h", "--help", "--version", "--log-format", "--log-level" }
+  "-h", "--help", "--version", "--log-format", "--log-level", "--schema-registry" }
 -- Global options that also go after a command (with a value: all but --embedded); -p is left out,
 -- since after produce, consume and replay it is their partition.
 M.GLOBAL_AFTER = { "-b", "--brokers", "--embedded", "-X", "-F", "-d", "--debug", "--profile", "--log-format",
-  "--log-level" }
-M.GLOBAL_AFTER_VALUES = { "-b", "--brokers", "-X", "-d", "--debug", "--profile", "--log-format", "--log-level" }
+  "--log-level", "--schema-registry" }
+M.GLOBAL_AFTER_VALUES = { "-b", "--brokers", "-X", "-d", "--debug", "--profile", "--log-format", "--log-level",
+  "--schema-registry" }
 -- Global options followed by a value, and which values complete as file names.
 M.GLOBAL_VALUES = { "-b", "--brokers", "-X", "-F", "-d", "--debug", "-p", "--profile", "--metrics", "-e",
-  "--log-format", "--log-level" }
+  "--log-format", "--log-level", "--schema-registry" }
 M.GLOBAL_FILES = { "-F" }
 
 -- Subcommands: their options, the options taking a value, and whether their arguments are files.

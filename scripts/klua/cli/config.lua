@@ -5,8 +5,9 @@ local M = {}
 local USAGE = [[
 usage: klua config show [--json]
   prints every configured property, its value (secrets as ********) and its source, highest
-  precedence first: -X, -b, -F, the profile (--profile, KLUA_PROFILE or "default" in
-  $XDG_CONFIG_HOME/klua/config.lua), KLUA_BROKERS; without brokers, the embedded cluster
+  precedence first: -X, -b and --schema-registry, -F, the profile (--profile, KLUA_PROFILE or
+  "default" in $XDG_CONFIG_HOME/klua/config.lua), KLUA_BROKERS and KLUA_SCHEMA_REGISTRY; without
+  brokers, the embedded cluster
 ]]
 
 -- Property names whose values are secrets: klua.secrets' rule (misspellings such as
