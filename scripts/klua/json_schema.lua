@@ -36,7 +36,7 @@ local formats = require("klua.json_schema.format")
 local json = klua.json
 local NULL = json.null
 local type, next, rawget, getmetatable, tostring, tonumber = type, next, rawget, getmetatable, tostring, tonumber
-local floor, huge = math.floor, math.huge
+local huge = math.huge
 local byte, fmt, concat = string.byte, string.format, table.concat
 
 local SCHEMA_ERROR = "KLUA_SCHEMA"
@@ -64,7 +64,6 @@ end
 
 
 local function is_array(v) return type(v) == "table" and table_kind(v) == "array" end
-local function is_object(v) return type(v) == "table" and table_kind(v) == "object" end
 
 -- The JSON type of a Lua value, or nil for what JSON cannot hold (functions, cdata, userdata).
 local function kind_of(v)
@@ -517,6 +516,16 @@ local function generated(shape, n)
     src[#src + 1] = "local " .. concat(params, ", ") .. " = ...\nreturn function(v)\n  local e\n"
     for i = 1, n - 1 do src[#src + 1] = ("  e = c%d(v)\n  if e then return e end\n"):format(i) end
     src[#src + 1] = ("  return c%d(v)\nend\n"):format(n)
+    f = assert(load(concat(src), "=json_schema(" .. key .. ")"))
+  elseif shape == "required" then
+    src[#src + 1] = "local type, rawget, table_kind, fail, msg, sp, is_obj, names, aliases = ...\n"
+    for i = 1, n do src[#src + 1] = ("local n%d, a%d = names[%d], aliases[%d]\n"):format(i, i, i, i) end
+    src[#src + 1] = "return function(v)\n  if not is_obj and (type(v) ~= 'table' or table_kind(v) ~= 'object') then return end\n"
+    for i = 1, n do
+      src[#src + 1] = ("  if rawget(v, n%d) == nil and (not a%d or rawget(v, a%d) == nil) then " ..
+                       "return fail('required', sp, msg, v, n%d) end\n"):format(i, i, i, i)
+    end
+    src[#src + 1] = "end\n"
     f = assert(load(concat(src), "=json_schema(" .. key .. ")"))
   else -- "props": names, aliases, fns
     src[#src + 1] = "local type, rawget, table_kind, at, names, aliases, fns, is_obj = ...\n"
@@ -985,16 +994,11 @@ local function compile_keywords(ctx, node, sp)
     for i, name in ipairs(req) do aliases[i] = num_alias(name) end
     local n = #req
     local s = kp("required")
-    add(function(v)
-      if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
-      for i = 1, n do
-        local name = req[i]
-        if rawget(v, name) == nil then
-          local a = aliases[i]
-          if not a or rawget(v, a) == nil then return fail("required", s, MSG.required, v, name) end
-        end
-      end
-    end)
+    for first = 1, n, 24 do -- 24 names a function (2 upvalues each, at most 60)
+      local last = math.min(n, first + 23)
+      add(generated("required", last - first + 1)(type, rawget, table_kind, fail, MSG.required, s, is_obj,
+                                                   { unpack(req, first, last) }, { unpack(aliases, first, last) }))
+    end
   end
   if draft >= 6 and has("propertyNames") then
     local f = compile_child(ctx, rawget(node, "propertyNames"), kp("propertyNames"))

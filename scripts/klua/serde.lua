@@ -14,8 +14,7 @@
 -- task that asks), and they wait: the first use of a subject or an id must be inside a task.
 local frame = require("klua.serde.frame")
 local internal = require("klua.serde.internal")
-local byte, type, tostring, pairs, pcall, error = string.byte, type, tostring, pairs, pcall, error
-local floor, huge = math.floor, math.huge
+local byte, type, tostring, pairs, pcall = string.byte, type, tostring, pairs, pcall
 local where, derr, eerr = internal.where, internal.decode_error, internal.encode_error
 
 local M = { frame = frame }

@@ -381,6 +381,13 @@ test("large schemas: 40 properties and 60 keywords (the generated code splits un
   assert_true(v:check(value))
   value.p37 = 36
   assert_eq(invalid(v, value).path, "$.p37")
+  local names = {}
+  for i = 1, 40 do names[i] = "p" .. i end
+  v = compile { required = names }
+  value.p37 = 37
+  assert_true(v:check(value))
+  value.p33 = nil
+  assert_eq(invalid(v, value).message, '$: missing required property "p33"')
   local all = {}
   for i = 1, 60 do all[i] = { minimum = i } end
   v = compile { allOf = all }

@@ -477,6 +477,25 @@ test("consumer: poll_batch and messages() hand out deserialized messages; a fail
   plain:close()
 end)
 
+test("a transactional producer serializes too", function()
+  local _, reg = fresh()
+  local topic = klua.testkit.topic("serde-txn")
+  local enc, dec = klua.serde.avro{ registry = reg, schema = ORDER }
+  local p = klua.producer{ ["transactional.id"] = klua.testkit.fresh("serde-txn"), value_serializer = enc }
+  assert(p:init_transactions())
+  assert(p:transaction(function()
+    assert(p:send{ topic = topic, value = order(1) })
+    assert(p:produce{ topic = topic, value = order(2) })
+    local r, err = p:send{ topic = topic, value = { id = false } }
+    assert(r == nil and err.name == "KLUA_SERIALIZATION")
+    return true
+  end))
+  local got = klua.testkit.read(topic)
+  assert_eq(#got, 2)
+  assert_eq(assert(dec(got[1].value)).id + assert(dec(got[2].value)).id, 3)
+  p:close()
+end)
+
 test("options refused: a serializer that is not a function, named", function()
   assert_raises(function() klua.producer{ value_serializer = "avro" } end, "option 'value_serializer' must be a function")
   assert_raises(function() klua.consumer{ group = "g", key_deserializer = 5 } end, "option 'key_deserializer' must be a function")

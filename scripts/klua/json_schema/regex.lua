@@ -11,13 +11,14 @@
 -- silently accepted): backreferences, lookahead and lookbehind, `\p{...}`, `\k<name>`, and any
 -- other escape of a letter.
 --
--- Patterns whose every atom matches exactly one ASCII byte (no `.`, no negated class, no `\s`, no
--- groups or alternation) are translated to a Lua pattern and run by string.find; the others by a
--- Pike VM (below), in time linear in the text.
+-- Patterns without groups or alternation are translated to a Lua pattern and run by string.find:
+-- for any text when every atom matches exactly one ASCII byte, for ASCII text only when they hold
+-- `.`, negated classes or `\s` (on ASCII text a character is a byte). The others run on a Pike VM
+-- (below), in time linear in the text. Lazy quantifiers match what greedy ones do: only whether
+-- the pattern matches is asked.
 local M = {}
 
 local byte, sub, char = string.byte, string.sub, string.char
-local floor = math.floor
 
 local MAX_REPEAT = 1000
 
