@@ -501,7 +501,7 @@ test("options refused: a serializer that is not a function, named", function()
   assert_raises(function() klua.consumer{ group = "g", key_deserializer = 5 } end, "option 'key_deserializer' must be a function")
 end)
 
-test("worker: a message that cannot be deserialized is dead-lettered at once, never retried", function()
+test("worker: undecodable bytes are dead-lettered at once, never retried; a registry failure is retried", function()
   local _, reg = fresh()
   local topic = klua.testkit.topic("serde-worker")
   local dlq = klua.testkit.topic("serde-worker-dlq")
@@ -512,10 +512,18 @@ test("worker: a message that cannot be deserialized is dead-lettered at once, ne
   assert(plain:produce{ topic = topic, partition = 0, value = "garbage" })
   assert(p:produce{ topic = topic, partition = 0, value = order(3) })
   local handled, calls = {}, 0
+  local down = 1  -- the registry fails once: the first message is retried, then handled
+  local function flaky(bytes, msg, field)
+    if down > 0 then
+      down = down - 1
+      return nil, klua.errors.new{ name = "KLUA_REGISTRY", message = "schema registry: no answer" }
+    end
+    return dec(bytes, msg, field)
+  end
   local w
   w = klua.worker{
     group = klua.testkit.group("serde-worker"), topics = { topic }, dead_letter = dlq, quiet = true,
-    consumer = { value_deserializer = dec },
+    consumer = { value_deserializer = flaky },
     handlers = function(msg)
       calls = calls + 1
       handled[#handled + 1] = msg.value.id
@@ -529,7 +537,7 @@ test("worker: a message that cannot be deserialized is dead-lettered at once, ne
   assert_eq(handled[1], 1)
   assert_eq(handled[2], 3)
   assert_eq(calls, 2)
-  assert_eq(counters.retried, 0)
+  assert_eq(counters.retried, 1)  -- the registry failure; the garbage was not retried
   assert_eq(counters.dead_lettered, 1)
   assert_eq(dead.value, "garbage")
   assert_eq(dead:header("x-dead-letter-reason"), "deserialization-failed")

@@ -208,17 +208,24 @@ return function(I, M)
     if not handler then
       return I.give_up(self, lane, msg, view, werr("no handler for topic " .. view.topic), attempt - 1, "no-handler")
     end
-    local hview = view -- what the handler gets: view deserialized (view keeps the bytes for retries and dead letters)
+    -- What the handler gets: view deserialized (view keeps the bytes for retries and dead letters).
+    -- Bytes that cannot be decoded are dead-lettered at once (a retry would decode them no better);
+    -- a schema the registry could not give (KLUA_REGISTRY: down, a timeout) is retried like a failed
+    -- handler.
+    local hview, derr = view, nil
     if self.deser then
-      local derr
       hview, derr = I.deserialize(self, view)
-      if not hview then return I.give_up(self, lane, msg, view, derr, 0, "deserialization-failed") end
+      if not hview and derr.name == "KLUA_DESERIALIZATION" then
+        return I.give_up(self, lane, msg, view, derr, 0, "deserialization-failed")
+      end
     end
     local info = setmetatable({ attempt = attempt, worker = self }, INFO_MT)
     self.inflight = self.inflight + 1
     local t0 = now()
     local ok, err, stack
-    if self.handler_timeout_ms then
+    if not hview then
+      ok, err = false, derr
+    elseif self.handler_timeout_ms then
       ok, err, stack = I.call_timeout(self, handler, hview, info)
     else
       ok, err, stack = call(handler, hview, info)
