@@ -133,6 +133,11 @@ std::vector<std::string> klua_property_names() {
 }
 
 std::string klua_property_problem(const std::string& key, const std::string& value) {
+  // An empty value of the registry's keys is none (klua.set_config(key, "") takes one back).
+  if (key.rfind("schema.registry.", 0) == 0 && value.empty() &&
+      (key == SCHEMA_REGISTRY_URL_PROPERTY || key == SCHEMA_REGISTRY_USER_INFO_PROPERTY ||
+       key == SCHEMA_REGISTRY_TOKEN_PROPERTY || key == SCHEMA_REGISTRY_CA_PROPERTY))
+    return {};
   if (key == SCHEMA_REGISTRY_URL_PROPERTY) {
     // One URL (Confluent's clients take a comma-separated list; klua.registry talks to one). Its
     // user information, when any, is never repeated here.

@@ -177,9 +177,17 @@ struct Compiler {
   std::set<std::string> building;
   std::string err;
 
+  // Built already, or a well-known type of the underlay. Only google/protobuf/ names are asked of the
+  // generated pool: it remembers every name it failed to find, for the life of the process.
+  bool known(const std::string& name) {
+    if (built.count(name)) return true;
+    return name.rfind("google/protobuf/", 0) == 0 && pool->FindFileByName(name) != nullptr;
+  }
+  std::set<std::string> built;
+
   // Builds `name` and, first, what it imports. The importer's position names a missing import.
   bool build(const std::string& name, int depth) {
-    if (pool->FindFileByName(name)) return true;  // built already, or a well-known type of the underlay
+    if (known(name)) return true;
     auto it = sources.find(name);
     if (it == sources.end()) {
       append_error(&err, name + ": not found (give its text in opts.imports)");
@@ -211,7 +219,7 @@ struct Compiler {
     }
     proto.set_name(name);
     for (const std::string& dep : proto.dependency()) {
-      if (pool->FindFileByName(dep)) continue;
+      if (known(dep)) continue;
       if (sources.find(dep) == sources.end()) {
         int line = -1, col = -1;
         std::string where = name;
@@ -230,6 +238,7 @@ struct Compiler {
       return false;
     }
     building.erase(name);
+    built.insert(name);
     return true;
   }
 };

@@ -98,3 +98,7 @@ foreach(t ${KLUA_REGISTRY_LUA_TESTS})
   klua_add_registry_test(NAME registry_${name} COMMAND klua test ${t} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
                          TIMEOUT 300 ENVIRONMENT "KLUA_BIN=$<TARGET_FILE:klua>;KLUA_TEST_SCRATCH=${CMAKE_BINARY_DIR}/registry-test")
 endforeach()
+
+# The BROKER form: both fixtures, both variables.
+klua_add_registry_test(NAME broker_registry_smoke BROKER TIMEOUT 60
+  COMMAND sh -c "test -n \"\$KLUA_BROKERS\" && kcat -b \"\$KLUA_BROKERS\" -L -m 10 | grep -q 'broker 1 at' && curl -fsS \"\$KLUA_SCHEMA_REGISTRY/subjects\" | grep -q '^\\['")

@@ -196,4 +196,8 @@ function Schema:from_json(text)
   return require("klua.avro.json").from_json(self, text)
 end
 
+function Schema:decode_json(bytes, offset)
+  return require("klua.avro.json").decode_json(self, bytes, offset)
+end
+
 return M

@@ -48,6 +48,8 @@ local function run(c)
             return (assert(w:to_json(x)))
           end
           res.value_mine, res.value_theirs = text(b), text(unhex(c.bytes))
+          local dj, djerr = w:decode_json(unhex(c.bytes))
+          res.decode_json = dj or ("error: " .. tostring(djerr))
         end
       end
     end

@@ -58,6 +58,8 @@ TEST_CASE("the schema registry's properties are klua's, its credentials secrets"
   CHECK(klua::klua_property_problem("schema.registry.bearer.auth.token", "eyJ") == "");
   CHECK(klua::klua_property_problem("schema.registry.ssl.ca.location", "/etc/ssl/ca.pem") == "");
   CHECK(klua::klua_property_problem("schema.registry.uri", "x").find("unknown klua property") != std::string::npos);
+  CHECK(klua::klua_property_problem("schema.registry.url", "") == "");  // none
+  CHECK(klua::klua_property_problem("schema.registry.basic.auth.user.info", "") == "");
   CHECK(klua::is_secret_property("schema.registry.basic.auth.user.info"));
   CHECK(klua::is_secret_property("schema.registry.bearer.auth.token"));
   CHECK(klua::is_secret_property("basic.auth.userinfo"));

@@ -167,3 +167,57 @@ test("to_json and from_json round-trip through the binary encoding", function()
   bytes = assert(one:encode({ m = { k = 1 }, x = 2 }))
   assert_eq(assert(one:encode(assert(one:from_json(assert(one:to_json(assert(one:decode(bytes)))))))), bytes)
 end)
+
+test("a table that contains itself fails cleanly", function()
+  local s = parse(rec("Node", { { name = "next", type = { "null", "Node" } } }))
+  local t = {}
+  t.next = t
+  local text, err = s:to_json(t)
+  assert_nil(text)
+  assert_error(err, "KLUA_SERIALIZATION")
+  assert_match(err.message, "nests too deep")
+end)
+
+test("from_json never raises on broken text", function()
+  local s = parse(rec("R", { { name = "a", type = { "null", "long", { type = "array", items = "string" } } },
+    { name = "m", type = { type = "map", values = "bytes" } }, { name = "e", type = { type = "enum", name = "E", symbols = { "X" } } } }))
+  local good = '{"a": {"array": ["x", "y\\u00e9"]}, "m": {"k": "\\u00ff"}, "e": "X"}'
+  assert_true(s:from_json(good) ~= nil)
+  math.randomseed(7)
+  for _ = 1, 3000 do
+    local t = good
+    for _ = 1, math.random(1, 4) do
+      local i = math.random(1, #t)
+      local r = math.random(3)
+      if r == 1 then t = t:sub(1, i - 1) .. t:sub(i + 1)
+      elseif r == 2 then t = t:sub(1, i - 1) .. string.char(math.random(0, 255)) .. t:sub(i + 1)
+      else t = t:sub(1, i) end
+    end
+    local ok, v, err = pcall(s.from_json, s, t)
+    assert_true(ok, "from_json raised on " .. string.format("%q", t) .. ": " .. tostring(v))
+    assert_true(v ~= nil or (err and err.name == "KLUA_DESERIALIZATION"), "value or error for " .. string.format("%q", t))
+  end
+end)
+
+test("decode_json prints the bytes' value with the union branch that was written", function()
+  local s = parse(rec("R", { { name = "u", type = { "null", "int", "long", "string", "bytes" } },
+    { name = "m", type = { type = "map", values = "double" } },
+    { name = "a", type = { type = "array", items = { type = "enum", name = "E", symbols = { "A", "B" } } } },
+    { name = "f", type = { type = "fixed", name = "F", size = 2 } }, { name = "fl", type = "float" },
+    { name = "l", type = "long" } }))
+  -- u: branch 2 (long) 4; m: {k: 1.5}; a: [B, A]; f: 00 01; fl: 1.1; l: 2^63-1
+  local bytes = "\4\8" .. "\2\2k" .. "\0\0\0\0\0\0\248\63" .. "\0" .. "\4\2\0\0" .. "\0\1" .. "\205\204\140\63"
+    .. "\254\255\255\255\255\255\255\255\255\1"
+  assert_eq(assert(s:decode_json(bytes)),
+    '{"u":{"long":4},"m":{"k":1.5},"a":["B","A"],"f":"\\u0000\\u0001","fl":1.1,"l":9223372036854775807}')
+  -- to_json of the decoded value cannot tell the long branch from the int one
+  assert_match(assert(s:to_json(assert(s:decode(bytes)))), '^{"u":{"int":4}')
+  assert_eq(assert(s:decode_json("\0\0\0\0\1" .. bytes, 5)), assert(s:decode_json(bytes)))
+  local v, err = s:decode_json(bytes:sub(1, -3))
+  assert_nil(v)
+  assert_error(err, "KLUA_DESERIALIZATION")
+  assert_eq(err.path, "$.l")
+  v, err = s:decode_json(bytes .. "x")
+  assert_match(err.message, "trailing")
+  assert_raises(function() s:decode_json(5) end, "decode_json")
+end)

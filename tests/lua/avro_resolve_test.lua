@@ -353,3 +353,38 @@ test("a recursive type nested past 500 levels fails cleanly, read or skipped", f
   v, err = skipper:decode(("\0\2"):rep(100000) .. "\0\0" .. "\6")
   assert_match(err.message, "nested deeper than 500")
 end)
+
+test("decimal and duration defaults come in the Lua mapping, as decoding gives them", function()
+  local w = rec("R", { { name = "a", type = "int" } })
+  local r = rec("R", { { name = "a", type = "int" },
+    { name = "d", type = { type = "bytes", logicalType = "decimal", precision = 4, scale = 2 }, default = "\4\195\146" },
+    { name = "u", type = { { type = "bytes", logicalType = "decimal", precision = 4, scale = 1 }, "null" }, default = "\195\191" }, -- U+00FF: the byte FF
+    { name = "dur", type = { type = "fixed", name = "Dur", size = 12, logicalType = "duration" },
+      default = "\1\0\0\0\2\0\0\0\195\168\3\0\0" } }) -- U+00E8: E8
+  local v = resolve(w, r, { a = 1 })
+  assert_equal(v, { a = 1, d = "12.34", u = "-0.1", dur = { months = 1, days = 2, milliseconds = 1000 } })
+  local rs = parse(r)
+  assert_equal(assert(rs:from_json('{"a": 1}')), v)
+  assert_eq(assert(rs:to_json{ a = 1 }), assert(rs:to_json(v)))
+end)
+
+test("decode never raises on random bytes", function()
+  local w = parse(rec("W", { { name = "a", type = { "null", "int", "string", { type = "array", items = "long" } } },
+    { name = "m", type = { type = "map", values = { type = "enum", name = "E", symbols = { "X", "Y", "Z" } } } },
+    { name = "f", type = { type = "fixed", name = "F", size = 3 } }, { name = "d", type = "double" },
+    { name = "s", type = rec("S", { { name = "b", type = "boolean" }, { name = "x", type = "bytes" } }) } }))
+  local r = parse(rec("W", { { name = "a", type = { "null", "long", "bytes", { type = "array", items = "double" } } },
+    { name = "m", type = { type = "map", values = { type = "enum", name = "E", symbols = { "X", "Y" }, default = "X" } } },
+    { name = "d", type = "double" }, { name = "z", type = "int", default = 0 } }))
+  local res = assert(avro.resolver(w, r))
+  math.randomseed(11)
+  for _ = 1, 3000 do
+    local n = math.random(0, 40)
+    local b = {}
+    for i = 1, n do b[i] = string.char(math.random(0, 255)) end
+    local bytes = table.concat(b)
+    local ok, v, err = pcall(res.decode, res, bytes)
+    assert_true(ok, "decode raised: " .. tostring(v))
+    assert_true(v ~= nil or (err and (err.name == "KLUA_DESERIALIZATION" or err.name == "KLUA_SCHEMA")))
+  end
+end)

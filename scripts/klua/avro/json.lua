@@ -2,6 +2,8 @@
 --
 --   s:to_json(value) -> text | nil, err        (KLUA_SERIALIZATION with err.path)
 --   s:from_json(text) -> value | nil, err      (KLUA_DESERIALIZATION with err.path; a bad JSON text too)
+--   s:decode_json(bytes [, offset]) -> text | nil, err   (binary straight to JSON: the union branch
+--                                                          that was written, no Lua value built)
 --
 -- The value is in klua's Lua mapping (docs/avro.md); the text in the encoding Java's JsonEncoder,
 -- fastavro's json_writer and kafka-avro-console-consumer print:
@@ -13,16 +15,20 @@
 --   byte outside printable ASCII as \u00XX, so the output is ASCII.
 -- * string as a JSON string (its UTF-8 bytes copied; control characters escaped).
 -- * record as an object with every field in schema order; enum as its symbol; array; map as an
---   object with sorted keys.
+--   object with sorted keys (decode_json: in the order of the bytes).
 -- * union: null as null, any other branch as {"NAME": value}, NAME the branch's type ("string",
 --   "array", "map") or a named type's fullname. to_json picks the branch the binary encoder picks:
---   the first the value fits. from_json also takes a named type's unqualified name.
+--   the first the value fits (but a string that is not UTF-8 goes to a bytes branch when there is
+--   one). from_json also takes a named type's unqualified name.
+-- * string: bytes that are not UTF-8 are written as U+FFFD (klua.json.encode's "replace"), as Java.
 -- * logical types are written as their underlying type (a decimal as its two's complement bytes,
 --   a duration as its 12 bytes, a date as its int), as the spec and Java do; from_json gives the
 --   Lua mapping back (decimal strings, duration tables).
 -- from_json is strict where a typo would lose data: a field the schema lacks is an error, a missing
 -- field takes its default (an error without one), an int out of range or a byte above U+00FF is an
 -- error.
+-- to_json and decode_json run code generated per schema with load(); the interpreting writer
+-- (write) stays the reference, run again on a failure to name its path.
 local ffi = require("ffi")
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select =
@@ -349,7 +355,9 @@ function write(buf, node, v, path)
       if i > 1 then buf[#buf + 1] = "," end
       buf[#buf + 1] = quote_string(f.name) .. ":"
       local x = v[f.name]
-      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then x = f.default end -- as the encoder does
+      if x == nil and f.has_default and f.default ~= nil and f.default ~= NULL then -- as the encoder does
+        x = M.mapped_default(f.type, f.default)
+      end
       write(buf, f.type, x, field_path(path, f.name))
     end
     buf[#buf + 1] = "}"
@@ -475,7 +483,7 @@ function CG:record_fn(node)
     local x = self:var()
     emit(code, "do local " .. x .. " = v[" .. self:const(f.name) .. "]\n")
     if f.has_default and f.default ~= nil and f.default ~= NULL then
-      emit(code, "if " .. x .. " == nil then " .. x .. " = " .. self:const(f.default) .. " end\n")
+      emit(code, "if " .. x .. " == nil then " .. x .. " = " .. self:const(M.mapped_default(f.type, f.default)) .. " end\n")
     end
     put(code, self:const((i == 1 and "{" or ",") .. quote_string(f.name) .. ":"))
     self:gen(code, f.type, x)
@@ -546,7 +554,13 @@ function M.to_json(s, value)
     return text
   end
   for i = #wbuf, 1, -1 do wbuf[i] = nil end
-  if n ~= Fail and getmetatable(n) ~= Fail then error(n, 0) end
+  if n ~= Fail and getmetatable(n) ~= Fail then
+    if type(n) == "string" and find(n, "stack overflow", 1, true) then
+      return nil, new_error("KLUA_SERIALIZATION", "cannot write Avro JSON: $: the value nests too deep "
+        .. "(a table that contains itself?)", "$")
+    end
+    error(n, 0)
+  end
   -- the reference writer names the path
   local buf = {}
   local e
@@ -556,6 +570,166 @@ function M.to_json(s, value)
   end
   if getmetatable(e) ~= Fail then error(e, 0) end
   return nil, new_error("KLUA_SERIALIZATION", "cannot write Avro JSON: " .. e.path .. ": " .. e.msg, e.path)
+end
+
+-- ---- decode_json: binary straight to Avro JSON text ----------------------------------------------
+-- For printing what a topic holds (klua consume): the text comes from the bytes, so a union names
+-- the branch that was written (a Lua value cannot tell int from long, string from bytes) and no
+-- Lua value is built. Generated per schema over avro/resolve.lua's readers; on a failure s:decode
+-- runs to give the error its path. Maps keep the order of the wire.
+
+local DJ = setmetatable({}, { __index = CG })
+DJ.__index = DJ
+
+local function long_text(v)
+  if type(v) == "number" and v >= -1e14 and v <= 1e14 then return tostring(v) end
+  return int_text(v)
+end
+
+function DJ:gen(code, node)
+  local t = node.type
+  if t == "union" then
+    local b = self:var()
+    emit(code, "do local " .. b .. "; " .. b .. ", pos = rlong(p, pos, n)\n")
+    for i, br in ipairs(node.branches) do
+      emit(code, (i == 1 and "if " or "elseif ") .. b .. " == " .. (i - 1) .. " then\n")
+      if br.type == "null" then
+        put(code, '"null"')
+      else
+        put(code, self:const("{" .. quote_string(branch_name(br)) .. ":"))
+        self:gen(code, br)
+        put(code, '"}"')
+      end
+    end
+    emit(code, (#node.branches > 0 and "else " or "") .. "fail(\"bad union index \" .. tostring(" .. b
+      .. "))" .. (#node.branches > 0 and " end" or "") .. " end\n")
+  elseif t == "null" then
+    put(code, '"null"')
+  elseif t == "boolean" then
+    local x = self:var()
+    emit(code, "do local " .. x .. "; " .. x .. ", pos = rbool(p, pos, n)\n")
+    put(code, x .. ' and "true" or "false"')
+    emit(code, "end\n")
+  elseif t == "int" or t == "long" or t == "float" or t == "double" or t == "string" or t == "bytes" then
+    local x = self:var()
+    local rd = ({ int = "rint", long = "rlong", float = "rfloat", double = "rdouble", string = "rstr", bytes = "rstr" })[t]
+    local fmt = ({ int = "tostring", long = "long_text", string = "quote_string", bytes = "quote_bytes" })[t]
+    emit(code, "do local " .. x .. "; " .. x .. ", pos = " .. rd .. "(p, pos, n)\n")
+    if t == "float" or t == "double" then
+      put(code, "real_text(" .. x .. ", " .. tostring(t == "float") .. ")")
+    else
+      put(code, fmt .. "(" .. x .. ")")
+    end
+    emit(code, "end\n")
+  elseif t == "fixed" then
+    local x = self:var()
+    emit(code, "do local " .. x .. "; " .. x .. ", pos = rfixed(p, pos, n, " .. node.size .. ")\n")
+    put(code, "quote_bytes(" .. x .. ")")
+    emit(code, "end\n")
+  elseif t == "enum" then
+    local q = {}
+    for i, sym in ipairs(node.symbols) do q[i - 1] = quote_string(sym) end
+    local x = self:var()
+    emit(code, "do local " .. x .. "; " .. x .. ", pos = rlong(p, pos, n)\n")
+    emit(code, "local q = " .. self:const(q) .. "[" .. x .. "]\nif not q then fail(\"bad enum index \" .. tostring("
+      .. x .. ")) end\n")
+    put(code, "q")
+    emit(code, "end\n")
+  elseif t == "array" or t == "map" then
+    local c, first = self:var(), self:var()
+    local inner = t == "array" and node.items or node.values
+    local minsize = require("klua.avro.resolve").rt.min_size(inner) + (t == "map" and 1 or 0)
+    put(code, t == "array" and '"["' or '"{"')
+    emit(code, "do local " .. first .. " = true\nwhile true do\nlocal " .. c .. "; " .. c .. ", pos = rcount(p, pos, n, "
+      .. minsize .. ")\nif " .. c .. " == 0 then break end\nfor _ = 1, " .. c .. " do\n"
+      .. "if " .. first .. " then " .. first .. " = false else n = n + 1; buf[n] = \",\" end\n")
+    if t == "map" then
+      local k = self:var()
+      emit(code, "local " .. k .. "; " .. k .. ", pos = rstr(p, pos, n)\n")
+      put(code, "quote_string(" .. k .. ") .. \":\"")
+    end
+    self:gen(code, inner)
+    emit(code, "end\nend\nend\n")
+    put(code, t == "array" and '"]"' or '"}"')
+  elseif t == "record" then
+    emit(code, "pos, bn = " .. self:record_fn(node) .. "(p, pos, n, buf, bn)\n")
+  else
+    emit(code, "fail(\"unknown type\")\n")
+  end
+end
+
+-- The generated code names the input's end `n` for the readers and the buffer's count `bn`; put()
+-- above writes "n = n + 1; buf[n]": the generator emits with the names swapped back at the end.
+function DJ:record_fn(node)
+  local idx = self.fidx[node]
+  if idx then return "F[" .. idx .. "]" end
+  idx = #self.funcs + 1
+  self.fidx[node] = idx
+  self.funcs[idx] = false
+  local code = { "F[" .. idx .. "] = function(p, pos, n, buf, bn)\n"
+    .. "local d = DEPTH.n + 1\nif d > 500 then fail(\"records nested deeper than 500\") end\nDEPTH.n = d\n" }
+  for i, f in ipairs(node.fields) do
+    put(code, self:const((i == 1 and "{" or ",") .. quote_string(f.name) .. ":"))
+    self:gen(code, f.type)
+  end
+  put(code, #node.fields == 0 and '"{}"' or '"}"')
+  emit(code, "DEPTH.n = d - 1\nreturn pos, bn\nend\n")
+  self.funcs[idx] = concat(code)
+  return "F[" .. idx .. "]"
+end
+
+local function fix_names(text)
+  -- put() counts in `n`; in the decoder `n` is the input's end and `bn` the buffer's count
+  return (gsub(text, "n = n %+ 1; buf%[n%]", "bn = bn + 1; buf[bn]"))
+end
+
+local function compile_decode_json(node)
+  local rt = require("klua.avro.resolve").rt
+  local g = setmetatable({ K = {}, kidx = {}, funcs = {}, fidx = {}, nv = 0 }, DJ)
+  local top = {}
+  g:gen(top, node)
+  local src = { "local K, F, DEPTH, fail, rlong, rint, rstr, rbool, rfloat, rdouble, rfixed, rcount, "
+    .. "quote_string, quote_bytes, real_text, long_text, tostring = ...\n" }
+  for _, f in ipairs(g.funcs) do src[#src + 1] = fix_names(f) end
+  src[#src + 1] = "return function(p, pos, n, buf)\nlocal bn = 0\n" .. fix_names(concat(top)) .. "return pos, bn\nend\n"
+  local chunk = assert(load(concat(src), "=klua.avro decode_json"))
+  return chunk(g.K, {}, rt.DEPTH, rt.fail, rt.rlong, rt.rint, rt.rstr, rt.rbool, rt.rfloat, rt.rdouble, rt.rfixed,
+    rt.rcount, quote_string, quote_bytes, real_text, long_text, tostring)
+end
+
+local djs = setmetatable({}, { __mode = "k" }) -- [node] = generated binary-to-JSON decoder
+
+function M.decode_json(s, bytes, offset)
+  local node = node_of(s, "s:decode_json")
+  if type(bytes) ~= "string" then klua.errors.bad_argument("s:decode_json", 2, "expected a string, got " .. type(bytes)) end
+  local len = #bytes
+  offset = offset or 0
+  if type(offset) ~= "number" or offset < 0 or offset > len or offset % 1 ~= 0 then
+    klua.errors.bad_argument("s:decode_json", 3, "offset: expected a whole number from 0 to " .. len .. ", got "
+      .. tostring(offset))
+  end
+  null()
+  local dj = djs[node]
+  if not dj then
+    dj = compile_decode_json(node)
+    djs[node] = dj
+  end
+  local rt = require("klua.avro.resolve").rt
+  rt.DEPTH.n = 0
+  local ok, pos, bn = pcall(dj, ffi.cast(rt.u8p, bytes), offset, len, wbuf)
+  if ok and pos == len then
+    local text = concat(wbuf, "", 1, bn)
+    for i = 1, bn do wbuf[i] = nil end
+    return text
+  end
+  for i = #wbuf, 1, -1 do wbuf[i] = nil end
+  if not ok and getmetatable(pos) ~= rt.Fail then error(pos, 0) end
+  -- s:decode names the path (and says the same about trailing bytes)
+  if type(s.decode) == "function" then
+    local _, err = s:decode(bytes, offset)
+    if err then return nil, err end
+  end
+  return nil, new_error("KLUA_DESERIALIZATION", "$: cannot decode Avro data")
 end
 
 -- ---- a JSON reader keeping integers exact ---------------------------------------------------
@@ -767,6 +941,23 @@ local function deepcopy(v)
   return setmetatable(c, getmetatable(v))
 end
 
+-- A field's default in the Lua mapping. avro/schema.lua stores a decimal's or a duration's default
+-- as its bytes (the JSON default's code points); decode gives a decimal string and a duration
+-- table, so do defaults here (a value already in that form is kept).
+function M.mapped_default(node, d)
+  if node.type == "union" then node = node.branches[1] or node end
+  if type(d) ~= "string" then return d end
+  if node.logical == "decimal" and (node.type == "bytes" or node.type == "fixed") then
+    local scale = node.scale or 0
+    local pat = scale > 0 and ("^%-?%d+%." .. rep("%d", scale) .. "$") or "^%-?%d+$"
+    if find(d, pat) then return d end
+    return R.decimal_string(d, scale)
+  elseif node.logical == "duration" and node.type == "fixed" and #d == 12 then
+    return { months = le32_at(d, 1), days = le32_at(d, 5), milliseconds = le32_at(d, 9) }
+  end
+  return d
+end
+
 local convert
 local function container_value(node, j, path)
   local v = convert(node, j, path)
@@ -868,7 +1059,7 @@ function convert(node, j, path)
       if x ~= nil then
         out[f.name] = convert(f.type, x, field_path(path, f.name))
       elseif f.has_default then
-        local d = f.default
+        local d = M.mapped_default(f.type, f.default)
         if type(d) == "table" then d = deepcopy(d) end
         if d ~= NULL then out[f.name] = d end
       else

@@ -7,8 +7,7 @@
 -- resolver() walks the two node trees once (avro/schema.lua describes them) and generates one Lua
 -- chunk for the pair, compiled with load(): one function per (writer record, reader record) pair
 -- (recursive types call themselves), everything else inline. The chunk reads the bytes through a
--- `const uint8_t*` with varints decoded inline-able helpers, so the decoder runs at the speed of the
--- plain decoder; resolvers are cached per (writer node, reader node), so calling resolver() again
+-- `const uint8_t*` with unrolled varint helpers, so the decoder runs at the speed of s:decode; resolvers are cached per (writer node, reader node), so calling resolver() again
 -- with the same parsed schemas costs a table lookup.
 --
 -- The rules (the spec's, with klua's choices where the spec leaves room):
@@ -16,7 +15,7 @@
 --   name) is one of the reader's aliases; enums and fixed likewise (fixed also needs equal sizes).
 --   Fields match by name or by a reader field's alias; writer-only fields are skipped (arrays and
 --   maps written with byte sizes are skipped whole); reader-only fields take their default, and
---   one without a default makes the pair incompatible.
+--   one without a default makes the record pair incompatible.
 -- * promotions: int -> long, float, double; long -> float, double; float -> double; string <-> bytes.
 --   A promotion to float rounds to single precision, as Java's (float) does.
 -- * enums: a writer symbol the reader lacks reads as the reader's default symbol; with no default,
@@ -27,8 +26,12 @@
 -- * logical types follow the reader: a reader decimal gives decimal strings at the reader's scale
 --   (a writer decimal with another scale, or a larger precision, does not resolve); a reader duration
 --   gives {months, days, milliseconds}.
--- Incompatible pairs give KLUA_SCHEMA naming the path ("$.lines[].qty: the writer's string cannot
--- be read as int"); undecodable bytes KLUA_DESERIALIZATION with err.path.
+-- * what the reader cannot take but data need not contain (a writer union's branch, array items,
+--   map values, an enum symbol without a reader default) fails only when data reaches it, as in
+--   Apache Avro's Java library; r.unreadable lists those messages.
+-- A pair where no data can be read gives KLUA_SCHEMA at resolver() naming the path ("$.lines[].qty:
+-- the writer's string cannot be read as int"); undecodable bytes KLUA_DESERIALIZATION with err.path.
+-- Recursive records nest at most 500 deep (hostile input fails instead of exhausting the stack).
 local ffi = require("ffi")
 local bit = require("bit")
 local new_tab = require("table.new")
@@ -264,6 +267,7 @@ local function duration(s)
 end
 
 local decimal_to_string -- avro/runtime.lua's, looked up on first use
+local MAPPED_DEFAULT -- avro/json.lua's mapped_default, likewise
 
 -- ---- node helpers ----------------------------------------------------------------------------
 
@@ -634,7 +638,7 @@ function Gen:record_pair(w, r, path)
         return failed(format("%s.%s: the reader's field has no default and the writer's record %s lacks it",
           path, rf.name, w.name))
       end
-      local d = rf.default
+      local d = MAPPED_DEFAULT(rf.type, rf.default)
       if type(d) == "table" then
         code[#code + 1] = "r[" .. self:const(rf.name) .. "] = deepcopy(" .. self:const(d) .. ")\n"
       elseif d ~= nil and d ~= NULL then -- a null default: the field stays absent
@@ -707,6 +711,7 @@ local function compile(wnode, rnode, trace)
     NULL = klua.json.null
     ARRAY_MT = getmetatable(klua.json.array{}) -- decoded arrays carry the mark, as s:decode's do
     decimal_to_string = require("klua.avro.runtime").decimal_string
+    MAPPED_DEFAULT = require("klua.avro.json").mapped_default
   end
   local g = new_gen(trace)
   local top, why = g:read(wnode, rnode, "v", false, "$")
@@ -813,4 +818,7 @@ function M.resolver(writer, reader)
 end
 
 M.Resolver = Resolver
+-- The readers, for avro/json.lua's decode_json (binary to Avro JSON text without Lua values).
+M.rt = { rlong = rlong, rint = rint, rstr = rstr, rbool = rbool, rfloat = rfloat, rdouble = rdouble,
+  rfixed = rfixed, rcount = rcount, fail = fail, Fail = Fail, min_size = min_size, u8p = u8p, DEPTH = DEPTH }
 return M

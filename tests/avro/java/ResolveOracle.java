@@ -4,7 +4,8 @@
 // (value in the Avro JSON encoding of the writer schema). For each case it decodes the value with the
 // writer (JsonDecoder), encodes it in the binary encoding (GenericDatumWriter), decodes those bytes with
 // GenericDatumReader(writer, reader) and writes the result in the Avro JSON encoding of the reader:
-//   {"id": N, "bytes": "HEX", "ok": true, "result": "AVRO JSON TEXT"}
+//   {"id": N, "bytes": "HEX", "writer_json": "AVRO JSON TEXT", "ok": true, "result": "AVRO JSON TEXT"}
+//   (writer_json: the value in the writer's JSON encoding, as Java prints it)
 //   {"id": N, "bytes": "HEX", "ok": false, "error": "what Java raised"}
 //   {"id": N, "bad_case": "..."}   (the writer value itself did not encode: a broken case)
 // One JVM runs the whole batch. Run: java -cp JARS tests/avro/java/ResolveOracle.java < cases.jsonl
@@ -48,6 +49,11 @@ public class ResolveOracle {
         new GenericDatumWriter<Object>(writer).write(datum, enc);
         enc.flush();
         bytes = buf.toByteArray();
+        ByteArrayOutputStream wj = new ByteArrayOutputStream();
+        JsonEncoder wje = EncoderFactory.get().jsonEncoder(writer, wj);
+        new GenericDatumWriter<Object>(writer).write(datum, wje);
+        wje.flush();
+        o.put("writer_json", wj.toString(StandardCharsets.UTF_8));
       } catch (Exception e) {
         o.put("bad_case", String.valueOf(e));
         out.println(o.toString());
