@@ -153,7 +153,7 @@ local function fetch_subject(S, subject)
       if not id then return nil, subject_error(err, subject, "registering the schema failed") end
     else
       local r
-      r, err = reg:lookup(subject, schema)
+      r, err = reg:lookup(subject, schema, S.normalize and { normalize = true } or nil)
       if not r then
         return nil, subject_error(err, subject, "the schema is not registered under it (auto_register = false)")
       end

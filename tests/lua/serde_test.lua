@@ -99,6 +99,11 @@ test("subject strategies: record, topic_record, explicit subject; record needs a
   enc = klua.serde.avro{ registry = reg, schema = ORDER, subject_strategy = "topic_record" }
   assert(enc(order(1), { topic = "tr" }))
   assert_true(stub.subjects["tr-shop.Order"] ~= nil)
+  -- normalize goes to the registry with register and lookup
+  stub:reset_counts()
+  assert(klua.serde.avro{ registry = reg, schema = ORDER, topic = "norm", normalize = true }(order(1)))
+  assert(klua.serde.avro{ registry = own_client(), schema = ORDER, topic = "norm", normalize = true, auto_register = false }(order(1)))
+  assert_eq(stub.requests, { "register /subjects/norm-value/versions?normalize", "lookup /subjects/norm-value?normalize" })
   enc = klua.serde.avro{ registry = reg, schema = ORDER, subject = "explicit-subject" }
   assert(enc(order(1), { topic = "ignored" }))
   assert_true(stub.subjects["explicit-subject"] ~= nil)
