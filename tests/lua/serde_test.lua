@@ -362,6 +362,49 @@ message Refund { int64 order_id = 1; }]]
   assert_match(err.message, "^pb%-orders %[0%] at offset 3, value: ")
 end)
 
+test("random bytes never make dec raise: a value or nil, err with a klua error name (Avro, Protobuf, JSON)", function()
+  local _, reg = fresh()
+  local seed = os.time()
+  math.randomseed(seed)
+  local aenc, adec = klua.serde.avro{ registry = reg, schema = ORDER, topic = "fuzz" }
+  local penc, pdec = klua.serde.protobuf{ registry = reg, topic = "fuzz-pb", schema =
+    'syntax = "proto3"; message A { int64 id = 1; string s = 2; repeated B b = 3; message B { int32 q = 1; } }' }
+  local jenc, jdec = klua.serde.json_schema{ registry = reg, topic = "fuzz-json", schema = { type = "object" },
+                                             validate_on_decode = true }
+  local good = { assert(aenc(order(3))), assert(penc({ id = 5, s = "x", b = { { q = 1 } } })), assert(jenc({ a = 1 })) }
+  local decs = { adec, pdec, jdec }
+  local names = { KLUA_DESERIALIZATION = true, KLUA_REGISTRY = true }
+  local char, random = string.char, math.random
+  local function bytes(n)
+    local t = {}
+    for i = 1, n do t[i] = char(random(0, 255)) end
+    return table.concat(t)
+  end
+  local decoded, failed = 0, 0
+  for i = 1, 3000 do
+    local k = i % 3 + 1
+    local g = good[k]
+    local input
+    local r = random(1, 4)
+    if r == 1 then input = g:sub(1, random(0, #g))                         -- truncated
+    elseif r == 2 then input = g:sub(1, 5) .. bytes(random(0, 24))          -- a known id, a random body
+    elseif r == 3 then                                                      -- one byte changed
+      local at = random(1, #g)
+      input = g:sub(1, at - 1) .. char(random(0, 255)) .. g:sub(at + 1)
+    else input = bytes(random(0, 12)) end                                   -- anything
+    local ok, v, err = pcall(decs[k], input, { topic = "fuzz", partition = 0, offset = i })
+    if not ok then error("seed " .. seed .. ", input " .. klua.pretty.quote(input) .. ": dec raised " .. tostring(v)) end
+    if err == nil then
+      decoded = decoded + 1
+    else
+      failed = failed + 1
+      assert_true(klua.errors.is(err) and names[err.name], "seed " .. seed .. ": " .. tostring(err))
+      assert_eq(err.offset, i)
+    end
+  end
+  assert_true(decoded > 100 and failed > 100, decoded .. " decoded, " .. failed .. " refused")
+end)
+
 ---------------------------------------------------------------------------------------------
 -- Producer and consumer options
 
