@@ -58,8 +58,13 @@ for i = 1, n do
 end
 local times = {}
 for _, k in ipairs(order) do times[k] = {} end
+-- The position of a pass in a run changes its time (what the previous pass left to collect):
+-- odd runs go through the passes in order, even runs backwards.
 for r = 1, o.runs do
-  for _, k in ipairs(order) do times[k][r] = timed(passes[k]) end
+  for j = 1, #order do
+    local k = order[r % 2 == 1 and j or #order + 1 - j]
+    times[k][r] = timed(passes[k])
+  end
 end
 local res = { records = n, bytes = total_bare, framed_bytes = total_framed }
 for _, k in ipairs(order) do
