@@ -249,7 +249,8 @@ int l_new(lua_State* L) {
       L, 1, "klua.consumer", {{"enable.auto.offset.store", "false"}, {"enable.auto.commit", "true"},
                              // see the top of the file: librdkafka's 1000 ms stalls a busy consumer
                              {"fetch.queue.backoff.ms", "10"}},
-      {"group", "topics", "poll_timeout_ms", "on_assign", "on_revoke", "on_lost", "hook_timeout_ms"});
+      {"group", "topics", "poll_timeout_ms", "on_assign", "on_revoke", "on_lost", "hook_timeout_ms",
+       "key_deserializer", "value_deserializer"});
   bool kip848 = refuse_classic_only(L, o);
   // messages{until_end=true} needs librdkafka's end-of-partition reports (a partition assigned at
   // its end has no position until a message arrives); klua records them and never hands them to
@@ -275,9 +276,13 @@ int l_new(lua_State* L) {
     raise_bad_argument(L, 1, "klua.consumer", detail);
   };
   auto got = [&] { return std::string(luaL_typename(L, -1)); };
+  bool deserializers = false;
   for (const auto& k : o.klua_keys) {
     lua_getfield(L, 1, k.c_str());
-    if (k == "group") {
+    if (k == "key_deserializer" || k == "value_deserializer") {
+      if (!lua_isfunction(L, -1)) fail("option '" + k + "' must be a function (such as klua.serde.avro's dec), got " + got());
+      deserializers = true;
+    } else if (k == "group") {
       if (!lua_isstring(L, -1)) fail("option 'group' must be a string, got " + got());
       group = lua_tostring(L, -1);
     } else if (k == "topics") {
@@ -330,6 +335,16 @@ int l_new(lua_State* L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, st->names_ref);
     lua_pushvalue(L, -2);
     lua_newtable(L);
+    if (deserializers) {
+      // names.serde = {key=, value=}: read by the fast path with the names it looks up anyway
+      // (bindings/lua/consumer_fast.lua); the topic names are at integer keys.
+      lua_createtable(L, 0, 2);
+      lua_getfield(L, 1, "key_deserializer");
+      lua_setfield(L, -2, "key");
+      lua_getfield(L, 1, "value_deserializer");
+      lua_setfield(L, -2, "value");
+      lua_setfield(L, -2, "serde");
+    }
     lua_pushvalue(L, -1);
     c->set_topic_names(luaL_ref(L, LUA_REGISTRYINDEX));
     lua_rawset(L, -3);

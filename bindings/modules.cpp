@@ -16,6 +16,7 @@ void open_process(Runtime& rt, lua_State* L, int klua_table);  // bindings/proce
 void open_http_server(Runtime& rt, lua_State* L, int klua_table);  // bindings/http_server.cpp
 void open_http_client(Runtime& rt, lua_State* L, int klua_table);  // bindings/http_client.cpp
 void open_metrics(Runtime& rt, lua_State* L, int klua_table);  // bindings/metrics.cpp
+void open_protobuf(Runtime& rt, lua_State* L, int klua_table);  // bindings/protobuf_module.cpp
 
 std::vector<ModuleOpener> standard_modules() {
   return {
@@ -40,6 +41,7 @@ std::vector<ModuleOpener> standard_modules() {
       open_http_server,
       open_http_client,
       open_metrics,
+      open_protobuf,
   };
 }
 

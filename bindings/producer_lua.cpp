@@ -277,11 +277,24 @@ int l_new(lua_State* L) {
   int idx = lua_isnoneornil(L, 1) ? 0 : 1;
   if (idx) check_arg_type(L, 1, LUA_TTABLE, "klua.producer");
   ClientOptions o = build_client_options(L, idx, "klua.producer", {{"enable.idempotence", "true"}},
-                                         {"on_delivery", "timeout_ms"});
+                                         {"on_delivery", "timeout_ms", "key_serializer", "value_serializer"});
   int on_delivery = LUA_NOREF;
   double timeout_ms = -1;
+  bool serializers = false;  // key_serializer/value_serializer: kept in the fast path's set (below)
   for (const auto& k : o.klua_keys) {
     lua_getfield(L, 1, k.c_str());
+    if (k == "key_serializer" || k == "value_serializer") {
+      if (!lua_isfunction(L, -1)) {
+        rd_kafka_conf_destroy(o.conf);
+        if (on_delivery != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, on_delivery);
+        raise_bad_argument(L, 1, "klua.producer",
+                           fmt::format("option '{}' must be a function (such as klua.serde.avro's enc), got {}", k,
+                                       luaL_typename(L, -1)));
+      }
+      serializers = true;
+      lua_pop(L, 1);
+      continue;
+    }
     if (k == "on_delivery") {
       if (!lua_isfunction(L, -1)) {
         rd_kafka_conf_destroy(o.conf);
@@ -343,7 +356,17 @@ int l_new(lua_State* L) {
   lua_setmetatable(L, -2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, statics(L)->producers_ref);
   lua_pushvalue(L, -2);
-  lua_pushboolean(L, 1);
+  if (serializers) {
+    // The set's value is the serializers for such a producer (true otherwise): the fast path
+    // reads them with the lookup it makes anyway (bindings/lua/producer_fast.lua).
+    lua_createtable(L, 0, 2);
+    lua_getfield(L, 1, "key_serializer");
+    lua_setfield(L, -2, "key");
+    lua_getfield(L, 1, "value_serializer");
+    lua_setfield(L, -2, "value");
+  } else {
+    lua_pushboolean(L, 1);
+  }
   lua_rawset(L, -3);
   lua_pop(L, 1);
   rd_kafka_t* rk = new_handle(L, RD_KAFKA_PRODUCER, o.conf, "klua.producer");
@@ -425,7 +448,8 @@ void open_producer(Runtime& rt, lua_State* L, int klua_table) {
   lua_pushlightuserdata(L, reinterpret_cast<void*>(&send_fast_entry));
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->report_ref);
   lua_pushinteger(L, sizeof(klua_dr_entry));
-  lua_call(L, 6, 2);
+  lua_pushvalue(L, -8);  // the methods: produce and produce_batch get the serializers' wrappers
+  lua_call(L, 7, 2);
   st->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_setfield(L, -2, "send");
   lua_setfield(L, -2, "__index");

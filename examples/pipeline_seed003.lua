@@ -1,6 +1,10 @@
 -- Seed 003 (NPipeline Kafka connector): a consume-transform-produce pipeline with exactly-once,
 -- metrics and a dead-letter topic.
---   klua -b BROKERS run examples/pipeline_seed003.lua [N]     (needs a real broker: transactions)
+--   klua -b BROKERS run examples/pipeline_seed003.lua [N] [avro]     (needs a real broker: transactions)
+-- With "avro" (and a schema registry: --schema-registry URL or KLUA_SCHEMA_REGISTRY), the orders and the
+-- processed orders are Avro records in the Confluent wire format (the seed's AvroMessageSerializer), their
+-- schemas registered under ORDERS-value and ORDERS.processed-value; an input that is not an Avro frame
+-- (a wrong magic byte) is dead-lettered as a SerializationException, as bad JSON is without it.
 -- It publishes N orders (default 500) to a 3-partition "orders" topic, a few of them invalid
 -- (bad JSON, a negative quantity). The pipeline reads them read_committed, turns each valid
 -- Order into a ProcessedOrder (total, tax) on "orders.processed" and each invalid one into a
@@ -18,6 +22,7 @@
 --   seed003 ok: processed=492 dead_lettered=8 aborted=1 duplicates=0 lag=0   (for N=500)
 -- or "seed003 FAIL: ..." and exit 4.
 local N = tonumber(arg and arg[1] or "") or 500
+local AVRO = arg and arg[2] == "avro"
 local BATCH = 100
 local suffix = klua.uuid():sub(1, 8)
 local IN, OUT, DLQ = "orders-" .. suffix, "orders.processed-" .. suffix, "orders.dlq-" .. suffix
@@ -63,7 +68,24 @@ for _, r in ipairs(assert(admin:create_topics({ { name = IN, partitions = 3 }, {
   assert(r.error == nil, tostring(r.error))
 end
 
--- Orders: every 97th has a negative quantity, every 131st is not JSON.
+-- The seed's Order and ProcessedOrder, as Avro records (used with "avro"): encoders register the schema
+-- on first use; one decoder reads either (the schema comes from the id in each record).
+local ORDER = [[{"type": "record", "name": "Order", "namespace": "npipeline.samples", "fields": [
+  {"name": "orderId", "type": "string"}, {"name": "customerId", "type": "string"},
+  {"name": "quantity", "type": "int"}, {"name": "unitPrice", "type": "double"}]}]]
+local PROCESSED = [[{"type": "record", "name": "ProcessedOrder", "namespace": "npipeline.samples", "fields": [
+  {"name": "orderId", "type": "string"}, {"name": "customerId", "type": "string"},
+  {"name": "total", "type": "double"}, {"name": "tax", "type": "double"},
+  {"name": "processedAt", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}]]
+local encode_order, encode_processed, decode
+if AVRO then
+  encode_order = klua.serde.avro{ schema = ORDER, topic = IN }
+  encode_processed = klua.serde.avro{ schema = PROCESSED, topic = OUT }
+  decode = select(2, klua.serde.avro{})
+  print("values: Avro, schemas in " .. tostring(klua.config()["schema.registry.url"] or os.getenv("KLUA_SCHEMA_REGISTRY")))
+end
+
+-- Orders: every 97th has a negative quantity, every 131st is not JSON (with avro: not an Avro frame).
 local invalid = 0
 do
   local p = klua.producer{ ["linger.ms"] = 5 }
@@ -75,8 +97,9 @@ do
     else
       local qty = i % 97 == 0 and -1 or (i % 5 + 1)
       if qty < 0 then invalid = invalid + 1 end
-      value = klua.json.encode{ orderId = string.format("o-%05d", i), customerId = "c-" .. (i % 40), quantity = qty,
-                                unitPrice = 9.5 + i % 7 }
+      local order = { orderId = string.format("o-%05d", i), customerId = "c-" .. (i % 40), quantity = qty,
+                      unitPrice = 9.5 + i % 7 }
+      value = AVRO and assert(encode_order(order)) or klua.json.encode(order)
     end
     batch[#batch + 1] = { topic = IN, key = "c-" .. (i % 40), value = value,
                           headers = { { "x-correlation-id", "corr-" .. i } } }
@@ -87,7 +110,12 @@ end
 
 -- The transform: Order -> ProcessedOrder, or an error naming what is wrong.
 local function transform(msg)
-  local order, jerr = klua.json.decode(msg.value or "")
+  local order, jerr
+  if AVRO then
+    order, jerr = decode(msg.value or "", msg)  -- msg: the topic, partition and offset in the error
+  else
+    order, jerr = klua.json.decode(msg.value or "")
+  end
   if not order then return nil, { type = "SerializationException", message = tostring(jerr) } end
   if type(order.quantity) ~= "number" or order.quantity <= 0 then
     return nil, { type = "ValidationException", message = "quantity must be > 0, got " .. tostring(order.quantity) }
@@ -137,7 +165,8 @@ while klua.now() - idle_since < 5000 do
       for _, msg in ipairs(batch) do
         local processed, terr = transform(msg)
         if processed then
-          assert(p:send{ topic = OUT, key = processed.customerId, value = klua.json.encode(processed),
+          local value = AVRO and assert(encode_processed(processed)) or klua.json.encode(processed)
+          assert(p:send{ topic = OUT, key = processed.customerId, value = value,
                          headers = { { "x-correlation-id", msg:header("x-correlation-id") } } })
           outputs = outputs + 1
         else
@@ -194,7 +223,7 @@ local out = assert(kit.read(OUT, { isolation = "read_committed", partitions = 3 
 local dlq = assert(kit.read(DLQ, { isolation = "read_committed", partitions = 1 }))
 local seen, dups = {}, 0
 for _, m in ipairs(out) do
-  local id = klua.json.decode(m.value).orderId
+  local id = (AVRO and assert(decode(m.value)) or klua.json.decode(m.value)).orderId
   if seen[id] then dups = dups + 1 end
   seen[id] = true
 end
@@ -217,5 +246,5 @@ if #problems > 0 then
   print("seed003 FAIL: " .. table.concat(problems, "; "))
   klua.exit(4)
 end
-print(string.format("seed003 ok: processed=%d dead_lettered=%d aborted=%d duplicates=0 lag=0", #out, #dlq, aborts))
+print(string.format("seed003 " .. (AVRO and "avro " or "") .. "ok: processed=%d dead_lettered=%d aborted=%d duplicates=0 lag=0", #out, #dlq, aborts))
 if srv then srv:close() end

@@ -428,6 +428,7 @@ check "completion: file names for run and -F" eval '[ "$(comp klua run "$tmp/sy"
 check "completion: global options after a command, and their values are not completed" eval '[ "$(comp klua topics --emb)" = --embedded ] && has "$(comp klua consume t --pro)" --profile && [ -z "$(comp klua topics -b "")" ] && [ "$(comp klua lag g -F "$tmp/good.p")" = "$tmp/good.properties" ]'
 check "completion: words of config and completion" eval '[ "$(comp klua config "")" = show ] && [ "$(comp klua completion b)" = bash ]'
 check "completion: subcommands of topic and group, and their options" eval '[ "$(comp klua topic d)" = "$(printf "describe\ndelete")" ] && [ "$(comp klua group r)" = reset ] && [ "$(comp klua group reset g --by)" = --by-duration ]'
+check "completion: --value-format and --key-format complete to the formats, --value-schema to files" eval '[ "$(comp klua consume t --value-format a)" = avro ] && [ "$(comp klua produce t --key-format json)" = "$(printf "json\njson-schema")" ] && [ "$(comp klua produce t --value-schema "$tmp/good.p")" = "$tmp/good.properties" ] && [ -z "$(comp klua produce t --value-message "")" ]'
 drift=""
 for c in $(grep -ohE '^### klua [a-z]+' docs/cli.md | cut -d" " -f3 | sort -u); do
   [ -z "$(comp klua "$c")" ] && drift="$drift command:$c"

@@ -75,9 +75,9 @@ local function until_end(c, timeout)
     while true do
       if remaining == nil then look() end
       if remaining == 0 then return nil end
-      local msg = fast(c)  -- a buffered message: no clock, no wait
+      local msg, err = fast(c)  -- a buffered message: no clock, no wait
+      if err then error(err, 0) end  -- a deserializer failed
       if not msg then
-        local err
         msg, err = poll_until_end(c, deadline and min(RECHECK_MS, max(0, deadline - now())) or RECHECK_MS)
         if err then error(err, 0) end
       end
@@ -119,8 +119,9 @@ return function(c, opts)
   local timeout = opts.timeout_ms
   if opts.until_end then return until_end(c, timeout) end
   return function()
-    local msg = fast(c)  -- a buffered message: no clock, no wait
+    local msg, ferr = fast(c)  -- a buffered message: no clock, no wait
     if msg then return msg end
+    if ferr then error(ferr, 0) end  -- a deserializer failed
     local deadline = timeout and (now() + timeout)
     while true do
       local wait = (timeout and max(0, deadline - now())) or 1000

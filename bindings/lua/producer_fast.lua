@@ -8,9 +8,12 @@
 --   ffi (from the chunk of bindings/ffi.h: klua_dr_entry and klua_producer_send_fn are declared
 --   there); slow_send(self, msg); PRODUCERS: weak-keyed set of producer userdata (the type check);
 --   send_fast_ptr: the klua_producer_send_fn; report: producer.lua's report builder;
---   dr_entry_size: sizeof(klua_dr_entry) to C++.
+--   dr_entry_size: sizeof(klua_dr_entry) to C++; methods: producer.lua's methods, whose produce
+--   and produce_batch are wrapped here for producers with serializers.
+-- PRODUCERS[p] is true, or for a producer made with key_serializer/value_serializer the table
+-- {key=, value=} of them: the one lookup the fast path makes tells both.
 -- Returns send(self, msg) and dispatch(cb, names, entries, n).
-local ffi, slow_send, PRODUCERS, send_fast_ptr, report, dr_entry_size = ...
+local ffi, slow_send, PRODUCERS, send_fast_ptr, report, dr_entry_size, methods = ...
 if ffi.sizeof("klua_dr_entry") ~= dr_entry_size then
   error(string.format("klua_dr_entry is %d bytes to LuaJIT's FFI but %d to C++ (bindings/ffi.h)",
     ffi.sizeof("klua_dr_entry"), dr_entry_size))
@@ -31,10 +34,8 @@ local function field(k, v, topic, value, key, partition)
   return false
 end
 
-local function send(self, msg)
-  -- PRODUCERS has an entry for every producer userdata and nothing else: it is the type check
-  -- (getmetatable of a userdata would stop the JIT's trace).
-  if PRODUCERS[self] == nil or type(msg) ~= "table" then return slow_send(self, msg) end
+local function plain_send(self, msg)
+  if type(msg) ~= "table" then return slow_send(self, msg) end
   local ok, topic, value, key, partition = true, nil, nil, nil, nil
   local k, v = next(msg)
   if k ~= nil then
@@ -74,6 +75,79 @@ local function send(self, msg)
   end
   if send_fast(self, topic, #topic, value, vlen, key, klen, partition) == 0 then return true end
   return slow_send(self, msg)
+end
+
+-- Serializers (klua.producer{key_serializer=, value_serializer=}): a copy of the message with the
+-- key and value serialized (nil stays nil: a tombstone), the script's table untouched. Each is
+-- called as fn(v, msg, field): msg is the ctx (topic, headers), field "key" or "value".
+local tostring = tostring
+local function serialize(msg, s)
+  local out = {}
+  local k, v = next(msg)
+  while k ~= nil do
+    out[k] = v
+    k, v = next(msg, k)
+  end
+  local fk, fv = s.key, s.value
+  for i = 1, 2 do
+    local f, field = fk, "key"
+    if i == 2 then f, field = fv, "value" end
+    local x = msg[field]
+    if f ~= nil and x ~= nil then
+      local bytes, err = f(x, msg, field)
+      if bytes == nil then
+        if not klua.errors.is(err) then
+          err = klua.errors.new{ name = "KLUA_SERIALIZATION", topic = msg.topic,
+            message = tostring(msg.topic) .. ", " .. field .. ": the " .. field .. "_serializer failed: " .. tostring(err) }
+          err.field = field
+        end
+        return nil, err
+      end
+      out[field] = bytes
+    end
+  end
+  return out
+end
+
+local function send(self, msg)
+  -- PRODUCERS has an entry for every producer userdata and nothing else: it is the type check
+  -- (getmetatable of a userdata would stop the JIT's trace).
+  local s = PRODUCERS[self]
+  if s == true then return plain_send(self, msg) end
+  if s == nil or type(msg) ~= "table" then return slow_send(self, msg) end
+  local out, err = serialize(msg, s)
+  if out == nil then return nil, err end
+  return plain_send(self, out)
+end
+
+local produce, produce_batch = methods.produce, methods.produce_batch
+function methods.produce(self, msg)
+  local s = PRODUCERS[self]
+  if s == true or s == nil or type(msg) ~= "table" then return produce(self, msg) end
+  local out, err = serialize(msg, s)
+  if out == nil then return nil, err end
+  return produce(self, out)
+end
+
+-- A batch is serialized before anything is sent: a message that cannot be fails the call
+-- (nil, err with err.index, its place in the list) and none is sent.
+function methods.produce_batch(self, list)
+  local s = PRODUCERS[self]
+  if s == true or s == nil or type(list) ~= "table" then return produce_batch(self, list) end
+  local out = {}
+  for i = 1, #list do
+    local m = list[i]
+    if type(m) == "table" then
+      local err
+      m, err = serialize(m, s)
+      if m == nil then
+        if klua.errors.is(err) then err.index = i end
+        return nil, err
+      end
+    end
+    out[i] = m
+  end
+  return produce_batch(self, out)
 end
 
 -- Successful reports for the producer-level on_delivery: cb(report, nil) for each.

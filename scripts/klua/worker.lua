@@ -71,6 +71,11 @@
 -- info.send records), consumer (extra klua.consumer options, e.g. hook_timeout_ms), brokers,
 -- on_assign, on_revoke (called after the worker's own), quiet. The consumer defaults to
 -- auto.offset.reset=earliest.
+-- key_deserializer, value_deserializer (also accepted inside `consumer`): applied by the worker
+-- to the handler's view of each message (klua.serde's dec, or any fn(bytes, msg, field)), so
+-- that retry records and dead letters keep the original bytes; a message that cannot be
+-- deserialized is dead-lettered at once, never retried (x-dead-letter-reason
+-- "deserialization-failed"), or without `dead_letter` it stops the worker like a failed handler.
 local internal = require("klua.worker.internal")
 local log = debug.getregistry()["klua.private"].log -- warnings through klua's log (host/lua/log.lua)
 local events = require("klua.worker.events")
@@ -87,7 +92,7 @@ local KNOWN = {
   group = true, topics = true, handlers = true, retry = true, dead_letter = true, dedupe = true,
   concurrency = true, producer = true, consumer = true, brokers = true, on_assign = true,
   on_revoke = true, max_queued = true, quiet = true, batch = true, exactly_once = true,
-  order = true, handler_timeout_ms = true,
+  order = true, handler_timeout_ms = true, key_deserializer = true, value_deserializer = true,
 }
 local RETRY_KEYS = { max = true, base_ms = true, max_ms = true, jitter = true, topic = true }
 local POLL_MS = 100
@@ -205,8 +210,18 @@ function M.new(opts)
     end
   end
   local batch_mode = require("klua.worker.batch").check(opts) -- batch / exactly_once (worker/batch.lua)
+  local deser = {}
+  for _, field in ipairs{ "key", "value" } do
+    local name = field .. "_deserializer"
+    local f = opts[name]
+    if f == nil and type(opts.consumer) == "table" then f = opts.consumer[name] end
+    if f ~= nil and type(f) ~= "function" then bad("'" .. name .. "' must be a function (such as klua.serde.avro's dec)") end
+    deser[field] = f
+  end
+  if not (deser.key or deser.value) then deser = nil end
+  if deser and batch_mode then bad("key_deserializer and value_deserializer are for per-message handlers, not batch or exactly_once") end
   local w = setmetatable({
-    batch_mode = batch_mode,
+    batch_mode = batch_mode, deser = deser,
     opts = opts, group = opts.group, topics = topics, handlers = handlers, retry = retry,
     retry_topic = r.topic, dead_letter = dead_letter, dedupe = dedupe,
     seen = dedupe and new_lru(dedupe.window), key_mode = order == "key", order = order,
@@ -234,6 +249,8 @@ function I.consumer_config(self)
   end
   if self.opts.brokers then cfg.brokers = self.opts.brokers end
   for k, v in pairs(self.opts.consumer or {}) do cfg[k] = v end
+  -- the worker deserializes for its handlers (worker/handle.lua): the consumer hands out bytes
+  cfg.key_deserializer, cfg.value_deserializer = nil, nil
   local user_assign, user_revoke = self.opts.on_assign, self.opts.on_revoke
   cfg.on_assign = function(parts)
     for _, tp in ipairs(parts) do

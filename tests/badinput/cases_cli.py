@@ -182,6 +182,36 @@ for argv, pat in [(["lag"], r"lag needs a GROUP"), (["produce"], r"produce needs
                   ]:
     files = {"s.lua": "return { topics = { { name = 'x' } } }"} if "provision" in argv else None
     case("cli", "usage: " + " ".join(argv), E + argv, 2, pat, files=files)
+# --value-format / --key-format (issue 20): the format, its schema options, and no registry configured
+# (a registry that is never reached: 127.0.0.1:9 refuses; what is checked comes before any request).
+NOREG = {"KLUA_SCHEMA_REGISTRY": ""}
+SOMEREG = {"KLUA_SCHEMA_REGISTRY": "http://127.0.0.1:9/apis/ccompat/v7"}
+AVSC = '{"type":"record","name":"R","fields":[{"name":"id","type":"string"}]}'
+for argv, pat, kw in [
+        (["consume", "t", "--value-format", "xml"], r"--value-format must be one of string, json, avro, protobuf, "
+                                                    r"json-schema, got 'xml'", {}),
+        (["consume", "t", "--key-format", "avr"], r"--key-format must be one of .*got 'avr'", {}),
+        (["produce", "t", "--value-format", "xml"], r"--value-format must be one of .*got 'xml'", {}),
+        (["produce", "t", "--value-schema", "s.avsc"], r"--value-schema needs --value-format avro, protobuf or json-schema",
+         {}),
+        (["produce", "t", "--value-format", "json", "--value-schema-id", "3"], r"--value-schema-id needs --value-format", {}),
+        (["produce", "t", "--value-format", "avro", "--value-message", "M"], r"--value-message needs --value-format protobuf",
+         {}),
+        (["produce", "t", "--key-format", "json"], r"--key-format needs -k SEP", {}),
+        (["produce", "t", "--value-format", "avro", "--value-schema", "s.avsc", "--value-schema-id", "1"],
+         r"--value-schema and --value-schema-id are exclusive", {}),
+        (["consume", "t", "--value-format", "avro"], r"--value-format avro needs a schema registry: --schema-registry URL",
+         {"env": NOREG}),
+        (["produce", "t", "--value-format", "protobuf"], r"--value-format protobuf needs a schema registry",
+         {"env": NOREG}),
+        (["produce", "t", "--value-format", "avro", "--value-schema", "nope.avsc"], r"--value-schema nope\.avsc: No such file",
+         {"env": SOMEREG}),
+        (["produce", "t", "--value-format", "avro", "--value-schema", "bad.avsc"], r"--value-schema bad\.avsc: .*KLUA_SCHEMA",
+         {"env": SOMEREG, "files": {"bad.avsc": '{"type":"record","name":"R","fields":[{"name":"id"}]}'}}),
+        ]:
+    case("serde-cli", "usage: " + " ".join(argv), E + argv, 2, pat, **kw)
+case("serde-cli", "produce --value-format json: a line that is not JSON", E + ["produce", "t", "--value-format", "json"],
+     1, r"klua: line 2: value: KLUA_JSON.*\n(.|\n)*1 line\(s\) not sent", stdin='{"a":1}\n{"a":\n[]\n')
 case("provision", "cli: missing file", E + ["provision", "nope.lua"], 1, r"nope\.lua")
 case("provision", "cli: syntax error", E + ["provision", "s.lua"], 1, r"s\.lua:1:", files={"s.lua": "return {"})
 case("provision", "cli: not a table", E + ["provision", "s.lua"], 1, r"s\.lua", files={"s.lua": "return 5"})

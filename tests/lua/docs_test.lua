@@ -7,7 +7,7 @@ local help = require("klua.help")
 
 -- The shipped library's modules (they load on first use, so pairs(klua) alone would miss them);
 -- klua.repl, klua.repl_complete and klua.test_runner are the REPL's and `klua test`'s insides.
-local SCRIPT_MODULES = { "provision", "envelope", "worker", "replay", "testkit", "pretty", "help", "json_schema" }
+local SCRIPT_MODULES = { "provision", "envelope", "worker", "replay", "testkit", "pretty", "help", "serde", "json_schema" }
 local INTERNAL = { repl = true, repl_complete = true, test_runner = true }
 
 -- Public function names of a table (and of the tables its metatable's __index chain leads to).

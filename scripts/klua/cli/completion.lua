@@ -22,7 +22,11 @@ M.GLOBAL_VALUES = { "-b", "--brokers", "-X", "-F", "-d", "--debug", "-p", "--pro
   "--log-format", "--log-level", "--schema-registry" }
 M.GLOBAL_FILES = { "-F" }
 
--- Subcommands: their options, the options taking a value, and whether their arguments are files.
+-- The values of --value-format and --key-format (scripts/klua/cli/serde_formats.lua).
+local FORMATS = { "string", "json", "avro", "protobuf", "json-schema" }
+
+-- Subcommands: their options, the options taking a value, and whether their arguments are files;
+-- words_after: the values an option completes to; files_after: options whose value is a file.
 M.COMMANDS = {
   run = { files = true, options = {} },
   repl = { options = {} },
@@ -42,13 +46,19 @@ M.COMMANDS = {
   metadata = { options = { "--json" } },
   lag = { options = { "--max-lag", "--json" }, values = { "--max-lag" } },
   produce = { options = { "-k", "-K", "--key-separator", "-p", "--partition", "-H", "--header", "-Z", "--null",
-                          "--keep-empty", "--json" },
-              values = { "-k", "-K", "--key-separator", "-p", "--partition", "-H", "--header" } },
+                          "--keep-empty", "--json", "--value-format", "--key-format", "--value-schema", "--key-schema",
+                          "--value-schema-id", "--key-schema-id", "--value-message", "--key-message" },
+              values = { "-k", "-K", "--key-separator", "-p", "--partition", "-H", "--header", "--value-format",
+                         "--key-format", "--value-schema", "--key-schema", "--value-schema-id", "--key-schema-id",
+                         "--value-message", "--key-message" },
+              words_after = { ["--value-format"] = FORMATS, ["--key-format"] = FORMATS },
+              files_after = { "--value-schema", "--key-schema" } },
   consume = { options = { "--from", "-n", "--count", "-e", "--exit", "-f", "--format", "--json", "--json-binary",
                           "-g", "--group", "-p", "--partition", "--filter", "--grep", "-Z", "--null", "-u",
-                          "--unbuffered" },
+                          "--unbuffered", "--value-format", "--key-format" },
               values = { "--from", "-n", "--count", "-f", "--format", "-g", "--group", "-p", "--partition",
-                         "--json-binary", "--filter", "--grep" } },
+                         "--json-binary", "--filter", "--grep", "--value-format", "--key-format" },
+              words_after = { ["--value-format"] = FORMATS, ["--key-format"] = FORMATS } },
   provision = { files = true, options = { "--apply", "--check", "--prune", "--json" } },
   replay = { options = { "--from", "--to", "--since", "-p", "--partition", "--source-brokers", "--target-brokers",
                          "--rate", "--batch", "--group", "--at-least-once", "--keep-partition", "--no-timestamps",
@@ -105,7 +115,20 @@ function M.bash()
     local c = M.COMMANDS[name]
     local values = c.values and #c.values > 0 and table.concat(c.values, "|") or nil
     add("    " .. name .. ")")
-    if values then add("      case $prev in " .. values .. ") return ;; esac") end
+    if values then
+      local cases = {}
+      for _, o in ipairs(c.files_after or {}) do
+        cases[#cases + 1] = o .. ") COMPREPLY=($(compgen -f -- \"$cur\")); return ;;"
+      end
+      local after = {}
+      for o in pairs(c.words_after or {}) do after[#after + 1] = o end
+      table.sort(after)
+      for _, o in ipairs(after) do
+        cases[#cases + 1] = o .. ") COMPREPLY=($(compgen -W '" .. words(c.words_after[o]) .. "' -- \"$cur\")); return ;;"
+      end
+      cases[#cases + 1] = values .. ") return ;;"
+      add("      case $prev in " .. table.concat(cases, " ") .. " esac")
+    end
     local opts = c.options
     if name ~= "run" then  -- after run FILE, arguments are the script's
       opts = {}

@@ -3,7 +3,7 @@ local common = require("klua.cli.common")
 local M = {}
 local USAGE = [[
 usage: klua consume TOPIC [--from WHERE] [-n COUNT] [-e] [-p PARTITION] [-f FORMAT | --json] [-g GROUP]
-                          [--filter EXPR] [--grep TEXT] [-Z] [-u]
+                          [--filter EXPR] [--grep TEXT] [-Z] [-u] [--value-format F] [--key-format F]
   --from beginning | end | OFFSET | TIME   where to start (default: end); TIME is epoch ms,
                                           ISO-8601 or relative (-2h, -15m)
   -n, --count N      stop after N printed messages
@@ -34,11 +34,19 @@ usage: klua consume TOPIC [--from WHERE] [-n COUNT] [-e] [-p PARTITION] [-f FORM
   -g, --group GROUP  consume as a member of GROUP (subscribe; offsets are committed) instead of
                      reading partitions directly; --from beginning|end apply where the group has
                      no committed offset, an OFFSET or TIME starts every partition there
+  --value-format F   decode each value and print it as one line of JSON (in -f's %s and --json's
+                     "value"): string (default: the bytes as they are), json (JSON text, checked),
+                     or the schema registry's wire format: avro (printed in the Avro JSON encoding),
+                     protobuf (proto3 canonical JSON), json-schema (the JSON); the schema comes
+                     from the registry by the id in each message (--schema-registry URL)
+  --key-format F     the same for keys (%k, "key")
+  A message that cannot be decoded is reported on stderr (topic/partition@offset and why) and
+  skipped; consume goes on and exits 1 at the end when any was skipped.
 ]]
 
 -- The printer of the loop below (scripts/klua/cli/format.lua): emit(msg), and keep(msg) or nil.
 -- Bad -f, --filter or --json-binary exit 2 before anything connects.
-local function output(opts)
+local function output(opts, key_json, value_json)
   local format = require("klua.cli.format")
   if opts.json and opts.format then common.usage_error(USAGE, "-f and --json are exclusive") end
   local binary = opts.json_binary or "auto"
@@ -47,7 +55,7 @@ local function output(opts)
   end
   local emit, err
   if opts.json then
-    emit = format.json(binary)
+    emit = format.json(binary, key_json, value_json)
   else
     emit, err = format.template(opts.format or "%s\\n", opts.null and "NULL" or nil)
     if not emit then common.usage_error(USAGE, "-f " .. opts.format .. ": " .. err) end
@@ -143,27 +151,67 @@ function M.main(...)
     ["--format"] = "value", ["-f"] = "--format", ["--json"] = "flag", ["--group"] = "value", ["-g"] = "--group",
     ["--partition"] = "value", ["-p"] = "--partition",
     ["--json-binary"] = "value", ["--filter"] = "value", ["--grep"] = "value", ["--null"] = "flag", ["-Z"] = "--null",
-    ["--unbuffered"] = "flag", ["-u"] = "--unbuffered" }, USAGE)
+    ["--unbuffered"] = "flag", ["-u"] = "--unbuffered", ["--value-format"] = "value", ["--key-format"] = "value" },
+    USAGE)
   local topic = pos[1]
   if not topic or #pos > 1 then common.usage_error(USAGE, "consume needs exactly one TOPIC") end
   local count = opts.count and common.integer(USAGE, "--count", opts.count, 1)
-  local emit, keep = output(opts)
+  local formats = require("klua.cli.serde_formats")
+  local vfmt = formats.check(USAGE, "--value-format", opts.value_format)
+  local kfmt = formats.check(USAGE, "--key-format", opts.key_format)
+  local vdec, kdec
+  if vfmt then vdec = formats.decoder(vfmt, formats.FRAMED[vfmt] and formats.registry(USAGE, "--value-format", vfmt)) end
+  if kfmt then kdec = formats.decoder(kfmt, formats.FRAMED[kfmt] and formats.registry(USAGE, "--key-format", kfmt)) end
+  local emit, keep = output(opts, kdec ~= nil, vdec ~= nil)
   local c = open_consumer(topic, opts)
+  -- With a format, the printer and the filter see a copy of the message whose key and value are the
+  -- decoded JSON text; a message that cannot be decoded is reported and skipped.
+  local skipped = 0
+  local decoded
+  if vdec or kdec then
+    local fatal = formats.fatal
+    decoded = function(msg)
+      local key, value, err, field = msg.key, msg.value, nil, nil
+      if kdec and key ~= nil then
+        key, err = kdec(key)
+        field = "key"
+      end
+      if err == nil and vdec and value ~= nil then
+        value, err = vdec(value)
+        field = "value"
+      end
+      if err ~= nil then
+        if fatal(err) then error(err, 0) end
+        skipped = skipped + 1
+        klua._stdout.flush()  -- what came before this message is printed before its report
+        io.stderr:write(("klua: %s/%d@%d: %s: %s\n"):format(msg.topic, msg.partition, msg.offset, field,
+          common.error_text(err)))
+        return nil
+      end
+      return { topic = msg.topic, partition = msg.partition, offset = msg.offset, timestamp = msg.timestamp,
+               timestamp_type = msg.timestamp_type, headers = rawget(msg, "headers"), key = key, value = value,
+               header = msg.header, header_all = msg.header_all }
+    end
+  end
 
   local out = klua._stdout
   local each = opts.unbuffered or out.isatty()  -- a terminal sees each message at once
   out.start()  -- else: flushed when full, after 100 ms idle, on SIGINT/SIGTERM and at exit
   local n, at = 0, nil
   local ok, err = pcall(function()
-    for msg in c:messages{ until_end = opts.exit or nil } do
-      at = msg
-      if keep == nil or keep(msg) then
+    for raw in c:messages{ until_end = opts.exit or nil } do
+      at = raw
+      local msg = raw
+      if decoded then msg = decoded(raw) end
+      if msg == nil then
+        -- skipped: reported by decoded
+      elseif keep == nil or keep(msg) then
         emit(msg)
         if each then out.flush() end
         if out.failed() then break end
         n = n + 1
       end
-      if opts.group then c:store(msg) end
+      if opts.group then c:store(raw) end
       if count and n >= count then break end
     end
   end)
@@ -172,6 +220,10 @@ function M.main(...)
   local werr, errno = out.error()
   if werr and errno ~= 32 then  -- EPIPE: the reader is gone (`| head`), a normal end
     io.stderr:write("klua: standard output: " .. werr .. "\n")
+    klua.exit(1)
+  end
+  if ok and skipped > 0 then
+    io.stderr:write(("klua: %d message(s) could not be decoded (reported above)\n"):format(skipped))
     klua.exit(1)
   end
   if not ok then

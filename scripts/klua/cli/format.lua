@@ -128,8 +128,9 @@ end
 -- A key, value, header name or header value that is not valid UTF-8 is written as base64 in a
 -- twin field instead ("key_b64", "value_b64", "name_b64", "value_b64"); null stays null in the
 -- plain field. binary = "base64" writes every key, value and header value as base64 (their
--- _b64 fields, null included), so a reader needs one decoding path.
-function M.json(binary)
+-- _b64 fields, null included), so a reader needs one decoding path. key_json, value_json: the key or
+-- value is already one line of JSON text (decoded by --key-format/--value-format), written as it is.
+function M.json(binary, key_json, value_json)
   local always = binary == "base64"
   local utf8, json_string, base64 = out.utf8, out.json_string, out.base64
   local function field(plain, b64, v)  -- plain: ',"key":'; b64: ',"key_b64":'
@@ -144,6 +145,12 @@ function M.json(binary)
       base64(v)
     end
   end
+  local function raw(plain, v)
+    put(plain)
+    if v == nil then put("null") else put(v) end
+  end
+  local key_field = key_json and function(plain, _, v) raw(plain, v) end or field
+  local value_field = value_json and function(plain, _, v) raw(plain, v) end or field
   local EMPTY = {}
   local quoted = setmetatable({}, { __index = function(t, topic)
     local q = klua.json.encode(topic, { invalid_utf8 = "replace" })
@@ -167,7 +174,7 @@ function M.json(binary)
       put("}")
     end
     put("]")
-    field(',"key":', ',"key_b64":', m.key)
+    key_field(',"key":', ',"key_b64":', m.key)
     put(',"offset":')
     put_int(m.offset)
     put(',"partition":')
@@ -181,7 +188,7 @@ function M.json(binary)
     end
     put(',"topic":')
     put(quoted[m.topic])
-    field(',"value":', ',"value_b64":', m.value)
+    value_field(',"value":', ',"value_b64":', m.value)
     put("}\n")
   end
 end

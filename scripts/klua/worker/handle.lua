@@ -142,6 +142,29 @@ return function(I, M)
     I.release(self, lane, msg)
   end
 
+  -- A copy of msg with its key and value deserialized, or nil, err (never retried: the bytes will
+  -- not change). The deserializers get the message as ctx (topic, partition, offset) and the field.
+  function I.deserialize(self, msg)
+    local out = {}
+    for k, v in pairs(msg) do out[k] = v end
+    for _, field in ipairs{ "key", "value" } do
+      local f, x = self.deser[field], msg[field]
+      if f and x ~= nil then
+        local v, err = f(x, msg, field)
+        if err ~= nil then
+          if not klua.errors.is(err) then
+            err = klua.errors.new{ name = "KLUA_DESERIALIZATION", topic = msg.topic, partition = msg.partition,
+              message = string.format("%s, %s: the %s_deserializer failed: %s", where(msg), field, field, tostring(err)) }
+            err.offset, err.field = msg.offset, field
+          end
+          return nil, err
+        end
+        out[field] = v
+      end
+    end
+    return setmetatable(out, getmetatable(msg))
+  end
+
   function I.client_id(self)
     return self.opts["client.id"] or (self.opts.consumer or {})["client.id"] or "rdkafka"
   end
@@ -185,14 +208,27 @@ return function(I, M)
     if not handler then
       return I.give_up(self, lane, msg, view, werr("no handler for topic " .. view.topic), attempt - 1, "no-handler")
     end
+    -- What the handler gets: view deserialized (view keeps the bytes for retries and dead letters).
+    -- Bytes that cannot be decoded are dead-lettered at once (a retry would decode them no better);
+    -- a schema the registry could not give (KLUA_REGISTRY: down, a timeout) is retried like a failed
+    -- handler.
+    local hview, derr = view, nil
+    if self.deser then
+      hview, derr = I.deserialize(self, view)
+      if not hview and derr.name == "KLUA_DESERIALIZATION" then
+        return I.give_up(self, lane, msg, view, derr, 0, "deserialization-failed")
+      end
+    end
     local info = setmetatable({ attempt = attempt, worker = self }, INFO_MT)
     self.inflight = self.inflight + 1
     local t0 = now()
     local ok, err, stack
-    if self.handler_timeout_ms then
-      ok, err, stack = I.call_timeout(self, handler, view, info)
+    if not hview then
+      ok, err = false, derr
+    elseif self.handler_timeout_ms then
+      ok, err, stack = I.call_timeout(self, handler, hview, info)
     else
-      ok, err, stack = call(handler, view, info)
+      ok, err, stack = call(handler, hview, info)
     end
     local dt = (now() - t0) / 1000
     self.inflight = self.inflight - 1
