@@ -61,7 +61,7 @@ end
 ---------------------------------------------------------------------------------------------
 -- The registry and single-flight calls
 
--- The serde's registry: the object given, one made from a URL, or the configured one
+-- The serde's registry: the object given (or made from the URL given), or the configured one
 -- (klua.registry(), asked again until one is configured). nil, err (KLUA_NO_REGISTRY) when none.
 local function registry_of(S, detail)
   local r = S.reg
@@ -70,15 +70,9 @@ local function registry_of(S, detail)
   if type(o) == "table" then
     r = o
   else
-    local ok, mod = pcall(require, "klua.registry")
-    if not ok then return nil, no_registry(detail) end
-    if type(o) == "string" then
-      r = mod{ url = o }
-    else
-      local err
-      r, err = mod()
-      if not r then return nil, no_registry(detail, err) end
-    end
+    local err
+    r, err = klua.registry()
+    if not r then return nil, no_registry(detail, err) end
   end
   S.reg = r
   return r
@@ -159,7 +153,7 @@ local function fetch_subject(S, subject)
       if not id then return nil, subject_error(err, subject, "registering the schema failed") end
     else
       local r
-      r, err = reg:lookup(subject, schema)
+      r, err = reg:lookup(subject, schema, S.normalize and { normalize = true } or nil)
       if not r then
         return nil, subject_error(err, subject, "the schema is not registered under it (auto_register = false)")
       end
@@ -351,6 +345,11 @@ local function build(kind, opts)
   for _, k in ipairs{ "auto_register", "use_latest", "normalize", "raw" } do opt_type(k, "boolean") end
   local ttl = opt_type("latest_ttl_ms", "number")
   if ttl ~= nil and not (ttl >= 0) then bad("option 'latest_ttl_ms' must be a number >= 0") end
+  if type(reg) == "string" then
+    local ok, r = pcall(klua.registry, { url = reg })
+    if not ok then bad("option 'registry': " .. tostring(type(r) == "table" and r.message or r)) end
+    reg = r
+  end
   local S = {
     fmt = fmt, registry_opt = reg, topic = opt_type("topic", "string"), field = field,
     subject = opt_type("subject", "string"), strategy = strategy,

@@ -335,3 +335,43 @@ for why, lua, pat in [
         ("worker dedupe.window_ms nan", "klua.worker{ group = 'g', topics = { 't' }, handlers = function() end, "
          "dedupe = { topic = 'd', window_ms = 0/0 } }", r"dedupe\.window_ms")]:
     case("timeouts", why, lua, 1, pat)
+
+# ------------------------------------------------------------------------------ serde (klua.serde)
+ORDER = ('[[{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}]]')
+for why, lua, pat in [
+        ("options a number", "klua.serde.avro(5)", bad_arg("klua.serde.avro", "expected an options table")),
+        ("unknown option", "klua.serde.avro{ schema = " + ORDER + ", subjct = 'x' }", bad_arg("klua.serde.avro", "unknown option 'subjct'")),
+        ("field body", "klua.serde.avro{ schema = " + ORDER + ", field = 'body' }", bad_arg("klua.serde.avro", "option 'field'")),
+        ("strategy misspelt", "klua.serde.protobuf{ subject_strategy = 'topicname' }", bad_arg("klua.serde.protobuf", "subject_strategy")),
+        ("auto_register a string", "klua.serde.json_schema{ auto_register = 'no' }", bad_arg("klua.serde.json_schema", "auto_register")),
+        ("latest_ttl_ms nan", "klua.serde.avro{ use_latest = true, latest_ttl_ms = 0/0 }", bad_arg("klua.serde.avro", "latest_ttl_ms")),
+        ("registry a number", "klua.serde.avro{ registry = 5 }", bad_arg("klua.serde.avro", "option 'registry'")),
+        ("registry not http", "klua.serde.avro{ registry = 'ftp://r' }", bad_arg("klua.serde.avro", "option 'registry'")),
+        ("raw without schema", "klua.serde.avro{ raw = true }", bad_arg("klua.serde.avro", "'schema' is required with raw")),
+        ("record strategy, unnamed schema", "klua.serde.avro{ schema = '\"string\"', subject_strategy = 'record' }",
+         bad_arg("klua.serde.avro", "needs a schema with a name")),
+        ("protobuf message a number", "klua.serde.protobuf{ message = 5 }", bad_arg("klua.serde.protobuf", "option 'message'")),
+        ("json validate a string", "klua.serde.json_schema{ validate = 'yes' }", bad_arg("klua.serde.json_schema", "option 'validate'")),
+        ("dec of a number", "local _, dec = klua.serde.avro{}; dec(5)", bad_arg("dec", "expected a string")),
+        ("enc without a schema", "local enc = klua.serde.avro{}; enc({})", r"enc: this serde has no schema"),
+        ("enc bad field", "local enc = klua.serde.avro{ schema = " + ORDER + ", raw = false }; enc({ id = 1 }, { topic = 't' }, 'body')",
+         bad_arg("enc", "field must be")),
+        ("frame.header negative", "klua.serde.frame.header(-1)", bad_arg("klua.serde.frame.header", "schema id")),
+        ("frame.parse a table", "klua.serde.frame.parse({})", bad_arg("klua.serde.frame.parse", "expected a string")),
+        ("producer value_serializer a string", "klua.producer{ value_serializer = 'avro' }",
+         bad_arg("klua.producer", "option 'value_serializer' must be a function")),
+        ("consumer key_deserializer a number", "klua.consumer{ group = 'g', key_deserializer = 5 }",
+         bad_arg("klua.consumer", "option 'key_deserializer' must be a function")),
+        ("worker value_deserializer a table", "klua.worker{ group = 'g', topics = { 't' }, handlers = function() end, value_deserializer = {} }",
+         bad_arg("klua.worker", "'value_deserializer' must be a function")),
+        ("worker deserializer with batch", "klua.worker{ group = 'g', topics = { 't' }, handlers = function() end, "
+         "batch = { max = 10 }, value_deserializer = function() end }", bad_arg("klua.worker", "per-message handlers")),
+        ("framed enc without a registry", "local enc = klua.serde.avro{ schema = " + ORDER + ", topic = 't' }; assert(enc({ id = 1 }))",
+         r"KLUA_NO_REGISTRY.*no schema registry is configured"),
+        ("framed dec without a registry", "local _, dec = klua.serde.avro{}; assert(dec('\\0\\0\\0\\0\\9x'))",
+         r"KLUA_NO_REGISTRY.*schema id 9"),
+        ("dec of plain JSON", "local _, dec = klua.serde.avro{}; assert(dec('{\"id\":1}', { topic = 't', partition = 0, offset = 3 }))",
+         r"KLUA_DESERIALIZATION: t \[0\] at offset 3, value: wrong magic byte 0x7B.*plain JSON"),
+        ("a value that does not fit (raw)", "local enc = klua.serde.avro{ schema = " + ORDER + ", raw = true }; assert(enc({ id = 'x' }))",
+         r"KLUA_SERIALIZATION.*\$\.id")]:
+    case("serde", why, lua, 1, pat)

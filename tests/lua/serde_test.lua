@@ -99,6 +99,11 @@ test("subject strategies: record, topic_record, explicit subject; record needs a
   enc = klua.serde.avro{ registry = reg, schema = ORDER, subject_strategy = "topic_record" }
   assert(enc(order(1), { topic = "tr" }))
   assert_true(stub.subjects["tr-shop.Order"] ~= nil)
+  -- normalize goes to the registry with register and lookup
+  stub:reset_counts()
+  assert(klua.serde.avro{ registry = reg, schema = ORDER, topic = "norm", normalize = true }(order(1)))
+  assert(klua.serde.avro{ registry = own_client(), schema = ORDER, topic = "norm", normalize = true, auto_register = false }(order(1)))
+  assert_eq(stub.requests, { "register /subjects/norm-value/versions?normalize", "lookup /subjects/norm-value?normalize" })
   enc = klua.serde.avro{ registry = reg, schema = ORDER, subject = "explicit-subject" }
   assert(enc(order(1), { topic = "ignored" }))
   assert_true(stub.subjects["explicit-subject"] ~= nil)
@@ -127,6 +132,7 @@ test("options are checked at construction, naming the option", function()
   raises({ schema = ORDER, auto_register = "yes" }, "option 'auto_register' must be a boolean")
   raises({ schema = 5 }, "option 'schema' must be a string or a table")
   raises({ registry = 5 }, "option 'registry'")
+  raises({ registry = "ftp://registry" }, "option 'registry': .*http:// or https://")
   raises({ raw = true }, "option 'schema' is required with raw = true")
   raises({ schema = ORDER, raw = true, use_latest = true }, "do not go together")
   assert_raises(function() klua.serde.avro(5) end, "expected an options table")
@@ -250,6 +256,10 @@ test("raw = true: bare codec bytes, no frame, no registry", function()
   assert_nil(r)
   assert_error(err, "KLUA_SERIALIZATION")
   assert_eq(stub:n("register") + stub:n("lookup") + stub:n("schema_by_id"), 0)
+  -- a registry URL string: a client of its own
+  local uenc = klua.serde.avro{ registry = stub.url, schema = ORDER, topic = "by-url" }
+  assert(uenc(order(1)))
+  assert_true(stub.subjects["by-url-value"] ~= nil)
 end)
 
 test("a reader schema: the writer's data in the reader's shape (resolved once per id)", function()

@@ -11,13 +11,13 @@ local M = {}
 
 -- Why bytes are not a frame: what the first byte says they might be instead.
 local function not_a_frame(b)
-  local what = ""
+  local head = fmt("wrong magic byte 0x%02X (expected 0x00)", b)
   if b == 0x7B or b == 0x5B then
-    what = " (it starts with '" .. char(b) .. "': the data may be plain JSON, not the Confluent wire format)"
+    return head .. ": it starts with '" .. char(b) .. "', the data may be plain JSON, not the Confluent wire format"
   elseif b >= 0x20 and b < 0x7F or b == 0x09 or b == 0x0A or b == 0x0D then
-    what = " (a printable character: the data may be plain text, not the Confluent wire format)"
+    return head .. ": a printable character, the data may be plain text, not the Confluent wire format"
   end
-  return fmt("wrong magic byte 0x%02X (expected 0x00, the Confluent wire format)%s", b, what)
+  return head .. ": not the Confluent wire format"
 end
 
 -- parse(bytes [, ctx [, field]]) -> schema_id, body_offset (0-based: 5) | nil, err

@@ -78,7 +78,7 @@ local function references(S, text, seen)
           if not id then return nil, err end
         end
         local r
-        r, err = S.reg:lookup(name, schema)
+        r, err = S.reg:lookup(name, schema, S.normalize and { normalize = true } or nil)
         if not r then return nil, err end
         local ref = { name = name, subject = name, version = r.version }
         seen[name] = ref

@@ -30,7 +30,7 @@ function M.start()
   local function counted(route, fn)
     return function(req)
       stub.count[route] = (stub.count[route] or 0) + 1
-      stub.requests[#stub.requests + 1] = route .. " " .. req.path
+      stub.requests[#stub.requests + 1] = route .. " " .. req.path .. (req.query.normalize and "?normalize" or "")
       local f = stub.fail_next
       if f then
         stub.fail_next = nil
