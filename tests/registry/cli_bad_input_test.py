@@ -97,6 +97,12 @@ for off, pattern in ((1, r"KLUA_DESERIALIZATION.*(truncated|short|5 bytes)"),
                 re.search(pattern, line) is not None, f"(pattern {pattern!r}; stderr: {err!r})")
 checks.true("consume: the count of skipped messages", "4 message(s) could not be decoded" in err, err)
 
+# A registry that cannot be reached fails every message alike: consume ends at the first, exit 1, once.
+env_dead = ["--schema-registry", "http://127.0.0.1:9/apis/ccompat/v7"]
+rc, out, err = klua("consume", t, "--from", "beginning", "-e", "--value-format", "avro", *env_dead)
+checks.true("consume: an unreachable registry ends the command at once with one KLUA_REGISTRY line naming its URL",
+            rc == 1 and out == "" and err.count("KLUA_REGISTRY") == 1 and "127.0.0.1:9/apis/ccompat/v7" in err, err)
+
 # The same records through the library: poll returns nil, err naming the topic, partition, offset.
 script = os.path.join(SCRATCH, "bad_poll.lua")
 with open(script, "w") as f:

@@ -164,12 +164,14 @@ function M.main(...)
   if kfmt then kdec = formats.decoder(kfmt, formats.FRAMED[kfmt] and formats.registry(USAGE, "--key-format", kfmt)) end
   local emit, keep = output(opts, kdec ~= nil, vdec ~= nil)
   local c = open_consumer(topic, opts)
-  -- With a format, the printer and the filter see a copy of the message whose key and value are the
-  -- decoded JSON text; a message that cannot be decoded is reported and skipped.
+  -- With a format, the printer and the filter see a view of the message whose key and value are the
+  -- decoded JSON text (one table, refilled per message: neither keeps it); a message that cannot be
+  -- decoded is reported and skipped.
   local skipped = 0
   local decoded
   if vdec or kdec then
     local fatal = formats.fatal
+    local view, NO_HEADERS = {}, {}
     decoded = function(msg)
       local key, value, err, field = msg.key, msg.value, nil, nil
       if kdec and key ~= nil then
@@ -188,9 +190,10 @@ function M.main(...)
           common.error_text(err)))
         return nil
       end
-      return { topic = msg.topic, partition = msg.partition, offset = msg.offset, timestamp = msg.timestamp,
-               timestamp_type = msg.timestamp_type, headers = rawget(msg, "headers"), key = key, value = value,
-               header = msg.header, header_all = msg.header_all }
+      view.topic, view.partition, view.offset, view.timestamp = msg.topic, msg.partition, msg.offset, msg.timestamp
+      view.timestamp_type, view.headers = msg.timestamp_type, rawget(msg, "headers") or NO_HEADERS
+      view.key, view.value = key, value
+      return view
     end
   end
 

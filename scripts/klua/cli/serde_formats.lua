@@ -107,12 +107,9 @@ local function compile(reg, fmt, info, id)
     if not named then return nil, nerr end
     local s, serr = klua.avro.parse(info.schema, { named = named })
     if not s then return nil, serr end
-    return {
-      decode_json = function(bytes, offset)
-        local v, derr = s:decode(bytes, offset)
-        if v == nil and derr then return nil, derr end
-        return s:to_json(v)
-      end }
+    -- binary straight to the Avro JSON encoding: the union branch that was written, map entries in
+    -- the order of the bytes (what kafka-avro-console-consumer prints), and no Lua value built
+    return { decode_json = function(bytes, offset) return s:decode_json(bytes, offset) end }
   elseif fmt == "protobuf" then
     local f, ferr = protobuf_file(info.schema, texts, nil)
     if not f then return nil, ferr end
