@@ -18,7 +18,7 @@ local HELPERS = {
   "put_null", "put_bool", "put_int", "put_long", "put_float", "put_double", "put_str", "put_fixed", "put_count",
   "put_zero", "put_decimal", "put_decimal_fixed", "put_duration", "fail_type", "fail", "fail_at",
   "get_int", "get_long", "get_bool", "get_float", "get_double", "get_str", "get_fixed", "get_decimal",
-  "get_decimal_fixed", "get_duration", "get_count",
+  "get_decimal_fixed", "get_duration", "get_count", "get_size",
 }
 
 local PT = { n = 0 }
@@ -411,7 +411,7 @@ function Gen:dec(node, dst, nullval)
     self:emit(format("%s = %s", dst, m))
   elseif t == "union" then
     local b = self:var("b")
-    self:emit(format("local %s; %s, pos = get_long(pos) %s", b, b, CHECK))
+    self:emit(format("local %s; %s, pos = get_size(pos) %s", b, b, CHECK))
     for i, br in ipairs(node.branches) do
       self:emit(format("%s %s == %d then", i == 1 and "if" or "elseif", b, i - 1))
       self:indent()
