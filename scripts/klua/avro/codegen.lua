@@ -18,7 +18,7 @@ local HELPERS = {
   "put_null", "put_bool", "put_int", "put_long", "put_float", "put_double", "put_str", "put_fixed", "put_count",
   "put_zero", "put_decimal", "put_decimal_fixed", "put_duration", "fail_type", "fail", "fail_at",
   "get_int", "get_long", "get_bool", "get_float", "get_double", "get_str", "get_fixed", "get_decimal",
-  "get_decimal_fixed", "get_duration", "get_count",
+  "get_decimal_fixed", "get_duration", "get_count", "get_size",
 }
 
 local PT = { n = 0 }
@@ -376,7 +376,7 @@ function Gen:dec(node, dst, nullval)
     self:emit(format("local %s, %s = setmetatable({}, ARRAY_MT), 0", a, i))
     self:emit("while true do")
     self:indent()
-    self:emit(format("local %s; %s, pos = get_count(pos, %d) %s", n, n, min_size(node.items), CHECK))
+    self:emit(format("local %s; %s, pos = get_count(pos, %d, %s) %s", n, n, min_size(node.items), i, CHECK))
     self:emit(format("if %s == 0 then break end", n))
     self:emit(format("for _ = 1, %s do", n))
     self:indent()
@@ -411,7 +411,7 @@ function Gen:dec(node, dst, nullval)
     self:emit(format("%s = %s", dst, m))
   elseif t == "union" then
     local b = self:var("b")
-    self:emit(format("local %s; %s, pos = get_long(pos) %s", b, b, CHECK))
+    self:emit(format("local %s; %s, pos = get_size(pos) %s", b, b, CHECK))
     for i, br in ipairs(node.branches) do
       self:emit(format("%s %s == %d then", i == 1 and "if" or "elseif", b, i - 1))
       self:indent()
