@@ -31,8 +31,8 @@
 -- (write) stays the reference, run again on a failure to name its path.
 local ffi = require("ffi")
 
-local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select =
-  type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select
+local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall
 local byte, char, sub, find, format, gsub, rep = string.byte, string.char, string.sub, string.find,
   string.format, string.gsub, string.rep
 local concat, sort = table.concat, table.sort
