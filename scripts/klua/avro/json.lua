@@ -376,11 +376,11 @@ local CG = {}
 CG.__index = CG
 
 function CG:const(v)
-  local i = self.kidx[v]
+  local i = v == v and self.kidx[v] -- NaN cannot be a table key
   if not i then
     i = #self.K + 1
     self.K[i] = v
-    self.kidx[v] = i
+    if v == v then self.kidx[v] = i end
   end
   return "K[" .. i .. "]"
 end
