@@ -57,9 +57,13 @@ def jars():
     if not mvn:
         return None
     os.makedirs(CACHE, exist_ok=True)
-    r = subprocess.run([mvn, "-q", "-B", "-f", os.path.join(HERE, "java", "pom.xml"),
-                        "dependency:copy-dependencies", "-DoutputDirectory=" + CACHE],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    try:
+        r = subprocess.run([mvn, "-q", "-B", "-f", os.path.join(HERE, "java", "pom.xml"),
+                            "dependency:copy-dependencies", "-DoutputDirectory=" + CACHE],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        print("mvn took over 300 s (no network?)")
+        return None
     if r.returncode != 0:
         print(r.stdout[-2000:])
         return None

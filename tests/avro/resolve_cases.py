@@ -251,7 +251,7 @@ class Gen:
                 t = r.choice(PRIMS)  # probably incompatible
             else:
                 t = w
-            if w != "null" and r.random() < 0.1:
+            if w != "null" and t != "null" and r.random() < 0.1:
                 return ["null", t] if r.random() < 0.5 else [t, "null"]
             return t
         tt = w["type"]

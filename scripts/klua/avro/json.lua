@@ -31,8 +31,8 @@
 -- (write) stays the reference, run again on a failure to name its path.
 local ffi = require("ffi")
 
-local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select =
-  type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall, select
+local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall =
+  type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall
 local byte, char, sub, find, format, gsub, rep = string.byte, string.char, string.sub, string.find,
   string.format, string.gsub, string.rep
 local concat, sort = table.concat, table.sort
@@ -376,11 +376,11 @@ local CG = {}
 CG.__index = CG
 
 function CG:const(v)
-  local i = self.kidx[v]
+  local i = v == v and self.kidx[v] -- NaN cannot be a table key
   if not i then
     i = #self.K + 1
     self.K[i] = v
-    self.kidx[v] = i
+    if v == v then self.kidx[v] = i end
   end
   return "K[" .. i .. "]"
 end

@@ -364,10 +364,11 @@ local function new_gen(trace)
 end
 
 function Gen:const(v)
-  if v ~= nil and self.kindex[v] then return "K[" .. self.kindex[v] .. "]" end
+  local keyable = v ~= nil and v == v -- NaN cannot be a table key
+  if keyable and self.kindex[v] then return "K[" .. self.kindex[v] .. "]" end
   self.nk = self.nk + 1
   self.K[self.nk] = v
-  if v ~= nil then self.kindex[v] = self.nk end
+  if keyable then self.kindex[v] = self.nk end
   return "K[" .. self.nk .. "]"
 end
 
