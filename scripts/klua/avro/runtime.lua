@@ -24,6 +24,7 @@ local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
 local pdouble, pfloat = ffi.typeof("double*"), ffi.typeof("float*")
 local cpdouble, cpfloat = ffi.typeof("const double*"), ffi.typeof("const float*")
 local cpu8 = ffi.typeof("const uint8_t*")
+local cpu32 = ffi.typeof("const uint32_t*")
 local u8arr = ffi.typeof("uint8_t[?]")
 
 -- Errors -------------------------------------------------------------------------------------------
@@ -512,13 +513,24 @@ function M.get_bool(pos)
   return M.fail_at(pos, "invalid boolean byte " .. b)
 end
 
+-- A NaN read through the FFI keeps its payload bits, and LuaJIT's NaN-tagged values then take it for
+-- another type (tostring gives "nil: NULL"; the GC follows it as a pointer and crashes): a NaN is told
+-- by its bits, before it becomes a Lua value, and replaced by Lua's own (found by
+-- tests/fuzz/lua_codec_fuzz.cpp). x86-64 is little-endian.
 function M.get_float(pos)
   if pos + 4 > N then return truncated(pos, "float") end
+  if band(ffi_cast(cpu32, P + pos)[0], 0x7f800000) == 0x7f800000 and band(ffi_cast(cpu32, P + pos)[0], 0x7fffff) ~= 0 then
+    return 0 / 0, pos + 4
+  end
   return ffi_cast(cpfloat, P + pos)[0], pos + 4
 end
 
 function M.get_double(pos)
   if pos + 8 > N then return truncated(pos, "double") end
+  local hi = ffi_cast(cpu32, P + pos + 4)[0]  -- little-endian: the sign, exponent and top of the mantissa
+  if band(hi, 0x7ff00000) == 0x7ff00000 and (band(hi, 0xfffff) ~= 0 or ffi_cast(cpu32, P + pos)[0] ~= 0) then
+    return 0 / 0, pos + 8
+  end
   return ffi_cast(cpdouble, P + pos)[0], pos + 8
 end
 
