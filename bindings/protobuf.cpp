@@ -761,7 +761,8 @@ struct Encoder {
     }
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
-      path.push_back(PathSeg{PathSeg::index, nullptr, 0, static_cast<double>(i)});
+      // 0-based, as the Avro and JSON Schema errors (and JSON paths) count.
+      path.push_back(PathSeg{PathSeg::index, nullptr, 0, static_cast<double>(i - 1)});
       bool ok;
       if (lua_isnil(L, -1) || is_null(lua_gettop(L))) ok = error("a list element cannot be nil or null (" + field->full_name() + ")");
       else ok = add_repeated(m, r, field, lua_gettop(L), depth);

@@ -891,7 +891,7 @@ local function to_bytes(s, path)
     if c < 128 then
       out[#out + 1] = c
       i = i + 1
-    elseif c >= 0xC2 and c <= 0xC3 and i < n then
+    elseif c >= 0xC2 and c <= 0xC3 and i < n and byte(s, i + 1) >= 0x80 and byte(s, i + 1) <= 0xBF then
       out[#out + 1] = (c - 0xC0) * 64 + (byte(s, i + 1) - 0x80)
       i = i + 2
     else

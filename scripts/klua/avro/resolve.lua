@@ -194,12 +194,20 @@ local function rbool(p, pos, n)
 end
 
 local float_p, double_p = ffi.typeof("const float*"), ffi.typeof("const double*")
+local u32p_nan = ffi.typeof("const uint32_t*")
 local function rfloat(p, pos, n)
   if pos + 4 > n then fail("truncated (a float runs past the end)") end
+  -- A NaN's payload bits must not reach a Lua value (see runtime.lua's get_float).
+  local bits = ffi.cast(u32p_nan, p + pos)[0]
+  if bit.band(bits, 0x7f800000) == 0x7f800000 and bit.band(bits, 0x7fffff) ~= 0 then return 0 / 0, pos + 4 end
   return ffi.cast(float_p, p + pos)[0], pos + 4
 end
 local function rdouble(p, pos, n)
   if pos + 8 > n then fail("truncated (a double runs past the end)") end
+  local hi = ffi.cast(u32p_nan, p + pos + 4)[0]
+  if bit.band(hi, 0x7ff00000) == 0x7ff00000 and (bit.band(hi, 0xfffff) ~= 0 or ffi.cast(u32p_nan, p + pos)[0] ~= 0) then
+    return 0 / 0, pos + 8
+  end
   return ffi.cast(double_p, p + pos)[0], pos + 8
 end
 local function rfixed(p, pos, n, size)

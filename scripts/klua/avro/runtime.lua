@@ -24,6 +24,7 @@ local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
 local pdouble, pfloat = ffi.typeof("double*"), ffi.typeof("float*")
 local cpdouble, cpfloat = ffi.typeof("const double*"), ffi.typeof("const float*")
 local cpu8 = ffi.typeof("const uint8_t*")
+local cpu32 = ffi.typeof("const uint32_t*")
 local u8arr = ffi.typeof("uint8_t[?]")
 
 -- Errors -------------------------------------------------------------------------------------------
