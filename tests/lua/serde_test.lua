@@ -349,6 +349,11 @@ message Refund { int64 order_id = 1; }]]
   assert_eq(dec(lb).qty, 3)
   assert_eq(dec(rb).order_id, 9)
   assert_eq(stub:n("schema_by_id"), 0)  -- the same schema id: compiled once, every message type of it
+  -- use_latest without a schema of its own: `message` picks the type in the registry's file
+  local latest_refund = klua.serde.protobuf{ registry = reg, topic = "pb-orders", use_latest = true, message = "shop.Refund" }
+  local lr = assert(latest_refund({ order_id = 11 }))
+  assert_eq(lr:sub(1, 7), klua.serde.frame.header(id) .. "\2\2")
+  assert_eq(dec(lr).order_id, 11)
   -- a value that does not fit: the field path
   local r, err = enc({ id = "seven" })
   assert_nil(r)

@@ -26,6 +26,7 @@ function F.check(S, opts, bad)
     bad("option 'schema' must be .proto text, got " .. type(opts.schema))
   end
   S.imports = opts.imports or {}
+  S.message_name = opts.message
 end
 
 function F.local_schema(S, opts)
@@ -115,7 +116,8 @@ end
 function F.codec_from_registry(S, info)
   local f, err = compile(S, info, info.id)
   if not f then return nil, err end
-  local name = S.L and S.L.record_name or f.messages[1]
+  -- with use_latest and no schema of its own, the serde's `message` picks the type in the registry's file
+  local name = S.L and S.L.record_name or S.message_name or f.messages[1]
   local m
   m, err = f:message(name)
   if not m then return nil, err end
