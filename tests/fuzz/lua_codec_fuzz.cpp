@@ -27,6 +27,10 @@
 #error "KLUA_SOURCE_ROOT must name the source tree (tests/fuzz/CMakeLists.txt sets it)"
 #endif
 
+namespace klua {
+void open_table_items(lua_State* L);  // bindings/table_items.cpp
+}
+
 namespace {
 
 const char* kCheck = R"LUA(
@@ -149,6 +153,7 @@ lua_State* state() {
     klua::open_errors(s, klua_idx);
     klua::open_json(s);
     lua_setfield(s, klua_idx, "json");
+    klua::open_table_items(s);
     lua_setglobal(s, "klua");
     if (luaL_loadstring(s, kCheck) != 0) {
       std::fprintf(stderr, "lua_codec_fuzz: %s\n", lua_tostring(s, -1));

@@ -68,6 +68,16 @@ local table_items = debug.getregistry()["klua.table_items"]
 assert(table_items, "klua.avro needs the host's klua.table_items (bindings/table_items.cpp)")
 M.table_items = table_items
 
+-- for _, k, v in items(t) do ... end: pairs(t) without next (a stateless iterator over the copy).
+local function items_next(kv, i)
+  i = i + 2
+  local k = kv[i]
+  if k ~= nil then return i, k, kv[i + 1] end
+end
+function M.items(t)
+  return items_next, (table_items(t)), -1
+end
+
 function M.is_empty(t)
   local _, n = table_items(t)
   return n == 0
