@@ -129,7 +129,12 @@ return function(mode, data)
         local w = call("decode of klua's encoding", s.decode, s, bytes)
         if w == nil then error("FINDING: schema " .. i .. ": klua's own encoding does not decode", 0) end
         same(v, w, "$")
-        if s:encode(w) ~= bytes then error("FINDING: schema " .. i .. ": encoding not stable", 0) end
+        -- A map's entries are written in table order, which LuaJIT's per-process string hash seed and
+        -- the table's size history decide: w's encoding may order them differently from v's, so
+        -- compare lengths and what it decodes to, not bytes.
+        local again = s:encode(w)
+        if again == nil or #again ~= #bytes then error("FINDING: schema " .. i .. ": encoding not stable", 0) end
+        same(w, s:decode(again), "$")
       end
     end
   elseif mode == 3 then
