@@ -27,6 +27,10 @@
 #error "KLUA_SOURCE_ROOT must name the source tree (tests/fuzz/CMakeLists.txt sets it)"
 #endif
 
+namespace klua {
+void open_table_items(lua_State* L);  // bindings/table_items.cpp
+}
+
 namespace {
 
 const char* kCheck = R"LUA(
@@ -125,7 +129,12 @@ return function(mode, data)
         local w = call("decode of klua's encoding", s.decode, s, bytes)
         if w == nil then error("FINDING: schema " .. i .. ": klua's own encoding does not decode", 0) end
         same(v, w, "$")
-        if s:encode(w) ~= bytes then error("FINDING: schema " .. i .. ": encoding not stable", 0) end
+        -- A map's entries are written in table order, which LuaJIT's per-process string hash seed and
+        -- the table's size history decide: w's encoding may order them differently from v's, so
+        -- compare lengths and what it decodes to, not bytes.
+        local again = s:encode(w)
+        if again == nil or #again ~= #bytes then error("FINDING: schema " .. i .. ": encoding not stable", 0) end
+        same(w, s:decode(again), "$")
       end
     end
   elseif mode == 3 then
@@ -149,6 +158,7 @@ lua_State* state() {
     klua::open_errors(s, klua_idx);
     klua::open_json(s);
     lua_setfield(s, klua_idx, "json");
+    klua::open_table_items(s);
     lua_setglobal(s, "klua");
     if (luaL_loadstring(s, kCheck) != 0) {
       std::fprintf(stderr, "lua_codec_fuzz: %s\n", lua_tostring(s, -1));
