@@ -62,26 +62,13 @@ M.fail = fail
 
 -- Table traversal --------------------------------------------------------------------------------
 -- The encoders never iterate a table with pairs/next: Debian's LuaJIT 2.1.0-beta3 (git 20220320)
--- can miscompile a compiled next() into a truncated pointer and crash (bindings/table_items.cpp
--- says how). table_items(t) -> { k1, v1, ... }, n is a C function the JIT stitches around.
-local table_items = debug.getregistry()["klua.table_items"]
-assert(table_items, "klua.avro needs the host's klua.table_items (bindings/table_items.cpp)")
-M.table_items = table_items
-
--- for _, k, v in items(t) do ... end: pairs(t) without next (a stateless iterator over the copy).
-local function items_next(kv, i)
-  i = i + 2
-  local k = kv[i]
-  if k ~= nil then return i, k, kv[i + 1] end
-end
-function M.items(t)
-  return items_next, (table_items(t)), -1
-end
-
-function M.is_empty(t)
-  local _, n = table_items(t)
-  return n == 0
-end
+-- can miscompile a compiled next() into a truncated pointer and crash. klua.internal.table_items
+-- (shared with klua.json_schema) says how and walks tables through a C function instead.
+local ti = require("klua.internal.table_items")
+M.table_items = ti.table_items
+-- for _, k, v in items(t) do ... end: pairs(t) without next
+M.items = ti.items
+M.is_empty = ti.is_empty
 
 -- Output ------------------------------------------------------------------------------------------
 local CAP = 4096
