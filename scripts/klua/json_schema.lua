@@ -926,7 +926,7 @@ local function compile_keywords(ctx, node, sp)
 
   -- objects
   local props = rawget(node, "properties")
-  local prop_set = {}
+  local prop_set, prop_names, prop_aliases = {}, {}, {}
   if props ~= nil then
     if type(props) ~= "table" then schema_error(kp("properties"), "properties must be an object") end
     local names, aliases, fns = {}, {}, {}
@@ -938,6 +938,7 @@ local function compile_keywords(ctx, node, sp)
     for i, name in ipairs(names) do
       prop_set[name] = true
       aliases[i] = num_alias(name)
+      prop_names[i], prop_aliases[i] = name, aliases[i]
       local sub = rawget(props, name)
       if sub == nil then sub = rawget(props, aliases[i]) end
       fns[i] = compile_child(ctx, sub, kp("properties") .. "/" .. ptr_seg(name))
@@ -970,9 +971,22 @@ local function compile_keywords(ctx, node, sp)
     local addl_fn = addl ~= nil and addl ~= true and compile_child(ctx, addl, kp("additionalProperties"))
     local addl_false = addl == false
     local s = kp("additionalProperties")
+    local nprops = #prop_names
     if np > 0 or addl_fn then
       add(function(v)
         if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
+        if np == 0 then
+          -- Without patterns, no additional property when the entries are as many as the declared
+          -- properties present (each under its name or its number alias: distinct keys): counted
+          -- without copying the table, which only a value with additional properties pays for.
+          local present = 0
+          for i = 1, nprops do
+            if rawget(v, prop_names[i]) ~= nil then present = present + 1 end
+            local a = prop_aliases[i]
+            if a and rawget(v, a) ~= nil then present = present + 1 end
+          end
+          if table_count(v) == present then return end
+        end
         for _, k, x in table_items_of(v) do
           local key = type(k) == "string" and k or key_text(k)
           local matched = prop_set[key] == true

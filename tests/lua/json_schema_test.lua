@@ -481,4 +481,13 @@ test("validators run no next/pairs loop per value (Debian's LuaJIT miscompiles t
   assert_eq(invalid(arr, { 1, 2, [4] = 4 }).keyword, "type")
   assert_eq(invalid(arr, { 1, 2, [2.5] = 4 }).keyword, "type")
   assert_true(compile { type = "object", minProperties = 3, maxProperties = 3 }:validate({ 1, x = 2, [3.5] = 3 }))
+  -- additionalProperties: declared properties counted under their names and number aliases
+  local closed = compile [[{"properties":{"1":{"type":"integer"},"1.5":{},"a":{}},"additionalProperties":false}]]
+  for _ = 1, 100 do
+    assert_true(closed:validate({ [1] = 1, ["1"] = 2, a = 3 }))
+    assert_true(closed:validate({ [1.5] = 1, a = 3 }))
+    assert_eq(invalid(closed, { [1] = 1, b = 3 }).path, "$.b")
+    assert_eq(invalid(closed, { [2] = 1, a = 3 }).keyword, "additionalProperties")
+    assert_eq(invalid(closed, { [1] = "x", a = 1 }).keyword, "type")
+  end
 end)
