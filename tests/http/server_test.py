@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -632,6 +633,10 @@ def _():
             try:
                 socket.create_connection((k.host, k.port), timeout=1).close()
                 time.sleep(0.01)  # the signal is still on its way: try again
+            except ConnectionResetError:
+                # Linux resets a connection whose handshake met the listener's close (the kernel had
+                # queued it, nobody accepted it): the listener is going; the next attempt must be refused.
+                continue
             except ConnectionRefusedError:
                 refused = True
                 break
@@ -717,6 +722,7 @@ def main():
             except Exception as e:  # noqa: BLE001 - report every case
                 failed += 1
                 print(f"FAIL {name}: {type(e).__name__}: {e}")
+                print("    " + traceback.format_exc().replace("\n", "\n    "))
             sys.stdout.flush()
         still_serves(K)
         get(K, "/quit", method="POST")
