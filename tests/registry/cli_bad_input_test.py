@@ -16,6 +16,7 @@ Usage: cli_bad_input_test.py KLUA SCRATCH_DIR
   produce --value-schema with a schema incompatible with the subject's (BACKWARD): exit 1, the registry's
     409, nothing sent.
 """
+import faulthandler
 import json
 import os
 import re
@@ -34,6 +35,10 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # noqa
 from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
+# Should a wait hang (one registry request went unanswered here once), the stacks go to stderr before
+# CTest's timeout (180 s).
+faulthandler.dump_traceback_later(150, exit=True)
+
 KLUA = os.path.realpath(sys.argv[1])
 SCRATCH = os.path.realpath(sys.argv[2])
 BROKERS = os.environ["KLUA_BROKERS"]
@@ -41,7 +46,7 @@ SR_URL = os.environ["KLUA_SCHEMA_REGISTRY"]
 RUN = uuid.uuid4().hex[:8]
 os.makedirs(SCRATCH, exist_ok=True)
 checks = common.Checks("registry_cli_bad_input")
-sr = SchemaRegistryClient({"url": SR_URL})
+sr = SchemaRegistryClient({"url": SR_URL, "timeout": 30})
 admin = AdminClient({"bootstrap.servers": BROKERS})
 
 SCHEMA = json.dumps({"type": "record", "name": "Item", "namespace": "bad.input",
@@ -70,7 +75,7 @@ def count(t):
 
 # ----------------------------------------------------------------------------- consume: bad frames
 t = topic("frames")
-ser = AvroSerializer(sr, SCHEMA)
+ser = AvroSerializer(sr, SCHEMA, conf={"subject.name.strategy.type": "TOPIC"})  # no /associations lookup (Confluent-only)
 good1 = ser({"id": "a", "qty": 1}, SerializationContext(t, MessageField.VALUE))
 good2 = ser({"id": "b", "qty": 2}, SerializationContext(t, MessageField.VALUE))
 sid = int.from_bytes(good1[1:5], "big")

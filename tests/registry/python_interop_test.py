@@ -18,6 +18,7 @@ JSON Schema:
 The schemas and the expected values come from Python's libraries (fastavro, protobuf, json), not from klua.
 """
 import base64
+import faulthandler
 import io
 import json
 import os
@@ -40,6 +41,9 @@ from confluent_kafka.schema_registry.protobuf import ProtobufSerializer, Protobu
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory  # noqa: E402
 
+# Every wait below is bounded; should one still hang, the stacks go to stderr before CTest's timeout (300 s).
+faulthandler.dump_traceback_later(240, exit=True)
+
 KLUA = os.path.realpath(sys.argv[1])
 SCRATCH = os.path.realpath(sys.argv[2])
 ONLY = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--only" else None
@@ -48,14 +52,17 @@ SR_URL = os.environ["KLUA_SCHEMA_REGISTRY"]
 RUN = uuid.uuid4().hex[:8]
 os.makedirs(SCRATCH, exist_ok=True)
 checks = common.Checks("python_interop")
-sr = SchemaRegistryClient({"url": SR_URL})
+sr = SchemaRegistryClient({"url": SR_URL, "timeout": 30})
 admin = AdminClient({"bootstrap.servers": BROKERS})
+# The subject strategy klua's serdes default to. Python's default since 2.13, ASSOCIATED, first asks the
+# Confluent-only /associations endpoint (Apicurio answers 404), one request more per serializer.
+TOPIC_STRATEGY = {"subject.name.strategy.type": "TOPIC"}
 
 
 def topic(name):
     t = f"interop-{name}-{RUN}"
-    for f in admin.create_topics([NewTopic(t, 1, 1)]).values():
-        f.result()
+    for f in admin.create_topics([NewTopic(t, 1, 1)], operation_timeout=30, request_timeout=30).values():
+        f.result(timeout=60)
     return t
 
 
@@ -200,7 +207,7 @@ def test_avro():
 
     # 1. Python writes, klua reads (CLI and library)
     t1 = topic("avro-py")
-    produce(t1, AvroSerializer(sr, AVRO_SCHEMA), records)
+    produce(t1, AvroSerializer(sr, AVRO_SCHEMA, conf=TOPIC_STRATEGY), records)
     checks.eq("avro: klua consume --value-format avro --json = fastavro's Avro JSON", cli_values(t1, "avro"),
               expected_json)
     out = klua_script("avro_read.lua", AVRO_LUA_TO_JSON + r"""
@@ -236,7 +243,7 @@ assert(p:flush())
     checks.eq("avro: Python's AvroDeserializer decodes klua's records",
               consume_decoded(t2, AvroDeserializer(sr), len(records)), records)
     raw = consume_raw(t2, len(records))
-    ser = AvroSerializer(sr, AVRO_SCHEMA)
+    ser = AvroSerializer(sr, AVRO_SCHEMA, conf=TOPIC_STRATEGY)
     want = [ser(r, SerializationContext(t2, MessageField.VALUE)) for r in records]
     checks.eq("avro: klua's bytes = AvroSerializer's bytes (same subject, same id)", raw, want)
     checks.eq("avro: the frame is 00 + the schema id", raw[0][:5],
@@ -352,7 +359,7 @@ def test_protobuf():
     # 1. Python writes (the nested message: index 04 00 00; the top-level one: 00), klua reads
     for what, t, msgs, cls, index in (("Order", topic("pb-order-py"), orders, Order, b"\x00"),
                                       ("Order.Line", topic("pb-line-py"), lines, Line, b"\x04\x00\x00")):
-        produce(t, ProtobufSerializer(cls, sr, {"use.deprecated.format": False}), msgs)
+        produce(t, ProtobufSerializer(cls, sr, {"use.deprecated.format": False, **TOPIC_STRATEGY}), msgs)
         raw = consume_raw(t, len(msgs))
         checks.eq(f"protobuf {what}: Python's message index", raw[0][5:5 + len(index)], index)
         checks.eq(f"protobuf {what}: klua consume --value-format protobuf = json_format's JSON",
@@ -400,7 +407,7 @@ assert(p:flush())
         # so Python registers first (its base64 FileDescriptorProto, common.proto as a reference), and
         # klua's serde encodes with that registered schema (use_latest).
         t = topic("pb-bytes-" + what.split(".")[-1].lower())
-        ser = ProtobufSerializer(cls, sr, {"use.deprecated.format": False})
+        ser = ProtobufSerializer(cls, sr, {"use.deprecated.format": False, **TOPIC_STRATEGY})
         want = [ser(m, SerializationContext(t, MessageField.VALUE)) for m in msgs]
         klua_script("pb_write_latest.lua", r"""
 local t, dir, message, input = ...
@@ -455,7 +462,7 @@ def json_records(n):
 def test_json():
     records = json_records(15)
     t1 = topic("js-py")
-    produce(t1, JSONSerializer(JSON_SCHEMA, sr), records)
+    produce(t1, JSONSerializer(JSON_SCHEMA, sr, conf=TOPIC_STRATEGY), records)
     checks.eq("json-schema: klua consume --value-format json-schema = the records", cli_values(t1, "json-schema"),
               records)
     out = klua_script("js_read.lua", r"""
@@ -479,7 +486,7 @@ assert(p:flush())
 """, t2, write("order.schema.json", JSON_SCHEMA), write("js_in.json", json.dumps(records)))
     checks.eq("json-schema: JSONDeserializer decodes klua's records",
               consume_decoded(t2, JSONDeserializer(JSON_SCHEMA), len(records)), records)
-    ser = JSONSerializer(JSON_SCHEMA, sr)
+    ser = JSONSerializer(JSON_SCHEMA, sr, conf=TOPIC_STRATEGY)
     checks.eq("json-schema: klua's bytes = JSONSerializer's (same subject, same id)", consume_raw(t2, len(records)),
               [ser(r, SerializationContext(t2, MessageField.VALUE)) for r in records])
 
@@ -495,6 +502,7 @@ assert(p:flush())
 for name, fn in (("avro", test_avro), ("protobuf", test_protobuf), ("json", test_json)):
     if ONLY and ONLY != name:
         continue
+    print(f"{name} ...", flush=True)
     try:
         fn()
     except Exception as e:  # one format's failure does not hide the others'
