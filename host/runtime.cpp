@@ -1,4 +1,5 @@
 #include "host/runtime.hpp"
+#include "host/lua_next.hpp"
 
 #include <sys/random.h>
 #include <unistd.h>
@@ -299,6 +300,7 @@ std::optional<std::string> Runtime::config_value(const std::string& key) const {
 void Runtime::open_libs() {
   lua_State* L = L_;
   luaL_openlibs(L);
+  install_uncompiled_next(L);  // on a LuaJIT that miscompiles them, before any chunk captures next or pairs
 
   // math.random: LuaJIT seeds every process identically; seed from the OS.
   uint32_t seed[2];

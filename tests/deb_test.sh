@@ -17,7 +17,8 @@ command -v dpkg-shlibdeps >/dev/null || fail "dpkg-shlibdeps is missing (apt-get
 deb=$(ls "$WORK"/out/klua_*.deb)
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for lib in libluajit-5.1-2 libuv1 libssl3 libsasl2-2 libcurl4 libzstd1 liblz4-1 zlib1g libedit2 libfmt9 libprotobuf32; do
+# libluajit2-5.1-2: OpenResty's LuaJIT, which compiles next() right (host/lua_next.cpp), not Debian's libluajit-5.1-2.
+for lib in libluajit2-5.1-2 libuv1 libssl3 libsasl2-2 libcurl4 libzstd1 liblz4-1 zlib1g libedit2 libfmt9 libprotobuf32; do
   [[ "$depends" == *"$lib"* ]] || fail "Depends lacks $lib"
 done
 [[ "$depends" != *librdkafka* ]] || fail "Depends names librdkafka (klua links its own statically)"

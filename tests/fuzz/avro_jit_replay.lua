@@ -5,9 +5,15 @@
 -- lj_vm_next whose pointer result a 32-bit XCHG truncated, and klua died of SIGSEGV within 3,000
 -- rounds (with most seeds: the crash depends on trace and register
 -- allocation, so the registered test runs several). The encoders now traverse tables with klua.table_items
--- (bindings/table_items.cpp), which the JIT does not compile.
+-- (bindings/table_items.cpp), which the JIT does not compile, and klua now builds on Debian's
+-- luajit2 (OpenResty's LuaJIT, with the fix; host/lua_next.cpp). CODEGEN runs the driver with another
+-- scripts/klua/avro/codegen.lua: the one from before the table_items change died here with LuaJIT's
+-- own next on Debian's luajit (seeds 1 and 2 at 3,000 rounds), and runs clean on luajit2, and on
+-- Debian's luajit with klua's C next (the fallback, host/lua_next.cpp):
 --
---   build/klua run tests/fuzz/avro_jit_replay.lua [SEEDS] [ROUNDS]     (SEEDS: 1 or 1,2,3; exit 139 = the crash)
+--   git show e56b388^:scripts/klua/avro/codegen.lua > old_codegen.lua
+--   build/klua run tests/fuzz/avro_jit_replay.lua [SEEDS] [ROUNDS] [CODEGEN]  (SEEDS: 1 or 1,2,3; exit 139 = the crash)
+if arg[3] then package.loaded["klua.avro.codegen"] = dofile(arg[3]) end
 local src = assert(io.open("tests/fuzz/avro_fuzz.cpp")):read("*a")
 local code = src:match('R"lua%((.-)%)lua"'):gsub('if os.getenv%("AVRO_FUZZ_NOJIT"%) then jit.off%(%) end', "")
 local driver = assert(load(code))()

@@ -217,3 +217,59 @@ test("waits with many different durations all time out, in order (idle timer lis
   klua.sleep(30)
   assert_true(klua.now() - t0 >= 29, "a wait after the recycling still lasts its time")
 end)
+
+-- host/lua_next.cpp: Debian's `luajit` (git 20220320) can miscompile a compiled next() into a
+-- SIGSEGV. klua builds on Debian's luajit2 (OpenResty's LuaJIT, with the fix); on any other LuaJIT,
+-- next and pairs are classic C functions, which the JIT never compiles (KLUA_UNCOMPILED_NEXT=1
+-- forces that, so the fallback is tested here too).
+local NEXT_CHECK = [[
+local funcinfo = require("jit.util").funcinfo
+-- the same traversal: every entry once, of a table with an array part and a hash part
+local t, want_keys, want_sum = {}, 0, 0
+for i = 1, 300 do t[i] = i; want_keys = want_keys + 1; want_sum = want_sum + i end
+for i = 1, 700 do t["k" .. i] = i * 3; want_keys = want_keys + 1; want_sum = want_sum + i * 3 end
+t[true], t[0.5] = 1, 2
+want_keys, want_sum = want_keys + 2, want_sum + 3
+for _ = 1, 200 do  -- enough rounds for the JIT to compile the loops
+  local keys, sum, seen = 0, 0, {}
+  for key, v in pairs(t) do
+    assert(not seen[key], "a key came twice")
+    seen[key] = true
+    keys, sum = keys + 1, sum + v
+  end
+  assert(keys == want_keys and sum == want_sum, keys .. " keys, sum " .. sum)
+  local n, key = 0, next(t)
+  while key ~= nil do n, key = n + 1, next(t, key) end
+  assert(n == want_keys)
+end
+for key in pairs(t) do t[key] = 0 end  -- assigning to existing fields while traversing is allowed
+assert(next({}) == nil)
+local f, s, k = pairs(t)
+assert(f == next and s == t and k == nil, "pairs(t) returns next, t, nil")
+local ok, err = pcall(next, {}, "not a key")
+assert(not ok and tostring(err):find("invalid key to 'next'", 1, true), tostring(err))
+ok, err = pcall(function() local v = next(42) return v end)  -- not a tail call: the name is known
+assert(not ok and tostring(err):find("bad argument #1 to 'next' (table expected, got number)", 1, true), tostring(err))
+ok, err = pcall(function() local a, b, c = pairs(nil) return a, b, c end)
+assert(not ok and tostring(err):find("table expected, got nil", 1, true), tostring(err))
+-- jit.util.funcinfo gives LuaJIT's fast functions an ffid, a classic C function none
+print(package.preload["table.nkeys"] ~= nil, funcinfo(next).ffid ~= nil, funcinfo(pairs).ffid ~= nil,
+      funcinfo(ipairs).ffid ~= nil)
+]]
+
+local function next_check(env)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(NEXT_CHECK)
+  f:close()
+  local out = klua.testkit.sh(env .. " " .. os.getenv("KLUA_BIN") .. " run " .. path .. " 2>&1")
+  os.remove(path)
+  return out
+end
+
+test("next and pairs: LuaJIT's own on OpenResty's LuaJIT, classic C functions on any other", function()
+  -- The build's LuaJIT (tools/dev installs Debian's luajit2) is OpenResty's: LuaJIT's own next.
+  assert_eq(next_check("KLUA_UNCOMPILED_NEXT="), "true\ttrue\ttrue\ttrue\n")
+  -- Forced fallback: klua's C functions (no ffid); ipairs stays LuaJIT's own, so the check tells them apart.
+  assert_eq(next_check("KLUA_UNCOMPILED_NEXT=1"), "true\tfalse\tfalse\ttrue\n")
+end)
