@@ -17,11 +17,9 @@ void open_http_server(Runtime& rt, lua_State* L, int klua_table);  // bindings/h
 void open_http_client(Runtime& rt, lua_State* L, int klua_table);  // bindings/http_client.cpp
 void open_metrics(Runtime& rt, lua_State* L, int klua_table);  // bindings/metrics.cpp
 void open_protobuf(Runtime& rt, lua_State* L, int klua_table);  // bindings/protobuf_module.cpp
-void open_table_items(lua_State* L);  // bindings/table_items.cpp
 
 std::vector<ModuleOpener> standard_modules() {
   return {
-      [](Runtime&, lua_State* L, int) { open_table_items(L); },
       [](Runtime&, lua_State* L, int klua) {
         open_json(L);
         // Kept in the registry for the stats hook (on_stats receives decoded JSON).

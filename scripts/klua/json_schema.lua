@@ -37,12 +37,6 @@ local json = klua.json
 local NULL = json.null
 local type, next, rawget, getmetatable, tostring, tonumber = type, next, rawget, getmetatable, tostring, tonumber
 local huge = math.huge
--- What runs per validated value never iterates with pairs/next, which Debian's LuaJIT 2.1.0-beta3
--- can miscompile into a crash (scripts/klua/internal/table_items.lua): objects are walked with
--- table_items_of(t) and counted with table_count(t), C functions the JIT does not compile. Loops run once per
--- schema, while compiling it, keep next.
-local ti = require("klua.internal.table_items")
-local table_items_of, table_count = ti.items, ti.count
 local byte, fmt, concat = string.byte, string.format, table.concat
 
 local SCHEMA_ERROR = "KLUA_SCHEMA"
@@ -58,13 +52,14 @@ local function table_kind(v)
     if j == "array" or j == "object" then return j end
   end
   if rawget(v, 1) == nil then return "object" end
-  -- n entries, all at 1..n: an array (the n keys 1..n are all the entries there are)
   local n = #v
-  if table_count(v) ~= n then return "object" end
-  for i = 2, n do
-    if rawget(v, i) == nil then return "object" end
+  local count = 0
+  for k in next, v do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return "object" end
+    count = count + 1
   end
-  return "array"
+  if count == n then return "array" end
+  return "object"
 end
 
 
@@ -111,9 +106,9 @@ function deep_equal(a, b)
   end
   local ta, tb = {}, {}
   local na = 0
-  for _, k, x in table_items_of(a) do ta[key_text(k)] = x; na = na + 1 end
-  for _, k, x in table_items_of(b) do tb[key_text(k)] = x end
-  for _, k, x in table_items_of(tb) do
+  for k, x in next, a do ta[key_text(k)] = x; na = na + 1 end
+  for k, x in next, b do tb[key_text(k)] = x end
+  for k, x in next, tb do
     local y = ta[k]
     if y == nil or not deep_equal(x, y) then return false end
     na = na - 1
@@ -205,7 +200,7 @@ end
 local MSG = {}
 function MSG.type(e) return ("expected %s, found %s"):format(e.a, e.v == nil and "null" or
   (type(e.v) == "string" and "string " .. show(e.v) or kind_name(e.v) .. (type(e.v) == "table" and "" or " " .. show(e.v)))
-  .. ((e.a:find("array", 1, true) and type(e.v) == "table" and table_count(e.v) == 0) and
+  .. ((e.a:find("array", 1, true) and type(e.v) == "table" and next(e.v) == nil) and
       " (an empty unmarked Lua table is an object: mark it with klua.json.array)" or "")) end
 function MSG.false_schema(e) return "no value is allowed here (the schema is false)" end
 function MSG.minimum(e) return ("%s is less than the minimum %s"):format(show(e.v), show(e.a)) end
@@ -926,7 +921,7 @@ local function compile_keywords(ctx, node, sp)
 
   -- objects
   local props = rawget(node, "properties")
-  local prop_set, prop_names, prop_aliases = {}, {}, {}
+  local prop_set = {}
   if props ~= nil then
     if type(props) ~= "table" then schema_error(kp("properties"), "properties must be an object") end
     local names, aliases, fns = {}, {}, {}
@@ -938,7 +933,6 @@ local function compile_keywords(ctx, node, sp)
     for i, name in ipairs(names) do
       prop_set[name] = true
       aliases[i] = num_alias(name)
-      prop_names[i], prop_aliases[i] = name, aliases[i]
       local sub = rawget(props, name)
       if sub == nil then sub = rawget(props, aliases[i]) end
       fns[i] = compile_child(ctx, sub, kp("properties") .. "/" .. ptr_seg(name))
@@ -971,23 +965,10 @@ local function compile_keywords(ctx, node, sp)
     local addl_fn = addl ~= nil and addl ~= true and compile_child(ctx, addl, kp("additionalProperties"))
     local addl_false = addl == false
     local s = kp("additionalProperties")
-    local nprops = #prop_names
     if np > 0 or addl_fn then
       add(function(v)
         if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
-        if np == 0 then
-          -- Without patterns, no additional property when the entries are as many as the declared
-          -- properties present (each under its name or its number alias: distinct keys): counted
-          -- without copying the table, which only a value with additional properties pays for.
-          local present = 0
-          for i = 1, nprops do
-            if rawget(v, prop_names[i]) ~= nil then present = present + 1 end
-            local a = prop_aliases[i]
-            if a and rawget(v, a) ~= nil then present = present + 1 end
-          end
-          if table_count(v) == present then return end
-        end
-        for _, k, x in table_items_of(v) do
+        for k, x in next, v do
           local key = type(k) == "string" and k or key_text(k)
           local matched = prop_set[key] == true
           for i = 1, np do
@@ -1024,7 +1005,7 @@ local function compile_keywords(ctx, node, sp)
     local s = kp("propertyNames")
     add(function(v)
       if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
-      for _, k in table_items_of(v) do
+      for k in next, v do
         local key = key_text(k)
         local e = f(key)
         if e then
@@ -1041,7 +1022,8 @@ local function compile_keywords(ctx, node, sp)
     local smax, smin = kp("maxProperties"), kp("minProperties")
     add(function(v)
       if not is_obj and (type(v) ~= "table" or table_kind(v) ~= "object") then return end
-      local c = table_count(v)
+      local c = 0
+      for _ in next, v do c = c + 1 end
       if maxp and c > maxp then return fail("maxProperties", smax, MSG.maxProperties, v, { c, maxp }) end
       if minp and c < minp then return fail("minProperties", smin, MSG.minProperties, v, { c, minp }) end
     end)

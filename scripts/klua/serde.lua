@@ -15,9 +15,6 @@
 local frame = require("klua.serde.frame")
 local internal = require("klua.serde.internal")
 local byte, type, tostring, pairs, pcall = string.byte, type, tostring, pairs, pcall
--- Per message (errors included) tables are copied with items, never pairs/next: Debian's LuaJIT
--- can miscompile a compiled next() (scripts/klua/internal/table_items.lua).
-local items = require("klua.internal.table_items").items
 local where, derr, eerr = internal.where, internal.decode_error, internal.encode_error
 
 local M = { frame = frame }
@@ -45,7 +42,7 @@ local new_error = internal.new_error
 local function in_context(err, ctx, field, id)
   if type(err) ~= "table" then err = { name = "KLUA_DESERIALIZATION", message = tostring(err) } end
   local e = {}
-  for _, k, v in items(err) do e[k] = v end
+  for k, v in pairs(err) do e[k] = v end
   local w = where(ctx, field)
   if w then e.message = w .. ": " .. tostring(err.message) end
   if ctx then e.topic, e.partition, e.offset = ctx.topic, ctx.partition, ctx.offset end
@@ -118,7 +115,7 @@ end
 local function subject_error(err, subject, what)
   if type(err) ~= "table" then return new_error{ name = "KLUA_REGISTRY", message = tostring(err) } end
   local e = {}
-  for _, k, v in items(err) do e[k] = v end
+  for k, v in pairs(err) do e[k] = v end
   e.subject = subject
   e.message = "subject " .. subject .. ": " .. what .. ": " .. tostring(err.message)
   return new_error(e)

@@ -5,9 +5,10 @@
 //   - decode never raises: it returns a value or nil, err (KLUA_DESERIALIZATION);
 //   - a decoded value encodes (or fails with KLUA_SERIALIZATION: a decimal wider than its
 //     precision), what klua wrote decodes, and encoding that again gives as many bytes.
-// LuaJIT's compiler is on, as in klua: the mutated inputs once crashed Debian's LuaJIT 2.1.0-beta3
-// within seconds (a compiled next() whose pointer result a 32-bit XCHG truncated; the encoders now
-// traverse tables with klua.table_items, bindings/table_items.cpp). AVRO_FUZZ_NOJIT=1 turns it off,
+// LuaJIT's compiler is on, as in klua: the mutated inputs once crashed Debian's luajit 2.1.0-beta3
+// within seconds (a compiled next() whose pointer result a 32-bit XCHG truncated, upstream
+// 5e3c45c4; klua builds on luajit2, which has the fix, and makes next and pairs C functions on any
+// other LuaJIT, as this driver's state does: host/lua_next.cpp). AVRO_FUZZ_NOJIT=1 turns it off,
 // to tell a JIT fault from the codec's.
 // The Lua code is invisible to libFuzzer's coverage, so the driver returns a "feature" (the schema,
 // and the error with its digits blanked, its path naming how deep the decode got; or the success
@@ -22,10 +23,7 @@
 
 #include "bindings/json.hpp"
 #include "host/error.hpp"
-
-namespace klua {
-void open_table_items(lua_State* L);  // bindings/table_items.cpp
-}
+#include "host/lua_next.hpp"
 
 namespace {
 
@@ -89,7 +87,7 @@ lua_State* state() {
     klua::open_errors(s, lua_gettop(s));
     klua::open_json(s);
     lua_setfield(s, -2, "json");
-    klua::open_table_items(s);
+    klua::install_uncompiled_next(s);  // as the host does, on a LuaJIT without the fix
     lua_setglobal(s, "klua");
     lua_getglobal(s, "package");
     lua_pushstring(s, KLUA_ROOT "/scripts/?.lua");

@@ -3,15 +3,16 @@
 -- byte mutations. Debian's LuaJIT 2.1.0-beta3 (git 20220320, without upstream 5e3c45c4 "x64: Fix
 -- RETHI/RETLO swap after call") compiled the map encoder's `for k, x in next, v` into a call of
 -- lj_vm_next whose pointer result a 32-bit XCHG truncated, and klua died of SIGSEGV within 3,000
--- rounds (with most seeds: the crash depends on trace and register
--- allocation, so the registered test runs several). The encoders now traverse tables with klua.table_items
--- (bindings/table_items.cpp), which the JIT does not compile, and klua now builds on Debian's
--- luajit2 (OpenResty's LuaJIT, with the fix; host/lua_next.cpp). CODEGEN runs the driver with another
--- scripts/klua/avro/codegen.lua: the one from before the table_items change died here with LuaJIT's
--- own next on Debian's luajit (seeds 1 and 2 at 3,000 rounds), and runs clean on luajit2, and on
--- Debian's luajit with klua's C next (the fallback, host/lua_next.cpp):
+-- rounds (with most seeds: the crash depends on trace and register allocation, so the registered
+-- test runs several). klua now builds on Debian's luajit2 (OpenResty's LuaJIT, with the fix) and,
+-- on any other LuaJIT, makes next and pairs C functions the JIT does not compile
+-- (host/lua_next.cpp); the encoders loop with next again, as they did then. This test guards that
+-- their compiled loops stay sound on the LuaJIT klua runs on: the same encoders died here with
+-- LuaJIT's own next on Debian's luajit (seeds 1 and 2 at 3,000 rounds), and run clean on luajit2,
+-- and on Debian's luajit with klua's C next. CODEGEN runs the driver with another
+-- scripts/klua/avro/codegen.lua, e.g. one from git history:
 --
---   git show e56b388^:scripts/klua/avro/codegen.lua > old_codegen.lua
+--   git show COMMIT:scripts/klua/avro/codegen.lua > other_codegen.lua
 --   build/klua run tests/fuzz/avro_jit_replay.lua [SEEDS] [ROUNDS] [CODEGEN]  (SEEDS: 1 or 1,2,3; exit 139 = the crash)
 if arg[3] then package.loaded["klua.avro.codegen"] = dofile(arg[3]) end
 local src = assert(io.open("tests/fuzz/avro_fuzz.cpp")):read("*a")

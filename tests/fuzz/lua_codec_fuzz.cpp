@@ -22,14 +22,11 @@
 
 #include "bindings/json.hpp"
 #include "host/error.hpp"
+#include "host/lua_next.hpp"
 
 #ifndef KLUA_SOURCE_ROOT
 #error "KLUA_SOURCE_ROOT must name the source tree (tests/fuzz/CMakeLists.txt sets it)"
 #endif
-
-namespace klua {
-void open_table_items(lua_State* L);  // bindings/table_items.cpp
-}
 
 namespace {
 
@@ -158,7 +155,7 @@ lua_State* state() {
     klua::open_errors(s, klua_idx);
     klua::open_json(s);
     lua_setfield(s, klua_idx, "json");
-    klua::open_table_items(s);
+    klua::install_uncompiled_next(s);  // as the host does, on a LuaJIT without the fix
     lua_setglobal(s, "klua");
     if (luaL_loadstring(s, kCheck) != 0) {
       std::fprintf(stderr, "lua_codec_fuzz: %s\n", lua_tostring(s, -1));

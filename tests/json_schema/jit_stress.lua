@@ -2,9 +2,11 @@
 -- JSON-Schema-Test-Suite's cases (drafts 4 and 7) validated round after round with the JIT on, so
 -- the validators' closures compile, each answer checked against the suite's, followed by the same
 -- schemas against random objects and arrays of random keys (varied table layouts for the object
--- keywords' traversals), each answer checked against the first round's. Debian's LuaJIT
--- 2.1.0-beta3 (git 20220320) can miscompile a compiled next() into a truncated pointer and crash
--- (scripts/klua/internal/table_items.lua): the validators must not run one per value.
+-- keywords' traversals), each answer checked against the first round's. The validators walk
+-- objects with next() loops the JIT compiles; Debian's luajit 2.1.0-beta3 (git 20220320, without
+-- upstream 5e3c45c4) can miscompile such a loop into a truncated pointer and a crash, which klua
+-- avoids by building on luajit2 and, on any other LuaJIT, by making next and pairs C functions
+-- (host/lua_next.cpp). This guards that, and the validators' answers with compiled traces.
 --
 --   build/klua run tests/json_schema/jit_stress.lua [SEED] [ROUNDS]
 local js, json = klua.json_schema, klua.json

@@ -185,18 +185,18 @@ function Gen:enc(node, v)
     self:dedent()
     self:emit("end")
     self:dedent()
-    self:emit(format("elseif not is_empty(%s) then return fail_type(\"array (a sequence)\", %s) end", v, v))
+    self:emit(format("elseif next(%s) ~= nil then return fail_type(\"array (a sequence)\", %s) end", v, v))
     self:emit("pos = put_zero(pos)")
   elseif t == "map" then
-    local n, k, x, kv, j = self:var("n"), self:var("k"), self:var("x"), self:var("kv"), self:var("j")
+    local n, k, x = self:var("n"), self:var("k"), self:var("x")
     self:emit(format("if type(%s) ~= \"table\" then return fail_type(\"map\", %s) end", v, v))
-    self:emit(format("local %s, %s = table_items(%s)", kv, n, v))
+    self:emit(format("local %s = 0", n))
+    self:emit(format("for _ in next, %s do %s = %s + 1 end", v, n, n))
     self:emit(format("if %s > 0 then", n))
     self:indent()
     self:emit(format("pos = put_count(pos, %s)", n))
-    self:emit(format("for %s = 1, 2 * %s, 2 do", j, n))
+    self:emit(format("for %s, %s in next, %s do", k, x, v))
     self:indent()
-    self:emit(format("local %s, %s = %s[%s], %s[%s + 1]", k, x, kv, j, kv, j))
     self:emit(format("pos = put_str(pos, %s, \"string (a map key)\") %s", k, CHECK))
     self:push(format("'[\"' .. tostring(%s) .. '\"]'", k))
     self:enc(node.values, x)
@@ -487,8 +487,7 @@ local function assemble(gen, name)
   end
   local head = {
     "local R, K, F, PT, NULL, ARRAY_MT, validate, is_decimal, choose_table = ...",
-    "local type, floor, tostring, setmetatable = type, math.floor, tostring, setmetatable",
-    "local table_items, is_empty = R.table_items, R.is_empty",
+    "local type, next, floor, tostring, setmetatable = type, next, math.floor, tostring, setmetatable",
     "local depth = 0  -- nesting of recursive records, reset by F[0]",
   }
   for _, h in ipairs(HELPERS) do head[#head + 1] = format("local %s = R.%s", h, h) end
@@ -554,14 +553,13 @@ validate = function(node, v, depth)
   elseif t == "array" then
     if type(v) ~= "table" then return false end
     local n = #v
-    if n == 0 and not R.is_empty(v) then return false end
+    if n == 0 and next(v) ~= nil then return false end
     for i = 1, n do if not validate(node.items, v[i], depth) then return false end end
     return true
   elseif t == "map" then
     if type(v) ~= "table" then return false end
-    local kv, n = R.table_items(v)
-    for j = 1, 2 * n, 2 do
-      if type(kv[j]) ~= "string" or not validate(node.values, kv[j + 1], depth) then return false end
+    for k, x in pairs(v) do
+      if type(k) ~= "string" or not validate(node.values, x, depth) then return false end
     end
     return true
   elseif t == "record" then
@@ -590,9 +588,8 @@ function M.choose_table(nodes, v)
     if validate(b, v) then
       if b.type == "record" then
         local n = 0
-        local kv, nkv = R.table_items(v)
-        for i = 1, 2 * nkv, 2 do
-          if b.field_index[kv[i]] then n = n + 1 end
+        for k in pairs(v) do
+          if b.field_index[k] then n = n + 1 end
         end
         if n > most then best, most = j, n end
       elseif best == 0 then

@@ -108,7 +108,6 @@ end
 
 local codegen = require("klua.avro.codegen")
 local R = require("klua.avro.runtime")
-local items = R.items  -- pairs without next (avro/runtime.lua says why)
 local choose_table = codegen.choose_table
 
 local function takes(node, i, b, lt, v)
@@ -337,7 +336,7 @@ function write(buf, node, v, path)
   elseif t == "map" then
     if type(v) ~= "table" or v == NULL then expect(path, "a map (a table of string keys)", v) end
     local keys = {}
-    for _, k in items(v) do
+    for k in pairs(v) do
       if type(k) ~= "string" then fail(path, "expected a map (a table of string keys), got a " .. type(k) .. " key") end
       keys[#keys + 1] = k
     end
@@ -498,7 +497,7 @@ end
 
 local function sorted_keys(t)
   local keys, n = {}, 0
-  for _, k in items(t) do
+  for k in pairs(t) do
     if type(k) ~= "string" then fail("", "a key that is not a string") end
     n = n + 1
     keys[n] = k
@@ -938,7 +937,7 @@ end
 local function deepcopy(v)
   if type(v) ~= "table" or v == NULL then return v end
   local c = {}
-  for _, k, y in items(v) do c[k] = deepcopy(y) end
+  for k, y in pairs(v) do c[k] = deepcopy(y) end
   return setmetatable(c, getmetatable(v))
 end
 
@@ -980,7 +979,7 @@ function convert(node, j, path)
     end
     local key, count
     count = 0
-    for _, k in items(j) do
+    for k in pairs(j) do
       key = k
       count = count + 1
     end
@@ -1044,12 +1043,12 @@ function convert(node, j, path)
   elseif t == "map" then
     if getmetatable(j) ~= OBJ then jexpect(path, "an object (a map)", j) end
     local out = {}
-    for _, k, x in items(j) do out[k] = container_value(node.values, x, key_path(path, k)) end
+    for k, x in pairs(j) do out[k] = container_value(node.values, x, key_path(path, k)) end
     return out
   elseif t == "record" then
     if getmetatable(j) ~= OBJ then jexpect(path, "an object (record " .. node.name .. ")", j) end
     -- a member the record lacks first: a typo names itself rather than the field it misses
-    for _, k in items(j) do
+    for k in pairs(j) do
       if node.field_index[k] == nil then
         fail(field_path(path, k), "the record " .. node.name .. " has no such field")
       end

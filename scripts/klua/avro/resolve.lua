@@ -35,7 +35,6 @@
 local ffi = require("ffi")
 local bit = require("bit")
 local new_tab = require("table.new")
-local items = require("klua.avro.runtime").items  -- pairs without next (avro/runtime.lua says why)
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall =
   type, tostring, tonumber, pairs, ipairs, setmetatable, getmetatable, error, pcall
@@ -264,7 +263,7 @@ end
 local function deepcopy(v)
   if type(v) ~= "table" then return v end
   local t = {}
-  for _, k, x in items(v) do t[k] = deepcopy(x) end
+  for k, x in pairs(v) do t[k] = deepcopy(x) end
   return setmetatable(t, getmetatable(v))
 end
 

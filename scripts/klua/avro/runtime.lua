@@ -60,16 +60,6 @@ local function fail(msg)
 end
 M.fail = fail
 
--- Table traversal --------------------------------------------------------------------------------
--- The encoders never iterate a table with pairs/next: Debian's LuaJIT 2.1.0-beta3 (git 20220320)
--- can miscompile a compiled next() into a truncated pointer and crash. klua.internal.table_items
--- (shared with klua.json_schema) says how and walks tables through a C function instead.
-local ti = require("klua.internal.table_items")
-M.table_items = ti.table_items
--- for _, k, v in items(t) do ... end: pairs(t) without next
-M.items = ti.items
-M.is_empty = ti.is_empty
-
 -- Output ------------------------------------------------------------------------------------------
 local CAP = 4096
 local B = u8arr(CAP)

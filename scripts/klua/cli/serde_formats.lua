@@ -5,7 +5,6 @@
 -- into the bytes to send. The registry is klua.registry() (--schema-registry URL, the profile's
 -- schema.registry.url, KLUA_SCHEMA_REGISTRY); schemas are fetched once per id and compiled once.
 local common = require("klua.cli.common")
-local items = require("klua.internal.table_items").items
 local M = {}
 
 M.NAMES = { "string", "json", "avro", "protobuf", "json-schema" }
@@ -34,11 +33,9 @@ function M.registry(usage, option, fmt)
   return reg
 end
 
--- Per bad line: fields copied with items, not pairs/next (Debian's LuaJIT can miscompile a compiled
--- next(): scripts/klua/internal/table_items.lua).
 local function deser(message, fields)
   local e = { name = "KLUA_DESERIALIZATION", message = message }
-  if fields then for _, k, v in items(fields) do e[k] = v end end
+  for k, v in pairs(fields or {}) do e[k] = v end
   return klua.errors.new(e)
 end
 

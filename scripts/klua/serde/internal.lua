@@ -1,9 +1,6 @@
 -- The serdes' shared pieces (not public: klua.serde.frame and klua.serde are): where a failed
 -- encode or decode happened, and its error.
-local tostring = tostring
--- Errors are made per failed message: their tables are copied with items, never pairs/next,
--- which Debian's LuaJIT can miscompile (scripts/klua/internal/table_items.lua).
-local items = require("klua.internal.table_items").items
+local tostring, pairs = tostring, pairs
 
 local M = {}
 
@@ -11,7 +8,7 @@ local M = {}
 -- others (offset, field, path, schema_id, subject, status, error_code...) are set on the error.
 function M.new_error(fields)
   local e = klua.errors.new(fields)
-  for _, k, v in items(fields) do
+  for k, v in pairs(fields) do
     if e[k] == nil then e[k] = v end
   end
   return e
@@ -41,7 +38,7 @@ function M.decode_error(detail, ctx, field, extra)
     field = field,
   }
   if ctx then e.topic, e.partition, e.offset = ctx.topic, ctx.partition, ctx.offset end
-  if extra then for _, k, v in items(extra) do e[k] = v end end
+  if extra then for k, v in pairs(extra) do e[k] = v end end
   return M.new_error(e)
 end
 
