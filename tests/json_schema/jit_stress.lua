@@ -10,28 +10,10 @@
 --
 --   build/klua run tests/json_schema/jit_stress.lua [SEED] [ROUNDS]
 local js, json = klua.json_schema, klua.json
-local ROOT = "tests/fixtures/json-schema-test-suite/"
+local suite = dofile("tests/json_schema/suite_fixture.lua")
+local ROOT, read, list, remotes = suite.root, suite.read, suite.list, suite.remotes
 local seed, rounds = tonumber(arg[1]) or 1, tonumber(arg[2]) or 40
 math.randomseed(seed)
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-local function list(cmd)
-  local out = {}
-  local p = assert(io.popen(cmd))
-  for line in p:lines() do out[#out + 1] = line end
-  p:close()
-  return out
-end
-
-local remotes = {}
-for _, path in ipairs(list("cd " .. ROOT .. "remotes && find . -name '*.json' | sort")) do
-  remotes["http://localhost:1234/" .. path:sub(3)] = read(ROOT .. "remotes/" .. path:sub(3))
-end
 
 local cases, validators = {}, {}
 for _, draft in ipairs { 4, 7 } do

@@ -5,32 +5,13 @@
 local js = klua.json_schema
 local json = klua.json
 
-local ROOT = "tests/fixtures/json-schema-test-suite/"
 
 -- "file: group description: test description" of the cases klua does not pass, and why.
 local KNOWN = {
 }
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function list(cmd)
-  local out = {}
-  local p = assert(io.popen(cmd))
-  for line in p:lines() do out[#out + 1] = line end
-  p:close()
-  return out
-end
-
--- The suite's remotes, served at http://localhost:1234/ by its convention.
-local remotes = {}
-for _, path in ipairs(list("cd " .. ROOT .. "remotes && find . -name '*.json' | sort")) do
-  remotes["http://localhost:1234/" .. path:sub(3)] = read(ROOT .. "remotes/" .. path:sub(3))
-end
+local suite = dofile("tests/json_schema/suite_fixture.lua")
+local ROOT, read, list, remotes = suite.root, suite.read, suite.list, suite.remotes
 
 local function run(draft)
   local passed, failed, known_seen = 0, {}, {}
